@@ -1,0 +1,7 @@
+//! Adapters: one folder per backend, each implementing ports from `crate::ports`.
+//!
+//! Nothing outside `crate::context` names an adapter type; roles see only the ports.
+
+pub mod memory;
+pub mod sqlite;
+pub mod telephony;

@@ -1,0 +1,363 @@
+//! Row shapes of the SQLite store and their conversion to domain types.
+
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use diesel::sql_types::{BigInt, Double, Integer, Nullable, Text};
+use diesel::QueryableByName;
+
+use crate::domain::business_hours::{BusinessHours, BusinessWindow};
+use crate::domain::call::{Attempt, AttemptStatus, Call, CallStatus};
+use crate::domain::campaign::{Campaign, CampaignStatus, RetryPolicy};
+use crate::domain::ids::{CallId, CampaignId};
+use crate::domain::phone::PhoneNumber;
+use crate::domain::stats::CampaignStats;
+use crate::ports::{ClaimedCall, OrphanedAttempt, StoreError};
+
+pub fn to_ms(at: DateTime<Utc>) -> i64 {
+    at.timestamp_millis()
+}
+
+pub fn from_ms(ms: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms)
+        .single()
+        .unwrap_or(DateTime::<Utc>::UNIX_EPOCH)
+}
+
+fn corrupt(what: &str, value: impl std::fmt::Display) -> StoreError {
+    StoreError::Internal(format!("corrupt {what} in store: {value}"))
+}
+
+fn parse_id<T: std::str::FromStr>(what: &str, value: &str) -> Result<T, StoreError> {
+    value.parse().map_err(|_| corrupt(what, value))
+}
+
+fn parse_metadata(value: Option<String>) -> Option<serde_json::Value> {
+    value.and_then(|text| serde_json::from_str(&text).ok())
+}
+
+pub const CAMPAIGN_COLUMNS: &str = "campaigns.id AS id, campaigns.name AS name, \
+    campaigns.description AS description, campaigns.time_zone AS time_zone, \
+    campaigns.status AS status, campaigns.max_concurrent_calls AS max_concurrent_calls, \
+    campaigns.max_attempts AS max_attempts, campaigns.base_delay_ms AS base_delay_ms, \
+    campaigns.max_delay_ms AS max_delay_ms, campaigns.jitter AS jitter, \
+    campaigns.business_hours AS business_hours, campaigns.target_count AS target_count, \
+    campaigns.created_at AS created_at, campaigns.updated_at AS updated_at, \
+    campaigns.started_at AS started_at, campaigns.completed_at AS completed_at";
+
+#[derive(QueryableByName)]
+pub struct CampaignRow {
+    #[diesel(sql_type = Text)]
+    id: String,
+    #[diesel(sql_type = Text)]
+    name: String,
+    #[diesel(sql_type = Text)]
+    description: String,
+    #[diesel(sql_type = Text)]
+    time_zone: String,
+    #[diesel(sql_type = Text)]
+    status: String,
+    #[diesel(sql_type = Integer)]
+    max_concurrent_calls: i32,
+    #[diesel(sql_type = Integer)]
+    max_attempts: i32,
+    #[diesel(sql_type = BigInt)]
+    base_delay_ms: i64,
+    #[diesel(sql_type = BigInt)]
+    max_delay_ms: i64,
+    #[diesel(sql_type = Double)]
+    jitter: f64,
+    #[diesel(sql_type = Text)]
+    business_hours: String,
+    #[diesel(sql_type = BigInt)]
+    target_count: i64,
+    #[diesel(sql_type = BigInt)]
+    created_at: i64,
+    #[diesel(sql_type = BigInt)]
+    updated_at: i64,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    started_at: Option<i64>,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    completed_at: Option<i64>,
+}
+
+#[derive(QueryableByName)]
+pub struct RunnableRow {
+    #[diesel(embed)]
+    pub campaign: CampaignRow,
+    #[diesel(sql_type = BigInt)]
+    pub queued: i64,
+}
+
+impl TryFrom<CampaignRow> for Campaign {
+    type Error = StoreError;
+
+    fn try_from(row: CampaignRow) -> Result<Self, StoreError> {
+        let windows: Vec<BusinessWindow> = serde_json::from_str(&row.business_hours)
+            .map_err(|err| corrupt("business hours", err))?;
+        Ok(Campaign {
+            id: parse_id("campaign id", &row.id)?,
+            name: row.name,
+            description: row.description,
+            time_zone: row
+                .time_zone
+                .parse()
+                .map_err(|_| corrupt("time zone", &row.time_zone))?,
+            status: CampaignStatus::parse(&row.status)
+                .ok_or_else(|| corrupt("campaign status", &row.status))?,
+            max_concurrent_calls: row.max_concurrent_calls.max(0) as u32,
+            retry_policy: RetryPolicy {
+                max_attempts: row.max_attempts.max(0) as u32,
+                base_delay: Duration::from_millis(row.base_delay_ms.max(0) as u64),
+                max_delay: Duration::from_millis(row.max_delay_ms.max(0) as u64),
+                jitter: row.jitter,
+            },
+            business_hours: BusinessHours::new(windows),
+            created_at: from_ms(row.created_at),
+            updated_at: from_ms(row.updated_at),
+            started_at: row.started_at.map(from_ms),
+            completed_at: row.completed_at.map(from_ms),
+            target_count: row.target_count.max(0) as u64,
+        })
+    }
+}
+
+pub const CALL_COLUMNS: &str = "id, campaign_id, phone_number, status, attempt_count, \
+    max_attempts, scheduled_at, next_attempt_at, last_attempt_at, created_at, updated_at, \
+    last_error, metadata";
+
+#[derive(QueryableByName)]
+pub struct CallRow {
+    #[diesel(sql_type = Text)]
+    id: String,
+    #[diesel(sql_type = Text)]
+    campaign_id: String,
+    #[diesel(sql_type = Text)]
+    phone_number: String,
+    #[diesel(sql_type = Text)]
+    status: String,
+    #[diesel(sql_type = Integer)]
+    attempt_count: i32,
+    #[diesel(sql_type = Integer)]
+    max_attempts: i32,
+    #[diesel(sql_type = BigInt)]
+    scheduled_at: i64,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    next_attempt_at: Option<i64>,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    last_attempt_at: Option<i64>,
+    #[diesel(sql_type = BigInt)]
+    created_at: i64,
+    #[diesel(sql_type = BigInt)]
+    updated_at: i64,
+    #[diesel(sql_type = Nullable<Text>)]
+    last_error: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    metadata: Option<String>,
+}
+
+impl TryFrom<CallRow> for Call {
+    type Error = StoreError;
+
+    fn try_from(row: CallRow) -> Result<Self, StoreError> {
+        Ok(Call {
+            id: parse_id::<CallId>("call id", &row.id)?,
+            campaign_id: parse_id::<CampaignId>("campaign id", &row.campaign_id)?,
+            phone_number: PhoneNumber::from_canonical(row.phone_number),
+            status: CallStatus::parse(&row.status)
+                .ok_or_else(|| corrupt("call status", &row.status))?,
+            attempt_count: row.attempt_count.max(0) as u32,
+            max_attempts: row.max_attempts.max(0) as u32,
+            scheduled_at: from_ms(row.scheduled_at),
+            next_attempt_at: row.next_attempt_at.map(from_ms),
+            last_attempt_at: row.last_attempt_at.map(from_ms),
+            created_at: from_ms(row.created_at),
+            updated_at: from_ms(row.updated_at),
+            last_error: row.last_error,
+            metadata: parse_metadata(row.metadata),
+        })
+    }
+}
+
+#[derive(QueryableByName)]
+pub struct AttemptRow {
+    #[diesel(sql_type = Integer)]
+    attempt: i32,
+    #[diesel(sql_type = Text)]
+    status: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    error: Option<String>,
+    #[diesel(sql_type = BigInt)]
+    started_at: i64,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    ended_at: Option<i64>,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    duration_ms: Option<i64>,
+}
+
+impl TryFrom<AttemptRow> for Attempt {
+    type Error = StoreError;
+
+    fn try_from(row: AttemptRow) -> Result<Self, StoreError> {
+        Ok(Attempt {
+            attempt: row.attempt.max(0) as u32,
+            status: AttemptStatus::parse(&row.status)
+                .ok_or_else(|| corrupt("attempt status", &row.status))?,
+            error: row.error,
+            started_at: from_ms(row.started_at),
+            ended_at: row.ended_at.map(from_ms),
+            duration_ms: row.duration_ms.map(|ms| ms.max(0) as u64),
+        })
+    }
+}
+
+#[derive(QueryableByName)]
+pub struct StatsRow {
+    #[diesel(sql_type = Text)]
+    campaign_id: String,
+    #[diesel(sql_type = BigInt)]
+    total_targets: i64,
+    #[diesel(sql_type = BigInt)]
+    total_calls: i64,
+    #[diesel(sql_type = BigInt)]
+    queued: i64,
+    #[diesel(sql_type = BigInt)]
+    retrying: i64,
+    #[diesel(sql_type = BigInt)]
+    dialing: i64,
+    #[diesel(sql_type = BigInt)]
+    completed: i64,
+    #[diesel(sql_type = BigInt)]
+    failed: i64,
+    #[diesel(sql_type = BigInt)]
+    canceled: i64,
+    #[diesel(sql_type = BigInt)]
+    attempts_total: i64,
+    #[diesel(sql_type = BigInt)]
+    retries_attempted: i64,
+    #[diesel(sql_type = BigInt)]
+    duration_ms_total: i64,
+    #[diesel(sql_type = BigInt)]
+    finished_attempts: i64,
+    #[diesel(sql_type = BigInt)]
+    updated_at: i64,
+}
+
+impl TryFrom<StatsRow> for CampaignStats {
+    type Error = StoreError;
+
+    fn try_from(row: StatsRow) -> Result<Self, StoreError> {
+        let count = |value: i64| value.max(0) as u64;
+        Ok(CampaignStats {
+            campaign_id: parse_id("campaign id", &row.campaign_id)?,
+            total_targets: count(row.total_targets),
+            total_calls: count(row.total_calls),
+            queued_calls: count(row.queued),
+            retrying_calls: count(row.retrying),
+            dialing_calls: count(row.dialing),
+            completed_calls: count(row.completed),
+            failed_calls: count(row.failed),
+            canceled_calls: count(row.canceled),
+            attempts_total: count(row.attempts_total),
+            retries_attempted: count(row.retries_attempted),
+            duration_ms_total: count(row.duration_ms_total),
+            finished_attempts: count(row.finished_attempts),
+            updated_at: from_ms(row.updated_at),
+        })
+    }
+}
+
+#[derive(QueryableByName)]
+pub struct CountRow {
+    #[diesel(sql_type = Integer)]
+    #[allow(dead_code)]
+    pub n: i32,
+}
+
+#[derive(QueryableByName)]
+pub struct IdRow {
+    #[diesel(sql_type = Text)]
+    pub id: String,
+}
+
+#[derive(QueryableByName)]
+pub struct MaybeMsRow {
+    #[diesel(sql_type = Nullable<BigInt>)]
+    pub ms: Option<i64>,
+}
+
+#[derive(QueryableByName)]
+pub struct ClaimRow {
+    #[diesel(sql_type = Text)]
+    pub id: String,
+    #[diesel(sql_type = Text)]
+    pub phone_number: String,
+    #[diesel(sql_type = Integer)]
+    pub attempt_count: i32,
+}
+
+impl ClaimRow {
+    pub fn into_claimed(
+        self,
+        campaign_id: CampaignId,
+        now: DateTime<Utc>,
+    ) -> Result<ClaimedCall, StoreError> {
+        Ok(ClaimedCall {
+            call_id: parse_id("call id", &self.id)?,
+            campaign_id,
+            phone_number: PhoneNumber::from_canonical(self.phone_number),
+            attempt: self.attempt_count.max(0) as u32,
+            started_at: now,
+        })
+    }
+}
+
+#[derive(QueryableByName)]
+pub struct DialingRow {
+    #[diesel(sql_type = Text)]
+    pub status: String,
+    #[diesel(sql_type = Integer)]
+    pub attempt_count: i32,
+    #[diesel(sql_type = Integer)]
+    pub max_attempts: i32,
+    #[diesel(sql_type = Text)]
+    pub campaign_status: String,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    pub started_at: Option<i64>,
+}
+
+#[derive(QueryableByName)]
+pub struct OrphanRow {
+    #[diesel(sql_type = Text)]
+    call_id: String,
+    #[diesel(sql_type = Text)]
+    campaign_id: String,
+    #[diesel(sql_type = Integer)]
+    attempt: i32,
+    #[diesel(sql_type = Integer)]
+    max_attempts: i32,
+    #[diesel(sql_type = BigInt)]
+    base_delay_ms: i64,
+    #[diesel(sql_type = BigInt)]
+    max_delay_ms: i64,
+    #[diesel(sql_type = Double)]
+    jitter: f64,
+}
+
+impl TryFrom<OrphanRow> for OrphanedAttempt {
+    type Error = StoreError;
+
+    fn try_from(row: OrphanRow) -> Result<Self, StoreError> {
+        Ok(OrphanedAttempt {
+            call_id: parse_id("call id", &row.call_id)?,
+            campaign_id: parse_id("campaign id", &row.campaign_id)?,
+            attempt: row.attempt.max(0) as u32,
+            retry_policy: RetryPolicy {
+                max_attempts: row.max_attempts.max(0) as u32,
+                base_delay: Duration::from_millis(row.base_delay_ms.max(0) as u64),
+                max_delay: Duration::from_millis(row.max_delay_ms.max(0) as u64),
+                jitter: row.jitter,
+            },
+        })
+    }
+}

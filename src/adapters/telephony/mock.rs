@@ -1,0 +1,142 @@
+//! The mock provider: configurable success and retryable rates, uniform call durations and an
+//! optional seed for reproducible outcomes. It counts the calls it carries per campaign and the
+//! peak, exported in `/metrics`, so a load test can prove the concurrency limit held.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use crate::domain::call::AttemptOutcome;
+use crate::domain::ids::CampaignId;
+use crate::metrics::metrics;
+use crate::ports::{DialRequest, ProviderError, ProviderReport, ReportSink, TelephonyProvider};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MockConfig {
+    pub success_rate: f64,
+    pub retryable_rate: f64,
+    pub min_duration: Duration,
+    pub max_duration: Duration,
+    pub seed: Option<u64>,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ActiveCount {
+    pub active: u64,
+    pub peak: u64,
+}
+
+struct Shared {
+    rng: StdRng,
+    counts: HashMap<CampaignId, ActiveCount>,
+}
+
+pub struct MockProvider {
+    config: MockConfig,
+    shared: Arc<Mutex<Shared>>,
+}
+
+const RETRYABLE_ERRORS: [&str; 3] = ["no_answer", "busy", "network_error"];
+const FATAL_ERRORS: [&str; 2] = ["invalid_number", "rejected"];
+
+impl MockProvider {
+    pub fn new(config: MockConfig) -> Self {
+        let rng = match config.seed {
+            Some(seed) => StdRng::seed_from_u64(seed),
+            None => StdRng::from_os_rng(),
+        };
+        Self {
+            config,
+            shared: Arc::new(Mutex::new(Shared {
+                rng,
+                counts: HashMap::new(),
+            })),
+        }
+    }
+
+    fn lock(shared: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
+        shared.lock().unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    /// Calls carried now and the peak, for one campaign.
+    pub fn counts(&self, campaign_id: CampaignId) -> ActiveCount {
+        Self::lock(&self.shared)
+            .counts
+            .get(&campaign_id)
+            .copied()
+            .unwrap_or_default()
+    }
+}
+
+#[async_trait]
+impl TelephonyProvider for MockProvider {
+    async fn dial(&self, request: DialRequest, reports: ReportSink) -> Result<(), ProviderError> {
+        let campaign_label = request.campaign_id.to_string();
+        let (outcome, duration) = {
+            let mut shared = Self::lock(&self.shared);
+            let roll: f64 = shared.rng.random();
+            let outcome = if roll < self.config.success_rate {
+                AttemptOutcome::Answered
+            } else {
+                let retryable = shared.rng.random::<f64>() < self.config.retryable_rate;
+                let pool: &[&str] = if retryable {
+                    &RETRYABLE_ERRORS
+                } else {
+                    &FATAL_ERRORS
+                };
+                let error = pool[shared.rng.random_range(0..pool.len())].to_owned();
+                AttemptOutcome::Failed { error, retryable }
+            };
+            let (min, max) = (self.config.min_duration, self.config.max_duration);
+            let duration = if max > min {
+                min + Duration::from_nanos(
+                    shared
+                        .rng
+                        .random_range(0..=(max - min).as_nanos().min(u64::MAX as u128) as u64),
+                )
+            } else {
+                min
+            };
+            let count = shared.counts.entry(request.campaign_id).or_default();
+            count.active += 1;
+            count.peak = count.peak.max(count.active);
+            let m = metrics();
+            m.mock_active
+                .with_label_values(&[&campaign_label])
+                .set(count.active as i64);
+            m.mock_peak
+                .with_label_values(&[&campaign_label])
+                .set(count.peak as i64);
+            (outcome, duration)
+        };
+        let shared = self.shared.clone();
+        tokio::spawn(async move {
+            if !duration.is_zero() {
+                tokio::time::sleep(duration).await;
+            }
+            {
+                let mut shared = Self::lock(&shared);
+                if let Some(count) = shared.counts.get_mut(&request.campaign_id) {
+                    count.active = count.active.saturating_sub(1);
+                    metrics()
+                        .mock_active
+                        .with_label_values(&[&campaign_label])
+                        .set(count.active as i64);
+                }
+            }
+            // The receiver is gone only when the call role is shutting down; the attempt then
+            // stays `dialing` in the store and is recovered as lost.
+            let _ = reports.send(ProviderReport {
+                request,
+                outcome,
+                ended_at: Utc::now(),
+            });
+        });
+        Ok(())
+    }
+}

@@ -1,0 +1,83 @@
+//! The one place that turns settings into adapters and hands them to the roles as ports.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use crate::adapters::memory::{LocalLimiter, MemoryBus};
+use crate::adapters::sqlite::{self, SqliteStore};
+use crate::adapters::telephony::{MockConfig, MockProvider};
+use crate::domain::ids::InstanceId;
+use crate::ports::{Bus, ConcurrencyLimiter, Store, StoreError, TelephonyProvider};
+use crate::runtime::health::Health;
+use crate::runtime::role::RoleName;
+use crate::settings::{sqlite_path, Settings};
+
+#[derive(Clone)]
+pub struct AppContext {
+    pub settings: Arc<Settings>,
+    pub store: Arc<dyn Store>,
+    pub bus: Arc<dyn Bus>,
+    pub limiter: Arc<dyn ConcurrencyLimiter>,
+    pub provider: Arc<dyn TelephonyProvider>,
+    pub health: Health,
+    /// This process, as the owner of the attempts it starts.
+    pub instance: InstanceId,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ContextError {
+    #[error("storage.url: {0}")]
+    Store(#[from] StoreError),
+    #[error("storage.url: unsupported store {0:?}")]
+    UnsupportedStore(String),
+}
+
+/// Applies the store's pending migrations; returns the versions applied.
+pub async fn migrate(settings: &Settings) -> Result<Vec<String>, ContextError> {
+    let path = sqlite_path(&settings.storage.url)
+        .ok_or_else(|| ContextError::UnsupportedStore(settings.storage.url.clone()))?
+        .to_owned();
+    let applied = tokio::task::spawn_blocking(move || sqlite::migrate(&path))
+        .await
+        .map_err(|err| StoreError::Internal(err.to_string()))??;
+    Ok(applied)
+}
+
+impl AppContext {
+    pub async fn build(
+        settings: Settings,
+        roles: &BTreeSet<RoleName>,
+        run_migrations: bool,
+    ) -> Result<Self, ContextError> {
+        if run_migrations {
+            let applied = migrate(&settings).await?;
+            if !applied.is_empty() {
+                tracing::info!(?applied, "applied migrations");
+            }
+        }
+        let path = sqlite_path(&settings.storage.url)
+            .ok_or_else(|| ContextError::UnsupportedStore(settings.storage.url.clone()))?;
+        let store = SqliteStore::open(path).await?;
+        let mock = &settings.telephony.mock;
+        let provider = MockProvider::new(MockConfig {
+            success_rate: mock.success_rate,
+            retryable_rate: mock.retryable_rate,
+            min_duration: mock.min_duration.0,
+            max_duration: mock.max_duration.0,
+            seed: mock.seed,
+        });
+        let limiter = LocalLimiter::new(
+            settings.throttle.global_concurrency,
+            settings.limiter.lease_ttl.0,
+        );
+        Ok(Self {
+            store: Arc::new(store),
+            bus: Arc::new(MemoryBus::new()),
+            limiter: Arc::new(limiter),
+            provider: Arc::new(provider),
+            health: Health::new(roles.iter().copied()),
+            instance: InstanceId::new(),
+            settings: Arc::new(settings),
+        })
+    }
+}

@@ -1,0 +1,170 @@
+//! Calls (one job to reach one number) and their attempts, with the rule that decides what
+//! follows an attempt.
+
+use chrono::{DateTime, Utc};
+
+use super::ids::{CallId, CampaignId};
+use super::phone::PhoneNumber;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CallStatus {
+    /// Waiting for a window or capacity.
+    Queued,
+    Dialing,
+    /// Waiting out a backoff before the next attempt.
+    Retrying,
+    Completed,
+    /// A non-retryable failure, or every attempt used.
+    Failed,
+    Canceled,
+}
+
+impl CallStatus {
+    pub const ALL: [CallStatus; 6] = [
+        Self::Queued,
+        Self::Dialing,
+        Self::Retrying,
+        Self::Completed,
+        Self::Failed,
+        Self::Canceled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Dialing => "dialing",
+            Self::Retrying => "retrying",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+            Self::Canceled => "canceled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|status| status.as_str() == s)
+    }
+
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Completed | Self::Failed | Self::Canceled)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Call {
+    pub id: CallId,
+    pub campaign_id: CampaignId,
+    pub phone_number: PhoneNumber,
+    pub status: CallStatus,
+    pub attempt_count: u32,
+    pub max_attempts: u32,
+    pub scheduled_at: DateTime<Utc>,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub last_attempt_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub last_error: Option<String>,
+    pub metadata: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptStatus {
+    Dialing,
+    Completed,
+    Failed,
+}
+
+impl AttemptStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Dialing => "dialing",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Dialing, Self::Completed, Self::Failed]
+            .into_iter()
+            .find(|status| status.as_str() == s)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attempt {
+    pub attempt: u32,
+    pub status: AttemptStatus,
+    pub error: Option<String>,
+    pub started_at: DateTime<Utc>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub duration_ms: Option<u64>,
+}
+
+/// What the provider reported for one attempt.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum AttemptOutcome {
+    Answered,
+    Failed { error: String, retryable: bool },
+}
+
+/// What a call becomes after an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NextStep {
+    Complete,
+    Fail,
+    RetryAt(DateTime<Utc>),
+    /// The campaign was completed while the attempt was dialing: no retry follows.
+    Cancel,
+}
+
+/// Decides the call's next step after attempt `attempt` of `max_attempts`. `retry_at` is when a
+/// retry would fall due (already including backoff and jitter).
+pub fn next_step(
+    outcome: &AttemptOutcome,
+    attempt: u32,
+    max_attempts: u32,
+    retry_at: DateTime<Utc>,
+) -> NextStep {
+    match outcome {
+        AttemptOutcome::Answered => NextStep::Complete,
+        AttemptOutcome::Failed {
+            retryable: true, ..
+        } if attempt < max_attempts => NextStep::RetryAt(retry_at),
+        AttemptOutcome::Failed { .. } => NextStep::Fail,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_only_retryable_failures_within_budget() {
+        let at = DateTime::<Utc>::UNIX_EPOCH;
+        let retryable = AttemptOutcome::Failed {
+            error: "busy".into(),
+            retryable: true,
+        };
+        let fatal = AttemptOutcome::Failed {
+            error: "invalid number".into(),
+            retryable: false,
+        };
+        assert_eq!(
+            next_step(&AttemptOutcome::Answered, 1, 3, at),
+            NextStep::Complete
+        );
+        assert_eq!(next_step(&retryable, 1, 3, at), NextStep::RetryAt(at));
+        assert_eq!(next_step(&retryable, 2, 3, at), NextStep::RetryAt(at));
+        assert_eq!(next_step(&retryable, 3, 3, at), NextStep::Fail);
+        assert_eq!(next_step(&fatal, 1, 3, at), NextStep::Fail);
+    }
+
+    #[test]
+    fn statuses_round_trip() {
+        for status in CallStatus::ALL {
+            assert_eq!(CallStatus::parse(status.as_str()), Some(status));
+        }
+        assert!(CallStatus::Canceled.is_terminal());
+        assert!(!CallStatus::Retrying.is_terminal());
+    }
+}

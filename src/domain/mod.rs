@@ -1,0 +1,12 @@
+//! Pure types and rules of outbound: campaigns, calls, business hours, retry policy, phone numbers.
+//!
+//! Nothing here performs I/O, reads a clock or spawns a task; time and randomness are passed in,
+//! so every rule is unit-tested with fixed inputs.
+
+pub mod business_hours;
+pub mod call;
+pub mod campaign;
+pub mod duration;
+pub mod ids;
+pub mod phone;
+pub mod stats;

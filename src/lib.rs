@@ -1,0 +1,25 @@
+//! outbound: an engine for large outbound voice-call campaigns.
+//!
+//! One binary, five roles (`outbound serve --roles api,scheduler,call,status,retry`):
+//!
+//! ```text
+//!  HTTP ─▶ api ──wake──▶ scheduler ──dispatch──▶ call ──status──▶ status ──retry──▶ retry
+//!           │               │  ▲                   │                 │   │            │
+//!           ▼               ▼  └──────── wake ─────┼─────────────────┘   │            │
+//!         store ◀──── claims, leases          provider             store, leases   store
+//! ```
+//!
+//! `domain` holds pure rules, `ports` the traits roles use, `adapters` the backends, `roles`
+//! the task groups, `runtime` the supervisor and health, and `context` the one place that wires
+//! adapters into ports.
+
+pub mod adapters;
+pub mod cli;
+pub mod context;
+pub mod domain;
+pub mod metrics;
+pub mod ports;
+pub mod roles;
+pub mod runtime;
+pub mod settings;
+pub mod telemetry;

@@ -1,0 +1,126 @@
+//! Prometheus metrics, registered once per process and served by the api role at `/metrics`.
+
+use std::sync::LazyLock;
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+pub struct Metrics {
+    pub registry: Registry,
+    pub http_requests: IntCounterVec,
+    pub http_duration: HistogramVec,
+    pub attempts: IntCounterVec,
+    pub outcomes: IntCounterVec,
+    pub dispatched: IntCounterVec,
+    pub queue_depth: IntGaugeVec,
+    pub dialing: IntGauge,
+    pub mock_active: IntGaugeVec,
+    pub mock_peak: IntGaugeVec,
+}
+
+fn build() -> Result<Metrics, prometheus::Error> {
+    let registry = Registry::new();
+    let http_requests = IntCounterVec::new(
+        Opts::new(
+            "outbound_http_requests_total",
+            "HTTP requests by route and status",
+        ),
+        &["method", "route", "status"],
+    )?;
+    let http_duration = HistogramVec::new(
+        HistogramOpts::new(
+            "outbound_http_request_duration_seconds",
+            "HTTP request latency",
+        )
+        .buckets(vec![
+            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+        ]),
+        &["method", "route"],
+    )?;
+    let attempts = IntCounterVec::new(
+        Opts::new("outbound_attempts_total", "call attempts started"),
+        &["campaign_id"],
+    )?;
+    let outcomes = IntCounterVec::new(
+        Opts::new(
+            "outbound_attempt_outcomes_total",
+            "attempt results recorded",
+        ),
+        &["outcome"],
+    )?;
+    let dispatched = IntCounterVec::new(
+        Opts::new(
+            "outbound_bus_messages_total",
+            "messages published on the bus",
+        ),
+        &["topic"],
+    )?;
+    let queue_depth = IntGaugeVec::new(
+        Opts::new(
+            "outbound_queue_depth",
+            "calls waiting, by state, over all campaigns",
+        ),
+        &["state"],
+    )?;
+    let dialing = IntGauge::new(
+        "outbound_dialing_calls",
+        "calls being dialed by this process",
+    )?;
+    let mock_active = IntGaugeVec::new(
+        Opts::new(
+            "outbound_mock_provider_active_calls",
+            "calls the mock provider is carrying now, by campaign",
+        ),
+        &["campaign_id"],
+    )?;
+    let mock_peak = IntGaugeVec::new(
+        Opts::new(
+            "outbound_mock_provider_peak_active_calls",
+            "highest number of simultaneous calls the mock provider carried, by campaign",
+        ),
+        &["campaign_id"],
+    )?;
+    registry.register(Box::new(http_requests.clone()))?;
+    registry.register(Box::new(http_duration.clone()))?;
+    registry.register(Box::new(attempts.clone()))?;
+    registry.register(Box::new(outcomes.clone()))?;
+    registry.register(Box::new(dispatched.clone()))?;
+    registry.register(Box::new(queue_depth.clone()))?;
+    registry.register(Box::new(dialing.clone()))?;
+    registry.register(Box::new(mock_active.clone()))?;
+    registry.register(Box::new(mock_peak.clone()))?;
+    Ok(Metrics {
+        registry,
+        http_requests,
+        http_duration,
+        attempts,
+        outcomes,
+        dispatched,
+        queue_depth,
+        dialing,
+        mock_active,
+        mock_peak,
+    })
+}
+
+static METRICS: LazyLock<Metrics> = LazyLock::new(|| match build() {
+    Ok(metrics) => metrics,
+    // Only a programming error (a duplicate or malformed metric name) gets here.
+    Err(err) => panic!("metric definitions are invalid: {err}"),
+});
+
+pub fn metrics() -> &'static Metrics {
+    &METRICS
+}
+
+/// The registry in Prometheus' text format.
+pub fn render() -> String {
+    let mut buffer = Vec::new();
+    let families = metrics().registry.gather();
+    if TextEncoder::new().encode(&families, &mut buffer).is_err() {
+        return String::new();
+    }
+    String::from_utf8(buffer).unwrap_or_default()
+}

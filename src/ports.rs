@@ -1,0 +1,333 @@
+//! The narrow traits the roles talk to. Each has an embedded adapter (SQLite, in-process bus,
+//! local limiter, mock telephony) and, in distributed mode, a networked one; the contract tests
+//! in `tests/` run against every adapter of a port.
+//!
+//! Only `domain` types cross these traits; no adapter type leaks out of `adapters/`.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+
+use crate::domain::business_hours::BusinessHours;
+use crate::domain::call::{Attempt, AttemptOutcome, Call, CallStatus, NextStep};
+use crate::domain::campaign::{
+    Campaign, CampaignChanges, CampaignStatus, InvalidTransition, RetryPolicy, StatusAction,
+    Transition,
+};
+use crate::domain::ids::{CallId, CampaignId, InstanceId, LeaseId};
+use crate::domain::phone::PhoneNumber;
+use crate::domain::stats::CampaignStats;
+
+// ---------------------------------------------------------------------------------------------
+// Store
+
+#[derive(Debug, Clone)]
+pub struct NewTarget {
+    pub phone_number: PhoneNumber,
+    pub metadata: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewCampaign {
+    pub id: CampaignId,
+    pub name: String,
+    pub description: String,
+    pub time_zone: Tz,
+    pub max_concurrent_calls: u32,
+    pub retry_policy: RetryPolicy,
+    pub business_hours: BusinessHours,
+    /// Already deduplicated and canonical.
+    pub targets: Vec<NewTarget>,
+}
+
+/// A call the scheduler has moved to `dialing`, with the attempt it is about to make.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClaimedCall {
+    pub call_id: CallId,
+    pub campaign_id: CampaignId,
+    pub phone_number: PhoneNumber,
+    pub attempt: u32,
+    pub started_at: DateTime<Utc>,
+}
+
+/// The result of one attempt, as the status role hands it to the store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttemptReport {
+    pub call_id: CallId,
+    pub campaign_id: CampaignId,
+    pub attempt: u32,
+    pub outcome: AttemptOutcome,
+    pub ended_at: DateTime<Utc>,
+    /// When a retry would fall due, backoff and jitter included.
+    pub retry_at: DateTime<Utc>,
+}
+
+/// What recording a report did. `step` is `None` when the report was stale or a duplicate
+/// (the call had already moved on), which is how redelivered messages count once.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AppliedReport {
+    pub call_id: CallId,
+    pub campaign_id: CampaignId,
+    pub attempt: u32,
+    pub step: Option<NextStep>,
+}
+
+/// An `in_progress` campaign with calls waiting, as the scheduler needs it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunnableCampaign {
+    pub id: CampaignId,
+    pub time_zone: Tz,
+    pub business_hours: BusinessHours,
+    pub max_concurrent_calls: u32,
+    pub retry_policy: RetryPolicy,
+    pub queued_calls: u64,
+}
+
+/// An attempt whose owner stopped heartbeating: its outcome will never be reported.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OrphanedAttempt {
+    pub call_id: CallId,
+    pub campaign_id: CampaignId,
+    pub attempt: u32,
+    pub retry_policy: RetryPolicy,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    #[error("a campaign with this name already exists")]
+    DuplicateName,
+    #[error(transparent)]
+    InvalidState(#[from] InvalidTransition),
+    #[error("phone numbers are not registered targets of the campaign")]
+    NotRegistered(Vec<String>),
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    #[error("store failure: {0}")]
+    Internal(String),
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Inserts the campaign, its targets, one queued call per target and its statistics, in one
+    /// transaction.
+    async fn create_campaign(
+        &self,
+        new: NewCampaign,
+        now: DateTime<Utc>,
+    ) -> Result<Campaign, StoreError>;
+    async fn get_campaign(&self, id: CampaignId) -> Result<Option<Campaign>, StoreError>;
+    async fn list_campaigns(
+        &self,
+        status: Option<CampaignStatus>,
+        after: Option<CampaignId>,
+        limit: usize,
+    ) -> Result<Vec<Campaign>, StoreError>;
+    async fn update_campaign(
+        &self,
+        id: CampaignId,
+        changes: CampaignChanges,
+        now: DateTime<Utc>,
+    ) -> Result<Campaign, StoreError>;
+    /// Applies a status action; `complete` cancels every call not dialing, in the same transaction.
+    async fn transition_campaign(
+        &self,
+        id: CampaignId,
+        action: StatusAction,
+        now: DateTime<Utc>,
+    ) -> Result<Transition, StoreError>;
+    async fn campaign_stats(&self, id: CampaignId) -> Result<Option<CampaignStats>, StoreError>;
+
+    /// Queues one new call per number, each with a fresh attempt budget. Every number must be a
+    /// registered target of a campaign that is not completed.
+    async fn enqueue_calls(
+        &self,
+        campaign_id: CampaignId,
+        targets: Vec<NewTarget>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Call>, StoreError>;
+    async fn get_call(&self, id: CallId) -> Result<Option<(Call, Vec<Attempt>)>, StoreError>;
+    async fn list_calls(
+        &self,
+        campaign_id: CampaignId,
+        status: Option<CallStatus>,
+        after: Option<CallId>,
+        limit: usize,
+    ) -> Result<Vec<Call>, StoreError>;
+
+    async fn runnable_campaigns(&self) -> Result<Vec<RunnableCampaign>, StoreError>;
+    /// Moves up to `max` queued calls of an `in_progress` campaign to `dialing`, counting the
+    /// attempt, atomically: a call is claimed by one caller only.
+    async fn claim_calls(
+        &self,
+        campaign_id: CampaignId,
+        max: usize,
+        owner: InstanceId,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<ClaimedCall>, StoreError>;
+    /// Records attempt results idempotently, moving calls on, updating statistics and completing
+    /// campaigns whose calls are all terminal, in one transaction.
+    async fn record_attempts(
+        &self,
+        reports: &[AttemptReport],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<AppliedReport>, StoreError>;
+    /// Moves retrying calls whose backoff has elapsed back to `queued`, for `in_progress`
+    /// campaigns only (paused campaigns hold their retries). Returns the campaigns touched.
+    async fn promote_due_retries(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<CampaignId>, StoreError>;
+    /// The earliest backoff end among retrying calls of `in_progress` campaigns.
+    async fn next_retry_due(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
+    /// Completes every `in_progress` campaign whose calls are all terminal.
+    async fn complete_finished_campaigns(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<CampaignId>, StoreError>;
+
+    async fn heartbeat(&self, instance: InstanceId, now: DateTime<Utc>) -> Result<(), StoreError>;
+    /// Dialing attempts whose owner has not heartbeated since `stale_before`.
+    async fn orphaned_attempts(
+        &self,
+        stale_before: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<OrphanedAttempt>, StoreError>;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bus
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Topic {
+    /// scheduler → call: an attempt to dial now.
+    Dispatch,
+    /// call → status: the outcome of an attempt.
+    Status,
+    /// status → retry: a retry was scheduled.
+    Retry,
+    /// anyone → scheduler: a campaign has work or capacity (start, trigger, freed slot).
+    Wake,
+}
+
+impl Topic {
+    pub const ALL: [Topic; 4] = [Self::Dispatch, Self::Status, Self::Retry, Self::Wake];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Dispatch => "dispatch",
+            Self::Status => "status",
+            Self::Retry => "retry",
+            Self::Wake => "wake",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    /// Partition key: messages with one key keep their order.
+    pub key: String,
+    pub payload: Vec<u8>,
+    /// Carries the trace context across processes.
+    pub headers: Vec<(String, String)>,
+}
+
+#[derive(Debug)]
+pub struct Delivery {
+    pub message: Message,
+    /// Opaque handle to acknowledge this delivery.
+    pub token: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    #[error("bus closed")]
+    Closed,
+    #[error("bus unavailable: {0}")]
+    Unavailable(String),
+}
+
+#[async_trait]
+pub trait Bus: Send + Sync + 'static {
+    async fn publish(&self, topic: Topic, messages: Vec<Message>) -> Result<(), BusError>;
+    /// Joins consumer group `group` on `topic`. Members of a group share its messages; every
+    /// group gets every message.
+    async fn subscribe(&self, topic: Topic, group: &str)
+        -> Result<Box<dyn Subscription>, BusError>;
+}
+
+/// At-least-once delivery: a message not acknowledged before the subscription is dropped (or its
+/// process dies) is delivered again.
+#[async_trait]
+pub trait Subscription: Send {
+    /// Waits for at least one message and returns up to `max`.
+    async fn next_batch(&mut self, max: usize) -> Result<Vec<Delivery>, BusError>;
+    async fn ack(&mut self, tokens: &[u64]) -> Result<(), BusError>;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Limiter
+
+#[derive(Debug, thiserror::Error)]
+pub enum LimiterError {
+    #[error("limiter unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Counts calls dialing per campaign and in the whole system. A lease expires unless renewed,
+/// so a holder that dies cannot leak capacity.
+#[async_trait]
+pub trait ConcurrencyLimiter: Send + Sync + 'static {
+    /// Takes up to `want` leases for `campaign_id`, never going above `limit` for the campaign
+    /// nor above the global cap.
+    async fn acquire(
+        &self,
+        campaign_id: CampaignId,
+        limit: u32,
+        want: u32,
+    ) -> Result<Vec<LeaseId>, LimiterError>;
+    async fn release(&self, leases: &[(CampaignId, LeaseId)]) -> Result<(), LimiterError>;
+    async fn renew(&self, leases: &[(CampaignId, LeaseId)]) -> Result<(), LimiterError>;
+    async fn active(&self, campaign_id: CampaignId) -> Result<u32, LimiterError>;
+    async fn active_total(&self) -> Result<u32, LimiterError>;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Telephony
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DialRequest {
+    pub call_id: CallId,
+    pub campaign_id: CampaignId,
+    pub attempt: u32,
+    pub phone_number: PhoneNumber,
+}
+
+/// The provider's report that an attempt ended; it may come long after `dial` returned, as a
+/// real provider's webhook would.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProviderReport {
+    pub request: DialRequest,
+    pub outcome: AttemptOutcome,
+    pub ended_at: DateTime<Utc>,
+}
+
+pub type ReportSink = tokio::sync::mpsc::UnboundedSender<ProviderReport>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderError {
+    #[error("provider rejected the call: {0}")]
+    Rejected(String),
+    #[error("provider unavailable: {0}")]
+    Unavailable(String),
+}
+
+#[async_trait]
+pub trait TelephonyProvider: Send + Sync + 'static {
+    /// Places the call. Returns once the provider accepted it; the outcome goes to `reports`.
+    async fn dial(&self, request: DialRequest, reports: ReportSink) -> Result<(), ProviderError>;
+}

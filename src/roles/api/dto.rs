@@ -1,0 +1,552 @@
+//! Request and response bodies of the REST API, and the validation that turns requests into
+//! domain values. Every check reports the field it concerns; all problems of a request are
+//! reported together.
+
+use std::collections::HashSet;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::domain::business_hours::{BusinessHours, BusinessWindow, WallTime};
+use crate::domain::call::{Attempt, Call};
+use crate::domain::campaign::{Campaign, RetryPolicy};
+use crate::domain::duration::{format_go_duration, parse_go_duration};
+use crate::domain::phone::PhoneNumber;
+use crate::domain::stats::CampaignStats;
+use crate::ports::NewTarget;
+
+pub const MAX_CONCURRENT: i64 = 100_000;
+pub const MAX_NAME_CHARS: usize = 200;
+
+pub fn rfc3339(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Requests
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub struct RetryPolicyInput {
+    /// 1 to 20; default 5.
+    pub max_attempts: Option<i64>,
+    /// Go duration, > 0; default "2s".
+    pub base_delay: Option<String>,
+    /// Go duration, >= base_delay; default "2m".
+    pub max_delay: Option<String>,
+    /// 0.0 to 1.0; default 0.2.
+    pub jitter: Option<f64>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct BusinessHourInput {
+    /// 0 (Sunday) to 6 (Saturday).
+    pub day_of_week: Option<i64>,
+    /// "HH:MM".
+    pub start: Option<String>,
+    /// "HH:MM" or "24:00"; before `start` means the window runs past midnight.
+    pub end: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct TargetInput {
+    /// E.164, e.g. "+15555550001".
+    pub phone_number: Option<String>,
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct CreateCampaignRequest {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    /// IANA time zone, e.g. "America/New_York".
+    pub time_zone: Option<String>,
+    /// 1 to 100000; default from configuration (500).
+    pub max_concurrent_calls: Option<i64>,
+    pub retry_policy: Option<RetryPolicyInput>,
+    /// Empty or absent: 24x7.
+    pub business_hours: Option<Vec<BusinessHourInput>>,
+    pub targets: Option<Vec<TargetInput>>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct UpdateCampaignRequest {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub max_concurrent_calls: Option<i64>,
+    /// Replaces the whole policy; omitted sub-fields take their defaults.
+    pub retry_policy: Option<RetryPolicyInput>,
+    pub business_hours: Option<Vec<BusinessHourInput>>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct AddTargetsRequest {
+    pub targets: Option<Vec<TargetInput>>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct TriggerCallRequest {
+    pub campaign_id: Option<String>,
+    pub phone_number: Option<String>,
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<serde_json::Value>,
+}
+
+/// Collects every problem of a request before answering.
+#[derive(Debug, Default)]
+pub struct Problems(pub Vec<String>);
+
+impl Problems {
+    pub fn push(&mut self, field: &str, message: impl std::fmt::Display) {
+        self.0.push(format!("{field}: {message}"));
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+pub fn validate_name(name: Option<&str>, problems: &mut Problems) -> Option<String> {
+    let Some(name) = name else {
+        problems.push("name", "is required");
+        return None;
+    };
+    let trimmed = name.trim();
+    let chars = trimmed.chars().count();
+    if chars == 0 || chars > MAX_NAME_CHARS {
+        problems.push("name", format!("must be 1 to {MAX_NAME_CHARS} characters"));
+        return None;
+    }
+    Some(trimmed.to_owned())
+}
+
+pub fn validate_time_zone(zone: Option<&str>, problems: &mut Problems) -> Option<Tz> {
+    let Some(zone) = zone else {
+        problems.push("time_zone", "is required");
+        return None;
+    };
+    match zone.parse::<Tz>() {
+        Ok(tz) => Some(tz),
+        Err(_) => {
+            problems.push("time_zone", format!("{zone:?} is not an IANA time zone"));
+            None
+        }
+    }
+}
+
+pub fn validate_max_concurrent(value: i64, problems: &mut Problems) -> Option<u32> {
+    if (1..=MAX_CONCURRENT).contains(&value) {
+        Some(value as u32)
+    } else {
+        problems.push(
+            "max_concurrent_calls",
+            format!("must be between 1 and {MAX_CONCURRENT}, got {value}"),
+        );
+        None
+    }
+}
+
+fn parse_delay(
+    field: &str,
+    value: Option<&str>,
+    default: std::time::Duration,
+    problems: &mut Problems,
+) -> Option<std::time::Duration> {
+    match value {
+        None => Some(default),
+        Some(text) => match parse_go_duration(text) {
+            Ok(duration) => Some(duration),
+            Err(err) => {
+                problems.push(field, err);
+                None
+            }
+        },
+    }
+}
+
+pub fn validate_retry_policy(
+    input: &RetryPolicyInput,
+    problems: &mut Problems,
+) -> Option<RetryPolicy> {
+    let defaults = RetryPolicy::default();
+    let before = problems.0.len();
+    let max_attempts = input.max_attempts.unwrap_or(defaults.max_attempts as i64);
+    if !(1..=20).contains(&max_attempts) {
+        problems.push(
+            "retry_policy.max_attempts",
+            format!("must be between 1 and 20, got {max_attempts}"),
+        );
+    }
+    let base = parse_delay(
+        "retry_policy.base_delay",
+        input.base_delay.as_deref(),
+        defaults.base_delay,
+        problems,
+    );
+    let max = parse_delay(
+        "retry_policy.max_delay",
+        input.max_delay.as_deref(),
+        defaults.max_delay,
+        problems,
+    );
+    if let Some(base) = base {
+        if base.is_zero() {
+            problems.push("retry_policy.base_delay", "must be greater than 0");
+        }
+    }
+    if let (Some(base), Some(max)) = (base, max) {
+        if max < base {
+            problems.push(
+                "retry_policy.max_delay",
+                format!(
+                    "must not be below base_delay ({} < {})",
+                    format_go_duration(max),
+                    format_go_duration(base)
+                ),
+            );
+        }
+    }
+    let jitter = input.jitter.unwrap_or(defaults.jitter);
+    if !jitter.is_finite() || !(0.0..=1.0).contains(&jitter) {
+        problems.push(
+            "retry_policy.jitter",
+            format!("must be between 0.0 and 1.0, got {jitter}"),
+        );
+    }
+    if problems.0.len() != before {
+        return None;
+    }
+    Some(RetryPolicy {
+        max_attempts: max_attempts as u32,
+        base_delay: base?,
+        max_delay: max?,
+        jitter,
+    })
+}
+
+pub fn validate_business_hours(
+    input: &[BusinessHourInput],
+    problems: &mut Problems,
+) -> Option<BusinessHours> {
+    let before = problems.0.len();
+    let mut windows = Vec::with_capacity(input.len());
+    for (index, window) in input.iter().enumerate() {
+        let field = |name: &str| format!("business_hours[{index}].{name}");
+        let day = match window.day_of_week {
+            Some(day) if (0..=6).contains(&day) => Some(day as u8),
+            Some(day) => {
+                problems.push(
+                    &field("day_of_week"),
+                    format!("must be 0 (Sunday) to 6, got {day}"),
+                );
+                None
+            }
+            None => {
+                problems.push(&field("day_of_week"), "is required");
+                None
+            }
+        };
+        let start = match window.start.as_deref() {
+            Some(text) => WallTime::parse_start(text)
+                .map_err(|err| problems.push(&field("start"), err))
+                .ok(),
+            None => {
+                problems.push(&field("start"), "is required");
+                None
+            }
+        };
+        let end = match window.end.as_deref() {
+            Some(text) => WallTime::parse_end(text)
+                .map_err(|err| problems.push(&field("end"), err))
+                .ok(),
+            None => {
+                problems.push(&field("end"), "is required");
+                None
+            }
+        };
+        if let (Some(day), Some(start), Some(end)) = (day, start, end) {
+            match BusinessWindow::new(day, start, end) {
+                Ok(window) => windows.push(window),
+                Err(err) => problems.push(&format!("business_hours[{index}]"), err),
+            }
+        }
+    }
+    (problems.0.len() == before).then(|| BusinessHours::new(windows))
+}
+
+/// Parses, canonicalises and deduplicates target numbers (the first metadata wins).
+pub fn validate_targets(input: Vec<TargetInput>, problems: &mut Problems) -> Vec<NewTarget> {
+    let mut seen = HashSet::with_capacity(input.len());
+    let mut targets = Vec::with_capacity(input.len());
+    for (index, target) in input.into_iter().enumerate() {
+        let field = format!("targets[{index}].phone_number");
+        let Some(raw) = target.phone_number else {
+            problems.push(&field, "is required");
+            continue;
+        };
+        match PhoneNumber::parse(&raw) {
+            Ok(number) => {
+                if seen.insert(number.clone()) {
+                    targets.push(NewTarget {
+                        phone_number: number,
+                        metadata: target.metadata,
+                    });
+                }
+            }
+            Err(err) => problems.push(&field, format!("{raw:?} is {err}")),
+        }
+    }
+    targets
+}
+
+// ---------------------------------------------------------------------------------------------
+// Responses
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RetryPolicyResponse {
+    pub max_attempts: u32,
+    pub base_delay: String,
+    pub max_delay: String,
+    pub jitter: f64,
+}
+
+impl From<&RetryPolicy> for RetryPolicyResponse {
+    fn from(policy: &RetryPolicy) -> Self {
+        Self {
+            max_attempts: policy.max_attempts,
+            base_delay: format_go_duration(policy.base_delay),
+            max_delay: format_go_duration(policy.max_delay),
+            jitter: policy.jitter,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BusinessHourResponse {
+    pub day_of_week: u8,
+    pub start: String,
+    pub end: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CampaignResponse {
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    pub time_zone: String,
+    pub status: String,
+    pub max_concurrent_calls: u32,
+    pub retry_policy: RetryPolicyResponse,
+    pub business_hours: Vec<BusinessHourResponse>,
+    pub created_at: String,
+    pub updated_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<String>,
+    pub target_count: u64,
+}
+
+impl From<&Campaign> for CampaignResponse {
+    fn from(c: &Campaign) -> Self {
+        Self {
+            id: c.id.to_string(),
+            name: c.name.clone(),
+            description: c.description.clone(),
+            time_zone: c.time_zone.name().to_owned(),
+            status: c.status.as_str().to_owned(),
+            max_concurrent_calls: c.max_concurrent_calls,
+            retry_policy: (&c.retry_policy).into(),
+            business_hours: c
+                .business_hours
+                .windows()
+                .iter()
+                .map(|w| BusinessHourResponse {
+                    day_of_week: w.day_of_week,
+                    start: w.start.to_string(),
+                    end: w.end.to_string(),
+                })
+                .collect(),
+            created_at: rfc3339(c.created_at),
+            updated_at: rfc3339(c.updated_at),
+            started_at: c.started_at.map(rfc3339),
+            completed_at: c.completed_at.map(rfc3339),
+            target_count: c.target_count,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CampaignListResponse {
+    pub campaigns: Vec<CampaignResponse>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_page_token: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CallResponse {
+    pub id: String,
+    pub campaign_id: String,
+    pub phone_number: String,
+    pub status: String,
+    pub attempt_count: u32,
+    pub max_attempts: u32,
+    pub scheduled_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_attempt_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_attempt_at: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<serde_json::Value>,
+}
+
+impl From<&Call> for CallResponse {
+    fn from(c: &Call) -> Self {
+        Self {
+            id: c.id.to_string(),
+            campaign_id: c.campaign_id.to_string(),
+            phone_number: c.phone_number.to_string(),
+            status: c.status.as_str().to_owned(),
+            attempt_count: c.attempt_count,
+            max_attempts: c.max_attempts,
+            scheduled_at: rfc3339(c.scheduled_at),
+            next_attempt_at: c.next_attempt_at.map(rfc3339),
+            last_attempt_at: c.last_attempt_at.map(rfc3339),
+            created_at: rfc3339(c.created_at),
+            updated_at: rfc3339(c.updated_at),
+            last_error: c.last_error.clone(),
+            metadata: c.metadata.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AttemptResponse {
+    pub attempt: u32,
+    pub status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub started_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ended_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+}
+
+impl From<&Attempt> for AttemptResponse {
+    fn from(a: &Attempt) -> Self {
+        Self {
+            attempt: a.attempt,
+            status: a.status.as_str().to_owned(),
+            error: a.error.clone(),
+            started_at: rfc3339(a.started_at),
+            ended_at: a.ended_at.map(rfc3339),
+            duration_ms: a.duration_ms,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CallDetailResponse {
+    #[serde(flatten)]
+    pub call: CallResponse,
+    pub attempts: Vec<AttemptResponse>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CallListResponse {
+    pub calls: Vec<CallResponse>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_page_token: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StatsResponse {
+    pub campaign_id: String,
+    pub total_targets: u64,
+    pub total_calls: u64,
+    pub pending_calls: u64,
+    pub in_progress_calls: u64,
+    pub completed_calls: u64,
+    pub failed_calls: u64,
+    pub canceled_calls: u64,
+    pub retries_attempted: u64,
+    pub attempts_total: u64,
+    pub avg_duration_ms: f64,
+    pub updated_at: String,
+}
+
+impl From<&CampaignStats> for StatsResponse {
+    fn from(s: &CampaignStats) -> Self {
+        Self {
+            campaign_id: s.campaign_id.to_string(),
+            total_targets: s.total_targets,
+            total_calls: s.total_calls,
+            pending_calls: s.pending_calls(),
+            in_progress_calls: s.dialing_calls,
+            completed_calls: s.completed_calls,
+            failed_calls: s.failed_calls,
+            canceled_calls: s.canceled_calls,
+            retries_attempted: s.retries_attempted,
+            attempts_total: s.attempts_total,
+            avg_duration_ms: s.avg_duration_ms(),
+            updated_at: rfc3339(s.updated_at),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AcceptedResponse {
+    pub accepted: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn retry_policy_defaults_and_bounds() {
+        let mut problems = Problems::default();
+        let policy = validate_retry_policy(&RetryPolicyInput::default(), &mut problems).unwrap();
+        assert_eq!(policy, RetryPolicy::default());
+        let bad = RetryPolicyInput {
+            max_attempts: Some(21),
+            base_delay: Some("0s".into()),
+            max_delay: Some("1x".into()),
+            jitter: Some(1.5),
+        };
+        assert!(validate_retry_policy(&bad, &mut problems).is_none());
+        assert_eq!(problems.0.len(), 4, "{:?}", problems.0);
+    }
+
+    #[test]
+    fn targets_are_canonical_and_deduplicated() {
+        let mut problems = Problems::default();
+        let input = vec![
+            TargetInput {
+                phone_number: Some("+15555550001".into()),
+                metadata: None,
+            },
+            TargetInput {
+                phone_number: Some("+1 555 555 0001".into()),
+                metadata: None,
+            },
+            TargetInput {
+                phone_number: Some("12345".into()),
+                metadata: None,
+            },
+        ];
+        let targets = validate_targets(input, &mut problems);
+        assert_eq!(targets.len(), 1);
+        assert_eq!(problems.0.len(), 1);
+        assert!(problems.0[0].starts_with("targets[2].phone_number"));
+    }
+}

@@ -1,0 +1,189 @@
+//! The one error type of the API and its JSON envelope:
+//! `{"error": message, "code": stable_snake_case, "trace_id": id, "details"?: [...]}`.
+//! 5xx bodies never carry internal error text; the server logs the cause instead.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+
+use crate::ports::StoreError;
+use crate::telemetry;
+
+/// Most entries `details` lists.
+pub const MAX_DETAILS: usize = 100;
+
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    details: Vec<String>,
+    trace_id: String,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// Human-readable message.
+    pub error: String,
+    /// Stable snake_case code.
+    pub code: String,
+    /// The request's trace id (32 hex digits), or empty.
+    pub trace_id: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub details: Vec<String>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            details: Vec::new(),
+            trace_id: telemetry::current_trace_id(),
+        }
+    }
+
+    pub fn with_details(mut self, mut details: Vec<String>) -> Self {
+        details.truncate(MAX_DETAILS);
+        self.details = details;
+        self
+    }
+
+    pub fn validation(details: Vec<String>) -> Self {
+        let message = match details.first() {
+            Some(first) if details.len() == 1 => format!("invalid request: {first}"),
+            Some(first) => format!("invalid request: {first} (and {} more)", details.len() - 1),
+            None => "invalid request".to_owned(),
+        };
+        Self::new(StatusCode::BAD_REQUEST, "validation_failed", message).with_details(details)
+    }
+
+    pub fn malformed(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "malformed_body", message)
+    }
+
+    pub fn invalid_id(value: &str) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_id",
+            format!("invalid id {value:?}: expected a UUID"),
+        )
+    }
+
+    pub fn invalid_page_token() -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_page_token",
+            "invalid page_token",
+        )
+    }
+
+    pub fn not_found(what: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("{what} not found"),
+        )
+    }
+
+    pub fn route_not_found() -> Self {
+        Self::new(StatusCode::NOT_FOUND, "route_not_found", "no such route")
+    }
+
+    pub fn method_not_allowed() -> Self {
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "method not allowed on this route",
+        )
+    }
+
+    pub fn payload_too_large(limit: usize) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("request body is larger than {limit} bytes"),
+        )
+    }
+
+    pub fn unsupported_media_type() -> Self {
+        Self::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "request body must be application/json",
+        )
+    }
+
+    pub fn unavailable() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "a backend is unavailable, try again",
+        )
+    }
+
+    pub fn internal(cause: &dyn std::fmt::Display) -> Self {
+        let error = Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error",
+        );
+        tracing::error!(error.cause = %cause, trace_id = %error.trace_id, "request failed");
+        error
+    }
+
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.message, self.code)
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        HttpResponse::build(self.status).json(ErrorBody {
+            error: self.message.clone(),
+            code: self.code.to_owned(),
+            trace_id: self.trace_id.clone(),
+            details: self.details.clone(),
+        })
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::NotFound => Self::not_found("resource"),
+            StoreError::DuplicateName => Self::new(
+                StatusCode::CONFLICT,
+                "duplicate_name",
+                "a campaign with this name already exists",
+            ),
+            StoreError::InvalidState(transition) => Self::new(
+                StatusCode::CONFLICT,
+                "invalid_state",
+                transition.to_string(),
+            ),
+            StoreError::NotRegistered(numbers) => Self::validation(
+                numbers
+                    .into_iter()
+                    .map(|n| format!("{n}: not a registered target of the campaign"))
+                    .collect(),
+            ),
+            StoreError::Unavailable(cause) => {
+                tracing::warn!(error.cause = %cause, "store unavailable");
+                Self::unavailable()
+            }
+            StoreError::Internal(cause) => Self::internal(&cause),
+        }
+    }
+}

@@ -1,0 +1,461 @@
+//! One handler per endpoint. Handlers validate, call the store through its port, and publish
+//! the wake-ups that let the scheduler react at once.
+
+use std::collections::HashMap;
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpResponse};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use chrono::Utc;
+use uuid::Uuid;
+
+use super::dto::*;
+use super::error::{ApiError, ErrorBody};
+use crate::context::AppContext;
+use crate::domain::call::CallStatus;
+use crate::domain::campaign::{CampaignChanges, CampaignStatus, StatusAction, Transition};
+use crate::domain::ids::{CallId, CampaignId};
+use crate::domain::phone::PhoneNumber;
+use crate::ports::{NewCampaign, Topic};
+use crate::roles::messages::{self, RetryMessage};
+
+type Ctx = web::Data<AppContext>;
+type Query = web::Query<HashMap<String, String>>;
+
+fn parse_id(raw: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(raw).map_err(|_| ApiError::invalid_id(raw))
+}
+
+fn campaign_id(raw: &str) -> Result<CampaignId, ApiError> {
+    parse_id(raw).map(CampaignId)
+}
+
+fn encode_token(id: Uuid) -> String {
+    URL_SAFE_NO_PAD.encode(id.as_bytes())
+}
+
+fn decode_token(token: &str) -> Result<Uuid, ApiError> {
+    let bytes = URL_SAFE_NO_PAD
+        .decode(token)
+        .map_err(|_| ApiError::invalid_page_token())?;
+    Uuid::from_slice(&bytes).map_err(|_| ApiError::invalid_page_token())
+}
+
+struct PageParams {
+    limit: usize,
+    after: Option<Uuid>,
+    status: Option<String>,
+}
+
+fn page_params(query: &HashMap<String, String>) -> Result<PageParams, ApiError> {
+    let limit = match query.get("limit") {
+        None => 100,
+        Some(raw) => match raw.parse::<usize>() {
+            Ok(limit) if (1..=1000).contains(&limit) => limit,
+            _ => {
+                return Err(ApiError::validation(vec![format!(
+                    "limit: must be an integer from 1 to 1000, got {raw:?}"
+                )]))
+            }
+        },
+    };
+    let after = match query.get("page_token") {
+        None => None,
+        Some(token) if token.is_empty() => None,
+        Some(token) => Some(decode_token(token)?),
+    };
+    Ok(PageParams {
+        limit,
+        after,
+        status: query.get("status").filter(|s| !s.is_empty()).cloned(),
+    })
+}
+
+async fn wake_campaign(ctx: &AppContext, campaign_id: CampaignId) {
+    // The scheduler also rescans on a timer, so a lost wake-up only delays dialing.
+    if let Err(err) = messages::wake(&*ctx.bus, [campaign_id]).await {
+        tracing::warn!(error = %err, %campaign_id, "cannot wake the scheduler");
+    }
+}
+
+#[utoipa::path(post, path = "/api/v1/campaigns", request_body = CreateCampaignRequest,
+    responses((status = 201, body = CampaignResponse), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn create_campaign(
+    ctx: Ctx,
+    body: web::Json<CreateCampaignRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let mut problems = Problems::default();
+    let name = validate_name(body.name.as_deref(), &mut problems);
+    let time_zone = validate_time_zone(body.time_zone.as_deref(), &mut problems);
+    let max_concurrent = validate_max_concurrent(
+        body.max_concurrent_calls.unwrap_or(i64::from(
+            ctx.settings.campaign.default_max_concurrent_calls,
+        )),
+        &mut problems,
+    );
+    let policy = validate_retry_policy(&body.retry_policy.unwrap_or_default(), &mut problems);
+    let hours = validate_business_hours(&body.business_hours.unwrap_or_default(), &mut problems);
+    let targets = validate_targets(body.targets.unwrap_or_default(), &mut problems);
+    let (Some(name), Some(time_zone), Some(max_concurrent), Some(policy), Some(hours), true) = (
+        name,
+        time_zone,
+        max_concurrent,
+        policy,
+        hours,
+        problems.is_empty(),
+    ) else {
+        return Err(ApiError::validation(problems.0));
+    };
+    let campaign = ctx
+        .store
+        .create_campaign(
+            NewCampaign {
+                id: CampaignId::new(),
+                name,
+                description: body.description.unwrap_or_default(),
+                time_zone,
+                max_concurrent_calls: max_concurrent,
+                retry_policy: policy,
+                business_hours: hours,
+                targets,
+            },
+            Utc::now(),
+        )
+        .await?;
+    tracing::info!(campaign_id = %campaign.id, targets = campaign.target_count, "campaign created");
+    Ok(HttpResponse::Created().json(CampaignResponse::from(&campaign)))
+}
+
+#[utoipa::path(get, path = "/api/v1/campaigns",
+    params(("limit" = Option<u32>, Query), ("page_token" = Option<String>, Query), ("status" = Option<String>, Query)),
+    responses((status = 200, body = CampaignListResponse), (status = 400, body = ErrorBody)))]
+pub async fn list_campaigns(ctx: Ctx, query: Query) -> Result<HttpResponse, ApiError> {
+    let params = page_params(&query)?;
+    let status = match params.status.as_deref() {
+        None => None,
+        Some(raw) => Some(CampaignStatus::parse(raw).ok_or_else(|| {
+            ApiError::validation(vec![format!("status: unknown campaign status {raw:?}")])
+        })?),
+    };
+    let mut campaigns = ctx
+        .store
+        .list_campaigns(status, params.after.map(CampaignId), params.limit + 1)
+        .await?;
+    let next_page_token = if campaigns.len() > params.limit {
+        campaigns.truncate(params.limit);
+        campaigns.last().map(|c| encode_token(c.id.0))
+    } else {
+        None
+    };
+    Ok(HttpResponse::Ok().json(CampaignListResponse {
+        campaigns: campaigns.iter().map(CampaignResponse::from).collect(),
+        next_page_token,
+    }))
+}
+
+#[utoipa::path(get, path = "/api/v1/campaigns/{id}",
+    responses((status = 200, body = CampaignResponse), (status = 404, body = ErrorBody)))]
+pub async fn get_campaign(ctx: Ctx, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let id = campaign_id(&path)?;
+    let campaign = ctx
+        .store
+        .get_campaign(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("campaign"))?;
+    Ok(HttpResponse::Ok().json(CampaignResponse::from(&campaign)))
+}
+
+#[utoipa::path(put, path = "/api/v1/campaigns/{id}", request_body = UpdateCampaignRequest,
+    responses((status = 200, body = CampaignResponse), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn update_campaign(
+    ctx: Ctx,
+    path: web::Path<String>,
+    body: web::Json<UpdateCampaignRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let id = campaign_id(&path)?;
+    let body = body.into_inner();
+    let mut problems = Problems::default();
+    let changes = CampaignChanges {
+        name: body
+            .name
+            .as_deref()
+            .and_then(|name| validate_name(Some(name), &mut problems)),
+        description: body.description,
+        max_concurrent_calls: body
+            .max_concurrent_calls
+            .and_then(|value| validate_max_concurrent(value, &mut problems)),
+        retry_policy: body
+            .retry_policy
+            .as_ref()
+            .and_then(|policy| validate_retry_policy(policy, &mut problems)),
+        business_hours: body
+            .business_hours
+            .as_deref()
+            .and_then(|hours| validate_business_hours(hours, &mut problems)),
+    };
+    if !problems.is_empty() {
+        return Err(ApiError::validation(problems.0));
+    }
+    let campaign = ctx
+        .store
+        .update_campaign(id, changes, Utc::now())
+        .await
+        .map_err(|err| match err {
+            crate::ports::StoreError::NotFound => ApiError::not_found("campaign"),
+            other => other.into(),
+        })?;
+    // New limits or hours may let more calls through right away.
+    wake_campaign(&ctx, id).await;
+    Ok(HttpResponse::Ok().json(CampaignResponse::from(&campaign)))
+}
+
+async fn transition(
+    ctx: &AppContext,
+    raw_id: &str,
+    action: StatusAction,
+) -> Result<HttpResponse, ApiError> {
+    let id = campaign_id(raw_id)?;
+    let transition = ctx
+        .store
+        .transition_campaign(id, action, Utc::now())
+        .await
+        .map_err(|err| match err {
+            crate::ports::StoreError::NotFound => ApiError::not_found("campaign"),
+            other => other.into(),
+        })?;
+    tracing::info!(campaign_id = %id, action = action.as_str(), ?transition, "campaign status action");
+    if action == StatusAction::Start {
+        wake_campaign(ctx, id).await;
+        if transition == Transition::To(CampaignStatus::InProgress) {
+            // Retries that fell due while paused are due now.
+            let kick = messages::encode(
+                id.to_string(),
+                &RetryMessage {
+                    v: messages::VERSION,
+                    campaign_id: id,
+                    due_at: Utc::now(),
+                },
+            );
+            if let Err(err) = messages::publish(&*ctx.bus, Topic::Retry, vec![kick]).await {
+                tracing::warn!(error = %err, campaign_id = %id, "cannot notify the retry role");
+            }
+        }
+    }
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[utoipa::path(post, path = "/api/v1/campaigns/{id}/start",
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn start_campaign(ctx: Ctx, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    transition(&ctx, &path, StatusAction::Start).await
+}
+
+#[utoipa::path(post, path = "/api/v1/campaigns/{id}/pause",
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn pause_campaign(ctx: Ctx, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    transition(&ctx, &path, StatusAction::Pause).await
+}
+
+#[utoipa::path(post, path = "/api/v1/campaigns/{id}/complete",
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn complete_campaign(
+    ctx: Ctx,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    transition(&ctx, &path, StatusAction::Complete).await
+}
+
+#[utoipa::path(get, path = "/api/v1/campaigns/{id}/stats",
+    responses((status = 200, body = StatsResponse), (status = 404, body = ErrorBody)))]
+pub async fn campaign_stats(ctx: Ctx, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let id = campaign_id(&path)?;
+    let stats = ctx
+        .store
+        .campaign_stats(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("campaign"))?;
+    Ok(HttpResponse::Ok().json(StatsResponse::from(&stats)))
+}
+
+#[utoipa::path(post, path = "/api/v1/campaigns/{id}/targets", request_body = AddTargetsRequest,
+    responses((status = 202, body = AcceptedResponse), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn add_targets(
+    ctx: Ctx,
+    path: web::Path<String>,
+    body: web::Json<AddTargetsRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let id = campaign_id(&path)?;
+    let mut problems = Problems::default();
+    let input = body.into_inner().targets.unwrap_or_default();
+    if input.is_empty() {
+        problems.push("targets", "must list at least one target");
+    }
+    let targets = validate_targets(input, &mut problems);
+    if !problems.is_empty() {
+        return Err(ApiError::validation(problems.0));
+    }
+    let calls = ctx
+        .store
+        .enqueue_calls(id, targets, Utc::now())
+        .await
+        .map_err(|err| match err {
+            crate::ports::StoreError::NotFound => ApiError::not_found("campaign"),
+            other => other.into(),
+        })?;
+    wake_campaign(&ctx, id).await;
+    Ok(
+        HttpResponse::build(StatusCode::ACCEPTED).json(AcceptedResponse {
+            accepted: calls.len() as u64,
+        }),
+    )
+}
+
+#[utoipa::path(get, path = "/api/v1/campaigns/{id}/calls",
+    params(("limit" = Option<u32>, Query), ("page_token" = Option<String>, Query), ("status" = Option<String>, Query)),
+    responses((status = 200, body = CallListResponse), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn list_calls(
+    ctx: Ctx,
+    path: web::Path<String>,
+    query: Query,
+) -> Result<HttpResponse, ApiError> {
+    let id = campaign_id(&path)?;
+    let params = page_params(&query)?;
+    let status = match params.status.as_deref() {
+        None => None,
+        Some(raw) => Some(CallStatus::parse(raw).ok_or_else(|| {
+            ApiError::validation(vec![format!("status: unknown call status {raw:?}")])
+        })?),
+    };
+    if ctx.store.get_campaign(id).await?.is_none() {
+        return Err(ApiError::not_found("campaign"));
+    }
+    let mut calls = ctx
+        .store
+        .list_calls(id, status, params.after.map(CallId), params.limit + 1)
+        .await?;
+    let next_page_token = if calls.len() > params.limit {
+        calls.truncate(params.limit);
+        calls.last().map(|c| encode_token(c.id.0))
+    } else {
+        None
+    };
+    Ok(HttpResponse::Ok().json(CallListResponse {
+        calls: calls.iter().map(CallResponse::from).collect(),
+        next_page_token,
+    }))
+}
+
+#[utoipa::path(post, path = "/api/v1/calls", request_body = TriggerCallRequest,
+    responses((status = 202, body = CallResponse), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn trigger_call(
+    ctx: Ctx,
+    body: web::Json<TriggerCallRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let mut problems = Problems::default();
+    let campaign = match body.campaign_id.as_deref() {
+        None => {
+            problems.push("campaign_id", "is required");
+            None
+        }
+        Some(raw) => match Uuid::parse_str(raw) {
+            Ok(id) => Some(CampaignId(id)),
+            Err(_) => {
+                problems.push("campaign_id", format!("{raw:?} is not a UUID"));
+                None
+            }
+        },
+    };
+    let number = match body.phone_number.as_deref() {
+        None => {
+            problems.push("phone_number", "is required");
+            None
+        }
+        Some(raw) => PhoneNumber::parse(raw)
+            .map_err(|err| problems.push("phone_number", format!("{raw:?} is {err}")))
+            .ok(),
+    };
+    let (Some(campaign_id), Some(phone_number), true) = (campaign, number, problems.is_empty())
+    else {
+        return Err(ApiError::validation(problems.0));
+    };
+    let calls = ctx
+        .store
+        .enqueue_calls(
+            campaign_id,
+            vec![crate::ports::NewTarget {
+                phone_number,
+                metadata: body.metadata,
+            }],
+            Utc::now(),
+        )
+        .await
+        .map_err(|err| match err {
+            crate::ports::StoreError::NotFound => ApiError::not_found("campaign"),
+            other => other.into(),
+        })?;
+    wake_campaign(&ctx, campaign_id).await;
+    let call = calls
+        .first()
+        .ok_or_else(|| ApiError::internal(&"enqueue returned no call"))?;
+    Ok(HttpResponse::build(StatusCode::ACCEPTED).json(CallResponse::from(call)))
+}
+
+#[utoipa::path(get, path = "/api/v1/calls/{id}",
+    responses((status = 200, body = CallDetailResponse), (status = 404, body = ErrorBody)))]
+pub async fn get_call(ctx: Ctx, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let id = CallId(parse_id(&path)?);
+    let (call, attempts) = ctx
+        .store
+        .get_call(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("call"))?;
+    Ok(HttpResponse::Ok().json(CallDetailResponse {
+        call: CallResponse::from(&call),
+        attempts: attempts.iter().map(AttemptResponse::from).collect(),
+    }))
+}
+
+pub async fn healthz(ctx: Ctx) -> HttpResponse {
+    let store_ok = ctx.store.ping().await.is_ok();
+    let live = store_ok && ctx.health.is_live();
+    let body = serde_json::json!({
+        "status": if live { "ok" } else { "unhealthy" },
+        "database": if store_ok { "ok" } else { "unavailable" },
+        "roles": ctx.health.snapshot(),
+    });
+    if live {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
+}
+
+pub async fn readyz(ctx: Ctx) -> HttpResponse {
+    let ready = ctx.health.is_ready() && ctx.store.ping().await.is_ok();
+    let body = serde_json::json!({
+        "status": if ready { "ready" } else { "not_ready" },
+        "roles": ctx.health.snapshot(),
+    });
+    if ready {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
+}
+
+pub async fn metrics_text() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(crate::metrics::render())
+}
+
+pub async fn route_not_found() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::route_not_found())
+}
+
+pub async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::method_not_allowed())
+}

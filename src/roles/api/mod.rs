@@ -1,0 +1,236 @@
+//! The api role: the REST API of the seed's contract, plus `/healthz`, `/readyz`, `/metrics`
+//! and the OpenAPI document. It binds its listener while building, so a taken port fails the
+//! start before any other role runs.
+
+mod dto;
+mod error;
+mod handlers;
+
+use std::net::{SocketAddr, TcpListener};
+use std::time::Instant;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::error::JsonPayloadError;
+use actix_web::middleware::{from_fn, Next};
+use actix_web::{web, App, HttpResponse, HttpServer};
+use tokio_util::sync::CancellationToken;
+use tracing::{field, info_span, Instrument};
+use utoipa::OpenApi;
+
+pub use self::error::ApiError;
+use crate::context::AppContext;
+use crate::metrics::metrics;
+use crate::runtime::health::RoleHealth;
+use crate::runtime::role::RoleName;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "outbound",
+        description = "Outbound voice-call campaign engine"
+    ),
+    paths(
+        handlers::create_campaign,
+        handlers::list_campaigns,
+        handlers::get_campaign,
+        handlers::update_campaign,
+        handlers::start_campaign,
+        handlers::pause_campaign,
+        handlers::complete_campaign,
+        handlers::campaign_stats,
+        handlers::add_targets,
+        handlers::list_calls,
+        handlers::trigger_call,
+        handlers::get_call,
+    )
+)]
+pub struct ApiDoc;
+
+async fn openapi() -> HttpResponse {
+    HttpResponse::Ok().json(ApiDoc::openapi())
+}
+
+/// Every route in one place; a known path with the wrong method answers 405.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    use handlers as h;
+    let not_allowed = || web::to(h::method_not_allowed);
+    cfg.service(
+        web::resource("/healthz")
+            .route(web::get().to(h::healthz))
+            .default_service(not_allowed()),
+    )
+    .service(
+        web::resource("/readyz")
+            .route(web::get().to(h::readyz))
+            .default_service(not_allowed()),
+    )
+    .service(
+        web::resource("/metrics")
+            .route(web::get().to(h::metrics_text))
+            .default_service(not_allowed()),
+    )
+    .service(
+        web::scope("/api/v1")
+            .service(
+                web::resource("/openapi.json")
+                    .route(web::get().to(openapi))
+                    .default_service(not_allowed()),
+            )
+            .service(
+                web::resource("/campaigns")
+                    .route(web::post().to(h::create_campaign))
+                    .route(web::get().to(h::list_campaigns))
+                    .default_service(not_allowed()),
+            )
+            .service(
+                web::resource("/campaigns/{id}")
+                    .route(web::get().to(h::get_campaign))
+                    .route(web::put().to(h::update_campaign))
+                    .default_service(not_allowed()),
+            )
+            .service(
+                web::resource("/campaigns/{id}/start")
+                    .route(web::post().to(h::start_campaign))
+                    .default_service(not_allowed()),
+            )
+            .service(
+                web::resource("/campaigns/{id}/pause")
+                    .route(web::post().to(h::pause_campaign))
+                    .default_service(not_allowed()),
+            )
+            .service(
+                web::resource("/campaigns/{id}/complete")
+                    .route(web::post().to(h::complete_campaign))
+                    .default_service(not_allowed()),
+            )
+            .service(
+                web::resource("/campaigns/{id}/stats")
+                    .route(web::get().to(h::campaign_stats))
+                    .default_service(not_allowed()),
+            )
+            .service(
+                web::resource("/campaigns/{id}/targets")
+                    .route(web::post().to(h::add_targets))
+                    .default_service(not_allowed()),
+            )
+            .service(
+                web::resource("/campaigns/{id}/calls")
+                    .route(web::get().to(h::list_calls))
+                    .default_service(not_allowed()),
+            )
+            .service(
+                web::resource("/calls")
+                    .route(web::post().to(h::trigger_call))
+                    .default_service(not_allowed()),
+            )
+            .service(
+                web::resource("/calls/{id}")
+                    .route(web::get().to(h::get_call))
+                    .default_service(not_allowed()),
+            ),
+    );
+}
+
+fn json_config(limit: usize) -> web::JsonConfig {
+    web::JsonConfig::default()
+        .limit(limit)
+        .error_handler(move |err, _req| {
+            let api_error = match &err {
+                JsonPayloadError::Overflow { .. }
+                | JsonPayloadError::OverflowKnownLength { .. } => {
+                    ApiError::payload_too_large(limit)
+                }
+                JsonPayloadError::ContentType => ApiError::unsupported_media_type(),
+                JsonPayloadError::Deserialize(inner) => {
+                    ApiError::malformed(format!("malformed JSON body: {inner}"))
+                }
+                other => ApiError::malformed(format!("unreadable body: {other}")),
+            };
+            api_error.into()
+        })
+}
+
+/// A span per request (its trace id goes into error bodies) and the request metrics.
+async fn observe(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let method = req.method().to_string();
+    let route = req
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let span = info_span!("http_request", http.method = %method, http.route = %route, http.status = field::Empty);
+    let started = Instant::now();
+    let response = next.call(req).instrument(span.clone()).await?;
+    let status = response.status().as_u16();
+    span.record("http.status", status);
+    let m = metrics();
+    m.http_requests
+        .with_label_values(&[&method, &route, &status.to_string()])
+        .inc();
+    m.http_duration
+        .with_label_values(&[&method, &route])
+        .observe(started.elapsed().as_secs_f64());
+    if status >= 500 {
+        tracing::warn!(parent: &span, status, "request failed");
+    }
+    Ok(response)
+}
+
+pub struct ApiRole {
+    ctx: AppContext,
+    listener: TcpListener,
+}
+
+impl ApiRole {
+    pub fn build(ctx: AppContext) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(&ctx.settings.http.bind)?;
+        listener.set_nonblocking(true)?;
+        Ok(Self { ctx, listener })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let ctx = self.ctx.clone();
+        let limit = ctx.settings.http.body_limit_bytes;
+        let workers = match ctx.settings.http.workers {
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            n => n,
+        };
+        let data = web::Data::new(ctx.clone());
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(data.clone())
+                .app_data(json_config(limit))
+                .app_data(web::PayloadConfig::new(limit))
+                .wrap(from_fn(observe))
+                .configure(configure)
+                .default_service(web::to(handlers::route_not_found))
+        })
+        .workers(workers)
+        .disable_signals()
+        .shutdown_timeout(ctx.settings.runtime.shutdown_grace.0.as_secs().max(1))
+        .listen(self.listener)?
+        .run();
+        let handle = server.handle();
+        let mut server = std::pin::pin!(server);
+        ctx.health.set(RoleName::Api, RoleHealth::Ready);
+        tokio::select! {
+            served = &mut server => {
+                served?;
+                anyhow::bail!("http server stopped by itself");
+            }
+            _ = shutdown.cancelled() => {
+                // Stops accepting at once and lets requests in flight finish; the server future
+                // must keep being polled while the stop command is handled.
+                let ((), served) = tokio::join!(handle.stop(true), server);
+                served?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,222 @@
+//! The call role dials. For each dispatch it places the call with the telephony provider under
+//! the lease the scheduler took, keeps the lease alive while the call lasts, and when the
+//! provider reports the end publishes the outcome on the `status` topic, then acknowledges the
+//! dispatch. On shutdown it takes no new dispatch and waits for calls in progress to end, up to
+//! `runtime.shutdown_grace`.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{info_span, Instrument};
+
+use crate::context::AppContext;
+use crate::domain::call::AttemptOutcome;
+use crate::domain::ids::{CallId, CampaignId, LeaseId};
+use crate::metrics::metrics;
+use crate::ports::{BusError, Delivery, DialRequest, ProviderReport, Subscription, Topic};
+use crate::roles::messages::{self, DispatchMessage, PolicyTerms, StatusMessage};
+use crate::runtime::health::RoleHealth;
+use crate::runtime::role::RoleName;
+use crate::telemetry;
+
+struct InFlight {
+    token: u64,
+    lease_id: LeaseId,
+    campaign_id: CampaignId,
+    policy: PolicyTerms,
+    span: tracing::Span,
+}
+
+pub struct CallWorker {
+    ctx: AppContext,
+    sink: mpsc::UnboundedSender<ProviderReport>,
+    reports: Option<mpsc::UnboundedReceiver<ProviderReport>>,
+    in_flight: HashMap<(CallId, u32), InFlight>,
+}
+
+impl CallWorker {
+    pub fn new(ctx: AppContext) -> Self {
+        let (sink, reports) = mpsc::unbounded_channel();
+        Self {
+            ctx,
+            sink,
+            reports: Some(reports),
+            in_flight: HashMap::new(),
+        }
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    /// Starts dialing one dispatch. Returns tokens that can be acknowledged at once (poison or
+    /// duplicate messages); a dialed message is acknowledged when its outcome is published.
+    pub async fn process_one(&mut self, delivery: Delivery) -> Option<u64> {
+        let dispatch: DispatchMessage = match messages::decode(Topic::Dispatch, &delivery.message) {
+            Ok(dispatch) => dispatch,
+            Err(err) => {
+                tracing::error!(error = %err, "dropping undecodable dispatch");
+                return Some(delivery.token);
+            }
+        };
+        let key = (dispatch.call_id, dispatch.attempt);
+        if self.in_flight.contains_key(&key) {
+            // A redelivery of an attempt this process is already dialing: never dial twice.
+            return Some(delivery.token);
+        }
+        let span = info_span!(
+            "attempt",
+            call_id = %dispatch.call_id,
+            campaign_id = %dispatch.campaign_id,
+            attempt = dispatch.attempt,
+        );
+        telemetry::follow_headers(&span, &delivery.message.headers);
+        let request = DialRequest {
+            call_id: dispatch.call_id,
+            campaign_id: dispatch.campaign_id,
+            attempt: dispatch.attempt,
+            phone_number: dispatch.phone_number.clone(),
+        };
+        self.in_flight.insert(
+            key,
+            InFlight {
+                token: delivery.token,
+                lease_id: dispatch.lease_id,
+                campaign_id: dispatch.campaign_id,
+                policy: dispatch.policy,
+                span: span.clone(),
+            },
+        );
+        metrics().dialing.inc();
+        let dialed = self
+            .ctx
+            .provider
+            .dial(request.clone(), self.sink.clone())
+            .instrument(span)
+            .await;
+        if let Err(err) = dialed {
+            tracing::warn!(error = %err, call_id = %request.call_id, "provider refused the call");
+            let _ = self.sink.send(ProviderReport {
+                request,
+                outcome: AttemptOutcome::Failed {
+                    error: format!("provider_error: {err}"),
+                    retryable: true,
+                },
+                ended_at: Utc::now(),
+            });
+        }
+        None
+    }
+
+    /// Publishes the outcomes and returns the dispatch tokens now safe to acknowledge.
+    pub async fn report(&mut self, reports: Vec<ProviderReport>) -> Result<Vec<u64>, BusError> {
+        let mut tokens = Vec::with_capacity(reports.len());
+        let mut statuses = Vec::with_capacity(reports.len());
+        for report in reports {
+            let key = (report.request.call_id, report.request.attempt);
+            let Some(flight) = self.in_flight.remove(&key) else {
+                continue;
+            };
+            metrics().dialing.dec();
+            let _entered = flight.span.enter();
+            tracing::debug!(outcome = ?report.outcome, "attempt ended");
+            statuses.push(messages::encode(
+                report.request.call_id.to_string(),
+                &StatusMessage {
+                    v: messages::VERSION,
+                    call_id: report.request.call_id,
+                    campaign_id: flight.campaign_id,
+                    attempt: report.request.attempt,
+                    lease_id: flight.lease_id,
+                    outcome: report.outcome,
+                    ended_at: report.ended_at,
+                    policy: flight.policy,
+                },
+            ));
+            tokens.push(flight.token);
+        }
+        messages::publish(&*self.ctx.bus, Topic::Status, statuses).await?;
+        Ok(tokens)
+    }
+
+    async fn renew_leases(&self) {
+        let leases: Vec<_> = self
+            .in_flight
+            .values()
+            .map(|flight| (flight.campaign_id, flight.lease_id))
+            .collect();
+        if leases.is_empty() {
+            return;
+        }
+        if let Err(err) = self.ctx.limiter.renew(&leases).await {
+            tracing::warn!(error = %err, "cannot renew leases");
+        }
+    }
+
+    pub async fn run(
+        mut self,
+        mut dispatches: Box<dyn Subscription>,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
+        let Some(mut reports) = self.reports.take() else {
+            anyhow::bail!("call worker already ran");
+        };
+        let renew_every =
+            (self.ctx.settings.limiter.lease_ttl.0 / 3).max(Duration::from_millis(100));
+        let mut renew = tokio::time::interval(renew_every);
+        self.ctx.health.set(RoleName::Call, RoleHealth::Ready);
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                Some(first) = reports.recv() => {
+                    let tokens = self.report(drain(first, &mut reports)).await?;
+                    dispatches.ack(&tokens).await?;
+                }
+                batch = dispatches.next_batch(1024) => {
+                    let mut done = Vec::new();
+                    for delivery in batch? {
+                        done.extend(self.process_one(delivery).await);
+                    }
+                    dispatches.ack(&done).await?;
+                }
+                _ = renew.tick() => self.renew_leases().await,
+            }
+        }
+        let grace = self.ctx.settings.runtime.shutdown_grace.0;
+        let deadline = tokio::time::Instant::now() + grace;
+        tracing::info!(in_flight = self.in_flight.len(), "call role draining");
+        while !self.in_flight.is_empty() {
+            tokio::select! {
+                Some(first) = reports.recv() => {
+                    let tokens = self.report(drain(first, &mut reports)).await?;
+                    dispatches.ack(&tokens).await?;
+                }
+                _ = renew.tick() => self.renew_leases().await,
+                _ = tokio::time::sleep_until(deadline) => {
+                    // These attempts stay `dialing` in the store and are recovered as lost.
+                    tracing::warn!(abandoned = self.in_flight.len(), "shutdown grace elapsed with calls in progress");
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn drain(
+    first: ProviderReport,
+    reports: &mut mpsc::UnboundedReceiver<ProviderReport>,
+) -> Vec<ProviderReport> {
+    let mut batch = vec![first];
+    while batch.len() < 1024 {
+        match reports.try_recv() {
+            Ok(report) => batch.push(report),
+            Err(_) => break,
+        }
+    }
+    batch
+}

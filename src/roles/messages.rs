@@ -1,0 +1,119 @@
+//! What the roles say to each other on the bus. Payloads are JSON with a version field, keyed
+//! so that the messages of one call stay in order; headers carry the trace context.
+
+use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::domain::call::AttemptOutcome;
+use crate::domain::ids::{CallId, CampaignId, LeaseId};
+use crate::domain::phone::PhoneNumber;
+use crate::metrics::metrics;
+use crate::ports::{Bus, BusError, Message, Topic};
+use crate::telemetry;
+
+pub const VERSION: u32 = 1;
+
+/// The retry policy in force when the attempt was dispatched, so that the status role can
+/// compute the backoff without reading the campaign.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct PolicyTerms {
+    pub base_delay_ms: u64,
+    pub max_delay_ms: u64,
+    pub jitter: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DispatchMessage {
+    pub v: u32,
+    pub call_id: CallId,
+    pub campaign_id: CampaignId,
+    pub attempt: u32,
+    pub phone_number: PhoneNumber,
+    pub lease_id: LeaseId,
+    pub policy: PolicyTerms,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusMessage {
+    pub v: u32,
+    pub call_id: CallId,
+    pub campaign_id: CampaignId,
+    pub attempt: u32,
+    pub lease_id: LeaseId,
+    pub outcome: AttemptOutcome,
+    pub ended_at: DateTime<Utc>,
+    pub policy: PolicyTerms,
+}
+
+/// A retry became due at `due_at` (or, at a campaign's start, retries may be due now).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RetryMessage {
+    pub v: u32,
+    pub campaign_id: CampaignId,
+    pub due_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WakeMessage {
+    pub v: u32,
+    pub campaign_id: CampaignId,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("undecodable message on {topic}: {source}")]
+pub struct DecodeError {
+    pub topic: &'static str,
+    #[source]
+    pub source: serde_json::Error,
+}
+
+pub fn encode<T: Serialize>(key: String, value: &T) -> Message {
+    let mut headers = Vec::new();
+    telemetry::inject_context(&mut headers);
+    Message {
+        key,
+        // Serialising these plain structs cannot fail.
+        payload: serde_json::to_vec(value).unwrap_or_default(),
+        headers,
+    }
+}
+
+pub fn decode<T: DeserializeOwned>(topic: Topic, message: &Message) -> Result<T, DecodeError> {
+    serde_json::from_slice(&message.payload).map_err(|source| DecodeError {
+        topic: topic.as_str(),
+        source,
+    })
+}
+
+pub async fn publish(bus: &dyn Bus, topic: Topic, messages: Vec<Message>) -> Result<(), BusError> {
+    if messages.is_empty() {
+        return Ok(());
+    }
+    let count = messages.len() as u64;
+    bus.publish(topic, messages).await?;
+    metrics()
+        .dispatched
+        .with_label_values(&[topic.as_str()])
+        .inc_by(count);
+    Ok(())
+}
+
+pub async fn wake(
+    bus: &dyn Bus,
+    campaigns: impl IntoIterator<Item = CampaignId>,
+) -> Result<(), BusError> {
+    let messages = campaigns
+        .into_iter()
+        .map(|campaign_id| {
+            encode(
+                campaign_id.to_string(),
+                &WakeMessage {
+                    v: VERSION,
+                    campaign_id,
+                },
+            )
+        })
+        .collect();
+    publish(bus, Topic::Wake, messages).await
+}

@@ -1,0 +1,182 @@
+//! The status role records outcomes. For each batch of reports it computes the retry time
+//! (backoff with jitter), records every attempt with its statistics in one store transaction
+//! (idempotent, so a redelivered report counts once), then frees the leases, tells the retry
+//! role about new retries and wakes the scheduler for the capacity it freed.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use tokio_util::sync::CancellationToken;
+use tracing::{info_span, Instrument};
+
+use crate::context::AppContext;
+use crate::domain::call::{AttemptOutcome, NextStep};
+use crate::domain::campaign::RetryPolicy;
+use crate::metrics::metrics;
+use crate::ports::{
+    AppliedReport, AttemptReport, BusError, LimiterError, StoreError, Subscription, Topic,
+};
+use crate::roles::messages::{self, RetryMessage, StatusMessage};
+use crate::runtime::health::RoleHealth;
+use crate::runtime::role::RoleName;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StatusError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Limiter(#[from] LimiterError),
+    #[error(transparent)]
+    Bus(#[from] BusError),
+}
+
+pub struct StatusWorker {
+    ctx: AppContext,
+    rng: StdRng,
+}
+
+impl StatusWorker {
+    pub fn new(ctx: AppContext) -> Self {
+        Self {
+            ctx,
+            rng: StdRng::from_os_rng(),
+        }
+    }
+
+    pub async fn process_batch(
+        &mut self,
+        statuses: &[StatusMessage],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<AppliedReport>, StatusError> {
+        if statuses.is_empty() {
+            return Ok(Vec::new());
+        }
+        let reports: Vec<AttemptReport> = statuses
+            .iter()
+            .map(|status| {
+                let policy = RetryPolicy {
+                    max_attempts: 0,
+                    base_delay: Duration::from_millis(status.policy.base_delay_ms),
+                    max_delay: Duration::from_millis(status.policy.max_delay_ms),
+                    jitter: status.policy.jitter,
+                };
+                let delay = policy.backoff(status.attempt, self.rng.random());
+                AttemptReport {
+                    call_id: status.call_id,
+                    campaign_id: status.campaign_id,
+                    attempt: status.attempt,
+                    outcome: status.outcome.clone(),
+                    ended_at: status.ended_at,
+                    retry_at: status.ended_at
+                        + chrono::Duration::from_std(delay).unwrap_or_default(),
+                }
+            })
+            .collect();
+        let applied = self.ctx.store.record_attempts(&reports, now).await?;
+        let leases: Vec<_> = statuses
+            .iter()
+            .map(|status| (status.campaign_id, status.lease_id))
+            .collect();
+        self.ctx.limiter.release(&leases).await?;
+
+        let mut retries = Vec::new();
+        let mut campaigns = BTreeSet::new();
+        for (applied, status) in applied.iter().zip(statuses) {
+            campaigns.insert(applied.campaign_id);
+            let Some(step) = applied.step else {
+                continue;
+            };
+            let label = match (&step, &status.outcome) {
+                (_, AttemptOutcome::Answered) => "answered",
+                (NextStep::RetryAt(_), _) => "retry",
+                (NextStep::Cancel, _) => "canceled",
+                _ => "failed",
+            };
+            metrics().outcomes.with_label_values(&[label]).inc();
+            if let NextStep::RetryAt(due_at) = step {
+                retries.push(messages::encode(
+                    applied.campaign_id.to_string(),
+                    &RetryMessage {
+                        v: messages::VERSION,
+                        campaign_id: applied.campaign_id,
+                        due_at,
+                    },
+                ));
+            }
+        }
+        messages::publish(&*self.ctx.bus, Topic::Retry, retries).await?;
+        messages::wake(&*self.ctx.bus, campaigns).await?;
+        Ok(applied)
+    }
+
+    /// Decodes, records and acknowledges one batch; retries the store until it succeeds, since
+    /// an unrecorded outcome must not be acknowledged.
+    async fn handle(
+        &mut self,
+        subscription: &mut dyn Subscription,
+        batch: Vec<crate::ports::Delivery>,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<()> {
+        let mut statuses = Vec::with_capacity(batch.len());
+        let tokens: Vec<u64> = batch.iter().map(|d| d.token).collect();
+        for delivery in &batch {
+            match messages::decode::<StatusMessage>(Topic::Status, &delivery.message) {
+                Ok(status) => statuses.push(status),
+                Err(err) => tracing::error!(error = %err, "dropping undecodable status"),
+            }
+        }
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            let span = info_span!("record_outcomes", count = statuses.len());
+            match self
+                .process_batch(&statuses, Utc::now())
+                .instrument(span)
+                .await
+            {
+                Ok(_) => {
+                    self.ctx.health.set(RoleName::Status, RoleHealth::Ready);
+                    break;
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot record outcomes, retrying");
+                    self.ctx.health.set(RoleName::Status, RoleHealth::Failing);
+                    if shutdown.is_cancelled() && backoff > Duration::from_secs(5) {
+                        // Unacknowledged: the bus delivers them again after a restart.
+                        return Err(err.into());
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+        subscription.ack(&tokens).await?;
+        Ok(())
+    }
+
+    pub async fn run(
+        mut self,
+        mut subscription: Box<dyn Subscription>,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
+        self.ctx.health.set(RoleName::Status, RoleHealth::Ready);
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                batch = subscription.next_batch(2048) => {
+                    self.handle(&mut *subscription, batch?, &shutdown).await?;
+                }
+            }
+        }
+        // Record what the call role reported while it drained.
+        while let Ok(batch) =
+            tokio::time::timeout(Duration::from_millis(200), subscription.next_batch(2048)).await
+        {
+            self.handle(&mut *subscription, batch?, &shutdown).await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,572 @@
+//! Configuration: built-in defaults, then `config/outbound.toml` if present, then `--config
+//! FILE`, then `OUTBOUND__SECTION__KEY` environment variables (figment). Every section rejects
+//! unknown keys, and `validate` refuses impossible combinations, naming the key.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::domain::duration::{format_go_duration, parse_go_duration};
+use crate::runtime::role::RoleName;
+
+/// A duration written as Go does ("500ms", "2s", "1m30s").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct GoDuration(pub Duration);
+
+impl Serialize for GoDuration {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&format_go_duration(self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for GoDuration {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        parse_go_duration(&text)
+            .map(GoDuration)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+impl From<Duration> for GoDuration {
+    fn from(value: Duration) -> Self {
+        Self(value)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSettings {
+    pub bind: String,
+    /// Largest accepted request body.
+    pub body_limit_bytes: usize,
+    /// Threads serving HTTP; 0 means one per core.
+    pub workers: usize,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            bind: "127.0.0.1:8081".into(),
+            body_limit_bytes: 64 * 1024 * 1024,
+            workers: 0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageSettings {
+    pub url: String,
+}
+
+impl Default for StorageSettings {
+    fn default() -> Self {
+        Self {
+            url: "sqlite://data/outbound.db".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BusKind {
+    Memory,
+    Kafka,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BusSettings {
+    pub kind: BusKind,
+    pub brokers: String,
+}
+
+impl Default for BusSettings {
+    fn default() -> Self {
+        Self {
+            kind: BusKind::Memory,
+            brokers: "localhost:9092".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimiterSettings {
+    pub url: String,
+    /// A lease not renewed for this long is dropped, so a dead holder frees its capacity.
+    pub lease_ttl: GoDuration,
+}
+
+impl Default for LimiterSettings {
+    fn default() -> Self {
+        Self {
+            url: "local".into(),
+            lease_ttl: Duration::from_secs(30).into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TimelineSettings {
+    pub url: String,
+}
+
+impl Default for TimelineSettings {
+    fn default() -> Self {
+        Self {
+            url: "store".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MockSettings {
+    pub success_rate: f64,
+    pub retryable_rate: f64,
+    pub min_duration: GoDuration,
+    pub max_duration: GoDuration,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+}
+
+impl Default for MockSettings {
+    fn default() -> Self {
+        Self {
+            success_rate: 0.8,
+            retryable_rate: 0.7,
+            min_duration: Duration::from_secs(1).into(),
+            max_duration: Duration::from_secs(5).into(),
+            seed: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelephonySettings {
+    pub provider: String,
+    pub mock: MockSettings,
+}
+
+impl Default for TelephonySettings {
+    fn default() -> Self {
+        Self {
+            provider: "mock".into(),
+            mock: MockSettings::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CampaignSettings {
+    pub default_max_concurrent_calls: u32,
+}
+
+impl Default for CampaignSettings {
+    fn default() -> Self {
+        Self {
+            default_max_concurrent_calls: 500,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ThrottleSettings {
+    pub global_concurrency: u32,
+}
+
+impl Default for ThrottleSettings {
+    fn default() -> Self {
+        Self {
+            global_concurrency: 50_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SchedulerSettings {
+    /// Safety-net rescan; starts, triggers and freed capacity wake the scheduler at once.
+    pub interval: GoDuration,
+    /// Most calls claimed for one campaign in one step.
+    pub batch_size: u32,
+    /// How often this process proves it is alive, so others can tell its attempts are live.
+    pub heartbeat_interval: GoDuration,
+    /// A dialing attempt whose owner has not heartbeated for this long is recorded as lost
+    /// and retried per the campaign's policy.
+    pub orphan_after: GoDuration,
+}
+
+impl Default for SchedulerSettings {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(1).into(),
+            batch_size: 1_000,
+            heartbeat_interval: Duration::from_secs(1).into(),
+            orphan_after: Duration::from_secs(10).into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetrySettings {
+    /// Safety-net rescan for due retries.
+    pub poll_interval: GoDuration,
+}
+
+impl Default for RetrySettings {
+    fn default() -> Self {
+        Self {
+            poll_interval: Duration::from_secs(1).into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuntimeSettings {
+    pub roles: Vec<RoleName>,
+    /// How long shutdown waits for dialing calls to end before exiting anyway.
+    pub shutdown_grace: GoDuration,
+}
+
+impl Default for RuntimeSettings {
+    fn default() -> Self {
+        Self {
+            roles: vec![RoleName::All],
+            shutdown_grace: Duration::from_secs(30).into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSettings {
+    /// `pretty` on a terminal, `json` otherwise, unless set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub format: Option<LogFormat>,
+    /// An `EnvFilter` directive; `RUST_LOG` wins when set.
+    pub level: String,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            format: None,
+            level: "info".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OtelSettings {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    pub service_name: String,
+}
+
+impl Default for OtelSettings {
+    fn default() -> Self {
+        Self {
+            endpoint: None,
+            service_name: "outbound".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    pub http: HttpSettings,
+    pub storage: StorageSettings,
+    pub bus: BusSettings,
+    pub limiter: LimiterSettings,
+    pub timeline: TimelineSettings,
+    pub telephony: TelephonySettings,
+    pub campaign: CampaignSettings,
+    pub throttle: ThrottleSettings,
+    pub scheduler: SchedulerSettings,
+    pub retry: RetrySettings,
+    pub runtime: RuntimeSettings,
+    pub log: LogSettings,
+    pub otel: OtelSettings,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("invalid configuration: {0}")]
+    Load(#[from] Box<figment::Error>),
+    #[error("invalid configuration: {key}: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+fn invalid(key: &'static str, message: impl fmt::Display) -> SettingsError {
+    SettingsError::Invalid {
+        key,
+        message: message.to_string(),
+    }
+}
+
+/// Where the embedded store keeps its file, from `storage.url`.
+pub fn sqlite_path(url: &str) -> Option<&str> {
+    url.strip_prefix("sqlite://")
+}
+
+impl Settings {
+    /// The figment layers of the spec, with `file` as `--config`.
+    pub fn figment(file: Option<&Path>) -> Figment {
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()))
+            .merge(Toml::file("config/outbound.toml"));
+        if let Some(file) = file {
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        figment.merge(Env::prefixed("OUTBOUND__").split("__"))
+    }
+
+    pub fn load(file: Option<&Path>) -> Result<Self, SettingsError> {
+        let settings: Settings = Self::figment(file).extract().map_err(Box::new)?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        self.http
+            .bind
+            .parse::<SocketAddr>()
+            .map_err(|err| invalid("http.bind", format!("{err} ({:?})", self.http.bind)))?;
+        if self.http.body_limit_bytes == 0 {
+            return Err(invalid("http.body_limit_bytes", "must be positive"));
+        }
+        match sqlite_path(&self.storage.url) {
+            Some("") => return Err(invalid("storage.url", "sqlite:// needs a file path")),
+            Some(_) => {}
+            None if self.storage.url.starts_with("postgres://")
+                || self.storage.url.starts_with("postgresql://") =>
+            {
+                return Err(invalid(
+                    "storage.url",
+                    "the postgres store is not available in this build yet (issue 3); use sqlite://PATH",
+                ))
+            }
+            None => {
+                return Err(invalid(
+                    "storage.url",
+                    format!("expected sqlite://PATH or postgres://..., got {:?}", self.storage.url),
+                ))
+            }
+        }
+        if self.bus.kind == BusKind::Kafka {
+            return Err(invalid(
+                "bus.kind",
+                "the kafka bus is not available in this build yet (issue 3); use memory",
+            ));
+        }
+        if self.limiter.url != "local" {
+            return Err(invalid(
+                "limiter.url",
+                "only the local limiter is available in this build (the redis limiter is issue 3)",
+            ));
+        }
+        if self.timeline.url != "store" {
+            return Err(invalid(
+                "timeline.url",
+                "only `store` is available in this build (scylla is issue 3)",
+            ));
+        }
+        if self.telephony.provider != "mock" {
+            return Err(invalid(
+                "telephony.provider",
+                format!(
+                    "unknown provider {:?}; available: mock",
+                    self.telephony.provider
+                ),
+            ));
+        }
+        let mock = &self.telephony.mock;
+        for (key, rate) in [
+            ("telephony.mock.success_rate", mock.success_rate),
+            ("telephony.mock.retryable_rate", mock.retryable_rate),
+        ] {
+            if !(0.0..=1.0).contains(&rate) {
+                return Err(invalid(key, format!("must be between 0 and 1, got {rate}")));
+            }
+        }
+        if mock.max_duration < mock.min_duration {
+            return Err(invalid(
+                "telephony.mock.max_duration",
+                "must not be below telephony.mock.min_duration",
+            ));
+        }
+        if !(1..=100_000).contains(&self.campaign.default_max_concurrent_calls) {
+            return Err(invalid(
+                "campaign.default_max_concurrent_calls",
+                "must be between 1 and 100000",
+            ));
+        }
+        if self.throttle.global_concurrency == 0 {
+            return Err(invalid("throttle.global_concurrency", "must be positive"));
+        }
+        if self.scheduler.batch_size == 0 {
+            return Err(invalid("scheduler.batch_size", "must be positive"));
+        }
+        for (key, value) in [
+            ("scheduler.interval", self.scheduler.interval),
+            (
+                "scheduler.heartbeat_interval",
+                self.scheduler.heartbeat_interval,
+            ),
+            ("retry.poll_interval", self.retry.poll_interval),
+            ("limiter.lease_ttl", self.limiter.lease_ttl),
+        ] {
+            if value.0.is_zero() {
+                return Err(invalid(key, "must be positive"));
+            }
+        }
+        if self.scheduler.orphan_after <= self.scheduler.heartbeat_interval {
+            return Err(invalid(
+                "scheduler.orphan_after",
+                "must be longer than scheduler.heartbeat_interval",
+            ));
+        }
+        if self.runtime.roles.is_empty() {
+            return Err(invalid("runtime.roles", "at least one role is needed"));
+        }
+        let roles = RoleName::expand(&self.runtime.roles);
+        if self.bus.kind == BusKind::Memory && roles.len() != RoleName::ROLES.len() {
+            return Err(invalid(
+                "bus.kind",
+                "the in-process bus (memory) needs every role in one process; run --roles all or use kafka",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The effective configuration as TOML. No secret is configured in plain text today;
+    /// connection URLs have their passwords masked.
+    pub fn dump(&self) -> Result<String, toml::ser::Error> {
+        let mut copy = self.clone();
+        copy.storage.url = mask_password(&copy.storage.url);
+        copy.limiter.url = mask_password(&copy.limiter.url);
+        toml::to_string_pretty(&copy)
+    }
+}
+
+/// Replaces the password of a `scheme://user:password@host` URL with `***`.
+pub fn mask_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let Some((credentials, host)) = rest.split_once('@') else {
+        return url.to_owned();
+    };
+    match credentials.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::result_large_err)]
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_match_the_spec() {
+        let settings = Settings::default();
+        settings.validate().unwrap();
+        assert_eq!(settings.http.bind, "127.0.0.1:8081");
+        assert_eq!(settings.storage.url, "sqlite://data/outbound.db");
+        assert_eq!(settings.campaign.default_max_concurrent_calls, 500);
+        assert_eq!(settings.throttle.global_concurrency, 50_000);
+        assert_eq!(
+            settings.telephony.mock.min_duration.0,
+            Duration::from_secs(1)
+        );
+    }
+
+    #[test]
+    fn layers_apply_in_order_and_env_wins() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "custom.toml",
+                "[http]\nbind = \"127.0.0.1:9000\"\n[telephony.mock]\nmin_duration = \"0s\"\nmax_duration = \"50ms\"\n",
+            )?;
+            jail.set_env("OUTBOUND__HTTP__BIND", "127.0.0.1:9001");
+            let settings = Settings::load(Some(Path::new("custom.toml"))).expect("loads");
+            assert_eq!(settings.http.bind, "127.0.0.1:9001");
+            assert_eq!(
+                settings.telephony.mock.max_duration.0,
+                Duration::from_millis(50)
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_name_the_key() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("bad.toml", "[http]\nbindd = \"x\"\n")?;
+            let err = Settings::load(Some(Path::new("bad.toml")))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("bindd"), "{err}");
+            jail.create_file("bad2.toml", "[telephony.mock]\nsuccess_rate = 1.5\n")?;
+            let err = Settings::load(Some(Path::new("bad2.toml")))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("telephony.mock.success_rate"), "{err}");
+            jail.set_env("OUTBOUND__SCHEDULER__INTERVAL", "soon");
+            let err = Settings::load(None).unwrap_err().to_string();
+            assert!(err.to_lowercase().contains("scheduler.interval"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn memory_bus_refuses_a_role_subset() {
+        let mut settings = Settings::default();
+        settings.runtime.roles = vec![RoleName::Api];
+        let err = settings.validate().unwrap_err().to_string();
+        assert!(err.contains("bus.kind"), "{err}");
+    }
+
+    #[test]
+    fn default_toml_matches_defaults() {
+        let text =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/default.toml"))
+                .expect("config/default.toml exists");
+        let parsed: Settings = Figment::from(Toml::string(&text))
+            .extract()
+            .expect("parses");
+        assert_eq!(parsed, Settings::default());
+    }
+
+    #[test]
+    fn dump_masks_passwords() {
+        assert_eq!(
+            mask_password("postgres://u:secret@h/db"),
+            "postgres://u:***@h/db"
+        );
+        assert_eq!(mask_password("sqlite://data/x.db"), "sqlite://data/x.db");
+    }
+}
