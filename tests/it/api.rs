@@ -1,0 +1,604 @@
+//! The HTTP contract: status codes, error envelope, validation, pagination, status machine.
+
+use serde_json::{json, Value};
+
+use crate::helpers::{targets, unique_name, TestApp};
+
+fn campaign_body(name: &str) -> Value {
+    json!({
+        "name": name,
+        "description": "Sample outbound campaign",
+        "time_zone": "America/New_York",
+        "max_concurrent_calls": 10,
+        "retry_policy": {"max_attempts": 3, "base_delay": "2s", "max_delay": "30s", "jitter": 0.2},
+        "business_hours": [{"day_of_week": 1, "start": "09:00", "end": "18:00"}],
+        "targets": [{"phone_number": "+15555550001"}, {"phone_number": "+15555550002"}]
+    })
+}
+
+fn assert_error(status: u16, body: &Value, expected_status: u16, code: &str) {
+    assert_eq!(status, expected_status, "{body}");
+    assert_eq!(body["code"], code, "{body}");
+    assert!(
+        body["error"].as_str().is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+    let trace = body["trace_id"].as_str().expect("trace_id present");
+    assert!(
+        trace.is_empty() || (trace.len() == 32 && trace.chars().all(|c| c.is_ascii_hexdigit())),
+        "{body}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_and_read_back_a_campaign() {
+    let app = TestApp::spawn().await;
+    let name = unique_name("seed");
+    let created = app.create_campaign(campaign_body(&name)).await;
+    assert_eq!(created["name"], name.as_str());
+    assert_eq!(created["status"], "pending");
+    assert_eq!(created["max_concurrent_calls"], 10);
+    assert_eq!(created["target_count"], 2);
+    assert_eq!(
+        created["retry_policy"],
+        json!({"max_attempts": 3, "base_delay": "2s", "max_delay": "30s", "jitter": 0.2})
+    );
+    assert_eq!(
+        created["business_hours"],
+        json!([{"day_of_week": 1, "start": "09:00", "end": "18:00"}])
+    );
+    assert!(created["created_at"]
+        .as_str()
+        .is_some_and(|t| t.ends_with('Z')));
+    assert!(created.get("started_at").is_none());
+    let id = created["id"].as_str().expect("id");
+    let fetched = app.campaign(id).await;
+    assert_eq!(fetched, created);
+
+    let stats = app.stats(id).await;
+    assert_eq!(stats["total_targets"], 2);
+    assert_eq!(stats["total_calls"], 2);
+    assert_eq!(stats["pending_calls"], 2);
+
+    // Defaults when omitted.
+    let (status, minimal) = app
+        .post(
+            "/api/v1/campaigns",
+            json!({"name": unique_name("minimal"), "time_zone": "Europe/Paris"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{minimal}");
+    assert_eq!(minimal["max_concurrent_calls"], 500);
+    assert_eq!(
+        minimal["retry_policy"],
+        json!({"max_attempts": 5, "base_delay": "2s", "max_delay": "2m0s", "jitter": 0.2})
+    );
+    assert_eq!(minimal["business_hours"], json!([]));
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_bad_input_gets_its_4xx_and_code() {
+    let app = TestApp::spawn().await;
+    let base = || campaign_body(&unique_name("bad"));
+    let with = |key: &str, value: Value| {
+        let mut body = base();
+        body[key] = value;
+        body
+    };
+    let cases: Vec<(&str, Value)> = vec![
+        ("missing name", {
+            let mut b = base();
+            b.as_object_mut().map(|o| o.remove("name"));
+            b
+        }),
+        ("empty name", with("name", json!("   "))),
+        ("long name", with("name", json!("x".repeat(201)))),
+        ("missing time zone", {
+            let mut b = base();
+            b.as_object_mut().map(|o| o.remove("time_zone"));
+            b
+        }),
+        ("bad time zone", with("time_zone", json!("Mars/Olympus"))),
+        ("zero concurrency", with("max_concurrent_calls", json!(0))),
+        (
+            "huge concurrency",
+            with("max_concurrent_calls", json!(100_001)),
+        ),
+        (
+            "negative concurrency",
+            with("max_concurrent_calls", json!(-5)),
+        ),
+        (
+            "max_attempts 0",
+            with("retry_policy", json!({"max_attempts": 0})),
+        ),
+        (
+            "max_attempts 21",
+            with("retry_policy", json!({"max_attempts": 21})),
+        ),
+        (
+            "base_delay 0",
+            with("retry_policy", json!({"base_delay": "0s"})),
+        ),
+        (
+            "base_delay garbage",
+            with("retry_policy", json!({"base_delay": "soon"})),
+        ),
+        (
+            "negative delay",
+            with("retry_policy", json!({"base_delay": "-1s"})),
+        ),
+        (
+            "max below base",
+            with(
+                "retry_policy",
+                json!({"base_delay": "10s", "max_delay": "5s"}),
+            ),
+        ),
+        (
+            "jitter above 1",
+            with("retry_policy", json!({"jitter": 1.5})),
+        ),
+        (
+            "jitter negative",
+            with("retry_policy", json!({"jitter": -0.1})),
+        ),
+        (
+            "day 7",
+            with(
+                "business_hours",
+                json!([{"day_of_week": 7, "start": "09:00", "end": "10:00"}]),
+            ),
+        ),
+        (
+            "start == end",
+            with(
+                "business_hours",
+                json!([{"day_of_week": 1, "start": "09:00", "end": "09:00"}]),
+            ),
+        ),
+        (
+            "24:00 start",
+            with(
+                "business_hours",
+                json!([{"day_of_week": 1, "start": "24:00", "end": "10:00"}]),
+            ),
+        ),
+        (
+            "bad clock",
+            with(
+                "business_hours",
+                json!([{"day_of_week": 1, "start": "9am", "end": "10:00"}]),
+            ),
+        ),
+        (
+            "missing end",
+            with(
+                "business_hours",
+                json!([{"day_of_week": 1, "start": "09:00"}]),
+            ),
+        ),
+        (
+            "not e164",
+            with("targets", json!([{"phone_number": "5555550001"}])),
+        ),
+        (
+            "too short",
+            with("targets", json!([{"phone_number": "+1555"}])),
+        ),
+        (
+            "impossible length",
+            with("targets", json!([{"phone_number": "+155555500011"}])),
+        ),
+        (
+            "letters",
+            with("targets", json!([{"phone_number": "+1555CALLNOW"}])),
+        ),
+        ("missing number", with("targets", json!([{"metadata": {}}]))),
+    ];
+    for (label, body) in cases {
+        let (status, response) = app.post("/api/v1/campaigns", body).await;
+        assert_error(status, &response, 400, "validation_failed");
+        assert!(
+            response["details"]
+                .as_array()
+                .is_some_and(|d| !d.is_empty()),
+            "{label}: {response}"
+        );
+    }
+
+    // Wrong JSON types and malformed JSON.
+    for body in [
+        json!({"name": 5, "time_zone": "UTC"}),
+        json!([1, 2]),
+        json!("x"),
+    ] {
+        let (status, response) = app.post("/api/v1/campaigns", body).await;
+        assert_error(status, &response, 400, "malformed_body");
+    }
+    let response = app
+        .client
+        .post(app.url("/api/v1/campaigns"))
+        .header("content-type", "application/json")
+        .body("{\"name\": ")
+        .send()
+        .await
+        .expect("sent");
+    let (status, body) = crate::helpers::decode(response).await;
+    assert_error(status, &body, 400, "malformed_body");
+
+    // Wrong media type.
+    let response = app
+        .client
+        .post(app.url("/api/v1/campaigns"))
+        .header("content-type", "text/plain")
+        .body("hello")
+        .send()
+        .await
+        .expect("sent");
+    let (status, body) = crate::helpers::decode(response).await;
+    assert_error(status, &body, 415, "unsupported_media_type");
+
+    // Unknown routes and methods; bad ids; unknown ids.
+    let (status, body) = app.get("/api/v1/nothing").await;
+    assert_error(status, &body, 404, "route_not_found");
+    let response = app
+        .client
+        .delete(app.url("/api/v1/campaigns"))
+        .send()
+        .await
+        .expect("sent");
+    let (status, body) = crate::helpers::decode(response).await;
+    assert_error(status, &body, 405, "method_not_allowed");
+    let (status, body) = app.get("/api/v1/campaigns/not-a-uuid").await;
+    assert_error(status, &body, 400, "invalid_id");
+    let (status, body) = app.get("/api/v1/calls/123").await;
+    assert_error(status, &body, 400, "invalid_id");
+    let unknown = uuid::Uuid::now_v7();
+    for path in [
+        format!("/api/v1/campaigns/{unknown}"),
+        format!("/api/v1/campaigns/{unknown}/stats"),
+        format!("/api/v1/campaigns/{unknown}/calls"),
+        format!("/api/v1/calls/{unknown}"),
+    ] {
+        let (status, body) = app.get(&path).await;
+        assert_error(status, &body, 404, "not_found");
+    }
+    for action in ["start", "pause", "complete"] {
+        let (status, body) = app
+            .post_empty(&format!("/api/v1/campaigns/{unknown}/{action}"))
+            .await;
+        assert_error(status, &body, 404, "not_found");
+    }
+    let (status, body) = app
+        .put(
+            &format!("/api/v1/campaigns/{unknown}"),
+            json!({"description": "x"}),
+        )
+        .await;
+    assert_error(status, &body, 404, "not_found");
+    let (status, body) = app
+        .post(
+            "/api/v1/calls",
+            json!({"campaign_id": unknown.to_string(), "phone_number": "+15555550001"}),
+        )
+        .await;
+    assert_error(status, &body, 404, "not_found");
+
+    // Paging parameters.
+    for query in ["limit=0", "limit=1001", "limit=abc", "status=bogus"] {
+        let (status, body) = app.get(&format!("/api/v1/campaigns?{query}")).await;
+        assert_error(status, &body, 400, "validation_failed");
+    }
+    let (status, body) = app.get("/api/v1/campaigns?page_token=%%%").await;
+    assert_error(status, &body, 400, "invalid_page_token");
+    let (status, body) = app.get("/api/v1/campaigns?page_token=abcd").await;
+    assert_error(status, &body, 400, "invalid_page_token");
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_bodies_get_413() {
+    let app = TestApp::spawn_with(|s| s.http.body_limit_bytes = 1024).await;
+    let mut body = campaign_body(&unique_name("big"));
+    body["targets"] = Value::Array(targets(200, 0));
+    let (status, response) = app.post("/api/v1/campaigns", body).await;
+    assert_eq!(status, 413, "{response}");
+    assert_eq!(response["code"], "payload_too_large");
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_are_unique_case_insensitively() {
+    let app = TestApp::spawn().await;
+    let name = unique_name("Dup");
+    app.create_campaign(campaign_body(&name)).await;
+    let (status, body) = app
+        .post("/api/v1/campaigns", campaign_body(&name.to_uppercase()))
+        .await;
+    assert_error(status, &body, 409, "duplicate_name");
+    let other = app
+        .create_campaign(campaign_body(&unique_name("other")))
+        .await;
+    let id = other["id"].as_str().expect("id");
+    let (status, body) = app
+        .put(
+            &format!("/api/v1/campaigns/{id}"),
+            json!({"name": name.to_lowercase()}),
+        )
+        .await;
+    assert_error(status, &body, 409, "duplicate_name");
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_machine_and_updates_follow_the_spec() {
+    let app = TestApp::spawn().await;
+    let mut body = campaign_body(&unique_name("machine"));
+    // A window that never opens this week keeps calls queued while we test transitions.
+    body["business_hours"] = json!([]);
+    body["time_zone"] = json!("UTC");
+    let created = app.create_campaign(body).await;
+    let id = created["id"].as_str().expect("id").to_owned();
+    let path = |action: &str| format!("/api/v1/campaigns/{id}/{action}");
+
+    // Update only what is present; a present retry_policy is replaced whole.
+    let (status, updated) = app
+        .put(
+            &format!("/api/v1/campaigns/{id}"),
+            json!({"description": "Evening calling window", "max_concurrent_calls": 25,
+                   "retry_policy": {"max_attempts": 4}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{updated}");
+    assert_eq!(updated["description"], "Evening calling window");
+    assert_eq!(updated["max_concurrent_calls"], 25);
+    assert_eq!(updated["name"], created["name"]);
+    assert_eq!(
+        updated["retry_policy"],
+        json!({"max_attempts": 4, "base_delay": "2s", "max_delay": "2m0s", "jitter": 0.2})
+    );
+    assert_eq!(updated["status"], "pending");
+    let (status, bad) = app
+        .put(
+            &format!("/api/v1/campaigns/{id}"),
+            json!({"max_concurrent_calls": 0}),
+        )
+        .await;
+    assert_error(status, &bad, 400, "validation_failed");
+
+    assert_eq!(app.post_empty(&path("pause")).await.0, 204);
+    assert_eq!(app.campaign(&id).await["status"], "paused");
+    assert_eq!(
+        app.post_empty(&path("pause")).await.0,
+        204,
+        "pause on paused is a no-op"
+    );
+    assert_eq!(app.post_empty(&path("start")).await.0, 204);
+    assert_eq!(
+        app.post_empty(&path("start")).await.0,
+        204,
+        "start on in_progress is a no-op"
+    );
+    let started = app.campaign(&id).await;
+    assert!(started["started_at"].is_string());
+    assert_eq!(app.post_empty(&path("complete")).await.0, 204);
+    let done = app.campaign(&id).await;
+    assert_eq!(done["status"], "completed");
+    assert!(done["completed_at"].is_string());
+    let stats = app.stats(&id).await;
+    assert_eq!(stats["pending_calls"], 0);
+
+    for action in ["start", "pause", "complete"] {
+        let (status, body) = app.post_empty(&path(action)).await;
+        assert_error(status, &body, 409, "invalid_state");
+    }
+    let (status, body) = app
+        .put(
+            &format!("/api/v1/campaigns/{id}"),
+            json!({"description": "late"}),
+        )
+        .await;
+    assert_error(status, &body, 409, "invalid_state");
+    let (status, body) = app
+        .post(
+            &path("targets"),
+            json!({"targets": [{"phone_number": "+15555550001"}]}),
+        )
+        .await;
+    assert_error(status, &body, 409, "invalid_state");
+    let (status, body) = app
+        .post(
+            "/api/v1/calls",
+            json!({"campaign_id": id, "phone_number": "+15555550001"}),
+        )
+        .await;
+    assert_error(status, &body, 409, "invalid_state");
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn targets_and_triggered_calls_accept_only_registered_numbers() {
+    let app = TestApp::spawn().await;
+    let created = app
+        .create_campaign(campaign_body(&unique_name("targets")))
+        .await;
+    let id = created["id"].as_str().expect("id").to_owned();
+
+    let (status, body) = app
+        .post(
+            &format!("/api/v1/campaigns/{id}/targets"),
+            json!({"targets": [{"phone_number": "+15555550001"}, {"phone_number": "+15555559999"}]}),
+        )
+        .await;
+    assert_error(status, &body, 400, "validation_failed");
+    assert!(
+        body["details"].to_string().contains("+15555559999"),
+        "{body}"
+    );
+    let (status, body) = app
+        .post(
+            &format!("/api/v1/campaigns/{id}/targets"),
+            json!({"targets": []}),
+        )
+        .await;
+    assert_error(status, &body, 400, "validation_failed");
+
+    let (status, accepted) = app
+        .post(
+            &format!("/api/v1/campaigns/{id}/targets"),
+            json!({"targets": [{"phone_number": "+1 555 555 0001"}, {"phone_number": "+15555550002"}]}),
+        )
+        .await;
+    assert_eq!(status, 202, "{accepted}");
+    assert_eq!(accepted, json!({"accepted": 2}));
+
+    let (status, call) = app
+        .post(
+            "/api/v1/calls",
+            json!({"campaign_id": id, "phone_number": "+15555550001", "metadata": {"priority": "high"}}),
+        )
+        .await;
+    assert_eq!(status, 202, "{call}");
+    assert_eq!(call["status"], "queued");
+    assert_eq!(call["phone_number"], "+15555550001");
+    assert_eq!(call["attempt_count"], 0);
+    assert_eq!(call["max_attempts"], 3);
+    let (status, body) = app
+        .post(
+            "/api/v1/calls",
+            json!({"campaign_id": id, "phone_number": "+15555550003"}),
+        )
+        .await;
+    assert_error(status, &body, 400, "validation_failed");
+    let (status, body) = app
+        .post(
+            "/api/v1/calls",
+            json!({"campaign_id": "nope", "phone_number": "+15555550001"}),
+        )
+        .await;
+    assert_error(status, &body, 400, "validation_failed");
+
+    let stats = app.stats(&id).await;
+    assert_eq!(stats["total_calls"], 5);
+    assert_eq!(stats["total_targets"], 2);
+    let (status, detail) = app
+        .get(&format!(
+            "/api/v1/calls/{}",
+            call["id"].as_str().expect("id")
+        ))
+        .await;
+    assert_eq!(status, 200, "{detail}");
+    assert_eq!(detail["attempts"], json!([]));
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_are_stable_and_complete() {
+    let app = TestApp::spawn().await;
+    let mut body = campaign_body(&unique_name("pages"));
+    body["targets"] = Value::Array(targets(250, 0));
+    let created = app.create_campaign(body).await;
+    let id = created["id"].as_str().expect("id");
+    let mut seen = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let mut path = format!("/api/v1/campaigns/{id}/calls?limit=100");
+        if let Some(token) = &token {
+            path.push_str(&format!("&page_token={token}"));
+        }
+        let (status, page) = app.get(&path).await;
+        assert_eq!(status, 200, "{page}");
+        let calls = page["calls"].as_array().expect("calls");
+        assert!(calls.len() <= 100);
+        seen.extend(
+            calls
+                .iter()
+                .map(|c| c["id"].as_str().expect("id").to_owned()),
+        );
+        match page["next_page_token"].as_str() {
+            Some(next) => token = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 250);
+    let mut sorted = seen.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted, seen, "ids are unique and in order");
+
+    let (status, filtered) = app
+        .get(&format!("/api/v1/campaigns/{id}/calls?status=completed"))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(filtered["calls"], json!([]));
+
+    for i in 0..3 {
+        app.create_campaign(campaign_body(&unique_name(&format!("list{i}"))))
+            .await;
+    }
+    let (status, first) = app.get("/api/v1/campaigns?limit=2").await;
+    assert_eq!(status, 200);
+    assert_eq!(first["campaigns"].as_array().map(Vec::len), Some(2));
+    let token = first["next_page_token"].as_str().expect("more pages");
+    let (status, second) = app
+        .get(&format!("/api/v1/campaigns?limit=2&page_token={token}"))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(second["campaigns"].as_array().map(Vec::len), Some(2));
+    assert!(second.get("next_page_token").is_none(), "{second}");
+    let (status, pending) = app.get("/api/v1/campaigns?status=pending").await;
+    assert_eq!(status, 200);
+    assert_eq!(pending["campaigns"].as_array().map(Vec::len), Some(4));
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_metrics_and_openapi_are_served() {
+    let app = TestApp::spawn().await;
+    let (status, health) = app.get("/healthz").await;
+    assert_eq!(status, 200, "{health}");
+    assert_eq!(health["status"], "ok");
+    let mut ready = false;
+    for _ in 0..50 {
+        if app.get("/readyz").await.0 == 200 {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(ready, "readyz turns 200 once every role is ready");
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .expect("sent")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("outbound_http_requests_total"),
+        "{metrics}"
+    );
+    let (status, doc) = app.get("/api/v1/openapi.json").await;
+    assert_eq!(status, 200);
+    assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with('3')));
+    for path in [
+        "/api/v1/campaigns",
+        "/api/v1/campaigns/{id}",
+        "/api/v1/campaigns/{id}/start",
+        "/api/v1/campaigns/{id}/stats",
+        "/api/v1/campaigns/{id}/targets",
+        "/api/v1/campaigns/{id}/calls",
+        "/api/v1/calls",
+        "/api/v1/calls/{id}",
+    ] {
+        assert!(
+            doc["paths"][path].is_object(),
+            "{path} missing from openapi"
+        );
+    }
+    app.shutdown().await;
+}

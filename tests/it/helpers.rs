@@ -1,0 +1,269 @@
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use outbound::runtime::role::RoleName;
+use outbound::runtime::Node;
+use outbound::settings::{GoDuration, Settings};
+use serde_json::{json, Value};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Settings for a test: port 0, a fresh SQLite file, short mock calls, quick timers.
+pub fn test_settings(dir: &std::path::Path) -> Settings {
+    let mut settings = Settings::default();
+    settings.http.bind = "127.0.0.1:0".into();
+    settings.http.workers = 2;
+    settings.storage.url = format!("sqlite://{}", dir.join("outbound.db").display());
+    settings.telephony.mock.min_duration = GoDuration(Duration::ZERO);
+    settings.telephony.mock.max_duration = GoDuration(Duration::from_millis(20));
+    settings.telephony.mock.seed = Some(7);
+    settings.scheduler.interval = GoDuration(Duration::from_millis(200));
+    settings.retry.poll_interval = GoDuration(Duration::from_millis(200));
+    settings.runtime.shutdown_grace = GoDuration(Duration::from_secs(5));
+    settings.runtime.roles = vec![RoleName::All];
+    settings
+}
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub base: String,
+    pub client: reqwest::Client,
+    pub dir: tempfile::TempDir,
+    shutdown: CancellationToken,
+    handle: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(|_| {}).await
+    }
+
+    pub async fn spawn_with(configure: impl FnOnce(&mut Settings)) -> Self {
+        outbound::telemetry::init_for_tests();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut settings = test_settings(dir.path());
+        configure(&mut settings);
+        settings.validate().expect("valid test settings");
+        let node = Node::build(settings, true).await.expect("node builds");
+        let addr = node.api_addr().expect("api role enabled");
+        let shutdown = CancellationToken::new();
+        let handle = tokio::spawn(node.run(shutdown.clone()));
+        Self {
+            addr,
+            base: format!("http://{addr}"),
+            client: reqwest::Client::new(),
+            dir,
+            shutdown,
+            handle: Some(handle),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// Stops every role and asserts a clean exit.
+    pub async fn shutdown(mut self) {
+        self.shutdown.cancel();
+        if let Some(handle) = self.handle.take() {
+            let result = tokio::time::timeout(Duration::from_secs(30), handle)
+                .await
+                .expect("shutdown within 30 s")
+                .expect("supervisor task joins");
+            result.expect("clean exit");
+        }
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let response = self
+            .client
+            .post(self.url(path))
+            .json(&body)
+            .send()
+            .await
+            .expect("request sent");
+        decode(response).await
+    }
+
+    pub async fn put(&self, path: &str, body: Value) -> (u16, Value) {
+        let response = self
+            .client
+            .put(self.url(path))
+            .json(&body)
+            .send()
+            .await
+            .expect("request sent");
+        decode(response).await
+    }
+
+    pub async fn post_empty(&self, path: &str) -> (u16, Value) {
+        let response = self
+            .client
+            .post(self.url(path))
+            .send()
+            .await
+            .expect("request sent");
+        decode(response).await
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let response = self
+            .client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request sent");
+        decode(response).await
+    }
+
+    pub async fn create_campaign(&self, body: Value) -> Value {
+        let (status, created) = self.post("/api/v1/campaigns", body).await;
+        assert_eq!(status, 201, "{created}");
+        created
+    }
+
+    pub async fn start(&self, id: &str) {
+        let (status, body) = self
+            .post_empty(&format!("/api/v1/campaigns/{id}/start"))
+            .await;
+        assert_eq!(status, 204, "{body}");
+    }
+
+    pub async fn stats(&self, id: &str) -> Value {
+        let (status, stats) = self.get(&format!("/api/v1/campaigns/{id}/stats")).await;
+        assert_eq!(status, 200, "{stats}");
+        assert_invariant(&stats);
+        stats
+    }
+
+    pub async fn campaign(&self, id: &str) -> Value {
+        let (status, campaign) = self.get(&format!("/api/v1/campaigns/{id}")).await;
+        assert_eq!(status, 200, "{campaign}");
+        campaign
+    }
+
+    /// Waits until the campaign completes by itself, checking the stats invariant on the way.
+    pub async fn wait_completed(&self, id: &str, limit: Duration) -> Value {
+        let started = Instant::now();
+        loop {
+            let stats = self.stats(id).await;
+            let campaign = self.campaign(id).await;
+            if campaign["status"] == "completed" {
+                return stats;
+            }
+            assert!(
+                started.elapsed() < limit,
+                "campaign not completed after {limit:?}: {stats}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Every call of a campaign, following the pages.
+    pub async fn all_calls(&self, id: &str) -> Vec<Value> {
+        all_calls(&self.client, &self.base, id).await
+    }
+
+    pub async fn metric(&self, name: &str, campaign_id: &str) -> Option<f64> {
+        metric(&self.client, &self.base, name, campaign_id).await
+    }
+}
+
+pub async fn decode(response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    let text = response.text().await.expect("body read");
+    let value = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or(Value::String(text))
+    };
+    (status, value)
+}
+
+pub async fn all_calls(client: &reqwest::Client, base: &str, id: &str) -> Vec<Value> {
+    let mut calls = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let mut url = format!("{base}/api/v1/campaigns/{id}/calls?limit=1000");
+        if let Some(token) = &token {
+            url.push_str(&format!("&page_token={token}"));
+        }
+        let response = client.get(url).send().await.expect("request sent");
+        let (status, page) = decode(response).await;
+        assert_eq!(status, 200, "{page}");
+        calls.extend(page["calls"].as_array().cloned().unwrap_or_default());
+        match page["next_page_token"].as_str() {
+            Some(next) => token = Some(next.to_owned()),
+            None => return calls,
+        }
+    }
+}
+
+pub async fn metric(
+    client: &reqwest::Client,
+    base: &str,
+    name: &str,
+    campaign_id: &str,
+) -> Option<f64> {
+    let text = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    let needle = format!("{name}{{campaign_id=\"{campaign_id}\"}} ");
+    text.lines()
+        .find_map(|line| line.strip_prefix(&needle))
+        .and_then(|value| value.trim().parse().ok())
+}
+
+pub fn assert_invariant(stats: &Value) {
+    let n = |key: &str| {
+        stats[key]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{key} in {stats}"))
+    };
+    assert_eq!(
+        n("total_calls"),
+        n("pending_calls")
+            + n("in_progress_calls")
+            + n("completed_calls")
+            + n("failed_calls")
+            + n("canceled_calls"),
+        "stats invariant broken: {stats}"
+    );
+}
+
+/// Counts calls by status and checks every call against its budget.
+pub fn tally(calls: &[Value]) -> HashMap<String, u64> {
+    let mut counts = HashMap::new();
+    for call in calls {
+        let attempts = call["attempt_count"].as_u64().expect("attempt_count");
+        let max = call["max_attempts"].as_u64().expect("max_attempts");
+        assert!(attempts <= max, "attempt_count above max_attempts: {call}");
+        *counts
+            .entry(call["status"].as_str().expect("status").to_owned())
+            .or_insert(0) += 1;
+    }
+    counts
+}
+
+pub fn targets(count: usize, offset: usize) -> Vec<Value> {
+    (0..count)
+        .map(|i| json!({"phone_number": format!("+1555{:07}", offset + i)}))
+        .collect()
+}
+
+pub fn unique_name(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::now_v7())
+}
+
+pub fn data_path(dir: &tempfile::TempDir) -> PathBuf {
+    dir.path().join("outbound.db")
+}
