@@ -1,6 +1,9 @@
 //! The integration test binary: starts the real roles in-process on port 0 (and, for crash
 //! tests, the real executable), against a fresh SQLite file per test.
 
+// A failed expectation is a failed test here.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod api;
 mod crash;
 mod engine;
