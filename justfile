@@ -23,3 +23,15 @@ migrate:
 # Print the effective configuration.
 config:
     cargo run --release -- config
+
+# Load test against an embedded server started for the run (or URL=http://host:port).
+# Accepts `just load-test 3 50 10` or the seed's `just load-test CAMPAIGNS=3 CALLS=50 CONCURRENT=10`.
+load-test CAMPAIGNS="3" CALLS="50" CONCURRENT="10" *ARGS="":
+    #!/usr/bin/env bash
+    set -euo pipefail
+    campaigns='{{CAMPAIGNS}}'; calls='{{CALLS}}'; concurrent='{{CONCURRENT}}'
+    campaigns="${campaigns#CAMPAIGNS=}"; calls="${calls#CALLS=}"; concurrent="${concurrent#CONCURRENT=}"
+    url_args=()
+    if [ -n "${URL:-}" ]; then url_args=(--url "$URL"); fi
+    cargo run --release -- load-test --campaigns "$campaigns" --calls "$calls" \
+        --concurrent "$concurrent" "${url_args[@]}" {{ARGS}}

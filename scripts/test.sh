@@ -13,5 +13,9 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
+# Starts throwaway services (Redis) for the distributed adapters' contract tests and exports
+# their URLs; they stop when this script exits.
+echo "== test services"
+source scripts/test-services.sh
 echo "== cargo test"
 cargo test --all-targets --locked "$@"

@@ -36,8 +36,48 @@ pub enum Command {
         #[arg(long, env = "OUTBOUND_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// Run the benchmark scenarios (throughput, utilization, fairness, api, register), each
+    /// printing one line of JSON.
+    Bench {
+        /// Scenarios to run; all when omitted.
+        #[arg(long, value_delimiter = ',')]
+        scenario: Vec<String>,
+        #[arg(long, env = "OUTBOUND_CONFIG")]
+        config: Option<PathBuf>,
+    },
     /// Print the effective configuration as TOML (passwords masked).
     Config {
+        #[arg(long, env = "OUTBOUND_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Register campaigns, start them, follow them to completion and report throughput,
+    /// latency, peak concurrency against the limit and statistics invariant breaks. Fails
+    /// (exit 1) if a limit was exceeded, an invariant broke or the run timed out.
+    LoadTest {
+        /// Number of campaigns.
+        #[arg(long, default_value_t = 3)]
+        campaigns: usize,
+        /// Unique targets per campaign.
+        #[arg(long, default_value_t = 50)]
+        calls: usize,
+        /// Concurrent API requests.
+        #[arg(long, default_value_t = 10)]
+        concurrent: usize,
+        /// max_concurrent_calls of each campaign.
+        #[arg(long, default_value_t = 10)]
+        limit: u32,
+        /// A running server; without it, an embedded server is started in this process on a
+        /// fresh SQLite file (with mock calls of 0-50 ms unless OUTBOUND__TELEPHONY__MOCK__*
+        /// say otherwise).
+        #[arg(long)]
+        url: Option<String>,
+        /// Also write the report as JSON to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Give up (and fail) after this many seconds.
+        #[arg(long, default_value_t = 600)]
+        timeout_secs: u64,
+        /// Configuration for the embedded server.
         #[arg(long, env = "OUTBOUND_CONFIG")]
         config: Option<PathBuf>,
     },

@@ -4,6 +4,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use crate::adapters::memory::{LocalLimiter, MemoryBus};
+use crate::adapters::redis::RedisLimiter;
 use crate::adapters::sqlite::{self, SqliteStore};
 use crate::adapters::telephony::{MockConfig, MockProvider};
 use crate::domain::ids::InstanceId;
@@ -22,6 +23,8 @@ pub struct AppContext {
     pub health: Health,
     /// This process, as the owner of the attempts it starts.
     pub instance: InstanceId,
+    /// The mock provider itself when it is the configured one, for its call counters.
+    pub mock_provider: Option<Arc<MockProvider>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +33,8 @@ pub enum ContextError {
     Store(#[from] StoreError),
     #[error("storage.url: unsupported store {0:?}")]
     UnsupportedStore(String),
+    #[error(transparent)]
+    Limiter(#[from] crate::ports::LimiterError),
 }
 
 /// Applies the store's pending migrations; returns the versions applied.
@@ -59,22 +64,35 @@ impl AppContext {
             .ok_or_else(|| ContextError::UnsupportedStore(settings.storage.url.clone()))?;
         let store = SqliteStore::open(path).await?;
         let mock = &settings.telephony.mock;
-        let provider = MockProvider::new(MockConfig {
+        let provider = Arc::new(MockProvider::new(MockConfig {
             success_rate: mock.success_rate,
             retryable_rate: mock.retryable_rate,
             min_duration: mock.min_duration.0,
             max_duration: mock.max_duration.0,
             seed: mock.seed,
-        });
-        let limiter = LocalLimiter::new(
-            settings.throttle.global_concurrency,
-            settings.limiter.lease_ttl.0,
-        );
+        }));
+        let limiter: Arc<dyn ConcurrencyLimiter> = if settings.limiter.url == "local" {
+            Arc::new(LocalLimiter::new(
+                settings.throttle.global_concurrency,
+                settings.limiter.lease_ttl.0,
+            ))
+        } else {
+            Arc::new(
+                RedisLimiter::connect(
+                    &settings.limiter.url,
+                    settings.throttle.global_concurrency,
+                    settings.limiter.lease_ttl.0,
+                    "outbound:",
+                )
+                .await?,
+            )
+        };
         Ok(Self {
             store: Arc::new(store),
             bus: Arc::new(MemoryBus::new()),
-            limiter: Arc::new(limiter),
-            provider: Arc::new(provider),
+            limiter,
+            provider: provider.clone(),
+            mock_provider: Some(provider),
             health: Health::new(roles.iter().copied()),
             instance: InstanceId::new(),
             settings: Arc::new(settings),

@@ -17,6 +17,7 @@ pub mod adapters;
 pub mod cli;
 pub mod context;
 pub mod domain;
+pub mod loadtest;
 pub mod metrics;
 pub mod ports;
 pub mod roles;

@@ -51,12 +51,96 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("applied {} migration(s)", applied.len());
             Ok(())
         }
+        Command::LoadTest {
+            campaigns,
+            calls,
+            concurrent,
+            limit,
+            url,
+            json,
+            timeout_secs,
+            config,
+        } => {
+            use outbound::loadtest::{self, EmbeddedServer, LoadTestArgs};
+            let args = LoadTestArgs {
+                campaigns,
+                calls,
+                concurrent,
+                limit,
+                url: url.clone(),
+                json: json.clone(),
+                timeout: std::time::Duration::from_secs(timeout_secs),
+            };
+            let (report, server) = match url {
+                Some(url) => (loadtest::run(&args, &url).await?, None),
+                None => {
+                    let mut settings = load_test_settings(config.as_deref())?;
+                    settings.log.level = "warn".into();
+                    let _telemetry = outbound::telemetry::init(&settings)?;
+                    let server = EmbeddedServer::start(settings).await?;
+                    (
+                        loadtest::run(&args, &server.base.clone()).await?,
+                        Some(server),
+                    )
+                }
+            };
+            if let Some(server) = server {
+                server.stop().await?;
+            }
+            loadtest::print_report(&report);
+            if let Some(path) = &json {
+                loadtest::write_json(&report, path)?;
+            }
+            if report.failed() {
+                anyhow::bail!(
+                    "load test failed: completed={} limit_exceeded={} invariant_violations={}",
+                    report.completed,
+                    report.limit_exceeded,
+                    report.invariant_violations
+                );
+            }
+            Ok(())
+        }
+        Command::Bench { scenario, config } => {
+            let settings = load_test_settings(config.as_deref())?;
+            let scenarios: Vec<String> = if scenario.is_empty() {
+                outbound::loadtest::bench::SCENARIOS
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect()
+            } else {
+                scenario
+            };
+            let mut quiet = settings.clone();
+            quiet.log.level = "warn".into();
+            let _telemetry = outbound::telemetry::init(&quiet)?;
+            for name in scenarios {
+                let line = outbound::loadtest::bench::run(&name, &settings).await?;
+                println!("{line}");
+            }
+            Ok(())
+        }
         Command::Config { config } => {
             let settings = Settings::load(config.as_deref())?;
             print!("{}", settings.dump()?);
             Ok(())
         }
     }
+}
+
+/// Settings for an embedded load-test server: the configured layers, with short mock calls
+/// unless the environment sets them.
+fn load_test_settings(config: Option<&std::path::Path>) -> anyhow::Result<Settings> {
+    let mut settings: Settings = Settings::figment(config)
+        .extract()
+        .map_err(|err| anyhow::anyhow!("invalid configuration: {err}"))?;
+    if std::env::var_os("OUTBOUND__TELEPHONY__MOCK__MIN_DURATION").is_none() {
+        settings.telephony.mock.min_duration = std::time::Duration::ZERO.into();
+    }
+    if std::env::var_os("OUTBOUND__TELEPHONY__MOCK__MAX_DURATION").is_none() {
+        settings.telephony.mock.max_duration = std::time::Duration::from_millis(50).into();
+    }
+    Ok(settings)
 }
 
 /// SIGTERM or SIGINT starts an orderly shutdown; a second SIGINT exits at once.

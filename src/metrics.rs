@@ -18,6 +18,8 @@ pub struct Metrics {
     pub dialing: IntGauge,
     pub mock_active: IntGaugeVec,
     pub mock_peak: IntGaugeVec,
+    pub mock_active_total: IntGauge,
+    pub mock_peak_total: IntGauge,
 }
 
 fn build() -> Result<Metrics, prometheus::Error> {
@@ -82,6 +84,16 @@ fn build() -> Result<Metrics, prometheus::Error> {
         ),
         &["campaign_id"],
     )?;
+    let mock_active_total = IntGauge::new(
+        "outbound_mock_provider_active_calls_total",
+        "calls the mock provider is carrying now, all campaigns",
+    )?;
+    let mock_peak_total = IntGauge::new(
+        "outbound_mock_provider_peak_active_calls_total",
+        "highest number of simultaneous calls the mock provider carried, all campaigns",
+    )?;
+    registry.register(Box::new(mock_active_total.clone()))?;
+    registry.register(Box::new(mock_peak_total.clone()))?;
     registry.register(Box::new(http_requests.clone()))?;
     registry.register(Box::new(http_duration.clone()))?;
     registry.register(Box::new(attempts.clone()))?;
@@ -102,6 +114,8 @@ fn build() -> Result<Metrics, prometheus::Error> {
         dialing,
         mock_active,
         mock_peak,
+        mock_active_total,
+        mock_peak_total,
     })
 }
 

@@ -381,10 +381,16 @@ impl Settings {
                 "the kafka bus is not available in this build yet (issue 3); use memory",
             ));
         }
-        if self.limiter.url != "local" {
+        if self.limiter.url != "local"
+            && !self.limiter.url.starts_with("redis://")
+            && !self.limiter.url.starts_with("rediss://")
+        {
             return Err(invalid(
                 "limiter.url",
-                "only the local limiter is available in this build (the redis limiter is issue 3)",
+                format!(
+                    "expected local or redis://..., got {:?}",
+                    mask_password(&self.limiter.url)
+                ),
             ));
         }
         if self.timeline.url != "store" {

@@ -84,10 +84,17 @@ pub fn init(settings: &Settings) -> Result<TelemetryGuard, TelemetryError> {
             .flatten_event(true)
             .boxed(),
     };
+    // The log level filters logs only: spans always reach the OpenTelemetry layer, so trace
+    // ids exist (in error bodies and bus headers) whatever the log level.
+    let span_filter =
+        tracing_subscriber::filter::Targets::new().with_target("outbound", tracing::Level::INFO);
     tracing_subscriber::registry()
-        .with(filter)
-        .with(fmt_layer)
-        .with(tracing_opentelemetry::layer().with_tracer(tracer))
+        .with(fmt_layer.with_filter(filter))
+        .with(
+            tracing_opentelemetry::layer()
+                .with_tracer(tracer)
+                .with_filter(span_filter),
+        )
         .try_init()
         .map_err(|_| TelemetryError::AlreadyInstalled)?;
     let _ = INSTALLED.set(());

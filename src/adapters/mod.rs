@@ -3,5 +3,6 @@
 //! Nothing outside `crate::context` names an adapter type; roles see only the ports.
 
 pub mod memory;
+pub mod redis;
 pub mod sqlite;
 pub mod telephony;

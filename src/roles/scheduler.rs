@@ -55,6 +55,10 @@ impl Scheduler {
     pub async fn tick(&mut self, now: DateTime<Utc>) -> Result<TickOutcome, SchedulerError> {
         let mut outcome = TickOutcome::default();
         let mut campaigns = self.ctx.store.runnable_campaigns().await?;
+        metrics()
+            .queue_depth
+            .with_label_values(&["queued"])
+            .set(campaigns.iter().map(|c| c.queued_calls as i64).sum());
         if campaigns.is_empty() {
             return Ok(outcome);
         }

@@ -25,8 +25,8 @@ fn assert_error(status: u16, body: &Value, expected_status: u16, code: &str) {
     );
     let trace = body["trace_id"].as_str().expect("trace_id present");
     assert!(
-        trace.is_empty() || (trace.len() == 32 && trace.chars().all(|c| c.is_ascii_hexdigit())),
-        "{body}"
+        trace.len() == 32 && trace.chars().all(|c| c.is_ascii_hexdigit()),
+        "every error carries the request's trace id: {body}"
     );
 }
 

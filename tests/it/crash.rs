@@ -215,6 +215,22 @@ async fn kill_minus_nine_then_restart_finishes_the_campaign() {
             .unwrap_or(0);
     }
     assert!(lost > 0, "the killed process had calls dialing");
+    let metrics = second
+        .client
+        .get(format!("{}/metrics", second.base))
+        .send()
+        .await
+        .expect("sent")
+        .text()
+        .await
+        .expect("text");
+    let needle = format!("outbound_mock_provider_peak_active_calls{{campaign_id=\"{id}\"}} ");
+    let peak: f64 = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(&needle))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("peak exported after restart");
+    assert!(peak <= 20.0, "limit held after restart: peak {peak}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -337,3 +337,34 @@ async fn a_triggered_call_goes_through_the_pipeline() {
     assert_eq!(stats["total_calls"], 4);
     app.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_global_cap_holds_across_campaigns() {
+    // One provider per process, so this test reads its own provider through the context.
+    let app = TestApp::spawn_with(|s| {
+        s.throttle.global_concurrency = 3;
+        s.telephony.mock.min_duration = GoDuration(Duration::from_millis(10));
+        s.telephony.mock.max_duration = GoDuration(Duration::from_millis(30));
+    })
+    .await;
+    let a = app
+        .create_campaign(body(&unique_name("cap-a"), 60, 10))
+        .await;
+    let b = app
+        .create_campaign(body(&unique_name("cap-b"), 60, 10))
+        .await;
+    let (a, b) = (a["id"].as_str().expect("id"), b["id"].as_str().expect("id"));
+    app.start(a).await;
+    app.start(b).await;
+    app.wait_completed(a, Duration::from_secs(60)).await;
+    app.wait_completed(b, Duration::from_secs(60)).await;
+    let (peak_a, peak_b) = (peak(&app, a).await, peak(&app, b).await);
+    assert!(peak_a <= 3.0 && peak_b <= 3.0, "{peak_a} {peak_b}");
+    let total = app.provider_total_peak();
+    assert!(
+        total <= 3,
+        "global peak {total} above throttle.global_concurrency"
+    );
+    assert!(total > 0);
+    app.shutdown().await;
+}

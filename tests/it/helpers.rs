@@ -35,6 +35,7 @@ pub struct TestApp {
     pub dir: tempfile::TempDir,
     shutdown: CancellationToken,
     handle: Option<JoinHandle<anyhow::Result<()>>>,
+    mock: Option<std::sync::Arc<outbound::adapters::telephony::MockProvider>>,
 }
 
 impl TestApp {
@@ -50,6 +51,7 @@ impl TestApp {
         settings.validate().expect("valid test settings");
         let node = Node::build(settings, true).await.expect("node builds");
         let addr = node.api_addr().expect("api role enabled");
+        let mock = node.context().mock_provider.clone();
         let shutdown = CancellationToken::new();
         let handle = tokio::spawn(node.run(shutdown.clone()));
         Self {
@@ -59,7 +61,13 @@ impl TestApp {
             dir,
             shutdown,
             handle: Some(handle),
+            mock,
         }
+    }
+
+    /// The highest number of simultaneous calls this app's mock provider carried.
+    pub fn provider_total_peak(&self) -> u64 {
+        self.mock.as_ref().map_or(0, |mock| mock.total().peak)
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use outbound::adapters::memory::{LocalLimiter, MemoryBus};
+use outbound::adapters::redis::RedisLimiter;
 use outbound::adapters::sqlite::{self, SqliteStore};
 use outbound::domain::business_hours::BusinessHours;
 use outbound::domain::call::{AttemptOutcome, NextStep};
@@ -109,16 +110,32 @@ async fn bus_redelivers_what_was_not_acknowledged() {
 // ---------------------------------------------------------------------------------------------
 // Limiter
 
-fn limiter_adapters(
+/// The local limiter and the Redis one. Redis comes from `scripts/test-services.sh`; without it
+/// the tests fail rather than pass having checked only one adapter.
+async fn limiter_adapters(
     global: u32,
     ttl: Duration,
 ) -> Vec<(&'static str, Arc<dyn ConcurrencyLimiter>)> {
-    vec![("local", Arc::new(LocalLimiter::new(global, ttl)))]
+    let url = std::env::var("OUTBOUND_TEST_REDIS_URL").unwrap_or_else(|_| {
+        panic!(
+            "OUTBOUND_TEST_REDIS_URL is not set: run the tests through scripts/test.sh, \
+             which starts Redis"
+        )
+    });
+    // A fresh prefix per call keeps tests running in parallel on one server apart.
+    let prefix = format!("outbound-test:{}:", uuid::Uuid::now_v7());
+    let redis = RedisLimiter::connect(&url, global, ttl, &prefix)
+        .await
+        .expect("connect to the test redis");
+    vec![
+        ("local", Arc::new(LocalLimiter::new(global, ttl))),
+        ("redis", Arc::new(redis)),
+    ]
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn limiter_never_exceeds_a_limit_under_races() {
-    for (name, limiter) in limiter_adapters(1_000, Duration::from_secs(30)) {
+    for (name, limiter) in limiter_adapters(1_000, Duration::from_secs(30)).await {
         let campaign = CampaignId::new();
         let mut tasks = Vec::new();
         for _ in 0..64 {
@@ -142,7 +159,7 @@ async fn limiter_never_exceeds_a_limit_under_races() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn limiter_enforces_the_global_cap_and_frees_on_release() {
-    for (name, limiter) in limiter_adapters(5, Duration::from_secs(30)) {
+    for (name, limiter) in limiter_adapters(5, Duration::from_secs(30)).await {
         let a = CampaignId::new();
         let b = CampaignId::new();
         let leases_a = limiter.acquire(a, 4, 4).await.expect("acquire");
@@ -163,7 +180,7 @@ async fn limiter_enforces_the_global_cap_and_frees_on_release() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn limiter_leases_expire_unless_renewed() {
-    for (name, limiter) in limiter_adapters(100, Duration::from_millis(300)) {
+    for (name, limiter) in limiter_adapters(100, Duration::from_millis(300)).await {
         let campaign = CampaignId::new();
         let kept = limiter.acquire(campaign, 10, 2).await.expect("acquire");
         let _dropped = limiter.acquire(campaign, 10, 3).await.expect("acquire");
@@ -335,6 +352,21 @@ async fn store_counts_a_report_once() {
             ),
             "{name}: stats unchanged by a redelivery"
         );
+        // A paused campaign holds its due retries; starting it again releases them.
+        store
+            .transition_campaign(campaign, StatusAction::Pause, Utc::now())
+            .await
+            .expect("pause");
+        let held = store
+            .promote_due_retries(Utc::now(), 100)
+            .await
+            .expect("promote");
+        assert!(held.is_empty(), "{name}: retries held while paused");
+        assert_eq!(store.next_retry_due().await.expect("next due"), None);
+        store
+            .transition_campaign(campaign, StatusAction::Start, Utc::now())
+            .await
+            .expect("start");
         // Due retries come back; the second attempt exhausts the budget of 2.
         let promoted = store
             .promote_due_retries(Utc::now(), 100)

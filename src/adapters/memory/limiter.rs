@@ -112,13 +112,16 @@ impl ConcurrencyLimiter for LocalLimiter {
     }
 
     async fn renew(&self, leases: &[(CampaignId, LeaseId)]) -> Result<(), LimiterError> {
-        let expires = Instant::now() + self.lease_ttl;
+        let now = Instant::now();
+        let expires = now + self.lease_ttl;
         let mut state = self.state();
         for (campaign_id, lease) in leases {
+            // An expired lease is gone even if not swept yet: renewing must not revive it.
             if let Some(at) = state
                 .campaigns
                 .get_mut(campaign_id)
                 .and_then(|held| held.get_mut(lease))
+                .filter(|at| **at > now)
             {
                 *at = expires;
             }

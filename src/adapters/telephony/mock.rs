@@ -34,6 +34,7 @@ pub struct ActiveCount {
 struct Shared {
     rng: StdRng,
     counts: HashMap<CampaignId, ActiveCount>,
+    total: ActiveCount,
 }
 
 pub struct MockProvider {
@@ -55,12 +56,18 @@ impl MockProvider {
             shared: Arc::new(Mutex::new(Shared {
                 rng,
                 counts: HashMap::new(),
+                total: ActiveCount::default(),
             })),
         }
     }
 
     fn lock(shared: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
         shared.lock().unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    /// Calls carried now and the peak, over all campaigns.
+    pub fn total(&self) -> ActiveCount {
+        Self::lock(&self.shared).total
     }
 
     /// Calls carried now and the peak, for one campaign.
@@ -102,10 +109,18 @@ impl TelephonyProvider for MockProvider {
             } else {
                 min
             };
+            shared.total.active += 1;
+            shared.total.peak = shared.total.peak.max(shared.total.active);
+            let total = shared.total;
             let count = shared.counts.entry(request.campaign_id).or_default();
             count.active += 1;
             count.peak = count.peak.max(count.active);
             let m = metrics();
+            m.mock_active_total.set(total.active as i64);
+            // Several providers live in one test process; the gauge keeps the highest peak.
+            if total.peak as i64 > m.mock_peak_total.get() {
+                m.mock_peak_total.set(total.peak as i64);
+            }
             m.mock_active
                 .with_label_values(&[&campaign_label])
                 .set(count.active as i64);
@@ -121,6 +136,8 @@ impl TelephonyProvider for MockProvider {
             }
             {
                 let mut shared = Self::lock(&shared);
+                shared.total.active = shared.total.active.saturating_sub(1);
+                metrics().mock_active_total.set(shared.total.active as i64);
                 if let Some(count) = shared.counts.get_mut(&request.campaign_id) {
                     count.active = count.active.saturating_sub(1);
                     metrics()

@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# Starts the throwaway services the integration tests of the distributed adapters need, and
+# exports where they listen. Meant to be sourced (scripts/test.sh does), so the exports reach
+# the `cargo test` that follows:
+#
+#   source scripts/test-services.sh && cargo test --test it limiter
+#
+# Each service gets a start function that installs what is missing, picks a free loopback port,
+# starts an instance under a temporary directory, waits for it and exports its URL; cleanup runs
+# on EXIT of the sourcing shell. Every instance is private to this run, so parallel runs and
+# left-over state cannot leak into the tests.
+set -euo pipefail
+
+OUTBOUND_TEST_SERVICES_DIR="$(mktemp -d "${TMPDIR:-/tmp}/outbound-test-services.XXXXXX")"
+# Stop functions of the started services, run in reverse order by outbound_stop_test_services.
+OUTBOUND_TEST_SERVICES_STOPS=()
+
+outbound_as_root() {
+  if [ "$(id -u)" -eq 0 ]; then
+    "$@"
+  else
+    sudo "$@"
+  fi
+}
+
+# apt-get install, refreshing the package lists only when the first attempt fails: a fresh
+# container has none, but an up-to-date machine should not pay for the download.
+outbound_apt_install() {
+  if ! outbound_as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y "$@"; then
+    outbound_as_root apt-get update
+    outbound_as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y "$@"
+  fi
+}
+
+# Prints a TCP port nobody listens on. The kernel picks it, so two runs do not race for the
+# same guess; the short window before the server binds it is acceptable for tests.
+outbound_free_port() {
+  if command -v python3 >/dev/null 2>&1; then
+    python3 -c 'import socket
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])
+s.close()'
+    return
+  fi
+  local port
+  for _ in $(seq 1 200); do
+    port=$((20000 + RANDOM % 40000))
+    # A refused connection means the port is free.
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/${port}") 2>/dev/null; then
+      echo "${port}"
+      return
+    fi
+  done
+  echo "test-services: no free port found" >&2
+  return 1
+}
+
+# Runs "$@" every 0.1 s until it succeeds or `deadline_s` elapses.
+outbound_wait_for() {
+  local deadline_s=$1 what=$2
+  shift 2
+  local until=$((SECONDS + deadline_s))
+  until "$@" >/dev/null 2>&1; do
+    if [ "${SECONDS}" -ge "${until}" ]; then
+      echo "test-services: ${what} not ready after ${deadline_s} s" >&2
+      return 1
+    fi
+    sleep 0.1
+  done
+}
+
+# ---------------------------------------------------------------------------------------------
+# Redis: the distributed concurrency limiter.
+
+outbound_redis_ping() {
+  [ "$(redis-cli -h 127.0.0.1 -p "$1" ping 2>/dev/null)" = "PONG" ]
+}
+
+outbound_start_redis() {
+  if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/null 2>&1; then
+    echo "test-services: installing redis-server"
+    outbound_apt_install redis-server
+  fi
+  local dir="${OUTBOUND_TEST_SERVICES_DIR}/redis"
+  mkdir -p "${dir}"
+  OUTBOUND_TEST_REDIS_PORT="$(outbound_free_port)"
+  # Debian's package does not start a server here (no systemd), and a shared one would mix
+  # state between runs: this one persists nothing and lives only as long as the run.
+  redis-server --port "${OUTBOUND_TEST_REDIS_PORT}" --bind 127.0.0.1 \
+    --save "" --appendonly no --daemonize yes \
+    --pidfile "${dir}/redis.pid" --dir "${dir}" --logfile "${dir}/redis.log"
+  OUTBOUND_TEST_SERVICES_STOPS+=(outbound_stop_redis)
+  if ! outbound_wait_for 20 "redis on port ${OUTBOUND_TEST_REDIS_PORT}" \
+    outbound_redis_ping "${OUTBOUND_TEST_REDIS_PORT}"; then
+    cat "${dir}/redis.log" >&2 || true
+    return 1
+  fi
+  export OUTBOUND_TEST_REDIS_URL="redis://127.0.0.1:${OUTBOUND_TEST_REDIS_PORT}/"
+  echo "test-services: redis at ${OUTBOUND_TEST_REDIS_URL}"
+}
+
+outbound_stop_redis() {
+  local pidfile="${OUTBOUND_TEST_SERVICES_DIR}/redis/redis.pid"
+  if [ -n "${OUTBOUND_TEST_REDIS_PORT:-}" ]; then
+    redis-cli -h 127.0.0.1 -p "${OUTBOUND_TEST_REDIS_PORT}" shutdown nosave >/dev/null 2>&1 || true
+  fi
+  # Covers a server that never answered: it may still be running.
+  if [ -f "${pidfile}" ]; then
+    kill "$(cat "${pidfile}")" 2>/dev/null || true
+  fi
+  unset OUTBOUND_TEST_REDIS_URL
+}
+
+# ---------------------------------------------------------------------------------------------
+
+outbound_stop_test_services() {
+  local i
+  for ((i = ${#OUTBOUND_TEST_SERVICES_STOPS[@]} - 1; i >= 0; i--)); do
+    "${OUTBOUND_TEST_SERVICES_STOPS[i]}" || true
+  done
+  OUTBOUND_TEST_SERVICES_STOPS=()
+  if [ -n "${OUTBOUND_TEST_SERVICES_DIR:-}" ]; then
+    rm -rf "${OUTBOUND_TEST_SERVICES_DIR}"
+  fi
+}
+
+trap outbound_stop_test_services EXIT
+
+outbound_start_redis

@@ -1,0 +1,461 @@
+//! `outbound bench`: fixed, reproducible scenarios, each printing one line of JSON with the
+//! figures named in the load-test issue. Every scenario starts its own embedded server in this
+//! process, so CPU and RSS figures cover server and client together (the client only polls).
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use futures::stream::{self, StreamExt};
+use reqwest::Method;
+use serde_json::{json, Map, Value};
+
+use super::client::{peaks_from_metrics, ApiClient};
+use super::{EmbeddedServer, LoadError};
+use crate::settings::{GoDuration, Settings};
+
+pub const SCENARIOS: [&str; 5] = ["throughput", "utilization", "fairness", "api", "register"];
+
+/// User+system CPU time of this process, from /proc (USER_HZ is 100 on Linux).
+fn cpu_time() -> Duration {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return Duration::ZERO;
+    };
+    // Fields after the command name (which may contain spaces) start at ") ".
+    let Some((_, rest)) = stat.rsplit_once(") ") else {
+        return Duration::ZERO;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // utime and stime are fields 14 and 15 of the whole line, 11 and 12 after the name.
+    Duration::from_millis((ticks(11) + ticks(12)) * 10)
+}
+
+/// Peak resident set size of this process so far.
+pub fn peak_rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status.lines().find_map(|line| {
+                let kb = line.strip_prefix("VmHWM:")?.trim().strip_suffix("kB")?;
+                kb.trim().parse::<u64>().ok()
+            })
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+fn targets_json(count: usize, offset: usize) -> String {
+    let mut text = String::with_capacity(count * 34 + 2);
+    text.push('[');
+    for i in 0..count {
+        if i > 0 {
+            text.push(',');
+        }
+        text.push_str(&format!("{{\"phone_number\":\"+1555{:07}\"}}", offset + i));
+    }
+    text.push(']');
+    text
+}
+
+fn campaign_json(
+    name: &str,
+    targets: usize,
+    offset: usize,
+    limit: u32,
+    max_attempts: u32,
+    base_delay: &str,
+) -> String {
+    format!(
+        "{{\"name\":\"{name}\",\"time_zone\":\"UTC\",\"max_concurrent_calls\":{limit},\
+         \"retry_policy\":{{\"max_attempts\":{max_attempts},\"base_delay\":\"{base_delay}\",\
+         \"max_delay\":\"1s\",\"jitter\":0.2}},\"targets\":{}}}",
+        targets_json(targets, offset)
+    )
+}
+
+async fn create(client: &ApiClient, body: String) -> Result<String, LoadError> {
+    let (status, created) = client
+        .send_raw(
+            "POST /api/v1/campaigns",
+            Method::POST,
+            "/api/v1/campaigns",
+            body,
+        )
+        .await?;
+    if status != 201 {
+        return Err(LoadError::Api {
+            route: "POST /api/v1/campaigns",
+            status,
+            body: created.to_string(),
+        });
+    }
+    created["id"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| LoadError::Http("created campaign has no id".into()))
+}
+
+async fn start(client: &ApiClient, id: &str) -> Result<(), LoadError> {
+    let (status, body) = client
+        .send(
+            "POST /api/v1/campaigns/{id}/start",
+            Method::POST,
+            &format!("/api/v1/campaigns/{id}/start"),
+            None,
+        )
+        .await?;
+    if status != 204 {
+        return Err(LoadError::Api {
+            route: "POST /api/v1/campaigns/{id}/start",
+            status,
+            body: body.to_string(),
+        });
+    }
+    Ok(())
+}
+
+struct Followed {
+    attempts: u64,
+    calls: u64,
+    violations: u64,
+    /// completed_at - started_at per campaign, seconds.
+    durations: Vec<f64>,
+    limit_exceeded: u64,
+}
+
+/// Polls every campaign's stats until all are completed; counts invariant breaks.
+async fn follow(
+    client: &ApiClient,
+    ids: &[String],
+    limit: u32,
+    timeout: Duration,
+) -> Result<Followed, LoadError> {
+    let started = Instant::now();
+    let mut violations = 0;
+    loop {
+        let stats: Vec<Result<(u16, Value), LoadError>> = stream::iter(ids.iter())
+            .map(|id| {
+                let client = client.clone();
+                let path = format!("/api/v1/campaigns/{id}/stats");
+                async move {
+                    client
+                        .send("GET /api/v1/campaigns/{id}/stats", Method::GET, &path, None)
+                        .await
+                }
+            })
+            .buffer_unordered(16)
+            .collect()
+            .await;
+        let (mut open, mut attempts, mut calls) = (0u64, 0u64, 0u64);
+        for result in stats {
+            let (_, s) = result?;
+            let n = |key: &str| s[key].as_u64().unwrap_or(0);
+            let parts = n("pending_calls")
+                + n("in_progress_calls")
+                + n("completed_calls")
+                + n("failed_calls")
+                + n("canceled_calls");
+            if parts != n("total_calls") {
+                violations += 1;
+            }
+            open += n("pending_calls") + n("in_progress_calls");
+            attempts += n("attempts_total");
+            calls += n("completed_calls") + n("failed_calls") + n("canceled_calls");
+        }
+        if open == 0 {
+            let mut durations = Vec::with_capacity(ids.len());
+            let mut all_done = true;
+            for id in ids {
+                let (_, c) = client
+                    .send(
+                        "GET /api/v1/campaigns/{id}",
+                        Method::GET,
+                        &format!("/api/v1/campaigns/{id}"),
+                        None,
+                    )
+                    .await?;
+                if c["status"] != "completed" {
+                    all_done = false;
+                    break;
+                }
+                let at = |key: &str| {
+                    c[key]
+                        .as_str()
+                        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                };
+                if let (Some(s), Some(e)) = (at("started_at"), at("completed_at")) {
+                    durations.push((e - s).num_milliseconds() as f64 / 1000.0);
+                }
+            }
+            if all_done {
+                let peaks = peaks_from_metrics(&client.text("/metrics").await?);
+                let limit_exceeded = ids
+                    .iter()
+                    .filter(|id| peaks.get(*id).is_some_and(|p| *p > u64::from(limit)))
+                    .count() as u64;
+                return Ok(Followed {
+                    attempts,
+                    calls,
+                    violations,
+                    durations,
+                    limit_exceeded,
+                });
+            }
+        }
+        if started.elapsed() > timeout {
+            return Err(LoadError::Http(format!(
+                "campaigns not completed after {}s",
+                timeout.as_secs()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn bench_settings(base: &Settings) -> Settings {
+    let mut settings = base.clone();
+    settings.log.level = "warn".into();
+    settings.telephony.mock.seed = Some(1);
+    settings
+}
+
+fn line(scenario: &str, figures: Value) -> Value {
+    let mut map = Map::new();
+    map.insert("scenario".into(), json!(scenario));
+    map.insert("mode".into(), json!("embedded"));
+    if let Value::Object(rest) = figures {
+        map.extend(rest);
+    }
+    Value::Object(map)
+}
+
+pub async fn run(scenario: &str, base: &Settings) -> Result<Value, LoadError> {
+    match scenario {
+        "throughput" => throughput(base).await,
+        "utilization" => utilization(base).await,
+        "fairness" => fairness(base).await,
+        "api" => api(base).await,
+        "register" => register(base).await,
+        other => Err(LoadError::Http(format!(
+            "unknown scenario {other:?}; known: {}",
+            SCENARIOS.join(", ")
+        ))),
+    }
+}
+
+async fn throughput(base: &Settings) -> Result<Value, LoadError> {
+    let mut settings = bench_settings(base);
+    settings.telephony.mock.min_duration = GoDuration(Duration::ZERO);
+    settings.telephony.mock.max_duration = GoDuration(Duration::ZERO);
+    settings.telephony.mock.success_rate = 0.8;
+    settings.scheduler.batch_size = 10_000;
+    let server = EmbeddedServer::start(settings).await?;
+    let client = ApiClient::new(&server.base, 16)?;
+    let id = create(
+        &client,
+        campaign_json("bench-throughput", 200_000, 0, 10_000, 3, "10ms"),
+    )
+    .await?;
+    let cpu_before = cpu_time();
+    let started = Instant::now();
+    start(&client, &id).await?;
+    let followed = follow(
+        &client,
+        std::slice::from_ref(&id),
+        10_000,
+        Duration::from_secs(1800),
+    )
+    .await?;
+    let seconds = started.elapsed().as_secs_f64();
+    let cpu = cpu_time().saturating_sub(cpu_before);
+    let rss = peak_rss_bytes();
+    server.stop().await?;
+    Ok(line(
+        "throughput",
+        json!({
+            "seconds": seconds,
+            "attempts": followed.attempts,
+            "attempts_per_sec": followed.attempts as f64 / seconds,
+            "calls_per_sec": followed.calls as f64 / seconds,
+            "cpu_us_per_attempt": cpu.as_micros() as f64 / followed.attempts.max(1) as f64,
+            "peak_rss_bytes": rss,
+            "limit_exceeded": followed.limit_exceeded,
+            "invariant_violations": followed.violations,
+        }),
+    ))
+}
+
+async fn utilization(base: &Settings) -> Result<Value, LoadError> {
+    let mut settings = bench_settings(base);
+    settings.telephony.mock.min_duration = GoDuration(Duration::from_secs(1));
+    settings.telephony.mock.max_duration = GoDuration(Duration::from_secs(1));
+    settings.telephony.mock.success_rate = 1.0;
+    let server = EmbeddedServer::start(settings).await?;
+    let client = ApiClient::new(&server.base, 16)?;
+    let id = create(
+        &client,
+        campaign_json("bench-utilization", 20_000, 0, 200, 1, "1s"),
+    )
+    .await?;
+    let started = Instant::now();
+    start(&client, &id).await?;
+    let followed = follow(
+        &client,
+        std::slice::from_ref(&id),
+        200,
+        Duration::from_secs(1800),
+    )
+    .await?;
+    let seconds = started.elapsed().as_secs_f64();
+    server.stop().await?;
+    let calls_per_sec = followed.calls as f64 / seconds;
+    Ok(line(
+        "utilization",
+        json!({
+            "seconds": seconds,
+            "calls_per_sec": calls_per_sec,
+            "utilization": calls_per_sec / 200.0,
+            "limit_exceeded": followed.limit_exceeded,
+            "invariant_violations": followed.violations,
+        }),
+    ))
+}
+
+async fn fairness(base: &Settings) -> Result<Value, LoadError> {
+    let mut settings = bench_settings(base);
+    settings.telephony.mock.min_duration = GoDuration(Duration::from_millis(10));
+    settings.telephony.mock.max_duration = GoDuration(Duration::from_millis(50));
+    settings.telephony.mock.success_rate = 1.0;
+    let server = EmbeddedServer::start(settings).await?;
+    let client = ApiClient::new(&server.base, 16)?;
+    let ids: Vec<String> = stream::iter(0..1_000usize)
+        .map(|i| {
+            let client = client.clone();
+            async move {
+                create(
+                    &client,
+                    campaign_json(&format!("bench-fair-{i}"), 100, i * 100, 5, 1, "1s"),
+                )
+                .await
+            }
+        })
+        .buffer_unordered(8)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<_, _>>()?;
+    let started = Instant::now();
+    let starts: Vec<Result<(), LoadError>> = stream::iter(ids.iter())
+        .map(|id| {
+            let client = client.clone();
+            async move { start(&client, id).await }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    starts.into_iter().collect::<Result<Vec<_>, _>>()?;
+    let followed = follow(&client, &ids, 5, Duration::from_secs(1800)).await?;
+    let seconds = started.elapsed().as_secs_f64();
+    server.stop().await?;
+    let mut durations = followed.durations.clone();
+    durations.sort_by(f64::total_cmp);
+    let median = durations.get(durations.len() / 2).copied().unwrap_or(0.0);
+    let slowest = durations.last().copied().unwrap_or(0.0);
+    Ok(line(
+        "fairness",
+        json!({
+            "seconds": seconds,
+            "median_campaign_seconds": median,
+            "slowest_campaign_seconds": slowest,
+            "fastest_campaign_seconds": durations.first().copied().unwrap_or(0.0),
+            "slowest_to_median": if median > 0.0 { slowest / median } else { 0.0 },
+            "limit_exceeded": followed.limit_exceeded,
+            "invariant_violations": followed.violations,
+        }),
+    ))
+}
+
+async fn api(base: &Settings) -> Result<Value, LoadError> {
+    let settings = bench_settings(base);
+    let server = EmbeddedServer::start(settings).await?;
+    let client = ApiClient::new(&server.base, 64)?;
+    let id = create(&client, campaign_json("bench-api", 1_000, 0, 10, 1, "1s")).await?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let started = Instant::now();
+    let workers: Vec<_> = (0..64)
+        .map(|worker| {
+            let client = client.clone();
+            let id = id.clone();
+            tokio::spawn(async move {
+                let mut done = 0u64;
+                let mut errors = 0u64;
+                while Instant::now() < deadline {
+                    let (route, path) = if (done + worker) % 2 == 0 {
+                        (
+                            "GET /api/v1/campaigns/{id}/stats",
+                            format!("/api/v1/campaigns/{id}/stats"),
+                        )
+                    } else {
+                        (
+                            "GET /api/v1/campaigns/{id}",
+                            format!("/api/v1/campaigns/{id}"),
+                        )
+                    };
+                    match client.send(route, Method::GET, &path, None).await {
+                        Ok((200, _)) => done += 1,
+                        _ => errors += 1,
+                    }
+                }
+                (done, errors)
+            })
+        })
+        .collect();
+    let (mut requests, mut errors) = (0u64, 0u64);
+    for worker in workers {
+        let (done, failed) = worker
+            .await
+            .map_err(|err| LoadError::Http(err.to_string()))?;
+        requests += done;
+        errors += failed;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let latencies: BTreeMap<String, f64> = client
+        .latencies()
+        .into_iter()
+        .filter(|r| r.route.starts_with("GET"))
+        .map(|r| (r.route, r.p99_ms))
+        .collect();
+    server.stop().await?;
+    Ok(line(
+        "api",
+        json!({
+            "seconds": seconds,
+            "requests_per_sec": requests as f64 / seconds,
+            "p99_ms": latencies.values().copied().fold(0.0, f64::max),
+            "p99_ms_by_route": latencies,
+            "errors": errors,
+            "connections": 64,
+        }),
+    ))
+}
+
+async fn register(base: &Settings) -> Result<Value, LoadError> {
+    let settings = bench_settings(base);
+    let server = EmbeddedServer::start(settings).await?;
+    let client = ApiClient::new(&server.base, 4)?;
+    let body = campaign_json("bench-register", 1_000_000, 0, 500, 3, "1s");
+    let bytes = body.len();
+    let started = Instant::now();
+    create(&client, body).await?;
+    let seconds = started.elapsed().as_secs_f64();
+    let rss = peak_rss_bytes();
+    server.stop().await?;
+    Ok(line(
+        "register",
+        json!({"seconds": seconds, "targets": 1_000_000, "body_bytes": bytes, "peak_rss_bytes": rss}),
+    ))
+}

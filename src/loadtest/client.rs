@@ -1,0 +1,179 @@
+//! An HTTP client for the load tools that records the latency of every request per route in
+//! HDR histograms.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use serde_json::Value;
+
+use super::LoadError;
+
+#[derive(Clone)]
+pub struct ApiClient {
+    http: reqwest::Client,
+    base: String,
+    latencies: Arc<Mutex<BTreeMap<&'static str, Histogram<u64>>>>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RouteLatency {
+    pub route: String,
+    pub requests: u64,
+    pub p50_ms: f64,
+    pub p95_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+}
+
+impl ApiClient {
+    pub fn new(base: &str, connections: usize) -> Result<Self, LoadError> {
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(connections.max(1))
+            .timeout(Duration::from_secs(300))
+            .build()
+            .map_err(|err| LoadError::Http(err.to_string()))?;
+        Ok(Self {
+            http,
+            base: base.trim_end_matches('/').to_owned(),
+            latencies: Arc::new(Mutex::new(BTreeMap::new())),
+        })
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    fn histograms(&self) -> MutexGuard<'_, BTreeMap<&'static str, Histogram<u64>>> {
+        self.latencies
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    fn record(&self, route: &'static str, elapsed: Duration) {
+        let mut histograms = self.histograms();
+        if !histograms.contains_key(route) {
+            // Three significant digits from 1 µs to 10 minutes; constant, valid bounds.
+            let Ok(histogram) = Histogram::new_with_bounds(1, 600_000_000, 3) else {
+                return;
+            };
+            histograms.insert(route, histogram);
+        }
+        if let Some(histogram) = histograms.get_mut(route) {
+            histogram.saturating_record(elapsed.as_micros().max(1) as u64);
+        }
+    }
+
+    /// Sends one request and returns its status and JSON body (Null when empty).
+    pub async fn send(
+        &self,
+        route: &'static str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(u16, Value), LoadError> {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let started = Instant::now();
+        let response = request
+            .send()
+            .await
+            .map_err(|err| LoadError::Http(format!("{route}: {err}")))?;
+        let status = response.status().as_u16();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|err| LoadError::Http(format!("{route}: {err}")))?;
+        self.record(route, started.elapsed());
+        let value = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+        };
+        Ok((status, value))
+    }
+
+    /// Like `send`, with a body already encoded as JSON text (large bodies skip `Value`).
+    pub async fn send_raw(
+        &self,
+        route: &'static str,
+        method: reqwest::Method,
+        path: &str,
+        body: String,
+    ) -> Result<(u16, Value), LoadError> {
+        let started = Instant::now();
+        let response = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .map_err(|err| LoadError::Http(format!("{route}: {err}")))?;
+        let status = response.status().as_u16();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|err| LoadError::Http(format!("{route}: {err}")))?;
+        self.record(route, started.elapsed());
+        Ok((
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        ))
+    }
+
+    pub async fn text(&self, path: &str) -> Result<String, LoadError> {
+        self.http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .map_err(|err| LoadError::Http(err.to_string()))?
+            .text()
+            .await
+            .map_err(|err| LoadError::Http(err.to_string()))
+    }
+
+    pub fn latencies(&self) -> Vec<RouteLatency> {
+        self.histograms()
+            .iter()
+            .map(|(route, h)| RouteLatency {
+                route: (*route).to_owned(),
+                requests: h.len(),
+                p50_ms: h.value_at_quantile(0.50) as f64 / 1000.0,
+                p95_ms: h.value_at_quantile(0.95) as f64 / 1000.0,
+                p99_ms: h.value_at_quantile(0.99) as f64 / 1000.0,
+                max_ms: h.max() as f64 / 1000.0,
+            })
+            .collect()
+    }
+}
+
+/// Reads `outbound_mock_provider_peak_active_calls` per campaign from a Prometheus page.
+pub fn peaks_from_metrics(text: &str) -> BTreeMap<String, u64> {
+    let prefix = "outbound_mock_provider_peak_active_calls{campaign_id=\"";
+    text.lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix(prefix)?;
+            let (id, value) = rest.split_once("\"} ")?;
+            Some((id.to_owned(), value.trim().parse::<f64>().ok()? as u64))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_peaks() {
+        let text = "# HELP x\noutbound_mock_provider_peak_active_calls{campaign_id=\"a\"} 7\n\
+                    outbound_mock_provider_active_calls{campaign_id=\"a\"} 2\n";
+        let peaks = peaks_from_metrics(text);
+        assert_eq!(peaks.get("a"), Some(&7));
+        assert_eq!(peaks.len(), 1);
+    }
+}
