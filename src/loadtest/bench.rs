@@ -379,11 +379,85 @@ async fn fairness(base: &Settings) -> Result<Value, LoadError> {
     ))
 }
 
+/// Parses wrk's `--latency` output: requests/s and the 99th percentile in milliseconds.
+fn parse_wrk(output: &str) -> Option<(f64, f64)> {
+    let rps = output
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Requests/sec:"))?
+        .trim()
+        .parse()
+        .ok()?;
+    let p99 = output
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("99%"))?
+        .trim();
+    let p99_ms = if let Some(us) = p99.strip_suffix("us") {
+        us.parse::<f64>().ok()? / 1000.0
+    } else if let Some(ms) = p99.strip_suffix("ms") {
+        ms.parse::<f64>().ok()?
+    } else {
+        p99.strip_suffix('s')?.parse::<f64>().ok()? * 1000.0
+    };
+    Some((rps, p99_ms))
+}
+
+/// 64 connections for 10 s on each of the two routes with wrk, an external load generator.
+async fn api_with_wrk(base: &str, id: &str) -> Result<Option<Value>, LoadError> {
+    let mut results = BTreeMap::new();
+    for (route, path) in [
+        (
+            "GET /api/v1/campaigns/{id}/stats",
+            format!("/api/v1/campaigns/{id}/stats"),
+        ),
+        (
+            "GET /api/v1/campaigns/{id}",
+            format!("/api/v1/campaigns/{id}"),
+        ),
+    ] {
+        let output = tokio::process::Command::new("wrk")
+            .args([
+                "-t2",
+                "-c64",
+                "-d10s",
+                "--latency",
+                &format!("{base}{path}"),
+            ])
+            .output()
+            .await;
+        let Ok(output) = output else {
+            return Ok(None);
+        };
+        let text = String::from_utf8_lossy(&output.stdout);
+        let Some(figures) = parse_wrk(&text) else {
+            return Err(LoadError::Http(format!("cannot read wrk output: {text}")));
+        };
+        results.insert(route, figures);
+    }
+    let rps = results.values().map(|(rps, _)| rps).sum::<f64>() / results.len() as f64;
+    let p99 = results.values().map(|(_, p99)| *p99).fold(0.0, f64::max);
+    let by_route: BTreeMap<&str, f64> = results.iter().map(|(r, (_, p))| (*r, *p)).collect();
+    let rps_by_route: BTreeMap<&str, f64> =
+        results.iter().map(|(r, (rps, _))| (*r, *rps)).collect();
+    Ok(Some(json!({
+        "seconds": 20,
+        "requests_per_sec": rps,
+        "p99_ms": p99,
+        "p99_ms_by_route": by_route,
+        "requests_per_sec_by_route": rps_by_route,
+        "connections": 64,
+        "client": "wrk",
+    })))
+}
+
 async fn api(base: &Settings) -> Result<Value, LoadError> {
     let settings = bench_settings(base);
     let server = EmbeddedServer::start(settings).await?;
     let client = ApiClient::new(&server.base, 64)?;
     let id = create(&client, campaign_json("bench-api", 1_000, 0, 10, 1, "1s")).await?;
+    if let Some(figures) = api_with_wrk(&server.base, &id).await? {
+        server.stop().await?;
+        return Ok(line("api", figures));
+    }
     let deadline = Instant::now() + Duration::from_secs(20);
     let started = Instant::now();
     let workers: Vec<_> = (0..64)
@@ -439,6 +513,7 @@ async fn api(base: &Settings) -> Result<Value, LoadError> {
             "p99_ms_by_route": latencies,
             "errors": errors,
             "connections": 64,
+            "client": "built-in (shares the cores with the server)",
         }),
     ))
 }
@@ -458,4 +533,16 @@ async fn register(base: &Settings) -> Result<Value, LoadError> {
         "register",
         json!({"seconds": seconds, "targets": 1_000_000, "body_bytes": bytes, "peak_rss_bytes": rss}),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_wrk;
+
+    #[test]
+    fn reads_wrk_output() {
+        let text = "  Latency Distribution\n     50%    2.05ms\n     99%  510.00us\n\
+                    Requests/sec:  31426.70\n";
+        assert_eq!(parse_wrk(text), Some((31426.70, 0.51)));
+    }
 }

@@ -65,6 +65,9 @@ pub struct SqliteStore {
     writer: Mutex<Conn>,
     readers: Vec<Mutex<Conn>>,
     next_reader: AtomicUsize,
+    /// Connections for one-row lookups (a campaign, its statistics), run on the calling thread:
+    /// a primary-key read takes microseconds, less than a hop to the blocking pool and back.
+    point_readers: Vec<std::sync::Mutex<SqliteConnection>>,
 }
 
 fn configure(conn: &mut SqliteConnection) -> Result<(), DieselError> {
@@ -107,10 +110,18 @@ impl SqliteStore {
         for _ in 0..READERS {
             readers.push(Mutex::new(Self::connect(path).await?));
         }
+        let mut point_readers = Vec::with_capacity(READERS);
+        for _ in 0..READERS {
+            let mut conn = SqliteConnection::establish(path)
+                .map_err(|err| StoreError::Unavailable(format!("cannot open {path}: {err}")))?;
+            configure(&mut conn)?;
+            point_readers.push(std::sync::Mutex::new(conn));
+        }
         Ok(Self {
             writer: Mutex::new(writer),
             readers,
             next_reader: AtomicUsize::new(0),
+            point_readers,
         })
     }
 
@@ -133,6 +144,8 @@ impl SqliteStore {
             .await?
     }
 
+    /// Runs `work` on a reader connection. A single statement is its own snapshot; reads of
+    /// several statements use `read_snapshot`.
     async fn read<R, F>(&self, work: F) -> Result<R, StoreError>
     where
         R: Send + 'static,
@@ -141,8 +154,33 @@ impl SqliteStore {
         let start = self.next_reader.fetch_add(1, Ordering::Relaxed);
         let slot = &self.readers[start % self.readers.len()];
         let mut conn = slot.lock().await;
-        conn.spawn_blocking(move |conn| Ok(conn.transaction(work)))
-            .await?
+        conn.spawn_blocking(move |conn| Ok(work(conn))).await?
+    }
+
+    /// Runs a one-row lookup on the calling thread when a point reader is free, otherwise on
+    /// the blocking pool.
+    async fn point_read<R, F>(&self, work: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut SqliteConnection) -> Result<R, StoreError> + Send + 'static,
+    {
+        let start = self.next_reader.fetch_add(1, Ordering::Relaxed);
+        let count = self.point_readers.len();
+        for offset in 0..count {
+            if let Ok(mut conn) = self.point_readers[(start + offset) % count].try_lock() {
+                return work(&mut conn);
+            }
+        }
+        self.read(work).await
+    }
+
+    /// Runs `work` in one read transaction, so its statements see one snapshot.
+    async fn read_snapshot<R, F>(&self, work: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut SqliteConnection) -> Result<R, StoreError> + Send + 'static,
+    {
+        self.read(move |conn| conn.transaction(work)).await
     }
 }
 
@@ -391,7 +429,7 @@ impl Store for SqliteStore {
     }
 
     async fn get_campaign(&self, id: CampaignId) -> Result<Option<Campaign>, StoreError> {
-        self.read(move |conn| load_campaign(conn, id)).await
+        self.point_read(move |conn| load_campaign(conn, id)).await
     }
 
     async fn list_campaigns(
@@ -508,7 +546,7 @@ impl Store for SqliteStore {
     }
 
     async fn campaign_stats(&self, id: CampaignId) -> Result<Option<CampaignStats>, StoreError> {
-        self.read(move |conn| {
+        self.point_read(move |conn| {
             let rows: Vec<StatsRow> =
                 diesel::sql_query("SELECT * FROM campaign_stats WHERE campaign_id = ?")
                     .bind::<Text, _>(id.to_string())
@@ -570,7 +608,7 @@ impl Store for SqliteStore {
     }
 
     async fn get_call(&self, id: CallId) -> Result<Option<(Call, Vec<Attempt>)>, StoreError> {
-        self.read(move |conn| {
+        self.read_snapshot(move |conn| {
             let Some(call) = load_call(conn, id)? else {
                 return Ok(None);
             };

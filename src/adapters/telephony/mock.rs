@@ -157,3 +157,102 @@ impl TelephonyProvider for MockProvider {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use crate::domain::ids::CallId;
+    use crate::domain::phone::PhoneNumber;
+
+    fn request(campaign_id: CampaignId, attempt: u32) -> DialRequest {
+        DialRequest {
+            call_id: CallId::new(),
+            campaign_id,
+            attempt,
+            phone_number: PhoneNumber::parse("+15555550001").unwrap(),
+        }
+    }
+
+    async fn outcomes(config: MockConfig, n: u32) -> Vec<AttemptOutcome> {
+        let provider = MockProvider::new(config);
+        let (sink, mut reports) = tokio::sync::mpsc::unbounded_channel();
+        let campaign = CampaignId::new();
+        for attempt in 0..n {
+            provider
+                .dial(request(campaign, attempt), sink.clone())
+                .await
+                .unwrap();
+        }
+        let mut seen = Vec::new();
+        while seen.len() < n as usize {
+            seen.push(reports.recv().await.unwrap());
+        }
+        seen.sort_by_key(|r| r.request.attempt);
+        seen.into_iter().map(|r| r.outcome).collect()
+    }
+
+    fn config(success_rate: f64, retryable_rate: f64, seed: Option<u64>) -> MockConfig {
+        MockConfig {
+            success_rate,
+            retryable_rate,
+            min_duration: Duration::ZERO,
+            max_duration: Duration::ZERO,
+            seed,
+        }
+    }
+
+    #[tokio::test]
+    async fn rates_are_honoured_and_seeds_reproduce() {
+        let all_answered = outcomes(config(1.0, 0.0, Some(1)), 50).await;
+        assert!(all_answered.iter().all(|o| *o == AttemptOutcome::Answered));
+        let all_fatal = outcomes(config(0.0, 0.0, Some(1)), 50).await;
+        assert!(all_fatal.iter().all(|o| matches!(
+            o,
+            AttemptOutcome::Failed {
+                retryable: false,
+                ..
+            }
+        )));
+        let first = outcomes(config(0.5, 0.5, Some(42)), 200).await;
+        let second = outcomes(config(0.5, 0.5, Some(42)), 200).await;
+        assert_eq!(first, second, "a fixed seed gives the same outcomes");
+        let answered = first
+            .iter()
+            .filter(|o| **o == AttemptOutcome::Answered)
+            .count();
+        assert!(
+            (60..=140).contains(&answered),
+            "about half answered: {answered}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn counts_active_calls_and_the_peak() {
+        let provider = MockProvider::new(MockConfig {
+            min_duration: Duration::from_secs(1),
+            max_duration: Duration::from_secs(1),
+            ..config(1.0, 0.0, Some(3))
+        });
+        let (sink, mut reports) = tokio::sync::mpsc::unbounded_channel();
+        let campaign = CampaignId::new();
+        for attempt in 0..3 {
+            provider
+                .dial(request(campaign, attempt), sink.clone())
+                .await
+                .unwrap();
+        }
+        assert_eq!(
+            provider.counts(campaign),
+            ActiveCount { active: 3, peak: 3 }
+        );
+        for _ in 0..3 {
+            reports.recv().await.unwrap();
+        }
+        assert_eq!(
+            provider.counts(campaign),
+            ActiveCount { active: 0, peak: 3 }
+        );
+        assert_eq!(provider.total().peak, 3);
+    }
+}
