@@ -35,3 +35,13 @@ load-test CAMPAIGNS="3" CALLS="50" CONCURRENT="10" *ARGS="":
     if [ -n "${URL:-}" ]; then url_args=(--url "$URL"); fi
     cargo run --release -- load-test --campaigns "$campaigns" --calls "$calls" \
         --concurrent "$concurrent" "${url_args[@]}" {{ARGS}}
+
+# Benchmark scenarios (throughput, utilization, fairness, api, register), one JSON line each.
+# `just bench api,register` runs a subset. Figures and targets: BENCHMARKS.md.
+bench SCENARIOS="":
+    #!/usr/bin/env bash
+    set -euo pipefail
+    args=()
+    if [ -n '{{SCENARIOS}}' ]; then args=(--scenario '{{SCENARIOS}}'); fi
+    cargo build --release
+    target/release/outbound bench "${args[@]}"
