@@ -154,12 +154,7 @@ async fn follow(
         for result in stats {
             let (_, s) = result?;
             let n = |key: &str| s[key].as_u64().unwrap_or(0);
-            let parts = n("pending_calls")
-                + n("in_progress_calls")
-                + n("completed_calls")
-                + n("failed_calls")
-                + n("canceled_calls");
-            if parts != n("total_calls") {
+            if !super::stats_consistent(&s) {
                 violations += 1;
             }
             open += n("pending_calls") + n("in_progress_calls");

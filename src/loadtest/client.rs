@@ -78,6 +78,30 @@ impl ApiClient {
         if let Some(body) = body {
             request = request.json(body);
         }
+        self.timed(route, request).await
+    }
+
+    /// Like `send`, with a body already encoded as JSON text (large bodies skip `Value`).
+    pub async fn send_raw(
+        &self,
+        route: &'static str,
+        method: reqwest::Method,
+        path: &str,
+        body: String,
+    ) -> Result<(u16, Value), LoadError> {
+        let request = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .header("content-type", "application/json")
+            .body(body);
+        self.timed(route, request).await
+    }
+
+    async fn timed(
+        &self,
+        route: &'static str,
+        request: reqwest::RequestBuilder,
+    ) -> Result<(u16, Value), LoadError> {
         let started = Instant::now();
         let response = request
             .send()
@@ -95,35 +119,6 @@ impl ApiClient {
             serde_json::from_slice(&bytes).unwrap_or(Value::Null)
         };
         Ok((status, value))
-    }
-
-    /// Like `send`, with a body already encoded as JSON text (large bodies skip `Value`).
-    pub async fn send_raw(
-        &self,
-        route: &'static str,
-        method: reqwest::Method,
-        path: &str,
-        body: String,
-    ) -> Result<(u16, Value), LoadError> {
-        let started = Instant::now();
-        let response = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .await
-            .map_err(|err| LoadError::Http(format!("{route}: {err}")))?;
-        let status = response.status().as_u16();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|err| LoadError::Http(format!("{route}: {err}")))?;
-        self.record(route, started.elapsed());
-        Ok((
-            status,
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        ))
     }
 
     pub async fn text(&self, path: &str) -> Result<String, LoadError> {

@@ -185,6 +185,17 @@ struct Totals {
     violations: u64,
 }
 
+/// Whether a stats body keeps `total = pending + in_progress + completed + failed + canceled`.
+pub fn stats_consistent(stats: &Value) -> bool {
+    let n = |key: &str| stats[key].as_u64().unwrap_or(0);
+    n("pending_calls")
+        + n("in_progress_calls")
+        + n("completed_calls")
+        + n("failed_calls")
+        + n("canceled_calls")
+        == n("total_calls")
+}
+
 fn add_stats(totals: &mut Totals, stats: &Value) {
     let n = |key: &str| stats[key].as_u64().unwrap_or(0);
     totals.attempts += n("attempts_total");
@@ -195,12 +206,7 @@ fn add_stats(totals: &mut Totals, stats: &Value) {
     totals.done += n("completed_calls") + n("failed_calls") + n("canceled_calls");
     totals.in_flight += n("in_progress_calls");
     totals.retries += n("retries_attempted");
-    let parts = n("pending_calls")
-        + n("in_progress_calls")
-        + n("completed_calls")
-        + n("failed_calls")
-        + n("canceled_calls");
-    if parts != n("total_calls") {
+    if !stats_consistent(stats) {
         totals.violations += 1;
     }
 }
