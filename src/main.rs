@@ -36,6 +36,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let node = Node::build(settings, !no_migrate).await?;
             if let Some(addr) = node.api_addr() {
                 tracing::info!(%addr, "api listening");
+            } else if let Some(addr) = node.health_addr() {
+                tracing::info!(%addr, "admin listening");
             }
             let shutdown = CancellationToken::new();
             tokio::spawn(listen_for_signals(shutdown.clone()));

@@ -47,6 +47,8 @@ pub struct HttpSettings {
     pub body_limit_bytes: usize,
     /// Threads serving HTTP; 0 means one per core.
     pub workers: usize,
+    /// Where a process without the api role serves `/healthz`, `/readyz` and `/metrics`.
+    pub admin_bind: String,
 }
 
 impl Default for HttpSettings {
@@ -55,6 +57,7 @@ impl Default for HttpSettings {
             bind: "127.0.0.1:8081".into(),
             body_limit_bytes: 64 * 1024 * 1024,
             workers: 0,
+            admin_bind: "127.0.0.1:9091".into(),
         }
     }
 }
@@ -354,6 +357,12 @@ impl Settings {
             .bind
             .parse::<SocketAddr>()
             .map_err(|err| invalid("http.bind", format!("{err} ({:?})", self.http.bind)))?;
+        self.http.admin_bind.parse::<SocketAddr>().map_err(|err| {
+            invalid(
+                "http.admin_bind",
+                format!("{err} ({:?})", self.http.admin_bind),
+            )
+        })?;
         if self.http.body_limit_bytes == 0 {
             return Err(invalid("http.body_limit_bytes", "must be positive"));
         }

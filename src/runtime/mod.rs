@@ -72,6 +72,9 @@ pub struct Node {
     ctx: AppContext,
     roles: Vec<(RoleName, BuiltRole)>,
     api_addr: Option<SocketAddr>,
+    /// Health and metrics of a process without the api role.
+    admin: Option<ApiRole>,
+    admin_addr: Option<SocketAddr>,
 }
 
 impl Node {
@@ -114,11 +117,32 @@ impl Node {
             };
             roles.push((name, built));
         }
+        let (admin, admin_addr) = if api_addr.is_none() {
+            let bind = ctx.settings.http.admin_bind.clone();
+            let admin = ApiRole::build_admin(ctx.clone()).map_err(|source| BuildError::Bind {
+                bind: bind.clone(),
+                source,
+            })?;
+            let addr = admin
+                .local_addr()
+                .map_err(|source| BuildError::Bind { bind, source })?;
+            (Some(admin), Some(addr))
+        } else {
+            (None, None)
+        };
         Ok(Self {
             ctx,
             roles,
             api_addr,
+            admin,
+            admin_addr,
         })
+    }
+
+    /// Where `/healthz`, `/readyz` and `/metrics` are served: the api role's listener, or the
+    /// admin listener of a process without it.
+    pub fn health_addr(&self) -> Option<SocketAddr> {
+        self.api_addr.or(self.admin_addr)
     }
 
     /// Where the api role listens (port 0 in the configuration resolves here).
@@ -178,6 +202,18 @@ impl Node {
             handles.insert(name, tokio::spawn(task));
         }
         drop(exited_tx);
+        let admin_token = CancellationToken::new();
+        let admin_task = self.admin.map(|admin| {
+            let token = admin_token.clone();
+            tokio::spawn(
+                async move {
+                    if let Err(err) = admin.run(token).await {
+                        tracing::error!(error.cause_chain = %format!("{err:#}"), "admin listener stopped");
+                    }
+                }
+                .instrument(tracing::info_span!("admin")),
+            )
+        });
         tracing::info!(roles = ?handles.keys().collect::<Vec<_>>(), "roles running");
 
         let failure = tokio::select! {
@@ -208,6 +244,10 @@ impl Node {
                     }
                 }
             }
+        }
+        admin_token.cancel();
+        if let Some(task) = admin_task {
+            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
         }
         // A role may have failed while the others were stopping.
         let late = exited_rx.try_recv().ok();

@@ -602,3 +602,51 @@ async fn health_metrics_and_openapi_are_served() {
     }
     app.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_without_the_api_role_serves_health_on_the_admin_listener() {
+    outbound::telemetry::init_for_tests();
+    let dir = tempfile::tempdir().expect("dir");
+    let mut settings = crate::helpers::test_settings(dir.path());
+    settings.http.admin_bind = "127.0.0.1:0".into();
+    settings.runtime.roles = vec![
+        outbound::runtime::role::RoleName::Status,
+        outbound::runtime::role::RoleName::Retry,
+    ];
+    // Built directly: `validate` refuses a role subset with the in-process bus, which is right
+    // for a deployment; this test only looks at the listener.
+    let node = outbound::runtime::Node::build(settings, true)
+        .await
+        .expect("builds");
+    assert!(node.api_addr().is_none());
+    let addr = node.health_addr().expect("admin listener");
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let handle = tokio::spawn(node.run(shutdown.clone()));
+    let client = reqwest::Client::new();
+    let mut ready = false;
+    for _ in 0..100 {
+        if let Ok(response) = client.get(format!("http://{addr}/readyz")).send().await {
+            if response.status() == 200 {
+                ready = true;
+                break;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(ready, "readyz on the admin listener");
+    let health = client
+        .get(format!("http://{addr}/healthz"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(health.status(), 200);
+    let api = client
+        .get(format!("http://{addr}/api/v1/campaigns"))
+        .send()
+        .await
+        .expect("sent");
+    let (status, body) = crate::helpers::decode(api).await;
+    assert_error(status, &body, 404, "route_not_found");
+    shutdown.cancel();
+    handle.await.expect("joins").expect("clean exit");
+}

@@ -201,16 +201,40 @@ async fn observe(
     Ok(response)
 }
 
+/// Health and metrics only, for processes that run without the api role.
+pub fn configure_admin(cfg: &mut web::ServiceConfig) {
+    use handlers as h;
+    cfg.route("/healthz", web::get().to(h::healthz))
+        .route("/readyz", web::get().to(h::readyz))
+        .route("/metrics", web::get().to(h::metrics_text));
+}
+
 pub struct ApiRole {
     ctx: AppContext,
     listener: TcpListener,
+    admin_only: bool,
 }
 
 impl ApiRole {
     pub fn build(ctx: AppContext) -> std::io::Result<Self> {
         let listener = TcpListener::bind(&ctx.settings.http.bind)?;
         listener.set_nonblocking(true)?;
-        Ok(Self { ctx, listener })
+        Ok(Self {
+            ctx,
+            listener,
+            admin_only: false,
+        })
+    }
+
+    /// The small admin listener (`http.admin_bind`) of a process without the api role.
+    pub fn build_admin(ctx: AppContext) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(&ctx.settings.http.admin_bind)?;
+        listener.set_nonblocking(true)?;
+        Ok(Self {
+            ctx,
+            listener,
+            admin_only: true,
+        })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -225,23 +249,30 @@ impl ApiRole {
             n => n,
         };
         let data = web::Data::new(ctx.clone());
+        let admin_only = self.admin_only;
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(data.clone())
                 .app_data(json_config(limit))
                 .app_data(web::PayloadConfig::new(limit))
                 .wrap(from_fn(observe))
-                .configure(configure)
+                .configure(if admin_only {
+                    configure_admin
+                } else {
+                    configure
+                })
                 .default_service(web::to(handlers::route_not_found))
         })
-        .workers(workers)
+        .workers(if admin_only { 1 } else { workers })
         .disable_signals()
         .shutdown_timeout(ctx.settings.runtime.shutdown_grace.0.as_secs().max(1))
         .listen(self.listener)?
         .run();
         let handle = server.handle();
         let mut server = std::pin::pin!(server);
-        ctx.health.set(RoleName::Api, RoleHealth::Ready);
+        if !admin_only {
+            ctx.health.set(RoleName::Api, RoleHealth::Ready);
+        }
         tokio::select! {
             served = &mut server => {
                 served?;
