@@ -88,6 +88,13 @@ pub enum BusKind {
 pub struct BusSettings {
     pub kind: BusKind,
     pub brokers: String,
+    /// Prefix of every topic and consumer group, so deployments can share a cluster.
+    pub topic_prefix: String,
+    /// Partitions of each topic created at start: the most consumers a role's group can use.
+    pub partitions: i32,
+    pub replication: i32,
+    /// A consumer silent this long leaves its group and its partitions move on.
+    pub session_timeout: GoDuration,
 }
 
 impl Default for BusSettings {
@@ -95,6 +102,10 @@ impl Default for BusSettings {
         Self {
             kind: BusKind::Memory,
             brokers: "localhost:9092".into(),
+            topic_prefix: "outbound.".into(),
+            partitions: 12,
+            replication: 1,
+            session_timeout: Duration::from_secs(10).into(),
         }
     }
 }
