@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Starts the throwaway services the integration tests of the distributed adapters need, and
-# exports where they listen. Meant to be sourced (scripts/test.sh does), so the exports reach
-# the `cargo test` that follows:
+# Starts the throwaway services the integration tests of the distributed adapters need (Redis,
+# PostgreSQL), and exports where they listen. Meant to be sourced (scripts/test.sh does), so the
+# exports reach the `cargo test` that follows:
 #
 #   source scripts/test-services.sh && cargo test --test it limiter
 #
@@ -113,6 +113,86 @@ outbound_stop_redis() {
 }
 
 # ---------------------------------------------------------------------------------------------
+# PostgreSQL: the distributed store. The tests create a database per case on this server.
+
+# Prints the bin directory of the newest installed PostgreSQL server, if any.
+outbound_postgres_bin() {
+  local initdb
+  initdb="$(ls -1 /usr/lib/postgresql/*/bin/initdb 2>/dev/null | sort -V | tail -n 1)"
+  [ -n "${initdb}" ] || return 1
+  dirname "${initdb}"
+}
+
+# Runs "$@" as the `postgres` user when running as root (initdb and postgres refuse root),
+# as the current user otherwise.
+outbound_as_postgres() {
+  if [ "$(id -u)" -ne 0 ]; then
+    "$@"
+  elif command -v runuser >/dev/null 2>&1; then
+    runuser -u postgres -- "$@"
+  else
+    su postgres -s /bin/sh -c '"$0" "$@"' -- "$@"
+  fi
+}
+
+outbound_postgres_ready() {
+  "${OUTBOUND_TEST_POSTGRES_BIN}/pg_isready" -q -h 127.0.0.1 -p "$1" -U postgres -d postgres
+}
+
+outbound_start_postgres() {
+  if ! OUTBOUND_TEST_POSTGRES_BIN="$(outbound_postgres_bin)"; then
+    echo "test-services: installing postgresql"
+    outbound_apt_install postgresql
+    OUTBOUND_TEST_POSTGRES_BIN="$(outbound_postgres_bin)" || {
+      echo "test-services: no initdb under /usr/lib/postgresql after installing" >&2
+      return 1
+    }
+  fi
+  local bin="${OUTBOUND_TEST_POSTGRES_BIN}"
+  local dir="${OUTBOUND_TEST_SERVICES_DIR}/postgres"
+  mkdir -p "${dir}/sock"
+  if [ "$(id -u)" -eq 0 ]; then
+    # The server runs as `postgres`: it must reach its folder inside our private one.
+    chmod 711 "${OUTBOUND_TEST_SERVICES_DIR}"
+    chown -R postgres:postgres "${dir}"
+  fi
+  OUTBOUND_TEST_POSTGRES_PORT="$(outbound_free_port)"
+  # Trust on loopback and a C locale (always present); nothing here outlives the run, so
+  # durability is traded for speed.
+  if ! (cd "${dir}" && outbound_as_postgres "${bin}/initdb" -D "${dir}/data" -A trust \
+    -U postgres --encoding=UTF8 --locale=C --no-sync >"${dir}/initdb.log" 2>&1); then
+    cat "${dir}/initdb.log" >&2 || true
+    return 1
+  fi
+  OUTBOUND_TEST_SERVICES_STOPS+=(outbound_stop_postgres)
+  local options="-p ${OUTBOUND_TEST_POSTGRES_PORT} -k '${dir}/sock'"
+  options+=" -c listen_addresses=127.0.0.1 -c max_connections=300"
+  options+=" -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+  if ! (cd "${dir}" && outbound_as_postgres "${bin}/pg_ctl" -D "${dir}/data" \
+    -l "${dir}/postgres.log" -w -t 60 -o "${options}" start >/dev/null); then
+    cat "${dir}/postgres.log" >&2 || true
+    return 1
+  fi
+  if ! outbound_wait_for 30 "postgres on port ${OUTBOUND_TEST_POSTGRES_PORT}" \
+    outbound_postgres_ready "${OUTBOUND_TEST_POSTGRES_PORT}"; then
+    cat "${dir}/postgres.log" >&2 || true
+    return 1
+  fi
+  export OUTBOUND_TEST_DATABASE_URL="postgres://postgres@127.0.0.1:${OUTBOUND_TEST_POSTGRES_PORT}/postgres"
+  echo "test-services: postgres at ${OUTBOUND_TEST_DATABASE_URL}"
+}
+
+outbound_stop_postgres() {
+  local data="${OUTBOUND_TEST_SERVICES_DIR}/postgres/data"
+  if [ -n "${OUTBOUND_TEST_POSTGRES_BIN:-}" ] && [ -f "${data}/postmaster.pid" ]; then
+    (cd "${OUTBOUND_TEST_SERVICES_DIR}" &&
+      outbound_as_postgres "${OUTBOUND_TEST_POSTGRES_BIN}/pg_ctl" -D "${data}" -m fast -w -t 30 \
+        stop >/dev/null 2>&1) || true
+  fi
+  unset OUTBOUND_TEST_DATABASE_URL
+}
+
+# ---------------------------------------------------------------------------------------------
 
 outbound_stop_test_services() {
   local i
@@ -128,3 +208,4 @@ outbound_stop_test_services() {
 trap outbound_stop_test_services EXIT
 
 outbound_start_redis
+outbound_start_postgres

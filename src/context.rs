@@ -4,6 +4,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use crate::adapters::memory::{LocalLimiter, MemoryBus};
+use crate::adapters::postgres::{self, PgStore};
 use crate::adapters::redis::RedisLimiter;
 use crate::adapters::sqlite::{self, SqliteStore};
 use crate::adapters::telephony::{MockConfig, MockProvider};
@@ -11,7 +12,7 @@ use crate::domain::ids::InstanceId;
 use crate::ports::{Bus, ConcurrencyLimiter, Store, StoreError, TelephonyProvider};
 use crate::runtime::health::Health;
 use crate::runtime::role::RoleName;
-use crate::settings::{sqlite_path, Settings};
+use crate::settings::{is_postgres_url, mask_password, sqlite_path, Settings};
 
 #[derive(Clone)]
 pub struct AppContext {
@@ -37,14 +38,37 @@ pub enum ContextError {
     Limiter(#[from] crate::ports::LimiterError),
 }
 
+/// Connections in the PostgreSQL store's pool, per process: enough for the API's workers and the
+/// background roles to query at once, small enough for many processes to share one server.
+const POSTGRES_POOL_SIZE: usize = 16;
+
+/// Which store `storage.url` names.
+enum StoreUrl<'a> {
+    Sqlite(&'a str),
+    Postgres(&'a str),
+}
+
+fn store_url(url: &str) -> Result<StoreUrl<'_>, ContextError> {
+    if let Some(path) = sqlite_path(url) {
+        return Ok(StoreUrl::Sqlite(path));
+    }
+    if is_postgres_url(url) {
+        return Ok(StoreUrl::Postgres(url));
+    }
+    Err(ContextError::UnsupportedStore(mask_password(url)))
+}
+
 /// Applies the store's pending migrations; returns the versions applied.
 pub async fn migrate(settings: &Settings) -> Result<Vec<String>, ContextError> {
-    let path = sqlite_path(&settings.storage.url)
-        .ok_or_else(|| ContextError::UnsupportedStore(settings.storage.url.clone()))?
-        .to_owned();
-    let applied = tokio::task::spawn_blocking(move || sqlite::migrate(&path))
-        .await
-        .map_err(|err| StoreError::Internal(err.to_string()))??;
+    let applied = match store_url(&settings.storage.url)? {
+        StoreUrl::Sqlite(path) => {
+            let path = path.to_owned();
+            tokio::task::spawn_blocking(move || sqlite::migrate(&path))
+                .await
+                .map_err(|err| StoreError::Internal(err.to_string()))??
+        }
+        StoreUrl::Postgres(url) => postgres::migrate(url).await?,
+    };
     Ok(applied)
 }
 
@@ -60,9 +84,10 @@ impl AppContext {
                 tracing::info!(?applied, "applied migrations");
             }
         }
-        let path = sqlite_path(&settings.storage.url)
-            .ok_or_else(|| ContextError::UnsupportedStore(settings.storage.url.clone()))?;
-        let store = SqliteStore::open(path).await?;
+        let store: Arc<dyn Store> = match store_url(&settings.storage.url)? {
+            StoreUrl::Sqlite(path) => Arc::new(SqliteStore::open(path).await?),
+            StoreUrl::Postgres(url) => Arc::new(PgStore::connect(url, POSTGRES_POOL_SIZE).await?),
+        };
         let mock = &settings.telephony.mock;
         let provider = Arc::new(MockProvider::new(MockConfig {
             success_rate: mock.success_rate,
@@ -88,7 +113,7 @@ impl AppContext {
             )
         };
         Ok(Self {
-            store: Arc::new(store),
+            store,
             bus: Arc::new(MemoryBus::new()),
             limiter,
             provider: provider.clone(),

@@ -346,6 +346,11 @@ pub fn sqlite_path(url: &str) -> Option<&str> {
     url.strip_prefix("sqlite://")
 }
 
+/// Whether `storage.url` names the PostgreSQL store.
+pub fn is_postgres_url(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
 impl Settings {
     /// The figment layers of the spec, with `file` as `--config`.
     pub fn figment(file: Option<&Path>) -> Figment {
@@ -380,18 +385,15 @@ impl Settings {
         match sqlite_path(&self.storage.url) {
             Some("") => return Err(invalid("storage.url", "sqlite:// needs a file path")),
             Some(_) => {}
-            None if self.storage.url.starts_with("postgres://")
-                || self.storage.url.starts_with("postgresql://") =>
-            {
-                return Err(invalid(
-                    "storage.url",
-                    "the postgres store is not available in this build yet (issue 3); use sqlite://PATH",
-                ))
-            }
+            // Host, database and credentials are checked when the store connects.
+            None if is_postgres_url(&self.storage.url) => {}
             None => {
                 return Err(invalid(
                     "storage.url",
-                    format!("expected sqlite://PATH or postgres://..., got {:?}", self.storage.url),
+                    format!(
+                        "expected sqlite://PATH or postgres://..., got {:?}",
+                        mask_password(&self.storage.url)
+                    ),
                 ))
             }
         }

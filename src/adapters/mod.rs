@@ -2,7 +2,10 @@
 //!
 //! Nothing outside `crate::context` names an adapter type; roles see only the ports.
 
+pub mod kafka;
 pub mod memory;
+pub mod postgres;
 pub mod redis;
+mod sql_rows;
 pub mod sqlite;
 pub mod telephony;

@@ -2,25 +2,34 @@
 //! adapter of the port. In this build the adapters are the embedded ones; the distributed ones
 //! (issue 3) join the `for_each_*` lists.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
+use outbound::adapters::kafka::{
+    KafkaBus, KafkaBusConfig, DEAD_LETTER_REASON_HEADER, ORIGINAL_TOPIC_HEADER,
+};
 use outbound::adapters::memory::{LocalLimiter, MemoryBus};
+use outbound::adapters::postgres::{self, PgStore};
 use outbound::adapters::redis::RedisLimiter;
 use outbound::adapters::sqlite::{self, SqliteStore};
 use outbound::domain::business_hours::BusinessHours;
-use outbound::domain::call::{AttemptOutcome, NextStep};
-use outbound::domain::campaign::{RetryPolicy, StatusAction};
+use outbound::domain::call::{AttemptOutcome, CallStatus, NextStep};
+use outbound::domain::campaign::{CampaignChanges, RetryPolicy, StatusAction, Transition};
 use outbound::domain::ids::{CampaignId, InstanceId};
 use outbound::domain::phone::PhoneNumber;
 use outbound::ports::{
-    AttemptReport, Bus, ConcurrencyLimiter, Message, NewCampaign, NewTarget, Store, Topic,
+    AttemptReport, Bus, ConcurrencyLimiter, Message, NewCampaign, NewTarget, Store, StoreError,
+    Topic,
 };
+use rdkafka::mocking::MockCluster;
 
 // ---------------------------------------------------------------------------------------------
 // Bus
+
+/// Every wait of the bus tests: generous, because a Kafka group join takes seconds.
+const BUS_WAIT: Duration = Duration::from_secs(60);
 
 fn message(n: usize) -> Message {
     Message {
@@ -30,8 +39,44 @@ fn message(n: usize) -> Message {
     }
 }
 
+/// A Kafka bus on a mock cluster of its own (librdkafka's, brokers on loopback: no external
+/// Kafka), its topics created with `partitions` partitions under a fresh prefix. The mock
+/// cluster does not implement topic creation, so the topics are made here and `connect` finds
+/// them. The cluster is leaked: it must outlive the test body and the consumers, which close on
+/// background threads after it.
+async fn kafka_bus(partitions: i32) -> KafkaBus {
+    let prefix = format!("test-{}.", uuid::Uuid::now_v7());
+    let brokers = {
+        let cluster = Box::leak(Box::new(MockCluster::new(1).expect("mock kafka cluster")));
+        for topic in ["dispatch", "status", "retry", "wake", "dead-letter"] {
+            cluster
+                .create_topic(&format!("{prefix}{topic}"), partitions, 1)
+                .expect("create a mock topic");
+        }
+        cluster.bootstrap_servers()
+    };
+    KafkaBus::connect(KafkaBusConfig {
+        brokers,
+        topic_prefix: prefix,
+        partitions,
+        replication: 1,
+        client_id: "outbound-test".into(),
+        // The mock cluster's rebalances never settle below 4 s.
+        session_timeout: Duration::from_secs(5),
+        extra: Vec::new(),
+    })
+    .await
+    .expect("connect to the mock kafka cluster")
+}
+
+/// The in-process bus and the Kafka one. Kafka's topics have one partition here: the contract
+/// tests check the order of messages with different keys, which Kafka keeps within a partition
+/// only (the port promises order per key; `bus_kafka_members_split_partitions` covers several).
 async fn bus_adapters() -> Vec<(&'static str, Arc<dyn Bus>)> {
-    vec![("memory", Arc::new(MemoryBus::new()))]
+    vec![
+        ("memory", Arc::new(MemoryBus::new())),
+        ("kafka", Arc::new(kafka_bus(1).await)),
+    ]
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -45,7 +90,10 @@ async fn bus_every_group_gets_every_message_and_members_share() {
             .expect("publish");
         let mut seen_b = Vec::new();
         while seen_b.len() < 10 {
-            let batch = group_b.next_batch(4).await.expect("batch");
+            let batch = tokio::time::timeout(BUS_WAIT, group_b.next_batch(4))
+                .await
+                .unwrap_or_else(|_| panic!("{name}: group b waited too long"))
+                .expect("batch");
             assert!(batch.len() <= 4, "{name}: batch above max");
             let tokens: Vec<u64> = batch.iter().map(|d| d.token).collect();
             seen_b.extend(batch.into_iter().map(|d| d.message));
@@ -58,10 +106,14 @@ async fn bus_every_group_gets_every_message_and_members_share() {
         );
         let mut seen_a = HashSet::new();
         while seen_a.len() < 10 {
-            let batch = tokio::select! {
-                batch = group_a1.next_batch(3) => batch,
-                batch = group_a2.next_batch(3) => batch,
-            }
+            let batch = tokio::time::timeout(BUS_WAIT, async {
+                tokio::select! {
+                    batch = group_a1.next_batch(3) => batch,
+                    batch = group_a2.next_batch(3) => batch,
+                }
+            })
+            .await
+            .unwrap_or_else(|_| panic!("{name}: group a waited too long"))
             .expect("batch");
             for delivery in batch {
                 assert!(
@@ -83,7 +135,10 @@ async fn bus_redelivers_what_was_not_acknowledged() {
             .subscribe(Topic::Dispatch, "call")
             .await
             .expect("subscribe");
-        let batch = first.next_batch(5).await.expect("batch");
+        let batch = tokio::time::timeout(BUS_WAIT, first.next_batch(5))
+            .await
+            .unwrap_or_else(|_| panic!("{name}: backlog waited too long"))
+            .expect("batch");
         assert_eq!(batch.len(), 5, "{name}: backlog delivered");
         first
             .ack(&[batch[0].token, batch[1].token])
@@ -94,7 +149,7 @@ async fn bus_redelivers_what_was_not_acknowledged() {
             .subscribe(Topic::Dispatch, "call")
             .await
             .expect("subscribe");
-        let again = tokio::time::timeout(Duration::from_secs(5), second.next_batch(10))
+        let again = tokio::time::timeout(BUS_WAIT, second.next_batch(10))
             .await
             .expect("redelivery arrives")
             .expect("batch");
@@ -105,6 +160,115 @@ async fn bus_redelivers_what_was_not_acknowledged() {
             "{name}: unacknowledged come back, in order"
         );
     }
+}
+
+/// Kafka only: with several partitions the members of a group split them, each message goes
+/// to one member, and the messages of one key keep their order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bus_kafka_members_split_partitions() {
+    let bus = kafka_bus(4).await;
+    let mut members = [
+        bus.subscribe(Topic::Status, "a").await.expect("subscribe"),
+        bus.subscribe(Topic::Status, "a").await.expect("subscribe"),
+    ];
+    let keyed = |n: usize| Message {
+        key: format!("k{}", n % 8),
+        payload: n.to_string().into_bytes(),
+        headers: Vec::new(),
+    };
+    bus.publish(Topic::Status, (0..40).map(keyed).collect())
+        .await
+        .expect("publish");
+    let mut per_member = [0usize; 2];
+    let mut per_key: HashMap<String, Vec<usize>> = HashMap::new();
+    let mut seen = HashSet::new();
+    while seen.len() < 40 {
+        let [first, second] = &mut members;
+        let (member, batch) = tokio::time::timeout(BUS_WAIT, async {
+            tokio::select! {
+                batch = first.next_batch(5) => (0, batch),
+                batch = second.next_batch(5) => (1, batch),
+            }
+        })
+        .await
+        .expect("messages arrive");
+        let batch = batch.expect("batch");
+        let tokens: Vec<u64> = batch.iter().map(|d| d.token).collect();
+        for delivery in batch {
+            let n: usize = String::from_utf8(delivery.message.payload)
+                .expect("utf-8")
+                .parse()
+                .expect("number");
+            assert!(seen.insert(n), "message {n} delivered twice");
+            per_member[member] += 1;
+            per_key.entry(delivery.message.key).or_default().push(n);
+        }
+        members[member].ack(&tokens).await.expect("ack");
+    }
+    assert!(
+        per_member.iter().all(|count| *count > 0),
+        "both members got partitions: {per_member:?}"
+    );
+    for (key, numbers) in per_key {
+        assert!(
+            numbers.windows(2).all(|pair| pair[0] < pair[1]),
+            "order of {key} kept: {numbers:?}"
+        );
+    }
+}
+
+/// Kafka only: a poison message moved aside arrives on the dead-letter topic, whole, saying
+/// where it came from and why, and is counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letter_arrives_with_its_reason() {
+    let bus = kafka_bus(1).await;
+    let poison = message(7);
+    bus.dead_letter(Topic::Dispatch, poison.clone(), "undecodable payload")
+        .await
+        .expect("dead letter");
+    let mut letters = bus
+        .subscribe_dead_letters("inspect")
+        .await
+        .expect("subscribe");
+    let batch = tokio::time::timeout(BUS_WAIT, letters.next_batch(10))
+        .await
+        .expect("the dead letter arrives")
+        .expect("batch");
+    assert_eq!(batch.len(), 1);
+    let letter = &batch[0].message;
+    assert_eq!(letter.key, poison.key);
+    assert_eq!(letter.payload, poison.payload);
+    let header = |name: &str| {
+        letter
+            .headers
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    };
+    assert_eq!(header("traceparent"), Some("x"), "original headers kept");
+    assert_eq!(
+        header(DEAD_LETTER_REASON_HEADER),
+        Some("undecodable payload")
+    );
+    assert_eq!(
+        header(ORIGINAL_TOPIC_HEADER),
+        Some(bus.topic_name(Topic::Dispatch).as_str())
+    );
+    let counted = outbound::metrics::metrics()
+        .registry
+        .gather()
+        .iter()
+        .filter(|family| family.name() == "outbound_dead_letters_total")
+        .flat_map(|family| family.get_metric())
+        .filter(|metric| {
+            metric
+                .get_label()
+                .iter()
+                .any(|label| label.name() == "topic" && label.value() == "dispatch")
+        })
+        .map(|metric| metric.get_counter().get_value())
+        .sum::<f64>();
+    assert!(counted >= 1.0, "dead letters counted: {counted}");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -200,18 +364,64 @@ async fn limiter_leases_expire_unless_renewed() {
 // ---------------------------------------------------------------------------------------------
 // Store
 
+/// Connections per PostgreSQL store in these tests: several, so concurrent tasks of one test
+/// really run on separate connections.
+const TEST_POOL_SIZE: usize = 8;
+
+/// The SQLite store and the PostgreSQL one. PostgreSQL comes from `scripts/test-services.sh`
+/// (`OUTBOUND_TEST_DATABASE_URL`, a server URL); without it the tests fail rather than pass
+/// having checked only one adapter. Each call gets a fresh file and a fresh database.
 async fn store_adapters(dir: &tempfile::TempDir) -> Vec<(&'static str, Arc<dyn Store>)> {
-    let path = dir.path().join("contract.db");
+    store_replicas(dir, 1)
+        .await
+        .into_iter()
+        .map(|(name, mut stores)| (name, stores.remove(0)))
+        .collect()
+}
+
+/// `count` stores per adapter over one database each, as that many processes would open it.
+async fn store_replicas(
+    dir: &tempfile::TempDir,
+    count: usize,
+) -> Vec<(&'static str, Vec<Arc<dyn Store>>)> {
+    let path = dir
+        .path()
+        .join(format!("contract-{}.db", uuid::Uuid::now_v7().simple()));
     let path = path.to_str().expect("utf-8 path").to_owned();
     let migrate_path = path.clone();
     tokio::task::spawn_blocking(move || sqlite::migrate(&migrate_path))
         .await
         .expect("join")
         .expect("migrate");
-    vec![(
-        "sqlite",
-        Arc::new(SqliteStore::open(&path).await.expect("open")),
-    )]
+    let url = fresh_postgres_database().await;
+    let mut sqlite_stores: Vec<Arc<dyn Store>> = Vec::new();
+    let mut postgres_stores: Vec<Arc<dyn Store>> = Vec::new();
+    for _ in 0..count {
+        sqlite_stores.push(Arc::new(SqliteStore::open(&path).await.expect("open")));
+        postgres_stores.push(Arc::new(
+            PgStore::connect(&url, TEST_POOL_SIZE)
+                .await
+                .expect("connect to the test database"),
+        ));
+    }
+    vec![("sqlite", sqlite_stores), ("postgres", postgres_stores)]
+}
+
+/// A new, migrated database on the test server; returns its URL.
+async fn fresh_postgres_database() -> String {
+    let server = std::env::var("OUTBOUND_TEST_DATABASE_URL").unwrap_or_else(|_| {
+        panic!(
+            "OUTBOUND_TEST_DATABASE_URL is not set: run the tests through scripts/test.sh, \
+             which starts PostgreSQL"
+        )
+    });
+    let name = format!("t_{}", uuid::Uuid::now_v7().simple());
+    let url = postgres::create_database(&server, &name)
+        .await
+        .expect("create a test database");
+    let applied = postgres::migrate(&url).await.expect("migrate");
+    assert!(!applied.is_empty(), "a fresh database gets every migration");
+    url
 }
 
 async fn started_campaign(store: &dyn Store, targets: usize) -> CampaignId {
@@ -440,5 +650,475 @@ async fn store_finds_attempts_of_dead_owners_only() {
         assert!(orphans
             .iter()
             .all(|o| o.attempt == 1 && o.campaign_id == campaign));
+    }
+}
+
+/// Claims from several stores over one database, as scheduler replicas in separate processes
+/// would make them: separate SQLite connections on one file, separate PostgreSQL pools.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_claims_are_exclusive_across_replicas() {
+    let dir = tempfile::tempdir().expect("dir");
+    for (name, replicas) in store_replicas(&dir, 3).await {
+        let campaign = started_campaign(&*replicas[0], 600).await;
+        let mut tasks = Vec::new();
+        for store in &replicas {
+            for _ in 0..3 {
+                let store = store.clone();
+                tasks.push(tokio::spawn(async move {
+                    let owner = InstanceId::new();
+                    let mut mine = Vec::new();
+                    loop {
+                        let claimed = store
+                            .claim_calls(campaign, 13, owner, Utc::now())
+                            .await
+                            .expect("claim");
+                        if claimed.is_empty() {
+                            return mine;
+                        }
+                        assert!(claimed.windows(2).all(|w| w[0].call_id < w[1].call_id));
+                        mine.extend(claimed.into_iter().map(|c| c.call_id));
+                    }
+                }));
+            }
+        }
+        let mut all = HashSet::new();
+        let mut total = 0;
+        for task in tasks {
+            let mine = task.await.expect("task");
+            total += mine.len();
+            all.extend(mine);
+        }
+        assert_eq!(total, 600, "{name}: every call claimed");
+        assert_eq!(all.len(), 600, "{name}: no call claimed twice");
+        for store in &replicas {
+            let stats = store
+                .campaign_stats(campaign)
+                .await
+                .expect("stats")
+                .expect("exists");
+            assert_eq!(
+                (
+                    stats.queued_calls,
+                    stats.dialing_calls,
+                    stats.attempts_total
+                ),
+                (0, 600, 600),
+                "{name}: counters exact under concurrent writers"
+            );
+            assert!(stats.is_consistent(), "{name}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_names_are_unique_case_insensitively() {
+    let dir = tempfile::tempdir().expect("dir");
+    for (name, store) in store_adapters(&dir).await {
+        let new = |campaign_name: &str| NewCampaign {
+            id: CampaignId::new(),
+            name: campaign_name.into(),
+            description: String::new(),
+            time_zone: chrono_tz::UTC,
+            max_concurrent_calls: 10,
+            retry_policy: RetryPolicy::default(),
+            business_hours: BusinessHours::default(),
+            targets: Vec::new(),
+        };
+        let alpha = store
+            .create_campaign(new("Alpha"), Utc::now())
+            .await
+            .expect("create");
+        let taken = store.create_campaign(new("ALPHA"), Utc::now()).await;
+        assert!(
+            matches!(taken, Err(StoreError::DuplicateName)),
+            "{name}: {taken:?}"
+        );
+        let beta = store
+            .create_campaign(new("Beta"), Utc::now())
+            .await
+            .expect("create");
+        let rename = |to: &str| CampaignChanges {
+            name: Some(to.into()),
+            ..CampaignChanges::default()
+        };
+        let clash = store
+            .update_campaign(beta.id, rename("alpha"), Utc::now())
+            .await;
+        assert!(
+            matches!(clash, Err(StoreError::DuplicateName)),
+            "{name}: {clash:?}"
+        );
+        let recased = store
+            .update_campaign(beta.id, rename("BETA"), Utc::now())
+            .await
+            .expect("a campaign may change the case of its own name");
+        assert_eq!(recased.name, "BETA");
+        store
+            .update_campaign(alpha.id, rename("Gamma"), Utc::now())
+            .await
+            .expect("rename");
+        store
+            .create_campaign(new("alpha"), Utc::now())
+            .await
+            .expect("a renamed campaign frees its old name");
+        let gone = store
+            .update_campaign(CampaignId::new(), rename("x"), Utc::now())
+            .await;
+        assert!(matches!(gone, Err(StoreError::NotFound)), "{name}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_complete_cancels_waiting_calls_and_keeps_counts() {
+    let dir = tempfile::tempdir().expect("dir");
+    for (name, store) in store_adapters(&dir).await {
+        let campaign = started_campaign(&*store, 6).await;
+        let claimed = store
+            .claim_calls(campaign, 2, InstanceId::new(), Utc::now())
+            .await
+            .expect("claim");
+        assert_eq!(claimed.len(), 2);
+        let now = Utc::now();
+        let report = |call: &outbound::ports::ClaimedCall| AttemptReport {
+            call_id: call.call_id,
+            campaign_id: campaign,
+            attempt: call.attempt,
+            outcome: AttemptOutcome::Failed {
+                error: "busy".into(),
+                retryable: true,
+            },
+            ended_at: now,
+            retry_at: now + chrono::Duration::hours(1),
+        };
+        store
+            .record_attempts(&[report(&claimed[0])], now)
+            .await
+            .expect("record");
+        let transition = store
+            .transition_campaign(campaign, StatusAction::Complete, Utc::now())
+            .await
+            .expect("complete");
+        assert_eq!(
+            transition,
+            Transition::To(outbound::domain::campaign::CampaignStatus::Completed)
+        );
+        let stats = store
+            .campaign_stats(campaign)
+            .await
+            .expect("stats")
+            .expect("exists");
+        assert_eq!(
+            (
+                stats.queued_calls,
+                stats.retrying_calls,
+                stats.dialing_calls,
+                stats.canceled_calls
+            ),
+            (0, 0, 1, 5),
+            "{name}: queued and retrying calls canceled, the dialing one left alone"
+        );
+        assert!(stats.is_consistent(), "{name}");
+        assert_eq!(store.next_retry_due().await.expect("next due"), None);
+        let late = store
+            .record_attempts(&[report(&claimed[1])], Utc::now())
+            .await
+            .expect("record");
+        assert_eq!(
+            late[0].step,
+            Some(NextStep::Cancel),
+            "{name}: no retry once completed"
+        );
+        let stats = store
+            .campaign_stats(campaign)
+            .await
+            .expect("stats")
+            .expect("exists");
+        assert_eq!(
+            (stats.dialing_calls, stats.canceled_calls),
+            (0, 6),
+            "{name}"
+        );
+        assert!(stats.is_consistent(), "{name}");
+        let more = store.enqueue_calls(campaign, Vec::new(), Utc::now()).await;
+        assert!(
+            matches!(more, Err(StoreError::InvalidState(_))),
+            "{name}: {more:?}"
+        );
+        let none = store
+            .claim_calls(campaign, 10, InstanceId::new(), Utc::now())
+            .await
+            .expect("claim");
+        assert!(none.is_empty(), "{name}");
+        let again = store
+            .transition_campaign(campaign, StatusAction::Complete, Utc::now())
+            .await;
+        assert!(matches!(again, Err(StoreError::InvalidState(_))), "{name}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_enqueues_registered_numbers_and_pages_calls() {
+    let dir = tempfile::tempdir().expect("dir");
+    for (name, store) in store_adapters(&dir).await {
+        let campaign = started_campaign(&*store, 5).await;
+        let number = |text: &str| NewTarget {
+            phone_number: PhoneNumber::parse(text).expect("number"),
+            metadata: Some(serde_json::json!({ "customer": 7 })),
+        };
+        let refused = store
+            .enqueue_calls(
+                campaign,
+                vec![number("+15550000001"), number("+15559999999")],
+                Utc::now(),
+            )
+            .await;
+        match refused {
+            Err(StoreError::NotRegistered(numbers)) => {
+                assert_eq!(numbers, vec!["+15559999999".to_owned()], "{name}")
+            }
+            other => panic!("{name}: expected NotRegistered, got {other:?}"),
+        }
+        let queued = store
+            .enqueue_calls(campaign, vec![number("+15550000001")], Utc::now())
+            .await
+            .expect("enqueue");
+        assert_eq!(queued.len(), 1);
+        assert_eq!(queued[0].status, CallStatus::Queued);
+        let stats = store
+            .campaign_stats(campaign)
+            .await
+            .expect("stats")
+            .expect("exists");
+        assert_eq!(
+            (stats.total_targets, stats.total_calls, stats.queued_calls),
+            (5, 6, 6),
+            "{name}"
+        );
+        // Pages in id order, with and without a status filter.
+        let mut paged = Vec::new();
+        let mut after = None;
+        loop {
+            let page = store
+                .list_calls(campaign, None, after, 4)
+                .await
+                .expect("page");
+            if page.is_empty() {
+                break;
+            }
+            after = page.last().map(|call| call.id);
+            paged.extend(page.into_iter().map(|call| call.id));
+        }
+        assert_eq!(paged.len(), 6, "{name}");
+        assert!(paged.windows(2).all(|w| w[0] < w[1]), "{name}: id order");
+        let claimed = store
+            .claim_calls(campaign, 2, InstanceId::new(), Utc::now())
+            .await
+            .expect("claim");
+        assert_eq!(
+            claimed.iter().map(|c| c.call_id).collect::<Vec<_>>(),
+            paged[..2].to_vec(),
+            "{name}: oldest calls first"
+        );
+        let dialing = store
+            .list_calls(campaign, Some(CallStatus::Dialing), None, 10)
+            .await
+            .expect("list");
+        assert_eq!(dialing.len(), 2, "{name}");
+        let ended = Utc::now();
+        store
+            .record_attempts(
+                &[AttemptReport {
+                    call_id: claimed[0].call_id,
+                    campaign_id: campaign,
+                    attempt: 1,
+                    outcome: AttemptOutcome::Answered,
+                    ended_at: ended,
+                    retry_at: ended,
+                }],
+                ended,
+            )
+            .await
+            .expect("record");
+        let (call, attempts) = store
+            .get_call(claimed[0].call_id)
+            .await
+            .expect("get")
+            .expect("exists");
+        assert_eq!(call.status, CallStatus::Completed, "{name}");
+        assert_eq!(attempts.len(), 1, "{name}");
+        assert_eq!(attempts[0].attempt, 1);
+        assert!(attempts[0].ended_at.is_some() && attempts[0].duration_ms.is_some());
+        let (requeued, _) = store
+            .get_call(queued[0].id)
+            .await
+            .expect("get")
+            .expect("exists");
+        assert_eq!(
+            requeued.metadata,
+            Some(serde_json::json!({ "customer": 7 }))
+        );
+        assert!(store
+            .get_call(outbound::domain::ids::CallId::new())
+            .await
+            .expect("get")
+            .is_none());
+        assert!(
+            store
+                .runnable_campaigns()
+                .await
+                .expect("runnable")
+                .iter()
+                .any(|r| r.id == campaign && r.queued_calls == 4),
+            "{name}"
+        );
+    }
+}
+
+/// Claims, reports (with redeliveries), retries, triggered calls and the completion sweep all at
+/// once on one campaign: no writer fails (no deadlock), the counters match the calls, and the
+/// campaign completes only when nothing is left to do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_counters_match_calls_under_concurrent_writers() {
+    let dir = tempfile::tempdir().expect("dir");
+    for (name, store) in store_adapters(&dir).await {
+        let campaign = started_campaign(&*store, 120).await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut workers = Vec::new();
+        for worker in 0..3u32 {
+            let store = store.clone();
+            workers.push(tokio::spawn(async move {
+                let owner = InstanceId::new();
+                let mut round = 0u32;
+                loop {
+                    assert!(tokio::time::Instant::now() < deadline, "workers stalled");
+                    let claimed = store
+                        .claim_calls(campaign, 7, owner, Utc::now())
+                        .await
+                        .expect("claim");
+                    if claimed.is_empty() {
+                        let current = store.get_campaign(campaign).await.expect("get");
+                        if current.is_some_and(|c| c.status.as_str() == "completed") {
+                            return;
+                        }
+                        tokio::time::sleep(Duration::from_millis(2)).await;
+                        continue;
+                    }
+                    let now = Utc::now();
+                    let reports: Vec<AttemptReport> = claimed
+                        .iter()
+                        .enumerate()
+                        .map(|(i, call)| AttemptReport {
+                            call_id: call.call_id,
+                            campaign_id: campaign,
+                            attempt: call.attempt,
+                            outcome: match (i as u32 + worker + round) % 3 {
+                                0 => AttemptOutcome::Answered,
+                                1 => AttemptOutcome::Failed {
+                                    error: "busy".into(),
+                                    retryable: true,
+                                },
+                                _ => AttemptOutcome::Failed {
+                                    error: "invalid".into(),
+                                    retryable: round % 2 == 0,
+                                },
+                            },
+                            ended_at: now,
+                            retry_at: now,
+                        })
+                        .collect();
+                    store.record_attempts(&reports, now).await.expect("record");
+                    if round % 4 == 0 {
+                        let again = store
+                            .record_attempts(&reports, Utc::now())
+                            .await
+                            .expect("redelivery");
+                        assert!(again.iter().all(|a| a.step.is_none()));
+                    }
+                    round += 1;
+                }
+            }));
+        }
+        let promoter = {
+            let (store, done) = (store.clone(), done.clone());
+            tokio::spawn(async move {
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    store
+                        .promote_due_retries(Utc::now(), 25)
+                        .await
+                        .expect("promote");
+                    store
+                        .complete_finished_campaigns(Utc::now())
+                        .await
+                        .expect("sweep");
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            })
+        };
+        let triggered = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut queued = 0u64;
+                for i in 0..10 {
+                    let targets = (0..2)
+                        .map(|j| NewTarget {
+                            phone_number: PhoneNumber::parse(&format!("+1555{:07}", i * 2 + j))
+                                .expect("number"),
+                            metadata: None,
+                        })
+                        .collect();
+                    match store.enqueue_calls(campaign, targets, Utc::now()).await {
+                        Ok(calls) => queued += calls.len() as u64,
+                        Err(outbound::ports::StoreError::InvalidState(_)) => break,
+                        Err(err) => panic!("enqueue: {err}"),
+                    }
+                    tokio::time::sleep(Duration::from_millis(3)).await;
+                }
+                queued
+            })
+        };
+        let queued = triggered.await.expect("enqueuer");
+        for worker in workers {
+            worker.await.expect("worker");
+        }
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        promoter.await.expect("promoter");
+
+        let stats = store
+            .campaign_stats(campaign)
+            .await
+            .expect("stats")
+            .expect("exists");
+        assert!(stats.is_consistent(), "{name}: {stats:?}");
+        assert_eq!(stats.total_calls, 120 + queued, "{name}");
+        assert!(!stats.has_open_calls(), "{name}: completed with work left");
+        let mut by_status: HashMap<CallStatus, u64> = HashMap::new();
+        let mut after = None;
+        loop {
+            let page = store
+                .list_calls(campaign, None, after, 100)
+                .await
+                .expect("page");
+            let Some(last) = page.last() else { break };
+            after = Some(last.id);
+            for call in page {
+                *by_status.entry(call.status).or_default() += 1;
+            }
+        }
+        let count = |status| by_status.get(&status).copied().unwrap_or(0);
+        assert_eq!(
+            (
+                count(CallStatus::Completed),
+                count(CallStatus::Failed),
+                count(CallStatus::Canceled)
+            ),
+            (
+                stats.completed_calls,
+                stats.failed_calls,
+                stats.canceled_calls
+            ),
+            "{name}: counters match the calls"
+        );
+        assert_eq!(stats.finished_attempts, stats.attempts_total, "{name}");
     }
 }

@@ -6,8 +6,6 @@
 //! which WAL lets run beside the writer. Each port method is one transaction, so statistics move
 //! with the calls they count and a crash at any point leaves a consistent file.
 
-mod rows;
-
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -28,6 +26,7 @@ use self::rows::{
     from_ms, to_ms, AttemptRow, CallRow, CampaignRow, ClaimRow, CountRow, DialingRow, IdRow,
     OrphanRow, RunnableRow, StatsRow, CALL_COLUMNS, CAMPAIGN_COLUMNS,
 };
+use super::sql_rows as rows;
 use crate::domain::call::{next_step, Attempt, AttemptOutcome, Call, CallStatus, NextStep};
 use crate::domain::campaign::{
     Campaign, CampaignChanges, CampaignStatus, InvalidTransition, StatusAction, Transition,

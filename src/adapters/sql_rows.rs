@@ -1,4 +1,8 @@
-//! Row shapes of the SQLite store and their conversion to domain types.
+//! Row shapes of the SQL stores (SQLite and PostgreSQL) and their conversion to domain types.
+//!
+//! Both stores keep ids and JSON as text and times as BIGINT milliseconds, so one set of
+//! `QueryableByName` structs over `Text`, `BigInt`, `Integer` and `Double` maps the rows of either
+//! backend. Nothing here knows a backend's SQL dialect.
 
 use std::time::Duration;
 

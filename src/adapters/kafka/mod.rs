@@ -1,0 +1,477 @@
+//! The Kafka bus of distributed mode (`rdkafka`, librdkafka bundled), behind the same `Bus`
+//! port as the in-process bus.
+//!
+//! Layout: each `Topic` is the Kafka topic `{prefix}{topic}` (`dispatch`, `status`, `retry`,
+//! `wake`), plus `{prefix}dead-letter` for poison messages; all are created at start when
+//! missing. A group `g` is the Kafka consumer group `{prefix}g`, so deployments (and test runs)
+//! sharing a cluster stay apart.
+//!
+//! Guarantees:
+//! - **Order per key.** A message's key is its Kafka key, so the messages of one key go to one
+//!   partition and keep their order; the producer is idempotent (`acks=all`), so its retries
+//!   neither duplicate nor reorder them. There is no order across keys.
+//! - **At least once.** `publish` returns once every message is acknowledged by the brokers.
+//!   A consumer commits nothing by itself (`enable.auto.commit=false`); `ack` commits, per
+//!   partition, one past the highest offset below which every message handed out is
+//!   acknowledged, so out-of-order acknowledgements never commit past a message still in
+//!   flight. Roles acknowledge after their store transaction, so an offset is committed only
+//!   once the work is durable. A new group starts from the earliest message.
+//! - **Rebalances.** When a member leaves (its subscription is dropped, its process dies, or it
+//!   stops polling for `max.poll.interval.ms`), its partitions move to the other members of the
+//!   group, which resume from the committed offsets: its unacknowledged messages are delivered
+//!   again, possibly with some acknowledged after them. A member whose partitions are revoked
+//!   forgets their in-flight messages: it no longer hands out what it had fetched from them,
+//!   and acknowledging what it had handed out commits nothing (the new owner has them).
+//! - **Shutdown never hangs.** Destroying a librdkafka client can block for more than 30 s
+//!   (rust-rdkafka #509); every client is destroyed on a thread of its own that nobody waits
+//!   for. Every other wait (metadata, topic creation, delivery, group join) has a deadline.
+
+mod offsets;
+mod subscription;
+
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::Consumer;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::util::Timeout;
+use tokio::time::Instant;
+
+use crate::ports::{Bus, BusError, Message, Subscription, Topic};
+use subscription::{GroupConsumer, GroupContext, KafkaSubscription, Shared};
+
+/// Header naming the topic a dead letter was taken from.
+pub const ORIGINAL_TOPIC_HEADER: &str = "x-original-topic";
+/// Header saying why a message was dead-lettered.
+pub const DEAD_LETTER_REASON_HEADER: &str = "x-dead-letter-reason";
+
+/// Deadline of metadata requests and topic creation at start.
+const ADMIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long librdkafka keeps trying to deliver a message before reporting a failure.
+const DELIVERY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Deadline of a whole `publish`: enqueuing (the local queue may be full) and delivery.
+const PUBLISH_TIMEOUT: Duration = Duration::from_secs(35);
+/// Back-off while the producer's local queue is full.
+const QUEUE_FULL_BACKOFF: Duration = Duration::from_millis(5);
+/// Shortest wait of `subscribe` for the member's first assignment.
+const MIN_JOIN_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What `KafkaBus::connect` needs; the lead fills it from `BusSettings`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KafkaBusConfig {
+    /// `bootstrap.servers`: `host:port[,host:port...]`.
+    pub brokers: String,
+    /// Prefix of every topic and consumer group.
+    pub topic_prefix: String,
+    /// Partitions of each topic created at start: the most consumers one group can use.
+    pub partitions: i32,
+    /// Replication factor of each topic created at start.
+    pub replication: i32,
+    /// `client.id`, shown in broker logs and metrics.
+    pub client_id: String,
+    /// `session.timeout.ms` of consumers: a member silent this long leaves its group.
+    pub session_timeout: Duration,
+    /// Further librdkafka properties for every client (security, tuning), applied last.
+    pub extra: Vec<(String, String)>,
+}
+
+impl Default for KafkaBusConfig {
+    fn default() -> Self {
+        Self {
+            brokers: "localhost:9092".into(),
+            topic_prefix: "outbound.".into(),
+            partitions: 12,
+            replication: 1,
+            client_id: "outbound".into(),
+            session_timeout: Duration::from_secs(10),
+            extra: Vec::new(),
+        }
+    }
+}
+
+/// Owns a librdkafka client whose destruction may block, and destroys it on a thread of its
+/// own that nobody waits for.
+pub(crate) struct Detached<T: Send + 'static> {
+    inner: Option<T>,
+    what: &'static str,
+}
+
+impl<T: Send + 'static> Detached<T> {
+    fn new(inner: T, what: &'static str) -> Self {
+        Self {
+            inner: Some(inner),
+            what,
+        }
+    }
+
+    pub(crate) fn get(&self) -> Result<&T, BusError> {
+        self.inner.as_ref().ok_or(BusError::Closed)
+    }
+}
+
+impl<T: Send + 'static> Drop for Detached<T> {
+    fn drop(&mut self) {
+        let Some(inner) = self.inner.take() else {
+            return;
+        };
+        let what = self.what;
+        let spawned = std::thread::Builder::new()
+            .name("kafka-close".into())
+            .spawn(move || {
+                let started = std::time::Instant::now();
+                drop(inner);
+                tracing::debug!(
+                    client = what,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "kafka client closed"
+                );
+            });
+        if let Err(error) = spawned {
+            // The closure, and the client with it, was dropped here: this close may block.
+            tracing::warn!(client = what, %error, "cannot start a thread to close a kafka client");
+        }
+    }
+}
+
+/// `outbound_dead_letters_total{topic}`, in the process registry. `None` when registration
+/// failed (logged once): dead letters are still published, only not counted.
+static DEAD_LETTERS: LazyLock<Option<prometheus::IntCounterVec>> = LazyLock::new(|| {
+    match prometheus::register_int_counter_vec_with_registry!(
+        "outbound_dead_letters_total",
+        "poison messages moved to the dead-letter topic, by original topic",
+        &["topic"],
+        crate::metrics::metrics().registry
+    ) {
+        Ok(counter) => Some(counter),
+        Err(error) => {
+            tracing::error!(%error, "cannot register the dead-letter counter");
+            None
+        }
+    }
+});
+
+fn unavailable(what: &str, error: impl std::fmt::Display) -> BusError {
+    BusError::Unavailable(format!("kafka {what}: {error}"))
+}
+
+pub struct KafkaBus {
+    config: KafkaBusConfig,
+    producer: Detached<FutureProducer>,
+}
+
+impl KafkaBus {
+    /// Connects, creates the missing topics and starts an idempotent producer. Fails when the
+    /// brokers cannot be reached or a topic cannot be created within the deadlines.
+    pub async fn connect(config: KafkaBusConfig) -> Result<Self, BusError> {
+        if config.brokers.trim().is_empty() {
+            return Err(BusError::Unavailable("kafka: no brokers configured".into()));
+        }
+        if config.partitions < 1 || config.replication < 1 {
+            return Err(BusError::Unavailable(format!(
+                "kafka: partitions ({}) and replication ({}) must be at least 1",
+                config.partitions, config.replication
+            )));
+        }
+        let mut producer_config = client_config(&config);
+        producer_config
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("message.timeout.ms", millis(DELIVERY_TIMEOUT));
+        apply_extra(&mut producer_config, &config);
+        let producer: FutureProducer = producer_config
+            .create()
+            .map_err(|e| unavailable("cannot create the producer", e))?;
+        let bus = Self {
+            config,
+            producer: Detached::new(producer, "producer"),
+        };
+        bus.ensure_topics().await?;
+        tracing::info!(
+            brokers = %bus.config.brokers,
+            prefix = %bus.config.topic_prefix,
+            "kafka bus connected"
+        );
+        Ok(bus)
+    }
+
+    /// The Kafka topic behind `topic`.
+    pub fn topic_name(&self, topic: Topic) -> String {
+        format!("{}{}", self.config.topic_prefix, topic.as_str())
+    }
+
+    /// The topic poison messages go to.
+    pub fn dead_letter_topic(&self) -> String {
+        format!("{}dead-letter", self.config.topic_prefix)
+    }
+
+    /// Moves a poison message (one that can never be processed) to the dead-letter topic, with
+    /// its key, payload and headers, plus `x-original-topic` and `x-dead-letter-reason`. The
+    /// caller acknowledges the original once this returns.
+    pub async fn dead_letter(
+        &self,
+        topic: Topic,
+        message: Message,
+        reason: &str,
+    ) -> Result<(), BusError> {
+        let original_topic = self.topic_name(topic);
+        let mut message = message;
+        message
+            .headers
+            .retain(|(key, _)| key != ORIGINAL_TOPIC_HEADER && key != DEAD_LETTER_REASON_HEADER);
+        message
+            .headers
+            .push((ORIGINAL_TOPIC_HEADER.into(), original_topic.clone()));
+        message
+            .headers
+            .push((DEAD_LETTER_REASON_HEADER.into(), reason.into()));
+        let key = message.key.clone();
+        self.send_all(&self.dead_letter_topic(), vec![message])
+            .await?;
+        if let Some(counter) = DEAD_LETTERS.as_ref() {
+            counter.with_label_values(&[topic.as_str()]).inc();
+        }
+        tracing::warn!(
+            topic = %original_topic,
+            key = %key,
+            reason,
+            "message moved to the dead-letter topic"
+        );
+        Ok(())
+    }
+
+    /// Reads the dead-letter topic as consumer group `group` (for inspection or replay).
+    pub async fn subscribe_dead_letters(
+        &self,
+        group: &str,
+    ) -> Result<Box<dyn Subscription>, BusError> {
+        self.subscribe_to(self.dead_letter_topic(), group).await
+    }
+
+    fn topic_names(&self) -> Vec<String> {
+        Topic::ALL
+            .iter()
+            .map(|topic| self.topic_name(*topic))
+            .chain([self.dead_letter_topic()])
+            .collect()
+    }
+
+    /// Creates the topics the metadata does not list; "already exists" (a concurrent start) is
+    /// fine.
+    async fn ensure_topics(&self) -> Result<(), BusError> {
+        let wanted = self.topic_names();
+        let producer = self.producer.get()?.clone();
+        let existing = tokio::task::spawn_blocking(move || {
+            producer
+                .client()
+                .fetch_metadata(None, ADMIN_TIMEOUT)
+                .map(|metadata| {
+                    metadata
+                        .topics()
+                        .iter()
+                        .map(|topic| topic.name().to_owned())
+                        .collect::<Vec<_>>()
+                })
+        })
+        .await
+        .map_err(|e| unavailable("metadata request", e))?
+        .map_err(|e| unavailable("cannot reach the brokers", e))?;
+        let missing: Vec<&String> = wanted
+            .iter()
+            .filter(|name| !existing.contains(name))
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let mut admin_config = client_config(&self.config);
+        apply_extra(&mut admin_config, &self.config);
+        let admin: AdminClient<DefaultClientContext> = admin_config
+            .create()
+            .map_err(|e| unavailable("cannot create the admin client", e))?;
+        let admin = Detached::new(admin, "admin");
+        let new_topics: Vec<NewTopic<'_>> = missing
+            .iter()
+            .map(|name| {
+                NewTopic::new(
+                    name,
+                    self.config.partitions,
+                    TopicReplication::Fixed(self.config.replication),
+                )
+            })
+            .collect();
+        let options = AdminOptions::new()
+            .operation_timeout(Some(Timeout::After(ADMIN_TIMEOUT)))
+            .request_timeout(Some(Timeout::After(ADMIN_TIMEOUT)));
+        let results = tokio::time::timeout(
+            ADMIN_TIMEOUT + Duration::from_secs(5),
+            admin.get()?.create_topics(&new_topics, &options),
+        )
+        .await
+        .map_err(|_| unavailable("topic creation", "timed out"))?
+        .map_err(|e| unavailable("topic creation", e))?;
+        for result in results {
+            match result {
+                Ok(name) => tracing::info!(
+                    topic = %name,
+                    partitions = self.config.partitions,
+                    replication = self.config.replication,
+                    "kafka topic created"
+                ),
+                Err((name, RDKafkaErrorCode::TopicAlreadyExists)) => {
+                    tracing::debug!(topic = %name, "kafka topic already exists");
+                }
+                Err((name, code)) => {
+                    return Err(unavailable(&format!("cannot create topic {name}"), code));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends every message, then waits for every delivery report.
+    async fn send_all(&self, topic: &str, messages: Vec<Message>) -> Result<(), BusError> {
+        let producer = self.producer.get()?;
+        let deadline = Instant::now() + PUBLISH_TIMEOUT;
+        let mut deliveries: Vec<DeliveryFuture> = Vec::with_capacity(messages.len());
+        for message in &messages {
+            loop {
+                let mut headers = OwnedHeaders::new_with_capacity(message.headers.len());
+                for (key, value) in &message.headers {
+                    headers = headers.insert(Header {
+                        key,
+                        value: Some(value.as_bytes()),
+                    });
+                }
+                let record = FutureRecord::to(topic)
+                    .key(message.key.as_bytes())
+                    .payload(message.payload.as_slice())
+                    .headers(headers);
+                match producer.send_result(record) {
+                    Ok(delivery) => {
+                        deliveries.push(delivery);
+                        break;
+                    }
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                        if Instant::now() >= deadline {
+                            return Err(unavailable("publish", "local queue full"));
+                        }
+                        tokio::time::sleep(QUEUE_FULL_BACKOFF).await;
+                    }
+                    Err((error, _)) => return Err(unavailable("publish", error)),
+                }
+            }
+        }
+        let reports = tokio::time::timeout_at(deadline, futures::future::join_all(deliveries))
+            .await
+            .map_err(|_| unavailable("publish", "delivery timed out"))?;
+        for report in reports {
+            match report {
+                Ok(Ok(_)) => {}
+                Ok(Err((error, _))) => return Err(unavailable("delivery", error)),
+                Err(_) => return Err(unavailable("delivery", "producer closed")),
+            }
+        }
+        Ok(())
+    }
+
+    async fn subscribe_to(
+        &self,
+        topic: String,
+        group: &str,
+    ) -> Result<Box<dyn Subscription>, BusError> {
+        let group_id = format!("{}{group}", self.config.topic_prefix);
+        let label = format!("{topic}/{group_id}");
+        let session_ms = self.config.session_timeout.as_millis().max(1);
+        // Heartbeats well inside the session, so a member learns of a rebalance quickly.
+        let heartbeat_ms = (session_ms / 3).clamp(100, 3_000);
+        let mut consumer_config = client_config(&self.config);
+        consumer_config
+            .set("group.id", &group_id)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("session.timeout.ms", session_ms.to_string())
+            .set("heartbeat.interval.ms", heartbeat_ms.to_string());
+        apply_extra(&mut consumer_config, &self.config);
+        let shared = Arc::new(Shared::new());
+        let context = GroupContext {
+            shared: shared.clone(),
+            topic: topic.clone(),
+            group: group_id.clone(),
+        };
+        let consumer: GroupConsumer = consumer_config
+            .create_with_context(context)
+            .map_err(|e| unavailable("cannot create a consumer", e))?;
+        let consumer = Arc::new(Detached::new(consumer, "consumer"));
+        consumer
+            .get()?
+            .subscribe(&[&topic])
+            .map_err(|e| unavailable("subscribe", e))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let chunks = subscription::spawn_poller(
+            consumer.clone(),
+            shared.clone(),
+            stop.clone(),
+            label.clone(),
+        )?;
+        // Joining before returning means a member that subscribes and publishes does not see
+        // its group rebalance under it right after (which would redeliver).
+        let join_timeout = MIN_JOIN_TIMEOUT.max(self.config.session_timeout * 3);
+        subscription::wait_joined(&shared, join_timeout, &label).await;
+        Ok(Box::new(KafkaSubscription {
+            topic,
+            label,
+            consumer,
+            shared,
+            stop,
+            chunks,
+            pending: Default::default(),
+            in_flight: Default::default(),
+            next_token: 0,
+            seen_revocations: 0,
+        }))
+    }
+}
+
+#[async_trait]
+impl Bus for KafkaBus {
+    async fn publish(&self, topic: Topic, messages: Vec<Message>) -> Result<(), BusError> {
+        if messages.is_empty() {
+            return Ok(());
+        }
+        self.send_all(&self.topic_name(topic), messages).await
+    }
+
+    async fn subscribe(
+        &self,
+        topic: Topic,
+        group: &str,
+    ) -> Result<Box<dyn Subscription>, BusError> {
+        self.subscribe_to(self.topic_name(topic), group).await
+    }
+}
+
+fn millis(duration: Duration) -> String {
+    duration.as_millis().to_string()
+}
+
+/// The properties every client shares.
+fn client_config(config: &KafkaBusConfig) -> ClientConfig {
+    let mut client = ClientConfig::new();
+    client
+        .set("bootstrap.servers", &config.brokers)
+        .set("client.id", &config.client_id);
+    client
+}
+
+fn apply_extra(client: &mut ClientConfig, config: &KafkaBusConfig) {
+    for (key, value) in &config.extra {
+        client.set(key, value);
+    }
+}
