@@ -3,6 +3,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use crate::adapters::kafka::{KafkaBus, KafkaBusConfig};
 use crate::adapters::memory::{LocalLimiter, MemoryBus};
 use crate::adapters::postgres::{self, PgStore};
 use crate::adapters::redis::RedisLimiter;
@@ -12,7 +13,7 @@ use crate::domain::ids::InstanceId;
 use crate::ports::{Bus, ConcurrencyLimiter, Store, StoreError, TelephonyProvider};
 use crate::runtime::health::Health;
 use crate::runtime::role::RoleName;
-use crate::settings::{is_postgres_url, mask_password, sqlite_path, Settings};
+use crate::settings::{is_postgres_url, mask_password, sqlite_path, BusKind, Settings};
 
 #[derive(Clone)]
 pub struct AppContext {
@@ -36,6 +37,8 @@ pub enum ContextError {
     UnsupportedStore(String),
     #[error(transparent)]
     Limiter(#[from] crate::ports::LimiterError),
+    #[error("bus.brokers: {0}")]
+    Bus(#[from] crate::ports::BusError),
 }
 
 /// Connections in the PostgreSQL store's pool, per process: enough for the API's workers and the
@@ -70,6 +73,14 @@ pub async fn migrate(settings: &Settings) -> Result<Vec<String>, ContextError> {
         StoreUrl::Postgres(url) => postgres::migrate(url).await?,
     };
     Ok(applied)
+}
+
+fn roles_label(roles: &BTreeSet<RoleName>) -> String {
+    roles
+        .iter()
+        .map(|role| role.as_str())
+        .collect::<Vec<_>>()
+        .join("-")
 }
 
 impl AppContext {
@@ -112,9 +123,24 @@ impl AppContext {
                 .await?,
             )
         };
+        let bus: Arc<dyn Bus> = match settings.bus.kind {
+            BusKind::Memory => Arc::new(MemoryBus::new()),
+            BusKind::Kafka => Arc::new(
+                KafkaBus::connect(KafkaBusConfig {
+                    brokers: settings.bus.brokers.clone(),
+                    topic_prefix: settings.bus.topic_prefix.clone(),
+                    partitions: settings.bus.partitions,
+                    replication: settings.bus.replication,
+                    client_id: format!("outbound-{}", roles_label(roles)),
+                    session_timeout: settings.bus.session_timeout.0,
+                    extra: Vec::new(),
+                })
+                .await?,
+            ),
+        };
         Ok(Self {
             store,
-            bus: Arc::new(MemoryBus::new()),
+            bus,
             limiter,
             provider: provider.clone(),
             mock_provider: Some(provider),

@@ -60,6 +60,9 @@ pub struct AttemptReport {
     pub ended_at: DateTime<Utc>,
     /// When a retry would fall due, backoff and jitter included.
     pub retry_at: DateTime<Utc>,
+    /// When set, the report applies only while this instance still owns the attempt: how a
+    /// lost attempt is recorded without racing the process that adopted it.
+    pub expected_owner: Option<InstanceId>,
 }
 
 /// What recording a report did. `step` is `None` when the report was stale or a duplicate
@@ -90,6 +93,8 @@ pub struct OrphanedAttempt {
     pub campaign_id: CampaignId,
     pub attempt: u32,
     pub retry_policy: RetryPolicy,
+    /// The dead owner, `None` if the attempt had none.
+    pub owner: Option<InstanceId>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -189,6 +194,16 @@ pub trait Store: Send + Sync + 'static {
         &self,
         now: DateTime<Utc>,
     ) -> Result<Vec<CampaignId>, StoreError>;
+
+    /// Makes `owner` the owner of these attempts if they are still dialing: the call role
+    /// adopts an attempt before dialing it, so its own heartbeat vouches for it. Returns, per
+    /// attempt, whether it was adopted; one not adopted was already recorded (for instance as
+    /// lost) and must not be dialed.
+    async fn adopt_attempts(
+        &self,
+        attempts: &[(CampaignId, CallId, u32)],
+        owner: InstanceId,
+    ) -> Result<Vec<bool>, StoreError>;
 
     async fn heartbeat(&self, instance: InstanceId, now: DateTime<Utc>) -> Result<(), StoreError>;
     /// Dialing attempts whose owner has not heartbeated since `stale_before`.

@@ -398,10 +398,27 @@ impl Settings {
             }
         }
         if self.bus.kind == BusKind::Kafka {
-            return Err(invalid(
-                "bus.kind",
-                "the kafka bus is not available in this build yet (issue 3); use memory",
-            ));
+            if self.bus.brokers.trim().is_empty() {
+                return Err(invalid("bus.brokers", "kafka needs bootstrap servers"));
+            }
+            if self.bus.partitions < 1 || self.bus.replication < 1 {
+                return Err(invalid(
+                    "bus.partitions",
+                    "partitions and replication must be at least 1",
+                ));
+            }
+            if self.bus.session_timeout.0 < Duration::from_secs(1) {
+                return Err(invalid("bus.session_timeout", "must be at least 1s"));
+            }
+            // A dispatch whose call process died is redelivered after the session timeout and
+            // a rebalance; its lease must still be alive then, or its slot could be handed out
+            // twice.
+            if self.limiter.lease_ttl.0 < self.bus.session_timeout.0 * 2 {
+                return Err(invalid(
+                    "limiter.lease_ttl",
+                    "must be at least twice bus.session_timeout with the kafka bus",
+                ));
+            }
         }
         if self.limiter.url != "local"
             && !self.limiter.url.starts_with("redis://")

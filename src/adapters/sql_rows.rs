@@ -328,6 +328,19 @@ pub struct DialingRow {
     pub campaign_status: String,
     #[diesel(sql_type = Nullable<BigInt>)]
     pub started_at: Option<i64>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub owner: Option<String>,
+}
+
+/// Whether a report's expected owner (if any) still owns the attempt.
+pub fn owner_matches(
+    expected: Option<crate::domain::ids::InstanceId>,
+    owner: Option<&str>,
+) -> bool {
+    match expected {
+        None => true,
+        Some(expected) => owner == Some(expected.to_string().as_str()),
+    }
 }
 
 #[derive(QueryableByName)]
@@ -346,6 +359,8 @@ pub struct OrphanRow {
     max_delay_ms: i64,
     #[diesel(sql_type = Double)]
     jitter: f64,
+    #[diesel(sql_type = Nullable<Text>)]
+    owner: Option<String>,
 }
 
 impl TryFrom<OrphanRow> for OrphanedAttempt {
@@ -362,6 +377,11 @@ impl TryFrom<OrphanRow> for OrphanedAttempt {
                 max_delay: Duration::from_millis(row.max_delay_ms.max(0) as u64),
                 jitter: row.jitter,
             },
+            owner: row
+                .owner
+                .as_deref()
+                .map(|owner| parse_id("owner", owner))
+                .transpose()?,
         })
     }
 }

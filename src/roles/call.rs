@@ -16,7 +16,9 @@ use crate::context::AppContext;
 use crate::domain::call::AttemptOutcome;
 use crate::domain::ids::{CallId, CampaignId, LeaseId};
 use crate::metrics::metrics;
-use crate::ports::{BusError, Delivery, DialRequest, ProviderReport, Subscription, Topic};
+use crate::ports::{
+    BusError, Delivery, DialRequest, ProviderReport, StoreError, Subscription, Topic,
+};
 use crate::roles::messages::{self, DispatchMessage, PolicyTerms, StatusMessage};
 use crate::runtime::health::RoleHealth;
 use crate::runtime::role::RoleName;
@@ -52,21 +54,82 @@ impl CallWorker {
         self.in_flight.len()
     }
 
-    /// Starts dialing one dispatch. Returns tokens that can be acknowledged at once (poison or
-    /// duplicate messages); a dialed message is acknowledged when its outcome is published.
-    pub async fn process_one(&mut self, delivery: Delivery) -> Option<u64> {
-        let dispatch: DispatchMessage = match messages::decode(Topic::Dispatch, &delivery.message) {
-            Ok(dispatch) => dispatch,
-            Err(err) => {
-                tracing::error!(error = %err, "dropping undecodable dispatch");
-                return Some(delivery.token);
+    /// Starts dialing a batch of dispatches. Returns the tokens to acknowledge at once (poison,
+    /// duplicates, attempts already recorded elsewhere); a dialed message is acknowledged when
+    /// its outcome is published.
+    ///
+    /// An attempt claimed by another process is first adopted in the store (this process
+    /// becomes its owner, vouched for by its heartbeat). Adoption fails only if the attempt was
+    /// already recorded, for instance as lost after its claimer died: then it is not dialed,
+    /// which is what keeps a redelivered dispatch from dialing a number twice.
+    pub async fn process_batch(
+        &mut self,
+        deliveries: Vec<Delivery>,
+    ) -> Result<Vec<u64>, StoreError> {
+        let mut done = Vec::new();
+        let mut fresh = Vec::with_capacity(deliveries.len());
+        for delivery in deliveries {
+            match messages::decode::<DispatchMessage>(Topic::Dispatch, &delivery.message) {
+                Ok(dispatch)
+                    if self
+                        .in_flight
+                        .contains_key(&(dispatch.call_id, dispatch.attempt)) =>
+                {
+                    // A redelivery of an attempt this process is dialing: never dial twice.
+                    done.push(delivery.token);
+                }
+                Ok(dispatch) => fresh.push((dispatch, delivery)),
+                Err(err) => {
+                    tracing::error!(error = %err, "dropping undecodable dispatch");
+                    done.push(delivery.token);
+                }
             }
-        };
-        let key = (dispatch.call_id, dispatch.attempt);
-        if self.in_flight.contains_key(&key) {
-            // A redelivery of an attempt this process is already dialing: never dial twice.
-            return Some(delivery.token);
         }
+        let foreign: Vec<(CampaignId, CallId, u32)> = fresh
+            .iter()
+            .filter(|(dispatch, _)| dispatch.owner != self.ctx.instance)
+            .map(|(d, _)| (d.campaign_id, d.call_id, d.attempt))
+            .collect();
+        let adopted = if foreign.is_empty() {
+            Vec::new()
+        } else {
+            self.ctx
+                .store
+                .adopt_attempts(&foreign, self.ctx.instance)
+                .await?
+        };
+        let refused: std::collections::HashSet<(CallId, u32)> = foreign
+            .iter()
+            .zip(&adopted)
+            .filter(|(_, adopted)| !**adopted)
+            .map(|((_, call_id, attempt), _)| (*call_id, *attempt))
+            .collect();
+        let renewed: Vec<(CampaignId, LeaseId)> = fresh
+            .iter()
+            .filter(|(d, _)| {
+                d.owner != self.ctx.instance && !refused.contains(&(d.call_id, d.attempt))
+            })
+            .map(|(d, _)| (d.campaign_id, d.lease_id))
+            .collect();
+        if !renewed.is_empty() {
+            // A dispatch that waited in the bus (or was redelivered) may carry an old lease.
+            if let Err(err) = self.ctx.limiter.renew(&renewed).await {
+                tracing::warn!(error = %err, "cannot renew adopted leases");
+            }
+        }
+        for (dispatch, delivery) in fresh {
+            if refused.contains(&(dispatch.call_id, dispatch.attempt)) {
+                tracing::info!(call_id = %dispatch.call_id, attempt = dispatch.attempt, "attempt already recorded, not dialing");
+                done.push(delivery.token);
+                continue;
+            }
+            self.start(dispatch, delivery).await;
+        }
+        Ok(done)
+    }
+
+    async fn start(&mut self, dispatch: DispatchMessage, delivery: Delivery) {
+        let key = (dispatch.call_id, dispatch.attempt);
         let span = info_span!(
             "attempt",
             call_id = %dispatch.call_id,
@@ -108,7 +171,6 @@ impl CallWorker {
                 ended_at: Utc::now(),
             });
         }
-        None
     }
 
     /// Publishes the outcomes and returns the dispatch tokens now safe to acknowledge.
@@ -177,10 +239,7 @@ impl CallWorker {
                     dispatches.ack(&tokens).await?;
                 }
                 batch = dispatches.next_batch(1024) => {
-                    let mut done = Vec::new();
-                    for delivery in batch? {
-                        done.extend(self.process_one(delivery).await);
-                    }
+                    let done = self.process_batch(batch?).await?;
                     dispatches.ack(&done).await?;
                 }
                 _ = renew.tick() => self.renew_leases().await,

@@ -6,7 +6,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::call::AttemptOutcome;
-use crate::domain::ids::{CallId, CampaignId, LeaseId};
+use crate::domain::ids::{CallId, CampaignId, InstanceId, LeaseId};
 use crate::domain::phone::PhoneNumber;
 use crate::metrics::metrics;
 use crate::ports::{Bus, BusError, Message, Topic};
@@ -32,6 +32,8 @@ pub struct DispatchMessage {
     pub phone_number: PhoneNumber,
     pub lease_id: LeaseId,
     pub policy: PolicyTerms,
+    /// The instance that claimed the attempt; another call process adopts it before dialing.
+    pub owner: InstanceId,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

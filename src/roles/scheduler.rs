@@ -1,8 +1,8 @@
 //! The scheduler role admits calls. For each `in_progress` campaign inside its business hours it
 //! takes concurrency leases (per campaign and global), claims that many queued calls and
 //! dispatches them. It wakes on every start, trigger and freed slot (the `wake` topic), and
-//! rescans on a timer as a safety net. It also heartbeats for this process and records attempts
-//! of dead processes as lost, so they are retried instead of staying `dialing` forever.
+//! rescans on a timer as a safety net. It also records attempts whose owner stopped heartbeating
+//! as lost, so they are retried instead of staying `dialing` forever.
 
 use std::collections::HashMap;
 
@@ -184,6 +184,7 @@ impl Scheduler {
                         phone_number: call.phone_number.clone(),
                         lease_id: *lease,
                         policy: *policy,
+                        owner: self.ctx.instance,
                     },
                 )
             })
@@ -204,6 +205,7 @@ impl Scheduler {
                     },
                     ended_at: now,
                     retry_at: now,
+                    expected_owner: Some(self.ctx.instance),
                 })
                 .collect();
             self.ctx.store.record_attempts(&reports, now).await?;
@@ -246,6 +248,8 @@ impl Scheduler {
                     },
                     ended_at: now,
                     retry_at: now + chrono::Duration::from_std(delay).unwrap_or_default(),
+                    // A process that adopted the attempt meanwhile keeps it.
+                    expected_owner: orphan.owner,
                 }
             })
             .collect();
@@ -300,23 +304,13 @@ impl Scheduler {
     ) -> anyhow::Result<()> {
         let settings = self.ctx.settings.scheduler.clone();
         let mut rescan = tokio::time::interval(settings.interval.0);
-        let mut heartbeat = tokio::time::interval(settings.heartbeat_interval.0);
         let orphan_every = (settings.orphan_after.0 / 2).max(settings.heartbeat_interval.0);
         let mut orphan_check = tokio::time::interval(orphan_every);
-        self.ctx
-            .store
-            .heartbeat(self.ctx.instance, Utc::now())
-            .await?;
         self.ctx.health.set(RoleName::Scheduler, RoleHealth::Ready);
         loop {
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
-                _ = heartbeat.tick() => {
-                    if let Err(err) = self.ctx.store.heartbeat(self.ctx.instance, Utc::now()).await {
-                        tracing::warn!(error = %err, "heartbeat failed");
-                    }
-                }
                 _ = orphan_check.tick() => {
                     if let Err(err) = self.recover_orphans(Utc::now()).await {
                         tracing::warn!(error = %err, "orphan recovery failed");

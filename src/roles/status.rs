@@ -72,6 +72,7 @@ impl StatusWorker {
                     ended_at: status.ended_at,
                     retry_at: status.ended_at
                         + chrono::Duration::from_std(delay).unwrap_or_default(),
+                    expected_owner: None,
                 }
             })
             .collect();

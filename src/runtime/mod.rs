@@ -81,6 +81,34 @@ impl Node {
     pub async fn build(settings: Settings, run_migrations: bool) -> Result<Self, BuildError> {
         let names = RoleName::expand(&settings.runtime.roles);
         let ctx = AppContext::build(settings, &names, run_migrations).await?;
+        // Joining a consumer group can take seconds (Kafka waits for the group to settle), so
+        // every role subscribes at once.
+        let wanted: Vec<(RoleName, Topic, &str)> = names
+            .iter()
+            .filter_map(|name| match name {
+                RoleName::Scheduler => Some((*name, Topic::Wake, "scheduler")),
+                RoleName::Call => Some((*name, Topic::Dispatch, "call")),
+                RoleName::Status => Some((*name, Topic::Status, "status")),
+                RoleName::Retry => Some((*name, Topic::Retry, "retry")),
+                RoleName::Api | RoleName::All => None,
+            })
+            .collect();
+        let subscribed = futures::future::try_join_all(
+            wanted
+                .iter()
+                .map(|(_, topic, group)| ctx.bus.subscribe(*topic, group)),
+        )
+        .await?;
+        let mut subscriptions: HashMap<RoleName, Box<dyn Subscription>> = wanted
+            .iter()
+            .map(|(name, _, _)| *name)
+            .zip(subscribed)
+            .collect();
+        let mut take = |name: RoleName| {
+            subscriptions
+                .remove(&name)
+                .ok_or(BuildError::Bus(BusError::Closed))
+        };
         let mut roles = Vec::with_capacity(names.len());
         let mut api_addr = None;
         for name in names {
@@ -97,22 +125,12 @@ impl Node {
                     );
                     BuiltRole::Api(role)
                 }
-                RoleName::Scheduler => BuiltRole::Scheduler(
-                    Scheduler::new(ctx.clone()),
-                    ctx.bus.subscribe(Topic::Wake, "scheduler").await?,
-                ),
-                RoleName::Call => BuiltRole::Call(
-                    CallWorker::new(ctx.clone()),
-                    ctx.bus.subscribe(Topic::Dispatch, "call").await?,
-                ),
-                RoleName::Status => BuiltRole::Status(
-                    StatusWorker::new(ctx.clone()),
-                    ctx.bus.subscribe(Topic::Status, "status").await?,
-                ),
-                RoleName::Retry => BuiltRole::Retry(
-                    RetryWorker::new(ctx.clone()),
-                    ctx.bus.subscribe(Topic::Retry, "retry").await?,
-                ),
+                RoleName::Scheduler => {
+                    BuiltRole::Scheduler(Scheduler::new(ctx.clone()), take(name)?)
+                }
+                RoleName::Call => BuiltRole::Call(CallWorker::new(ctx.clone()), take(name)?),
+                RoleName::Status => BuiltRole::Status(StatusWorker::new(ctx.clone()), take(name)?),
+                RoleName::Retry => BuiltRole::Retry(RetryWorker::new(ctx.clone()), take(name)?),
                 RoleName::All => continue,
             };
             roles.push((name, built));
@@ -160,6 +178,11 @@ impl Node {
 
     /// Runs until `shutdown` is cancelled (clean exit) or a role exits on its own (error).
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        // Before any role claims an attempt, so none is ever owned by a silent instance.
+        self.ctx
+            .store
+            .heartbeat(self.ctx.instance, chrono::Utc::now())
+            .await?;
         let (exited_tx, mut exited_rx) = mpsc::unbounded_channel::<(RoleName, String)>();
         let mut tokens: HashMap<RoleName, CancellationToken> = HashMap::new();
         let mut handles: HashMap<RoleName, JoinHandle<()>> = HashMap::new();
@@ -202,6 +225,31 @@ impl Node {
             handles.insert(name, tokio::spawn(task));
         }
         drop(exited_tx);
+        // Attempts this process claims or adopts are alive while it heartbeats; until the
+        // very end of shutdown, so draining calls are never taken for lost.
+        let heartbeat_token = CancellationToken::new();
+        let heartbeat_task = {
+            let token = heartbeat_token.clone();
+            let store = self.ctx.store.clone();
+            let instance = self.ctx.instance;
+            let every = self.ctx.settings.scheduler.heartbeat_interval.0;
+            tokio::spawn(
+                async move {
+                    let mut tick = tokio::time::interval(every);
+                    loop {
+                        tokio::select! {
+                            _ = token.cancelled() => break,
+                            _ = tick.tick() => {
+                                if let Err(err) = store.heartbeat(instance, chrono::Utc::now()).await {
+                                    tracing::warn!(error = %err, "heartbeat failed");
+                                }
+                            }
+                        }
+                    }
+                }
+                .instrument(tracing::info_span!("heartbeat")),
+            )
+        };
         let admin_token = CancellationToken::new();
         let admin_task = self.admin.map(|admin| {
             let token = admin_token.clone();
@@ -245,6 +293,8 @@ impl Node {
                 }
             }
         }
+        heartbeat_token.cancel();
+        let _ = heartbeat_task.await;
         admin_token.cancel();
         if let Some(task) = admin_task {
             let _ = tokio::time::timeout(Duration::from_secs(5), task).await;

@@ -521,6 +521,7 @@ async fn store_counts_a_report_once() {
                 },
                 ended_at: now,
                 retry_at: now,
+                expected_owner: None,
             })
             .collect();
         let first = store.record_attempts(&reports, now).await.expect("record");
@@ -600,6 +601,7 @@ async fn store_counts_a_report_once() {
                 },
                 ended_at: now,
                 retry_at: now,
+                expected_owner: None,
             })
             .collect();
         let last = store
@@ -789,6 +791,7 @@ async fn store_complete_cancels_waiting_calls_and_keeps_counts() {
             },
             ended_at: now,
             retry_at: now + chrono::Duration::hours(1),
+            expected_owner: None,
         };
         store
             .record_attempts(&[report(&claimed[0])], now)
@@ -934,6 +937,7 @@ async fn store_enqueues_registered_numbers_and_pages_calls() {
                     outcome: AttemptOutcome::Answered,
                     ended_at: ended,
                     retry_at: ended,
+                    expected_owner: None,
                 }],
                 ended,
             )
@@ -1025,6 +1029,7 @@ async fn store_counters_match_calls_under_concurrent_writers() {
                             },
                             ended_at: now,
                             retry_at: now,
+                            expected_owner: None,
                         })
                         .collect();
                     store.record_attempts(&reports, now).await.expect("record");
@@ -1120,5 +1125,77 @@ async fn store_counters_match_calls_under_concurrent_writers() {
             "{name}: counters match the calls"
         );
         assert_eq!(stats.finished_attempts, stats.attempts_total, "{name}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_adoption_and_lost_attempts_exclude_each_other() {
+    let dir = tempfile::tempdir().expect("dir");
+    for (name, store) in store_adapters(&dir).await {
+        let campaign = started_campaign(&*store, 2).await;
+        let claimer = InstanceId::new();
+        let caller = InstanceId::new();
+        store
+            .heartbeat(claimer, Utc::now() - chrono::Duration::minutes(5))
+            .await
+            .expect("heartbeat");
+        store
+            .heartbeat(caller, Utc::now())
+            .await
+            .expect("heartbeat");
+        let claimed = store
+            .claim_calls(campaign, 2, claimer, Utc::now())
+            .await
+            .expect("claim");
+        assert_eq!(claimed.len(), 2);
+        let (first, second) = (&claimed[0], &claimed[1]);
+
+        // The call process adopts the first attempt: it is no longer an orphan, and recording
+        // it as lost on behalf of the dead claimer does nothing.
+        let adopted = store
+            .adopt_attempts(&[(campaign, first.call_id, first.attempt)], caller)
+            .await
+            .expect("adopt");
+        assert_eq!(adopted, vec![true], "{name}");
+        let stale_before = Utc::now() - chrono::Duration::seconds(10);
+        let orphans = store
+            .orphaned_attempts(stale_before, 10)
+            .await
+            .expect("orphans");
+        assert_eq!(
+            orphans.len(),
+            1,
+            "{name}: only the unadopted attempt is orphaned"
+        );
+        assert_eq!(orphans[0].call_id, second.call_id);
+        assert_eq!(orphans[0].owner, Some(claimer));
+        let lost = |call: &outbound::ports::ClaimedCall| AttemptReport {
+            call_id: call.call_id,
+            campaign_id: campaign,
+            attempt: call.attempt,
+            outcome: AttemptOutcome::Failed {
+                error: "attempt_lost".into(),
+                retryable: true,
+            },
+            ended_at: Utc::now(),
+            retry_at: Utc::now(),
+            expected_owner: Some(claimer),
+        };
+        let applied = store
+            .record_attempts(&[lost(first), lost(second)], Utc::now())
+            .await
+            .expect("record");
+        assert_eq!(
+            applied[0].step, None,
+            "{name}: an adopted attempt is not lost"
+        );
+        assert!(applied[1].step.is_some(), "{name}: the orphan is recorded");
+
+        // Once recorded, the attempt cannot be adopted (and so is never dialed).
+        let late = store
+            .adopt_attempts(&[(campaign, second.call_id, second.attempt)], caller)
+            .await
+            .expect("adopt");
+        assert_eq!(late, vec![false], "{name}");
     }
 }

@@ -540,7 +540,7 @@ async fn record_campaign(
     call_ids.dedup();
     let locked: Vec<LockedCallRow> = diesel::sql_query(
         "SELECT c.id AS id, c.status AS status, c.attempt_count AS attempt_count, \
-         c.max_attempts AS max_attempts, a.started_at AS started_at FROM calls c \
+         c.max_attempts AS max_attempts, a.started_at AS started_at, c.owner AS owner FROM calls c \
          LEFT JOIN attempts a ON a.campaign_id = c.campaign_id AND a.call_id = c.id \
          AND a.attempt = c.attempt_count \
          WHERE c.campaign_id = $1 AND c.id = ANY($2) ORDER BY c.id FOR UPDATE OF c",
@@ -560,7 +560,12 @@ async fn record_campaign(
         let report = &reports[index];
         let key = report.call_id.to_string();
         let fresh = current.get_mut(&key).filter(|row| {
-            row.status == CallStatus::Dialing.as_str() && row.attempt_count == report.attempt as i32
+            row.status == CallStatus::Dialing.as_str()
+                && row.attempt_count == report.attempt as i32
+                && crate::adapters::sql_rows::owner_matches(
+                    report.expected_owner,
+                    row.owner.as_deref(),
+                )
         });
         let Some(row) = fresh else {
             continue;
@@ -1320,6 +1325,40 @@ impl Store for PgStore {
         Ok(completed)
     }
 
+    async fn adopt_attempts(
+        &self,
+        attempts: &[(CampaignId, CallId, u32)],
+        owner: InstanceId,
+    ) -> Result<Vec<bool>, StoreError> {
+        if attempts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let campaigns: Vec<String> = attempts.iter().map(|(c, _, _)| c.to_string()).collect();
+        let calls: Vec<String> = attempts.iter().map(|(_, c, _)| c.to_string()).collect();
+        let numbers: Vec<i32> = attempts.iter().map(|(_, _, a)| *a as i32).collect();
+        let mut conn = self.conn().await?;
+        // One statement for the batch; each row changes only if still dialing that attempt.
+        let adopted: Vec<IdRow> = diesel::sql_query(
+            "WITH v AS (SELECT * FROM unnest($1::text[], $2::text[], $3::int[]) \
+             AS v(campaign_id, id, attempt)) \
+             UPDATE calls c SET owner = $4 FROM v WHERE c.campaign_id = v.campaign_id \
+             AND c.id = v.id AND c.status = 'dialing' AND c.attempt_count = v.attempt \
+             RETURNING c.id AS id",
+        )
+        .bind::<Array<Text>, _>(campaigns)
+        .bind::<Array<Text>, _>(calls)
+        .bind::<Array<Integer>, _>(numbers)
+        .bind::<Text, _>(owner.to_string())
+        .load(&mut conn)
+        .await
+        .map_err(classify)?;
+        let adopted: HashSet<String> = adopted.into_iter().map(|row| row.id).collect();
+        Ok(attempts
+            .iter()
+            .map(|(_, call_id, _)| adopted.contains(&call_id.to_string()))
+            .collect())
+    }
+
     async fn heartbeat(&self, instance: InstanceId, now: DateTime<Utc>) -> Result<(), StoreError> {
         let mut conn = self.conn().await?;
         diesel::sql_query(
@@ -1343,7 +1382,7 @@ impl Store for PgStore {
         let rows: Vec<OrphanRow> = diesel::sql_query(
             "SELECT c.id AS call_id, c.campaign_id AS campaign_id, c.attempt_count AS attempt, \
              k.max_attempts AS max_attempts, k.base_delay_ms AS base_delay_ms, \
-             k.max_delay_ms AS max_delay_ms, k.jitter AS jitter FROM calls c \
+             k.max_delay_ms AS max_delay_ms, k.jitter AS jitter, c.owner AS owner FROM calls c \
              JOIN campaigns k ON k.id = c.campaign_id \
              LEFT JOIN instances i ON i.id = c.owner \
              WHERE c.status = 'dialing' AND (i.heartbeat_at IS NULL OR i.heartbeat_at < $1) \

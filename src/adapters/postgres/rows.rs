@@ -17,6 +17,8 @@ pub struct LockedCallRow {
     pub max_attempts: i32,
     #[diesel(sql_type = Nullable<BigInt>)]
     pub started_at: Option<i64>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub owner: Option<String>,
 }
 
 #[derive(QueryableByName)]

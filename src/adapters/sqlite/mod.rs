@@ -769,7 +769,7 @@ impl Store for SqliteStore {
                 let rows: Vec<DialingRow> = diesel::sql_query(
                     "SELECT c.status AS status, c.attempt_count AS attempt_count, \
                      c.max_attempts AS max_attempts, k.status AS campaign_status, \
-                     a.started_at AS started_at FROM calls c \
+                     a.started_at AS started_at, c.owner AS owner FROM calls c \
                      JOIN campaigns k ON k.id = c.campaign_id \
                      LEFT JOIN attempts a ON a.call_id = c.id AND a.attempt = c.attempt_count \
                      WHERE c.id = ?",
@@ -780,6 +780,7 @@ impl Store for SqliteStore {
                 let fresh = current.as_ref().filter(|row| {
                     row.status == CallStatus::Dialing.as_str()
                         && row.attempt_count == report.attempt as i32
+                        && rows::owner_matches(report.expected_owner, row.owner.as_deref())
                 });
                 let Some(current) = fresh else {
                     applied.push(AppliedReport {
@@ -931,6 +932,33 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn adopt_attempts(
+        &self,
+        attempts: &[(CampaignId, CallId, u32)],
+        owner: InstanceId,
+    ) -> Result<Vec<bool>, StoreError> {
+        if attempts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let attempts = attempts.to_vec();
+        self.write(move |conn| {
+            let mut adopted = Vec::with_capacity(attempts.len());
+            for (_, call_id, attempt) in attempts {
+                let changed = diesel::sql_query(
+                    "UPDATE calls SET owner = ? WHERE id = ? AND status = 'dialing' \
+                     AND attempt_count = ?",
+                )
+                .bind::<Text, _>(owner.to_string())
+                .bind::<Text, _>(call_id.to_string())
+                .bind::<Integer, _>(attempt as i32)
+                .execute(conn)?;
+                adopted.push(changed > 0);
+            }
+            Ok(adopted)
+        })
+        .await
+    }
+
     async fn heartbeat(&self, instance: InstanceId, now: DateTime<Utc>) -> Result<(), StoreError> {
         self.write(move |conn| {
             diesel::sql_query(
@@ -954,7 +982,7 @@ impl Store for SqliteStore {
             let rows: Vec<OrphanRow> = diesel::sql_query(
                 "SELECT c.id AS call_id, c.campaign_id AS campaign_id, c.attempt_count AS attempt, \
                  k.max_attempts AS max_attempts, k.base_delay_ms AS base_delay_ms, \
-                 k.max_delay_ms AS max_delay_ms, k.jitter AS jitter FROM calls c \
+                 k.max_delay_ms AS max_delay_ms, k.jitter AS jitter, c.owner AS owner FROM calls c \
                  JOIN campaigns k ON k.id = c.campaign_id \
                  LEFT JOIN instances i ON i.id = c.owner \
                  WHERE c.status = 'dialing' AND (i.heartbeat_at IS NULL OR i.heartbeat_at < ?) \
