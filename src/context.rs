@@ -106,6 +106,7 @@ impl AppContext {
             min_duration: mock.min_duration.0,
             max_duration: mock.max_duration.0,
             seed: mock.seed,
+            journal: mock.journal.as_ref().map(std::path::PathBuf::from),
         }));
         let limiter: Arc<dyn ConcurrencyLimiter> = if settings.limiter.url == "local" {
             Arc::new(LocalLimiter::new(

@@ -150,6 +150,9 @@ pub struct MockSettings {
     pub max_duration: GoDuration,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
+    /// A file the mock appends every call's start and end to (for tests across processes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub journal: Option<String>,
 }
 
 impl Default for MockSettings {
@@ -160,6 +163,7 @@ impl Default for MockSettings {
             min_duration: Duration::from_secs(1).into(),
             max_duration: Duration::from_secs(5).into(),
             seed: None,
+            journal: None,
         }
     }
 }

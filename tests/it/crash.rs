@@ -1,120 +1,21 @@
 //! The real executable, killed and restarted on the same data file.
 
-use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde_json::json;
 
-use crate::helpers::{all_calls, assert_invariant, decode, tally, targets, unique_name};
+use crate::helpers::{all_calls, assert_invariant, tally, targets, unique_name};
+use crate::process::Process;
 
-struct Server {
-    child: Child,
-    base: String,
-    client: reqwest::Client,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-impl Server {
-    async fn start(dir: &Path, extra: &[(&str, &str)]) -> Self {
-        let port = free_port();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_outbound"));
-        command
-            .args(["serve", "--roles", "all"])
-            .current_dir(dir)
-            .env("OUTBOUND__HTTP__BIND", format!("127.0.0.1:{port}"))
-            .env(
-                "OUTBOUND__STORAGE__URL",
-                format!("sqlite://{}", dir.join("outbound.db").display()),
-            )
-            .env("OUTBOUND__LOG__FORMAT", "json")
-            .env("OUTBOUND__LOG__LEVEL", "warn")
-            .env("OUTBOUND__SCHEDULER__HEARTBEAT_INTERVAL", "200ms")
-            .env("OUTBOUND__SCHEDULER__INTERVAL", "200ms")
-            .env("OUTBOUND__RETRY__POLL_INTERVAL", "200ms")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
-        for (key, value) in extra {
-            command.env(key, value);
-        }
-        let child = command.spawn().expect("outbound starts");
-        let server = Self {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-            client: reqwest::Client::new(),
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(response) = server
-                .client
-                .get(format!("{}/healthz", server.base))
-                .send()
-                .await
-            {
-                if response.status().is_success() {
-                    return server;
-                }
-            }
-            assert!(Instant::now() < deadline, "server did not come up");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    async fn post(&self, path: &str, body: Value) -> (u16, Value) {
-        let response = self
-            .client
-            .post(format!("{}{path}", self.base))
-            .json(&body)
-            .send()
-            .await
-            .expect("sent");
-        decode(response).await
-    }
-
-    async fn get(&self, path: &str) -> (u16, Value) {
-        let response = self
-            .client
-            .get(format!("{}{path}", self.base))
-            .send()
-            .await
-            .expect("sent");
-        decode(response).await
-    }
-
-    fn kill_hard(mut self) {
-        self.child.kill().expect("SIGKILL");
-        self.child.wait().expect("reaped");
-    }
-
-    fn terminate(mut self) -> std::process::ExitStatus {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("kill runs");
-        assert!(status.success());
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(exit) = self.child.try_wait().expect("try_wait") {
-                return exit;
-            }
-            assert!(Instant::now() < deadline, "no exit within 30 s of SIGTERM");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The executable on the embedded store at `dir`, every role in one process.
+async fn start_embedded(dir: &Path, extra: &[(&str, &str)]) -> Process {
+    let mut env: Vec<(String, String)> = vec![(
+        "OUTBOUND__STORAGE__URL".into(),
+        format!("sqlite://{}", dir.join("outbound.db").display()),
+    )];
+    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    Process::start(dir, "all", &env).await
 }
 
 const CALLS: &[(&str, &str)] = &[
@@ -128,7 +29,7 @@ const CALLS: &[(&str, &str)] = &[
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_minus_nine_then_restart_finishes_the_campaign() {
     let dir = tempfile::tempdir().expect("dir");
-    let first = Server::start(dir.path(), CALLS).await;
+    let first = start_embedded(dir.path(), CALLS).await;
     let (status, created) = first
         .post(
             "/api/v1/campaigns",
@@ -159,7 +60,7 @@ async fn kill_minus_nine_then_restart_finishes_the_campaign() {
     }
     first.kill_hard();
 
-    let second = Server::start(dir.path(), CALLS).await;
+    let second = start_embedded(dir.path(), CALLS).await;
     let deadline = Instant::now() + Duration::from_secs(120);
     let stats = loop {
         let (_, stats) = second.get(&format!("/api/v1/campaigns/{id}/stats")).await;
@@ -215,15 +116,7 @@ async fn kill_minus_nine_then_restart_finishes_the_campaign() {
             .unwrap_or(0);
     }
     assert!(lost > 0, "the killed process had calls dialing");
-    let metrics = second
-        .client
-        .get(format!("{}/metrics", second.base))
-        .send()
-        .await
-        .expect("sent")
-        .text()
-        .await
-        .expect("text");
+    let metrics = second.metrics().await;
     let needle = format!("outbound_mock_provider_peak_active_calls{{campaign_id=\"{id}\"}} ");
     let peak: f64 = metrics
         .lines()
@@ -242,7 +135,7 @@ async fn sigterm_lets_dialing_calls_finish_and_exits_zero() {
         ("OUTBOUND__TELEPHONY__MOCK__SUCCESS_RATE", "1.0"),
         ("OUTBOUND__SCHEDULER__ORPHAN_AFTER", "5m"),
     ];
-    let first = Server::start(dir.path(), &slow).await;
+    let first = start_embedded(dir.path(), &slow).await;
     let (_, created) = first
         .post(
             "/api/v1/campaigns",
@@ -263,7 +156,7 @@ async fn sigterm_lets_dialing_calls_finish_and_exits_zero() {
     assert!(exit.success(), "exit status {exit:?}");
 
     // Orphan recovery is five minutes away, so only a graceful drain explains zero dialing.
-    let second = Server::start(dir.path(), &slow).await;
+    let second = start_embedded(dir.path(), &slow).await;
     let (_, stats) = second.get(&format!("/api/v1/campaigns/{id}/stats")).await;
     assert_eq!(
         stats["completed_calls"], 5,

@@ -6,6 +6,8 @@
 
 mod api;
 mod crash;
+mod distributed;
 mod engine;
 mod helpers;
 mod ports;
+mod process;

@@ -408,7 +408,7 @@ async fn store_replicas(
 }
 
 /// A new, migrated database on the test server; returns its URL.
-async fn fresh_postgres_database() -> String {
+pub async fn fresh_postgres_database() -> String {
     let server = std::env::var("OUTBOUND_TEST_DATABASE_URL").unwrap_or_else(|_| {
         panic!(
             "OUTBOUND_TEST_DATABASE_URL is not set: run the tests through scripts/test.sh, \

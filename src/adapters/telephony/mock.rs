@@ -23,6 +23,9 @@ pub struct MockConfig {
     pub min_duration: Duration,
     pub max_duration: Duration,
     pub seed: Option<u64>,
+    /// Appends `start`/`end` lines of every call to this file, so tests can compute the exact
+    /// number of simultaneous calls across processes.
+    pub journal: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +43,43 @@ struct Shared {
 pub struct MockProvider {
     config: MockConfig,
     shared: Arc<Mutex<Shared>>,
+    journal: Option<Arc<Journal>>,
+}
+
+/// One line per call start and end: `<start|end> <campaign_id> <call_id> <attempt> <unix_ns>`,
+/// written unbuffered so a killed process leaves every line it wrote.
+struct Journal {
+    file: Mutex<std::fs::File>,
+}
+
+impl Journal {
+    fn open(path: &std::path::Path) -> std::io::Result<Self> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        Ok(Self {
+            file: Mutex::new(file),
+        })
+    }
+
+    fn write(&self, event: &str, request: &DialRequest) {
+        use std::io::Write;
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let line = format!(
+            "{event} {} {} {} {nanos}\n",
+            request.campaign_id, request.call_id, request.attempt
+        );
+        let mut file = self
+            .file
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        if let Err(err) = file.write_all(line.as_bytes()) {
+            tracing::warn!(error = %err, "cannot write the mock provider journal");
+        }
+    }
 }
 
 const RETRYABLE_ERRORS: [&str; 3] = ["no_answer", "busy", "network_error"];
@@ -47,6 +87,13 @@ const FATAL_ERRORS: [&str; 2] = ["invalid_number", "rejected"];
 
 impl MockProvider {
     pub fn new(config: MockConfig) -> Self {
+        let journal = config.journal.as_deref().and_then(|path| match Journal::open(path) {
+            Ok(journal) => Some(Arc::new(journal)),
+            Err(err) => {
+                tracing::error!(error = %err, path = %path.display(), "cannot open the mock provider journal");
+                None
+            }
+        });
         let rng = match config.seed {
             Some(seed) => StdRng::seed_from_u64(seed),
             None => StdRng::from_os_rng(),
@@ -58,6 +105,7 @@ impl MockProvider {
                 counts: HashMap::new(),
                 total: ActiveCount::default(),
             })),
+            journal,
         }
     }
 
@@ -129,6 +177,10 @@ impl TelephonyProvider for MockProvider {
                 .set(count.peak as i64);
             (outcome, duration)
         };
+        if let Some(journal) = &self.journal {
+            journal.write("start", &request);
+        }
+        let journal = self.journal.clone();
         let shared = self.shared.clone();
         tokio::spawn(async move {
             if !duration.is_zero() {
@@ -145,6 +197,9 @@ impl TelephonyProvider for MockProvider {
                         .with_label_values(&[&campaign_label])
                         .set(count.active as i64);
                 }
+            }
+            if let Some(journal) = &journal {
+                journal.write("end", &request);
             }
             // The receiver is gone only when the call role is shutting down; the attempt then
             // stays `dialing` in the store and is recovered as lost.
@@ -199,6 +254,7 @@ mod tests {
             min_duration: Duration::ZERO,
             max_duration: Duration::ZERO,
             seed,
+            journal: None,
         }
     }
 
