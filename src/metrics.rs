@@ -20,6 +20,7 @@ pub struct Metrics {
     pub mock_peak: IntGaugeVec,
     pub mock_active_total: IntGauge,
     pub mock_peak_total: IntGauge,
+    pub dead_letters: IntCounterVec,
 }
 
 fn build() -> Result<Metrics, prometheus::Error> {
@@ -92,6 +93,14 @@ fn build() -> Result<Metrics, prometheus::Error> {
         "outbound_mock_provider_peak_active_calls_total",
         "highest number of simultaneous calls the mock provider carried, all campaigns",
     )?;
+    let dead_letters = IntCounterVec::new(
+        Opts::new(
+            "outbound_dead_letters_total",
+            "poison messages moved to the dead-letter queue, by original topic",
+        ),
+        &["topic"],
+    )?;
+    registry.register(Box::new(dead_letters.clone()))?;
     registry.register(Box::new(mock_active_total.clone()))?;
     registry.register(Box::new(mock_peak_total.clone()))?;
     registry.register(Box::new(http_requests.clone()))?;
@@ -116,6 +125,7 @@ fn build() -> Result<Metrics, prometheus::Error> {
         mock_peak,
         mock_active_total,
         mock_peak_total,
+        dead_letters,
     })
 }
 

@@ -269,6 +269,16 @@ pub enum BusError {
 #[async_trait]
 pub trait Bus: Send + Sync + 'static {
     async fn publish(&self, topic: Topic, messages: Vec<Message>) -> Result<(), BusError>;
+    /// Moves a poison message (one no consumer can ever process) out of the way, to the
+    /// dead-letter queue, with the reason; counted in `outbound_dead_letters_total`. The caller
+    /// acknowledges the original once this returns.
+    async fn dead_letter(
+        &self,
+        topic: Topic,
+        message: Message,
+        reason: &str,
+    ) -> Result<(), BusError>;
+
     /// Joins consumer group `group` on `topic`. Members of a group share its messages; every
     /// group gets every message.
     async fn subscribe(&self, topic: Topic, group: &str)

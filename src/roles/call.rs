@@ -24,6 +24,14 @@ use crate::runtime::health::RoleHealth;
 use crate::runtime::role::RoleName;
 use crate::telemetry;
 
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Bus(#[from] BusError),
+}
+
 struct InFlight {
     token: u64,
     lease_id: LeaseId,
@@ -65,7 +73,7 @@ impl CallWorker {
     pub async fn process_batch(
         &mut self,
         deliveries: Vec<Delivery>,
-    ) -> Result<Vec<u64>, StoreError> {
+    ) -> Result<Vec<u64>, CallError> {
         let mut done = Vec::new();
         let mut fresh = Vec::with_capacity(deliveries.len());
         for delivery in deliveries {
@@ -80,7 +88,10 @@ impl CallWorker {
                 }
                 Ok(dispatch) => fresh.push((dispatch, delivery)),
                 Err(err) => {
-                    tracing::error!(error = %err, "dropping undecodable dispatch");
+                    self.ctx
+                        .bus
+                        .dead_letter(Topic::Dispatch, delivery.message, &err.to_string())
+                        .await?;
                     done.push(delivery.token);
                 }
             }

@@ -93,7 +93,12 @@ impl RetryWorker {
                             Ok(retry) => {
                                 next_due = Some(next_due.map_or(retry.due_at, |due| due.min(retry.due_at)));
                             }
-                            Err(err) => tracing::error!(error = %err, "dropping undecodable retry"),
+                            Err(err) => {
+                                self.ctx
+                                    .bus
+                                    .dead_letter(Topic::Retry, delivery.message.clone(), &err.to_string())
+                                    .await?;
+                            }
                         }
                     }
                     // The retry itself is in the store; the message only shortens the wait.

@@ -126,7 +126,12 @@ impl StatusWorker {
         for delivery in &batch {
             match messages::decode::<StatusMessage>(Topic::Status, &delivery.message) {
                 Ok(status) => statuses.push(status),
-                Err(err) => tracing::error!(error = %err, "dropping undecodable status"),
+                Err(err) => {
+                    self.ctx
+                        .bus
+                        .dead_letter(Topic::Status, delivery.message.clone(), &err.to_string())
+                        .await?
+                }
             }
         }
         let mut backoff = Duration::from_millis(50);

@@ -368,3 +368,44 @@ async fn the_global_cap_holds_across_campaigns() {
     assert!(total > 0);
     app.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_messages_go_to_the_dead_letter_queue() {
+    use outbound::ports::{Message, Topic};
+    let app = TestApp::spawn().await;
+    let counter = || {
+        outbound::metrics::metrics()
+            .dead_letters
+            .with_label_values(&[Topic::Status.as_str()])
+            .get()
+    };
+    let before = counter();
+    app.ctx
+        .bus
+        .publish(
+            Topic::Status,
+            vec![Message {
+                key: "poison".into(),
+                payload: b"{not json".to_vec(),
+                headers: Vec::new(),
+            }],
+        )
+        .await
+        .expect("publish");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while counter() == before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "poison message not dead-lettered"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The status role goes on working after it.
+    let created = app
+        .create_campaign(body(&unique_name("after-poison"), 5, 5))
+        .await;
+    let id = created["id"].as_str().expect("id");
+    app.start(id).await;
+    app.wait_completed(id, Duration::from_secs(30)).await;
+    app.shutdown().await;
+}

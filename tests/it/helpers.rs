@@ -36,6 +36,8 @@ pub struct TestApp {
     shutdown: CancellationToken,
     handle: Option<JoinHandle<anyhow::Result<()>>>,
     mock: Option<std::sync::Arc<outbound::adapters::telephony::MockProvider>>,
+    /// The app's ports, for tests that talk to them directly.
+    pub ctx: outbound::context::AppContext,
 }
 
 impl TestApp {
@@ -52,6 +54,7 @@ impl TestApp {
         let node = Node::build(settings, true).await.expect("node builds");
         let addr = node.api_addr().expect("api role enabled");
         let mock = node.context().mock_provider.clone();
+        let ctx = node.context().clone();
         let shutdown = CancellationToken::new();
         let handle = tokio::spawn(node.run(shutdown.clone()));
         Self {
@@ -62,6 +65,7 @@ impl TestApp {
             shutdown,
             handle: Some(handle),
             mock,
+            ctx,
         }
     }
 

@@ -30,7 +30,7 @@ mod offsets;
 mod subscription;
 
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -140,23 +140,6 @@ impl<T: Send + 'static> Drop for Detached<T> {
     }
 }
 
-/// `outbound_dead_letters_total{topic}`, in the process registry. `None` when registration
-/// failed (logged once): dead letters are still published, only not counted.
-static DEAD_LETTERS: LazyLock<Option<prometheus::IntCounterVec>> = LazyLock::new(|| {
-    match prometheus::register_int_counter_vec_with_registry!(
-        "outbound_dead_letters_total",
-        "poison messages moved to the dead-letter topic, by original topic",
-        &["topic"],
-        crate::metrics::metrics().registry
-    ) {
-        Ok(counter) => Some(counter),
-        Err(error) => {
-            tracing::error!(%error, "cannot register the dead-letter counter");
-            None
-        }
-    }
-});
-
 fn unavailable(what: &str, error: impl std::fmt::Display) -> BusError {
     BusError::Unavailable(format!("kafka {what}: {error}"))
 }
@@ -209,41 +192,6 @@ impl KafkaBus {
     /// The topic poison messages go to.
     pub fn dead_letter_topic(&self) -> String {
         format!("{}dead-letter", self.config.topic_prefix)
-    }
-
-    /// Moves a poison message (one that can never be processed) to the dead-letter topic, with
-    /// its key, payload and headers, plus `x-original-topic` and `x-dead-letter-reason`. The
-    /// caller acknowledges the original once this returns.
-    pub async fn dead_letter(
-        &self,
-        topic: Topic,
-        message: Message,
-        reason: &str,
-    ) -> Result<(), BusError> {
-        let original_topic = self.topic_name(topic);
-        let mut message = message;
-        message
-            .headers
-            .retain(|(key, _)| key != ORIGINAL_TOPIC_HEADER && key != DEAD_LETTER_REASON_HEADER);
-        message
-            .headers
-            .push((ORIGINAL_TOPIC_HEADER.into(), original_topic.clone()));
-        message
-            .headers
-            .push((DEAD_LETTER_REASON_HEADER.into(), reason.into()));
-        let key = message.key.clone();
-        self.send_all(&self.dead_letter_topic(), vec![message])
-            .await?;
-        if let Some(counter) = DEAD_LETTERS.as_ref() {
-            counter.with_label_values(&[topic.as_str()]).inc();
-        }
-        tracing::warn!(
-            topic = %original_topic,
-            key = %key,
-            reason,
-            "message moved to the dead-letter topic"
-        );
-        Ok(())
     }
 
     /// Reads the dead-letter topic as consumer group `group` (for inspection or replay).
@@ -441,6 +389,42 @@ impl KafkaBus {
 
 #[async_trait]
 impl Bus for KafkaBus {
+    /// Moves a poison message (one that can never be processed) to the dead-letter topic, with
+    /// its key, payload and headers, plus `x-original-topic` and `x-dead-letter-reason`. The
+    /// caller acknowledges the original once this returns.
+    async fn dead_letter(
+        &self,
+        topic: Topic,
+        message: Message,
+        reason: &str,
+    ) -> Result<(), BusError> {
+        let original_topic = self.topic_name(topic);
+        let mut message = message;
+        message
+            .headers
+            .retain(|(key, _)| key != ORIGINAL_TOPIC_HEADER && key != DEAD_LETTER_REASON_HEADER);
+        message
+            .headers
+            .push((ORIGINAL_TOPIC_HEADER.into(), original_topic.clone()));
+        message
+            .headers
+            .push((DEAD_LETTER_REASON_HEADER.into(), reason.into()));
+        let key = message.key.clone();
+        self.send_all(&self.dead_letter_topic(), vec![message])
+            .await?;
+        crate::metrics::metrics()
+            .dead_letters
+            .with_label_values(&[topic.as_str()])
+            .inc();
+        tracing::warn!(
+            topic = %original_topic,
+            key = %key,
+            reason,
+            "message moved to the dead-letter topic"
+        );
+        Ok(())
+    }
+
     async fn publish(&self, topic: Topic, messages: Vec<Message>) -> Result<(), BusError> {
         if messages.is_empty() {
             return Ok(());

@@ -35,9 +35,13 @@ struct TopicState {
     backlog: VecDeque<Message>,
 }
 
+/// Dead letters kept in memory, newest last, for inspection; the oldest go beyond this many.
+const DEAD_LETTERS_KEPT: usize = 1_000;
+
 #[derive(Default)]
 pub struct MemoryBus {
     topics: Mutex<HashMap<Topic, TopicState>>,
+    dead_letters: Mutex<VecDeque<(Topic, Message, String)>>,
 }
 
 impl MemoryBus {
@@ -49,6 +53,16 @@ impl MemoryBus {
         self.topics
             .lock()
             .unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    /// The latest poison messages with their topic and reason.
+    pub fn dead_letters(&self) -> Vec<(Topic, Message, String)> {
+        self.dead_letters
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .iter()
+            .cloned()
+            .collect()
     }
 
     /// Messages waiting (not in flight) for `group` on `topic`; feeds the queue-depth metric.
@@ -77,6 +91,28 @@ impl Bus for MemoryBus {
             group.lock().extend(messages.iter().cloned());
             group.notify.notify_one();
         }
+        Ok(())
+    }
+
+    async fn dead_letter(
+        &self,
+        topic: Topic,
+        message: Message,
+        reason: &str,
+    ) -> Result<(), BusError> {
+        tracing::warn!(topic = topic.as_str(), key = %message.key, reason, "message moved to the dead-letter queue");
+        crate::metrics::metrics()
+            .dead_letters
+            .with_label_values(&[topic.as_str()])
+            .inc();
+        let mut kept = self
+            .dead_letters
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        if kept.len() == DEAD_LETTERS_KEPT {
+            kept.pop_front();
+        }
+        kept.push_back((topic, message, reason.to_owned()));
         Ok(())
     }
 
