@@ -2,7 +2,8 @@
 
 use serde_json::{json, Value};
 
-use crate::helpers::{targets, unique_name, TestApp};
+use crate::helpers::{targets, unique_name, Mode, TestApp};
+use crate::in_both_modes;
 
 fn campaign_body(name: &str) -> Value {
     json!({
@@ -30,9 +31,9 @@ fn assert_error(status: u16, body: &Value, expected_status: u16, code: &str) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn create_and_read_back_a_campaign() {
-    let app = TestApp::spawn().await;
+in_both_modes!(create_and_read_back_a_campaign);
+async fn create_and_read_back_a_campaign(mode: Mode) {
+    let app = TestApp::spawn_in(mode, |_| {}).await;
     let name = unique_name("seed");
     let created = app.create_campaign(campaign_body(&name)).await;
     assert_eq!(created["name"], name.as_str());
@@ -77,9 +78,9 @@ async fn create_and_read_back_a_campaign() {
     app.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_bad_input_gets_its_4xx_and_code() {
-    let app = TestApp::spawn().await;
+in_both_modes!(every_bad_input_gets_its_4xx_and_code);
+async fn every_bad_input_gets_its_4xx_and_code(mode: Mode) {
+    let app = TestApp::spawn_in(mode, |_| {}).await;
     let base = || campaign_body(&unique_name("bad"));
     let with = |key: &str, value: Value| {
         let mut body = base();
@@ -298,9 +299,9 @@ async fn every_bad_input_gets_its_4xx_and_code() {
     app.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn oversized_bodies_get_413() {
-    let app = TestApp::spawn_with(|s| s.http.body_limit_bytes = 1024).await;
+in_both_modes!(oversized_bodies_get_413);
+async fn oversized_bodies_get_413(mode: Mode) {
+    let app = TestApp::spawn_in(mode, |s| s.http.body_limit_bytes = 1024).await;
     let mut body = campaign_body(&unique_name("big"));
     body["targets"] = Value::Array(targets(200, 0));
     let (status, response) = app.post("/api/v1/campaigns", body).await;
@@ -309,9 +310,9 @@ async fn oversized_bodies_get_413() {
     app.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn names_are_unique_case_insensitively() {
-    let app = TestApp::spawn().await;
+in_both_modes!(names_are_unique_case_insensitively);
+async fn names_are_unique_case_insensitively(mode: Mode) {
+    let app = TestApp::spawn_in(mode, |_| {}).await;
     let name = unique_name("Dup");
     app.create_campaign(campaign_body(&name)).await;
     let (status, body) = app
@@ -332,9 +333,9 @@ async fn names_are_unique_case_insensitively() {
     app.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn status_machine_and_updates_follow_the_spec() {
-    let app = TestApp::spawn().await;
+in_both_modes!(status_machine_and_updates_follow_the_spec);
+async fn status_machine_and_updates_follow_the_spec(mode: Mode) {
+    let app = TestApp::spawn_in(mode, |_| {}).await;
     let mut body = campaign_body(&unique_name("machine"));
     // A window that never opens this week keeps calls queued while we test transitions.
     body["business_hours"] = json!([]);
@@ -418,9 +419,9 @@ async fn status_machine_and_updates_follow_the_spec() {
     app.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn targets_and_triggered_calls_accept_only_registered_numbers() {
-    let app = TestApp::spawn().await;
+in_both_modes!(targets_and_triggered_calls_accept_only_registered_numbers);
+async fn targets_and_triggered_calls_accept_only_registered_numbers(mode: Mode) {
+    let app = TestApp::spawn_in(mode, |_| {}).await;
     let created = app
         .create_campaign(campaign_body(&unique_name("targets")))
         .await;
@@ -494,9 +495,9 @@ async fn targets_and_triggered_calls_accept_only_registered_numbers() {
     app.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pages_are_stable_and_complete() {
-    let app = TestApp::spawn().await;
+in_both_modes!(pages_are_stable_and_complete);
+async fn pages_are_stable_and_complete(mode: Mode) {
+    let app = TestApp::spawn_in(mode, |_| {}).await;
     let mut body = campaign_body(&unique_name("pages"));
     body["targets"] = Value::Array(targets(250, 0));
     let created = app.create_campaign(body).await;
@@ -554,9 +555,9 @@ async fn pages_are_stable_and_complete() {
     app.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn health_metrics_and_openapi_are_served() {
-    let app = TestApp::spawn().await;
+in_both_modes!(health_metrics_and_openapi_are_served);
+async fn health_metrics_and_openapi_are_served(mode: Mode) {
+    let app = TestApp::spawn_in(mode, |_| {}).await;
     let (status, health) = app.get("/healthz").await;
     assert_eq!(status, 200, "{health}");
     assert_eq!(health["status"], "ok");

@@ -7,7 +7,8 @@ use chrono::{Datelike, Utc};
 use outbound::settings::GoDuration;
 use serde_json::{json, Value};
 
-use crate::helpers::{tally, targets, unique_name, TestApp};
+use crate::helpers::{tally, targets, unique_name, Mode, TestApp};
+use crate::in_both_modes;
 
 fn body(name: &str, count: usize, limit: u32) -> Value {
     json!({
@@ -25,9 +26,9 @@ async fn peak(app: &TestApp, id: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_campaign_completes_by_itself_with_exact_stats() {
-    let app = TestApp::spawn().await;
+in_both_modes!(a_campaign_completes_by_itself_with_exact_stats);
+async fn a_campaign_completes_by_itself_with_exact_stats(mode: Mode) {
+    let app = TestApp::spawn_in(mode, |_| {}).await;
     let created = app
         .create_campaign(body(&unique_name("e2e"), 300, 20))
         .await;
@@ -122,9 +123,9 @@ async fn ten_thousand_targets_with_limit_one_hundred() {
     app.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn closed_business_hours_hold_every_dial() {
-    let app = TestApp::spawn().await;
+in_both_modes!(closed_business_hours_hold_every_dial);
+async fn closed_business_hours_hold_every_dial(mode: Mode) {
+    let app = TestApp::spawn_in(mode, |_| {}).await;
     // A one-hour window twelve hours from now, so the campaign is closed for the test.
     let now = Utc::now();
     let later = now + chrono::Duration::hours(12);
@@ -157,9 +158,9 @@ async fn closed_business_hours_hold_every_dial() {
     app.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pause_holds_new_attempts_and_start_resumes() {
-    let app = TestApp::spawn_with(|s| {
+in_both_modes!(pause_holds_new_attempts_and_start_resumes);
+async fn pause_holds_new_attempts_and_start_resumes(mode: Mode) {
+    let app = TestApp::spawn_in(mode, |s| {
         s.telephony.mock.min_duration = GoDuration(Duration::from_millis(20));
         s.telephony.mock.max_duration = GoDuration(Duration::from_millis(60));
     })
@@ -177,9 +178,9 @@ async fn pause_holds_new_attempts_and_start_resumes() {
         204
     );
     // Attempts already dialing finish; then nothing new starts.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let paused = app.stats(id).await;
-    assert_eq!(paused["in_progress_calls"], 0, "{paused}");
+    let paused = app
+        .wait_stats(id, Duration::from_secs(20), |s| s["in_progress_calls"] == 0)
+        .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let still = app.stats(id).await;
     assert_eq!(
@@ -193,9 +194,9 @@ async fn pause_holds_new_attempts_and_start_resumes() {
     app.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn retryable_failures_use_exactly_the_attempt_budget() {
-    let app = TestApp::spawn_with(|s| {
+in_both_modes!(retryable_failures_use_exactly_the_attempt_budget);
+async fn retryable_failures_use_exactly_the_attempt_budget(mode: Mode) {
+    let app = TestApp::spawn_in(mode, |s| {
         s.telephony.mock.success_rate = 0.0;
         s.telephony.mock.retryable_rate = 1.0;
     })
@@ -217,9 +218,9 @@ async fn retryable_failures_use_exactly_the_attempt_budget() {
     app.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn non_retryable_failures_stop_at_once() {
-    let app = TestApp::spawn_with(|s| {
+in_both_modes!(non_retryable_failures_stop_at_once);
+async fn non_retryable_failures_stop_at_once(mode: Mode) {
+    let app = TestApp::spawn_in(mode, |s| {
         s.telephony.mock.success_rate = 0.0;
         s.telephony.mock.retryable_rate = 0.0;
     })
@@ -235,9 +236,9 @@ async fn non_retryable_failures_stop_at_once() {
     app.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_campaign_at_its_limit_does_not_delay_another() {
-    let app = TestApp::spawn_with(|s| {
+in_both_modes!(a_campaign_at_its_limit_does_not_delay_another);
+async fn a_campaign_at_its_limit_does_not_delay_another(mode: Mode) {
+    let app = TestApp::spawn_in(mode, |s| {
         s.telephony.mock.min_duration = GoDuration(Duration::from_millis(200));
         s.telephony.mock.max_duration = GoDuration(Duration::from_millis(200));
         s.telephony.mock.success_rate = 1.0;
@@ -265,9 +266,9 @@ async fn a_campaign_at_its_limit_does_not_delay_another() {
     app.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn complete_cancels_waiting_calls_and_lets_dialing_ones_finish() {
-    let app = TestApp::spawn_with(|s| {
+in_both_modes!(complete_cancels_waiting_calls_and_lets_dialing_ones_finish);
+async fn complete_cancels_waiting_calls_and_lets_dialing_ones_finish(mode: Mode) {
+    let app = TestApp::spawn_in(mode, |s| {
         s.telephony.mock.min_duration = GoDuration(Duration::from_millis(300));
         s.telephony.mock.max_duration = GoDuration(Duration::from_millis(300));
         s.telephony.mock.success_rate = 1.0;
@@ -291,9 +292,9 @@ async fn complete_cancels_waiting_calls_and_lets_dialing_ones_finish() {
         right_after["canceled_calls"].as_u64() >= Some(90),
         "{right_after}"
     );
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    let settled = app.stats(id).await;
-    assert_eq!(settled["in_progress_calls"], 0, "{settled}");
+    let settled = app
+        .wait_stats(id, Duration::from_secs(20), |s| s["in_progress_calls"] == 0)
+        .await;
     assert_eq!(
         settled["completed_calls"].as_u64().unwrap_or(0)
             + settled["canceled_calls"].as_u64().unwrap_or(0),
@@ -302,9 +303,9 @@ async fn complete_cancels_waiting_calls_and_lets_dialing_ones_finish() {
     app.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_triggered_call_goes_through_the_pipeline() {
-    let app = TestApp::spawn_with(|s| s.telephony.mock.success_rate = 1.0).await;
+in_both_modes!(a_triggered_call_goes_through_the_pipeline);
+async fn a_triggered_call_goes_through_the_pipeline(mode: Mode) {
+    let app = TestApp::spawn_in(mode, |s| s.telephony.mock.success_rate = 1.0).await;
     let created = app
         .create_campaign(body(&unique_name("trigger"), 3, 2))
         .await;
@@ -338,10 +339,10 @@ async fn a_triggered_call_goes_through_the_pipeline() {
     app.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_global_cap_holds_across_campaigns() {
+in_both_modes!(the_global_cap_holds_across_campaigns);
+async fn the_global_cap_holds_across_campaigns(mode: Mode) {
     // One provider per process, so this test reads its own provider through the context.
-    let app = TestApp::spawn_with(|s| {
+    let app = TestApp::spawn_in(mode, |s| {
         s.throttle.global_concurrency = 3;
         s.telephony.mock.min_duration = GoDuration(Duration::from_millis(10));
         s.telephony.mock.max_duration = GoDuration(Duration::from_millis(30));

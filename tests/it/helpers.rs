@@ -28,6 +28,59 @@ pub fn test_settings(dir: &std::path::Path) -> Settings {
     settings
 }
 
+/// Where a test app keeps its state: one process's embedded backends, or the distributed
+/// ones (a fresh PostgreSQL database, the test Redis, a Kafka mock cluster of its own).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Embedded,
+    Distributed,
+}
+
+/// Runs an `async fn test(mode: Mode)` once per mode, as two tests named after the modes.
+#[macro_export]
+macro_rules! in_both_modes {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn embedded() {
+                super::$name($crate::helpers::Mode::Embedded).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn distributed() {
+                super::$name($crate::helpers::Mode::Distributed).await
+            }
+        }
+    };
+}
+
+/// Points `settings` at the distributed backends: PostgreSQL and Redis from
+/// `scripts/test-services.sh`, and a Kafka mock cluster (leaked: it must outlive the app's
+/// consumers, which close on background threads).
+pub async fn distributed(settings: &mut Settings) {
+    let redis = std::env::var("OUTBOUND_TEST_REDIS_URL").unwrap_or_else(|_| {
+        panic!("OUTBOUND_TEST_REDIS_URL is not set: run the tests through scripts/test.sh")
+    });
+    let prefix = format!("app-{}.", uuid::Uuid::now_v7().simple());
+    let cluster = Box::leak(Box::new(
+        rdkafka::mocking::MockCluster::new(1).expect("mock kafka cluster"),
+    ));
+    for topic in ["dispatch", "status", "retry", "wake", "dead-letter"] {
+        cluster
+            .create_topic(&format!("{prefix}{topic}"), 2, 1)
+            .expect("create a mock topic");
+    }
+    settings.storage.url = crate::ports::fresh_postgres_database().await;
+    settings.limiter.url = redis;
+    settings.limiter.lease_ttl = GoDuration(Duration::from_secs(12));
+    settings.bus.kind = outbound::settings::BusKind::Kafka;
+    settings.bus.brokers = cluster.bootstrap_servers();
+    settings.bus.topic_prefix = prefix;
+    settings.bus.partitions = 2;
+    // The mock cluster's rebalances never settle below 4 s.
+    settings.bus.session_timeout = GoDuration(Duration::from_secs(5));
+}
+
 pub struct TestApp {
     pub addr: SocketAddr,
     pub base: String,
@@ -46,9 +99,16 @@ impl TestApp {
     }
 
     pub async fn spawn_with(configure: impl FnOnce(&mut Settings)) -> Self {
+        Self::spawn_in(Mode::Embedded, configure).await
+    }
+
+    pub async fn spawn_in(mode: Mode, configure: impl FnOnce(&mut Settings)) -> Self {
         outbound::telemetry::init_for_tests();
         let dir = tempfile::tempdir().expect("temp dir");
         let mut settings = test_settings(dir.path());
+        if mode == Mode::Distributed {
+            distributed(&mut settings).await;
+        }
         configure(&mut settings);
         settings.validate().expect("valid test settings");
         let node = Node::build(settings, true).await.expect("node builds");
@@ -156,6 +216,27 @@ impl TestApp {
         let (status, campaign) = self.get(&format!("/api/v1/campaigns/{id}")).await;
         assert_eq!(status, 200, "{campaign}");
         campaign
+    }
+
+    /// Waits until the campaign's stats satisfy `done` (the invariant checked at every read).
+    pub async fn wait_stats(
+        &self,
+        id: &str,
+        limit: Duration,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let started = Instant::now();
+        loop {
+            let stats = self.stats(id).await;
+            if done(&stats) {
+                return stats;
+            }
+            assert!(
+                started.elapsed() < limit,
+                "condition not met after {limit:?}: {stats}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Waits until the campaign completes by itself, checking the stats invariant on the way.

@@ -166,6 +166,9 @@ impl KafkaBus {
         producer_config
             .set("enable.idempotence", "true")
             .set("acks", "all")
+            // Dispatches are latency-bound (start → first dial): send at once rather than
+            // wait to fill batches; bursts still batch while a send is in flight.
+            .set("linger.ms", "1")
             .set("message.timeout.ms", millis(DELIVERY_TIMEOUT));
         apply_extra(&mut producer_config, &config);
         let producer: FutureProducer = producer_config
@@ -345,7 +348,11 @@ impl KafkaBus {
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
             .set("session.timeout.ms", session_ms.to_string())
-            .set("heartbeat.interval.ms", heartbeat_ms.to_string());
+            .set("heartbeat.interval.ms", heartbeat_ms.to_string())
+            // A fetch returns as soon as anything arrives; an idle one returns after 20 ms
+            // instead of librdkafka's 500, which would add up to half a second per hop.
+            .set("fetch.wait.max.ms", "20")
+            .set("fetch.min.bytes", "1");
         apply_extra(&mut consumer_config, &self.config);
         let shared = Arc::new(Shared::new());
         let context = GroupContext {
