@@ -172,7 +172,8 @@ async fn four_processes_finish_a_campaign_within_its_limit_despite_a_killed_call
         assert_invariant(&stats);
         let (_, campaign) = api.get(&format!("/api/v1/campaigns/{id}")).await;
         if campaign["status"] == "completed" {
-            break stats;
+            // Completion commits with the last counts: read them after seeing it.
+            break api.get(&format!("/api/v1/campaigns/{id}/stats")).await.1;
         }
         assert!(Instant::now() < deadline, "not completed: {stats}");
         tokio::time::sleep(Duration::from_millis(200)).await;

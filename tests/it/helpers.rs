@@ -246,7 +246,8 @@ impl TestApp {
             let stats = self.stats(id).await;
             let campaign = self.campaign(id).await;
             if campaign["status"] == "completed" {
-                return stats;
+                // Completion commits with the last counts: read them after seeing it.
+                return self.stats(id).await;
             }
             assert!(
                 started.elapsed() < limit,
