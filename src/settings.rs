@@ -611,6 +611,20 @@ mod tests {
     }
 
     #[test]
+    fn the_distributed_example_is_valid() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/config/distributed.toml");
+        let mut settings: Settings = Figment::from(Serialized::defaults(Settings::default()))
+            .merge(Toml::file_exact(path))
+            .extract()
+            .expect("parses");
+        settings.runtime.roles = vec![RoleName::Call];
+        settings.validate().expect("a role subset is valid with kafka");
+        settings.limiter.lease_ttl = GoDuration(Duration::from_secs(5));
+        let err = settings.validate().unwrap_err().to_string();
+        assert!(err.contains("limiter.lease_ttl"), "{err}");
+    }
+
+    #[test]
     fn dump_masks_passwords() {
         assert_eq!(
             mask_password("postgres://u:secret@h/db"),
