@@ -45,3 +45,17 @@ bench SCENARIOS="":
     if [ -n '{{SCENARIOS}}' ]; then args=(--scenario '{{SCENARIOS}}'); fi
     cargo build --release
     target/release/outbound bench "${args[@]}"
+
+# The benchmark scenarios in distributed mode on this machine: throwaway PostgreSQL and Redis
+# (as the tests start them) and librdkafka's in-process mock cluster for Kafka.
+bench-distributed SCENARIOS="":
+    #!/usr/bin/env bash
+    set -euo pipefail
+    cargo build --release
+    source scripts/test-services.sh
+    args=(--distributed)
+    if [ -n '{{SCENARIOS}}' ]; then args+=(--scenario '{{SCENARIOS}}'); fi
+    OUTBOUND__STORAGE__URL="$OUTBOUND_TEST_DATABASE_URL" \
+    OUTBOUND__LIMITER__URL="$OUTBOUND_TEST_REDIS_URL" \
+    OUTBOUND__BUS__KIND=kafka OUTBOUND__BUS__BROKERS=mock \
+        target/release/outbound bench "${args[@]}"

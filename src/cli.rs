@@ -42,6 +42,10 @@ pub enum Command {
         /// Scenarios to run; all when omitted.
         #[arg(long, value_delimiter = ',')]
         scenario: Vec<String>,
+        /// Run against the configured PostgreSQL, Redis and Kafka (`bus.brokers = "mock"`:
+        /// librdkafka's in-process mock cluster), a fresh database and topics per scenario.
+        #[arg(long)]
+        distributed: bool,
         #[arg(long, env = "OUTBOUND_CONFIG")]
         config: Option<PathBuf>,
     },

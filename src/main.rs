@@ -103,7 +103,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Bench { scenario, config } => {
+        Command::Bench {
+            scenario,
+            config,
+            distributed,
+        } => {
             let settings = load_test_settings(config.as_deref())?;
             let scenarios: Vec<String> = if scenario.is_empty() {
                 outbound::loadtest::bench::SCENARIOS
@@ -116,8 +120,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let mut quiet = settings.clone();
             quiet.log.level = "warn".into();
             let _telemetry = outbound::telemetry::init(&quiet)?;
+            let bench = outbound::loadtest::bench::Bench::new(settings, distributed)?;
             for name in scenarios {
-                let line = outbound::loadtest::bench::run(&name, &settings).await?;
+                let line = bench.run(&name).await?;
                 println!("{line}");
             }
             Ok(())

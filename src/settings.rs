@@ -618,7 +618,9 @@ mod tests {
             .extract()
             .expect("parses");
         settings.runtime.roles = vec![RoleName::Call];
-        settings.validate().expect("a role subset is valid with kafka");
+        settings
+            .validate()
+            .expect("a role subset is valid with kafka");
         settings.limiter.lease_ttl = GoDuration(Duration::from_secs(5));
         let err = settings.validate().unwrap_err().to_string();
         assert!(err.contains("limiter.lease_ttl"), "{err}");

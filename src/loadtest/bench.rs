@@ -11,7 +11,10 @@ use serde_json::{json, Map, Value};
 
 use super::client::{peaks_from_metrics, ApiClient};
 use super::{EmbeddedServer, LoadError};
-use crate::settings::{GoDuration, Settings};
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::DefaultProducerContext;
+
+use crate::settings::{BusKind, GoDuration, Settings};
 
 pub const SCENARIOS: [&str; 5] = ["throughput", "utilization", "fairness", "api", "register"];
 
@@ -211,39 +214,109 @@ async fn follow(
     }
 }
 
-fn bench_settings(base: &Settings) -> Settings {
-    let mut settings = base.clone();
-    settings.log.level = "warn".into();
-    settings.telephony.mock.seed = Some(1);
-    settings
+/// A benchmark run: the settings every scenario starts from, and for `--distributed` the
+/// shared backends (a fresh PostgreSQL database and fresh Kafka topics per scenario; with
+/// `bus.brokers = "mock"`, librdkafka's in-process mock cluster stands in for Kafka).
+pub struct Bench {
+    base: Settings,
+    distributed: bool,
+    run: String,
+    cluster: Option<MockCluster<'static, DefaultProducerContext>>,
 }
 
-fn line(scenario: &str, figures: Value) -> Value {
-    let mut map = Map::new();
-    map.insert("scenario".into(), json!(scenario));
-    map.insert("mode".into(), json!("embedded"));
-    if let Value::Object(rest) = figures {
-        map.extend(rest);
+impl Bench {
+    pub fn new(base: Settings, distributed: bool) -> Result<Self, LoadError> {
+        if distributed
+            && (crate::settings::sqlite_path(&base.storage.url).is_some()
+                || base.limiter.url == "local"
+                || base.bus.kind != BusKind::Kafka)
+        {
+            return Err(LoadError::Server(
+                "--distributed needs storage.url = postgres://..., limiter.url = redis://... \
+                 and bus.kind = kafka (bus.brokers = \"mock\" for librdkafka's mock cluster)"
+                    .into(),
+            ));
+        }
+        let cluster = if distributed && base.bus.brokers == "mock" {
+            Some(MockCluster::new(1).map_err(|err| LoadError::Server(err.to_string()))?)
+        } else {
+            None
+        };
+        Ok(Self {
+            base,
+            distributed,
+            run: uuid::Uuid::now_v7().simple().to_string(),
+            cluster,
+        })
     }
-    Value::Object(map)
-}
 
-pub async fn run(scenario: &str, base: &Settings) -> Result<Value, LoadError> {
-    match scenario {
-        "throughput" => throughput(base).await,
-        "utilization" => utilization(base).await,
-        "fairness" => fairness(base).await,
-        "api" => api(base).await,
-        "register" => register(base).await,
-        other => Err(LoadError::Http(format!(
-            "unknown scenario {other:?}; known: {}",
-            SCENARIOS.join(", ")
-        ))),
+    fn name(&self, scenario: &str) -> String {
+        format!("bench-{scenario}-{}", self.run)
+    }
+
+    fn line(&self, scenario: &str, figures: Value) -> Value {
+        let mut map = Map::new();
+        map.insert("scenario".into(), json!(scenario));
+        let mode = if self.distributed {
+            "distributed"
+        } else {
+            "embedded"
+        };
+        map.insert("mode".into(), json!(mode));
+        if self.cluster.is_some() {
+            map.insert("kafka".into(), json!("librdkafka mock cluster"));
+        }
+        if let Value::Object(rest) = figures {
+            map.extend(rest);
+        }
+        Value::Object(map)
+    }
+
+    async fn settings(&self) -> Result<Settings, LoadError> {
+        let mut settings = self.base.clone();
+        settings.log.level = "warn".into();
+        settings.telephony.mock.seed = Some(1);
+        if !self.distributed {
+            return Ok(settings);
+        }
+        let database = format!("bench_{}", uuid::Uuid::now_v7().simple());
+        settings.storage.url =
+            crate::adapters::postgres::create_database(&self.base.storage.url, &database)
+                .await
+                .map_err(|err| LoadError::Server(err.to_string()))?;
+        settings.bus.topic_prefix = format!("bench-{}.", uuid::Uuid::now_v7().simple());
+        if let Some(cluster) = &self.cluster {
+            for topic in ["dispatch", "status", "retry", "wake", "dead-letter"] {
+                cluster
+                    .create_topic(
+                        &format!("{}{topic}", settings.bus.topic_prefix),
+                        settings.bus.partitions,
+                        1,
+                    )
+                    .map_err(|err| LoadError::Server(err.to_string()))?;
+            }
+            settings.bus.brokers = cluster.bootstrap_servers();
+        }
+        Ok(settings)
+    }
+
+    pub async fn run(&self, scenario: &str) -> Result<Value, LoadError> {
+        match scenario {
+            "throughput" => throughput(self).await,
+            "utilization" => utilization(self).await,
+            "fairness" => fairness(self).await,
+            "api" => api(self).await,
+            "register" => register(self).await,
+            other => Err(LoadError::Http(format!(
+                "unknown scenario {other:?}; known: {}",
+                SCENARIOS.join(", ")
+            ))),
+        }
     }
 }
 
-async fn throughput(base: &Settings) -> Result<Value, LoadError> {
-    let mut settings = bench_settings(base);
+async fn throughput(bench: &Bench) -> Result<Value, LoadError> {
+    let mut settings = bench.settings().await?;
     settings.telephony.mock.min_duration = GoDuration(Duration::ZERO);
     settings.telephony.mock.max_duration = GoDuration(Duration::ZERO);
     settings.telephony.mock.success_rate = 0.8;
@@ -252,7 +325,7 @@ async fn throughput(base: &Settings) -> Result<Value, LoadError> {
     let client = ApiClient::new(&server.base, 16)?;
     let id = create(
         &client,
-        campaign_json("bench-throughput", 200_000, 0, 10_000, 3, "10ms"),
+        campaign_json(&bench.name("throughput"), 200_000, 0, 10_000, 3, "10ms"),
     )
     .await?;
     let cpu_before = cpu_time();
@@ -269,7 +342,7 @@ async fn throughput(base: &Settings) -> Result<Value, LoadError> {
     let cpu = cpu_time().saturating_sub(cpu_before);
     let rss = peak_rss_bytes();
     server.stop().await?;
-    Ok(line(
+    Ok(bench.line(
         "throughput",
         json!({
             "seconds": seconds,
@@ -284,8 +357,8 @@ async fn throughput(base: &Settings) -> Result<Value, LoadError> {
     ))
 }
 
-async fn utilization(base: &Settings) -> Result<Value, LoadError> {
-    let mut settings = bench_settings(base);
+async fn utilization(bench: &Bench) -> Result<Value, LoadError> {
+    let mut settings = bench.settings().await?;
     settings.telephony.mock.min_duration = GoDuration(Duration::from_secs(1));
     settings.telephony.mock.max_duration = GoDuration(Duration::from_secs(1));
     settings.telephony.mock.success_rate = 1.0;
@@ -293,7 +366,7 @@ async fn utilization(base: &Settings) -> Result<Value, LoadError> {
     let client = ApiClient::new(&server.base, 16)?;
     let id = create(
         &client,
-        campaign_json("bench-utilization", 20_000, 0, 200, 1, "1s"),
+        campaign_json(&bench.name("utilization"), 20_000, 0, 200, 1, "1s"),
     )
     .await?;
     let started = Instant::now();
@@ -308,7 +381,7 @@ async fn utilization(base: &Settings) -> Result<Value, LoadError> {
     let seconds = started.elapsed().as_secs_f64();
     server.stop().await?;
     let calls_per_sec = followed.calls as f64 / seconds;
-    Ok(line(
+    Ok(bench.line(
         "utilization",
         json!({
             "seconds": seconds,
@@ -320,8 +393,8 @@ async fn utilization(base: &Settings) -> Result<Value, LoadError> {
     ))
 }
 
-async fn fairness(base: &Settings) -> Result<Value, LoadError> {
-    let mut settings = bench_settings(base);
+async fn fairness(bench: &Bench) -> Result<Value, LoadError> {
+    let mut settings = bench.settings().await?;
     settings.telephony.mock.min_duration = GoDuration(Duration::from_millis(10));
     settings.telephony.mock.max_duration = GoDuration(Duration::from_millis(50));
     settings.telephony.mock.success_rate = 1.0;
@@ -333,7 +406,7 @@ async fn fairness(base: &Settings) -> Result<Value, LoadError> {
             async move {
                 create(
                     &client,
-                    campaign_json(&format!("bench-fair-{i}"), 100, i * 100, 5, 1, "1s"),
+                    campaign_json(&bench.name(&format!("fair-{i}")), 100, i * 100, 5, 1, "1s"),
                 )
                 .await
             }
@@ -360,7 +433,7 @@ async fn fairness(base: &Settings) -> Result<Value, LoadError> {
     durations.sort_by(f64::total_cmp);
     let median = durations.get(durations.len() / 2).copied().unwrap_or(0.0);
     let slowest = durations.last().copied().unwrap_or(0.0);
-    Ok(line(
+    Ok(bench.line(
         "fairness",
         json!({
             "seconds": seconds,
@@ -444,14 +517,18 @@ async fn api_with_wrk(base: &str, id: &str) -> Result<Option<Value>, LoadError> 
     })))
 }
 
-async fn api(base: &Settings) -> Result<Value, LoadError> {
-    let settings = bench_settings(base);
+async fn api(bench: &Bench) -> Result<Value, LoadError> {
+    let settings = bench.settings().await?;
     let server = EmbeddedServer::start(settings).await?;
     let client = ApiClient::new(&server.base, 64)?;
-    let id = create(&client, campaign_json("bench-api", 1_000, 0, 10, 1, "1s")).await?;
+    let id = create(
+        &client,
+        campaign_json(&bench.name("api"), 1_000, 0, 10, 1, "1s"),
+    )
+    .await?;
     if let Some(figures) = api_with_wrk(&server.base, &id).await? {
         server.stop().await?;
-        return Ok(line("api", figures));
+        return Ok(bench.line("api", figures));
     }
     let deadline = Instant::now() + Duration::from_secs(20);
     let started = Instant::now();
@@ -499,7 +576,7 @@ async fn api(base: &Settings) -> Result<Value, LoadError> {
         .map(|r| (r.route, r.p99_ms))
         .collect();
     server.stop().await?;
-    Ok(line(
+    Ok(bench.line(
         "api",
         json!({
             "seconds": seconds,
@@ -513,18 +590,18 @@ async fn api(base: &Settings) -> Result<Value, LoadError> {
     ))
 }
 
-async fn register(base: &Settings) -> Result<Value, LoadError> {
-    let settings = bench_settings(base);
+async fn register(bench: &Bench) -> Result<Value, LoadError> {
+    let settings = bench.settings().await?;
     let server = EmbeddedServer::start(settings).await?;
     let client = ApiClient::new(&server.base, 4)?;
-    let body = campaign_json("bench-register", 1_000_000, 0, 500, 3, "1s");
+    let body = campaign_json(&bench.name("register"), 1_000_000, 0, 500, 3, "1s");
     let bytes = body.len();
     let started = Instant::now();
     create(&client, body).await?;
     let seconds = started.elapsed().as_secs_f64();
     let rss = peak_rss_bytes();
     server.stop().await?;
-    Ok(line(
+    Ok(bench.line(
         "register",
         json!({"seconds": seconds, "targets": 1_000_000, "body_bytes": bytes, "peak_rss_bytes": rss}),
     ))

@@ -97,7 +97,10 @@ impl EmbeddedServer {
         let dir = std::env::temp_dir().join(format!("outbound-load-{}", uuid::Uuid::now_v7()));
         std::fs::create_dir_all(&dir).map_err(|err| LoadError::Server(err.to_string()))?;
         settings.http.bind = "127.0.0.1:0".into();
-        settings.storage.url = format!("sqlite://{}", dir.join("outbound.db").display());
+        // A fresh SQLite file unless the settings name a shared (distributed) store.
+        if crate::settings::sqlite_path(&settings.storage.url).is_some() {
+            settings.storage.url = format!("sqlite://{}", dir.join("outbound.db").display());
+        }
         settings.runtime.roles = vec![crate::runtime::role::RoleName::All];
         settings
             .validate()
