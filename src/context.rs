@@ -23,8 +23,12 @@ pub struct AppContext {
     pub limiter: Arc<dyn ConcurrencyLimiter>,
     pub provider: Arc<dyn TelephonyProvider>,
     pub health: Health,
-    /// This process, as the owner of the attempts it starts.
+    /// This process, as the owner of the attempts its scheduler claims.
     pub instance: InstanceId,
+    /// This process's call role, as the owner of the attempts it adopts from a claimer: a
+    /// separate identity, so that an attempt is adopted once even when the claimer and the
+    /// dialer share a process and the dispatch is redelivered elsewhere.
+    pub dialer: InstanceId,
     /// The mock provider itself when it is the configured one, for its call counters.
     pub mock_provider: Option<Arc<MockProvider>>,
 }
@@ -147,6 +151,7 @@ impl AppContext {
             mock_provider: Some(provider),
             health: Health::new(roles.iter().copied()),
             instance: InstanceId::new(),
+            dialer: InstanceId::new(),
             settings: Arc::new(settings),
         })
     }

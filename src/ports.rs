@@ -195,13 +195,15 @@ pub trait Store: Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> Result<Vec<CampaignId>, StoreError>;
 
-    /// Makes `owner` the owner of these attempts if they are still dialing: the call role
-    /// adopts an attempt before dialing it, so its own heartbeat vouches for it. Returns, per
-    /// attempt, whether it was adopted; one not adopted was already recorded (for instance as
-    /// lost) and must not be dialed.
+    /// Moves each attempt `(campaign, call, attempt, claimer)` from its claimer to `owner`, if
+    /// it is still dialing and still owned by that claimer. The call role adopts an attempt
+    /// before dialing it, so its own heartbeat vouches for it and no second process can adopt
+    /// it after a redelivery. Returns, per attempt, whether it was adopted; one not adopted was
+    /// taken by another dialer or already recorded (for instance as lost) and must not be
+    /// dialed.
     async fn adopt_attempts(
         &self,
-        attempts: &[(CampaignId, CallId, u32)],
+        attempts: &[(CampaignId, CallId, u32, InstanceId)],
         owner: InstanceId,
     ) -> Result<Vec<bool>, StoreError>;
 

@@ -14,7 +14,7 @@ use tracing::{info_span, Instrument};
 
 use crate::context::AppContext;
 use crate::domain::call::AttemptOutcome;
-use crate::domain::ids::{CallId, CampaignId, LeaseId};
+use crate::domain::ids::{CallId, CampaignId, InstanceId, LeaseId};
 use crate::metrics::metrics;
 use crate::ports::{
     BusError, Delivery, DialRequest, ProviderReport, StoreError, Subscription, Topic,
@@ -22,6 +22,7 @@ use crate::ports::{
 use crate::roles::messages::{self, DispatchMessage, PolicyTerms, StatusMessage};
 use crate::runtime::health::RoleHealth;
 use crate::runtime::role::RoleName;
+use crate::settings::BusKind;
 use crate::telemetry;
 
 #[derive(Debug, thiserror::Error)]
@@ -96,34 +97,39 @@ impl CallWorker {
                 }
             }
         }
-        let foreign: Vec<(CampaignId, CallId, u32)> = fresh
-            .iter()
-            .filter(|(dispatch, _)| dispatch.owner != self.ctx.instance)
-            .map(|(d, _)| (d.campaign_id, d.call_id, d.attempt))
-            .collect();
-        let adopted = if foreign.is_empty() {
+        // With the in-process bus a dispatch can only come back to this process, whose
+        // in-flight set already refuses a second dial; across processes every attempt is
+        // adopted from its claimer exactly once.
+        let adopt = self.ctx.settings.bus.kind != BusKind::Memory;
+        let wanted: Vec<(CampaignId, CallId, u32, InstanceId)> = if adopt {
+            fresh
+                .iter()
+                .map(|(d, _)| (d.campaign_id, d.call_id, d.attempt, d.owner))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let adopted = if wanted.is_empty() {
             Vec::new()
         } else {
             self.ctx
                 .store
-                .adopt_attempts(&foreign, self.ctx.instance)
+                .adopt_attempts(&wanted, self.ctx.dialer)
                 .await?
         };
-        let refused: std::collections::HashSet<(CallId, u32)> = foreign
+        let refused: std::collections::HashSet<(CallId, u32)> = wanted
             .iter()
             .zip(&adopted)
             .filter(|(_, adopted)| !**adopted)
-            .map(|((_, call_id, attempt), _)| (*call_id, *attempt))
+            .map(|((_, call_id, attempt, _), _)| (*call_id, *attempt))
             .collect();
         let renewed: Vec<(CampaignId, LeaseId)> = fresh
             .iter()
-            .filter(|(d, _)| {
-                d.owner != self.ctx.instance && !refused.contains(&(d.call_id, d.attempt))
-            })
+            .filter(|(d, _)| adopt && !refused.contains(&(d.call_id, d.attempt)))
             .map(|(d, _)| (d.campaign_id, d.lease_id))
             .collect();
         if !renewed.is_empty() {
-            // A dispatch that waited in the bus (or was redelivered) may carry an old lease.
+            // A dispatch that waited in the bus may carry an old lease.
             if let Err(err) = self.ctx.limiter.renew(&renewed).await {
                 tracing::warn!(error = %err, "cannot renew adopted leases");
             }

@@ -90,7 +90,15 @@ impl Scheduler {
                 if want == 0 {
                     continue;
                 }
-                let claimed = self.admit(campaign, want as u32, now).await?;
+                let claimed = match self.admit(campaign, want as u32, now).await {
+                    Ok(claimed) => claimed,
+                    Err(err) => {
+                        // What other campaigns already claimed is `dialing` under this live
+                        // process: it must go out, or nothing would ever recover it.
+                        self.dispatch(dispatch, now).await?;
+                        return Err(err);
+                    }
+                };
                 if claimed.is_empty() {
                     remaining.insert(campaign.id, 0);
                     continue;
@@ -208,10 +216,25 @@ impl Scheduler {
                     expected_owner: Some(self.ctx.instance),
                 })
                 .collect();
-            self.ctx.store.record_attempts(&reports, now).await?;
+            let mut backoff = std::time::Duration::from_millis(50);
+            let applied = loop {
+                match self.ctx.store.record_attempts(&reports, now).await {
+                    Ok(applied) => break applied,
+                    Err(store_err) => {
+                        // Unrecorded, these attempts would stay dialing under a live owner.
+                        tracing::warn!(error = %store_err, "cannot record undispatched attempts, retrying");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(std::time::Duration::from_secs(5));
+                    }
+                }
+            };
+            // A dispatch that went out after all may have been adopted and be dialing: its
+            // lease stays.
             let leases: Vec<_> = claimed
                 .iter()
-                .map(|(call, lease, _)| (call.campaign_id, *lease))
+                .zip(&applied)
+                .filter(|(_, applied)| applied.step.is_some())
+                .map(|((call, lease, _), _)| (call.campaign_id, *lease))
                 .collect();
             let _ = self.ctx.limiter.release(&leases).await;
             return Err(err.into());
@@ -224,11 +247,16 @@ impl Scheduler {
         let stale_before = now
             - chrono::Duration::from_std(self.ctx.settings.scheduler.orphan_after.0)
                 .unwrap_or(chrono::Duration::seconds(10));
-        let orphans = self
+        let mut orphans = self
             .ctx
             .store
             .orphaned_attempts(stale_before, 10_000)
             .await?;
+        // This process is alive by definition: a late heartbeat of its own (a slow store) must
+        // never turn its live calls into lost ones.
+        orphans.retain(|orphan| {
+            orphan.owner != Some(self.ctx.instance) && orphan.owner != Some(self.ctx.dialer)
+        });
         if orphans.is_empty() {
             return Ok(0);
         }

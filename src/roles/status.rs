@@ -149,7 +149,7 @@ impl StatusWorker {
                 Err(err) => {
                     tracing::warn!(error = %err, "cannot record outcomes, retrying");
                     self.ctx.health.set(RoleName::Status, RoleHealth::Failing);
-                    if shutdown.is_cancelled() && backoff > Duration::from_secs(5) {
+                    if shutdown.is_cancelled() && backoff >= Duration::from_secs(5) {
                         // Unacknowledged: the bus delivers them again after a restart.
                         return Err(err.into());
                     }
@@ -177,10 +177,16 @@ impl StatusWorker {
                 }
             }
         }
-        // Record what the call role reported while it drained.
-        while let Ok(batch) =
-            tokio::time::timeout(Duration::from_millis(200), subscription.next_batch(2048)).await
-        {
+        // Record what this process's call role reported while it drained; bounded, since
+        // call processes elsewhere keep publishing.
+        let deadline = tokio::time::Instant::now() + self.ctx.settings.runtime.shutdown_grace.0;
+        while tokio::time::Instant::now() < deadline {
+            let Ok(batch) =
+                tokio::time::timeout(Duration::from_millis(200), subscription.next_batch(2048))
+                    .await
+            else {
+                break;
+            };
             self.handle(&mut *subscription, batch?, &shutdown).await?;
         }
         Ok(())

@@ -179,10 +179,9 @@ impl Node {
     /// Runs until `shutdown` is cancelled (clean exit) or a role exits on its own (error).
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         // Before any role claims an attempt, so none is ever owned by a silent instance.
-        self.ctx
-            .store
-            .heartbeat(self.ctx.instance, chrono::Utc::now())
-            .await?;
+        for id in [self.ctx.instance, self.ctx.dialer] {
+            self.ctx.store.heartbeat(id, chrono::Utc::now()).await?;
+        }
         let (exited_tx, mut exited_rx) = mpsc::unbounded_channel::<(RoleName, String)>();
         let mut tokens: HashMap<RoleName, CancellationToken> = HashMap::new();
         let mut handles: HashMap<RoleName, JoinHandle<()>> = HashMap::new();
@@ -232,6 +231,7 @@ impl Node {
             let token = heartbeat_token.clone();
             let store = self.ctx.store.clone();
             let instance = self.ctx.instance;
+            let dialer = self.ctx.dialer;
             let every = self.ctx.settings.scheduler.heartbeat_interval.0;
             tokio::spawn(
                 async move {
@@ -240,8 +240,10 @@ impl Node {
                         tokio::select! {
                             _ = token.cancelled() => break,
                             _ = tick.tick() => {
-                                if let Err(err) = store.heartbeat(instance, chrono::Utc::now()).await {
-                                    tracing::warn!(error = %err, "heartbeat failed");
+                                for id in [instance, dialer] {
+                                    if let Err(err) = store.heartbeat(id, chrono::Utc::now()).await {
+                                        tracing::warn!(error = %err, "heartbeat failed");
+                                    }
                                 }
                             }
                         }
@@ -278,6 +280,7 @@ impl Node {
             &[RoleName::Call],
             &[RoleName::Status, RoleName::Retry],
         ];
+        let mut stuck = Vec::new();
         for phase in phases {
             for name in phase {
                 if let Some(token) = tokens.get(name) {
@@ -289,6 +292,7 @@ impl Node {
                     let limit = grace + Duration::from_secs(5);
                     if tokio::time::timeout(limit, handle).await.is_err() {
                         tracing::error!(role = name.as_str(), "role did not stop in time");
+                        stuck.push(*name);
                     }
                 }
             }
@@ -301,6 +305,9 @@ impl Node {
         }
         // A role may have failed while the others were stopping.
         let late = exited_rx.try_recv().ok();
+        if failure.is_none() && late.is_none() && !stuck.is_empty() {
+            anyhow::bail!("roles did not stop within the shutdown grace: {stuck:?}");
+        }
         match failure.or(late) {
             Some((name, reason)) => anyhow::bail!("role {name} stopped: {reason}"),
             None => {

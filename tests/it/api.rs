@@ -94,6 +94,12 @@ async fn every_bad_input_gets_its_4xx_and_code(mode: Mode) {
             b
         }),
         ("empty name", with("name", json!("   "))),
+        ("nul in name", with("name", json!("a\u{0}b"))),
+        ("nul in description", with("description", json!("x\u{0}y"))),
+        (
+            "sub-millisecond delay",
+            with("retry_policy", json!({"base_delay": "500us"})),
+        ),
         ("long name", with("name", json!("x".repeat(201)))),
         ("missing time zone", {
             let mut b = base();

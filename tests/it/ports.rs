@@ -1153,10 +1153,19 @@ async fn store_adoption_and_lost_attempts_exclude_each_other() {
         // The call process adopts the first attempt: it is no longer an orphan, and recording
         // it as lost on behalf of the dead claimer does nothing.
         let adopted = store
-            .adopt_attempts(&[(campaign, first.call_id, first.attempt)], caller)
+            .adopt_attempts(&[(campaign, first.call_id, first.attempt, claimer)], caller)
             .await
             .expect("adopt");
         assert_eq!(adopted, vec![true], "{name}");
+        // A redelivery to another call process cannot adopt it again.
+        let again = store
+            .adopt_attempts(
+                &[(campaign, first.call_id, first.attempt, claimer)],
+                InstanceId::new(),
+            )
+            .await
+            .expect("adopt");
+        assert_eq!(again, vec![false], "{name}: an attempt is adopted once");
         let stale_before = Utc::now() - chrono::Duration::seconds(10);
         let orphans = store
             .orphaned_attempts(stale_before, 10)
@@ -1193,7 +1202,10 @@ async fn store_adoption_and_lost_attempts_exclude_each_other() {
 
         // Once recorded, the attempt cannot be adopted (and so is never dialed).
         let late = store
-            .adopt_attempts(&[(campaign, second.call_id, second.attempt)], caller)
+            .adopt_attempts(
+                &[(campaign, second.call_id, second.attempt, claimer)],
+                caller,
+            )
             .await
             .expect("adopt");
         assert_eq!(late, vec![false], "{name}");

@@ -1327,35 +1327,37 @@ impl Store for PgStore {
 
     async fn adopt_attempts(
         &self,
-        attempts: &[(CampaignId, CallId, u32)],
+        attempts: &[(CampaignId, CallId, u32, InstanceId)],
         owner: InstanceId,
     ) -> Result<Vec<bool>, StoreError> {
         if attempts.is_empty() {
             return Ok(Vec::new());
         }
-        let campaigns: Vec<String> = attempts.iter().map(|(c, _, _)| c.to_string()).collect();
-        let calls: Vec<String> = attempts.iter().map(|(_, c, _)| c.to_string()).collect();
-        let numbers: Vec<i32> = attempts.iter().map(|(_, _, a)| *a as i32).collect();
+        let campaigns: Vec<String> = attempts.iter().map(|(c, _, _, _)| c.to_string()).collect();
+        let calls: Vec<String> = attempts.iter().map(|(_, c, _, _)| c.to_string()).collect();
+        let numbers: Vec<i32> = attempts.iter().map(|(_, _, a, _)| *a as i32).collect();
+        let claimers: Vec<String> = attempts.iter().map(|(_, _, _, o)| o.to_string()).collect();
         let mut conn = self.conn().await?;
         // One statement for the batch; each row changes only if still dialing that attempt.
         let adopted: Vec<IdRow> = diesel::sql_query(
-            "WITH v AS (SELECT * FROM unnest($1::text[], $2::text[], $3::int[]) \
-             AS v(campaign_id, id, attempt)) \
+            "WITH v AS (SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $5::text[]) \
+             AS v(campaign_id, id, attempt, claimer)) \
              UPDATE calls c SET owner = $4 FROM v WHERE c.campaign_id = v.campaign_id \
              AND c.id = v.id AND c.status = 'dialing' AND c.attempt_count = v.attempt \
-             RETURNING c.id AS id",
+             AND c.owner = v.claimer RETURNING c.id AS id",
         )
         .bind::<Array<Text>, _>(campaigns)
         .bind::<Array<Text>, _>(calls)
         .bind::<Array<Integer>, _>(numbers)
         .bind::<Text, _>(owner.to_string())
+        .bind::<Array<Text>, _>(claimers)
         .load(&mut conn)
         .await
         .map_err(classify)?;
         let adopted: HashSet<String> = adopted.into_iter().map(|row| row.id).collect();
         Ok(attempts
             .iter()
-            .map(|(_, call_id, _)| adopted.contains(&call_id.to_string()))
+            .map(|(_, call_id, _, _)| adopted.contains(&call_id.to_string()))
             .collect())
     }
 

@@ -934,7 +934,7 @@ impl Store for SqliteStore {
 
     async fn adopt_attempts(
         &self,
-        attempts: &[(CampaignId, CallId, u32)],
+        attempts: &[(CampaignId, CallId, u32, InstanceId)],
         owner: InstanceId,
     ) -> Result<Vec<bool>, StoreError> {
         if attempts.is_empty() {
@@ -943,14 +943,15 @@ impl Store for SqliteStore {
         let attempts = attempts.to_vec();
         self.write(move |conn| {
             let mut adopted = Vec::with_capacity(attempts.len());
-            for (_, call_id, attempt) in attempts {
+            for (_, call_id, attempt, claimer) in attempts {
                 let changed = diesel::sql_query(
                     "UPDATE calls SET owner = ? WHERE id = ? AND status = 'dialing' \
-                     AND attempt_count = ?",
+                     AND attempt_count = ? AND owner = ?",
                 )
                 .bind::<Text, _>(owner.to_string())
                 .bind::<Text, _>(call_id.to_string())
                 .bind::<Integer, _>(attempt as i32)
+                .bind::<Text, _>(claimer.to_string())
                 .execute(conn)?;
                 adopted.push(changed > 0);
             }

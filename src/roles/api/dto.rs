@@ -114,12 +114,33 @@ pub fn validate_name(name: Option<&str>, problems: &mut Problems) -> Option<Stri
         return None;
     };
     let trimmed = name.trim();
+    if trimmed.chars().any(char::is_control) {
+        problems.push("name", "must not contain control characters");
+        return None;
+    }
     let chars = trimmed.chars().count();
     if chars == 0 || chars > MAX_NAME_CHARS {
         problems.push("name", format!("must be 1 to {MAX_NAME_CHARS} characters"));
         return None;
     }
     Some(trimmed.to_owned())
+}
+
+/// Free text may hold line breaks and tabs, but not NUL or other control characters, which
+/// some stores refuse.
+pub fn validate_description(
+    description: Option<String>,
+    problems: &mut Problems,
+) -> Option<String> {
+    let description = description?;
+    if description
+        .chars()
+        .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+    {
+        problems.push("description", "must not contain control characters");
+        return None;
+    }
+    Some(description)
 }
 
 pub fn validate_time_zone(zone: Option<&str>, problems: &mut Problems) -> Option<Tz> {
@@ -157,6 +178,11 @@ fn parse_delay(
     match value {
         None => Some(default),
         Some(text) => match parse_go_duration(text) {
+            // Delays are kept in whole milliseconds: refuse what would be silently rounded.
+            Ok(duration) if duration.subsec_nanos() % 1_000_000 != 0 => {
+                problems.push(field, format!("{text:?} is finer than a millisecond"));
+                None
+            }
             Ok(duration) => Some(duration),
             Err(err) => {
                 problems.push(field, err);

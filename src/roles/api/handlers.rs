@@ -98,6 +98,7 @@ pub async fn create_campaign(
     let policy = validate_retry_policy(&body.retry_policy.unwrap_or_default(), &mut problems);
     let hours = validate_business_hours(&body.business_hours.unwrap_or_default(), &mut problems);
     let targets = validate_targets(body.targets.unwrap_or_default(), &mut problems);
+    let description = validate_description(body.description, &mut problems);
     let (Some(name), Some(time_zone), Some(max_concurrent), Some(policy), Some(hours), true) = (
         name,
         time_zone,
@@ -114,7 +115,7 @@ pub async fn create_campaign(
             NewCampaign {
                 id: CampaignId::new(),
                 name,
-                description: body.description.unwrap_or_default(),
+                description: description.unwrap_or_default(),
                 time_zone,
                 max_concurrent_calls: max_concurrent,
                 retry_policy: policy,
@@ -182,7 +183,7 @@ pub async fn update_campaign(
             .name
             .as_deref()
             .and_then(|name| validate_name(Some(name), &mut problems)),
-        description: body.description,
+        description: validate_description(body.description, &mut problems),
         max_concurrent_calls: body
             .max_concurrent_calls
             .and_then(|value| validate_max_concurrent(value, &mut problems)),
