@@ -385,3 +385,32 @@ impl TryFrom<OrphanRow> for OrphanedAttempt {
         })
     }
 }
+
+/// Signed changes (shared by both SQL stores) to a campaign's counters, applied in one UPDATE.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct StatsDelta {
+    pub(crate) total_calls: i64,
+    pub(crate) queued: i64,
+    pub(crate) retrying: i64,
+    pub(crate) dialing: i64,
+    pub(crate) completed: i64,
+    pub(crate) failed: i64,
+    pub(crate) canceled: i64,
+    pub(crate) attempts_total: i64,
+    pub(crate) retries_attempted: i64,
+    pub(crate) duration_ms_total: i64,
+    pub(crate) finished_attempts: i64,
+}
+
+impl StatsDelta {
+    pub(crate) fn bucket(&mut self, status: CallStatus, by: i64) {
+        match status {
+            CallStatus::Queued => self.queued += by,
+            CallStatus::Retrying => self.retrying += by,
+            CallStatus::Dialing => self.dialing += by,
+            CallStatus::Completed => self.completed += by,
+            CallStatus::Failed => self.failed += by,
+            CallStatus::Canceled => self.canceled += by,
+        }
+    }
+}

@@ -83,7 +83,7 @@ use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 use self::rows::{LockedCallRow, PhoneRow, RowCount, StatusCountRow, StatusRow};
 use super::sql_rows::{
     from_ms, to_ms, AttemptRow, CallRow, CampaignRow, ClaimRow, CountRow, IdRow, MaybeMsRow,
-    OrphanRow, RunnableRow, StatsRow, CALL_COLUMNS, CAMPAIGN_COLUMNS,
+    OrphanRow, RunnableRow, StatsDelta, StatsRow, CALL_COLUMNS, CAMPAIGN_COLUMNS,
 };
 use crate::domain::call::{next_step, Attempt, AttemptOutcome, Call, CallStatus, NextStep};
 use crate::domain::campaign::{
@@ -345,35 +345,6 @@ async fn lock_in_progress(conn: &mut Conn, campaign: &str) -> Result<bool, Failu
     .load(conn)
     .await?;
     Ok(!live.is_empty())
-}
-
-/// Signed changes to a campaign's counters, applied in one UPDATE.
-#[derive(Debug, Default, Clone, Copy)]
-struct StatsDelta {
-    total_calls: i64,
-    queued: i64,
-    retrying: i64,
-    dialing: i64,
-    completed: i64,
-    failed: i64,
-    canceled: i64,
-    attempts_total: i64,
-    retries_attempted: i64,
-    duration_ms_total: i64,
-    finished_attempts: i64,
-}
-
-impl StatsDelta {
-    fn bucket(&mut self, status: CallStatus, by: i64) {
-        match status {
-            CallStatus::Queued => self.queued += by,
-            CallStatus::Retrying => self.retrying += by,
-            CallStatus::Dialing => self.dialing += by,
-            CallStatus::Completed => self.completed += by,
-            CallStatus::Failed => self.failed += by,
-            CallStatus::Canceled => self.canceled += by,
-        }
-    }
 }
 
 async fn apply_stats(

@@ -24,7 +24,7 @@ use tokio::sync::Mutex;
 
 use self::rows::{
     from_ms, to_ms, AttemptRow, CallRow, CampaignRow, ClaimRow, CountRow, DialingRow, IdRow,
-    OrphanRow, RunnableRow, StatsRow, CALL_COLUMNS, CAMPAIGN_COLUMNS,
+    OrphanRow, RunnableRow, StatsDelta, StatsRow, CALL_COLUMNS, CAMPAIGN_COLUMNS,
 };
 use super::sql_rows as rows;
 use crate::domain::call::{next_step, Attempt, AttemptOutcome, Call, CallStatus, NextStep};
@@ -204,35 +204,6 @@ fn load_call(conn: &mut SqliteConnection, id: CallId) -> Result<Option<Call>, St
             .bind::<Text, _>(id.to_string())
             .load(conn)?;
     rows.into_iter().next().map(Call::try_from).transpose()
-}
-
-/// Signed changes to a campaign's counters, applied in one UPDATE.
-#[derive(Debug, Default, Clone, Copy)]
-struct StatsDelta {
-    total_calls: i64,
-    queued: i64,
-    retrying: i64,
-    dialing: i64,
-    completed: i64,
-    failed: i64,
-    canceled: i64,
-    attempts_total: i64,
-    retries_attempted: i64,
-    duration_ms_total: i64,
-    finished_attempts: i64,
-}
-
-impl StatsDelta {
-    fn bucket(&mut self, status: CallStatus, by: i64) {
-        match status {
-            CallStatus::Queued => self.queued += by,
-            CallStatus::Retrying => self.retrying += by,
-            CallStatus::Dialing => self.dialing += by,
-            CallStatus::Completed => self.completed += by,
-            CallStatus::Failed => self.failed += by,
-            CallStatus::Canceled => self.canceled += by,
-        }
-    }
 }
 
 fn apply_stats(
