@@ -318,7 +318,9 @@ pub trait ConcurrencyLimiter: Send + Sync + 'static {
         want: u32,
     ) -> Result<Vec<LeaseId>, LimiterError>;
     async fn release(&self, leases: &[(CampaignId, LeaseId)]) -> Result<(), LimiterError>;
-    async fn renew(&self, leases: &[(CampaignId, LeaseId)]) -> Result<(), LimiterError>;
+    /// Extends live leases; returns, per lease, whether it was still alive (an expired lease
+    /// is never revived: its slot may already be someone else's).
+    async fn renew(&self, leases: &[(CampaignId, LeaseId)]) -> Result<Vec<bool>, LimiterError>;
     async fn active(&self, campaign_id: CampaignId) -> Result<u32, LimiterError>;
     async fn active_total(&self) -> Result<u32, LimiterError>;
 }

@@ -31,6 +31,8 @@ pub enum CallError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Bus(#[from] BusError),
+    #[error(transparent)]
+    Limiter(#[from] crate::ports::LimiterError),
 }
 
 struct InFlight {
@@ -46,6 +48,8 @@ pub struct CallWorker {
     sink: mpsc::UnboundedSender<ProviderReport>,
     reports: Option<mpsc::UnboundedReceiver<ProviderReport>>,
     in_flight: HashMap<(CallId, u32), InFlight>,
+    /// Adopted dispatches waiting for a lease (theirs expired in transit).
+    waiting: Vec<(DispatchMessage, Delivery)>,
 }
 
 impl CallWorker {
@@ -56,6 +60,7 @@ impl CallWorker {
             sink,
             reports: Some(reports),
             in_flight: HashMap::new(),
+            waiting: Vec::new(),
         }
     }
 
@@ -123,26 +128,59 @@ impl CallWorker {
             .filter(|(_, adopted)| !**adopted)
             .map(|((_, call_id, attempt, _), _)| (*call_id, *attempt))
             .collect();
-        let renewed: Vec<(CampaignId, LeaseId)> = fresh
-            .iter()
-            .filter(|(d, _)| adopt && !refused.contains(&(d.call_id, d.attempt)))
-            .map(|(d, _)| (d.campaign_id, d.lease_id))
-            .collect();
-        if !renewed.is_empty() {
-            // A dispatch that waited in the bus may carry an old lease.
-            if let Err(err) = self.ctx.limiter.renew(&renewed).await {
-                tracing::warn!(error = %err, "cannot renew adopted leases");
+        let (refused_now, adopted_now): (Vec<_>, Vec<_>) = fresh
+            .into_iter()
+            .partition(|(d, _)| refused.contains(&(d.call_id, d.attempt)));
+        for (dispatch, delivery) in refused_now {
+            tracing::info!(call_id = %dispatch.call_id, attempt = dispatch.attempt, "attempt already recorded, not dialing");
+            done.push(delivery.token);
+        }
+        if adopt {
+            // A dispatch that waited in the bus longer than a lease lives has lost its slot,
+            // which the scheduler may have handed out again: it waits for a new one.
+            self.waiting.extend(adopted_now);
+            self.start_waiting().await?;
+        } else {
+            for (dispatch, delivery) in adopted_now {
+                self.start(dispatch, delivery).await;
             }
         }
-        for (dispatch, delivery) in fresh {
-            if refused.contains(&(dispatch.call_id, dispatch.attempt)) {
-                tracing::info!(call_id = %dispatch.call_id, attempt = dispatch.attempt, "attempt already recorded, not dialing");
-                done.push(delivery.token);
-                continue;
+        Ok(done)
+    }
+
+    /// Dials the adopted dispatches whose lease is alive, or for which a new lease can be
+    /// taken now; the others keep waiting (unacknowledged) until capacity frees up.
+    async fn start_waiting(&mut self) -> Result<(), CallError> {
+        if self.waiting.is_empty() {
+            return Ok(());
+        }
+        let leases: Vec<(CampaignId, LeaseId)> = self
+            .waiting
+            .iter()
+            .map(|(d, _)| (d.campaign_id, d.lease_id))
+            .collect();
+        let alive = self.ctx.limiter.renew(&leases).await?;
+        let waiting = std::mem::take(&mut self.waiting);
+        for ((mut dispatch, delivery), alive) in waiting
+            .into_iter()
+            .zip(alive.into_iter().chain(std::iter::repeat(false)))
+        {
+            if !alive {
+                let fresh = self
+                    .ctx
+                    .limiter
+                    .acquire(dispatch.campaign_id, dispatch.limit, 1)
+                    .await?;
+                let Some(lease) = fresh.into_iter().next() else {
+                    self.waiting.push((dispatch, delivery));
+                    continue;
+                };
+                tracing::info!(call_id = %dispatch.call_id, "lease expired in transit, took a new one");
+                dispatch.lease_id = lease;
             }
             self.start(dispatch, delivery).await;
         }
-        Ok(done)
+        Ok(())
     }
 
     async fn start(&mut self, dispatch: DispatchMessage, delivery: Delivery) {
@@ -230,8 +268,21 @@ impl CallWorker {
         if leases.is_empty() {
             return;
         }
-        if let Err(err) = self.ctx.limiter.renew(&leases).await {
-            tracing::warn!(error = %err, "cannot renew leases");
+        match self.ctx.limiter.renew(&leases).await {
+            Ok(alive) => {
+                let lost = alive.iter().filter(|alive| !**alive).count();
+                if lost > 0 {
+                    // Only a limiter outage longer than limiter.lease_ttl gets here.
+                    tracing::warn!(lost, "leases of calls in progress expired");
+                }
+            }
+            Err(err) => tracing::warn!(error = %err, "cannot renew leases"),
+        }
+    }
+
+    async fn retry_waiting(&mut self) {
+        if let Err(err) = self.start_waiting().await {
+            tracing::warn!(error = %err, waiting = self.waiting.len(), "cannot start waiting dispatches");
         }
     }
 
@@ -254,12 +305,16 @@ impl CallWorker {
                 Some(first) = reports.recv() => {
                     let tokens = self.report(drain(first, &mut reports)).await?;
                     dispatches.ack(&tokens).await?;
+                    self.retry_waiting().await;
                 }
                 batch = dispatches.next_batch(1024) => {
                     let done = self.process_batch(batch?).await?;
                     dispatches.ack(&done).await?;
                 }
-                _ = renew.tick() => self.renew_leases().await,
+                _ = renew.tick() => {
+                    self.renew_leases().await;
+                    self.retry_waiting().await;
+                }
             }
         }
         let grace = self.ctx.settings.runtime.shutdown_grace.0;

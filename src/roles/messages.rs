@@ -34,6 +34,9 @@ pub struct DispatchMessage {
     pub policy: PolicyTerms,
     /// The instance that claimed the attempt; another call process adopts it before dialing.
     pub owner: InstanceId,
+    /// The campaign's max_concurrent_calls when dispatched, to take a new lease if this one
+    /// expired in transit.
+    pub limit: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

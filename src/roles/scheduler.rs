@@ -40,6 +40,14 @@ pub struct TickOutcome {
     pub campaigns_closed: usize,
 }
 
+/// A claimed call with the lease it dials under.
+struct Admitted {
+    call: ClaimedCall,
+    lease: LeaseId,
+    policy: PolicyTerms,
+    limit: u32,
+}
+
 pub struct Scheduler {
     ctx: AppContext,
     /// Rotates which campaign is served first, so none is always last.
@@ -123,7 +131,7 @@ impl Scheduler {
         campaign: &RunnableCampaign,
         want: u32,
         now: DateTime<Utc>,
-    ) -> Result<Vec<(ClaimedCall, LeaseId, PolicyTerms)>, SchedulerError> {
+    ) -> Result<Vec<Admitted>, SchedulerError> {
         let leases = self
             .ctx
             .limiter
@@ -159,7 +167,12 @@ impl Scheduler {
         Ok(claimed
             .into_iter()
             .zip(leases)
-            .map(|(call, lease)| (call, lease, policy))
+            .map(|(call, lease)| Admitted {
+                call,
+                lease,
+                policy,
+                limit: campaign.max_concurrent_calls,
+            })
             .collect())
     }
 
@@ -173,7 +186,7 @@ impl Scheduler {
 
     async fn dispatch(
         &self,
-        claimed: Vec<(ClaimedCall, LeaseId, PolicyTerms)>,
+        claimed: Vec<Admitted>,
         now: DateTime<Utc>,
     ) -> Result<(), SchedulerError> {
         if claimed.is_empty() {
@@ -181,7 +194,8 @@ impl Scheduler {
         }
         let messages = claimed
             .iter()
-            .map(|(call, lease, policy)| {
+            .map(|admitted| {
+                let call = &admitted.call;
                 messages::encode(
                     call.call_id.to_string(),
                     &DispatchMessage {
@@ -190,9 +204,10 @@ impl Scheduler {
                         campaign_id: call.campaign_id,
                         attempt: call.attempt,
                         phone_number: call.phone_number.clone(),
-                        lease_id: *lease,
-                        policy: *policy,
+                        lease_id: admitted.lease,
+                        policy: admitted.policy,
                         owner: self.ctx.instance,
+                        limit: admitted.limit,
                     },
                 )
             })
@@ -203,7 +218,7 @@ impl Scheduler {
             tracing::error!(error = %err, count = claimed.len(), "dispatch failed");
             let reports: Vec<AttemptReport> = claimed
                 .iter()
-                .map(|(call, _, _)| AttemptReport {
+                .map(|Admitted { call, .. }| AttemptReport {
                     call_id: call.call_id,
                     campaign_id: call.campaign_id,
                     attempt: call.attempt,
@@ -234,7 +249,7 @@ impl Scheduler {
                 .iter()
                 .zip(&applied)
                 .filter(|(_, applied)| applied.step.is_some())
-                .map(|((call, lease, _), _)| (call.campaign_id, *lease))
+                .map(|(admitted, _)| (admitted.call.campaign_id, admitted.lease))
                 .collect();
             let _ = self.ctx.limiter.release(&leases).await;
             return Err(err.into());

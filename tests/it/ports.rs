@@ -347,17 +347,25 @@ async fn limiter_leases_expire_unless_renewed() {
     for (name, limiter) in limiter_adapters(100, Duration::from_millis(300)).await {
         let campaign = CampaignId::new();
         let kept = limiter.acquire(campaign, 10, 2).await.expect("acquire");
-        let _dropped = limiter.acquire(campaign, 10, 3).await.expect("acquire");
+        let dropped = limiter.acquire(campaign, 10, 3).await.expect("acquire");
         for _ in 0..4 {
             tokio::time::sleep(Duration::from_millis(150)).await;
             let pairs: Vec<_> = kept.iter().map(|l| (campaign, *l)).collect();
-            limiter.renew(&pairs).await.expect("renew");
+            let alive = limiter.renew(&pairs).await.expect("renew");
+            assert_eq!(alive, vec![true, true], "{name}: renewed leases are alive");
         }
         assert_eq!(
             limiter.active(campaign).await.expect("active"),
             2,
             "{name}: only renewed leases survive"
         );
+        let late: Vec<_> = dropped.iter().map(|l| (campaign, *l)).collect();
+        assert_eq!(
+            limiter.renew(&late).await.expect("renew"),
+            vec![false, false, false],
+            "{name}: an expired lease is reported dead, not revived"
+        );
+        assert_eq!(limiter.active(campaign).await.expect("active"), 2);
     }
 }
 

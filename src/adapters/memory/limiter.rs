@@ -111,22 +111,24 @@ impl ConcurrencyLimiter for LocalLimiter {
         Ok(())
     }
 
-    async fn renew(&self, leases: &[(CampaignId, LeaseId)]) -> Result<(), LimiterError> {
+    async fn renew(&self, leases: &[(CampaignId, LeaseId)]) -> Result<Vec<bool>, LimiterError> {
         let now = Instant::now();
         let expires = now + self.lease_ttl;
         let mut state = self.state();
+        let mut alive = Vec::with_capacity(leases.len());
         for (campaign_id, lease) in leases {
             // An expired lease is gone even if not swept yet: renewing must not revive it.
-            if let Some(at) = state
+            let slot = state
                 .campaigns
                 .get_mut(campaign_id)
                 .and_then(|held| held.get_mut(lease))
-                .filter(|at| **at > now)
-            {
+                .filter(|at| **at > now);
+            alive.push(slot.is_some());
+            if let Some(at) = slot {
                 *at = expires;
             }
         }
-        Ok(())
+        Ok(alive)
     }
 
     async fn active(&self, campaign_id: CampaignId) -> Result<u32, LimiterError> {

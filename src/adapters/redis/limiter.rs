@@ -101,6 +101,7 @@ local now = now_ms()
 local expires = now + ttl
 purge(global_key, now)
 local purged = {}
+local alive = {}
 for i = 1, #KEYS - 1 do
   local key = KEYS[1 + i]
   local campaign, lease = ARGV[1 + 2 * i], ARGV[2 + 2 * i]
@@ -108,12 +109,12 @@ for i = 1, #KEYS - 1 do
     purge(key, now)
     purged[key] = true
   end
-  redis.call('ZADD', key, 'XX', expires, lease)
+  alive[i] = redis.call('ZADD', key, 'XX', 'CH', expires, lease)
   redis.call('ZADD', global_key, 'XX', expires, member(campaign, lease))
   redis.call('PEXPIRE', key, keep)
 end
 redis.call('PEXPIRE', global_key, keep)
-return 0
+return alive
 ";
 
 /// KEYS: one set. Returns its live leases.
@@ -294,10 +295,11 @@ impl ConcurrencyLimiter for RedisLimiter {
         Ok(())
     }
 
-    async fn renew(&self, leases: &[(CampaignId, LeaseId)]) -> Result<(), LimiterError> {
+    async fn renew(&self, leases: &[(CampaignId, LeaseId)]) -> Result<Vec<bool>, LimiterError> {
         if leases.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
+        let mut alive = Vec::with_capacity(leases.len());
         let mut conn = self.connection().await?;
         for chunk in leases.chunks(BATCH) {
             let mut invocation = self.renew.prepare_invoke();
@@ -311,12 +313,14 @@ impl ConcurrencyLimiter for RedisLimiter {
                     .arg(campaign_id.to_string())
                     .arg(lease.to_string());
             }
-            let _: i64 = invocation
+            // ZADD XX CH counts 1 for a member that existed (its expiry moved), 0 otherwise.
+            let renewed: Vec<i64> = invocation
                 .invoke_async(&mut conn)
                 .await
                 .map_err(|e| unavailable("renew", e))?;
+            alive.extend(renewed.into_iter().map(|changed| changed > 0));
         }
-        Ok(())
+        Ok(alive)
     }
 
     async fn active(&self, campaign_id: CampaignId) -> Result<u32, LimiterError> {
