@@ -27,6 +27,32 @@ pub struct NewTarget {
     pub metadata: Option<serde_json::Value>,
 }
 
+impl NewTarget {
+    /// The queued call that registering or re-queueing this target creates.
+    pub fn queued_call(
+        self,
+        campaign_id: CampaignId,
+        max_attempts: u32,
+        now: DateTime<Utc>,
+    ) -> Call {
+        Call {
+            id: CallId::new(),
+            campaign_id,
+            phone_number: self.phone_number,
+            status: CallStatus::Queued,
+            attempt_count: 0,
+            max_attempts,
+            scheduled_at: now,
+            next_attempt_at: None,
+            last_attempt_at: None,
+            created_at: now,
+            updated_at: now,
+            last_error: None,
+            metadata: self.metadata,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct NewCampaign {
     pub id: CampaignId,

@@ -448,29 +448,6 @@ async fn insert_calls(
     Ok(())
 }
 
-fn queued_call(
-    campaign_id: CampaignId,
-    target: NewTarget,
-    max_attempts: u32,
-    now: DateTime<Utc>,
-) -> Call {
-    Call {
-        id: CallId::new(),
-        campaign_id,
-        phone_number: target.phone_number,
-        status: CallStatus::Queued,
-        attempt_count: 0,
-        max_attempts,
-        scheduled_at: now,
-        next_attempt_at: None,
-        last_attempt_at: None,
-        created_at: now,
-        updated_at: now,
-        last_error: None,
-        metadata: target.metadata,
-    }
-}
-
 /// What `record_attempts` writes for one fresh report.
 struct ReportWrite {
     call_id: String,
@@ -713,7 +690,7 @@ impl Store for PgStore {
                 insert_targets(conn, &campaign, &targets).await?;
                 let calls: Vec<Call> = targets
                     .into_iter()
-                    .map(|target| queued_call(id, target, retry_policy.max_attempts, now))
+                    .map(|target| target.queued_call(id, retry_policy.max_attempts, now))
                     .collect();
                 insert_calls(conn, &campaign, retry_policy.max_attempts, now, &calls).await?;
                 load_campaign(conn, id, "")
@@ -956,7 +933,7 @@ impl Store for PgStore {
                 let max_attempts = campaign.retry_policy.max_attempts;
                 let calls: Vec<Call> = targets
                     .into_iter()
-                    .map(|target| queued_call(campaign_id, target, max_attempts, now))
+                    .map(|target| target.queued_call(campaign_id, max_attempts, now))
                     .collect();
                 insert_calls(conn, &id, max_attempts, now, &calls).await?;
                 let delta = StatsDelta {

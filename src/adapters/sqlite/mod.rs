@@ -283,29 +283,6 @@ fn insert_calls(conn: &mut SqliteConnection, calls: &[Call]) -> Result<(), Store
     Ok(())
 }
 
-fn queued_call(
-    campaign_id: CampaignId,
-    target: NewTarget,
-    max_attempts: u32,
-    now: DateTime<Utc>,
-) -> Call {
-    Call {
-        id: CallId::new(),
-        campaign_id,
-        phone_number: target.phone_number,
-        status: CallStatus::Queued,
-        attempt_count: 0,
-        max_attempts,
-        scheduled_at: now,
-        next_attempt_at: None,
-        last_attempt_at: None,
-        created_at: now,
-        updated_at: now,
-        last_error: None,
-        metadata: target.metadata,
-    }
-}
-
 fn set_campaign_completed(
     conn: &mut SqliteConnection,
     campaign_id: CampaignId,
@@ -384,7 +361,7 @@ impl Store for SqliteStore {
             insert_targets(conn, id, &targets)?;
             let calls: Vec<Call> = targets
                 .into_iter()
-                .map(|target| queued_call(id, target, retry_policy.max_attempts, now))
+                .map(|target| target.queued_call(id, retry_policy.max_attempts, now))
                 .collect();
             insert_calls(conn, &calls)?;
             let delta = StatsDelta {
@@ -562,7 +539,7 @@ impl Store for SqliteStore {
             let calls: Vec<Call> = targets
                 .into_iter()
                 .map(|target| {
-                    queued_call(campaign_id, target, campaign.retry_policy.max_attempts, now)
+                    target.queued_call(campaign_id, campaign.retry_policy.max_attempts, now)
                 })
                 .collect();
             insert_calls(conn, &calls)?;
