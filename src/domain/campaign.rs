@@ -99,6 +99,18 @@ impl CampaignStatus {
     pub fn is_mutable(self) -> bool {
         !matches!(self, Self::Completed | Self::Failed)
     }
+
+    /// Refuses `action` (an update, new calls) on a campaign that can no longer change.
+    pub fn ensure_mutable(self, action: &'static str) -> Result<(), InvalidTransition> {
+        if self.is_mutable() {
+            Ok(())
+        } else {
+            Err(InvalidTransition {
+                action,
+                from: self.as_str(),
+            })
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]

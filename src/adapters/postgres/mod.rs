@@ -751,13 +751,7 @@ impl Store for PgStore {
                 let current = load_campaign(conn, id, "FOR UPDATE")
                     .await?
                     .ok_or(Failure::Store(StoreError::NotFound))?;
-                if !current.status.is_mutable() {
-                    return Err(InvalidTransition {
-                        action: "update",
-                        from: current.status.as_str(),
-                    }
-                    .into());
-                }
+                current.status.ensure_mutable("update")?;
                 let campaign = id.to_string();
                 let old_key = current.name.to_lowercase();
                 let name = changes.name.unwrap_or(current.name);
@@ -901,13 +895,7 @@ impl Store for PgStore {
                 let campaign = load_campaign(conn, campaign_id, "FOR UPDATE")
                     .await?
                     .ok_or(Failure::Store(StoreError::NotFound))?;
-                if !campaign.status.is_mutable() {
-                    return Err(InvalidTransition {
-                        action: "queue calls for",
-                        from: campaign.status.as_str(),
-                    }
-                    .into());
-                }
+                campaign.status.ensure_mutable("queue calls for")?;
                 let id = campaign_id.to_string();
                 let numbers: Vec<String> = targets
                     .iter()

@@ -29,7 +29,7 @@ use self::rows::{
 use super::sql_rows as rows;
 use crate::domain::call::{next_step, Attempt, AttemptOutcome, Call, CallStatus, NextStep};
 use crate::domain::campaign::{
-    Campaign, CampaignChanges, CampaignStatus, InvalidTransition, StatusAction, Transition,
+    Campaign, CampaignChanges, CampaignStatus, StatusAction, Transition,
 };
 use crate::domain::ids::{CallId, CampaignId, InstanceId};
 use crate::domain::stats::CampaignStats;
@@ -408,13 +408,7 @@ impl Store for SqliteStore {
     ) -> Result<Campaign, StoreError> {
         self.write(move |conn| {
             let current = load_campaign(conn, id)?.ok_or(StoreError::NotFound)?;
-            if !current.status.is_mutable() {
-                return Err(InvalidTransition {
-                    action: "update",
-                    from: current.status.as_str(),
-                }
-                .into());
-            }
+            current.status.ensure_mutable("update")?;
             let name = changes.name.unwrap_or(current.name);
             let description = changes.description.unwrap_or(current.description);
             let max_concurrent = changes
@@ -514,13 +508,7 @@ impl Store for SqliteStore {
     ) -> Result<Vec<Call>, StoreError> {
         self.write(move |conn| {
             let campaign = load_campaign(conn, campaign_id)?.ok_or(StoreError::NotFound)?;
-            if !campaign.status.is_mutable() {
-                return Err(InvalidTransition {
-                    action: "queue calls for",
-                    from: campaign.status.as_str(),
-                }
-                .into());
-            }
+            campaign.status.ensure_mutable("queue calls for")?;
             let mut unregistered = Vec::new();
             for target in &targets {
                 let found: Vec<CountRow> = diesel::sql_query(
