@@ -7,10 +7,13 @@ use crate::adapters::kafka::{KafkaBus, KafkaBusConfig};
 use crate::adapters::memory::{LocalLimiter, MemoryBus};
 use crate::adapters::postgres::{self, PgStore};
 use crate::adapters::redis::RedisLimiter;
+use crate::adapters::scylla::{self, ScyllaTimeline, ScyllaUrl};
 use crate::adapters::sqlite::{self, SqliteStore};
 use crate::adapters::telephony::{MockConfig, MockProvider};
 use crate::domain::ids::InstanceId;
-use crate::ports::{Bus, ConcurrencyLimiter, Store, StoreError, TelephonyProvider};
+use crate::ports::{
+    Bus, ConcurrencyLimiter, Store, StoreError, TelephonyProvider, Timeline, TimelineError,
+};
 use crate::runtime::health::Health;
 use crate::runtime::role::RoleName;
 use crate::settings::{is_postgres_url, mask_password, sqlite_path, BusKind, Settings};
@@ -19,6 +22,11 @@ use crate::settings::{is_postgres_url, mask_password, sqlite_path, BusKind, Sett
 pub struct AppContext {
     pub settings: Arc<Settings>,
     pub store: Arc<dyn Store>,
+    /// Where finished attempts are read from: the store itself, or Scylla.
+    pub timeline: Arc<dyn Timeline>,
+    /// Whether `timeline` is separate from the store, so the status role exports finished
+    /// attempts to it and readers merge the two.
+    pub timeline_is_separate: bool,
     pub bus: Arc<dyn Bus>,
     pub limiter: Arc<dyn ConcurrencyLimiter>,
     pub provider: Arc<dyn TelephonyProvider>,
@@ -35,14 +43,18 @@ pub struct AppContext {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ContextError {
-    #[error("storage.url: {0}")]
+    #[error("storage.url")]
     Store(#[from] StoreError),
     #[error("storage.url: unsupported store {0:?}")]
     UnsupportedStore(String),
     #[error(transparent)]
     Limiter(#[from] crate::ports::LimiterError),
-    #[error("bus.brokers: {0}")]
+    #[error("bus.brokers")]
     Bus(#[from] crate::ports::BusError),
+    #[error("timeline.url")]
+    Timeline(#[from] TimelineError),
+    #[error("timeline.url")]
+    TimelineUrl(#[from] scylla::UrlError),
 }
 
 /// Connections in the PostgreSQL store's pool, per process: enough for the API's workers and the
@@ -76,7 +88,20 @@ pub async fn migrate(settings: &Settings) -> Result<Vec<String>, ContextError> {
         }
         StoreUrl::Postgres(url) => postgres::migrate(url).await?,
     };
+    let mut applied = applied;
+    if let Some(url) = scylla_url(settings)? {
+        let files = scylla::migrate(&url).await?;
+        applied.extend(files.into_iter().map(|file| format!("cql/{file}")));
+    }
     Ok(applied)
+}
+
+/// The Scylla cluster `timeline.url` names, or `None` when the store keeps the timeline.
+fn scylla_url(settings: &Settings) -> Result<Option<ScyllaUrl>, ContextError> {
+    if settings.timeline.url == "store" {
+        return Ok(None);
+    }
+    Ok(Some(ScyllaUrl::parse(&settings.timeline.url)?))
 }
 
 fn roles_label(roles: &BTreeSet<RoleName>) -> String {
@@ -99,10 +124,22 @@ impl AppContext {
                 tracing::info!(?applied, "applied migrations");
             }
         }
-        let store: Arc<dyn Store> = match store_url(&settings.storage.url)? {
-            StoreUrl::Sqlite(path) => Arc::new(SqliteStore::open(path).await?),
-            StoreUrl::Postgres(url) => Arc::new(PgStore::connect(url, POSTGRES_POOL_SIZE).await?),
-        };
+        let (store, store_timeline): (Arc<dyn Store>, Arc<dyn Timeline>) =
+            match store_url(&settings.storage.url)? {
+                StoreUrl::Sqlite(path) => {
+                    let store = Arc::new(SqliteStore::open(path).await?);
+                    (store.clone(), store)
+                }
+                StoreUrl::Postgres(url) => {
+                    let store = Arc::new(PgStore::connect(url, POSTGRES_POOL_SIZE).await?);
+                    (store.clone(), store)
+                }
+            };
+        let (timeline, timeline_is_separate): (Arc<dyn Timeline>, bool) =
+            match scylla_url(&settings)? {
+                None => (store_timeline, false),
+                Some(url) => (Arc::new(ScyllaTimeline::connect(&url).await?), true),
+            };
         let mock = &settings.telephony.mock;
         let provider = Arc::new(MockProvider::new(MockConfig {
             success_rate: mock.success_rate,
@@ -145,6 +182,8 @@ impl AppContext {
         };
         Ok(Self {
             store,
+            timeline,
+            timeline_is_separate,
             bus,
             limiter,
             provider: provider.clone(),

@@ -51,6 +51,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .await
                 .context("migration failed")?;
             println!("applied {} migration(s)", applied.len());
+            for version in &applied {
+                println!("  {version}");
+            }
             Ok(())
         }
         Command::LoadTest {

@@ -3,8 +3,8 @@
 use std::sync::LazyLock;
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 pub struct Metrics {
@@ -21,6 +21,7 @@ pub struct Metrics {
     pub mock_active_total: IntGauge,
     pub mock_peak_total: IntGauge,
     pub dead_letters: IntCounterVec,
+    pub timeline_exported: IntCounter,
 }
 
 fn build() -> Result<Metrics, prometheus::Error> {
@@ -100,6 +101,11 @@ fn build() -> Result<Metrics, prometheus::Error> {
         ),
         &["topic"],
     )?;
+    let timeline_exported = IntCounter::new(
+        "outbound_timeline_exported_total",
+        "finished attempts copied from the store to the timeline",
+    )?;
+    registry.register(Box::new(timeline_exported.clone()))?;
     registry.register(Box::new(dead_letters.clone()))?;
     registry.register(Box::new(mock_active_total.clone()))?;
     registry.register(Box::new(mock_peak_total.clone()))?;
@@ -126,6 +132,7 @@ fn build() -> Result<Metrics, prometheus::Error> {
         mock_active_total,
         mock_peak_total,
         dead_letters,
+        timeline_exported,
     })
 }
 

@@ -240,6 +240,13 @@ pub trait Store: Send + Sync + 'static {
         stale_before: DateTime<Utc>,
         limit: usize,
     ) -> Result<Vec<OrphanedAttempt>, StoreError>;
+
+    /// Finished attempts not yet handed to a separate timeline, oldest calls first; used only
+    /// when `timeline.url` is not the store itself.
+    async fn timeline_backlog(&self, limit: usize) -> Result<Vec<TimelineEntry>, StoreError>;
+    /// Deletes finished attempts the timeline now holds. Attempts still dialing are never
+    /// deleted, whatever the keys say.
+    async fn forget_attempts(&self, keys: &[AttemptKey]) -> Result<u64, StoreError>;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -349,6 +356,75 @@ pub trait ConcurrencyLimiter: Send + Sync + 'static {
     async fn renew(&self, leases: &[(CampaignId, LeaseId)]) -> Result<Vec<bool>, LimiterError>;
     async fn active(&self, campaign_id: CampaignId) -> Result<u32, LimiterError>;
     async fn active_total(&self) -> Result<u32, LimiterError>;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Timeline
+
+/// One finished attempt of one call, as the timeline keeps it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TimelineEntry {
+    pub campaign_id: CampaignId,
+    pub call_id: CallId,
+    pub attempt: Attempt,
+}
+
+impl TimelineEntry {
+    pub fn key(&self) -> AttemptKey {
+        AttemptKey {
+            campaign_id: self.campaign_id,
+            call_id: self.call_id,
+            attempt: self.attempt.attempt,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AttemptKey {
+    pub campaign_id: CampaignId,
+    pub call_id: CallId,
+    pub attempt: u32,
+}
+
+/// One page of a campaign's attempts; `next_page_token` is absent on the last page.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TimelinePage {
+    pub entries: Vec<TimelineEntry>,
+    pub next_page_token: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TimelineError {
+    #[error("invalid page token")]
+    InvalidPageToken,
+    #[error("timeline unavailable: {0}")]
+    Unavailable(String),
+    #[error("timeline failure: {0}")]
+    Internal(String),
+}
+
+/// The history of finished attempts: the SQL store itself (`timeline.url = "store"`), or
+/// Scylla, fed from the store by the status role's exporter.
+#[async_trait]
+pub trait Timeline: Send + Sync + 'static {
+    async fn ping(&self) -> Result<(), TimelineError>;
+    /// Keeps finished attempts. Writing an attempt again (same call and attempt number)
+    /// replaces it, so a repeated export is harmless.
+    async fn write(&self, entries: &[TimelineEntry]) -> Result<(), TimelineError>;
+    /// The finished attempts of one call, by attempt number.
+    async fn call_attempts(
+        &self,
+        campaign_id: CampaignId,
+        call_id: CallId,
+    ) -> Result<Vec<Attempt>, TimelineError>;
+    /// A campaign's finished attempts, at most `limit` per page, in an order that is stable
+    /// across pages: paging from no token to the last page visits each attempt once.
+    async fn campaign_attempts(
+        &self,
+        campaign_id: CampaignId,
+        page_token: Option<&str>,
+        limit: usize,
+    ) -> Result<TimelinePage, TimelineError>;
 }
 
 // ---------------------------------------------------------------------------------------------

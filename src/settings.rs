@@ -131,12 +131,18 @@ impl Default for LimiterSettings {
 #[serde(deny_unknown_fields, default)]
 pub struct TimelineSettings {
     pub url: String,
+    /// Attempts the status role copies from the store to a separate timeline per round.
+    pub export_batch: usize,
+    /// How often the exporter looks for finished attempts when the last round found none.
+    pub export_interval: GoDuration,
 }
 
 impl Default for TimelineSettings {
     fn default() -> Self {
         Self {
             url: "store".into(),
+            export_batch: 1_000,
+            export_interval: Duration::from_millis(500).into(),
         }
     }
 }
@@ -437,10 +443,24 @@ impl Settings {
             ));
         }
         if self.timeline.url != "store" {
+            crate::adapters::scylla::ScyllaUrl::parse(&self.timeline.url).map_err(|err| {
+                invalid(
+                    "timeline.url",
+                    format!("expected `store` or a scylla:// URL: {err}"),
+                )
+            })?;
+        }
+        if !(1..=10_000).contains(&self.timeline.export_batch) {
             return Err(invalid(
-                "timeline.url",
-                "only `store` is available in this build (scylla is issue 3)",
+                "timeline.export_batch",
+                format!(
+                    "must be from 1 to 10000, got {}",
+                    self.timeline.export_batch
+                ),
             ));
+        }
+        if self.timeline.export_interval.0.is_zero() {
+            return Err(invalid("timeline.export_interval", "must be above zero"));
         }
         if self.telephony.provider != "mock" {
             return Err(invalid(

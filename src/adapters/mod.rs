@@ -6,6 +6,7 @@ pub mod kafka;
 pub mod memory;
 pub mod postgres;
 pub mod redis;
+pub mod scylla;
 mod sql_rows;
 pub mod sqlite;
 pub mod telephony;

@@ -16,7 +16,7 @@ use crate::domain::campaign::{Campaign, CampaignStatus, RetryPolicy};
 use crate::domain::ids::{CallId, CampaignId};
 use crate::domain::phone::PhoneNumber;
 use crate::domain::stats::CampaignStats;
-use crate::ports::{ClaimedCall, OrphanedAttempt, StoreError};
+use crate::ports::{ClaimedCall, OrphanedAttempt, StoreError, TimelineEntry, TimelineError};
 
 pub fn to_ms(at: DateTime<Utc>) -> i64 {
     at.timestamp_millis()
@@ -197,6 +197,67 @@ pub struct AttemptRow {
     ended_at: Option<i64>,
     #[diesel(sql_type = Nullable<BigInt>)]
     duration_ms: Option<i64>,
+}
+
+/// Columns of `TimelineRow`, from the `attempts` table.
+pub const TIMELINE_COLUMNS: &str = "campaign_id, call_id, attempt, status, error, started_at, \
+    ended_at, duration_ms";
+
+/// A finished attempt with the call and campaign it belongs to.
+#[derive(QueryableByName)]
+pub struct TimelineRow {
+    #[diesel(sql_type = Text)]
+    campaign_id: String,
+    #[diesel(sql_type = Text)]
+    call_id: String,
+    #[diesel(embed)]
+    attempt: AttemptRow,
+}
+
+impl TryFrom<TimelineRow> for TimelineEntry {
+    type Error = StoreError;
+
+    fn try_from(row: TimelineRow) -> Result<Self, StoreError> {
+        Ok(TimelineEntry {
+            campaign_id: parse_id("campaign id", &row.campaign_id)?,
+            call_id: parse_id("call id", &row.call_id)?,
+            attempt: Attempt::try_from(row.attempt)?,
+        })
+    }
+}
+
+/// The SQL timeline's page token: the last `(call_id, attempt)` of the page, as opaque bytes.
+pub fn encode_timeline_token(call_id: CallId, attempt: u32) -> String {
+    use base64::Engine;
+    let mut bytes = Vec::with_capacity(20);
+    bytes.extend_from_slice(call_id.0.as_bytes());
+    bytes.extend_from_slice(&attempt.to_be_bytes());
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// The `(call_id, attempt)` a page token resumes after.
+pub fn decode_timeline_token(token: &str) -> Result<(CallId, u32), TimelineError> {
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .map_err(|_| TimelineError::InvalidPageToken)?;
+    let (id, attempt) = bytes
+        .split_at_checked(16)
+        .ok_or(TimelineError::InvalidPageToken)?;
+    let id = uuid::Uuid::from_slice(id).map_err(|_| TimelineError::InvalidPageToken)?;
+    let attempt: [u8; 4] = attempt
+        .try_into()
+        .map_err(|_| TimelineError::InvalidPageToken)?;
+    Ok((CallId(id), u32::from_be_bytes(attempt)))
+}
+
+impl From<StoreError> for TimelineError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Unavailable(message) => TimelineError::Unavailable(message),
+            other => TimelineError::Internal(other.to_string()),
+        }
+    }
 }
 
 impl TryFrom<AttemptRow> for Attempt {

@@ -99,6 +99,18 @@ pub struct Attempt {
     pub duration_ms: Option<u64>,
 }
 
+/// One call's attempts from the store (dialing, or finished and not yet exported) and from a
+/// separate timeline (exported), by attempt number. An attempt in both (copied, not yet
+/// deleted from the store) appears once, the store's copy winning.
+pub fn merge_attempts(store: Vec<Attempt>, timeline: Vec<Attempt>) -> Vec<Attempt> {
+    let mut by_number: std::collections::BTreeMap<u32, Attempt> = timeline
+        .into_iter()
+        .map(|attempt| (attempt.attempt, attempt))
+        .collect();
+    by_number.extend(store.into_iter().map(|attempt| (attempt.attempt, attempt)));
+    by_number.into_values().collect()
+}
+
 /// What the provider reported for one attempt.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -136,6 +148,35 @@ pub fn next_step(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn merged_attempts_are_ordered_and_unique() {
+        let at = |n: u32, status: AttemptStatus| Attempt {
+            attempt: n,
+            status,
+            error: None,
+            started_at: DateTime::<Utc>::UNIX_EPOCH,
+            ended_at: None,
+            duration_ms: None,
+        };
+        let merged = merge_attempts(
+            vec![at(3, AttemptStatus::Dialing), at(2, AttemptStatus::Failed)],
+            vec![
+                at(2, AttemptStatus::Completed),
+                at(1, AttemptStatus::Failed),
+            ],
+        );
+        let numbers: Vec<_> = merged.iter().map(|a| (a.attempt, a.status)).collect();
+        assert_eq!(
+            numbers,
+            vec![
+                (1, AttemptStatus::Failed),
+                (2, AttemptStatus::Failed),
+                (3, AttemptStatus::Dialing)
+            ]
+        );
+        assert!(merge_attempts(Vec::new(), Vec::new()).is_empty());
+    }
+
     use super::*;
 
     #[test]

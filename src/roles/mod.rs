@@ -5,13 +5,14 @@
 //! | api | HTTP | validates and stores campaigns, targets, triggered calls | `wake`, `retry` |
 //! | scheduler | `wake`, timer | business hours, leases, claims queued calls | `dispatch` |
 //! | call | `dispatch` | dials through the provider, renews leases | `status` |
-//! | status | `status` | records outcomes and statistics, decides retries, frees leases | `retry`, `wake` |
+//! | status | `status` | records outcomes and statistics, decides retries, frees leases; exports finished attempts to a separate timeline | `retry`, `wake` |
 //! | retry | `retry`, timer | requeues calls whose backoff ended | `wake` |
 //!
 //! Roles depend on ports only; `crate::context` wires the adapters.
 
 pub mod api;
 pub mod call;
+pub mod export;
 pub mod messages;
 pub mod retry;
 pub mod scheduler;

@@ -1,7 +1,8 @@
 //! The status role records outcomes. For each batch of reports it computes the retry time
 //! (backoff with jitter), records every attempt with its statistics in one store transaction
 //! (idempotent, so a redelivered report counts once), then frees the leases, tells the retry
-//! role about new retries and wakes the scheduler for the capacity it freed.
+//! role about new retries and wakes the scheduler for the capacity it freed. With a separate
+//! timeline (Scylla) it also runs the exporter that moves finished attempts there.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -19,6 +20,7 @@ use crate::metrics::metrics;
 use crate::ports::{
     AppliedReport, AttemptReport, BusError, LimiterError, StoreError, Subscription, Topic,
 };
+use crate::roles::export::TimelineExporter;
 use crate::roles::messages::{self, RetryMessage, StatusMessage};
 use crate::runtime::health::RoleHealth;
 use crate::runtime::role::RoleName;
@@ -162,7 +164,39 @@ impl StatusWorker {
         Ok(())
     }
 
+    /// Records outcomes until `shutdown`; with a separate timeline, also exports finished
+    /// attempts to it, until the outcomes recorded while draining are exported too.
     pub async fn run(
+        self,
+        subscription: Box<dyn Subscription>,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
+        if !self.ctx.timeline_is_separate {
+            return self.consume(subscription, shutdown).await;
+        }
+        let settings = &self.ctx.settings.timeline;
+        let exporter = TimelineExporter::new(
+            self.ctx.store.clone(),
+            self.ctx.timeline.clone(),
+            settings.export_batch,
+            settings.export_interval.0,
+        );
+        let stop_export = CancellationToken::new();
+        let consume = async {
+            let consumed = self.consume(subscription, shutdown).await;
+            stop_export.cancel();
+            consumed
+        };
+        let (consumed, ()) = tokio::join!(
+            consume,
+            exporter
+                .run(stop_export.clone())
+                .instrument(info_span!("export_timeline"))
+        );
+        consumed
+    }
+
+    async fn consume(
         mut self,
         mut subscription: Box<dyn Subscription>,
         shutdown: CancellationToken,

@@ -268,6 +268,7 @@ async fn every_bad_input_gets_its_4xx_and_code(mode: Mode) {
         format!("/api/v1/campaigns/{unknown}/stats"),
         format!("/api/v1/campaigns/{unknown}/calls"),
         format!("/api/v1/calls/{unknown}"),
+        format!("/api/v1/campaigns/{unknown}/attempts"),
     ] {
         let (status, body) = app.get(&path).await;
         assert_error(status, &body, 404, "not_found");
@@ -302,6 +303,24 @@ async fn every_bad_input_gets_its_4xx_and_code(mode: Mode) {
     assert_error(status, &body, 400, "invalid_page_token");
     let (status, body) = app.get("/api/v1/campaigns?page_token=abcd").await;
     assert_error(status, &body, 400, "invalid_page_token");
+    let campaign = app
+        .create_campaign(campaign_body(&unique_name("paging")))
+        .await;
+    let attempts = format!(
+        "/api/v1/campaigns/{}/attempts",
+        campaign["id"].as_str().expect("id")
+    );
+    for query in ["limit=0", "limit=1001", "limit=-1"] {
+        let (status, body) = app.get(&format!("{attempts}?{query}")).await;
+        assert_error(status, &body, 400, "validation_failed");
+    }
+    for token in ["%%%", "abcd", "AAAA"] {
+        let (status, body) = app.get(&format!("{attempts}?page_token={token}")).await;
+        assert_error(status, &body, 400, "invalid_page_token");
+    }
+    let (status, body) = app.get(&attempts).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body, json!({"attempts": []}));
     app.shutdown().await;
 }
 
@@ -599,6 +618,7 @@ async fn health_metrics_and_openapi_are_served(mode: Mode) {
         "/api/v1/campaigns/{id}/stats",
         "/api/v1/campaigns/{id}/targets",
         "/api/v1/campaigns/{id}/calls",
+        "/api/v1/campaigns/{id}/attempts",
         "/api/v1/calls",
         "/api/v1/calls/{id}",
     ] {

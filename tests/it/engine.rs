@@ -82,7 +82,51 @@ async fn a_campaign_completes_by_itself_with_exact_stats(mode: Mode) {
         assert_eq!(attempt["attempt"].as_u64(), Some(index as u64 + 1));
         assert!(attempt["ended_at"].is_string(), "{attempt}");
     }
+
+    // The campaign's timeline pages through every attempt once, and agrees with each call.
+    let mut listed = std::collections::HashMap::<String, u64>::new();
+    let mut token: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let query = match &token {
+            Some(token) => format!("?limit=97&page_token={token}"),
+            None => "?limit=97".to_owned(),
+        };
+        let (status, page) = app
+            .get(&format!("/api/v1/campaigns/{id}/attempts{query}"))
+            .await;
+        assert_eq!(status, 200, "{page}");
+        let entries = page["attempts"].as_array().expect("attempts");
+        assert!(entries.len() <= 97);
+        pages += 1;
+        for entry in entries {
+            let call = entry["call_id"].as_str().expect("call id").to_owned();
+            let number = entry["attempt"].as_u64().expect("attempt");
+            let count = listed.entry(call).or_default();
+            assert_eq!(number, *count + 1, "attempts of a call in order, once each");
+            *count = number;
+        }
+        match page["next_page_token"].as_str() {
+            Some(next) => token = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    assert!(pages > 1, "paged for real");
+    assert_eq!(listed.values().sum::<u64>(), attempts_total(&calls));
+    for call in &calls {
+        assert_eq!(
+            listed.get(call["id"].as_str().expect("id")).copied(),
+            call["attempt_count"].as_u64()
+        );
+    }
     app.shutdown().await;
+}
+
+fn attempts_total(calls: &[Value]) -> u64 {
+    calls
+        .iter()
+        .map(|c| c["attempt_count"].as_u64().unwrap_or(0))
+        .sum()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

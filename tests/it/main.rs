@@ -11,3 +11,4 @@ mod engine;
 mod helpers;
 mod ports;
 mod process;
+mod timeline;

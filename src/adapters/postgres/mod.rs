@@ -81,9 +81,11 @@ use diesel_async::{AsyncConnection, AsyncMigrationHarness, AsyncPgConnection, Ru
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 use self::rows::{LockedCallRow, PhoneRow, RowCount, StatusCountRow, StatusRow};
+use super::sql_rows::{decode_timeline_token, encode_timeline_token};
 use super::sql_rows::{
     from_ms, to_ms, AttemptRow, CallRow, CampaignRow, ClaimRow, CountRow, IdRow, MaybeMsRow,
-    OrphanRow, RunnableRow, StatsDelta, StatsRow, CALL_COLUMNS, CAMPAIGN_COLUMNS,
+    OrphanRow, RunnableRow, StatsDelta, StatsRow, TimelineRow, CALL_COLUMNS, CAMPAIGN_COLUMNS,
+    TIMELINE_COLUMNS,
 };
 use crate::domain::call::{next_step, Attempt, AttemptOutcome, Call, CallStatus, NextStep};
 use crate::domain::campaign::{
@@ -92,8 +94,8 @@ use crate::domain::campaign::{
 use crate::domain::ids::{CallId, CampaignId, InstanceId};
 use crate::domain::stats::CampaignStats;
 use crate::ports::{
-    AppliedReport, AttemptReport, ClaimedCall, NewCampaign, NewTarget, OrphanedAttempt,
-    RunnableCampaign, Store, StoreError,
+    AppliedReport, AttemptKey, AttemptReport, ClaimedCall, NewCampaign, NewTarget, OrphanedAttempt,
+    RunnableCampaign, Store, StoreError, Timeline, TimelineEntry, TimelineError, TimelinePage,
 };
 
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
@@ -1332,6 +1334,191 @@ impl Store for PgStore {
         .await
         .map_err(classify)?;
         rows.into_iter().map(OrphanedAttempt::try_from).collect()
+    }
+
+    async fn timeline_backlog(&self, limit: usize) -> Result<Vec<TimelineEntry>, StoreError> {
+        let mut conn = self.conn().await?;
+        let rows: Vec<TimelineRow> = diesel::sql_query(format!(
+            "SELECT {TIMELINE_COLUMNS} FROM attempts WHERE ended_at IS NOT NULL LIMIT $1"
+        ))
+        .bind::<BigInt, _>(limit as i64)
+        .load(&mut conn)
+        .await
+        .map_err(classify)?;
+        rows.into_iter().map(TimelineEntry::try_from).collect()
+    }
+
+    async fn forget_attempts(&self, keys: &[AttemptKey]) -> Result<u64, StoreError> {
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        let mut conn = self.conn().await?;
+        let deleted = diesel::sql_query(
+            "DELETE FROM attempts a USING unnest($1::text[], $2::text[], $3::int[]) \
+             AS v(campaign_id, call_id, attempt) WHERE a.campaign_id = v.campaign_id \
+             AND a.call_id = v.call_id AND a.attempt = v.attempt AND a.ended_at IS NOT NULL",
+        )
+        .bind::<Array<Text>, _>(
+            keys.iter()
+                .map(|k| k.campaign_id.to_string())
+                .collect::<Vec<_>>(),
+        )
+        .bind::<Array<Text>, _>(
+            keys.iter()
+                .map(|k| k.call_id.to_string())
+                .collect::<Vec<_>>(),
+        )
+        .bind::<Array<Integer>, _>(keys.iter().map(|k| k.attempt as i32).collect::<Vec<_>>())
+        .execute(&mut conn)
+        .await
+        .map_err(classify)?;
+        Ok(deleted as u64)
+    }
+}
+
+/// The store as its own timeline (`timeline.url = "store"`): the attempts table, which the
+/// store's transactions already keep; `write` upserts, for a timeline fed from elsewhere.
+#[async_trait]
+impl Timeline for PgStore {
+    async fn ping(&self) -> Result<(), TimelineError> {
+        Ok(Store::ping(self).await?)
+    }
+
+    async fn write(&self, entries: &[TimelineEntry]) -> Result<(), TimelineError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.conn().await?;
+        diesel::sql_query(format!(
+            "INSERT INTO attempts ({TIMELINE_COLUMNS}) SELECT * FROM unnest($1::text[], \
+             $2::text[], $3::int[], $4::text[], $5::text[], $6::int8[], $7::int8[], $8::int8[]) \
+             ON CONFLICT (campaign_id, call_id, attempt) DO UPDATE SET status = excluded.status, \
+             error = excluded.error, started_at = excluded.started_at, \
+             ended_at = excluded.ended_at, duration_ms = excluded.duration_ms"
+        ))
+        .bind::<Array<Text>, _>(
+            entries
+                .iter()
+                .map(|e| e.campaign_id.to_string())
+                .collect::<Vec<_>>(),
+        )
+        .bind::<Array<Text>, _>(
+            entries
+                .iter()
+                .map(|e| e.call_id.to_string())
+                .collect::<Vec<_>>(),
+        )
+        .bind::<Array<Integer>, _>(
+            entries
+                .iter()
+                .map(|e| e.attempt.attempt as i32)
+                .collect::<Vec<_>>(),
+        )
+        .bind::<Array<Text>, _>(
+            entries
+                .iter()
+                .map(|e| e.attempt.status.as_str().to_owned())
+                .collect::<Vec<_>>(),
+        )
+        .bind::<Array<Nullable<Text>>, _>(
+            entries
+                .iter()
+                .map(|e| e.attempt.error.clone())
+                .collect::<Vec<_>>(),
+        )
+        .bind::<Array<BigInt>, _>(
+            entries
+                .iter()
+                .map(|e| to_ms(e.attempt.started_at))
+                .collect::<Vec<_>>(),
+        )
+        .bind::<Array<Nullable<BigInt>>, _>(
+            entries
+                .iter()
+                .map(|e| e.attempt.ended_at.map(to_ms))
+                .collect::<Vec<_>>(),
+        )
+        .bind::<Array<Nullable<BigInt>>, _>(
+            entries
+                .iter()
+                .map(|e| {
+                    e.attempt
+                        .duration_ms
+                        .map(|ms| ms.min(i64::MAX as u64) as i64)
+                })
+                .collect::<Vec<_>>(),
+        )
+        .execute(&mut conn)
+        .await
+        .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn call_attempts(
+        &self,
+        campaign_id: CampaignId,
+        call_id: CallId,
+    ) -> Result<Vec<Attempt>, TimelineError> {
+        let mut conn = self.conn().await?;
+        let rows: Vec<AttemptRow> = diesel::sql_query(
+            "SELECT attempt, status, error, started_at, ended_at, duration_ms FROM attempts \
+             WHERE campaign_id = $1 AND call_id = $2 AND ended_at IS NOT NULL ORDER BY attempt",
+        )
+        .bind::<Text, _>(campaign_id.to_string())
+        .bind::<Text, _>(call_id.to_string())
+        .load(&mut conn)
+        .await
+        .map_err(classify)?;
+        Ok(rows
+            .into_iter()
+            .map(Attempt::try_from)
+            .collect::<Result<Vec<_>, _>>()?)
+    }
+
+    async fn campaign_attempts(
+        &self,
+        campaign_id: CampaignId,
+        page_token: Option<&str>,
+        limit: usize,
+    ) -> Result<TimelinePage, TimelineError> {
+        let (after_call, after_attempt) = match page_token {
+            Some(token) => {
+                let (call, attempt) = decode_timeline_token(token)?;
+                (call.to_string(), i64::from(attempt))
+            }
+            None => (String::new(), -1),
+        };
+        let limit = limit.max(1);
+        let mut conn = self.conn().await?;
+        // The primary key (campaign_id, call_id, attempt) serves both the filter and the order.
+        let rows: Vec<TimelineRow> = diesel::sql_query(format!(
+            "SELECT {TIMELINE_COLUMNS} FROM attempts WHERE campaign_id = $1 \
+             AND (call_id, attempt) > ($2, $3::int) AND ended_at IS NOT NULL \
+             ORDER BY call_id, attempt LIMIT $4"
+        ))
+        .bind::<Text, _>(campaign_id.to_string())
+        .bind::<Text, _>(after_call)
+        .bind::<BigInt, _>(after_attempt)
+        .bind::<BigInt, _>(limit as i64 + 1)
+        .load(&mut conn)
+        .await
+        .map_err(classify)?;
+        let mut entries = rows
+            .into_iter()
+            .map(TimelineEntry::try_from)
+            .collect::<Result<Vec<_>, _>>()?;
+        let next_page_token = if entries.len() > limit {
+            entries.truncate(limit);
+            entries
+                .last()
+                .map(|entry| encode_timeline_token(entry.call_id, entry.attempt.attempt))
+        } else {
+            None
+        };
+        Ok(TimelinePage {
+            entries,
+            next_page_token,
+        })
     }
 }
 

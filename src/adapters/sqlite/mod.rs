@@ -24,9 +24,11 @@ use tokio::sync::Mutex;
 
 use self::rows::{
     from_ms, to_ms, AttemptRow, CallRow, CampaignRow, ClaimRow, CountRow, DialingRow, IdRow,
-    OrphanRow, RunnableRow, StatsDelta, StatsRow, CALL_COLUMNS, CAMPAIGN_COLUMNS,
+    OrphanRow, RunnableRow, StatsDelta, StatsRow, TimelineRow, CALL_COLUMNS, CAMPAIGN_COLUMNS,
+    TIMELINE_COLUMNS,
 };
 use super::sql_rows as rows;
+use super::sql_rows::{decode_timeline_token, encode_timeline_token};
 use crate::domain::call::{next_step, Attempt, AttemptOutcome, Call, CallStatus, NextStep};
 use crate::domain::campaign::{
     Campaign, CampaignChanges, CampaignStatus, StatusAction, Transition,
@@ -34,8 +36,8 @@ use crate::domain::campaign::{
 use crate::domain::ids::{CallId, CampaignId, InstanceId};
 use crate::domain::stats::CampaignStats;
 use crate::ports::{
-    AppliedReport, AttemptReport, ClaimedCall, NewCampaign, NewTarget, OrphanedAttempt,
-    RunnableCampaign, Store, StoreError,
+    AppliedReport, AttemptKey, AttemptReport, ClaimedCall, NewCampaign, NewTarget, OrphanedAttempt,
+    RunnableCampaign, Store, StoreError, Timeline, TimelineEntry, TimelineError, TimelinePage,
 };
 
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
@@ -931,5 +933,157 @@ impl Store for SqliteStore {
             rows.into_iter().map(OrphanedAttempt::try_from).collect()
         })
         .await
+    }
+
+    async fn timeline_backlog(&self, limit: usize) -> Result<Vec<TimelineEntry>, StoreError> {
+        self.read(move |conn| {
+            let rows: Vec<TimelineRow> = diesel::sql_query(format!(
+                "SELECT {TIMELINE_COLUMNS} FROM attempts WHERE ended_at IS NOT NULL LIMIT ?"
+            ))
+            .bind::<BigInt, _>(limit as i64)
+            .load(conn)?;
+            rows.into_iter().map(TimelineEntry::try_from).collect()
+        })
+        .await
+    }
+
+    async fn forget_attempts(&self, keys: &[AttemptKey]) -> Result<u64, StoreError> {
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        let keys = keys.to_vec();
+        self.write(move |conn| {
+            let mut deleted = 0;
+            for key in keys {
+                deleted += diesel::sql_query(
+                    "DELETE FROM attempts WHERE call_id = ? AND attempt = ? \
+                     AND ended_at IS NOT NULL",
+                )
+                .bind::<Text, _>(key.call_id.to_string())
+                .bind::<Integer, _>(key.attempt as i32)
+                .execute(conn)? as u64;
+            }
+            Ok(deleted)
+        })
+        .await
+    }
+}
+
+/// The store as its own timeline (`timeline.url = "store"`): the attempts table, which the
+/// store's transactions already keep; `write` upserts, for a timeline fed from elsewhere.
+#[async_trait]
+impl Timeline for SqliteStore {
+    async fn ping(&self) -> Result<(), TimelineError> {
+        Ok(Store::ping(self).await?)
+    }
+
+    async fn write(&self, entries: &[TimelineEntry]) -> Result<(), TimelineError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let entries = entries.to_vec();
+        let result = self
+            .write(move |conn| {
+                for chunk in entries.chunks(INSERT_CHUNK / 4) {
+                    let placeholders = vec!["(?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
+                    let mut query = diesel::sql_query(format!(
+                        "INSERT INTO attempts ({TIMELINE_COLUMNS}) VALUES {placeholders} \
+                         ON CONFLICT (call_id, attempt) DO UPDATE SET \
+                         campaign_id = excluded.campaign_id, status = excluded.status, \
+                         error = excluded.error, started_at = excluded.started_at, \
+                         ended_at = excluded.ended_at, duration_ms = excluded.duration_ms"
+                    ))
+                    .into_boxed();
+                    for entry in chunk {
+                        let attempt = &entry.attempt;
+                        query = query
+                            .bind::<Text, _>(entry.campaign_id.to_string())
+                            .bind::<Text, _>(entry.call_id.to_string())
+                            .bind::<Integer, _>(attempt.attempt as i32)
+                            .bind::<Text, _>(attempt.status.as_str())
+                            .bind::<Nullable<Text>, _>(attempt.error.clone())
+                            .bind::<BigInt, _>(to_ms(attempt.started_at))
+                            .bind::<Nullable<BigInt>, _>(attempt.ended_at.map(to_ms))
+                            .bind::<Nullable<BigInt>, _>(
+                                attempt.duration_ms.map(|ms| ms.min(i64::MAX as u64) as i64),
+                            );
+                    }
+                    query.execute(conn)?;
+                }
+                Ok(())
+            })
+            .await;
+        Ok(result?)
+    }
+
+    async fn call_attempts(
+        &self,
+        campaign_id: CampaignId,
+        call_id: CallId,
+    ) -> Result<Vec<Attempt>, TimelineError> {
+        let rows = self
+            .read(move |conn| {
+                let rows: Vec<AttemptRow> = diesel::sql_query(
+                    "SELECT attempt, status, error, started_at, ended_at, duration_ms \
+                     FROM attempts WHERE call_id = ? AND campaign_id = ? \
+                     AND ended_at IS NOT NULL ORDER BY attempt",
+                )
+                .bind::<Text, _>(call_id.to_string())
+                .bind::<Text, _>(campaign_id.to_string())
+                .load(conn)?;
+                rows.into_iter()
+                    .map(Attempt::try_from)
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .await?;
+        Ok(rows)
+    }
+
+    async fn campaign_attempts(
+        &self,
+        campaign_id: CampaignId,
+        page_token: Option<&str>,
+        limit: usize,
+    ) -> Result<TimelinePage, TimelineError> {
+        let (after_call, after_attempt) = match page_token {
+            Some(token) => {
+                let (call, attempt) = decode_timeline_token(token)?;
+                (call.to_string(), i64::from(attempt))
+            }
+            None => (String::new(), -1),
+        };
+        let limit = limit.max(1);
+        let mut entries = self
+            .read(move |conn| {
+                // The primary key (call_id, attempt) serves the order; call ids are UUID v7,
+                // so one campaign's calls sit close together in it.
+                let rows: Vec<TimelineRow> = diesel::sql_query(format!(
+                    "SELECT {TIMELINE_COLUMNS} FROM attempts WHERE \
+                     (call_id > ? OR (call_id = ? AND attempt > ?)) AND campaign_id = ? \
+                     AND ended_at IS NOT NULL ORDER BY call_id, attempt LIMIT ?"
+                ))
+                .bind::<Text, _>(after_call.clone())
+                .bind::<Text, _>(after_call)
+                .bind::<BigInt, _>(after_attempt)
+                .bind::<Text, _>(campaign_id.to_string())
+                .bind::<BigInt, _>(limit as i64 + 1)
+                .load(conn)?;
+                rows.into_iter()
+                    .map(TimelineEntry::try_from)
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .await?;
+        let next_page_token = if entries.len() > limit {
+            entries.truncate(limit);
+            entries
+                .last()
+                .map(|entry| encode_timeline_token(entry.call_id, entry.attempt.attempt))
+        } else {
+            None
+        };
+        Ok(TimelinePage {
+            entries,
+            next_page_token,
+        })
     }
 }

@@ -486,6 +486,21 @@ pub struct CallDetailResponse {
     pub attempts: Vec<AttemptResponse>,
 }
 
+/// One finished attempt with the call it belongs to.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CampaignAttemptResponse {
+    pub call_id: String,
+    #[serde(flatten)]
+    pub attempt: AttemptResponse,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AttemptListResponse {
+    pub attempts: Vec<CampaignAttemptResponse>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_page_token: Option<String>,
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CallListResponse {
     pub calls: Vec<CallResponse>,

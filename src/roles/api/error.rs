@@ -6,7 +6,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
-use crate::ports::StoreError;
+use crate::ports::{StoreError, TimelineError};
 use crate::telemetry;
 
 /// Most entries `details` lists.
@@ -156,6 +156,19 @@ impl ResponseError for ApiError {
             trace_id: self.trace_id.clone(),
             details: self.details.clone(),
         })
+    }
+}
+
+impl From<TimelineError> for ApiError {
+    fn from(err: TimelineError) -> Self {
+        match err {
+            TimelineError::InvalidPageToken => Self::invalid_page_token(),
+            TimelineError::Unavailable(cause) => {
+                tracing::warn!(error.cause = %cause, "timeline unavailable");
+                Self::unavailable()
+            }
+            TimelineError::Internal(cause) => Self::internal(&cause),
+        }
     }
 }
 

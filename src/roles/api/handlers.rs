@@ -13,7 +13,7 @@ use uuid::Uuid;
 use super::dto::*;
 use super::error::{ApiError, ErrorBody};
 use crate::context::AppContext;
-use crate::domain::call::CallStatus;
+use crate::domain::call::{merge_attempts, CallStatus};
 use crate::domain::campaign::{CampaignChanges, CampaignStatus, StatusAction, Transition};
 use crate::domain::ids::{CallId, CampaignId};
 use crate::domain::phone::PhoneNumber;
@@ -49,17 +49,7 @@ struct PageParams {
 }
 
 fn page_params(query: &HashMap<String, String>) -> Result<PageParams, ApiError> {
-    let limit = match query.get("limit") {
-        None => 100,
-        Some(raw) => match raw.parse::<usize>() {
-            Ok(limit) if (1..=1000).contains(&limit) => limit,
-            _ => {
-                return Err(ApiError::validation(vec![format!(
-                    "limit: must be an integer from 1 to 1000, got {raw:?}"
-                )]))
-            }
-        },
-    };
+    let limit = page_limit(query)?;
     let after = match query.get("page_token") {
         None => None,
         Some(token) if token.is_empty() => None,
@@ -69,6 +59,20 @@ fn page_params(query: &HashMap<String, String>) -> Result<PageParams, ApiError> 
         limit,
         after,
         status: query.get("status").filter(|s| !s.is_empty()).cloned(),
+    })
+}
+
+fn page_limit(query: &HashMap<String, String>) -> Result<usize, ApiError> {
+    Ok(match query.get("limit") {
+        None => 100,
+        Some(raw) => match raw.parse::<usize>() {
+            Ok(limit) if (1..=1000).contains(&limit) => limit,
+            _ => {
+                return Err(ApiError::validation(vec![format!(
+                    "limit: must be an integer from 1 to 1000, got {raw:?}"
+                )]))
+            }
+        },
     })
 }
 
@@ -348,6 +352,40 @@ pub async fn list_calls(
     }))
 }
 
+/// A campaign's finished attempts, from the timeline. With a separate timeline (Scylla), an
+/// attempt appears here once the status role has exported it, within about
+/// `timeline.export_interval` of its end.
+#[utoipa::path(get, path = "/api/v1/campaigns/{id}/attempts",
+    params(("limit" = Option<u32>, Query), ("page_token" = Option<String>, Query)),
+    responses((status = 200, body = AttemptListResponse), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn list_attempts(
+    ctx: Ctx,
+    path: web::Path<String>,
+    query: Query,
+) -> Result<HttpResponse, ApiError> {
+    let id = campaign_id(&path)?;
+    let limit = page_limit(&query)?;
+    let token = query.get("page_token").filter(|token| !token.is_empty());
+    if ctx.store.get_campaign(id).await?.is_none() {
+        return Err(ApiError::not_found("campaign"));
+    }
+    let page = ctx
+        .timeline
+        .campaign_attempts(id, token.map(String::as_str), limit)
+        .await?;
+    Ok(HttpResponse::Ok().json(AttemptListResponse {
+        attempts: page
+            .entries
+            .iter()
+            .map(|entry| CampaignAttemptResponse {
+                call_id: entry.call_id.to_string(),
+                attempt: AttemptResponse::from(&entry.attempt),
+            })
+            .collect(),
+        next_page_token: page.next_page_token,
+    }))
+}
+
 #[utoipa::path(post, path = "/api/v1/calls", request_body = TriggerCallRequest,
     responses((status = 202, body = CallResponse), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn trigger_call(
@@ -408,11 +446,16 @@ pub async fn trigger_call(
     responses((status = 200, body = CallDetailResponse), (status = 404, body = ErrorBody)))]
 pub async fn get_call(ctx: Ctx, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let id = CallId(parse_id(&path)?);
-    let (call, attempts) = ctx
+    let (call, mut attempts) = ctx
         .store
         .get_call(id)
         .await?
         .ok_or_else(|| ApiError::not_found("call"))?;
+    if ctx.timeline_is_separate {
+        // After the store: an attempt the exporter moved meanwhile is in the timeline by then.
+        let exported = ctx.timeline.call_attempts(call.campaign_id, id).await?;
+        attempts = merge_attempts(attempts, exported);
+    }
     Ok(HttpResponse::Ok().json(CallDetailResponse {
         call: CallResponse::from(&call),
         attempts: attempts.iter().map(AttemptResponse::from).collect(),
@@ -435,7 +478,9 @@ pub async fn healthz(ctx: Ctx) -> HttpResponse {
 }
 
 pub async fn readyz(ctx: Ctx) -> HttpResponse {
-    let ready = ctx.health.is_ready() && ctx.store.ping().await.is_ok();
+    let ready = ctx.health.is_ready()
+        && ctx.store.ping().await.is_ok()
+        && (!ctx.timeline_is_separate || ctx.timeline.ping().await.is_ok());
     let body = serde_json::json!({
         "status": if ready { "ready" } else { "not_ready" },
         "roles": ctx.health.snapshot(),

@@ -41,6 +41,7 @@ use crate::runtime::role::RoleName;
         handlers::campaign_stats,
         handlers::add_targets,
         handlers::list_calls,
+        handlers::list_attempts,
         handlers::trigger_call,
         handlers::get_call,
     )
@@ -117,6 +118,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(
                 web::resource("/campaigns/{id}/calls")
                     .route(web::get().to(h::list_calls))
+                    .default_service(not_allowed()),
+            )
+            .service(
+                web::resource("/campaigns/{id}/attempts")
+                    .route(web::get().to(h::list_attempts))
                     .default_service(not_allowed()),
             )
             .service(

@@ -1,0 +1,524 @@
+//! The attempt timeline in Scylla (or Cassandra), when `timeline.url` is `scylla://...`.
+//!
+//! Every statement is prepared once at connect, marked idempotent (each write puts the same
+//! values under the same key, so the driver may retry it) and runs at `LOCAL_QUORUM`. Reads of
+//! a campaign page for real: each API page is one or more server pages, resumed from the
+//! server's paging state, which the page token carries.
+
+pub mod schema;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use chrono::{DateTime, TimeZone, Utc};
+use scylla::client::session::Session;
+use scylla::client::session_builder::SessionBuilder;
+use scylla::response::{PagingState, PagingStateResponse};
+use scylla::statement::prepared::PreparedStatement;
+use scylla::statement::Consistency;
+use scylla::value::CqlTimestamp;
+use uuid::Uuid;
+
+use self::schema::{bucket_of, schema_statements, Statements, BUCKETS};
+pub use self::schema::{ScyllaUrl, UrlError};
+use crate::domain::call::{Attempt, AttemptStatus};
+use crate::domain::ids::{CallId, CampaignId};
+use crate::ports::{Timeline, TimelineEntry, TimelineError, TimelinePage};
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Writes in flight at once per `write` call.
+const WRITE_CONCURRENCY: usize = 64;
+
+pub struct ScyllaTimeline {
+    session: Session,
+    insert_call_attempt: PreparedStatement,
+    insert_campaign_attempt: PreparedStatement,
+    select_call_attempts: PreparedStatement,
+    select_campaign_bucket: PreparedStatement,
+}
+
+fn unavailable(what: &str, err: impl std::fmt::Display) -> TimelineError {
+    TimelineError::Unavailable(format!("scylla: {what}: {err}"))
+}
+
+fn internal(what: &str, err: impl std::fmt::Display) -> TimelineError {
+    TimelineError::Internal(format!("scylla: {what}: {err}"))
+}
+
+async fn open_session(url: &ScyllaUrl) -> Result<Session, TimelineError> {
+    SessionBuilder::new()
+        .known_nodes(&url.nodes)
+        .connection_timeout(CONNECT_TIMEOUT)
+        .build()
+        .await
+        .map_err(|err| unavailable(&format!("cannot connect to {}", url.nodes.join(",")), err))
+}
+
+/// Applies the schema under `cql/` to the cluster at `url`; returns the files applied. Every
+/// statement is `IF NOT EXISTS`, so running it again changes nothing.
+pub async fn migrate(url: &ScyllaUrl) -> Result<Vec<String>, TimelineError> {
+    let session = open_session(url).await?;
+    let mut applied: Vec<String> = Vec::new();
+    for (file, statement) in schema_statements(&url.keyspace) {
+        session
+            .query_unpaged(statement, ())
+            .await
+            .map_err(|err| internal(&format!("cql/{file}"), err))?;
+        if applied.last().map(String::as_str) != Some(file) {
+            applied.push(file.to_owned());
+        }
+    }
+    session
+        .await_schema_agreement()
+        .await
+        .map_err(|err| unavailable("schema agreement", err))?;
+    Ok(applied)
+}
+
+impl ScyllaTimeline {
+    pub async fn connect(url: &ScyllaUrl) -> Result<Self, TimelineError> {
+        let session = open_session(url).await?;
+        let statements = Statements::new(&url.keyspace);
+        let prepare = |text: String| {
+            let session = &session;
+            async move {
+                let mut prepared = session.prepare(text.as_str()).await.map_err(|err| {
+                    unavailable(
+                        &format!("cannot prepare {text:?} (has `outbound migrate` run?)"),
+                        err,
+                    )
+                })?;
+                prepared.set_is_idempotent(true);
+                prepared.set_consistency(Consistency::LocalQuorum);
+                Ok::<_, TimelineError>(prepared)
+            }
+        };
+        Ok(Self {
+            insert_call_attempt: prepare(statements.insert_call_attempt).await?,
+            insert_campaign_attempt: prepare(statements.insert_campaign_attempt).await?,
+            select_call_attempts: prepare(statements.select_call_attempts).await?,
+            select_campaign_bucket: prepare(statements.select_campaign_bucket).await?,
+            session,
+        })
+    }
+
+    async fn write_one(&self, entry: &TimelineEntry) -> Result<(), TimelineError> {
+        let (call_row, campaign_row) = entry_values(entry);
+        let (call, campaign) = futures::join!(
+            self.session
+                .execute_unpaged(&self.insert_call_attempt, call_row),
+            self.session
+                .execute_unpaged(&self.insert_campaign_attempt, campaign_row),
+        );
+        call.map_err(|err| unavailable("write call_attempts", err))?;
+        campaign.map_err(|err| unavailable("write campaign_attempts", err))?;
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Row mapping, pure.
+
+type CallAttemptValues = (
+    Uuid,
+    i32,
+    Uuid,
+    String,
+    Option<String>,
+    CqlTimestamp,
+    Option<CqlTimestamp>,
+    Option<i64>,
+);
+type CampaignAttemptValues = (
+    Uuid,
+    i32,
+    Uuid,
+    i32,
+    String,
+    Option<String>,
+    CqlTimestamp,
+    Option<CqlTimestamp>,
+    Option<i64>,
+);
+
+fn timestamp(at: DateTime<Utc>) -> CqlTimestamp {
+    CqlTimestamp(at.timestamp_millis())
+}
+
+fn from_timestamp(at: CqlTimestamp) -> Result<DateTime<Utc>, TimelineError> {
+    Utc.timestamp_millis_opt(at.0)
+        .single()
+        .ok_or_else(|| internal("corrupt row", format!("timestamp {} out of range", at.0)))
+}
+
+/// The bound values of both inserts for one entry.
+fn entry_values(entry: &TimelineEntry) -> (CallAttemptValues, CampaignAttemptValues) {
+    let attempt = &entry.attempt;
+    let number = attempt.attempt.min(i32::MAX as u32) as i32;
+    let duration = attempt.duration_ms.map(|ms| ms.min(i64::MAX as u64) as i64);
+    let status = attempt.status.as_str().to_owned();
+    (
+        (
+            entry.call_id.0,
+            number,
+            entry.campaign_id.0,
+            status.clone(),
+            attempt.error.clone(),
+            timestamp(attempt.started_at),
+            attempt.ended_at.map(timestamp),
+            duration,
+        ),
+        (
+            entry.campaign_id.0,
+            i32::from(bucket_of(&entry.call_id.0)),
+            entry.call_id.0,
+            number,
+            status,
+            attempt.error.clone(),
+            timestamp(attempt.started_at),
+            attempt.ended_at.map(timestamp),
+            duration,
+        ),
+    )
+}
+
+/// `attempt, status, error, started_at, ended_at, duration_ms` as both tables store them.
+type AttemptColumns = (
+    i32,
+    String,
+    Option<String>,
+    CqlTimestamp,
+    Option<CqlTimestamp>,
+    Option<i64>,
+);
+
+fn attempt_from_columns(columns: AttemptColumns) -> Result<Attempt, TimelineError> {
+    let (attempt, status, error, started_at, ended_at, duration_ms) = columns;
+    Ok(Attempt {
+        attempt: u32::try_from(attempt)
+            .map_err(|_| internal("corrupt row", format!("attempt {attempt}")))?,
+        status: AttemptStatus::parse(&status)
+            .ok_or_else(|| internal("corrupt row", format!("status {status:?}")))?,
+        error,
+        started_at: from_timestamp(started_at)?,
+        ended_at: ended_at.map(from_timestamp).transpose()?,
+        duration_ms: duration_ms.map(|ms| ms.max(0) as u64),
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Page tokens: where a campaign listing resumes, opaque to clients.
+
+const TOKEN_VERSION: u8 = 1;
+
+/// The bucket to read next and the server's paging state within it (`None`: from its start).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Cursor {
+    bucket: u8,
+    state: Option<Vec<u8>>,
+}
+
+impl Cursor {
+    fn start() -> Self {
+        Self {
+            bucket: 0,
+            state: None,
+        }
+    }
+
+    fn encode(&self) -> String {
+        let mut bytes = vec![TOKEN_VERSION, self.bucket];
+        if let Some(state) = &self.state {
+            bytes.extend_from_slice(state);
+        }
+        URL_SAFE_NO_PAD.encode(bytes)
+    }
+
+    fn decode(token: &str) -> Result<Self, TimelineError> {
+        let bytes = URL_SAFE_NO_PAD
+            .decode(token)
+            .map_err(|_| TimelineError::InvalidPageToken)?;
+        match bytes.as_slice() {
+            [TOKEN_VERSION, bucket, state @ ..] if *bucket < BUCKETS => Ok(Self {
+                bucket: *bucket,
+                state: (!state.is_empty()).then(|| state.to_vec()),
+            }),
+            _ => Err(TimelineError::InvalidPageToken),
+        }
+    }
+
+    fn paging_state(&self) -> PagingState {
+        match &self.state {
+            Some(bytes) => PagingState::new_from_raw_bytes(bytes.as_slice()),
+            None => PagingState::start(),
+        }
+    }
+
+    /// Where to go after a server page of this bucket.
+    fn advance(&mut self, response: PagingStateResponse) {
+        match response {
+            PagingStateResponse::HasMorePages { state } => {
+                self.state = state.as_bytes_slice().map(|bytes| bytes.to_vec());
+            }
+            PagingStateResponse::NoMorePages => {
+                self.bucket += 1;
+                self.state = None;
+            }
+        }
+    }
+
+    fn finished(&self) -> bool {
+        self.bucket >= BUCKETS
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+#[async_trait]
+impl Timeline for ScyllaTimeline {
+    async fn ping(&self) -> Result<(), TimelineError> {
+        self.session
+            .query_unpaged("SELECT release_version FROM system.local", ())
+            .await
+            .map_err(|err| unavailable("ping", err))?;
+        Ok(())
+    }
+
+    async fn write(&self, entries: &[TimelineEntry]) -> Result<(), TimelineError> {
+        for chunk in entries.chunks(WRITE_CONCURRENCY) {
+            let mut writes = Vec::with_capacity(chunk.len());
+            for entry in chunk {
+                writes.push(self.write_one(entry));
+            }
+            futures::future::try_join_all(writes).await?;
+        }
+        Ok(())
+    }
+
+    async fn call_attempts(
+        &self,
+        campaign_id: CampaignId,
+        call_id: CallId,
+    ) -> Result<Vec<Attempt>, TimelineError> {
+        // One call has a handful of attempts: one partition, one page.
+        let result = self
+            .session
+            .execute_unpaged(&self.select_call_attempts, (call_id.0,))
+            .await
+            .map_err(|err| unavailable("read call_attempts", err))?
+            .into_rows_result()
+            .map_err(|err| internal("read call_attempts", err))?;
+        let mut attempts = Vec::new();
+        for row in result
+            .rows::<(
+                Uuid,
+                i32,
+                String,
+                Option<String>,
+                CqlTimestamp,
+                Option<CqlTimestamp>,
+                Option<i64>,
+            )>()
+            .map_err(|err| internal("read call_attempts", err))?
+        {
+            let (campaign, attempt, status, error, started_at, ended_at, duration_ms) =
+                row.map_err(|err| internal("read call_attempts", err))?;
+            if campaign == campaign_id.0 {
+                attempts.push(attempt_from_columns((
+                    attempt,
+                    status,
+                    error,
+                    started_at,
+                    ended_at,
+                    duration_ms,
+                ))?);
+            }
+        }
+        Ok(attempts)
+    }
+
+    async fn campaign_attempts(
+        &self,
+        campaign_id: CampaignId,
+        page_token: Option<&str>,
+        limit: usize,
+    ) -> Result<TimelinePage, TimelineError> {
+        let mut cursor = match page_token {
+            Some(token) => Cursor::decode(token)?,
+            None => Cursor::start(),
+        };
+        let limit = limit.clamp(1, i32::MAX as usize);
+        let mut entries = Vec::new();
+        while entries.len() < limit && !cursor.finished() {
+            let mut statement = self.select_campaign_bucket.clone();
+            statement.set_page_size((limit - entries.len()) as i32);
+            let (result, response) = self
+                .session
+                .execute_single_page(
+                    &statement,
+                    (campaign_id.0, i32::from(cursor.bucket)),
+                    cursor.paging_state(),
+                )
+                .await
+                .map_err(|err| unavailable("read campaign_attempts", err))?;
+            let result = result
+                .into_rows_result()
+                .map_err(|err| internal("read campaign_attempts", err))?;
+            for row in result
+                .rows::<(
+                    Uuid,
+                    i32,
+                    String,
+                    Option<String>,
+                    CqlTimestamp,
+                    Option<CqlTimestamp>,
+                    Option<i64>,
+                )>()
+                .map_err(|err| internal("read campaign_attempts", err))?
+            {
+                let (call_id, attempt, status, error, started_at, ended_at, duration_ms) =
+                    row.map_err(|err| internal("read campaign_attempts", err))?;
+                entries.push(TimelineEntry {
+                    campaign_id,
+                    call_id: CallId(call_id),
+                    attempt: attempt_from_columns((
+                        attempt,
+                        status,
+                        error,
+                        started_at,
+                        ended_at,
+                        duration_ms,
+                    ))?,
+                });
+            }
+            cursor.advance(response);
+        }
+        Ok(TimelinePage {
+            entries,
+            next_page_token: (!cursor.finished()).then(|| cursor.encode()),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(attempt: u32, status: AttemptStatus, error: Option<&str>) -> TimelineEntry {
+        let started = Utc
+            .timestamp_millis_opt(1_764_000_000_123)
+            .single()
+            .unwrap_or_default();
+        TimelineEntry {
+            campaign_id: CampaignId(Uuid::from_u128(1)),
+            call_id: CallId(Uuid::from_u128(0x0193_0000_0000_7000_8000_0000_0000_0025)),
+            attempt: Attempt {
+                attempt,
+                status,
+                error: error.map(str::to_owned),
+                started_at: started,
+                ended_at: Some(started + chrono::Duration::milliseconds(1_500)),
+                duration_ms: Some(1_500),
+            },
+        }
+    }
+
+    #[test]
+    fn entry_values_bind_every_column_in_order() {
+        let entry = entry(2, AttemptStatus::Failed, Some("busy"));
+        let (call, campaign) = entry_values(&entry);
+        assert_eq!(
+            call,
+            (
+                entry.call_id.0,
+                2,
+                entry.campaign_id.0,
+                "failed".to_owned(),
+                Some("busy".to_owned()),
+                CqlTimestamp(1_764_000_000_123),
+                Some(CqlTimestamp(1_764_000_001_623)),
+                Some(1_500),
+            )
+        );
+        assert_eq!(campaign.0, entry.campaign_id.0);
+        assert_eq!(campaign.1, 0x25 % i32::from(BUCKETS));
+        assert_eq!(campaign.2, entry.call_id.0);
+        assert_eq!((campaign.3, campaign.4.as_str()), (2, "failed"));
+    }
+
+    #[test]
+    fn rows_map_back_to_the_attempt_written() {
+        for entry in [
+            entry(1, AttemptStatus::Completed, None),
+            entry(3, AttemptStatus::Failed, Some("no_answer")),
+        ] {
+            let (call, _) = entry_values(&entry);
+            let columns = (call.1, call.3, call.4, call.5, call.6, call.7);
+            assert_eq!(attempt_from_columns(columns).ok(), Some(entry.attempt));
+        }
+    }
+
+    #[test]
+    fn corrupt_rows_are_errors_not_panics() {
+        let good = (1, "completed".to_owned(), None, CqlTimestamp(0), None, None);
+        assert!(attempt_from_columns(good.clone()).is_ok());
+        assert!(attempt_from_columns((-1, good.1.clone(), None, good.3, None, None)).is_err());
+        assert!(attempt_from_columns((1, "ringing".into(), None, good.3, None, None)).is_err());
+        assert!(
+            attempt_from_columns((1, good.1, None, CqlTimestamp(i64::MAX), None, None)).is_err()
+        );
+    }
+
+    #[test]
+    fn page_tokens_round_trip() {
+        for cursor in [
+            Cursor::start(),
+            Cursor {
+                bucket: 7,
+                state: Some(vec![0, 1, 2, 255]),
+            },
+            Cursor {
+                bucket: BUCKETS - 1,
+                state: None,
+            },
+        ] {
+            assert_eq!(Cursor::decode(&cursor.encode()).ok(), Some(cursor));
+        }
+    }
+
+    #[test]
+    fn bad_page_tokens_are_refused() {
+        let wrong_version = URL_SAFE_NO_PAD.encode([2, 0]);
+        let bucket_past_end = URL_SAFE_NO_PAD.encode([TOKEN_VERSION, BUCKETS]);
+        let too_short = URL_SAFE_NO_PAD.encode([TOKEN_VERSION]);
+        for token in ["", "%%%", &wrong_version, &bucket_past_end, &too_short] {
+            assert!(
+                matches!(Cursor::decode(token), Err(TimelineError::InvalidPageToken)),
+                "{token:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn cursor_walks_every_bucket_then_stops() {
+        let mut cursor = Cursor::start();
+        cursor.advance(PagingStateResponse::HasMorePages {
+            state: PagingState::new_from_raw_bytes(&[9u8, 9][..]),
+        });
+        assert_eq!(cursor.bucket, 0);
+        assert_eq!(
+            cursor.paging_state(),
+            PagingState::new_from_raw_bytes(&[9u8, 9][..])
+        );
+        let resumed = Cursor::decode(&cursor.encode()).ok();
+        assert_eq!(resumed.as_ref(), Some(&cursor));
+        for expected in 1..=BUCKETS {
+            cursor.advance(PagingStateResponse::NoMorePages);
+            assert_eq!(cursor.bucket, expected);
+            assert_eq!(cursor.paging_state(), PagingState::start());
+        }
+        assert!(cursor.finished());
+    }
+}

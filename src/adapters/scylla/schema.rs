@@ -1,0 +1,356 @@
+//! What the Scylla timeline needs before it talks to a cluster: where the cluster is (the
+//! `timeline.url`), the schema under `cql/` as statements, and the text of every statement the
+//! adapter prepares. All pure, so it is unit-tested without a server.
+
+use std::fmt;
+
+/// The CQL schema files, compiled in and applied in this order.
+pub const SCHEMA_FILES: [(&str, &str); 3] = [
+    (
+        "010_keyspace.cql",
+        include_str!("../../../cql/010_keyspace.cql"),
+    ),
+    (
+        "020_call_attempts.cql",
+        include_str!("../../../cql/020_call_attempts.cql"),
+    ),
+    (
+        "030_campaign_attempts.cql",
+        include_str!("../../../cql/030_campaign_attempts.cql"),
+    ),
+];
+
+/// Partitions per campaign in `campaign_attempts`; fixed by the data already written.
+pub const BUCKETS: u8 = 16;
+
+pub const DEFAULT_PORT: u16 = 9042;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScyllaUrl {
+    /// `host:port` of each contact point.
+    pub nodes: Vec<String>,
+    pub keyspace: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UrlError {
+    #[error("must look like scylla://host:port[,host:port...]/keyspace")]
+    Shape,
+    #[error("bad contact point {0:?}: expected host or host:port")]
+    Node(String),
+    #[error(
+        "keyspace {0:?} must start with a letter and have at most 48 letters, digits and \
+         underscores"
+    )]
+    Keyspace(String),
+}
+
+impl ScyllaUrl {
+    pub fn parse(url: &str) -> Result<Self, UrlError> {
+        let rest = url.strip_prefix("scylla://").ok_or(UrlError::Shape)?;
+        let (hosts, keyspace) = rest.split_once('/').ok_or(UrlError::Shape)?;
+        if hosts.is_empty() {
+            return Err(UrlError::Shape);
+        }
+        let nodes = hosts
+            .split(',')
+            .map(|node| {
+                let node = node.trim();
+                let (host, port) = match node.rsplit_once(':') {
+                    // An IPv6 literal is bracketed: [::1]:9042
+                    Some((host, port))
+                        if !host.is_empty() && (!host.contains(':') || host.ends_with(']')) =>
+                    {
+                        let port: u16 =
+                            port.parse().map_err(|_| UrlError::Node(node.to_owned()))?;
+                        if port == 0 {
+                            return Err(UrlError::Node(node.to_owned()));
+                        }
+                        (host, port)
+                    }
+                    Some(_) => return Err(UrlError::Node(node.to_owned())),
+                    None => (node, DEFAULT_PORT),
+                };
+                if host.is_empty() || host.contains('/') || host.contains('@') {
+                    return Err(UrlError::Node(node.to_owned()));
+                }
+                Ok(format!("{host}:{port}"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if !valid_keyspace(keyspace) {
+            return Err(UrlError::Keyspace(keyspace.to_owned()));
+        }
+        Ok(Self {
+            nodes,
+            keyspace: keyspace.to_owned(),
+        })
+    }
+}
+
+impl fmt::Display for ScyllaUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "scylla://{}/{}", self.nodes.join(","), self.keyspace)
+    }
+}
+
+/// CQL's unquoted identifiers, within Scylla's 48-character keyspace limit. Anything else is
+/// refused, since the keyspace is spliced into statement text.
+fn valid_keyspace(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic())
+        && name.len() <= 48
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Splits a CQL script into statements: `;` ends one, except inside quotes; `--` and `//`
+/// comments run to the end of the line and `/* */` comments to their end. Statements come back
+/// trimmed, without the `;`, and empty ones are dropped.
+pub fn split_statements(script: &str) -> Vec<String> {
+    let mut statements = Vec::new();
+    let mut current = String::new();
+    let mut chars = script.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' | '"' => {
+                current.push(c);
+                // A doubled quote inside is an escaped quote: the loop sees it as the end of one
+                // quoted run and the start of the next, which keeps both characters.
+                for inner in chars.by_ref() {
+                    current.push(inner);
+                    if inner == c {
+                        break;
+                    }
+                }
+            }
+            '-' if chars.peek() == Some(&'-') => skip_line(&mut chars),
+            '/' if chars.peek() == Some(&'/') => skip_line(&mut chars),
+            '/' if chars.peek() == Some(&'*') => {
+                chars.next();
+                let mut previous = '\0';
+                for inner in chars.by_ref() {
+                    if previous == '*' && inner == '/' {
+                        break;
+                    }
+                    previous = inner;
+                }
+                current.push(' ');
+            }
+            ';' => {
+                push_statement(&mut statements, &current);
+                current.clear();
+            }
+            other => current.push(other),
+        }
+    }
+    push_statement(&mut statements, &current);
+    statements
+}
+
+fn skip_line(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) {
+    for c in chars.by_ref() {
+        if c == '\n' {
+            break;
+        }
+    }
+}
+
+fn push_statement(statements: &mut Vec<String>, text: &str) {
+    let text = text.trim();
+    if !text.is_empty() {
+        statements.push(text.to_owned());
+    }
+}
+
+/// Every schema statement for `keyspace`, in order, with the file it comes from.
+pub fn schema_statements(keyspace: &str) -> Vec<(&'static str, String)> {
+    SCHEMA_FILES
+        .iter()
+        .flat_map(|(file, script)| {
+            split_statements(script)
+                .into_iter()
+                .map(move |statement| (*file, statement.replace("{keyspace}", keyspace)))
+        })
+        .collect()
+}
+
+/// The statements the adapter prepares, for one keyspace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Statements {
+    pub insert_call_attempt: String,
+    pub insert_campaign_attempt: String,
+    pub select_call_attempts: String,
+    pub select_campaign_bucket: String,
+}
+
+impl Statements {
+    pub fn new(keyspace: &str) -> Self {
+        Self {
+            insert_call_attempt: format!(
+                "INSERT INTO {keyspace}.call_attempts (call_id, attempt, campaign_id, status, \
+                 error, started_at, ended_at, duration_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+            ),
+            insert_campaign_attempt: format!(
+                "INSERT INTO {keyspace}.campaign_attempts (campaign_id, bucket, call_id, \
+                 attempt, status, error, started_at, ended_at, duration_ms) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            ),
+            select_call_attempts: format!(
+                "SELECT campaign_id, attempt, status, error, started_at, ended_at, duration_ms \
+                 FROM {keyspace}.call_attempts WHERE call_id = ?"
+            ),
+            select_campaign_bucket: format!(
+                "SELECT call_id, attempt, status, error, started_at, ended_at, duration_ms \
+                 FROM {keyspace}.campaign_attempts WHERE campaign_id = ? AND bucket = ?"
+            ),
+        }
+    }
+}
+
+/// The `campaign_attempts` partition of a call: its id's last byte, which UUID v7 (and v4)
+/// fill at random, so a campaign's calls spread evenly.
+pub fn bucket_of(call_id: &uuid::Uuid) -> u8 {
+    call_id.as_bytes()[15] % BUCKETS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_urls() {
+        assert_eq!(
+            ScyllaUrl::parse("scylla://127.0.0.1:9042/outbound"),
+            Ok(ScyllaUrl {
+                nodes: vec!["127.0.0.1:9042".into()],
+                keyspace: "outbound".into()
+            })
+        );
+        let Ok(many) = ScyllaUrl::parse("scylla://a.example,b.example:19042,[::1]:9043/ks_1")
+        else {
+            panic!("a valid url");
+        };
+        assert_eq!(
+            many.nodes,
+            vec!["a.example:9042", "b.example:19042", "[::1]:9043"]
+        );
+        assert_eq!(many.keyspace, "ks_1");
+        assert_eq!(
+            many.to_string(),
+            "scylla://a.example:9042,b.example:19042,[::1]:9043/ks_1"
+        );
+    }
+
+    #[test]
+    fn refuses_bad_urls() {
+        for (url, expected) in [
+            ("cassandra://h/ks", UrlError::Shape),
+            ("scylla://h", UrlError::Shape),
+            ("scylla:///ks", UrlError::Shape),
+            ("scylla://h:x/ks", UrlError::Node("h:x".into())),
+            ("scylla://h:0/ks", UrlError::Node("h:0".into())),
+            ("scylla://h:99999/ks", UrlError::Node("h:99999".into())),
+            ("scylla://h,/ks", UrlError::Node("".into())),
+            ("scylla://u@h/ks", UrlError::Node("u@h".into())),
+            ("scylla://::1/ks", UrlError::Node("::1".into())),
+            ("scylla://h/", UrlError::Keyspace("".into())),
+            ("scylla://h/1ks", UrlError::Keyspace("1ks".into())),
+            ("scylla://h/ks;drop", UrlError::Keyspace("ks;drop".into())),
+            ("scylla://h/a/b", UrlError::Keyspace("a/b".into())),
+        ] {
+            assert_eq!(ScyllaUrl::parse(url), Err(expected), "{url}");
+        }
+        let long = format!("scylla://h/{}", "k".repeat(49));
+        assert!(matches!(
+            ScyllaUrl::parse(&long),
+            Err(UrlError::Keyspace(_))
+        ));
+    }
+
+    #[test]
+    fn splits_statements_around_comments_and_quotes() {
+        let script = "-- heading; not a statement\n\
+            CREATE KEYSPACE k WITH replication = {'class': 'Simple;Strategy'}; // trailing\n\
+            /* block; comment */ CREATE TABLE k.t (a int PRIMARY KEY, b text);\n\
+            INSERT INTO k.t (a, b) VALUES (1, 'it''s -- fine');\n\
+            ;;  \n-- the end";
+        assert_eq!(
+            split_statements(script),
+            vec![
+                "CREATE KEYSPACE k WITH replication = {'class': 'Simple;Strategy'}",
+                "CREATE TABLE k.t (a int PRIMARY KEY, b text)",
+                "INSERT INTO k.t (a, b) VALUES (1, 'it''s -- fine')",
+            ]
+        );
+    }
+
+    #[test]
+    fn schema_names_the_keyspace_everywhere() {
+        let statements = schema_statements("timeline_test");
+        assert_eq!(statements.len(), 3);
+        assert_eq!(statements[0].0, "010_keyspace.cql");
+        assert!(statements[0]
+            .1
+            .starts_with("CREATE KEYSPACE IF NOT EXISTS timeline_test"));
+        assert!(statements[1]
+            .1
+            .starts_with("CREATE TABLE IF NOT EXISTS timeline_test.call_attempts"));
+        assert!(statements[2]
+            .1
+            .starts_with("CREATE TABLE IF NOT EXISTS timeline_test.campaign_attempts"));
+        for (_, statement) in &statements {
+            assert!(!statement.contains("{keyspace}"), "{statement}");
+            assert!(!statement.contains("--"), "{statement}");
+            assert!(statement.contains("IF NOT EXISTS"), "{statement}");
+        }
+    }
+
+    #[test]
+    fn statements_match_the_schema_columns() {
+        let statements = Statements::new("ks");
+        // Placeholders and columns agree, so a prepared insert binds every column.
+        for text in [
+            &statements.insert_call_attempt,
+            &statements.insert_campaign_attempt,
+        ] {
+            let columns = text
+                .split_once('(')
+                .and_then(|(_, rest)| rest.split_once(')'))
+                .map(|(columns, _)| columns.split(',').count())
+                .unwrap_or_default();
+            assert_eq!(columns, text.matches('?').count(), "{text}");
+        }
+        assert!(statements.insert_call_attempt.contains("ks.call_attempts"));
+        assert!(statements
+            .select_campaign_bucket
+            .ends_with("WHERE campaign_id = ? AND bucket = ?"));
+        // Every column the statements name exists in the table they name.
+        let schema = schema_statements("ks");
+        for (statement, table) in [
+            (&statements.insert_call_attempt, &schema[1].1),
+            (&statements.insert_campaign_attempt, &schema[2].1),
+        ] {
+            let columns = statement
+                .split_once('(')
+                .and_then(|(_, rest)| rest.split_once(')'))
+                .map(|(columns, _)| columns)
+                .unwrap_or_default();
+            for column in columns.split(',') {
+                assert!(
+                    table.contains(&format!("{} ", column.trim())),
+                    "{column} missing from {table}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn buckets_are_stable_and_spread() {
+        let id = uuid::Uuid::from_u128(0x0193_0000_0000_7000_8000_0000_0000_00ff);
+        assert_eq!(bucket_of(&id), 0xff % BUCKETS);
+        let mut seen = [0u32; BUCKETS as usize];
+        for _ in 0..4_000 {
+            seen[bucket_of(&uuid::Uuid::now_v7()) as usize] += 1;
+        }
+        assert!(seen.iter().all(|&n| n > 100), "{seen:?}");
+    }
+}
