@@ -418,7 +418,8 @@ pub trait Timeline: Send + Sync + 'static {
         call_id: CallId,
     ) -> Result<Vec<Attempt>, TimelineError>;
     /// A campaign's finished attempts, at most `limit` per page, in an order that is stable
-    /// across pages: paging from no token to the last page visits each attempt once.
+    /// across pages: paging from no token to the last page visits each attempt once. The last
+    /// page (the one without a token) may be empty.
     async fn campaign_attempts(
         &self,
         campaign_id: CampaignId,

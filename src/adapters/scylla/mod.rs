@@ -15,10 +15,11 @@ use base64::Engine;
 use chrono::{DateTime, TimeZone, Utc};
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
+use scylla::errors::{DbError, ExecutionError, RequestAttemptError};
 use scylla::response::{PagingState, PagingStateResponse};
 use scylla::statement::prepared::PreparedStatement;
 use scylla::statement::Consistency;
-use scylla::value::CqlTimestamp;
+use scylla::value::{CqlTimestamp, MaybeUnset};
 use uuid::Uuid;
 
 use self::schema::{bucket_of, schema_statements, Statements, BUCKETS};
@@ -105,7 +106,31 @@ impl ScyllaTimeline {
     }
 
     async fn write_one(&self, entry: &TimelineEntry) -> Result<(), TimelineError> {
-        let (call_row, campaign_row) = entry_values(entry);
+        let (c, k) = entry_values(entry);
+        // Empty fields unset, not null: a null is a tombstone. Every write of a key carries the
+        // same values, so an unset field never hides a different earlier one.
+        use MaybeUnset as U;
+        let call_row = (
+            c.0,
+            c.1,
+            c.2,
+            c.3,
+            U::from_option(c.4),
+            c.5,
+            U::from_option(c.6),
+            U::from_option(c.7),
+        );
+        let campaign_row = (
+            k.0,
+            k.1,
+            k.2,
+            k.3,
+            k.4,
+            U::from_option(k.5),
+            k.6,
+            U::from_option(k.7),
+            U::from_option(k.8),
+        );
         let (call, campaign) = futures::join!(
             self.session
                 .execute_unpaged(&self.insert_call_attempt, call_row),
@@ -208,21 +233,37 @@ fn attempt_from_columns(columns: AttemptColumns) -> Result<Attempt, TimelineErro
     })
 }
 
+/// A server that refuses a request resuming from a client's paging state is refusing the
+/// state: the client sent a damaged token.
+fn paging_error(err: ExecutionError, resumed: bool) -> TimelineError {
+    match &err {
+        ExecutionError::LastAttemptError(RequestAttemptError::DbError(
+            DbError::Invalid | DbError::ProtocolError | DbError::SyntaxError,
+            _,
+        )) if resumed => TimelineError::InvalidPageToken,
+        _ => unavailable("read campaign_attempts", err),
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Page tokens: where a campaign listing resumes, opaque to clients.
 
 const TOKEN_VERSION: u8 = 1;
 
-/// The bucket to read next and the server's paging state within it (`None`: from its start).
+/// The campaign being listed, the bucket to read next and the server's paging state within it
+/// (`None`: from its start). The campaign is in the token so that a token cannot resume the
+/// listing of another campaign.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Cursor {
+    campaign_id: Uuid,
     bucket: u8,
     state: Option<Vec<u8>>,
 }
 
 impl Cursor {
-    fn start() -> Self {
+    fn start(campaign_id: Uuid) -> Self {
         Self {
+            campaign_id,
             bucket: 0,
             state: None,
         }
@@ -230,23 +271,31 @@ impl Cursor {
 
     fn encode(&self) -> String {
         let mut bytes = vec![TOKEN_VERSION, self.bucket];
+        bytes.extend_from_slice(self.campaign_id.as_bytes());
         if let Some(state) = &self.state {
             bytes.extend_from_slice(state);
         }
         URL_SAFE_NO_PAD.encode(bytes)
     }
 
-    fn decode(token: &str) -> Result<Self, TimelineError> {
+    fn decode(token: &str, campaign_id: Uuid) -> Result<Self, TimelineError> {
         let bytes = URL_SAFE_NO_PAD
             .decode(token)
             .map_err(|_| TimelineError::InvalidPageToken)?;
-        match bytes.as_slice() {
-            [TOKEN_VERSION, bucket, state @ ..] if *bucket < BUCKETS => Ok(Self {
-                bucket: *bucket,
-                state: (!state.is_empty()).then(|| state.to_vec()),
-            }),
-            _ => Err(TimelineError::InvalidPageToken),
+        let [TOKEN_VERSION, bucket, rest @ ..] = bytes.as_slice() else {
+            return Err(TimelineError::InvalidPageToken);
+        };
+        let (id, state) = rest
+            .split_at_checked(16)
+            .ok_or(TimelineError::InvalidPageToken)?;
+        if *bucket >= BUCKETS || id != campaign_id.as_bytes() {
+            return Err(TimelineError::InvalidPageToken);
         }
+        Ok(Self {
+            campaign_id,
+            bucket: *bucket,
+            state: (!state.is_empty()).then(|| state.to_vec()),
+        })
     }
 
     fn paging_state(&self) -> PagingState {
@@ -346,8 +395,8 @@ impl Timeline for ScyllaTimeline {
         limit: usize,
     ) -> Result<TimelinePage, TimelineError> {
         let mut cursor = match page_token {
-            Some(token) => Cursor::decode(token)?,
-            None => Cursor::start(),
+            Some(token) => Cursor::decode(token, campaign_id.0)?,
+            None => Cursor::start(campaign_id.0),
         };
         let limit = limit.clamp(1, i32::MAX as usize);
         let mut entries = Vec::new();
@@ -362,7 +411,7 @@ impl Timeline for ScyllaTimeline {
                     cursor.paging_state(),
                 )
                 .await
-                .map_err(|err| unavailable("read campaign_attempts", err))?;
+                .map_err(|err| paging_error(err, cursor.state.is_some()))?;
             let result = result
                 .into_rows_result()
                 .map_err(|err| internal("read campaign_attempts", err))?;
@@ -471,39 +520,87 @@ mod tests {
         );
     }
 
+    const CAMPAIGN: Uuid = Uuid::from_u128(0x0193_aaaa_bbbb_7ccc_8ddd_eeee_ffff_0001);
+
     #[test]
     fn page_tokens_round_trip() {
         for cursor in [
-            Cursor::start(),
+            Cursor::start(CAMPAIGN),
             Cursor {
+                campaign_id: CAMPAIGN,
                 bucket: 7,
                 state: Some(vec![0, 1, 2, 255]),
             },
             Cursor {
+                campaign_id: CAMPAIGN,
                 bucket: BUCKETS - 1,
                 state: None,
             },
         ] {
-            assert_eq!(Cursor::decode(&cursor.encode()).ok(), Some(cursor));
-        }
-    }
-
-    #[test]
-    fn bad_page_tokens_are_refused() {
-        let wrong_version = URL_SAFE_NO_PAD.encode([2, 0]);
-        let bucket_past_end = URL_SAFE_NO_PAD.encode([TOKEN_VERSION, BUCKETS]);
-        let too_short = URL_SAFE_NO_PAD.encode([TOKEN_VERSION]);
-        for token in ["", "%%%", &wrong_version, &bucket_past_end, &too_short] {
-            assert!(
-                matches!(Cursor::decode(token), Err(TimelineError::InvalidPageToken)),
-                "{token:?}"
+            assert_eq!(
+                Cursor::decode(&cursor.encode(), CAMPAIGN).ok(),
+                Some(cursor)
             );
         }
     }
 
     #[test]
+    fn bad_page_tokens_are_refused() {
+        let token = |bytes: &[u8]| URL_SAFE_NO_PAD.encode(bytes);
+        let with_campaign = |version: u8, bucket: u8, id: Uuid| {
+            let mut bytes = vec![version, bucket];
+            bytes.extend_from_slice(id.as_bytes());
+            bytes.push(7);
+            URL_SAFE_NO_PAD.encode(bytes)
+        };
+        let other_campaign = with_campaign(TOKEN_VERSION, 0, Uuid::from_u128(9));
+        let wrong_version = with_campaign(2, 0, CAMPAIGN);
+        let bucket_past_end = with_campaign(TOKEN_VERSION, BUCKETS, CAMPAIGN);
+        let too_short = token(&[TOKEN_VERSION, 0, 1, 2]);
+        for token in [
+            "",
+            "%%%",
+            &other_campaign,
+            &wrong_version,
+            &bucket_past_end,
+            &too_short,
+        ] {
+            assert!(
+                matches!(
+                    Cursor::decode(token, CAMPAIGN),
+                    Err(TimelineError::InvalidPageToken)
+                ),
+                "{token:?}"
+            );
+        }
+        assert!(Cursor::decode(&with_campaign(TOKEN_VERSION, 3, CAMPAIGN), CAMPAIGN).is_ok());
+    }
+
+    #[test]
+    fn a_refused_resume_is_a_bad_token_and_an_outage_is_not() {
+        let refused = || {
+            ExecutionError::LastAttemptError(RequestAttemptError::DbError(
+                DbError::ProtocolError,
+                "invalid paging state".into(),
+            ))
+        };
+        assert!(matches!(
+            paging_error(refused(), true),
+            TimelineError::InvalidPageToken
+        ));
+        assert!(matches!(
+            paging_error(refused(), false),
+            TimelineError::Unavailable(_)
+        ));
+        assert!(matches!(
+            paging_error(ExecutionError::EmptyPlan, true),
+            TimelineError::Unavailable(_)
+        ));
+    }
+
+    #[test]
     fn cursor_walks_every_bucket_then_stops() {
-        let mut cursor = Cursor::start();
+        let mut cursor = Cursor::start(CAMPAIGN);
         cursor.advance(PagingStateResponse::HasMorePages {
             state: PagingState::new_from_raw_bytes(&[9u8, 9][..]),
         });
@@ -512,7 +609,7 @@ mod tests {
             cursor.paging_state(),
             PagingState::new_from_raw_bytes(&[9u8, 9][..])
         );
-        let resumed = Cursor::decode(&cursor.encode()).ok();
+        let resumed = Cursor::decode(&cursor.encode(), CAMPAIGN).ok();
         assert_eq!(resumed.as_ref(), Some(&cursor));
         for expected in 1..=BUCKETS {
             cursor.advance(PagingStateResponse::NoMorePages);

@@ -57,6 +57,8 @@ impl ScyllaUrl {
             .map(|node| {
                 let node = node.trim();
                 let (host, port) = match node.rsplit_once(':') {
+                    // A bracketed IPv6 literal without a port.
+                    _ if node.starts_with('[') && node.ends_with(']') => (node, DEFAULT_PORT),
                     // An IPv6 literal is bracketed: [::1]:9042
                     Some((host, port))
                         if !host.is_empty() && (!host.contains(':') || host.ends_with(']')) =>
@@ -225,18 +227,23 @@ mod tests {
                 keyspace: "outbound".into()
             })
         );
-        let Ok(many) = ScyllaUrl::parse("scylla://a.example,b.example:19042,[::1]:9043/ks_1")
+        let Ok(many) = ScyllaUrl::parse("scylla://a.example,b.example:19042,[::1]:9043,[::2]/ks_1")
         else {
             panic!("a valid url");
         };
         assert_eq!(
             many.nodes,
-            vec!["a.example:9042", "b.example:19042", "[::1]:9043"]
+            vec![
+                "a.example:9042",
+                "b.example:19042",
+                "[::1]:9043",
+                "[::2]:9042"
+            ]
         );
         assert_eq!(many.keyspace, "ks_1");
         assert_eq!(
             many.to_string(),
-            "scylla://a.example:9042,b.example:19042,[::1]:9043/ks_1"
+            "scylla://a.example:9042,b.example:19042,[::1]:9043,[::2]:9042/ks_1"
         );
     }
 
