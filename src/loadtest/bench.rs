@@ -10,7 +10,7 @@ use reqwest::Method;
 use serde_json::{json, Map, Value};
 
 use super::client::{peaks_from_metrics, ApiClient};
-use super::{EmbeddedServer, LoadError};
+use super::{start_and_time_first_dial, EmbeddedServer, LoadError};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
 
@@ -370,7 +370,7 @@ async fn utilization(bench: &Bench) -> Result<Value, LoadError> {
     )
     .await?;
     let started = Instant::now();
-    start(&client, &id).await?;
+    let first_dial_ms = start_and_time_first_dial(&client, &id).await?;
     let followed = follow(
         &client,
         std::slice::from_ref(&id),
@@ -387,6 +387,7 @@ async fn utilization(bench: &Bench) -> Result<Value, LoadError> {
             "seconds": seconds,
             "calls_per_sec": calls_per_sec,
             "utilization": calls_per_sec / 200.0,
+            "first_dial_ms": first_dial_ms,
             "limit_exceeded": followed.limit_exceeded,
             "invariant_violations": followed.violations,
         }),

@@ -246,35 +246,10 @@ pub async fn run(args: &LoadTestArgs, base: &str) -> Result<Report, LoadError> {
     let register_seconds = registered.elapsed().as_secs_f64();
 
     let started = Instant::now();
-    let mut first_dial_ms = None;
-    if let Some(first) = ids.first() {
-        expect_status(
-            &client,
-            "POST /api/v1/campaigns/{id}/start",
-            Method::POST,
-            &format!("/api/v1/campaigns/{first}/start"),
-            None,
-            204,
-        )
-        .await?;
-        // Client-observed: includes one stats round trip, so it slightly overstates.
-        while started.elapsed() < Duration::from_secs(10) {
-            let stats = expect_status(
-                &client,
-                "GET /api/v1/campaigns/{id}/stats",
-                Method::GET,
-                &format!("/api/v1/campaigns/{first}/stats"),
-                None,
-                200,
-            )
-            .await?;
-            if stats["attempts_total"].as_u64() > Some(0) {
-                first_dial_ms = Some(started.elapsed().as_secs_f64() * 1000.0);
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-    }
+    let first_dial_ms = match ids.first() {
+        Some(first) => start_and_time_first_dial(&client, first).await?,
+        None => None,
+    };
     let rest: Vec<Result<Value, LoadError>> = stream::iter(ids.iter().skip(1))
         .map(|id| {
             let client = client.clone();
@@ -389,6 +364,41 @@ pub async fn run(args: &LoadTestArgs, base: &str) -> Result<Report, LoadError> {
         peaks,
         api_latency: client.latencies(),
     })
+}
+
+/// Starts campaign `id` and polls its statistics until its first attempt counts: the
+/// client-observed time from start to first dial, in milliseconds (one stats round trip
+/// overstates it slightly). `None` if no attempt starts within 10 s.
+pub(crate) async fn start_and_time_first_dial(
+    client: &ApiClient,
+    id: &str,
+) -> Result<Option<f64>, LoadError> {
+    let started = Instant::now();
+    expect_status(
+        client,
+        "POST /api/v1/campaigns/{id}/start",
+        Method::POST,
+        &format!("/api/v1/campaigns/{id}/start"),
+        None,
+        204,
+    )
+    .await?;
+    while started.elapsed() < Duration::from_secs(10) {
+        let stats = expect_status(
+            client,
+            "GET /api/v1/campaigns/{id}/stats",
+            Method::GET,
+            &format!("/api/v1/campaigns/{id}/stats"),
+            None,
+            200,
+        )
+        .await?;
+        if stats["attempts_total"].as_u64() > Some(0) {
+            return Ok(Some(started.elapsed().as_secs_f64() * 1000.0));
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    Ok(None)
 }
 
 async fn all_completed(

@@ -71,8 +71,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use diesel::pg::Pg;
+use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel::sql_types::{Array, BigInt, Double, Integer, Nullable, Text};
+use diesel::QueryResult;
 use diesel_async::pooled_connection::deadpool::{Object, Pool};
 use diesel_async::pooled_connection::{
     AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
@@ -111,6 +114,44 @@ const MAX_INSERT_ROWS: usize = 5_000;
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Serialises `migrate` across processes starting at once (`pg_advisory_lock` key).
 const MIGRATION_LOCK_KEY: i64 = 0x6f75_7462_6f75_6e64; // "outbound"
+
+// ---------------------------------------------------------------------------------------------
+// Prepared statements
+
+/// A raw SQL statement kept prepared on its connection. Diesel never caches `sql_query`, since
+/// its text could change between runs, so each run would cost a prepare round trip and a fresh
+/// plan on the server; every statement marked with `.prepared()` here has a fixed text (or one
+/// of a few), so each pooled connection prepares it once. Statements whose text depends on the
+/// batch (multi-row `VALUES`) stay unprepared.
+struct Prepared<Q>(Q);
+
+trait KeepPrepared: Sized {
+    fn prepared(self) -> Prepared<Self> {
+        Prepared(self)
+    }
+}
+
+impl<Q: QueryFragment<Pg>> KeepPrepared for Q {}
+
+impl<Q: QueryFragment<Pg>> QueryFragment<Pg> for Prepared<Q> {
+    fn walk_ast<'b>(&'b self, pass: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        self.0.walk_ast(pass)
+    }
+
+    fn is_safe_to_cache_prepared(&self, _backend: &Pg) -> QueryResult<bool> {
+        Ok(true)
+    }
+}
+
+impl<Q> QueryId for Prepared<Q> {
+    // Keyed by SQL text and bind types in the connection's statement cache.
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl<Q: Query> Query for Prepared<Q> {
+    type SqlType = Q::SqlType;
+}
 
 // ---------------------------------------------------------------------------------------------
 // Errors
@@ -212,6 +253,7 @@ pub async fn migrate(url: &str) -> Result<Vec<String>, StoreError> {
         .map_err(|err| StoreError::Unavailable(format!("cannot connect to postgres: {err}")))?;
     diesel::sql_query("SELECT pg_advisory_lock($1)")
         .bind::<BigInt, _>(MIGRATION_LOCK_KEY)
+        .prepared()
         .execute(&mut conn)
         .await
         .map_err(classify)?;
@@ -236,6 +278,7 @@ pub async fn migrate(url: &str) -> Result<Vec<String>, StoreError> {
     // Closing the connection would release the lock too; unlocking keeps it explicit.
     diesel::sql_query("SELECT pg_advisory_unlock($1)")
         .bind::<BigInt, _>(MIGRATION_LOCK_KEY)
+        .prepared()
         .execute(&mut conn)
         .await
         .map_err(classify)?;
@@ -329,6 +372,7 @@ async fn load_campaign(
         "SELECT {CAMPAIGN_COLUMNS} FROM campaigns WHERE id = $1 {lock}"
     ))
     .bind::<Text, _>(id.to_string())
+    .prepared()
     .load(conn)
     .await?;
     Ok(rows
@@ -344,6 +388,7 @@ async fn lock_in_progress(conn: &mut Conn, campaign: &str) -> Result<bool, Failu
         "SELECT 1 AS n FROM campaigns WHERE id = $1 AND status = 'in_progress' FOR KEY SHARE",
     )
     .bind::<Text, _>(campaign.to_owned())
+    .prepared()
     .load(conn)
     .await?;
     Ok(!live.is_empty())
@@ -375,6 +420,7 @@ async fn apply_stats(
     .bind::<BigInt, _>(delta.finished_attempts)
     .bind::<BigInt, _>(to_ms(now))
     .bind::<Text, _>(campaign.to_owned())
+    .prepared()
     .execute(conn)
     .await?;
     Ok(())
@@ -476,6 +522,7 @@ async fn record_campaign(
     let status: Vec<StatusRow> =
         diesel::sql_query("SELECT status FROM campaigns WHERE id = $1 FOR KEY SHARE")
             .bind::<Text, _>(campaign.clone())
+            .prepared()
             .load(conn)
             .await?;
     let Some(campaign_status) = status.into_iter().next().map(|row| row.status) else {
@@ -497,6 +544,7 @@ async fn record_campaign(
     )
     .bind::<Text, _>(campaign.clone())
     .bind::<Array<Text>, _>(call_ids)
+    .prepared()
     .load(conn)
     .await?;
     let mut current: HashMap<String, LockedCallRow> = locked
@@ -604,6 +652,7 @@ async fn record_campaign(
     .bind::<Array<BigInt>, _>(writes.iter().map(|w| w.ended_at).collect::<Vec<_>>())
     .bind::<Array<BigInt>, _>(writes.iter().map(|w| w.duration_ms).collect::<Vec<_>>())
     .bind::<BigInt, _>(to_ms(now))
+    .prepared()
     .execute(conn)
     .await?;
     apply_stats(conn, &campaign, &delta, now).await?;
@@ -612,6 +661,7 @@ async fn record_campaign(
     diesel::sql_query(CAMPAIGN_COMPLETED_SQL)
         .bind::<BigInt, _>(to_ms(now))
         .bind::<Text, _>(campaign)
+        .prepared()
         .execute(conn)
         .await?;
     Ok(())
@@ -624,6 +674,7 @@ impl Store for PgStore {
     async fn ping(&self) -> Result<(), StoreError> {
         let mut conn = self.conn().await?;
         let _: Vec<CountRow> = diesel::sql_query("SELECT 1 AS n")
+            .prepared()
             .load(&mut conn)
             .await
             .map_err(classify)?;
@@ -656,6 +707,7 @@ impl Store for PgStore {
                 )
                 .bind::<Text, _>(name.to_lowercase())
                 .bind::<Text, _>(campaign.clone())
+                .prepared()
                 .execute(conn)
                 .await
                 .map_err(name_taken)?;
@@ -677,6 +729,7 @@ impl Store for PgStore {
                 .bind::<Text, _>(hours)
                 .bind::<BigInt, _>(targets.len() as i64)
                 .bind::<BigInt, _>(to_ms(now))
+                .prepared()
                 .execute(conn)
                 .await?;
                 // Every target starts as one queued call.
@@ -687,6 +740,7 @@ impl Store for PgStore {
                 .bind::<Text, _>(campaign.clone())
                 .bind::<BigInt, _>(targets.len() as i64)
                 .bind::<BigInt, _>(to_ms(now))
+                .prepared()
                 .execute(conn)
                 .await?;
                 insert_targets(conn, &campaign, &targets).await?;
@@ -726,6 +780,7 @@ impl Store for PgStore {
             .bind::<Text, _>(status.as_str())
             .bind::<Text, _>(after)
             .bind::<BigInt, _>(limit as i64)
+            .prepared()
             .load(&mut conn)
             .await
             .map_err(classify)?,
@@ -734,6 +789,7 @@ impl Store for PgStore {
             ))
             .bind::<Text, _>(after)
             .bind::<BigInt, _>(limit as i64)
+            .prepared()
             .load(&mut conn)
             .await
             .map_err(classify)?,
@@ -764,6 +820,7 @@ impl Store for PgStore {
                     )
                     .bind::<Text, _>(new_key)
                     .bind::<Text, _>(campaign.clone())
+                    .prepared()
                     .execute(conn)
                     .await
                     .map_err(name_taken)?;
@@ -772,6 +829,7 @@ impl Store for PgStore {
                     )
                     .bind::<Text, _>(old_key)
                     .bind::<Text, _>(campaign.clone())
+                    .prepared()
                     .execute(conn)
                     .await?;
                 }
@@ -798,6 +856,7 @@ impl Store for PgStore {
                 .bind::<Text, _>(hours)
                 .bind::<BigInt, _>(to_ms(now))
                 .bind::<Text, _>(campaign)
+                .prepared()
                 .execute(conn)
                 .await?;
                 load_campaign(conn, id, "")
@@ -837,6 +896,7 @@ impl Store for PgStore {
                 .bind::<Text, _>(next.as_str())
                 .bind::<BigInt, _>(to_ms(now))
                 .bind::<Text, _>(campaign.clone())
+                .prepared()
                 .execute(conn)
                 .await?;
                 if next == CampaignStatus::Completed {
@@ -851,6 +911,7 @@ impl Store for PgStore {
                     )
                     .bind::<Text, _>(campaign.clone())
                     .bind::<BigInt, _>(to_ms(now))
+                    .prepared()
                     .load(conn)
                     .await?;
                     let mut delta = StatsDelta::default();
@@ -874,6 +935,7 @@ impl Store for PgStore {
         let rows: Vec<StatsRow> =
             diesel::sql_query("SELECT * FROM campaign_stats WHERE campaign_id = $1")
                 .bind::<Text, _>(id.to_string())
+                .prepared()
                 .load(&mut conn)
                 .await
                 .map_err(classify)?;
@@ -909,6 +971,7 @@ impl Store for PgStore {
                 )
                 .bind::<Text, _>(id.clone())
                 .bind::<Array<Text>, _>(numbers.clone())
+                .prepared()
                 .load(conn)
                 .await?;
                 let registered: HashSet<String> =
@@ -950,6 +1013,7 @@ impl Store for PgStore {
                     "SELECT {CALL_COLUMNS} FROM calls WHERE id = $1 LIMIT 1"
                 ))
                 .bind::<Text, _>(id.to_string())
+                .prepared()
                 .load(conn)
                 .await?;
                 let Some(call) = rows.into_iter().next().map(Call::try_from).transpose()? else {
@@ -961,6 +1025,7 @@ impl Store for PgStore {
                 )
                 .bind::<Text, _>(call.campaign_id.to_string())
                 .bind::<Text, _>(id.to_string())
+                .prepared()
                 .load(conn)
                 .await?;
                 let attempts = rows
@@ -991,6 +1056,7 @@ impl Store for PgStore {
             .bind::<Text, _>(status.as_str())
             .bind::<Text, _>(after)
             .bind::<BigInt, _>(limit as i64)
+            .prepared()
             .load(&mut conn)
             .await
             .map_err(classify)?,
@@ -1001,6 +1067,7 @@ impl Store for PgStore {
             .bind::<Text, _>(campaign_id.to_string())
             .bind::<Text, _>(after)
             .bind::<BigInt, _>(limit as i64)
+            .prepared()
             .load(&mut conn)
             .await
             .map_err(classify)?,
@@ -1015,6 +1082,7 @@ impl Store for PgStore {
              JOIN campaign_stats s ON s.campaign_id = campaigns.id \
              WHERE campaigns.status = 'in_progress' AND s.queued > 0 ORDER BY campaigns.id"
         ))
+        .prepared()
         .load(&mut conn)
         .await
         .map_err(classify)?;
@@ -1075,6 +1143,7 @@ impl Store for PgStore {
                 .bind::<Text, _>(owner.to_string())
                 .bind::<Text, _>(campaign.clone())
                 .bind::<BigInt, _>(max.min(i64::MAX as usize) as i64)
+                .prepared()
                 .load(conn)
                 .await?;
                 if claimed.is_empty() {
@@ -1155,6 +1224,7 @@ impl Store for PgStore {
              ORDER BY k.id",
         )
         .bind::<BigInt, _>(to_ms(now))
+        .prepared()
         .load(&mut conn)
         .await
         .map_err(classify)?;
@@ -1186,6 +1256,7 @@ impl Store for PgStore {
                     .bind::<BigInt, _>(to_ms(now))
                     .bind::<Text, _>(campaign.clone())
                     .bind::<BigInt, _>(budget.min(i64::MAX as usize) as i64)
+                    .prepared()
                     .load(conn)
                     .await?;
                     let count = moved.into_iter().next().map_or(0, |row| row.n);
@@ -1220,6 +1291,7 @@ impl Store for PgStore {
              ORDER BY c.next_attempt_at LIMIT 1) d \
              WHERE k.status = 'in_progress' AND s.retrying > 0",
         )
+        .prepared()
         .load(&mut conn)
         .await
         .map_err(classify)?;
@@ -1236,6 +1308,7 @@ impl Store for PgStore {
              WHERE k.status = 'in_progress' AND s.queued = 0 AND s.retrying = 0 \
              AND s.dialing = 0 ORDER BY k.id",
         )
+        .prepared()
         .load(&mut conn)
         .await
         .map_err(classify)?;
@@ -1253,6 +1326,7 @@ impl Store for PgStore {
             )
             .bind::<BigInt, _>(to_ms(now))
             .bind::<Text, _>(candidate.id)
+            .prepared()
             .load(&mut conn)
             .await
             .map_err(classify)?;
@@ -1289,6 +1363,7 @@ impl Store for PgStore {
         .bind::<Array<Integer>, _>(numbers)
         .bind::<Text, _>(owner.to_string())
         .bind::<Array<Text>, _>(claimers)
+        .prepared()
         .load(&mut conn)
         .await
         .map_err(classify)?;
@@ -1307,6 +1382,7 @@ impl Store for PgStore {
         )
         .bind::<Text, _>(instance.to_string())
         .bind::<BigInt, _>(to_ms(now))
+        .prepared()
         .execute(&mut conn)
         .await
         .map_err(classify)?;
@@ -1330,6 +1406,7 @@ impl Store for PgStore {
         )
         .bind::<BigInt, _>(to_ms(stale_before))
         .bind::<BigInt, _>(limit.min(i64::MAX as usize) as i64)
+        .prepared()
         .load(&mut conn)
         .await
         .map_err(classify)?;
@@ -1342,6 +1419,7 @@ impl Store for PgStore {
             "SELECT {TIMELINE_COLUMNS} FROM attempts WHERE ended_at IS NOT NULL LIMIT $1"
         ))
         .bind::<BigInt, _>(limit as i64)
+        .prepared()
         .load(&mut conn)
         .await
         .map_err(classify)?;
@@ -1369,6 +1447,7 @@ impl Store for PgStore {
                 .collect::<Vec<_>>(),
         )
         .bind::<Array<Integer>, _>(keys.iter().map(|k| k.attempt as i32).collect::<Vec<_>>())
+        .prepared()
         .execute(&mut conn)
         .await
         .map_err(classify)?;
@@ -1448,6 +1527,7 @@ impl Timeline for PgStore {
                 })
                 .collect::<Vec<_>>(),
         )
+        .prepared()
         .execute(&mut conn)
         .await
         .map_err(classify)?;
@@ -1466,6 +1546,7 @@ impl Timeline for PgStore {
         )
         .bind::<Text, _>(campaign_id.to_string())
         .bind::<Text, _>(call_id.to_string())
+        .prepared()
         .load(&mut conn)
         .await
         .map_err(classify)?;
@@ -1500,6 +1581,7 @@ impl Timeline for PgStore {
         .bind::<Text, _>(after_call)
         .bind::<BigInt, _>(after_attempt)
         .bind::<BigInt, _>(limit as i64 + 1)
+        .prepared()
         .load(&mut conn)
         .await
         .map_err(classify)?;
