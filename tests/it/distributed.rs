@@ -221,3 +221,125 @@ async fn four_processes_finish_a_campaign_within_its_limit_despite_a_killed_call
         assert!(process.terminate().success(), "clean exit");
     }
 }
+
+/// A dispatch that sat in the bus longer than its lease lives has lost its slot, which may have
+/// gone to another call meanwhile. The call role must not dial it on the dead lease (that
+/// would put the campaign over its limit): it waits, unacknowledged, for a new lease, and dials
+/// as soon as one frees up. Driven step by step on the real adapters (PostgreSQL, Redis).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dispatch_whose_lease_expired_waits_for_a_new_one() {
+    use std::collections::BTreeSet;
+
+    use outbound::context::AppContext;
+    use outbound::domain::business_hours::BusinessHours;
+    use outbound::domain::campaign::{RetryPolicy, StatusAction};
+    use outbound::domain::ids::{CampaignId, InstanceId};
+    use outbound::domain::phone::PhoneNumber;
+    use outbound::ports::{Delivery, NewCampaign, NewTarget};
+    use outbound::roles::call::CallWorker;
+    use outbound::roles::messages::{self, DispatchMessage, PolicyTerms};
+    use outbound::runtime::role::RoleName;
+    use outbound::settings::GoDuration;
+
+    let dir = tempfile::tempdir().expect("dir");
+    let mut settings = crate::helpers::test_settings(dir.path());
+    crate::helpers::distributed(&mut settings).await;
+    // Calls that outlast the test, so a dialed call stays in flight.
+    settings.telephony.mock.min_duration = GoDuration(Duration::from_secs(60));
+    settings.telephony.mock.max_duration = GoDuration(Duration::from_secs(60));
+    settings.limiter.lease_ttl = GoDuration(Duration::from_millis(500));
+    let roles: BTreeSet<RoleName> = [RoleName::Call].into_iter().collect();
+    let ctx = AppContext::build(settings, &roles, true)
+        .await
+        .expect("context");
+    let mock = ctx.mock_provider.clone().expect("mock provider");
+
+    let campaign = CampaignId::new();
+    ctx.store
+        .create_campaign(
+            NewCampaign {
+                id: campaign,
+                name: unique_name("expired-lease"),
+                description: String::new(),
+                time_zone: chrono_tz::UTC,
+                max_concurrent_calls: 1,
+                retry_policy: RetryPolicy::default(),
+                business_hours: BusinessHours::default(),
+                targets: vec![NewTarget {
+                    phone_number: PhoneNumber::parse("+15555550100").expect("number"),
+                    metadata: None,
+                }],
+            },
+            chrono::Utc::now(),
+        )
+        .await
+        .expect("create");
+    ctx.store
+        .transition_campaign(campaign, StatusAction::Start, chrono::Utc::now())
+        .await
+        .expect("start");
+    // The scheduler's part: a lease, a claim by a live claimer, a dispatch.
+    let claimer = InstanceId::new();
+    ctx.store
+        .heartbeat(claimer, chrono::Utc::now())
+        .await
+        .expect("heartbeat");
+    let lease = ctx.limiter.acquire(campaign, 1, 1).await.expect("lease")[0];
+    let claimed = ctx
+        .store
+        .claim_calls(campaign, 1, claimer, chrono::Utc::now())
+        .await
+        .expect("claim");
+    let call = claimed.first().expect("a claimed call").clone();
+    let dispatch = DispatchMessage {
+        v: messages::VERSION,
+        call_id: call.call_id,
+        campaign_id: campaign,
+        attempt: call.attempt,
+        phone_number: call.phone_number.clone(),
+        lease_id: lease,
+        policy: PolicyTerms {
+            base_delay_ms: 1_000,
+            max_delay_ms: 10_000,
+            jitter: 0.0,
+        },
+        owner: claimer,
+        limit: 1,
+    };
+
+    // In transit longer than the lease lives; meanwhile the slot goes to someone else.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let other = ctx.limiter.acquire(campaign, 1, 1).await.expect("acquire");
+    assert_eq!(other.len(), 1, "the expired lease freed the slot");
+
+    let mut worker = CallWorker::new(ctx.clone());
+    let delivery = Delivery {
+        message: messages::encode(call.call_id.to_string(), &dispatch),
+        token: 1,
+    };
+    let done = worker.process_batch(vec![delivery]).await.expect("batch");
+    assert!(done.is_empty(), "waiting, so not acknowledged: {done:?}");
+    assert_eq!(worker.in_flight(), 0, "not dialed on a dead lease");
+    assert_eq!(mock.counts(campaign).peak, 0);
+    assert_eq!(ctx.limiter.active(campaign).await.expect("active"), 1);
+
+    // Still no slot: still waiting.
+    worker.process_batch(Vec::new()).await.expect("batch");
+    assert_eq!(worker.in_flight(), 0);
+
+    // The slot frees up: the waiting dispatch takes a new lease and dials, once.
+    ctx.limiter
+        .release(&[(campaign, other[0])])
+        .await
+        .expect("release");
+    worker.process_batch(Vec::new()).await.expect("batch");
+    assert_eq!(worker.in_flight(), 1, "dialed under a new lease");
+    assert_eq!(mock.counts(campaign).active, 1);
+    assert_eq!(ctx.limiter.active(campaign).await.expect("active"), 1);
+    worker.process_batch(Vec::new()).await.expect("batch");
+    assert_eq!(
+        mock.counts(campaign).peak,
+        1,
+        "dialed once, never over the limit"
+    );
+}
