@@ -175,6 +175,7 @@ impl AppContext {
                     replication: settings.bus.replication,
                     client_id: format!("outbound-{}", roles_label(roles)),
                     session_timeout: settings.bus.session_timeout.0,
+                    fetch_wait: settings.bus.fetch_wait.0,
                     extra: Vec::new(),
                 })
                 .await?,

@@ -95,6 +95,10 @@ pub struct BusSettings {
     pub replication: i32,
     /// A consumer silent this long leaves its group and its partitions move on.
     pub session_timeout: GoDuration,
+    /// How long a fetch with nothing to return waits at the broker (`fetch.wait.max.ms`).
+    /// Kafka answers as soon as a message arrives, so this only paces idle polling; brokers
+    /// that answer only at the deadline (librdkafka's mock cluster) add it to every hop.
+    pub fetch_wait: GoDuration,
 }
 
 impl Default for BusSettings {
@@ -106,6 +110,7 @@ impl Default for BusSettings {
             partitions: 12,
             replication: 1,
             session_timeout: Duration::from_secs(10).into(),
+            fetch_wait: Duration::from_millis(20).into(),
         }
     }
 }
@@ -416,6 +421,10 @@ impl Settings {
                     "bus.partitions",
                     "partitions and replication must be at least 1",
                 ));
+            }
+            if !(Duration::from_millis(1)..=Duration::from_secs(5)).contains(&self.bus.fetch_wait.0)
+            {
+                return Err(invalid("bus.fetch_wait", "must be from 1ms to 5s"));
             }
             if self.bus.session_timeout.0 < Duration::from_secs(1) {
                 return Err(invalid("bus.session_timeout", "must be at least 1s"));

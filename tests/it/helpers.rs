@@ -79,6 +79,8 @@ pub async fn distributed(settings: &mut Settings) {
     settings.bus.partitions = 2;
     // The mock cluster's rebalances never settle below 4 s.
     settings.bus.session_timeout = GoDuration(Duration::from_secs(5));
+    // The mock broker answers an idle fetch only at this deadline, so it paces every hop.
+    settings.bus.fetch_wait = GoDuration(Duration::from_millis(5));
 }
 
 pub struct TestApp {

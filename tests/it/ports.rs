@@ -63,7 +63,7 @@ async fn kafka_bus(partitions: i32) -> KafkaBus {
         client_id: "outbound-test".into(),
         // The mock cluster's rebalances never settle below 4 s.
         session_timeout: Duration::from_secs(5),
-        extra: Vec::new(),
+        ..KafkaBusConfig::default()
     })
     .await
     .expect("connect to the mock kafka cluster")

@@ -78,6 +78,8 @@ pub struct KafkaBusConfig {
     pub client_id: String,
     /// `session.timeout.ms` of consumers: a member silent this long leaves its group.
     pub session_timeout: Duration,
+    /// `fetch.wait.max.ms` of consumers: how long a fetch with nothing to return waits.
+    pub fetch_wait: Duration,
     /// Further librdkafka properties for every client (security, tuning), applied last.
     pub extra: Vec<(String, String)>,
 }
@@ -91,6 +93,7 @@ impl Default for KafkaBusConfig {
             replication: 1,
             client_id: "outbound".into(),
             session_timeout: Duration::from_secs(10),
+            fetch_wait: Duration::from_millis(20),
             extra: Vec::new(),
         }
     }
@@ -349,9 +352,13 @@ impl KafkaBus {
             .set("auto.offset.reset", "earliest")
             .set("session.timeout.ms", session_ms.to_string())
             .set("heartbeat.interval.ms", heartbeat_ms.to_string())
-            // A fetch returns as soon as anything arrives; an idle one returns after 20 ms
-            // instead of librdkafka's 500, which would add up to half a second per hop.
-            .set("fetch.wait.max.ms", "20")
+            // A fetch returns as soon as anything arrives; an idle one after `fetch_wait`
+            // (20 ms by default, not librdkafka's 500, which a broker that answers only at
+            // the deadline would add to every hop).
+            .set(
+                "fetch.wait.max.ms",
+                self.config.fetch_wait.as_millis().max(1).to_string(),
+            )
             .set("fetch.min.bytes", "1");
         apply_extra(&mut consumer_config, &self.config);
         let shared = Arc::new(Shared::new());
