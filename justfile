@@ -36,6 +36,22 @@ load-test CAMPAIGNS="3" CALLS="50" CONCURRENT="10" *ARGS="":
     cargo run --release -- load-test --campaigns "$campaigns" --calls "$calls" \
         --concurrent "$concurrent" "${url_args[@]}" {{ARGS}}
 
+# The load test on the distributed backends, all roles in one process: throwaway PostgreSQL and
+# Redis (as the tests start them) and librdkafka's in-process mock cluster for Kafka. Against a
+# real distributed deployment, use `URL=http://api-host:port just load-test ...` instead.
+load-test-distributed CAMPAIGNS="3" CALLS="50" CONCURRENT="10" *ARGS="":
+    #!/usr/bin/env bash
+    set -euo pipefail
+    campaigns='{{CAMPAIGNS}}'; calls='{{CALLS}}'; concurrent='{{CONCURRENT}}'
+    campaigns="${campaigns#CAMPAIGNS=}"; calls="${calls#CALLS=}"; concurrent="${concurrent#CONCURRENT=}"
+    cargo build --release
+    source scripts/test-services.sh
+    OUTBOUND__STORAGE__URL="$OUTBOUND_TEST_DATABASE_URL" \
+    OUTBOUND__LIMITER__URL="$OUTBOUND_TEST_REDIS_URL" \
+    OUTBOUND__BUS__KIND=kafka OUTBOUND__BUS__BROKERS=mock \
+        target/release/outbound load-test --campaigns "$campaigns" --calls "$calls" \
+        --concurrent "$concurrent" {{ARGS}}
+
 # Benchmark scenarios (throughput, utilization, fairness, api, register), one JSON line each.
 # `just bench api,register` runs a subset. Figures and targets: BENCHMARKS.md.
 bench SCENARIOS="":

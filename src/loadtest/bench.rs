@@ -10,7 +10,9 @@ use reqwest::Method;
 use serde_json::{json, Map, Value};
 
 use super::client::{peaks_from_metrics, ApiClient};
-use super::{start_and_time_first_dial, EmbeddedServer, LoadError};
+use super::{
+    adapt_to_mock_broker, start_and_time_first_dial, EmbeddedServer, LoadError, MOCK_FETCH_WAIT,
+};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
 
@@ -214,9 +216,6 @@ async fn follow(
     }
 }
 
-/// `bus.fetch_wait` against the mock cluster, unless configured otherwise (see `settings`).
-const MOCK_FETCH_WAIT: Duration = Duration::from_millis(2);
-
 /// A benchmark run: the settings every scenario starts from, and for `--distributed` the
 /// shared backends (a fresh PostgreSQL database and fresh Kafka topics per scenario; with
 /// `bus.brokers = "mock"`, librdkafka's in-process mock cluster stands in for Kafka).
@@ -312,12 +311,8 @@ impl Bench {
                     .map_err(|err| LoadError::Server(err.to_string()))?;
             }
             settings.bus.brokers = cluster.bootstrap_servers();
-            // The mock broker answers an empty fetch only at its deadline, where Kafka answers
-            // as soon as a message arrives; at the default 20 ms that adds up to 20 ms to every
-            // hop, which no real cluster would. Reported in each line as `fetch_wait_ms`.
-            if settings.bus.fetch_wait == BusSettings::default().fetch_wait {
-                settings.bus.fetch_wait = GoDuration(MOCK_FETCH_WAIT);
-            }
+            // Reported in each line as `fetch_wait_ms`.
+            adapt_to_mock_broker(&mut settings);
         }
         Ok(settings)
     }

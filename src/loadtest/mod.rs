@@ -17,6 +17,9 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::DefaultProducerContext;
+
 use self::client::{peaks_from_metrics, ApiClient, RouteLatency};
 use crate::runtime::Node;
 use crate::settings::Settings;
@@ -84,12 +87,47 @@ impl Report {
     }
 }
 
-/// A server started in this process on a fresh SQLite file, for runs without `--url`.
+/// A server started in this process, for runs without `--url`: every role on a fresh SQLite
+/// file, or on the distributed backends the settings name. `bus.brokers = "mock"` (with
+/// `bus.kind = "kafka"`) starts librdkafka's mock cluster in this process for Kafka.
 pub struct EmbeddedServer {
     pub base: String,
     shutdown: CancellationToken,
     handle: tokio::task::JoinHandle<Result<(), String>>,
     dir: PathBuf,
+    /// Dropped after the server stops: its consumers need it until then.
+    _cluster: Option<MockCluster<'static, DefaultProducerContext>>,
+}
+
+/// `bus.fetch_wait` against the mock cluster, unless configured otherwise: its broker answers an
+/// empty fetch only at the deadline, where Kafka answers as soon as a message arrives, so the
+/// default 20 ms would add up to 20 ms to every hop, which no real cluster does.
+pub(crate) const MOCK_FETCH_WAIT: Duration = Duration::from_millis(2);
+
+pub(crate) fn adapt_to_mock_broker(settings: &mut Settings) {
+    if settings.bus.fetch_wait == crate::settings::BusSettings::default().fetch_wait {
+        settings.bus.fetch_wait = crate::settings::GoDuration(MOCK_FETCH_WAIT);
+    }
+}
+
+/// Starts a mock Kafka cluster with fresh topics and points `settings` at it.
+fn start_mock_kafka(
+    settings: &mut Settings,
+) -> Result<MockCluster<'static, DefaultProducerContext>, LoadError> {
+    let cluster = MockCluster::new(1).map_err(|err| LoadError::Server(err.to_string()))?;
+    settings.bus.topic_prefix = format!("load-{}.", uuid::Uuid::now_v7().simple());
+    for topic in ["dispatch", "status", "retry", "wake", "dead-letter"] {
+        cluster
+            .create_topic(
+                &format!("{}{topic}", settings.bus.topic_prefix),
+                settings.bus.partitions,
+                1,
+            )
+            .map_err(|err| LoadError::Server(err.to_string()))?;
+    }
+    settings.bus.brokers = cluster.bootstrap_servers();
+    adapt_to_mock_broker(settings);
+    Ok(cluster)
 }
 
 impl EmbeddedServer {
@@ -102,6 +140,13 @@ impl EmbeddedServer {
             settings.storage.url = format!("sqlite://{}", dir.join("outbound.db").display());
         }
         settings.runtime.roles = vec![crate::runtime::role::RoleName::All];
+        let cluster = if settings.bus.kind == crate::settings::BusKind::Kafka
+            && settings.bus.brokers == "mock"
+        {
+            Some(start_mock_kafka(&mut settings)?)
+        } else {
+            None
+        };
         settings
             .validate()
             .map_err(|err| LoadError::Server(err.to_string()))?;
@@ -120,6 +165,7 @@ impl EmbeddedServer {
             shutdown,
             handle,
             dir,
+            _cluster: cluster,
         })
     }
 
