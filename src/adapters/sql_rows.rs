@@ -16,7 +16,9 @@ use crate::domain::campaign::{Campaign, CampaignStatus, RetryPolicy};
 use crate::domain::ids::{CallId, CampaignId};
 use crate::domain::phone::PhoneNumber;
 use crate::domain::stats::CampaignStats;
-use crate::ports::{ClaimedCall, OrphanedAttempt, StoreError, TimelineEntry, TimelineError};
+use crate::ports::{
+    ClaimedCall, OrphanedAttempt, StoreError, TimelineEntry, TimelineError, TimelinePage,
+};
 
 pub fn to_ms(at: DateTime<Utc>) -> i64 {
     at.timestamp_millis()
@@ -249,6 +251,34 @@ pub fn decode_timeline_token(token: &str) -> Result<(CallId, u32), TimelineError
         .try_into()
         .map_err(|_| TimelineError::InvalidPageToken)?;
     Ok((CallId(id), u32::from_be_bytes(attempt)))
+}
+
+/// Where a page of the SQL timeline starts: after `(call_id, attempt)`, or from the start
+/// (an empty id and attempt -1 sort before every row).
+pub fn timeline_after(page_token: Option<&str>) -> Result<(String, i64), TimelineError> {
+    Ok(match page_token {
+        Some(token) => {
+            let (call, attempt) = decode_timeline_token(token)?;
+            (call.to_string(), i64::from(attempt))
+        }
+        None => (String::new(), -1),
+    })
+}
+
+/// A page from up to `limit + 1` rows in timeline order: the extra row only says there is more.
+pub fn timeline_page(mut entries: Vec<TimelineEntry>, limit: usize) -> TimelinePage {
+    let next_page_token = if entries.len() > limit {
+        entries.truncate(limit);
+        entries
+            .last()
+            .map(|entry| encode_timeline_token(entry.call_id, entry.attempt.attempt))
+    } else {
+        None
+    };
+    TimelinePage {
+        entries,
+        next_page_token,
+    }
 }
 
 impl From<StoreError> for TimelineError {

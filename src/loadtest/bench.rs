@@ -11,7 +11,7 @@ use serde_json::{json, Map, Value};
 
 use super::client::{peaks_from_metrics, ApiClient};
 use super::{
-    adapt_to_mock_broker, start_and_time_first_dial, EmbeddedServer, LoadError, MOCK_FETCH_WAIT,
+    start_and_time_first_dial, use_mock_kafka, EmbeddedServer, LoadError, MOCK_FETCH_WAIT,
 };
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
@@ -301,18 +301,8 @@ impl Bench {
                 .map_err(|err| LoadError::Server(err.to_string()))?;
         settings.bus.topic_prefix = format!("bench-{}.", uuid::Uuid::now_v7().simple());
         if let Some(cluster) = &self.cluster {
-            for topic in ["dispatch", "status", "retry", "wake", "dead-letter"] {
-                cluster
-                    .create_topic(
-                        &format!("{}{topic}", settings.bus.topic_prefix),
-                        settings.bus.partitions,
-                        1,
-                    )
-                    .map_err(|err| LoadError::Server(err.to_string()))?;
-            }
-            settings.bus.brokers = cluster.bootstrap_servers();
-            // Reported in each line as `fetch_wait_ms`.
-            adapt_to_mock_broker(&mut settings);
+            // Sets the fetch wait reported in each line as `fetch_wait_ms`.
+            use_mock_kafka(cluster, &mut settings)?;
         }
         Ok(settings)
     }

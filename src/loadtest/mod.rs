@@ -116,6 +116,16 @@ fn start_mock_kafka(
 ) -> Result<MockCluster<'static, DefaultProducerContext>, LoadError> {
     let cluster = MockCluster::new(1).map_err(|err| LoadError::Server(err.to_string()))?;
     settings.bus.topic_prefix = format!("load-{}.", uuid::Uuid::now_v7().simple());
+    use_mock_kafka(&cluster, settings)?;
+    Ok(cluster)
+}
+
+/// Creates the topics of `settings.bus.topic_prefix` on the mock cluster (it cannot create
+/// them on request as Kafka does) and points `settings` at it.
+pub(crate) fn use_mock_kafka(
+    cluster: &MockCluster<'static, DefaultProducerContext>,
+    settings: &mut Settings,
+) -> Result<(), LoadError> {
     for topic in ["dispatch", "status", "retry", "wake", "dead-letter"] {
         cluster
             .create_topic(
@@ -127,7 +137,7 @@ fn start_mock_kafka(
     }
     settings.bus.brokers = cluster.bootstrap_servers();
     adapt_to_mock_broker(settings);
-    Ok(cluster)
+    Ok(())
 }
 
 impl EmbeddedServer {

@@ -84,12 +84,12 @@ use diesel_async::{AsyncConnection, AsyncMigrationHarness, AsyncPgConnection, Ru
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 use self::rows::{LockedCallRow, PhoneRow, RowCount, StatusCountRow, StatusRow};
-use super::sql_rows::{decode_timeline_token, encode_timeline_token};
 use super::sql_rows::{
     from_ms, to_ms, AttemptRow, CallRow, CampaignRow, ClaimRow, CountRow, IdRow, MaybeMsRow,
     OrphanRow, RunnableRow, StatsDelta, StatsRow, TimelineRow, CALL_COLUMNS, CAMPAIGN_COLUMNS,
     TIMELINE_COLUMNS,
 };
+use super::sql_rows::{timeline_after, timeline_page};
 use crate::domain::call::{next_step, Attempt, AttemptOutcome, Call, CallStatus, NextStep};
 use crate::domain::campaign::{
     Campaign, CampaignChanges, CampaignStatus, InvalidTransition, StatusAction, Transition,
@@ -1562,13 +1562,7 @@ impl Timeline for PgStore {
         page_token: Option<&str>,
         limit: usize,
     ) -> Result<TimelinePage, TimelineError> {
-        let (after_call, after_attempt) = match page_token {
-            Some(token) => {
-                let (call, attempt) = decode_timeline_token(token)?;
-                (call.to_string(), i64::from(attempt))
-            }
-            None => (String::new(), -1),
-        };
+        let (after_call, after_attempt) = timeline_after(page_token)?;
         let limit = limit.max(1);
         let mut conn = self.conn().await?;
         // The primary key (campaign_id, call_id, attempt) serves both the filter and the order.
@@ -1585,22 +1579,11 @@ impl Timeline for PgStore {
         .load(&mut conn)
         .await
         .map_err(classify)?;
-        let mut entries = rows
+        let entries = rows
             .into_iter()
             .map(TimelineEntry::try_from)
             .collect::<Result<Vec<_>, _>>()?;
-        let next_page_token = if entries.len() > limit {
-            entries.truncate(limit);
-            entries
-                .last()
-                .map(|entry| encode_timeline_token(entry.call_id, entry.attempt.attempt))
-        } else {
-            None
-        };
-        Ok(TimelinePage {
-            entries,
-            next_page_token,
-        })
+        Ok(timeline_page(entries, limit))
     }
 }
 

@@ -245,6 +245,25 @@ fn paging_error(err: ExecutionError, resumed: bool) -> TimelineError {
     }
 }
 
+/// A row of either select: the other key (campaign or call id), then the attempt's columns.
+type KeyedAttemptRow = (
+    Uuid,
+    i32,
+    String,
+    Option<String>,
+    CqlTimestamp,
+    Option<CqlTimestamp>,
+    Option<i64>,
+);
+
+fn keyed_attempt(row: KeyedAttemptRow) -> Result<(Uuid, Attempt), TimelineError> {
+    let (key, attempt, status, error, started_at, ended_at, duration_ms) = row;
+    Ok((
+        key,
+        attempt_from_columns((attempt, status, error, started_at, ended_at, duration_ms))?,
+    ))
+}
+
 // ---------------------------------------------------------------------------------------------
 // Page tokens: where a campaign listing resumes, opaque to clients.
 
@@ -361,28 +380,13 @@ impl Timeline for ScyllaTimeline {
             .map_err(|err| internal("read call_attempts", err))?;
         let mut attempts = Vec::new();
         for row in result
-            .rows::<(
-                Uuid,
-                i32,
-                String,
-                Option<String>,
-                CqlTimestamp,
-                Option<CqlTimestamp>,
-                Option<i64>,
-            )>()
+            .rows::<KeyedAttemptRow>()
             .map_err(|err| internal("read call_attempts", err))?
         {
-            let (campaign, attempt, status, error, started_at, ended_at, duration_ms) =
-                row.map_err(|err| internal("read call_attempts", err))?;
+            let (campaign, attempt) =
+                keyed_attempt(row.map_err(|err| internal("read call_attempts", err))?)?;
             if campaign == campaign_id.0 {
-                attempts.push(attempt_from_columns((
-                    attempt,
-                    status,
-                    error,
-                    started_at,
-                    ended_at,
-                    duration_ms,
-                ))?);
+                attempts.push(attempt);
             }
         }
         Ok(attempts)
@@ -416,30 +420,15 @@ impl Timeline for ScyllaTimeline {
                 .into_rows_result()
                 .map_err(|err| internal("read campaign_attempts", err))?;
             for row in result
-                .rows::<(
-                    Uuid,
-                    i32,
-                    String,
-                    Option<String>,
-                    CqlTimestamp,
-                    Option<CqlTimestamp>,
-                    Option<i64>,
-                )>()
+                .rows::<KeyedAttemptRow>()
                 .map_err(|err| internal("read campaign_attempts", err))?
             {
-                let (call_id, attempt, status, error, started_at, ended_at, duration_ms) =
-                    row.map_err(|err| internal("read campaign_attempts", err))?;
+                let (call_id, attempt) =
+                    keyed_attempt(row.map_err(|err| internal("read campaign_attempts", err))?)?;
                 entries.push(TimelineEntry {
                     campaign_id,
                     call_id: CallId(call_id),
-                    attempt: attempt_from_columns((
-                        attempt,
-                        status,
-                        error,
-                        started_at,
-                        ended_at,
-                        duration_ms,
-                    ))?,
+                    attempt,
                 });
             }
             cursor.advance(response);

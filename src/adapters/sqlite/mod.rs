@@ -28,7 +28,7 @@ use self::rows::{
     TIMELINE_COLUMNS,
 };
 use super::sql_rows as rows;
-use super::sql_rows::{decode_timeline_token, encode_timeline_token};
+use super::sql_rows::{timeline_after, timeline_page};
 use crate::domain::call::{next_step, Attempt, AttemptOutcome, Call, CallStatus, NextStep};
 use crate::domain::campaign::{
     Campaign, CampaignChanges, CampaignStatus, StatusAction, Transition,
@@ -1045,15 +1045,9 @@ impl Timeline for SqliteStore {
         page_token: Option<&str>,
         limit: usize,
     ) -> Result<TimelinePage, TimelineError> {
-        let (after_call, after_attempt) = match page_token {
-            Some(token) => {
-                let (call, attempt) = decode_timeline_token(token)?;
-                (call.to_string(), i64::from(attempt))
-            }
-            None => (String::new(), -1),
-        };
+        let (after_call, after_attempt) = timeline_after(page_token)?;
         let limit = limit.max(1);
-        let mut entries = self
+        let entries = self
             .read(move |conn| {
                 // The primary key (call_id, attempt) serves the order; call ids are UUID v7,
                 // so one campaign's calls sit close together in it.
@@ -1073,17 +1067,6 @@ impl Timeline for SqliteStore {
                     .collect::<Result<Vec<_>, _>>()
             })
             .await?;
-        let next_page_token = if entries.len() > limit {
-            entries.truncate(limit);
-            entries
-                .last()
-                .map(|entry| encode_timeline_token(entry.call_id, entry.attempt.attempt))
-        } else {
-            None
-        };
-        Ok(TimelinePage {
-            entries,
-            next_page_token,
-        })
+        Ok(timeline_page(entries, limit))
     }
 }
