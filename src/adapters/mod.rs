@@ -5,6 +5,7 @@
 pub mod kafka;
 pub mod memory;
 pub mod postgres;
+mod prepared;
 pub mod redis;
 pub mod scylla;
 mod sql_rows;

@@ -71,11 +71,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use diesel::pg::Pg;
-use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel::sql_types::{Array, BigInt, Double, Integer, Nullable, Text};
-use diesel::QueryResult;
 use diesel_async::pooled_connection::deadpool::{Object, Pool};
 use diesel_async::pooled_connection::{
     AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
@@ -84,6 +81,7 @@ use diesel_async::{AsyncConnection, AsyncMigrationHarness, AsyncPgConnection, Ru
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 use self::rows::{LockedCallRow, PhoneRow, RowCount, StatusCountRow, StatusRow};
+use super::prepared::KeepPrepared;
 use super::sql_rows::{
     from_ms, to_ms, AttemptRow, CallRow, CampaignRow, ClaimRow, CountRow, IdRow, MaybeMsRow,
     OrphanRow, RunnableRow, StatsDelta, StatsRow, TimelineRow, CALL_COLUMNS, CAMPAIGN_COLUMNS,
@@ -114,44 +112,6 @@ const MAX_INSERT_ROWS: usize = 5_000;
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Serialises `migrate` across processes starting at once (`pg_advisory_lock` key).
 const MIGRATION_LOCK_KEY: i64 = 0x6f75_7462_6f75_6e64; // "outbound"
-
-// ---------------------------------------------------------------------------------------------
-// Prepared statements
-
-/// A raw SQL statement kept prepared on its connection. Diesel never caches `sql_query`, since
-/// its text could change between runs, so each run would cost a prepare round trip and a fresh
-/// plan on the server; every statement marked with `.prepared()` here has a fixed text (or one
-/// of a few), so each pooled connection prepares it once. Statements whose text depends on the
-/// batch (multi-row `VALUES`) stay unprepared.
-struct Prepared<Q>(Q);
-
-trait KeepPrepared: Sized {
-    fn prepared(self) -> Prepared<Self> {
-        Prepared(self)
-    }
-}
-
-impl<Q: QueryFragment<Pg>> KeepPrepared for Q {}
-
-impl<Q: QueryFragment<Pg>> QueryFragment<Pg> for Prepared<Q> {
-    fn walk_ast<'b>(&'b self, pass: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        self.0.walk_ast(pass)
-    }
-
-    fn is_safe_to_cache_prepared(&self, _backend: &Pg) -> QueryResult<bool> {
-        Ok(true)
-    }
-}
-
-impl<Q> QueryId for Prepared<Q> {
-    // Keyed by SQL text and bind types in the connection's statement cache.
-    type QueryId = ();
-    const HAS_STATIC_QUERY_ID: bool = false;
-}
-
-impl<Q: Query> Query for Prepared<Q> {
-    type SqlType = Q::SqlType;
-}
 
 // ---------------------------------------------------------------------------------------------
 // Errors

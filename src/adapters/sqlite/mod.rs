@@ -27,6 +27,7 @@ use self::rows::{
     OrphanRow, RunnableRow, StatsDelta, StatsRow, TimelineRow, CALL_COLUMNS, CAMPAIGN_COLUMNS,
     TIMELINE_COLUMNS,
 };
+use super::prepared::KeepPrepared;
 use super::sql_rows as rows;
 use super::sql_rows::{timeline_after, timeline_page};
 use crate::domain::call::{next_step, Attempt, AttemptOutcome, Call, CallStatus, NextStep};
@@ -196,6 +197,7 @@ fn load_campaign(
         "SELECT {CAMPAIGN_COLUMNS} FROM campaigns WHERE id = ?"
     ))
     .bind::<Text, _>(id.to_string())
+    .prepared()
     .load(conn)?;
     rows.into_iter().next().map(Campaign::try_from).transpose()
 }
@@ -204,6 +206,7 @@ fn load_call(conn: &mut SqliteConnection, id: CallId) -> Result<Option<Call>, St
     let rows: Vec<CallRow> =
         diesel::sql_query(format!("SELECT {CALL_COLUMNS} FROM calls WHERE id = ?"))
             .bind::<Text, _>(id.to_string())
+            .prepared()
             .load(conn)?;
     rows.into_iter().next().map(Call::try_from).transpose()
 }
@@ -234,6 +237,7 @@ fn apply_stats(
     .bind::<BigInt, _>(delta.finished_attempts)
     .bind::<BigInt, _>(to_ms(now))
     .bind::<Text, _>(campaign_id.to_string())
+    .prepared()
     .execute(conn)?;
     Ok(())
 }
@@ -298,6 +302,7 @@ fn set_campaign_completed(
     .bind::<BigInt, _>(to_ms(now))
     .bind::<BigInt, _>(to_ms(now))
     .bind::<Text, _>(campaign_id.to_string())
+    .prepared()
     .execute(conn)?;
     Ok(changed > 0)
 }
@@ -352,6 +357,7 @@ impl Store for SqliteStore {
             .bind::<BigInt, _>(targets.len() as i64)
             .bind::<BigInt, _>(to_ms(now))
             .bind::<BigInt, _>(to_ms(now))
+            .prepared()
             .execute(conn)?;
             diesel::sql_query(
                 "INSERT INTO campaign_stats (campaign_id, total_targets, updated_at) VALUES (?, ?, ?)",
@@ -359,6 +365,7 @@ impl Store for SqliteStore {
             .bind::<Text, _>(id.to_string())
             .bind::<BigInt, _>(targets.len() as i64)
             .bind::<BigInt, _>(to_ms(now))
+            .prepared()
             .execute(conn)?;
             insert_targets(conn, id, &targets)?;
             let calls: Vec<Call> = targets
@@ -396,6 +403,7 @@ impl Store for SqliteStore {
             .bind::<Nullable<Text>, _>(status.map(|s| s.as_str()))
             .bind::<Text, _>(after.map(|id| id.to_string()).unwrap_or_default())
             .bind::<BigInt, _>(limit as i64)
+            .prepared()
             .load(conn)?;
             rows.into_iter().map(Campaign::try_from).collect()
         })
@@ -436,6 +444,7 @@ impl Store for SqliteStore {
             .bind::<Text, _>(hours)
             .bind::<BigInt, _>(to_ms(now))
             .bind::<Text, _>(id.to_string())
+            .prepared()
             .execute(conn)?;
             load_campaign(conn, id)?.ok_or(StoreError::NotFound)
         })
@@ -466,6 +475,7 @@ impl Store for SqliteStore {
             .bind::<Text, _>(next.as_str())
             .bind::<BigInt, _>(to_ms(now))
             .bind::<Text, _>(id.to_string())
+            .prepared()
             .execute(conn)?;
             if next == CampaignStatus::Completed {
                 let mut delta = StatsDelta::default();
@@ -477,6 +487,7 @@ impl Store for SqliteStore {
                     .bind::<BigInt, _>(to_ms(now))
                     .bind::<Text, _>(id.to_string())
                     .bind::<Text, _>(from.as_str())
+                    .prepared()
                     .execute(conn)? as i64;
                     delta.bucket(from, -canceled);
                     delta.canceled += canceled;
@@ -493,6 +504,7 @@ impl Store for SqliteStore {
             let rows: Vec<StatsRow> =
                 diesel::sql_query("SELECT * FROM campaign_stats WHERE campaign_id = ?")
                     .bind::<Text, _>(id.to_string())
+                    .prepared()
                     .load(conn)?;
             rows.into_iter()
                 .next()
@@ -518,6 +530,7 @@ impl Store for SqliteStore {
                 )
                 .bind::<Text, _>(campaign_id.to_string())
                 .bind::<Text, _>(target.phone_number.as_str().to_owned())
+                .prepared()
                 .load(conn)?;
                 if found.is_empty() {
                     unregistered.push(target.phone_number.as_str().to_owned());
@@ -554,6 +567,7 @@ impl Store for SqliteStore {
                  WHERE call_id = ? ORDER BY attempt",
             )
             .bind::<Text, _>(id.to_string())
+            .prepared()
             .load(conn)?;
             let attempts = rows
                 .into_iter()
@@ -582,6 +596,7 @@ impl Store for SqliteStore {
                 .bind::<Text, _>(status.as_str())
                 .bind::<Text, _>(after)
                 .bind::<BigInt, _>(limit as i64)
+                .prepared()
                 .load(conn)?,
                 None => diesel::sql_query(format!(
                     "SELECT {CALL_COLUMNS} FROM calls WHERE campaign_id = ? AND id > ? \
@@ -590,6 +605,7 @@ impl Store for SqliteStore {
                 .bind::<Text, _>(campaign_id.to_string())
                 .bind::<Text, _>(after)
                 .bind::<BigInt, _>(limit as i64)
+                .prepared()
                 .load(conn)?,
             };
             rows.into_iter().map(Call::try_from).collect()
@@ -604,6 +620,7 @@ impl Store for SqliteStore {
                  JOIN campaign_stats s ON s.campaign_id = campaigns.id \
                  WHERE campaigns.status = 'in_progress' AND s.queued > 0 ORDER BY campaigns.id"
             ))
+            .prepared()
             .load(conn)?;
             rows.into_iter()
                 .map(|row| {
@@ -640,6 +657,7 @@ impl Store for SqliteStore {
                 "SELECT 1 AS n FROM campaigns WHERE id = ? AND status = 'in_progress'",
             )
             .bind::<Text, _>(campaign_id.to_string())
+            .prepared()
             .load(conn)?;
             if live.is_empty() {
                 return Ok(Vec::new());
@@ -655,6 +673,7 @@ impl Store for SqliteStore {
             .bind::<Text, _>(owner.to_string())
             .bind::<Text, _>(campaign_id.to_string())
             .bind::<BigInt, _>(max as i64)
+            .prepared()
             .load(conn)?;
             if claimed.is_empty() {
                 return Ok(Vec::new());
@@ -713,6 +732,7 @@ impl Store for SqliteStore {
                      WHERE c.id = ?",
                 )
                 .bind::<Text, _>(report.call_id.to_string())
+                .prepared()
                 .load(conn)?;
                 let current = rows.into_iter().next();
                 let fresh = current.as_ref().filter(|row| {
@@ -759,6 +779,7 @@ impl Store for SqliteStore {
                 .bind::<Nullable<Text>, _>(error.clone())
                 .bind::<BigInt, _>(to_ms(now))
                 .bind::<Text, _>(report.call_id.to_string())
+                .prepared()
                 .execute(conn)?;
                 let started = current.started_at.unwrap_or(to_ms(report.ended_at));
                 let duration = (to_ms(report.ended_at) - started).max(0);
@@ -772,6 +793,7 @@ impl Store for SqliteStore {
                 .bind::<BigInt, _>(duration)
                 .bind::<Text, _>(report.call_id.to_string())
                 .bind::<Integer, _>(report.attempt as i32)
+                .prepared()
                 .execute(conn)?;
                 let delta = deltas.entry(report.campaign_id).or_default();
                 delta.dialing -= 1;
@@ -810,6 +832,7 @@ impl Store for SqliteStore {
             .bind::<BigInt, _>(to_ms(now))
             .bind::<BigInt, _>(to_ms(now))
             .bind::<BigInt, _>(limit as i64)
+            .prepared()
             .load(conn)?;
             let mut per_campaign: HashMap<String, i64> = HashMap::new();
             for row in promoted {
@@ -839,6 +862,7 @@ impl Store for SqliteStore {
                 "SELECT MIN(c.next_attempt_at) AS ms FROM calls c JOIN campaigns k \
                  ON k.id = c.campaign_id WHERE c.status = 'retrying' AND k.status = 'in_progress'",
             )
+            .prepared()
             .load(conn)?;
             Ok(rows.into_iter().next().and_then(|row| row.ms).map(from_ms))
         })
@@ -858,6 +882,7 @@ impl Store for SqliteStore {
             )
             .bind::<BigInt, _>(to_ms(now))
             .bind::<BigInt, _>(to_ms(now))
+            .prepared()
             .load(conn)?;
             rows.into_iter()
                 .map(|row| {
@@ -890,6 +915,7 @@ impl Store for SqliteStore {
                 .bind::<Text, _>(call_id.to_string())
                 .bind::<Integer, _>(attempt as i32)
                 .bind::<Text, _>(claimer.to_string())
+                .prepared()
                 .execute(conn)?;
                 adopted.push(changed > 0);
             }
@@ -906,6 +932,7 @@ impl Store for SqliteStore {
             )
             .bind::<Text, _>(instance.to_string())
             .bind::<BigInt, _>(to_ms(now))
+            .prepared()
             .execute(conn)?;
             Ok(())
         })
@@ -929,6 +956,7 @@ impl Store for SqliteStore {
             )
             .bind::<BigInt, _>(to_ms(stale_before))
             .bind::<BigInt, _>(limit as i64)
+            .prepared()
             .load(conn)?;
             rows.into_iter().map(OrphanedAttempt::try_from).collect()
         })
@@ -941,6 +969,7 @@ impl Store for SqliteStore {
                 "SELECT {TIMELINE_COLUMNS} FROM attempts WHERE ended_at IS NOT NULL LIMIT ?"
             ))
             .bind::<BigInt, _>(limit as i64)
+            .prepared()
             .load(conn)?;
             rows.into_iter().map(TimelineEntry::try_from).collect()
         })
@@ -961,6 +990,7 @@ impl Store for SqliteStore {
                 )
                 .bind::<Text, _>(key.call_id.to_string())
                 .bind::<Integer, _>(key.attempt as i32)
+                .prepared()
                 .execute(conn)? as u64;
             }
             Ok(deleted)
@@ -1030,6 +1060,7 @@ impl Timeline for SqliteStore {
                 )
                 .bind::<Text, _>(call_id.to_string())
                 .bind::<Text, _>(campaign_id.to_string())
+                .prepared()
                 .load(conn)?;
                 rows.into_iter()
                     .map(Attempt::try_from)
@@ -1061,6 +1092,7 @@ impl Timeline for SqliteStore {
                 .bind::<BigInt, _>(after_attempt)
                 .bind::<Text, _>(campaign_id.to_string())
                 .bind::<BigInt, _>(limit as i64 + 1)
+                .prepared()
                 .load(conn)?;
                 rows.into_iter()
                     .map(TimelineEntry::try_from)
