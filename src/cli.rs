@@ -78,6 +78,11 @@ pub enum Command {
         /// Also write the report as JSON to this file.
         #[arg(long)]
         json: Option<PathBuf>,
+        /// The mock provider journal (`telephony.mock.journal`) of each call process, for
+        /// exact peak concurrency across processes; repeat per file. Without it the peaks come
+        /// from the server's `/metrics`, which sees only the calls of its own process.
+        #[arg(long = "journal")]
+        journals: Vec<PathBuf>,
         /// Give up (and fail) after this many seconds.
         #[arg(long, default_value_t = 600)]
         timeout_secs: u64,

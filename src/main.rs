@@ -65,6 +65,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             json,
             timeout_secs,
             config,
+            journals,
         } => {
             use outbound::loadtest::{self, EmbeddedServer, LoadTestArgs};
             let args = LoadTestArgs {
@@ -75,6 +76,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 url: url.clone(),
                 json: json.clone(),
                 timeout: std::time::Duration::from_secs(timeout_secs),
+                journals,
             };
             let (report, server) = match url {
                 Some(url) => (loadtest::run(&args, &url).await?, None),

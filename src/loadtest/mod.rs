@@ -6,6 +6,7 @@
 
 pub mod bench;
 pub mod client;
+pub mod journal;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -49,6 +50,9 @@ pub struct LoadTestArgs {
     pub url: Option<String>,
     pub json: Option<PathBuf>,
     pub timeout: Duration,
+    /// Mock provider journals of every call process: exact peaks across processes, where the
+    /// server's `/metrics` shows only its own process.
+    pub journals: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -386,8 +390,17 @@ pub async fn run(args: &LoadTestArgs, base: &str) -> Result<Report, LoadError> {
     bar.finish_and_clear();
     let wall = started.elapsed().as_secs_f64();
 
-    let metrics = client.text("/metrics").await?;
-    let peaks_seen = peaks_from_metrics(&metrics);
+    let peaks_seen = if args.journals.is_empty() {
+        peaks_from_metrics(&client.text("/metrics").await?)
+    } else {
+        let mut texts = Vec::with_capacity(args.journals.len());
+        for path in &args.journals {
+            texts.push(std::fs::read_to_string(path).map_err(|err| {
+                LoadError::Server(format!("cannot read journal {}: {err}", path.display()))
+            })?);
+        }
+        journal::peaks(&texts, &ids)
+    };
     let peaks: Vec<CampaignPeak> = ids
         .iter()
         .map(|id| {

@@ -1,71 +1,17 @@
 //! Distributed mode across processes: the real executable with role subsets on shared
 //! PostgreSQL, Redis and Kafka (librdkafka's mock cluster, whose brokers listen on loopback).
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use rdkafka::mocking::MockCluster;
 use serde_json::json;
 
+use outbound::loadtest::journal::{intervals, max_overlap};
+
 use crate::helpers::{all_calls, assert_invariant, tally, targets, unique_name};
 use crate::process::Process;
 
 const TOPICS: [&str; 5] = ["dispatch", "status", "retry", "wake", "dead-letter"];
-
-/// Calls of one campaign in a mock provider journal: (call, attempt) -> (start, end) in ns.
-fn intervals(text: &str, campaign: &str, open_until: u128) -> Vec<(u128, u128)> {
-    let mut open: HashMap<(String, String), u128> = HashMap::new();
-    let mut done = Vec::new();
-    for line in text.lines() {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        let [event, campaign_id, call, attempt, at] = fields.as_slice() else {
-            continue;
-        };
-        if *campaign_id != campaign {
-            continue;
-        }
-        let Ok(at) = at.parse::<u128>() else { continue };
-        let key = (call.to_string(), attempt.to_string());
-        match *event {
-            "start" => {
-                open.insert(key, at);
-            }
-            "end" => {
-                if let Some(start) = open.remove(&key) {
-                    done.push((start, at));
-                }
-            }
-            _ => {}
-        }
-    }
-    // Calls in flight in a killed process ended with it.
-    done.extend(open.into_values().map(|start| (start, open_until)));
-    done
-}
-
-/// The most calls carried at once, over every interval.
-fn max_overlap(intervals: &[(u128, u128)]) -> usize {
-    let mut events: Vec<(u128, i32)> = intervals
-        .iter()
-        .flat_map(|(start, end)| [(*start, 1), (*end, -1)])
-        .collect();
-    // Ends before starts at the same instant: a slot handed over is not two calls.
-    events.sort_by_key(|(at, delta)| (*at, *delta));
-    let (mut now, mut peak) = (0i32, 0i32);
-    for (_, delta) in events {
-        now += delta;
-        peak = peak.max(now);
-    }
-    peak.max(0) as usize
-}
-
-#[test]
-fn overlap_counts_simultaneous_calls() {
-    assert_eq!(max_overlap(&[(0, 10), (5, 15), (10, 20)]), 2);
-    assert_eq!(max_overlap(&[(0, 10), (10, 20)]), 1);
-    let journal = "start c a 1 5\nstart c b 1 6\nend c a 1 9\nstart x z 1 7\n";
-    assert_eq!(intervals(journal, "c", 100), vec![(5, 9), (6, 100)]);
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn four_processes_finish_a_campaign_within_its_limit_despite_a_killed_call_process() {
