@@ -79,6 +79,14 @@ fn store_url(url: &str) -> Result<StoreUrl<'_>, ContextError> {
 
 /// Applies the store's pending migrations; returns the versions applied.
 pub async fn migrate(settings: &Settings) -> Result<Vec<String>, ContextError> {
+    migrate_for(settings, true).await
+}
+
+/// The store's migrations, and the timeline's schema when `with_timeline`.
+async fn migrate_for(
+    settings: &Settings,
+    with_timeline: bool,
+) -> Result<Vec<String>, ContextError> {
     let applied = match store_url(&settings.storage.url)? {
         StoreUrl::Sqlite(path) => {
             let path = path.to_owned();
@@ -89,7 +97,7 @@ pub async fn migrate(settings: &Settings) -> Result<Vec<String>, ContextError> {
         StoreUrl::Postgres(url) => postgres::migrate(url).await?,
     };
     let mut applied = applied;
-    if let Some(url) = scylla_url(settings)? {
+    if let Some(url) = scylla_url(settings)?.filter(|_| with_timeline) {
         let files = scylla::migrate(&url).await?;
         applied.extend(files.into_iter().map(|file| format!("cql/{file}")));
     }
@@ -118,8 +126,11 @@ impl AppContext {
         roles: &BTreeSet<RoleName>,
         run_migrations: bool,
     ) -> Result<Self, ContextError> {
+        // Only the api (reads) and status (exporter) roles use a separate timeline; the others
+        // neither connect to it nor depend on it being up.
+        let uses_timeline = roles.contains(&RoleName::Api) || roles.contains(&RoleName::Status);
         if run_migrations {
-            let applied = migrate(&settings).await?;
+            let applied = migrate_for(&settings, uses_timeline).await?;
             if !applied.is_empty() {
                 tracing::info!(?applied, "applied migrations");
             }
@@ -137,8 +148,10 @@ impl AppContext {
             };
         let (timeline, timeline_is_separate): (Arc<dyn Timeline>, bool) =
             match scylla_url(&settings)? {
-                None => (store_timeline, false),
-                Some(url) => (Arc::new(ScyllaTimeline::connect(&url).await?), true),
+                Some(url) if uses_timeline => {
+                    (Arc::new(ScyllaTimeline::connect(&url).await?), true)
+                }
+                _ => (store_timeline, false),
             };
         let mock = &settings.telephony.mock;
         let provider = Arc::new(MockProvider::new(MockConfig {

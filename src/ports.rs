@@ -241,8 +241,9 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<OrphanedAttempt>, StoreError>;
 
-    /// Finished attempts not yet handed to a separate timeline, oldest calls first; used only
-    /// when `timeline.url` is not the store itself.
+    /// Finished attempts not yet handed to a separate timeline, in no particular order; used
+    /// only when `timeline.url` is not the store itself. A row that cannot be read is logged
+    /// and left out, so it cannot hold up the others.
     async fn timeline_backlog(&self, limit: usize) -> Result<Vec<TimelineEntry>, StoreError>;
     /// Deletes finished attempts the timeline now holds. Attempts still dialing are never
     /// deleted, whatever the keys say.

@@ -228,6 +228,20 @@ impl TryFrom<TimelineRow> for TimelineEntry {
     }
 }
 
+/// The backlog rows that map to entries; a corrupt row is logged and skipped, since failing the
+/// whole read would stop every export behind it.
+pub fn readable_backlog(rows: Vec<TimelineRow>) -> Vec<TimelineEntry> {
+    rows.into_iter()
+        .filter_map(|row| match TimelineEntry::try_from(row) {
+            Ok(entry) => Some(entry),
+            Err(err) => {
+                tracing::error!(error = %err, "unreadable attempt row left in the store");
+                None
+            }
+        })
+        .collect()
+}
+
 /// The SQL timeline's page token: the last `(call_id, attempt)` of the page, as opaque bytes.
 pub fn encode_timeline_token(call_id: CallId, attempt: u32) -> String {
     use base64::Engine;
@@ -250,7 +264,12 @@ pub fn decode_timeline_token(token: &str) -> Result<(CallId, u32), TimelineError
     let attempt: [u8; 4] = attempt
         .try_into()
         .map_err(|_| TimelineError::InvalidPageToken)?;
-    Ok((CallId(id), u32::from_be_bytes(attempt)))
+    let attempt = u32::from_be_bytes(attempt);
+    // Attempt numbers are SQL INTEGERs: a larger one was never issued.
+    if i32::try_from(attempt).is_err() {
+        return Err(TimelineError::InvalidPageToken);
+    }
+    Ok((CallId(id), attempt))
 }
 
 /// Where a page of the SQL timeline starts: after `(call_id, attempt)`, or from the start
@@ -305,6 +324,12 @@ impl TryFrom<AttemptRow> for Attempt {
         })
     }
 }
+
+/// Columns of `StatsRow`, named rather than `*`: a prepared statement's result type must not
+/// change under it when a migration adds a column while older processes still run.
+pub const STATS_COLUMNS: &str = "campaign_id, total_targets, total_calls, queued, retrying, \
+    dialing, completed, failed, canceled, attempts_total, retries_attempted, duration_ms_total, \
+    finished_attempts, updated_at";
 
 #[derive(QueryableByName)]
 pub struct StatsRow {
@@ -502,6 +527,33 @@ impl StatsDelta {
             CallStatus::Completed => self.completed += by,
             CallStatus::Failed => self.failed += by,
             CallStatus::Canceled => self.canceled += by,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeline_tokens_round_trip_and_refuse_what_was_never_issued() {
+        let call = CallId(uuid::Uuid::now_v7());
+        let token = encode_timeline_token(call, 3);
+        assert_eq!(decode_timeline_token(&token).ok(), Some((call, 3)));
+        assert_eq!(
+            timeline_after(Some(&token)).ok(),
+            Some((call.to_string(), 3))
+        );
+        assert_eq!(timeline_after(None).ok(), Some((String::new(), -1)));
+        let beyond_sql_integer = encode_timeline_token(call, i32::MAX as u32 + 1);
+        for token in [beyond_sql_integer.as_str(), "", "%%%", "AAAA"] {
+            assert!(
+                matches!(
+                    decode_timeline_token(token),
+                    Err(TimelineError::InvalidPageToken)
+                ),
+                "{token:?}"
+            );
         }
     }
 }

@@ -258,6 +258,29 @@ async fn every_bad_input_gets_its_4xx_and_code(mode: Mode) {
         .expect("sent");
     let (status, body) = crate::helpers::decode(response).await;
     assert_error(status, &body, 405, "method_not_allowed");
+    // Under a campaign: an unknown sub-route, a known one with the wrong method.
+    let some = uuid::Uuid::now_v7();
+    for path in [
+        format!("/api/v1/campaigns/{some}/nothing"),
+        format!("/api/v1/campaigns/{some}/stats/extra"),
+        format!("/api/v1/calls/{some}/nothing"),
+    ] {
+        let (status, body) = app.get(&path).await;
+        assert_error(status, &body, 404, "route_not_found");
+    }
+    for (path, method) in [("stats", "POST"), ("start", "GET"), ("attempts", "DELETE")] {
+        let response = app
+            .client
+            .request(
+                method.parse().expect("method"),
+                app.url(&format!("/api/v1/campaigns/{some}/{path}")),
+            )
+            .send()
+            .await
+            .expect("sent");
+        let (status, body) = crate::helpers::decode(response).await;
+        assert_error(status, &body, 405, "method_not_allowed");
+    }
     let (status, body) = app.get("/api/v1/campaigns/not-a-uuid").await;
     assert_error(status, &body, 400, "invalid_id");
     let (status, body) = app.get("/api/v1/calls/123").await;

@@ -85,7 +85,7 @@ use super::prepared::KeepPrepared;
 use super::sql_rows::{
     from_ms, to_ms, AttemptRow, CallRow, CampaignRow, ClaimRow, CountRow, IdRow, MaybeMsRow,
     OrphanRow, RunnableRow, StatsDelta, StatsRow, TimelineRow, CALL_COLUMNS, CAMPAIGN_COLUMNS,
-    TIMELINE_COLUMNS,
+    STATS_COLUMNS, TIMELINE_COLUMNS,
 };
 use super::sql_rows::{timeline_after, timeline_page};
 use crate::domain::call::{next_step, Attempt, AttemptOutcome, Call, CallStatus, NextStep};
@@ -892,13 +892,14 @@ impl Store for PgStore {
 
     async fn campaign_stats(&self, id: CampaignId) -> Result<Option<CampaignStats>, StoreError> {
         let mut conn = self.conn().await?;
-        let rows: Vec<StatsRow> =
-            diesel::sql_query("SELECT * FROM campaign_stats WHERE campaign_id = $1")
-                .bind::<Text, _>(id.to_string())
-                .prepared()
-                .load(&mut conn)
-                .await
-                .map_err(classify)?;
+        let rows: Vec<StatsRow> = diesel::sql_query(format!(
+            "SELECT {STATS_COLUMNS} FROM campaign_stats WHERE campaign_id = $1"
+        ))
+        .bind::<Text, _>(id.to_string())
+        .prepared()
+        .load(&mut conn)
+        .await
+        .map_err(classify)?;
         rows.into_iter()
             .next()
             .map(CampaignStats::try_from)
@@ -1383,7 +1384,7 @@ impl Store for PgStore {
         .load(&mut conn)
         .await
         .map_err(classify)?;
-        rows.into_iter().map(TimelineEntry::try_from).collect()
+        Ok(super::sql_rows::readable_backlog(rows))
     }
 
     async fn forget_attempts(&self, keys: &[AttemptKey]) -> Result<u64, StoreError> {

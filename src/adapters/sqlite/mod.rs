@@ -25,7 +25,7 @@ use tokio::sync::Mutex;
 use self::rows::{
     from_ms, to_ms, AttemptRow, CallRow, CampaignRow, ClaimRow, CountRow, DialingRow, IdRow,
     OrphanRow, RunnableRow, StatsDelta, StatsRow, TimelineRow, CALL_COLUMNS, CAMPAIGN_COLUMNS,
-    TIMELINE_COLUMNS,
+    STATS_COLUMNS, TIMELINE_COLUMNS,
 };
 use super::prepared::KeepPrepared;
 use super::sql_rows as rows;
@@ -501,11 +501,12 @@ impl Store for SqliteStore {
 
     async fn campaign_stats(&self, id: CampaignId) -> Result<Option<CampaignStats>, StoreError> {
         self.point_read(move |conn| {
-            let rows: Vec<StatsRow> =
-                diesel::sql_query("SELECT * FROM campaign_stats WHERE campaign_id = ?")
-                    .bind::<Text, _>(id.to_string())
-                    .prepared()
-                    .load(conn)?;
+            let rows: Vec<StatsRow> = diesel::sql_query(format!(
+                "SELECT {STATS_COLUMNS} FROM campaign_stats WHERE campaign_id = ?"
+            ))
+            .bind::<Text, _>(id.to_string())
+            .prepared()
+            .load(conn)?;
             rows.into_iter()
                 .next()
                 .map(CampaignStats::try_from)
@@ -564,8 +565,9 @@ impl Store for SqliteStore {
             };
             let rows: Vec<AttemptRow> = diesel::sql_query(
                 "SELECT attempt, status, error, started_at, ended_at, duration_ms FROM attempts \
-                 WHERE call_id = ? ORDER BY attempt",
+                 WHERE campaign_id = ? AND call_id = ? ORDER BY attempt",
             )
+            .bind::<Text, _>(call.campaign_id.to_string())
             .bind::<Text, _>(id.to_string())
             .prepared()
             .load(conn)?;
@@ -728,7 +730,8 @@ impl Store for SqliteStore {
                      c.max_attempts AS max_attempts, k.status AS campaign_status, \
                      a.started_at AS started_at, c.owner AS owner FROM calls c \
                      JOIN campaigns k ON k.id = c.campaign_id \
-                     LEFT JOIN attempts a ON a.call_id = c.id AND a.attempt = c.attempt_count \
+                     LEFT JOIN attempts a ON a.campaign_id = c.campaign_id AND a.call_id = c.id \
+                     AND a.attempt = c.attempt_count \
                      WHERE c.id = ?",
                 )
                 .bind::<Text, _>(report.call_id.to_string())
@@ -785,12 +788,13 @@ impl Store for SqliteStore {
                 let duration = (to_ms(report.ended_at) - started).max(0);
                 diesel::sql_query(
                     "UPDATE attempts SET status = ?, error = ?, ended_at = ?, duration_ms = ? \
-                     WHERE call_id = ? AND attempt = ?",
+                     WHERE campaign_id = ? AND call_id = ? AND attempt = ?",
                 )
                 .bind::<Text, _>(attempt_status)
                 .bind::<Nullable<Text>, _>(error)
                 .bind::<BigInt, _>(to_ms(report.ended_at))
                 .bind::<BigInt, _>(duration)
+                .bind::<Text, _>(report.campaign_id.to_string())
                 .bind::<Text, _>(report.call_id.to_string())
                 .bind::<Integer, _>(report.attempt as i32)
                 .prepared()
@@ -971,7 +975,7 @@ impl Store for SqliteStore {
             .bind::<BigInt, _>(limit as i64)
             .prepared()
             .load(conn)?;
-            rows.into_iter().map(TimelineEntry::try_from).collect()
+            Ok(super::sql_rows::readable_backlog(rows))
         })
         .await
     }
@@ -985,9 +989,10 @@ impl Store for SqliteStore {
             let mut deleted = 0;
             for key in keys {
                 deleted += diesel::sql_query(
-                    "DELETE FROM attempts WHERE call_id = ? AND attempt = ? \
+                    "DELETE FROM attempts WHERE campaign_id = ? AND call_id = ? AND attempt = ? \
                      AND ended_at IS NOT NULL",
                 )
+                .bind::<Text, _>(key.campaign_id.to_string())
                 .bind::<Text, _>(key.call_id.to_string())
                 .bind::<Integer, _>(key.attempt as i32)
                 .prepared()
@@ -1018,8 +1023,8 @@ impl Timeline for SqliteStore {
                     let placeholders = vec!["(?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
                     let mut query = diesel::sql_query(format!(
                         "INSERT INTO attempts ({TIMELINE_COLUMNS}) VALUES {placeholders} \
-                         ON CONFLICT (call_id, attempt) DO UPDATE SET \
-                         campaign_id = excluded.campaign_id, status = excluded.status, \
+                         ON CONFLICT (campaign_id, call_id, attempt) DO UPDATE SET \
+                         status = excluded.status, \
                          error = excluded.error, started_at = excluded.started_at, \
                          ended_at = excluded.ended_at, duration_ms = excluded.duration_ms"
                     ))
@@ -1055,11 +1060,11 @@ impl Timeline for SqliteStore {
             .read(move |conn| {
                 let rows: Vec<AttemptRow> = diesel::sql_query(
                     "SELECT attempt, status, error, started_at, ended_at, duration_ms \
-                     FROM attempts WHERE call_id = ? AND campaign_id = ? \
+                     FROM attempts WHERE campaign_id = ? AND call_id = ? \
                      AND ended_at IS NOT NULL ORDER BY attempt",
                 )
-                .bind::<Text, _>(call_id.to_string())
                 .bind::<Text, _>(campaign_id.to_string())
+                .bind::<Text, _>(call_id.to_string())
                 .prepared()
                 .load(conn)?;
                 rows.into_iter()
@@ -1080,17 +1085,16 @@ impl Timeline for SqliteStore {
         let limit = limit.max(1);
         let entries = self
             .read(move |conn| {
-                // The primary key (call_id, attempt) serves the order; call ids are UUID v7,
-                // so one campaign's calls sit close together in it.
+                // The primary key (campaign_id, call_id, attempt) serves the filter, the start
+                // after the token and the order: one range scan.
                 let rows: Vec<TimelineRow> = diesel::sql_query(format!(
-                    "SELECT {TIMELINE_COLUMNS} FROM attempts WHERE \
-                     (call_id > ? OR (call_id = ? AND attempt > ?)) AND campaign_id = ? \
-                     AND ended_at IS NOT NULL ORDER BY call_id, attempt LIMIT ?"
+                    "SELECT {TIMELINE_COLUMNS} FROM attempts WHERE campaign_id = ? \
+                     AND (call_id, attempt) > (?, ?) AND ended_at IS NOT NULL \
+                     ORDER BY call_id, attempt LIMIT ?"
                 ))
-                .bind::<Text, _>(after_call.clone())
+                .bind::<Text, _>(campaign_id.to_string())
                 .bind::<Text, _>(after_call)
                 .bind::<BigInt, _>(after_attempt)
-                .bind::<Text, _>(campaign_id.to_string())
                 .bind::<BigInt, _>(limit as i64 + 1)
                 .prepared()
                 .load(conn)?;
