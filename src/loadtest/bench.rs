@@ -11,12 +11,12 @@ use serde_json::{json, Map, Value};
 
 use super::client::{peaks_from_metrics, ApiClient};
 use super::{
-    start_and_time_first_dial, use_mock_kafka, EmbeddedServer, LoadError, MOCK_FETCH_WAIT,
+    adapt_to_mock_broker, start_and_time_first_dial, use_mock_kafka, EmbeddedServer, LoadError,
 };
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
 
-use crate::settings::{BusKind, BusSettings, GoDuration, Settings};
+use crate::settings::{BusKind, GoDuration, Settings};
 
 pub const SCENARIOS: [&str; 5] = ["throughput", "utilization", "fairness", "api", "register"];
 
@@ -252,14 +252,14 @@ impl Bench {
         })
     }
 
-    /// The consumers' `fetch.wait.max.ms` the distributed scenarios run with.
+    /// The consumers' `fetch.wait.max.ms` the distributed scenarios run with: the rule
+    /// `settings()` applies, applied to the base settings.
     fn fetch_wait_ms(&self) -> u128 {
-        let configured = self.base.bus.fetch_wait;
-        if self.cluster.is_some() && configured == BusSettings::default().fetch_wait {
-            MOCK_FETCH_WAIT.as_millis()
-        } else {
-            configured.0.as_millis()
+        let mut settings = self.base.clone();
+        if self.cluster.is_some() {
+            adapt_to_mock_broker(&mut settings);
         }
+        settings.bus.fetch_wait.0.as_millis()
     }
 
     fn name(&self, scenario: &str) -> String {

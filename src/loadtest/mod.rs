@@ -106,7 +106,7 @@ pub struct EmbeddedServer {
 /// `bus.fetch_wait` against the mock cluster, unless configured otherwise: its broker answers an
 /// empty fetch only at the deadline, where Kafka answers as soon as a message arrives, so the
 /// default 20 ms would add up to 20 ms to every hop, which no real cluster does.
-pub(crate) const MOCK_FETCH_WAIT: Duration = Duration::from_millis(2);
+const MOCK_FETCH_WAIT: Duration = Duration::from_millis(2);
 
 pub(crate) fn adapt_to_mock_broker(settings: &mut Settings) {
     if settings.bus.fetch_wait == crate::settings::BusSettings::default().fetch_wait {
