@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
 use crate::domain::business_hours::BusinessHours;
-use crate::domain::call::{Attempt, AttemptOutcome, Call, CallStatus, NextStep};
+use crate::domain::call::{Attempt, AttemptOutcome, Call, CallStatus};
 use crate::domain::campaign::{
     Campaign, CampaignChanges, CampaignStatus, InvalidTransition, RetryPolicy, StatusAction,
     Transition,
@@ -76,30 +76,7 @@ pub struct ClaimedCall {
     pub started_at: DateTime<Utc>,
 }
 
-/// The result of one attempt, as the status role hands it to the store.
-#[derive(Debug, Clone, PartialEq)]
-pub struct AttemptReport {
-    pub call_id: CallId,
-    pub campaign_id: CampaignId,
-    pub attempt: u32,
-    pub outcome: AttemptOutcome,
-    pub ended_at: DateTime<Utc>,
-    /// When a retry would fall due, backoff and jitter included.
-    pub retry_at: DateTime<Utc>,
-    /// When set, the report applies only while this instance still owns the attempt: how a
-    /// lost attempt is recorded without racing the process that adopted it.
-    pub expected_owner: Option<InstanceId>,
-}
-
-/// What recording a report did. `step` is `None` when the report was stale or a duplicate
-/// (the call had already moved on), which is how redelivered messages count once.
-#[derive(Debug, Clone, PartialEq)]
-pub struct AppliedReport {
-    pub call_id: CallId,
-    pub campaign_id: CampaignId,
-    pub attempt: u32,
-    pub step: Option<NextStep>,
-}
+pub use crate::domain::settlement::{AppliedReport, AttemptReport};
 
 /// An `in_progress` campaign with calls waiting, as the scheduler needs it.
 #[derive(Debug, Clone, PartialEq)]

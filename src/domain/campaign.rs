@@ -173,6 +173,28 @@ pub struct CampaignChanges {
     pub business_hours: Option<BusinessHours>,
 }
 
+impl CampaignChanges {
+    /// `campaign` with these changes made; a field left `None` keeps its value. Timestamps and
+    /// the status are the store's to set.
+    pub fn apply_to(self, campaign: Campaign) -> Campaign {
+        Campaign {
+            name: self.name.unwrap_or(campaign.name),
+            description: self.description.unwrap_or(campaign.description),
+            max_concurrent_calls: self
+                .max_concurrent_calls
+                .unwrap_or(campaign.max_concurrent_calls),
+            retry_policy: self.retry_policy.unwrap_or(campaign.retry_policy),
+            business_hours: self.business_hours.unwrap_or(campaign.business_hours),
+            ..campaign
+        }
+    }
+}
+
+/// The key under which campaign names are unique: names differing only in case collide.
+pub fn name_key(name: &str) -> String {
+    name.to_lowercase()
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -228,5 +250,49 @@ mod tests {
             ..policy
         };
         assert!(capped.backoff(1, 1.0) <= Duration::from_secs(10));
+    }
+
+    #[test]
+    fn changes_replace_only_the_fields_they_name() {
+        let campaign = Campaign {
+            id: CampaignId::new(),
+            name: "Spring".into(),
+            description: "first".into(),
+            time_zone: chrono_tz::UTC,
+            status: CampaignStatus::Paused,
+            max_concurrent_calls: 5,
+            retry_policy: RetryPolicy::default(),
+            business_hours: BusinessHours::default(),
+            created_at: DateTime::<Utc>::UNIX_EPOCH,
+            updated_at: DateTime::<Utc>::UNIX_EPOCH,
+            started_at: None,
+            completed_at: None,
+            target_count: 3,
+        };
+        assert_eq!(
+            CampaignChanges::default().apply_to(campaign.clone()),
+            campaign
+        );
+        let policy = RetryPolicy {
+            max_attempts: 9,
+            ..RetryPolicy::default()
+        };
+        let changed = CampaignChanges {
+            description: Some("second".into()),
+            max_concurrent_calls: Some(7),
+            retry_policy: Some(policy),
+            ..CampaignChanges::default()
+        }
+        .apply_to(campaign.clone());
+        assert_eq!(
+            changed,
+            Campaign {
+                description: "second".into(),
+                max_concurrent_calls: 7,
+                retry_policy: policy,
+                ..campaign
+            }
+        );
+        assert_eq!(name_key("Spring Sale"), name_key("spring SALE"));
     }
 }

@@ -9,4 +9,5 @@ pub mod campaign;
 pub mod duration;
 pub mod ids;
 pub mod phone;
+pub mod settlement;
 pub mod stats;

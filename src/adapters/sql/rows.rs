@@ -6,29 +6,21 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use diesel::sql_types::{BigInt, Double, Integer, Nullable, Text};
 use diesel::QueryableByName;
 
+use super::from_ms;
 use crate::domain::business_hours::{BusinessHours, BusinessWindow};
 use crate::domain::call::{Attempt, AttemptStatus, Call, CallStatus};
 use crate::domain::campaign::{Campaign, CampaignStatus, RetryPolicy};
 use crate::domain::ids::{CallId, CampaignId};
 use crate::domain::phone::PhoneNumber;
+use crate::domain::settlement::CurrentCall;
 use crate::domain::stats::CampaignStats;
 use crate::ports::{
-    ClaimedCall, OrphanedAttempt, StoreError, TimelineEntry, TimelineError, TimelinePage,
+    ClaimedCall, OrphanedAttempt, RunnableCampaign, StoreError, TimelineEntry, TimelineError,
 };
-
-pub fn to_ms(at: DateTime<Utc>) -> i64 {
-    at.timestamp_millis()
-}
-
-pub fn from_ms(ms: i64) -> DateTime<Utc> {
-    Utc.timestamp_millis_opt(ms)
-        .single()
-        .unwrap_or(DateTime::<Utc>::UNIX_EPOCH)
-}
 
 fn corrupt(what: &str, value: impl std::fmt::Display) -> StoreError {
     StoreError::Internal(format!("corrupt {what} in store: {value}"))
@@ -93,6 +85,23 @@ pub struct RunnableRow {
     pub campaign: CampaignRow,
     #[diesel(sql_type = BigInt)]
     pub queued: i64,
+}
+
+impl TryFrom<RunnableRow> for RunnableCampaign {
+    type Error = StoreError;
+
+    fn try_from(row: RunnableRow) -> Result<Self, StoreError> {
+        let queued_calls = row.queued.max(0) as u64;
+        let campaign = Campaign::try_from(row.campaign)?;
+        Ok(RunnableCampaign {
+            id: campaign.id,
+            time_zone: campaign.time_zone,
+            business_hours: campaign.business_hours,
+            max_concurrent_calls: campaign.max_concurrent_calls,
+            retry_policy: campaign.retry_policy,
+            queued_calls,
+        })
+    }
 }
 
 impl TryFrom<CampaignRow> for Campaign {
@@ -242,64 +251,6 @@ pub fn readable_backlog(rows: Vec<TimelineRow>) -> Vec<TimelineEntry> {
         .collect()
 }
 
-/// The SQL timeline's page token: the last `(call_id, attempt)` of the page, as opaque bytes.
-pub fn encode_timeline_token(call_id: CallId, attempt: u32) -> String {
-    use base64::Engine;
-    let mut bytes = Vec::with_capacity(20);
-    bytes.extend_from_slice(call_id.0.as_bytes());
-    bytes.extend_from_slice(&attempt.to_be_bytes());
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-}
-
-/// The `(call_id, attempt)` a page token resumes after.
-pub fn decode_timeline_token(token: &str) -> Result<(CallId, u32), TimelineError> {
-    use base64::Engine;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(token)
-        .map_err(|_| TimelineError::InvalidPageToken)?;
-    let (id, attempt) = bytes
-        .split_at_checked(16)
-        .ok_or(TimelineError::InvalidPageToken)?;
-    let id = uuid::Uuid::from_slice(id).map_err(|_| TimelineError::InvalidPageToken)?;
-    let attempt: [u8; 4] = attempt
-        .try_into()
-        .map_err(|_| TimelineError::InvalidPageToken)?;
-    let attempt = u32::from_be_bytes(attempt);
-    // Attempt numbers are SQL INTEGERs: a larger one was never issued.
-    if i32::try_from(attempt).is_err() {
-        return Err(TimelineError::InvalidPageToken);
-    }
-    Ok((CallId(id), attempt))
-}
-
-/// Where a page of the SQL timeline starts: after `(call_id, attempt)`, or from the start
-/// (an empty id and attempt -1 sort before every row).
-pub fn timeline_after(page_token: Option<&str>) -> Result<(String, i64), TimelineError> {
-    Ok(match page_token {
-        Some(token) => {
-            let (call, attempt) = decode_timeline_token(token)?;
-            (call.to_string(), i64::from(attempt))
-        }
-        None => (String::new(), -1),
-    })
-}
-
-/// A page from up to `limit + 1` rows in timeline order: the extra row only says there is more.
-pub fn timeline_page(mut entries: Vec<TimelineEntry>, limit: usize) -> TimelinePage {
-    let next_page_token = if entries.len() > limit {
-        entries.truncate(limit);
-        entries
-            .last()
-            .map(|entry| encode_timeline_token(entry.call_id, entry.attempt.attempt))
-    } else {
-        None
-    };
-    TimelinePage {
-        entries,
-        next_page_token,
-    }
-}
-
 impl From<StoreError> for TimelineError {
     fn from(err: StoreError) -> Self {
         match err {
@@ -432,30 +383,46 @@ impl ClaimRow {
     }
 }
 
+/// Columns of `CurrentCallRow`: a reported call (alias `c`) joined to its campaign (`k`) and
+/// its current attempt (`a`, left-joined).
+pub const CURRENT_CALL_COLUMNS: &str = "c.id AS id, c.status AS status, \
+    c.attempt_count AS attempt_count, c.max_attempts AS max_attempts, c.owner AS owner, \
+    a.started_at AS started_at, k.status AS campaign_status";
+
+/// A reported call as `record_attempts` reads it, before settling the report.
 #[derive(QueryableByName)]
-pub struct DialingRow {
+pub struct CurrentCallRow {
     #[diesel(sql_type = Text)]
-    pub status: String,
-    #[diesel(sql_type = Integer)]
-    pub attempt_count: i32,
-    #[diesel(sql_type = Integer)]
-    pub max_attempts: i32,
+    pub id: String,
     #[diesel(sql_type = Text)]
-    pub campaign_status: String,
-    #[diesel(sql_type = Nullable<BigInt>)]
-    pub started_at: Option<i64>,
+    status: String,
+    #[diesel(sql_type = Integer)]
+    attempt_count: i32,
+    #[diesel(sql_type = Integer)]
+    max_attempts: i32,
     #[diesel(sql_type = Nullable<Text>)]
-    pub owner: Option<String>,
+    owner: Option<String>,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    started_at: Option<i64>,
+    #[diesel(sql_type = Text)]
+    campaign_status: String,
 }
 
-/// Whether a report's expected owner (if any) still owns the attempt.
-pub fn owner_matches(
-    expected: Option<crate::domain::ids::InstanceId>,
-    owner: Option<&str>,
-) -> bool {
-    match expected {
-        None => true,
-        Some(expected) => owner == Some(expected.to_string().as_str()),
+impl TryFrom<CurrentCallRow> for CurrentCall {
+    type Error = StoreError;
+
+    fn try_from(row: CurrentCallRow) -> Result<Self, StoreError> {
+        Ok(CurrentCall {
+            status: CallStatus::parse(&row.status)
+                .ok_or_else(|| corrupt("call status", &row.status))?,
+            attempt_count: row.attempt_count.max(0) as u32,
+            max_attempts: row.max_attempts.max(0) as u32,
+            // An owner that is not an instance id matches no report's expected owner.
+            owner: row.owner.as_deref().and_then(|owner| owner.parse().ok()),
+            attempt_started_at: row.started_at.map(from_ms),
+            campaign_status: CampaignStatus::parse(&row.campaign_status)
+                .ok_or_else(|| corrupt("campaign status", &row.campaign_status))?,
+        })
     }
 }
 
@@ -499,61 +466,5 @@ impl TryFrom<OrphanRow> for OrphanedAttempt {
                 .map(|owner| parse_id("owner", owner))
                 .transpose()?,
         })
-    }
-}
-
-/// Signed changes (shared by both SQL stores) to a campaign's counters, applied in one UPDATE.
-#[derive(Debug, Default, Clone, Copy)]
-pub(crate) struct StatsDelta {
-    pub(crate) total_calls: i64,
-    pub(crate) queued: i64,
-    pub(crate) retrying: i64,
-    pub(crate) dialing: i64,
-    pub(crate) completed: i64,
-    pub(crate) failed: i64,
-    pub(crate) canceled: i64,
-    pub(crate) attempts_total: i64,
-    pub(crate) retries_attempted: i64,
-    pub(crate) duration_ms_total: i64,
-    pub(crate) finished_attempts: i64,
-}
-
-impl StatsDelta {
-    pub(crate) fn bucket(&mut self, status: CallStatus, by: i64) {
-        match status {
-            CallStatus::Queued => self.queued += by,
-            CallStatus::Retrying => self.retrying += by,
-            CallStatus::Dialing => self.dialing += by,
-            CallStatus::Completed => self.completed += by,
-            CallStatus::Failed => self.failed += by,
-            CallStatus::Canceled => self.canceled += by,
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn timeline_tokens_round_trip_and_refuse_what_was_never_issued() {
-        let call = CallId(uuid::Uuid::now_v7());
-        let token = encode_timeline_token(call, 3);
-        assert_eq!(decode_timeline_token(&token).ok(), Some((call, 3)));
-        assert_eq!(
-            timeline_after(Some(&token)).ok(),
-            Some((call.to_string(), 3))
-        );
-        assert_eq!(timeline_after(None).ok(), Some((String::new(), -1)));
-        let beyond_sql_integer = encode_timeline_token(call, i32::MAX as u32 + 1);
-        for token in [beyond_sql_integer.as_str(), "", "%%%", "AAAA"] {
-            assert!(
-                matches!(
-                    decode_timeline_token(token),
-                    Err(TimelineError::InvalidPageToken)
-                ),
-                "{token:?}"
-            );
-        }
     }
 }

@@ -1,0 +1,326 @@
+//! Attempts: settling the provider's reports, adoption of dispatched attempts by the process
+//! that dials them, attempts whose process died, and the finished attempts the timeline
+//! exporter moves out.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text};
+use diesel_async::RunQueryDsl;
+use futures::FutureExt;
+
+use super::campaigns::apply_stats;
+use super::dispatch::complete_if_finished;
+use super::{Conn, PgStore};
+use crate::adapters::sql::prepared::KeepPrepared;
+use crate::adapters::sql::rows::{
+    readable_backlog, CountRow, CurrentCallRow, IdRow, OrphanRow, TimelineRow,
+    CURRENT_CALL_COLUMNS, TIMELINE_COLUMNS,
+};
+use crate::adapters::sql::{as_bigint, to_ms, Failure};
+use crate::domain::ids::{CallId, CampaignId, InstanceId};
+use crate::domain::settlement::{AppliedReport, AttemptReport, CurrentCall, Settlement};
+use crate::domain::stats::StatsDelta;
+use crate::ports::{AttemptKey, OrphanedAttempt, StoreError, TimelineEntry};
+
+/// Records a batch of reports in one transaction, campaign by campaign in id order (the text
+/// order the database sorts by), so two batches spanning the same campaigns lock them in the
+/// same order.
+pub(super) async fn record(
+    store: &PgStore,
+    reports: &[AttemptReport],
+    now: DateTime<Utc>,
+) -> Result<Vec<AppliedReport>, StoreError> {
+    if reports.is_empty() {
+        return Ok(Vec::new());
+    }
+    let reports = reports.to_vec();
+    let mut by_campaign: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for (index, report) in reports.iter().enumerate() {
+        by_campaign
+            .entry(report.campaign_id.to_string())
+            .or_default()
+            .push(index);
+    }
+    store
+        .transaction(move |conn| {
+            async move {
+                let mut applied: Vec<AppliedReport> =
+                    reports.iter().map(AppliedReport::stale).collect();
+                for (campaign, indexes) in &by_campaign {
+                    record_campaign(conn, campaign, &reports, indexes, &mut applied, now).await?;
+                }
+                Ok(applied)
+            }
+            .boxed()
+        })
+        .await
+}
+
+/// Settles the reports of one campaign (`indexes` into `reports`), marking in `applied` those
+/// that changed their call. Locks the campaign (`KEY SHARE`), then its reported calls in id
+/// order, then its statistics.
+async fn record_campaign(
+    conn: &mut Conn,
+    campaign: &str,
+    reports: &[AttemptReport],
+    indexes: &[usize],
+    applied: &mut [AppliedReport],
+    now: DateTime<Utc>,
+) -> Result<(), Failure> {
+    let exists: Vec<CountRow> =
+        diesel::sql_query("SELECT 1 AS n FROM campaigns WHERE id = $1 FOR KEY SHARE")
+            .bind::<Text, _>(campaign.to_owned())
+            .prepared()
+            .load(conn)
+            .await?;
+    if exists.is_empty() {
+        // No such campaign: every report is stale.
+        return Ok(());
+    }
+    let mut current = lock_reported_calls(conn, campaign, reports, indexes).await?;
+    let mut settled: Vec<(String, u32, Settlement)> = Vec::new();
+    let mut delta = StatsDelta::default();
+    for &index in indexes {
+        let report = &reports[index];
+        let key = report.call_id.to_string();
+        let Some(call) = current.get_mut(&key) else {
+            continue;
+        };
+        let Some(settlement) = call.settle(report) else {
+            continue;
+        };
+        call.mark_settled(&settlement);
+        delta += settlement.delta;
+        applied[index] = AppliedReport::settled(report, settlement.step);
+        settled.push((key, report.attempt, settlement));
+    }
+    if settled.is_empty() {
+        return Ok(());
+    }
+    write_settlements(conn, campaign, &settled, now).await?;
+    apply_stats(conn, campaign, &delta, now).await?;
+    complete_if_finished(conn, campaign, now).await
+}
+
+/// The reported calls of one campaign, locked `FOR UPDATE` in id order, by id.
+async fn lock_reported_calls(
+    conn: &mut Conn,
+    campaign: &str,
+    reports: &[AttemptReport],
+    indexes: &[usize],
+) -> Result<HashMap<String, CurrentCall>, Failure> {
+    let mut call_ids: Vec<String> = indexes
+        .iter()
+        .map(|&index| reports[index].call_id.to_string())
+        .collect();
+    call_ids.sort_unstable();
+    call_ids.dedup();
+    let rows: Vec<CurrentCallRow> = diesel::sql_query(format!(
+        "SELECT {CURRENT_CALL_COLUMNS} FROM calls c \
+         JOIN campaigns k ON k.id = c.campaign_id \
+         LEFT JOIN attempts a ON a.campaign_id = c.campaign_id AND a.call_id = c.id \
+         AND a.attempt = c.attempt_count \
+         WHERE c.campaign_id = $1 AND c.id = ANY($2) ORDER BY c.id FOR UPDATE OF c"
+    ))
+    .bind::<Text, _>(campaign.to_owned())
+    .bind::<Array<Text>, _>(call_ids)
+    .prepared()
+    .load(conn)
+    .await?;
+    let mut current = HashMap::with_capacity(rows.len());
+    for row in rows {
+        let id = row.id.clone();
+        current.insert(id, CurrentCall::try_from(row)?);
+    }
+    Ok(current)
+}
+
+/// One statement moves every settled call and closes its attempt.
+async fn write_settlements(
+    conn: &mut Conn,
+    campaign: &str,
+    settled: &[(String, u32, Settlement)],
+    now: DateTime<Utc>,
+) -> Result<(), Failure> {
+    let column = |value: fn(&(String, u32, Settlement)) -> String| -> Vec<String> {
+        settled.iter().map(value).collect()
+    };
+    diesel::sql_query(
+        "WITH v AS (SELECT * FROM unnest($2::text[], $3::text[], $4::int8[], $5::text[], \
+         $6::int4[], $7::text[], $8::int8[], $9::int8[]) \
+         AS v(id, status, next_attempt_at, error, attempt, attempt_status, ended_at, \
+         duration_ms)), \
+         moved AS (UPDATE calls c SET status = v.status, next_attempt_at = v.next_attempt_at, \
+         last_error = v.error, updated_at = $10, owner = NULL FROM v \
+         WHERE c.campaign_id = $1 AND c.id = v.id) \
+         UPDATE attempts a SET status = v.attempt_status, error = v.error, \
+         ended_at = v.ended_at, duration_ms = v.duration_ms FROM v \
+         WHERE a.campaign_id = $1 AND a.call_id = v.id AND a.attempt = v.attempt",
+    )
+    .bind::<Text, _>(campaign.to_owned())
+    .bind::<Array<Text>, _>(column(|(id, _, _)| id.clone()))
+    .bind::<Array<Text>, _>(column(|(_, _, s)| s.call_status.as_str().to_owned()))
+    .bind::<Array<Nullable<BigInt>>, _>(
+        settled
+            .iter()
+            .map(|(_, _, s)| s.next_attempt_at.map(to_ms))
+            .collect::<Vec<_>>(),
+    )
+    .bind::<Array<Nullable<Text>>, _>(
+        settled
+            .iter()
+            .map(|(_, _, s)| s.error.clone())
+            .collect::<Vec<_>>(),
+    )
+    .bind::<Array<Integer>, _>(
+        settled
+            .iter()
+            .map(|(_, attempt, _)| *attempt as i32)
+            .collect::<Vec<_>>(),
+    )
+    .bind::<Array<Text>, _>(column(|(_, _, s)| s.attempt_status.as_str().to_owned()))
+    .bind::<Array<BigInt>, _>(
+        settled
+            .iter()
+            .map(|(_, _, s)| to_ms(s.ended_at))
+            .collect::<Vec<_>>(),
+    )
+    .bind::<Array<BigInt>, _>(
+        settled
+            .iter()
+            .map(|(_, _, s)| i64::try_from(s.duration_ms).unwrap_or(i64::MAX))
+            .collect::<Vec<_>>(),
+    )
+    .bind::<BigInt, _>(to_ms(now))
+    .prepared()
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn adopt(
+    store: &PgStore,
+    attempts: &[(CampaignId, CallId, u32, InstanceId)],
+    owner: InstanceId,
+) -> Result<Vec<bool>, StoreError> {
+    if attempts.is_empty() {
+        return Ok(Vec::new());
+    }
+    let campaigns: Vec<String> = attempts.iter().map(|(c, _, _, _)| c.to_string()).collect();
+    let calls: Vec<String> = attempts.iter().map(|(_, c, _, _)| c.to_string()).collect();
+    let numbers: Vec<i32> = attempts.iter().map(|(_, _, a, _)| *a as i32).collect();
+    let claimers: Vec<String> = attempts.iter().map(|(_, _, _, o)| o.to_string()).collect();
+    let adopted: Vec<IdRow> = store
+        .read(move |conn| {
+            async move {
+                // One statement for the batch; each row changes only if still dialing that
+                // attempt.
+                Ok(diesel::sql_query(
+                    "WITH v AS (SELECT * FROM unnest($1::text[], $2::text[], $3::int[], \
+                     $5::text[]) AS v(campaign_id, id, attempt, claimer)) \
+                     UPDATE calls c SET owner = $4 FROM v WHERE c.campaign_id = v.campaign_id \
+                     AND c.id = v.id AND c.status = 'dialing' AND c.attempt_count = v.attempt \
+                     AND c.owner = v.claimer RETURNING c.id AS id",
+                )
+                .bind::<Array<Text>, _>(campaigns)
+                .bind::<Array<Text>, _>(calls)
+                .bind::<Array<Integer>, _>(numbers)
+                .bind::<Text, _>(owner.to_string())
+                .bind::<Array<Text>, _>(claimers)
+                .prepared()
+                .load(conn)
+                .await?)
+            }
+            .boxed()
+        })
+        .await?;
+    let adopted: HashSet<String> = adopted.into_iter().map(|row| row.id).collect();
+    Ok(attempts
+        .iter()
+        .map(|(_, call_id, _, _)| adopted.contains(&call_id.to_string()))
+        .collect())
+}
+
+pub(super) async fn orphaned(
+    store: &PgStore,
+    stale_before: DateTime<Utc>,
+    limit: usize,
+) -> Result<Vec<OrphanedAttempt>, StoreError> {
+    store
+        .read(move |conn| {
+            async move {
+                let rows: Vec<OrphanRow> = diesel::sql_query(
+                    "SELECT c.id AS call_id, c.campaign_id AS campaign_id, \
+                     c.attempt_count AS attempt, k.max_attempts AS max_attempts, \
+                     k.base_delay_ms AS base_delay_ms, k.max_delay_ms AS max_delay_ms, \
+                     k.jitter AS jitter, c.owner AS owner FROM calls c \
+                     JOIN campaigns k ON k.id = c.campaign_id \
+                     LEFT JOIN instances i ON i.id = c.owner \
+                     WHERE c.status = 'dialing' AND (i.heartbeat_at IS NULL OR i.heartbeat_at < $1) \
+                     LIMIT $2",
+                )
+                .bind::<BigInt, _>(to_ms(stale_before))
+                .bind::<BigInt, _>(as_bigint(limit))
+                .prepared()
+                .load(conn)
+                .await?;
+                Ok(rows
+                    .into_iter()
+                    .map(OrphanedAttempt::try_from)
+                    .collect::<Result<_, _>>()?)
+            }
+            .boxed()
+        })
+        .await
+}
+
+pub(super) async fn backlog(
+    store: &PgStore,
+    limit: usize,
+) -> Result<Vec<TimelineEntry>, StoreError> {
+    store
+        .read(move |conn| {
+            async move {
+                let rows: Vec<TimelineRow> = diesel::sql_query(format!(
+                    "SELECT {TIMELINE_COLUMNS} FROM attempts WHERE ended_at IS NOT NULL LIMIT $1"
+                ))
+                .bind::<BigInt, _>(as_bigint(limit))
+                .prepared()
+                .load(conn)
+                .await?;
+                Ok(readable_backlog(rows))
+            }
+            .boxed()
+        })
+        .await
+}
+
+pub(super) async fn forget(store: &PgStore, keys: &[AttemptKey]) -> Result<u64, StoreError> {
+    if keys.is_empty() {
+        return Ok(0);
+    }
+    let campaigns: Vec<String> = keys.iter().map(|k| k.campaign_id.to_string()).collect();
+    let calls: Vec<String> = keys.iter().map(|k| k.call_id.to_string()).collect();
+    let numbers: Vec<i32> = keys.iter().map(|k| k.attempt as i32).collect();
+    store
+        .read(move |conn| {
+            async move {
+                let deleted = diesel::sql_query(
+                    "DELETE FROM attempts a USING unnest($1::text[], $2::text[], $3::int[]) \
+                     AS v(campaign_id, call_id, attempt) WHERE a.campaign_id = v.campaign_id \
+                     AND a.call_id = v.call_id AND a.attempt = v.attempt \
+                     AND a.ended_at IS NOT NULL",
+                )
+                .bind::<Array<Text>, _>(campaigns)
+                .bind::<Array<Text>, _>(calls)
+                .bind::<Array<Integer>, _>(numbers)
+                .prepared()
+                .execute(conn)
+                .await?;
+                Ok(deleted as u64)
+            }
+            .boxed()
+        })
+        .await
+}

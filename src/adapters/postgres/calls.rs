@@ -1,0 +1,197 @@
+//! Calls: queueing registered numbers again, and reading one call or a page of them.
+
+use std::collections::HashSet;
+
+use chrono::{DateTime, Utc};
+use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text};
+use diesel_async::RunQueryDsl;
+use futures::FutureExt;
+
+use super::campaigns::{apply_stats, load_campaign};
+use super::rows::PhoneRow;
+use super::{rows_per_insert, Conn, PgStore};
+use crate::adapters::sql::prepared::KeepPrepared;
+use crate::adapters::sql::rows::{AttemptRow, CallRow, CALL_COLUMNS};
+use crate::adapters::sql::{as_bigint, to_ms, Failure};
+use crate::domain::call::{Attempt, Call, CallStatus};
+use crate::domain::ids::{CallId, CampaignId};
+use crate::domain::stats::StatsDelta;
+use crate::ports::{NewTarget, StoreError};
+
+/// Inserts queued calls of one campaign; all share `max_attempts` and were made at `now`.
+pub(super) async fn insert_calls(
+    conn: &mut Conn,
+    campaign: &str,
+    max_attempts: u32,
+    now: DateTime<Utc>,
+    calls: &[Call],
+) -> Result<(), Failure> {
+    for chunk in calls.chunks(rows_per_insert(3, 3)) {
+        let values: Vec<String> = (0..chunk.len())
+            .map(|row| {
+                let first = 4 + 3 * row;
+                format!(
+                    "($1, ${first}, ${}, 'queued', 0, $2, $3, $3, $3, ${})",
+                    first + 1,
+                    first + 2
+                )
+            })
+            .collect();
+        let mut query = diesel::sql_query(format!(
+            "INSERT INTO calls (campaign_id, id, phone_number, status, attempt_count, \
+             max_attempts, scheduled_at, created_at, updated_at, metadata) VALUES {}",
+            values.join(", ")
+        ))
+        .into_boxed()
+        .bind::<Text, _>(campaign.to_owned())
+        .bind::<Integer, _>(max_attempts as i32)
+        .bind::<BigInt, _>(to_ms(now));
+        for call in chunk {
+            debug_assert!(call.scheduled_at == now && call.max_attempts == max_attempts);
+            query = query
+                .bind::<Text, _>(call.id.to_string())
+                .bind::<Text, _>(call.phone_number.as_str().to_owned())
+                .bind::<Nullable<Text>, _>(call.metadata.as_ref().map(|m| m.to_string()));
+        }
+        query.execute(conn).await?;
+    }
+    Ok(())
+}
+
+pub(super) async fn enqueue(
+    store: &PgStore,
+    campaign_id: CampaignId,
+    targets: Vec<NewTarget>,
+    now: DateTime<Utc>,
+) -> Result<Vec<Call>, StoreError> {
+    store
+        .transaction(move |conn| {
+            async move {
+                // FOR UPDATE, not KEY SHARE: a report completing the campaign concurrently
+                // must either see these calls or finish before they are added.
+                let campaign = load_campaign(conn, campaign_id, "FOR UPDATE")
+                    .await?
+                    .ok_or(Failure::Store(StoreError::NotFound))?;
+                campaign.status.ensure_mutable("queue calls for")?;
+                let id = campaign_id.to_string();
+                let numbers: Vec<String> = targets
+                    .iter()
+                    .map(|target| target.phone_number.as_str().to_owned())
+                    .collect();
+                let found: Vec<PhoneRow> = diesel::sql_query(
+                    "SELECT phone_number FROM targets WHERE campaign_id = $1 \
+                     AND phone_number = ANY($2)",
+                )
+                .bind::<Text, _>(id.clone())
+                .bind::<Array<Text>, _>(numbers.clone())
+                .prepared()
+                .load(conn)
+                .await?;
+                let registered: HashSet<String> =
+                    found.into_iter().map(|row| row.phone_number).collect();
+                let unregistered: Vec<String> = numbers
+                    .into_iter()
+                    .filter(|number| !registered.contains(number))
+                    .collect();
+                if !unregistered.is_empty() {
+                    return Err(StoreError::NotRegistered(unregistered).into());
+                }
+                let max_attempts = campaign.retry_policy.max_attempts;
+                let calls: Vec<Call> = targets
+                    .into_iter()
+                    .map(|target| target.queued_call(campaign_id, max_attempts, now))
+                    .collect();
+                insert_calls(conn, &id, max_attempts, now, &calls).await?;
+                let delta = StatsDelta::enqueued(as_bigint(calls.len()));
+                apply_stats(conn, &id, &delta, now).await?;
+                Ok(calls)
+            }
+            .boxed()
+        })
+        .await
+}
+
+pub(super) async fn get(
+    store: &PgStore,
+    id: CallId,
+) -> Result<Option<(Call, Vec<Attempt>)>, StoreError> {
+    store
+        .snapshot(move |conn| {
+            async move {
+                let rows: Vec<CallRow> = diesel::sql_query(format!(
+                    "SELECT {CALL_COLUMNS} FROM calls WHERE id = $1 LIMIT 1"
+                ))
+                .bind::<Text, _>(id.to_string())
+                .prepared()
+                .load(conn)
+                .await?;
+                let Some(call) = rows.into_iter().next().map(Call::try_from).transpose()? else {
+                    return Ok(None);
+                };
+                let rows: Vec<AttemptRow> = diesel::sql_query(
+                    "SELECT attempt, status, error, started_at, ended_at, duration_ms \
+                     FROM attempts WHERE campaign_id = $1 AND call_id = $2 ORDER BY attempt",
+                )
+                .bind::<Text, _>(call.campaign_id.to_string())
+                .bind::<Text, _>(id.to_string())
+                .prepared()
+                .load(conn)
+                .await?;
+                let attempts = rows
+                    .into_iter()
+                    .map(Attempt::try_from)
+                    .collect::<Result<_, _>>()?;
+                Ok(Some((call, attempts)))
+            }
+            .boxed()
+        })
+        .await
+}
+
+pub(super) async fn list(
+    store: &PgStore,
+    campaign_id: CampaignId,
+    status: Option<CallStatus>,
+    after: Option<CallId>,
+    limit: usize,
+) -> Result<Vec<Call>, StoreError> {
+    let after = after.map(|id| id.to_string()).unwrap_or_default();
+    store
+        .read(move |conn| {
+            async move {
+                let rows: Vec<CallRow> = match status {
+                    Some(status) => {
+                        diesel::sql_query(format!(
+                            "SELECT {CALL_COLUMNS} FROM calls WHERE campaign_id = $1 \
+                             AND status = $2 AND id > $3 ORDER BY id LIMIT $4"
+                        ))
+                        .bind::<Text, _>(campaign_id.to_string())
+                        .bind::<Text, _>(status.as_str())
+                        .bind::<Text, _>(after)
+                        .bind::<BigInt, _>(as_bigint(limit))
+                        .prepared()
+                        .load(conn)
+                        .await?
+                    }
+                    None => {
+                        diesel::sql_query(format!(
+                            "SELECT {CALL_COLUMNS} FROM calls WHERE campaign_id = $1 AND id > $2 \
+                             ORDER BY id LIMIT $3"
+                        ))
+                        .bind::<Text, _>(campaign_id.to_string())
+                        .bind::<Text, _>(after)
+                        .bind::<BigInt, _>(as_bigint(limit))
+                        .prepared()
+                        .load(conn)
+                        .await?
+                    }
+                };
+                Ok(rows
+                    .into_iter()
+                    .map(Call::try_from)
+                    .collect::<Result<_, _>>()?)
+            }
+            .boxed()
+        })
+        .await
+}

@@ -1,0 +1,279 @@
+//! What the scheduler reads and moves: runnable campaigns, claims of queued calls, retries
+//! whose backoff ended, and the completion of campaigns with nothing left to dial.
+
+use chrono::{DateTime, Utc};
+use diesel::sql_types::{BigInt, Text};
+use diesel_async::RunQueryDsl;
+use futures::FutureExt;
+
+use super::campaigns::apply_stats;
+use super::error::bad_id;
+use super::rows::RowCount;
+use super::{Conn, PgStore};
+use crate::adapters::sql::prepared::KeepPrepared;
+use crate::adapters::sql::rows::{
+    ClaimRow, CountRow, IdRow, MaybeMsRow, RunnableRow, CAMPAIGN_COLUMNS,
+};
+use crate::adapters::sql::{as_bigint, from_ms, to_ms, Failure};
+use crate::domain::ids::{CampaignId, InstanceId};
+use crate::domain::stats::StatsDelta;
+use crate::ports::{ClaimedCall, RunnableCampaign, StoreError};
+
+/// Takes `FOR KEY SHARE` on the campaign if it is `in_progress`; false if it is not.
+pub(super) async fn lock_in_progress(conn: &mut Conn, campaign: &str) -> Result<bool, Failure> {
+    let live: Vec<CountRow> = diesel::sql_query(
+        "SELECT 1 AS n FROM campaigns WHERE id = $1 AND status = 'in_progress' FOR KEY SHARE",
+    )
+    .bind::<Text, _>(campaign.to_owned())
+    .prepared()
+    .load(conn)
+    .await?;
+    Ok(!live.is_empty())
+}
+
+/// Completes the campaign if it is in progress with no call queued, retrying or dialing. The
+/// caller holds its statistics row and KEY SHARE on the campaign: no enqueue can be in flight,
+/// and every other writer's work is counted in what this statement reads.
+pub(super) async fn complete_if_finished(
+    conn: &mut Conn,
+    campaign: &str,
+    now: DateTime<Utc>,
+) -> Result<(), Failure> {
+    diesel::sql_query(
+        "UPDATE campaigns SET status = 'completed', completed_at = $1, updated_at = $1 \
+         WHERE id = $2 AND status = 'in_progress' AND EXISTS (SELECT 1 FROM campaign_stats s \
+         WHERE s.campaign_id = $2 AND s.queued = 0 AND s.retrying = 0 AND s.dialing = 0)",
+    )
+    .bind::<BigInt, _>(to_ms(now))
+    .bind::<Text, _>(campaign.to_owned())
+    .prepared()
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn runnable_campaigns(
+    store: &PgStore,
+) -> Result<Vec<RunnableCampaign>, StoreError> {
+    store
+        .read(|conn| {
+            async move {
+                let rows: Vec<RunnableRow> = diesel::sql_query(format!(
+                    "SELECT {CAMPAIGN_COLUMNS}, s.queued AS queued FROM campaigns \
+                     JOIN campaign_stats s ON s.campaign_id = campaigns.id \
+                     WHERE campaigns.status = 'in_progress' AND s.queued > 0 \
+                     ORDER BY campaigns.id"
+                ))
+                .prepared()
+                .load(conn)
+                .await?;
+                Ok(rows
+                    .into_iter()
+                    .map(RunnableCampaign::try_from)
+                    .collect::<Result<_, _>>()?)
+            }
+            .boxed()
+        })
+        .await
+}
+
+pub(super) async fn claim_calls(
+    store: &PgStore,
+    campaign_id: CampaignId,
+    max: usize,
+    owner: InstanceId,
+    now: DateTime<Utc>,
+) -> Result<Vec<ClaimedCall>, StoreError> {
+    if max == 0 {
+        return Ok(Vec::new());
+    }
+    store
+        .transaction(move |conn| {
+            async move {
+                let campaign = campaign_id.to_string();
+                // The status check and the claim share the transaction: a pause or complete
+                // that committed first is seen, one in flight waits for this to finish.
+                if !lock_in_progress(conn, &campaign).await? {
+                    return Ok(Vec::new());
+                }
+                // SKIP LOCKED: concurrent claimers take disjoint calls without waiting.
+                let claimed: Vec<ClaimRow> = diesel::sql_query(
+                    "WITH picked AS MATERIALIZED (SELECT campaign_id, id FROM calls \
+                     WHERE campaign_id = $3 AND status = 'queued' ORDER BY id LIMIT $4 \
+                     FOR UPDATE SKIP LOCKED), \
+                     claimed AS (UPDATE calls c SET status = 'dialing', \
+                     attempt_count = c.attempt_count + 1, last_attempt_at = $1, updated_at = $1, \
+                     next_attempt_at = NULL, owner = $2 FROM picked p \
+                     WHERE c.campaign_id = $3 AND c.campaign_id = p.campaign_id AND c.id = p.id \
+                     RETURNING c.id AS id, c.phone_number AS phone_number, \
+                     c.attempt_count AS attempt_count), \
+                     started AS (INSERT INTO attempts (campaign_id, call_id, attempt, status, \
+                     started_at) SELECT $3, id, attempt_count, 'dialing', $1 FROM claimed \
+                     ON CONFLICT (campaign_id, call_id, attempt) DO UPDATE SET \
+                     status = excluded.status, error = NULL, started_at = excluded.started_at, \
+                     ended_at = NULL, duration_ms = NULL) \
+                     SELECT id, phone_number, attempt_count FROM claimed ORDER BY id",
+                )
+                .bind::<BigInt, _>(to_ms(now))
+                .bind::<Text, _>(owner.to_string())
+                .bind::<Text, _>(campaign.clone())
+                .bind::<BigInt, _>(as_bigint(max))
+                .prepared()
+                .load(conn)
+                .await?;
+                if claimed.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let retries = claimed.iter().filter(|row| row.attempt_count > 1).count();
+                let delta = StatsDelta::claimed(as_bigint(claimed.len()), as_bigint(retries));
+                apply_stats(conn, &campaign, &delta, now).await?;
+                Ok(claimed
+                    .into_iter()
+                    .map(|row| row.into_claimed(campaign_id, now))
+                    .collect::<Result<_, _>>()?)
+            }
+            .boxed()
+        })
+        .await
+}
+
+pub(super) async fn promote_due_retries(
+    store: &PgStore,
+    now: DateTime<Utc>,
+    limit: usize,
+) -> Result<Vec<CampaignId>, StoreError> {
+    let candidates: Vec<IdRow> = store
+        .read(move |conn| {
+            async move {
+                Ok(diesel::sql_query(
+                    "SELECT k.id AS id FROM campaigns k \
+                     JOIN campaign_stats s ON s.campaign_id = k.id \
+                     WHERE k.status = 'in_progress' AND s.retrying > 0 \
+                     AND EXISTS (SELECT 1 FROM calls c WHERE c.campaign_id = k.id \
+                     AND c.status = 'retrying' AND c.next_attempt_at <= $1) ORDER BY k.id",
+                )
+                .bind::<BigInt, _>(to_ms(now))
+                .prepared()
+                .load(conn)
+                .await?)
+            }
+            .boxed()
+        })
+        .await?;
+    let mut touched = Vec::new();
+    let mut left = limit;
+    // One transaction per campaign: each moves its calls and their counts together.
+    for candidate in candidates {
+        if left == 0 {
+            break;
+        }
+        let campaign = candidate.id;
+        let budget = left;
+        let transaction_campaign = campaign.clone();
+        let moved = store
+            .transaction(move |conn| {
+                async move {
+                    let campaign = transaction_campaign;
+                    // A pause or complete in flight is waited for; one that committed is seen.
+                    if !lock_in_progress(conn, &campaign).await? {
+                        return Ok(0);
+                    }
+                    let moved: Vec<RowCount> = diesel::sql_query(
+                        "WITH due AS MATERIALIZED (SELECT campaign_id, id FROM calls \
+                         WHERE campaign_id = $2 AND status = 'retrying' AND next_attempt_at <= $1 \
+                         ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED), \
+                         moved AS (UPDATE calls c SET status = 'queued', \
+                         scheduled_at = c.next_attempt_at, next_attempt_at = NULL, updated_at = $1 \
+                         FROM due d WHERE c.campaign_id = $2 AND c.campaign_id = d.campaign_id \
+                         AND c.id = d.id RETURNING 1) \
+                         SELECT count(*) AS n FROM moved",
+                    )
+                    .bind::<BigInt, _>(to_ms(now))
+                    .bind::<Text, _>(campaign.clone())
+                    .bind::<BigInt, _>(as_bigint(budget))
+                    .prepared()
+                    .load(conn)
+                    .await?;
+                    let count = moved.into_iter().next().map_or(0, |row| row.n);
+                    if count > 0 {
+                        apply_stats(conn, &campaign, &StatsDelta::promoted(count), now).await?;
+                    }
+                    Ok(count)
+                }
+                .boxed()
+            })
+            .await?;
+        if moved > 0 {
+            left = left.saturating_sub(usize::try_from(moved).unwrap_or(usize::MAX));
+            touched.push(campaign.parse().map_err(bad_id)?);
+        }
+    }
+    Ok(touched)
+}
+
+pub(super) async fn next_retry_due(store: &PgStore) -> Result<Option<DateTime<Utc>>, StoreError> {
+    store
+        .read(|conn| {
+            async move {
+                // One index probe per running campaign with retries, not a scan of every retry.
+                let rows: Vec<MaybeMsRow> = diesel::sql_query(
+                    "SELECT MIN(d.due) AS ms FROM campaigns k \
+                     JOIN campaign_stats s ON s.campaign_id = k.id \
+                     CROSS JOIN LATERAL (SELECT c.next_attempt_at AS due FROM calls c \
+                     WHERE c.campaign_id = k.id AND c.status = 'retrying' \
+                     ORDER BY c.next_attempt_at LIMIT 1) d \
+                     WHERE k.status = 'in_progress' AND s.retrying > 0",
+                )
+                .prepared()
+                .load(conn)
+                .await?;
+                Ok(rows.into_iter().next().and_then(|row| row.ms).map(from_ms))
+            }
+            .boxed()
+        })
+        .await
+}
+
+pub(super) async fn complete_finished_campaigns(
+    store: &PgStore,
+    now: DateTime<Utc>,
+) -> Result<Vec<CampaignId>, StoreError> {
+    store
+        .read(move |conn| {
+            async move {
+                let candidates: Vec<IdRow> = diesel::sql_query(
+                    "SELECT k.id AS id FROM campaigns k \
+                     JOIN campaign_stats s ON s.campaign_id = k.id \
+                     WHERE k.status = 'in_progress' AND s.queued = 0 AND s.retrying = 0 \
+                     AND s.dialing = 0 ORDER BY k.id",
+                )
+                .prepared()
+                .load(conn)
+                .await?;
+                let mut completed = Vec::new();
+                for candidate in candidates {
+                    // Locking both rows makes the check see the latest committed counters: an
+                    // enqueue or report in flight is waited for, then the row is re-checked.
+                    let rows: Vec<IdRow> = diesel::sql_query(
+                        "WITH done AS MATERIALIZED (SELECT k.id FROM campaigns k \
+                         JOIN campaign_stats s ON s.campaign_id = k.id WHERE k.id = $2 \
+                         AND k.status = 'in_progress' AND s.queued = 0 AND s.retrying = 0 \
+                         AND s.dialing = 0 FOR UPDATE OF k, s) \
+                         UPDATE campaigns c SET status = 'completed', completed_at = $1, \
+                         updated_at = $1 FROM done WHERE c.id = done.id RETURNING c.id AS id",
+                    )
+                    .bind::<BigInt, _>(to_ms(now))
+                    .bind::<Text, _>(candidate.id)
+                    .prepared()
+                    .load(conn)
+                    .await?;
+                    for row in rows {
+                        completed.push(row.id.parse().map_err(bad_id)?);
+                    }
+                }
+                Ok(completed)
+            }
+            .boxed()
+        })
+        .await
+}

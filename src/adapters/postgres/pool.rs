@@ -1,0 +1,90 @@
+//! The connection pool and the three ways a port method runs its statements: `read` (one or
+//! more statements outside a transaction), `transaction` (READ COMMITTED, all or nothing) and
+//! `snapshot` (read-only, one consistent view). Each classifies what its body fails with.
+
+use std::time::Duration;
+
+use diesel_async::pooled_connection::deadpool::{Object, Pool};
+use diesel_async::pooled_connection::{
+    AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
+};
+use diesel_async::AsyncConnection;
+use futures::future::BoxFuture;
+
+use super::error::store_error;
+use super::{Conn, PgStore};
+use crate::adapters::sql::Failure;
+use crate::ports::StoreError;
+
+/// How long a caller waits for a pooled connection before the store reports itself unavailable.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The statements of one port method, run on the connection they are given.
+pub type Body<'c, R> = BoxFuture<'c, Result<R, Failure>>;
+
+impl PgStore {
+    /// Builds a pool of up to `pool_size` connections and checks that one can be opened.
+    pub async fn connect(url: &str, pool_size: usize) -> Result<Self, StoreError> {
+        let mut config = ManagerConfig::<Conn>::default();
+        // A pooled connection is checked for an open transaction and a closed socket before
+        // reuse; skipping the `SELECT 1` round trip keeps point reads to one round trip.
+        config.recycling_method = RecyclingMethod::Fast;
+        let manager = AsyncDieselConnectionManager::<Conn>::new_with_config(url, config);
+        let pool = Pool::builder(manager)
+            .max_size(pool_size.max(1))
+            .build()
+            .map_err(|err| StoreError::Internal(format!("postgres pool: {err}")))?;
+        let store = Self { pool };
+        drop(store.conn().await?);
+        Ok(store)
+    }
+
+    async fn conn(&self) -> Result<Object<Conn>, StoreError> {
+        match tokio::time::timeout(ACQUIRE_TIMEOUT, self.pool.get()).await {
+            Ok(Ok(conn)) => Ok(conn),
+            Ok(Err(err)) => Err(StoreError::Unavailable(format!("postgres: {err}"))),
+            Err(_) => Err(StoreError::Unavailable(format!(
+                "no postgres connection free after {} s",
+                ACQUIRE_TIMEOUT.as_secs()
+            ))),
+        }
+    }
+
+    /// Runs `body` on a pooled connection, each statement on its own.
+    pub(super) async fn read<R, F>(&self, body: F) -> Result<R, StoreError>
+    where
+        R: Send,
+        F: for<'c> FnOnce(&'c mut Conn) -> Body<'c, R> + Send,
+    {
+        let mut conn = self.conn().await?;
+        body(&mut conn).await.map_err(store_error)
+    }
+
+    /// Runs `body` as one READ COMMITTED transaction.
+    pub(super) async fn transaction<R, F>(&self, body: F) -> Result<R, StoreError>
+    where
+        R: Send,
+        F: for<'c> FnOnce(&'c mut Conn) -> Body<'c, R> + Send,
+    {
+        let mut conn = self.conn().await?;
+        conn.transaction::<R, Failure, _>(async move |conn| body(conn).await)
+            .await
+            .map_err(store_error)
+    }
+
+    /// Runs `body` as one read-only REPEATABLE READ transaction: its statements see one
+    /// snapshot.
+    pub(super) async fn snapshot<R, F>(&self, body: F) -> Result<R, StoreError>
+    where
+        R: Send,
+        F: for<'c> FnOnce(&'c mut Conn) -> Body<'c, R> + Send,
+    {
+        let mut conn = self.conn().await?;
+        conn.build_transaction()
+            .read_only()
+            .repeatable_read()
+            .run::<R, Failure, _>(async move |conn| body(conn).await)
+            .await
+            .map_err(store_error)
+    }
+}

@@ -1,0 +1,153 @@
+//! Calls: queueing registered numbers again, and reading one call or a page of them.
+
+use chrono::{DateTime, Utc};
+use diesel::sql_types::{BigInt, Integer, Nullable, Text};
+use diesel::sqlite::SqliteConnection;
+use diesel::RunQueryDsl;
+
+use super::campaigns::{apply_stats, existing_campaign};
+use super::{SqliteStore, INSERT_CHUNK};
+use crate::adapters::sql::prepared::KeepPrepared;
+use crate::adapters::sql::rows::{AttemptRow, CallRow, CountRow, CALL_COLUMNS};
+use crate::adapters::sql::{as_bigint, to_ms, Failure};
+use crate::domain::call::{Attempt, Call, CallStatus};
+use crate::domain::ids::{CallId, CampaignId};
+use crate::domain::stats::StatsDelta;
+use crate::ports::{NewTarget, StoreError};
+
+pub(super) fn insert_calls(conn: &mut SqliteConnection, calls: &[Call]) -> Result<(), Failure> {
+    for chunk in calls.chunks(INSERT_CHUNK) {
+        let placeholders = vec!["(?, ?, ?, 'queued', 0, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
+        let mut query = diesel::sql_query(format!(
+            "INSERT INTO calls (id, campaign_id, phone_number, status, attempt_count, \
+             max_attempts, scheduled_at, created_at, updated_at, metadata) VALUES {placeholders}"
+        ))
+        .into_boxed();
+        for call in chunk {
+            query = query
+                .bind::<Text, _>(call.id.to_string())
+                .bind::<Text, _>(call.campaign_id.to_string())
+                .bind::<Text, _>(call.phone_number.as_str().to_owned())
+                .bind::<Integer, _>(call.max_attempts as i32)
+                .bind::<BigInt, _>(to_ms(call.scheduled_at))
+                .bind::<BigInt, _>(to_ms(call.created_at))
+                .bind::<BigInt, _>(to_ms(call.updated_at))
+                .bind::<Nullable<Text>, _>(call.metadata.as_ref().map(|m| m.to_string()));
+        }
+        query.execute(conn)?;
+    }
+    Ok(())
+}
+
+fn load_call(conn: &mut SqliteConnection, id: CallId) -> Result<Option<Call>, Failure> {
+    let rows: Vec<CallRow> =
+        diesel::sql_query(format!("SELECT {CALL_COLUMNS} FROM calls WHERE id = ?"))
+            .bind::<Text, _>(id.to_string())
+            .prepared()
+            .load(conn)?;
+    Ok(rows.into_iter().next().map(Call::try_from).transpose()?)
+}
+
+pub(super) async fn enqueue(
+    store: &SqliteStore,
+    campaign_id: CampaignId,
+    targets: Vec<NewTarget>,
+    now: DateTime<Utc>,
+) -> Result<Vec<Call>, StoreError> {
+    store
+        .write(move |conn| {
+            let campaign = existing_campaign(conn, campaign_id)?;
+            campaign.status.ensure_mutable("queue calls for")?;
+            let mut unregistered = Vec::new();
+            for target in &targets {
+                let found: Vec<CountRow> = diesel::sql_query(
+                    "SELECT 1 AS n FROM targets WHERE campaign_id = ? AND phone_number = ?",
+                )
+                .bind::<Text, _>(campaign_id.to_string())
+                .bind::<Text, _>(target.phone_number.as_str().to_owned())
+                .prepared()
+                .load(conn)?;
+                if found.is_empty() {
+                    unregistered.push(target.phone_number.as_str().to_owned());
+                }
+            }
+            if !unregistered.is_empty() {
+                return Err(StoreError::NotRegistered(unregistered).into());
+            }
+            let max_attempts = campaign.retry_policy.max_attempts;
+            let calls: Vec<Call> = targets
+                .into_iter()
+                .map(|target| target.queued_call(campaign_id, max_attempts, now))
+                .collect();
+            insert_calls(conn, &calls)?;
+            let delta = StatsDelta::enqueued(as_bigint(calls.len()));
+            apply_stats(conn, campaign_id, &delta, now)?;
+            Ok(calls)
+        })
+        .await
+}
+
+pub(super) async fn get(
+    store: &SqliteStore,
+    id: CallId,
+) -> Result<Option<(Call, Vec<Attempt>)>, StoreError> {
+    store
+        .read_snapshot(move |conn| {
+            let Some(call) = load_call(conn, id)? else {
+                return Ok(None);
+            };
+            let rows: Vec<AttemptRow> = diesel::sql_query(
+                "SELECT attempt, status, error, started_at, ended_at, duration_ms FROM attempts \
+                 WHERE campaign_id = ? AND call_id = ? ORDER BY attempt",
+            )
+            .bind::<Text, _>(call.campaign_id.to_string())
+            .bind::<Text, _>(id.to_string())
+            .prepared()
+            .load(conn)?;
+            let attempts = rows
+                .into_iter()
+                .map(Attempt::try_from)
+                .collect::<Result<_, _>>()?;
+            Ok(Some((call, attempts)))
+        })
+        .await
+}
+
+pub(super) async fn list(
+    store: &SqliteStore,
+    campaign_id: CampaignId,
+    status: Option<CallStatus>,
+    after: Option<CallId>,
+    limit: usize,
+) -> Result<Vec<Call>, StoreError> {
+    store
+        .read(move |conn| {
+            let after = after.map(|id| id.to_string()).unwrap_or_default();
+            let rows: Vec<CallRow> = match status {
+                Some(status) => diesel::sql_query(format!(
+                    "SELECT {CALL_COLUMNS} FROM calls WHERE campaign_id = ? AND status = ? \
+                     AND id > ? ORDER BY id LIMIT ?"
+                ))
+                .bind::<Text, _>(campaign_id.to_string())
+                .bind::<Text, _>(status.as_str())
+                .bind::<Text, _>(after)
+                .bind::<BigInt, _>(as_bigint(limit))
+                .prepared()
+                .load(conn)?,
+                None => diesel::sql_query(format!(
+                    "SELECT {CALL_COLUMNS} FROM calls WHERE campaign_id = ? AND id > ? \
+                     ORDER BY id LIMIT ?"
+                ))
+                .bind::<Text, _>(campaign_id.to_string())
+                .bind::<Text, _>(after)
+                .bind::<BigInt, _>(as_bigint(limit))
+                .prepared()
+                .load(conn)?,
+            };
+            Ok(rows
+                .into_iter()
+                .map(Call::try_from)
+                .collect::<Result<_, _>>()?)
+        })
+        .await
+}

@@ -1,0 +1,31 @@
+//! Processes' heartbeats, by which the scheduler tells a live dialer from a dead one.
+
+use chrono::{DateTime, Utc};
+use diesel::sql_types::{BigInt, Text};
+use diesel::RunQueryDsl;
+
+use super::SqliteStore;
+use crate::adapters::sql::prepared::KeepPrepared;
+use crate::adapters::sql::to_ms;
+use crate::domain::ids::InstanceId;
+use crate::ports::StoreError;
+
+pub(super) async fn heartbeat(
+    store: &SqliteStore,
+    instance: InstanceId,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    store
+        .write(move |conn| {
+            diesel::sql_query(
+                "INSERT INTO instances (id, heartbeat_at) VALUES (?, ?) \
+                 ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
+            )
+            .bind::<Text, _>(instance.to_string())
+            .bind::<BigInt, _>(to_ms(now))
+            .prepared()
+            .execute(conn)?;
+            Ok(())
+        })
+        .await
+}

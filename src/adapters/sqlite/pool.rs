@@ -1,0 +1,131 @@
+//! The connections: one writer, whose transactions SQLite runs one at a time, readers that WAL
+//! lets run beside it, and point readers for one-row lookups on the calling thread. Each helper
+//! runs a body and classifies what it fails with.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use diesel::connection::SimpleConnection;
+use diesel::result::Error as DieselError;
+use diesel::sqlite::SqliteConnection;
+use diesel::Connection;
+use diesel_async::AsyncConnection;
+use tokio::sync::Mutex;
+
+use super::error::{classify, store_error};
+use super::{Conn, SqliteStore};
+use crate::adapters::sql::Failure;
+use crate::ports::StoreError;
+
+const READERS: usize = 4;
+
+pub(super) fn configure(conn: &mut SqliteConnection) -> Result<(), DieselError> {
+    // NORMAL is durable against a process crash in WAL mode; only power loss can drop the
+    // last transactions.
+    conn.batch_execute(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000; \
+         PRAGMA foreign_keys = ON; PRAGMA cache_size = -65536; PRAGMA temp_store = MEMORY;",
+    )
+}
+
+pub(super) fn ensure_parent(path: &str) -> Result<(), StoreError> {
+    if let Some(parent) = Path::new(path).parent() {
+        if !parent.as_os_str().is_empty() {
+            std::fs::create_dir_all(parent).map_err(|err| {
+                StoreError::Unavailable(format!("cannot create {}: {err}", parent.display()))
+            })?;
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn establish(path: &str) -> Result<SqliteConnection, StoreError> {
+    let mut conn = SqliteConnection::establish(path)
+        .map_err(|err| StoreError::Unavailable(format!("cannot open {path}: {err}")))?;
+    configure(&mut conn).map_err(classify)?;
+    Ok(conn)
+}
+
+impl SqliteStore {
+    pub async fn open(path: &str) -> Result<Self, StoreError> {
+        ensure_parent(path)?;
+        let writer = Self::connect(path).await?;
+        let mut readers = Vec::with_capacity(READERS);
+        for _ in 0..READERS {
+            readers.push(Mutex::new(Self::connect(path).await?));
+        }
+        let mut point_readers = Vec::with_capacity(READERS);
+        for _ in 0..READERS {
+            point_readers.push(std::sync::Mutex::new(establish(path)?));
+        }
+        Ok(Self {
+            writer: Mutex::new(writer),
+            readers,
+            next_reader: AtomicUsize::new(0),
+            point_readers,
+        })
+    }
+
+    async fn connect(path: &str) -> Result<Conn, StoreError> {
+        let mut conn = Conn::establish(path)
+            .await
+            .map_err(|err| StoreError::Unavailable(format!("cannot open {path}: {err}")))?;
+        conn.spawn_blocking(configure).await.map_err(classify)?;
+        Ok(conn)
+    }
+
+    /// Runs `work` as one immediate transaction on the writer connection.
+    pub(super) async fn write<R, F>(&self, work: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut SqliteConnection) -> Result<R, Failure> + Send + 'static,
+    {
+        let mut conn = self.writer.lock().await;
+        conn.spawn_blocking(move |conn| Ok(conn.immediate_transaction(work)))
+            .await
+            .map_err(classify)?
+            .map_err(store_error)
+    }
+
+    /// Runs `work` on a reader connection. A single statement is its own snapshot; reads of
+    /// several statements use `read_snapshot`.
+    pub(super) async fn read<R, F>(&self, work: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut SqliteConnection) -> Result<R, Failure> + Send + 'static,
+    {
+        let start = self.next_reader.fetch_add(1, Ordering::Relaxed);
+        let slot = &self.readers[start % self.readers.len()];
+        let mut conn = slot.lock().await;
+        conn.spawn_blocking(move |conn| Ok(work(conn)))
+            .await
+            .map_err(classify)?
+            .map_err(store_error)
+    }
+
+    /// Runs a one-row lookup on the calling thread when a point reader is free, otherwise on
+    /// the blocking pool.
+    pub(super) async fn point_read<R, F>(&self, work: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut SqliteConnection) -> Result<R, Failure> + Send + 'static,
+    {
+        let start = self.next_reader.fetch_add(1, Ordering::Relaxed);
+        let count = self.point_readers.len();
+        for offset in 0..count {
+            if let Ok(mut conn) = self.point_readers[(start + offset) % count].try_lock() {
+                return work(&mut conn).map_err(store_error);
+            }
+        }
+        self.read(work).await
+    }
+
+    /// Runs `work` in one read transaction, so its statements see one snapshot.
+    pub(super) async fn read_snapshot<R, F>(&self, work: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut SqliteConnection) -> Result<R, Failure> + Send + 'static,
+    {
+        self.read(move |conn| conn.transaction(work)).await
+    }
+}
