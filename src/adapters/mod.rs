@@ -5,9 +5,8 @@
 pub mod kafka;
 pub mod memory;
 pub mod postgres;
-mod prepared;
 pub mod redis;
 pub mod scylla;
-mod sql_rows;
+mod sql;
 pub mod sqlite;
 pub mod telephony;
