@@ -19,9 +19,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use self::health::RoleHealth;
-use self::role::RoleName;
+use self::role::{RoleName, ShutdownPhase};
 use crate::context::{AppContext, ContextError};
-use crate::ports::{BusError, Subscription, Topic};
+use crate::ports::{BusError, StoreError, Subscription, Topic};
 use crate::roles::api::ApiRole;
 use crate::roles::call::CallWorker;
 use crate::roles::retry::RetryWorker;
@@ -178,141 +178,222 @@ impl Node {
 
     /// Runs until `shutdown` is cancelled (clean exit) or a role exits on its own (error).
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let Node {
+            ctx, roles, admin, ..
+        } = self;
         // Before any role claims an attempt, so none is ever owned by a silent instance.
-        for id in [self.ctx.instance, self.ctx.dialer] {
-            self.ctx.store.heartbeat(id, chrono::Utc::now()).await?;
+        announce(&ctx).await?;
+        let mut supervisor = Supervisor::spawn(&ctx, roles);
+        // Attempts this process claims or adopts are alive while it heartbeats; until the
+        // very end of shutdown, so draining calls are never taken for lost.
+        let heartbeat = Background::spawn("heartbeat", |token| heartbeat(ctx.clone(), token));
+        let admin = admin.map(|admin| {
+            Background::spawn("admin", |token| async move {
+                if let Err(err) = admin.run(token).await {
+                    tracing::error!(error.cause_chain = %format!("{err:#}"), "admin listener stopped");
+                }
+            })
+        });
+        tracing::info!(roles = ?supervisor.names(), "roles running");
+
+        let failure = supervisor.first_exit_or(&shutdown).await;
+        ctx.health.begin_shutdown();
+        let stuck = supervisor
+            .stop_in_phases(ctx.settings.runtime.shutdown_grace.0)
+            .await;
+        heartbeat.stop(None).await;
+        if let Some(admin) = admin {
+            admin.stop(Some(ADMIN_STOP_LIMIT)).await;
         }
-        let (exited_tx, mut exited_rx) = mpsc::unbounded_channel::<(RoleName, String)>();
-        let mut tokens: HashMap<RoleName, CancellationToken> = HashMap::new();
-        let mut handles: HashMap<RoleName, JoinHandle<()>> = HashMap::new();
-        for (name, role) in self.roles {
+        supervisor.verdict(failure, stuck)
+    }
+}
+
+/// How long the admin listener may take to close after the roles stopped.
+const ADMIN_STOP_LIMIT: Duration = Duration::from_secs(5);
+/// What a role's stop may take beyond the shutdown grace before it is reported stuck.
+const STOP_MARGIN: Duration = Duration::from_secs(5);
+
+/// Writes the first heartbeat of the process's instance ids.
+async fn announce(ctx: &AppContext) -> Result<(), StoreError> {
+    for id in [ctx.instance, ctx.dialer] {
+        ctx.store.heartbeat(id, chrono::Utc::now()).await?;
+    }
+    Ok(())
+}
+
+/// Heartbeats the process's instance ids every `scheduler.heartbeat_interval` until stopped.
+async fn heartbeat(ctx: AppContext, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(ctx.settings.scheduler.heartbeat_interval.0);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = tick.tick() => {
+                for id in [ctx.instance, ctx.dialer] {
+                    if let Err(err) = ctx.store.heartbeat(id, chrono::Utc::now()).await {
+                        tracing::warn!(error = %err, "heartbeat failed");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Why a role's task ended, or `None` for a stop it was asked for.
+type Exit = Option<String>;
+
+/// The role tasks of a running node: a stop token and a handle per role, and the channel on
+/// which a role that ends by itself says why.
+struct Supervisor {
+    tokens: HashMap<RoleName, CancellationToken>,
+    handles: HashMap<RoleName, JoinHandle<()>>,
+    exited: mpsc::UnboundedReceiver<(RoleName, String)>,
+}
+
+impl Supervisor {
+    /// Runs each role as a named task that reports, when it ends, why it did.
+    fn spawn(ctx: &AppContext, roles: Vec<(RoleName, BuiltRole)>) -> Self {
+        let (exited_tx, exited) = mpsc::unbounded_channel();
+        let mut tokens = HashMap::new();
+        let mut handles = HashMap::new();
+        for (name, role) in roles {
             let token = CancellationToken::new();
             tokens.insert(name, token.clone());
             let exited = exited_tx.clone();
-            let health = self.ctx.health.clone();
-            let span = tracing::info_span!("role", role = name.as_str());
+            let health = ctx.health.clone();
             let task = async move {
                 let outcome = AssertUnwindSafe(role.run(token.clone()))
                     .catch_unwind()
                     .await;
-                let verdict = match outcome {
-                    Ok(Ok(())) if token.is_cancelled() => None,
-                    Ok(Ok(())) => Some("exited unexpectedly".to_owned()),
-                    Ok(Err(err)) => Some(format!("{err:#}")),
-                    Err(panic) => Some(format!(
-                        "panicked: {}",
-                        panic
-                            .downcast_ref::<&str>()
-                            .map(|s| s.to_string())
-                            .or_else(|| panic.downcast_ref::<String>().cloned())
-                            .unwrap_or_default()
-                    )),
+                let exit = describe_exit(outcome, token.is_cancelled());
+                let state = match exit {
+                    Some(_) => RoleHealth::Failing,
+                    None => RoleHealth::Stopped,
                 };
-                health.set(
-                    name,
-                    if verdict.is_some() {
-                        RoleHealth::Failing
-                    } else {
-                        RoleHealth::Stopped
-                    },
-                );
-                if let Some(reason) = verdict {
+                health.set(name, state);
+                if let Some(reason) = exit {
                     let _ = exited.send((name, reason));
                 }
             }
-            .instrument(span);
+            .instrument(tracing::info_span!("role", role = name.as_str()));
             handles.insert(name, tokio::spawn(task));
         }
-        drop(exited_tx);
-        // Attempts this process claims or adopts are alive while it heartbeats; until the
-        // very end of shutdown, so draining calls are never taken for lost.
-        let heartbeat_token = CancellationToken::new();
-        let heartbeat_task = {
-            let token = heartbeat_token.clone();
-            let store = self.ctx.store.clone();
-            let instance = self.ctx.instance;
-            let dialer = self.ctx.dialer;
-            let every = self.ctx.settings.scheduler.heartbeat_interval.0;
-            tokio::spawn(
-                async move {
-                    let mut tick = tokio::time::interval(every);
-                    loop {
-                        tokio::select! {
-                            _ = token.cancelled() => break,
-                            _ = tick.tick() => {
-                                for id in [instance, dialer] {
-                                    if let Err(err) = store.heartbeat(id, chrono::Utc::now()).await {
-                                        tracing::warn!(error = %err, "heartbeat failed");
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
-                .instrument(tracing::info_span!("heartbeat")),
-            )
-        };
-        let admin_token = CancellationToken::new();
-        let admin_task = self.admin.map(|admin| {
-            let token = admin_token.clone();
-            tokio::spawn(
-                async move {
-                    if let Err(err) = admin.run(token).await {
-                        tracing::error!(error.cause_chain = %format!("{err:#}"), "admin listener stopped");
-                    }
-                }
-                .instrument(tracing::info_span!("admin")),
-            )
-        });
-        tracing::info!(roles = ?handles.keys().collect::<Vec<_>>(), "roles running");
+        Self {
+            tokens,
+            handles,
+            exited,
+        }
+    }
 
-        let failure = tokio::select! {
+    fn names(&self) -> BTreeSet<RoleName> {
+        self.handles.keys().copied().collect()
+    }
+
+    /// Waits for `shutdown`, or for a role to end by itself, which is the failure returned.
+    async fn first_exit_or(&mut self, shutdown: &CancellationToken) -> Option<(RoleName, String)> {
+        tokio::select! {
             _ = shutdown.cancelled() => None,
-            Some((name, reason)) = exited_rx.recv() => {
+            Some((name, reason)) = self.exited.recv() => {
                 tracing::error!(role = name.as_str(), error.cause_chain = %reason, "role stopped, shutting down");
                 Some((name, reason))
             }
-        };
-        self.ctx.health.begin_shutdown();
-        let grace = self.ctx.settings.runtime.shutdown_grace.0;
-        let phases: [&[RoleName]; 3] = [
-            &[RoleName::Api, RoleName::Scheduler],
-            &[RoleName::Call],
-            &[RoleName::Status, RoleName::Retry],
-        ];
+        }
+    }
+
+    /// Stops the roles phase by phase (`RoleName::shutdown_phase`), each role within `grace`
+    /// plus a margin; returns the roles that did not stop in time.
+    async fn stop_in_phases(&mut self, grace: Duration) -> Vec<RoleName> {
         let mut stuck = Vec::new();
-        for phase in phases {
-            for name in phase {
-                if let Some(token) = tokens.get(name) {
+        for phase in ShutdownPhase::IN_ORDER {
+            let names: Vec<RoleName> = self
+                .names()
+                .into_iter()
+                .filter(|name| name.shutdown_phase() == phase)
+                .collect();
+            for name in &names {
+                if let Some(token) = self.tokens.get(name) {
                     token.cancel();
                 }
             }
-            for name in phase {
-                if let Some(handle) = handles.remove(name) {
-                    let limit = grace + Duration::from_secs(5);
-                    if tokio::time::timeout(limit, handle).await.is_err() {
+            for name in names {
+                if let Some(handle) = self.handles.remove(&name) {
+                    if tokio::time::timeout(grace + STOP_MARGIN, handle)
+                        .await
+                        .is_err()
+                    {
                         tracing::error!(role = name.as_str(), "role did not stop in time");
-                        stuck.push(*name);
+                        stuck.push(name);
                     }
                 }
             }
         }
-        heartbeat_token.cancel();
-        let _ = heartbeat_task.await;
-        admin_token.cancel();
-        if let Some(task) = admin_task {
-            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+        stuck
+    }
+
+    /// The process's result: the first role failure (one may have come while the others
+    /// were stopping), else roles stuck at shutdown, else success.
+    fn verdict(
+        mut self,
+        failure: Option<(RoleName, String)>,
+        stuck: Vec<RoleName>,
+    ) -> anyhow::Result<()> {
+        if let Some((name, reason)) = failure.or_else(|| self.exited.try_recv().ok()) {
+            anyhow::bail!("role {name} stopped: {reason}");
         }
-        // A role may have failed while the others were stopping.
-        let late = exited_rx.try_recv().ok();
-        if failure.is_none() && late.is_none() && !stuck.is_empty() {
+        if !stuck.is_empty() {
             anyhow::bail!("roles did not stop within the shutdown grace: {stuck:?}");
         }
-        match failure.or(late) {
-            Some((name, reason)) => anyhow::bail!("role {name} stopped: {reason}"),
+        tracing::info!("all roles stopped");
+        Ok(())
+    }
+}
+
+/// Why a role's task ended: `None` when it returned after being asked to stop.
+fn describe_exit(
+    outcome: Result<anyhow::Result<()>, Box<dyn std::any::Any + Send>>,
+    asked_to_stop: bool,
+) -> Exit {
+    match outcome {
+        Ok(Ok(())) if asked_to_stop => None,
+        Ok(Ok(())) => Some("exited unexpectedly".to_owned()),
+        Ok(Err(err)) => Some(format!("{err:#}")),
+        Err(panic) => Some(format!(
+            "panicked: {}",
+            panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default()
+        )),
+    }
+}
+
+/// A helper task of the node (the heartbeat, the admin listener) with its own stop token.
+struct Background {
+    stop: CancellationToken,
+    handle: JoinHandle<()>,
+}
+
+impl Background {
+    fn spawn<F, Fut>(name: &'static str, run: F) -> Self
+    where
+        F: FnOnce(CancellationToken) -> Fut,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let stop = CancellationToken::new();
+        let handle = tokio::spawn(run(stop.clone()).instrument(tracing::info_span!("task", name)));
+        Self { stop, handle }
+    }
+
+    /// Stops the task and waits for it, at most `limit` when given.
+    async fn stop(self, limit: Option<Duration>) {
+        self.stop.cancel();
+        match limit {
+            Some(limit) => {
+                let _ = tokio::time::timeout(limit, self.handle).await;
+            }
             None => {
-                tracing::info!("all roles stopped");
-                Ok(())
+                let _ = self.handle.await;
             }
         }
     }

@@ -55,6 +55,15 @@ impl RoleName {
         }
     }
 
+    /// When the role stops at shutdown; phases stop in order, each within the shutdown grace.
+    pub fn shutdown_phase(self) -> ShutdownPhase {
+        match self {
+            Self::Api | Self::Scheduler | Self::All => ShutdownPhase::Intake,
+            Self::Call => ShutdownPhase::Dialing,
+            Self::Status | Self::Retry => ShutdownPhase::Recording,
+        }
+    }
+
     /// The concrete roles named by a list that may contain `all`.
     pub fn expand(names: &[RoleName]) -> BTreeSet<RoleName> {
         if names.contains(&Self::All) {
@@ -64,8 +73,46 @@ impl RoleName {
     }
 }
 
+/// The order in which a process stops its roles: no new work first, then the calls being dialed
+/// end (within `runtime.shutdown_grace`), then their outcomes are recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ShutdownPhase {
+    /// The api stops accepting requests and the scheduler stops claiming.
+    Intake,
+    /// The call role lets dialing calls end and publishes their outcomes.
+    Dialing,
+    /// Status and retry record what the call role published, then commit.
+    Recording,
+}
+
+impl ShutdownPhase {
+    pub const IN_ORDER: [ShutdownPhase; 3] = [Self::Intake, Self::Dialing, Self::Recording];
+}
+
 impl fmt::Display for RoleName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn intake_stops_before_dialing_and_recording_last() {
+        let phase = |role: RoleName| role.shutdown_phase();
+        assert!(phase(RoleName::Api) < phase(RoleName::Call));
+        assert!(phase(RoleName::Scheduler) < phase(RoleName::Call));
+        assert!(phase(RoleName::Call) < phase(RoleName::Status));
+        assert!(phase(RoleName::Call) < phase(RoleName::Retry));
+        let mut phases: Vec<_> = RoleName::ROLES.map(phase).to_vec();
+        phases.sort();
+        phases.dedup();
+        assert_eq!(
+            phases,
+            ShutdownPhase::IN_ORDER.to_vec(),
+            "every phase has a role"
+        );
     }
 }
