@@ -21,9 +21,10 @@ pub struct Cli {
 pub enum Command {
     /// Run the selected roles until SIGTERM or SIGINT.
     Serve {
-        /// Roles to run in this process, comma-separated.
-        #[arg(long, value_enum, value_delimiter = ',', default_value = "all")]
-        roles: Vec<RoleName>,
+        /// Roles to run in this process, comma-separated; overrides `runtime.roles` (whose
+        /// default is `all`) only when given.
+        #[arg(long, value_enum, value_delimiter = ',')]
+        roles: Option<Vec<RoleName>>,
         /// Configuration file, layered over config/outbound.toml and under OUTBOUND__* variables.
         #[arg(long, env = "OUTBOUND_CONFIG")]
         config: Option<PathBuf>,
@@ -90,4 +91,30 @@ pub enum Command {
         #[arg(long, env = "OUTBOUND_CONFIG")]
         config: Option<PathBuf>,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn serve_roles(args: &[&str]) -> Option<Vec<RoleName>> {
+        match Cli::try_parse_from(args).unwrap().command {
+            Command::Serve { roles, .. } => roles,
+            other => panic!("not serve: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn roles_are_an_override_only_when_given() {
+        assert_eq!(serve_roles(&["outbound", "serve"]), None);
+        assert_eq!(
+            serve_roles(&["outbound", "serve", "--roles", "call,status"]),
+            Some(vec![RoleName::Call, RoleName::Status])
+        );
+        let err = Cli::try_parse_from(["outbound", "serve", "--roles", "dialer"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("scheduler"), "names the valid roles: {err}");
+    }
 }

@@ -12,21 +12,24 @@ use crate::adapters::sqlite::{self, SqliteStore};
 use crate::adapters::telephony::{MockConfig, MockProvider};
 use crate::domain::ids::InstanceId;
 use crate::ports::{
-    Bus, ConcurrencyLimiter, Store, StoreError, TelephonyProvider, Timeline, TimelineError,
+    Bus, CallCounts, ConcurrencyLimiter, Store, StoreError, TelephonyProvider, Timeline,
+    TimelineError,
 };
 use crate::runtime::health::Health;
 use crate::runtime::role::RoleName;
-use crate::settings::{is_postgres_url, mask_password, sqlite_path, BusKind, Settings};
+use crate::settings::{
+    BusAddress, LimiterAddress, Settings, SettingsError, StoreAddress, TimelineAddress,
+};
 
 #[derive(Clone)]
 pub struct AppContext {
     pub settings: Arc<Settings>,
     pub store: Arc<dyn Store>,
-    /// Where finished attempts are read from: the store itself, or Scylla.
-    pub timeline: Arc<dyn Timeline>,
-    /// Whether `timeline` is separate from the store, so the status role exports finished
-    /// attempts to it and readers merge the two.
-    pub timeline_is_separate: bool,
+    /// The store as its own timeline: the finished attempts it still holds.
+    store_timeline: Arc<dyn Timeline>,
+    /// A timeline apart from the store (Scylla), when configured and this process's roles use
+    /// it: the status role exports finished attempts to it and readers merge the two.
+    pub separate_timeline: Option<Arc<dyn Timeline>>,
     pub bus: Arc<dyn Bus>,
     pub limiter: Arc<dyn ConcurrencyLimiter>,
     pub provider: Arc<dyn TelephonyProvider>,
@@ -37,16 +40,16 @@ pub struct AppContext {
     /// separate identity, so that an attempt is adopted once even when the claimer and the
     /// dialer share a process and the dispatch is redelivered elsewhere.
     pub dialer: InstanceId,
-    /// The mock provider itself when it is the configured one, for its call counters.
-    pub mock_provider: Option<Arc<MockProvider>>,
+    /// The provider's own count of the calls it carries, when it keeps one (the mock).
+    pub provider_counts: Option<Arc<dyn CallCounts>>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ContextError {
     #[error("storage.url")]
     Store(#[from] StoreError),
-    #[error("storage.url: unsupported store {0:?}")]
-    UnsupportedStore(String),
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
     #[error(transparent)]
     Limiter(#[from] crate::ports::LimiterError),
     #[error("bus.brokers")]
@@ -61,22 +64,6 @@ pub enum ContextError {
 /// background roles to query at once, small enough for many processes to share one server.
 const POSTGRES_POOL_SIZE: usize = 16;
 
-/// Which store `storage.url` names.
-enum StoreUrl<'a> {
-    Sqlite(&'a str),
-    Postgres(&'a str),
-}
-
-fn store_url(url: &str) -> Result<StoreUrl<'_>, ContextError> {
-    if let Some(path) = sqlite_path(url) {
-        return Ok(StoreUrl::Sqlite(path));
-    }
-    if is_postgres_url(url) {
-        return Ok(StoreUrl::Postgres(url));
-    }
-    Err(ContextError::UnsupportedStore(mask_password(url)))
-}
-
 /// Applies the store's pending migrations; returns the versions applied.
 pub async fn migrate(settings: &Settings) -> Result<Vec<String>, ContextError> {
     migrate_for(settings, true).await
@@ -87,14 +74,13 @@ async fn migrate_for(
     settings: &Settings,
     with_timeline: bool,
 ) -> Result<Vec<String>, ContextError> {
-    let applied = match store_url(&settings.storage.url)? {
-        StoreUrl::Sqlite(path) => {
-            let path = path.to_owned();
+    let applied = match settings.store_address()? {
+        StoreAddress::Sqlite { path } => {
             tokio::task::spawn_blocking(move || sqlite::migrate(&path))
                 .await
                 .map_err(|err| StoreError::Internal(err.to_string()))??
         }
-        StoreUrl::Postgres(url) => postgres::migrate(url).await?,
+        StoreAddress::Postgres { url } => postgres::migrate(&url).await?,
     };
     let mut applied = applied;
     if let Some(url) = scylla_url(settings)?.filter(|_| with_timeline) {
@@ -106,10 +92,10 @@ async fn migrate_for(
 
 /// The Scylla cluster `timeline.url` names, or `None` when the store keeps the timeline.
 fn scylla_url(settings: &Settings) -> Result<Option<ScyllaUrl>, ContextError> {
-    if settings.timeline.url == "store" {
-        return Ok(None);
-    }
-    Ok(Some(ScyllaUrl::parse(&settings.timeline.url)?))
+    Ok(match settings.timeline_address()? {
+        TimelineAddress::Store => None,
+        TimelineAddress::Scylla(url) => Some(url),
+    })
 }
 
 fn roles_label(roles: &BTreeSet<RoleName>) -> String {
@@ -121,6 +107,14 @@ fn roles_label(roles: &BTreeSet<RoleName>) -> String {
 }
 
 impl AppContext {
+    /// Where finished attempts are read: the separate timeline when there is one, else the
+    /// store.
+    pub fn timeline(&self) -> &Arc<dyn Timeline> {
+        self.separate_timeline
+            .as_ref()
+            .unwrap_or(&self.store_timeline)
+    }
+
     pub async fn build(
         settings: Settings,
         roles: &BTreeSet<RoleName>,
@@ -136,23 +130,20 @@ impl AppContext {
             }
         }
         let (store, store_timeline): (Arc<dyn Store>, Arc<dyn Timeline>) =
-            match store_url(&settings.storage.url)? {
-                StoreUrl::Sqlite(path) => {
-                    let store = Arc::new(SqliteStore::open(path).await?);
+            match settings.store_address()? {
+                StoreAddress::Sqlite { path } => {
+                    let store = Arc::new(SqliteStore::open(&path).await?);
                     (store.clone(), store)
                 }
-                StoreUrl::Postgres(url) => {
-                    let store = Arc::new(PgStore::connect(url, POSTGRES_POOL_SIZE).await?);
+                StoreAddress::Postgres { url } => {
+                    let store = Arc::new(PgStore::connect(&url, POSTGRES_POOL_SIZE).await?);
                     (store.clone(), store)
                 }
             };
-        let (timeline, timeline_is_separate): (Arc<dyn Timeline>, bool) =
-            match scylla_url(&settings)? {
-                Some(url) if uses_timeline => {
-                    (Arc::new(ScyllaTimeline::connect(&url).await?), true)
-                }
-                _ => (store_timeline, false),
-            };
+        let separate_timeline: Option<Arc<dyn Timeline>> = match scylla_url(&settings)? {
+            Some(url) if uses_timeline => Some(Arc::new(ScyllaTimeline::connect(&url).await?)),
+            _ => None,
+        };
         let mock = &settings.telephony.mock;
         let provider = Arc::new(MockProvider::new(MockConfig {
             success_rate: mock.success_rate,
@@ -162,46 +153,46 @@ impl AppContext {
             seed: mock.seed,
             journal: mock.journal.as_ref().map(std::path::PathBuf::from),
         }));
-        let limiter: Arc<dyn ConcurrencyLimiter> = if settings.limiter.url == "local" {
-            Arc::new(LocalLimiter::new(
+        let limiter: Arc<dyn ConcurrencyLimiter> = match settings.limiter_address()? {
+            LimiterAddress::Local => Arc::new(LocalLimiter::new(
                 settings.throttle.global_concurrency,
                 settings.limiter.lease_ttl.0,
-            ))
-        } else {
-            Arc::new(
+            )),
+            LimiterAddress::Redis { url } => Arc::new(
                 RedisLimiter::connect(
-                    &settings.limiter.url,
+                    &url,
                     settings.throttle.global_concurrency,
                     settings.limiter.lease_ttl.0,
                     "outbound:",
                 )
                 .await?,
-            )
-        };
-        let bus: Arc<dyn Bus> = match settings.bus.kind {
-            BusKind::Memory => Arc::new(MemoryBus::new()),
-            BusKind::Kafka => Arc::new(
-                KafkaBus::connect(KafkaBusConfig {
-                    brokers: settings.bus.brokers.clone(),
-                    topic_prefix: settings.bus.topic_prefix.clone(),
-                    partitions: settings.bus.partitions,
-                    replication: settings.bus.replication,
-                    client_id: format!("outbound-{}", roles_label(roles)),
-                    session_timeout: settings.bus.session_timeout.0,
-                    fetch_wait: settings.bus.fetch_wait.0,
-                    extra: Vec::new(),
-                })
-                .await?,
             ),
+        };
+        let kafka = |brokers: String| KafkaBusConfig {
+            brokers,
+            topic_prefix: settings.bus.topic_prefix.clone(),
+            partitions: settings.bus.partitions,
+            replication: settings.bus.replication,
+            client_id: format!("outbound-{}", roles_label(roles)),
+            session_timeout: settings.bus.session_timeout.0,
+            fetch_wait: settings.bus.effective_fetch_wait(),
+            extra: Vec::new(),
+        };
+        let bus: Arc<dyn Bus> = match settings.bus.address() {
+            BusAddress::Memory => Arc::new(MemoryBus::new()),
+            BusAddress::Kafka { brokers } => Arc::new(KafkaBus::connect(kafka(brokers)).await?),
+            BusAddress::MockKafka => {
+                Arc::new(KafkaBus::connect_to_mock(kafka(String::new())).await?)
+            }
         };
         Ok(Self {
             store,
-            timeline,
-            timeline_is_separate,
+            store_timeline,
+            separate_timeline,
             bus,
             limiter,
             provider: provider.clone(),
-            mock_provider: Some(provider),
+            provider_counts: Some(provider),
             health: Health::new(roles.iter().copied()),
             instance: InstanceId::new(),
             dialer: InstanceId::new(),

@@ -26,12 +26,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             config,
             no_migrate,
         } => {
-            let figment = Settings::figment(config.as_deref());
-            let mut settings: Settings = figment
-                .extract()
-                .map_err(|err| anyhow::anyhow!("invalid configuration: {err}"))?;
-            settings.runtime.roles = roles;
-            settings.validate()?;
+            let settings = Settings::load_for_roles(config.as_deref(), roles)?;
             let telemetry = outbound::telemetry::init(&settings)?;
             let node = Node::build(settings, !no_migrate).await?;
             if let Some(addr) = node.api_addr() {

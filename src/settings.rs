@@ -11,6 +11,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::adapters::scylla::ScyllaUrl;
 use crate::domain::duration::{format_go_duration, parse_go_duration};
 use crate::runtime::role::RoleName;
 
@@ -356,14 +357,125 @@ fn invalid(key: &'static str, message: impl fmt::Display) -> SettingsError {
     }
 }
 
-/// Where the embedded store keeps its file, from `storage.url`.
-pub fn sqlite_path(url: &str) -> Option<&str> {
-    url.strip_prefix("sqlite://")
+/// The store `storage.url` names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreAddress {
+    /// `sqlite://PATH`: the embedded store's file.
+    Sqlite { path: String },
+    /// `postgres://...` or `postgresql://...`: the URL as given, credentials included.
+    Postgres { url: String },
 }
 
-/// Whether `storage.url` names the PostgreSQL store.
-pub fn is_postgres_url(url: &str) -> bool {
-    url.starts_with("postgres://") || url.starts_with("postgresql://")
+/// The limiter `limiter.url` names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LimiterAddress {
+    /// `local`: leases counted in this process.
+    Local,
+    /// `redis://...` or `rediss://...`, as given.
+    Redis { url: String },
+}
+
+/// Where finished attempts are kept, from `timeline.url`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TimelineAddress {
+    /// `store`: the store keeps them.
+    Store,
+    Scylla(ScyllaUrl),
+}
+
+/// The bus `bus.kind` and `bus.brokers` name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BusAddress {
+    /// The in-process bus.
+    Memory,
+    /// A Kafka cluster at these bootstrap servers.
+    Kafka { brokers: String },
+    /// `bus.brokers = "mock"`: librdkafka's mock cluster, started in this process (so every
+    /// role runs in it); Kafka's semantics without a Kafka, for trials, tests and benchmarks.
+    MockKafka,
+}
+
+/// The `bus.brokers` value that starts an in-process mock cluster.
+pub const MOCK_BROKERS: &str = "mock";
+
+/// `bus.fetch_wait` against the mock cluster unless configured otherwise: its broker answers an
+/// empty fetch only at the deadline, where Kafka answers as soon as a message arrives, so the
+/// default 20 ms would add up to 20 ms to every hop, which no real cluster does.
+const MOCK_FETCH_WAIT: Duration = Duration::from_millis(2);
+
+impl StoreAddress {
+    pub fn parse(url: &str) -> Result<Self, String> {
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            if path.is_empty() {
+                return Err("sqlite:// needs a file path".into());
+            }
+            return Ok(Self::Sqlite {
+                path: path.to_owned(),
+            });
+        }
+        // Host, database and credentials are checked when the store connects.
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(Self::Postgres {
+                url: url.to_owned(),
+            });
+        }
+        Err(format!(
+            "expected sqlite://PATH or postgres://..., got {:?}",
+            mask_password(url)
+        ))
+    }
+}
+
+impl LimiterAddress {
+    pub fn parse(url: &str) -> Result<Self, String> {
+        if url == "local" {
+            return Ok(Self::Local);
+        }
+        if url.starts_with("redis://") || url.starts_with("rediss://") {
+            return Ok(Self::Redis {
+                url: url.to_owned(),
+            });
+        }
+        Err(format!(
+            "expected local or redis://..., got {:?}",
+            mask_password(url)
+        ))
+    }
+}
+
+impl TimelineAddress {
+    pub fn parse(url: &str) -> Result<Self, String> {
+        if url == "store" {
+            return Ok(Self::Store);
+        }
+        ScyllaUrl::parse(url)
+            .map(Self::Scylla)
+            .map_err(|err| format!("expected `store` or a scylla:// URL: {err}"))
+    }
+}
+
+impl BusSettings {
+    pub fn address(&self) -> BusAddress {
+        match self.kind {
+            BusKind::Memory => BusAddress::Memory,
+            BusKind::Kafka if self.brokers.trim() == MOCK_BROKERS => BusAddress::MockKafka,
+            BusKind::Kafka => BusAddress::Kafka {
+                brokers: self.brokers.clone(),
+            },
+        }
+    }
+
+    /// The `fetch.wait.max.ms` consumers use: `fetch_wait`, or against the mock cluster 2 ms
+    /// when `fetch_wait` is left at its default.
+    pub fn effective_fetch_wait(&self) -> Duration {
+        if self.address() == BusAddress::MockKafka
+            && self.fetch_wait == BusSettings::default().fetch_wait
+        {
+            MOCK_FETCH_WAIT
+        } else {
+            self.fetch_wait.0
+        }
+    }
 }
 
 impl Settings {
@@ -383,6 +495,33 @@ impl Settings {
         Ok(settings)
     }
 
+    /// Loads the layers, then lets `roles` (the `--roles` flag, when given) replace
+    /// `runtime.roles`, then validates: a file's roles stand unless the flag names others.
+    pub fn load_for_roles(
+        file: Option<&Path>,
+        roles: Option<Vec<RoleName>>,
+    ) -> Result<Self, SettingsError> {
+        let mut settings: Settings = Self::figment(file).extract().map_err(Box::new)?;
+        if let Some(roles) = roles {
+            settings.runtime.roles = roles;
+        }
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    pub fn store_address(&self) -> Result<StoreAddress, SettingsError> {
+        StoreAddress::parse(&self.storage.url).map_err(|message| invalid("storage.url", message))
+    }
+
+    pub fn limiter_address(&self) -> Result<LimiterAddress, SettingsError> {
+        LimiterAddress::parse(&self.limiter.url).map_err(|message| invalid("limiter.url", message))
+    }
+
+    pub fn timeline_address(&self) -> Result<TimelineAddress, SettingsError> {
+        TimelineAddress::parse(&self.timeline.url)
+            .map_err(|message| invalid("timeline.url", message))
+    }
+
     pub fn validate(&self) -> Result<(), SettingsError> {
         self.http
             .bind
@@ -397,21 +536,7 @@ impl Settings {
         if self.http.body_limit_bytes == 0 {
             return Err(invalid("http.body_limit_bytes", "must be positive"));
         }
-        match sqlite_path(&self.storage.url) {
-            Some("") => return Err(invalid("storage.url", "sqlite:// needs a file path")),
-            Some(_) => {}
-            // Host, database and credentials are checked when the store connects.
-            None if is_postgres_url(&self.storage.url) => {}
-            None => {
-                return Err(invalid(
-                    "storage.url",
-                    format!(
-                        "expected sqlite://PATH or postgres://..., got {:?}",
-                        mask_password(&self.storage.url)
-                    ),
-                ))
-            }
-        }
+        self.store_address()?;
         if self.bus.kind == BusKind::Kafka {
             if self.bus.brokers.trim().is_empty() {
                 return Err(invalid("bus.brokers", "kafka needs bootstrap servers"));
@@ -439,26 +564,8 @@ impl Settings {
                 ));
             }
         }
-        if self.limiter.url != "local"
-            && !self.limiter.url.starts_with("redis://")
-            && !self.limiter.url.starts_with("rediss://")
-        {
-            return Err(invalid(
-                "limiter.url",
-                format!(
-                    "expected local or redis://..., got {:?}",
-                    mask_password(&self.limiter.url)
-                ),
-            ));
-        }
-        if self.timeline.url != "store" {
-            crate::adapters::scylla::ScyllaUrl::parse(&self.timeline.url).map_err(|err| {
-                invalid(
-                    "timeline.url",
-                    format!("expected `store` or a scylla:// URL: {err}"),
-                )
-            })?;
-        }
+        self.limiter_address()?;
+        self.timeline_address()?;
         if !(1..=10_000).contains(&self.timeline.export_batch) {
             return Err(invalid(
                 "timeline.export_batch",
@@ -530,11 +637,22 @@ impl Settings {
             return Err(invalid("runtime.roles", "at least one role is needed"));
         }
         let roles = RoleName::expand(&self.runtime.roles);
-        if self.bus.kind == BusKind::Memory && roles.len() != RoleName::ROLES.len() {
-            return Err(invalid(
-                "bus.kind",
-                "the in-process bus (memory) needs every role in one process; run --roles all or use kafka",
-            ));
+        if roles.len() != RoleName::ROLES.len() {
+            match self.bus.address() {
+                BusAddress::Memory => {
+                    return Err(invalid(
+                        "bus.kind",
+                        "the in-process bus (memory) needs every role in one process; run --roles all or use kafka",
+                    ))
+                }
+                BusAddress::MockKafka => {
+                    return Err(invalid(
+                        "bus.brokers",
+                        "the mock cluster runs in this process, so every role must; run --roles all or name real brokers",
+                    ))
+                }
+                BusAddress::Kafka { .. } => {}
+            }
         }
         Ok(())
     }
@@ -566,6 +684,8 @@ pub fn mask_password(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::result_large_err)]
+    use std::collections::BTreeSet;
+
     use super::*;
 
     #[test]
@@ -629,6 +749,96 @@ mod tests {
     }
 
     #[test]
+    fn a_files_roles_stand_unless_the_flag_names_others() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "call.toml",
+                "[runtime]\nroles = [\"call\"]\n[bus]\nkind = \"kafka\"\n\
+                 [limiter]\nurl = \"redis://127.0.0.1/\"\n",
+            )?;
+            let file = Some(Path::new("call.toml"));
+            let settings = Settings::load_for_roles(file, None).expect("loads");
+            assert_eq!(settings.runtime.roles, vec![RoleName::Call]);
+            let settings =
+                Settings::load_for_roles(file, Some(vec![RoleName::Api, RoleName::Status]))
+                    .expect("loads");
+            assert_eq!(
+                settings.runtime.roles,
+                vec![RoleName::Api, RoleName::Status]
+            );
+            let settings = Settings::load_for_roles(None, None).expect("loads");
+            assert_eq!(settings.runtime.roles, vec![RoleName::All]);
+            Ok(())
+        });
+    }
+
+    /// Dotted paths of every key of a serialized value; `null` (an unset optional key) counts.
+    fn key_paths(value: &serde_json::Value, prefix: &str, out: &mut BTreeSet<String>) {
+        if let serde_json::Value::Object(map) = value {
+            for (key, child) in map {
+                let path = if prefix.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{prefix}.{key}")
+                };
+                if child.is_object() {
+                    key_paths(child, &path, out);
+                } else {
+                    out.insert(path);
+                }
+            }
+        }
+    }
+
+    /// Dotted paths of the keys a TOML text sets or shows commented out (`# key = value`).
+    fn documented_keys(text: &str) -> BTreeSet<String> {
+        let mut section = String::new();
+        let mut keys = BTreeSet::new();
+        for line in text.lines().map(str::trim) {
+            if let Some(header) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+                section = header.to_owned();
+                continue;
+            }
+            let assignment = line.strip_prefix('#').map_or(line, str::trim);
+            let Some((key, _)) = assignment.split_once('=') else {
+                continue;
+            };
+            let key = key.trim();
+            if !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                keys.insert(format!("{section}.{key}"));
+            }
+        }
+        keys
+    }
+
+    #[test]
+    fn default_toml_documents_every_key() {
+        let text =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/default.toml"))
+                .expect("config/default.toml exists");
+        // Unset optional keys are not serialized: set each, so every key is expected. A new
+        // optional key belongs here too.
+        let mut every_key_set = Settings::default();
+        every_key_set.telephony.mock.seed = Some(42);
+        every_key_set.telephony.mock.journal = Some(String::new());
+        every_key_set.log.format = Some(LogFormat::Json);
+        every_key_set.otel.endpoint = Some(String::new());
+        let mut expected = BTreeSet::new();
+        key_paths(
+            &serde_json::to_value(every_key_set).expect("serializes"),
+            "",
+            &mut expected,
+        );
+        let documented = documented_keys(&text);
+        let missing: Vec<_> = expected.difference(&documented).collect();
+        let unknown: Vec<_> = documented.difference(&expected).collect();
+        assert!(
+            missing.is_empty() && unknown.is_empty(),
+            "config/default.toml lacks {missing:?} and names unknown {unknown:?}"
+        );
+    }
+
+    #[test]
     fn default_toml_matches_defaults() {
         let text =
             std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/default.toml"))
@@ -653,6 +863,67 @@ mod tests {
         settings.limiter.lease_ttl = GoDuration(Duration::from_secs(5));
         let err = settings.validate().unwrap_err().to_string();
         assert!(err.contains("limiter.lease_ttl"), "{err}");
+    }
+
+    #[test]
+    fn addresses_are_parsed_by_one_rule_each() {
+        assert_eq!(
+            StoreAddress::parse("sqlite://data/x.db"),
+            Ok(StoreAddress::Sqlite {
+                path: "data/x.db".into()
+            })
+        );
+        assert!(matches!(
+            StoreAddress::parse("postgresql://u:p@h/db"),
+            Ok(StoreAddress::Postgres { .. })
+        ));
+        for bad in ["sqlite://", "mysql://h/db", ""] {
+            assert!(StoreAddress::parse(bad).is_err(), "{bad:?}");
+        }
+        let refused = StoreAddress::parse("mysql://u:secret@h/db").unwrap_err();
+        assert!(!refused.contains("secret"), "{refused}");
+        assert_eq!(LimiterAddress::parse("local"), Ok(LimiterAddress::Local));
+        assert!(matches!(
+            LimiterAddress::parse("rediss://h:6380/0"),
+            Ok(LimiterAddress::Redis { .. })
+        ));
+        assert!(LimiterAddress::parse("memcached://h").is_err());
+        assert_eq!(TimelineAddress::parse("store"), Ok(TimelineAddress::Store));
+        assert!(matches!(
+            TimelineAddress::parse("scylla://h1:9042,h2/ks"),
+            Ok(TimelineAddress::Scylla(_))
+        ));
+        assert!(TimelineAddress::parse("cassandra://h/ks").is_err());
+    }
+
+    #[test]
+    fn the_mock_brokers_run_every_role_in_one_process_and_fetch_quickly() {
+        let mut settings = Settings::default();
+        settings.bus.kind = BusKind::Kafka;
+        settings.bus.brokers = MOCK_BROKERS.into();
+        settings.limiter.url = "redis://127.0.0.1/".into();
+        assert_eq!(settings.bus.address(), BusAddress::MockKafka);
+        assert_eq!(settings.bus.effective_fetch_wait(), MOCK_FETCH_WAIT);
+        settings.validate().expect("all roles in one process");
+        settings.runtime.roles = vec![RoleName::Call];
+        let err = settings.validate().unwrap_err().to_string();
+        assert!(err.contains("bus.brokers"), "{err}");
+        settings.bus.fetch_wait = GoDuration(Duration::from_millis(7));
+        assert_eq!(
+            settings.bus.effective_fetch_wait(),
+            Duration::from_millis(7)
+        );
+        settings.bus.brokers = "k1:9092,k2:9092".into();
+        assert_eq!(
+            settings.bus.address(),
+            BusAddress::Kafka {
+                brokers: "k1:9092,k2:9092".into()
+            }
+        );
+        assert_eq!(
+            settings.bus.effective_fetch_wait(),
+            Duration::from_millis(7)
+        );
     }
 
     #[test]

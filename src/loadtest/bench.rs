@@ -10,13 +10,9 @@ use reqwest::Method;
 use serde_json::{json, Map, Value};
 
 use super::client::{peaks_from_metrics, ApiClient};
-use super::{
-    adapt_to_mock_broker, start_and_time_first_dial, use_mock_kafka, EmbeddedServer, LoadError,
-};
-use rdkafka::mocking::MockCluster;
-use rdkafka::producer::DefaultProducerContext;
+use super::{start_and_time_first_dial, EmbeddedServer, LoadError};
 
-use crate::settings::{BusKind, GoDuration, Settings};
+use crate::settings::{BusAddress, GoDuration, LimiterAddress, Settings, StoreAddress};
 
 pub const SCENARIOS: [&str; 5] = ["throughput", "utilization", "fairness", "api", "register"];
 
@@ -223,43 +219,29 @@ pub struct Bench {
     base: Settings,
     distributed: bool,
     run: String,
-    cluster: Option<MockCluster<'static, DefaultProducerContext>>,
 }
 
 impl Bench {
     pub fn new(base: Settings, distributed: bool) -> Result<Self, LoadError> {
-        if distributed
-            && (crate::settings::sqlite_path(&base.storage.url).is_some()
-                || base.limiter.url == "local"
-                || base.bus.kind != BusKind::Kafka)
-        {
+        let shared_backends = matches!(base.store_address(), Ok(StoreAddress::Postgres { .. }))
+            && matches!(base.limiter_address(), Ok(LimiterAddress::Redis { .. }))
+            && base.bus.address() != BusAddress::Memory;
+        if distributed && !shared_backends {
             return Err(LoadError::Server(
                 "--distributed needs storage.url = postgres://..., limiter.url = redis://... \
                  and bus.kind = kafka (bus.brokers = \"mock\" for librdkafka's mock cluster)"
                     .into(),
             ));
         }
-        let cluster = if distributed && base.bus.brokers == "mock" {
-            Some(MockCluster::new(1).map_err(|err| LoadError::Server(err.to_string()))?)
-        } else {
-            None
-        };
         Ok(Self {
             base,
             distributed,
             run: uuid::Uuid::now_v7().simple().to_string(),
-            cluster,
         })
     }
 
-    /// The consumers' `fetch.wait.max.ms` the distributed scenarios run with: the rule
-    /// `settings()` applies, applied to the base settings.
-    fn fetch_wait_ms(&self) -> u128 {
-        let mut settings = self.base.clone();
-        if self.cluster.is_some() {
-            adapt_to_mock_broker(&mut settings);
-        }
-        settings.bus.fetch_wait.0.as_millis()
+    fn on_mock_kafka(&self) -> bool {
+        self.distributed && self.base.bus.address() == BusAddress::MockKafka
     }
 
     fn name(&self, scenario: &str) -> String {
@@ -275,11 +257,12 @@ impl Bench {
             "embedded"
         };
         map.insert("mode".into(), json!(mode));
-        if self.cluster.is_some() {
+        if self.on_mock_kafka() {
             map.insert("kafka".into(), json!("librdkafka mock cluster"));
         }
         if self.distributed {
-            map.insert("fetch_wait_ms".into(), json!(self.fetch_wait_ms()));
+            let fetch_wait = self.base.bus.effective_fetch_wait();
+            map.insert("fetch_wait_ms".into(), json!(fetch_wait.as_millis()));
         }
         if let Value::Object(rest) = figures {
             map.extend(rest);
@@ -299,11 +282,8 @@ impl Bench {
             crate::adapters::postgres::create_database(&self.base.storage.url, &database)
                 .await
                 .map_err(|err| LoadError::Server(err.to_string()))?;
+        // Fresh topics per scenario (on a fresh mock cluster, with `bus.brokers = "mock"`).
         settings.bus.topic_prefix = format!("bench-{}.", uuid::Uuid::now_v7().simple());
-        if let Some(cluster) = &self.cluster {
-            // Sets the fetch wait reported in each line as `fetch_wait_ms`.
-            use_mock_kafka(cluster, &mut settings)?;
-        }
         Ok(settings)
     }
 

@@ -18,12 +18,9 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
-use rdkafka::mocking::MockCluster;
-use rdkafka::producer::DefaultProducerContext;
-
 use self::client::{peaks_from_metrics, ApiClient, RouteLatency};
 use crate::runtime::Node;
-use crate::settings::Settings;
+use crate::settings::{BusAddress, Settings, StoreAddress};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -99,49 +96,6 @@ pub struct EmbeddedServer {
     shutdown: CancellationToken,
     handle: tokio::task::JoinHandle<Result<(), String>>,
     dir: PathBuf,
-    /// Dropped after the server stops: its consumers need it until then.
-    _cluster: Option<MockCluster<'static, DefaultProducerContext>>,
-}
-
-/// `bus.fetch_wait` against the mock cluster, unless configured otherwise: its broker answers an
-/// empty fetch only at the deadline, where Kafka answers as soon as a message arrives, so the
-/// default 20 ms would add up to 20 ms to every hop, which no real cluster does.
-const MOCK_FETCH_WAIT: Duration = Duration::from_millis(2);
-
-pub(crate) fn adapt_to_mock_broker(settings: &mut Settings) {
-    if settings.bus.fetch_wait == crate::settings::BusSettings::default().fetch_wait {
-        settings.bus.fetch_wait = crate::settings::GoDuration(MOCK_FETCH_WAIT);
-    }
-}
-
-/// Starts a mock Kafka cluster with fresh topics and points `settings` at it.
-fn start_mock_kafka(
-    settings: &mut Settings,
-) -> Result<MockCluster<'static, DefaultProducerContext>, LoadError> {
-    let cluster = MockCluster::new(1).map_err(|err| LoadError::Server(err.to_string()))?;
-    settings.bus.topic_prefix = format!("load-{}.", uuid::Uuid::now_v7().simple());
-    use_mock_kafka(&cluster, settings)?;
-    Ok(cluster)
-}
-
-/// Creates the topics of `settings.bus.topic_prefix` on the mock cluster (it cannot create
-/// them on request as Kafka does) and points `settings` at it.
-pub(crate) fn use_mock_kafka(
-    cluster: &MockCluster<'static, DefaultProducerContext>,
-    settings: &mut Settings,
-) -> Result<(), LoadError> {
-    for topic in ["dispatch", "status", "retry", "wake", "dead-letter"] {
-        cluster
-            .create_topic(
-                &format!("{}{topic}", settings.bus.topic_prefix),
-                settings.bus.partitions,
-                1,
-            )
-            .map_err(|err| LoadError::Server(err.to_string()))?;
-    }
-    settings.bus.brokers = cluster.bootstrap_servers();
-    adapt_to_mock_broker(settings);
-    Ok(())
 }
 
 impl EmbeddedServer {
@@ -150,17 +104,13 @@ impl EmbeddedServer {
         std::fs::create_dir_all(&dir).map_err(|err| LoadError::Server(err.to_string()))?;
         settings.http.bind = "127.0.0.1:0".into();
         // A fresh SQLite file unless the settings name a shared (distributed) store.
-        if crate::settings::sqlite_path(&settings.storage.url).is_some() {
+        if matches!(settings.store_address(), Ok(StoreAddress::Sqlite { .. })) {
             settings.storage.url = format!("sqlite://{}", dir.join("outbound.db").display());
         }
         settings.runtime.roles = vec![crate::runtime::role::RoleName::All];
-        let cluster = if settings.bus.kind == crate::settings::BusKind::Kafka
-            && settings.bus.brokers == "mock"
-        {
-            Some(start_mock_kafka(&mut settings)?)
-        } else {
-            None
-        };
+        if settings.bus.address() == BusAddress::MockKafka {
+            settings.bus.topic_prefix = format!("load-{}.", uuid::Uuid::now_v7().simple());
+        }
         settings
             .validate()
             .map_err(|err| LoadError::Server(err.to_string()))?;
@@ -179,7 +129,6 @@ impl EmbeddedServer {
             shutdown,
             handle,
             dir,
-            _cluster: cluster,
         })
     }
 

@@ -40,7 +40,10 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::Consumer;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{
+    DefaultProducerContext, DeliveryFuture, FutureProducer, FutureRecord, Producer,
+};
 use rdkafka::util::Timeout;
 use tokio::time::Instant;
 
@@ -63,7 +66,7 @@ const QUEUE_FULL_BACKOFF: Duration = Duration::from_millis(5);
 /// Shortest wait of `subscribe` for the member's first assignment.
 const MIN_JOIN_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// What `KafkaBus::connect` needs; the lead fills it from `BusSettings`.
+/// What `KafkaBus::connect` needs; `context` fills it from `BusSettings`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct KafkaBusConfig {
     /// `bootstrap.servers`: `host:port[,host:port...]`.
@@ -147,6 +150,15 @@ fn unavailable(what: &str, error: impl std::fmt::Display) -> BusError {
     BusError::Unavailable(format!("kafka {what}: {error}"))
 }
 
+/// The topics of a deployment: one per bus topic, and the dead-letter topic.
+fn topic_names(prefix: &str) -> Vec<String> {
+    Topic::ALL
+        .iter()
+        .map(|topic| format!("{prefix}{}", topic.as_str()))
+        .chain([format!("{prefix}dead-letter")])
+        .collect()
+}
+
 pub struct KafkaBus {
     config: KafkaBusConfig,
     producer: Detached<FutureProducer>,
@@ -209,11 +221,27 @@ impl KafkaBus {
     }
 
     fn topic_names(&self) -> Vec<String> {
-        Topic::ALL
-            .iter()
-            .map(|topic| self.topic_name(*topic))
-            .chain([self.dead_letter_topic()])
-            .collect()
+        topic_names(&self.config.topic_prefix)
+    }
+
+    /// A bus on librdkafka's mock cluster, started for it in this process: one broker on
+    /// loopback, with the topics of `config` created on it (the mock broker does not create
+    /// topics on request). Only this process can reach it. The cluster is leaked: its broker
+    /// must outlive every consumer, and consumers close on background threads after the bus
+    /// is gone.
+    pub async fn connect_to_mock(mut config: KafkaBusConfig) -> Result<Self, BusError> {
+        let cluster =
+            MockCluster::new(1).map_err(|e| unavailable("cannot start the mock cluster", e))?;
+        let cluster: &'static MockCluster<'static, DefaultProducerContext> =
+            Box::leak(Box::new(cluster));
+        for name in topic_names(&config.topic_prefix) {
+            cluster
+                .create_topic(&name, config.partitions, 1)
+                .map_err(|e| unavailable("cannot create a mock topic", e))?;
+        }
+        config.brokers = cluster.bootstrap_servers();
+        config.replication = 1;
+        Self::connect(config).await
     }
 
     /// Creates the topics the metadata does not list; "already exists" (a concurrent start) is
@@ -403,6 +431,10 @@ impl KafkaBus {
 
 #[async_trait]
 impl Bus for KafkaBus {
+    fn crosses_processes(&self) -> bool {
+        true
+    }
+
     /// Moves a poison message (one that can never be processed) to the dead-letter topic, with
     /// its key, payload and headers, plus `x-original-topic` and `x-dead-letter-reason`. The
     /// caller acknowledges the original once this returns.
