@@ -281,6 +281,11 @@ pub enum BusError {
 
 #[async_trait]
 pub trait Bus: Send + Sync + 'static {
+    /// Whether a message may be consumed by another process than the one that published it.
+    /// When it cannot (the in-process bus), a dispatch only ever reaches the process that
+    /// claimed the attempt, which needs no adoption to know it owns it.
+    fn crosses_processes(&self) -> bool;
+
     async fn publish(&self, topic: Topic, messages: Vec<Message>) -> Result<(), BusError>;
     /// Moves a poison message (one no consumer can ever process) out of the way, to the
     /// dead-letter queue, with the reason; counted in `outbound_dead_letters_total`. The caller
@@ -434,6 +439,21 @@ pub enum ProviderError {
     Rejected(String),
     #[error("provider unavailable: {0}")]
     Unavailable(String),
+}
+
+/// Calls carried now, and the most carried at once.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ActiveCount {
+    pub active: u64,
+    pub peak: u64,
+}
+
+/// What a provider that counts its own calls (the mock) says it carries: the limits checked
+/// from the provider's side, by tests and the load tools.
+pub trait CallCounts: Send + Sync + 'static {
+    /// Over all campaigns.
+    fn total(&self) -> ActiveCount;
+    fn campaign(&self, campaign_id: CampaignId) -> ActiveCount;
 }
 
 #[async_trait]

@@ -22,7 +22,6 @@ use crate::ports::{
 use crate::roles::messages::{self, DispatchMessage, PolicyTerms, StatusMessage};
 use crate::runtime::health::RoleHealth;
 use crate::runtime::role::RoleName;
-use crate::settings::BusKind;
 use crate::telemetry;
 
 #[derive(Debug, thiserror::Error)]
@@ -102,10 +101,10 @@ impl CallWorker {
                 }
             }
         }
-        // With the in-process bus a dispatch can only come back to this process, whose
+        // A bus that stays in this process can only bring a dispatch back here, where the
         // in-flight set already refuses a second dial; across processes every attempt is
         // adopted from its claimer exactly once.
-        let adopt = self.ctx.settings.bus.kind != BusKind::Memory;
+        let adopt = self.ctx.bus.crosses_processes();
         let wanted: Vec<(CampaignId, CallId, u32, InstanceId)> = if adopt {
             fresh
                 .iter()

@@ -171,13 +171,13 @@ impl StatusWorker {
         subscription: Box<dyn Subscription>,
         shutdown: CancellationToken,
     ) -> anyhow::Result<()> {
-        if !self.ctx.timeline_is_separate {
+        let Some(timeline) = self.ctx.separate_timeline.clone() else {
             return self.consume(subscription, shutdown).await;
-        }
+        };
         let settings = &self.ctx.settings.timeline;
         let exporter = TimelineExporter::new(
             self.ctx.store.clone(),
-            self.ctx.timeline.clone(),
+            timeline,
             settings.export_batch,
             settings.export_interval.0,
         );

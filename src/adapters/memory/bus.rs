@@ -77,6 +77,10 @@ impl MemoryBus {
 
 #[async_trait]
 impl Bus for MemoryBus {
+    fn crosses_processes(&self) -> bool {
+        false
+    }
+
     async fn publish(&self, topic: Topic, messages: Vec<Message>) -> Result<(), BusError> {
         if messages.is_empty() {
             return Ok(());

@@ -14,7 +14,10 @@ use rand::{Rng, SeedableRng};
 use crate::domain::call::AttemptOutcome;
 use crate::domain::ids::CampaignId;
 use crate::metrics::metrics;
-use crate::ports::{DialRequest, ProviderError, ProviderReport, ReportSink, TelephonyProvider};
+use crate::ports::{
+    ActiveCount, CallCounts, DialRequest, ProviderError, ProviderReport, ReportSink,
+    TelephonyProvider,
+};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct MockConfig {
@@ -26,12 +29,6 @@ pub struct MockConfig {
     /// Appends `start`/`end` lines of every call to this file, so tests can compute the exact
     /// number of simultaneous calls across processes.
     pub journal: Option<std::path::PathBuf>,
-}
-
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct ActiveCount {
-    pub active: u64,
-    pub peak: u64,
 }
 
 struct Shared {
@@ -112,14 +109,14 @@ impl MockProvider {
     fn lock(shared: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
         shared.lock().unwrap_or_else(|poison| poison.into_inner())
     }
+}
 
-    /// Calls carried now and the peak, over all campaigns.
-    pub fn total(&self) -> ActiveCount {
+impl CallCounts for MockProvider {
+    fn total(&self) -> ActiveCount {
         Self::lock(&self.shared).total
     }
 
-    /// Calls carried now and the peak, for one campaign.
-    pub fn counts(&self, campaign_id: CampaignId) -> ActiveCount {
+    fn campaign(&self, campaign_id: CampaignId) -> ActiveCount {
         Self::lock(&self.shared)
             .counts
             .get(&campaign_id)
@@ -299,14 +296,14 @@ mod tests {
                 .unwrap();
         }
         assert_eq!(
-            provider.counts(campaign),
+            provider.campaign(campaign),
             ActiveCount { active: 3, peak: 3 }
         );
         for _ in 0..3 {
             reports.recv().await.unwrap();
         }
         assert_eq!(
-            provider.counts(campaign),
+            provider.campaign(campaign),
             ActiveCount { active: 0, peak: 3 }
         );
         assert_eq!(provider.total().peak, 3);

@@ -370,7 +370,7 @@ pub async fn list_attempts(
         return Err(ApiError::not_found("campaign"));
     }
     let page = ctx
-        .timeline
+        .timeline()
         .campaign_attempts(id, token.map(String::as_str), limit)
         .await?;
     Ok(HttpResponse::Ok().json(AttemptListResponse {
@@ -451,9 +451,9 @@ pub async fn get_call(ctx: Ctx, path: web::Path<String>) -> Result<HttpResponse,
         .get_call(id)
         .await?
         .ok_or_else(|| ApiError::not_found("call"))?;
-    if ctx.timeline_is_separate {
+    if let Some(timeline) = &ctx.separate_timeline {
         // After the store: an attempt the exporter moved meanwhile is in the timeline by then.
-        let exported = ctx.timeline.call_attempts(call.campaign_id, id).await?;
+        let exported = timeline.call_attempts(call.campaign_id, id).await?;
         attempts = merge_attempts(attempts, exported);
     }
     Ok(HttpResponse::Ok().json(CallDetailResponse {
@@ -478,9 +478,11 @@ pub async fn healthz(ctx: Ctx) -> HttpResponse {
 }
 
 pub async fn readyz(ctx: Ctx) -> HttpResponse {
-    let ready = ctx.health.is_ready()
-        && ctx.store.ping().await.is_ok()
-        && (!ctx.timeline_is_separate || ctx.timeline.ping().await.is_ok());
+    let timeline_ok = match &ctx.separate_timeline {
+        Some(timeline) => timeline.ping().await.is_ok(),
+        None => true,
+    };
+    let ready = ctx.health.is_ready() && ctx.store.ping().await.is_ok() && timeline_ok;
     let body = serde_json::json!({
         "status": if ready { "ready" } else { "not_ready" },
         "roles": ctx.health.snapshot(),
