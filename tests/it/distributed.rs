@@ -15,7 +15,7 @@ const TOPICS: [&str; 5] = ["dispatch", "status", "retry", "wake", "dead-letter"]
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn four_processes_finish_a_campaign_within_its_limit_despite_a_killed_call_process() {
-    let database = crate::ports::fresh_postgres_database().await;
+    let database = crate::fixtures::fresh_postgres_database().await;
     let redis = std::env::var("OUTBOUND_TEST_REDIS_URL").unwrap_or_else(|_| {
         panic!("OUTBOUND_TEST_REDIS_URL is not set: run the tests through scripts/test.sh")
     });
@@ -198,7 +198,7 @@ async fn a_dispatch_whose_lease_expired_waits_for_a_new_one() {
     let ctx = AppContext::build(settings, &roles, true)
         .await
         .expect("context");
-    let mock = ctx.mock_provider.clone().expect("mock provider");
+    let mock = ctx.provider_counts.clone().expect("mock provider counts");
 
     let campaign = CampaignId::new();
     ctx.store
@@ -266,7 +266,7 @@ async fn a_dispatch_whose_lease_expired_waits_for_a_new_one() {
     let done = worker.process_batch(vec![delivery]).await.expect("batch");
     assert!(done.is_empty(), "waiting, so not acknowledged: {done:?}");
     assert_eq!(worker.in_flight(), 0, "not dialed on a dead lease");
-    assert_eq!(mock.counts(campaign).peak, 0);
+    assert_eq!(mock.campaign(campaign).peak, 0);
     assert_eq!(ctx.limiter.active(campaign).await.expect("active"), 1);
 
     // Still no slot: still waiting.
@@ -280,11 +280,11 @@ async fn a_dispatch_whose_lease_expired_waits_for_a_new_one() {
         .expect("release");
     worker.process_batch(Vec::new()).await.expect("batch");
     assert_eq!(worker.in_flight(), 1, "dialed under a new lease");
-    assert_eq!(mock.counts(campaign).active, 1);
+    assert_eq!(mock.campaign(campaign).active, 1);
     assert_eq!(ctx.limiter.active(campaign).await.expect("active"), 1);
     worker.process_batch(Vec::new()).await.expect("batch");
     assert_eq!(
-        mock.counts(campaign).peak,
+        mock.campaign(campaign).peak,
         1,
         "dialed once, never over the limit"
     );

@@ -55,27 +55,18 @@ macro_rules! in_both_modes {
 }
 
 /// Points `settings` at the distributed backends: PostgreSQL and Redis from
-/// `scripts/test-services.sh`, and a Kafka mock cluster (leaked: it must outlive the app's
-/// consumers, which close on background threads).
+/// `scripts/test-services.sh`, and Kafka's mock cluster, which the app starts for itself
+/// (`bus.brokers = "mock"`) with fresh topics.
 pub async fn distributed(settings: &mut Settings) {
     let redis = std::env::var("OUTBOUND_TEST_REDIS_URL").unwrap_or_else(|_| {
         panic!("OUTBOUND_TEST_REDIS_URL is not set: run the tests through scripts/test.sh")
     });
-    let prefix = format!("app-{}.", uuid::Uuid::now_v7().simple());
-    let cluster = Box::leak(Box::new(
-        rdkafka::mocking::MockCluster::new(1).expect("mock kafka cluster"),
-    ));
-    for topic in ["dispatch", "status", "retry", "wake", "dead-letter"] {
-        cluster
-            .create_topic(&format!("{prefix}{topic}"), 2, 1)
-            .expect("create a mock topic");
-    }
-    settings.storage.url = crate::ports::fresh_postgres_database().await;
+    settings.storage.url = crate::fixtures::fresh_postgres_database().await;
     settings.limiter.url = redis;
     settings.limiter.lease_ttl = GoDuration(Duration::from_secs(12));
     settings.bus.kind = outbound::settings::BusKind::Kafka;
-    settings.bus.brokers = cluster.bootstrap_servers();
-    settings.bus.topic_prefix = prefix;
+    settings.bus.brokers = outbound::settings::MOCK_BROKERS.into();
+    settings.bus.topic_prefix = format!("app-{}.", uuid::Uuid::now_v7().simple());
     settings.bus.partitions = 2;
     // The mock cluster's rebalances never settle below 4 s.
     settings.bus.session_timeout = GoDuration(Duration::from_secs(5));
@@ -90,7 +81,7 @@ pub struct TestApp {
     pub dir: tempfile::TempDir,
     shutdown: CancellationToken,
     handle: Option<JoinHandle<anyhow::Result<()>>>,
-    mock: Option<std::sync::Arc<outbound::adapters::telephony::MockProvider>>,
+    counts: Option<std::sync::Arc<dyn outbound::ports::CallCounts>>,
     /// The app's ports, for tests that talk to them directly.
     pub ctx: outbound::context::AppContext,
 }
@@ -115,7 +106,7 @@ impl TestApp {
         settings.validate().expect("valid test settings");
         let node = Node::build(settings, true).await.expect("node builds");
         let addr = node.api_addr().expect("api role enabled");
-        let mock = node.context().mock_provider.clone();
+        let counts = node.context().provider_counts.clone();
         let ctx = node.context().clone();
         let shutdown = CancellationToken::new();
         let handle = tokio::spawn(node.run(shutdown.clone()));
@@ -126,14 +117,14 @@ impl TestApp {
             dir,
             shutdown,
             handle: Some(handle),
-            mock,
+            counts,
             ctx,
         }
     }
 
     /// The highest number of simultaneous calls this app's mock provider carried.
     pub fn provider_total_peak(&self) -> u64 {
-        self.mock.as_ref().map_or(0, |mock| mock.total().peak)
+        self.counts.as_ref().map_or(0, |counts| counts.total().peak)
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -5,10 +5,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod api;
+mod contract;
 mod crash;
 mod distributed;
 mod engine;
+mod fixtures;
 mod helpers;
-mod ports;
 mod process;
-mod timeline;
+mod scheduler;

@@ -1,0 +1,833 @@
+//! The `Store` port: exclusive claims, reports counted once, exact counters under concurrent
+//! writers, names, completion, paging, adoption and lost attempts.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use outbound::domain::business_hours::BusinessHours;
+use outbound::domain::call::{AttemptOutcome, CallStatus, NextStep};
+use outbound::domain::campaign::{CampaignChanges, RetryPolicy, StatusAction, Transition};
+use outbound::domain::ids::{CampaignId, InstanceId};
+use outbound::domain::phone::PhoneNumber;
+use outbound::ports::{
+    AttemptKey, AttemptReport, NewCampaign, NewTarget, StoreError, TimelineEntry,
+};
+
+use crate::fixtures::{campaign_with_finished_attempts, started_campaign, StoreAdapter};
+
+async fn claims_are_exclusive(adapter: StoreAdapter) {
+    let dir = tempfile::tempdir().expect("dir");
+    let name = adapter.name();
+    let store = adapter.open(&dir).await;
+    let campaign = started_campaign(&*store, 500).await;
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            loop {
+                let claimed = store
+                    .claim_calls(campaign, 17, InstanceId::new(), Utc::now())
+                    .await
+                    .expect("claim");
+                if claimed.is_empty() {
+                    return mine;
+                }
+                mine.extend(claimed.into_iter().map(|c| c.call_id));
+            }
+        }));
+    }
+    let mut all = HashSet::new();
+    let mut total = 0;
+    for task in tasks {
+        let mine = task.await.expect("task");
+        total += mine.len();
+        all.extend(mine);
+    }
+    assert_eq!(total, 500, "{name}: every call claimed");
+    assert_eq!(all.len(), 500, "{name}: no call claimed twice");
+    let stats = store
+        .campaign_stats(campaign)
+        .await
+        .expect("stats")
+        .expect("exists");
+    assert_eq!(stats.dialing_calls, 500);
+    assert!(stats.is_consistent());
+}
+
+async fn counts_a_report_once(adapter: StoreAdapter) {
+    let dir = tempfile::tempdir().expect("dir");
+    let name = adapter.name();
+    let store = adapter.open(&dir).await;
+    let campaign = started_campaign(&*store, 3).await;
+    let claimed = store
+        .claim_calls(campaign, 3, InstanceId::new(), Utc::now())
+        .await
+        .expect("claim");
+    let now = Utc::now();
+    let reports: Vec<AttemptReport> = claimed
+        .iter()
+        .map(|call| AttemptReport {
+            call_id: call.call_id,
+            campaign_id: campaign,
+            attempt: call.attempt,
+            outcome: AttemptOutcome::Failed {
+                error: "busy".into(),
+                retryable: true,
+            },
+            ended_at: now,
+            retry_at: now,
+            expected_owner: None,
+        })
+        .collect();
+    let first = store.record_attempts(&reports, now).await.expect("record");
+    assert!(
+        first
+            .iter()
+            .all(|a| matches!(a.step, Some(NextStep::RetryAt(_)))),
+        "{name}"
+    );
+    let before = store
+        .campaign_stats(campaign)
+        .await
+        .expect("stats")
+        .expect("exists");
+    let again = store
+        .record_attempts(&reports, now)
+        .await
+        .expect("record again");
+    assert!(
+        again.iter().all(|a| a.step.is_none()),
+        "{name}: duplicates are no-ops"
+    );
+    let after = store
+        .campaign_stats(campaign)
+        .await
+        .expect("stats")
+        .expect("exists");
+    assert_eq!(before.retrying_calls, 3);
+    assert_eq!(
+        (
+            before.retrying_calls,
+            before.finished_attempts,
+            before.attempts_total
+        ),
+        (
+            after.retrying_calls,
+            after.finished_attempts,
+            after.attempts_total
+        ),
+        "{name}: stats unchanged by a redelivery"
+    );
+    // A paused campaign holds its due retries; starting it again releases them.
+    store
+        .transition_campaign(campaign, StatusAction::Pause, Utc::now())
+        .await
+        .expect("pause");
+    let held = store
+        .promote_due_retries(Utc::now(), 100)
+        .await
+        .expect("promote");
+    assert!(held.is_empty(), "{name}: retries held while paused");
+    assert_eq!(store.next_retry_due().await.expect("next due"), None);
+    store
+        .transition_campaign(campaign, StatusAction::Start, Utc::now())
+        .await
+        .expect("start");
+    // Due retries come back; the second attempt exhausts the budget of 2.
+    let promoted = store
+        .promote_due_retries(Utc::now(), 100)
+        .await
+        .expect("promote");
+    assert_eq!(promoted, vec![campaign]);
+    let second = store
+        .claim_calls(campaign, 10, InstanceId::new(), Utc::now())
+        .await
+        .expect("claim");
+    assert!(second.iter().all(|c| c.attempt == 2));
+    let reports: Vec<AttemptReport> = second
+        .iter()
+        .map(|call| AttemptReport {
+            call_id: call.call_id,
+            campaign_id: campaign,
+            attempt: 2,
+            outcome: AttemptOutcome::Failed {
+                error: "busy".into(),
+                retryable: true,
+            },
+            ended_at: now,
+            retry_at: now,
+            expected_owner: None,
+        })
+        .collect();
+    let last = store
+        .record_attempts(&reports, Utc::now())
+        .await
+        .expect("record");
+    assert!(
+        last.iter().all(|a| a.step == Some(NextStep::Fail)),
+        "{name}"
+    );
+    let done = store
+        .get_campaign(campaign)
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!(
+        done.status.as_str(),
+        "completed",
+        "{name}: completes by itself"
+    );
+}
+
+async fn finds_attempts_of_dead_owners_only(adapter: StoreAdapter) {
+    let dir = tempfile::tempdir().expect("dir");
+    let name = adapter.name();
+    let store = adapter.open(&dir).await;
+    let campaign = started_campaign(&*store, 4).await;
+    let alive = InstanceId::new();
+    let dead = InstanceId::new();
+    let long_ago = Utc::now() - chrono::Duration::minutes(5);
+    store.heartbeat(dead, long_ago).await.expect("heartbeat");
+    store.heartbeat(alive, Utc::now()).await.expect("heartbeat");
+    store
+        .claim_calls(campaign, 2, alive, Utc::now())
+        .await
+        .expect("claim");
+    store
+        .claim_calls(campaign, 2, dead, Utc::now())
+        .await
+        .expect("claim");
+    let stale_before = Utc::now() - chrono::Duration::seconds(10);
+    let orphans = store
+        .orphaned_attempts(stale_before, 100)
+        .await
+        .expect("orphans");
+    assert_eq!(orphans.len(), 2, "{name}");
+    assert!(orphans
+        .iter()
+        .all(|o| o.attempt == 1 && o.campaign_id == campaign));
+}
+
+/// Claims from several stores over one database, as scheduler replicas in separate processes
+/// would make them: separate SQLite connections on one file, separate PostgreSQL pools.
+async fn claims_are_exclusive_across_replicas(adapter: StoreAdapter) {
+    let dir = tempfile::tempdir().expect("dir");
+    let name = adapter.name();
+    let replicas = adapter.replicas(&dir, 3).await;
+    let campaign = started_campaign(&*replicas[0], 600).await;
+    let mut tasks = Vec::new();
+    for store in &replicas {
+        for _ in 0..3 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                let owner = InstanceId::new();
+                let mut mine = Vec::new();
+                loop {
+                    let claimed = store
+                        .claim_calls(campaign, 13, owner, Utc::now())
+                        .await
+                        .expect("claim");
+                    if claimed.is_empty() {
+                        return mine;
+                    }
+                    assert!(claimed.windows(2).all(|w| w[0].call_id < w[1].call_id));
+                    mine.extend(claimed.into_iter().map(|c| c.call_id));
+                }
+            }));
+        }
+    }
+    let mut all = HashSet::new();
+    let mut total = 0;
+    for task in tasks {
+        let mine = task.await.expect("task");
+        total += mine.len();
+        all.extend(mine);
+    }
+    assert_eq!(total, 600, "{name}: every call claimed");
+    assert_eq!(all.len(), 600, "{name}: no call claimed twice");
+    for store in &replicas {
+        let stats = store
+            .campaign_stats(campaign)
+            .await
+            .expect("stats")
+            .expect("exists");
+        assert_eq!(
+            (
+                stats.queued_calls,
+                stats.dialing_calls,
+                stats.attempts_total
+            ),
+            (0, 600, 600),
+            "{name}: counters exact under concurrent writers"
+        );
+        assert!(stats.is_consistent(), "{name}");
+    }
+}
+
+async fn names_are_unique_case_insensitively(adapter: StoreAdapter) {
+    let dir = tempfile::tempdir().expect("dir");
+    let name = adapter.name();
+    let store = adapter.open(&dir).await;
+    let new = |campaign_name: &str| NewCampaign {
+        id: CampaignId::new(),
+        name: campaign_name.into(),
+        description: String::new(),
+        time_zone: chrono_tz::UTC,
+        max_concurrent_calls: 10,
+        retry_policy: RetryPolicy::default(),
+        business_hours: BusinessHours::default(),
+        targets: Vec::new(),
+    };
+    let alpha = store
+        .create_campaign(new("Alpha"), Utc::now())
+        .await
+        .expect("create");
+    let taken = store.create_campaign(new("ALPHA"), Utc::now()).await;
+    assert!(
+        matches!(taken, Err(StoreError::DuplicateName)),
+        "{name}: {taken:?}"
+    );
+    let beta = store
+        .create_campaign(new("Beta"), Utc::now())
+        .await
+        .expect("create");
+    let rename = |to: &str| CampaignChanges {
+        name: Some(to.into()),
+        ..CampaignChanges::default()
+    };
+    let clash = store
+        .update_campaign(beta.id, rename("alpha"), Utc::now())
+        .await;
+    assert!(
+        matches!(clash, Err(StoreError::DuplicateName)),
+        "{name}: {clash:?}"
+    );
+    let recased = store
+        .update_campaign(beta.id, rename("BETA"), Utc::now())
+        .await
+        .expect("a campaign may change the case of its own name");
+    assert_eq!(recased.name, "BETA");
+    store
+        .update_campaign(alpha.id, rename("Gamma"), Utc::now())
+        .await
+        .expect("rename");
+    store
+        .create_campaign(new("alpha"), Utc::now())
+        .await
+        .expect("a renamed campaign frees its old name");
+    let gone = store
+        .update_campaign(CampaignId::new(), rename("x"), Utc::now())
+        .await;
+    assert!(matches!(gone, Err(StoreError::NotFound)), "{name}");
+}
+
+async fn complete_cancels_waiting_calls_and_keeps_counts(adapter: StoreAdapter) {
+    let dir = tempfile::tempdir().expect("dir");
+    let name = adapter.name();
+    let store = adapter.open(&dir).await;
+    let campaign = started_campaign(&*store, 6).await;
+    let claimed = store
+        .claim_calls(campaign, 2, InstanceId::new(), Utc::now())
+        .await
+        .expect("claim");
+    assert_eq!(claimed.len(), 2);
+    let now = Utc::now();
+    let report = |call: &outbound::ports::ClaimedCall| AttemptReport {
+        call_id: call.call_id,
+        campaign_id: campaign,
+        attempt: call.attempt,
+        outcome: AttemptOutcome::Failed {
+            error: "busy".into(),
+            retryable: true,
+        },
+        ended_at: now,
+        retry_at: now + chrono::Duration::hours(1),
+        expected_owner: None,
+    };
+    store
+        .record_attempts(&[report(&claimed[0])], now)
+        .await
+        .expect("record");
+    let transition = store
+        .transition_campaign(campaign, StatusAction::Complete, Utc::now())
+        .await
+        .expect("complete");
+    assert_eq!(
+        transition,
+        Transition::To(outbound::domain::campaign::CampaignStatus::Completed)
+    );
+    let stats = store
+        .campaign_stats(campaign)
+        .await
+        .expect("stats")
+        .expect("exists");
+    assert_eq!(
+        (
+            stats.queued_calls,
+            stats.retrying_calls,
+            stats.dialing_calls,
+            stats.canceled_calls
+        ),
+        (0, 0, 1, 5),
+        "{name}: queued and retrying calls canceled, the dialing one left alone"
+    );
+    assert!(stats.is_consistent(), "{name}");
+    assert_eq!(store.next_retry_due().await.expect("next due"), None);
+    let late = store
+        .record_attempts(&[report(&claimed[1])], Utc::now())
+        .await
+        .expect("record");
+    assert_eq!(
+        late[0].step,
+        Some(NextStep::Cancel),
+        "{name}: no retry once completed"
+    );
+    let stats = store
+        .campaign_stats(campaign)
+        .await
+        .expect("stats")
+        .expect("exists");
+    assert_eq!(
+        (stats.dialing_calls, stats.canceled_calls),
+        (0, 6),
+        "{name}"
+    );
+    assert!(stats.is_consistent(), "{name}");
+    let more = store.enqueue_calls(campaign, Vec::new(), Utc::now()).await;
+    assert!(
+        matches!(more, Err(StoreError::InvalidState(_))),
+        "{name}: {more:?}"
+    );
+    let none = store
+        .claim_calls(campaign, 10, InstanceId::new(), Utc::now())
+        .await
+        .expect("claim");
+    assert!(none.is_empty(), "{name}");
+    let again = store
+        .transition_campaign(campaign, StatusAction::Complete, Utc::now())
+        .await;
+    assert!(matches!(again, Err(StoreError::InvalidState(_))), "{name}");
+}
+
+async fn enqueues_registered_numbers_and_pages_calls(adapter: StoreAdapter) {
+    let dir = tempfile::tempdir().expect("dir");
+    let name = adapter.name();
+    let store = adapter.open(&dir).await;
+    let campaign = started_campaign(&*store, 5).await;
+    let number = |text: &str| NewTarget {
+        phone_number: PhoneNumber::parse(text).expect("number"),
+        metadata: Some(serde_json::json!({ "customer": 7 })),
+    };
+    let refused = store
+        .enqueue_calls(
+            campaign,
+            vec![number("+15550000001"), number("+15559999999")],
+            Utc::now(),
+        )
+        .await;
+    match refused {
+        Err(StoreError::NotRegistered(numbers)) => {
+            assert_eq!(numbers, vec!["+15559999999".to_owned()], "{name}")
+        }
+        other => panic!("{name}: expected NotRegistered, got {other:?}"),
+    }
+    let queued = store
+        .enqueue_calls(campaign, vec![number("+15550000001")], Utc::now())
+        .await
+        .expect("enqueue");
+    assert_eq!(queued.len(), 1);
+    assert_eq!(queued[0].status, CallStatus::Queued);
+    let stats = store
+        .campaign_stats(campaign)
+        .await
+        .expect("stats")
+        .expect("exists");
+    assert_eq!(
+        (stats.total_targets, stats.total_calls, stats.queued_calls),
+        (5, 6, 6),
+        "{name}"
+    );
+    // Pages in id order, with and without a status filter.
+    let mut paged = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store
+            .list_calls(campaign, None, after, 4)
+            .await
+            .expect("page");
+        if page.is_empty() {
+            break;
+        }
+        after = page.last().map(|call| call.id);
+        paged.extend(page.into_iter().map(|call| call.id));
+    }
+    assert_eq!(paged.len(), 6, "{name}");
+    assert!(paged.windows(2).all(|w| w[0] < w[1]), "{name}: id order");
+    let claimed = store
+        .claim_calls(campaign, 2, InstanceId::new(), Utc::now())
+        .await
+        .expect("claim");
+    assert_eq!(
+        claimed.iter().map(|c| c.call_id).collect::<Vec<_>>(),
+        paged[..2].to_vec(),
+        "{name}: oldest calls first"
+    );
+    let dialing = store
+        .list_calls(campaign, Some(CallStatus::Dialing), None, 10)
+        .await
+        .expect("list");
+    assert_eq!(dialing.len(), 2, "{name}");
+    let ended = Utc::now();
+    store
+        .record_attempts(
+            &[AttemptReport {
+                call_id: claimed[0].call_id,
+                campaign_id: campaign,
+                attempt: 1,
+                outcome: AttemptOutcome::Answered,
+                ended_at: ended,
+                retry_at: ended,
+                expected_owner: None,
+            }],
+            ended,
+        )
+        .await
+        .expect("record");
+    let (call, attempts) = store
+        .get_call(claimed[0].call_id)
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!(call.status, CallStatus::Completed, "{name}");
+    assert_eq!(attempts.len(), 1, "{name}");
+    assert_eq!(attempts[0].attempt, 1);
+    assert!(attempts[0].ended_at.is_some() && attempts[0].duration_ms.is_some());
+    let (requeued, _) = store
+        .get_call(queued[0].id)
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!(
+        requeued.metadata,
+        Some(serde_json::json!({ "customer": 7 }))
+    );
+    assert!(store
+        .get_call(outbound::domain::ids::CallId::new())
+        .await
+        .expect("get")
+        .is_none());
+    assert!(
+        store
+            .runnable_campaigns()
+            .await
+            .expect("runnable")
+            .iter()
+            .any(|r| r.id == campaign && r.queued_calls == 4),
+        "{name}"
+    );
+}
+
+/// Claims, reports (with redeliveries), retries, triggered calls and the completion sweep all at
+/// once on one campaign: no writer fails (no deadlock), the counters match the calls, and the
+/// campaign completes only when nothing is left to do.
+async fn counters_match_calls_under_concurrent_writers(adapter: StoreAdapter) {
+    let dir = tempfile::tempdir().expect("dir");
+    let name = adapter.name();
+    let store = adapter.open(&dir).await;
+    let campaign = started_campaign(&*store, 120).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut workers = Vec::new();
+    for worker in 0..3u32 {
+        let store = store.clone();
+        workers.push(tokio::spawn(async move {
+            let owner = InstanceId::new();
+            let mut round = 0u32;
+            loop {
+                assert!(tokio::time::Instant::now() < deadline, "workers stalled");
+                let claimed = store
+                    .claim_calls(campaign, 7, owner, Utc::now())
+                    .await
+                    .expect("claim");
+                if claimed.is_empty() {
+                    let current = store.get_campaign(campaign).await.expect("get");
+                    if current.is_some_and(|c| c.status.as_str() == "completed") {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                    continue;
+                }
+                let now = Utc::now();
+                let reports: Vec<AttemptReport> = claimed
+                    .iter()
+                    .enumerate()
+                    .map(|(i, call)| AttemptReport {
+                        call_id: call.call_id,
+                        campaign_id: campaign,
+                        attempt: call.attempt,
+                        outcome: match (i as u32 + worker + round) % 3 {
+                            0 => AttemptOutcome::Answered,
+                            1 => AttemptOutcome::Failed {
+                                error: "busy".into(),
+                                retryable: true,
+                            },
+                            _ => AttemptOutcome::Failed {
+                                error: "invalid".into(),
+                                retryable: round % 2 == 0,
+                            },
+                        },
+                        ended_at: now,
+                        retry_at: now,
+                        expected_owner: None,
+                    })
+                    .collect();
+                store.record_attempts(&reports, now).await.expect("record");
+                if round % 4 == 0 {
+                    let again = store
+                        .record_attempts(&reports, Utc::now())
+                        .await
+                        .expect("redelivery");
+                    assert!(again.iter().all(|a| a.step.is_none()));
+                }
+                round += 1;
+            }
+        }));
+    }
+    let promoter = {
+        let (store, done) = (store.clone(), done.clone());
+        tokio::spawn(async move {
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                store
+                    .promote_due_retries(Utc::now(), 25)
+                    .await
+                    .expect("promote");
+                store
+                    .complete_finished_campaigns(Utc::now())
+                    .await
+                    .expect("sweep");
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        })
+    };
+    let triggered = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut queued = 0u64;
+            for i in 0..10 {
+                let targets = (0..2)
+                    .map(|j| NewTarget {
+                        phone_number: PhoneNumber::parse(&format!("+1555{:07}", i * 2 + j))
+                            .expect("number"),
+                        metadata: None,
+                    })
+                    .collect();
+                match store.enqueue_calls(campaign, targets, Utc::now()).await {
+                    Ok(calls) => queued += calls.len() as u64,
+                    Err(outbound::ports::StoreError::InvalidState(_)) => break,
+                    Err(err) => panic!("enqueue: {err}"),
+                }
+                tokio::time::sleep(Duration::from_millis(3)).await;
+            }
+            queued
+        })
+    };
+    let queued = triggered.await.expect("enqueuer");
+    for worker in workers {
+        worker.await.expect("worker");
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    promoter.await.expect("promoter");
+
+    let stats = store
+        .campaign_stats(campaign)
+        .await
+        .expect("stats")
+        .expect("exists");
+    assert!(stats.is_consistent(), "{name}: {stats:?}");
+    assert_eq!(stats.total_calls, 120 + queued, "{name}");
+    assert!(!stats.has_open_calls(), "{name}: completed with work left");
+    let mut by_status: HashMap<CallStatus, u64> = HashMap::new();
+    let mut after = None;
+    loop {
+        let page = store
+            .list_calls(campaign, None, after, 100)
+            .await
+            .expect("page");
+        let Some(last) = page.last() else { break };
+        after = Some(last.id);
+        for call in page {
+            *by_status.entry(call.status).or_default() += 1;
+        }
+    }
+    let count = |status| by_status.get(&status).copied().unwrap_or(0);
+    assert_eq!(
+        (
+            count(CallStatus::Completed),
+            count(CallStatus::Failed),
+            count(CallStatus::Canceled)
+        ),
+        (
+            stats.completed_calls,
+            stats.failed_calls,
+            stats.canceled_calls
+        ),
+        "{name}: counters match the calls"
+    );
+    assert_eq!(stats.finished_attempts, stats.attempts_total, "{name}");
+}
+
+async fn adoption_and_lost_attempts_exclude_each_other(adapter: StoreAdapter) {
+    let dir = tempfile::tempdir().expect("dir");
+    let name = adapter.name();
+    let store = adapter.open(&dir).await;
+    let campaign = started_campaign(&*store, 2).await;
+    let claimer = InstanceId::new();
+    let caller = InstanceId::new();
+    store
+        .heartbeat(claimer, Utc::now() - chrono::Duration::minutes(5))
+        .await
+        .expect("heartbeat");
+    store
+        .heartbeat(caller, Utc::now())
+        .await
+        .expect("heartbeat");
+    let claimed = store
+        .claim_calls(campaign, 2, claimer, Utc::now())
+        .await
+        .expect("claim");
+    assert_eq!(claimed.len(), 2);
+    let (first, second) = (&claimed[0], &claimed[1]);
+
+    // The call process adopts the first attempt: it is no longer an orphan, and recording
+    // it as lost on behalf of the dead claimer does nothing.
+    let adopted = store
+        .adopt_attempts(&[(campaign, first.call_id, first.attempt, claimer)], caller)
+        .await
+        .expect("adopt");
+    assert_eq!(adopted, vec![true], "{name}");
+    // A redelivery to another call process cannot adopt it again.
+    let again = store
+        .adopt_attempts(
+            &[(campaign, first.call_id, first.attempt, claimer)],
+            InstanceId::new(),
+        )
+        .await
+        .expect("adopt");
+    assert_eq!(again, vec![false], "{name}: an attempt is adopted once");
+    let stale_before = Utc::now() - chrono::Duration::seconds(10);
+    let orphans = store
+        .orphaned_attempts(stale_before, 10)
+        .await
+        .expect("orphans");
+    assert_eq!(
+        orphans.len(),
+        1,
+        "{name}: only the unadopted attempt is orphaned"
+    );
+    assert_eq!(orphans[0].call_id, second.call_id);
+    assert_eq!(orphans[0].owner, Some(claimer));
+    let lost = |call: &outbound::ports::ClaimedCall| AttemptReport {
+        call_id: call.call_id,
+        campaign_id: campaign,
+        attempt: call.attempt,
+        outcome: AttemptOutcome::Failed {
+            error: "attempt_lost".into(),
+            retryable: true,
+        },
+        ended_at: Utc::now(),
+        retry_at: Utc::now(),
+        expected_owner: Some(claimer),
+    };
+    let applied = store
+        .record_attempts(&[lost(first), lost(second)], Utc::now())
+        .await
+        .expect("record");
+    assert_eq!(
+        applied[0].step, None,
+        "{name}: an adopted attempt is not lost"
+    );
+    assert!(applied[1].step.is_some(), "{name}: the orphan is recorded");
+
+    // Once recorded, the attempt cannot be adopted (and so is never dialed).
+    let late = store
+        .adopt_attempts(
+            &[(campaign, second.call_id, second.attempt, claimer)],
+            caller,
+        )
+        .await
+        .expect("adopt");
+    assert_eq!(late, vec![false], "{name}");
+}
+
+/// The store as the outbox of a separate timeline: its backlog holds finished attempts only,
+/// and forgetting them never touches a dialing attempt or a counter.
+async fn backlog_holds_finished_attempts_until_forgotten(adapter: StoreAdapter) {
+    let dir = tempfile::tempdir().expect("dir");
+    let name = adapter.name();
+    let store = adapter.open(&dir).await;
+    let (campaign, calls) = campaign_with_finished_attempts(&*store).await;
+    let backlog = store.timeline_backlog(100).await.expect("backlog");
+    let mut keys: Vec<AttemptKey> = backlog.iter().map(TimelineEntry::key).collect();
+    keys.sort();
+    let mut expected: Vec<AttemptKey> = calls[..3]
+        .iter()
+        .map(|&call_id| AttemptKey {
+            campaign_id: campaign,
+            call_id,
+            attempt: 1,
+        })
+        .collect();
+    expected.sort();
+    assert_eq!(keys, expected, "{name}: finished attempts only");
+    assert!(backlog.iter().all(|e| e.attempt.ended_at.is_some()));
+    assert_eq!(store.timeline_backlog(2).await.expect("backlog").len(), 2);
+
+    // A dialing attempt is never deleted, whatever the caller asks.
+    let dialing = AttemptKey {
+        campaign_id: campaign,
+        call_id: calls[4],
+        attempt: 1,
+    };
+    assert_eq!(
+        store
+            .forget_attempts(&[dialing, keys[0]])
+            .await
+            .expect("forget"),
+        1,
+        "{name}"
+    );
+    assert_eq!(store.forget_attempts(&[keys[0]]).await.expect("again"), 0);
+    let (_, attempts) = store.get_call(calls[4]).await.expect("get").expect("call");
+    assert_eq!(attempts.len(), 1, "{name}: the dialing attempt stays");
+    assert_eq!(store.timeline_backlog(100).await.expect("backlog").len(), 2);
+    // The call's own state is untouched: forgetting history moves no counter.
+    let stats = store
+        .campaign_stats(campaign)
+        .await
+        .expect("stats")
+        .expect("exists");
+    assert!(stats.is_consistent(), "{name}");
+    assert_eq!(stats.attempts_total, 5, "{name}");
+}
+
+contract_suite!(
+    StoreAdapter {
+        sqlite => StoreAdapter::Sqlite,
+        postgres => StoreAdapter::Postgres,
+    },
+    [
+        claims_are_exclusive,
+        counts_a_report_once,
+        finds_attempts_of_dead_owners_only,
+        claims_are_exclusive_across_replicas,
+        names_are_unique_case_insensitively,
+        complete_cancels_waiting_calls_and_keeps_counts,
+        enqueues_registered_numbers_and_pages_calls,
+        counters_match_calls_under_concurrent_writers,
+        adoption_and_lost_attempts_exclude_each_other,
+        backlog_holds_finished_attempts_until_forgotten,
+    ]
+);
