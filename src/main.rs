@@ -3,6 +3,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 use outbound::cli::{Cli, Command};
+use outbound::loadtest::bench::{Bench, SCENARIOS};
+use outbound::loadtest::{self, EmbeddedServer, LoadTestArgs};
 use outbound::runtime::Node;
 use outbound::settings::Settings;
 use tokio_util::sync::CancellationToken;
@@ -26,31 +28,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             config,
             no_migrate,
         } => {
-            let settings = Settings::load_for_roles(config.as_deref(), roles)?;
-            let telemetry = outbound::telemetry::init(&settings)?;
-            let node = Node::build(settings, !no_migrate).await?;
-            if let Some(addr) = node.api_addr() {
-                tracing::info!(%addr, "api listening");
-            } else if let Some(addr) = node.health_addr() {
-                tracing::info!(%addr, "admin listening");
-            }
-            let shutdown = CancellationToken::new();
-            tokio::spawn(listen_for_signals(shutdown.clone()));
-            let result = node.run(shutdown).await;
-            telemetry.shutdown().await;
-            result
+            serve(
+                Settings::load_for_roles(config.as_deref(), roles)?,
+                !no_migrate,
+            )
+            .await
         }
-        Command::Migrate { config } => {
-            let settings = Settings::load(config.as_deref())?;
-            let applied = outbound::context::migrate(&settings)
-                .await
-                .context("migration failed")?;
-            println!("applied {} migration(s)", applied.len());
-            for version in &applied {
-                println!("  {version}");
-            }
-            Ok(())
-        }
+        Command::Migrate { config } => migrate(&Settings::load(config.as_deref())?).await,
         Command::LoadTest {
             campaigns,
             calls,
@@ -62,77 +46,106 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             config,
             journals,
         } => {
-            use outbound::loadtest::{self, EmbeddedServer, LoadTestArgs};
             let args = LoadTestArgs {
                 campaigns,
                 calls,
                 concurrent,
                 limit,
-                url: url.clone(),
-                json: json.clone(),
+                url,
+                json,
                 timeout: std::time::Duration::from_secs(timeout_secs),
                 journals,
             };
-            let (report, server) = match url {
-                Some(url) => (loadtest::run(&args, &url).await?, None),
-                None => {
-                    let mut settings = load_test_settings(config.as_deref())?;
-                    settings.log.level = "warn".into();
-                    let _telemetry = outbound::telemetry::init(&settings)?;
-                    let server = EmbeddedServer::start(settings).await?;
-                    (
-                        loadtest::run(&args, &server.base.clone()).await?,
-                        Some(server),
-                    )
-                }
-            };
-            if let Some(server) = server {
-                server.stop().await?;
-            }
-            loadtest::print_report(&report);
-            if let Some(path) = &json {
-                loadtest::write_json(&report, path)?;
-            }
-            if report.failed() {
-                anyhow::bail!(
-                    "load test failed: completed={} limit_exceeded={} invariant_violations={}",
-                    report.completed,
-                    report.limit_exceeded,
-                    report.invariant_violations
-                );
-            }
-            Ok(())
+            load_test(&args, config.as_deref()).await
         }
         Command::Bench {
             scenario,
             config,
             distributed,
-        } => {
-            let settings = load_test_settings(config.as_deref())?;
-            let scenarios: Vec<String> = if scenario.is_empty() {
-                outbound::loadtest::bench::SCENARIOS
-                    .iter()
-                    .map(|s| s.to_string())
-                    .collect()
-            } else {
-                scenario
-            };
-            let mut quiet = settings.clone();
-            quiet.log.level = "warn".into();
-            let _telemetry = outbound::telemetry::init(&quiet)?;
-            let bench = outbound::loadtest::bench::Bench::new(settings, distributed)?;
-            for name in scenarios {
-                let line = bench.run(&name).await?;
-                println!("{line}");
-            }
-            Ok(())
-        }
+        } => bench(scenario, config.as_deref(), distributed).await,
         Command::Config { config } => {
-            let settings = Settings::load(config.as_deref())?;
-            print!("{}", settings.dump()?);
+            print!("{}", Settings::load(config.as_deref())?.dump()?);
             Ok(())
         }
     }
+}
+
+/// Runs the configured roles until SIGTERM or SIGINT, then stops them in order.
+async fn serve(settings: Settings, run_migrations: bool) -> anyhow::Result<()> {
+    let telemetry = outbound::telemetry::init(&settings)?;
+    let node = Node::build(settings, run_migrations).await?;
+    if let Some(addr) = node.api_addr() {
+        tracing::info!(%addr, "api listening");
+    } else if let Some(addr) = node.health_addr() {
+        tracing::info!(%addr, "admin listening");
+    }
+    let shutdown = CancellationToken::new();
+    tokio::spawn(listen_for_signals(shutdown.clone()));
+    let result = node.run(shutdown).await;
+    telemetry.shutdown().await;
+    result
+}
+
+async fn migrate(settings: &Settings) -> anyhow::Result<()> {
+    let applied = outbound::context::migrate(settings)
+        .await
+        .context("migration failed")?;
+    println!("applied {} migration(s)", applied.len());
+    for version in &applied {
+        println!("  {version}");
+    }
+    Ok(())
+}
+
+/// Runs the load test against `args.url`, or against a server started here for the run.
+async fn load_test(args: &LoadTestArgs, config: Option<&std::path::Path>) -> anyhow::Result<()> {
+    let report = match &args.url {
+        Some(url) => loadtest::run(args, url).await?,
+        None => {
+            let mut settings = load_test_settings(config)?;
+            settings.log.level = "warn".into();
+            let _telemetry = outbound::telemetry::init(&settings)?;
+            let server = EmbeddedServer::start(settings).await?;
+            let report = loadtest::run(args, &server.base.clone()).await?;
+            server.stop().await?;
+            report
+        }
+    };
+    loadtest::print_report(&report);
+    if let Some(path) = &args.json {
+        loadtest::write_json(&report, path)?;
+    }
+    if report.failed() {
+        anyhow::bail!(
+            "load test failed: completed={} limit_exceeded={} invariant_violations={}",
+            report.completed,
+            report.limit_exceeded,
+            report.invariant_violations
+        );
+    }
+    Ok(())
+}
+
+/// Runs the named benchmark scenarios (every one when none is named), a JSON line each.
+async fn bench(
+    scenarios: Vec<String>,
+    config: Option<&std::path::Path>,
+    distributed: bool,
+) -> anyhow::Result<()> {
+    let settings = load_test_settings(config)?;
+    let scenarios: Vec<String> = if scenarios.is_empty() {
+        SCENARIOS.iter().map(|s| s.to_string()).collect()
+    } else {
+        scenarios
+    };
+    let mut quiet = settings.clone();
+    quiet.log.level = "warn".into();
+    let _telemetry = outbound::telemetry::init(&quiet)?;
+    let bench = Bench::new(settings, distributed)?;
+    for name in scenarios {
+        println!("{}", bench.run(&name).await?);
+    }
+    Ok(())
 }
 
 /// Settings for an embedded load-test server: the configured layers, with short mock calls

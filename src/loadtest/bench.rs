@@ -5,12 +5,11 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use futures::stream::{self, StreamExt};
 use reqwest::Method;
 use serde_json::{json, Map, Value};
 
 use super::client::{peaks_from_metrics, ApiClient};
-use super::{start_and_time_first_dial, EmbeddedServer, LoadError};
+use super::{driver, start_and_time_first_dial, EmbeddedServer, LoadError};
 
 use crate::settings::{BusAddress, GoDuration, LimiterAddress, Settings, StoreAddress};
 
@@ -78,47 +77,6 @@ fn campaign_json(
     )
 }
 
-async fn create(client: &ApiClient, body: String) -> Result<String, LoadError> {
-    let (status, created) = client
-        .send_raw(
-            "POST /api/v1/campaigns",
-            Method::POST,
-            "/api/v1/campaigns",
-            body,
-        )
-        .await?;
-    if status != 201 {
-        return Err(LoadError::Api {
-            route: "POST /api/v1/campaigns",
-            status,
-            body: created.to_string(),
-        });
-    }
-    created["id"]
-        .as_str()
-        .map(str::to_owned)
-        .ok_or_else(|| LoadError::Http("created campaign has no id".into()))
-}
-
-async fn start(client: &ApiClient, id: &str) -> Result<(), LoadError> {
-    let (status, body) = client
-        .send(
-            "POST /api/v1/campaigns/{id}/start",
-            Method::POST,
-            &format!("/api/v1/campaigns/{id}/start"),
-            None,
-        )
-        .await?;
-    if status != 204 {
-        return Err(LoadError::Api {
-            route: "POST /api/v1/campaigns/{id}/start",
-            status,
-            body: body.to_string(),
-        });
-    }
-    Ok(())
-}
-
 struct Followed {
     attempts: u64,
     calls: u64,
@@ -138,64 +96,20 @@ async fn follow(
     let started = Instant::now();
     let mut violations = 0;
     loop {
-        let stats: Vec<Result<(u16, Value), LoadError>> = stream::iter(ids.iter())
-            .map(|id| {
-                let client = client.clone();
-                let path = format!("/api/v1/campaigns/{id}/stats");
-                async move {
-                    client
-                        .send("GET /api/v1/campaigns/{id}/stats", Method::GET, &path, None)
-                        .await
-                }
-            })
-            .buffer_unordered(16)
-            .collect()
-            .await;
-        let (mut open, mut attempts, mut calls) = (0u64, 0u64, 0u64);
-        for result in stats {
-            let (_, s) = result?;
-            let n = |key: &str| s[key].as_u64().unwrap_or(0);
-            if !super::stats_consistent(&s) {
-                violations += 1;
-            }
-            open += n("pending_calls") + n("in_progress_calls");
-            attempts += n("attempts_total");
-            calls += n("completed_calls") + n("failed_calls") + n("canceled_calls");
-        }
-        if open == 0 {
-            let mut durations = Vec::with_capacity(ids.len());
-            let mut all_done = true;
-            for id in ids {
-                let (_, c) = client
-                    .send(
-                        "GET /api/v1/campaigns/{id}",
-                        Method::GET,
-                        &format!("/api/v1/campaigns/{id}"),
-                        None,
-                    )
-                    .await?;
-                if c["status"] != "completed" {
-                    all_done = false;
-                    break;
-                }
-                let at = |key: &str| {
-                    c[key]
-                        .as_str()
-                        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-                };
-                if let (Some(s), Some(e)) = (at("started_at"), at("completed_at")) {
-                    durations.push((e - s).num_milliseconds() as f64 / 1000.0);
-                }
-            }
-            if all_done {
+        let totals = driver::totals(client, ids, FOLLOW_CONCURRENCY).await?;
+        violations += totals.violations;
+        if totals.open() == 0 {
+            let campaigns = driver::campaigns(client, ids, FOLLOW_CONCURRENCY).await?;
+            if campaigns.iter().all(|c| c["status"] == "completed") {
+                let durations = campaigns.iter().filter_map(run_seconds).collect();
                 let peaks = peaks_from_metrics(&client.text("/metrics").await?);
                 let limit_exceeded = ids
                     .iter()
                     .filter(|id| peaks.get(*id).is_some_and(|p| *p > u64::from(limit)))
                     .count() as u64;
                 return Ok(Followed {
-                    attempts,
-                    calls,
+                    attempts: totals.attempts,
+                    calls: totals.done(),
                     violations,
                     durations,
                     limit_exceeded,
@@ -210,6 +124,20 @@ async fn follow(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Stats reads in flight while following campaigns.
+const FOLLOW_CONCURRENCY: usize = 16;
+
+/// `completed_at - started_at` of a campaign, in seconds.
+fn run_seconds(campaign: &Value) -> Option<f64> {
+    let at = |key: &str| {
+        campaign[key]
+            .as_str()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+    };
+    let (started, completed) = (at("started_at")?, at("completed_at")?);
+    Some((completed - started).num_milliseconds() as f64 / 1000.0)
 }
 
 /// A benchmark run: the settings every scenario starts from, and for `--distributed` the
@@ -310,14 +238,19 @@ async fn throughput(bench: &Bench) -> Result<Value, LoadError> {
     settings.scheduler.batch_size = 10_000;
     let server = EmbeddedServer::start(settings).await?;
     let client = ApiClient::new(&server.base, 16)?;
-    let id = create(
-        &client,
-        campaign_json(&bench.name("throughput"), 200_000, 0, 10_000, 3, "10ms"),
-    )
-    .await?;
+    let id = client
+        .create_campaign(campaign_json(
+            &bench.name("throughput"),
+            200_000,
+            0,
+            10_000,
+            3,
+            "10ms",
+        ))
+        .await?;
     let cpu_before = cpu_time();
     let started = Instant::now();
-    start(&client, &id).await?;
+    client.start(&id).await?;
     let followed = follow(
         &client,
         std::slice::from_ref(&id),
@@ -351,11 +284,16 @@ async fn utilization(bench: &Bench) -> Result<Value, LoadError> {
     settings.telephony.mock.success_rate = 1.0;
     let server = EmbeddedServer::start(settings).await?;
     let client = ApiClient::new(&server.base, 16)?;
-    let id = create(
-        &client,
-        campaign_json(&bench.name("utilization"), 20_000, 0, 200, 1, "1s"),
-    )
-    .await?;
+    let id = client
+        .create_campaign(campaign_json(
+            &bench.name("utilization"),
+            20_000,
+            0,
+            200,
+            1,
+            "1s",
+        ))
+        .await?;
     let started = Instant::now();
     let first_dial_ms = start_and_time_first_dial(&client, &id).await?;
     let followed = follow(
@@ -388,32 +326,12 @@ async fn fairness(bench: &Bench) -> Result<Value, LoadError> {
     settings.telephony.mock.success_rate = 1.0;
     let server = EmbeddedServer::start(settings).await?;
     let client = ApiClient::new(&server.base, 16)?;
-    let ids: Vec<String> = stream::iter(0..1_000usize)
-        .map(|i| {
-            let client = client.clone();
-            async move {
-                create(
-                    &client,
-                    campaign_json(&bench.name(&format!("fair-{i}")), 100, i * 100, 5, 1, "1s"),
-                )
-                .await
-            }
-        })
-        .buffer_unordered(8)
-        .collect::<Vec<_>>()
-        .await
-        .into_iter()
-        .collect::<Result<_, _>>()?;
+    let bodies = (0..1_000usize)
+        .map(|i| campaign_json(&bench.name(&format!("fair-{i}")), 100, i * 100, 5, 1, "1s"))
+        .collect();
+    let ids = driver::create_all(&client, bodies, 8).await?;
     let started = Instant::now();
-    let starts: Vec<Result<(), LoadError>> = stream::iter(ids.iter())
-        .map(|id| {
-            let client = client.clone();
-            async move { start(&client, id).await }
-        })
-        .buffer_unordered(16)
-        .collect()
-        .await;
-    starts.into_iter().collect::<Result<Vec<_>, _>>()?;
+    driver::start_all(&client, &ids, 16).await?;
     let followed = follow(&client, &ids, 5, Duration::from_secs(1800)).await?;
     let seconds = started.elapsed().as_secs_f64();
     server.stop().await?;
@@ -509,11 +427,9 @@ async fn api(bench: &Bench) -> Result<Value, LoadError> {
     let settings = bench.settings().await?;
     let server = EmbeddedServer::start(settings).await?;
     let client = ApiClient::new(&server.base, 64)?;
-    let id = create(
-        &client,
-        campaign_json(&bench.name("api"), 1_000, 0, 10, 1, "1s"),
-    )
-    .await?;
+    let id = client
+        .create_campaign(campaign_json(&bench.name("api"), 1_000, 0, 10, 1, "1s"))
+        .await?;
     if let Some(figures) = api_with_wrk(&server.base, &id).await? {
         server.stop().await?;
         return Ok(bench.line("api", figures));
@@ -585,7 +501,7 @@ async fn register(bench: &Bench) -> Result<Value, LoadError> {
     let body = campaign_json(&bench.name("register"), 1_000_000, 0, 500, 3, "1s");
     let bytes = body.len();
     let started = Instant::now();
-    create(&client, body).await?;
+    client.create_campaign(body).await?;
     let seconds = started.elapsed().as_secs_f64();
     let rss = peak_rss_bytes();
     server.stop().await?;

@@ -1,5 +1,5 @@
-//! An HTTP client for the load tools that records the latency of every request per route in
-//! HDR histograms.
+//! The one HTTP client of the REST API for the load test, the benchmarks and the integration
+//! tests: typed campaign calls, and the latency of every request per route in HDR histograms.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -10,6 +10,14 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::LoadError;
+
+/// The campaign routes as the latency report names them.
+pub mod routes {
+    pub const CREATE: &str = "POST /api/v1/campaigns";
+    pub const START: &str = "POST /api/v1/campaigns/{id}/start";
+    pub const STATS: &str = "GET /api/v1/campaigns/{id}/stats";
+    pub const CAMPAIGN: &str = "GET /api/v1/campaigns/{id}";
+}
 
 #[derive(Clone)]
 pub struct ApiClient {
@@ -119,6 +127,69 @@ impl ApiClient {
             serde_json::from_slice(&bytes).unwrap_or(Value::Null)
         };
         Ok((status, value))
+    }
+
+    /// Sends one request and returns its body when the status is `expected`; any other status
+    /// is an error naming the route.
+    pub async fn expect(
+        &self,
+        route: &'static str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+        expected: u16,
+    ) -> Result<Value, LoadError> {
+        let (status, body) = self.send(route, method, path, body).await?;
+        if status != expected {
+            return Err(LoadError::Api {
+                route,
+                status,
+                body: body.to_string(),
+            });
+        }
+        Ok(body)
+    }
+
+    /// Registers a campaign from its JSON text and returns its id.
+    pub async fn create_campaign(&self, body: String) -> Result<String, LoadError> {
+        let (status, created) = self
+            .send_raw(
+                routes::CREATE,
+                reqwest::Method::POST,
+                "/api/v1/campaigns",
+                body,
+            )
+            .await?;
+        if status != 201 {
+            return Err(LoadError::Api {
+                route: routes::CREATE,
+                status,
+                body: created.to_string(),
+            });
+        }
+        created["id"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| LoadError::Http("created campaign has no id".into()))
+    }
+
+    pub async fn start(&self, id: &str) -> Result<(), LoadError> {
+        let path = format!("/api/v1/campaigns/{id}/start");
+        self.expect(routes::START, reqwest::Method::POST, &path, None, 204)
+            .await
+            .map(drop)
+    }
+
+    pub async fn stats(&self, id: &str) -> Result<Value, LoadError> {
+        let path = format!("/api/v1/campaigns/{id}/stats");
+        self.expect(routes::STATS, reqwest::Method::GET, &path, None, 200)
+            .await
+    }
+
+    pub async fn campaign(&self, id: &str) -> Result<Value, LoadError> {
+        let path = format!("/api/v1/campaigns/{id}");
+        self.expect(routes::CAMPAIGN, reqwest::Method::GET, &path, None, 200)
+            .await
     }
 
     pub async fn text(&self, path: &str) -> Result<String, LoadError> {

@@ -6,14 +6,13 @@
 
 pub mod bench;
 pub mod client;
+pub mod driver;
 pub mod journal;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use futures::stream::{self, StreamExt};
 use indicatif::{ProgressBar, ProgressStyle};
-use reqwest::Method;
 use serde::Serialize;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
@@ -165,93 +164,14 @@ pub fn campaign_body(run: &str, index: usize, calls: usize, limit: u32) -> Value
     })
 }
 
-async fn expect_status(
-    client: &ApiClient,
-    route: &'static str,
-    method: Method,
-    path: &str,
-    body: Option<&Value>,
-    want: u16,
-) -> Result<Value, LoadError> {
-    let (status, value) = client.send(route, method, path, body).await?;
-    if status != want {
-        return Err(LoadError::Api {
-            route,
-            status,
-            body: value.to_string(),
-        });
-    }
-    Ok(value)
-}
-
-#[derive(Debug, Default, Clone, Copy)]
-struct Totals {
-    attempts: u64,
-    calls: u64,
-    done: u64,
-    in_flight: u64,
-    completed: u64,
-    failed: u64,
-    canceled: u64,
-    retries: u64,
-    violations: u64,
-}
-
-/// Whether a stats body keeps `total = pending + in_progress + completed + failed + canceled`.
-pub fn stats_consistent(stats: &Value) -> bool {
-    let n = |key: &str| stats[key].as_u64().unwrap_or(0);
-    n("pending_calls")
-        + n("in_progress_calls")
-        + n("completed_calls")
-        + n("failed_calls")
-        + n("canceled_calls")
-        == n("total_calls")
-}
-
-fn add_stats(totals: &mut Totals, stats: &Value) {
-    let n = |key: &str| stats[key].as_u64().unwrap_or(0);
-    totals.attempts += n("attempts_total");
-    totals.calls += n("total_calls");
-    totals.completed += n("completed_calls");
-    totals.failed += n("failed_calls");
-    totals.canceled += n("canceled_calls");
-    totals.done += n("completed_calls") + n("failed_calls") + n("canceled_calls");
-    totals.in_flight += n("in_progress_calls");
-    totals.retries += n("retries_attempted");
-    if !stats_consistent(stats) {
-        totals.violations += 1;
-    }
-}
-
 pub async fn run(args: &LoadTestArgs, base: &str) -> Result<Report, LoadError> {
     let client = ApiClient::new(base, args.concurrent)?;
     let run_id = uuid::Uuid::now_v7().simple().to_string();
     let registered = Instant::now();
-    let ids: Vec<String> = stream::iter(0..args.campaigns)
-        .map(|index| {
-            let client = client.clone();
-            let body = campaign_body(&run_id, index, args.calls, args.limit);
-            async move {
-                let created = expect_status(
-                    &client,
-                    "POST /api/v1/campaigns",
-                    Method::POST,
-                    "/api/v1/campaigns",
-                    Some(&body),
-                    201,
-                )
-                .await?;
-                created["id"]
-                    .as_str()
-                    .map(str::to_owned)
-                    .ok_or_else(|| LoadError::Http("created campaign has no id".into()))
-            }
-        })
-        .buffer_unordered(args.concurrent.max(1))
-        .collect::<Vec<_>>()
-        .await
-        .into_iter()
-        .collect::<Result<_, _>>()?;
+    let bodies = (0..args.campaigns)
+        .map(|index| campaign_body(&run_id, index, args.calls, args.limit).to_string())
+        .collect();
+    let ids = driver::create_all(&client, bodies, args.concurrent).await?;
     let register_seconds = registered.elapsed().as_secs_f64();
 
     let started = Instant::now();
@@ -259,26 +179,7 @@ pub async fn run(args: &LoadTestArgs, base: &str) -> Result<Report, LoadError> {
         Some(first) => start_and_time_first_dial(&client, first).await?,
         None => None,
     };
-    let rest: Vec<Result<Value, LoadError>> = stream::iter(ids.iter().skip(1))
-        .map(|id| {
-            let client = client.clone();
-            let path = format!("/api/v1/campaigns/{id}/start");
-            async move {
-                expect_status(
-                    &client,
-                    "POST /api/v1/campaigns/{id}/start",
-                    Method::POST,
-                    &path,
-                    None,
-                    204,
-                )
-                .await
-            }
-        })
-        .buffer_unordered(args.concurrent.max(1))
-        .collect()
-        .await;
-    rest.into_iter().collect::<Result<Vec<_>, _>>()?;
+    driver::start_all(&client, ids.get(1..).unwrap_or_default(), args.concurrent).await?;
 
     let total_calls = (args.campaigns * args.calls) as u64;
     let bar = ProgressBar::new(total_calls);
@@ -292,41 +193,19 @@ pub async fn run(args: &LoadTestArgs, base: &str) -> Result<Report, LoadError> {
     let mut completed = false;
     let mut last = (Instant::now(), 0u64);
     loop {
-        totals = Totals::default();
-        let pages: Vec<Result<Value, LoadError>> = stream::iter(ids.iter())
-            .map(|id| {
-                let client = client.clone();
-                let path = format!("/api/v1/campaigns/{id}/stats");
-                async move {
-                    expect_status(
-                        &client,
-                        "GET /api/v1/campaigns/{id}/stats",
-                        Method::GET,
-                        &path,
-                        None,
-                        200,
-                    )
-                    .await
-                }
-            })
-            .buffer_unordered(args.concurrent.max(1))
-            .collect()
-            .await;
-        for stats in pages {
-            add_stats(&mut totals, &stats?);
-        }
+        totals = driver::totals(&client, &ids, args.concurrent).await?;
         violations += totals.violations;
         let now = Instant::now();
         let rate = (totals.attempts.saturating_sub(last.1)) as f64
             / now.duration_since(last.0).as_secs_f64().max(1e-3);
         last = (now, totals.attempts);
-        bar.set_position(totals.done);
+        bar.set_position(totals.done());
         bar.set_message(format!(
             "{rate:.0} attempts/s  {} in flight",
             totals.in_flight
         ));
-        if totals.done >= totals.calls && totals.calls > 0 {
-            completed = all_completed(&client, &ids, args.concurrent).await?;
+        if totals.done() >= totals.calls && totals.calls > 0 {
+            completed = driver::all_completed(&client, &ids, args.concurrent).await?;
             if completed {
                 break;
             }
@@ -370,8 +249,8 @@ pub async fn run(args: &LoadTestArgs, base: &str) -> Result<Report, LoadError> {
         completed,
         attempts: totals.attempts,
         attempts_per_sec: totals.attempts as f64 / wall.max(1e-9),
-        calls: totals.done,
-        calls_per_sec: totals.done as f64 / wall.max(1e-9),
+        calls: totals.done(),
+        calls_per_sec: totals.done() as f64 / wall.max(1e-9),
         completed_calls: totals.completed,
         failed_calls: totals.failed,
         canceled_calls: totals.canceled,
@@ -392,63 +271,15 @@ pub(crate) async fn start_and_time_first_dial(
     id: &str,
 ) -> Result<Option<f64>, LoadError> {
     let started = Instant::now();
-    expect_status(
-        client,
-        "POST /api/v1/campaigns/{id}/start",
-        Method::POST,
-        &format!("/api/v1/campaigns/{id}/start"),
-        None,
-        204,
-    )
-    .await?;
+    client.start(id).await?;
     while started.elapsed() < Duration::from_secs(10) {
-        let stats = expect_status(
-            client,
-            "GET /api/v1/campaigns/{id}/stats",
-            Method::GET,
-            &format!("/api/v1/campaigns/{id}/stats"),
-            None,
-            200,
-        )
-        .await?;
+        let stats = client.stats(id).await?;
         if stats["attempts_total"].as_u64() > Some(0) {
             return Ok(Some(started.elapsed().as_secs_f64() * 1000.0));
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     Ok(None)
-}
-
-async fn all_completed(
-    client: &ApiClient,
-    ids: &[String],
-    concurrent: usize,
-) -> Result<bool, LoadError> {
-    let statuses: Vec<Result<Value, LoadError>> = stream::iter(ids.iter())
-        .map(|id| {
-            let client = client.clone();
-            let path = format!("/api/v1/campaigns/{id}");
-            async move {
-                expect_status(
-                    &client,
-                    "GET /api/v1/campaigns/{id}",
-                    Method::GET,
-                    &path,
-                    None,
-                    200,
-                )
-                .await
-            }
-        })
-        .buffer_unordered(concurrent.max(1))
-        .collect()
-        .await;
-    for campaign in statuses {
-        if campaign?["status"] != "completed" {
-            return Ok(false);
-        }
-    }
-    Ok(true)
 }
 
 pub fn print_report(report: &Report) {

@@ -5,9 +5,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use outbound::loadtest::client::{routes, ApiClient};
 use outbound::runtime::role::RoleName;
 use outbound::runtime::Node;
 use outbound::settings::{GoDuration, Settings};
+use reqwest::Method;
 use serde_json::{json, Value};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -78,6 +80,8 @@ pub struct TestApp {
     pub addr: SocketAddr,
     pub base: String,
     pub client: reqwest::Client,
+    /// The API client the load test and the benchmarks use, for the campaign helpers.
+    pub api: ApiClient,
     pub dir: tempfile::TempDir,
     shutdown: CancellationToken,
     handle: Option<JoinHandle<anyhow::Result<()>>>,
@@ -110,9 +114,11 @@ impl TestApp {
         let ctx = node.context().clone();
         let shutdown = CancellationToken::new();
         let handle = tokio::spawn(node.run(shutdown.clone()));
+        let base = format!("http://{addr}");
         Self {
             addr,
-            base: format!("http://{addr}"),
+            api: ApiClient::new(&base, 4).expect("api client"),
+            base,
             client: reqwest::Client::new(),
             dir,
             shutdown,
@@ -186,29 +192,30 @@ impl TestApp {
     }
 
     pub async fn create_campaign(&self, body: Value) -> Value {
-        let (status, created) = self.post("/api/v1/campaigns", body).await;
-        assert_eq!(status, 201, "{created}");
-        created
+        self.api
+            .expect(
+                routes::CREATE,
+                Method::POST,
+                "/api/v1/campaigns",
+                Some(&body),
+                201,
+            )
+            .await
+            .expect("campaign created")
     }
 
     pub async fn start(&self, id: &str) {
-        let (status, body) = self
-            .post_empty(&format!("/api/v1/campaigns/{id}/start"))
-            .await;
-        assert_eq!(status, 204, "{body}");
+        self.api.start(id).await.expect("campaign started");
     }
 
     pub async fn stats(&self, id: &str) -> Value {
-        let (status, stats) = self.get(&format!("/api/v1/campaigns/{id}/stats")).await;
-        assert_eq!(status, 200, "{stats}");
+        let stats = self.api.stats(id).await.expect("stats read");
         assert_invariant(&stats);
         stats
     }
 
     pub async fn campaign(&self, id: &str) -> Value {
-        let (status, campaign) = self.get(&format!("/api/v1/campaigns/{id}")).await;
-        assert_eq!(status, 200, "{campaign}");
-        campaign
+        self.api.campaign(id).await.expect("campaign read")
     }
 
     /// Waits until the campaign's stats satisfy `done` (the invariant checked at every read).
