@@ -3,7 +3,6 @@
 //! unknown keys, and `validate` refuses impossible combinations, naming the key.
 
 use std::fmt;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
@@ -11,7 +10,10 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::adapters::scylla::ScyllaUrl;
+mod address;
+mod validate;
+
+pub use self::address::{BusAddress, LimiterAddress, StoreAddress, TimelineAddress, MOCK_BROKERS};
 use crate::domain::duration::{format_go_duration, parse_go_duration};
 use crate::runtime::role::RoleName;
 
@@ -357,127 +359,6 @@ fn invalid(key: &'static str, message: impl fmt::Display) -> SettingsError {
     }
 }
 
-/// The store `storage.url` names.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StoreAddress {
-    /// `sqlite://PATH`: the embedded store's file.
-    Sqlite { path: String },
-    /// `postgres://...` or `postgresql://...`: the URL as given, credentials included.
-    Postgres { url: String },
-}
-
-/// The limiter `limiter.url` names.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LimiterAddress {
-    /// `local`: leases counted in this process.
-    Local,
-    /// `redis://...` or `rediss://...`, as given.
-    Redis { url: String },
-}
-
-/// Where finished attempts are kept, from `timeline.url`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TimelineAddress {
-    /// `store`: the store keeps them.
-    Store,
-    Scylla(ScyllaUrl),
-}
-
-/// The bus `bus.kind` and `bus.brokers` name.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BusAddress {
-    /// The in-process bus.
-    Memory,
-    /// A Kafka cluster at these bootstrap servers.
-    Kafka { brokers: String },
-    /// `bus.brokers = "mock"`: librdkafka's mock cluster, started in this process (so every
-    /// role runs in it); Kafka's semantics without a Kafka, for trials, tests and benchmarks.
-    MockKafka,
-}
-
-/// The `bus.brokers` value that starts an in-process mock cluster.
-pub const MOCK_BROKERS: &str = "mock";
-
-/// `bus.fetch_wait` against the mock cluster unless configured otherwise: its broker answers an
-/// empty fetch only at the deadline, where Kafka answers as soon as a message arrives, so the
-/// default 20 ms would add up to 20 ms to every hop, which no real cluster does.
-const MOCK_FETCH_WAIT: Duration = Duration::from_millis(2);
-
-impl StoreAddress {
-    pub fn parse(url: &str) -> Result<Self, String> {
-        if let Some(path) = url.strip_prefix("sqlite://") {
-            if path.is_empty() {
-                return Err("sqlite:// needs a file path".into());
-            }
-            return Ok(Self::Sqlite {
-                path: path.to_owned(),
-            });
-        }
-        // Host, database and credentials are checked when the store connects.
-        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            return Ok(Self::Postgres {
-                url: url.to_owned(),
-            });
-        }
-        Err(format!(
-            "expected sqlite://PATH or postgres://..., got {:?}",
-            mask_password(url)
-        ))
-    }
-}
-
-impl LimiterAddress {
-    pub fn parse(url: &str) -> Result<Self, String> {
-        if url == "local" {
-            return Ok(Self::Local);
-        }
-        if url.starts_with("redis://") || url.starts_with("rediss://") {
-            return Ok(Self::Redis {
-                url: url.to_owned(),
-            });
-        }
-        Err(format!(
-            "expected local or redis://..., got {:?}",
-            mask_password(url)
-        ))
-    }
-}
-
-impl TimelineAddress {
-    pub fn parse(url: &str) -> Result<Self, String> {
-        if url == "store" {
-            return Ok(Self::Store);
-        }
-        ScyllaUrl::parse(url)
-            .map(Self::Scylla)
-            .map_err(|err| format!("expected `store` or a scylla:// URL: {err}"))
-    }
-}
-
-impl BusSettings {
-    pub fn address(&self) -> BusAddress {
-        match self.kind {
-            BusKind::Memory => BusAddress::Memory,
-            BusKind::Kafka if self.brokers.trim() == MOCK_BROKERS => BusAddress::MockKafka,
-            BusKind::Kafka => BusAddress::Kafka {
-                brokers: self.brokers.clone(),
-            },
-        }
-    }
-
-    /// The `fetch.wait.max.ms` consumers use: `fetch_wait`, or against the mock cluster 2 ms
-    /// when `fetch_wait` is left at its default.
-    pub fn effective_fetch_wait(&self) -> Duration {
-        if self.address() == BusAddress::MockKafka
-            && self.fetch_wait == BusSettings::default().fetch_wait
-        {
-            MOCK_FETCH_WAIT
-        } else {
-            self.fetch_wait.0
-        }
-    }
-}
-
 impl Settings {
     /// The figment layers of the spec, with `file` as `--config`.
     pub fn figment(file: Option<&Path>) -> Figment {
@@ -522,141 +403,6 @@ impl Settings {
             .map_err(|message| invalid("timeline.url", message))
     }
 
-    pub fn validate(&self) -> Result<(), SettingsError> {
-        self.http
-            .bind
-            .parse::<SocketAddr>()
-            .map_err(|err| invalid("http.bind", format!("{err} ({:?})", self.http.bind)))?;
-        self.http.admin_bind.parse::<SocketAddr>().map_err(|err| {
-            invalid(
-                "http.admin_bind",
-                format!("{err} ({:?})", self.http.admin_bind),
-            )
-        })?;
-        if self.http.body_limit_bytes == 0 {
-            return Err(invalid("http.body_limit_bytes", "must be positive"));
-        }
-        self.store_address()?;
-        if self.bus.kind == BusKind::Kafka {
-            if self.bus.brokers.trim().is_empty() {
-                return Err(invalid("bus.brokers", "kafka needs bootstrap servers"));
-            }
-            if self.bus.partitions < 1 || self.bus.replication < 1 {
-                return Err(invalid(
-                    "bus.partitions",
-                    "partitions and replication must be at least 1",
-                ));
-            }
-            if !(Duration::from_millis(1)..=Duration::from_secs(5)).contains(&self.bus.fetch_wait.0)
-            {
-                return Err(invalid("bus.fetch_wait", "must be from 1ms to 5s"));
-            }
-            if self.bus.session_timeout.0 < Duration::from_secs(1) {
-                return Err(invalid("bus.session_timeout", "must be at least 1s"));
-            }
-            // A dispatch whose call process died is redelivered after the session timeout and
-            // a rebalance; its lease must still be alive then, or its slot could be handed out
-            // twice.
-            if self.limiter.lease_ttl.0 < self.bus.session_timeout.0 * 2 {
-                return Err(invalid(
-                    "limiter.lease_ttl",
-                    "must be at least twice bus.session_timeout with the kafka bus",
-                ));
-            }
-        }
-        self.limiter_address()?;
-        self.timeline_address()?;
-        if !(1..=10_000).contains(&self.timeline.export_batch) {
-            return Err(invalid(
-                "timeline.export_batch",
-                format!(
-                    "must be from 1 to 10000, got {}",
-                    self.timeline.export_batch
-                ),
-            ));
-        }
-        if self.timeline.export_interval.0.is_zero() {
-            return Err(invalid("timeline.export_interval", "must be above zero"));
-        }
-        if self.telephony.provider != "mock" {
-            return Err(invalid(
-                "telephony.provider",
-                format!(
-                    "unknown provider {:?}; available: mock",
-                    self.telephony.provider
-                ),
-            ));
-        }
-        let mock = &self.telephony.mock;
-        for (key, rate) in [
-            ("telephony.mock.success_rate", mock.success_rate),
-            ("telephony.mock.retryable_rate", mock.retryable_rate),
-        ] {
-            if !(0.0..=1.0).contains(&rate) {
-                return Err(invalid(key, format!("must be between 0 and 1, got {rate}")));
-            }
-        }
-        if mock.max_duration < mock.min_duration {
-            return Err(invalid(
-                "telephony.mock.max_duration",
-                "must not be below telephony.mock.min_duration",
-            ));
-        }
-        if !(1..=100_000).contains(&self.campaign.default_max_concurrent_calls) {
-            return Err(invalid(
-                "campaign.default_max_concurrent_calls",
-                "must be between 1 and 100000",
-            ));
-        }
-        if self.throttle.global_concurrency == 0 {
-            return Err(invalid("throttle.global_concurrency", "must be positive"));
-        }
-        if self.scheduler.batch_size == 0 {
-            return Err(invalid("scheduler.batch_size", "must be positive"));
-        }
-        for (key, value) in [
-            ("scheduler.interval", self.scheduler.interval),
-            (
-                "scheduler.heartbeat_interval",
-                self.scheduler.heartbeat_interval,
-            ),
-            ("retry.poll_interval", self.retry.poll_interval),
-            ("limiter.lease_ttl", self.limiter.lease_ttl),
-        ] {
-            if value.0.is_zero() {
-                return Err(invalid(key, "must be positive"));
-            }
-        }
-        if self.scheduler.orphan_after <= self.scheduler.heartbeat_interval {
-            return Err(invalid(
-                "scheduler.orphan_after",
-                "must be longer than scheduler.heartbeat_interval",
-            ));
-        }
-        if self.runtime.roles.is_empty() {
-            return Err(invalid("runtime.roles", "at least one role is needed"));
-        }
-        let roles = RoleName::expand(&self.runtime.roles);
-        if roles.len() != RoleName::ROLES.len() {
-            match self.bus.address() {
-                BusAddress::Memory => {
-                    return Err(invalid(
-                        "bus.kind",
-                        "the in-process bus (memory) needs every role in one process; run --roles all or use kafka",
-                    ))
-                }
-                BusAddress::MockKafka => {
-                    return Err(invalid(
-                        "bus.brokers",
-                        "the mock cluster runs in this process, so every role must; run --roles all or name real brokers",
-                    ))
-                }
-                BusAddress::Kafka { .. } => {}
-            }
-        }
-        Ok(())
-    }
-
     /// The effective configuration as TOML. No secret is configured in plain text today;
     /// connection URLs have their passwords masked.
     pub fn dump(&self) -> Result<String, toml::ser::Error> {
@@ -686,6 +432,7 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::result_large_err)]
     use std::collections::BTreeSet;
 
+    use super::address::MOCK_FETCH_WAIT;
     use super::*;
 
     #[test]

@@ -1,0 +1,169 @@
+//! The checks `Settings::validate` makes after the layers are merged, section by section; each
+//! refusal names its key.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::address::BusAddress;
+use super::{invalid, BusKind, Settings, SettingsError};
+use crate::runtime::role::RoleName;
+
+impl Settings {
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        self.validate_http()?;
+        self.store_address()?;
+        self.limiter_address()?;
+        self.timeline_address()?;
+        self.validate_bus()?;
+        self.validate_timeline_export()?;
+        self.validate_telephony()?;
+        self.validate_engine()?;
+        self.validate_roles()
+    }
+
+    fn validate_http(&self) -> Result<(), SettingsError> {
+        for (key, value) in [
+            ("http.bind", &self.http.bind),
+            ("http.admin_bind", &self.http.admin_bind),
+        ] {
+            value
+                .parse::<SocketAddr>()
+                .map_err(|err| invalid(key, format!("{err} ({value:?})")))?;
+        }
+        if self.http.body_limit_bytes == 0 {
+            return Err(invalid("http.body_limit_bytes", "must be positive"));
+        }
+        Ok(())
+    }
+
+    fn validate_bus(&self) -> Result<(), SettingsError> {
+        if self.bus.kind != BusKind::Kafka {
+            return Ok(());
+        }
+        if self.bus.brokers.trim().is_empty() {
+            return Err(invalid("bus.brokers", "kafka needs bootstrap servers"));
+        }
+        if self.bus.partitions < 1 || self.bus.replication < 1 {
+            return Err(invalid(
+                "bus.partitions",
+                "partitions and replication must be at least 1",
+            ));
+        }
+        if !(Duration::from_millis(1)..=Duration::from_secs(5)).contains(&self.bus.fetch_wait.0) {
+            return Err(invalid("bus.fetch_wait", "must be from 1ms to 5s"));
+        }
+        if self.bus.session_timeout.0 < Duration::from_secs(1) {
+            return Err(invalid("bus.session_timeout", "must be at least 1s"));
+        }
+        // A dispatch whose call process died is redelivered after the session timeout and a
+        // rebalance; its lease must still be alive then, or its slot could be handed out twice.
+        if self.limiter.lease_ttl.0 < self.bus.session_timeout.0 * 2 {
+            return Err(invalid(
+                "limiter.lease_ttl",
+                "must be at least twice bus.session_timeout with the kafka bus",
+            ));
+        }
+        Ok(())
+    }
+
+    fn validate_timeline_export(&self) -> Result<(), SettingsError> {
+        if !(1..=10_000).contains(&self.timeline.export_batch) {
+            return Err(invalid(
+                "timeline.export_batch",
+                format!(
+                    "must be from 1 to 10000, got {}",
+                    self.timeline.export_batch
+                ),
+            ));
+        }
+        if self.timeline.export_interval.0.is_zero() {
+            return Err(invalid("timeline.export_interval", "must be above zero"));
+        }
+        Ok(())
+    }
+
+    fn validate_telephony(&self) -> Result<(), SettingsError> {
+        if self.telephony.provider != "mock" {
+            return Err(invalid(
+                "telephony.provider",
+                format!(
+                    "unknown provider {:?}; available: mock",
+                    self.telephony.provider
+                ),
+            ));
+        }
+        let mock = &self.telephony.mock;
+        for (key, rate) in [
+            ("telephony.mock.success_rate", mock.success_rate),
+            ("telephony.mock.retryable_rate", mock.retryable_rate),
+        ] {
+            if !(0.0..=1.0).contains(&rate) {
+                return Err(invalid(key, format!("must be between 0 and 1, got {rate}")));
+            }
+        }
+        if mock.max_duration < mock.min_duration {
+            return Err(invalid(
+                "telephony.mock.max_duration",
+                "must not be below telephony.mock.min_duration",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Campaign defaults, the global cap and the timers of the scheduler, retry and limiter.
+    fn validate_engine(&self) -> Result<(), SettingsError> {
+        if !(1..=100_000).contains(&self.campaign.default_max_concurrent_calls) {
+            return Err(invalid(
+                "campaign.default_max_concurrent_calls",
+                "must be between 1 and 100000",
+            ));
+        }
+        if self.throttle.global_concurrency == 0 {
+            return Err(invalid("throttle.global_concurrency", "must be positive"));
+        }
+        if self.scheduler.batch_size == 0 {
+            return Err(invalid("scheduler.batch_size", "must be positive"));
+        }
+        for (key, value) in [
+            ("scheduler.interval", self.scheduler.interval),
+            (
+                "scheduler.heartbeat_interval",
+                self.scheduler.heartbeat_interval,
+            ),
+            ("retry.poll_interval", self.retry.poll_interval),
+            ("limiter.lease_ttl", self.limiter.lease_ttl),
+        ] {
+            if value.0.is_zero() {
+                return Err(invalid(key, "must be positive"));
+            }
+        }
+        if self.scheduler.orphan_after <= self.scheduler.heartbeat_interval {
+            return Err(invalid(
+                "scheduler.orphan_after",
+                "must be longer than scheduler.heartbeat_interval",
+            ));
+        }
+        Ok(())
+    }
+
+    /// A process may run a subset of the roles only on a bus that crosses processes.
+    fn validate_roles(&self) -> Result<(), SettingsError> {
+        if self.runtime.roles.is_empty() {
+            return Err(invalid("runtime.roles", "at least one role is needed"));
+        }
+        if RoleName::expand(&self.runtime.roles).len() == RoleName::ROLES.len() {
+            return Ok(());
+        }
+        match self.bus.address() {
+            BusAddress::Memory => Err(invalid(
+                "bus.kind",
+                "the in-process bus (memory) needs every role in one process; run --roles all or use kafka",
+            )),
+            BusAddress::MockKafka => Err(invalid(
+                "bus.brokers",
+                "the mock cluster runs in this process, so every role must; run --roles all or name real brokers",
+            )),
+            BusAddress::Kafka { .. } => Ok(()),
+        }
+    }
+}
