@@ -15,8 +15,8 @@ use super::{Conn, PgStore};
 use crate::adapters::sql::prepared::KeepPrepared;
 use crate::adapters::sql::rows::{
     readable_backlog, CountRow, CurrentCallRow, IdRow, OrphanRow, TimelineRow,
-    CURRENT_CALL_COLUMNS, TIMELINE_COLUMNS,
 };
+use crate::adapters::sql::statements::{CURRENT_CALLS, ORPHANED_ATTEMPTS, TIMELINE_BACKLOG};
 use crate::adapters::sql::{as_bigint, to_ms, Failure};
 use crate::domain::ids::{CallId, CampaignId, InstanceId};
 use crate::domain::settlement::{AppliedReport, AttemptReport, CurrentCall, Settlement};
@@ -117,11 +117,8 @@ async fn lock_reported_calls(
     call_ids.sort_unstable();
     call_ids.dedup();
     let rows: Vec<CurrentCallRow> = diesel::sql_query(format!(
-        "SELECT {CURRENT_CALL_COLUMNS} FROM calls c \
-         JOIN campaigns k ON k.id = c.campaign_id \
-         LEFT JOIN attempts a ON a.campaign_id = c.campaign_id AND a.call_id = c.id \
-         AND a.attempt = c.attempt_count \
-         WHERE c.campaign_id = $1 AND c.id = ANY($2) ORDER BY c.id FOR UPDATE OF c"
+        "{} WHERE c.campaign_id = $1 AND c.id = ANY($2) ORDER BY c.id FOR UPDATE OF c",
+        CURRENT_CALLS.postgres()
     ))
     .bind::<Text, _>(campaign.to_owned())
     .bind::<Array<Text>, _>(call_ids)
@@ -250,21 +247,12 @@ pub(super) async fn orphaned(
     store
         .read(move |conn| {
             async move {
-                let rows: Vec<OrphanRow> = diesel::sql_query(
-                    "SELECT c.id AS call_id, c.campaign_id AS campaign_id, \
-                     c.attempt_count AS attempt, k.max_attempts AS max_attempts, \
-                     k.base_delay_ms AS base_delay_ms, k.max_delay_ms AS max_delay_ms, \
-                     k.jitter AS jitter, c.owner AS owner FROM calls c \
-                     JOIN campaigns k ON k.id = c.campaign_id \
-                     LEFT JOIN instances i ON i.id = c.owner \
-                     WHERE c.status = 'dialing' AND (i.heartbeat_at IS NULL OR i.heartbeat_at < $1) \
-                     LIMIT $2",
-                )
-                .bind::<BigInt, _>(to_ms(stale_before))
-                .bind::<BigInt, _>(as_bigint(limit))
-                .prepared()
-                .load(conn)
-                .await?;
+                let rows: Vec<OrphanRow> = diesel::sql_query(ORPHANED_ATTEMPTS.postgres())
+                    .bind::<BigInt, _>(to_ms(stale_before))
+                    .bind::<BigInt, _>(as_bigint(limit))
+                    .prepared()
+                    .load(conn)
+                    .await?;
                 Ok(rows
                     .into_iter()
                     .map(OrphanedAttempt::try_from)
@@ -282,13 +270,11 @@ pub(super) async fn backlog(
     store
         .read(move |conn| {
             async move {
-                let rows: Vec<TimelineRow> = diesel::sql_query(format!(
-                    "SELECT {TIMELINE_COLUMNS} FROM attempts WHERE ended_at IS NOT NULL LIMIT $1"
-                ))
-                .bind::<BigInt, _>(as_bigint(limit))
-                .prepared()
-                .load(conn)
-                .await?;
+                let rows: Vec<TimelineRow> = diesel::sql_query(TIMELINE_BACKLOG.postgres())
+                    .bind::<BigInt, _>(as_bigint(limit))
+                    .prepared()
+                    .load(conn)
+                    .await?;
                 Ok(readable_backlog(rows))
             }
             .boxed()

@@ -12,6 +12,7 @@ use super::rows::PhoneRow;
 use super::{rows_per_insert, Conn, PgStore};
 use crate::adapters::sql::prepared::KeepPrepared;
 use crate::adapters::sql::rows::{AttemptRow, CallRow, CALL_COLUMNS};
+use crate::adapters::sql::statements::{CALLS, CALLS_IN_STATUS, CALL_ATTEMPTS};
 use crate::adapters::sql::{as_bigint, to_ms, Failure};
 use crate::domain::call::{Attempt, Call, CallStatus};
 use crate::domain::ids::{CallId, CampaignId};
@@ -128,15 +129,12 @@ pub(super) async fn get(
                 let Some(call) = rows.into_iter().next().map(Call::try_from).transpose()? else {
                     return Ok(None);
                 };
-                let rows: Vec<AttemptRow> = diesel::sql_query(
-                    "SELECT attempt, status, error, started_at, ended_at, duration_ms \
-                     FROM attempts WHERE campaign_id = $1 AND call_id = $2 ORDER BY attempt",
-                )
-                .bind::<Text, _>(call.campaign_id.to_string())
-                .bind::<Text, _>(id.to_string())
-                .prepared()
-                .load(conn)
-                .await?;
+                let rows: Vec<AttemptRow> = diesel::sql_query(CALL_ATTEMPTS.postgres())
+                    .bind::<Text, _>(call.campaign_id.to_string())
+                    .bind::<Text, _>(id.to_string())
+                    .prepared()
+                    .load(conn)
+                    .await?;
                 let attempts = rows
                     .into_iter()
                     .map(Attempt::try_from)
@@ -161,29 +159,23 @@ pub(super) async fn list(
             async move {
                 let rows: Vec<CallRow> = match status {
                     Some(status) => {
-                        diesel::sql_query(format!(
-                            "SELECT {CALL_COLUMNS} FROM calls WHERE campaign_id = $1 \
-                             AND status = $2 AND id > $3 ORDER BY id LIMIT $4"
-                        ))
-                        .bind::<Text, _>(campaign_id.to_string())
-                        .bind::<Text, _>(status.as_str())
-                        .bind::<Text, _>(after)
-                        .bind::<BigInt, _>(as_bigint(limit))
-                        .prepared()
-                        .load(conn)
-                        .await?
+                        diesel::sql_query(CALLS_IN_STATUS.postgres())
+                            .bind::<Text, _>(campaign_id.to_string())
+                            .bind::<Text, _>(status.as_str())
+                            .bind::<Text, _>(after)
+                            .bind::<BigInt, _>(as_bigint(limit))
+                            .prepared()
+                            .load(conn)
+                            .await?
                     }
                     None => {
-                        diesel::sql_query(format!(
-                            "SELECT {CALL_COLUMNS} FROM calls WHERE campaign_id = $1 AND id > $2 \
-                             ORDER BY id LIMIT $3"
-                        ))
-                        .bind::<Text, _>(campaign_id.to_string())
-                        .bind::<Text, _>(after)
-                        .bind::<BigInt, _>(as_bigint(limit))
-                        .prepared()
-                        .load(conn)
-                        .await?
+                        diesel::sql_query(CALLS.postgres())
+                            .bind::<Text, _>(campaign_id.to_string())
+                            .bind::<Text, _>(after)
+                            .bind::<BigInt, _>(as_bigint(limit))
+                            .prepared()
+                            .load(conn)
+                            .await?
                     }
                 };
                 Ok(rows

@@ -11,7 +11,8 @@ use super::error::name_taken;
 use super::rows::StatusCountRow;
 use super::{rows_per_insert, Conn, PgStore};
 use crate::adapters::sql::prepared::KeepPrepared;
-use crate::adapters::sql::rows::{CampaignRow, StatsRow, CAMPAIGN_COLUMNS, STATS_COLUMNS};
+use crate::adapters::sql::rows::{CampaignRow, StatsRow, CAMPAIGN_COLUMNS};
+use crate::adapters::sql::statements::{self, APPLY_STATS, CAMPAIGN_STATS, LOAD_CAMPAIGN};
 use crate::adapters::sql::{as_bigint, hours_json, to_ms, Failure};
 use crate::domain::call::{Call, CallStatus};
 use crate::domain::campaign::{
@@ -27,13 +28,11 @@ pub(super) async fn load_campaign(
     id: CampaignId,
     lock: &str,
 ) -> Result<Option<Campaign>, Failure> {
-    let rows: Vec<CampaignRow> = diesel::sql_query(format!(
-        "SELECT {CAMPAIGN_COLUMNS} FROM campaigns WHERE id = $1 {lock}"
-    ))
-    .bind::<Text, _>(id.to_string())
-    .prepared()
-    .load(conn)
-    .await?;
+    let rows: Vec<CampaignRow> = diesel::sql_query(format!("{} {lock}", LOAD_CAMPAIGN.postgres()))
+        .bind::<Text, _>(id.to_string())
+        .prepared()
+        .load(conn)
+        .await?;
     Ok(rows
         .into_iter()
         .next()
@@ -60,29 +59,10 @@ pub(super) async fn apply_stats(
     delta: &StatsDelta,
     now: DateTime<Utc>,
 ) -> Result<(), Failure> {
-    diesel::sql_query(
-        "UPDATE campaign_stats SET total_calls = total_calls + $1, queued = queued + $2, \
-         retrying = retrying + $3, dialing = dialing + $4, completed = completed + $5, \
-         failed = failed + $6, canceled = canceled + $7, attempts_total = attempts_total + $8, \
-         retries_attempted = retries_attempted + $9, duration_ms_total = duration_ms_total + $10, \
-         finished_attempts = finished_attempts + $11, updated_at = $12 WHERE campaign_id = $13",
-    )
-    .bind::<BigInt, _>(delta.total_calls)
-    .bind::<BigInt, _>(delta.queued)
-    .bind::<BigInt, _>(delta.retrying)
-    .bind::<BigInt, _>(delta.dialing)
-    .bind::<BigInt, _>(delta.completed)
-    .bind::<BigInt, _>(delta.failed)
-    .bind::<BigInt, _>(delta.canceled)
-    .bind::<BigInt, _>(delta.attempts_total)
-    .bind::<BigInt, _>(delta.retries_attempted)
-    .bind::<BigInt, _>(delta.duration_ms_total)
-    .bind::<BigInt, _>(delta.finished_attempts)
-    .bind::<BigInt, _>(to_ms(now))
-    .bind::<Text, _>(campaign.to_owned())
-    .prepared()
-    .execute(conn)
-    .await?;
+    statements::apply_stats(APPLY_STATS.postgres(), campaign, delta, now)
+        .prepared()
+        .execute(conn)
+        .await?;
     Ok(())
 }
 
@@ -366,13 +346,11 @@ pub(super) async fn stats(
     store
         .read(move |conn| {
             async move {
-                let rows: Vec<StatsRow> = diesel::sql_query(format!(
-                    "SELECT {STATS_COLUMNS} FROM campaign_stats WHERE campaign_id = $1"
-                ))
-                .bind::<Text, _>(id.to_string())
-                .prepared()
-                .load(conn)
-                .await?;
+                let rows: Vec<StatsRow> = diesel::sql_query(CAMPAIGN_STATS.postgres())
+                    .bind::<Text, _>(id.to_string())
+                    .prepared()
+                    .load(conn)
+                    .await?;
                 Ok(rows
                     .into_iter()
                     .next()

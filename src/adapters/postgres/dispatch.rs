@@ -11,9 +11,8 @@ use super::error::bad_id;
 use super::rows::RowCount;
 use super::{Conn, PgStore};
 use crate::adapters::sql::prepared::KeepPrepared;
-use crate::adapters::sql::rows::{
-    ClaimRow, CountRow, IdRow, MaybeMsRow, RunnableRow, CAMPAIGN_COLUMNS,
-};
+use crate::adapters::sql::rows::{ClaimRow, CountRow, IdRow, MaybeMsRow, RunnableRow};
+use crate::adapters::sql::statements::RUNNABLE_CAMPAIGNS;
 use crate::adapters::sql::{as_bigint, from_ms, to_ms, Failure};
 use crate::domain::ids::{CampaignId, InstanceId};
 use crate::domain::stats::StatsDelta;
@@ -58,15 +57,10 @@ pub(super) async fn runnable_campaigns(
     store
         .read(|conn| {
             async move {
-                let rows: Vec<RunnableRow> = diesel::sql_query(format!(
-                    "SELECT {CAMPAIGN_COLUMNS}, s.queued AS queued FROM campaigns \
-                     JOIN campaign_stats s ON s.campaign_id = campaigns.id \
-                     WHERE campaigns.status = 'in_progress' AND s.queued > 0 \
-                     ORDER BY campaigns.id"
-                ))
-                .prepared()
-                .load(conn)
-                .await?;
+                let rows: Vec<RunnableRow> = diesel::sql_query(RUNNABLE_CAMPAIGNS.postgres())
+                    .prepared()
+                    .load(conn)
+                    .await?;
                 Ok(rows
                     .into_iter()
                     .map(RunnableCampaign::try_from)

@@ -7,6 +7,7 @@ use futures::FutureExt;
 
 use super::PgStore;
 use crate::adapters::sql::prepared::KeepPrepared;
+use crate::adapters::sql::statements::HEARTBEAT;
 use crate::adapters::sql::to_ms;
 use crate::domain::ids::InstanceId;
 use crate::ports::StoreError;
@@ -19,15 +20,12 @@ pub(super) async fn heartbeat(
     store
         .read(move |conn| {
             async move {
-                diesel::sql_query(
-                    "INSERT INTO instances (id, heartbeat_at) VALUES ($1, $2) \
-                     ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
-                )
-                .bind::<Text, _>(instance.to_string())
-                .bind::<BigInt, _>(to_ms(now))
-                .prepared()
-                .execute(conn)
-                .await?;
+                diesel::sql_query(HEARTBEAT.postgres())
+                    .bind::<Text, _>(instance.to_string())
+                    .bind::<BigInt, _>(to_ms(now))
+                    .prepared()
+                    .execute(conn)
+                    .await?;
                 Ok(())
             }
             .boxed()

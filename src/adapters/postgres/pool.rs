@@ -9,10 +9,14 @@ use diesel_async::pooled_connection::{
     AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
 };
 use diesel_async::AsyncConnection;
+use diesel_async::RunQueryDsl;
 use futures::future::BoxFuture;
+use futures::FutureExt;
 
 use super::error::store_error;
 use super::{Conn, PgStore};
+use crate::adapters::sql::prepared::KeepPrepared;
+use crate::adapters::sql::rows::CountRow;
 use crate::adapters::sql::Failure;
 use crate::ports::StoreError;
 
@@ -87,4 +91,19 @@ impl PgStore {
             .await
             .map_err(store_error)
     }
+}
+
+pub(super) async fn ping(store: &PgStore) -> Result<(), StoreError> {
+    store
+        .read(|conn| {
+            async move {
+                let _: Vec<CountRow> = diesel::sql_query("SELECT 1 AS n")
+                    .prepared()
+                    .load(conn)
+                    .await?;
+                Ok(())
+            }
+            .boxed()
+        })
+        .await
 }

@@ -10,6 +10,7 @@ use super::PgStore;
 use crate::adapters::sql::page::{page, resume_after};
 use crate::adapters::sql::prepared::KeepPrepared;
 use crate::adapters::sql::rows::{AttemptRow, TimelineRow, TIMELINE_COLUMNS};
+use crate::adapters::sql::statements::FINISHED_CALL_ATTEMPTS;
 use crate::adapters::sql::{as_bigint, to_ms};
 use crate::domain::call::Attempt;
 use crate::domain::ids::{CallId, CampaignId};
@@ -86,16 +87,13 @@ impl Timeline for PgStore {
         let attempts = self
             .read(move |conn| {
                 async move {
-                    let rows: Vec<AttemptRow> = diesel::sql_query(
-                        "SELECT attempt, status, error, started_at, ended_at, duration_ms \
-                         FROM attempts WHERE campaign_id = $1 AND call_id = $2 \
-                         AND ended_at IS NOT NULL ORDER BY attempt",
-                    )
-                    .bind::<Text, _>(campaign_id.to_string())
-                    .bind::<Text, _>(call_id.to_string())
-                    .prepared()
-                    .load(conn)
-                    .await?;
+                    let rows: Vec<AttemptRow> =
+                        diesel::sql_query(FINISHED_CALL_ATTEMPTS.postgres())
+                            .bind::<Text, _>(campaign_id.to_string())
+                            .bind::<Text, _>(call_id.to_string())
+                            .prepared()
+                            .load(conn)
+                            .await?;
                     Ok(rows
                         .into_iter()
                         .map(Attempt::try_from)

@@ -13,10 +13,8 @@ use super::campaigns::apply_stats;
 use super::dispatch::complete_if_finished;
 use super::SqliteStore;
 use crate::adapters::sql::prepared::KeepPrepared;
-use crate::adapters::sql::rows::{
-    readable_backlog, CurrentCallRow, OrphanRow, TimelineRow, CURRENT_CALL_COLUMNS,
-    TIMELINE_COLUMNS,
-};
+use crate::adapters::sql::rows::{readable_backlog, CurrentCallRow, OrphanRow, TimelineRow};
+use crate::adapters::sql::statements::{CURRENT_CALLS, ORPHANED_ATTEMPTS, TIMELINE_BACKLOG};
 use crate::adapters::sql::{as_bigint, to_ms, Failure};
 use crate::domain::ids::{CallId, CampaignId, InstanceId};
 use crate::domain::settlement::{AppliedReport, AttemptReport, CurrentCall, Settlement};
@@ -58,16 +56,11 @@ fn current_call(
     conn: &mut SqliteConnection,
     call_id: CallId,
 ) -> Result<Option<CurrentCall>, Failure> {
-    let rows: Vec<CurrentCallRow> = diesel::sql_query(format!(
-        "SELECT {CURRENT_CALL_COLUMNS} FROM calls c \
-         JOIN campaigns k ON k.id = c.campaign_id \
-         LEFT JOIN attempts a ON a.campaign_id = c.campaign_id AND a.call_id = c.id \
-         AND a.attempt = c.attempt_count \
-         WHERE c.id = ?"
-    ))
-    .bind::<Text, _>(call_id.to_string())
-    .prepared()
-    .load(conn)?;
+    let rows: Vec<CurrentCallRow> =
+        diesel::sql_query(format!("{} WHERE c.id = ?", CURRENT_CALLS.sqlite()))
+            .bind::<Text, _>(call_id.to_string())
+            .prepared()
+            .load(conn)?;
     Ok(rows
         .into_iter()
         .next()
@@ -147,20 +140,11 @@ pub(super) async fn orphaned(
 ) -> Result<Vec<OrphanedAttempt>, StoreError> {
     store
         .read(move |conn| {
-            let rows: Vec<OrphanRow> = diesel::sql_query(
-                "SELECT c.id AS call_id, c.campaign_id AS campaign_id, \
-                 c.attempt_count AS attempt, k.max_attempts AS max_attempts, \
-                 k.base_delay_ms AS base_delay_ms, k.max_delay_ms AS max_delay_ms, \
-                 k.jitter AS jitter, c.owner AS owner FROM calls c \
-                 JOIN campaigns k ON k.id = c.campaign_id \
-                 LEFT JOIN instances i ON i.id = c.owner \
-                 WHERE c.status = 'dialing' AND (i.heartbeat_at IS NULL OR i.heartbeat_at < ?) \
-                 LIMIT ?",
-            )
-            .bind::<BigInt, _>(to_ms(stale_before))
-            .bind::<BigInt, _>(as_bigint(limit))
-            .prepared()
-            .load(conn)?;
+            let rows: Vec<OrphanRow> = diesel::sql_query(ORPHANED_ATTEMPTS.sqlite())
+                .bind::<BigInt, _>(to_ms(stale_before))
+                .bind::<BigInt, _>(as_bigint(limit))
+                .prepared()
+                .load(conn)?;
             Ok(rows
                 .into_iter()
                 .map(OrphanedAttempt::try_from)
@@ -175,12 +159,10 @@ pub(super) async fn backlog(
 ) -> Result<Vec<TimelineEntry>, StoreError> {
     store
         .read(move |conn| {
-            let rows: Vec<TimelineRow> = diesel::sql_query(format!(
-                "SELECT {TIMELINE_COLUMNS} FROM attempts WHERE ended_at IS NOT NULL LIMIT ?"
-            ))
-            .bind::<BigInt, _>(as_bigint(limit))
-            .prepared()
-            .load(conn)?;
+            let rows: Vec<TimelineRow> = diesel::sql_query(TIMELINE_BACKLOG.sqlite())
+                .bind::<BigInt, _>(as_bigint(limit))
+                .prepared()
+                .load(conn)?;
             Ok(readable_backlog(rows))
         })
         .await

@@ -9,6 +9,7 @@ use super::campaigns::{apply_stats, existing_campaign};
 use super::{SqliteStore, INSERT_CHUNK};
 use crate::adapters::sql::prepared::KeepPrepared;
 use crate::adapters::sql::rows::{AttemptRow, CallRow, CountRow, CALL_COLUMNS};
+use crate::adapters::sql::statements::{CALLS, CALLS_IN_STATUS, CALL_ATTEMPTS};
 use crate::adapters::sql::{as_bigint, to_ms, Failure};
 use crate::domain::call::{Attempt, Call, CallStatus};
 use crate::domain::ids::{CallId, CampaignId};
@@ -96,14 +97,11 @@ pub(super) async fn get(
             let Some(call) = load_call(conn, id)? else {
                 return Ok(None);
             };
-            let rows: Vec<AttemptRow> = diesel::sql_query(
-                "SELECT attempt, status, error, started_at, ended_at, duration_ms FROM attempts \
-                 WHERE campaign_id = ? AND call_id = ? ORDER BY attempt",
-            )
-            .bind::<Text, _>(call.campaign_id.to_string())
-            .bind::<Text, _>(id.to_string())
-            .prepared()
-            .load(conn)?;
+            let rows: Vec<AttemptRow> = diesel::sql_query(CALL_ATTEMPTS.sqlite())
+                .bind::<Text, _>(call.campaign_id.to_string())
+                .bind::<Text, _>(id.to_string())
+                .prepared()
+                .load(conn)?;
             let attempts = rows
                 .into_iter()
                 .map(Attempt::try_from)
@@ -124,25 +122,19 @@ pub(super) async fn list(
         .read(move |conn| {
             let after = after.map(|id| id.to_string()).unwrap_or_default();
             let rows: Vec<CallRow> = match status {
-                Some(status) => diesel::sql_query(format!(
-                    "SELECT {CALL_COLUMNS} FROM calls WHERE campaign_id = ? AND status = ? \
-                     AND id > ? ORDER BY id LIMIT ?"
-                ))
-                .bind::<Text, _>(campaign_id.to_string())
-                .bind::<Text, _>(status.as_str())
-                .bind::<Text, _>(after)
-                .bind::<BigInt, _>(as_bigint(limit))
-                .prepared()
-                .load(conn)?,
-                None => diesel::sql_query(format!(
-                    "SELECT {CALL_COLUMNS} FROM calls WHERE campaign_id = ? AND id > ? \
-                     ORDER BY id LIMIT ?"
-                ))
-                .bind::<Text, _>(campaign_id.to_string())
-                .bind::<Text, _>(after)
-                .bind::<BigInt, _>(as_bigint(limit))
-                .prepared()
-                .load(conn)?,
+                Some(status) => diesel::sql_query(CALLS_IN_STATUS.sqlite())
+                    .bind::<Text, _>(campaign_id.to_string())
+                    .bind::<Text, _>(status.as_str())
+                    .bind::<Text, _>(after)
+                    .bind::<BigInt, _>(as_bigint(limit))
+                    .prepared()
+                    .load(conn)?,
+                None => diesel::sql_query(CALLS.sqlite())
+                    .bind::<Text, _>(campaign_id.to_string())
+                    .bind::<Text, _>(after)
+                    .bind::<BigInt, _>(as_bigint(limit))
+                    .prepared()
+                    .load(conn)?,
             };
             Ok(rows
                 .into_iter()

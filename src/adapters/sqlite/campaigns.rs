@@ -9,7 +9,8 @@ use diesel::RunQueryDsl;
 use super::calls::insert_calls;
 use super::{SqliteStore, INSERT_CHUNK};
 use crate::adapters::sql::prepared::KeepPrepared;
-use crate::adapters::sql::rows::{CampaignRow, StatsRow, CAMPAIGN_COLUMNS, STATS_COLUMNS};
+use crate::adapters::sql::rows::{CampaignRow, StatsRow, CAMPAIGN_COLUMNS};
+use crate::adapters::sql::statements::{self, APPLY_STATS, CAMPAIGN_STATS, LOAD_CAMPAIGN};
 use crate::adapters::sql::{as_bigint, hours_json, to_ms, Failure};
 use crate::domain::call::{Call, CallStatus};
 use crate::domain::campaign::{
@@ -23,12 +24,10 @@ pub(super) fn load_campaign(
     conn: &mut SqliteConnection,
     id: CampaignId,
 ) -> Result<Option<Campaign>, Failure> {
-    let rows: Vec<CampaignRow> = diesel::sql_query(format!(
-        "SELECT {CAMPAIGN_COLUMNS} FROM campaigns WHERE id = ?"
-    ))
-    .bind::<Text, _>(id.to_string())
-    .prepared()
-    .load(conn)?;
+    let rows: Vec<CampaignRow> = diesel::sql_query(LOAD_CAMPAIGN.sqlite())
+        .bind::<Text, _>(id.to_string())
+        .prepared()
+        .load(conn)?;
     Ok(rows
         .into_iter()
         .next()
@@ -50,28 +49,9 @@ pub(super) fn apply_stats(
     delta: &StatsDelta,
     now: DateTime<Utc>,
 ) -> Result<(), Failure> {
-    diesel::sql_query(
-        "UPDATE campaign_stats SET total_calls = total_calls + ?, queued = queued + ?, \
-         retrying = retrying + ?, dialing = dialing + ?, completed = completed + ?, \
-         failed = failed + ?, canceled = canceled + ?, attempts_total = attempts_total + ?, \
-         retries_attempted = retries_attempted + ?, duration_ms_total = duration_ms_total + ?, \
-         finished_attempts = finished_attempts + ?, updated_at = ? WHERE campaign_id = ?",
-    )
-    .bind::<BigInt, _>(delta.total_calls)
-    .bind::<BigInt, _>(delta.queued)
-    .bind::<BigInt, _>(delta.retrying)
-    .bind::<BigInt, _>(delta.dialing)
-    .bind::<BigInt, _>(delta.completed)
-    .bind::<BigInt, _>(delta.failed)
-    .bind::<BigInt, _>(delta.canceled)
-    .bind::<BigInt, _>(delta.attempts_total)
-    .bind::<BigInt, _>(delta.retries_attempted)
-    .bind::<BigInt, _>(delta.duration_ms_total)
-    .bind::<BigInt, _>(delta.finished_attempts)
-    .bind::<BigInt, _>(to_ms(now))
-    .bind::<Text, _>(campaign_id.to_string())
-    .prepared()
-    .execute(conn)?;
+    statements::apply_stats(APPLY_STATS.sqlite(), &campaign_id.to_string(), delta, now)
+        .prepared()
+        .execute(conn)?;
     Ok(())
 }
 
@@ -292,12 +272,10 @@ pub(super) async fn stats(
 ) -> Result<Option<CampaignStats>, StoreError> {
     store
         .point_read(move |conn| {
-            let rows: Vec<StatsRow> = diesel::sql_query(format!(
-                "SELECT {STATS_COLUMNS} FROM campaign_stats WHERE campaign_id = ?"
-            ))
-            .bind::<Text, _>(id.to_string())
-            .prepared()
-            .load(conn)?;
+            let rows: Vec<StatsRow> = diesel::sql_query(CAMPAIGN_STATS.sqlite())
+                .bind::<Text, _>(id.to_string())
+                .prepared()
+                .load(conn)?;
             Ok(rows
                 .into_iter()
                 .next()

@@ -11,9 +11,8 @@ use diesel::RunQueryDsl;
 use super::campaigns::apply_stats;
 use super::{SqliteStore, INSERT_CHUNK};
 use crate::adapters::sql::prepared::KeepPrepared;
-use crate::adapters::sql::rows::{
-    ClaimRow, CountRow, IdRow, MaybeMsRow, RunnableRow, CAMPAIGN_COLUMNS,
-};
+use crate::adapters::sql::rows::{ClaimRow, CountRow, IdRow, MaybeMsRow, RunnableRow};
+use crate::adapters::sql::statements::RUNNABLE_CAMPAIGNS;
 use crate::adapters::sql::{as_bigint, from_ms, to_ms, Failure};
 use crate::domain::ids::{CampaignId, InstanceId};
 use crate::domain::stats::StatsDelta;
@@ -47,13 +46,9 @@ pub(super) async fn runnable_campaigns(
 ) -> Result<Vec<RunnableCampaign>, StoreError> {
     store
         .read(|conn| {
-            let rows: Vec<RunnableRow> = diesel::sql_query(format!(
-                "SELECT {CAMPAIGN_COLUMNS}, s.queued AS queued FROM campaigns \
-                 JOIN campaign_stats s ON s.campaign_id = campaigns.id \
-                 WHERE campaigns.status = 'in_progress' AND s.queued > 0 ORDER BY campaigns.id"
-            ))
-            .prepared()
-            .load(conn)?;
+            let rows: Vec<RunnableRow> = diesel::sql_query(RUNNABLE_CAMPAIGNS.sqlite())
+                .prepared()
+                .load(conn)?;
             Ok(rows
                 .into_iter()
                 .map(RunnableCampaign::try_from)

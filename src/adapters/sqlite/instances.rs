@@ -6,6 +6,7 @@ use diesel::RunQueryDsl;
 
 use super::SqliteStore;
 use crate::adapters::sql::prepared::KeepPrepared;
+use crate::adapters::sql::statements::HEARTBEAT;
 use crate::adapters::sql::to_ms;
 use crate::domain::ids::InstanceId;
 use crate::ports::StoreError;
@@ -17,14 +18,11 @@ pub(super) async fn heartbeat(
 ) -> Result<(), StoreError> {
     store
         .write(move |conn| {
-            diesel::sql_query(
-                "INSERT INTO instances (id, heartbeat_at) VALUES (?, ?) \
-                 ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
-            )
-            .bind::<Text, _>(instance.to_string())
-            .bind::<BigInt, _>(to_ms(now))
-            .prepared()
-            .execute(conn)?;
+            diesel::sql_query(HEARTBEAT.sqlite())
+                .bind::<Text, _>(instance.to_string())
+                .bind::<BigInt, _>(to_ms(now))
+                .prepared()
+                .execute(conn)?;
             Ok(())
         })
         .await

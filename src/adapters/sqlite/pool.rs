@@ -8,12 +8,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use diesel::connection::SimpleConnection;
 use diesel::result::Error as DieselError;
 use diesel::sqlite::SqliteConnection;
-use diesel::Connection;
+use diesel::{Connection, RunQueryDsl};
 use diesel_async::AsyncConnection;
 use tokio::sync::Mutex;
 
 use super::error::{classify, store_error};
 use super::{Conn, SqliteStore};
+use crate::adapters::sql::rows::CountRow;
 use crate::adapters::sql::Failure;
 use crate::ports::StoreError;
 
@@ -128,4 +129,13 @@ impl SqliteStore {
     {
         self.read(move |conn| conn.transaction(work)).await
     }
+}
+
+pub(super) async fn ping(store: &SqliteStore) -> Result<(), StoreError> {
+    store
+        .read(|conn| {
+            let _: Vec<CountRow> = diesel::sql_query("SELECT 1 AS n").load(conn)?;
+            Ok(())
+        })
+        .await
 }

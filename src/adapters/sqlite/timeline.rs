@@ -9,6 +9,7 @@ use super::{SqliteStore, INSERT_CHUNK};
 use crate::adapters::sql::page::{page, resume_after};
 use crate::adapters::sql::prepared::KeepPrepared;
 use crate::adapters::sql::rows::{AttemptRow, TimelineRow, TIMELINE_COLUMNS};
+use crate::adapters::sql::statements::FINISHED_CALL_ATTEMPTS;
 use crate::adapters::sql::{as_bigint, to_ms};
 use crate::domain::call::Attempt;
 use crate::domain::ids::{CallId, CampaignId};
@@ -67,15 +68,11 @@ impl Timeline for SqliteStore {
     ) -> Result<Vec<Attempt>, TimelineError> {
         let attempts = self
             .read(move |conn| {
-                let rows: Vec<AttemptRow> = diesel::sql_query(
-                    "SELECT attempt, status, error, started_at, ended_at, duration_ms \
-                     FROM attempts WHERE campaign_id = ? AND call_id = ? \
-                     AND ended_at IS NOT NULL ORDER BY attempt",
-                )
-                .bind::<Text, _>(campaign_id.to_string())
-                .bind::<Text, _>(call_id.to_string())
-                .prepared()
-                .load(conn)?;
+                let rows: Vec<AttemptRow> = diesel::sql_query(FINISHED_CALL_ATTEMPTS.sqlite())
+                    .bind::<Text, _>(campaign_id.to_string())
+                    .bind::<Text, _>(call_id.to_string())
+                    .prepared()
+                    .load(conn)?;
                 Ok(rows
                     .into_iter()
                     .map(Attempt::try_from)

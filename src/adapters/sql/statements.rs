@@ -1,0 +1,196 @@
+//! Statements both dialects accept, written once with `?` placeholders. SQLite runs the text as
+//! it is; PostgreSQL gets the placeholders numbered (`$1`, `$2`, ...). Each text is built once
+//! per process. Statements whose dialects differ (locking clauses, `unnest`, `RETURNING` on
+//! PostgreSQL's CTEs, multi-row `VALUES`) stay in the store that runs them.
+
+use std::sync::OnceLock;
+
+use chrono::{DateTime, Utc};
+use diesel::backend::Backend;
+use diesel::query_builder::{BoxedSqlQuery, SqlQuery};
+use diesel::serialize::ToSql;
+use diesel::sql_types::{BigInt, HasSqlType, Text};
+
+use super::rows::{
+    CALL_COLUMNS, CAMPAIGN_COLUMNS, CURRENT_CALL_COLUMNS, STATS_COLUMNS, TIMELINE_COLUMNS,
+};
+use super::to_ms;
+use crate::domain::stats::StatsDelta;
+
+pub struct Statement {
+    text: fn() -> String,
+    sqlite: OnceLock<String>,
+    postgres: OnceLock<String>,
+}
+
+impl Statement {
+    const fn new(text: fn() -> String) -> Self {
+        Self {
+            text,
+            sqlite: OnceLock::new(),
+            postgres: OnceLock::new(),
+        }
+    }
+
+    pub fn sqlite(&self) -> &str {
+        self.sqlite.get_or_init(self.text)
+    }
+
+    pub fn postgres(&self) -> &str {
+        self.postgres.get_or_init(|| numbered(&(self.text)()))
+    }
+}
+
+/// `text` with its `?` placeholders numbered `$1`, `$2`, ... in order; a `?` inside a quoted
+/// literal or identifier is left alone.
+fn numbered(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 16);
+    let mut quote: Option<char> = None;
+    let mut next = 1;
+    for c in text.chars() {
+        match (quote, c) {
+            (Some(open), c) if c == open => quote = None,
+            (Some(_), _) => {}
+            (None, '\'' | '"') => quote = Some(c),
+            (None, '?') => {
+                out.push_str(&format!("${next}"));
+                next += 1;
+                continue;
+            }
+            (None, _) => {}
+        }
+        out.push(c);
+    }
+    out
+}
+
+pub static LOAD_CAMPAIGN: Statement =
+    Statement::new(|| format!("SELECT {CAMPAIGN_COLUMNS} FROM campaigns WHERE id = ?"));
+
+pub static CAMPAIGN_STATS: Statement =
+    Statement::new(|| format!("SELECT {STATS_COLUMNS} FROM campaign_stats WHERE campaign_id = ?"));
+
+/// `APPLY_STATS` (in the dialect of `text`) with its values bound: a campaign's counters moved by `delta`.
+pub fn apply_stats<DB>(
+    text: &str,
+    campaign: &str,
+    delta: &StatsDelta,
+    now: DateTime<Utc>,
+) -> BoxedSqlQuery<'static, DB, SqlQuery>
+where
+    DB: Backend + HasSqlType<BigInt> + HasSqlType<Text>,
+    i64: ToSql<BigInt, DB>,
+    String: ToSql<Text, DB>,
+{
+    diesel::sql_query(text)
+        .into_boxed::<DB>()
+        .bind::<BigInt, _>(delta.total_calls)
+        .bind::<BigInt, _>(delta.queued)
+        .bind::<BigInt, _>(delta.retrying)
+        .bind::<BigInt, _>(delta.dialing)
+        .bind::<BigInt, _>(delta.completed)
+        .bind::<BigInt, _>(delta.failed)
+        .bind::<BigInt, _>(delta.canceled)
+        .bind::<BigInt, _>(delta.attempts_total)
+        .bind::<BigInt, _>(delta.retries_attempted)
+        .bind::<BigInt, _>(delta.duration_ms_total)
+        .bind::<BigInt, _>(delta.finished_attempts)
+        .bind::<BigInt, _>(to_ms(now))
+        .bind::<Text, _>(campaign.to_owned())
+}
+
+/// Moves a campaign's counters by a `StatsDelta`, in field order, then `updated_at` and the id.
+pub static APPLY_STATS: Statement = Statement::new(|| {
+    "UPDATE campaign_stats SET total_calls = total_calls + ?, queued = queued + ?, \
+     retrying = retrying + ?, dialing = dialing + ?, completed = completed + ?, \
+     failed = failed + ?, canceled = canceled + ?, attempts_total = attempts_total + ?, \
+     retries_attempted = retries_attempted + ?, duration_ms_total = duration_ms_total + ?, \
+     finished_attempts = finished_attempts + ?, updated_at = ? WHERE campaign_id = ?"
+        .to_owned()
+});
+
+pub static RUNNABLE_CAMPAIGNS: Statement = Statement::new(|| {
+    format!(
+        "SELECT {CAMPAIGN_COLUMNS}, s.queued AS queued FROM campaigns \
+         JOIN campaign_stats s ON s.campaign_id = campaigns.id \
+         WHERE campaigns.status = 'in_progress' AND s.queued > 0 ORDER BY campaigns.id"
+    )
+});
+
+/// A page of a campaign's calls in one status, after a call id.
+pub static CALLS_IN_STATUS: Statement = Statement::new(|| {
+    format!(
+        "SELECT {CALL_COLUMNS} FROM calls WHERE campaign_id = ? AND status = ? AND id > ? \
+         ORDER BY id LIMIT ?"
+    )
+});
+
+/// A page of a campaign's calls, after a call id.
+pub static CALLS: Statement = Statement::new(|| {
+    format!("SELECT {CALL_COLUMNS} FROM calls WHERE campaign_id = ? AND id > ? ORDER BY id LIMIT ?")
+});
+
+/// Every attempt of a call the store holds, dialing or finished.
+pub static CALL_ATTEMPTS: Statement = Statement::new(|| {
+    "SELECT attempt, status, error, started_at, ended_at, duration_ms FROM attempts \
+     WHERE campaign_id = ? AND call_id = ? ORDER BY attempt"
+        .to_owned()
+});
+
+/// The finished attempts of a call: the store as its own timeline.
+pub static FINISHED_CALL_ATTEMPTS: Statement = Statement::new(|| {
+    "SELECT attempt, status, error, started_at, ended_at, duration_ms FROM attempts \
+     WHERE campaign_id = ? AND call_id = ? AND ended_at IS NOT NULL ORDER BY attempt"
+        .to_owned()
+});
+
+/// Finished attempts waiting to be exported to a separate timeline.
+pub static TIMELINE_BACKLOG: Statement = Statement::new(|| {
+    format!("SELECT {TIMELINE_COLUMNS} FROM attempts WHERE ended_at IS NOT NULL LIMIT ?")
+});
+
+/// Dialing attempts whose owner stopped heartbeating before a time.
+pub static ORPHANED_ATTEMPTS: Statement = Statement::new(|| {
+    "SELECT c.id AS call_id, c.campaign_id AS campaign_id, c.attempt_count AS attempt, \
+     k.max_attempts AS max_attempts, k.base_delay_ms AS base_delay_ms, \
+     k.max_delay_ms AS max_delay_ms, k.jitter AS jitter, c.owner AS owner FROM calls c \
+     JOIN campaigns k ON k.id = c.campaign_id \
+     LEFT JOIN instances i ON i.id = c.owner \
+     WHERE c.status = 'dialing' AND (i.heartbeat_at IS NULL OR i.heartbeat_at < ?) \
+     LIMIT ?"
+        .to_owned()
+});
+
+pub static HEARTBEAT: Statement = Statement::new(|| {
+    "INSERT INTO instances (id, heartbeat_at) VALUES (?, ?) \
+     ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at"
+        .to_owned()
+});
+
+/// The reported calls, with their campaign's status and their current attempt's start, for
+/// settling reports; each store adds how it selects and locks them.
+pub static CURRENT_CALLS: Statement = Statement::new(|| {
+    format!(
+        "SELECT {CURRENT_CALL_COLUMNS} FROM calls c \
+         JOIN campaigns k ON k.id = c.campaign_id \
+         LEFT JOIN attempts a ON a.campaign_id = c.campaign_id AND a.call_id = c.id \
+         AND a.attempt = c.attempt_count"
+    )
+});
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_numbered_outside_quotes_only() {
+        assert_eq!(
+            numbered("SELECT '?' AS q, \"a?\" FROM t WHERE a = ? AND b > ? LIMIT ?"),
+            "SELECT '?' AS q, \"a?\" FROM t WHERE a = $1 AND b > $2 LIMIT $3"
+        );
+        assert_eq!(HEARTBEAT.postgres().matches('$').count(), 2);
+        assert_eq!(APPLY_STATS.postgres().matches('$').count(), 13);
+        assert!(APPLY_STATS.postgres().ends_with("WHERE campaign_id = $13"));
+        assert!(!LOAD_CAMPAIGN.sqlite().contains('$'));
+    }
+}
