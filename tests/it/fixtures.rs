@@ -214,10 +214,23 @@ impl BusAdapter {
 
 /// Registers and starts a campaign of `targets` numbers (two attempts each, no hours limit).
 pub async fn started_campaign(store: &dyn Store, targets: usize) -> CampaignId {
+    let numbers = (0..targets).map(|i| format!("+1555{i:07}")).collect();
+    start_campaign(store, "contract", numbers, 100, 2).await
+}
+
+/// Registers a campaign of `numbers` without hours limits, and starts it.
+async fn start_campaign(
+    store: &dyn Store,
+    prefix: &str,
+    numbers: Vec<String>,
+    max_concurrent_calls: u32,
+    max_attempts: u32,
+) -> CampaignId {
     let id = CampaignId::new();
-    let targets = (0..targets)
-        .map(|i| NewTarget {
-            phone_number: PhoneNumber::parse(&format!("+1555{i:07}")).expect("number"),
+    let targets = numbers
+        .iter()
+        .map(|number| NewTarget {
+            phone_number: PhoneNumber::parse(number).expect("number"),
             metadata: None,
         })
         .collect();
@@ -225,12 +238,12 @@ pub async fn started_campaign(store: &dyn Store, targets: usize) -> CampaignId {
         .create_campaign(
             NewCampaign {
                 id,
-                name: format!("contract-{id}"),
+                name: format!("{prefix}-{id}"),
                 description: String::new(),
                 time_zone: chrono_tz::UTC,
-                max_concurrent_calls: 100,
+                max_concurrent_calls,
                 retry_policy: RetryPolicy {
-                    max_attempts: 2,
+                    max_attempts,
                     ..RetryPolicy::default()
                 },
                 business_hours: BusinessHours::default(),
@@ -249,36 +262,8 @@ pub async fn started_campaign(store: &dyn Store, targets: usize) -> CampaignId {
 
 /// A started campaign of five calls: three with a finished first attempt, two still dialing.
 pub async fn campaign_with_finished_attempts(store: &dyn Store) -> (CampaignId, Vec<CallId>) {
-    let id = CampaignId::new();
-    let targets = (0..5)
-        .map(|i| NewTarget {
-            phone_number: PhoneNumber::parse(&format!("+1555888{i:04}")).expect("number"),
-            metadata: None,
-        })
-        .collect();
-    store
-        .create_campaign(
-            NewCampaign {
-                id,
-                name: format!("export-{id}"),
-                description: String::new(),
-                time_zone: chrono_tz::UTC,
-                max_concurrent_calls: 10,
-                retry_policy: RetryPolicy {
-                    max_attempts: 3,
-                    ..RetryPolicy::default()
-                },
-                business_hours: BusinessHours::default(),
-                targets,
-            },
-            Utc::now(),
-        )
-        .await
-        .expect("create");
-    store
-        .transition_campaign(id, StatusAction::Start, Utc::now())
-        .await
-        .expect("start");
+    let numbers = (0..5).map(|i| format!("+1555888{i:04}")).collect();
+    let id = start_campaign(store, "export", numbers, 10, 3).await;
     let claimed = store
         .claim_calls(id, 5, InstanceId::new(), Utc::now())
         .await
