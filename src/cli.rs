@@ -1,4 +1,4 @@
-//! The command line: `serve`, `migrate`, `config`.
+//! The command line: `serve`, `migrate`, `config`, `load-test`, `bench`.
 
 use std::path::PathBuf;
 

@@ -1,6 +1,7 @@
-//! `outbound bench`: fixed, reproducible scenarios, each printing one line of JSON with the
-//! figures named in the load-test issue. Every scenario starts its own embedded server in this
-//! process, so CPU and RSS figures cover server and client together (the client only polls).
+//! `outbound bench`: fixed, reproducible scenarios (`SCENARIOS`), each printing one line of JSON
+//! with its figures; BENCHMARKS.md records them against their targets. Every scenario starts
+//! its own server in this process, so CPU and RSS figures cover server and client together (the
+//! client only polls).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

@@ -14,7 +14,7 @@ use super::dispatch::complete_if_finished;
 use super::{Conn, PgStore};
 use crate::adapters::sql::prepared::KeepPrepared;
 use crate::adapters::sql::rows::{
-    readable_backlog, CountRow, CurrentCallRow, IdRow, OrphanRow, TimelineRow,
+    self, readable_backlog, CountRow, CurrentCallRow, IdRow, OrphanRow, TimelineRow,
 };
 use crate::adapters::sql::statements::{CURRENT_CALLS, ORPHANED_ATTEMPTS, TIMELINE_BACKLOG};
 use crate::adapters::sql::{as_bigint, to_ms, Failure};
@@ -253,10 +253,7 @@ pub(super) async fn orphaned(
                     .prepared()
                     .load(conn)
                     .await?;
-                Ok(rows
-                    .into_iter()
-                    .map(OrphanedAttempt::try_from)
-                    .collect::<Result<_, _>>()?)
+                Ok(rows::all::<_, OrphanedAttempt>(rows)?)
             }
             .boxed()
         })

@@ -11,7 +11,7 @@ use super::campaigns::{apply_stats, load_campaign};
 use super::rows::PhoneRow;
 use super::{rows_per_insert, Conn, PgStore};
 use crate::adapters::sql::prepared::KeepPrepared;
-use crate::adapters::sql::rows::{AttemptRow, CallRow, CALL_COLUMNS};
+use crate::adapters::sql::rows::{self, AttemptRow, CallRow, CALL_COLUMNS};
 use crate::adapters::sql::statements::{CALLS, CALLS_IN_STATUS, CALL_ATTEMPTS};
 use crate::adapters::sql::{as_bigint, to_ms, Failure};
 use crate::domain::call::{Attempt, Call, CallStatus};
@@ -126,7 +126,7 @@ pub(super) async fn get(
                 .prepared()
                 .load(conn)
                 .await?;
-                let Some(call) = rows.into_iter().next().map(Call::try_from).transpose()? else {
+                let Some(call) = rows::first::<_, Call>(rows)? else {
                     return Ok(None);
                 };
                 let rows: Vec<AttemptRow> = diesel::sql_query(CALL_ATTEMPTS.postgres())
@@ -135,10 +135,7 @@ pub(super) async fn get(
                     .prepared()
                     .load(conn)
                     .await?;
-                let attempts = rows
-                    .into_iter()
-                    .map(Attempt::try_from)
-                    .collect::<Result<_, _>>()?;
+                let attempts = rows::all::<_, Attempt>(rows)?;
                 Ok(Some((call, attempts)))
             }
             .boxed()
@@ -178,10 +175,7 @@ pub(super) async fn list(
                             .await?
                     }
                 };
-                Ok(rows
-                    .into_iter()
-                    .map(Call::try_from)
-                    .collect::<Result<_, _>>()?)
+                Ok(rows::all::<_, Call>(rows)?)
             }
             .boxed()
         })

@@ -11,7 +11,7 @@ use super::error::name_taken;
 use super::rows::StatusCountRow;
 use super::{rows_per_insert, Conn, PgStore};
 use crate::adapters::sql::prepared::KeepPrepared;
-use crate::adapters::sql::rows::{CampaignRow, StatsRow, CAMPAIGN_COLUMNS};
+use crate::adapters::sql::rows::{self, CampaignRow, StatsRow, CAMPAIGN_COLUMNS};
 use crate::adapters::sql::statements::{self, APPLY_STATS, CAMPAIGN_STATS, LOAD_CAMPAIGN};
 use crate::adapters::sql::{as_bigint, hours_json, to_ms, Failure};
 use crate::domain::call::{Call, CallStatus};
@@ -33,11 +33,7 @@ pub(super) async fn load_campaign(
         .prepared()
         .load(conn)
         .await?;
-    Ok(rows
-        .into_iter()
-        .next()
-        .map(Campaign::try_from)
-        .transpose()?)
+    Ok(rows::first::<_, Campaign>(rows)?)
 }
 
 /// Loads and locks (`FOR UPDATE`) a campaign that must exist.
@@ -209,10 +205,7 @@ pub(super) async fn list(
                         .await?
                     }
                 };
-                Ok(rows
-                    .into_iter()
-                    .map(Campaign::try_from)
-                    .collect::<Result<_, _>>()?)
+                Ok(rows::all::<_, Campaign>(rows)?)
             }
             .boxed()
         })
@@ -351,11 +344,7 @@ pub(super) async fn stats(
                     .prepared()
                     .load(conn)
                     .await?;
-                Ok(rows
-                    .into_iter()
-                    .next()
-                    .map(CampaignStats::try_from)
-                    .transpose()?)
+                Ok(rows::first::<_, CampaignStats>(rows)?)
             }
             .boxed()
         })

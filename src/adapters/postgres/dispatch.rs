@@ -11,7 +11,7 @@ use super::error::bad_id;
 use super::rows::RowCount;
 use super::{Conn, PgStore};
 use crate::adapters::sql::prepared::KeepPrepared;
-use crate::adapters::sql::rows::{ClaimRow, CountRow, IdRow, MaybeMsRow, RunnableRow};
+use crate::adapters::sql::rows::{self, ClaimRow, CountRow, IdRow, MaybeMsRow, RunnableRow};
 use crate::adapters::sql::statements::RUNNABLE_CAMPAIGNS;
 use crate::adapters::sql::{as_bigint, from_ms, to_ms, Failure};
 use crate::domain::ids::{CampaignId, InstanceId};
@@ -61,10 +61,7 @@ pub(super) async fn runnable_campaigns(
                     .prepared()
                     .load(conn)
                     .await?;
-                Ok(rows
-                    .into_iter()
-                    .map(RunnableCampaign::try_from)
-                    .collect::<Result<_, _>>()?)
+                Ok(rows::all::<_, RunnableCampaign>(rows)?)
             }
             .boxed()
         })

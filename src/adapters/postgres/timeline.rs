@@ -9,7 +9,7 @@ use futures::FutureExt;
 use super::PgStore;
 use crate::adapters::sql::page::{page, resume_after};
 use crate::adapters::sql::prepared::KeepPrepared;
-use crate::adapters::sql::rows::{AttemptRow, TimelineRow, TIMELINE_COLUMNS};
+use crate::adapters::sql::rows::{self, AttemptRow, TimelineRow, TIMELINE_COLUMNS};
 use crate::adapters::sql::statements::FINISHED_CALL_ATTEMPTS;
 use crate::adapters::sql::{as_bigint, to_ms};
 use crate::domain::call::Attempt;
@@ -94,10 +94,7 @@ impl Timeline for PgStore {
                             .prepared()
                             .load(conn)
                             .await?;
-                    Ok(rows
-                        .into_iter()
-                        .map(Attempt::try_from)
-                        .collect::<Result<Vec<_>, _>>()?)
+                    Ok(rows::all::<_, Attempt>(rows)?)
                 }
                 .boxed()
             })
@@ -130,10 +127,7 @@ impl Timeline for PgStore {
                     .prepared()
                     .load(conn)
                     .await?;
-                    Ok(rows
-                        .into_iter()
-                        .map(TimelineEntry::try_from)
-                        .collect::<Result<Vec<_>, _>>()?)
+                    Ok(rows::all::<_, TimelineEntry>(rows)?)
                 }
                 .boxed()
             })

@@ -22,6 +22,22 @@ use crate::ports::{
     ClaimedCall, OrphanedAttempt, RunnableCampaign, StoreError, TimelineEntry, TimelineError,
 };
 
+/// Every row of a result as its domain value; a corrupt row fails the read.
+pub fn all<R, T>(rows: Vec<R>) -> Result<Vec<T>, StoreError>
+where
+    T: TryFrom<R, Error = StoreError>,
+{
+    rows.into_iter().map(T::try_from).collect()
+}
+
+/// The first row of a result as its domain value, if there is one.
+pub fn first<R, T>(rows: Vec<R>) -> Result<Option<T>, StoreError>
+where
+    T: TryFrom<R, Error = StoreError>,
+{
+    rows.into_iter().next().map(T::try_from).transpose()
+}
+
 fn corrupt(what: &str, value: impl std::fmt::Display) -> StoreError {
     StoreError::Internal(format!("corrupt {what} in store: {value}"))
 }

@@ -13,7 +13,7 @@ use super::campaigns::apply_stats;
 use super::dispatch::complete_if_finished;
 use super::SqliteStore;
 use crate::adapters::sql::prepared::KeepPrepared;
-use crate::adapters::sql::rows::{readable_backlog, CurrentCallRow, OrphanRow, TimelineRow};
+use crate::adapters::sql::rows::{self, readable_backlog, CurrentCallRow, OrphanRow, TimelineRow};
 use crate::adapters::sql::statements::{CURRENT_CALLS, ORPHANED_ATTEMPTS, TIMELINE_BACKLOG};
 use crate::adapters::sql::{as_bigint, to_ms, Failure};
 use crate::domain::ids::{CallId, CampaignId, InstanceId};
@@ -61,11 +61,7 @@ fn current_call(
             .bind::<Text, _>(call_id.to_string())
             .prepared()
             .load(conn)?;
-    Ok(rows
-        .into_iter()
-        .next()
-        .map(CurrentCall::try_from)
-        .transpose()?)
+    Ok(rows::first::<_, CurrentCall>(rows)?)
 }
 
 /// Moves the call and closes its attempt.
@@ -145,10 +141,7 @@ pub(super) async fn orphaned(
                 .bind::<BigInt, _>(as_bigint(limit))
                 .prepared()
                 .load(conn)?;
-            Ok(rows
-                .into_iter()
-                .map(OrphanedAttempt::try_from)
-                .collect::<Result<_, _>>()?)
+            Ok(rows::all::<_, OrphanedAttempt>(rows)?)
         })
         .await
 }

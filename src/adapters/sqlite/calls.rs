@@ -8,7 +8,7 @@ use diesel::RunQueryDsl;
 use super::campaigns::{apply_stats, existing_campaign};
 use super::{SqliteStore, INSERT_CHUNK};
 use crate::adapters::sql::prepared::KeepPrepared;
-use crate::adapters::sql::rows::{AttemptRow, CallRow, CountRow, CALL_COLUMNS};
+use crate::adapters::sql::rows::{self, AttemptRow, CallRow, CountRow, CALL_COLUMNS};
 use crate::adapters::sql::statements::{CALLS, CALLS_IN_STATUS, CALL_ATTEMPTS};
 use crate::adapters::sql::{as_bigint, to_ms, Failure};
 use crate::domain::call::{Attempt, Call, CallStatus};
@@ -46,7 +46,7 @@ fn load_call(conn: &mut SqliteConnection, id: CallId) -> Result<Option<Call>, Fa
             .bind::<Text, _>(id.to_string())
             .prepared()
             .load(conn)?;
-    Ok(rows.into_iter().next().map(Call::try_from).transpose()?)
+    Ok(rows::first::<_, Call>(rows)?)
 }
 
 pub(super) async fn enqueue(
@@ -102,10 +102,7 @@ pub(super) async fn get(
                 .bind::<Text, _>(id.to_string())
                 .prepared()
                 .load(conn)?;
-            let attempts = rows
-                .into_iter()
-                .map(Attempt::try_from)
-                .collect::<Result<_, _>>()?;
+            let attempts = rows::all::<_, Attempt>(rows)?;
             Ok(Some((call, attempts)))
         })
         .await
@@ -136,10 +133,7 @@ pub(super) async fn list(
                     .prepared()
                     .load(conn)?,
             };
-            Ok(rows
-                .into_iter()
-                .map(Call::try_from)
-                .collect::<Result<_, _>>()?)
+            Ok(rows::all::<_, Call>(rows)?)
         })
         .await
 }

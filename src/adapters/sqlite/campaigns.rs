@@ -9,7 +9,7 @@ use diesel::RunQueryDsl;
 use super::calls::insert_calls;
 use super::{SqliteStore, INSERT_CHUNK};
 use crate::adapters::sql::prepared::KeepPrepared;
-use crate::adapters::sql::rows::{CampaignRow, StatsRow, CAMPAIGN_COLUMNS};
+use crate::adapters::sql::rows::{self, CampaignRow, StatsRow, CAMPAIGN_COLUMNS};
 use crate::adapters::sql::statements::{self, APPLY_STATS, CAMPAIGN_STATS, LOAD_CAMPAIGN};
 use crate::adapters::sql::{as_bigint, hours_json, to_ms, Failure};
 use crate::domain::call::{Call, CallStatus};
@@ -28,11 +28,7 @@ pub(super) fn load_campaign(
         .bind::<Text, _>(id.to_string())
         .prepared()
         .load(conn)?;
-    Ok(rows
-        .into_iter()
-        .next()
-        .map(Campaign::try_from)
-        .transpose()?)
+    Ok(rows::first::<_, Campaign>(rows)?)
 }
 
 /// Loads a campaign that must exist.
@@ -164,10 +160,7 @@ pub(super) async fn list(
             .bind::<BigInt, _>(as_bigint(limit))
             .prepared()
             .load(conn)?;
-            Ok(rows
-                .into_iter()
-                .map(Campaign::try_from)
-                .collect::<Result<_, _>>()?)
+            Ok(rows::all::<_, Campaign>(rows)?)
         })
         .await
 }
@@ -276,11 +269,7 @@ pub(super) async fn stats(
                 .bind::<Text, _>(id.to_string())
                 .prepared()
                 .load(conn)?;
-            Ok(rows
-                .into_iter()
-                .next()
-                .map(CampaignStats::try_from)
-                .transpose()?)
+            Ok(rows::first::<_, CampaignStats>(rows)?)
         })
         .await
 }

@@ -11,7 +11,7 @@ use diesel::RunQueryDsl;
 use super::campaigns::apply_stats;
 use super::{SqliteStore, INSERT_CHUNK};
 use crate::adapters::sql::prepared::KeepPrepared;
-use crate::adapters::sql::rows::{ClaimRow, CountRow, IdRow, MaybeMsRow, RunnableRow};
+use crate::adapters::sql::rows::{self, ClaimRow, CountRow, IdRow, MaybeMsRow, RunnableRow};
 use crate::adapters::sql::statements::RUNNABLE_CAMPAIGNS;
 use crate::adapters::sql::{as_bigint, from_ms, to_ms, Failure};
 use crate::domain::ids::{CampaignId, InstanceId};
@@ -49,10 +49,7 @@ pub(super) async fn runnable_campaigns(
             let rows: Vec<RunnableRow> = diesel::sql_query(RUNNABLE_CAMPAIGNS.sqlite())
                 .prepared()
                 .load(conn)?;
-            Ok(rows
-                .into_iter()
-                .map(RunnableCampaign::try_from)
-                .collect::<Result<_, _>>()?)
+            Ok(rows::all::<_, RunnableCampaign>(rows)?)
         })
         .await
 }

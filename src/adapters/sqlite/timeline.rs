@@ -8,7 +8,7 @@ use diesel::RunQueryDsl;
 use super::{SqliteStore, INSERT_CHUNK};
 use crate::adapters::sql::page::{page, resume_after};
 use crate::adapters::sql::prepared::KeepPrepared;
-use crate::adapters::sql::rows::{AttemptRow, TimelineRow, TIMELINE_COLUMNS};
+use crate::adapters::sql::rows::{self, AttemptRow, TimelineRow, TIMELINE_COLUMNS};
 use crate::adapters::sql::statements::FINISHED_CALL_ATTEMPTS;
 use crate::adapters::sql::{as_bigint, to_ms};
 use crate::domain::call::Attempt;
@@ -73,10 +73,7 @@ impl Timeline for SqliteStore {
                     .bind::<Text, _>(call_id.to_string())
                     .prepared()
                     .load(conn)?;
-                Ok(rows
-                    .into_iter()
-                    .map(Attempt::try_from)
-                    .collect::<Result<Vec<_>, _>>()?)
+                Ok(rows::all::<_, Attempt>(rows)?)
             })
             .await?;
         Ok(attempts)
@@ -105,10 +102,7 @@ impl Timeline for SqliteStore {
                 .bind::<BigInt, _>(as_bigint(limit).saturating_add(1))
                 .prepared()
                 .load(conn)?;
-                Ok(rows
-                    .into_iter()
-                    .map(TimelineEntry::try_from)
-                    .collect::<Result<Vec<_>, _>>()?)
+                Ok(rows::all::<_, TimelineEntry>(rows)?)
             })
             .await?;
         Ok(page(entries, limit))
