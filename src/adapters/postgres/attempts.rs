@@ -128,7 +128,9 @@ async fn lock_reported_calls(
     let mut current = HashMap::with_capacity(rows.len());
     for row in rows {
         let id = row.id.clone();
-        current.insert(id, CurrentCall::try_from(row)?);
+        if let Some(call) = rows::readable_current_call(row) {
+            current.insert(id, call);
+        }
     }
     Ok(current)
 }

@@ -30,6 +30,19 @@ where
     rows.into_iter().map(T::try_from).collect()
 }
 
+/// A reported call as the domain sees it, or `None` when its row cannot be read: the report
+/// then counts as stale instead of failing the batch it came in, which would fail again on
+/// every redelivery.
+pub fn readable_current_call(row: CurrentCallRow) -> Option<CurrentCall> {
+    match CurrentCall::try_from(row) {
+        Ok(call) => Some(call),
+        Err(err) => {
+            tracing::error!(error = %err, "unreadable reported call left as it is");
+            None
+        }
+    }
+}
+
 /// The first row of a result as its domain value, if there is one.
 pub fn first<R, T>(rows: Vec<R>) -> Result<Option<T>, StoreError>
 where
@@ -482,5 +495,34 @@ impl TryFrom<OrphanRow> for OrphanedAttempt {
                 .map(|owner| parse_id("owner", owner))
                 .transpose()?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::expect_used)]
+    use super::*;
+
+    fn reported(status: &str) -> CurrentCallRow {
+        CurrentCallRow {
+            id: CallId::new().to_string(),
+            status: status.into(),
+            attempt_count: 1,
+            max_attempts: 3,
+            owner: Some("not an instance id".into()),
+            started_at: Some(1_000),
+            campaign_status: "in_progress".into(),
+        }
+    }
+
+    #[test]
+    fn an_unreadable_reported_call_is_skipped_not_fatal() {
+        let call = readable_current_call(reported("dialing")).expect("readable");
+        assert_eq!(call.status, CallStatus::Dialing);
+        assert_eq!(
+            call.owner, None,
+            "a foreign owner matches no expected owner"
+        );
+        assert_eq!(readable_current_call(reported("ringing")), None);
     }
 }

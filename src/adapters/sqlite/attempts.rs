@@ -61,7 +61,10 @@ fn current_call(
             .bind::<Text, _>(call_id.to_string())
             .prepared()
             .load(conn)?;
-    Ok(rows::first::<_, CurrentCall>(rows)?)
+    Ok(rows
+        .into_iter()
+        .next()
+        .and_then(rows::readable_current_call))
 }
 
 /// Moves the call and closes its attempt.

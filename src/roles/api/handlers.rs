@@ -478,11 +478,11 @@ pub async fn healthz(ctx: Ctx) -> HttpResponse {
 }
 
 pub async fn readyz(ctx: Ctx) -> HttpResponse {
-    let timeline_ok = match &ctx.separate_timeline {
-        Some(timeline) => timeline.ping().await.is_ok(),
-        None => true,
-    };
-    let ready = ctx.health.is_ready() && ctx.store.ping().await.is_ok() && timeline_ok;
+    // Cheapest first: a process not ready, or without its store, needs no timeline round trip.
+    let mut ready = ctx.health.is_ready() && ctx.store.ping().await.is_ok();
+    if let (true, Some(timeline)) = (ready, &ctx.separate_timeline) {
+        ready = timeline.ping().await.is_ok();
+    }
     let body = serde_json::json!({
         "status": if ready { "ready" } else { "not_ready" },
         "roles": ctx.health.snapshot(),
