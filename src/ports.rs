@@ -76,6 +76,7 @@ pub struct ClaimedCall {
     pub started_at: DateTime<Utc>,
 }
 
+pub use crate::domain::admission::Begin;
 pub use crate::domain::settlement::{AppliedReport, AttemptReport};
 
 /// An `in_progress` campaign with calls waiting, as the scheduler needs it.
@@ -98,6 +99,16 @@ pub struct OrphanedAttempt {
     pub retry_policy: RetryPolicy,
     /// The dead owner, `None` if the attempt had none.
     pub owner: Option<InstanceId>,
+    /// Whether a dialer began placing it: the provider may have the call. One never placed is
+    /// handed back unspent; a placed one is settled.
+    pub placed: bool,
+}
+
+/// An attempt as its holder (its claimer, or the dialer that began it) names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeldAttempt {
+    pub key: AttemptKey,
+    pub holder: Option<InstanceId>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -167,13 +178,19 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<Call>, StoreError>;
 
     async fn runnable_campaigns(&self) -> Result<Vec<RunnableCampaign>, StoreError>;
+    /// Calls dialing now in the whole deployment: the slots taken.
+    async fn dialing_now(&self) -> Result<u64, StoreError>;
     /// Moves up to `max` queued calls of an `in_progress` campaign to `dialing`, counting the
-    /// attempt, atomically: a call is claimed by one caller only.
+    /// attempt, atomically: a call is claimed by one caller only. A call in `dialing` holds a
+    /// slot until its outcome is recorded, so a claim admits no more than the campaign's
+    /// `max_concurrent_calls` and `global_cap` leave free, counting every dialing call, and
+    /// skips calls whose number has a live call anywhere in the deployment.
     async fn claim_calls(
         &self,
         campaign_id: CampaignId,
         max: usize,
         owner: InstanceId,
+        global_cap: u32,
         now: DateTime<Utc>,
     ) -> Result<Vec<ClaimedCall>, StoreError>;
     /// Records attempt results idempotently, moving calls on, updating statistics and completing
@@ -198,25 +215,37 @@ pub trait Store: Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> Result<Vec<CampaignId>, StoreError>;
 
-    /// Moves each attempt `(campaign, call, attempt, claimer)` from its claimer to `owner`, if
-    /// it is still dialing and still owned by that claimer. The call role adopts an attempt
-    /// before dialing it, so its own heartbeat vouches for it and no second process can adopt
-    /// it after a redelivery. Returns, per attempt, whether it was adopted; one not adopted was
-    /// taken by another dialer or already recorded (for instance as lost) and must not be
-    /// dialed.
-    async fn adopt_attempts(
+    /// Right before dialing: for each claimed attempt (held by its claimer), checks at `now`
+    /// that it is still that claimer's unplaced attempt and that its campaign may dial (status
+    /// and business hours, read now, not at claim time). `Dial` marks it placed and owned by
+    /// `owner`, whose heartbeat then vouches for it; `Held` hands it back unspent; `Stale`
+    /// means it moved on and must not be dialed.
+    async fn begin_attempts(
         &self,
-        attempts: &[(CampaignId, CallId, u32, InstanceId)],
+        attempts: &[HeldAttempt],
         owner: InstanceId,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Begin>, StoreError>;
+    /// Hands back attempts never placed, if their holder still holds them: each call is queued
+    /// again (canceled if its campaign completed) and the attempt is not counted. Returns, per
+    /// attempt, whether it was handed back.
+    async fn release_attempts(
+        &self,
+        attempts: &[HeldAttempt],
+        now: DateTime<Utc>,
     ) -> Result<Vec<bool>, StoreError>;
 
-    async fn heartbeat(&self, instance: InstanceId, now: DateTime<Utc>) -> Result<(), StoreError>;
-    /// Dialing attempts whose owner has not heartbeated since `stale_before`.
+    /// Records that `instance` is alive, on the store's clock.
+    async fn heartbeat(&self, instance: InstanceId) -> Result<(), StoreError>;
+    /// Dialing attempts whose owner has not heartbeated for `silent_for`, judged on the store's
+    /// clock.
     async fn orphaned_attempts(
         &self,
-        stale_before: DateTime<Utc>,
+        silent_for: std::time::Duration,
         limit: usize,
     ) -> Result<Vec<OrphanedAttempt>, StoreError>;
+    /// Forgets instances silent for `silent_for` that hold no dialing call.
+    async fn prune_instances(&self, silent_for: std::time::Duration) -> Result<u64, StoreError>;
 
     /// Finished attempts not yet handed to a separate timeline, in no particular order; used
     /// only when `timeline.url` is not the store itself. A row that cannot be read is logged

@@ -61,8 +61,10 @@ pub struct CurrentCall {
     pub status: CallStatus,
     pub attempt_count: u32,
     pub max_attempts: u32,
-    /// The process dialing the current attempt, if any.
+    /// The process holding the current attempt: its claimer until a dialer begins it.
     pub owner: Option<InstanceId>,
+    /// Whether a dialer began placing the current attempt (the provider may have it).
+    pub placed: bool,
     /// When the current attempt started, if its record is still in the store.
     pub attempt_started_at: Option<DateTime<Utc>>,
     /// The status of the call's campaign.
@@ -143,6 +145,7 @@ impl CurrentCall {
     pub fn mark_settled(&mut self, settlement: &Settlement) {
         self.status = settlement.call_status;
         self.owner = None;
+        self.placed = false;
     }
 }
 
@@ -163,6 +166,7 @@ mod tests {
             attempt_count: attempt,
             max_attempts,
             owner: None,
+            placed: true,
             attempt_started_at: Some(at(1_000)),
             campaign_status: CampaignStatus::InProgress,
         }

@@ -120,6 +120,19 @@ impl StatsDelta {
         delta
     }
 
+    /// A claimed attempt handed back before it was placed: the call is `to` again and the
+    /// attempt (a retry when `retry`) no longer counts.
+    pub fn released(to: CallStatus, retry: bool) -> Self {
+        let mut delta = Self {
+            dialing: -1,
+            attempts_total: -1,
+            retries_attempted: -i64::from(retry),
+            ..Self::default()
+        };
+        delta.bucket(to, 1);
+        delta
+    }
+
     /// Moves the bucket of calls in `status` by `by`.
     pub fn bucket(&mut self, status: CallStatus, by: i64) {
         match status {
@@ -178,6 +191,7 @@ mod tests {
         for status in CallStatus::ALL {
             all.push(StatsDelta::canceled_from(status, 4));
             all.push(StatsDelta::attempt_finished(status, 1_500));
+            all.push(StatsDelta::released(status, true));
         }
         for delta in &all {
             assert_eq!(bucket_sum(delta), delta.total_calls, "{delta:?}");

@@ -1,7 +1,15 @@
-//! The call role dials. For each dispatch it places the call with the telephony provider under
-//! the lease the scheduler took, keeps the lease alive while the call lasts, and when the
-//! provider reports the end publishes the outcome on the `status` topic, then acknowledges the
-//! dispatch. On shutdown it takes no new dispatch and waits for calls in progress to end, up to
+//! The call role dials. For each dispatch it first begins the attempt in the store, which checks
+//! at that moment that the attempt is still the one its claimer handed out and that its campaign
+//! may dial (running, inside its hours); then it places the call with the telephony provider.
+//! When the provider reports the end it publishes the outcome on the `status` topic, then
+//! acknowledges the dispatch.
+//!
+//! The call's slot is not this process's: it belongs to the attempt, counted by the store from
+//! claim until the outcome is recorded. So nothing here keeps a slot alive, and a failure of a
+//! backend (store, bus) is waited out and retried rather than ending the role: what it holds in
+//! memory (dispatches not yet begun, outcomes not yet published) is kept until it goes through.
+//!
+//! On shutdown it takes no new dispatch and waits for calls in progress to end, up to
 //! `runtime.shutdown_grace`.
 
 use std::collections::HashMap;
@@ -14,12 +22,14 @@ use tracing::{info_span, Instrument};
 
 use crate::context::AppContext;
 use crate::domain::call::AttemptOutcome;
-use crate::domain::ids::{CallId, CampaignId, InstanceId, LeaseId};
+use crate::domain::ids::{CallId, CampaignId};
 use crate::metrics::metrics;
 use crate::ports::{
-    BusError, Delivery, DialRequest, ProviderReport, StoreError, Subscription, Topic,
+    AttemptKey, Begin, BusError, Delivery, DialRequest, HeldAttempt, ProviderReport, StoreError,
+    Subscription, Topic,
 };
 use crate::roles::messages::{self, DispatchMessage, PolicyTerms, StatusMessage};
+use crate::runtime::backoff::Backoff;
 use crate::runtime::health::RoleHealth;
 use crate::runtime::role::RoleName;
 use crate::telemetry;
@@ -30,13 +40,10 @@ pub enum CallError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Bus(#[from] BusError),
-    #[error(transparent)]
-    Limiter(#[from] crate::ports::LimiterError),
 }
 
 struct InFlight {
     token: u64,
-    lease_id: LeaseId,
     campaign_id: CampaignId,
     policy: PolicyTerms,
     span: tracing::Span,
@@ -47,8 +54,12 @@ pub struct CallWorker {
     sink: mpsc::UnboundedSender<ProviderReport>,
     reports: Option<mpsc::UnboundedReceiver<ProviderReport>>,
     in_flight: HashMap<(CallId, u32), InFlight>,
-    /// Adopted dispatches waiting for a lease (theirs expired in transit).
-    waiting: Vec<(DispatchMessage, Delivery)>,
+    /// Dispatches received but not yet begun, because a backend failed; retried in order.
+    pending: Vec<Delivery>,
+    /// Ended attempts whose outcome is not yet on the bus.
+    unpublished: Vec<ProviderReport>,
+    /// Acknowledgements the bus has not taken yet.
+    unacked: Vec<u64>,
 }
 
 impl CallWorker {
@@ -59,7 +70,9 @@ impl CallWorker {
             sink,
             reports: Some(reports),
             in_flight: HashMap::new(),
-            waiting: Vec::new(),
+            pending: Vec::new(),
+            unpublished: Vec::new(),
+            unacked: Vec::new(),
         }
     }
 
@@ -67,21 +80,25 @@ impl CallWorker {
         self.in_flight.len()
     }
 
-    /// Starts dialing a batch of dispatches. Returns the tokens to acknowledge at once (poison,
-    /// duplicates, attempts already recorded elsewhere); a dialed message is acknowledged when
-    /// its outcome is published.
-    ///
-    /// An attempt claimed by another process is first adopted in the store (this process
-    /// becomes its owner, vouched for by its heartbeat). Adoption fails only if the attempt was
-    /// already recorded, for instance as lost after its claimer died: then it is not dialed,
-    /// which is what keeps a redelivered dispatch from dialing a number twice.
+    /// Dispatches waiting for a backend to come back.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Takes a batch of dispatches: begins their attempts and dials those that may go now.
+    /// Returns the tokens to acknowledge at once (poison, duplicates, attempts held back or
+    /// gone stale); a dialed message is acknowledged when its outcome is published. On a
+    /// backend failure nothing of the batch is lost: it stays pending, and the next call (with
+    /// or without new deliveries) tries again.
     pub async fn process_batch(
         &mut self,
         deliveries: Vec<Delivery>,
     ) -> Result<Vec<u64>, CallError> {
+        self.pending.extend(deliveries);
         let mut done = Vec::new();
-        let mut fresh = Vec::with_capacity(deliveries.len());
-        for delivery in deliveries {
+        let mut fresh: Vec<(DispatchMessage, Delivery)> = Vec::with_capacity(self.pending.len());
+        let mut queue = std::mem::take(&mut self.pending).into_iter();
+        while let Some(delivery) = queue.next() {
             match messages::decode::<DispatchMessage>(Topic::Dispatch, &delivery.message) {
                 Ok(dispatch)
                     if self
@@ -93,93 +110,63 @@ impl CallWorker {
                 }
                 Ok(dispatch) => fresh.push((dispatch, delivery)),
                 Err(err) => {
-                    self.ctx
+                    let dead = self
+                        .ctx
                         .bus
-                        .dead_letter(Topic::Dispatch, delivery.message, &err.to_string())
-                        .await?;
+                        .dead_letter(Topic::Dispatch, delivery.message.clone(), &err.to_string())
+                        .await;
+                    if let Err(err) = dead {
+                        self.pending = fresh
+                            .into_iter()
+                            .map(|(_, delivery)| delivery)
+                            .chain(std::iter::once(delivery))
+                            .chain(queue)
+                            .collect();
+                        self.unacked.extend(done);
+                        return Err(err.into());
+                    }
                     done.push(delivery.token);
                 }
             }
         }
-        // A bus that stays in this process can only bring a dispatch back here, where the
-        // in-flight set already refuses a second dial; across processes every attempt is
-        // adopted from its claimer exactly once.
-        let adopt = self.ctx.bus.crosses_processes();
-        let wanted: Vec<(CampaignId, CallId, u32, InstanceId)> = if adopt {
-            fresh
-                .iter()
-                .map(|(d, _)| (d.campaign_id, d.call_id, d.attempt, d.owner))
-                .collect()
-        } else {
-            Vec::new()
-        };
-        let adopted = if wanted.is_empty() {
-            Vec::new()
-        } else {
-            self.ctx
-                .store
-                .adopt_attempts(&wanted, self.ctx.dialer)
-                .await?
-        };
-        let refused: std::collections::HashSet<(CallId, u32)> = wanted
+        let held: Vec<HeldAttempt> = fresh
             .iter()
-            .zip(&adopted)
-            .filter(|(_, adopted)| !**adopted)
-            .map(|((_, call_id, attempt, _), _)| (*call_id, *attempt))
+            .map(|(dispatch, _)| HeldAttempt {
+                key: AttemptKey {
+                    campaign_id: dispatch.campaign_id,
+                    call_id: dispatch.call_id,
+                    attempt: dispatch.attempt,
+                },
+                holder: Some(dispatch.owner),
+            })
             .collect();
-        let (refused_now, adopted_now): (Vec<_>, Vec<_>) = fresh
-            .into_iter()
-            .partition(|(d, _)| refused.contains(&(d.call_id, d.attempt)));
-        for (dispatch, delivery) in refused_now {
-            tracing::info!(call_id = %dispatch.call_id, attempt = dispatch.attempt, "attempt already recorded, not dialing");
-            done.push(delivery.token);
-        }
-        if adopt {
-            // A dispatch that waited in the bus longer than a lease lives has lost its slot,
-            // which the scheduler may have handed out again: it waits for a new one.
-            self.waiting.extend(adopted_now);
-            self.start_waiting().await?;
-        } else {
-            for (dispatch, delivery) in adopted_now {
-                self.start(dispatch, delivery).await;
+        let answers = match self
+            .ctx
+            .store
+            .begin_attempts(&held, self.ctx.dialer, Utc::now())
+            .await
+        {
+            Ok(answers) => answers,
+            Err(err) => {
+                self.pending = fresh.into_iter().map(|(_, delivery)| delivery).collect();
+                self.unacked.extend(done);
+                return Err(err.into());
+            }
+        };
+        for ((dispatch, delivery), answer) in fresh.into_iter().zip(answers) {
+            match answer {
+                Begin::Dial => self.start(dispatch, delivery).await,
+                Begin::Held(reason) => {
+                    tracing::info!(call_id = %dispatch.call_id, attempt = dispatch.attempt, reason = reason.as_str(), "attempt handed back unspent");
+                    done.push(delivery.token);
+                }
+                Begin::Stale => {
+                    tracing::info!(call_id = %dispatch.call_id, attempt = dispatch.attempt, "attempt moved on, not dialing");
+                    done.push(delivery.token);
+                }
             }
         }
         Ok(done)
-    }
-
-    /// Dials the adopted dispatches whose lease is alive, or for which a new lease can be
-    /// taken now; the others keep waiting (unacknowledged) until capacity frees up.
-    async fn start_waiting(&mut self) -> Result<(), CallError> {
-        if self.waiting.is_empty() {
-            return Ok(());
-        }
-        let leases: Vec<(CampaignId, LeaseId)> = self
-            .waiting
-            .iter()
-            .map(|(d, _)| (d.campaign_id, d.lease_id))
-            .collect();
-        let alive = self.ctx.limiter.renew(&leases).await?;
-        let waiting = std::mem::take(&mut self.waiting);
-        for ((mut dispatch, delivery), alive) in waiting
-            .into_iter()
-            .zip(alive.into_iter().chain(std::iter::repeat(false)))
-        {
-            if !alive {
-                let fresh = self
-                    .ctx
-                    .limiter
-                    .acquire(dispatch.campaign_id, dispatch.limit, 1)
-                    .await?;
-                let Some(lease) = fresh.into_iter().next() else {
-                    self.waiting.push((dispatch, delivery));
-                    continue;
-                };
-                tracing::info!(call_id = %dispatch.call_id, "lease expired in transit, took a new one");
-                dispatch.lease_id = lease;
-            }
-            self.start(dispatch, delivery).await;
-        }
-        Ok(())
     }
 
     async fn start(&mut self, dispatch: DispatchMessage, delivery: Delivery) {
@@ -201,7 +188,6 @@ impl CallWorker {
             key,
             InFlight {
                 token: delivery.token,
-                lease_id: dispatch.lease_id,
                 campaign_id: dispatch.campaign_id,
                 policy: dispatch.policy,
                 span: span.clone(),
@@ -227,18 +213,19 @@ impl CallWorker {
         }
     }
 
-    /// Publishes the outcomes and returns the dispatch tokens now safe to acknowledge.
+    /// Publishes the outcomes (with any left from an earlier failure) and returns the dispatch
+    /// tokens now safe to acknowledge. On failure the outcomes are kept for the next try.
     pub async fn report(&mut self, reports: Vec<ProviderReport>) -> Result<Vec<u64>, BusError> {
-        let mut tokens = Vec::with_capacity(reports.len());
-        let mut statuses = Vec::with_capacity(reports.len());
-        for report in reports {
+        self.unpublished.extend(reports);
+        if self.unpublished.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut statuses = Vec::with_capacity(self.unpublished.len());
+        for report in &self.unpublished {
             let key = (report.request.call_id, report.request.attempt);
-            let Some(flight) = self.in_flight.remove(&key) else {
+            let Some(flight) = self.in_flight.get(&key) else {
                 continue;
             };
-            metrics().dialing.dec();
-            let _entered = flight.span.enter();
-            tracing::debug!(outcome = ?report.outcome, "attempt ended");
             statuses.push(messages::encode(
                 report.request.call_id.to_string(),
                 &StatusMessage {
@@ -246,43 +233,71 @@ impl CallWorker {
                     call_id: report.request.call_id,
                     campaign_id: flight.campaign_id,
                     attempt: report.request.attempt,
-                    lease_id: flight.lease_id,
-                    outcome: report.outcome,
+                    outcome: report.outcome.clone(),
                     ended_at: report.ended_at,
                     policy: flight.policy,
                 },
             ));
-            tokens.push(flight.token);
         }
         messages::publish(&*self.ctx.bus, Topic::Status, statuses).await?;
+        let mut tokens = Vec::with_capacity(self.unpublished.len());
+        for report in std::mem::take(&mut self.unpublished) {
+            let key = (report.request.call_id, report.request.attempt);
+            let Some(flight) = self.in_flight.remove(&key) else {
+                continue;
+            };
+            metrics().dialing.dec();
+            let _entered = flight.span.enter();
+            tracing::debug!(outcome = ?report.outcome, "attempt ended");
+            tokens.push(flight.token);
+        }
         Ok(tokens)
     }
 
-    async fn renew_leases(&self) {
-        let leases: Vec<_> = self
-            .in_flight
-            .values()
-            .map(|flight| (flight.campaign_id, flight.lease_id))
-            .collect();
-        if leases.is_empty() {
+    /// Acknowledges `tokens` with any the bus refused before; keeps them on failure. A dispatch
+    /// that is never acknowledged is redelivered, and its begin then finds it moved on.
+    async fn ack(&mut self, dispatches: &mut dyn Subscription, tokens: Vec<u64>) {
+        self.unacked.extend(tokens);
+        if self.unacked.is_empty() {
             return;
         }
-        match self.ctx.limiter.renew(&leases).await {
-            Ok(alive) => {
-                let lost = alive.iter().filter(|alive| !**alive).count();
-                if lost > 0 {
-                    // Only a limiter outage longer than limiter.lease_ttl gets here.
-                    tracing::warn!(lost, "leases of calls in progress expired");
-                }
+        match dispatches.ack(&self.unacked).await {
+            Ok(()) => self.unacked.clear(),
+            Err(err) => {
+                tracing::warn!(error = %err, unacked = self.unacked.len(), "cannot acknowledge dispatches yet")
             }
-            Err(err) => tracing::warn!(error = %err, "cannot renew leases"),
         }
     }
 
-    async fn retry_waiting(&mut self) {
-        if let Err(err) = self.start_waiting().await {
-            tracing::warn!(error = %err, waiting = self.waiting.len(), "cannot start waiting dispatches");
+    /// Whether something waits for a backend to come back.
+    fn stalled(&self) -> bool {
+        !self.pending.is_empty() || !self.unpublished.is_empty() || !self.unacked.is_empty()
+    }
+
+    /// Retries what a backend failure left behind; true when nothing is left.
+    async fn retry_stalled(&mut self, dispatches: &mut dyn Subscription) -> bool {
+        if !self.unpublished.is_empty() {
+            match self.report(Vec::new()).await {
+                Ok(tokens) => self.ack(dispatches, tokens).await,
+                Err(err) => {
+                    tracing::warn!(error = %err, waiting = self.unpublished.len(), "cannot publish outcomes yet");
+                    return false;
+                }
+            }
         }
+        if !self.pending.is_empty() {
+            match self.process_batch(Vec::new()).await {
+                Ok(done) => self.ack(dispatches, done).await,
+                Err(err) => {
+                    tracing::warn!(error = %err, waiting = self.pending.len(), "cannot begin dispatches yet");
+                    return false;
+                }
+            }
+        }
+        if !self.unacked.is_empty() {
+            self.ack(dispatches, Vec::new()).await;
+        }
+        !self.stalled()
     }
 
     pub async fn run(
@@ -293,46 +308,72 @@ impl CallWorker {
         let Some(mut reports) = self.reports.take() else {
             anyhow::bail!("call worker already ran");
         };
-        let renew_every =
-            (self.ctx.settings.limiter.lease_ttl.0 / 3).max(Duration::from_millis(100));
-        let mut renew = tokio::time::interval(renew_every);
+        let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(5));
         self.ctx.health.set(RoleName::Call, RoleHealth::Ready);
         loop {
+            let stalled = self.stalled();
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
                 Some(first) = reports.recv() => {
-                    let tokens = self.report(drain(first, &mut reports)).await?;
-                    dispatches.ack(&tokens).await?;
-                    self.retry_waiting().await;
+                    match self.report(drain(first, &mut reports)).await {
+                        Ok(tokens) => self.ack(&mut *dispatches, tokens).await,
+                        Err(err) => tracing::warn!(error = %err, waiting = self.unpublished.len(), "cannot publish outcomes yet"),
+                    }
                 }
-                batch = dispatches.next_batch(1024) => {
-                    let done = self.process_batch(batch?).await?;
-                    dispatches.ack(&done).await?;
+                _ = backoff.wait(), if stalled => {
+                    if self.retry_stalled(&mut *dispatches).await {
+                        backoff.reset();
+                        self.ctx.health.set(RoleName::Call, RoleHealth::Ready);
+                    } else {
+                        self.ctx.health.set(RoleName::Call, RoleHealth::Failing);
+                    }
                 }
-                _ = renew.tick() => {
-                    self.renew_leases().await;
-                    self.retry_waiting().await;
+                batch = dispatches.next_batch(1024), if !stalled => {
+                    match batch {
+                        Ok(batch) => match self.process_batch(batch).await {
+                            Ok(done) => self.ack(&mut *dispatches, done).await,
+                            Err(err) => {
+                                tracing::warn!(error = %err, waiting = self.pending.len(), "cannot begin dispatches yet");
+                                self.ctx.health.set(RoleName::Call, RoleHealth::Failing);
+                            }
+                        },
+                        Err(BusError::Closed) => anyhow::bail!("dispatch subscription closed"),
+                        Err(err) => {
+                            tracing::warn!(error = %err, "cannot fetch dispatches");
+                            self.ctx.health.set(RoleName::Call, RoleHealth::Failing);
+                            backoff.wait().await;
+                        }
+                    }
                 }
             }
         }
         let grace = self.ctx.settings.runtime.shutdown_grace.0;
         let deadline = tokio::time::Instant::now() + grace;
         tracing::info!(in_flight = self.in_flight.len(), "call role draining");
-        while !self.in_flight.is_empty() {
+        // Dispatches never begun stay unacknowledged: the bus hands them to another dialer (or
+        // the scheduler hands them back unspent once this process is gone).
+        self.pending.clear();
+        while !self.in_flight.is_empty() || !self.unpublished.is_empty() {
             tokio::select! {
                 Some(first) = reports.recv() => {
-                    let tokens = self.report(drain(first, &mut reports)).await?;
-                    dispatches.ack(&tokens).await?;
+                    match self.report(drain(first, &mut reports)).await {
+                        Ok(tokens) => self.ack(&mut *dispatches, tokens).await,
+                        Err(err) => tracing::warn!(error = %err, "cannot publish outcomes yet"),
+                    }
                 }
-                _ = renew.tick() => self.renew_leases().await,
+                _ = backoff.wait(), if !self.unpublished.is_empty() => {
+                    let _ = self.retry_stalled(&mut *dispatches).await;
+                }
                 _ = tokio::time::sleep_until(deadline) => {
-                    // These attempts stay `dialing` in the store and are recovered as lost.
+                    // These attempts stay `dialing` in the store and are settled once this
+                    // process's heartbeat stops.
                     tracing::warn!(abandoned = self.in_flight.len(), "shutdown grace elapsed with calls in progress");
                     break;
                 }
             }
         }
+        self.ack(&mut *dispatches, Vec::new()).await;
         Ok(())
     }
 }

@@ -6,13 +6,14 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::call::AttemptOutcome;
-use crate::domain::ids::{CallId, CampaignId, InstanceId, LeaseId};
+use crate::domain::ids::{CallId, CampaignId, InstanceId};
 use crate::domain::phone::PhoneNumber;
 use crate::metrics::metrics;
 use crate::ports::{Bus, BusError, Message, Topic};
 use crate::telemetry;
 
-pub const VERSION: u32 = 1;
+/// 2: dispatches and statuses no longer carry a limiter lease (the store counts slots).
+pub const VERSION: u32 = 2;
 
 /// The retry policy in force when the attempt was dispatched, so that the status role can
 /// compute the backoff without reading the campaign.
@@ -30,13 +31,10 @@ pub struct DispatchMessage {
     pub campaign_id: CampaignId,
     pub attempt: u32,
     pub phone_number: PhoneNumber,
-    pub lease_id: LeaseId,
     pub policy: PolicyTerms,
-    /// The instance that claimed the attempt; another call process adopts it before dialing.
+    /// The instance that claimed the attempt: the dialer begins it only while that claimer
+    /// still holds it, which fences off a superseded dispatch.
     pub owner: InstanceId,
-    /// The campaign's max_concurrent_calls when dispatched, to take a new lease if this one
-    /// expired in transit.
-    pub limit: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -45,7 +43,6 @@ pub struct StatusMessage {
     pub call_id: CallId,
     pub campaign_id: CampaignId,
     pub attempt: u32,
-    pub lease_id: LeaseId,
     pub outcome: AttemptOutcome,
     pub ended_at: DateTime<Utc>,
     pub policy: PolicyTerms,

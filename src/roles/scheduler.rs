@@ -1,8 +1,10 @@
 //! The scheduler role admits calls. For each `in_progress` campaign inside its business hours it
-//! takes concurrency leases (per campaign and global), claims that many queued calls and
-//! dispatches them. It wakes on every start, trigger and freed slot (the `wake` topic), and
-//! rescans on a timer as a safety net. It also records attempts whose owner stopped heartbeating
-//! as lost, so they are retried instead of staying `dialing` forever.
+//! claims queued calls and dispatches them; the store admits no more than the campaign's limit
+//! and the global cap leave free, counting every call dialing (a slot belongs to an attempt
+//! until its outcome is recorded). It wakes on every start, trigger and freed slot (the `wake`
+//! topic), and rescans on a timer as a safety net. It also settles the attempts of processes
+//! that stopped heartbeating: one never placed is handed back unspent, a placed one is recorded
+//! lost and retried.
 
 use std::collections::HashMap;
 
@@ -13,13 +15,14 @@ use tracing::{info_span, Instrument};
 
 use crate::context::AppContext;
 use crate::domain::call::AttemptOutcome;
-use crate::domain::ids::{CampaignId, LeaseId};
+use crate::domain::ids::CampaignId;
 use crate::metrics::metrics;
 use crate::ports::{
-    AttemptReport, BusError, ClaimedCall, LimiterError, RunnableCampaign, StoreError, Subscription,
-    Topic,
+    AttemptKey, AttemptReport, BusError, ClaimedCall, HeldAttempt, RunnableCampaign, StoreError,
+    Subscription, Topic,
 };
 use crate::roles::messages::{self, DispatchMessage, PolicyTerms};
+use crate::runtime::backoff::Backoff;
 use crate::runtime::health::RoleHealth;
 use crate::runtime::role::RoleName;
 
@@ -28,10 +31,11 @@ pub enum SchedulerError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
-    Limiter(#[from] LimiterError),
-    #[error(transparent)]
     Bus(#[from] BusError),
 }
+
+/// How long an instance that holds no call is remembered after its last heartbeat.
+const INSTANCE_MEMORY: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct TickOutcome {
@@ -40,23 +44,28 @@ pub struct TickOutcome {
     pub campaigns_closed: usize,
 }
 
-/// A claimed call with the lease it dials under.
+/// A claimed call with the retry terms its outcome is recorded under.
 struct Admitted {
     call: ClaimedCall,
-    lease: LeaseId,
     policy: PolicyTerms,
-    limit: u32,
 }
 
 pub struct Scheduler {
     ctx: AppContext,
     /// Rotates which campaign is served first, so none is always last.
     cursor: usize,
+    /// When the completion sweep last ran: it runs at least every `scheduler.interval`,
+    /// however busy the wake-ups keep the loop.
+    swept_at: Option<tokio::time::Instant>,
 }
 
 impl Scheduler {
     pub fn new(ctx: AppContext) -> Self {
-        Self { ctx, cursor: 0 }
+        Self {
+            ctx,
+            cursor: 0,
+            swept_at: None,
+        }
     }
 
     /// One scheduling step at `now`: dispatch as many calls as windows and capacity allow.
@@ -87,7 +96,7 @@ impl Scheduler {
         // The first pass gives each campaign at most an equal share of the free global
         // capacity; later passes hand out what the others left.
         let global_free = u64::from(self.ctx.settings.throttle.global_concurrency)
-            .saturating_sub(u64::from(self.ctx.limiter.active_total().await?));
+            .saturating_sub(self.ctx.store.dialing_now().await?);
         let mut share = (global_free / open.len() as u64).max(1);
         loop {
             let mut progress = false;
@@ -125,36 +134,24 @@ impl Scheduler {
         Ok(outcome)
     }
 
-    /// Leases capacity and claims up to `want` calls of one campaign; unused leases go back.
+    /// Claims up to `want` calls of one campaign, as many as its free slots allow.
     async fn admit(
         &self,
         campaign: &RunnableCampaign,
         want: u32,
         now: DateTime<Utc>,
     ) -> Result<Vec<Admitted>, SchedulerError> {
-        let leases = self
-            .ctx
-            .limiter
-            .acquire(campaign.id, campaign.max_concurrent_calls, want)
-            .await?;
-        if leases.is_empty() {
-            return Ok(Vec::new());
-        }
-        let claimed = match self
+        let claimed = self
             .ctx
             .store
-            .claim_calls(campaign.id, leases.len(), self.ctx.instance, now)
-            .await
-        {
-            Ok(claimed) => claimed,
-            Err(err) => {
-                self.release(campaign.id, &leases).await;
-                return Err(err.into());
-            }
-        };
-        if claimed.len() < leases.len() {
-            self.release(campaign.id, &leases[claimed.len()..]).await;
-        }
+            .claim_calls(
+                campaign.id,
+                want as usize,
+                self.ctx.instance,
+                self.ctx.settings.throttle.global_concurrency,
+                now,
+            )
+            .await?;
         let policy = PolicyTerms {
             base_delay_ms: campaign.retry_policy.base_delay.as_millis() as u64,
             max_delay_ms: campaign.retry_policy.max_delay.as_millis() as u64,
@@ -166,22 +163,8 @@ impl Scheduler {
             .inc_by(claimed.len() as u64);
         Ok(claimed
             .into_iter()
-            .zip(leases)
-            .map(|(call, lease)| Admitted {
-                call,
-                lease,
-                policy,
-                limit: campaign.max_concurrent_calls,
-            })
+            .map(|call| Admitted { call, policy })
             .collect())
-    }
-
-    async fn release(&self, campaign_id: CampaignId, leases: &[LeaseId]) {
-        let pairs: Vec<_> = leases.iter().map(|lease| (campaign_id, *lease)).collect();
-        if let Err(err) = self.ctx.limiter.release(&pairs).await {
-            // The leases expire by themselves after limiter.lease_ttl.
-            tracing::warn!(error = %err, %campaign_id, "cannot release unused leases");
-        }
     }
 
     async fn dispatch(
@@ -204,69 +187,54 @@ impl Scheduler {
                         campaign_id: call.campaign_id,
                         attempt: call.attempt,
                         phone_number: call.phone_number.clone(),
-                        lease_id: admitted.lease,
                         policy: admitted.policy,
                         owner: self.ctx.instance,
-                        limit: admitted.limit,
                     },
                 )
             })
             .collect();
         if let Err(err) = messages::publish(&*self.ctx.bus, Topic::Dispatch, messages).await {
-            // Nobody will dial these attempts: record them as failed (retryable) now rather
-            // than leave them dialing under a live owner.
-            tracing::error!(error = %err, count = claimed.len(), "dispatch failed");
-            let reports: Vec<AttemptReport> = claimed
+            // Nobody may ever dial these attempts: hand them back unspent, so they are claimed
+            // again once the bus is back. One that went out after all and was begun already is
+            // no longer this scheduler's to hand back, and stays with its dialer.
+            tracing::error!(error = %err, count = claimed.len(), "dispatch failed, handing the attempts back");
+            let held: Vec<HeldAttempt> = claimed
                 .iter()
-                .map(|Admitted { call, .. }| AttemptReport {
-                    call_id: call.call_id,
-                    campaign_id: call.campaign_id,
-                    attempt: call.attempt,
-                    outcome: AttemptOutcome::Failed {
-                        error: "dispatch_failed".into(),
-                        retryable: true,
+                .map(|Admitted { call, .. }| HeldAttempt {
+                    key: AttemptKey {
+                        campaign_id: call.campaign_id,
+                        call_id: call.call_id,
+                        attempt: call.attempt,
                     },
-                    ended_at: now,
-                    retry_at: now,
-                    expected_owner: Some(self.ctx.instance),
+                    holder: Some(self.ctx.instance),
                 })
                 .collect();
-            let mut backoff = std::time::Duration::from_millis(50);
-            let applied = loop {
-                match self.ctx.store.record_attempts(&reports, now).await {
-                    Ok(applied) => break applied,
+            let mut backoff = Backoff::new(
+                std::time::Duration::from_millis(50),
+                std::time::Duration::from_secs(5),
+            );
+            loop {
+                match self.ctx.store.release_attempts(&held, now).await {
+                    Ok(_) => break,
                     Err(store_err) => {
-                        // Unrecorded, these attempts would stay dialing under a live owner.
-                        tracing::warn!(error = %store_err, "cannot record undispatched attempts, retrying");
-                        tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(std::time::Duration::from_secs(5));
+                        // Left as they are, they would wait for this live process to die
+                        // before anyone handed them back.
+                        tracing::warn!(error = %store_err, "cannot hand back undispatched attempts, retrying");
+                        backoff.wait().await;
                     }
                 }
-            };
-            // A dispatch that went out after all may have been adopted and be dialing: its
-            // lease stays.
-            let leases: Vec<_> = claimed
-                .iter()
-                .zip(&applied)
-                .filter(|(_, applied)| applied.step.is_some())
-                .map(|(admitted, _)| (admitted.call.campaign_id, admitted.lease))
-                .collect();
-            let _ = self.ctx.limiter.release(&leases).await;
+            }
             return Err(err.into());
         }
         Ok(())
     }
 
-    /// Records attempts of processes that stopped heartbeating as lost (retryable).
+    /// Settles the attempts of processes that stopped heartbeating for `scheduler.orphan_after`
+    /// (on the store's clock): one never placed goes back unspent; a placed one is recorded lost
+    /// (retryable), since its outcome will never be reported.
     pub async fn recover_orphans(&self, now: DateTime<Utc>) -> Result<usize, SchedulerError> {
-        let stale_before = now
-            - chrono::Duration::from_std(self.ctx.settings.scheduler.orphan_after.0)
-                .unwrap_or(chrono::Duration::seconds(10));
-        let mut orphans = self
-            .ctx
-            .store
-            .orphaned_attempts(stale_before, 10_000)
-            .await?;
+        let silent_for = self.ctx.settings.scheduler.orphan_after.0;
+        let mut orphans = self.ctx.store.orphaned_attempts(silent_for, 10_000).await?;
         // This process is alive by definition: a late heartbeat of its own (a slow store) must
         // never turn its live calls into lost ones.
         orphans.retain(|orphan| {
@@ -275,7 +243,22 @@ impl Scheduler {
         if orphans.is_empty() {
             return Ok(0);
         }
-        let reports: Vec<AttemptReport> = orphans
+        let (placed, unplaced): (Vec<_>, Vec<_>) =
+            orphans.into_iter().partition(|orphan| orphan.placed);
+        let held: Vec<HeldAttempt> = unplaced
+            .iter()
+            .map(|orphan| HeldAttempt {
+                key: AttemptKey {
+                    campaign_id: orphan.campaign_id,
+                    call_id: orphan.call_id,
+                    attempt: orphan.attempt,
+                },
+                holder: orphan.owner,
+            })
+            .collect();
+        let released = self.ctx.store.release_attempts(&held, now).await?;
+        let handed_back = released.iter().filter(|released| **released).count();
+        let reports: Vec<AttemptReport> = placed
             .iter()
             .map(|orphan| {
                 let delay = orphan
@@ -291,15 +274,19 @@ impl Scheduler {
                     },
                     ended_at: now,
                     retry_at: now + chrono::Duration::from_std(delay).unwrap_or_default(),
-                    // A process that adopted the attempt meanwhile keeps it.
+                    // A dialer that took the attempt over meanwhile keeps it.
                     expected_owner: orphan.owner,
                 }
             })
             .collect();
         let applied = self.ctx.store.record_attempts(&reports, now).await?;
-        let recovered = applied.iter().filter(|a| a.step.is_some()).count();
-        tracing::warn!(recovered, "recorded attempts of dead processes as lost");
-        let mut campaigns: Vec<CampaignId> = applied.iter().map(|a| a.campaign_id).collect();
+        let lost = applied.iter().filter(|a| a.step.is_some()).count();
+        tracing::warn!(lost, handed_back, "settled attempts of silent processes");
+        let mut campaigns: Vec<CampaignId> = applied
+            .iter()
+            .map(|a| a.campaign_id)
+            .chain(unplaced.iter().map(|orphan| orphan.campaign_id))
+            .collect();
         campaigns.sort();
         campaigns.dedup();
         messages::wake(&*self.ctx.bus, campaigns.iter().copied()).await?;
@@ -317,14 +304,17 @@ impl Scheduler {
             })
             .collect();
         messages::publish(&*self.ctx.bus, Topic::Retry, retries).await?;
-        Ok(recovered)
+        Ok(lost + handed_back)
     }
 
-    async fn step(&mut self, housekeeping: bool) {
+    async fn step(&mut self) {
         let now = Utc::now();
+        let interval = self.ctx.settings.scheduler.interval.0;
+        let sweep = self.swept_at.is_none_or(|at| at.elapsed() >= interval);
         let result = async {
-            if housekeeping {
+            if sweep {
                 self.ctx.store.complete_finished_campaigns(now).await?;
+                self.swept_at = Some(tokio::time::Instant::now());
             }
             self.tick(now).await
         }
@@ -358,15 +348,19 @@ impl Scheduler {
                     if let Err(err) = self.recover_orphans(Utc::now()).await {
                         tracing::warn!(error = %err, "orphan recovery failed");
                     }
+                    // Instances silent for a day that hold nothing are history.
+                    if let Err(err) = self.ctx.store.prune_instances(INSTANCE_MEMORY).await {
+                        tracing::warn!(error = %err, "cannot prune silent instances");
+                    }
                 }
                 batch = wake.next_batch(4096) => {
                     let batch = batch?;
                     let tokens: Vec<u64> = batch.iter().map(|d| d.token).collect();
                     wake.ack(&tokens).await?;
-                    self.step(false).instrument(info_span!("schedule", trigger = "wake")).await;
+                    self.step().instrument(info_span!("schedule", trigger = "wake")).await;
                 }
                 _ = rescan.tick() => {
-                    self.step(true).instrument(info_span!("schedule", trigger = "timer")).await;
+                    self.step().instrument(info_span!("schedule", trigger = "timer")).await;
                 }
             }
         }

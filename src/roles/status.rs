@@ -1,6 +1,6 @@
 //! The status role records outcomes. For each batch of reports it computes the retry time
 //! (backoff with jitter), records every attempt with its statistics in one store transaction
-//! (idempotent, so a redelivered report counts once), then frees the leases, tells the retry
+//! (idempotent, so a redelivered report counts once; recording frees the call's slot), tells the retry
 //! role about new retries and wakes the scheduler for the capacity it freed. With a separate
 //! timeline (Scylla) it also runs the exporter that moves finished attempts there.
 
@@ -17,9 +17,7 @@ use crate::context::AppContext;
 use crate::domain::call::{AttemptOutcome, NextStep};
 use crate::domain::campaign::RetryPolicy;
 use crate::metrics::metrics;
-use crate::ports::{
-    AppliedReport, AttemptReport, BusError, LimiterError, StoreError, Subscription, Topic,
-};
+use crate::ports::{AppliedReport, AttemptReport, BusError, StoreError, Subscription, Topic};
 use crate::roles::export::TimelineExporter;
 use crate::roles::messages::{self, RetryMessage, StatusMessage};
 use crate::runtime::health::RoleHealth;
@@ -29,8 +27,6 @@ use crate::runtime::role::RoleName;
 pub enum StatusError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error(transparent)]
-    Limiter(#[from] LimiterError),
     #[error(transparent)]
     Bus(#[from] BusError),
 }
@@ -79,11 +75,6 @@ impl StatusWorker {
             })
             .collect();
         let applied = self.ctx.store.record_attempts(&reports, now).await?;
-        let leases: Vec<_> = statuses
-            .iter()
-            .map(|status| (status.campaign_id, status.lease_id))
-            .collect();
-        self.ctx.limiter.release(&leases).await?;
 
         let mut retries = Vec::new();
         let mut campaigns = BTreeSet::new();

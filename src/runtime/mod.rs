@@ -4,6 +4,7 @@
 //! end within `runtime.shutdown_grace`, then the roles that record outcomes (status, retry).
 //! If a role exits on its own, the process says which and why, stops the rest and fails.
 
+pub mod backoff;
 pub mod health;
 pub mod role;
 
@@ -43,10 +44,6 @@ pub enum BuildError {
     Bus(#[from] BusError),
 }
 
-#[expect(
-    clippy::large_enum_variant,
-    reason = "one value per role, built once per process"
-)]
 enum BuiltRole {
     Api(ApiRole),
     Scheduler(Scheduler, Box<dyn Subscription>),
@@ -217,7 +214,7 @@ const STOP_MARGIN: Duration = Duration::from_secs(5);
 /// Writes the first heartbeat of the process's instance ids.
 async fn announce(ctx: &AppContext) -> Result<(), StoreError> {
     for id in [ctx.instance, ctx.dialer] {
-        ctx.store.heartbeat(id, chrono::Utc::now()).await?;
+        ctx.store.heartbeat(id).await?;
     }
     Ok(())
 }
@@ -230,7 +227,7 @@ async fn heartbeat(ctx: AppContext, stop: CancellationToken) {
             _ = stop.cancelled() => break,
             _ = tick.tick() => {
                 for id in [ctx.instance, ctx.dialer] {
-                    if let Err(err) = ctx.store.heartbeat(id, chrono::Utc::now()).await {
+                    if let Err(err) = ctx.store.heartbeat(id).await {
                         tracing::warn!(error = %err, "heartbeat failed");
                     }
                 }

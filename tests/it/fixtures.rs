@@ -212,14 +212,15 @@ impl BusAdapter {
     }
 }
 
-/// Registers and starts a campaign of `targets` numbers (two attempts each, no hours limit).
+/// Registers and starts a campaign of `targets` numbers (two attempts each, no hours limit, the
+/// highest concurrency limit).
 pub async fn started_campaign(store: &dyn Store, targets: usize) -> CampaignId {
     let numbers = (0..targets).map(|i| format!("+1555{i:07}")).collect();
-    start_campaign(store, "contract", numbers, 100, 2).await
+    start_campaign(store, "contract", numbers, 1000, 2).await
 }
 
 /// Registers a campaign of `numbers` without hours limits, and starts it.
-async fn start_campaign(
+pub async fn start_campaign(
     store: &dyn Store,
     prefix: &str,
     numbers: Vec<String>,
@@ -265,7 +266,7 @@ pub async fn campaign_with_finished_attempts(store: &dyn Store) -> (CampaignId, 
     let numbers = (0..5).map(|i| format!("+1555888{i:04}")).collect();
     let id = start_campaign(store, "export", numbers, 10, 3).await;
     let claimed = store
-        .claim_calls(id, 5, InstanceId::new(), Utc::now())
+        .claim_calls(id, 5, InstanceId::new(), 50_000, Utc::now())
         .await
         .expect("claim");
     assert_eq!(claimed.len(), 5);

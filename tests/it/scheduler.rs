@@ -121,7 +121,7 @@ async fn a_tick_outside_the_windows_dials_nothing_and_inside_fills_the_limit() {
         .await
         .expect("tick");
     assert_eq!(full.dispatched, 0, "the campaign's limit is taken");
-    assert_eq!(ctx.limiter.active(campaign).await.expect("active"), 3);
+    assert_eq!(ctx.store.dialing_now().await.expect("dialing"), 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -137,5 +137,5 @@ async fn the_global_cap_is_shared_between_campaigns() {
     assert_eq!(outcome.dispatched, 4, "the global cap");
     assert_eq!(dialing(&ctx, first).await, 2, "an equal share");
     assert_eq!(dialing(&ctx, second).await, 2, "an equal share");
-    assert_eq!(ctx.limiter.active_total().await.expect("total"), 4);
+    assert_eq!(ctx.store.dialing_now().await.expect("dialing"), 4);
 }

@@ -161,7 +161,14 @@ fn topic_names(prefix: &str) -> Vec<String> {
 
 pub struct KafkaBus {
     config: KafkaBusConfig,
+    producer_config: ClientConfig,
+    producer: std::sync::RwLock<ProducerSlot>,
+}
+
+/// The producer in use, and how many were replaced before it.
+struct ProducerSlot {
     producer: Detached<FutureProducer>,
+    generation: u64,
 }
 
 impl KafkaBus {
@@ -191,7 +198,11 @@ impl KafkaBus {
             .map_err(|e| unavailable("cannot create the producer", e))?;
         let bus = Self {
             config,
-            producer: Detached::new(producer, "producer"),
+            producer_config,
+            producer: std::sync::RwLock::new(ProducerSlot {
+                producer: Detached::new(producer, "producer"),
+                generation: 0,
+            }),
         };
         bus.ensure_topics().await?;
         tracing::info!(
@@ -248,7 +259,7 @@ impl KafkaBus {
     /// fine.
     async fn ensure_topics(&self) -> Result<(), BusError> {
         let wanted = self.topic_names();
-        let producer = self.producer.get()?.clone();
+        let (producer, _) = self.producer()?;
         let existing = tokio::task::spawn_blocking(move || {
             producer
                 .client()
@@ -316,9 +327,58 @@ impl KafkaBus {
         Ok(())
     }
 
-    /// Sends every message, then waits for every delivery report.
+    /// The producer in use, with its generation.
+    fn producer(&self) -> Result<(FutureProducer, u64), BusError> {
+        let slot = self.producer.read().map_err(|_| BusError::Closed)?;
+        Ok((slot.producer.get()?.clone(), slot.generation))
+    }
+
+    /// An idempotent producer hit by a fatal error (fenced, or its sequence lost after a broker
+    /// outage) refuses every later send for good: it is replaced by a fresh one, once per
+    /// failed generation, so the bus recovers when the brokers do.
+    fn replace_if_fatal(&self, producer: &FutureProducer, generation: u64) -> bool {
+        let Some((code, reason)) = producer.client().fatal_error() else {
+            return false;
+        };
+        let Ok(mut slot) = self.producer.write() else {
+            return false;
+        };
+        if slot.generation != generation {
+            return true;
+        }
+        match self.producer_config.create::<FutureProducer>() {
+            Ok(fresh) => {
+                tracing::warn!(code = ?code, reason, "kafka producer failed for good, replaced");
+                *slot = ProducerSlot {
+                    producer: Detached::new(fresh, "producer"),
+                    generation: generation + 1,
+                };
+                true
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "cannot replace the failed kafka producer");
+                false
+            }
+        }
+    }
+
+    /// Sends every message, then waits for every delivery report. A producer that failed
+    /// for good is replaced, so the caller's next try goes through a fresh one.
     async fn send_all(&self, topic: &str, messages: Vec<Message>) -> Result<(), BusError> {
-        let producer = self.producer.get()?;
+        let (producer, generation) = self.producer()?;
+        let sent = self.send_with(&producer, topic, messages).await;
+        if sent.is_err() {
+            self.replace_if_fatal(&producer, generation);
+        }
+        sent
+    }
+
+    async fn send_with(
+        &self,
+        producer: &FutureProducer,
+        topic: &str,
+        messages: Vec<Message>,
+    ) -> Result<(), BusError> {
         let deadline = Instant::now() + PUBLISH_TIMEOUT;
         let mut deliveries: Vec<DeliveryFuture> = Vec::with_capacity(messages.len());
         for message in &messages {
@@ -503,5 +563,50 @@ fn client_config(config: &KafkaBusConfig) -> ClientConfig {
 fn apply_extra(client: &mut ClientConfig, config: &KafkaBusConfig) {
     for (key, value) in &config.extra {
         client.set(key, value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::expect_used)]
+    use super::*;
+
+    fn wake() -> Vec<Message> {
+        vec![Message {
+            key: "k".into(),
+            payload: b"{}".to_vec(),
+            headers: Vec::new(),
+        }]
+    }
+
+    #[tokio::test]
+    async fn a_producer_that_failed_for_good_is_replaced() {
+        let bus = KafkaBus::connect_to_mock(KafkaBusConfig {
+            topic_prefix: format!("fatal-{}.", uuid::Uuid::now_v7()),
+            ..KafkaBusConfig::default()
+        })
+        .await
+        .expect("mock cluster");
+        bus.publish(Topic::Wake, wake()).await.expect("first send");
+        let (producer, generation) = bus.producer().expect("producer");
+        let reason = std::ffi::CString::new("fenced by the test").expect("reason");
+        // SAFETY: librdkafka's own testing hook, called on the live handle this producer owns
+        // (the producer outlives the call), with a NUL-terminated reason.
+        unsafe {
+            rdkafka::bindings::rd_kafka_test_fatal_error(
+                producer.client().native_ptr(),
+                rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_PRODUCER_FENCED,
+                reason.as_ptr(),
+            );
+        }
+        assert!(
+            bus.publish(Topic::Wake, wake()).await.is_err(),
+            "a fenced producer refuses to send"
+        );
+        let (_, replaced) = bus.producer().expect("producer");
+        assert_eq!(replaced, generation + 1, "replaced once");
+        bus.publish(Topic::Wake, wake())
+            .await
+            .expect("the fresh producer sends");
     }
 }

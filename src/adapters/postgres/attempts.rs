@@ -1,8 +1,9 @@
-//! Attempts: settling the provider's reports, adoption of dispatched attempts by the process
-//! that dials them, attempts whose process died, and the finished attempts the timeline
-//! exporter moves out.
+//! Attempts: settling the provider's reports, the dialer's begin (or hand-back) of claimed
+//! attempts, attempts whose process died, and the finished attempts the timeline exporter moves
+//! out.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text};
@@ -14,14 +15,18 @@ use super::dispatch::complete_if_finished;
 use super::{Conn, PgStore};
 use crate::adapters::sql::prepared::KeepPrepared;
 use crate::adapters::sql::rows::{
-    self, readable_backlog, CountRow, CurrentCallRow, IdRow, OrphanRow, TimelineRow,
+    self, readable_backlog, BeginRow, CountRow, CurrentCallRow, OrphanRow, TimelineRow,
 };
-use crate::adapters::sql::statements::{CURRENT_CALLS, ORPHANED_ATTEMPTS, TIMELINE_BACKLOG};
-use crate::adapters::sql::{as_bigint, to_ms, Failure};
-use crate::domain::ids::{CallId, CampaignId, InstanceId};
+use crate::adapters::sql::statements::{
+    BEGIN_CALLS, CURRENT_CALLS, ORPHANED_ATTEMPTS, TIMELINE_BACKLOG,
+};
+use crate::adapters::sql::{as_bigint, millis, to_ms, Failure};
+use crate::domain::admission::{Begin, DialCheck, Release};
+use crate::domain::call::CallStatus;
+use crate::domain::ids::InstanceId;
 use crate::domain::settlement::{AppliedReport, AttemptReport, CurrentCall, Settlement};
 use crate::domain::stats::StatsDelta;
-use crate::ports::{AttemptKey, OrphanedAttempt, StoreError, TimelineEntry};
+use crate::ports::{AttemptKey, HeldAttempt, OrphanedAttempt, StoreError, TimelineEntry};
 
 /// Records a batch of reports in one transaction, campaign by campaign in id order (the text
 /// order the database sorts by), so two batches spanning the same campaigns lock them in the
@@ -151,8 +156,10 @@ async fn write_settlements(
          AS v(id, status, next_attempt_at, error, attempt, attempt_status, ended_at, \
          duration_ms)), \
          moved AS (UPDATE calls c SET status = v.status, next_attempt_at = v.next_attempt_at, \
-         last_error = v.error, updated_at = $10, owner = NULL FROM v \
-         WHERE c.campaign_id = $1 AND c.id = v.id) \
+         last_error = v.error, updated_at = $10, owner = NULL, placed_at = NULL FROM v \
+         WHERE c.campaign_id = $1 AND c.id = v.id RETURNING c.id, c.phone_number), \
+         freed AS (DELETE FROM live_numbers l USING moved m \
+         WHERE l.phone_number = m.phone_number AND l.call_id = m.id) \
          UPDATE attempts a SET status = v.attempt_status, error = v.error, \
          ended_at = v.ended_at, duration_ms = v.duration_ms FROM v \
          WHERE a.campaign_id = $1 AND a.call_id = v.id AND a.attempt = v.attempt",
@@ -198,59 +205,242 @@ async fn write_settlements(
     Ok(())
 }
 
-pub(super) async fn adopt(
+/// What one transaction over held attempts decided: per attempt in the caller's order, and the
+/// releases to write per campaign.
+struct Decisions<T> {
+    answers: Vec<T>,
+    dial: Vec<(String, String)>,
+    releases: BTreeMap<String, Vec<(String, u32, Release)>>,
+}
+
+impl<T> Decisions<T> {
+    fn new(capacity: usize) -> Self {
+        Self {
+            answers: Vec::with_capacity(capacity),
+            dial: Vec::new(),
+            releases: BTreeMap::new(),
+        }
+    }
+
+    fn release(&mut self, held: &HeldAttempt, release: Release) {
+        self.releases
+            .entry(held.key.campaign_id.to_string())
+            .or_default()
+            .push((held.key.call_id.to_string(), held.key.attempt, release));
+    }
+}
+
+/// The held attempts' calls, locked `FOR UPDATE` in (campaign, id) order: the order reports
+/// lock them in.
+async fn lock_held_calls(
+    conn: &mut Conn,
+    attempts: &[HeldAttempt],
+) -> Result<HashMap<String, BeginRow>, Failure> {
+    let campaigns: Vec<String> = attempts
+        .iter()
+        .map(|held| held.key.campaign_id.to_string())
+        .collect();
+    let calls: Vec<String> = attempts
+        .iter()
+        .map(|held| held.key.call_id.to_string())
+        .collect();
+    let rows: Vec<BeginRow> = diesel::sql_query(format!(
+        "{} WHERE (c.campaign_id, c.id) IN (SELECT * FROM unnest($1::text[], $2::text[])) \
+         ORDER BY c.campaign_id, c.id FOR UPDATE OF c",
+        BEGIN_CALLS.postgres()
+    ))
+    .bind::<Array<Text>, _>(campaigns)
+    .bind::<Array<Text>, _>(calls)
+    .prepared()
+    .load(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| (row.call.id.clone(), row))
+        .collect())
+}
+
+/// Writes what `begin` or `release` decided: the begun attempts marked placed by `owner`, the
+/// released ones handed back with their counters.
+async fn write_decisions<T>(
+    conn: &mut Conn,
+    decisions: &Decisions<T>,
+    owner: Option<InstanceId>,
+    now: DateTime<Utc>,
+) -> Result<(), Failure> {
+    if let (Some(owner), false) = (owner, decisions.dial.is_empty()) {
+        diesel::sql_query(
+            "UPDATE calls c SET owner = $3, placed_at = $4, updated_at = $4 \
+             FROM unnest($1::text[], $2::text[]) AS v(campaign_id, id) \
+             WHERE c.campaign_id = v.campaign_id AND c.id = v.id",
+        )
+        .bind::<Array<Text>, _>(
+            decisions
+                .dial
+                .iter()
+                .map(|(c, _)| c.clone())
+                .collect::<Vec<_>>(),
+        )
+        .bind::<Array<Text>, _>(
+            decisions
+                .dial
+                .iter()
+                .map(|(_, id)| id.clone())
+                .collect::<Vec<_>>(),
+        )
+        .bind::<Text, _>(owner.to_string())
+        .bind::<BigInt, _>(to_ms(now))
+        .prepared()
+        .execute(conn)
+        .await?;
+    }
+    for (campaign, released) in &decisions.releases {
+        diesel::sql_query(
+            "WITH v AS (SELECT * FROM unnest($2::text[], $3::int4[], $4::text[]) \
+             AS v(id, attempt, status)), \
+             moved AS (UPDATE calls c SET status = v.status, \
+             attempt_count = c.attempt_count - 1, owner = NULL, placed_at = NULL, \
+             updated_at = $5 FROM v WHERE c.campaign_id = $1 AND c.id = v.id \
+             RETURNING c.id, c.phone_number), \
+             freed AS (DELETE FROM live_numbers l USING moved m \
+             WHERE l.phone_number = m.phone_number AND l.call_id = m.id) \
+             DELETE FROM attempts a USING v WHERE a.campaign_id = $1 AND a.call_id = v.id \
+             AND a.attempt = v.attempt",
+        )
+        .bind::<Text, _>(campaign.clone())
+        .bind::<Array<Text>, _>(
+            released
+                .iter()
+                .map(|(id, _, _)| id.clone())
+                .collect::<Vec<_>>(),
+        )
+        .bind::<Array<Integer>, _>(
+            released
+                .iter()
+                .map(|(_, attempt, _)| *attempt as i32)
+                .collect::<Vec<_>>(),
+        )
+        .bind::<Array<Text>, _>(
+            released
+                .iter()
+                .map(|(_, _, r)| r.call_status.as_str().to_owned())
+                .collect::<Vec<_>>(),
+        )
+        .bind::<BigInt, _>(to_ms(now))
+        .prepared()
+        .execute(conn)
+        .await?;
+        let mut delta = StatsDelta::default();
+        for (_, _, release) in released {
+            delta += release.delta;
+        }
+        apply_stats(conn, campaign, &delta, now).await?;
+    }
+    Ok(())
+}
+
+pub(super) async fn begin(
     store: &PgStore,
-    attempts: &[(CampaignId, CallId, u32, InstanceId)],
+    attempts: &[HeldAttempt],
     owner: InstanceId,
+    now: DateTime<Utc>,
+) -> Result<Vec<Begin>, StoreError> {
+    if attempts.is_empty() {
+        return Ok(Vec::new());
+    }
+    let attempts = attempts.to_vec();
+    store
+        .transaction(move |conn| {
+            async move {
+                let rows = lock_held_calls(conn, &attempts).await?;
+                let mut current: HashMap<String, (CurrentCall, DialCheck)> = HashMap::new();
+                for (id, row) in rows {
+                    current.insert(id, <(CurrentCall, DialCheck)>::try_from(row)?);
+                }
+                let mut decisions = Decisions::new(attempts.len());
+                for held in &attempts {
+                    let entry = current.get_mut(&held.key.call_id.to_string());
+                    let answer = match (entry, held.holder) {
+                        (Some((call, check)), Some(claimer)) => {
+                            let answer = call.begin(held.key.attempt, claimer, check, now);
+                            match answer {
+                                Begin::Dial => {
+                                    decisions.dial.push((
+                                        held.key.campaign_id.to_string(),
+                                        held.key.call_id.to_string(),
+                                    ));
+                                    // A duplicate later in the batch finds it placed.
+                                    call.placed = true;
+                                }
+                                Begin::Held(_) => {
+                                    decisions.release(held, call.release_unchecked());
+                                    call.status = CallStatus::Queued;
+                                }
+                                Begin::Stale => {}
+                            }
+                            answer
+                        }
+                        _ => Begin::Stale,
+                    };
+                    decisions.answers.push(answer);
+                }
+                write_decisions(conn, &decisions, Some(owner), now).await?;
+                Ok(decisions.answers)
+            }
+            .boxed()
+        })
+        .await
+}
+
+pub(super) async fn release(
+    store: &PgStore,
+    attempts: &[HeldAttempt],
+    now: DateTime<Utc>,
 ) -> Result<Vec<bool>, StoreError> {
     if attempts.is_empty() {
         return Ok(Vec::new());
     }
-    let campaigns: Vec<String> = attempts.iter().map(|(c, _, _, _)| c.to_string()).collect();
-    let calls: Vec<String> = attempts.iter().map(|(_, c, _, _)| c.to_string()).collect();
-    let numbers: Vec<i32> = attempts.iter().map(|(_, _, a, _)| *a as i32).collect();
-    let claimers: Vec<String> = attempts.iter().map(|(_, _, _, o)| o.to_string()).collect();
-    let adopted: Vec<IdRow> = store
-        .read(move |conn| {
+    let attempts = attempts.to_vec();
+    store
+        .transaction(move |conn| {
             async move {
-                // One statement for the batch; each row changes only if still dialing that
-                // attempt.
-                Ok(diesel::sql_query(
-                    "WITH v AS (SELECT * FROM unnest($1::text[], $2::text[], $3::int[], \
-                     $5::text[]) AS v(campaign_id, id, attempt, claimer)) \
-                     UPDATE calls c SET owner = $4 FROM v WHERE c.campaign_id = v.campaign_id \
-                     AND c.id = v.id AND c.status = 'dialing' AND c.attempt_count = v.attempt \
-                     AND c.owner = v.claimer RETURNING c.id AS id",
-                )
-                .bind::<Array<Text>, _>(campaigns)
-                .bind::<Array<Text>, _>(calls)
-                .bind::<Array<Integer>, _>(numbers)
-                .bind::<Text, _>(owner.to_string())
-                .bind::<Array<Text>, _>(claimers)
-                .prepared()
-                .load(conn)
-                .await?)
+                let rows = lock_held_calls(conn, &attempts).await?;
+                let mut current: HashMap<String, CurrentCall> = HashMap::new();
+                for (id, row) in rows {
+                    current.insert(id, CurrentCall::try_from(row.call)?);
+                }
+                let mut decisions = Decisions::new(attempts.len());
+                for held in &attempts {
+                    let release = current
+                        .get_mut(&held.key.call_id.to_string())
+                        .and_then(|call| {
+                            let release = call.release(held.key.attempt, held.holder)?;
+                            call.status = CallStatus::Queued;
+                            Some(release)
+                        });
+                    decisions.answers.push(release.is_some());
+                    if let Some(release) = release {
+                        decisions.release(held, release);
+                    }
+                }
+                write_decisions(conn, &decisions, None, now).await?;
+                Ok(decisions.answers)
             }
             .boxed()
         })
-        .await?;
-    let adopted: HashSet<String> = adopted.into_iter().map(|row| row.id).collect();
-    Ok(attempts
-        .iter()
-        .map(|(_, call_id, _, _)| adopted.contains(&call_id.to_string()))
-        .collect())
+        .await
 }
 
 pub(super) async fn orphaned(
     store: &PgStore,
-    stale_before: DateTime<Utc>,
+    silent_for: Duration,
     limit: usize,
 ) -> Result<Vec<OrphanedAttempt>, StoreError> {
     store
         .read(move |conn| {
             async move {
                 let rows: Vec<OrphanRow> = diesel::sql_query(ORPHANED_ATTEMPTS.postgres())
-                    .bind::<BigInt, _>(to_ms(stale_before))
+                    .bind::<BigInt, _>(millis(silent_for))
                     .bind::<BigInt, _>(as_bigint(limit))
                     .prepared()
                     .load(conn)

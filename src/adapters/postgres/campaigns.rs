@@ -12,7 +12,9 @@ use super::rows::StatusCountRow;
 use super::{rows_per_insert, Conn, PgStore};
 use crate::adapters::sql::prepared::KeepPrepared;
 use crate::adapters::sql::rows::{self, CampaignRow, StatsRow, CAMPAIGN_COLUMNS};
-use crate::adapters::sql::statements::{self, APPLY_STATS, CAMPAIGN_STATS, LOAD_CAMPAIGN};
+use crate::adapters::sql::statements::{
+    self, APPLY_STATS, CAMPAIGN_STATS, LOAD_CAMPAIGN, RETRY_BUDGET,
+};
 use crate::adapters::sql::{as_bigint, hours_json, to_ms, Failure};
 use crate::domain::call::{Call, CallStatus};
 use crate::domain::campaign::{
@@ -225,6 +227,7 @@ pub(super) async fn update(
                 current.status.ensure_mutable("update")?;
                 let campaign = id.to_string();
                 let old_key = name_key(&current.name);
+                let old_budget = current.retry_policy.max_attempts;
                 let next = changes.apply_to(current);
                 let new_key = name_key(&next.name);
                 if new_key != old_key {
@@ -253,10 +256,18 @@ pub(super) async fn update(
                 .bind::<Double, _>(policy.jitter)
                 .bind::<Text, _>(hours_json(&next.business_hours)?)
                 .bind::<BigInt, _>(to_ms(now))
-                .bind::<Text, _>(campaign)
+                .bind::<Text, _>(campaign.clone())
                 .prepared()
                 .execute(conn)
                 .await?;
+                if policy.max_attempts != old_budget {
+                    diesel::sql_query(RETRY_BUDGET.postgres())
+                        .bind::<Integer, _>(policy.max_attempts as i32)
+                        .bind::<Text, _>(campaign)
+                        .prepared()
+                        .execute(conn)
+                        .await?;
+                }
                 reload_campaign(conn, id).await
             }
             .boxed()

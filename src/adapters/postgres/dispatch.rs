@@ -8,11 +8,12 @@ use futures::FutureExt;
 
 use super::campaigns::apply_stats;
 use super::error::bad_id;
-use super::rows::RowCount;
 use super::{Conn, PgStore};
 use crate::adapters::sql::prepared::KeepPrepared;
-use crate::adapters::sql::rows::{self, ClaimRow, CountRow, IdRow, MaybeMsRow, RunnableRow};
-use crate::adapters::sql::statements::RUNNABLE_CAMPAIGNS;
+use crate::adapters::sql::rows::{
+    self, CapacityRow, ClaimRow, CountRow, IdRow, MaybeMsRow, RunnableRow, TotalRow,
+};
+use crate::adapters::sql::statements::{CLAIM_CAPACITY, RUNNABLE_CAMPAIGNS};
 use crate::adapters::sql::{as_bigint, from_ms, to_ms, Failure};
 use crate::domain::ids::{CampaignId, InstanceId};
 use crate::domain::stats::StatsDelta;
@@ -68,11 +69,36 @@ pub(super) async fn runnable_campaigns(
         .await
 }
 
+/// Serializes claims across the deployment: the count of dialing calls a claim reads stays true
+/// until it commits, since only claims add to it. Reports and hand-backs only free slots, so
+/// they never wait for it.
+const CLAIM_LOCK: i64 = 0x6f75_7462_6f75;
+
+pub(super) async fn dialing_now(store: &PgStore) -> Result<u64, StoreError> {
+    store
+        .read(|conn| {
+            async move {
+                let rows: Vec<TotalRow> =
+                    diesel::sql_query("SELECT count(*) AS n FROM live_numbers")
+                        .prepared()
+                        .load(conn)
+                        .await?;
+                Ok(rows
+                    .into_iter()
+                    .next()
+                    .map_or(0, |row| u64::try_from(row.n).unwrap_or(0)))
+            }
+            .boxed()
+        })
+        .await
+}
+
 pub(super) async fn claim_calls(
     store: &PgStore,
     campaign_id: CampaignId,
     max: usize,
     owner: InstanceId,
+    global_cap: u32,
     now: DateTime<Utc>,
 ) -> Result<Vec<ClaimedCall>, StoreError> {
     if max == 0 {
@@ -82,20 +108,44 @@ pub(super) async fn claim_calls(
         .transaction(move |conn| {
             async move {
                 let campaign = campaign_id.to_string();
+                diesel::sql_query("SELECT pg_advisory_xact_lock($1)")
+                    .bind::<BigInt, _>(CLAIM_LOCK)
+                    .prepared()
+                    .execute(conn)
+                    .await?;
                 // The status check and the claim share the transaction: a pause or complete
                 // that committed first is seen, one in flight waits for this to finish.
-                if !lock_in_progress(conn, &campaign).await? {
+                let capacity: Vec<CapacityRow> = diesel::sql_query(format!(
+                    "{} FOR KEY SHARE OF k",
+                    CLAIM_CAPACITY.postgres()
+                ))
+                .bind::<Text, _>(campaign.clone())
+                .prepared()
+                .load(conn)
+                .await?;
+                let Some(capacity) = capacity.into_iter().next() else {
+                    return Ok(Vec::new());
+                };
+                let admit = capacity.capacity(global_cap).admits(max as u64);
+                if admit == 0 {
                     return Ok(Vec::new());
                 }
-                // SKIP LOCKED: concurrent claimers take disjoint calls without waiting.
+                // Calls whose number is live anywhere are skipped; of two queued calls to one
+                // number the older goes now. Each claimed number becomes live in the same
+                // statement.
                 let claimed: Vec<ClaimRow> = diesel::sql_query(
-                    "WITH picked AS MATERIALIZED (SELECT campaign_id, id FROM calls \
-                     WHERE campaign_id = $3 AND status = 'queued' ORDER BY id LIMIT $4 \
-                     FOR UPDATE SKIP LOCKED), \
+                    "WITH picked AS MATERIALIZED (SELECT campaign_id, id, phone_number FROM calls c \
+                     WHERE campaign_id = $3 AND status = 'queued' AND NOT EXISTS \
+                     (SELECT 1 FROM live_numbers l WHERE l.phone_number = c.phone_number) \
+                     ORDER BY id LIMIT $4 FOR UPDATE SKIP LOCKED), \
+                     live AS (INSERT INTO live_numbers (phone_number, campaign_id, call_id) \
+                     SELECT DISTINCT ON (phone_number) phone_number, campaign_id, id FROM picked \
+                     ORDER BY phone_number, id ON CONFLICT (phone_number) DO NOTHING \
+                     RETURNING call_id), \
                      claimed AS (UPDATE calls c SET status = 'dialing', \
                      attempt_count = c.attempt_count + 1, last_attempt_at = $1, updated_at = $1, \
-                     next_attempt_at = NULL, owner = $2 FROM picked p \
-                     WHERE c.campaign_id = $3 AND c.campaign_id = p.campaign_id AND c.id = p.id \
+                     next_attempt_at = NULL, owner = $2, placed_at = NULL FROM live \
+                     WHERE c.campaign_id = $3 AND c.id = live.call_id \
                      RETURNING c.id AS id, c.phone_number AS phone_number, \
                      c.attempt_count AS attempt_count), \
                      started AS (INSERT INTO attempts (campaign_id, call_id, attempt, status, \
@@ -108,7 +158,7 @@ pub(super) async fn claim_calls(
                 .bind::<BigInt, _>(to_ms(now))
                 .bind::<Text, _>(owner.to_string())
                 .bind::<Text, _>(campaign.clone())
-                .bind::<BigInt, _>(as_bigint(max))
+                .bind::<BigInt, _>(i64::try_from(admit).unwrap_or(i64::MAX))
                 .prepared()
                 .load(conn)
                 .await?;
@@ -169,7 +219,7 @@ pub(super) async fn promote_due_retries(
                     if !lock_in_progress(conn, &campaign).await? {
                         return Ok(0);
                     }
-                    let moved: Vec<RowCount> = diesel::sql_query(
+                    let moved: Vec<TotalRow> = diesel::sql_query(
                         "WITH due AS MATERIALIZED (SELECT campaign_id, id FROM calls \
                          WHERE campaign_id = $2 AND status = 'retrying' AND next_attempt_at <= $1 \
                          ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED), \

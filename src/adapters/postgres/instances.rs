@@ -1,32 +1,45 @@
-//! Processes' heartbeats, by which the scheduler tells a live dialer from a dead one.
+//! Processes' heartbeats, by which the scheduler tells a live dialer from a dead one. Times are
+//! the database server's clock, so hosts' clocks are never compared.
 
-use chrono::{DateTime, Utc};
+use std::time::Duration;
+
 use diesel::sql_types::{BigInt, Text};
 use diesel_async::RunQueryDsl;
 use futures::FutureExt;
 
 use super::PgStore;
+use crate::adapters::sql::millis;
 use crate::adapters::sql::prepared::KeepPrepared;
-use crate::adapters::sql::statements::HEARTBEAT;
-use crate::adapters::sql::to_ms;
+use crate::adapters::sql::statements::{HEARTBEAT, PRUNE_INSTANCES};
 use crate::domain::ids::InstanceId;
 use crate::ports::StoreError;
 
-pub(super) async fn heartbeat(
-    store: &PgStore,
-    instance: InstanceId,
-    now: DateTime<Utc>,
-) -> Result<(), StoreError> {
+pub(super) async fn heartbeat(store: &PgStore, instance: InstanceId) -> Result<(), StoreError> {
     store
         .read(move |conn| {
             async move {
                 diesel::sql_query(HEARTBEAT.postgres())
                     .bind::<Text, _>(instance.to_string())
-                    .bind::<BigInt, _>(to_ms(now))
                     .prepared()
                     .execute(conn)
                     .await?;
                 Ok(())
+            }
+            .boxed()
+        })
+        .await
+}
+
+pub(super) async fn prune(store: &PgStore, silent_for: Duration) -> Result<u64, StoreError> {
+    store
+        .read(move |conn| {
+            async move {
+                let pruned = diesel::sql_query(PRUNE_INSTANCES.postgres())
+                    .bind::<BigInt, _>(millis(silent_for))
+                    .prepared()
+                    .execute(conn)
+                    .await?;
+                Ok(pruned as u64)
             }
             .boxed()
         })

@@ -18,9 +18,3 @@ pub struct PhoneRow {
     #[diesel(sql_type = Text)]
     pub phone_number: String,
 }
-
-#[derive(QueryableByName)]
-pub struct RowCount {
-    #[diesel(sql_type = BigInt)]
-    pub n: i64,
-}

@@ -68,6 +68,11 @@ pub fn hours_json(
     serde_json::to_string(hours.windows()).map_err(|err| StoreError::Internal(err.to_string()))
 }
 
+/// A duration as the BIGINT milliseconds a statement binds.
+pub fn millis(duration: std::time::Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
 /// A count or limit as the BIGINT a statement binds.
 pub fn as_bigint(count: usize) -> i64 {
     i64::try_from(count).unwrap_or(i64::MAX)
@@ -75,7 +80,8 @@ pub fn as_bigint(count: usize) -> i64 {
 
 /// The `Store` impl of a SQL store. Both stores have the same modules with the same functions,
 /// one module per aggregate: `campaigns`, `calls`, `dispatch` (what the scheduler claims and
-/// completes), `attempts` (reports, adoption, orphans, the export backlog), `instances`, and
+/// completes), `attempts` (reports, the dialer's begin and hand-back, orphans, the export
+/// backlog), `instances`, and
 /// `pool::ping`; each method runs in its module. Expanded inside the store's own module, where
 /// those modules are in scope.
 macro_rules! store_by_aggregate {
@@ -89,8 +95,9 @@ macro_rules! store_by_aggregate {
             use $crate::domain::ids::{CallId, CampaignId, InstanceId};
             use $crate::domain::stats::CampaignStats;
             use $crate::ports::{
-                AppliedReport, AttemptKey, AttemptReport, ClaimedCall, NewCampaign, NewTarget,
-                OrphanedAttempt, RunnableCampaign, Store, StoreError, TimelineEntry,
+                AppliedReport, AttemptKey, AttemptReport, Begin, ClaimedCall, HeldAttempt,
+                NewCampaign, NewTarget, OrphanedAttempt, RunnableCampaign, Store, StoreError,
+                TimelineEntry,
             };
 
             #[async_trait::async_trait]
@@ -178,14 +185,19 @@ macro_rules! store_by_aggregate {
                     dispatch::runnable_campaigns(self).await
                 }
 
+                async fn dialing_now(&self) -> Result<u64, StoreError> {
+                    dispatch::dialing_now(self).await
+                }
+
                 async fn claim_calls(
                     &self,
                     campaign_id: CampaignId,
                     max: usize,
                     owner: InstanceId,
+                    global_cap: u32,
                     now: DateTime<Utc>,
                 ) -> Result<Vec<ClaimedCall>, StoreError> {
-                    dispatch::claim_calls(self, campaign_id, max, owner, now).await
+                    dispatch::claim_calls(self, campaign_id, max, owner, global_cap, now).await
                 }
 
                 async fn record_attempts(
@@ -215,28 +227,40 @@ macro_rules! store_by_aggregate {
                     dispatch::complete_finished_campaigns(self, now).await
                 }
 
-                async fn adopt_attempts(
+                async fn begin_attempts(
                     &self,
-                    attempts: &[(CampaignId, CallId, u32, InstanceId)],
+                    attempts: &[HeldAttempt],
                     owner: InstanceId,
-                ) -> Result<Vec<bool>, StoreError> {
-                    attempts::adopt(self, attempts, owner).await
+                    now: DateTime<Utc>,
+                ) -> Result<Vec<Begin>, StoreError> {
+                    attempts::begin(self, attempts, owner, now).await
                 }
 
-                async fn heartbeat(
+                async fn release_attempts(
                     &self,
-                    instance: InstanceId,
+                    attempts: &[HeldAttempt],
                     now: DateTime<Utc>,
-                ) -> Result<(), StoreError> {
-                    instances::heartbeat(self, instance, now).await
+                ) -> Result<Vec<bool>, StoreError> {
+                    attempts::release(self, attempts, now).await
+                }
+
+                async fn heartbeat(&self, instance: InstanceId) -> Result<(), StoreError> {
+                    instances::heartbeat(self, instance).await
                 }
 
                 async fn orphaned_attempts(
                     &self,
-                    stale_before: DateTime<Utc>,
+                    silent_for: std::time::Duration,
                     limit: usize,
                 ) -> Result<Vec<OrphanedAttempt>, StoreError> {
-                    attempts::orphaned(self, stale_before, limit).await
+                    attempts::orphaned(self, silent_for, limit).await
+                }
+
+                async fn prune_instances(
+                    &self,
+                    silent_for: std::time::Duration,
+                ) -> Result<u64, StoreError> {
+                    instances::prune(self, silent_for).await
                 }
 
                 async fn timeline_backlog(

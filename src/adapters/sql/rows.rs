@@ -11,6 +11,7 @@ use diesel::sql_types::{BigInt, Double, Integer, Nullable, Text};
 use diesel::QueryableByName;
 
 use super::from_ms;
+use crate::domain::admission::{Capacity, DialCheck};
 use crate::domain::business_hours::{BusinessHours, BusinessWindow};
 use crate::domain::call::{Attempt, AttemptStatus, Call, CallStatus};
 use crate::domain::campaign::{Campaign, CampaignStatus, RetryPolicy};
@@ -416,7 +417,7 @@ impl ClaimRow {
 /// its current attempt (`a`, left-joined).
 pub const CURRENT_CALL_COLUMNS: &str = "c.id AS id, c.status AS status, \
     c.attempt_count AS attempt_count, c.max_attempts AS max_attempts, c.owner AS owner, \
-    a.started_at AS started_at, k.status AS campaign_status";
+    c.placed_at AS placed_at, a.started_at AS started_at, k.status AS campaign_status";
 
 /// A reported call as `record_attempts` reads it, before settling the report.
 #[derive(QueryableByName)]
@@ -431,6 +432,8 @@ pub struct CurrentCallRow {
     max_attempts: i32,
     #[diesel(sql_type = Nullable<Text>)]
     owner: Option<String>,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    placed_at: Option<i64>,
     #[diesel(sql_type = Nullable<BigInt>)]
     started_at: Option<i64>,
     #[diesel(sql_type = Text)]
@@ -448,10 +451,80 @@ impl TryFrom<CurrentCallRow> for CurrentCall {
             max_attempts: row.max_attempts.max(0) as u32,
             // An owner that is not an instance id matches no report's expected owner.
             owner: row.owner.as_deref().and_then(|owner| owner.parse().ok()),
+            placed: row.placed_at.is_some(),
             attempt_started_at: row.started_at.map(from_ms),
             campaign_status: CampaignStatus::parse(&row.campaign_status)
                 .ok_or_else(|| corrupt("campaign status", &row.campaign_status))?,
         })
+    }
+}
+
+/// A claimed call with what decides, at the moment of dialing, whether it may be placed: the
+/// columns of `CurrentCallRow`, then `time_zone` and `business_hours` of its campaign.
+#[derive(QueryableByName)]
+pub struct BeginRow {
+    #[diesel(embed)]
+    pub call: CurrentCallRow,
+    #[diesel(sql_type = Text)]
+    time_zone: String,
+    #[diesel(sql_type = Text)]
+    business_hours: String,
+}
+
+impl TryFrom<BeginRow> for (CurrentCall, DialCheck) {
+    type Error = StoreError;
+
+    fn try_from(row: BeginRow) -> Result<Self, StoreError> {
+        let call = CurrentCall::try_from(row.call)?;
+        let windows: Vec<BusinessWindow> = serde_json::from_str(&row.business_hours)
+            .map_err(|err| corrupt("business hours", err))?;
+        let check = DialCheck {
+            campaign_status: call.campaign_status,
+            time_zone: row
+                .time_zone
+                .parse()
+                .map_err(|_| corrupt("time zone", &row.time_zone))?,
+            business_hours: BusinessHours::new(windows),
+        };
+        Ok((call, check))
+    }
+}
+
+/// A queued call a claim may take.
+#[derive(QueryableByName)]
+pub struct CandidateRow {
+    #[diesel(sql_type = Text)]
+    pub id: String,
+    #[diesel(sql_type = Text)]
+    pub phone_number: String,
+}
+
+/// A `count(*) AS n`.
+#[derive(QueryableByName)]
+pub struct TotalRow {
+    #[diesel(sql_type = BigInt)]
+    pub n: i64,
+}
+
+/// What a claim may take, read in the claim's transaction.
+#[derive(QueryableByName)]
+pub struct CapacityRow {
+    #[diesel(sql_type = Integer)]
+    campaign_limit: i32,
+    #[diesel(sql_type = BigInt)]
+    campaign_dialing: i64,
+    #[diesel(sql_type = BigInt)]
+    global_dialing: i64,
+}
+
+impl CapacityRow {
+    pub fn capacity(&self, global_cap: u32) -> Capacity {
+        Capacity {
+            campaign_limit: u64::try_from(self.campaign_limit).unwrap_or(0),
+            campaign_dialing: u64::try_from(self.campaign_dialing).unwrap_or(0),
+            global_cap: u64::from(global_cap),
+            global_dialing: u64::try_from(self.global_dialing).unwrap_or(0),
+        }
     }
 }
 
@@ -473,6 +546,8 @@ pub struct OrphanRow {
     jitter: f64,
     #[diesel(sql_type = Nullable<Text>)]
     owner: Option<String>,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    placed_at: Option<i64>,
 }
 
 impl TryFrom<OrphanRow> for OrphanedAttempt {
@@ -494,6 +569,7 @@ impl TryFrom<OrphanRow> for OrphanedAttempt {
                 .as_deref()
                 .map(|owner| parse_id("owner", owner))
                 .transpose()?,
+            placed: row.placed_at.is_some(),
         })
     }
 }
@@ -510,6 +586,7 @@ mod tests {
             attempt_count: 1,
             max_attempts: 3,
             owner: Some("not an instance id".into()),
+            placed_at: Some(1_000),
             started_at: Some(1_000),
             campaign_status: "in_progress".into(),
         }

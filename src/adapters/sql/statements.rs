@@ -33,13 +33,22 @@ impl Statement {
     }
 
     pub fn sqlite(&self) -> &str {
-        self.sqlite.get_or_init(self.text)
+        self.sqlite
+            .get_or_init(|| (self.text)().replace(NOW_MS, SQLITE_NOW_MS))
     }
 
     pub fn postgres(&self) -> &str {
-        self.postgres.get_or_init(|| numbered(&(self.text)()))
+        self.postgres
+            .get_or_init(|| numbered(&(self.text)().replace(NOW_MS, POSTGRES_NOW_MS)))
     }
 }
+
+/// Stands, in a statement's text, for the store's clock in milliseconds since the epoch: times
+/// that decide between processes (heartbeats, orphan ages) are read on the one clock all
+/// processes share, never compared across hosts.
+const NOW_MS: &str = "{now_ms}";
+const SQLITE_NOW_MS: &str = "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)";
+const POSTGRES_NOW_MS: &str = "CAST(extract(epoch FROM clock_timestamp()) * 1000 AS BIGINT)";
 
 /// `text` with its `?` placeholders numbered `$1`, `$2`, ... in order; a `?` inside a quoted
 /// literal or identifier is left alone.
@@ -150,25 +159,62 @@ pub static TIMELINE_BACKLOG: Statement = Statement::new(|| {
 });
 
 /// Dialing attempts whose owner stopped heartbeating before a time.
+/// Dialing attempts whose owner has not heartbeated for `?` milliseconds, on the store's clock.
 pub static ORPHANED_ATTEMPTS: Statement = Statement::new(|| {
     "SELECT c.id AS call_id, c.campaign_id AS campaign_id, c.attempt_count AS attempt, \
      k.max_attempts AS max_attempts, k.base_delay_ms AS base_delay_ms, \
-     k.max_delay_ms AS max_delay_ms, k.jitter AS jitter, c.owner AS owner FROM calls c \
+     k.max_delay_ms AS max_delay_ms, k.jitter AS jitter, c.owner AS owner, \
+     c.placed_at AS placed_at FROM calls c \
      JOIN campaigns k ON k.id = c.campaign_id \
      LEFT JOIN instances i ON i.id = c.owner \
-     WHERE c.status = 'dialing' AND (i.heartbeat_at IS NULL OR i.heartbeat_at < ?) \
-     LIMIT ?"
+     WHERE c.status = 'dialing' \
+     AND (i.heartbeat_at IS NULL OR i.heartbeat_at < {now_ms} - ?) LIMIT ?"
         .to_owned()
 });
 
+/// Records that instance `?` is alive now, on the store's clock.
 pub static HEARTBEAT: Statement = Statement::new(|| {
-    "INSERT INTO instances (id, heartbeat_at) VALUES (?, ?) \
+    "INSERT INTO instances (id, heartbeat_at) VALUES (?, {now_ms}) \
      ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at"
         .to_owned()
 });
 
-/// The reported calls, with their campaign's status and their current attempt's start, for
-/// settling reports; each store adds how it selects and locks them.
+/// Forgets instances silent for `?` milliseconds that hold no call.
+pub static PRUNE_INSTANCES: Statement = Statement::new(|| {
+    "DELETE FROM instances WHERE heartbeat_at < {now_ms} - ? \
+     AND NOT EXISTS (SELECT 1 FROM calls c WHERE c.owner = instances.id \
+     AND c.status = 'dialing')"
+        .to_owned()
+});
+
+/// A campaign's new attempt budget, for every call not yet finished: a call's budget is its
+/// campaign's, whether it was registered, triggered or is waiting out a backoff.
+pub static RETRY_BUDGET: Statement = Statement::new(|| {
+    "UPDATE calls SET max_attempts = ? WHERE campaign_id = ? \
+     AND status IN ('queued', 'retrying', 'dialing')"
+        .to_owned()
+});
+
+/// The campaign's limit and dialing calls, and the calls dialing in the whole deployment (one
+/// live number each), if the campaign is `in_progress`.
+pub static CLAIM_CAPACITY: Statement = Statement::new(|| {
+    "SELECT k.max_concurrent_calls AS campaign_limit, s.dialing AS campaign_dialing, \
+     (SELECT count(*) FROM live_numbers) AS global_dialing FROM campaigns k \
+     JOIN campaign_stats s ON s.campaign_id = k.id WHERE k.id = ? AND k.status = 'in_progress'"
+        .to_owned()
+});
+
+/// Claimed calls with their campaign's status and hours, as the dialer checks them.
+pub static BEGIN_CALLS: Statement = Statement::new(|| {
+    format!(
+        "SELECT {CURRENT_CALL_COLUMNS}, k.time_zone AS time_zone, \
+         k.business_hours AS business_hours FROM calls c \
+         JOIN campaigns k ON k.id = c.campaign_id \
+         LEFT JOIN attempts a ON a.campaign_id = c.campaign_id AND a.call_id = c.id \
+         AND a.attempt = c.attempt_count"
+    )
+});
+
 pub static CURRENT_CALLS: Statement = Statement::new(|| {
     format!(
         "SELECT {CURRENT_CALL_COLUMNS} FROM calls c \
@@ -188,7 +234,10 @@ mod tests {
             numbered("SELECT '?' AS q, \"a?\" FROM t WHERE a = ? AND b > ? LIMIT ?"),
             "SELECT '?' AS q, \"a?\" FROM t WHERE a = $1 AND b > $2 LIMIT $3"
         );
-        assert_eq!(HEARTBEAT.postgres().matches('$').count(), 2);
+        assert_eq!(HEARTBEAT.postgres().matches('$').count(), 1);
+        assert!(HEARTBEAT.postgres().contains("clock_timestamp()"));
+        assert!(HEARTBEAT.sqlite().contains("julianday('now')"));
+        assert!(!ORPHANED_ATTEMPTS.postgres().contains(NOW_MS));
         assert_eq!(APPLY_STATS.postgres().matches('$').count(), 13);
         assert!(APPLY_STATS.postgres().ends_with("WHERE campaign_id = $13"));
         assert!(!LOAD_CAMPAIGN.sqlite().contains('$'));

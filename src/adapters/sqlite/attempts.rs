@@ -1,8 +1,9 @@
-//! Attempts: settling the provider's reports, adoption of dispatched attempts by the process
-//! that dials them, attempts whose process died, and the finished attempts the timeline
-//! exporter moves out.
+//! Attempts: settling the provider's reports, the dialer's begin (or hand-back) of claimed
+//! attempts, attempts whose process died, and the finished attempts the timeline exporter moves
+//! out.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use diesel::sql_types::{BigInt, Integer, Nullable, Text};
@@ -13,13 +14,18 @@ use super::campaigns::apply_stats;
 use super::dispatch::complete_if_finished;
 use super::SqliteStore;
 use crate::adapters::sql::prepared::KeepPrepared;
-use crate::adapters::sql::rows::{self, readable_backlog, CurrentCallRow, OrphanRow, TimelineRow};
-use crate::adapters::sql::statements::{CURRENT_CALLS, ORPHANED_ATTEMPTS, TIMELINE_BACKLOG};
-use crate::adapters::sql::{as_bigint, to_ms, Failure};
+use crate::adapters::sql::rows::{
+    self, readable_backlog, BeginRow, CurrentCallRow, OrphanRow, TimelineRow,
+};
+use crate::adapters::sql::statements::{
+    BEGIN_CALLS, CURRENT_CALLS, ORPHANED_ATTEMPTS, TIMELINE_BACKLOG,
+};
+use crate::adapters::sql::{as_bigint, millis, to_ms, Failure};
+use crate::domain::admission::{Begin, DialCheck, Release};
 use crate::domain::ids::{CallId, CampaignId, InstanceId};
 use crate::domain::settlement::{AppliedReport, AttemptReport, CurrentCall, Settlement};
 use crate::domain::stats::StatsDelta;
-use crate::ports::{AttemptKey, OrphanedAttempt, StoreError, TimelineEntry};
+use crate::ports::{AttemptKey, HeldAttempt, OrphanedAttempt, StoreError, TimelineEntry};
 
 pub(super) async fn record(
     store: &SqliteStore,
@@ -74,9 +80,10 @@ fn write_settlement(
     settlement: &Settlement,
     now: DateTime<Utc>,
 ) -> Result<(), Failure> {
+    free_number(conn, report.call_id)?;
     diesel::sql_query(
         "UPDATE calls SET status = ?, next_attempt_at = ?, last_error = ?, \
-         updated_at = ?, owner = NULL WHERE id = ?",
+         updated_at = ?, owner = NULL, placed_at = NULL WHERE id = ?",
     )
     .bind::<Text, _>(settlement.call_status.as_str())
     .bind::<Nullable<BigInt>, _>(settlement.next_attempt_at.map(to_ms))
@@ -101,10 +108,83 @@ fn write_settlement(
     Ok(())
 }
 
-pub(super) async fn adopt(
+/// The call's number is no longer live: the call left `dialing`.
+fn free_number(conn: &mut SqliteConnection, call_id: CallId) -> Result<(), Failure> {
+    diesel::sql_query(
+        "DELETE FROM live_numbers WHERE call_id = ? \
+         AND phone_number = (SELECT phone_number FROM calls WHERE id = ?)",
+    )
+    .bind::<Text, _>(call_id.to_string())
+    .bind::<Text, _>(call_id.to_string())
+    .prepared()
+    .execute(conn)?;
+    Ok(())
+}
+
+pub(super) async fn begin(
     store: &SqliteStore,
-    attempts: &[(CampaignId, CallId, u32, InstanceId)],
+    attempts: &[HeldAttempt],
     owner: InstanceId,
+    now: DateTime<Utc>,
+) -> Result<Vec<Begin>, StoreError> {
+    if attempts.is_empty() {
+        return Ok(Vec::new());
+    }
+    let attempts = attempts.to_vec();
+    store
+        .write(move |conn| {
+            let mut answers = Vec::with_capacity(attempts.len());
+            let mut deltas: BTreeMap<CampaignId, StatsDelta> = BTreeMap::new();
+            for held in &attempts {
+                // Read attempt by attempt: a duplicate in the batch sees the first's write.
+                let rows: Vec<BeginRow> =
+                    diesel::sql_query(format!("{} WHERE c.id = ?", BEGIN_CALLS.sqlite()))
+                        .bind::<Text, _>(held.key.call_id.to_string())
+                        .prepared()
+                        .load(conn)?;
+                let Some(row) = rows.into_iter().next() else {
+                    answers.push(Begin::Stale);
+                    continue;
+                };
+                let (call, check) = <(CurrentCall, DialCheck)>::try_from(row)?;
+                let answer = match held.holder {
+                    Some(claimer) => call.begin(held.key.attempt, claimer, &check, now),
+                    None => Begin::Stale,
+                };
+                match answer {
+                    Begin::Dial => {
+                        diesel::sql_query(
+                            "UPDATE calls SET owner = ?, placed_at = ?, updated_at = ? \
+                             WHERE id = ?",
+                        )
+                        .bind::<Text, _>(owner.to_string())
+                        .bind::<BigInt, _>(to_ms(now))
+                        .bind::<BigInt, _>(to_ms(now))
+                        .bind::<Text, _>(held.key.call_id.to_string())
+                        .prepared()
+                        .execute(conn)?;
+                    }
+                    Begin::Held(_) => {
+                        let release = call.release_unchecked();
+                        write_release(conn, &held.key, &release, now)?;
+                        *deltas.entry(held.key.campaign_id).or_default() += release.delta;
+                    }
+                    Begin::Stale => {}
+                }
+                answers.push(answer);
+            }
+            for (campaign_id, delta) in &deltas {
+                apply_stats(conn, *campaign_id, delta, now)?;
+            }
+            Ok(answers)
+        })
+        .await
+}
+
+pub(super) async fn release(
+    store: &SqliteStore,
+    attempts: &[HeldAttempt],
+    now: DateTime<Utc>,
 ) -> Result<Vec<bool>, StoreError> {
     if attempts.is_empty() {
         return Ok(Vec::new());
@@ -112,35 +192,63 @@ pub(super) async fn adopt(
     let attempts = attempts.to_vec();
     store
         .write(move |conn| {
-            let mut adopted = Vec::with_capacity(attempts.len());
-            for (_, call_id, attempt, claimer) in attempts {
-                // Changes the row only if it is still dialing that attempt for its claimer.
-                let changed = diesel::sql_query(
-                    "UPDATE calls SET owner = ? WHERE id = ? AND status = 'dialing' \
-                     AND attempt_count = ? AND owner = ?",
-                )
-                .bind::<Text, _>(owner.to_string())
-                .bind::<Text, _>(call_id.to_string())
-                .bind::<Integer, _>(attempt as i32)
-                .bind::<Text, _>(claimer.to_string())
-                .prepared()
-                .execute(conn)?;
-                adopted.push(changed > 0);
+            let mut released = Vec::with_capacity(attempts.len());
+            let mut deltas: BTreeMap<CampaignId, StatsDelta> = BTreeMap::new();
+            for held in &attempts {
+                let release = current_call(conn, held.key.call_id)?
+                    .and_then(|call| call.release(held.key.attempt, held.holder));
+                let Some(release) = release else {
+                    released.push(false);
+                    continue;
+                };
+                write_release(conn, &held.key, &release, now)?;
+                *deltas.entry(held.key.campaign_id).or_default() += release.delta;
+                released.push(true);
             }
-            Ok(adopted)
+            for (campaign_id, delta) in &deltas {
+                apply_stats(conn, *campaign_id, delta, now)?;
+            }
+            Ok(released)
         })
         .await
 }
 
+/// Hands back an attempt that was never placed: the call is queued (or canceled) again as if
+/// the attempt had not been made.
+fn write_release(
+    conn: &mut SqliteConnection,
+    key: &AttemptKey,
+    release: &Release,
+    now: DateTime<Utc>,
+) -> Result<(), Failure> {
+    free_number(conn, key.call_id)?;
+    diesel::sql_query(
+        "UPDATE calls SET status = ?, attempt_count = attempt_count - 1, owner = NULL, \
+         placed_at = NULL, updated_at = ? WHERE id = ?",
+    )
+    .bind::<Text, _>(release.call_status.as_str())
+    .bind::<BigInt, _>(to_ms(now))
+    .bind::<Text, _>(key.call_id.to_string())
+    .prepared()
+    .execute(conn)?;
+    diesel::sql_query("DELETE FROM attempts WHERE campaign_id = ? AND call_id = ? AND attempt = ?")
+        .bind::<Text, _>(key.campaign_id.to_string())
+        .bind::<Text, _>(key.call_id.to_string())
+        .bind::<Integer, _>(key.attempt as i32)
+        .prepared()
+        .execute(conn)?;
+    Ok(())
+}
+
 pub(super) async fn orphaned(
     store: &SqliteStore,
-    stale_before: DateTime<Utc>,
+    silent_for: Duration,
     limit: usize,
 ) -> Result<Vec<OrphanedAttempt>, StoreError> {
     store
         .read(move |conn| {
             let rows: Vec<OrphanRow> = diesel::sql_query(ORPHANED_ATTEMPTS.sqlite())
-                .bind::<BigInt, _>(to_ms(stale_before))
+                .bind::<BigInt, _>(millis(silent_for))
                 .bind::<BigInt, _>(as_bigint(limit))
                 .prepared()
                 .load(conn)?;

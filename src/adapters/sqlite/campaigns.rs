@@ -10,7 +10,9 @@ use super::calls::insert_calls;
 use super::{SqliteStore, INSERT_CHUNK};
 use crate::adapters::sql::prepared::KeepPrepared;
 use crate::adapters::sql::rows::{self, CampaignRow, StatsRow, CAMPAIGN_COLUMNS};
-use crate::adapters::sql::statements::{self, APPLY_STATS, CAMPAIGN_STATS, LOAD_CAMPAIGN};
+use crate::adapters::sql::statements::{
+    self, APPLY_STATS, CAMPAIGN_STATS, LOAD_CAMPAIGN, RETRY_BUDGET,
+};
 use crate::adapters::sql::{as_bigint, hours_json, to_ms, Failure};
 use crate::domain::call::{Call, CallStatus};
 use crate::domain::campaign::{
@@ -175,6 +177,7 @@ pub(super) async fn update(
         .write(move |conn| {
             let current = existing_campaign(conn, id)?;
             current.status.ensure_mutable("update")?;
+            let old_budget = current.retry_policy.max_attempts;
             let next = changes.apply_to(current);
             let policy = next.retry_policy;
             diesel::sql_query(
@@ -195,6 +198,13 @@ pub(super) async fn update(
             .bind::<Text, _>(id.to_string())
             .prepared()
             .execute(conn)?;
+            if policy.max_attempts != old_budget {
+                diesel::sql_query(RETRY_BUDGET.sqlite())
+                    .bind::<Integer, _>(policy.max_attempts as i32)
+                    .bind::<Text, _>(id.to_string())
+                    .prepared()
+                    .execute(conn)?;
+            }
             existing_campaign(conn, id)
         })
         .await

@@ -1,7 +1,7 @@
 //! What the scheduler reads and moves: runnable campaigns, claims of queued calls, retries
 //! whose backoff ended, and the completion of campaigns with nothing left to dial.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use diesel::sql_types::{BigInt, Integer, Text};
@@ -11,8 +11,10 @@ use diesel::RunQueryDsl;
 use super::campaigns::apply_stats;
 use super::{SqliteStore, INSERT_CHUNK};
 use crate::adapters::sql::prepared::KeepPrepared;
-use crate::adapters::sql::rows::{self, ClaimRow, CountRow, IdRow, MaybeMsRow, RunnableRow};
-use crate::adapters::sql::statements::RUNNABLE_CAMPAIGNS;
+use crate::adapters::sql::rows::{
+    self, CandidateRow, CapacityRow, ClaimRow, IdRow, MaybeMsRow, RunnableRow, TotalRow,
+};
+use crate::adapters::sql::statements::{CLAIM_CAPACITY, RUNNABLE_CAMPAIGNS};
 use crate::adapters::sql::{as_bigint, from_ms, to_ms, Failure};
 use crate::domain::ids::{CampaignId, InstanceId};
 use crate::domain::stats::StatsDelta;
@@ -54,11 +56,26 @@ pub(super) async fn runnable_campaigns(
         .await
 }
 
+pub(super) async fn dialing_now(store: &SqliteStore) -> Result<u64, StoreError> {
+    store
+        .read(|conn| {
+            let rows: Vec<TotalRow> = diesel::sql_query("SELECT count(*) AS n FROM live_numbers")
+                .prepared()
+                .load(conn)?;
+            Ok(rows
+                .into_iter()
+                .next()
+                .map_or(0, |row| u64::try_from(row.n).unwrap_or(0)))
+        })
+        .await
+}
+
 pub(super) async fn claim_calls(
     store: &SqliteStore,
     campaign_id: CampaignId,
     max: usize,
     owner: InstanceId,
+    global_cap: u32,
     now: DateTime<Utc>,
 ) -> Result<Vec<ClaimedCall>, StoreError> {
     if max == 0 {
@@ -66,33 +83,68 @@ pub(super) async fn claim_calls(
     }
     store
         .write(move |conn| {
-            // The status check and the claim share the transaction, so a pause or complete
-            // that committed first is always seen.
-            let live: Vec<CountRow> = diesel::sql_query(
-                "SELECT 1 AS n FROM campaigns WHERE id = ? AND status = 'in_progress'",
-            )
-            .bind::<Text, _>(campaign_id.to_string())
-            .prepared()
-            .load(conn)?;
-            if live.is_empty() {
+            // One writer: what this reads is exact until the transaction ends, so the status
+            // check, the capacity and the live numbers all hold for the claim.
+            let capacity: Vec<CapacityRow> = diesel::sql_query(CLAIM_CAPACITY.sqlite())
+                .bind::<Text, _>(campaign_id.to_string())
+                .prepared()
+                .load(conn)?;
+            let Some(capacity) = capacity.into_iter().next() else {
+                return Ok(Vec::new());
+            };
+            let admit = capacity.capacity(global_cap).admits(max as u64);
+            if admit == 0 {
                 return Ok(Vec::new());
             }
-            let claimed: Vec<ClaimRow> = diesel::sql_query(
-                "UPDATE calls SET status = 'dialing', attempt_count = attempt_count + 1, \
-                 last_attempt_at = ?, updated_at = ?, next_attempt_at = NULL, owner = ? \
-                 WHERE id IN (SELECT id FROM calls WHERE campaign_id = ? AND status = 'queued' \
-                 ORDER BY id LIMIT ?) RETURNING id, phone_number, attempt_count",
+            let candidates: Vec<CandidateRow> = diesel::sql_query(
+                "SELECT id, phone_number FROM calls c WHERE campaign_id = ? AND status = 'queued' \
+                 AND NOT EXISTS (SELECT 1 FROM live_numbers l \
+                 WHERE l.phone_number = c.phone_number) ORDER BY id LIMIT ?",
             )
-            .bind::<BigInt, _>(to_ms(now))
-            .bind::<BigInt, _>(to_ms(now))
-            .bind::<Text, _>(owner.to_string())
             .bind::<Text, _>(campaign_id.to_string())
-            .bind::<BigInt, _>(as_bigint(max))
+            .bind::<BigInt, _>(i64::try_from(admit).unwrap_or(i64::MAX))
             .prepared()
             .load(conn)?;
-            if claimed.is_empty() {
+            // Two queued calls to one number: the older goes now, the other waits for it.
+            let mut numbers = HashSet::with_capacity(candidates.len());
+            let picked: Vec<CandidateRow> = candidates
+                .into_iter()
+                .filter(|row| numbers.insert(row.phone_number.clone()))
+                .collect();
+            if picked.is_empty() {
                 return Ok(Vec::new());
             }
+            let mut claimed: Vec<ClaimRow> = Vec::with_capacity(picked.len());
+            for chunk in picked.chunks(INSERT_CHUNK) {
+                let live = vec!["(?, ?, ?)"; chunk.len()].join(", ");
+                let mut insert = diesel::sql_query(format!(
+                    "INSERT INTO live_numbers (phone_number, campaign_id, call_id) VALUES {live}"
+                ))
+                .into_boxed();
+                for row in chunk {
+                    insert = insert
+                        .bind::<Text, _>(row.phone_number.clone())
+                        .bind::<Text, _>(campaign_id.to_string())
+                        .bind::<Text, _>(row.id.clone());
+                }
+                insert.execute(conn)?;
+                let ids = vec!["?"; chunk.len()].join(", ");
+                let mut update = diesel::sql_query(format!(
+                    "UPDATE calls SET status = 'dialing', attempt_count = attempt_count + 1, \
+                     last_attempt_at = ?, updated_at = ?, next_attempt_at = NULL, owner = ?, \
+                     placed_at = NULL WHERE id IN ({ids}) \
+                     RETURNING id, phone_number, attempt_count"
+                ))
+                .into_boxed()
+                .bind::<BigInt, _>(to_ms(now))
+                .bind::<BigInt, _>(to_ms(now))
+                .bind::<Text, _>(owner.to_string());
+                for row in chunk {
+                    update = update.bind::<Text, _>(row.id.clone());
+                }
+                claimed.extend(update.load::<ClaimRow>(conn)?);
+            }
+            claimed.sort_by(|a, b| a.id.cmp(&b.id));
             start_attempts(conn, campaign_id, &claimed, now)?;
             let retries = claimed.iter().filter(|row| row.attempt_count > 1).count();
             let delta = StatsDelta::claimed(as_bigint(claimed.len()), as_bigint(retries));

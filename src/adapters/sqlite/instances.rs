@@ -1,29 +1,38 @@
-//! Processes' heartbeats, by which the scheduler tells a live dialer from a dead one.
+//! Processes' heartbeats, by which the scheduler tells a live dialer from a dead one. Times are
+//! the store's clock, so hosts' clocks are never compared.
 
-use chrono::{DateTime, Utc};
+use std::time::Duration;
+
 use diesel::sql_types::{BigInt, Text};
 use diesel::RunQueryDsl;
 
 use super::SqliteStore;
+use crate::adapters::sql::millis;
 use crate::adapters::sql::prepared::KeepPrepared;
-use crate::adapters::sql::statements::HEARTBEAT;
-use crate::adapters::sql::to_ms;
+use crate::adapters::sql::statements::{HEARTBEAT, PRUNE_INSTANCES};
 use crate::domain::ids::InstanceId;
 use crate::ports::StoreError;
 
-pub(super) async fn heartbeat(
-    store: &SqliteStore,
-    instance: InstanceId,
-    now: DateTime<Utc>,
-) -> Result<(), StoreError> {
+pub(super) async fn heartbeat(store: &SqliteStore, instance: InstanceId) -> Result<(), StoreError> {
     store
         .write(move |conn| {
             diesel::sql_query(HEARTBEAT.sqlite())
                 .bind::<Text, _>(instance.to_string())
-                .bind::<BigInt, _>(to_ms(now))
                 .prepared()
                 .execute(conn)?;
             Ok(())
+        })
+        .await
+}
+
+pub(super) async fn prune(store: &SqliteStore, silent_for: Duration) -> Result<u64, StoreError> {
+    store
+        .write(move |conn| {
+            let pruned = diesel::sql_query(PRUNE_INSTANCES.sqlite())
+                .bind::<BigInt, _>(millis(silent_for))
+                .prepared()
+                .execute(conn)?;
+            Ok(pruned as u64)
         })
         .await
 }

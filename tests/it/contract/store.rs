@@ -1,21 +1,26 @@
 //! The `Store` port: exclusive claims, reports counted once, exact counters under concurrent
-//! writers, names, completion, paging, adoption and lost attempts.
+//! writers, names, completion, paging, slots held by attempts, live numbers, the dialer's
+//! begin and hand-back, and lost attempts.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
+use outbound::domain::admission::HoldReason;
 use outbound::domain::business_hours::BusinessHours;
 use outbound::domain::call::{AttemptOutcome, CallStatus, NextStep};
 use outbound::domain::campaign::{CampaignChanges, RetryPolicy, StatusAction, Transition};
 use outbound::domain::ids::{CampaignId, InstanceId};
 use outbound::domain::phone::PhoneNumber;
 use outbound::ports::{
-    AttemptKey, AttemptReport, NewCampaign, NewTarget, StoreError, TimelineEntry,
+    AttemptKey, AttemptReport, Begin, ClaimedCall, HeldAttempt, NewCampaign, NewTarget, StoreError,
+    TimelineEntry,
 };
 
-use crate::fixtures::{campaign_with_finished_attempts, started_campaign, StoreAdapter};
+use crate::fixtures::{
+    campaign_with_finished_attempts, start_campaign, started_campaign, StoreAdapter,
+};
 
 async fn claims_are_exclusive(adapter: StoreAdapter) {
     let dir = tempfile::tempdir().expect("dir");
@@ -29,7 +34,7 @@ async fn claims_are_exclusive(adapter: StoreAdapter) {
             let mut mine = Vec::new();
             loop {
                 let claimed = store
-                    .claim_calls(campaign, 17, InstanceId::new(), Utc::now())
+                    .claim_calls(campaign, 17, InstanceId::new(), 50_000, Utc::now())
                     .await
                     .expect("claim");
                 if claimed.is_empty() {
@@ -63,7 +68,7 @@ async fn counts_a_report_once(adapter: StoreAdapter) {
     let store = adapter.open(&dir).await;
     let campaign = started_campaign(&*store, 3).await;
     let claimed = store
-        .claim_calls(campaign, 3, InstanceId::new(), Utc::now())
+        .claim_calls(campaign, 3, InstanceId::new(), 50_000, Utc::now())
         .await
         .expect("claim");
     let now = Utc::now();
@@ -143,7 +148,7 @@ async fn counts_a_report_once(adapter: StoreAdapter) {
         .expect("promote");
     assert_eq!(promoted, vec![campaign]);
     let second = store
-        .claim_calls(campaign, 10, InstanceId::new(), Utc::now())
+        .claim_calls(campaign, 10, InstanceId::new(), 50_000, Utc::now())
         .await
         .expect("claim");
     assert!(second.iter().all(|c| c.attempt == 2));
@@ -188,27 +193,41 @@ async fn finds_attempts_of_dead_owners_only(adapter: StoreAdapter) {
     let store = adapter.open(&dir).await;
     let campaign = started_campaign(&*store, 4).await;
     let alive = InstanceId::new();
+    // Never heartbeats: silent since forever, on the store's clock.
     let dead = InstanceId::new();
-    let long_ago = Utc::now() - chrono::Duration::minutes(5);
-    store.heartbeat(dead, long_ago).await.expect("heartbeat");
-    store.heartbeat(alive, Utc::now()).await.expect("heartbeat");
+    store.heartbeat(alive).await.expect("heartbeat");
     store
-        .claim_calls(campaign, 2, alive, Utc::now())
+        .claim_calls(campaign, 2, alive, 50_000, Utc::now())
         .await
         .expect("claim");
     store
-        .claim_calls(campaign, 2, dead, Utc::now())
+        .claim_calls(campaign, 2, dead, 50_000, Utc::now())
         .await
         .expect("claim");
-    let stale_before = Utc::now() - chrono::Duration::seconds(10);
     let orphans = store
-        .orphaned_attempts(stale_before, 100)
+        .orphaned_attempts(Duration::from_secs(10), 100)
         .await
         .expect("orphans");
     assert_eq!(orphans.len(), 2, "{name}");
     assert!(orphans
         .iter()
-        .all(|o| o.attempt == 1 && o.campaign_id == campaign));
+        .all(|o| o.attempt == 1 && o.campaign_id == campaign && !o.placed));
+    // The live instance falls silent (on the store's clock) once its heartbeat is older
+    // than asked.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let orphans = store
+        .orphaned_attempts(Duration::from_millis(10), 100)
+        .await
+        .expect("orphans");
+    assert_eq!(orphans.len(), 4, "{name}");
+    assert_eq!(
+        store
+            .prune_instances(Duration::from_millis(10))
+            .await
+            .expect("prune"),
+        0,
+        "{name}: an instance holding calls is kept"
+    );
 }
 
 /// Claims from several stores over one database, as scheduler replicas in separate processes
@@ -227,7 +246,7 @@ async fn claims_are_exclusive_across_replicas(adapter: StoreAdapter) {
                 let mut mine = Vec::new();
                 loop {
                     let claimed = store
-                        .claim_calls(campaign, 13, owner, Utc::now())
+                        .claim_calls(campaign, 13, owner, 50_000, Utc::now())
                         .await
                         .expect("claim");
                     if claimed.is_empty() {
@@ -330,7 +349,7 @@ async fn complete_cancels_waiting_calls_and_keeps_counts(adapter: StoreAdapter) 
     let store = adapter.open(&dir).await;
     let campaign = started_campaign(&*store, 6).await;
     let claimed = store
-        .claim_calls(campaign, 2, InstanceId::new(), Utc::now())
+        .claim_calls(campaign, 2, InstanceId::new(), 50_000, Utc::now())
         .await
         .expect("claim");
     assert_eq!(claimed.len(), 2);
@@ -402,7 +421,7 @@ async fn complete_cancels_waiting_calls_and_keeps_counts(adapter: StoreAdapter) 
         "{name}: {more:?}"
     );
     let none = store
-        .claim_calls(campaign, 10, InstanceId::new(), Utc::now())
+        .claim_calls(campaign, 10, InstanceId::new(), 50_000, Utc::now())
         .await
         .expect("claim");
     assert!(none.is_empty(), "{name}");
@@ -467,7 +486,7 @@ async fn enqueues_registered_numbers_and_pages_calls(adapter: StoreAdapter) {
     assert_eq!(paged.len(), 6, "{name}");
     assert!(paged.windows(2).all(|w| w[0] < w[1]), "{name}: id order");
     let claimed = store
-        .claim_calls(campaign, 2, InstanceId::new(), Utc::now())
+        .claim_calls(campaign, 2, InstanceId::new(), 50_000, Utc::now())
         .await
         .expect("claim");
     assert_eq!(
@@ -549,7 +568,7 @@ async fn counters_match_calls_under_concurrent_writers(adapter: StoreAdapter) {
             loop {
                 assert!(tokio::time::Instant::now() < deadline, "workers stalled");
                 let claimed = store
-                    .claim_calls(campaign, 7, owner, Utc::now())
+                    .claim_calls(campaign, 7, owner, 50_000, Utc::now())
                     .await
                     .expect("claim");
                 if claimed.is_empty() {
@@ -679,60 +698,70 @@ async fn counters_match_calls_under_concurrent_writers(adapter: StoreAdapter) {
     assert_eq!(stats.finished_attempts, stats.attempts_total, "{name}");
 }
 
-async fn adoption_and_lost_attempts_exclude_each_other(adapter: StoreAdapter) {
+fn held(campaign: CampaignId, call: &ClaimedCall, holder: InstanceId) -> HeldAttempt {
+    HeldAttempt {
+        key: AttemptKey {
+            campaign_id: campaign,
+            call_id: call.call_id,
+            attempt: call.attempt,
+        },
+        holder: Some(holder),
+    }
+}
+
+async fn begun_and_lost_attempts_exclude_each_other(adapter: StoreAdapter) {
     let dir = tempfile::tempdir().expect("dir");
     let name = adapter.name();
     let store = adapter.open(&dir).await;
     let campaign = started_campaign(&*store, 2).await;
+    // The claimer never heartbeats: it is as good as dead.
     let claimer = InstanceId::new();
     let caller = InstanceId::new();
-    store
-        .heartbeat(claimer, Utc::now() - chrono::Duration::minutes(5))
-        .await
-        .expect("heartbeat");
-    store
-        .heartbeat(caller, Utc::now())
-        .await
-        .expect("heartbeat");
+    store.heartbeat(caller).await.expect("heartbeat");
     let claimed = store
-        .claim_calls(campaign, 2, claimer, Utc::now())
+        .claim_calls(campaign, 2, claimer, 50_000, Utc::now())
         .await
         .expect("claim");
     assert_eq!(claimed.len(), 2);
     let (first, second) = (&claimed[0], &claimed[1]);
 
-    // The call process adopts the first attempt: it is no longer an orphan, and recording
-    // it as lost on behalf of the dead claimer does nothing.
-    let adopted = store
-        .adopt_attempts(&[(campaign, first.call_id, first.attempt, claimer)], caller)
+    // The call process begins the first attempt: it is placed and no longer an orphan, and
+    // recording it as lost on behalf of the dead claimer does nothing.
+    let begun = store
+        .begin_attempts(&[held(campaign, first, claimer)], caller, Utc::now())
         .await
-        .expect("adopt");
-    assert_eq!(adopted, vec![true], "{name}");
-    // A redelivery to another call process cannot adopt it again.
+        .expect("begin");
+    assert_eq!(begun, vec![Begin::Dial], "{name}");
+    // A redelivery to another call process cannot begin it again.
     let again = store
-        .adopt_attempts(
-            &[(campaign, first.call_id, first.attempt, claimer)],
+        .begin_attempts(
+            &[held(campaign, first, claimer)],
             InstanceId::new(),
+            Utc::now(),
         )
         .await
-        .expect("adopt");
-    assert_eq!(again, vec![false], "{name}: an attempt is adopted once");
-    let stale_before = Utc::now() - chrono::Duration::seconds(10);
+        .expect("begin");
+    assert_eq!(
+        again,
+        vec![Begin::Stale],
+        "{name}: an attempt is begun once"
+    );
     let orphans = store
-        .orphaned_attempts(stale_before, 10)
+        .orphaned_attempts(Duration::from_secs(10), 10)
         .await
         .expect("orphans");
     assert_eq!(
         orphans.len(),
         1,
-        "{name}: only the unadopted attempt is orphaned"
+        "{name}: only the unbegun attempt is orphaned"
     );
     assert_eq!(orphans[0].call_id, second.call_id);
     assert_eq!(orphans[0].owner, Some(claimer));
-    let lost = |call: &outbound::ports::ClaimedCall| AttemptReport {
-        call_id: call.call_id,
+    assert!(!orphans[0].placed, "{name}: never placed");
+    let lost = AttemptReport {
+        call_id: first.call_id,
         campaign_id: campaign,
-        attempt: call.attempt,
+        attempt: first.attempt,
         outcome: AttemptOutcome::Failed {
             error: "attempt_lost".into(),
             retryable: true,
@@ -742,24 +771,297 @@ async fn adoption_and_lost_attempts_exclude_each_other(adapter: StoreAdapter) {
         expected_owner: Some(claimer),
     };
     let applied = store
-        .record_attempts(&[lost(first), lost(second)], Utc::now())
+        .record_attempts(&[lost], Utc::now())
         .await
         .expect("record");
-    assert_eq!(
-        applied[0].step, None,
-        "{name}: an adopted attempt is not lost"
-    );
-    assert!(applied[1].step.is_some(), "{name}: the orphan is recorded");
+    assert_eq!(applied[0].step, None, "{name}: a begun attempt is not lost");
 
-    // Once recorded, the attempt cannot be adopted (and so is never dialed).
+    // The orphan was never placed: it goes back unspent, once.
+    let released = store
+        .release_attempts(&[held(campaign, second, claimer)], Utc::now())
+        .await
+        .expect("release");
+    assert_eq!(released, vec![true], "{name}");
+    let released = store
+        .release_attempts(&[held(campaign, second, claimer)], Utc::now())
+        .await
+        .expect("release");
+    assert_eq!(released, vec![false], "{name}: handed back once");
+    let (call, attempts) = store
+        .get_call(second.call_id)
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!(call.status, CallStatus::Queued, "{name}");
+    assert_eq!(call.attempt_count, 0, "{name}: the attempt is not spent");
+    assert!(attempts.is_empty(), "{name}: {attempts:?}");
+    let stats = store
+        .campaign_stats(campaign)
+        .await
+        .expect("stats")
+        .expect("exists");
+    assert!(stats.is_consistent(), "{name}");
+    assert_eq!(
+        (stats.dialing_calls, stats.attempts_total),
+        (1, 1),
+        "{name}"
+    );
+    assert_eq!(store.dialing_now().await.expect("dialing"), 1, "{name}");
+
+    // The superseded dispatch of the handed-back attempt can never be begun.
     let late = store
-        .adopt_attempts(
-            &[(campaign, second.call_id, second.attempt, claimer)],
-            caller,
+        .begin_attempts(&[held(campaign, second, claimer)], caller, Utc::now())
+        .await
+        .expect("begin");
+    assert_eq!(late, vec![Begin::Stale], "{name}");
+    // Claimed again, it is attempt 1 again, under its new claimer only.
+    let reclaimed = store
+        .claim_calls(campaign, 5, caller, 50_000, Utc::now())
+        .await
+        .expect("claim");
+    assert_eq!(reclaimed.len(), 1, "{name}");
+    assert_eq!(
+        (reclaimed[0].call_id, reclaimed[0].attempt),
+        (second.call_id, 1)
+    );
+}
+
+/// A claim admits what the campaign's limit and the deployment's cap leave free, counting
+/// every call dialing, whoever claimed it; recording an outcome frees the slot.
+async fn claims_admit_only_free_slots(adapter: StoreAdapter) {
+    let dir = tempfile::tempdir().expect("dir");
+    let name = adapter.name();
+    let store = adapter.open(&dir).await;
+    let numbers = (0..20).map(|i| format!("+1555444{i:04}")).collect();
+    let campaign = start_campaign(&*store, "slots", numbers, 3, 2).await;
+    let first = store
+        .claim_calls(campaign, 10, InstanceId::new(), 50_000, Utc::now())
+        .await
+        .expect("claim");
+    assert_eq!(first.len(), 3, "{name}: the campaign's limit");
+    let more = store
+        .claim_calls(campaign, 10, InstanceId::new(), 50_000, Utc::now())
+        .await
+        .expect("claim");
+    assert!(more.is_empty(), "{name}: no slot left for another claimer");
+    let answered = AttemptReport {
+        call_id: first[0].call_id,
+        campaign_id: campaign,
+        attempt: 1,
+        outcome: AttemptOutcome::Answered,
+        ended_at: Utc::now(),
+        retry_at: Utc::now(),
+        expected_owner: None,
+    };
+    store
+        .record_attempts(&[answered], Utc::now())
+        .await
+        .expect("record");
+    let freed = store
+        .claim_calls(campaign, 10, InstanceId::new(), 50_000, Utc::now())
+        .await
+        .expect("claim");
+    assert_eq!(
+        freed.len(),
+        1,
+        "{name}: the recorded outcome freed one slot"
+    );
+    // The deployment's cap counts the dialing calls of every campaign.
+    let other = started_campaign(&*store, 10).await;
+    let capped = store
+        .claim_calls(other, 10, InstanceId::new(), 5, Utc::now())
+        .await
+        .expect("claim");
+    assert_eq!(capped.len(), 2, "{name}: 3 of the cap of 5 are taken");
+    assert_eq!(store.dialing_now().await.expect("dialing"), 5, "{name}");
+    // A lowered limit admits nothing until enough calls end.
+    store
+        .update_campaign(
+            campaign,
+            CampaignChanges {
+                max_concurrent_calls: Some(1),
+                ..CampaignChanges::default()
+            },
+            Utc::now(),
         )
         .await
-        .expect("adopt");
-    assert_eq!(late, vec![false], "{name}");
+        .expect("lower the limit");
+    let none = store
+        .claim_calls(campaign, 10, InstanceId::new(), 50_000, Utc::now())
+        .await
+        .expect("claim");
+    assert!(none.is_empty(), "{name}: 3 dialing, limit 1");
+}
+
+/// One live call per phone number in the whole deployment: a second call to a number (the
+/// same campaign's trigger, or another campaign) waits until the first is recorded.
+async fn a_number_has_one_live_call(adapter: StoreAdapter) {
+    let dir = tempfile::tempdir().expect("dir");
+    let name = adapter.name();
+    let store = adapter.open(&dir).await;
+    let number = "+15554440001".to_owned();
+    let first = start_campaign(&*store, "live-a", vec![number.clone()], 10, 1).await;
+    let second = start_campaign(&*store, "live-b", vec![number.clone()], 10, 1).await;
+    let target = || NewTarget {
+        phone_number: PhoneNumber::parse(&number).expect("number"),
+        metadata: None,
+    };
+    // Triggered twice more before anything was dialed.
+    store
+        .enqueue_calls(first, vec![target(), target()], Utc::now())
+        .await
+        .expect("enqueue");
+    let claimed = store
+        .claim_calls(first, 10, InstanceId::new(), 50_000, Utc::now())
+        .await
+        .expect("claim");
+    assert_eq!(
+        claimed.len(),
+        1,
+        "{name}: one of the three calls to the number"
+    );
+    for campaign in [first, second] {
+        let none = store
+            .claim_calls(campaign, 10, InstanceId::new(), 50_000, Utc::now())
+            .await
+            .expect("claim");
+        assert!(none.is_empty(), "{name}: the number is live");
+    }
+    let answered = AttemptReport {
+        call_id: claimed[0].call_id,
+        campaign_id: first,
+        attempt: 1,
+        outcome: AttemptOutcome::Answered,
+        ended_at: Utc::now(),
+        retry_at: Utc::now(),
+        expected_owner: None,
+    };
+    store
+        .record_attempts(&[answered], Utc::now())
+        .await
+        .expect("record");
+    let next = store
+        .claim_calls(second, 10, InstanceId::new(), 50_000, Utc::now())
+        .await
+        .expect("claim");
+    assert_eq!(next.len(), 1, "{name}: free again once recorded");
+}
+
+/// The dialer checks the campaign at the moment of dialing: a pause or complete after the
+/// claim hands the attempt back unspent (a completed campaign cancels the call).
+async fn begin_checks_the_campaign_at_the_moment_of_dialing(adapter: StoreAdapter) {
+    let dir = tempfile::tempdir().expect("dir");
+    let name = adapter.name();
+    let store = adapter.open(&dir).await;
+    let campaign = started_campaign(&*store, 3).await;
+    let claimer = InstanceId::new();
+    let claimed = store
+        .claim_calls(campaign, 3, claimer, 50_000, Utc::now())
+        .await
+        .expect("claim");
+    store
+        .transition_campaign(campaign, StatusAction::Pause, Utc::now())
+        .await
+        .expect("pause");
+    let begun = store
+        .begin_attempts(
+            &[held(campaign, &claimed[0], claimer)],
+            InstanceId::new(),
+            Utc::now(),
+        )
+        .await
+        .expect("begin");
+    assert_eq!(
+        begun,
+        vec![Begin::Held(HoldReason::CampaignNotRunning)],
+        "{name}"
+    );
+    store
+        .transition_campaign(campaign, StatusAction::Complete, Utc::now())
+        .await
+        .expect("complete");
+    let begun = store
+        .begin_attempts(
+            &[held(campaign, &claimed[1], claimer)],
+            InstanceId::new(),
+            Utc::now(),
+        )
+        .await
+        .expect("begin");
+    assert_eq!(
+        begun,
+        vec![Begin::Held(HoldReason::CampaignNotRunning)],
+        "{name}"
+    );
+    let status = |id| {
+        let store = store.clone();
+        async move {
+            store
+                .get_call(id)
+                .await
+                .expect("get")
+                .expect("exists")
+                .0
+                .status
+        }
+    };
+    // Handed back while paused, then canceled by the complete.
+    assert_eq!(
+        status(claimed[0].call_id).await,
+        CallStatus::Canceled,
+        "{name}"
+    );
+    assert_eq!(
+        status(claimed[1].call_id).await,
+        CallStatus::Canceled,
+        "{name}"
+    );
+    assert_eq!(
+        status(claimed[2].call_id).await,
+        CallStatus::Dialing,
+        "{name}"
+    );
+    let stats = store
+        .campaign_stats(campaign)
+        .await
+        .expect("stats")
+        .expect("exists");
+    assert!(stats.is_consistent(), "{name}");
+    assert_eq!(
+        stats.attempts_total, 1,
+        "{name}: only the dialing attempt counts"
+    );
+    assert_eq!(store.dialing_now().await.expect("dialing"), 1, "{name}");
+}
+
+/// A change of the retry policy reaches every call still to be dialed.
+async fn a_new_retry_budget_reaches_waiting_calls(adapter: StoreAdapter) {
+    let dir = tempfile::tempdir().expect("dir");
+    let name = adapter.name();
+    let store = adapter.open(&dir).await;
+    let campaign = started_campaign(&*store, 3).await;
+    store
+        .update_campaign(
+            campaign,
+            CampaignChanges {
+                retry_policy: Some(RetryPolicy {
+                    max_attempts: 5,
+                    ..RetryPolicy::default()
+                }),
+                ..CampaignChanges::default()
+            },
+            Utc::now(),
+        )
+        .await
+        .expect("update");
+    let calls = store
+        .list_calls(campaign, None, None, 10)
+        .await
+        .expect("calls");
+    assert!(
+        calls.iter().all(|call| call.max_attempts == 5),
+        "{name}: {calls:?}"
+    );
 }
 
 /// The store as the outbox of a separate timeline: its backlog holds finished attempts only,
@@ -827,7 +1129,11 @@ contract_suite!(
         complete_cancels_waiting_calls_and_keeps_counts,
         enqueues_registered_numbers_and_pages_calls,
         counters_match_calls_under_concurrent_writers,
-        adoption_and_lost_attempts_exclude_each_other,
+        begun_and_lost_attempts_exclude_each_other,
+        claims_admit_only_free_slots,
+        a_number_has_one_live_call,
+        begin_checks_the_campaign_at_the_moment_of_dialing,
+        a_new_retry_budget_reaches_waiting_calls,
         backlog_holds_finished_attempts_until_forgotten,
     ]
 );

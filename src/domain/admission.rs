@@ -1,0 +1,284 @@
+//! Who may dial, and when. A concurrency slot belongs to an attempt: a call in `dialing` holds
+//! one slot of its campaign and one of the deployment from its claim until its outcome is
+//! recorded, whichever process carries it. The store counts the slots (its `dialing` calls), so
+//! nothing that happens to a process, a lease or a clock can free one early.
+//!
+//! The rules here decide three moments of an attempt: how many calls a claim admits, whether a
+//! claimed attempt may be placed right now (checked by the dialer at the moment of dialing,
+//! not only at claim time), and what an attempt that was never placed goes back to.
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+
+use super::business_hours::BusinessHours;
+use super::call::CallStatus;
+use super::campaign::CampaignStatus;
+use super::ids::InstanceId;
+use super::settlement::CurrentCall;
+use super::stats::StatsDelta;
+
+/// What one claim may take: at most `want`, never above the campaign's limit nor the
+/// deployment's cap, counting the calls already dialing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capacity {
+    pub campaign_limit: u64,
+    pub campaign_dialing: u64,
+    pub global_cap: u64,
+    pub global_dialing: u64,
+}
+
+impl Capacity {
+    pub fn admits(&self, want: u64) -> u64 {
+        let campaign_free = self.campaign_limit.saturating_sub(self.campaign_dialing);
+        let global_free = self.global_cap.saturating_sub(self.global_dialing);
+        want.min(campaign_free).min(global_free)
+    }
+}
+
+/// The campaign as it stands when a claimed attempt is about to be placed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DialCheck {
+    pub campaign_status: CampaignStatus,
+    pub time_zone: Tz,
+    pub business_hours: BusinessHours,
+}
+
+/// Why a claimed attempt was handed back instead of placed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HoldReason {
+    CampaignNotRunning,
+    OutsideBusinessHours,
+}
+
+impl HoldReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::CampaignNotRunning => "campaign_not_running",
+            Self::OutsideBusinessHours => "outside_business_hours",
+        }
+    }
+}
+
+impl DialCheck {
+    /// `None` when the attempt may be placed at `now`.
+    pub fn hold(&self, now: DateTime<Utc>) -> Option<HoldReason> {
+        if self.campaign_status != CampaignStatus::InProgress {
+            Some(HoldReason::CampaignNotRunning)
+        } else if !self.business_hours.is_open(self.time_zone, now) {
+            Some(HoldReason::OutsideBusinessHours)
+        } else {
+            None
+        }
+    }
+}
+
+/// What the dialer may do with one claimed attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Begin {
+    /// The attempt is now this dialer's and placed: dial it.
+    Dial,
+    /// The campaign may not dial now: the attempt went back unspent.
+    Held(HoldReason),
+    /// The attempt is no longer the one its claimer handed out (recorded, handed back, or
+    /// begun by another dialer): never dial it.
+    Stale,
+}
+
+/// An attempt that was never placed, handed back: the call is queued again (or canceled, if
+/// its campaign completed meanwhile) and the attempt is not counted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Release {
+    pub call_status: CallStatus,
+    pub delta: StatsDelta,
+}
+
+impl CurrentCall {
+    /// Whether `attempt` is still the unplaced attempt `holder` claimed or was handed.
+    fn holds_unplaced(&self, attempt: u32, holder: Option<InstanceId>) -> bool {
+        self.status == CallStatus::Dialing
+            && self.attempt_count == attempt
+            && !self.placed
+            && self.owner == holder
+    }
+
+    /// Decides, at `now`, whether the dialer may place `attempt`, which `claimer` claimed.
+    /// On `Held` the caller writes `release`'s answer; on `Dial` it marks the attempt placed
+    /// and owned by the dialer.
+    pub fn begin(
+        &self,
+        attempt: u32,
+        claimer: InstanceId,
+        check: &DialCheck,
+        now: DateTime<Utc>,
+    ) -> Begin {
+        if !self.holds_unplaced(attempt, Some(claimer)) {
+            return Begin::Stale;
+        }
+        match check.hold(now) {
+            Some(reason) => Begin::Held(reason),
+            None => Begin::Dial,
+        }
+    }
+
+    /// Hands back `attempt` if `holder` still holds it and it was never placed; `None` if it
+    /// moved on (placed, recorded, or someone else's).
+    pub fn release(&self, attempt: u32, holder: Option<InstanceId>) -> Option<Release> {
+        if !self.holds_unplaced(attempt, holder) {
+            return None;
+        }
+        Some(self.release_unchecked())
+    }
+
+    /// The release of the call's current attempt, once `begin` or `release` allowed it.
+    pub fn release_unchecked(&self) -> Release {
+        let call_status = if self.campaign_status == CampaignStatus::Completed {
+            CallStatus::Canceled
+        } else {
+            CallStatus::Queued
+        };
+        Release {
+            call_status,
+            delta: StatsDelta::released(call_status, self.attempt_count > 1),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::expect_used)]
+    use chrono::TimeZone;
+
+    use super::*;
+    use crate::domain::business_hours::{BusinessHours, BusinessWindow, WallTime};
+
+    fn claimed(owner: InstanceId, campaign_status: CampaignStatus) -> CurrentCall {
+        CurrentCall {
+            status: CallStatus::Dialing,
+            attempt_count: 2,
+            max_attempts: 3,
+            owner: Some(owner),
+            placed: false,
+            attempt_started_at: None,
+            campaign_status,
+        }
+    }
+
+    fn check(status: CampaignStatus) -> DialCheck {
+        DialCheck {
+            campaign_status: status,
+            time_zone: chrono_tz::America::New_York,
+            business_hours: BusinessHours::default(),
+        }
+    }
+
+    fn monday_noon_new_york() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 12, 7, 17, 0, 0)
+            .single()
+            .expect("valid instant")
+    }
+
+    #[test]
+    fn a_claim_admits_what_both_the_campaign_and_the_deployment_leave_free() {
+        let capacity = Capacity {
+            campaign_limit: 10,
+            campaign_dialing: 7,
+            global_cap: 100,
+            global_dialing: 50,
+        };
+        assert_eq!(capacity.admits(500), 3);
+        assert_eq!(capacity.admits(2), 2);
+        let full = Capacity {
+            global_dialing: 99,
+            ..capacity
+        };
+        assert_eq!(full.admits(500), 1);
+        let over = Capacity {
+            campaign_dialing: 12,
+            ..capacity
+        };
+        assert_eq!(over.admits(500), 0, "a lowered limit admits nothing");
+    }
+
+    #[test]
+    fn only_the_claimers_unplaced_attempt_may_begin() {
+        let claimer = InstanceId::new();
+        let call = claimed(claimer, CampaignStatus::InProgress);
+        let open = check(CampaignStatus::InProgress);
+        let now = monday_noon_new_york();
+        assert_eq!(call.begin(2, claimer, &open, now), Begin::Dial);
+        assert_eq!(
+            call.begin(1, claimer, &open, now),
+            Begin::Stale,
+            "old attempt"
+        );
+        assert_eq!(
+            call.begin(3, claimer, &open, now),
+            Begin::Stale,
+            "future attempt"
+        );
+        assert_eq!(
+            call.begin(2, InstanceId::new(), &open, now),
+            Begin::Stale,
+            "someone else's claim"
+        );
+        let placed = CurrentCall {
+            placed: true,
+            ..call.clone()
+        };
+        assert_eq!(placed.begin(2, claimer, &open, now), Begin::Stale);
+        let recorded = CurrentCall {
+            status: CallStatus::Retrying,
+            ..call
+        };
+        assert_eq!(recorded.begin(2, claimer, &open, now), Begin::Stale);
+    }
+
+    #[test]
+    fn a_paused_or_closed_campaign_holds_the_attempt_at_the_moment_of_dialing() {
+        let claimer = InstanceId::new();
+        let call = claimed(claimer, CampaignStatus::Paused);
+        let now = monday_noon_new_york();
+        let paused = check(CampaignStatus::Paused);
+        assert_eq!(
+            call.begin(2, claimer, &paused, now),
+            Begin::Held(HoldReason::CampaignNotRunning)
+        );
+        // Monday 09:00-11:00 only; it is noon.
+        let hours = BusinessHours::new(vec![BusinessWindow::new(
+            1,
+            WallTime::parse_start("09:00").expect("start"),
+            WallTime::parse_end("11:00").expect("end"),
+        )
+        .expect("window")]);
+        let closed = DialCheck {
+            business_hours: hours,
+            ..check(CampaignStatus::InProgress)
+        };
+        assert_eq!(
+            call.begin(2, claimer, &closed, now),
+            Begin::Held(HoldReason::OutsideBusinessHours)
+        );
+    }
+
+    #[test]
+    fn a_released_attempt_is_not_spent_and_a_completed_campaign_cancels_its_call() {
+        let claimer = InstanceId::new();
+        let call = claimed(claimer, CampaignStatus::Paused);
+        let release = call
+            .release(2, Some(claimer))
+            .expect("the claimer's unplaced attempt is released");
+        assert_eq!(release.call_status, CallStatus::Queued);
+        assert_eq!(release.delta.dialing, -1);
+        assert_eq!(release.delta.queued, 1);
+        assert_eq!(release.delta.attempts_total, -1);
+        assert_eq!(release.delta.retries_attempted, -1);
+        assert_eq!(call.release(2, Some(InstanceId::new())), None);
+        let completed = claimed(claimer, CampaignStatus::Completed);
+        let release = completed.release(2, Some(claimer));
+        assert_eq!(
+            release.map(|r| r.call_status),
+            Some(CallStatus::Canceled),
+            "a completed campaign cancels what it never placed"
+        );
+    }
+}
