@@ -11,7 +11,7 @@ pub struct Metrics {
     pub registry: Registry,
     pub http_requests: IntCounterVec,
     pub http_duration: HistogramVec,
-    pub attempts: IntCounterVec,
+    pub attempts: IntCounter,
     pub outcomes: IntCounterVec,
     pub dispatched: IntCounterVec,
     pub queue_depth: IntGaugeVec,
@@ -43,10 +43,9 @@ fn build() -> Result<Metrics, prometheus::Error> {
         ]),
         &["method", "route"],
     )?;
-    let attempts = IntCounterVec::new(
-        Opts::new("outbound_attempts_total", "call attempts started"),
-        &["campaign_id"],
-    )?;
+    // No campaign label: one series per campaign ever run would grow without bound; the stats
+    // API has the per-campaign figures.
+    let attempts = IntCounter::new("outbound_attempts_total", "call attempts claimed")?;
     let outcomes = IntCounterVec::new(
         Opts::new(
             "outbound_attempt_outcomes_total",

@@ -238,10 +238,12 @@ pub trait Store: Send + Sync + 'static {
     /// Records that `instance` is alive, on the store's clock.
     async fn heartbeat(&self, instance: InstanceId) -> Result<(), StoreError>;
     /// Dialing attempts whose owner has not heartbeated for `silent_for`, judged on the store's
-    /// clock.
+    /// clock; of those placed, only the ones placed more than `placed_for` ago: a placed call may
+    /// be live at the carrier until then, and its slot and number stay taken.
     async fn orphaned_attempts(
         &self,
         silent_for: std::time::Duration,
+        placed_for: std::time::Duration,
         limit: usize,
     ) -> Result<Vec<OrphanedAttempt>, StoreError>;
     /// Forgets instances silent for `silent_for` that hold no dialing call.

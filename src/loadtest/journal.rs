@@ -1,5 +1,5 @@
 //! Exact concurrency from mock provider journals (`telephony.mock.journal`): one line per call
-//! start and end, `start|end CAMPAIGN CALL ATTEMPT NANOS`. With several call processes each
+//! start and end, `start|end CAMPAIGN CALL ATTEMPT NANOS NUMBER`. With several call processes each
 //! writes its own; merged, they give the true number of calls a campaign had at any instant,
 //! which no per-process gauge can (peaks of different processes at different instants do not
 //! add up). Journals of different hosts compare only as well as their clocks agree.
@@ -13,8 +13,9 @@ pub fn intervals(text: &str, campaign: &str, open_until: u128) -> Vec<(u128, u12
     let mut done = Vec::new();
     for line in text.lines() {
         let fields: Vec<&str> = line.split_whitespace().collect();
-        let [event, campaign_id, call, attempt, at] = fields.as_slice() else {
-            continue;
+        let (event, campaign_id, call, attempt, at) = match fields.as_slice() {
+            [event, campaign_id, call, attempt, at, ..] => (event, campaign_id, call, attempt, at),
+            _ => continue,
         };
         if *campaign_id != campaign {
             continue;

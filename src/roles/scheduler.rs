@@ -157,10 +157,7 @@ impl Scheduler {
             max_delay_ms: campaign.retry_policy.max_delay.as_millis() as u64,
             jitter: campaign.retry_policy.jitter,
         };
-        metrics()
-            .attempts
-            .with_label_values(&[&campaign.id.to_string()])
-            .inc_by(claimed.len() as u64);
+        metrics().attempts.inc_by(claimed.len() as u64);
         Ok(claimed
             .into_iter()
             .map(|call| Admitted { call, policy })
@@ -230,11 +227,17 @@ impl Scheduler {
     }
 
     /// Settles the attempts of processes that stopped heartbeating for `scheduler.orphan_after`
-    /// (on the store's clock): one never placed goes back unspent; a placed one is recorded lost
-    /// (retryable), since its outcome will never be reported.
+    /// (on the store's clock): one never placed goes back unspent; a placed one, once longer
+    /// than any call of the provider lasts, is recorded lost (retryable), since its outcome will
+    /// never be reported. Until then its call may be live and keeps its slot and number.
     pub async fn recover_orphans(&self, now: DateTime<Utc>) -> Result<usize, SchedulerError> {
         let silent_for = self.ctx.settings.scheduler.orphan_after.0;
-        let mut orphans = self.ctx.store.orphaned_attempts(silent_for, 10_000).await?;
+        let placed_for = self.ctx.settings.telephony.longest_call();
+        let mut orphans = self
+            .ctx
+            .store
+            .orphaned_attempts(silent_for, placed_for, 10_000)
+            .await?;
         // This process is alive by definition: a late heartbeat of its own (a slow store) must
         // never turn its live calls into lost ones.
         orphans.retain(|orphan| {

@@ -189,6 +189,14 @@ pub struct TelephonySettings {
     pub mock: MockSettings,
 }
 
+impl TelephonySettings {
+    /// The longest a placed call can last at the provider: past it, a call whose process fell
+    /// silent is certainly over.
+    pub fn longest_call(&self) -> Duration {
+        self.mock.max_duration.0 + Duration::from_secs(1)
+    }
+}
+
 impl Default for TelephonySettings {
     fn default() -> Self {
         Self {

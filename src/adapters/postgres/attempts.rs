@@ -18,7 +18,7 @@ use crate::adapters::sql::rows::{
     self, readable_backlog, BeginRow, CountRow, CurrentCallRow, OrphanRow, TimelineRow,
 };
 use crate::adapters::sql::statements::{
-    BEGIN_CALLS, CURRENT_CALLS, ORPHANED_ATTEMPTS, TIMELINE_BACKLOG,
+    BEGIN_CALLS, CURRENT_CALLS, ORPHANED_ATTEMPTS, POSTGRES_NOW_MS, TIMELINE_BACKLOG,
 };
 use crate::adapters::sql::{as_bigint, millis, to_ms, Failure};
 use crate::domain::admission::{Begin, DialCheck, Release};
@@ -269,11 +269,12 @@ async fn write_decisions<T>(
     now: DateTime<Utc>,
 ) -> Result<(), Failure> {
     if let (Some(owner), false) = (owner, decisions.dial.is_empty()) {
-        diesel::sql_query(
-            "UPDATE calls c SET owner = $3, placed_at = $4, updated_at = $4 \
+        // Placed on the database's clock: orphan ages are judged on it.
+        diesel::sql_query(format!(
+            "UPDATE calls c SET owner = $3, placed_at = {POSTGRES_NOW_MS}, updated_at = $4 \
              FROM unnest($1::text[], $2::text[]) AS v(campaign_id, id) \
-             WHERE c.campaign_id = v.campaign_id AND c.id = v.id",
-        )
+             WHERE c.campaign_id = v.campaign_id AND c.id = v.id"
+        ))
         .bind::<Array<Text>, _>(
             decisions
                 .dial
@@ -434,6 +435,7 @@ pub(super) async fn release(
 pub(super) async fn orphaned(
     store: &PgStore,
     silent_for: Duration,
+    placed_for: Duration,
     limit: usize,
 ) -> Result<Vec<OrphanedAttempt>, StoreError> {
     store
@@ -441,6 +443,7 @@ pub(super) async fn orphaned(
             async move {
                 let rows: Vec<OrphanRow> = diesel::sql_query(ORPHANED_ATTEMPTS.postgres())
                     .bind::<BigInt, _>(millis(silent_for))
+                    .bind::<BigInt, _>(millis(placed_for))
                     .bind::<BigInt, _>(as_bigint(limit))
                     .prepared()
                     .load(conn)

@@ -251,9 +251,10 @@ macro_rules! store_by_aggregate {
                 async fn orphaned_attempts(
                     &self,
                     silent_for: std::time::Duration,
+                    placed_for: std::time::Duration,
                     limit: usize,
                 ) -> Result<Vec<OrphanedAttempt>, StoreError> {
-                    attempts::orphaned(self, silent_for, limit).await
+                    attempts::orphaned(self, silent_for, placed_for, limit).await
                 }
 
                 async fn prune_instances(

@@ -48,7 +48,8 @@ impl Statement {
 /// processes share, never compared across hosts.
 const NOW_MS: &str = "{now_ms}";
 const SQLITE_NOW_MS: &str = "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)";
-const POSTGRES_NOW_MS: &str = "CAST(extract(epoch FROM clock_timestamp()) * 1000 AS BIGINT)";
+pub(crate) const POSTGRES_NOW_MS: &str =
+    "CAST(extract(epoch FROM clock_timestamp()) * 1000 AS BIGINT)";
 
 /// `text` with its `?` placeholders numbered `$1`, `$2`, ... in order; a `?` inside a quoted
 /// literal or identifier is left alone.
@@ -159,7 +160,9 @@ pub static TIMELINE_BACKLOG: Statement = Statement::new(|| {
 });
 
 /// Dialing attempts whose owner stopped heartbeating before a time.
-/// Dialing attempts whose owner has not heartbeated for `?` milliseconds, on the store's clock.
+/// Dialing attempts whose owner has not heartbeated for `?` milliseconds, on the store's clock;
+/// of those placed, only the ones placed more than `?` milliseconds ago (longer than any call
+/// lasts), since a placed call may still be live at the carrier.
 pub static ORPHANED_ATTEMPTS: Statement = Statement::new(|| {
     "SELECT c.id AS call_id, c.campaign_id AS campaign_id, c.attempt_count AS attempt, \
      k.max_attempts AS max_attempts, k.base_delay_ms AS base_delay_ms, \
@@ -168,7 +171,8 @@ pub static ORPHANED_ATTEMPTS: Statement = Statement::new(|| {
      JOIN campaigns k ON k.id = c.campaign_id \
      LEFT JOIN instances i ON i.id = c.owner \
      WHERE c.status = 'dialing' \
-     AND (i.heartbeat_at IS NULL OR i.heartbeat_at < {now_ms} - ?) LIMIT ?"
+     AND (i.heartbeat_at IS NULL OR i.heartbeat_at < {now_ms} - ?) \
+     AND (c.placed_at IS NULL OR c.placed_at < {now_ms} - ?) LIMIT ?"
         .to_owned()
 });
 

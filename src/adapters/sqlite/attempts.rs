@@ -243,12 +243,14 @@ fn write_release(
 pub(super) async fn orphaned(
     store: &SqliteStore,
     silent_for: Duration,
+    placed_for: Duration,
     limit: usize,
 ) -> Result<Vec<OrphanedAttempt>, StoreError> {
     store
         .read(move |conn| {
             let rows: Vec<OrphanRow> = diesel::sql_query(ORPHANED_ATTEMPTS.sqlite())
                 .bind::<BigInt, _>(millis(silent_for))
+                .bind::<BigInt, _>(millis(placed_for))
                 .bind::<BigInt, _>(as_bigint(limit))
                 .prepared()
                 .load(conn)?;

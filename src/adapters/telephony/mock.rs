@@ -1,6 +1,8 @@
 //! The mock provider: configurable success and retryable rates, uniform call durations and an
 //! optional seed for reproducible outcomes. It counts the calls it carries per campaign and the
-//! peak, exported in `/metrics`, so a load test can prove the concurrency limit held.
+//! peak, exported in `/metrics`, so a load test can prove the concurrency limit held. The series
+//! of the most recent `CAMPAIGN_SERIES` campaigns are kept; older idle ones are dropped, so
+//! `/metrics` does not grow with every campaign ever run.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -31,10 +33,38 @@ pub struct MockConfig {
     pub journal: Option<std::path::PathBuf>,
 }
 
+/// Campaigns whose counts (and `/metrics` series) the mock keeps.
+const CAMPAIGN_SERIES: usize = 1024;
+
 struct Shared {
     rng: StdRng,
-    counts: HashMap<CampaignId, ActiveCount>,
+    /// Per campaign: the counts, and the sequence number of its latest call.
+    counts: HashMap<CampaignId, (ActiveCount, u64)>,
+    calls: u64,
     total: ActiveCount,
+}
+
+impl Shared {
+    /// Forgets the campaign whose latest call is oldest among those carrying none, once more
+    /// than `CAMPAIGN_SERIES` are kept.
+    fn forget_idle_campaign(&mut self) {
+        if self.counts.len() <= CAMPAIGN_SERIES {
+            return;
+        }
+        let idle = self
+            .counts
+            .iter()
+            .filter(|(_, (count, _))| count.active == 0)
+            .min_by_key(|(_, (_, latest))| *latest)
+            .map(|(id, _)| *id);
+        if let Some(id) = idle {
+            self.counts.remove(&id);
+            let label = id.to_string();
+            let m = metrics();
+            let _ = m.mock_active.remove_label_values(&[&label]);
+            let _ = m.mock_peak.remove_label_values(&[&label]);
+        }
+    }
 }
 
 pub struct MockProvider {
@@ -43,8 +73,10 @@ pub struct MockProvider {
     journal: Option<Arc<Journal>>,
 }
 
-/// One line per call start and end: `<start|end> <campaign_id> <call_id> <attempt> <unix_ns>`,
-/// written unbuffered so a killed process leaves every line it wrote.
+/// One line per call start and end:
+/// `<start|end> <campaign_id> <call_id> <attempt> <unix_ns> <phone_number>`, written unbuffered so
+/// a killed process leaves every line it wrote. An end is stamped with the instant the call ends
+/// at the carrier (start plus its duration), even if the process writes it late (stopped).
 struct Journal {
     file: Mutex<std::fs::File>,
 }
@@ -60,14 +92,14 @@ impl Journal {
         })
     }
 
-    fn write(&self, event: &str, request: &DialRequest) {
+    fn write(&self, event: &str, request: &DialRequest, at: std::time::SystemTime) {
         use std::io::Write;
-        let nanos = std::time::SystemTime::now()
+        let nanos = at
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
         let line = format!(
-            "{event} {} {} {} {nanos}\n",
-            request.campaign_id, request.call_id, request.attempt
+            "{event} {} {} {} {nanos} {}\n",
+            request.campaign_id, request.call_id, request.attempt, request.phone_number
         );
         let mut file = self
             .file
@@ -100,6 +132,7 @@ impl MockProvider {
             shared: Arc::new(Mutex::new(Shared {
                 rng,
                 counts: HashMap::new(),
+                calls: 0,
                 total: ActiveCount::default(),
             })),
             journal,
@@ -120,7 +153,7 @@ impl CallCounts for MockProvider {
         Self::lock(&self.shared)
             .counts
             .get(&campaign_id)
-            .copied()
+            .map(|(count, _)| *count)
             .unwrap_or_default()
     }
 }
@@ -157,9 +190,14 @@ impl TelephonyProvider for MockProvider {
             shared.total.active += 1;
             shared.total.peak = shared.total.peak.max(shared.total.active);
             let total = shared.total;
-            let count = shared.counts.entry(request.campaign_id).or_default();
-            count.active += 1;
-            count.peak = count.peak.max(count.active);
+            shared.calls += 1;
+            let sequence = shared.calls;
+            let entry = shared.counts.entry(request.campaign_id).or_default();
+            entry.0.active += 1;
+            entry.0.peak = entry.0.peak.max(entry.0.active);
+            entry.1 = sequence;
+            let count = entry.0;
+            shared.forget_idle_campaign();
             let m = metrics();
             m.mock_active_total.set(total.active as i64);
             // Several providers live in one test process; the gauge keeps the highest peak.
@@ -174,8 +212,9 @@ impl TelephonyProvider for MockProvider {
                 .set(count.peak as i64);
             (outcome, duration)
         };
+        let started = std::time::SystemTime::now();
         if let Some(journal) = &self.journal {
-            journal.write("start", &request);
+            journal.write("start", &request, started);
         }
         let journal = self.journal.clone();
         let shared = self.shared.clone();
@@ -187,7 +226,7 @@ impl TelephonyProvider for MockProvider {
                 let mut shared = Self::lock(&shared);
                 shared.total.active = shared.total.active.saturating_sub(1);
                 metrics().mock_active_total.set(shared.total.active as i64);
-                if let Some(count) = shared.counts.get_mut(&request.campaign_id) {
+                if let Some((count, _)) = shared.counts.get_mut(&request.campaign_id) {
                     count.active = count.active.saturating_sub(1);
                     metrics()
                         .mock_active
@@ -196,7 +235,7 @@ impl TelephonyProvider for MockProvider {
                 }
             }
             if let Some(journal) = &journal {
-                journal.write("end", &request);
+                journal.write("end", &request, started + duration);
             }
             // The receiver is gone only when the call role is shutting down; the attempt then
             // stays `dialing` in the store and is recovered as lost.

@@ -200,23 +200,49 @@ async fn finds_attempts_of_dead_owners_only(adapter: StoreAdapter) {
         .claim_calls(campaign, 2, alive, 50_000, Utc::now())
         .await
         .expect("claim");
-    store
+    let of_dead = store
         .claim_calls(campaign, 2, dead, 50_000, Utc::now())
         .await
         .expect("claim");
     let orphans = store
-        .orphaned_attempts(Duration::from_secs(10), 100)
+        .orphaned_attempts(Duration::from_secs(10), Duration::ZERO, 100)
         .await
         .expect("orphans");
     assert_eq!(orphans.len(), 2, "{name}");
     assert!(orphans
         .iter()
         .all(|o| o.attempt == 1 && o.campaign_id == campaign && !o.placed));
+    // A dialer that never heartbeats places one: its call may be live at the carrier for as
+    // long as calls last, so it is not orphaned before that.
+    let begun = store
+        .begin_attempts(
+            &[held(campaign, &of_dead[0], dead)],
+            InstanceId::new(),
+            Utc::now(),
+        )
+        .await
+        .expect("begin");
+    assert_eq!(begun, vec![Begin::Dial]);
+    let orphans = store
+        .orphaned_attempts(Duration::from_secs(10), Duration::from_secs(3600), 100)
+        .await
+        .expect("orphans");
+    assert_eq!(
+        orphans.len(),
+        1,
+        "{name}: the placed call may still be live"
+    );
+    assert!(!orphans[0].placed);
+    let orphans = store
+        .orphaned_attempts(Duration::from_secs(10), Duration::ZERO, 100)
+        .await
+        .expect("orphans");
+    assert_eq!(orphans.iter().filter(|o| o.placed).count(), 1, "{name}");
     // The live instance falls silent (on the store's clock) once its heartbeat is older
     // than asked.
     tokio::time::sleep(Duration::from_millis(50)).await;
     let orphans = store
-        .orphaned_attempts(Duration::from_millis(10), 100)
+        .orphaned_attempts(Duration::from_millis(10), Duration::ZERO, 100)
         .await
         .expect("orphans");
     assert_eq!(orphans.len(), 4, "{name}");
@@ -747,7 +773,7 @@ async fn begun_and_lost_attempts_exclude_each_other(adapter: StoreAdapter) {
         "{name}: an attempt is begun once"
     );
     let orphans = store
-        .orphaned_attempts(Duration::from_secs(10), 10)
+        .orphaned_attempts(Duration::from_secs(10), Duration::ZERO, 10)
         .await
         .expect("orphans");
     assert_eq!(
