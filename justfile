@@ -52,6 +52,17 @@ load-test-distributed CAMPAIGNS="3" CALLS="50" CONCURRENT="10" *ARGS="":
         target/release/outbound load-test --campaigns "$campaigns" --calls "$calls" \
         --concurrent "$concurrent" {{ARGS}}
 
+# The fault-injection suite on this machine: throwaway PostgreSQL and Redis (as the tests start
+# them), librdkafka's mock Kafka cluster, one process per role subset; prints scenario x check.
+# `just chaos --quick` is the bounded form CI runs; `just chaos --scenario sigkill-call` one.
+chaos *ARGS:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    cargo build
+    source scripts/test-services.sh
+    if ! command -v faketime >/dev/null 2>&1; then outbound_apt_install faketime; fi
+    target/debug/outbound chaos {{ARGS}}
+
 # Benchmark scenarios (throughput, utilization, fairness, api, register), one JSON line each.
 # `just bench api,register` runs a subset. Figures and targets: BENCHMARKS.md.
 bench SCENARIOS="":

@@ -180,6 +180,16 @@ outbound_start_postgres() {
   fi
   export OUTBOUND_TEST_DATABASE_URL="postgres://postgres@127.0.0.1:${OUTBOUND_TEST_POSTGRES_PORT}/postgres"
   echo "test-services: postgres at ${OUTBOUND_TEST_DATABASE_URL}"
+  # How the fault-injection suite restarts this server (same port and options).
+  local as_postgres=""
+  if [ "$(id -u)" -eq 0 ]; then
+    as_postgres="runuser -u postgres --"
+  fi
+  printf '#!/bin/sh\ncd %q && exec %s %q -D %q -l %q -m fast -w -t 60 restart >/dev/null\n' \
+    "${dir}" "${as_postgres}" "${bin}/pg_ctl" "${dir}/data" "${dir}/postgres.log" \
+    >"${dir}/restart.sh"
+  chmod 755 "${dir}/restart.sh"
+  export OUTBOUND_TEST_POSTGRES_RESTART="${dir}/restart.sh"
 }
 
 outbound_stop_postgres() {

@@ -19,6 +19,13 @@ echo "== test services"
 source scripts/test-services.sh
 echo "== cargo test"
 cargo test --all-targets --locked "$@"
+# The fault-injection suite in its bounded form (the full one: `just chaos`).
+if ! command -v faketime >/dev/null 2>&1; then
+  echo "== installing faketime (the clock-skew scenario)"
+  outbound_apt_install faketime
+fi
+echo "== chaos (quick)"
+target/debug/outbound chaos --quick
 # The one service the suite cannot start: no Scylla server installs on a plain Debian machine.
 if [ -z "${SCYLLA_URL:-}" ]; then
   echo "== SKIPPED: the Scylla runs of the timeline contract tests (set SCYLLA_URL=scylla://host:9042/ks" \

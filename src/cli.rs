@@ -1,4 +1,4 @@
-//! The command line: `serve`, `migrate`, `config`, `load-test`, `bench`.
+//! The command line: `serve`, `migrate`, `config`, `load-test`, `bench`, `chaos`.
 
 use std::path::PathBuf;
 
@@ -49,6 +49,30 @@ pub enum Command {
         distributed: bool,
         #[arg(long, env = "OUTBOUND_CONFIG")]
         config: Option<PathBuf>,
+    },
+    /// Run the fault-injection suite: each scenario runs a deployment on this machine, injects
+    /// one fault (SIGKILL or SIGSTOP of a role's process, Redis FLUSHALL, a PostgreSQL restart,
+    /// a Kafka broker down, skewed clocks, a stalled SQLite writer) and checks from the mock
+    /// providers' journals that no limit was exceeded, no number rung twice at once, no call
+    /// lost, no attempt spent unplaced and every statistics read consistent. Prints a table;
+    /// exits 1 on any miss.
+    Chaos {
+        /// Scenarios to run; all when omitted.
+        #[arg(long, value_delimiter = ',')]
+        scenario: Vec<String>,
+        /// Smaller campaigns and shorter outages (what CI runs).
+        #[arg(long)]
+        quick: bool,
+        /// A PostgreSQL server; each scenario creates its own database on it.
+        #[arg(long, env = "OUTBOUND_TEST_DATABASE_URL")]
+        database_url: String,
+        /// A Redis server (the processes' limiter, and the FLUSHALL scenario).
+        #[arg(long, env = "OUTBOUND_TEST_REDIS_URL")]
+        redis_url: String,
+        /// A shell command that restarts the PostgreSQL server; without it the
+        /// postgres-restart scenario is skipped.
+        #[arg(long, env = "OUTBOUND_TEST_POSTGRES_RESTART")]
+        postgres_restart: Option<String>,
     },
     /// Print the effective configuration as TOML (passwords masked).
     Config {

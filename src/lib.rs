@@ -6,7 +6,7 @@
 //!  HTTP ─▶ api ──wake──▶ scheduler ──dispatch──▶ call ──status──▶ status ──retry──▶ retry
 //!           │               │  ▲                   │                 │   │            │
 //!           ▼               ▼  └──────── wake ─────┼─────────────────┘   │            │
-//!         store ◀──── claims, leases          provider             store, leases   store
+//!         store ◀──── claims (slots)          provider             store           store
 //! ```
 //!
 //! `domain` holds pure rules, `ports` the traits roles use, `adapters` the backends, `roles`
@@ -14,6 +14,7 @@
 //! adapters into ports.
 
 pub mod adapters;
+pub mod chaos;
 pub mod cli;
 pub mod context;
 pub mod domain;

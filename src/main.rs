@@ -67,6 +67,27 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{}", Settings::load(config.as_deref())?.dump()?);
             Ok(())
         }
+        Command::Chaos {
+            scenario,
+            quick,
+            database_url,
+            redis_url,
+            postgres_restart,
+        } => {
+            let args = outbound::chaos::ChaosArgs {
+                scenarios: scenario,
+                quick,
+                database_url,
+                redis_url,
+                postgres_restart,
+            };
+            let reports = outbound::chaos::run(&args).await?;
+            print!("{}", outbound::chaos::table(&reports));
+            if !outbound::chaos::all_passed(&reports) {
+                anyhow::bail!("chaos: a check missed (details above the table)");
+            }
+            Ok(())
+        }
     }
 }
 

@@ -5,11 +5,14 @@ use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::context::AppContext;
 use crate::domain::call::AttemptOutcome;
 use crate::domain::ids::{CallId, CampaignId, InstanceId};
 use crate::domain::phone::PhoneNumber;
 use crate::metrics::metrics;
 use crate::ports::{Bus, BusError, Message, Topic};
+use crate::runtime::health::RoleHealth;
+use crate::runtime::role::RoleName;
 use crate::telemetry;
 
 /// 2: dispatches and statuses no longer carry a limiter lease (the store counts slots).
@@ -86,6 +89,24 @@ pub fn decode<T: DeserializeOwned>(topic: Topic, message: &Message) -> Result<T,
         topic: topic.as_str(),
         source,
     })
+}
+
+/// What a role's loop does with a bus error: the bus closing (this process stopping) ends the
+/// role; anything else, a broker outage, is logged, marks the role failing and is waited out
+/// for `pause`, since every message not acknowledged is delivered again.
+pub async fn outlast(
+    error: BusError,
+    ctx: &AppContext,
+    role: RoleName,
+    pause: std::time::Duration,
+) -> Result<(), BusError> {
+    if matches!(error, BusError::Closed) {
+        return Err(error);
+    }
+    tracing::warn!(error = %error, role = role.as_str(), "bus unavailable, waiting it out");
+    ctx.health.set(role, RoleHealth::Failing);
+    tokio::time::sleep(pause).await;
+    Ok(())
 }
 
 pub async fn publish(bus: &dyn Bus, topic: Topic, messages: Vec<Message>) -> Result<(), BusError> {

@@ -28,6 +28,9 @@ pub struct RetryWorker {
     ctx: AppContext,
 }
 
+/// How long a loop waits after a bus failure before trying again.
+const OUTAGE_PAUSE: std::time::Duration = std::time::Duration::from_millis(500);
+
 impl RetryWorker {
     pub fn new(ctx: AppContext) -> Self {
         Self { ctx }
@@ -86,23 +89,38 @@ impl RetryWorker {
                 biased;
                 _ = shutdown.cancelled() => break,
                 batch = subscription.next_batch(4096) => {
-                    let batch = batch?;
-                    let tokens: Vec<u64> = batch.iter().map(|d| d.token).collect();
+                    let batch = match batch {
+                        Ok(batch) => batch,
+                        Err(err) => {
+                            messages::outlast(err, &self.ctx, RoleName::Retry, OUTAGE_PAUSE).await?;
+                            continue;
+                        }
+                    };
+                    let mut tokens: Vec<u64> = Vec::with_capacity(batch.len());
                     for delivery in &batch {
                         match messages::decode::<RetryMessage>(Topic::Retry, &delivery.message) {
                             Ok(retry) => {
                                 next_due = Some(next_due.map_or(retry.due_at, |due| due.min(retry.due_at)));
                             }
                             Err(err) => {
-                                self.ctx
+                                let dead = self
+                                    .ctx
                                     .bus
                                     .dead_letter(Topic::Retry, delivery.message.clone(), &err.to_string())
-                                    .await?;
+                                    .await;
+                                if let Err(err) = dead {
+                                    // Not acknowledged: delivered again once the bus is back.
+                                    messages::outlast(err, &self.ctx, RoleName::Retry, OUTAGE_PAUSE).await?;
+                                    continue;
+                                }
                             }
                         }
+                        tokens.push(delivery.token);
                     }
                     // The retry itself is in the store; the message only shortens the wait.
-                    subscription.ack(&tokens).await?;
+                    if let Err(err) = subscription.ack(&tokens).await {
+                        messages::outlast(err, &self.ctx, RoleName::Retry, OUTAGE_PAUSE).await?;
+                    }
                 }
                 _ = tokio::time::sleep(sleep_for), if next_due.is_some() => {
                     next_due = self.step().await;

@@ -357,9 +357,18 @@ impl Scheduler {
                     }
                 }
                 batch = wake.next_batch(4096) => {
-                    let batch = batch?;
+                    let batch = match batch {
+                        Ok(batch) => batch,
+                        Err(err) => {
+                            // The timer's rescans go on meanwhile.
+                            messages::outlast(err, &self.ctx, RoleName::Scheduler, std::time::Duration::from_millis(500)).await?;
+                            continue;
+                        }
+                    };
                     let tokens: Vec<u64> = batch.iter().map(|d| d.token).collect();
-                    wake.ack(&tokens).await?;
+                    if let Err(err) = wake.ack(&tokens).await {
+                        messages::outlast(err, &self.ctx, RoleName::Scheduler, std::time::Duration::from_millis(500)).await?;
+                    }
                     self.step().instrument(info_span!("schedule", trigger = "wake")).await;
                 }
                 _ = rescan.tick() => {

@@ -31,6 +31,9 @@ pub enum StatusError {
     Bus(#[from] BusError),
 }
 
+/// How long a loop waits after a bus failure before trying again.
+const OUTAGE_PAUSE: Duration = Duration::from_millis(500);
+
 pub struct StatusWorker {
     ctx: AppContext,
     rng: StdRng,
@@ -120,10 +123,21 @@ impl StatusWorker {
             match messages::decode::<StatusMessage>(Topic::Status, &delivery.message) {
                 Ok(status) => statuses.push(status),
                 Err(err) => {
-                    self.ctx
+                    let dead = self
+                        .ctx
                         .bus
                         .dead_letter(Topic::Status, delivery.message.clone(), &err.to_string())
-                        .await?
+                        .await;
+                    if let Err(err) = dead {
+                        // Nothing of the batch acknowledged: all of it comes again.
+                        return Ok(messages::outlast(
+                            err,
+                            &self.ctx,
+                            RoleName::Status,
+                            OUTAGE_PAUSE,
+                        )
+                        .await?);
+                    }
                 }
             }
         }
@@ -151,7 +165,10 @@ impl StatusWorker {
                 }
             }
         }
-        subscription.ack(&tokens).await?;
+        if let Err(err) = subscription.ack(&tokens).await {
+            // Recorded already: a redelivery counts nothing twice.
+            messages::outlast(err, &self.ctx, RoleName::Status, OUTAGE_PAUSE).await?;
+        }
         Ok(())
     }
 
@@ -197,9 +214,10 @@ impl StatusWorker {
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
-                batch = subscription.next_batch(2048) => {
-                    self.handle(&mut *subscription, batch?, &shutdown).await?;
-                }
+                batch = subscription.next_batch(2048) => match batch {
+                    Ok(batch) => self.handle(&mut *subscription, batch, &shutdown).await?,
+                    Err(err) => messages::outlast(err, &self.ctx, RoleName::Status, OUTAGE_PAUSE).await?,
+                },
             }
         }
         // Record what this process's call role reported while it drained; bounded, since

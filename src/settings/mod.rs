@@ -122,7 +122,8 @@ impl Default for BusSettings {
 #[serde(deny_unknown_fields, default)]
 pub struct LimiterSettings {
     pub url: String,
-    /// A lease not renewed for this long is dropped, so a dead holder frees its capacity.
+    /// A limiter lease not renewed for this long is dropped. Calls' concurrency slots are
+    /// not leases: the store counts them.
     pub lease_ttl: GoDuration,
 }
 
@@ -615,9 +616,9 @@ mod tests {
         settings
             .validate()
             .expect("a role subset is valid with kafka");
-        settings.limiter.lease_ttl = GoDuration(Duration::from_secs(5));
+        settings.bus.session_timeout = GoDuration(Duration::from_millis(500));
         let err = settings.validate().unwrap_err().to_string();
-        assert!(err.contains("limiter.lease_ttl"), "{err}");
+        assert!(err.contains("bus.session_timeout"), "{err}");
     }
 
     #[test]

@@ -55,14 +55,6 @@ impl Settings {
         if self.bus.session_timeout.0 < Duration::from_secs(1) {
             return Err(invalid("bus.session_timeout", "must be at least 1s"));
         }
-        // A dispatch whose call process died is redelivered after the session timeout and a
-        // rebalance; its lease must still be alive then, or its slot could be handed out twice.
-        if self.limiter.lease_ttl.0 < self.bus.session_timeout.0 * 2 {
-            return Err(invalid(
-                "limiter.lease_ttl",
-                "must be at least twice bus.session_timeout with the kafka bus",
-            ));
-        }
         Ok(())
     }
 

@@ -8,10 +8,9 @@ use diesel_async::RunQueryDsl;
 use futures::FutureExt;
 
 use super::campaigns::{apply_stats, load_campaign};
-use super::rows::PhoneRow;
 use super::{rows_per_insert, Conn, PgStore};
 use crate::adapters::sql::prepared::KeepPrepared;
-use crate::adapters::sql::rows::{self, AttemptRow, CallRow, CALL_COLUMNS};
+use crate::adapters::sql::rows::{self, AttemptRow, CallRow, PhoneRow, CALL_COLUMNS};
 use crate::adapters::sql::statements::{CALLS, CALLS_IN_STATUS, CALL_ATTEMPTS};
 use crate::adapters::sql::{as_bigint, to_ms, Failure};
 use crate::domain::call::{Attempt, Call, CallStatus};

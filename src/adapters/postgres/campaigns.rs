@@ -11,9 +11,9 @@ use super::error::name_taken;
 use super::rows::StatusCountRow;
 use super::{rows_per_insert, Conn, PgStore};
 use crate::adapters::sql::prepared::KeepPrepared;
-use crate::adapters::sql::rows::{self, CampaignRow, StatsRow, CAMPAIGN_COLUMNS};
+use crate::adapters::sql::rows::{self, CampaignRow, StatsRow};
 use crate::adapters::sql::statements::{
-    self, APPLY_STATS, CAMPAIGN_STATS, LOAD_CAMPAIGN, RETRY_BUDGET,
+    self, APPLY_STATS, CAMPAIGNS, CAMPAIGNS_IN_STATUS, CAMPAIGN_STATS, LOAD_CAMPAIGN, RETRY_BUDGET,
 };
 use crate::adapters::sql::{as_bigint, hours_json, to_ms, Failure};
 use crate::domain::call::{Call, CallStatus};
@@ -184,27 +184,21 @@ pub(super) async fn list(
             async move {
                 let rows: Vec<CampaignRow> = match status {
                     Some(status) => {
-                        diesel::sql_query(format!(
-                            "SELECT {CAMPAIGN_COLUMNS} FROM campaigns WHERE status = $1 \
-                             AND id > $2 ORDER BY id LIMIT $3"
-                        ))
-                        .bind::<Text, _>(status.as_str())
-                        .bind::<Text, _>(after)
-                        .bind::<BigInt, _>(as_bigint(limit))
-                        .prepared()
-                        .load(conn)
-                        .await?
+                        diesel::sql_query(CAMPAIGNS_IN_STATUS.postgres())
+                            .bind::<Text, _>(status.as_str())
+                            .bind::<Text, _>(after)
+                            .bind::<BigInt, _>(as_bigint(limit))
+                            .prepared()
+                            .load(conn)
+                            .await?
                     }
                     None => {
-                        diesel::sql_query(format!(
-                            "SELECT {CAMPAIGN_COLUMNS} FROM campaigns WHERE id > $1 \
-                             ORDER BY id LIMIT $2"
-                        ))
-                        .bind::<Text, _>(after)
-                        .bind::<BigInt, _>(as_bigint(limit))
-                        .prepared()
-                        .load(conn)
-                        .await?
+                        diesel::sql_query(CAMPAIGNS.postgres())
+                            .bind::<Text, _>(after)
+                            .bind::<BigInt, _>(as_bigint(limit))
+                            .prepared()
+                            .load(conn)
+                            .await?
                     }
                 };
                 Ok(rows::all::<_, Campaign>(rows)?)

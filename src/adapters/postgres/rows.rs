@@ -12,9 +12,3 @@ pub struct StatusCountRow {
     #[diesel(sql_type = BigInt)]
     pub n: i64,
 }
-
-#[derive(QueryableByName)]
-pub struct PhoneRow {
-    #[diesel(sql_type = Text)]
-    pub phone_number: String,
-}

@@ -499,6 +499,12 @@ pub struct CandidateRow {
     pub phone_number: String,
 }
 
+#[derive(QueryableByName)]
+pub struct PhoneRow {
+    #[diesel(sql_type = Text)]
+    pub phone_number: String,
+}
+
 /// A `count(*) AS n`.
 #[derive(QueryableByName)]
 pub struct TotalRow {

@@ -119,6 +119,18 @@ pub static APPLY_STATS: Statement = Statement::new(|| {
         .to_owned()
 });
 
+/// A page of campaigns in one status, after an id: `(status, id)` is an index.
+pub static CAMPAIGNS_IN_STATUS: Statement = Statement::new(|| {
+    format!(
+        "SELECT {CAMPAIGN_COLUMNS} FROM campaigns WHERE status = ? AND id > ? \
+         ORDER BY id LIMIT ?"
+    )
+});
+
+pub static CAMPAIGNS: Statement = Statement::new(|| {
+    format!("SELECT {CAMPAIGN_COLUMNS} FROM campaigns WHERE id > ? ORDER BY id LIMIT ?")
+});
+
 pub static RUNNABLE_CAMPAIGNS: Statement = Statement::new(|| {
     format!(
         "SELECT {CAMPAIGN_COLUMNS}, s.queued AS queued FROM campaigns \

@@ -8,7 +8,7 @@ use diesel::RunQueryDsl;
 use super::campaigns::{apply_stats, existing_campaign};
 use super::{SqliteStore, INSERT_CHUNK};
 use crate::adapters::sql::prepared::KeepPrepared;
-use crate::adapters::sql::rows::{self, AttemptRow, CallRow, CountRow, CALL_COLUMNS};
+use crate::adapters::sql::rows::{self, AttemptRow, CallRow, PhoneRow, CALL_COLUMNS};
 use crate::adapters::sql::statements::{CALLS, CALLS_IN_STATUS, CALL_ATTEMPTS};
 use crate::adapters::sql::{as_bigint, to_ms, Failure};
 use crate::domain::call::{Attempt, Call, CallStatus};
@@ -55,23 +55,39 @@ pub(super) async fn enqueue(
     targets: Vec<NewTarget>,
     now: DateTime<Utc>,
 ) -> Result<Vec<Call>, StoreError> {
+    // A campaign's targets never change once registered: they are checked on a reader, in
+    // batches, so the one writer is held only for the insert.
+    let numbers: Vec<String> = targets
+        .iter()
+        .map(|target| target.phone_number.as_str().to_owned())
+        .collect();
+    let unregistered = store
+        .read(move |conn| {
+            let mut registered = std::collections::HashSet::with_capacity(numbers.len());
+            for chunk in numbers.chunks(INSERT_CHUNK) {
+                let list = vec!["?"; chunk.len()].join(", ");
+                let mut query = diesel::sql_query(format!(
+                    "SELECT phone_number FROM targets WHERE campaign_id = ? \
+                     AND phone_number IN ({list})"
+                ))
+                .into_boxed()
+                .bind::<Text, _>(campaign_id.to_string());
+                for number in chunk {
+                    query = query.bind::<Text, _>(number.clone());
+                }
+                let found: Vec<PhoneRow> = query.load(conn)?;
+                registered.extend(found.into_iter().map(|row| row.phone_number));
+            }
+            Ok(numbers
+                .into_iter()
+                .filter(|number| !registered.contains(number))
+                .collect::<Vec<_>>())
+        })
+        .await?;
     store
         .write(move |conn| {
             let campaign = existing_campaign(conn, campaign_id)?;
             campaign.status.ensure_mutable("queue calls for")?;
-            let mut unregistered = Vec::new();
-            for target in &targets {
-                let found: Vec<CountRow> = diesel::sql_query(
-                    "SELECT 1 AS n FROM targets WHERE campaign_id = ? AND phone_number = ?",
-                )
-                .bind::<Text, _>(campaign_id.to_string())
-                .bind::<Text, _>(target.phone_number.as_str().to_owned())
-                .prepared()
-                .load(conn)?;
-                if found.is_empty() {
-                    unregistered.push(target.phone_number.as_str().to_owned());
-                }
-            }
             if !unregistered.is_empty() {
                 return Err(StoreError::NotRegistered(unregistered).into());
             }

@@ -9,9 +9,9 @@ use diesel::RunQueryDsl;
 use super::calls::insert_calls;
 use super::{SqliteStore, INSERT_CHUNK};
 use crate::adapters::sql::prepared::KeepPrepared;
-use crate::adapters::sql::rows::{self, CampaignRow, StatsRow, CAMPAIGN_COLUMNS};
+use crate::adapters::sql::rows::{self, CampaignRow, StatsRow};
 use crate::adapters::sql::statements::{
-    self, APPLY_STATS, CAMPAIGN_STATS, LOAD_CAMPAIGN, RETRY_BUDGET,
+    self, APPLY_STATS, CAMPAIGNS, CAMPAIGNS_IN_STATUS, CAMPAIGN_STATS, LOAD_CAMPAIGN, RETRY_BUDGET,
 };
 use crate::adapters::sql::{as_bigint, hours_json, to_ms, Failure};
 use crate::domain::call::{Call, CallStatus};
@@ -152,16 +152,21 @@ pub(super) async fn list(
 ) -> Result<Vec<Campaign>, StoreError> {
     store
         .read(move |conn| {
-            let rows: Vec<CampaignRow> = diesel::sql_query(format!(
-                "SELECT {CAMPAIGN_COLUMNS} FROM campaigns WHERE (? IS NULL OR status = ?) \
-                 AND id > ? ORDER BY id LIMIT ?"
-            ))
-            .bind::<Nullable<Text>, _>(status.map(|s| s.as_str()))
-            .bind::<Nullable<Text>, _>(status.map(|s| s.as_str()))
-            .bind::<Text, _>(after.map(|id| id.to_string()).unwrap_or_default())
-            .bind::<BigInt, _>(as_bigint(limit))
-            .prepared()
-            .load(conn)?;
+            let after = after.map(|id| id.to_string()).unwrap_or_default();
+            // Two statements, not `(? IS NULL OR status = ?)`, which no index serves.
+            let rows: Vec<CampaignRow> = match status {
+                Some(status) => diesel::sql_query(CAMPAIGNS_IN_STATUS.sqlite())
+                    .bind::<Text, _>(status.as_str())
+                    .bind::<Text, _>(after)
+                    .bind::<BigInt, _>(as_bigint(limit))
+                    .prepared()
+                    .load(conn)?,
+                None => diesel::sql_query(CAMPAIGNS.sqlite())
+                    .bind::<Text, _>(after)
+                    .bind::<BigInt, _>(as_bigint(limit))
+                    .prepared()
+                    .load(conn)?,
+            };
             Ok(rows::all::<_, Campaign>(rows)?)
         })
         .await

@@ -1,0 +1,731 @@
+//! `outbound chaos`: the fault-injection suite. Each scenario runs a deployment on this machine
+//! (the distributed one: PostgreSQL, Redis and librdkafka's mock Kafka cluster hosted by this
+//! process, with one process per role subset; or the embedded one), runs two campaigns that
+//! share half their numbers (plus the same number triggered twice before the start), injects
+//! one fault mid-run, waits for both campaigns to finish and checks, exactly, from the mock
+//! providers' journals and the API:
+//!
+//! - `limit`: peak simultaneous calls per campaign ≤ its limit, and in all ≤ the global cap;
+//! - `number_once`: no number (so no call) live twice at any instant;
+//! - `nothing_lost`: every call ends completed, failed or canceled, and both campaigns complete;
+//! - `attempts_placed`: no attempt counted that was never placed (except those recorded lost,
+//!   whose process may die between beginning and placing them), none placed and not recorded;
+//! - `invariant`: every statistics read keeps `total = pending + in_progress + done`;
+//! - `survived`: no process exited by itself, and each stops cleanly on SIGTERM.
+//!
+//! It prints a table (scenario × check) and fails if any check misses.
+
+pub mod checks;
+mod fleet;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use rdkafka::mocking::MockCluster;
+use serde_json::{json, Value};
+
+use self::checks::{JournalText, RecordedCall};
+use self::fleet::Fleet;
+use crate::loadtest::client::ApiClient;
+use crate::loadtest::driver::stats_consistent;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ChaosError {
+    #[error("setup: {0}")]
+    Setup(String),
+    #[error("api: {0}")]
+    Api(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct ChaosArgs {
+    /// Scenario names; all when empty.
+    pub scenarios: Vec<String>,
+    /// Smaller campaigns and shorter outages (what CI runs).
+    pub quick: bool,
+    /// A PostgreSQL server URL; each scenario creates its own database there.
+    pub database_url: String,
+    /// A Redis URL for the processes' `limiter.url` and the FLUSHALL scenario.
+    pub redis_url: String,
+    /// A shell command that restarts the PostgreSQL server (for `postgres-restart`).
+    pub postgres_restart: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scenario {
+    Baseline,
+    KillCall,
+    KillScheduler,
+    KillStatus,
+    StopCall,
+    StopScheduler,
+    RedisFlush,
+    PostgresRestart,
+    BrokerHang,
+    ClockSkew,
+    EmbeddedStall,
+}
+
+impl Scenario {
+    pub const ALL: [Scenario; 11] = [
+        Self::Baseline,
+        Self::KillCall,
+        Self::KillScheduler,
+        Self::KillStatus,
+        Self::StopCall,
+        Self::StopScheduler,
+        Self::RedisFlush,
+        Self::PostgresRestart,
+        Self::BrokerHang,
+        Self::ClockSkew,
+        Self::EmbeddedStall,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Baseline => "baseline",
+            Self::KillCall => "sigkill-call",
+            Self::KillScheduler => "sigkill-scheduler",
+            Self::KillStatus => "sigkill-status",
+            Self::StopCall => "sigstop-call",
+            Self::StopScheduler => "sigstop-scheduler",
+            Self::RedisFlush => "redis-flushall",
+            Self::PostgresRestart => "postgres-restart",
+            Self::BrokerHang => "broker-down",
+            Self::ClockSkew => "clock-skew",
+            Self::EmbeddedStall => "embedded-writer-stall",
+        }
+    }
+
+    fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.name() == name)
+    }
+}
+
+pub const CHECKS: [&str; 6] = [
+    "limit",
+    "number_once",
+    "nothing_lost",
+    "attempts_placed",
+    "invariant",
+    "survived",
+];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Pass(String),
+    Fail(String),
+    Skip(String),
+}
+
+impl Verdict {
+    fn of(ok: bool, detail: String) -> Self {
+        if ok {
+            Self::Pass(detail)
+        } else {
+            Self::Fail(detail)
+        }
+    }
+
+    fn mark(&self) -> &'static str {
+        match self {
+            Self::Pass(_) => "ok",
+            Self::Fail(_) => "FAIL",
+            Self::Skip(_) => "skip",
+        }
+    }
+}
+
+/// One scenario's verdict per check.
+#[derive(Debug, Clone)]
+pub struct ScenarioReport {
+    pub scenario: &'static str,
+    pub seconds: f64,
+    pub checks: BTreeMap<&'static str, Verdict>,
+}
+
+/// The campaigns a scenario runs and the knobs of its deployment.
+struct Workload {
+    targets: usize,
+    limit: u64,
+    global_cap: u64,
+    outage: Duration,
+    deadline: Duration,
+}
+
+impl Workload {
+    fn new(quick: bool) -> Self {
+        if quick {
+            Self {
+                targets: 60,
+                limit: 6,
+                global_cap: 10,
+                outage: Duration::from_secs(8),
+                deadline: Duration::from_secs(180),
+            }
+        } else {
+            Self {
+                targets: 300,
+                limit: 8,
+                global_cap: 12,
+                outage: Duration::from_secs(90),
+                deadline: Duration::from_secs(900),
+            }
+        }
+    }
+}
+
+/// Runs the scenarios and prints the table; true when every check passed or was skipped.
+pub async fn run(args: &ChaosArgs) -> Result<Vec<ScenarioReport>, ChaosError> {
+    let scenarios: Vec<Scenario> = if args.scenarios.is_empty() {
+        Scenario::ALL.to_vec()
+    } else {
+        args.scenarios
+            .iter()
+            .map(|name| {
+                Scenario::parse(name).ok_or_else(|| {
+                    let known: Vec<&str> = Scenario::ALL.iter().map(|s| s.name()).collect();
+                    ChaosError::Setup(format!(
+                        "unknown scenario {name:?}; known: {}",
+                        known.join(", ")
+                    ))
+                })
+            })
+            .collect::<Result<_, _>>()?
+    };
+    let mut reports = Vec::with_capacity(scenarios.len());
+    for scenario in scenarios {
+        eprintln!("chaos: {} ...", scenario.name());
+        let started = Instant::now();
+        let checks = run_scenario(scenario, args).await?;
+        let report = ScenarioReport {
+            scenario: scenario.name(),
+            seconds: started.elapsed().as_secs_f64(),
+            checks,
+        };
+        for (check, verdict) in &report.checks {
+            if let Verdict::Fail(detail) | Verdict::Skip(detail) = verdict {
+                eprintln!(
+                    "chaos: {} {check}: {} {detail}",
+                    report.scenario,
+                    verdict.mark()
+                );
+            }
+        }
+        reports.push(report);
+    }
+    Ok(reports)
+}
+
+/// The table of a run, one row per scenario.
+pub fn table(reports: &[ScenarioReport]) -> String {
+    let mut out = format!("{:<24}", "scenario");
+    for check in CHECKS {
+        out.push_str(&format!(" {check:>15}"));
+    }
+    out.push_str(&format!(" {:>8}\n", "seconds"));
+    for report in reports {
+        out.push_str(&format!("{:<24}", report.scenario));
+        for check in CHECKS {
+            let mark = report.checks.get(check).map_or("-", Verdict::mark);
+            out.push_str(&format!(" {mark:>15}"));
+        }
+        out.push_str(&format!(" {:>8.1}\n", report.seconds));
+    }
+    out
+}
+
+pub fn all_passed(reports: &[ScenarioReport]) -> bool {
+    reports
+        .iter()
+        .all(|r| r.checks.values().all(|v| !matches!(v, Verdict::Fail(_))))
+}
+
+fn skipped(reason: &str) -> BTreeMap<&'static str, Verdict> {
+    CHECKS
+        .iter()
+        .map(|check| (*check, Verdict::Skip(reason.to_owned())))
+        .collect()
+}
+
+/// Runs one scenario in a fresh directory, which is kept (and named) when something missed, for
+/// the processes' logs and journals.
+async fn run_scenario(
+    scenario: Scenario,
+    args: &ChaosArgs,
+) -> Result<BTreeMap<&'static str, Verdict>, ChaosError> {
+    let dir = tempfile::tempdir()
+        .map_err(|err| ChaosError::Setup(format!("cannot create a directory: {err}")))?;
+    let result = run_in(scenario, args, dir.path()).await;
+    let missed = match &result {
+        Ok(checks) => checks.values().any(|v| matches!(v, Verdict::Fail(_))),
+        Err(_) => true,
+    };
+    if missed {
+        let kept = dir.keep();
+        eprintln!(
+            "chaos: {}: logs and journals kept in {}",
+            scenario.name(),
+            kept.display()
+        );
+    }
+    result
+}
+
+async fn run_in(
+    scenario: Scenario,
+    args: &ChaosArgs,
+    dir: &std::path::Path,
+) -> Result<BTreeMap<&'static str, Verdict>, ChaosError> {
+    if scenario == Scenario::PostgresRestart && args.postgres_restart.is_none() {
+        return Ok(skipped("no --postgres-restart command"));
+    }
+    if scenario == Scenario::ClockSkew && !fleet::faketime_installed() {
+        return Ok(skipped("faketime is not installed"));
+    }
+    let workload = Workload::new(args.quick);
+    let mut env: Vec<(String, String)> = vec![
+        ("OUTBOUND__LOG__FORMAT".into(), "json".into()),
+        ("OUTBOUND__LOG__LEVEL".into(), "warn".into()),
+        (
+            "OUTBOUND__SCHEDULER__HEARTBEAT_INTERVAL".into(),
+            "200ms".into(),
+        ),
+        ("OUTBOUND__SCHEDULER__INTERVAL".into(), "200ms".into()),
+        ("OUTBOUND__SCHEDULER__ORPHAN_AFTER".into(), "3s".into()),
+        ("OUTBOUND__RETRY__POLL_INTERVAL".into(), "200ms".into()),
+        ("OUTBOUND__RUNTIME__SHUTDOWN_GRACE".into(), "5s".into()),
+        (
+            "OUTBOUND__THROTTLE__GLOBAL_CONCURRENCY".into(),
+            workload.global_cap.to_string(),
+        ),
+        (
+            "OUTBOUND__TELEPHONY__MOCK__MIN_DURATION".into(),
+            "100ms".into(),
+        ),
+        (
+            "OUTBOUND__TELEPHONY__MOCK__MAX_DURATION".into(),
+            "400ms".into(),
+        ),
+    ];
+    // The cluster lives as long as this scenario: its brokers listen on loopback for the
+    // processes.
+    let cluster = if scenario == Scenario::EmbeddedStall {
+        env.push((
+            "OUTBOUND__STORAGE__URL".into(),
+            format!("sqlite://{}", dir.join("outbound.db").display()),
+        ));
+        None
+    } else {
+        let prefix = format!("chaos-{}.", uuid::Uuid::now_v7().simple());
+        let cluster = MockCluster::new(1)
+            .map_err(|err| ChaosError::Setup(format!("mock kafka cluster: {err}")))?;
+        for topic in ["dispatch", "status", "retry", "wake", "dead-letter"] {
+            cluster
+                .create_topic(&format!("{prefix}{topic}"), 4, 1)
+                .map_err(|err| ChaosError::Setup(format!("mock topic: {err}")))?;
+        }
+        let name = format!("chaos_{}", uuid::Uuid::now_v7().simple());
+        let database = crate::adapters::postgres::create_database(&args.database_url, &name)
+            .await
+            .map_err(|err| ChaosError::Setup(format!("database: {err}")))?;
+        env.extend([
+            ("OUTBOUND__STORAGE__URL".into(), database),
+            ("OUTBOUND__LIMITER__URL".into(), args.redis_url.clone()),
+            ("OUTBOUND__BUS__KIND".into(), "kafka".into()),
+            ("OUTBOUND__BUS__BROKERS".into(), cluster.bootstrap_servers()),
+            ("OUTBOUND__BUS__TOPIC_PREFIX".into(), prefix),
+            ("OUTBOUND__BUS__PARTITIONS".into(), "4".into()),
+            // The mock cluster's rebalances never settle below 4 s.
+            ("OUTBOUND__BUS__SESSION_TIMEOUT".into(), "6s".into()),
+            ("OUTBOUND__LIMITER__LEASE_TTL".into(), "12s".into()),
+        ]);
+        Some(cluster)
+    };
+    let mut fleet = Fleet::new(dir, env)?;
+    let skew = |secs: i64| {
+        if scenario == Scenario::ClockSkew {
+            secs
+        } else {
+            0
+        }
+    };
+    if cluster.is_none() {
+        fleet.start("all", "all", true, 0).await?;
+    } else {
+        // Skews far beyond scheduler.orphan_after, either way.
+        fleet.start("api", "api,scheduler", false, skew(90)).await?;
+        fleet.start("call-a", "call", true, skew(90)).await?;
+        fleet.start("call-b", "call", true, 0).await?;
+        fleet.start("status", "status,retry", false, 0).await?;
+    }
+    let api_name = if cluster.is_none() { "all" } else { "api" };
+    let base = fleet
+        .base(api_name)
+        .ok_or_else(|| ChaosError::Setup("no api".into()))?;
+    let client = ApiClient::new(&base, 8).map_err(|err| ChaosError::Api(err.to_string()))?;
+
+    let two_campaigns = cluster.is_some();
+    let campaigns = create_campaigns(&client, &workload, two_campaigns).await?;
+    for (id, _) in &campaigns {
+        client
+            .start(id)
+            .await
+            .map_err(|err| ChaosError::Api(err.to_string()))?;
+    }
+
+    let mut follow = Follow::default();
+    let fault_at = (workload.targets / 2) as u64;
+    let mut faulted = false;
+    let deadline = Instant::now() + workload.deadline;
+    loop {
+        let attempts = follow.read(&client, &campaigns).await;
+        if !faulted && attempts >= fault_at {
+            faulted = true;
+            inject(
+                scenario,
+                &mut fleet,
+                cluster.as_ref(),
+                args,
+                &workload,
+                &client,
+            )
+            .await?;
+        }
+        fleet.note_crashes();
+        if faulted && follow.all_completed(&client, &campaigns).await {
+            break;
+        }
+        if Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let completed = follow.all_completed(&client, &campaigns).await;
+    let recorded = recorded_calls(&client, &campaigns).await;
+    let survived = fleet.stop_all(Duration::from_secs(30)).await;
+    let journals = fleet.journals();
+    drop(cluster);
+    Ok(verdicts(
+        &workload, &campaigns, &journals, recorded, completed, &follow, survived,
+    ))
+}
+
+/// Two campaigns sharing half their numbers (one with the distributed deployment), each with
+/// its first number triggered twice more before the start. Returns (id, expected calls).
+async fn create_campaigns(
+    client: &ApiClient,
+    workload: &Workload,
+    two: bool,
+) -> Result<Vec<(String, usize)>, ChaosError> {
+    let offsets: &[usize] = if two {
+        &[0, workload.targets / 2]
+    } else {
+        &[0]
+    };
+    let mut campaigns = Vec::new();
+    for (index, offset) in offsets.iter().enumerate() {
+        let numbers: Vec<String> = (0..workload.targets)
+            .map(|i| format!("+1555{:07}", offset + i))
+            .collect();
+        let body = json!({
+            "name": format!("chaos-{index}-{}", uuid::Uuid::now_v7().simple()),
+            "time_zone": "UTC",
+            "max_concurrent_calls": workload.limit,
+            "retry_policy": {"max_attempts": 3, "base_delay": "100ms", "max_delay": "500ms"},
+            "targets": numbers.iter().map(|n| json!({"phone_number": n})).collect::<Vec<_>>(),
+        });
+        let id = client
+            .create_campaign(body.to_string())
+            .await
+            .map_err(|err| ChaosError::Api(err.to_string()))?;
+        for _ in 0..2 {
+            client
+                .expect(
+                    "POST /api/v1/calls",
+                    reqwest::Method::POST,
+                    "/api/v1/calls",
+                    Some(&json!({"campaign_id": id, "phone_number": numbers[0]})),
+                    202,
+                )
+                .await
+                .map_err(|err| ChaosError::Api(err.to_string()))?;
+        }
+        campaigns.push((id, workload.targets + 2));
+    }
+    Ok(campaigns)
+}
+
+async fn inject(
+    scenario: Scenario,
+    fleet: &mut Fleet,
+    cluster: Option<&MockCluster<'static, rdkafka::producer::DefaultProducerContext>>,
+    args: &ChaosArgs,
+    workload: &Workload,
+    client: &ApiClient,
+) -> Result<(), ChaosError> {
+    match scenario {
+        Scenario::Baseline | Scenario::ClockSkew => {}
+        Scenario::KillCall => fleet.kill("call-a").await?,
+        Scenario::KillScheduler => {
+            fleet.kill("api").await?;
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            fleet.restart("api").await?;
+        }
+        Scenario::KillStatus => {
+            fleet.kill("status").await?;
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            fleet.restart("status").await?;
+        }
+        Scenario::StopCall => {
+            fleet.pause("call-a")?;
+            tokio::time::sleep(workload.outage).await;
+            fleet.resume("call-a")?;
+        }
+        Scenario::StopScheduler => {
+            fleet.pause("api")?;
+            tokio::time::sleep(workload.outage).await;
+            fleet.resume("api")?;
+        }
+        Scenario::RedisFlush => {
+            let pool = deadpool_redis::Config::from_url(&args.redis_url)
+                .create_pool(Some(deadpool_redis::Runtime::Tokio1))
+                .map_err(|err| ChaosError::Setup(format!("redis: {err}")))?;
+            let mut conn = pool
+                .get()
+                .await
+                .map_err(|err| ChaosError::Setup(format!("redis: {err}")))?;
+            deadpool_redis::redis::cmd("FLUSHALL")
+                .query_async::<()>(&mut conn)
+                .await
+                .map_err(|err| ChaosError::Setup(format!("redis FLUSHALL: {err}")))?;
+        }
+        Scenario::PostgresRestart => {
+            if let Some(command) = &args.postgres_restart {
+                let status = tokio::process::Command::new("sh")
+                    .args(["-c", command])
+                    .status()
+                    .await
+                    .map_err(|err| ChaosError::Setup(format!("postgres restart: {err}")))?;
+                if !status.success() {
+                    return Err(ChaosError::Setup(format!(
+                        "postgres restart exited with {status}"
+                    )));
+                }
+            }
+        }
+        Scenario::BrokerHang => {
+            if let Some(cluster) = cluster {
+                cluster
+                    .broker_down(1)
+                    .map_err(|err| ChaosError::Setup(format!("broker down: {err}")))?;
+                tokio::time::sleep(workload.outage).await;
+                cluster
+                    .broker_up(1)
+                    .map_err(|err| ChaosError::Setup(format!("broker up: {err}")))?;
+            }
+        }
+        Scenario::EmbeddedStall => {
+            // A large registration holds the one SQLite writer while the campaign dials.
+            let count = if workload.targets > 100 {
+                300_000
+            } else {
+                100_000
+            };
+            let mut body = String::with_capacity(count * 32);
+            body.push_str(&format!(
+                "{{\"name\":\"stall-{}\",\"time_zone\":\"UTC\",\"targets\":[",
+                uuid::Uuid::now_v7().simple()
+            ));
+            for i in 0..count {
+                if i > 0 {
+                    body.push(',');
+                }
+                body.push_str(&format!("{{\"phone_number\":\"+1666{i:07}\"}}"));
+            }
+            body.push_str("]}");
+            client
+                .create_campaign(body)
+                .await
+                .map_err(|err| ChaosError::Api(err.to_string()))?;
+        }
+    }
+    Ok(())
+}
+
+/// What following the campaigns saw: reads, reads that broke the invariant, failed reads.
+#[derive(Debug, Default)]
+struct Follow {
+    reads: u64,
+    broken: Vec<String>,
+    unavailable: u64,
+}
+
+impl Follow {
+    /// Reads every campaign's statistics once; returns the attempts made so far.
+    async fn read(&mut self, client: &ApiClient, campaigns: &[(String, usize)]) -> u64 {
+        let mut attempts = 0;
+        for (id, _) in campaigns {
+            match client.stats(id).await {
+                Ok(stats) => {
+                    self.reads += 1;
+                    if !stats_consistent(&stats) {
+                        self.broken.push(stats.to_string());
+                    }
+                    attempts += stats["attempts_total"].as_u64().unwrap_or(0);
+                }
+                Err(_) => self.unavailable += 1,
+            }
+        }
+        attempts
+    }
+
+    async fn all_completed(&self, client: &ApiClient, campaigns: &[(String, usize)]) -> bool {
+        for (id, _) in campaigns {
+            match client.campaign(id).await {
+                Ok(campaign) if campaign["status"] == "completed" => {}
+                _ => return false,
+            }
+        }
+        true
+    }
+}
+
+/// Every call of the campaigns with its attempts, as the API reports them.
+async fn recorded_calls(client: &ApiClient, campaigns: &[(String, usize)]) -> Vec<RecordedCall> {
+    let mut recorded = Vec::new();
+    for (id, _) in campaigns {
+        let mut token: Option<String> = None;
+        loop {
+            let mut path = format!("/api/v1/campaigns/{id}/calls?limit=1000");
+            if let Some(token) = &token {
+                path.push_str(&format!("&page_token={token}"));
+            }
+            let Ok((200, page)) = client
+                .send(
+                    "GET /api/v1/campaigns/{id}/calls",
+                    reqwest::Method::GET,
+                    &path,
+                    None,
+                )
+                .await
+            else {
+                break;
+            };
+            for call in page["calls"].as_array().cloned().unwrap_or_default() {
+                let call_id = call["id"].as_str().unwrap_or_default().to_owned();
+                let detail = client
+                    .send(
+                        "GET /api/v1/calls/{id}",
+                        reqwest::Method::GET,
+                        &format!("/api/v1/calls/{call_id}"),
+                        None,
+                    )
+                    .await
+                    .map(|(_, body)| body)
+                    .unwrap_or(Value::Null);
+                let attempts = detail["attempts"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|a| {
+                        (
+                            a["attempt"].as_u64().unwrap_or(0) as u32,
+                            a["error"].as_str().map(str::to_owned),
+                        )
+                    })
+                    .collect();
+                recorded.push(RecordedCall {
+                    id: call_id,
+                    status: call["status"].as_str().unwrap_or_default().to_owned(),
+                    attempts,
+                });
+            }
+            match page["next_page_token"].as_str() {
+                Some(next) => token = Some(next.to_owned()),
+                None => break,
+            }
+        }
+    }
+    recorded
+}
+
+fn verdicts(
+    workload: &Workload,
+    campaigns: &[(String, usize)],
+    journals: &[JournalText],
+    recorded: Vec<RecordedCall>,
+    completed: bool,
+    follow: &Follow,
+    survived: Vec<String>,
+) -> BTreeMap<&'static str, Verdict> {
+    let placed = checks::placed(journals);
+    let mut out = BTreeMap::new();
+
+    let peaks: Vec<usize> = campaigns
+        .iter()
+        .map(|(id, _)| checks::campaign_peak(&placed, id))
+        .collect();
+    let total = checks::total_peak(&placed);
+    let limit = workload.limit as usize;
+    let cap = workload.global_cap as usize;
+    out.insert(
+        "limit",
+        Verdict::of(
+            peaks.iter().all(|p| *p <= limit) && total <= cap && total > 0,
+            format!("peaks {peaks:?} of {limit}, all {total} of {cap}"),
+        ),
+    );
+
+    let twice = checks::numbers_live_twice(&placed);
+    out.insert(
+        "number_once",
+        Verdict::of(
+            twice.is_empty(),
+            format!("{} numbers live twice: {twice:?}", twice.len()),
+        ),
+    );
+
+    let expected: usize = campaigns.iter().map(|(_, calls)| calls).sum();
+    let unfinished = checks::unfinished(&recorded);
+    out.insert(
+        "nothing_lost",
+        Verdict::of(
+            completed && unfinished == 0 && recorded.len() == expected,
+            format!(
+                "{} of {expected} calls, {unfinished} unfinished, campaigns completed: {completed}",
+                recorded.len()
+            ),
+        ),
+    );
+
+    let (spent, unknown) = checks::unaccounted_attempts(&placed, &recorded);
+    out.insert(
+        "attempts_placed",
+        Verdict::of(
+            spent.is_empty() && unknown.is_empty(),
+            format!(
+                "{} placed; spent unplaced {spent:?}; placed unrecorded {unknown:?}",
+                placed.len()
+            ),
+        ),
+    );
+
+    out.insert(
+        "invariant",
+        Verdict::of(
+            follow.broken.is_empty() && follow.reads > 0,
+            format!(
+                "{} reads ({} unavailable), broken: {:?}",
+                follow.reads, follow.unavailable, follow.broken
+            ),
+        ),
+    );
+
+    out.insert(
+        "survived",
+        Verdict::of(survived.is_empty(), format!("{survived:?}")),
+    );
+    out
+}
