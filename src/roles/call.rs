@@ -80,6 +80,18 @@ impl CallWorker {
         self.in_flight.len()
     }
 
+    /// The provider's reports received so far, for a caller that drives the worker step by
+    /// step instead of `run`.
+    pub fn take_reports(&mut self) -> Vec<ProviderReport> {
+        let mut taken = Vec::new();
+        if let Some(reports) = self.reports.as_mut() {
+            while let Ok(report) = reports.try_recv() {
+                taken.push(report);
+            }
+        }
+        taken
+    }
+
     /// Dispatches waiting for a backend to come back.
     pub fn pending(&self) -> usize {
         self.pending.len()

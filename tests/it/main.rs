@@ -9,6 +9,7 @@ mod contract;
 mod crash;
 mod distributed;
 mod engine;
+mod faults;
 mod fixtures;
 mod helpers;
 mod process;

@@ -1,0 +1,209 @@
+//! Roles under a failing bus, driven step by step on the embedded adapters: a dispatch that
+//! cannot be published spends no attempt, and a call process keeps what it could not publish
+//! until the bus is back. The bus is the real in-process one behind a switch that makes
+//! publishing fail, as a broker outage would.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use outbound::context::AppContext;
+use outbound::domain::business_hours::BusinessHours;
+use outbound::domain::call::CallStatus;
+use outbound::domain::campaign::{RetryPolicy, StatusAction};
+use outbound::domain::ids::CampaignId;
+use outbound::domain::phone::PhoneNumber;
+use outbound::ports::{Bus, BusError, Message, NewCampaign, NewTarget, Subscription, Topic};
+use outbound::roles::call::CallWorker;
+use outbound::roles::scheduler::Scheduler;
+use outbound::runtime::role::RoleName;
+use outbound::settings::GoDuration;
+
+use crate::helpers::test_settings;
+
+/// The in-process bus, whose publishing fails while `down` is set.
+struct SwitchedBus {
+    inner: Arc<dyn Bus>,
+    down: AtomicBool,
+}
+
+#[async_trait]
+impl Bus for SwitchedBus {
+    fn crosses_processes(&self) -> bool {
+        self.inner.crosses_processes()
+    }
+
+    async fn publish(&self, topic: Topic, messages: Vec<Message>) -> Result<(), BusError> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(BusError::Unavailable("broker down (test)".into()));
+        }
+        self.inner.publish(topic, messages).await
+    }
+
+    async fn dead_letter(
+        &self,
+        topic: Topic,
+        message: Message,
+        reason: &str,
+    ) -> Result<(), BusError> {
+        self.inner.dead_letter(topic, message, reason).await
+    }
+
+    async fn subscribe(
+        &self,
+        topic: Topic,
+        group: &str,
+    ) -> Result<Box<dyn Subscription>, BusError> {
+        self.inner.subscribe(topic, group).await
+    }
+}
+
+/// A context with the given roles, whose bus can be switched off.
+async fn switched_context(
+    dir: &tempfile::TempDir,
+    roles: &[RoleName],
+) -> (AppContext, Arc<SwitchedBus>) {
+    let mut settings = test_settings(dir.path());
+    // Calls that outlast the test step, so they are in flight when the bus goes down.
+    settings.telephony.mock.min_duration = GoDuration(Duration::from_millis(50));
+    settings.telephony.mock.max_duration = GoDuration(Duration::from_millis(50));
+    let roles: BTreeSet<RoleName> = roles.iter().copied().collect();
+    let mut ctx = AppContext::build(settings, &roles, true)
+        .await
+        .expect("context");
+    let bus = Arc::new(SwitchedBus {
+        inner: ctx.bus.clone(),
+        down: AtomicBool::new(false),
+    });
+    ctx.bus = bus.clone();
+    (ctx, bus)
+}
+
+async fn started(ctx: &AppContext, targets: usize) -> CampaignId {
+    let id = CampaignId::new();
+    let targets = (0..targets)
+        .map(|i| NewTarget {
+            phone_number: PhoneNumber::parse(&format!("+1555333{i:04}")).expect("number"),
+            metadata: None,
+        })
+        .collect();
+    ctx.store
+        .create_campaign(
+            NewCampaign {
+                id,
+                name: format!("faults-{id}"),
+                description: String::new(),
+                time_zone: chrono_tz::UTC,
+                max_concurrent_calls: 10,
+                retry_policy: RetryPolicy::default(),
+                business_hours: BusinessHours::default(),
+                targets,
+            },
+            Utc::now(),
+        )
+        .await
+        .expect("create");
+    ctx.store
+        .transition_campaign(id, StatusAction::Start, Utc::now())
+        .await
+        .expect("start");
+    id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dispatch_that_cannot_be_published_spends_no_attempt() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (ctx, bus) = switched_context(&dir, &[RoleName::Scheduler]).await;
+    let campaign = started(&ctx, 4).await;
+    let mut scheduler = Scheduler::new(ctx.clone());
+
+    bus.down.store(true, Ordering::SeqCst);
+    assert!(
+        scheduler.tick(Utc::now()).await.is_err(),
+        "the failed publish is reported"
+    );
+    let stats = ctx
+        .store
+        .campaign_stats(campaign)
+        .await
+        .expect("stats")
+        .expect("exists");
+    assert_eq!(
+        (
+            stats.pending_calls(),
+            stats.dialing_calls,
+            stats.attempts_total
+        ),
+        (4, 0, 0),
+        "handed back unspent: {stats:?}"
+    );
+    let calls = ctx
+        .store
+        .list_calls(campaign, None, None, 10)
+        .await
+        .expect("calls");
+    assert!(calls
+        .iter()
+        .all(|c| c.status == CallStatus::Queued && c.attempt_count == 0));
+    assert_eq!(ctx.store.dialing_now().await.expect("dialing"), 0);
+
+    // The bus comes back: the same calls go out, as first attempts.
+    bus.down.store(false, Ordering::SeqCst);
+    let outcome = scheduler.tick(Utc::now()).await.expect("tick");
+    assert_eq!(outcome.dispatched, 4);
+    let calls = ctx
+        .store
+        .list_calls(campaign, None, None, 10)
+        .await
+        .expect("calls");
+    assert!(calls.iter().all(|c| c.attempt_count == 1), "{calls:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_process_keeps_outcomes_it_cannot_publish_until_the_bus_is_back() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (ctx, bus) = switched_context(&dir, &[RoleName::Scheduler, RoleName::Call]).await;
+    let campaign = started(&ctx, 3).await;
+    let mut dispatches = ctx
+        .bus
+        .subscribe(Topic::Dispatch, "call")
+        .await
+        .expect("subscribe");
+    let outcome = Scheduler::new(ctx.clone())
+        .tick(Utc::now())
+        .await
+        .expect("tick");
+    assert_eq!(outcome.dispatched, 3);
+    let batch = dispatches.next_batch(10).await.expect("dispatches");
+    assert_eq!(batch.len(), 3);
+
+    let mut worker = CallWorker::new(ctx.clone());
+    let done = worker.process_batch(batch).await.expect("begin and dial");
+    assert!(done.is_empty(), "dialing, not acknowledged yet");
+    assert_eq!(worker.in_flight(), 3);
+
+    // The calls end while the broker is down: their outcomes cannot be published.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let ended = worker.take_reports();
+    assert_eq!(ended.len(), 3, "the provider reported every call");
+    bus.down.store(true, Ordering::SeqCst);
+    assert!(worker.report(ended).await.is_err());
+    assert_eq!(worker.in_flight(), 3, "nothing dropped");
+    assert!(worker.report(Vec::new()).await.is_err(), "still down");
+
+    // Back up: every outcome goes out once, and every dispatch may be acknowledged.
+    bus.down.store(false, Ordering::SeqCst);
+    let tokens = worker.report(Vec::new()).await.expect("published");
+    assert_eq!(tokens.len(), 3);
+    assert_eq!(worker.in_flight(), 0);
+    let stats = ctx
+        .store
+        .campaign_stats(campaign)
+        .await
+        .expect("stats")
+        .expect("exists");
+    assert_eq!(stats.attempts_total, 3, "one attempt each: {stats:?}");
+}
