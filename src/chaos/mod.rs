@@ -353,9 +353,25 @@ async fn run_in(
     if cluster.is_none() {
         fleet.start("all", "all", true, 0).await?;
     } else {
-        // Skews far beyond scheduler.orphan_after, either way.
-        fleet.start("api", "api,scheduler", false, skew(90)).await?;
-        fleet.start("call-a", "call", true, skew(90)).await?;
+        // Skews far beyond scheduler.orphan_after: the dialer's, and in the full run the
+        // scheduler's too. A process under libfaketime that cannot reach the broker at all is
+        // a limit of the tool, reported as a skip, not a pass.
+        let scheduler_skew = if args.quick { 0 } else { skew(90) };
+        let started = async {
+            fleet
+                .start("api", "api,scheduler", false, scheduler_skew)
+                .await?;
+            fleet.start("call-a", "call", true, skew(90)).await
+        }
+        .await;
+        match started {
+            Err(err) if scenario == Scenario::ClockSkew => {
+                return Ok(skipped(&format!(
+                    "no process under libfaketime came up: {err}"
+                )));
+            }
+            other => other?,
+        }
         fleet.start("call-b", "call", true, 0).await?;
         fleet.start("status", "status,retry", false, 0).await?;
     }
