@@ -235,7 +235,7 @@ impl<T> Decisions<T> {
 async fn lock_held_calls(
     conn: &mut Conn,
     attempts: &[HeldAttempt],
-) -> Result<HashMap<String, BeginRow>, Failure> {
+) -> Result<HashMap<String, (CurrentCall, DialCheck)>, Failure> {
     let campaigns: Vec<String> = attempts
         .iter()
         .map(|held| held.key.campaign_id.to_string())
@@ -254,10 +254,12 @@ async fn lock_held_calls(
     .prepared()
     .load(conn)
     .await?;
-    Ok(rows
-        .into_iter()
-        .map(|row| (row.call.id.clone(), row))
-        .collect())
+    let mut held = HashMap::with_capacity(rows.len());
+    for row in rows {
+        let id = row.call.id.clone();
+        held.insert(id, <(CurrentCall, DialCheck)>::try_from(row)?);
+    }
+    Ok(held)
 }
 
 /// Writes what `begin` or `release` decided: the begun attempts marked placed by `owner`, the
@@ -353,11 +355,7 @@ pub(super) async fn begin(
     store
         .transaction(move |conn| {
             async move {
-                let rows = lock_held_calls(conn, &attempts).await?;
-                let mut current: HashMap<String, (CurrentCall, DialCheck)> = HashMap::new();
-                for (id, row) in rows {
-                    current.insert(id, <(CurrentCall, DialCheck)>::try_from(row)?);
-                }
+                let mut current = lock_held_calls(conn, &attempts).await?;
                 let mut decisions = Decisions::new(attempts.len());
                 for held in &attempts {
                     let entry = current.get_mut(&held.key.call_id.to_string());
@@ -405,20 +403,17 @@ pub(super) async fn release(
     store
         .transaction(move |conn| {
             async move {
-                let rows = lock_held_calls(conn, &attempts).await?;
-                let mut current: HashMap<String, CurrentCall> = HashMap::new();
-                for (id, row) in rows {
-                    current.insert(id, CurrentCall::try_from(row.call)?);
-                }
+                let mut current = lock_held_calls(conn, &attempts).await?;
                 let mut decisions = Decisions::new(attempts.len());
                 for held in &attempts {
-                    let release = current
-                        .get_mut(&held.key.call_id.to_string())
-                        .and_then(|call| {
-                            let release = call.release(held.key.attempt, held.holder)?;
-                            call.status = CallStatus::Queued;
-                            Some(release)
-                        });
+                    let release =
+                        current
+                            .get_mut(&held.key.call_id.to_string())
+                            .and_then(|(call, _)| {
+                                let release = call.release(held.key.attempt, held.holder)?;
+                                call.status = CallStatus::Queued;
+                                Some(release)
+                            });
                     decisions.answers.push(release.is_some());
                     if let Some(release) = release {
                         decisions.release(held, release);

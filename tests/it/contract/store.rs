@@ -14,8 +14,8 @@ use outbound::domain::campaign::{CampaignChanges, RetryPolicy, StatusAction, Tra
 use outbound::domain::ids::{CampaignId, InstanceId};
 use outbound::domain::phone::PhoneNumber;
 use outbound::ports::{
-    AttemptKey, AttemptReport, Begin, ClaimedCall, HeldAttempt, NewCampaign, NewTarget, StoreError,
-    TimelineEntry,
+    AttemptKey, AttemptReport, Begin, ClaimedCall, HeldAttempt, NewCampaign, NewTarget, Store,
+    StoreError, TimelineEntry,
 };
 
 use crate::fixtures::{
@@ -724,6 +724,31 @@ async fn counters_match_calls_under_concurrent_writers(adapter: StoreAdapter) {
     assert_eq!(stats.finished_attempts, stats.attempts_total, "{name}");
 }
 
+/// Claims up to `max` calls of `campaign` for a new claimer, under a cap no test reaches.
+async fn claim(store: &dyn Store, campaign: CampaignId, max: usize) -> Vec<ClaimedCall> {
+    store
+        .claim_calls(campaign, max, InstanceId::new(), 50_000, Utc::now())
+        .await
+        .expect("claim")
+}
+
+/// Records that `call`'s attempt was answered.
+async fn answer(store: &dyn Store, campaign: CampaignId, call: &ClaimedCall) {
+    let answered = AttemptReport {
+        call_id: call.call_id,
+        campaign_id: campaign,
+        attempt: call.attempt,
+        outcome: AttemptOutcome::Answered,
+        ended_at: Utc::now(),
+        retry_at: Utc::now(),
+        expected_owner: None,
+    };
+    store
+        .record_attempts(&[answered], Utc::now())
+        .await
+        .expect("record");
+}
+
 fn held(campaign: CampaignId, call: &ClaimedCall, holder: InstanceId) -> HeldAttempt {
     HeldAttempt {
         key: AttemptKey {
@@ -860,33 +885,12 @@ async fn claims_admit_only_free_slots(adapter: StoreAdapter) {
     let store = adapter.open(&dir).await;
     let numbers = (0..20).map(|i| format!("+1555444{i:04}")).collect();
     let campaign = start_campaign(&*store, "slots", numbers, 3, 2).await;
-    let first = store
-        .claim_calls(campaign, 10, InstanceId::new(), 50_000, Utc::now())
-        .await
-        .expect("claim");
+    let first = claim(&*store, campaign, 10).await;
     assert_eq!(first.len(), 3, "{name}: the campaign's limit");
-    let more = store
-        .claim_calls(campaign, 10, InstanceId::new(), 50_000, Utc::now())
-        .await
-        .expect("claim");
+    let more = claim(&*store, campaign, 10).await;
     assert!(more.is_empty(), "{name}: no slot left for another claimer");
-    let answered = AttemptReport {
-        call_id: first[0].call_id,
-        campaign_id: campaign,
-        attempt: 1,
-        outcome: AttemptOutcome::Answered,
-        ended_at: Utc::now(),
-        retry_at: Utc::now(),
-        expected_owner: None,
-    };
-    store
-        .record_attempts(&[answered], Utc::now())
-        .await
-        .expect("record");
-    let freed = store
-        .claim_calls(campaign, 10, InstanceId::new(), 50_000, Utc::now())
-        .await
-        .expect("claim");
+    answer(&*store, campaign, &first[0]).await;
+    let freed = claim(&*store, campaign, 10).await;
     assert_eq!(
         freed.len(),
         1,
@@ -912,10 +916,7 @@ async fn claims_admit_only_free_slots(adapter: StoreAdapter) {
         )
         .await
         .expect("lower the limit");
-    let none = store
-        .claim_calls(campaign, 10, InstanceId::new(), 50_000, Utc::now())
-        .await
-        .expect("claim");
+    let none = claim(&*store, campaign, 10).await;
     assert!(none.is_empty(), "{name}: 3 dialing, limit 1");
 }
 
@@ -937,39 +938,18 @@ async fn a_number_has_one_live_call(adapter: StoreAdapter) {
         .enqueue_calls(first, vec![target(), target()], Utc::now())
         .await
         .expect("enqueue");
-    let claimed = store
-        .claim_calls(first, 10, InstanceId::new(), 50_000, Utc::now())
-        .await
-        .expect("claim");
+    let claimed = claim(&*store, first, 10).await;
     assert_eq!(
         claimed.len(),
         1,
         "{name}: one of the three calls to the number"
     );
     for campaign in [first, second] {
-        let none = store
-            .claim_calls(campaign, 10, InstanceId::new(), 50_000, Utc::now())
-            .await
-            .expect("claim");
+        let none = claim(&*store, campaign, 10).await;
         assert!(none.is_empty(), "{name}: the number is live");
     }
-    let answered = AttemptReport {
-        call_id: claimed[0].call_id,
-        campaign_id: first,
-        attempt: 1,
-        outcome: AttemptOutcome::Answered,
-        ended_at: Utc::now(),
-        retry_at: Utc::now(),
-        expected_owner: None,
-    };
-    store
-        .record_attempts(&[answered], Utc::now())
-        .await
-        .expect("record");
-    let next = store
-        .claim_calls(second, 10, InstanceId::new(), 50_000, Utc::now())
-        .await
-        .expect("claim");
+    answer(&*store, first, &claimed[0]).await;
+    let next = claim(&*store, second, 10).await;
     assert_eq!(next.len(), 1, "{name}: free again once recorded");
 }
 
