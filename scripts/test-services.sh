@@ -98,6 +98,13 @@ outbound_start_redis() {
   fi
   export OUTBOUND_TEST_REDIS_URL="redis://127.0.0.1:${OUTBOUND_TEST_REDIS_PORT}/"
   echo "test-services: redis at ${OUTBOUND_TEST_REDIS_URL}"
+  # How the fault-injection suite restarts this server: empty, as after a crash without
+  # persistence.
+  printf '#!/bin/sh\nredis-cli -h 127.0.0.1 -p %s shutdown nosave >/dev/null 2>&1\nsleep 1\nexec redis-server --port %s --bind 127.0.0.1 --save "" --appendonly no --daemonize yes --pidfile %q --dir %q --logfile %q\n' \
+    "${OUTBOUND_TEST_REDIS_PORT}" "${OUTBOUND_TEST_REDIS_PORT}" "${dir}/redis.pid" "${dir}" \
+    "${dir}/redis.log" >"${dir}/restart.sh"
+  chmod 755 "${dir}/restart.sh"
+  export OUTBOUND_TEST_REDIS_RESTART="${dir}/restart.sh"
 }
 
 outbound_stop_redis() {

@@ -51,7 +51,8 @@ pub enum Command {
         config: Option<PathBuf>,
     },
     /// Run the fault-injection suite: each scenario runs a deployment on this machine, injects
-    /// one fault (SIGKILL or SIGSTOP of a role's process, Redis FLUSHALL, a PostgreSQL restart,
+    /// one fault (SIGKILL or SIGSTOP of a role's process, Redis FLUSHALL or restart, a PostgreSQL
+    /// restart,
     /// a Kafka broker down, skewed clocks, a stalled SQLite writer) and checks from the mock
     /// providers' journals that no limit was exceeded, no number rung twice at once, no call
     /// lost, no attempt spent unplaced and every statistics read consistent. Prints a table;
@@ -73,6 +74,10 @@ pub enum Command {
         /// postgres-restart scenario is skipped.
         #[arg(long, env = "OUTBOUND_TEST_POSTGRES_RESTART")]
         postgres_restart: Option<String>,
+        /// A shell command that restarts the Redis server empty; without it the
+        /// redis-restart scenario is skipped.
+        #[arg(long, env = "OUTBOUND_TEST_REDIS_RESTART")]
+        redis_restart: Option<String>,
     },
     /// Print the effective configuration as TOML (passwords masked).
     Config {

@@ -73,6 +73,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             database_url,
             redis_url,
             postgres_restart,
+            redis_restart,
         } => {
             let args = outbound::chaos::ChaosArgs {
                 scenarios: scenario,
@@ -80,6 +81,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 database_url,
                 redis_url,
                 postgres_restart,
+                redis_restart,
             };
             let reports = outbound::chaos::run(&args).await?;
             print!("{}", outbound::chaos::table(&reports));

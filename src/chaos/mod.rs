@@ -49,6 +49,8 @@ pub struct ChaosArgs {
     pub redis_url: String,
     /// A shell command that restarts the PostgreSQL server (for `postgres-restart`).
     pub postgres_restart: Option<String>,
+    /// A shell command that restarts the Redis server empty (for `redis-restart`).
+    pub redis_restart: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,7 +61,9 @@ pub enum Scenario {
     KillStatus,
     StopCall,
     StopScheduler,
+    StopStatus,
     RedisFlush,
+    RedisRestart,
     PostgresRestart,
     BrokerHang,
     ClockSkew,
@@ -67,14 +71,16 @@ pub enum Scenario {
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 11] = [
+    pub const ALL: [Scenario; 13] = [
         Self::Baseline,
         Self::KillCall,
         Self::KillScheduler,
         Self::KillStatus,
         Self::StopCall,
         Self::StopScheduler,
+        Self::StopStatus,
         Self::RedisFlush,
+        Self::RedisRestart,
         Self::PostgresRestart,
         Self::BrokerHang,
         Self::ClockSkew,
@@ -89,7 +95,9 @@ impl Scenario {
             Self::KillStatus => "sigkill-status",
             Self::StopCall => "sigstop-call",
             Self::StopScheduler => "sigstop-scheduler",
+            Self::StopStatus => "sigstop-status",
             Self::RedisFlush => "redis-flushall",
+            Self::RedisRestart => "redis-restart",
             Self::PostgresRestart => "postgres-restart",
             Self::BrokerHang => "broker-down",
             Self::ClockSkew => "clock-skew",
@@ -279,6 +287,9 @@ async fn run_in(
 ) -> Result<BTreeMap<&'static str, Verdict>, ChaosError> {
     if scenario == Scenario::PostgresRestart && args.postgres_restart.is_none() {
         return Ok(skipped("no --postgres-restart command"));
+    }
+    if scenario == Scenario::RedisRestart && args.redis_restart.is_none() {
+        return Ok(skipped("no --redis-restart command"));
     }
     if scenario == Scenario::ClockSkew && !fleet::faketime_installed() {
         return Ok(skipped("faketime is not installed"));
@@ -503,6 +514,16 @@ async fn inject(
             tokio::time::sleep(workload.outage).await;
             fleet.resume("api")?;
         }
+        Scenario::StopStatus => {
+            fleet.pause("status")?;
+            tokio::time::sleep(workload.outage).await;
+            fleet.resume("status")?;
+        }
+        Scenario::RedisRestart => {
+            if let Some(command) = &args.redis_restart {
+                run_shell(command, "redis restart").await?;
+            }
+        }
         Scenario::RedisFlush => {
             let pool = deadpool_redis::Config::from_url(&args.redis_url)
                 .create_pool(Some(deadpool_redis::Runtime::Tokio1))
@@ -518,16 +539,7 @@ async fn inject(
         }
         Scenario::PostgresRestart => {
             if let Some(command) = &args.postgres_restart {
-                let status = tokio::process::Command::new("sh")
-                    .args(["-c", command])
-                    .status()
-                    .await
-                    .map_err(|err| ChaosError::Setup(format!("postgres restart: {err}")))?;
-                if !status.success() {
-                    return Err(ChaosError::Setup(format!(
-                        "postgres restart exited with {status}"
-                    )));
-                }
+                run_shell(command, "postgres restart").await?;
             }
         }
         Scenario::BrokerHang => {
@@ -567,6 +579,19 @@ async fn inject(
         }
     }
     Ok(())
+}
+
+async fn run_shell(command: &str, what: &str) -> Result<(), ChaosError> {
+    let status = tokio::process::Command::new("sh")
+        .args(["-c", command])
+        .status()
+        .await
+        .map_err(|err| ChaosError::Setup(format!("{what}: {err}")))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(ChaosError::Setup(format!("{what} exited with {status}")))
+    }
 }
 
 /// What following the campaigns saw: reads, reads that broke the invariant, failed reads.
