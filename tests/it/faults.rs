@@ -16,6 +16,7 @@ use outbound::domain::call::CallStatus;
 use outbound::domain::campaign::{RetryPolicy, StatusAction};
 use outbound::domain::ids::CampaignId;
 use outbound::domain::phone::PhoneNumber;
+use outbound::domain::stats::CampaignStats;
 use outbound::ports::{Bus, BusError, Message, NewCampaign, NewTarget, Subscription, Topic};
 use outbound::roles::call::CallWorker;
 use outbound::roles::scheduler::Scheduler;
@@ -82,6 +83,14 @@ async fn switched_context(
     (ctx, bus)
 }
 
+async fn stats(ctx: &AppContext, campaign: CampaignId) -> CampaignStats {
+    ctx.store
+        .campaign_stats(campaign)
+        .await
+        .expect("stats")
+        .expect("exists")
+}
+
 async fn started(ctx: &AppContext, targets: usize) -> CampaignId {
     let id = CampaignId::new();
     let targets = (0..targets)
@@ -125,12 +134,7 @@ async fn a_dispatch_that_cannot_be_published_spends_no_attempt() {
         scheduler.tick(Utc::now()).await.is_err(),
         "the failed publish is reported"
     );
-    let stats = ctx
-        .store
-        .campaign_stats(campaign)
-        .await
-        .expect("stats")
-        .expect("exists");
+    let stats = stats(&ctx, campaign).await;
     assert_eq!(
         (
             stats.pending_calls(),
@@ -199,11 +203,6 @@ async fn a_call_process_keeps_outcomes_it_cannot_publish_until_the_bus_is_back()
     let tokens = worker.report(Vec::new()).await.expect("published");
     assert_eq!(tokens.len(), 3);
     assert_eq!(worker.in_flight(), 0);
-    let stats = ctx
-        .store
-        .campaign_stats(campaign)
-        .await
-        .expect("stats")
-        .expect("exists");
+    let stats = stats(&ctx, campaign).await;
     assert_eq!(stats.attempts_total, 3, "one attempt each: {stats:?}");
 }

@@ -214,14 +214,7 @@ async fn finds_attempts_of_dead_owners_only(adapter: StoreAdapter) {
         .all(|o| o.attempt == 1 && o.campaign_id == campaign && !o.placed));
     // A dialer that never heartbeats places one: its call may be live at the carrier for as
     // long as calls last, so it is not orphaned before that.
-    let begun = store
-        .begin_attempts(
-            &[held(campaign, &of_dead[0], dead)],
-            InstanceId::new(),
-            Utc::now(),
-        )
-        .await
-        .expect("begin");
+    let begun = begin(&*store, campaign, &of_dead[0], dead).await;
     assert_eq!(begun, vec![Begin::Dial]);
     let orphans = store
         .orphaned_attempts(Duration::from_secs(10), Duration::from_secs(3600), 100)
@@ -749,6 +742,23 @@ async fn answer(store: &dyn Store, campaign: CampaignId, call: &ClaimedCall) {
         .expect("record");
 }
 
+/// Has a new dialer begin `call`'s attempt, which `claimer` claimed.
+async fn begin(
+    store: &dyn Store,
+    campaign: CampaignId,
+    call: &ClaimedCall,
+    claimer: InstanceId,
+) -> Vec<Begin> {
+    store
+        .begin_attempts(
+            &[held(campaign, call, claimer)],
+            InstanceId::new(),
+            Utc::now(),
+        )
+        .await
+        .expect("begin")
+}
+
 fn held(campaign: CampaignId, call: &ClaimedCall, holder: InstanceId) -> HeldAttempt {
     HeldAttempt {
         key: AttemptKey {
@@ -784,14 +794,7 @@ async fn begun_and_lost_attempts_exclude_each_other(adapter: StoreAdapter) {
         .expect("begin");
     assert_eq!(begun, vec![Begin::Dial], "{name}");
     // A redelivery to another call process cannot begin it again.
-    let again = store
-        .begin_attempts(
-            &[held(campaign, first, claimer)],
-            InstanceId::new(),
-            Utc::now(),
-        )
-        .await
-        .expect("begin");
+    let again = begin(&*store, campaign, first, claimer).await;
     assert_eq!(
         again,
         vec![Begin::Stale],
@@ -969,14 +972,7 @@ async fn begin_checks_the_campaign_at_the_moment_of_dialing(adapter: StoreAdapte
         .transition_campaign(campaign, StatusAction::Pause, Utc::now())
         .await
         .expect("pause");
-    let begun = store
-        .begin_attempts(
-            &[held(campaign, &claimed[0], claimer)],
-            InstanceId::new(),
-            Utc::now(),
-        )
-        .await
-        .expect("begin");
+    let begun = begin(&*store, campaign, &claimed[0], claimer).await;
     assert_eq!(
         begun,
         vec![Begin::Held(HoldReason::CampaignNotRunning)],
@@ -986,14 +982,7 @@ async fn begin_checks_the_campaign_at_the_moment_of_dialing(adapter: StoreAdapte
         .transition_campaign(campaign, StatusAction::Complete, Utc::now())
         .await
         .expect("complete");
-    let begun = store
-        .begin_attempts(
-            &[held(campaign, &claimed[1], claimer)],
-            InstanceId::new(),
-            Utc::now(),
-        )
-        .await
-        .expect("begin");
+    let begun = begin(&*store, campaign, &claimed[1], claimer).await;
     assert_eq!(
         begun,
         vec![Begin::Held(HoldReason::CampaignNotRunning)],
