@@ -1,4 +1,5 @@
-//! The command line: `serve`, `migrate`, `config`, `load-test`, `bench`, `chaos`.
+//! The command line: `serve`, `migrate`, `config`, `load-test`, `bench`, `chaos`,
+//! `carrier-sim`.
 
 use std::path::PathBuf;
 
@@ -119,6 +120,12 @@ pub enum Command {
         /// Configuration for the embedded server.
         #[arg(long, env = "OUTBOUND_CONFIG")]
         config: Option<PathBuf>,
+    },
+    /// Run a carrier simulator speaking Twilio's Programmable Voice REST API, with signed
+    /// status callbacks, until SIGTERM or SIGINT; prints its URL, then its summary as JSON.
+    CarrierSim {
+        #[command(flatten)]
+        args: crate::carrier_sim::SimArgs,
     },
 }
 

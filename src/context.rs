@@ -10,10 +10,11 @@ use crate::adapters::redis::RedisLimiter;
 use crate::adapters::scylla::{self, ScyllaTimeline, ScyllaUrl};
 use crate::adapters::sqlite::{self, SqliteStore};
 use crate::adapters::telephony::{MockConfig, MockProvider};
+use crate::adapters::twilio::{TwilioCallbacks, TwilioConfig, TwilioProvider};
 use crate::domain::ids::InstanceId;
 use crate::ports::{
-    Bus, CallCounts, ConcurrencyLimiter, Store, StoreError, TelephonyProvider, Timeline,
-    TimelineError,
+    Bus, CallCounts, CallbackVerifier, ConcurrencyLimiter, Store, StoreError, TelephonyProvider,
+    Timeline, TimelineError,
 };
 use crate::runtime::health::Health;
 use crate::runtime::role::RoleName;
@@ -42,6 +43,8 @@ pub struct AppContext {
     pub dialer: InstanceId,
     /// The provider's own count of the calls it carries, when it keeps one (the mock).
     pub provider_counts: Option<Arc<dyn CallCounts>>,
+    /// Reads a real carrier's status callbacks; `None` with the mock, which has none.
+    pub callbacks: Option<Arc<dyn CallbackVerifier>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +61,8 @@ pub enum ContextError {
     Timeline(#[from] TimelineError),
     #[error("timeline.url")]
     TimelineUrl(#[from] scylla::UrlError),
+    #[error("telephony.twilio")]
+    Provider(#[from] crate::ports::ProviderError),
 }
 
 /// Connections in the PostgreSQL store's pool, per process: enough for the API's workers and the
@@ -144,15 +149,6 @@ impl AppContext {
             Some(url) if uses_timeline => Some(Arc::new(ScyllaTimeline::connect(&url).await?)),
             _ => None,
         };
-        let mock = &settings.telephony.mock;
-        let provider = Arc::new(MockProvider::new(MockConfig {
-            success_rate: mock.success_rate,
-            retryable_rate: mock.retryable_rate,
-            min_duration: mock.min_duration.0,
-            max_duration: mock.max_duration.0,
-            seed: mock.seed,
-            journal: mock.journal.as_ref().map(std::path::PathBuf::from),
-        }));
         let limiter: Arc<dyn ConcurrencyLimiter> = match settings.limiter_address()? {
             LimiterAddress::Local => Arc::new(LocalLimiter::new(
                 settings.throttle.global_concurrency,
@@ -168,6 +164,7 @@ impl AppContext {
                 .await?,
             ),
         };
+        let (provider, provider_counts, callbacks) = telephony(&settings, roles, limiter.clone())?;
         let kafka = |brokers: String| KafkaBusConfig {
             brokers,
             topic_prefix: settings.bus.topic_prefix.clone(),
@@ -191,12 +188,68 @@ impl AppContext {
             separate_timeline,
             bus,
             limiter,
-            provider: provider.clone(),
-            provider_counts: Some(provider),
+            provider,
+            provider_counts,
+            callbacks,
             health: Health::new(roles.iter().copied()),
             instance: InstanceId::new(),
             dialer: InstanceId::new(),
             settings: Arc::new(settings),
         })
     }
+}
+
+type Telephony = (
+    Arc<dyn TelephonyProvider>,
+    Option<Arc<dyn CallCounts>>,
+    Option<Arc<dyn CallbackVerifier>>,
+);
+
+/// The provider `telephony.provider` names, with what goes with it.
+fn telephony(
+    settings: &Settings,
+    roles: &BTreeSet<RoleName>,
+    pacer: Arc<dyn ConcurrencyLimiter>,
+) -> Result<Telephony, ContextError> {
+    if !settings.telephony.is_twilio() {
+        let mock = &settings.telephony.mock;
+        let provider = Arc::new(MockProvider::new(MockConfig {
+            success_rate: mock.success_rate,
+            retryable_rate: mock.retryable_rate,
+            min_duration: mock.min_duration.0,
+            max_duration: mock.max_duration.0,
+            seed: mock.seed,
+            journal: mock.journal.as_ref().map(std::path::PathBuf::from),
+        }));
+        return Ok((provider.clone(), Some(provider), None));
+    }
+    let twilio = &settings.telephony.twilio;
+    let provider = TwilioProvider::new(
+        TwilioConfig {
+            api_base: twilio.api_base.clone(),
+            account_sid: twilio.account_sid.clone(),
+            auth_token: twilio.auth_token.expose().to_owned(),
+            from: twilio.from.clone(),
+            public_url: twilio.public_url.clone(),
+            twiml: twilio.twiml.clone(),
+            cps: twilio.cps,
+            ring_timeout: twilio.ring_timeout.0,
+            request_timeout: twilio.request_timeout.0,
+            machine_detection: (twilio.machine_detection != "off")
+                .then(|| twilio.machine_detection.clone()),
+            machine_outcome: twilio.machine_outcome,
+            probe_interval: twilio.probe_interval.0,
+        },
+        pacer,
+    )?;
+    // Only a dialing process needs to know early that the credentials are refused.
+    if roles.contains(&RoleName::Call) {
+        provider.probe_in_background();
+    }
+    let callbacks = TwilioCallbacks::new(
+        twilio.auth_token.expose(),
+        &twilio.public_url,
+        twilio.machine_outcome,
+    );
+    Ok((Arc::new(provider), None, Some(Arc::new(callbacks))))
 }

@@ -14,6 +14,7 @@
 //! adapters into ports.
 
 pub mod adapters;
+pub mod carrier_sim;
 pub mod chaos;
 pub mod cli;
 pub mod context;

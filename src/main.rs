@@ -90,6 +90,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::CarrierSim { args } => carrier_sim(args).await,
     }
 }
 
@@ -205,4 +206,27 @@ async fn listen_for_signals(shutdown: CancellationToken) {
         eprintln!("outbound: second interrupt, exiting now");
         std::process::exit(1);
     }
+}
+
+/// Serves the carrier simulator until SIGTERM or SIGINT: its URL on the first line of stdout,
+/// its summary as JSON at exit; logs go to stderr (`RUST_LOG`, default `warn`).
+async fn carrier_sim(args: outbound::carrier_sim::SimArgs) -> anyhow::Result<()> {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    // Fails only when a subscriber is installed already, which is fine.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+    let config = args.config()?;
+    let listener = std::net::TcpListener::bind((args.bind, args.port))
+        .with_context(|| format!("cannot listen on {}:{}", args.bind, args.port))?;
+    let sim = outbound::carrier_sim::CarrierSim::start(config, listener).await?;
+    println!("{}", sim.url());
+    let shutdown = CancellationToken::new();
+    tokio::spawn(listen_for_signals(shutdown.clone()));
+    shutdown.cancelled().await;
+    sim.shutdown().await;
+    println!("{}", serde_json::to_string_pretty(&sim.summary())?);
+    Ok(())
 }

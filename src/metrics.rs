@@ -22,6 +22,10 @@ pub struct Metrics {
     pub mock_peak_total: IntGauge,
     pub dead_letters: IntCounterVec,
     pub timeline_exported: IntCounter,
+    pub provider_requests: HistogramVec,
+    pub throttled_dials: IntCounter,
+    pub carrier_callbacks: IntCounterVec,
+    pub carrier_outcomes: IntCounterVec,
 }
 
 fn build() -> Result<Metrics, prometheus::Error> {
@@ -104,6 +108,38 @@ fn build() -> Result<Metrics, prometheus::Error> {
         "outbound_timeline_exported_total",
         "finished attempts copied from the store to the timeline",
     )?;
+    let provider_requests = HistogramVec::new(
+        HistogramOpts::new(
+            "outbound_provider_request_duration_seconds",
+            "requests to the carrier's REST API, by operation and result",
+        )
+        .buckets(vec![
+            0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+        ]),
+        &["operation", "result"],
+    )?;
+    let throttled_dials = IntCounter::new(
+        "outbound_throttled_dials_total",
+        "creates that waited for the account's pace or were throttled by the carrier",
+    )?;
+    let carrier_callbacks = IntCounterVec::new(
+        Opts::new(
+            "outbound_carrier_callbacks_total",
+            "status callbacks received, by result (recorded, progress, bad_signature, unknown, malformed, unavailable)",
+        ),
+        &["result"],
+    )?;
+    let carrier_outcomes = IntCounterVec::new(
+        Opts::new(
+            "outbound_carrier_outcomes_total",
+            "final call statuses reported by the carrier",
+        ),
+        &["status"],
+    )?;
+    registry.register(Box::new(provider_requests.clone()))?;
+    registry.register(Box::new(throttled_dials.clone()))?;
+    registry.register(Box::new(carrier_callbacks.clone()))?;
+    registry.register(Box::new(carrier_outcomes.clone()))?;
     registry.register(Box::new(timeline_exported.clone()))?;
     registry.register(Box::new(dead_letters.clone()))?;
     registry.register(Box::new(mock_active_total.clone()))?;
@@ -132,6 +168,10 @@ fn build() -> Result<Metrics, prometheus::Error> {
         mock_peak_total,
         dead_letters,
         timeline_exported,
+        provider_requests,
+        throttled_dials,
+        carrier_callbacks,
+        carrier_outcomes,
     })
 }
 

@@ -4,6 +4,8 @@
 //!
 //! Only `domain` types cross these traits; no adapter type leaks out of `adapters/`.
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
@@ -11,9 +13,10 @@ use chrono_tz::Tz;
 use crate::domain::business_hours::BusinessHours;
 use crate::domain::call::{Attempt, AttemptOutcome, Call, CallStatus};
 use crate::domain::campaign::{
-    Campaign, CampaignChanges, CampaignStatus, InvalidTransition, RetryPolicy, StatusAction,
-    Transition,
+    Campaign, CampaignChanges, CampaignStatus, InvalidTransition, PolicyTerms, RetryPolicy,
+    StatusAction, Transition,
 };
+use crate::domain::carrier::CarrierCall;
 use crate::domain::ids::{CallId, CampaignId, InstanceId, LeaseId};
 use crate::domain::phone::PhoneNumber;
 use crate::domain::stats::CampaignStats;
@@ -102,6 +105,10 @@ pub struct OrphanedAttempt {
     /// Whether a dialer began placing it: the provider may have the call. One never placed is
     /// handed back unspent; a placed one is settled.
     pub placed: bool,
+    pub placed_at: Option<DateTime<Utc>>,
+    pub phone_number: PhoneNumber,
+    /// The carrier's id of the call, if its create was answered.
+    pub sid: Option<String>,
 }
 
 /// An attempt as its holder (its claimer, or the dialer that began it) names it.
@@ -226,6 +233,15 @@ pub trait Store: Send + Sync + 'static {
         owner: InstanceId,
         now: DateTime<Utc>,
     ) -> Result<Vec<Begin>, StoreError>;
+    /// The carrier took these placed attempts: each stops belonging to its dialer (whose
+    /// heartbeat no longer vouches for it) and keeps the carrier's record. Its slot and number
+    /// stay taken until its outcome is recorded, by a callback or a lookup. Returns, per attempt,
+    /// whether the holder still held it.
+    async fn hand_to_carrier(
+        &self,
+        attempts: &[(HeldAttempt, CarrierCall)],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<bool>, StoreError>;
     /// Hands back attempts never placed, if their holder still holds them: each call is queued
     /// again (canceled if its campaign completed) and the attempt is not counted. Returns, per
     /// attempt, whether it was handed back.
@@ -370,6 +386,16 @@ pub trait ConcurrencyLimiter: Send + Sync + 'static {
     async fn renew(&self, leases: &[(CampaignId, LeaseId)]) -> Result<Vec<bool>, LimiterError>;
     async fn active(&self, campaign_id: CampaignId) -> Result<u32, LimiterError>;
     async fn active_total(&self) -> Result<u32, LimiterError>;
+
+    /// Takes one event from the pacing bucket `key` (shared by every process using this
+    /// limiter), refilled at `per_second` with room for `burst`: `None` when the event may
+    /// happen now, else how long to wait before asking again.
+    async fn pace(
+        &self,
+        key: &str,
+        per_second: f64,
+        burst: u32,
+    ) -> Result<Option<Duration>, LimiterError>;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -445,12 +471,25 @@ pub trait Timeline: Send + Sync + 'static {
 // ---------------------------------------------------------------------------------------------
 // Telephony
 
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DialRequest {
     pub call_id: CallId,
     pub campaign_id: CampaignId,
     pub attempt: u32,
     pub phone_number: PhoneNumber,
+    /// The backoff terms of the attempt, carried to whoever records its outcome (a carrier's
+    /// callback names them in its signed URL).
+    pub policy: PolicyTerms,
+}
+
+impl DialRequest {
+    pub fn key(&self) -> AttemptKey {
+        AttemptKey {
+            campaign_id: self.campaign_id,
+            call_id: self.call_id,
+            attempt: self.attempt,
+        }
+    }
 }
 
 /// The provider's report that an attempt ended; it may come long after `dial` returned, as a
@@ -460,9 +499,25 @@ pub struct ProviderReport {
     pub request: DialRequest,
     pub outcome: AttemptOutcome,
     pub ended_at: DateTime<Utc>,
+    /// What the carrier said about the call, when a real carrier placed it.
+    pub carrier: Option<CarrierCall>,
 }
 
-pub type ReportSink = tokio::sync::mpsc::UnboundedSender<ProviderReport>;
+/// What a provider tells the dialer about a call it was asked to place.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ProviderEvent {
+    /// The carrier took the call: it lives there now, and its outcome reaches the store through
+    /// the carrier's callbacks (or a lookup), not through this process. The dialer hands the
+    /// attempt over and is done with it.
+    Placed {
+        request: DialRequest,
+        carrier: CarrierCall,
+    },
+    /// The attempt ended (the mock's calls, or a create the carrier refused for good).
+    Ended(ProviderReport),
+}
+
+pub type ReportSink = tokio::sync::mpsc::UnboundedSender<ProviderEvent>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProviderError {
@@ -487,8 +542,87 @@ pub trait CallCounts: Send + Sync + 'static {
     fn campaign(&self, campaign_id: CampaignId) -> ActiveCount;
 }
 
+/// A placed attempt whose outcome never arrived, as the carrier is asked about it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlacedAttempt {
+    pub key: AttemptKey,
+    pub phone_number: PhoneNumber,
+    /// When the dialer began placing it: a call the carrier created for it is no older.
+    pub placed_at: DateTime<Utc>,
+    /// The carrier's id, if the create's answer was recorded.
+    pub sid: Option<String>,
+}
+
+/// What the carrier knows of a placed attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Lookup {
+    /// The provider keeps no record it could be asked (the mock): the call is lost.
+    Unsupported,
+    /// No call was created for the attempt: it was never placed.
+    NotFound,
+    /// The call is still live at the carrier: its slot stays taken.
+    Live(CarrierCall),
+    /// The call ended; `outcome` is what the attempt becomes.
+    Ended {
+        carrier: CarrierCall,
+        outcome: AttemptOutcome,
+        ended_at: DateTime<Utc>,
+    },
+}
+
 #[async_trait]
 pub trait TelephonyProvider: Send + Sync + 'static {
-    /// Places the call. Returns once the provider accepted it; the outcome goes to `reports`.
-    async fn dial(&self, request: DialRequest, reports: ReportSink) -> Result<(), ProviderError>;
+    /// Places the call. Returns once the provider took the request; what becomes of it goes to
+    /// `events`.
+    async fn dial(&self, request: DialRequest, events: ReportSink) -> Result<(), ProviderError>;
+
+    /// Asks the carrier about a placed attempt whose outcome never arrived.
+    async fn lookup(&self, _attempt: &PlacedAttempt) -> Result<Lookup, ProviderError> {
+        Ok(Lookup::Unsupported)
+    }
+
+    /// Why the provider cannot place calls now (bad credentials), for `/readyz`.
+    fn unavailable(&self) -> Option<String> {
+        None
+    }
+}
+
+/// Where the api role receives the carrier's status callbacks, under `public_url`.
+pub const STATUS_CALLBACK_PATH: &str = "/webhooks/twilio/status";
+
+/// One status callback of a carrier, verified.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CarrierCallback {
+    pub key: AttemptKey,
+    pub policy: PolicyTerms,
+    pub carrier: CarrierCall,
+    /// The attempt's outcome, when the callback reports a final status.
+    pub outcome: Option<AttemptOutcome>,
+    /// When the carrier says the event happened (its `Timestamp`), else when it arrived.
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallbackError {
+    /// The signature is missing or is not the carrier's for this request: forged or altered.
+    #[error("signature does not verify")]
+    BadSignature,
+    /// Signed, but it names no attempt.
+    #[error("callback names no attempt: {0}")]
+    UnknownAttempt(String),
+    /// Signed, but not a status callback we can read.
+    #[error("malformed callback: {0}")]
+    Malformed(String),
+}
+
+/// Checks and reads a carrier's status callbacks (the api role's webhook route).
+pub trait CallbackVerifier: Send + Sync + 'static {
+    /// `query` is the raw query string of the request as received and `body` its form body.
+    fn verify(
+        &self,
+        query: &str,
+        body: &[u8],
+        signature: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<CarrierCallback, CallbackError>;
 }

@@ -10,3 +10,4 @@ pub mod scylla;
 mod sql;
 pub mod sqlite;
 pub mod telephony;
+pub mod twilio;

@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Utc};
 
+use super::carrier::CarrierCall;
 use super::ids::{CallId, CampaignId};
 use super::phone::PhoneNumber;
 
@@ -97,6 +98,8 @@ pub struct Attempt {
     pub started_at: DateTime<Utc>,
     pub ended_at: Option<DateTime<Utc>>,
     pub duration_ms: Option<u64>,
+    /// What the carrier said about the call, when a real carrier placed it.
+    pub carrier: Option<CarrierCall>,
 }
 
 /// One call's attempts from the store (dialing, or finished and not yet exported) and from a
@@ -157,6 +160,7 @@ mod tests {
             started_at: DateTime::<Utc>::UNIX_EPOCH,
             ended_at: None,
             duration_ms: None,
+            carrier: None,
         };
         let merged = merge_attempts(
             vec![at(3, AttemptStatus::Dialing), at(2, AttemptStatus::Failed)],

@@ -113,6 +113,28 @@ impl CampaignStatus {
     }
 }
 
+/// The backoff terms of the retry policy in force when an attempt was dispatched; they travel
+/// with the attempt, so whoever records its outcome computes the backoff without reading the
+/// campaign.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PolicyTerms {
+    pub base_delay_ms: u64,
+    pub max_delay_ms: u64,
+    pub jitter: f64,
+}
+
+impl PolicyTerms {
+    /// The policy these terms came from; the attempt budget is not among the terms.
+    pub fn policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: 0,
+            base_delay: Duration::from_millis(self.base_delay_ms),
+            max_delay: Duration::from_millis(self.max_delay_ms),
+            jitter: self.jitter,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RetryPolicy {
     pub max_attempts: u32,

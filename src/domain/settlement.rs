@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 
 use super::call::{next_step, AttemptOutcome, AttemptStatus, CallStatus, NextStep};
 use super::campaign::CampaignStatus;
+use super::carrier::CarrierCall;
 use super::ids::{CallId, CampaignId, InstanceId};
 use super::stats::StatsDelta;
 
@@ -24,6 +25,8 @@ pub struct AttemptReport {
     /// When set, the report applies only while this instance still owns the attempt: how a
     /// lost attempt is recorded without racing the process that adopted it.
     pub expected_owner: Option<InstanceId>,
+    /// What the carrier said about the call, kept with the attempt.
+    pub carrier: Option<CarrierCall>,
 }
 
 /// What recording a report did. `step` is `None` when the report was stale or a duplicate
@@ -83,6 +86,8 @@ pub struct Settlement {
     pub ended_at: DateTime<Utc>,
     pub duration_ms: u64,
     pub delta: StatsDelta,
+    /// The carrier's record of the call, as JSON, to keep with the attempt.
+    pub carrier: Option<String>,
 }
 
 impl CurrentCall {
@@ -128,7 +133,11 @@ impl CurrentCall {
         let started_ms = self
             .attempt_started_at
             .map_or(ended_ms, |at| at.timestamp_millis());
-        let duration_ms = u64::try_from(ended_ms.saturating_sub(started_ms)).unwrap_or(0);
+        // A carrier bills the connected time; without one, the attempt's whole length.
+        let duration_ms = match report.carrier.as_ref().and_then(|c| c.duration_secs) {
+            Some(secs) => secs.saturating_mul(1000),
+            None => u64::try_from(ended_ms.saturating_sub(started_ms)).unwrap_or(0),
+        };
         Some(Settlement {
             step,
             call_status,
@@ -138,6 +147,10 @@ impl CurrentCall {
             ended_at: report.ended_at,
             duration_ms,
             delta: StatsDelta::attempt_finished(call_status, duration_ms),
+            carrier: report
+                .carrier
+                .as_ref()
+                .and_then(|carrier| serde_json::to_string(carrier).ok()),
         })
     }
 
@@ -181,6 +194,7 @@ mod tests {
             ended_at: at(4_500),
             retry_at: at(10_000),
             expected_owner: None,
+            carrier: None,
         }
     }
 

@@ -2,7 +2,9 @@
 //! at that moment that the attempt is still the one its claimer handed out and that its campaign
 //! may dial (running, inside its hours); then it places the call with the telephony provider.
 //! When the provider reports the end it publishes the outcome on the `status` topic, then
-//! acknowledges the dispatch.
+//! acknowledges the dispatch. A real carrier's call instead lives at the carrier once created:
+//! the dialer hands the attempt over in the store (the carrier's callbacks, received by any api
+//! process, record its outcome) and acknowledges the dispatch then.
 //!
 //! The call's slot is not this process's: it belongs to the attempt, counted by the store from
 //! claim until the outcome is recorded. So nothing here keeps a slot alive, and a failure of a
@@ -22,11 +24,12 @@ use tracing::{info_span, Instrument};
 
 use crate::context::AppContext;
 use crate::domain::call::AttemptOutcome;
+use crate::domain::carrier::CarrierCall;
 use crate::domain::ids::{CallId, CampaignId};
 use crate::metrics::metrics;
 use crate::ports::{
-    AttemptKey, Begin, BusError, Delivery, DialRequest, HeldAttempt, ProviderReport, StoreError,
-    Subscription, Topic,
+    AttemptKey, Begin, BusError, Delivery, DialRequest, HeldAttempt, ProviderEvent, ProviderReport,
+    StoreError, Subscription, Topic,
 };
 use crate::roles::messages::{self, DispatchMessage, PolicyTerms, StatusMessage};
 use crate::runtime::backoff::Backoff;
@@ -51,13 +54,15 @@ struct InFlight {
 
 pub struct CallWorker {
     ctx: AppContext,
-    sink: mpsc::UnboundedSender<ProviderReport>,
-    reports: Option<mpsc::UnboundedReceiver<ProviderReport>>,
+    sink: mpsc::UnboundedSender<ProviderEvent>,
+    reports: Option<mpsc::UnboundedReceiver<ProviderEvent>>,
     in_flight: HashMap<(CallId, u32), InFlight>,
     /// Dispatches received but not yet begun, because a backend failed; retried in order.
     pending: Vec<Delivery>,
     /// Ended attempts whose outcome is not yet on the bus.
     unpublished: Vec<ProviderReport>,
+    /// Attempts the carrier took, not yet handed over in the store.
+    unhanded: Vec<(DialRequest, CarrierCall)>,
     /// Acknowledgements the bus has not taken yet.
     unacked: Vec<u64>,
 }
@@ -72,6 +77,7 @@ impl CallWorker {
             in_flight: HashMap::new(),
             pending: Vec::new(),
             unpublished: Vec::new(),
+            unhanded: Vec::new(),
             unacked: Vec::new(),
         }
     }
@@ -80,16 +86,67 @@ impl CallWorker {
         self.in_flight.len()
     }
 
-    /// The provider's reports received so far, for a caller that drives the worker step by
-    /// step instead of `run`.
+    /// The provider's reports of ended attempts received so far, for a caller that drives the
+    /// worker step by step instead of `run` (attempts the carrier took wait for `hand_over`).
     pub fn take_reports(&mut self) -> Vec<ProviderReport> {
-        let mut taken = Vec::new();
+        let mut events = Vec::new();
         if let Some(reports) = self.reports.as_mut() {
-            while let Ok(report) = reports.try_recv() {
-                taken.push(report);
+            while let Ok(event) = reports.try_recv() {
+                events.push(event);
             }
         }
-        taken
+        self.sort_events(events)
+    }
+
+    /// Keeps the attempts the carrier took for `hand_over`; returns the ended ones.
+    fn sort_events(&mut self, events: Vec<ProviderEvent>) -> Vec<ProviderReport> {
+        let mut ended = Vec::new();
+        for event in events {
+            match event {
+                ProviderEvent::Ended(report) => ended.push(report),
+                ProviderEvent::Placed { request, carrier } => {
+                    self.unhanded.push((request, carrier))
+                }
+            }
+        }
+        ended
+    }
+
+    /// Hands the attempts the carrier took over to it in the store, and returns their dispatch
+    /// tokens, now safe to acknowledge. On failure they are kept for the next try; the carrier's
+    /// callbacks record their outcomes either way.
+    pub async fn hand_over(&mut self) -> Result<Vec<u64>, StoreError> {
+        if self.unhanded.is_empty() {
+            return Ok(Vec::new());
+        }
+        let batch: Vec<(HeldAttempt, CarrierCall)> = self
+            .unhanded
+            .iter()
+            .map(|(request, carrier)| {
+                (
+                    HeldAttempt {
+                        key: request.key(),
+                        holder: Some(self.ctx.dialer),
+                    },
+                    carrier.clone(),
+                )
+            })
+            .collect();
+        self.ctx.store.hand_to_carrier(&batch, Utc::now()).await?;
+        let mut tokens = Vec::with_capacity(batch.len());
+        for (request, carrier) in std::mem::take(&mut self.unhanded) {
+            let Some(flight) = self.in_flight.remove(&(request.call_id, request.attempt)) else {
+                continue;
+            };
+            metrics().dialing.dec();
+            let _entered = flight.span.enter();
+            tracing::debug!(
+                sid = carrier.sid.as_deref().unwrap_or(""),
+                "call placed at the carrier"
+            );
+            tokens.push(flight.token);
+        }
+        Ok(tokens)
     }
 
     /// Dispatches waiting for a backend to come back.
@@ -195,6 +252,7 @@ impl CallWorker {
             campaign_id: dispatch.campaign_id,
             attempt: dispatch.attempt,
             phone_number: dispatch.phone_number.clone(),
+            policy: dispatch.policy,
         };
         self.in_flight.insert(
             key,
@@ -214,14 +272,15 @@ impl CallWorker {
             .await;
         if let Err(err) = dialed {
             tracing::warn!(error = %err, call_id = %request.call_id, "provider refused the call");
-            let _ = self.sink.send(ProviderReport {
+            let _ = self.sink.send(ProviderEvent::Ended(ProviderReport {
                 request,
                 outcome: AttemptOutcome::Failed {
                     error: format!("provider_error: {err}"),
                     retryable: true,
                 },
                 ended_at: Utc::now(),
-            });
+                carrier: None,
+            }));
         }
     }
 
@@ -248,6 +307,7 @@ impl CallWorker {
                     outcome: report.outcome.clone(),
                     ended_at: report.ended_at,
                     policy: flight.policy,
+                    carrier: report.carrier.clone(),
                 },
             ));
         }
@@ -283,7 +343,31 @@ impl CallWorker {
 
     /// Whether something waits for a backend to come back.
     fn stalled(&self) -> bool {
-        !self.pending.is_empty() || !self.unpublished.is_empty() || !self.unacked.is_empty()
+        !self.pending.is_empty()
+            || !self.unpublished.is_empty()
+            || !self.unhanded.is_empty()
+            || !self.unacked.is_empty()
+    }
+
+    /// Takes what the provider said: publishes ended attempts and hands over placed ones.
+    async fn take_events(&mut self, dispatches: &mut dyn Subscription, events: Vec<ProviderEvent>) {
+        let ended = self.sort_events(events);
+        if !ended.is_empty() || !self.unpublished.is_empty() {
+            match self.report(ended).await {
+                Ok(tokens) => self.ack(dispatches, tokens).await,
+                Err(err) => {
+                    tracing::warn!(error = %err, waiting = self.unpublished.len(), "cannot publish outcomes yet")
+                }
+            }
+        }
+        if !self.unhanded.is_empty() {
+            match self.hand_over().await {
+                Ok(tokens) => self.ack(dispatches, tokens).await,
+                Err(err) => {
+                    tracing::warn!(error = %err, waiting = self.unhanded.len(), "cannot hand calls to the carrier yet")
+                }
+            }
+        }
     }
 
     /// Retries what a backend failure left behind; true when nothing is left.
@@ -293,6 +377,15 @@ impl CallWorker {
                 Ok(tokens) => self.ack(dispatches, tokens).await,
                 Err(err) => {
                     tracing::warn!(error = %err, waiting = self.unpublished.len(), "cannot publish outcomes yet");
+                    return false;
+                }
+            }
+        }
+        if !self.unhanded.is_empty() {
+            match self.hand_over().await {
+                Ok(tokens) => self.ack(dispatches, tokens).await,
+                Err(err) => {
+                    tracing::warn!(error = %err, waiting = self.unhanded.len(), "cannot hand calls to the carrier yet");
                     return false;
                 }
             }
@@ -328,10 +421,7 @@ impl CallWorker {
                 biased;
                 _ = shutdown.cancelled() => break,
                 Some(first) = reports.recv() => {
-                    match self.report(drain(first, &mut reports)).await {
-                        Ok(tokens) => self.ack(&mut *dispatches, tokens).await,
-                        Err(err) => tracing::warn!(error = %err, waiting = self.unpublished.len(), "cannot publish outcomes yet"),
-                    }
+                    self.take_events(&mut *dispatches, drain(first, &mut reports)).await;
                 }
                 _ = backoff.wait(), if stalled => {
                     if self.retry_stalled(&mut *dispatches).await {
@@ -367,14 +457,12 @@ impl CallWorker {
         // the scheduler hands them back unspent once this process is gone).
         self.pending.clear();
         while !self.in_flight.is_empty() || !self.unpublished.is_empty() {
+            let stalled = !self.unpublished.is_empty() || !self.unhanded.is_empty();
             tokio::select! {
                 Some(first) = reports.recv() => {
-                    match self.report(drain(first, &mut reports)).await {
-                        Ok(tokens) => self.ack(&mut *dispatches, tokens).await,
-                        Err(err) => tracing::warn!(error = %err, "cannot publish outcomes yet"),
-                    }
+                    self.take_events(&mut *dispatches, drain(first, &mut reports)).await;
                 }
-                _ = backoff.wait(), if !self.unpublished.is_empty() => {
+                _ = backoff.wait(), if stalled => {
                     let _ = self.retry_stalled(&mut *dispatches).await;
                 }
                 _ = tokio::time::sleep_until(deadline) => {
@@ -391,9 +479,9 @@ impl CallWorker {
 }
 
 fn drain(
-    first: ProviderReport,
-    reports: &mut mpsc::UnboundedReceiver<ProviderReport>,
-) -> Vec<ProviderReport> {
+    first: ProviderEvent,
+    reports: &mut mpsc::UnboundedReceiver<ProviderEvent>,
+) -> Vec<ProviderEvent> {
     let mut batch = vec![first];
     while batch.len() < 1024 {
         match reports.try_recv() {

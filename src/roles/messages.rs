@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::context::AppContext;
 use crate::domain::call::AttemptOutcome;
+use crate::domain::carrier::CarrierCall;
 use crate::domain::ids::{CallId, CampaignId, InstanceId};
 use crate::domain::phone::PhoneNumber;
 use crate::metrics::metrics;
@@ -18,14 +19,7 @@ use crate::telemetry;
 /// 2: dispatches and statuses no longer carry a limiter lease (the store counts slots).
 pub const VERSION: u32 = 2;
 
-/// The retry policy in force when the attempt was dispatched, so that the status role can
-/// compute the backoff without reading the campaign.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct PolicyTerms {
-    pub base_delay_ms: u64,
-    pub max_delay_ms: u64,
-    pub jitter: f64,
-}
+pub use crate::domain::campaign::PolicyTerms;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DispatchMessage {
@@ -49,6 +43,9 @@ pub struct StatusMessage {
     pub outcome: AttemptOutcome,
     pub ended_at: DateTime<Utc>,
     pub policy: PolicyTerms,
+    /// The carrier's record of the call, when a real carrier placed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub carrier: Option<CarrierCall>,
 }
 
 /// A retry became due at `due_at` (or, at a campaign's start, retries may be due now).

@@ -15,11 +15,11 @@ use tracing::{info_span, Instrument};
 
 use crate::context::AppContext;
 use crate::domain::call::AttemptOutcome;
-use crate::domain::ids::CampaignId;
+use crate::domain::ids::{CallId, CampaignId};
 use crate::metrics::metrics;
 use crate::ports::{
-    AttemptKey, AttemptReport, BusError, ClaimedCall, HeldAttempt, RunnableCampaign, StoreError,
-    Subscription, Topic,
+    AttemptKey, AttemptReport, BusError, ClaimedCall, HeldAttempt, Lookup, OrphanedAttempt,
+    PlacedAttempt, ProviderError, RunnableCampaign, StoreError, Subscription, Topic,
 };
 use crate::roles::messages::{self, DispatchMessage, PolicyTerms};
 use crate::runtime::backoff::Backoff;
@@ -57,7 +57,15 @@ pub struct Scheduler {
     /// When the completion sweep last ran: it runs at least every `scheduler.interval`,
     /// however busy the wake-ups keep the loop.
     swept_at: Option<tokio::time::Instant>,
+    /// Placed orphans the carrier said are still live, and when to ask about each again.
+    live_at_carrier: std::sync::Mutex<HashMap<CallId, tokio::time::Instant>>,
 }
+
+/// How long a call the carrier says is live waits before it is looked up again.
+const LIVE_RECHECK: std::time::Duration = std::time::Duration::from_secs(60);
+/// Lookups at the carrier per recovery pass, and at once.
+const LOOKUPS_PER_PASS: usize = 200;
+const LOOKUPS_AT_ONCE: usize = 8;
 
 impl Scheduler {
     pub fn new(ctx: AppContext) -> Self {
@@ -65,7 +73,107 @@ impl Scheduler {
             ctx,
             cursor: 0,
             swept_at: None,
+            live_at_carrier: std::sync::Mutex::new(HashMap::new()),
         }
+    }
+
+    /// What becomes of placed orphans: the carrier's answer where it keeps records (a lookup),
+    /// else the attempt is lost. `None` leaves one as it is for now (live at the carrier, or the
+    /// carrier could not be asked).
+    async fn settle_placed(
+        &self,
+        placed: &[OrphanedAttempt],
+        now: DateTime<Utc>,
+    ) -> Vec<AttemptReport> {
+        use futures::StreamExt;
+        let due = {
+            let mut live = self
+                .live_at_carrier
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner());
+            let at = tokio::time::Instant::now();
+            live.retain(|_, recheck| *recheck > at);
+            placed
+                .iter()
+                .filter(|orphan| !live.contains_key(&orphan.call_id))
+                .take(LOOKUPS_PER_PASS)
+                .cloned()
+                .collect::<Vec<_>>()
+        };
+        let answers: Vec<(OrphanedAttempt, Result<Lookup, ProviderError>)> =
+            futures::stream::iter(due)
+                .map(|orphan| async move {
+                    let attempt = PlacedAttempt {
+                        key: AttemptKey {
+                            campaign_id: orphan.campaign_id,
+                            call_id: orphan.call_id,
+                            attempt: orphan.attempt,
+                        },
+                        phone_number: orphan.phone_number.clone(),
+                        placed_at: orphan.placed_at.unwrap_or(now),
+                        sid: orphan.sid.clone(),
+                    };
+                    let answer = self.ctx.provider.lookup(&attempt).await;
+                    (orphan, answer)
+                })
+                .buffer_unordered(LOOKUPS_AT_ONCE)
+                .collect()
+                .await;
+        let mut reports = Vec::new();
+        for (orphan, answer) in answers {
+            let (outcome, ended_at, carrier) = match answer {
+                Ok(Lookup::Unsupported) => (
+                    AttemptOutcome::Failed {
+                        error: "attempt_lost".into(),
+                        retryable: true,
+                    },
+                    now,
+                    None,
+                ),
+                // Looked up long after the carrier could have created it: it never was. The
+                // number was never rung, so the retry is not held back by a backoff below.
+                Ok(Lookup::NotFound) => (
+                    AttemptOutcome::Failed {
+                        error: "never_created".into(),
+                        retryable: true,
+                    },
+                    now,
+                    None,
+                ),
+                Ok(Lookup::Ended {
+                    carrier,
+                    outcome,
+                    ended_at,
+                }) => (outcome, ended_at, Some(carrier)),
+                Ok(Lookup::Live(carrier)) => {
+                    tracing::info!(call_id = %orphan.call_id, sid = carrier.sid.as_deref().unwrap_or(""), "orphaned call still live at the carrier");
+                    self.live_at_carrier
+                        .lock()
+                        .unwrap_or_else(|poison| poison.into_inner())
+                        .insert(orphan.call_id, tokio::time::Instant::now() + LIVE_RECHECK);
+                    continue;
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, call_id = %orphan.call_id, "cannot look an orphaned call up at the carrier");
+                    continue;
+                }
+            };
+            let delay = orphan
+                .retry_policy
+                .backoff(orphan.attempt, rand::rng().random());
+            reports.push(AttemptReport {
+                call_id: orphan.call_id,
+                campaign_id: orphan.campaign_id,
+                attempt: orphan.attempt,
+                outcome,
+                ended_at,
+                retry_at: now + chrono::Duration::from_std(delay).unwrap_or_default(),
+                // A dialer that took the attempt over meanwhile keeps it.
+                expected_owner: orphan.owner,
+                carrier,
+            });
+        }
+        reports
     }
 
     /// One scheduling step at `now`: dispatch as many calls as windows and capacity allow.
@@ -227,9 +335,11 @@ impl Scheduler {
     }
 
     /// Settles the attempts of processes that stopped heartbeating for `scheduler.orphan_after`
-    /// (on the store's clock): one never placed goes back unspent; a placed one, once longer
-    /// than any call of the provider lasts, is recorded lost (retryable), since its outcome will
-    /// never be reported. Until then its call may be live and keeps its slot and number.
+    /// (on the store's clock), and calls handed to a carrier whose final status never came: one
+    /// never placed goes back unspent; a placed one, once longer than any call of the provider
+    /// lasts, is looked up at the carrier and settled from its answer, or recorded lost
+    /// (retryable) when the provider keeps no records (the mock). Until then its call may be
+    /// live and keeps its slot and number.
     pub async fn recover_orphans(&self, now: DateTime<Utc>) -> Result<usize, SchedulerError> {
         let silent_for = self.ctx.settings.scheduler.orphan_after.0;
         let placed_for = self.ctx.settings.telephony.longest_call();
@@ -261,27 +371,7 @@ impl Scheduler {
             .collect();
         let released = self.ctx.store.release_attempts(&held, now).await?;
         let handed_back = released.iter().filter(|released| **released).count();
-        let reports: Vec<AttemptReport> = placed
-            .iter()
-            .map(|orphan| {
-                let delay = orphan
-                    .retry_policy
-                    .backoff(orphan.attempt, rand::rng().random());
-                AttemptReport {
-                    call_id: orphan.call_id,
-                    campaign_id: orphan.campaign_id,
-                    attempt: orphan.attempt,
-                    outcome: AttemptOutcome::Failed {
-                        error: "attempt_lost".into(),
-                        retryable: true,
-                    },
-                    ended_at: now,
-                    retry_at: now + chrono::Duration::from_std(delay).unwrap_or_default(),
-                    // A dialer that took the attempt over meanwhile keeps it.
-                    expected_owner: orphan.owner,
-                }
-            })
-            .collect();
+        let reports = self.settle_placed(&placed, now).await;
         let applied = self.ctx.store.record_attempts(&reports, now).await?;
         let lost = applied.iter().filter(|a| a.step.is_some()).count();
         tracing::warn!(lost, handed_back, "settled attempts of silent processes");

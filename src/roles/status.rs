@@ -15,7 +15,6 @@ use tracing::{info_span, Instrument};
 
 use crate::context::AppContext;
 use crate::domain::call::{AttemptOutcome, NextStep};
-use crate::domain::campaign::RetryPolicy;
 use crate::metrics::metrics;
 use crate::ports::{AppliedReport, AttemptReport, BusError, StoreError, Subscription, Topic};
 use crate::roles::export::TimelineExporter;
@@ -58,13 +57,10 @@ impl StatusWorker {
         let reports: Vec<AttemptReport> = statuses
             .iter()
             .map(|status| {
-                let policy = RetryPolicy {
-                    max_attempts: 0,
-                    base_delay: Duration::from_millis(status.policy.base_delay_ms),
-                    max_delay: Duration::from_millis(status.policy.max_delay_ms),
-                    jitter: status.policy.jitter,
-                };
-                let delay = policy.backoff(status.attempt, self.rng.random());
+                let delay = status
+                    .policy
+                    .policy()
+                    .backoff(status.attempt, self.rng.random());
                 AttemptReport {
                     call_id: status.call_id,
                     campaign_id: status.campaign_id,
@@ -74,6 +70,7 @@ impl StatusWorker {
                     retry_at: status.ended_at
                         + chrono::Duration::from_std(delay).unwrap_or_default(),
                     expected_owner: None,
+                    carrier: status.carrier.clone(),
                 }
             })
             .collect();

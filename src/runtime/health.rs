@@ -60,6 +60,11 @@ impl Health {
         self.inner.shutting_down.load(Ordering::SeqCst)
     }
 
+    /// Whether this process runs `role`.
+    pub fn runs(&self, role: RoleName) -> bool {
+        self.roles().contains_key(&role)
+    }
+
     pub fn snapshot(&self) -> BTreeMap<RoleName, RoleHealth> {
         self.roles().clone()
     }

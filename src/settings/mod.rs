@@ -14,6 +14,7 @@ mod address;
 mod validate;
 
 pub use self::address::{BusAddress, LimiterAddress, StoreAddress, TimelineAddress, MOCK_BROKERS};
+use crate::domain::carrier::MachineOutcome;
 use crate::domain::duration::{format_go_duration, parse_go_duration};
 use crate::runtime::role::RoleName;
 
@@ -183,18 +184,90 @@ impl Default for MockSettings {
     }
 }
 
+/// A secret value: `Debug` never shows it, so a logged settings struct cannot leak it.
+#[derive(Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"***\"")
+    }
+}
+
+/// A Twilio-compatible carrier (telephony.md). `auth_token` is a secret: `outbound config`
+/// masks it and nothing logs it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TwilioSettings {
+    pub api_base: String,
+    pub account_sid: String,
+    pub auth_token: Secret,
+    pub from: String,
+    pub public_url: String,
+    pub twiml: String,
+    pub cps: f64,
+    pub ring_timeout: GoDuration,
+    pub request_timeout: GoDuration,
+    /// `off`, `Enable` or `DetectMessageEnd`.
+    pub machine_detection: String,
+    pub machine_outcome: MachineOutcome,
+    pub max_call_duration: GoDuration,
+    /// How often refused credentials are checked again.
+    pub probe_interval: GoDuration,
+}
+
+impl Default for TwilioSettings {
+    fn default() -> Self {
+        Self {
+            api_base: "https://api.twilio.com".into(),
+            account_sid: String::new(),
+            auth_token: Secret::default(),
+            from: String::new(),
+            public_url: String::new(),
+            twiml: "<Response><Say>Hello from outbound.</Say></Response>".into(),
+            cps: 1.0,
+            ring_timeout: Duration::from_secs(30).into(),
+            request_timeout: Duration::from_secs(15).into(),
+            machine_detection: "off".into(),
+            machine_outcome: MachineOutcome::Completed,
+            max_call_duration: Duration::from_secs(4 * 3600).into(),
+            probe_interval: Duration::from_secs(30).into(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TelephonySettings {
     pub provider: String,
     pub mock: MockSettings,
+    pub twilio: TwilioSettings,
 }
 
 impl TelephonySettings {
+    pub fn is_twilio(&self) -> bool {
+        self.provider == "twilio"
+    }
+
     /// The longest a placed call can last at the provider: past it, a call whose process fell
-    /// silent is certainly over.
+    /// silent is certainly over (the mock), or is looked up at the carrier (Twilio).
     pub fn longest_call(&self) -> Duration {
-        self.mock.max_duration.0 + Duration::from_secs(1)
+        if self.is_twilio() {
+            self.twilio.ring_timeout.0 + self.twilio.max_call_duration.0
+        } else {
+            self.mock.max_duration.0 + Duration::from_secs(1)
+        }
     }
 }
 
@@ -203,6 +276,7 @@ impl Default for TelephonySettings {
         Self {
             provider: "mock".into(),
             mock: MockSettings::default(),
+            twilio: TwilioSettings::default(),
         }
     }
 }
@@ -412,10 +486,13 @@ impl Settings {
             .map_err(|message| invalid("timeline.url", message))
     }
 
-    /// The effective configuration as TOML. No secret is configured in plain text today;
-    /// connection URLs have their passwords masked.
+    /// The effective configuration as TOML, with secrets masked: connection URLs' passwords and
+    /// the carrier's auth token.
     pub fn dump(&self) -> Result<String, toml::ser::Error> {
         let mut copy = self.clone();
+        if !copy.telephony.twilio.auth_token.expose().is_empty() {
+            copy.telephony.twilio.auth_token = Secret::new("***");
+        }
         copy.storage.url = mask_password(&copy.storage.url);
         copy.limiter.url = mask_password(&copy.limiter.url);
         toml::to_string_pretty(&copy)

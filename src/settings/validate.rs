@@ -75,14 +75,15 @@ impl Settings {
     }
 
     fn validate_telephony(&self) -> Result<(), SettingsError> {
-        if self.telephony.provider != "mock" {
-            return Err(invalid(
-                "telephony.provider",
-                format!(
-                    "unknown provider {:?}; available: mock",
-                    self.telephony.provider
-                ),
-            ));
+        match self.telephony.provider.as_str() {
+            "mock" => {}
+            "twilio" => return self.validate_twilio(),
+            other => {
+                return Err(invalid(
+                    "telephony.provider",
+                    format!("unknown provider {other:?}; available: mock, twilio"),
+                ))
+            }
         }
         let mock = &self.telephony.mock;
         for (key, rate) in [
@@ -97,6 +98,85 @@ impl Settings {
             return Err(invalid(
                 "telephony.mock.max_duration",
                 "must not be below telephony.mock.min_duration",
+            ));
+        }
+        Ok(())
+    }
+
+    fn validate_twilio(&self) -> Result<(), SettingsError> {
+        let twilio = &self.telephony.twilio;
+        let sid = &twilio.account_sid;
+        if !(sid.len() == 34
+            && sid.starts_with("AC")
+            && sid[2..].chars().all(|c| c.is_ascii_hexdigit()))
+        {
+            return Err(invalid(
+                "telephony.twilio.account_sid",
+                "must be AC followed by 32 hex digits",
+            ));
+        }
+        if twilio.auth_token.expose().trim().is_empty() {
+            // Never echo the value: it is the secret.
+            return Err(invalid("telephony.twilio.auth_token", "is required"));
+        }
+        crate::domain::phone::PhoneNumber::parse(&twilio.from).map_err(|err| {
+            invalid(
+                "telephony.twilio.from",
+                format!("must be an E.164 number: {err}"),
+            )
+        })?;
+        for (key, url) in [
+            ("telephony.twilio.api_base", &twilio.api_base),
+            ("telephony.twilio.public_url", &twilio.public_url),
+        ] {
+            let ok = (url.starts_with("https://") || url.starts_with("http://"))
+                && url.split_once("://").is_some_and(|(_, rest)| {
+                    !rest.is_empty() && !rest.contains('?') && !rest.contains('#')
+                });
+            if !ok {
+                return Err(invalid(
+                    key,
+                    format!("must be an http:// or https:// base URL, got {url:?}"),
+                ));
+            }
+        }
+        if !(twilio.cps.is_finite() && twilio.cps > 0.0 && twilio.cps <= 10_000.0) {
+            return Err(invalid(
+                "telephony.twilio.cps",
+                format!("must be above 0 and at most 10000, got {}", twilio.cps),
+            ));
+        }
+        let ring = twilio.ring_timeout.0;
+        if !(Duration::from_secs(5)..=Duration::from_secs(600)).contains(&ring) {
+            return Err(invalid(
+                "telephony.twilio.ring_timeout",
+                "must be from 5s to 600s (whole seconds are sent)",
+            ));
+        }
+        if !(Duration::from_millis(100)..=Duration::from_secs(120))
+            .contains(&twilio.request_timeout.0)
+        {
+            return Err(invalid(
+                "telephony.twilio.request_timeout",
+                "must be from 100ms to 120s",
+            ));
+        }
+        if twilio.max_call_duration.0 < Duration::from_secs(1) {
+            return Err(invalid(
+                "telephony.twilio.max_call_duration",
+                "must be at least 1s",
+            ));
+        }
+        if !["off", "Enable", "DetectMessageEnd"].contains(&twilio.machine_detection.as_str()) {
+            return Err(invalid(
+                "telephony.twilio.machine_detection",
+                "must be off, Enable or DetectMessageEnd",
+            ));
+        }
+        if twilio.twiml.trim().is_empty() || twilio.twiml.len() > 4000 {
+            return Err(invalid(
+                "telephony.twilio.twiml",
+                "must be 1 to 4000 characters",
             ));
         }
         Ok(())

@@ -289,6 +289,7 @@ pub async fn campaign_with_finished_attempts(store: &dyn Store) -> (CampaignId, 
             ended_at: Utc::now(),
             retry_at: Utc::now() + chrono::Duration::hours(1),
             expected_owner: None,
+            carrier: None,
         })
         .collect();
     store

@@ -14,3 +14,4 @@ mod fixtures;
 mod helpers;
 mod process;
 mod scheduler;
+mod telephony;

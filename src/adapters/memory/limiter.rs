@@ -8,12 +8,15 @@ use async_trait::async_trait;
 use tokio::time::Instant;
 
 use crate::domain::ids::{CampaignId, LeaseId};
+use crate::domain::pacing::{take, Pace, Taken};
 use crate::ports::{ConcurrencyLimiter, LimiterError};
 
 #[derive(Default)]
 struct State {
     campaigns: HashMap<CampaignId, HashMap<LeaseId, Instant>>,
     total: u32,
+    /// Pacing buckets: the next arrival time, in microseconds since `epoch`.
+    buckets: HashMap<String, u64>,
 }
 
 impl State {
@@ -38,6 +41,8 @@ impl State {
 
 pub struct LocalLimiter {
     state: Mutex<State>,
+    /// The one clock of this process's pacing buckets.
+    epoch: Instant,
     global_cap: u32,
     lease_ttl: Duration,
 }
@@ -46,6 +51,7 @@ impl LocalLimiter {
     pub fn new(global_cap: u32, lease_ttl: Duration) -> Self {
         Self {
             state: Mutex::new(State::default()),
+            epoch: Instant::now(),
             global_cap,
             lease_ttl,
         }
@@ -141,5 +147,26 @@ impl ConcurrencyLimiter for LocalLimiter {
         let mut state = self.state();
         state.purge_all(Instant::now());
         Ok(state.total)
+    }
+
+    async fn pace(
+        &self,
+        key: &str,
+        per_second: f64,
+        burst: u32,
+    ) -> Result<Option<Duration>, LimiterError> {
+        let Some(pace) = Pace::new(per_second, burst) else {
+            return Ok(None);
+        };
+        let now = u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let mut state = self.state();
+        let tat = state.buckets.get(key).copied().unwrap_or(0);
+        Ok(match take(pace, tat, now) {
+            Taken::Now { tat } => {
+                state.buckets.insert(key.to_owned(), tat);
+                None
+            }
+            Taken::Wait { wait_us } => Some(Duration::from_micros(wait_us)),
+        })
     }
 }

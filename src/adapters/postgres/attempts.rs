@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text};
+use diesel::QueryableByName;
 use diesel_async::RunQueryDsl;
 use futures::FutureExt;
 
@@ -15,7 +16,8 @@ use super::dispatch::complete_if_finished;
 use super::{Conn, PgStore};
 use crate::adapters::sql::prepared::KeepPrepared;
 use crate::adapters::sql::rows::{
-    self, readable_backlog, BeginRow, CountRow, CurrentCallRow, OrphanRow, TimelineRow,
+    self, carrier_json, readable_backlog, BeginRow, CountRow, CurrentCallRow, OrphanRow,
+    TimelineRow,
 };
 use crate::adapters::sql::statements::{
     BEGIN_CALLS, CURRENT_CALLS, ORPHANED_ATTEMPTS, POSTGRES_NOW_MS, TIMELINE_BACKLOG,
@@ -23,6 +25,7 @@ use crate::adapters::sql::statements::{
 use crate::adapters::sql::{as_bigint, millis, to_ms, Failure};
 use crate::domain::admission::{Begin, DialCheck, Release};
 use crate::domain::call::CallStatus;
+use crate::domain::carrier::CarrierCall;
 use crate::domain::ids::InstanceId;
 use crate::domain::settlement::{AppliedReport, AttemptReport, CurrentCall, Settlement};
 use crate::domain::stats::StatsDelta;
@@ -152,16 +155,17 @@ async fn write_settlements(
     };
     diesel::sql_query(
         "WITH v AS (SELECT * FROM unnest($2::text[], $3::text[], $4::int8[], $5::text[], \
-         $6::int4[], $7::text[], $8::int8[], $9::int8[]) \
+         $6::int4[], $7::text[], $8::int8[], $9::int8[], $11::text[]) \
          AS v(id, status, next_attempt_at, error, attempt, attempt_status, ended_at, \
-         duration_ms)), \
+         duration_ms, carrier)), \
          moved AS (UPDATE calls c SET status = v.status, next_attempt_at = v.next_attempt_at, \
          last_error = v.error, updated_at = $10, owner = NULL, placed_at = NULL FROM v \
          WHERE c.campaign_id = $1 AND c.id = v.id RETURNING c.id, c.phone_number), \
          freed AS (DELETE FROM live_numbers l USING moved m \
          WHERE l.phone_number = m.phone_number AND l.call_id = m.id) \
          UPDATE attempts a SET status = v.attempt_status, error = v.error, \
-         ended_at = v.ended_at, duration_ms = v.duration_ms FROM v \
+         ended_at = v.ended_at, duration_ms = v.duration_ms, \
+         carrier = coalesce(v.carrier, a.carrier) FROM v \
          WHERE a.campaign_id = $1 AND a.call_id = v.id AND a.attempt = v.attempt",
     )
     .bind::<Text, _>(campaign.to_owned())
@@ -199,6 +203,12 @@ async fn write_settlements(
             .collect::<Vec<_>>(),
     )
     .bind::<BigInt, _>(to_ms(now))
+    .bind::<Array<Nullable<Text>>, _>(
+        settled
+            .iter()
+            .map(|(_, _, s)| s.carrier.clone())
+            .collect::<Vec<_>>(),
+    )
     .prepared()
     .execute(conn)
     .await?;
@@ -389,6 +399,71 @@ pub(super) async fn begin(
             .boxed()
         })
         .await
+}
+
+#[derive(QueryableByName)]
+struct HandedRow {
+    #[diesel(sql_type = Text)]
+    call_id: String,
+}
+
+pub(super) async fn hand_to_carrier(
+    store: &PgStore,
+    attempts: &[(HeldAttempt, CarrierCall)],
+    now: DateTime<Utc>,
+) -> Result<Vec<bool>, StoreError> {
+    if attempts.is_empty() {
+        return Ok(Vec::new());
+    }
+    let column = |value: &dyn Fn(&(HeldAttempt, CarrierCall)) -> String| -> Vec<String> {
+        attempts.iter().map(value).collect()
+    };
+    let campaigns = column(&|(held, _)| held.key.campaign_id.to_string());
+    let calls = column(&|(held, _)| held.key.call_id.to_string());
+    let numbers: Vec<i32> = attempts
+        .iter()
+        .map(|(held, _)| held.key.attempt as i32)
+        .collect();
+    // An attempt without a holder matches no owner.
+    let owners = column(&|(held, _)| held.holder.map(|h| h.to_string()).unwrap_or_default());
+    let carriers: Vec<Option<String>> = attempts
+        .iter()
+        .map(|(_, carrier)| carrier_json(Some(carrier)))
+        .collect();
+    let order = calls.clone();
+    let handed: Vec<HandedRow> = store
+        .read(move |conn| {
+            async move {
+                let rows = diesel::sql_query(
+                    "WITH v AS (SELECT * FROM unnest($1::text[], $2::text[], $3::int4[], \
+                     $4::text[], $5::text[]) AS v(campaign_id, id, attempt, owner, carrier)), \
+                     moved AS (UPDATE calls c SET owner = NULL, updated_at = $6 FROM v \
+                     WHERE c.campaign_id = v.campaign_id AND c.id = v.id \
+                     AND c.status = 'dialing' AND c.attempt_count = v.attempt \
+                     AND c.owner = v.owner AND c.placed_at IS NOT NULL \
+                     RETURNING c.campaign_id, c.id) \
+                     UPDATE attempts a SET carrier = v.carrier FROM v JOIN moved m \
+                     ON m.campaign_id = v.campaign_id AND m.id = v.id \
+                     WHERE a.campaign_id = v.campaign_id AND a.call_id = v.id \
+                     AND a.attempt = v.attempt RETURNING a.call_id AS call_id",
+                )
+                .bind::<Array<Text>, _>(campaigns)
+                .bind::<Array<Text>, _>(calls)
+                .bind::<Array<Integer>, _>(numbers)
+                .bind::<Array<Text>, _>(owners)
+                .bind::<Array<Nullable<Text>>, _>(carriers)
+                .bind::<BigInt, _>(to_ms(now))
+                .prepared()
+                .load(conn)
+                .await?;
+                Ok(rows)
+            }
+            .boxed()
+        })
+        .await?;
+    let handed: std::collections::HashSet<String> =
+        handed.into_iter().map(|row| row.call_id).collect();
+    Ok(order.iter().map(|call| handed.contains(call)).collect())
 }
 
 pub(super) async fn release(

@@ -9,7 +9,7 @@ use futures::FutureExt;
 use super::PgStore;
 use crate::adapters::sql::page::{page, resume_after};
 use crate::adapters::sql::prepared::KeepPrepared;
-use crate::adapters::sql::rows::{self, AttemptRow, TimelineRow, TIMELINE_COLUMNS};
+use crate::adapters::sql::rows::{self, carrier_json, AttemptRow, TimelineRow, TIMELINE_COLUMNS};
 use crate::adapters::sql::statements::FINISHED_CALL_ATTEMPTS;
 use crate::adapters::sql::{as_bigint, to_ms};
 use crate::domain::call::Attempt;
@@ -50,15 +50,19 @@ impl Timeline for PgStore {
                     .map(|ms| i64::try_from(ms).unwrap_or(i64::MAX))
             })
             .collect();
+        let carriers: Vec<Option<String>> = entries
+            .iter()
+            .map(|e| carrier_json(e.attempt.carrier.as_ref()))
+            .collect();
         self.read(move |conn| {
             async move {
                 diesel::sql_query(format!(
                     "INSERT INTO attempts ({TIMELINE_COLUMNS}) SELECT * FROM unnest($1::text[], \
                      $2::text[], $3::int[], $4::text[], $5::text[], $6::int8[], $7::int8[], \
-                     $8::int8[]) ON CONFLICT (campaign_id, call_id, attempt) DO UPDATE SET \
-                     status = excluded.status, error = excluded.error, \
+                     $8::int8[], $9::text[]) ON CONFLICT (campaign_id, call_id, attempt) DO UPDATE \
+                     SET status = excluded.status, error = excluded.error, \
                      started_at = excluded.started_at, ended_at = excluded.ended_at, \
-                     duration_ms = excluded.duration_ms"
+                     duration_ms = excluded.duration_ms, carrier = excluded.carrier"
                 ))
                 .bind::<Array<Text>, _>(campaigns)
                 .bind::<Array<Text>, _>(calls)
@@ -68,6 +72,7 @@ impl Timeline for PgStore {
                 .bind::<Array<BigInt>, _>(started)
                 .bind::<Array<Nullable<BigInt>>, _>(ended)
                 .bind::<Array<Nullable<BigInt>>, _>(durations)
+                .bind::<Array<Nullable<Text>>, _>(carriers)
                 .prepared()
                 .execute(conn)
                 .await?;

@@ -25,6 +25,7 @@ use deadpool_redis::redis::{cmd, Script};
 use deadpool_redis::{Config, Pool, PoolConfig, Runtime, Timeouts};
 
 use crate::domain::ids::{CampaignId, LeaseId};
+use crate::domain::pacing::Pace;
 use crate::ports::{ConcurrencyLimiter, LimiterError};
 
 /// Bounds every wait on the pool, so an unreachable Redis turns into an error the roles can
@@ -156,6 +157,24 @@ fn unavailable(what: &str, error: impl Display) -> LimiterError {
     LimiterError::Unavailable(format!("redis limiter {what}: {error}"))
 }
 
+/// `domain::pacing::take` on the server's clock, so every process shares one bucket: KEYS[1] holds
+/// the next arrival time in microseconds; ARGV are the interval and the tolerance in
+/// microseconds. Answers 0 when the event may happen now, else the microseconds to wait.
+const PACE: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval = tonumber(ARGV[1])
+local tolerance = tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tat < now then tat = now end
+local ahead = tat - now
+if ahead > tolerance then
+  return ahead - tolerance
+end
+redis.call('SET', KEYS[1], tostring(tat + interval), 'PX', math.floor((ahead + interval) / 1000) + 1000)
+return 0
+";
+
 fn script(body: &str) -> Script {
     Script::new(&format!("{PRELUDE}{body}"))
 }
@@ -171,6 +190,7 @@ pub struct RedisLimiter {
     release: Script,
     renew: Script,
     count: Script,
+    pace: Script,
 }
 
 impl RedisLimiter {
@@ -208,6 +228,7 @@ impl RedisLimiter {
             release: script(RELEASE),
             renew: script(RENEW),
             count: script(COUNT),
+            pace: Script::new(PACE),
         };
         let mut conn = limiter.connection().await.map_err(|e| {
             LimiterError::Unavailable(format!("cannot reach the redis of limiter.url: {e}"))
@@ -329,6 +350,27 @@ impl ConcurrencyLimiter for RedisLimiter {
 
     async fn active_total(&self) -> Result<u32, LimiterError> {
         self.count(self.keys.global()).await
+    }
+
+    async fn pace(
+        &self,
+        key: &str,
+        per_second: f64,
+        burst: u32,
+    ) -> Result<Option<Duration>, LimiterError> {
+        let Some(pace) = Pace::new(per_second, burst) else {
+            return Ok(None);
+        };
+        let mut conn = self.connection().await?;
+        let wait_us: u64 = self
+            .pace
+            .key(format!("{}pace:{key}", self.keys.prefix))
+            .arg(pace.interval_us)
+            .arg(pace.tolerance_us())
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| unavailable("pace", e))?;
+        Ok((wait_us > 0).then(|| Duration::from_micros(wait_us)))
     }
 }
 

@@ -230,6 +230,7 @@ fn attempt_from_columns(columns: AttemptColumns) -> Result<Attempt, TimelineErro
         started_at: from_timestamp(started_at)?,
         ended_at: ended_at.map(from_timestamp).transpose()?,
         duration_ms: duration_ms.map(|ms| ms.max(0) as u64),
+        carrier: None,
     })
 }
 
@@ -459,6 +460,7 @@ mod tests {
                 started_at: started,
                 ended_at: Some(started + chrono::Duration::milliseconds(1_500)),
                 duration_ms: Some(1_500),
+                carrier: None,
             },
         }
     }

@@ -236,6 +236,14 @@ macro_rules! store_by_aggregate {
                     attempts::begin(self, attempts, owner, now).await
                 }
 
+                async fn hand_to_carrier(
+                    &self,
+                    attempts: &[(HeldAttempt, crate::domain::carrier::CarrierCall)],
+                    now: DateTime<Utc>,
+                ) -> Result<Vec<bool>, StoreError> {
+                    attempts::hand_to_carrier(self, attempts, now).await
+                }
+
                 async fn release_attempts(
                     &self,
                     attempts: &[HeldAttempt],

@@ -15,6 +15,7 @@ use crate::domain::admission::{Capacity, DialCheck};
 use crate::domain::business_hours::{BusinessHours, BusinessWindow};
 use crate::domain::call::{Attempt, AttemptStatus, Call, CallStatus};
 use crate::domain::campaign::{Campaign, CampaignStatus, RetryPolicy};
+use crate::domain::carrier::CarrierCall;
 use crate::domain::ids::{CallId, CampaignId};
 use crate::domain::phone::PhoneNumber;
 use crate::domain::settlement::CurrentCall;
@@ -238,11 +239,31 @@ pub struct AttemptRow {
     ended_at: Option<i64>,
     #[diesel(sql_type = Nullable<BigInt>)]
     duration_ms: Option<i64>,
+    #[diesel(sql_type = Nullable<Text>)]
+    carrier: Option<String>,
 }
 
 /// Columns of `TimelineRow`, from the `attempts` table.
 pub const TIMELINE_COLUMNS: &str = "campaign_id, call_id, attempt, status, error, started_at, \
-    ended_at, duration_ms";
+    ended_at, duration_ms, carrier";
+
+/// The carrier's record kept with an attempt; one that cannot be read is left out rather than
+/// failing the read of the attempt.
+pub fn carrier_of(json: Option<&str>) -> Option<CarrierCall> {
+    let json = json?;
+    match serde_json::from_str(json) {
+        Ok(carrier) => Some(carrier),
+        Err(err) => {
+            tracing::warn!(error = %err, "unreadable carrier record of an attempt");
+            None
+        }
+    }
+}
+
+/// The carrier's record as the store keeps it.
+pub fn carrier_json(carrier: Option<&CarrierCall>) -> Option<String> {
+    carrier.and_then(|carrier| serde_json::to_string(carrier).ok())
+}
 
 /// A finished attempt with the call and campaign it belongs to.
 #[derive(QueryableByName)]
@@ -302,6 +323,7 @@ impl TryFrom<AttemptRow> for Attempt {
             started_at: from_ms(row.started_at),
             ended_at: row.ended_at.map(from_ms),
             duration_ms: row.duration_ms.map(|ms| ms.max(0) as u64),
+            carrier: carrier_of(row.carrier.as_deref()),
         })
     }
 }
@@ -554,6 +576,10 @@ pub struct OrphanRow {
     owner: Option<String>,
     #[diesel(sql_type = Nullable<BigInt>)]
     placed_at: Option<i64>,
+    #[diesel(sql_type = Text)]
+    phone_number: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    carrier: Option<String>,
 }
 
 impl TryFrom<OrphanRow> for OrphanedAttempt {
@@ -576,6 +602,9 @@ impl TryFrom<OrphanRow> for OrphanedAttempt {
                 .map(|owner| parse_id("owner", owner))
                 .transpose()?,
             placed: row.placed_at.is_some(),
+            placed_at: row.placed_at.map(from_ms),
+            phone_number: PhoneNumber::from_canonical(row.phone_number),
+            sid: carrier_of(row.carrier.as_deref()).and_then(|carrier| carrier.sid),
         })
     }
 }

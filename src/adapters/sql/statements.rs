@@ -154,14 +154,14 @@ pub static CALLS: Statement = Statement::new(|| {
 
 /// Every attempt of a call the store holds, dialing or finished.
 pub static CALL_ATTEMPTS: Statement = Statement::new(|| {
-    "SELECT attempt, status, error, started_at, ended_at, duration_ms FROM attempts \
+    "SELECT attempt, status, error, started_at, ended_at, duration_ms, carrier FROM attempts \
      WHERE campaign_id = ? AND call_id = ? ORDER BY attempt"
         .to_owned()
 });
 
 /// The finished attempts of a call: the store as its own timeline.
 pub static FINISHED_CALL_ATTEMPTS: Statement = Statement::new(|| {
-    "SELECT attempt, status, error, started_at, ended_at, duration_ms FROM attempts \
+    "SELECT attempt, status, error, started_at, ended_at, duration_ms, carrier FROM attempts \
      WHERE campaign_id = ? AND call_id = ? AND ended_at IS NOT NULL ORDER BY attempt"
         .to_owned()
 });
@@ -179,9 +179,12 @@ pub static ORPHANED_ATTEMPTS: Statement = Statement::new(|| {
     "SELECT c.id AS call_id, c.campaign_id AS campaign_id, c.attempt_count AS attempt, \
      k.max_attempts AS max_attempts, k.base_delay_ms AS base_delay_ms, \
      k.max_delay_ms AS max_delay_ms, k.jitter AS jitter, c.owner AS owner, \
-     c.placed_at AS placed_at FROM calls c \
+     c.placed_at AS placed_at, c.phone_number AS phone_number, a.carrier AS carrier \
+     FROM calls c \
      JOIN campaigns k ON k.id = c.campaign_id \
      LEFT JOIN instances i ON i.id = c.owner \
+     LEFT JOIN attempts a ON a.campaign_id = c.campaign_id AND a.call_id = c.id \
+     AND a.attempt = c.attempt_count \
      WHERE c.status = 'dialing' \
      AND (i.heartbeat_at IS NULL OR i.heartbeat_at < {now_ms} - ?) \
      AND (c.placed_at IS NULL OR c.placed_at < {now_ms} - ?) LIMIT ?"

@@ -15,13 +15,14 @@ use super::dispatch::complete_if_finished;
 use super::SqliteStore;
 use crate::adapters::sql::prepared::KeepPrepared;
 use crate::adapters::sql::rows::{
-    self, readable_backlog, BeginRow, CurrentCallRow, OrphanRow, TimelineRow,
+    self, carrier_json, readable_backlog, BeginRow, CurrentCallRow, OrphanRow, TimelineRow,
 };
 use crate::adapters::sql::statements::{
     BEGIN_CALLS, CURRENT_CALLS, ORPHANED_ATTEMPTS, TIMELINE_BACKLOG,
 };
 use crate::adapters::sql::{as_bigint, millis, to_ms, Failure};
 use crate::domain::admission::{Begin, DialCheck, Release};
+use crate::domain::carrier::CarrierCall;
 use crate::domain::ids::{CallId, CampaignId, InstanceId};
 use crate::domain::settlement::{AppliedReport, AttemptReport, CurrentCall, Settlement};
 use crate::domain::stats::StatsDelta;
@@ -93,13 +94,14 @@ fn write_settlement(
     .prepared()
     .execute(conn)?;
     diesel::sql_query(
-        "UPDATE attempts SET status = ?, error = ?, ended_at = ?, duration_ms = ? \
-         WHERE campaign_id = ? AND call_id = ? AND attempt = ?",
+        "UPDATE attempts SET status = ?, error = ?, ended_at = ?, duration_ms = ?, \
+         carrier = coalesce(?, carrier) WHERE campaign_id = ? AND call_id = ? AND attempt = ?",
     )
     .bind::<Text, _>(settlement.attempt_status.as_str())
     .bind::<Nullable<Text>, _>(settlement.error.clone())
     .bind::<BigInt, _>(to_ms(settlement.ended_at))
     .bind::<BigInt, _>(i64::try_from(settlement.duration_ms).unwrap_or(i64::MAX))
+    .bind::<Nullable<Text>, _>(settlement.carrier.clone())
     .bind::<Text, _>(report.campaign_id.to_string())
     .bind::<Text, _>(report.call_id.to_string())
     .bind::<Integer, _>(report.attempt as i32)
@@ -177,6 +179,53 @@ pub(super) async fn begin(
                 apply_stats(conn, *campaign_id, delta, now)?;
             }
             Ok(answers)
+        })
+        .await
+}
+
+pub(super) async fn hand_to_carrier(
+    store: &SqliteStore,
+    attempts: &[(HeldAttempt, CarrierCall)],
+    now: DateTime<Utc>,
+) -> Result<Vec<bool>, StoreError> {
+    if attempts.is_empty() {
+        return Ok(Vec::new());
+    }
+    let attempts = attempts.to_vec();
+    store
+        .write(move |conn| {
+            let mut handed = Vec::with_capacity(attempts.len());
+            for (held, carrier) in &attempts {
+                let Some(holder) = held.holder else {
+                    handed.push(false);
+                    continue;
+                };
+                let moved = diesel::sql_query(
+                    "UPDATE calls SET owner = NULL, updated_at = ? WHERE id = ? \
+                     AND status = 'dialing' AND attempt_count = ? AND owner = ? \
+                     AND placed_at IS NOT NULL",
+                )
+                .bind::<BigInt, _>(to_ms(now))
+                .bind::<Text, _>(held.key.call_id.to_string())
+                .bind::<Integer, _>(held.key.attempt as i32)
+                .bind::<Text, _>(holder.to_string())
+                .prepared()
+                .execute(conn)?;
+                if moved == 1 {
+                    diesel::sql_query(
+                        "UPDATE attempts SET carrier = ? \
+                         WHERE campaign_id = ? AND call_id = ? AND attempt = ?",
+                    )
+                    .bind::<Nullable<Text>, _>(carrier_json(Some(carrier)))
+                    .bind::<Text, _>(held.key.campaign_id.to_string())
+                    .bind::<Text, _>(held.key.call_id.to_string())
+                    .bind::<Integer, _>(held.key.attempt as i32)
+                    .prepared()
+                    .execute(conn)?;
+                }
+                handed.push(moved == 1);
+            }
+            Ok(handed)
         })
         .await
 }

@@ -8,7 +8,7 @@ use diesel::RunQueryDsl;
 use super::{SqliteStore, INSERT_CHUNK};
 use crate::adapters::sql::page::{page, resume_after};
 use crate::adapters::sql::prepared::KeepPrepared;
-use crate::adapters::sql::rows::{self, AttemptRow, TimelineRow, TIMELINE_COLUMNS};
+use crate::adapters::sql::rows::{self, carrier_json, AttemptRow, TimelineRow, TIMELINE_COLUMNS};
 use crate::adapters::sql::statements::FINISHED_CALL_ATTEMPTS;
 use crate::adapters::sql::{as_bigint, to_ms};
 use crate::domain::call::Attempt;
@@ -28,13 +28,13 @@ impl Timeline for SqliteStore {
         let entries = entries.to_vec();
         SqliteStore::write(self, move |conn| {
             for chunk in entries.chunks(INSERT_CHUNK / 4) {
-                let placeholders = vec!["(?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
+                let placeholders = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
                 let mut query = diesel::sql_query(format!(
                     "INSERT INTO attempts ({TIMELINE_COLUMNS}) VALUES {placeholders} \
                      ON CONFLICT (campaign_id, call_id, attempt) DO UPDATE SET \
                      status = excluded.status, error = excluded.error, \
                      started_at = excluded.started_at, ended_at = excluded.ended_at, \
-                     duration_ms = excluded.duration_ms"
+                     duration_ms = excluded.duration_ms, carrier = excluded.carrier"
                 ))
                 .into_boxed();
                 for entry in chunk {
@@ -51,7 +51,8 @@ impl Timeline for SqliteStore {
                             attempt
                                 .duration_ms
                                 .map(|ms| i64::try_from(ms).unwrap_or(i64::MAX)),
-                        );
+                        )
+                        .bind::<Nullable<Text>, _>(carrier_json(attempt.carrier.as_ref()));
                 }
                 query.execute(conn)?;
             }

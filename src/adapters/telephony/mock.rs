@@ -17,7 +17,7 @@ use crate::domain::call::AttemptOutcome;
 use crate::domain::ids::CampaignId;
 use crate::metrics::metrics;
 use crate::ports::{
-    ActiveCount, CallCounts, DialRequest, ProviderError, ProviderReport, ReportSink,
+    ActiveCount, CallCounts, DialRequest, ProviderError, ProviderEvent, ProviderReport, ReportSink,
     TelephonyProvider,
 };
 
@@ -239,11 +239,12 @@ impl TelephonyProvider for MockProvider {
             }
             // The receiver is gone only when the call role is shutting down; the attempt then
             // stays `dialing` in the store and is recovered as lost.
-            let _ = reports.send(ProviderReport {
+            let _ = reports.send(ProviderEvent::Ended(ProviderReport {
                 request,
                 outcome,
                 ended_at: Utc::now(),
-            });
+                carrier: None,
+            }));
         });
         Ok(())
     }
@@ -262,6 +263,11 @@ mod tests {
             campaign_id,
             attempt,
             phone_number: PhoneNumber::parse("+15555550001").unwrap(),
+            policy: crate::domain::campaign::PolicyTerms {
+                base_delay_ms: 10,
+                max_delay_ms: 100,
+                jitter: 0.0,
+            },
         }
     }
 
@@ -277,10 +283,17 @@ mod tests {
         }
         let mut seen = Vec::new();
         while seen.len() < n as usize {
-            seen.push(reports.recv().await.unwrap());
+            seen.push(ended(reports.recv().await.unwrap()));
         }
         seen.sort_by_key(|r| r.request.attempt);
         seen.into_iter().map(|r| r.outcome).collect()
+    }
+
+    fn ended(event: ProviderEvent) -> ProviderReport {
+        match event {
+            ProviderEvent::Ended(report) => report,
+            other => panic!("the mock only reports ends: {other:?}"),
+        }
     }
 
     fn config(success_rate: f64, retryable_rate: f64, seed: Option<u64>) -> MockConfig {

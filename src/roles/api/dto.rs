@@ -12,6 +12,7 @@ use utoipa::ToSchema;
 use crate::domain::business_hours::{BusinessHours, BusinessWindow, WallTime};
 use crate::domain::call::{Attempt, Call};
 use crate::domain::campaign::{Campaign, RetryPolicy};
+use crate::domain::carrier::CarrierCall;
 use crate::domain::duration::{format_go_duration, parse_go_duration};
 use crate::domain::phone::PhoneNumber;
 use crate::domain::stats::CampaignStats;
@@ -464,6 +465,46 @@ pub struct AttemptResponse {
     pub ended_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub duration_ms: Option<u64>,
+    /// What the carrier said about the call (real carriers only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider: Option<ProviderCallResponse>,
+}
+
+/// The carrier's record of an attempt's call.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProviderCallResponse {
+    /// The carrier's call id (Twilio's `CallSid`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub call_sid: Option<String>,
+    /// The last status the carrier reported: queued, initiated, ringing, in-progress,
+    /// completed, busy, no-answer, failed or canceled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sip_response_code: Option<u16>,
+    /// human, machine_start, machine_end_beep, machine_end_silence, machine_end_other, fax or
+    /// unknown, when answering machine detection ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub answered_by: Option<String>,
+    /// Connected seconds, as the carrier bills them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_secs: Option<u64>,
+    /// The carrier's error code, for a refused create or a failed call.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<u32>,
+}
+
+impl From<&CarrierCall> for ProviderCallResponse {
+    fn from(c: &CarrierCall) -> Self {
+        Self {
+            call_sid: c.sid.clone(),
+            status: c.status.map(|s| s.as_str().to_owned()),
+            sip_response_code: c.sip_code,
+            answered_by: c.answered_by.clone(),
+            duration_secs: c.duration_secs,
+            error_code: c.error_code,
+        }
+    }
 }
 
 impl From<&Attempt> for AttemptResponse {
@@ -475,6 +516,7 @@ impl From<&Attempt> for AttemptResponse {
             started_at: rfc3339(a.started_at),
             ended_at: a.ended_at.map(rfc3339),
             duration_ms: a.duration_ms,
+            provider: a.carrier.as_ref().map(ProviderCallResponse::from),
         }
     }
 }

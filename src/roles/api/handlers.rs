@@ -483,10 +483,24 @@ pub async fn readyz(ctx: Ctx) -> HttpResponse {
     if let (true, Some(timeline)) = (ready, &ctx.separate_timeline) {
         ready = timeline.ping().await.is_ok();
     }
-    let body = serde_json::json!({
+    // A process that dials cannot work while the carrier refuses its credentials.
+    let provider = ctx
+        .health
+        .runs(crate::runtime::role::RoleName::Call)
+        .then(|| ctx.provider.unavailable())
+        .flatten();
+    ready &= provider.is_none();
+    let mut body = serde_json::json!({
         "status": if ready { "ready" } else { "not_ready" },
         "roles": ctx.health.snapshot(),
     });
+    if let Some(reason) = provider {
+        body["provider"] = serde_json::json!({
+            "name": ctx.settings.telephony.provider,
+            "status": "unavailable",
+            "reason": reason,
+        });
+    }
     if ready {
         HttpResponse::Ok().json(body)
     } else {

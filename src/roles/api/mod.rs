@@ -5,6 +5,7 @@
 mod dto;
 mod error;
 mod handlers;
+mod webhooks;
 
 use std::net::{SocketAddr, TcpListener};
 use std::time::Instant;
@@ -69,6 +70,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(
         web::resource("/metrics")
             .route(web::get().to(h::metrics_text))
+            .default_service(not_allowed()),
+    )
+    .service(
+        web::resource(crate::ports::STATUS_CALLBACK_PATH)
+            .route(web::post().to(webhooks::twilio_status))
             .default_service(not_allowed()),
     )
     .service(
@@ -171,6 +177,7 @@ pub fn route_label(path: &str) -> &'static str {
         ["healthz"] => "/healthz",
         ["readyz"] => "/readyz",
         ["metrics"] => "/metrics",
+        ["webhooks", "twilio", "status"] => "/webhooks/twilio/status",
         ["api", "v1", "openapi.json"] => "/api/v1/openapi.json",
         ["api", "v1", "campaigns"] => "/api/v1/campaigns",
         ["api", "v1", "campaigns", _] => "/api/v1/campaigns/{id}",

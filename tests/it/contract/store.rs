@@ -85,6 +85,7 @@ async fn counts_a_report_once(adapter: StoreAdapter) {
             ended_at: now,
             retry_at: now,
             expected_owner: None,
+            carrier: None,
         })
         .collect();
     let first = store.record_attempts(&reports, now).await.expect("record");
@@ -165,6 +166,7 @@ async fn counts_a_report_once(adapter: StoreAdapter) {
             ended_at: now,
             retry_at: now,
             expected_owner: None,
+            carrier: None,
         })
         .collect();
     let last = store
@@ -384,6 +386,7 @@ async fn complete_cancels_waiting_calls_and_keeps_counts(adapter: StoreAdapter) 
         ended_at: now,
         retry_at: now + chrono::Duration::hours(1),
         expected_owner: None,
+        carrier: None,
     };
     store
         .record_attempts(&[report(&claimed[0])], now)
@@ -529,6 +532,7 @@ async fn enqueues_registered_numbers_and_pages_calls(adapter: StoreAdapter) {
                 ended_at: ended,
                 retry_at: ended,
                 expected_owner: None,
+                carrier: None,
             }],
             ended,
         )
@@ -620,6 +624,7 @@ async fn counters_match_calls_under_concurrent_writers(adapter: StoreAdapter) {
                         ended_at: now,
                         retry_at: now,
                         expected_owner: None,
+                        carrier: None,
                     })
                     .collect();
                 store.record_attempts(&reports, now).await.expect("record");
@@ -735,6 +740,7 @@ async fn answer(store: &dyn Store, campaign: CampaignId, call: &ClaimedCall) {
         ended_at: Utc::now(),
         retry_at: Utc::now(),
         expected_owner: None,
+        carrier: None,
     };
     store
         .record_attempts(&[answered], Utc::now())
@@ -823,6 +829,7 @@ async fn begun_and_lost_attempts_exclude_each_other(adapter: StoreAdapter) {
         ended_at: Utc::now(),
         retry_at: Utc::now(),
         expected_owner: Some(claimer),
+        carrier: None,
     };
     let applied = store
         .record_attempts(&[lost], Utc::now())

@@ -83,6 +83,7 @@ fn finished(campaign_id: CampaignId, call_id: CallId, number: u32) -> TimelineEn
             started_at: started,
             ended_at: Some(started + chrono::Duration::milliseconds(1_234)),
             duration_ms: Some(1_234),
+            carrier: None,
         },
     }
 }

@@ -1,0 +1,3 @@
+-- What the carrier said about each attempt (its call id, status, SIP code, answering party,
+-- billed duration), as JSON.
+ALTER TABLE attempts ADD COLUMN carrier TEXT;

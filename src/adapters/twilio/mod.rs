@@ -1,0 +1,50 @@
+//! Twilio's Programmable Voice REST API, and every carrier that speaks it (SignalWire, the
+//! carrier simulator): placing calls, reading them back, and the signed status callbacks.
+
+mod callbacks;
+mod provider;
+pub mod signature;
+
+use std::time::Duration;
+
+pub use callbacks::TwilioCallbacks;
+pub use provider::TwilioProvider;
+
+use crate::domain::carrier::MachineOutcome;
+use crate::ports::DialRequest;
+
+pub use crate::ports::STATUS_CALLBACK_PATH as STATUS_PATH;
+
+#[derive(Debug, Clone)]
+pub struct TwilioConfig {
+    pub api_base: String,
+    pub account_sid: String,
+    pub auth_token: String,
+    pub from: String,
+    pub public_url: String,
+    pub twiml: String,
+    pub cps: f64,
+    pub ring_timeout: Duration,
+    pub request_timeout: Duration,
+    /// `MachineDetection`, when enabled.
+    pub machine_detection: Option<String>,
+    pub machine_outcome: MachineOutcome,
+    /// How often refused credentials are checked again.
+    pub probe_interval: Duration,
+}
+
+/// The status callback URL of one attempt. Its query names the attempt and its backoff terms,
+/// so any api process can record a callback (even one that arrives before the create's
+/// answer) without reading the store, and the carrier's signature covers them.
+pub fn callback_url(public_url: &str, request: &DialRequest) -> String {
+    format!(
+        "{}{STATUS_PATH}?campaign={}&call={}&attempt={}&base_ms={}&max_ms={}&jitter={}",
+        public_url.trim_end_matches('/'),
+        request.campaign_id,
+        request.call_id,
+        request.attempt,
+        request.policy.base_delay_ms,
+        request.policy.max_delay_ms,
+        request.policy.jitter,
+    )
+}

@@ -1,0 +1,559 @@
+//! Placing calls through Twilio's REST API (telephony.md "Placing a call").
+//!
+//! `dial` returns at once; a task per attempt then waits for the account's pace (the limiter's
+//! bucket, shared by every process), creates the call and reports `Placed` with the carrier's
+//! sid. What the carrier answers decides the rest:
+//! - throttled (429 / 20429): nothing was created; wait (at least `1/cps`, doubling to 30 s)
+//!   and create again, the attempt unspent;
+//! - refused (400 and other 4xx): the attempt failed for good, with the carrier's code;
+//! - bad credentials (401/403): nothing was created; every dial waits until a probe of the
+//!   account (every `probe_interval`) answers 200, and `unavailable` names the cause;
+//! - ambiguous (5xx, a timeout, a connection lost after sending): the call may exist. Before any
+//!   new create the calls to that number since the attempt began are listed: one found is the
+//!   attempt's call; none found means it was never created.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use chrono::{DateTime, SubsecRound, Utc};
+use serde::Deserialize;
+
+use super::{callback_url, TwilioConfig};
+use crate::domain::call::AttemptOutcome;
+use crate::domain::carrier::{outcome, CarrierCall, CarrierStatus};
+use crate::domain::phone::PhoneNumber;
+use crate::metrics::metrics;
+use crate::ports::{
+    ConcurrencyLimiter, DialRequest, Lookup, PlacedAttempt, ProviderError, ProviderEvent,
+    ProviderReport, ReportSink, TelephonyProvider,
+};
+
+/// The longest wait between two creates of a throttled attempt.
+const THROTTLE_CEILING: Duration = Duration::from_secs(30);
+/// The longest wait between two tries of a lookup that failed.
+const LOOKUP_CEILING: Duration = Duration::from_secs(30);
+/// How often the refusal of the credentials is logged while it lasts.
+const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(60);
+
+/// Twilio's call resource, the fields used.
+#[derive(Debug, Deserialize)]
+struct CallResource {
+    sid: String,
+    status: String,
+    #[serde(default)]
+    answered_by: Option<String>,
+    #[serde(default)]
+    duration: Option<String>,
+    #[serde(default)]
+    date_created: Option<String>,
+    #[serde(default)]
+    end_time: Option<String>,
+}
+
+impl CallResource {
+    fn carrier(&self) -> CarrierCall {
+        CarrierCall {
+            sid: Some(self.sid.clone()),
+            status: CarrierStatus::parse(&self.status),
+            sip_code: None,
+            answered_by: self.answered_by.clone().filter(|by| !by.is_empty()),
+            duration_secs: self.duration.as_deref().and_then(|d| d.parse().ok()),
+            error_code: None,
+        }
+    }
+
+    fn created_at(&self) -> Option<DateTime<Utc>> {
+        rfc2822(self.date_created.as_deref()?)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct CallList {
+    #[serde(default)]
+    calls: Vec<CallResource>,
+}
+
+/// Twilio's error body.
+#[derive(Debug, Default, Deserialize)]
+struct ErrorBody {
+    #[serde(default)]
+    code: Option<u32>,
+    #[serde(default)]
+    message: Option<String>,
+}
+
+fn rfc2822(text: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc2822(text)
+        .ok()
+        .map(|at| at.with_timezone(&Utc))
+}
+
+/// What one create request came to.
+#[derive(Debug)]
+enum Created {
+    Placed(CarrierCall),
+    Throttled,
+    Refused {
+        status: u16,
+        code: Option<u32>,
+    },
+    BadCredentials(u16),
+    /// Nothing reached the carrier (no connection): safe to create again.
+    NotSent(String),
+    Ambiguous(String),
+}
+
+/// Whether the carrier accepts the account's credentials, as last seen.
+#[derive(Default)]
+struct Credentials {
+    refused: Mutex<Option<String>>,
+    logged_at: Mutex<Option<Instant>>,
+    probing: AtomicBool,
+    accepted: tokio::sync::Notify,
+}
+
+impl Credentials {
+    fn refusal(&self) -> Option<String> {
+        self.refused
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .clone()
+    }
+
+    fn refuse(&self, reason: String) {
+        let mut logged = self
+            .logged_at
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        if logged.is_none_or(|at| at.elapsed() >= REFUSAL_LOG_EVERY) {
+            tracing::error!(reason = %reason, "the carrier refuses the credentials: dialing waits");
+            *logged = Some(Instant::now());
+        }
+        *self
+            .refused
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner()) = Some(reason);
+    }
+
+    fn accept(&self) {
+        let was = self
+            .refused
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .take();
+        if was.is_some() {
+            tracing::info!("the carrier accepts the credentials again: dialing resumes");
+        }
+        self.accepted.notify_waiters();
+    }
+}
+
+struct Inner {
+    config: TwilioConfig,
+    client: reqwest::Client,
+    pacer: Arc<dyn ConcurrencyLimiter>,
+    credentials: Credentials,
+}
+
+pub struct TwilioProvider {
+    inner: Arc<Inner>,
+}
+
+impl TwilioProvider {
+    pub fn new(
+        config: TwilioConfig,
+        pacer: Arc<dyn ConcurrencyLimiter>,
+    ) -> Result<Self, ProviderError> {
+        let client = reqwest::Client::builder()
+            .timeout(config.request_timeout)
+            .connect_timeout(config.request_timeout.min(Duration::from_secs(5)))
+            .pool_idle_timeout(Duration::from_secs(90))
+            .user_agent(concat!("outbound/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| ProviderError::Unavailable(format!("http client: {e}")))?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                config,
+                client,
+                pacer,
+                credentials: Credentials::default(),
+            }),
+        })
+    }
+
+    /// Checks the credentials once now (a refusal shows in `/readyz` before any dial).
+    pub fn probe_in_background(&self) {
+        let inner = self.inner.clone();
+        tokio::spawn(async move {
+            match inner.probe().await {
+                Ok(true) => inner.credentials.accept(),
+                Ok(false) => inner.watch_credentials(),
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot reach the carrier to check the credentials")
+                }
+            }
+        });
+    }
+}
+
+impl Inner {
+    fn account_url(&self) -> String {
+        format!(
+            "{}/2010-04-01/Accounts/{}",
+            self.config.api_base.trim_end_matches('/'),
+            self.config.account_sid
+        )
+    }
+
+    fn form(&self, request: &DialRequest) -> Vec<(&'static str, String)> {
+        let config = &self.config;
+        let mut form = vec![
+            ("To", request.phone_number.as_str().to_owned()),
+            ("From", config.from.clone()),
+            ("Twiml", config.twiml.clone()),
+            ("StatusCallback", callback_url(&config.public_url, request)),
+            ("StatusCallbackMethod", "POST".to_owned()),
+        ];
+        for event in ["initiated", "ringing", "answered", "completed"] {
+            form.push(("StatusCallbackEvent", event.to_owned()));
+        }
+        form.push(("Timeout", config.ring_timeout.as_secs().max(1).to_string()));
+        if let Some(detection) = &config.machine_detection {
+            form.push(("MachineDetection", detection.clone()));
+        }
+        form
+    }
+
+    async fn create(&self, request: &DialRequest) -> Created {
+        let started = Instant::now();
+        let sent = self
+            .client
+            .post(format!("{}/Calls.json", self.account_url()))
+            .basic_auth(&self.config.account_sid, Some(&self.config.auth_token))
+            .form(&self.form(request))
+            .send()
+            .await;
+        let created = match sent {
+            Err(err) if err.is_connect() => Created::NotSent(err.to_string()),
+            // The request may have reached the carrier: a timeout or a lost connection.
+            Err(err) => Created::Ambiguous(without_url(err).to_string()),
+            Ok(response) => {
+                let status = response.status().as_u16();
+                let body = response.bytes().await.unwrap_or_default();
+                let error: ErrorBody = serde_json::from_slice(&body).unwrap_or_default();
+                match status {
+                    200 | 201 => match serde_json::from_slice::<CallResource>(&body) {
+                        Ok(call) => Created::Placed(call.carrier()),
+                        // Created, but the answer cannot be read: look the call up.
+                        Err(err) => Created::Ambiguous(format!("unreadable create answer: {err}")),
+                    },
+                    429 => Created::Throttled,
+                    _ if error.code == Some(20429) => Created::Throttled,
+                    401 | 403 => Created::BadCredentials(status),
+                    400..=499 => Created::Refused {
+                        status,
+                        code: error.code,
+                    },
+                    _ => Created::Ambiguous(format!(
+                        "HTTP {status}{}",
+                        error.message.map(|m| format!(": {m}")).unwrap_or_default()
+                    )),
+                }
+            }
+        };
+        let label = match &created {
+            Created::Placed(_) => "placed",
+            Created::Throttled => "throttled",
+            Created::Refused { .. } => "refused",
+            Created::BadCredentials(_) => "unauthorized",
+            Created::NotSent(_) => "unreachable",
+            Created::Ambiguous(_) => "ambiguous",
+        };
+        metrics()
+            .provider_requests
+            .with_label_values(&["create", label])
+            .observe(started.elapsed().as_secs_f64());
+        created
+    }
+
+    /// The attempt's call, if the carrier created one: the newest call to the number from our
+    /// caller id created no earlier than the second the attempt began.
+    async fn find(
+        &self,
+        to: &PhoneNumber,
+        since: DateTime<Utc>,
+    ) -> Result<Option<CallResource>, ProviderError> {
+        let started = Instant::now();
+        let since = since.trunc_subsecs(0);
+        let response = self
+            .client
+            .get(format!("{}/Calls.json", self.account_url()))
+            .basic_auth(&self.config.account_sid, Some(&self.config.auth_token))
+            .query(&[
+                ("To", to.as_str()),
+                ("From", self.config.from.as_str()),
+                ("StartTime>=", &since.format("%Y-%m-%d").to_string()),
+                ("PageSize", "50"),
+            ])
+            .send()
+            .await;
+        let result = match response {
+            Err(err) => Err(ProviderError::Unavailable(without_url(err).to_string())),
+            Ok(response) if response.status().is_success() => response
+                .json::<CallList>()
+                .await
+                .map_err(|e| ProviderError::Unavailable(format!("unreadable call list: {e}")))
+                .map(|list| {
+                    list.calls
+                        .into_iter()
+                        .filter(|call| call.created_at().is_some_and(|at| at >= since))
+                        .max_by_key(|call| call.created_at())
+                }),
+            Ok(response) => Err(self.failed_read(response.status().as_u16())),
+        };
+        metrics()
+            .provider_requests
+            .with_label_values(&["list", if result.is_ok() { "ok" } else { "error" }])
+            .observe(started.elapsed().as_secs_f64());
+        result
+    }
+
+    async fn fetch(&self, sid: &str) -> Result<Option<CallResource>, ProviderError> {
+        let started = Instant::now();
+        let response = self
+            .client
+            .get(format!("{}/Calls/{sid}.json", self.account_url()))
+            .basic_auth(&self.config.account_sid, Some(&self.config.auth_token))
+            .send()
+            .await;
+        let result = match response {
+            Err(err) => Err(ProviderError::Unavailable(without_url(err).to_string())),
+            Ok(response) if response.status().as_u16() == 404 => Ok(None),
+            Ok(response) if response.status().is_success() => response
+                .json::<CallResource>()
+                .await
+                .map(Some)
+                .map_err(|e| ProviderError::Unavailable(format!("unreadable call: {e}"))),
+            Ok(response) => Err(self.failed_read(response.status().as_u16())),
+        };
+        metrics()
+            .provider_requests
+            .with_label_values(&["fetch", if result.is_ok() { "ok" } else { "error" }])
+            .observe(started.elapsed().as_secs_f64());
+        result
+    }
+
+    fn failed_read(&self, status: u16) -> ProviderError {
+        if matches!(status, 401 | 403) {
+            self.credentials.refuse(format!(
+                "the carrier answers HTTP {status} to telephony.twilio.account_sid's credentials"
+            ));
+        }
+        ProviderError::Unavailable(format!("carrier answered HTTP {status}"))
+    }
+
+    /// Whether the carrier accepts the credentials (`GET` of the account).
+    async fn probe(&self) -> Result<bool, ProviderError> {
+        let response = self
+            .client
+            .get(format!("{}.json", self.account_url()))
+            .basic_auth(&self.config.account_sid, Some(&self.config.auth_token))
+            .send()
+            .await
+            .map_err(|e| ProviderError::Unavailable(without_url(e).to_string()))?;
+        let status = response.status().as_u16();
+        match status {
+            200..=299 => Ok(true),
+            401 | 403 => {
+                self.credentials.refuse(format!(
+                    "the carrier answers HTTP {status} to telephony.twilio.account_sid's credentials"
+                ));
+                Ok(false)
+            }
+            _ => Err(ProviderError::Unavailable(format!(
+                "carrier answered HTTP {status}"
+            ))),
+        }
+    }
+
+    /// Probes the account every `probe_interval` until the carrier accepts the credentials;
+    /// one prober per process.
+    fn watch_credentials(self: &Arc<Self>) {
+        if self.credentials.probing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let inner = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(inner.config.probe_interval).await;
+                match inner.probe().await {
+                    Ok(true) => break,
+                    Ok(false) => {}
+                    Err(err) => tracing::warn!(error = %err, "cannot probe the carrier account"),
+                }
+            }
+            inner.credentials.probing.store(false, Ordering::Release);
+            inner.credentials.accept();
+        });
+    }
+
+    async fn credentials_accepted(&self) {
+        loop {
+            let accepted = self.credentials.accepted.notified();
+            if self.credentials.refusal().is_none() {
+                return;
+            }
+            // A missed wake-up costs at most a second.
+            let _ = tokio::time::timeout(Duration::from_secs(1), accepted).await;
+        }
+    }
+
+    /// Waits for the account's pace: one create per `1/cps` across every process.
+    async fn paced(&self) {
+        let key = format!("twilio:{}", self.config.account_sid);
+        let mut counted = false;
+        loop {
+            match self.pacer.pace(&key, self.config.cps, 1).await {
+                Ok(None) => return,
+                Ok(Some(wait)) => {
+                    if !counted {
+                        metrics().throttled_dials.inc();
+                        counted = true;
+                    }
+                    tokio::time::sleep(wait).await;
+                }
+                Err(err) => {
+                    // Without the shared bucket the pace cannot be known: wait, never exceed it.
+                    tracing::warn!(error = %err, "cannot pace creates; waiting");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    }
+
+    /// Places one attempt, to the end: `Placed` or `Ended` goes to `events`.
+    async fn place(self: Arc<Self>, request: DialRequest, events: ReportSink) {
+        let began = Utc::now();
+        let floor = Duration::from_secs_f64(1.0 / self.config.cps).max(Duration::from_millis(50));
+        let mut throttle_wait = floor;
+        let mut retry_wait = floor;
+        let mut unresolved: Option<String> = None;
+        loop {
+            if let Some(why) = &unresolved {
+                match self.find(&request.phone_number, began).await {
+                    Ok(Some(call)) => {
+                        tracing::info!(sid = %call.sid, "ambiguous create resolved: the call exists");
+                        let _ = events.send(ProviderEvent::Placed {
+                            request,
+                            carrier: call.carrier(),
+                        });
+                        return;
+                    }
+                    Ok(None) => {
+                        tracing::info!(reason = %why, "ambiguous create resolved: no call was created");
+                        unresolved = None;
+                    }
+                    Err(err) => {
+                        tracing::warn!(error = %err, "cannot resolve an ambiguous create yet");
+                        tokio::time::sleep(retry_wait).await;
+                        retry_wait = (retry_wait * 2).min(LOOKUP_CEILING);
+                        continue;
+                    }
+                }
+            }
+            self.credentials_accepted().await;
+            self.paced().await;
+            match self.create(&request).await {
+                Created::Placed(carrier) => {
+                    let _ = events.send(ProviderEvent::Placed { request, carrier });
+                    return;
+                }
+                Created::Throttled => {
+                    metrics().throttled_dials.inc();
+                    tokio::time::sleep(throttle_wait).await;
+                    throttle_wait = (throttle_wait * 2).min(THROTTLE_CEILING);
+                }
+                Created::Refused { status, code } => {
+                    let error = match code {
+                        Some(code) => format!("twilio_{code}"),
+                        None => format!("http_{status}"),
+                    };
+                    let _ = events.send(ProviderEvent::Ended(ProviderReport {
+                        request,
+                        outcome: AttemptOutcome::Failed {
+                            error,
+                            retryable: false,
+                        },
+                        ended_at: Utc::now(),
+                        carrier: Some(CarrierCall {
+                            error_code: code,
+                            ..CarrierCall::default()
+                        }),
+                    }));
+                    return;
+                }
+                Created::BadCredentials(status) => {
+                    self.credentials.refuse(format!(
+                        "the carrier answers HTTP {status} to telephony.twilio.account_sid's credentials"
+                    ));
+                    self.watch_credentials();
+                }
+                Created::NotSent(err) => {
+                    tracing::warn!(error = %err, "cannot reach the carrier");
+                    tokio::time::sleep(retry_wait).await;
+                    retry_wait = (retry_wait * 2).min(LOOKUP_CEILING);
+                }
+                Created::Ambiguous(why) => {
+                    tracing::warn!(reason = %why, "create call ambiguous: looking it up before any new create");
+                    unresolved = Some(why);
+                }
+            }
+        }
+    }
+}
+
+/// A request error's text without the URL, which names the account.
+fn without_url(err: reqwest::Error) -> reqwest::Error {
+    err.without_url()
+}
+
+#[async_trait]
+impl TelephonyProvider for TwilioProvider {
+    async fn dial(&self, request: DialRequest, events: ReportSink) -> Result<(), ProviderError> {
+        tokio::spawn(self.inner.clone().place(request, events));
+        Ok(())
+    }
+
+    async fn lookup(&self, attempt: &PlacedAttempt) -> Result<Lookup, ProviderError> {
+        let call = match &attempt.sid {
+            Some(sid) => self.inner.fetch(sid).await?,
+            None => {
+                self.inner
+                    .find(&attempt.phone_number, attempt.placed_at)
+                    .await?
+            }
+        };
+        let Some(call) = call else {
+            return Ok(Lookup::NotFound);
+        };
+        let carrier = call.carrier();
+        Ok(match outcome(&carrier, self.inner.config.machine_outcome) {
+            Some(outcome) => Lookup::Ended {
+                ended_at: call
+                    .end_time
+                    .as_deref()
+                    .and_then(rfc2822)
+                    .unwrap_or_else(Utc::now),
+                carrier,
+                outcome,
+            },
+            None => Lookup::Live(carrier),
+        })
+    }
+
+    fn unavailable(&self) -> Option<String> {
+        self.inner.credentials.refusal()
+    }
+}

@@ -1,0 +1,205 @@
+//! `outbound carrier-sim` flags.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use super::{OutcomeMix, SimConfig};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SimArgsError {
+    #[error("account SID must be AC followed by 32 hex digits, got {0:?}")]
+    AccountSid(String),
+    #[error("invalid range {0:?}: expected MIN,MAX in milliseconds")]
+    Range(String),
+    #[error("invalid rate {0:?}: expected a number from 0 to 1")]
+    Rate(String),
+    #[error("invalid outcome mix {0:?}: expected name=weight,... with names human, machine, busy, no_answer, failed_permanent, failed_transient")]
+    Mix(String),
+}
+
+/// A `MIN,MAX` range of milliseconds (a single number is MIN = MAX).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MsRange(pub Duration, pub Duration);
+
+impl FromStr for MsRange {
+    type Err = SimArgsError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let ms = |v: &str| {
+            v.trim()
+                .parse::<u64>()
+                .map(Duration::from_millis)
+                .map_err(|_| SimArgsError::Range(s.to_owned()))
+        };
+        let (min, max) = match s.split_once(',') {
+            Some((min, max)) => (ms(min)?, ms(max)?),
+            None => (ms(s)?, ms(s)?),
+        };
+        if min > max {
+            return Err(SimArgsError::Range(s.to_owned()));
+        }
+        Ok(MsRange(min, max))
+    }
+}
+
+impl FromStr for OutcomeMix {
+    type Err = SimArgsError;
+
+    /// `human=0.7,busy=0.2,failed_transient=0.1`; names left out weigh 0.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || SimArgsError::Mix(s.to_owned());
+        let mut mix = OutcomeMix {
+            human: 0.0,
+            machine: 0.0,
+            busy: 0.0,
+            no_answer: 0.0,
+            failed_permanent: 0.0,
+            failed_transient: 0.0,
+        };
+        for part in s.split(',').filter(|p| !p.trim().is_empty()) {
+            let (name, weight) = part.split_once('=').ok_or_else(bad)?;
+            let weight: f64 = weight.trim().parse().map_err(|_| bad())?;
+            if !(weight.is_finite() && weight >= 0.0) {
+                return Err(bad());
+            }
+            let slot = match name.trim().replace('-', "_").as_str() {
+                "human" => &mut mix.human,
+                "machine" => &mut mix.machine,
+                "busy" => &mut mix.busy,
+                "no_answer" => &mut mix.no_answer,
+                "failed_permanent" => &mut mix.failed_permanent,
+                "failed_transient" => &mut mix.failed_transient,
+                _ => return Err(bad()),
+            };
+            *slot = weight;
+        }
+        Ok(mix)
+    }
+}
+
+fn rate(s: &str) -> Result<f64, SimArgsError> {
+    s.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|r| (0.0..=1.0).contains(r))
+        .ok_or_else(|| SimArgsError::Rate(s.to_owned()))
+}
+
+/// Flags of `outbound carrier-sim`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SimArgs {
+    /// Port to listen on (0: any free port; the URL printed says which).
+    #[arg(long, default_value_t = 9000)]
+    pub port: u16,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub bind: IpAddr,
+    /// The simulated account, `AC` + 32 hex digits.
+    #[arg(long, env = "OUTBOUND_SIM_ACCOUNT_SID")]
+    pub account_sid: String,
+    /// HTTP basic password and webhook signing key.
+    #[arg(long, env = "OUTBOUND_SIM_AUTH_TOKEN", hide_env_values = true)]
+    pub auth_token: String,
+    /// Creates admitted per second; over it, 429 (0: no limit).
+    #[arg(long, default_value_t = 1000.0)]
+    pub cps: f64,
+    /// Creates admitted back to back before the pacing applies.
+    #[arg(long, default_value_t = 10)]
+    pub burst: u32,
+    /// Seed for outcomes, durations and knobs (random when omitted).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Outcome weights, e.g. `human=0.8,machine=0.05,busy=0.05,no_answer=0.05,failed_permanent=0.025,failed_transient=0.025`.
+    #[arg(long)]
+    pub mix: Option<OutcomeMix>,
+    /// Time from create to answer, busy, no-answer or failure: MIN,MAX milliseconds.
+    #[arg(long, default_value = "10,50")]
+    pub ring_ms: MsRange,
+    /// Length of an answered call: MIN,MAX milliseconds.
+    #[arg(long, default_value = "20,100")]
+    pub talk_ms: MsRange,
+    /// Share of callbacks sent twice.
+    #[arg(long, default_value_t = 0.0, value_parser = rate)]
+    pub duplicate_rate: f64,
+    /// Share of calls whose callbacks arrive out of order.
+    #[arg(long, default_value_t = 0.0, value_parser = rate)]
+    pub reorder_rate: f64,
+    /// Share of calls whose final callback is never sent.
+    #[arg(long, default_value_t = 0.0, value_parser = rate)]
+    pub drop_final_rate: f64,
+    /// Share of creates whose answer is held back by --hang-for-ms (the call is created).
+    #[arg(long, default_value_t = 0.0, value_parser = rate)]
+    pub hang_rate: f64,
+    #[arg(long, default_value_t = 30_000)]
+    pub hang_for_ms: u64,
+    /// Added to every create answer, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    pub create_delay_ms: u64,
+    /// `To` numbers with this prefix get 400 code 21217; repeat for more.
+    #[arg(long = "unreachable-prefix")]
+    pub unreachable_prefixes: Vec<String>,
+    /// Append a `start`/`end` line per call here (the mock provider's journal format).
+    #[arg(long)]
+    pub journal: Option<PathBuf>,
+}
+
+fn is_account_sid(sid: &str) -> bool {
+    sid.strip_prefix("AC")
+        .is_some_and(|hex| hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+impl SimArgs {
+    pub fn config(&self) -> Result<SimConfig, SimArgsError> {
+        if !is_account_sid(&self.account_sid) {
+            return Err(SimArgsError::AccountSid(self.account_sid.clone()));
+        }
+        Ok(SimConfig {
+            account_sid: self.account_sid.clone(),
+            auth_token: self.auth_token.clone(),
+            cps: self.cps,
+            burst: self.burst,
+            mix: self.mix.unwrap_or_default(),
+            ring: (self.ring_ms.0, self.ring_ms.1),
+            talk: (self.talk_ms.0, self.talk_ms.1),
+            duplicate_rate: self.duplicate_rate,
+            reorder_rate: self.reorder_rate,
+            drop_final_rate: self.drop_final_rate,
+            hang_rate: self.hang_rate,
+            hang_for: Duration::from_millis(self.hang_for_ms),
+            create_delay: Duration::from_millis(self.create_delay_ms),
+            unreachable_prefixes: self.unreachable_prefixes.clone(),
+            seed: self.seed,
+            journal: self.journal.clone(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn ranges_mixes_and_rates_parse() {
+        assert_eq!(
+            "10,50".parse::<MsRange>().unwrap(),
+            MsRange(Duration::from_millis(10), Duration::from_millis(50))
+        );
+        assert_eq!(
+            "7".parse::<MsRange>().unwrap(),
+            MsRange(Duration::from_millis(7), Duration::from_millis(7))
+        );
+        assert!("50,10".parse::<MsRange>().is_err());
+        assert!("a,b".parse::<MsRange>().is_err());
+        let mix: OutcomeMix = "human=0.5,no-answer=0.5".parse().unwrap();
+        assert_eq!((mix.human, mix.no_answer, mix.busy), (0.5, 0.5, 0.0));
+        assert!("human".parse::<OutcomeMix>().is_err());
+        assert!("robot=1".parse::<OutcomeMix>().is_err());
+        assert_eq!(rate("0.25").unwrap(), 0.25);
+        assert!(rate("1.5").is_err());
+        assert!(is_account_sid("AC0123456789abcdef0123456789ABCDEF"));
+        assert!(!is_account_sid("AC123"));
+    }
+}

@@ -1,0 +1,213 @@
+//! What a carrier tells us about a call it carries, and the rule that turns its final status
+//! into the attempt's outcome (telephony.md's outcome table). Independent of the wire format:
+//! the Twilio adapter parses into these types.
+
+use serde::{Deserialize, Serialize};
+
+use super::call::AttemptOutcome;
+
+/// A call's status at the carrier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CarrierStatus {
+    Queued,
+    Initiated,
+    Ringing,
+    InProgress,
+    Completed,
+    Busy,
+    NoAnswer,
+    Failed,
+    Canceled,
+}
+
+impl CarrierStatus {
+    const ALL: [Self; 9] = [
+        Self::Queued,
+        Self::Initiated,
+        Self::Ringing,
+        Self::InProgress,
+        Self::Completed,
+        Self::Busy,
+        Self::NoAnswer,
+        Self::Failed,
+        Self::Canceled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Initiated => "initiated",
+            Self::Ringing => "ringing",
+            Self::InProgress => "in-progress",
+            Self::Completed => "completed",
+            Self::Busy => "busy",
+            Self::NoAnswer => "no-answer",
+            Self::Failed => "failed",
+            Self::Canceled => "canceled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|status| status.as_str() == s)
+    }
+
+    /// Whether the call is over: no later status can follow.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            Self::Completed | Self::Busy | Self::NoAnswer | Self::Failed | Self::Canceled
+        )
+    }
+}
+
+/// What an answering machine counts as (`telephony.twilio.machine_outcome`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MachineOutcome {
+    #[default]
+    Completed,
+    Retry,
+}
+
+/// The carrier's record of one attempt, kept with the attempt and shown by the API.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct CarrierCall {
+    /// The carrier's id of the call (Twilio's `CallSid`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
+    /// The last status known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<CarrierStatus>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sip_code: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub answered_by: Option<String>,
+    /// Seconds the call was connected, as the carrier bills it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_secs: Option<u64>,
+    /// The carrier's error code (a rejected create, or `ErrorCode` of a failed call).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<u32>,
+}
+
+/// SIP answers to a failed call that mean the number cannot be reached at all.
+const PERMANENT_SIP: [u16; 4] = [404, 410, 484, 604];
+
+/// The attempt's outcome for a call that ended with `status`; `None` while it is not final.
+pub fn outcome(call: &CarrierCall, machine: MachineOutcome) -> Option<AttemptOutcome> {
+    let failed = |error: &str, retryable: bool| AttemptOutcome::Failed {
+        error: error.to_owned(),
+        retryable,
+    };
+    Some(match call.status? {
+        CarrierStatus::Completed => {
+            let by_machine = call
+                .answered_by
+                .as_deref()
+                .is_some_and(|by| by.starts_with("machine") || by == "fax");
+            match (by_machine, machine) {
+                (true, MachineOutcome::Retry) => failed("machine", true),
+                _ => AttemptOutcome::Answered,
+            }
+        }
+        CarrierStatus::Busy => failed("busy", true),
+        CarrierStatus::NoAnswer => failed("no_answer", true),
+        CarrierStatus::Failed => match call.sip_code {
+            Some(code) if PERMANENT_SIP.contains(&code) => failed(&format!("sip_{code}"), false),
+            Some(code) => failed(&format!("sip_{code}"), true),
+            None => failed("failed", true),
+        },
+        CarrierStatus::Canceled => failed("canceled", false),
+        CarrierStatus::Queued
+        | CarrierStatus::Initiated
+        | CarrierStatus::Ringing
+        | CarrierStatus::InProgress => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ended(status: CarrierStatus, sip: Option<u16>, by: Option<&str>) -> CarrierCall {
+        CarrierCall {
+            sid: Some("CA1".into()),
+            status: Some(status),
+            sip_code: sip,
+            answered_by: by.map(str::to_owned),
+            duration_secs: Some(3),
+            error_code: None,
+        }
+    }
+
+    fn failure(error: &str, retryable: bool) -> Option<AttemptOutcome> {
+        Some(AttemptOutcome::Failed {
+            error: error.into(),
+            retryable,
+        })
+    }
+
+    #[test]
+    fn the_outcome_table_of_the_spec() {
+        let m = MachineOutcome::Completed;
+        use CarrierStatus as S;
+        for by in [None, Some("human"), Some("unknown")] {
+            assert_eq!(
+                outcome(&ended(S::Completed, None, by), MachineOutcome::Retry),
+                Some(AttemptOutcome::Answered)
+            );
+        }
+        for by in ["machine_start", "machine_end_beep", "fax"] {
+            assert_eq!(
+                outcome(&ended(S::Completed, None, Some(by)), m),
+                Some(AttemptOutcome::Answered)
+            );
+            assert_eq!(
+                outcome(&ended(S::Completed, None, Some(by)), MachineOutcome::Retry),
+                failure("machine", true)
+            );
+        }
+        assert_eq!(
+            outcome(&ended(S::Busy, Some(486), None), m),
+            failure("busy", true)
+        );
+        assert_eq!(
+            outcome(&ended(S::NoAnswer, Some(487), None), m),
+            failure("no_answer", true)
+        );
+        for sip in [404, 410, 484, 604] {
+            assert_eq!(
+                outcome(&ended(S::Failed, Some(sip), None), m),
+                failure(&format!("sip_{sip}"), false)
+            );
+        }
+        assert_eq!(
+            outcome(&ended(S::Failed, Some(503), None), m),
+            failure("sip_503", true)
+        );
+        assert_eq!(
+            outcome(&ended(S::Failed, None, None), m),
+            failure("failed", true)
+        );
+        assert_eq!(
+            outcome(&ended(S::Canceled, None, None), m),
+            failure("canceled", false)
+        );
+        for live in [S::Queued, S::Initiated, S::Ringing, S::InProgress] {
+            assert!(!live.is_final());
+            assert_eq!(outcome(&ended(live, None, None), m), None);
+        }
+        assert_eq!(outcome(&CarrierCall::default(), m), None);
+    }
+
+    #[test]
+    fn statuses_round_trip_in_the_carriers_spelling() {
+        for status in CarrierStatus::ALL {
+            assert_eq!(CarrierStatus::parse(status.as_str()), Some(status));
+            let json = serde_json::to_string(&status).unwrap_or_default();
+            assert_eq!(json, format!("\"{}\"", status.as_str()));
+        }
+        assert_eq!(CarrierStatus::parse("answered"), None);
+    }
+}

@@ -1,0 +1,117 @@
+//! The carrier's status callbacks. Any api process may receive a callback for a call placed
+//! anywhere: it checks the signature, then hands a final status to the status role through the
+//! bus, which records it idempotently (a repeated or late callback changes nothing). Progress
+//! events (initiated, ringing, answered) change nothing in the store and are only counted.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::Utc;
+
+use super::error::ApiError;
+use crate::context::AppContext;
+use crate::metrics::metrics;
+use crate::ports::{CallbackError, Topic};
+use crate::roles::messages::{self, StatusMessage};
+
+/// The header carrying the carrier's signature.
+pub const SIGNATURE_HEADER: &str = "X-Twilio-Signature";
+
+fn counted(result: &'static str) {
+    metrics()
+        .carrier_callbacks
+        .with_label_values(&[result])
+        .inc();
+}
+
+pub async fn twilio_status(
+    ctx: web::Data<AppContext>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let Some(verifier) = &ctx.callbacks else {
+        counted("unknown");
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no carrier sends callbacks here: telephony.provider is not twilio",
+        ));
+    };
+    let signature = req
+        .headers()
+        .get(SIGNATURE_HEADER)
+        .and_then(|value| value.to_str().ok());
+    let callback = match verifier.verify(req.query_string(), &body, signature, Utc::now()) {
+        Ok(callback) => callback,
+        Err(CallbackError::BadSignature) => {
+            counted("bad_signature");
+            tracing::warn!(
+                signed = signature.is_some(),
+                "status callback refused: the signature does not verify"
+            );
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "invalid_signature",
+                "the X-Twilio-Signature header does not verify for this request",
+            ));
+        }
+        Err(CallbackError::UnknownAttempt(why)) => {
+            counted("unknown");
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "unknown_attempt",
+                format!("the callback names no attempt: {why}"),
+            ));
+        }
+        Err(CallbackError::Malformed(why)) => {
+            counted("malformed");
+            return Err(ApiError::malformed(format!("malformed callback: {why}")));
+        }
+    };
+    let Some(outcome) = callback.outcome.clone() else {
+        counted("progress");
+        return Ok(HttpResponse::NoContent().finish());
+    };
+    let known = ctx
+        .store
+        .get_call(callback.key.call_id)
+        .await?
+        .is_some_and(|(call, _)| {
+            call.campaign_id == callback.key.campaign_id
+                && callback.key.attempt <= call.attempt_count
+        });
+    if !known {
+        counted("unknown");
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_attempt",
+            "the callback names an attempt this deployment never made",
+        ));
+    }
+    if let Some(status) = callback.carrier.status {
+        metrics()
+            .carrier_outcomes
+            .with_label_values(&[status.as_str()])
+            .inc();
+    }
+    let message = messages::encode(
+        callback.key.call_id.to_string(),
+        &StatusMessage {
+            v: messages::VERSION,
+            call_id: callback.key.call_id,
+            campaign_id: callback.key.campaign_id,
+            attempt: callback.key.attempt,
+            outcome,
+            ended_at: callback.at,
+            policy: callback.policy,
+            carrier: Some(callback.carrier),
+        },
+    );
+    if let Err(err) = messages::publish(&*ctx.bus, Topic::Status, vec![message]).await {
+        // The carrier delivers again on a 5xx; nothing was recorded.
+        counted("unavailable");
+        tracing::warn!(error = %err, "cannot hand a status callback to the bus");
+        return Err(ApiError::unavailable());
+    }
+    counted("recorded");
+    Ok(HttpResponse::NoContent().finish())
+}

@@ -1,0 +1,455 @@
+//! Real telephony against the carrier simulator, which speaks Twilio's REST API and sends signed
+//! status callbacks: outcomes recorded from callbacks (duplicated, reordered, dropped), limits
+//! and the account's pace seen from the carrier's side, ambiguous creates, refused credentials
+//! and forged callbacks.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use outbound::adapters::twilio::signature;
+use outbound::carrier_sim::{CarrierSim, OutcomeMix, SimCall, SimConfig};
+use outbound::settings::{GoDuration, Secret, Settings};
+use serde_json::{json, Value};
+
+use crate::helpers::{targets, unique_name, Mode, TestApp};
+use crate::in_both_modes;
+
+const SID: &str = "AC0123456789abcdef0123456789abcdef";
+const TOKEN: &str = "sim-auth-token";
+
+async fn start_sim(configure: impl FnOnce(&mut SimConfig)) -> CarrierSim {
+    let mut config = SimConfig {
+        account_sid: SID.into(),
+        auth_token: TOKEN.into(),
+        seed: Some(11),
+        ..SimConfig::default()
+    };
+    configure(&mut config);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("sim port");
+    CarrierSim::start(config, listener)
+        .await
+        .expect("sim starts")
+}
+
+/// A port nothing listens on now, for an app whose `public_url` must be known before it binds.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("free port")
+        .port()
+}
+
+fn use_carrier(settings: &mut Settings, sim: &CarrierSim, port: u16) {
+    settings.http.bind = format!("127.0.0.1:{port}");
+    let twilio = &mut settings.telephony.twilio;
+    settings.telephony.provider = "twilio".into();
+    twilio.api_base = sim.url();
+    twilio.account_sid = SID.into();
+    twilio.auth_token = Secret::new(TOKEN);
+    twilio.from = "+15555550100".into();
+    twilio.public_url = format!("http://127.0.0.1:{port}");
+    twilio.cps = 500.0;
+    twilio.ring_timeout = GoDuration(Duration::from_secs(5));
+    twilio.request_timeout = GoDuration(Duration::from_millis(800));
+    twilio.max_call_duration = GoDuration(Duration::from_secs(1));
+    twilio.probe_interval = GoDuration(Duration::from_millis(300));
+    settings.scheduler.heartbeat_interval = GoDuration(Duration::from_millis(200));
+    settings.scheduler.orphan_after = GoDuration(Duration::from_secs(1));
+}
+
+async fn carrier_app(
+    mode: Mode,
+    sim: &CarrierSim,
+    configure: impl FnOnce(&mut Settings),
+) -> TestApp {
+    let port = free_port();
+    TestApp::spawn_in(mode, |settings| {
+        use_carrier(settings, sim, port);
+        configure(settings);
+    })
+    .await
+}
+
+fn campaign(count: usize, limit: u32, max_attempts: u32) -> Value {
+    json!({
+        "name": unique_name("carrier"),
+        "time_zone": "UTC",
+        "max_concurrent_calls": limit,
+        "retry_policy": {"max_attempts": max_attempts, "base_delay": "10ms", "max_delay": "50ms", "jitter": 0.2},
+        "targets": targets(count, 0),
+    })
+}
+
+/// Every attempt of every call of a campaign, as `GET /calls/{id}` shows them.
+async fn attempts(app: &TestApp, id: &str) -> Vec<(Value, Vec<Value>)> {
+    let mut all = Vec::new();
+    for call in app.all_calls(id).await {
+        let call_id = call["id"].as_str().expect("call id");
+        let (status, detail) = app.get(&format!("/api/v1/calls/{call_id}")).await;
+        assert_eq!(status, 200, "{detail}");
+        let attempts = detail["attempts"].as_array().cloned().unwrap_or_default();
+        all.push((call, attempts));
+    }
+    all
+}
+
+/// Checks every attempt the engine recorded against the carrier's record of its call, and the
+/// campaign's statistics against the carrier's truth.
+async fn assert_matches_the_carrier(app: &TestApp, sim: &CarrierSim, id: &str, stats: &Value) {
+    let truth: HashMap<String, SimCall> = sim
+        .calls()
+        .into_iter()
+        .filter(|call| call.campaign.as_deref() == Some(id))
+        .map(|call| (call.sid.clone(), call))
+        .collect();
+    let mut recorded = 0;
+    let mut completed = 0;
+    for (call, attempts) in attempts(app, id).await {
+        for attempt in &attempts {
+            let sid = attempt["provider"]["call_sid"]
+                .as_str()
+                .unwrap_or_else(|| panic!("attempt without the carrier's sid: {attempt}"));
+            let carrier = truth
+                .get(sid)
+                .unwrap_or_else(|| panic!("{sid} unknown to the carrier"));
+            assert_eq!(
+                attempt["provider"]["status"].as_str(),
+                Some(carrier.status.as_str()),
+                "attempt {attempt} vs carrier {carrier:?}"
+            );
+            assert_eq!(carrier.call.as_deref(), call["id"].as_str());
+            recorded += 1;
+        }
+        let last = attempts.last().expect("every call was attempted");
+        if last["provider"]["status"] == "completed" {
+            completed += 1;
+            assert_eq!(call["status"], "completed", "{call}");
+        } else {
+            assert_ne!(call["status"], "completed", "{call}");
+        }
+    }
+    assert_eq!(
+        recorded,
+        truth.len(),
+        "one attempt per call the carrier created"
+    );
+    assert_eq!(
+        stats["completed_calls"].as_u64(),
+        Some(completed),
+        "{stats}"
+    );
+    assert_eq!(
+        stats["attempts_total"].as_u64(),
+        Some(truth.len() as u64),
+        "{stats}"
+    );
+}
+
+in_both_modes!(outcomes_come_from_signed_callbacks_despite_duplicates_and_reordering);
+async fn outcomes_come_from_signed_callbacks_despite_duplicates_and_reordering(mode: Mode) {
+    let sim = start_sim(|config| {
+        config.duplicate_rate = 0.3;
+        config.reorder_rate = 0.3;
+        config.mix = OutcomeMix {
+            human: 0.5,
+            machine: 0.1,
+            busy: 0.15,
+            no_answer: 0.1,
+            failed_permanent: 0.05,
+            failed_transient: 0.1,
+        };
+    })
+    .await;
+    let app = carrier_app(mode, &sim, |_| {}).await;
+    let created = app.create_campaign(campaign(40, 5, 3)).await;
+    let id = created["id"].as_str().expect("id");
+    app.start(id).await;
+    let stats = app.wait_completed(id, Duration::from_secs(60)).await;
+    assert_matches_the_carrier(&app, &sim, id, &stats).await;
+    assert!(
+        sim.peak_live(id) <= 5,
+        "the carrier saw {} live calls of a campaign limited to 5",
+        sim.peak_live(id)
+    );
+    assert!(
+        sim.numbers_live_twice().is_empty(),
+        "{:?}",
+        sim.numbers_live_twice()
+    );
+    let summary = sim.summary();
+    assert!(
+        summary.callbacks.duplicated > 0,
+        "the knob duplicated nothing: {summary:?}"
+    );
+    app.shutdown().await;
+    sim.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_whose_final_callback_never_comes_is_looked_up() {
+    let sim = start_sim(|config| {
+        config.drop_final_rate = 0.5;
+    })
+    .await;
+    let app = carrier_app(Mode::Embedded, &sim, |_| {}).await;
+    let created = app.create_campaign(campaign(12, 4, 2)).await;
+    let id = created["id"].as_str().expect("id");
+    app.start(id).await;
+    // Each dropped final is found once ring timeout + max call duration (6 s) have passed.
+    let stats = app.wait_completed(id, Duration::from_secs(60)).await;
+    assert!(sim.summary().callbacks.dropped_finals > 0);
+    assert_matches_the_carrier(&app, &sim, id, &stats).await;
+    app.shutdown().await;
+    sim.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_altered_and_replayed_callbacks_change_nothing() {
+    let sim = start_sim(|_| {}).await;
+    let app = carrier_app(Mode::Embedded, &sim, |_| {}).await;
+    let created = app.create_campaign(campaign(3, 3, 1)).await;
+    let id = created["id"].as_str().expect("id");
+    app.start(id).await;
+    let before = app.wait_completed(id, Duration::from_secs(30)).await;
+
+    let call = sim
+        .calls()
+        .into_iter()
+        .find(|call| call.campaign.as_deref() == Some(id))
+        .expect("a call of the campaign");
+    let url = call.status_callback.clone().expect("callback url");
+    let query = url
+        .split_once('?')
+        .map(|(_, q)| q.to_owned())
+        .unwrap_or_default();
+    let flipped = if call.status == "completed" {
+        "busy"
+    } else {
+        "completed"
+    };
+    let params: Vec<(String, String)> = [
+        ("CallSid", call.sid.as_str()),
+        ("AccountSid", SID),
+        ("CallStatus", flipped),
+        ("CallDuration", "7"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    let body = |params: &[(String, String)]| {
+        form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(params.iter())
+            .finish()
+    };
+    let post = |signature: Option<String>, body: String, query: String| {
+        let mut request = app
+            .client
+            .post(app.url(&format!("/webhooks/twilio/status?{query}")))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body);
+        if let Some(signature) = signature {
+            request = request.header("X-Twilio-Signature", signature);
+        }
+        request.send()
+    };
+    let decode = |response: reqwest::Response| crate::helpers::decode(response);
+
+    // Forged: signed with another token; unsigned; altered after signing.
+    let forged = signature::sign("not-the-token", &url, &params);
+    let (status, error) = decode(
+        post(Some(forged), body(&params), query.clone())
+            .await
+            .expect("sent"),
+    )
+    .await;
+    assert_eq!(status, 403, "{error}");
+    assert_eq!(error["code"], "invalid_signature");
+    let (status, _) = decode(
+        post(None, body(&params), query.clone())
+            .await
+            .expect("sent"),
+    )
+    .await;
+    assert_eq!(status, 403);
+    let signed = signature::sign(TOKEN, &url, &params);
+    let mut altered = params.clone();
+    altered[3].1 = "8".into();
+    let (status, _) = decode(
+        post(Some(signed.clone()), body(&altered), query.clone())
+            .await
+            .expect("sent"),
+    )
+    .await;
+    assert_eq!(status, 403);
+
+    // A validly signed final status for an attempt already recorded: accepted, changes nothing.
+    let (status, _) = decode(
+        post(Some(signed.clone()), body(&params), query.clone())
+            .await
+            .expect("sent"),
+    )
+    .await;
+    assert_eq!(status, 204);
+    let (status, _) = decode(
+        post(Some(signed), body(&params), query.clone())
+            .await
+            .expect("sent"),
+    )
+    .await;
+    assert_eq!(status, 204);
+
+    // Validly signed, naming an attempt this deployment never made.
+    let unknown_query = query.replace(
+        &format!("campaign={id}"),
+        &format!("campaign={}", uuid::Uuid::now_v7()),
+    );
+    let unknown_url = url.replace(&query, &unknown_query);
+    let signed_unknown = signature::sign(TOKEN, &unknown_url, &params);
+    let (status, error) = decode(
+        post(Some(signed_unknown), body(&params), unknown_query)
+            .await
+            .expect("sent"),
+    )
+    .await;
+    assert_eq!(status, 404, "{error}");
+
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = app.stats(id).await;
+    assert_eq!(
+        before, after,
+        "callbacks after the final one changed the statistics"
+    );
+    let (_, detail) = app
+        .get(&format!(
+            "/api/v1/calls/{}",
+            call.call.as_deref().unwrap_or_default()
+        ))
+        .await;
+    assert_eq!(
+        detail["attempts"][0]["provider"]["status"].as_str(),
+        Some(call.status.as_str())
+    );
+    // Counters are per process, and other tests share this one: at least these three.
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    let refused = metrics
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix("outbound_carrier_callbacks_total{result=\"bad_signature\"} ")
+        })
+        .and_then(|value| value.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    assert!(refused >= 3.0, "signature failures are counted: {refused}");
+    app.shutdown().await;
+    sim.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hanging_creates_never_ring_a_number_twice() {
+    let sim = start_sim(|config| {
+        config.hang_rate = 0.2;
+        config.hang_for = Duration::from_secs(2);
+    })
+    .await;
+    // The client gives up after 800 ms: every hanging create is ambiguous and looked up.
+    let app = carrier_app(Mode::Embedded, &sim, |_| {}).await;
+    let created = app.create_campaign(campaign(30, 10, 2)).await;
+    let id = created["id"].as_str().expect("id");
+    app.start(id).await;
+    let stats = app.wait_completed(id, Duration::from_secs(60)).await;
+    assert!(
+        sim.numbers_live_twice().is_empty(),
+        "{:?}",
+        sim.numbers_live_twice()
+    );
+    assert_matches_the_carrier(&app, &sim, id, &stats).await;
+    app.shutdown().await;
+    sim.stop();
+}
+
+in_both_modes!(creates_keep_to_the_accounts_pace);
+async fn creates_keep_to_the_accounts_pace(mode: Mode) {
+    let sim = start_sim(|config| {
+        config.cps = 50.0;
+        config.burst = 1;
+    })
+    .await;
+    let app = carrier_app(mode, &sim, |settings| {
+        settings.telephony.twilio.cps = 8.0;
+    })
+    .await;
+    let created = app.create_campaign(campaign(30, 30, 1)).await;
+    let id = created["id"].as_str().expect("id");
+    let started = Instant::now();
+    app.start(id).await;
+    app.wait_completed(id, Duration::from_secs(60)).await;
+    // 30 creates at 8 per second take at least 29/8 s.
+    assert!(
+        started.elapsed() >= Duration::from_millis(3_500),
+        "{:?}",
+        started.elapsed()
+    );
+    let peak = sim.max_creates_in_any_second();
+    assert!(peak <= 8 + 1, "{peak} creates in one second at cps 8");
+    assert_eq!(sim.throttled(), 0, "the carrier never had to throttle");
+    app.shutdown().await;
+    sim.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_credentials_spend_no_attempt_and_readyz_says_why() {
+    let sim = start_sim(|config| {
+        config.auth_token = "the-carrier-has-another-token".into();
+        // Every call answers: any second attempt would be one the refusal spent.
+        config.mix = OutcomeMix {
+            human: 1.0,
+            machine: 0.0,
+            busy: 0.0,
+            no_answer: 0.0,
+            failed_permanent: 0.0,
+            failed_transient: 0.0,
+        };
+    })
+    .await;
+    let app = carrier_app(Mode::Embedded, &sim, |_| {}).await;
+    let created = app.create_campaign(campaign(5, 5, 2)).await;
+    let id = created["id"].as_str().expect("id");
+    app.start(id).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, body) = app.get("/readyz").await;
+        if status == 503 && body["provider"]["status"] == "unavailable" {
+            let reason = body["provider"]["reason"].as_str().unwrap_or_default();
+            assert!(reason.contains("401"), "{body}");
+            assert!(!reason.contains(TOKEN), "the token leaked: {body}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "readyz never named the provider: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(sim.calls().is_empty(), "nothing reached the carrier");
+    sim.set_auth_token(TOKEN);
+    let stats = app.wait_completed(id, Duration::from_secs(30)).await;
+    for (call, attempts) in attempts(&app, id).await {
+        assert_eq!(
+            attempts.len(),
+            1,
+            "the refused creates spent no attempt: {call}"
+        );
+    }
+    assert_matches_the_carrier(&app, &sim, id, &stats).await;
+    let (status, _) = app.get("/readyz").await;
+    assert_eq!(status, 200);
+    app.shutdown().await;
+    sim.stop();
+}
