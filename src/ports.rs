@@ -79,7 +79,7 @@ pub struct ClaimedCall {
     pub started_at: DateTime<Utc>,
 }
 
-pub use crate::domain::admission::Begin;
+pub use crate::domain::admission::{Begin, Unspent};
 pub use crate::domain::settlement::{AppliedReport, AttemptReport};
 
 /// An `in_progress` campaign with calls waiting, as the scheduler needs it.
@@ -242,12 +242,14 @@ pub trait Store: Send + Sync + 'static {
         attempts: &[(HeldAttempt, CarrierCall)],
         now: DateTime<Utc>,
     ) -> Result<Vec<bool>, StoreError>;
-    /// Hands back attempts never placed, if their holder still holds them: each call is queued
-    /// again (canceled if its campaign completed) and the attempt is not counted. Returns, per
-    /// attempt, whether it was handed back.
+    /// Hands back unspent attempts (never placed, or never created at the carrier, as
+    /// `unspent` says) if their holder still holds them: each call is queued again (canceled if
+    /// its campaign completed) and the attempt is not counted. Returns, per attempt, whether it
+    /// was handed back.
     async fn release_attempts(
         &self,
         attempts: &[HeldAttempt],
+        unspent: Unspent,
         now: DateTime<Utc>,
     ) -> Result<Vec<bool>, StoreError>;
 

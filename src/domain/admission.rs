@@ -92,13 +92,24 @@ pub struct Release {
     pub delta: StatsDelta,
 }
 
+/// Why an attempt may go back unspent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unspent {
+    /// No dialer began placing it.
+    Unplaced,
+    /// A dialer began placing it, but the carrier has no call for it (a lookup found none long
+    /// after any create could have happened): no number was rung.
+    NeverCreated,
+}
+
 impl CurrentCall {
     /// Whether `attempt` is still the unplaced attempt `holder` claimed or was handed.
     fn holds_unplaced(&self, attempt: u32, holder: Option<InstanceId>) -> bool {
-        self.status == CallStatus::Dialing
-            && self.attempt_count == attempt
-            && !self.placed
-            && self.owner == holder
+        self.holds(attempt, holder) && !self.placed
+    }
+
+    fn holds(&self, attempt: u32, holder: Option<InstanceId>) -> bool {
+        self.status == CallStatus::Dialing && self.attempt_count == attempt && self.owner == holder
     }
 
     /// Decides, at `now`, whether the dialer may place `attempt`, which `claimer` claimed.
@@ -120,13 +131,19 @@ impl CurrentCall {
         }
     }
 
-    /// Hands back `attempt` if `holder` still holds it and it was never placed; `None` if it
-    /// moved on (placed, recorded, or someone else's).
-    pub fn release(&self, attempt: u32, holder: Option<InstanceId>) -> Option<Release> {
-        if !self.holds_unplaced(attempt, holder) {
-            return None;
-        }
-        Some(self.release_unchecked())
+    /// Hands back `attempt` if `holder` still holds it and it went unspent as `unspent` says;
+    /// `None` if it moved on (placed, when it must not be; recorded; someone else's).
+    pub fn release(
+        &self,
+        attempt: u32,
+        holder: Option<InstanceId>,
+        unspent: Unspent,
+    ) -> Option<Release> {
+        let holds = match unspent {
+            Unspent::Unplaced => self.holds_unplaced(attempt, holder),
+            Unspent::NeverCreated => self.holds(attempt, holder),
+        };
+        holds.then(|| self.release_unchecked())
     }
 
     /// The release of the call's current attempt, once `begin` or `release` allowed it.
@@ -265,16 +282,19 @@ mod tests {
         let claimer = InstanceId::new();
         let call = claimed(claimer, CampaignStatus::Paused);
         let release = call
-            .release(2, Some(claimer))
+            .release(2, Some(claimer), Unspent::Unplaced)
             .expect("the claimer's unplaced attempt is released");
         assert_eq!(release.call_status, CallStatus::Queued);
         assert_eq!(release.delta.dialing, -1);
         assert_eq!(release.delta.queued, 1);
         assert_eq!(release.delta.attempts_total, -1);
         assert_eq!(release.delta.retries_attempted, -1);
-        assert_eq!(call.release(2, Some(InstanceId::new())), None);
+        assert_eq!(
+            call.release(2, Some(InstanceId::new()), Unspent::Unplaced),
+            None
+        );
         let completed = claimed(claimer, CampaignStatus::Completed);
-        let release = completed.release(2, Some(claimer));
+        let release = completed.release(2, Some(claimer), Unspent::Unplaced);
         assert_eq!(
             release.map(|r| r.call_status),
             Some(CallStatus::Canceled),

@@ -19,7 +19,7 @@ use crate::domain::ids::{CallId, CampaignId};
 use crate::metrics::metrics;
 use crate::ports::{
     AttemptKey, AttemptReport, BusError, ClaimedCall, HeldAttempt, Lookup, OrphanedAttempt,
-    PlacedAttempt, ProviderError, RunnableCampaign, StoreError, Subscription, Topic,
+    PlacedAttempt, ProviderError, RunnableCampaign, StoreError, Subscription, Topic, Unspent,
 };
 use crate::roles::messages::{self, DispatchMessage, PolicyTerms};
 use crate::runtime::backoff::Backoff;
@@ -78,13 +78,13 @@ impl Scheduler {
     }
 
     /// What becomes of placed orphans: the carrier's answer where it keeps records (a lookup),
-    /// else the attempt is lost. `None` leaves one as it is for now (live at the carrier, or the
-    /// carrier could not be asked).
+    /// else the attempt is lost; the second list holds the attempts the carrier never created.
+    /// One live at the carrier, or one the carrier could not be asked about, stays as it is.
     async fn settle_placed(
         &self,
         placed: &[OrphanedAttempt],
         now: DateTime<Utc>,
-    ) -> Vec<AttemptReport> {
+    ) -> (Vec<AttemptReport>, Vec<HeldAttempt>) {
         use futures::StreamExt;
         let due = {
             let mut live = self
@@ -120,6 +120,7 @@ impl Scheduler {
                 .collect()
                 .await;
         let mut reports = Vec::new();
+        let mut never_created = Vec::new();
         for (orphan, answer) in answers {
             let (outcome, ended_at, carrier) = match answer {
                 Ok(Lookup::Unsupported) => (
@@ -130,16 +131,19 @@ impl Scheduler {
                     now,
                     None,
                 ),
-                // Looked up long after the carrier could have created it: it never was. The
-                // number was never rung, so the retry is not held back by a backoff below.
-                Ok(Lookup::NotFound) => (
-                    AttemptOutcome::Failed {
-                        error: "never_created".into(),
-                        retryable: true,
-                    },
-                    now,
-                    None,
-                ),
+                // Looked up long after the carrier could have created it: it never was, and
+                // no number was rung. The attempt goes back unspent.
+                Ok(Lookup::NotFound) => {
+                    never_created.push(HeldAttempt {
+                        key: AttemptKey {
+                            campaign_id: orphan.campaign_id,
+                            call_id: orphan.call_id,
+                            attempt: orphan.attempt,
+                        },
+                        holder: orphan.owner,
+                    });
+                    continue;
+                }
                 Ok(Lookup::Ended {
                     carrier,
                     outcome,
@@ -173,7 +177,7 @@ impl Scheduler {
                 carrier,
             });
         }
-        reports
+        (reports, never_created)
     }
 
     /// One scheduling step at `now`: dispatch as many calls as windows and capacity allow.
@@ -319,7 +323,12 @@ impl Scheduler {
                 std::time::Duration::from_secs(5),
             );
             loop {
-                match self.ctx.store.release_attempts(&held, now).await {
+                match self
+                    .ctx
+                    .store
+                    .release_attempts(&held, Unspent::Unplaced, now)
+                    .await
+                {
                     Ok(_) => break,
                     Err(store_err) => {
                         // Left as they are, they would wait for this live process to die
@@ -369,9 +378,22 @@ impl Scheduler {
                 holder: orphan.owner,
             })
             .collect();
-        let released = self.ctx.store.release_attempts(&held, now).await?;
-        let handed_back = released.iter().filter(|released| **released).count();
-        let reports = self.settle_placed(&placed, now).await;
+        let released = self
+            .ctx
+            .store
+            .release_attempts(&held, Unspent::Unplaced, now)
+            .await?;
+        let (reports, never_created) = self.settle_placed(&placed, now).await;
+        let uncreated = self
+            .ctx
+            .store
+            .release_attempts(&never_created, Unspent::NeverCreated, now)
+            .await?;
+        let handed_back = released
+            .iter()
+            .chain(&uncreated)
+            .filter(|released| **released)
+            .count();
         let applied = self.ctx.store.record_attempts(&reports, now).await?;
         let lost = applied.iter().filter(|a| a.step.is_some()).count();
         tracing::warn!(lost, handed_back, "settled attempts of silent processes");
@@ -379,6 +401,7 @@ impl Scheduler {
             .iter()
             .map(|a| a.campaign_id)
             .chain(unplaced.iter().map(|orphan| orphan.campaign_id))
+            .chain(never_created.iter().map(|held| held.key.campaign_id))
             .collect();
         campaigns.sort();
         campaigns.dedup();

@@ -187,7 +187,43 @@ impl Default for MockSettings {
 /// A secret value: `Debug` never shows it, so a logged settings struct cannot leak it.
 #[derive(Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(transparent)]
-pub struct Secret(String);
+pub struct Secret(#[serde(deserialize_with = "text")] String);
+
+/// A string setting that an environment variable may spell like a number: `OUTBOUND__*`
+/// values are parsed, so a token of digits arrives as a number.
+fn text<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Text {
+        Text(String),
+        Unsigned(u64),
+        Signed(i64),
+        Float(f64),
+        Bool(bool),
+    }
+    Ok(match Text::deserialize(deserializer)? {
+        Text::Text(text) => text,
+        Text::Unsigned(n) => n.to_string(),
+        Text::Signed(n) => n.to_string(),
+        Text::Float(n) => n.to_string(),
+        Text::Bool(b) => b.to_string(),
+    })
+}
+
+/// An E.164 number setting: `OUTBOUND__…=+15551234567` arrives parsed as the integer
+/// 15551234567, which gets its `+` back.
+fn e164<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Number {
+        Text(String),
+        Digits(u64),
+    }
+    Ok(match Number::deserialize(deserializer)? {
+        Number::Text(text) => text,
+        Number::Digits(digits) => format!("+{digits}"),
+    })
+}
 
 impl Secret {
     pub fn new(value: impl Into<String>) -> Self {
@@ -213,6 +249,7 @@ pub struct TwilioSettings {
     pub api_base: String,
     pub account_sid: String,
     pub auth_token: Secret,
+    #[serde(deserialize_with = "e164")]
     pub from: String,
     pub public_url: String,
     pub twiml: String,
@@ -766,5 +803,60 @@ mod tests {
             "postgres://u:***@h/db"
         );
         assert_eq!(mask_password("sqlite://data/x.db"), "sqlite://data/x.db");
+    }
+
+    #[test]
+    fn numbers_from_the_environment_stay_strings() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("OUTBOUND__TELEPHONY__TWILIO__FROM", "+15555550100");
+            jail.set_env("OUTBOUND__TELEPHONY__TWILIO__AUTH_TOKEN", "12345");
+            let settings: Settings = Settings::figment(None).extract()?;
+            assert_eq!(settings.telephony.twilio.from, "+15555550100");
+            assert_eq!(settings.telephony.twilio.auth_token.expose(), "12345");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_carriers_auth_token_never_shows() {
+        let mut settings = Settings::default();
+        settings.telephony.provider = "twilio".into();
+        settings.telephony.twilio.auth_token = Secret::new("s3cr3t-token");
+        settings.telephony.twilio.account_sid = "AC0123456789abcdef0123456789abcdef".into();
+        settings.telephony.twilio.from = "+15555550100".into();
+        settings.telephony.twilio.public_url = "https://dialer.example.com".into();
+        settings.validate().unwrap();
+        let dump = settings.dump().unwrap();
+        assert!(!dump.contains("s3cr3t"), "{dump}");
+        assert!(dump.contains("auth_token = \"***\""), "{dump}");
+        assert!(!format!("{settings:?}").contains("s3cr3t"));
+
+        settings.telephony.twilio.auth_token = Secret::new(" ");
+        let err = settings.validate().unwrap_err().to_string();
+        assert!(err.contains("telephony.twilio.auth_token"), "{err}");
+        settings.telephony.twilio.auth_token = Secret::new("t");
+        for (key, bad) in [
+            ("account_sid", "AC123"),
+            ("from", "555-0100"),
+            ("public_url", "dialer.example.com"),
+        ] {
+            let mut copy = settings.clone();
+            match key {
+                "account_sid" => copy.telephony.twilio.account_sid = bad.into(),
+                "from" => copy.telephony.twilio.from = bad.into(),
+                _ => copy.telephony.twilio.public_url = bad.into(),
+            }
+            let err = copy.validate().unwrap_err().to_string();
+            assert!(err.contains(&format!("telephony.twilio.{key}")), "{err}");
+        }
+        let mut copy = settings.clone();
+        copy.telephony.twilio.cps = 0.0;
+        assert!(copy.validate().is_err());
+        copy.telephony.provider = "nexmo".into();
+        assert!(copy
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("mock, twilio"));
     }
 }

@@ -27,7 +27,11 @@ impl Process {
     /// Starts `outbound serve --roles <roles>` in `dir` with `env` on top of quick test
     /// timers, and waits until it answers `/healthz`.
     pub async fn start(dir: &Path, roles: &str, env: &[(String, String)]) -> Self {
-        let port = free_port();
+        Self::start_on(dir, roles, env, free_port()).await
+    }
+
+    /// `start` with the listener on `port` (a restarted process keeps its address).
+    pub async fn start_on(dir: &Path, roles: &str, env: &[(String, String)], port: u16) -> Self {
         let listener = if roles.split(',').any(|r| r == "api" || r == "all") {
             "OUTBOUND__HTTP__BIND"
         } else {

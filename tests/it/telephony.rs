@@ -11,8 +11,9 @@ use outbound::carrier_sim::{CarrierSim, OutcomeMix, SimCall, SimConfig};
 use outbound::settings::{GoDuration, Secret, Settings};
 use serde_json::{json, Value};
 
-use crate::helpers::{targets, unique_name, Mode, TestApp};
+use crate::helpers::{all_calls, assert_invariant, decode, targets, unique_name, Mode, TestApp};
 use crate::in_both_modes;
+use crate::process::{free_port, Process};
 
 const SID: &str = "AC0123456789abcdef0123456789abcdef";
 const TOKEN: &str = "sim-auth-token";
@@ -29,14 +30,6 @@ async fn start_sim(configure: impl FnOnce(&mut SimConfig)) -> CarrierSim {
     CarrierSim::start(config, listener)
         .await
         .expect("sim starts")
-}
-
-/// A port nothing listens on now, for an app whose `public_url` must be known before it binds.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("free port")
-        .port()
 }
 
 fn use_carrier(settings: &mut Settings, sim: &CarrierSim, port: u16) {
@@ -80,12 +73,42 @@ fn campaign(count: usize, limit: u32, max_attempts: u32) -> Value {
     })
 }
 
+/// An API to read from: a test app, or a process.
+struct Api<'a> {
+    client: &'a reqwest::Client,
+    base: &'a str,
+}
+
+impl<'a> From<&'a TestApp> for Api<'a> {
+    fn from(app: &'a TestApp) -> Self {
+        Api {
+            client: &app.client,
+            base: &app.base,
+        }
+    }
+}
+
+impl<'a> From<&'a Process> for Api<'a> {
+    fn from(process: &'a Process) -> Self {
+        Api {
+            client: &process.client,
+            base: &process.base,
+        }
+    }
+}
+
 /// Every attempt of every call of a campaign, as `GET /calls/{id}` shows them.
-async fn attempts(app: &TestApp, id: &str) -> Vec<(Value, Vec<Value>)> {
+async fn attempts(api: Api<'_>, id: &str) -> Vec<(Value, Vec<Value>)> {
     let mut all = Vec::new();
-    for call in app.all_calls(id).await {
+    for call in all_calls(api.client, api.base, id).await {
         let call_id = call["id"].as_str().expect("call id");
-        let (status, detail) = app.get(&format!("/api/v1/calls/{call_id}")).await;
+        let response = api
+            .client
+            .get(format!("{}/api/v1/calls/{call_id}", api.base))
+            .send()
+            .await
+            .expect("sent");
+        let (status, detail) = decode(response).await;
         assert_eq!(status, 200, "{detail}");
         let attempts = detail["attempts"].as_array().cloned().unwrap_or_default();
         all.push((call, attempts));
@@ -95,7 +118,7 @@ async fn attempts(app: &TestApp, id: &str) -> Vec<(Value, Vec<Value>)> {
 
 /// Checks every attempt the engine recorded against the carrier's record of its call, and the
 /// campaign's statistics against the carrier's truth.
-async fn assert_matches_the_carrier(app: &TestApp, sim: &CarrierSim, id: &str, stats: &Value) {
+async fn assert_matches_the_carrier(api: Api<'_>, sim: &CarrierSim, id: &str, stats: &Value) {
     let truth: HashMap<String, SimCall> = sim
         .calls()
         .into_iter()
@@ -104,7 +127,7 @@ async fn assert_matches_the_carrier(app: &TestApp, sim: &CarrierSim, id: &str, s
         .collect();
     let mut recorded = 0;
     let mut completed = 0;
-    for (call, attempts) in attempts(app, id).await {
+    for (call, attempts) in attempts(api, id).await {
         for attempt in &attempts {
             let sid = attempt["provider"]["call_sid"]
                 .as_str()
@@ -165,7 +188,7 @@ async fn outcomes_come_from_signed_callbacks_despite_duplicates_and_reordering(m
     let id = created["id"].as_str().expect("id");
     app.start(id).await;
     let stats = app.wait_completed(id, Duration::from_secs(60)).await;
-    assert_matches_the_carrier(&app, &sim, id, &stats).await;
+    assert_matches_the_carrier((&app).into(), &sim, id, &stats).await;
     assert!(
         sim.peak_live(id) <= 5,
         "the carrier saw {} live calls of a campaign limited to 5",
@@ -198,7 +221,7 @@ async fn a_call_whose_final_callback_never_comes_is_looked_up() {
     // Each dropped final is found once ring timeout + max call duration (6 s) have passed.
     let stats = app.wait_completed(id, Duration::from_secs(60)).await;
     assert!(sim.summary().callbacks.dropped_finals > 0);
-    assert_matches_the_carrier(&app, &sim, id, &stats).await;
+    assert_matches_the_carrier((&app).into(), &sim, id, &stats).await;
     app.shutdown().await;
     sim.stop();
 }
@@ -369,7 +392,7 @@ async fn hanging_creates_never_ring_a_number_twice() {
         "{:?}",
         sim.numbers_live_twice()
     );
-    assert_matches_the_carrier(&app, &sim, id, &stats).await;
+    assert_matches_the_carrier((&app).into(), &sim, id, &stats).await;
     app.shutdown().await;
     sim.stop();
 }
@@ -440,16 +463,183 @@ async fn refused_credentials_spend_no_attempt_and_readyz_says_why() {
     assert!(sim.calls().is_empty(), "nothing reached the carrier");
     sim.set_auth_token(TOKEN);
     let stats = app.wait_completed(id, Duration::from_secs(30)).await;
-    for (call, attempts) in attempts(&app, id).await {
+    for (call, attempts) in attempts((&app).into(), id).await {
         assert_eq!(
             attempts.len(),
             1,
             "the refused creates spent no attempt: {call}"
         );
     }
-    assert_matches_the_carrier(&app, &sim, id, &stats).await;
+    assert_matches_the_carrier((&app).into(), &sim, id, &stats).await;
     let (status, _) = app.get("/readyz").await;
     assert_eq!(status, 200);
     app.shutdown().await;
+    sim.stop();
+}
+
+/// The executable's settings for the carrier, as environment variables.
+fn carrier_env(sim: &CarrierSim, public_port: u16) -> Vec<(String, String)> {
+    [
+        ("OUTBOUND__TELEPHONY__PROVIDER", "twilio".to_owned()),
+        ("OUTBOUND__TELEPHONY__TWILIO__API_BASE", sim.url()),
+        ("OUTBOUND__TELEPHONY__TWILIO__ACCOUNT_SID", SID.to_owned()),
+        ("OUTBOUND__TELEPHONY__TWILIO__AUTH_TOKEN", TOKEN.to_owned()),
+        (
+            "OUTBOUND__TELEPHONY__TWILIO__FROM",
+            "+15555550100".to_owned(),
+        ),
+        (
+            "OUTBOUND__TELEPHONY__TWILIO__PUBLIC_URL",
+            format!("http://127.0.0.1:{public_port}"),
+        ),
+        ("OUTBOUND__TELEPHONY__TWILIO__CPS", "200".to_owned()),
+        ("OUTBOUND__TELEPHONY__TWILIO__RING_TIMEOUT", "5s".to_owned()),
+        (
+            "OUTBOUND__TELEPHONY__TWILIO__REQUEST_TIMEOUT",
+            "800ms".to_owned(),
+        ),
+        (
+            "OUTBOUND__TELEPHONY__TWILIO__MAX_CALL_DURATION",
+            "1s".to_owned(),
+        ),
+        ("OUTBOUND__SCHEDULER__ORPHAN_AFTER", "2s".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
+/// Calls long enough to be live at the carrier when their dialer dies.
+async fn long_call_sim() -> CarrierSim {
+    start_sim(|config| {
+        config.talk = (Duration::from_millis(800), Duration::from_millis(2_000));
+        config.ring = (Duration::from_millis(50), Duration::from_millis(200));
+    })
+    .await
+}
+
+async fn wait_for_creates(sim: &CarrierSim, count: usize) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while sim.calls().len() < count {
+        assert!(
+            Instant::now() < deadline,
+            "the carrier got {} creates",
+            sim.calls().len()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn wait_completed(process: &Process, id: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (_, stats) = process.get(&format!("/api/v1/campaigns/{id}/stats")).await;
+        assert_invariant(&stats);
+        let (_, campaign) = process.get(&format!("/api/v1/campaigns/{id}")).await;
+        if campaign["status"] == "completed" {
+            return process
+                .get(&format!("/api/v1/campaigns/{id}/stats"))
+                .await
+                .1;
+        }
+        assert!(Instant::now() < deadline, "not completed: {stats}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn start_carrier_campaign(process: &Process, count: usize, limit: u32) -> String {
+    let (status, created) = process
+        .post("/api/v1/campaigns", campaign(count, limit, 2))
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().expect("id").to_owned();
+    let (status, _) = process
+        .post(&format!("/api/v1/campaigns/{id}/start"), json!({}))
+        .await;
+    assert_eq!(status, 204);
+    id
+}
+
+/// What the carrier saw of a campaign whose dialer was killed: never above the limit, no
+/// number rung twice at once, and one recorded attempt per call it created.
+async fn assert_survived(process: &Process, sim: &CarrierSim, id: &str, limit: u64) {
+    let stats = wait_completed(process, id).await;
+    let peak = sim.peak_live(id);
+    assert!(
+        peak <= limit,
+        "the carrier saw {peak} live calls, limit {limit}"
+    );
+    assert!(
+        sim.numbers_live_twice().is_empty(),
+        "{:?}",
+        sim.numbers_live_twice()
+    );
+    assert_matches_the_carrier(process.into(), sim, id, &stats).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_minus_nine_keeps_carrier_calls_slots_until_their_callbacks_settle_them() {
+    let sim = long_call_sim().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let port = free_port();
+    let mut env = carrier_env(&sim, port);
+    env.push((
+        "OUTBOUND__STORAGE__URL".into(),
+        format!("sqlite://{}", dir.path().join("outbound.db").display()),
+    ));
+    let first = Process::start_on(dir.path(), "all", &env, port).await;
+    let id = start_carrier_campaign(&first, 30, 5).await;
+    wait_for_creates(&sim, 8).await;
+    first.kill_hard();
+    // The carrier keeps calling back while nothing listens; the restarted process answers.
+    let second = Process::start_on(dir.path(), "all", &env, port).await;
+    assert_survived(&second, &sim, &id, 5).await;
+    assert!(second.terminate().success(), "clean exit");
+    sim.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_call_process_leaves_its_carrier_calls_to_the_callbacks_in_distributed_mode() {
+    let sim = long_call_sim().await;
+    let database = crate::fixtures::fresh_postgres_database().await;
+    let redis = std::env::var("OUTBOUND_TEST_REDIS_URL").unwrap_or_else(|_| {
+        panic!("OUTBOUND_TEST_REDIS_URL is not set: run the tests through scripts/test.sh")
+    });
+    let prefix = format!("tw-{}.", uuid::Uuid::now_v7().simple());
+    let cluster = rdkafka::mocking::MockCluster::new(1).expect("mock kafka cluster");
+    for topic in ["dispatch", "status", "retry", "wake", "dead-letter"] {
+        cluster
+            .create_topic(&format!("{prefix}{topic}"), 2, 1)
+            .expect("create a mock topic");
+    }
+    let dir = tempfile::tempdir().expect("dir");
+    let port = free_port();
+    let mut env = carrier_env(&sim, port);
+    env.extend(
+        [
+            ("OUTBOUND__STORAGE__URL", database),
+            ("OUTBOUND__LIMITER__URL", redis),
+            ("OUTBOUND__BUS__KIND", "kafka".to_owned()),
+            ("OUTBOUND__BUS__BROKERS", cluster.bootstrap_servers()),
+            ("OUTBOUND__BUS__TOPIC_PREFIX", prefix),
+            ("OUTBOUND__BUS__PARTITIONS", "2".to_owned()),
+            // The mock cluster's rebalances never settle below 4 s.
+            ("OUTBOUND__BUS__SESSION_TIMEOUT", "6s".to_owned()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v)),
+    );
+    let (api, dialer) = tokio::join!(
+        Process::start_on(dir.path(), "api,scheduler,status,retry", &env, port),
+        Process::start(dir.path(), "call", &env),
+    );
+    let id = start_carrier_campaign(&api, 30, 5).await;
+    wait_for_creates(&sim, 8).await;
+    dialer.kill_hard();
+    let replacement = Process::start(dir.path(), "call", &env).await;
+    assert_survived(&api, &sim, &id, 5).await;
+    for process in [replacement, api] {
+        assert!(process.terminate().success(), "clean exit");
+    }
     sim.stop();
 }

@@ -23,7 +23,7 @@ use crate::adapters::sql::statements::{
     BEGIN_CALLS, CURRENT_CALLS, ORPHANED_ATTEMPTS, POSTGRES_NOW_MS, TIMELINE_BACKLOG,
 };
 use crate::adapters::sql::{as_bigint, millis, to_ms, Failure};
-use crate::domain::admission::{Begin, DialCheck, Release};
+use crate::domain::admission::{Begin, DialCheck, Release, Unspent};
 use crate::domain::call::CallStatus;
 use crate::domain::carrier::CarrierCall;
 use crate::domain::ids::InstanceId;
@@ -469,6 +469,7 @@ pub(super) async fn hand_to_carrier(
 pub(super) async fn release(
     store: &PgStore,
     attempts: &[HeldAttempt],
+    unspent: Unspent,
     now: DateTime<Utc>,
 ) -> Result<Vec<bool>, StoreError> {
     if attempts.is_empty() {
@@ -485,7 +486,8 @@ pub(super) async fn release(
                         current
                             .get_mut(&held.key.call_id.to_string())
                             .and_then(|(call, _)| {
-                                let release = call.release(held.key.attempt, held.holder)?;
+                                let release =
+                                    call.release(held.key.attempt, held.holder, unspent)?;
                                 call.status = CallStatus::Queued;
                                 Some(release)
                             });

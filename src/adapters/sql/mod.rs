@@ -247,9 +247,10 @@ macro_rules! store_by_aggregate {
                 async fn release_attempts(
                     &self,
                     attempts: &[HeldAttempt],
+                    unspent: crate::domain::admission::Unspent,
                     now: DateTime<Utc>,
                 ) -> Result<Vec<bool>, StoreError> {
-                    attempts::release(self, attempts, now).await
+                    attempts::release(self, attempts, unspent, now).await
                 }
 
                 async fn heartbeat(&self, instance: InstanceId) -> Result<(), StoreError> {

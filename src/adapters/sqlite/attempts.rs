@@ -21,7 +21,7 @@ use crate::adapters::sql::statements::{
     BEGIN_CALLS, CURRENT_CALLS, ORPHANED_ATTEMPTS, TIMELINE_BACKLOG,
 };
 use crate::adapters::sql::{as_bigint, millis, to_ms, Failure};
-use crate::domain::admission::{Begin, DialCheck, Release};
+use crate::domain::admission::{Begin, DialCheck, Release, Unspent};
 use crate::domain::carrier::CarrierCall;
 use crate::domain::ids::{CallId, CampaignId, InstanceId};
 use crate::domain::settlement::{AppliedReport, AttemptReport, CurrentCall, Settlement};
@@ -233,6 +233,7 @@ pub(super) async fn hand_to_carrier(
 pub(super) async fn release(
     store: &SqliteStore,
     attempts: &[HeldAttempt],
+    unspent: Unspent,
     now: DateTime<Utc>,
 ) -> Result<Vec<bool>, StoreError> {
     if attempts.is_empty() {
@@ -245,7 +246,7 @@ pub(super) async fn release(
             let mut deltas: BTreeMap<CampaignId, StatsDelta> = BTreeMap::new();
             for held in &attempts {
                 let release = current_call(conn, held.key.call_id)?
-                    .and_then(|call| call.release(held.key.attempt, held.holder));
+                    .and_then(|call| call.release(held.key.attempt, held.holder, unspent));
                 let Some(release) = release else {
                     released.push(false);
                     continue;

@@ -15,7 +15,7 @@ use outbound::domain::ids::{CampaignId, InstanceId};
 use outbound::domain::phone::PhoneNumber;
 use outbound::ports::{
     AttemptKey, AttemptReport, Begin, ClaimedCall, HeldAttempt, NewCampaign, NewTarget, Store,
-    StoreError, TimelineEntry,
+    StoreError, TimelineEntry, Unspent,
 };
 
 use crate::fixtures::{
@@ -839,12 +839,20 @@ async fn begun_and_lost_attempts_exclude_each_other(adapter: StoreAdapter) {
 
     // The orphan was never placed: it goes back unspent, once.
     let released = store
-        .release_attempts(&[held(campaign, second, claimer)], Utc::now())
+        .release_attempts(
+            &[held(campaign, second, claimer)],
+            Unspent::Unplaced,
+            Utc::now(),
+        )
         .await
         .expect("release");
     assert_eq!(released, vec![true], "{name}");
     let released = store
-        .release_attempts(&[held(campaign, second, claimer)], Utc::now())
+        .release_attempts(
+            &[held(campaign, second, claimer)],
+            Unspent::Unplaced,
+            Utc::now(),
+        )
         .await
         .expect("release");
     assert_eq!(released, vec![false], "{name}: handed back once");
