@@ -194,19 +194,19 @@ pub struct Secret(#[serde(deserialize_with = "text")] String);
 fn text<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
-    enum Text {
+    enum Spelled {
         Text(String),
         Unsigned(u64),
         Signed(i64),
         Float(f64),
         Bool(bool),
     }
-    Ok(match Text::deserialize(deserializer)? {
-        Text::Text(text) => text,
-        Text::Unsigned(n) => n.to_string(),
-        Text::Signed(n) => n.to_string(),
-        Text::Float(n) => n.to_string(),
-        Text::Bool(b) => b.to_string(),
+    Ok(match Spelled::deserialize(deserializer)? {
+        Spelled::Text(text) => text,
+        Spelled::Unsigned(n) => n.to_string(),
+        Spelled::Signed(n) => n.to_string(),
+        Spelled::Float(n) => n.to_string(),
+        Spelled::Bool(b) => b.to_string(),
     })
 }
 
