@@ -16,7 +16,7 @@ use crate::domain::campaign::{
     Campaign, CampaignChanges, CampaignStatus, InvalidTransition, PolicyTerms, RetryPolicy,
     StatusAction, Transition,
 };
-use crate::domain::carrier::CarrierCall;
+use crate::domain::carrier::{CarrierCall, Voice};
 use crate::domain::ids::{CallId, CampaignId, InstanceId, LeaseId};
 use crate::domain::phone::PhoneNumber;
 use crate::domain::stats::CampaignStats;
@@ -65,6 +65,7 @@ pub struct NewCampaign {
     pub max_concurrent_calls: u32,
     pub retry_policy: RetryPolicy,
     pub business_hours: BusinessHours,
+    pub voice: Voice,
     /// Already deduplicated and canonical.
     pub targets: Vec<NewTarget>,
 }
@@ -91,6 +92,7 @@ pub struct RunnableCampaign {
     pub max_concurrent_calls: u32,
     pub retry_policy: RetryPolicy,
     pub queued_calls: u64,
+    pub voice: Voice,
 }
 
 /// An attempt whose owner stopped heartbeating: its outcome will never be reported.
@@ -482,6 +484,8 @@ pub struct DialRequest {
     /// The backoff terms of the attempt, carried to whoever records its outcome (a carrier's
     /// callback names them in its signed URL).
     pub policy: PolicyTerms,
+    /// The campaign's caller id and audio.
+    pub voice: Voice,
 }
 
 impl DialRequest {

@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
 use super::business_hours::BusinessHours;
+use super::carrier::{Audio, Voice};
 use super::ids::CampaignId;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -183,6 +184,8 @@ pub struct Campaign {
     pub started_at: Option<DateTime<Utc>>,
     pub completed_at: Option<DateTime<Utc>>,
     pub target_count: u64,
+    /// Caller id and audio for a real carrier; empty: the configured defaults.
+    pub voice: Voice,
 }
 
 /// Fields an update may change; `None` leaves a field as it is.
@@ -193,6 +196,10 @@ pub struct CampaignChanges {
     pub max_concurrent_calls: Option<u32>,
     pub retry_policy: Option<RetryPolicy>,
     pub business_hours: Option<BusinessHours>,
+    /// `Some(None)` clears the campaign's caller id.
+    pub caller_id: Option<Option<String>>,
+    /// `Some(None)` clears the campaign's audio.
+    pub audio: Option<Option<Audio>>,
 }
 
 impl CampaignChanges {
@@ -207,6 +214,10 @@ impl CampaignChanges {
                 .unwrap_or(campaign.max_concurrent_calls),
             retry_policy: self.retry_policy.unwrap_or(campaign.retry_policy),
             business_hours: self.business_hours.unwrap_or(campaign.business_hours),
+            voice: Voice {
+                caller_id: self.caller_id.unwrap_or(campaign.voice.caller_id),
+                audio: self.audio.unwrap_or(campaign.voice.audio),
+            },
             ..campaign
         }
     }
@@ -290,6 +301,7 @@ mod tests {
             started_at: None,
             completed_at: None,
             target_count: 3,
+            voice: Voice::default(),
         };
         assert_eq!(
             CampaignChanges::default().apply_to(campaign.clone()),

@@ -211,3 +211,85 @@ mod tests {
         assert_eq!(CarrierStatus::parse("answered"), None);
     }
 }
+
+/// What an answered call plays: TwiML given inline, or fetched from a URL.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Audio {
+    Twiml(String),
+    VoiceUrl(String),
+}
+
+/// How a campaign's calls present themselves and what they play, overriding the carrier's
+/// configured defaults (`telephony.twilio.from` and `twiml`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Voice {
+    /// E.164, canonical.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caller_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audio: Option<Audio>,
+}
+
+impl Voice {
+    pub fn is_default(&self) -> bool {
+        self.caller_id.is_none() && self.audio.is_none()
+    }
+}
+
+/// The carrier's limit on inline TwiML.
+pub const MAX_TWIML_CHARS: usize = 4000;
+const MAX_URL_CHARS: usize = 2000;
+
+/// Why inline TwiML cannot be sent, if it cannot.
+pub fn twiml_problem(twiml: &str) -> Option<String> {
+    let trimmed = twiml.trim();
+    if trimmed.is_empty() {
+        return Some("must not be empty".into());
+    }
+    if trimmed.chars().count() > MAX_TWIML_CHARS {
+        return Some(format!("must be at most {MAX_TWIML_CHARS} characters"));
+    }
+    if !(trimmed.starts_with('<') && trimmed.ends_with('>')) || !trimmed.contains("<Response") {
+        return Some("must be a TwiML document: <Response>…</Response>".into());
+    }
+    None
+}
+
+/// Why a voice URL cannot be fetched by the carrier, if it cannot: an absolute http(s) URL
+/// with a host and no spaces.
+pub fn voice_url_problem(url: &str) -> Option<String> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"));
+    let host = rest.map(|rest| rest.split(['/', '?', '#']).next().unwrap_or_default());
+    match host {
+        _ if url.chars().count() > MAX_URL_CHARS => {
+            Some(format!("must be at most {MAX_URL_CHARS} characters"))
+        }
+        _ if url.chars().any(|c| c.is_whitespace() || c.is_control()) => {
+            Some("must not contain spaces or control characters".into())
+        }
+        Some(host) if !host.is_empty() => None,
+        _ => Some("must be an absolute http:// or https:// URL".into()),
+    }
+}
+
+#[cfg(test)]
+mod voice_tests {
+    use super::*;
+
+    #[test]
+    fn twiml_and_urls_are_checked_as_the_carrier_would() {
+        assert_eq!(twiml_problem("<Response><Say>Hi</Say></Response>"), None);
+        assert!(twiml_problem("").is_some());
+        assert!(twiml_problem("Hello").is_some());
+        assert!(twiml_problem(&format!("<Response>{}</Response>", "a".repeat(4000))).is_some());
+        assert_eq!(voice_url_problem("https://example.com/twiml.xml"), None);
+        assert_eq!(voice_url_problem("http://127.0.0.1:9000/x?y=1"), None);
+        for bad in ["ftp://x/y", "https://", "example.com/x", "https://x/a b"] {
+            assert!(voice_url_problem(bad).is_some(), "{bad}");
+        }
+        assert!(Voice::default().is_default());
+    }
+}

@@ -253,6 +253,7 @@ impl CallWorker {
             attempt: dispatch.attempt,
             phone_number: dispatch.phone_number.clone(),
             policy: dispatch.policy,
+            voice: dispatch.voice.clone(),
         };
         self.in_flight.insert(
             key,

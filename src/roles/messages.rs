@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::context::AppContext;
 use crate::domain::call::AttemptOutcome;
-use crate::domain::carrier::CarrierCall;
+use crate::domain::carrier::{CarrierCall, Voice};
 use crate::domain::ids::{CallId, CampaignId, InstanceId};
 use crate::domain::phone::PhoneNumber;
 use crate::metrics::metrics;
@@ -32,6 +32,9 @@ pub struct DispatchMessage {
     /// The instance that claimed the attempt: the dialer begins it only while that claimer
     /// still holds it, which fences off a superseded dispatch.
     pub owner: InstanceId,
+    /// The campaign's caller id and audio for a real carrier.
+    #[serde(default, skip_serializing_if = "Voice::is_default")]
+    pub voice: Voice,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

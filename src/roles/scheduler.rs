@@ -15,6 +15,7 @@ use tracing::{info_span, Instrument};
 
 use crate::context::AppContext;
 use crate::domain::call::AttemptOutcome;
+use crate::domain::carrier::Voice;
 use crate::domain::ids::{CallId, CampaignId};
 use crate::metrics::metrics;
 use crate::ports::{
@@ -48,6 +49,7 @@ pub struct TickOutcome {
 struct Admitted {
     call: ClaimedCall,
     policy: PolicyTerms,
+    voice: Voice,
 }
 
 pub struct Scheduler {
@@ -272,7 +274,11 @@ impl Scheduler {
         metrics().attempts.inc_by(claimed.len() as u64);
         Ok(claimed
             .into_iter()
-            .map(|call| Admitted { call, policy })
+            .map(|call| Admitted {
+                call,
+                policy,
+                voice: campaign.voice.clone(),
+            })
             .collect())
     }
 
@@ -298,6 +304,7 @@ impl Scheduler {
                         phone_number: call.phone_number.clone(),
                         policy: admitted.policy,
                         owner: self.ctx.instance,
+                        voice: admitted.voice.clone(),
                     },
                 )
             })

@@ -109,6 +109,7 @@ async fn started(ctx: &AppContext, targets: usize) -> CampaignId {
                 max_concurrent_calls: 10,
                 retry_policy: RetryPolicy::default(),
                 business_hours: BusinessHours::default(),
+                voice: Default::default(),
                 targets,
             },
             Utc::now(),

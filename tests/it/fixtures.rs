@@ -248,6 +248,7 @@ pub async fn start_campaign(
                     ..RetryPolicy::default()
                 },
                 business_hours: BusinessHours::default(),
+                voice: Default::default(),
                 targets,
             },
             Utc::now(),

@@ -74,6 +74,7 @@ async fn started(ctx: &AppContext, targets: usize, limit: u32) -> CampaignId {
                 max_concurrent_calls: limit,
                 retry_policy: RetryPolicy::default(),
                 business_hours: weekdays(),
+                voice: Default::default(),
                 targets,
             },
             now,

@@ -643,3 +643,71 @@ async fn a_killed_call_process_leaves_its_carrier_calls_to_the_callbacks_in_dist
     }
     sim.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_campaigns_caller_id_and_audio_reach_the_carrier() {
+    let sim = start_sim(|_| {}).await;
+    let app = carrier_app(Mode::Embedded, &sim, |_| {}).await;
+
+    let mut bad = campaign(1, 1, 1);
+    bad["caller_id"] = json!("555-0199");
+    bad["twiml"] = json!("<Response/>");
+    bad["voice_url"] = json!("https://example.com/hello.xml");
+    let (status, error) = app.post("/api/v1/campaigns", bad).await;
+    assert_eq!(status, 400, "{error}");
+    assert_eq!(error["code"], "validation_failed");
+    let details = error["details"].to_string();
+    assert!(
+        details.contains("caller_id") && details.contains("voice_url"),
+        "{error}"
+    );
+    for (field, value) in [("twiml", "Hello"), ("voice_url", "ftp://example.com/x")] {
+        let mut bad = campaign(1, 1, 1);
+        bad[field] = json!(value);
+        let (status, error) = app.post("/api/v1/campaigns", bad).await;
+        assert_eq!(status, 400, "{field}: {error}");
+    }
+
+    let mut body = campaign(3, 3, 1);
+    body["caller_id"] = json!("+1 (555) 555-0199");
+    body["voice_url"] = json!("https://example.com/hello.xml");
+    let created = app.create_campaign(body).await;
+    assert_eq!(created["caller_id"], "+15555550199");
+    assert_eq!(created["voice_url"], "https://example.com/hello.xml");
+    assert!(created.get("twiml").is_none());
+    let id = created["id"].as_str().expect("id");
+    app.start(id).await;
+    let stats = app.wait_completed(id, Duration::from_secs(30)).await;
+    assert_matches_the_carrier((&app).into(), &sim, id, &stats).await;
+    for call in sim.calls() {
+        assert_eq!(call.from, "+15555550199", "{call:?}");
+    }
+
+    // A completed campaign keeps its voice.
+    let (_, kept) = app.get(&format!("/api/v1/campaigns/{id}")).await;
+    assert_eq!(kept["caller_id"], "+15555550199");
+
+    // Another audio replaces the first; empty strings return to the configured defaults.
+    let created = app.create_campaign(campaign(1, 1, 1)).await;
+    let fresh = created["id"].as_str().expect("id");
+    let fresh_path = format!("/api/v1/campaigns/{fresh}");
+    let (status, updated) = app
+        .put(
+            &fresh_path,
+            json!({"twiml": "<Response><Say>Hi</Say></Response>", "caller_id": "+15555550188"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{updated}");
+    assert_eq!(updated["twiml"], "<Response><Say>Hi</Say></Response>");
+    assert_eq!(updated["caller_id"], "+15555550188");
+    let (status, updated) = app
+        .put(&fresh_path, json!({"twiml": "", "caller_id": ""}))
+        .await;
+    assert_eq!(status, 200, "{updated}");
+    assert!(
+        updated.get("twiml").is_none() && updated.get("caller_id").is_none(),
+        "{updated}"
+    );
+    app.shutdown().await;
+    sim.stop();
+}

@@ -1,1 +1,2 @@
 ALTER TABLE attempts DROP COLUMN carrier;
+ALTER TABLE campaigns DROP COLUMN voice;

@@ -11,7 +11,7 @@ use super::error::name_taken;
 use super::rows::StatusCountRow;
 use super::{rows_per_insert, Conn, PgStore};
 use crate::adapters::sql::prepared::KeepPrepared;
-use crate::adapters::sql::rows::{self, CampaignRow, StatsRow};
+use crate::adapters::sql::rows::{self, voice_json, CampaignRow, StatsRow};
 use crate::adapters::sql::statements::{
     self, APPLY_STATS, CAMPAIGNS, CAMPAIGNS_IN_STATUS, CAMPAIGN_STATS, LOAD_CAMPAIGN, RETRY_BUDGET,
 };
@@ -117,6 +117,7 @@ pub(super) async fn create(
                     max_concurrent_calls,
                     retry_policy,
                     business_hours,
+                    voice,
                     targets,
                 } = new;
                 let campaign = id.to_string();
@@ -124,8 +125,9 @@ pub(super) async fn create(
                 diesel::sql_query(
                     "INSERT INTO campaigns (id, name, description, time_zone, status, \
                      max_concurrent_calls, max_attempts, base_delay_ms, max_delay_ms, jitter, \
-                     business_hours, target_count, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7, $8, $9, $10, $11, $12, $12)",
+                     business_hours, target_count, created_at, updated_at, voice) \
+                     VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7, $8, $9, $10, $11, $12, $12, \
+                     $13)",
                 )
                 .bind::<Text, _>(campaign.clone())
                 .bind::<Text, _>(name)
@@ -139,6 +141,7 @@ pub(super) async fn create(
                 .bind::<Text, _>(hours_json(&business_hours)?)
                 .bind::<BigInt, _>(as_bigint(targets.len()))
                 .bind::<BigInt, _>(to_ms(now))
+                .bind::<Nullable<Text>, _>(voice_json(&voice))
                 .prepared()
                 .execute(conn)
                 .await?;
@@ -239,7 +242,7 @@ pub(super) async fn update(
                 diesel::sql_query(
                     "UPDATE campaigns SET name = $1, description = $2, max_concurrent_calls = $3, \
                      max_attempts = $4, base_delay_ms = $5, max_delay_ms = $6, jitter = $7, \
-                     business_hours = $8, updated_at = $9 WHERE id = $10",
+                     business_hours = $8, updated_at = $9, voice = $11 WHERE id = $10",
                 )
                 .bind::<Text, _>(next.name)
                 .bind::<Text, _>(next.description)
@@ -251,6 +254,7 @@ pub(super) async fn update(
                 .bind::<Text, _>(hours_json(&next.business_hours)?)
                 .bind::<BigInt, _>(to_ms(now))
                 .bind::<Text, _>(campaign.clone())
+                .bind::<Nullable<Text>, _>(voice_json(&next.voice))
                 .prepared()
                 .execute(conn)
                 .await?;

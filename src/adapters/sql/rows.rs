@@ -15,7 +15,7 @@ use crate::domain::admission::{Capacity, DialCheck};
 use crate::domain::business_hours::{BusinessHours, BusinessWindow};
 use crate::domain::call::{Attempt, AttemptStatus, Call, CallStatus};
 use crate::domain::campaign::{Campaign, CampaignStatus, RetryPolicy};
-use crate::domain::carrier::CarrierCall;
+use crate::domain::carrier::{CarrierCall, Voice};
 use crate::domain::ids::{CallId, CampaignId};
 use crate::domain::phone::PhoneNumber;
 use crate::domain::settlement::CurrentCall;
@@ -72,7 +72,8 @@ pub const CAMPAIGN_COLUMNS: &str = "campaigns.id AS id, campaigns.name AS name, 
     campaigns.max_delay_ms AS max_delay_ms, campaigns.jitter AS jitter, \
     campaigns.business_hours AS business_hours, campaigns.target_count AS target_count, \
     campaigns.created_at AS created_at, campaigns.updated_at AS updated_at, \
-    campaigns.started_at AS started_at, campaigns.completed_at AS completed_at";
+    campaigns.started_at AS started_at, campaigns.completed_at AS completed_at, \
+    campaigns.voice AS voice";
 
 #[derive(QueryableByName)]
 pub struct CampaignRow {
@@ -108,6 +109,8 @@ pub struct CampaignRow {
     started_at: Option<i64>,
     #[diesel(sql_type = Nullable<BigInt>)]
     completed_at: Option<i64>,
+    #[diesel(sql_type = Nullable<Text>)]
+    voice: Option<String>,
 }
 
 #[derive(QueryableByName)]
@@ -131,6 +134,7 @@ impl TryFrom<RunnableRow> for RunnableCampaign {
             max_concurrent_calls: campaign.max_concurrent_calls,
             retry_policy: campaign.retry_policy,
             queued_calls,
+            voice: campaign.voice,
         })
     }
 }
@@ -164,6 +168,10 @@ impl TryFrom<CampaignRow> for Campaign {
             started_at: row.started_at.map(from_ms),
             completed_at: row.completed_at.map(from_ms),
             target_count: row.target_count.max(0) as u64,
+            voice: match row.voice.as_deref() {
+                None | Some("") => Voice::default(),
+                Some(json) => serde_json::from_str(json).map_err(|err| corrupt("voice", err))?,
+            },
         })
     }
 }
@@ -258,6 +266,14 @@ pub fn carrier_of(json: Option<&str>) -> Option<CarrierCall> {
             None
         }
     }
+}
+
+/// A campaign's voice as the store keeps it: NULL when it is the configured default.
+pub fn voice_json(voice: &Voice) -> Option<String> {
+    if voice.is_default() {
+        return None;
+    }
+    serde_json::to_string(voice).ok()
 }
 
 /// The carrier's record as the store keeps it.

@@ -9,7 +9,7 @@ use diesel::RunQueryDsl;
 use super::calls::insert_calls;
 use super::{SqliteStore, INSERT_CHUNK};
 use crate::adapters::sql::prepared::KeepPrepared;
-use crate::adapters::sql::rows::{self, CampaignRow, StatsRow};
+use crate::adapters::sql::rows::{self, voice_json, CampaignRow, StatsRow};
 use crate::adapters::sql::statements::{
     self, APPLY_STATS, CAMPAIGNS, CAMPAIGNS_IN_STATUS, CAMPAIGN_STATS, LOAD_CAMPAIGN, RETRY_BUDGET,
 };
@@ -91,13 +91,14 @@ pub(super) async fn create(
                 max_concurrent_calls,
                 retry_policy,
                 business_hours,
+                voice,
                 targets,
             } = new;
             diesel::sql_query(
                 "INSERT INTO campaigns (id, name, name_key, description, time_zone, status, \
                  max_concurrent_calls, max_attempts, base_delay_ms, max_delay_ms, jitter, \
-                 business_hours, target_count, created_at, updated_at) \
-                 VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                 business_hours, target_count, created_at, updated_at, voice) \
+                 VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             )
             .bind::<Text, _>(id.to_string())
             .bind::<Text, _>(name.clone())
@@ -113,6 +114,7 @@ pub(super) async fn create(
             .bind::<BigInt, _>(as_bigint(targets.len()))
             .bind::<BigInt, _>(to_ms(now))
             .bind::<BigInt, _>(to_ms(now))
+            .bind::<Nullable<Text>, _>(voice_json(&voice))
             .prepared()
             .execute(conn)?;
             diesel::sql_query(
@@ -188,7 +190,7 @@ pub(super) async fn update(
             diesel::sql_query(
                 "UPDATE campaigns SET name = ?, name_key = ?, description = ?, \
                  max_concurrent_calls = ?, max_attempts = ?, base_delay_ms = ?, max_delay_ms = ?, \
-                 jitter = ?, business_hours = ?, updated_at = ? WHERE id = ?",
+                 jitter = ?, business_hours = ?, voice = ?, updated_at = ? WHERE id = ?",
             )
             .bind::<Text, _>(next.name.clone())
             .bind::<Text, _>(name_key(&next.name))
@@ -199,6 +201,7 @@ pub(super) async fn update(
             .bind::<BigInt, _>(policy.max_delay.as_millis() as i64)
             .bind::<Double, _>(policy.jitter)
             .bind::<Text, _>(hours_json(&next.business_hours)?)
+            .bind::<Nullable<Text>, _>(voice_json(&next.voice))
             .bind::<BigInt, _>(to_ms(now))
             .bind::<Text, _>(id.to_string())
             .prepared()

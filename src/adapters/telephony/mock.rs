@@ -268,6 +268,7 @@ mod tests {
                 max_delay_ms: 100,
                 jitter: 0.0,
             },
+            voice: Default::default(),
         }
     }
 

@@ -137,6 +137,7 @@ mod tests {
                 max_delay_ms: 60_000,
                 jitter: 0.2,
             },
+            voice: Default::default(),
         }
     }
 

@@ -22,7 +22,7 @@ use serde::Deserialize;
 
 use super::{callback_url, TwilioConfig};
 use crate::domain::call::AttemptOutcome;
-use crate::domain::carrier::{outcome, CarrierCall, CarrierStatus};
+use crate::domain::carrier::{outcome, Audio, CarrierCall, CarrierStatus};
 use crate::domain::phone::PhoneNumber;
 use crate::metrics::metrics;
 use crate::ports::{
@@ -209,10 +209,16 @@ impl Inner {
 
     fn form(&self, request: &DialRequest) -> Vec<(&'static str, String)> {
         let config = &self.config;
+        let from = request.voice.caller_id.as_ref().unwrap_or(&config.from);
+        let audio = match &request.voice.audio {
+            Some(Audio::VoiceUrl(url)) => ("Url", url.clone()),
+            Some(Audio::Twiml(twiml)) => ("Twiml", twiml.clone()),
+            None => ("Twiml", config.twiml.clone()),
+        };
         let mut form = vec![
             ("To", request.phone_number.as_str().to_owned()),
-            ("From", config.from.clone()),
-            ("Twiml", config.twiml.clone()),
+            ("From", from.clone()),
+            audio,
             ("StatusCallback", callback_url(&config.public_url, request)),
             ("StatusCallbackMethod", "POST".to_owned()),
         ];
@@ -278,8 +284,10 @@ impl Inner {
         created
     }
 
-    /// The attempt's call, if the carrier created one: the newest call to the number from our
-    /// caller id created no earlier than the second the attempt began.
+    /// The attempt's call, if the carrier created one: the newest call to the number created
+    /// no earlier than the second the attempt began. Not filtered by caller id, which a campaign
+    /// may set: the deployment has one live call per number, so a call to it since then is
+    /// this attempt's.
     async fn find(
         &self,
         to: &PhoneNumber,
@@ -293,7 +301,6 @@ impl Inner {
             .basic_auth(&self.config.account_sid, Some(&self.config.auth_token))
             .query(&[
                 ("To", to.as_str()),
-                ("From", self.config.from.as_str()),
                 ("StartTime>=", &since.format("%Y-%m-%d").to_string()),
                 ("PageSize", "50"),
             ])

@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 use crate::domain::business_hours::{BusinessHours, BusinessWindow, WallTime};
 use crate::domain::call::{Attempt, Call};
 use crate::domain::campaign::{Campaign, RetryPolicy};
-use crate::domain::carrier::CarrierCall;
+use crate::domain::carrier::{twiml_problem, voice_url_problem, Audio, CarrierCall};
 use crate::domain::duration::{format_go_duration, parse_go_duration};
 use crate::domain::phone::PhoneNumber;
 use crate::domain::stats::CampaignStats;
@@ -70,6 +70,13 @@ pub struct CreateCampaignRequest {
     /// Empty or absent: 24x7.
     pub business_hours: Option<Vec<BusinessHourInput>>,
     pub targets: Option<Vec<TargetInput>>,
+    /// Caller id for a real carrier (E.164); absent: `telephony.twilio.from`.
+    pub caller_id: Option<String>,
+    /// TwiML an answered call plays (at most 4000 characters); absent: `telephony.twilio.twiml`.
+    /// Not with `voice_url`.
+    pub twiml: Option<String>,
+    /// An absolute http(s) URL the carrier fetches TwiML from. Not with `twiml`.
+    pub voice_url: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -80,6 +87,15 @@ pub struct UpdateCampaignRequest {
     /// Replaces the whole policy; omitted sub-fields take their defaults.
     pub retry_policy: Option<RetryPolicyInput>,
     pub business_hours: Option<Vec<BusinessHourInput>>,
+    /// Caller id for a real carrier (E.164); an empty string returns to
+    /// `telephony.twilio.from`.
+    pub caller_id: Option<String>,
+    /// TwiML an answered call plays (at most 4000 characters); an empty string (for
+    /// either field) returns to `telephony.twilio.twiml`.
+    /// Not with `voice_url`.
+    pub twiml: Option<String>,
+    /// An absolute http(s) URL the carrier fetches TwiML from. Not with `twiml`.
+    pub voice_url: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -125,6 +141,59 @@ pub fn validate_name(name: Option<&str>, problems: &mut Problems) -> Option<Stri
         return None;
     }
     Some(trimmed.to_owned())
+}
+
+/// A campaign's caller id and audio as given: each `None` when not given, `Some(None)` when
+/// given empty (an update's way to return to the configured default).
+pub struct VoiceInput<'a> {
+    pub caller_id: Option<&'a str>,
+    pub twiml: Option<&'a str>,
+    pub voice_url: Option<&'a str>,
+}
+
+/// The caller id and audio changes `input` asks for.
+pub fn validate_voice(
+    input: VoiceInput<'_>,
+    problems: &mut Problems,
+) -> (Option<Option<String>>, Option<Option<Audio>>) {
+    let caller_id = input.caller_id.map(|raw| {
+        if raw.trim().is_empty() {
+            return None;
+        }
+        match PhoneNumber::parse(raw) {
+            Ok(number) => Some(number.as_str().to_owned()),
+            Err(err) => {
+                problems.push("caller_id", format!("must be an E.164 number: {err}"));
+                None
+            }
+        }
+    });
+    let twiml = input.twiml.filter(|t| !t.trim().is_empty());
+    let url = input.voice_url.filter(|u| !u.trim().is_empty());
+    let audio = match (twiml, url) {
+        (Some(_), Some(_)) => {
+            problems.push("voice_url", "give twiml or voice_url, not both");
+            None
+        }
+        (Some(twiml), None) => match twiml_problem(twiml) {
+            Some(problem) => {
+                problems.push("twiml", problem);
+                None
+            }
+            None => Some(Some(Audio::Twiml(twiml.trim().to_owned()))),
+        },
+        (None, Some(url)) => match voice_url_problem(url) {
+            Some(problem) => {
+                problems.push("voice_url", problem);
+                None
+            }
+            None => Some(Some(Audio::VoiceUrl(url.to_owned()))),
+        },
+        // Given, but empty: back to the default.
+        (None, None) if input.twiml.is_some() || input.voice_url.is_some() => Some(None),
+        (None, None) => None,
+    };
+    (caller_id, audio)
 }
 
 /// Free text may hold line breaks and tabs, but not NUL or other control characters, which
@@ -374,6 +443,12 @@ pub struct CampaignResponse {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub completed_at: Option<String>,
     pub target_count: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub caller_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub twiml: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub voice_url: Option<String>,
 }
 
 impl From<&Campaign> for CampaignResponse {
@@ -401,6 +476,15 @@ impl From<&Campaign> for CampaignResponse {
             started_at: c.started_at.map(rfc3339),
             completed_at: c.completed_at.map(rfc3339),
             target_count: c.target_count,
+            caller_id: c.voice.caller_id.clone(),
+            twiml: match &c.voice.audio {
+                Some(Audio::Twiml(twiml)) => Some(twiml.clone()),
+                _ => None,
+            },
+            voice_url: match &c.voice.audio {
+                Some(Audio::VoiceUrl(url)) => Some(url.clone()),
+                _ => None,
+            },
         }
     }
 }

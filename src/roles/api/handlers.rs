@@ -15,6 +15,7 @@ use super::error::{ApiError, ErrorBody};
 use crate::context::AppContext;
 use crate::domain::call::{merge_attempts, CallStatus};
 use crate::domain::campaign::{CampaignChanges, CampaignStatus, StatusAction, Transition};
+use crate::domain::carrier::Voice;
 use crate::domain::ids::{CallId, CampaignId};
 use crate::domain::phone::PhoneNumber;
 use crate::ports::{NewCampaign, Topic};
@@ -103,6 +104,18 @@ pub async fn create_campaign(
     let hours = validate_business_hours(&body.business_hours.unwrap_or_default(), &mut problems);
     let targets = validate_targets(body.targets.unwrap_or_default(), &mut problems);
     let description = validate_description(body.description, &mut problems);
+    let (caller_id, audio) = validate_voice(
+        VoiceInput {
+            caller_id: body.caller_id.as_deref(),
+            twiml: body.twiml.as_deref(),
+            voice_url: body.voice_url.as_deref(),
+        },
+        &mut problems,
+    );
+    let voice = Voice {
+        caller_id: caller_id.flatten(),
+        audio: audio.flatten(),
+    };
     let (Some(name), Some(time_zone), Some(max_concurrent), Some(policy), Some(hours), true) = (
         name,
         time_zone,
@@ -124,6 +137,7 @@ pub async fn create_campaign(
                 max_concurrent_calls: max_concurrent,
                 retry_policy: policy,
                 business_hours: hours,
+                voice,
                 targets,
             },
             Utc::now(),
@@ -182,7 +196,17 @@ pub async fn update_campaign(
     let id = campaign_id(&path)?;
     let body = body.into_inner();
     let mut problems = Problems::default();
+    let (caller_id, audio) = validate_voice(
+        VoiceInput {
+            caller_id: body.caller_id.as_deref(),
+            twiml: body.twiml.as_deref(),
+            voice_url: body.voice_url.as_deref(),
+        },
+        &mut problems,
+    );
     let changes = CampaignChanges {
+        caller_id,
+        audio,
         name: body
             .name
             .as_deref()

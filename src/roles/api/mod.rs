@@ -45,6 +45,7 @@ use crate::runtime::role::RoleName;
         handlers::list_attempts,
         handlers::trigger_call,
         handlers::get_call,
+        webhooks::twilio_status,
     )
 )]
 pub struct ApiDoc;

@@ -7,7 +7,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use crate::context::AppContext;
 use crate::metrics::metrics;
 use crate::ports::{CallbackError, Topic};
@@ -23,6 +23,23 @@ fn counted(result: &'static str) {
         .inc();
 }
 
+/// A carrier's status callback (Twilio's form parameters, signed with `X-Twilio-Signature`).
+#[utoipa::path(post, path = "/webhooks/twilio/status",
+    params(
+        ("campaign" = String, Query, description = "the attempt's campaign, as the engine set it"),
+        ("call" = String, Query, description = "the attempt's call"),
+        ("attempt" = u32, Query, description = "the attempt's number"),
+        ("X-Twilio-Signature" = String, Header, description = "base64 HMAC-SHA1 of the URL and the sorted parameters, keyed by the auth token"),
+    ),
+    request_body(content = String, content_type = "application/x-www-form-urlencoded",
+        description = "CallSid, AccountSid, CallStatus, CallDuration, Timestamp, SequenceNumber, SipResponseCode, AnsweredBy, ErrorCode"),
+    responses(
+        (status = 204, description = "recorded, or a progress event"),
+        (status = 400, body = ErrorBody, description = "malformed_body"),
+        (status = 403, body = ErrorBody, description = "invalid_signature"),
+        (status = 404, body = ErrorBody, description = "unknown_attempt, or no carrier configured"),
+        (status = 503, body = ErrorBody, description = "the bus is unavailable; the carrier delivers again"),
+    ))]
 pub async fn twilio_status(
     ctx: web::Data<AppContext>,
     req: HttpRequest,

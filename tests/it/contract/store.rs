@@ -319,6 +319,7 @@ async fn names_are_unique_case_insensitively(adapter: StoreAdapter) {
         max_concurrent_calls: 10,
         retry_policy: RetryPolicy::default(),
         business_hours: BusinessHours::default(),
+        voice: Default::default(),
         targets: Vec::new(),
     };
     let alpha = store
