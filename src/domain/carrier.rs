@@ -250,7 +250,9 @@ pub fn twiml_problem(twiml: &str) -> Option<String> {
     if trimmed.chars().count() > MAX_TWIML_CHARS {
         return Some(format!("must be at most {MAX_TWIML_CHARS} characters"));
     }
-    if !(trimmed.starts_with('<') && trimmed.ends_with('>')) || !trimmed.contains("<Response") {
+    let document =
+        trimmed.starts_with('<') && trimmed.ends_with('>') && trimmed.contains("<Response");
+    if !document {
         return Some("must be a TwiML document: <Response>…</Response>".into());
     }
     None
