@@ -36,6 +36,17 @@ load-test CAMPAIGNS="3" CALLS="50" CONCURRENT="10" *ARGS="":
     cargo run --release -- load-test --campaigns "$campaigns" --calls "$calls" \
         --concurrent "$concurrent" "${url_args[@]}" {{ARGS}}
 
+# The load test through the carrier simulator (Twilio's REST API and signed callbacks, in this
+# process) instead of the mock: `just load-test-carrier 3 300 10 --cps 300 --callback-chaos 0.3`.
+# Peaks and the create rate are the carrier's own counts.
+load-test-carrier CAMPAIGNS="3" CALLS="50" CONCURRENT="10" *ARGS="":
+    #!/usr/bin/env bash
+    set -euo pipefail
+    campaigns='{{CAMPAIGNS}}'; calls='{{CALLS}}'; concurrent='{{CONCURRENT}}'
+    campaigns="${campaigns#CAMPAIGNS=}"; calls="${calls#CALLS=}"; concurrent="${concurrent#CONCURRENT=}"
+    cargo run --release -- load-test --carrier-sim --campaigns "$campaigns" --calls "$calls" \
+        --concurrent "$concurrent" {{ARGS}}
+
 # The load test on the distributed backends, all roles in one process: throwaway PostgreSQL and
 # Redis (as the tests start them) and librdkafka's in-process mock cluster for Kafka. Against a
 # real distributed deployment, use `URL=http://api-host:port just load-test ...` instead.

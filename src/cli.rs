@@ -117,6 +117,20 @@ pub enum Command {
         /// Give up (and fail) after this many seconds.
         #[arg(long, default_value_t = 600)]
         timeout_secs: u64,
+        /// Place the calls through a carrier simulator started in this process (Twilio's
+        /// REST API, signed callbacks) instead of the mock: the embedded server gets
+        /// `telephony.provider = "twilio"`, and the peaks and the create rate are the carrier's
+        /// own counts. Not with --url.
+        #[arg(long, conflicts_with = "url")]
+        carrier_sim: bool,
+        /// With --carrier-sim: the account's calls per second (`telephony.twilio.cps`), which
+        /// the simulator also enforces.
+        #[arg(long, default_value_t = 500.0)]
+        cps: f64,
+        /// With --carrier-sim: share of callbacks the simulator sends twice and share of calls
+        /// whose callbacks it reorders.
+        #[arg(long, default_value_t = 0.0)]
+        callback_chaos: f64,
         /// Configuration for the embedded server.
         #[arg(long, env = "OUTBOUND_CONFIG")]
         config: Option<PathBuf>,

@@ -45,6 +45,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             timeout_secs,
             config,
             journals,
+            carrier_sim,
+            cps,
+            callback_chaos,
         } => {
             let args = LoadTestArgs {
                 campaigns,
@@ -56,7 +59,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 timeout: std::time::Duration::from_secs(timeout_secs),
                 journals,
             };
-            load_test(&args, config.as_deref()).await
+            let carrier = carrier_sim.then_some(CarrierRun {
+                cps,
+                chaos: callback_chaos,
+            });
+            load_test(&args, config.as_deref(), carrier).await
         }
         Command::Bench {
             scenario,
@@ -122,10 +129,21 @@ async fn migrate(settings: &Settings) -> anyhow::Result<()> {
 }
 
 /// Runs the load test against `args.url`, or against a server started here for the run.
-async fn load_test(args: &LoadTestArgs, config: Option<&std::path::Path>) -> anyhow::Result<()> {
-    let report = match &args.url {
-        Some(url) => loadtest::run(args, url).await?,
-        None => {
+/// A load test through the carrier simulator.
+struct CarrierRun {
+    cps: f64,
+    chaos: f64,
+}
+
+async fn load_test(
+    args: &LoadTestArgs,
+    config: Option<&std::path::Path>,
+    carrier: Option<CarrierRun>,
+) -> anyhow::Result<()> {
+    let mut carrier_summary = None;
+    let report = match (&args.url, carrier) {
+        (Some(url), _) => loadtest::run(args, url).await?,
+        (None, None) => {
             let mut settings = load_test_settings(config)?;
             settings.log.level = "warn".into();
             let _telemetry = outbound::telemetry::init(&settings)?;
@@ -134,8 +152,67 @@ async fn load_test(args: &LoadTestArgs, config: Option<&std::path::Path>) -> any
             server.stop().await?;
             report
         }
+        (None, Some(carrier)) => {
+            use outbound::carrier_sim::{CarrierSim, SimConfig};
+            let mut settings = load_test_settings(config)?;
+            settings.log.level = "warn".into();
+            let _telemetry = outbound::telemetry::init(&settings)?;
+            let sim_config = SimConfig {
+                cps: carrier.cps,
+                // Creates arrive with network jitter; the engine paces at `cps` without a burst.
+                burst: ((carrier.cps / 10.0).ceil() as u32).max(2),
+                duplicate_rate: carrier.chaos,
+                reorder_rate: carrier.chaos,
+                ..SimConfig::default()
+            };
+            let sim = CarrierSim::start(
+                sim_config.clone(),
+                std::net::TcpListener::bind("127.0.0.1:0")?,
+            )
+            .await?;
+            let port = std::net::TcpListener::bind("127.0.0.1:0")?
+                .local_addr()?
+                .port();
+            settings.telephony.provider = "twilio".into();
+            let twilio = &mut settings.telephony.twilio;
+            twilio.api_base = sim.url();
+            twilio.account_sid = sim_config.account_sid.clone();
+            twilio.auth_token = outbound::settings::Secret::new(sim_config.auth_token.clone());
+            twilio.from = "+15555550100".into();
+            twilio.public_url = format!("http://127.0.0.1:{port}");
+            twilio.cps = carrier.cps;
+            let server = EmbeddedServer::start_on(settings, &format!("127.0.0.1:{port}")).await?;
+            let mut report = loadtest::run(args, &server.base.clone()).await?;
+            server.stop().await?;
+            let peaks = report
+                .peaks
+                .iter()
+                .map(|peak| (peak.id.clone(), sim.peak_live(&peak.id)))
+                .collect();
+            report.replace_peaks(&peaks);
+            let summary = sim.summary();
+            sim.shutdown().await;
+            carrier_summary = Some((carrier.cps, summary));
+            report
+        }
     };
     loadtest::print_report(&report);
+    if let Some((cps, summary)) = carrier_summary {
+        println!(
+            "  carrier            {} calls created, most in any second {} (cps {cps}), {} throttled, {} numbers live twice",
+            summary.created,
+            summary.max_creates_in_any_second,
+            summary.throttled,
+            summary.numbers_live_twice.len()
+        );
+        println!(
+            "  callbacks          {} delivered, {} duplicated, {} failed",
+            summary.callbacks.delivered, summary.callbacks.duplicated, summary.callbacks.failed
+        );
+        if !summary.numbers_live_twice.is_empty() {
+            anyhow::bail!("load test failed: a number was live twice at the carrier");
+        }
+    }
     if let Some(path) = &args.json {
         loadtest::write_json(&report, path)?;
     }

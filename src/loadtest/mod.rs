@@ -82,6 +82,15 @@ pub struct Report {
 }
 
 impl Report {
+    /// Takes the peaks from another count (the carrier's), judged against the same limits.
+    pub fn replace_peaks(&mut self, peaks: &std::collections::HashMap<String, u64>) {
+        for campaign in &mut self.peaks {
+            campaign.peak = peaks.get(&campaign.id).copied();
+            campaign.exceeded = campaign.peak.is_some_and(|peak| peak > campaign.limit);
+        }
+        self.limit_exceeded = self.peaks.iter().filter(|p| p.exceeded).count() as u64;
+    }
+
     pub fn failed(&self) -> bool {
         !self.completed || self.limit_exceeded > 0 || self.invariant_violations > 0
     }
@@ -98,10 +107,15 @@ pub struct EmbeddedServer {
 }
 
 impl EmbeddedServer {
-    pub async fn start(mut settings: Settings) -> Result<Self, LoadError> {
+    pub async fn start(settings: Settings) -> Result<Self, LoadError> {
+        Self::start_on(settings, "127.0.0.1:0").await
+    }
+
+    /// `start` on a given address (a carrier must know where to call back).
+    pub async fn start_on(mut settings: Settings, bind: &str) -> Result<Self, LoadError> {
         let dir = std::env::temp_dir().join(format!("outbound-load-{}", uuid::Uuid::now_v7()));
         std::fs::create_dir_all(&dir).map_err(|err| LoadError::Server(err.to_string()))?;
-        settings.http.bind = "127.0.0.1:0".into();
+        settings.http.bind = bind.to_owned();
         // A fresh SQLite file unless the settings name a shared (distributed) store.
         if matches!(settings.store_address(), Ok(StoreAddress::Sqlite { .. })) {
             settings.storage.url = format!("sqlite://{}", dir.join("outbound.db").display());
