@@ -14,7 +14,15 @@ use super::{driver, start_and_time_first_dial, EmbeddedServer, LoadError};
 
 use crate::settings::{BusAddress, GoDuration, LimiterAddress, Settings, StoreAddress};
 
-pub const SCENARIOS: [&str; 5] = ["throughput", "utilization", "fairness", "api", "register"];
+pub const SCENARIOS: [&str; 7] = [
+    "throughput",
+    "utilization",
+    "fairness",
+    "api",
+    "register",
+    "callbacks",
+    "carrier",
+];
 
 /// User+system CPU time of this process, from /proc (USER_HZ is 100 on Linux).
 fn cpu_time() -> Duration {
@@ -62,7 +70,7 @@ fn targets_json(count: usize, offset: usize) -> String {
     text
 }
 
-fn campaign_json(
+pub(super) fn campaign_json(
     name: &str,
     targets: usize,
     offset: usize,
@@ -173,11 +181,11 @@ impl Bench {
         self.distributed && self.base.bus.address() == BusAddress::MockKafka
     }
 
-    fn name(&self, scenario: &str) -> String {
+    pub(super) fn name(&self, scenario: &str) -> String {
         format!("bench-{scenario}-{}", self.run)
     }
 
-    fn line(&self, scenario: &str, figures: Value) -> Value {
+    pub(super) fn line(&self, scenario: &str, figures: Value) -> Value {
         let mut map = Map::new();
         map.insert("scenario".into(), json!(scenario));
         let mode = if self.distributed {
@@ -199,7 +207,7 @@ impl Bench {
         Value::Object(map)
     }
 
-    async fn settings(&self) -> Result<Settings, LoadError> {
+    pub(super) async fn settings(&self) -> Result<Settings, LoadError> {
         let mut settings = self.base.clone();
         settings.log.level = "warn".into();
         settings.telephony.mock.seed = Some(1);
@@ -223,6 +231,8 @@ impl Bench {
             "fairness" => fairness(self).await,
             "api" => api(self).await,
             "register" => register(self).await,
+            "callbacks" => super::carrier_bench::callbacks(self).await,
+            "carrier" => super::carrier_bench::carrier(self).await,
             other => Err(LoadError::Http(format!(
                 "unknown scenario {other:?}; known: {}",
                 SCENARIOS.join(", ")

@@ -5,6 +5,7 @@
 //! command fail.
 
 pub mod bench;
+mod carrier_bench;
 pub mod client;
 pub mod driver;
 pub mod journal;

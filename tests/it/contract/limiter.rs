@@ -76,6 +76,59 @@ async fn leases_expire_unless_renewed(adapter: LimiterAdapter) {
     assert_eq!(limiter.active(campaign).await.expect("active"), 2);
 }
 
+/// Many waiters on one pacing bucket for a second: no more than the rate plus the burst get
+/// through, the burst goes at once, and a refused waiter learns a positive wait.
+async fn paces_events_at_the_rate_after_one_burst(adapter: LimiterAdapter) {
+    let limiter = adapter.open(1_000, Duration::from_secs(30)).await;
+    let key = format!("contract-{}", uuid::Uuid::now_v7());
+    let (rate, burst) = (20.0, 3);
+    let mut first = 0;
+    for _ in 0..burst + 2 {
+        match limiter.pace(&key, rate, burst).await.expect("pace") {
+            None => first += 1,
+            Some(wait) => assert!(wait > Duration::ZERO && wait <= Duration::from_millis(50)),
+        }
+    }
+    assert_eq!(
+        first,
+        burst,
+        "{}: the burst goes at once, then waits",
+        adapter.name()
+    );
+    let started = std::time::Instant::now();
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let limiter = limiter.clone();
+            let key = key.clone();
+            tokio::spawn(async move {
+                let mut admitted = Vec::new();
+                while started.elapsed() < Duration::from_secs(1) {
+                    match limiter.pace(&key, rate, burst).await.expect("pace") {
+                        None => admitted.push(started.elapsed()),
+                        Some(wait) => tokio::time::sleep(wait).await,
+                    }
+                }
+                admitted
+            })
+        })
+        .collect();
+    let mut admitted = Vec::new();
+    for task in tasks {
+        admitted.extend(task.await.expect("task"));
+    }
+    let in_the_second = admitted
+        .iter()
+        .filter(|at| **at < Duration::from_secs(1))
+        .count();
+    // The burst was spent before the second began: at most one interval's worth of slack.
+    assert!(
+        in_the_second <= 20 + 1,
+        "{}: {in_the_second} events in one second at 20/s",
+        adapter.name()
+    );
+    assert!(in_the_second > 0, "{}: nothing admitted", adapter.name());
+}
+
 contract_suite!(
     LimiterAdapter {
         local => LimiterAdapter::Local,
@@ -85,5 +138,6 @@ contract_suite!(
         never_exceeds_a_limit_under_races,
         enforces_the_global_cap_and_frees_on_release,
         leases_expire_unless_renewed,
+        paces_events_at_the_rate_after_one_burst,
     ]
 );
