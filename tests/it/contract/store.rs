@@ -228,6 +228,8 @@ async fn finds_attempts_of_dead_owners_only(adapter: StoreAdapter) {
         "{name}: the placed call may still be live"
     );
     assert!(!orphans[0].placed);
+    // Placed strictly before now: not in the same millisecond.
+    tokio::time::sleep(Duration::from_millis(5)).await;
     let orphans = store
         .orphaned_attempts(Duration::from_secs(10), Duration::ZERO, 100)
         .await
