@@ -228,7 +228,7 @@ fn telephony(
         TwilioConfig {
             api_base: twilio.api_base.clone(),
             account_sid: twilio.account_sid.clone(),
-            auth_token: twilio.auth_token.expose().to_owned(),
+            auth_token: twilio.auth_token.clone(),
             from: twilio.from.clone(),
             public_url: twilio.public_url.clone(),
             twiml: twilio.twiml.clone(),

@@ -257,13 +257,16 @@ pub trait Store: Send + Sync + 'static {
 
     /// Records that `instance` is alive, on the store's clock.
     async fn heartbeat(&self, instance: InstanceId) -> Result<(), StoreError>;
-    /// Dialing attempts whose owner has not heartbeated for `silent_for`, judged on the store's
-    /// clock; of those placed, only the ones placed more than `placed_for` ago: a placed call may
-    /// be live at the carrier until then, and its slot and number stay taken.
+    /// Dialing attempts whose owner has not heartbeated for `silent_for` (or that have no
+    /// owner: handed to a carrier), judged on the store's clock; of those placed, only the ones
+    /// placed more than `placed_for` ago (a placed call may be live at the carrier until then,
+    /// and its slot and number stay taken), or more than `unanswered_for` ago when no carrier
+    /// record was kept (the create's answer never came: the carrier can be asked sooner).
     async fn orphaned_attempts(
         &self,
         silent_for: std::time::Duration,
         placed_for: std::time::Duration,
+        unanswered_for: std::time::Duration,
         limit: usize,
     ) -> Result<Vec<OrphanedAttempt>, StoreError>;
     /// Forgets instances silent for `silent_for` that hold no dialing call.
@@ -486,6 +489,9 @@ pub struct DialRequest {
     pub policy: PolicyTerms,
     /// The campaign's caller id and audio.
     pub voice: Voice,
+    /// When the attempt began (its claim): with its number, it names this attempt and no
+    /// other, even one handed back and made again.
+    pub started_at: Option<DateTime<Utc>>,
 }
 
 impl DialRequest {
@@ -591,6 +597,21 @@ pub trait TelephonyProvider: Send + Sync + 'static {
     fn unavailable(&self) -> Option<String> {
         None
     }
+
+    /// The pace dials must keep, when the provider has one: the dialer takes one event of it
+    /// (through the limiter, shared by every process) before it begins each attempt, so an
+    /// attempt waiting for its turn is not yet placed and can still be held back.
+    fn pace(&self) -> Option<PaceTerms> {
+        None
+    }
+}
+
+/// A pacing bucket: its key in the limiter, its rate and its burst.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PaceTerms {
+    pub key: String,
+    pub per_second: f64,
+    pub burst: u32,
 }
 
 /// Where the api role receives the carrier's status callbacks, under `public_url`.
@@ -606,6 +627,8 @@ pub struct CarrierCallback {
     pub outcome: Option<AttemptOutcome>,
     /// When the carrier says the event happened (its `Timestamp`), else when it arrived.
     pub at: DateTime<Utc>,
+    /// When the attempt began, as its callback URL names it.
+    pub attempt_started_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

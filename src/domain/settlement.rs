@@ -27,6 +27,8 @@ pub struct AttemptReport {
     pub expected_owner: Option<InstanceId>,
     /// What the carrier said about the call, kept with the attempt.
     pub carrier: Option<CarrierCall>,
+    /// When set, the report applies only to the attempt that began at this instant.
+    pub attempt_started_at: Option<DateTime<Utc>>,
 }
 
 /// What recording a report did. `step` is `None` when the report was stale or a duplicate
@@ -92,13 +94,20 @@ pub struct Settlement {
 
 impl CurrentCall {
     /// A report applies only to the attempt the call is dialing now, and, when it names an
-    /// owner, only while that owner still holds it. Anything else is a duplicate or stale.
+    /// owner, only while that owner still holds it; when it names the instant the attempt
+    /// began, only to the attempt that began then (an attempt handed back unspent and made
+    /// again has the same number but not the same start). Anything else is a duplicate or
+    /// stale.
     pub fn accepts(&self, report: &AttemptReport) -> bool {
         self.status == CallStatus::Dialing
             && self.attempt_count == report.attempt
             && report
                 .expected_owner
                 .is_none_or(|expected| self.owner == Some(expected))
+            && report.attempt_started_at.is_none_or(|began| {
+                self.attempt_started_at
+                    .is_some_and(|at| at.timestamp_millis() == began.timestamp_millis())
+            })
     }
 
     /// Settles `report` against this call, or `None` when the report no longer applies. The
@@ -195,7 +204,36 @@ mod tests {
             retry_at: at(10_000),
             expected_owner: None,
             carrier: None,
+            attempt_started_at: None,
         }
+    }
+
+    #[test]
+    fn a_report_naming_another_start_of_the_attempt_is_stale() {
+        let call = dialing(2, 3);
+        let mut of_this = report(2, busy());
+        of_this.attempt_started_at = Some(at(1_000));
+        assert!(call.accepts(&of_this));
+        let mut of_an_earlier_try = report(2, busy());
+        of_an_earlier_try.attempt_started_at = Some(at(900));
+        assert!(!call.accepts(&of_an_earlier_try));
+        assert_eq!(call.settle(&of_an_earlier_try), None);
+        assert!(
+            call.accepts(&report(2, busy())),
+            "a report naming no start applies"
+        );
+    }
+
+    #[test]
+    fn a_carriers_billed_duration_is_the_attempts() {
+        let mut answered = report(1, AttemptOutcome::Answered);
+        answered.carrier = Some(CarrierCall {
+            duration_secs: Some(42),
+            ..CarrierCall::default()
+        });
+        let settled = dialing(1, 3).settle(&answered).expect("settles");
+        assert_eq!(settled.duration_ms, 42_000);
+        assert!(settled.carrier.is_some_and(|json| json.contains("42")));
     }
 
     fn busy() -> AttemptOutcome {

@@ -14,7 +14,7 @@
 //! On shutdown it takes no new dispatch and waits for calls in progress to end, up to
 //! `runtime.shutdown_grace`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -65,7 +65,14 @@ pub struct CallWorker {
     unhanded: Vec<(DialRequest, CarrierCall)>,
     /// Acknowledgements the bus has not taken yet.
     unacked: Vec<u64>,
+    /// Dispatches waiting for their turn in the provider's pace, not yet begun.
+    paced: VecDeque<Delivery>,
+    /// When to ask the pace again for them.
+    pace_at: tokio::time::Instant,
 }
+
+/// Dispatches kept waiting for the pace before no more are fetched: the rest wait in the bus.
+const MAX_PACED: usize = 4096;
 
 impl CallWorker {
     pub fn new(ctx: AppContext) -> Self {
@@ -79,6 +86,8 @@ impl CallWorker {
             unpublished: Vec::new(),
             unhanded: Vec::new(),
             unacked: Vec::new(),
+            paced: VecDeque::new(),
+            pace_at: tokio::time::Instant::now(),
         }
     }
 
@@ -254,6 +263,7 @@ impl CallWorker {
             phone_number: dispatch.phone_number.clone(),
             policy: dispatch.policy,
             voice: dispatch.voice.clone(),
+            started_at: dispatch.started_at,
         };
         self.in_flight.insert(
             key,
@@ -309,6 +319,7 @@ impl CallWorker {
                     ended_at: report.ended_at,
                     policy: flight.policy,
                     carrier: report.carrier.clone(),
+                    attempt_started_at: report.request.started_at,
                 },
             ));
         }
@@ -340,6 +351,58 @@ impl CallWorker {
                 tracing::warn!(error = %err, unacked = self.unacked.len(), "cannot acknowledge dispatches yet")
             }
         }
+    }
+
+    async fn begin_batch(&mut self, dispatches: &mut dyn Subscription, batch: Vec<Delivery>) {
+        if batch.is_empty() {
+            return;
+        }
+        match self.process_batch(batch).await {
+            Ok(done) => self.ack(dispatches, done).await,
+            Err(err) => {
+                tracing::warn!(error = %err, waiting = self.pending.len(), "cannot begin dispatches yet");
+                self.ctx.health.set(RoleName::Call, RoleHealth::Failing);
+            }
+        }
+    }
+
+    /// The dispatches whose turn in the provider's pace has come, in order; sets when to ask
+    /// again for the rest. None while the provider refuses to place calls: an attempt not yet
+    /// begun can still be held back or handed back, one begun is placed.
+    async fn take_turns(&mut self) -> Vec<Delivery> {
+        let Some(pace) = self.ctx.provider.pace() else {
+            return self.paced.drain(..).collect();
+        };
+        let now = tokio::time::Instant::now();
+        if self.ctx.provider.unavailable().is_some() {
+            self.pace_at = now + Duration::from_secs(1);
+            return Vec::new();
+        }
+        let mut ready = Vec::new();
+        while !self.paced.is_empty() {
+            match self
+                .ctx
+                .limiter
+                .pace(&pace.key, pace.per_second, pace.burst)
+                .await
+            {
+                Ok(None) => ready.extend(self.paced.pop_front()),
+                Ok(Some(wait)) => {
+                    if ready.is_empty() {
+                        metrics().throttled_dials.inc();
+                    }
+                    self.pace_at = now + wait;
+                    break;
+                }
+                Err(err) => {
+                    // Without the shared bucket the pace cannot be known: wait, never exceed it.
+                    tracing::warn!(error = %err, "cannot pace dials; waiting");
+                    self.pace_at = now + Duration::from_secs(1);
+                    break;
+                }
+            }
+        }
+        ready
     }
 
     /// Whether something waits for a backend to come back.
@@ -432,15 +495,21 @@ impl CallWorker {
                         self.ctx.health.set(RoleName::Call, RoleHealth::Failing);
                     }
                 }
-                batch = dispatches.next_batch(1024), if !stalled => {
+                _ = tokio::time::sleep_until(self.pace_at), if !stalled && !self.paced.is_empty() => {
+                    let ready = self.take_turns().await;
+                    self.begin_batch(&mut *dispatches, ready).await;
+                }
+                batch = dispatches.next_batch(1024), if !stalled && self.paced.len() < MAX_PACED => {
                     match batch {
-                        Ok(batch) => match self.process_batch(batch).await {
-                            Ok(done) => self.ack(&mut *dispatches, done).await,
-                            Err(err) => {
-                                tracing::warn!(error = %err, waiting = self.pending.len(), "cannot begin dispatches yet");
-                                self.ctx.health.set(RoleName::Call, RoleHealth::Failing);
-                            }
-                        },
+                        Ok(batch) => {
+                            let ready = if self.ctx.provider.pace().is_some() {
+                                self.paced.extend(batch);
+                                self.take_turns().await
+                            } else {
+                                batch
+                            };
+                            self.begin_batch(&mut *dispatches, ready).await;
+                        }
                         Err(BusError::Closed) => anyhow::bail!("dispatch subscription closed"),
                         Err(err) => {
                             tracing::warn!(error = %err, "cannot fetch dispatches");
@@ -457,6 +526,13 @@ impl CallWorker {
         // Dispatches never begun stay unacknowledged: the bus hands them to another dialer (or
         // the scheduler hands them back unspent once this process is gone).
         self.pending.clear();
+        if !self.paced.is_empty() {
+            tracing::info!(
+                waiting = self.paced.len(),
+                "dispatches waiting for the pace left unbegun"
+            );
+            self.paced.clear();
+        }
         while !self.in_flight.is_empty() || !self.unpublished.is_empty() {
             let stalled = !self.unpublished.is_empty() || !self.unhanded.is_empty();
             tokio::select! {

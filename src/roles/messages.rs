@@ -35,6 +35,9 @@ pub struct DispatchMessage {
     /// The campaign's caller id and audio for a real carrier.
     #[serde(default, skip_serializing_if = "Voice::is_default")]
     pub voice: Voice,
+    /// When the claim began the attempt: what ties a carrier's callbacks to this attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -49,6 +52,10 @@ pub struct StatusMessage {
     /// The carrier's record of the call, when a real carrier placed it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub carrier: Option<CarrierCall>,
+    /// When set, the outcome is of the attempt that began at this instant, and of no other
+    /// with the same number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt_started_at: Option<DateTime<Utc>>,
 }
 
 /// A retry became due at `due_at` (or, at a campaign's start, retries may be due now).

@@ -68,6 +68,8 @@ const LIVE_RECHECK: std::time::Duration = std::time::Duration::from_secs(60);
 /// Lookups at the carrier per recovery pass, and at once.
 const LOOKUPS_PER_PASS: usize = 200;
 const LOOKUPS_AT_ONCE: usize = 8;
+/// The longest one recovery pass spends asking the carrier.
+const LOOKUP_BUDGET: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl Scheduler {
     pub fn new(ctx: AppContext) -> Self {
@@ -119,6 +121,9 @@ impl Scheduler {
                     (orphan, answer)
                 })
                 .buffer_unordered(LOOKUPS_AT_ONCE)
+                // A slow carrier must not hold up dispatching: what is not answered within the
+                // budget is asked again on a later pass.
+                .take_until(tokio::time::sleep(LOOKUP_BUDGET))
                 .collect()
                 .await;
         let mut reports = Vec::new();
@@ -126,6 +131,16 @@ impl Scheduler {
         for (orphan, answer) in answers {
             let (outcome, ended_at, carrier) = match answer {
                 Ok(Lookup::Unsupported) => (
+                    AttemptOutcome::Failed {
+                        error: "attempt_lost".into(),
+                        retryable: true,
+                    },
+                    now,
+                    None,
+                ),
+                // A call the carrier once answered for and no longer knows (another account or
+                // api_base now): it may have rung, so the attempt is spent, as lost.
+                Ok(Lookup::NotFound) if orphan.sid.is_some() => (
                     AttemptOutcome::Failed {
                         error: "attempt_lost".into(),
                         retryable: true,
@@ -177,6 +192,7 @@ impl Scheduler {
                 // A dialer that took the attempt over meanwhile keeps it.
                 expected_owner: orphan.owner,
                 carrier,
+                attempt_started_at: None,
             });
         }
         (reports, never_created)
@@ -305,6 +321,7 @@ impl Scheduler {
                         policy: admitted.policy,
                         owner: self.ctx.instance,
                         voice: admitted.voice.clone(),
+                        started_at: Some(call.started_at),
                     },
                 )
             })
@@ -362,7 +379,12 @@ impl Scheduler {
         let mut orphans = self
             .ctx
             .store
-            .orphaned_attempts(silent_for, placed_for, 10_000)
+            .orphaned_attempts(
+                silent_for,
+                placed_for,
+                self.ctx.settings.telephony.unanswered_create(),
+                10_000,
+            )
             .await?;
         // This process is alive by definition: a late heartbeat of its own (a slow store) must
         // never turn its live calls into lost ones.

@@ -71,6 +71,7 @@ impl StatusWorker {
                         + chrono::Duration::from_std(delay).unwrap_or_default(),
                     expected_owner: None,
                     carrier: status.carrier.clone(),
+                    attempt_started_at: status.attempt_started_at,
                 }
             })
             .collect();

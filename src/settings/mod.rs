@@ -308,6 +308,19 @@ impl TelephonySettings {
     }
 }
 
+impl TelephonySettings {
+    /// How long after a dialer began a create whose answer it never recorded the carrier is
+    /// asked about it: past the request timeout, with a margin for the carrier's lists to
+    /// show it. With the mock, which keeps no record to ask, as long as any call lasts.
+    pub fn unanswered_create(&self) -> Duration {
+        if self.is_twilio() {
+            self.twilio.request_timeout.0 + Duration::from_secs(60)
+        } else {
+            self.longest_call()
+        }
+    }
+}
+
 impl Default for TelephonySettings {
     fn default() -> Self {
         Self {

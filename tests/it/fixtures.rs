@@ -291,6 +291,7 @@ pub async fn campaign_with_finished_attempts(store: &dyn Store) -> (CampaignId, 
             retry_at: Utc::now() + chrono::Duration::hours(1),
             expected_owner: None,
             carrier: None,
+            attempt_started_at: None,
         })
         .collect();
     store

@@ -711,3 +711,40 @@ async fn a_campaigns_caller_id_and_audio_reach_the_carrier() {
     app.shutdown().await;
     sim.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_waiting_for_the_pace_are_not_placed_once_the_campaign_pauses() {
+    let sim = start_sim(|_| {}).await;
+    // Two creates a second: most of the campaign's ten dispatches wait for their turn.
+    let app = carrier_app(Mode::Embedded, &sim, |settings| {
+        settings.telephony.twilio.cps = 2.0;
+    })
+    .await;
+    let created = app.create_campaign(campaign(10, 10, 1)).await;
+    let id = created["id"].as_str().expect("id");
+    app.start(id).await;
+    wait_for_creates(&sim, 2).await;
+    let (status, _) = app
+        .post_empty(&format!("/api/v1/campaigns/{id}/pause"))
+        .await;
+    assert_eq!(status, 204);
+    // A create whose turn had come as the pause landed may still go out.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let at_pause = sim.calls().len();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        sim.calls().len(),
+        at_pause,
+        "creates went on after the pause"
+    );
+    assert!(
+        at_pause < 10,
+        "every call was placed before the pause: {at_pause}"
+    );
+    // Those never placed went back unspent: dialing again finishes the campaign.
+    app.start(id).await;
+    let stats = app.wait_completed(id, Duration::from_secs(60)).await;
+    assert_matches_the_carrier((&app).into(), &sim, id, &stats).await;
+    app.shutdown().await;
+    sim.stop();
+}

@@ -171,7 +171,9 @@ local ahead = tat - now
 if ahead > tolerance then
   return ahead - tolerance
 end
-redis.call('SET', KEYS[1], tostring(tat + interval), 'PX', math.floor((ahead + interval) / 1000) + 1000)
+-- Integral microseconds near 1.7e15: exact as doubles, but tostring would round them to
+-- 14 significant digits (100 µs), which would skew every interval.
+redis.call('SET', KEYS[1], string.format('%.0f', tat + interval), 'PX', math.floor((ahead + interval) / 1000) + 1000)
 return 0
 ";
 

@@ -261,9 +261,10 @@ macro_rules! store_by_aggregate {
                     &self,
                     silent_for: std::time::Duration,
                     placed_for: std::time::Duration,
+                    unanswered_for: std::time::Duration,
                     limit: usize,
                 ) -> Result<Vec<OrphanedAttempt>, StoreError> {
-                    attempts::orphaned(self, silent_for, placed_for, limit).await
+                    attempts::orphaned(self, silent_for, placed_for, unanswered_for, limit).await
                 }
 
                 async fn prune_instances(

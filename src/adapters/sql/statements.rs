@@ -187,7 +187,8 @@ pub static ORPHANED_ATTEMPTS: Statement = Statement::new(|| {
      AND a.attempt = c.attempt_count \
      WHERE c.status = 'dialing' \
      AND (i.heartbeat_at IS NULL OR i.heartbeat_at < {now_ms} - ?) \
-     AND (c.placed_at IS NULL OR c.placed_at < {now_ms} - ?) LIMIT ?"
+     AND (c.placed_at IS NULL OR c.placed_at < {now_ms} - ? \
+     OR (a.carrier IS NULL AND c.placed_at < {now_ms} - ?)) LIMIT ?"
         .to_owned()
 });
 

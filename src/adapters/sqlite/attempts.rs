@@ -294,6 +294,7 @@ pub(super) async fn orphaned(
     store: &SqliteStore,
     silent_for: Duration,
     placed_for: Duration,
+    unanswered_for: Duration,
     limit: usize,
 ) -> Result<Vec<OrphanedAttempt>, StoreError> {
     store
@@ -301,6 +302,7 @@ pub(super) async fn orphaned(
             let rows: Vec<OrphanRow> = diesel::sql_query(ORPHANED_ATTEMPTS.sqlite())
                 .bind::<BigInt, _>(millis(silent_for))
                 .bind::<BigInt, _>(millis(placed_for))
+                .bind::<BigInt, _>(millis(unanswered_for))
                 .bind::<BigInt, _>(as_bigint(limit))
                 .prepared()
                 .load(conn)?;

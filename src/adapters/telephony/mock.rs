@@ -269,6 +269,7 @@ mod tests {
                 jitter: 0.0,
             },
             voice: Default::default(),
+            started_at: None,
         }
     }
 

@@ -89,8 +89,8 @@ impl CallbackVerifier for TwilioCallbacks {
         if !signed {
             return Err(CallbackError::BadSignature);
         }
-        let (key, policy) =
-            attempt_of(&pairs(query.as_bytes())).map_err(CallbackError::UnknownAttempt)?;
+        let query_pairs = pairs(query.as_bytes());
+        let (key, policy) = attempt_of(&query_pairs).map_err(CallbackError::UnknownAttempt)?;
         let status = field(&params, "CallStatus")
             .ok_or_else(|| CallbackError::Malformed("no CallStatus".into()))?;
         let status = CarrierStatus::parse(status)
@@ -107,7 +107,19 @@ impl CallbackVerifier for TwilioCallbacks {
         let at = field(&params, "Timestamp")
             .and_then(|t| DateTime::parse_from_rfc2822(t).ok())
             .map_or(now, |t| t.with_timezone(&Utc));
+        let attempt_started_at = match field(&query_pairs, "started") {
+            None => None,
+            Some(ms) => Some(
+                ms.parse::<i64>()
+                    .ok()
+                    .and_then(DateTime::from_timestamp_millis)
+                    .ok_or_else(|| {
+                        CallbackError::UnknownAttempt("started is not an instant".into())
+                    })?,
+            ),
+        };
         Ok(CarrierCallback {
+            attempt_started_at,
             key,
             policy,
             outcome: outcome(&carrier, self.machine_outcome),
@@ -138,6 +150,7 @@ mod tests {
                 jitter: 0.2,
             },
             voice: Default::default(),
+            started_at: DateTime::from_timestamp_millis(1_764_000_000_123),
         }
     }
 
@@ -184,6 +197,7 @@ mod tests {
             })
         );
         assert_eq!(callback.at.to_rfc3339(), "2026-12-01T10:00:00+00:00");
+        assert_eq!(callback.attempt_started_at, request.started_at);
     }
 
     #[test]

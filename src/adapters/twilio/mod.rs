@@ -12,6 +12,7 @@ pub use provider::TwilioProvider;
 
 use crate::domain::carrier::MachineOutcome;
 use crate::ports::DialRequest;
+use crate::settings::Secret;
 
 pub use crate::ports::STATUS_CALLBACK_PATH as STATUS_PATH;
 
@@ -19,7 +20,7 @@ pub use crate::ports::STATUS_CALLBACK_PATH as STATUS_PATH;
 pub struct TwilioConfig {
     pub api_base: String,
     pub account_sid: String,
-    pub auth_token: String,
+    pub auth_token: Secret,
     pub from: String,
     pub public_url: String,
     pub twiml: String,
@@ -37,7 +38,7 @@ pub struct TwilioConfig {
 /// so any api process can record a callback (even one that arrives before the create's
 /// answer) without reading the store, and the carrier's signature covers them.
 pub fn callback_url(public_url: &str, request: &DialRequest) -> String {
-    format!(
+    let mut url = format!(
         "{}{STATUS_PATH}?campaign={}&call={}&attempt={}&base_ms={}&max_ms={}&jitter={}",
         public_url.trim_end_matches('/'),
         request.campaign_id,
@@ -46,5 +47,9 @@ pub fn callback_url(public_url: &str, request: &DialRequest) -> String {
         request.policy.base_delay_ms,
         request.policy.max_delay_ms,
         request.policy.jitter,
-    )
+    );
+    if let Some(started) = request.started_at {
+        url.push_str(&format!("&started={}", started.timestamp_millis()));
+    }
+    url
 }

@@ -26,9 +26,14 @@ use crate::domain::carrier::{outcome, Audio, CarrierCall, CarrierStatus};
 use crate::domain::phone::PhoneNumber;
 use crate::metrics::metrics;
 use crate::ports::{
-    ConcurrencyLimiter, DialRequest, Lookup, PlacedAttempt, ProviderError, ProviderEvent,
-    ProviderReport, ReportSink, TelephonyProvider,
+    ConcurrencyLimiter, DialRequest, Lookup, PaceTerms, PlacedAttempt, ProviderError,
+    ProviderEvent, ProviderReport, ReportSink, TelephonyProvider,
 };
+
+/// Create refusals that are about the called number (invalid, unreachable, not permitted):
+/// the attempt fails for good. Any other refusal is about the account or the request, which
+/// every create shares.
+const NUMBER_REFUSALS: [u32; 6] = [21211, 21214, 21215, 21217, 13223, 13224];
 
 /// The longest wait between two creates of a throttled attempt.
 const THROTTLE_CEILING: Duration = Duration::from_secs(30);
@@ -97,9 +102,16 @@ fn rfc2822(text: &str) -> Option<DateTime<Utc>> {
 enum Created {
     Placed(CarrierCall),
     Throttled,
+    /// Refused because of the number: the attempt fails for good.
     Refused {
         status: u16,
         code: Option<u32>,
+    },
+    /// Refused for a reason every create shares: nothing is spent, dialing waits.
+    Misconfigured {
+        status: u16,
+        code: Option<u32>,
+        message: String,
     },
     BadCredentials(u16),
     /// Nothing reached the carrier (no connection): safe to create again.
@@ -239,12 +251,15 @@ impl Inner {
         let sent = self
             .client
             .post(format!("{}/Calls.json", self.account_url()))
-            .basic_auth(&self.config.account_sid, Some(&self.config.auth_token))
+            .basic_auth(
+                &self.config.account_sid,
+                Some(self.config.auth_token.expose()),
+            )
             .form(&self.form(request))
             .send()
             .await;
         let created = match sent {
-            Err(err) if err.is_connect() => Created::NotSent(err.to_string()),
+            Err(err) if err.is_connect() => Created::NotSent(without_url(err).to_string()),
             // The request may have reached the carrier: a timeout or a lost connection.
             Err(err) => Created::Ambiguous(without_url(err).to_string()),
             Ok(response) => {
@@ -260,9 +275,21 @@ impl Inner {
                     429 => Created::Throttled,
                     _ if error.code == Some(20429) => Created::Throttled,
                     401 | 403 => Created::BadCredentials(status),
-                    400..=499 => Created::Refused {
+                    400 if error
+                        .code
+                        .is_some_and(|code| NUMBER_REFUSALS.contains(&code)) =>
+                    {
+                        Created::Refused {
+                            status,
+                            code: error.code,
+                        }
+                    }
+                    // Not about the number (a caller id the account may not use, a wrong
+                    // api_base, a disabled account): every create would fail alike.
+                    400..=499 => Created::Misconfigured {
                         status,
                         code: error.code,
+                        message: error.message.unwrap_or_default(),
                     },
                     _ => Created::Ambiguous(format!(
                         "HTTP {status}{}",
@@ -275,6 +302,7 @@ impl Inner {
             Created::Placed(_) => "placed",
             Created::Throttled => "throttled",
             Created::Refused { .. } => "refused",
+            Created::Misconfigured { .. } => "misconfigured",
             Created::BadCredentials(_) => "unauthorized",
             Created::NotSent(_) => "unreachable",
             Created::Ambiguous(_) => "ambiguous",
@@ -300,7 +328,10 @@ impl Inner {
         let response = self
             .client
             .get(format!("{}/Calls.json", self.account_url()))
-            .basic_auth(&self.config.account_sid, Some(&self.config.auth_token))
+            .basic_auth(
+                &self.config.account_sid,
+                Some(self.config.auth_token.expose()),
+            )
             .query(&[
                 ("To", to.as_str()),
                 ("StartTime>=", &since.format("%Y-%m-%d").to_string()),
@@ -313,7 +344,9 @@ impl Inner {
             Ok(response) if response.status().is_success() => response
                 .json::<CallList>()
                 .await
-                .map_err(|e| ProviderError::Unavailable(format!("unreadable call list: {e}")))
+                .map_err(|e| {
+                    ProviderError::Unavailable(format!("unreadable call list: {}", without_url(e)))
+                })
                 .map(|list| {
                     list.calls
                         .into_iter()
@@ -334,7 +367,10 @@ impl Inner {
         let response = self
             .client
             .get(format!("{}/Calls/{sid}.json", self.account_url()))
-            .basic_auth(&self.config.account_sid, Some(&self.config.auth_token))
+            .basic_auth(
+                &self.config.account_sid,
+                Some(self.config.auth_token.expose()),
+            )
             .send()
             .await;
         let result = match response {
@@ -344,7 +380,9 @@ impl Inner {
                 .json::<CallResource>()
                 .await
                 .map(Some)
-                .map_err(|e| ProviderError::Unavailable(format!("unreadable call: {e}"))),
+                .map_err(|e| {
+                    ProviderError::Unavailable(format!("unreadable call: {}", without_url(e)))
+                }),
             Ok(response) => Err(self.failed_read(response.status().as_u16())),
         };
         metrics()
@@ -368,7 +406,10 @@ impl Inner {
         let response = self
             .client
             .get(format!("{}.json", self.account_url()))
-            .basic_auth(&self.config.account_sid, Some(&self.config.auth_token))
+            .basic_auth(
+                &self.config.account_sid,
+                Some(self.config.auth_token.expose()),
+            )
             .send()
             .await
             .map_err(|e| ProviderError::Unavailable(without_url(e).to_string()))?;
@@ -387,8 +428,9 @@ impl Inner {
         }
     }
 
-    /// Probes the account every `probe_interval` until the carrier accepts the credentials;
-    /// one prober per process.
+    /// Probes the account every `probe_interval` until the carrier accepts the credentials,
+    /// then lets dialing try again (a create refused for another reason is refused again, and
+    /// waits another round); one prober per process.
     fn watch_credentials(self: &Arc<Self>) {
         if self.credentials.probing.swap(true, Ordering::AcqRel) {
             return;
@@ -419,16 +461,29 @@ impl Inner {
         }
     }
 
-    /// Waits for the account's pace: one create per `1/cps` across every process, with a burst
-    /// of `PACE_BURST` worth of creates. A waiter wakes up to a millisecond late (the timer's
+    /// The account's pace: one create per `1/cps` across every process, with a burst of
+    /// `PACE_BURST` worth of creates. A waiter wakes up to a millisecond late (the timer's
     /// resolution); without that slack, every late wake-up would be capacity lost for good
     /// (at 300 cps, a quarter of it).
+    fn pace(&self) -> PaceTerms {
+        PaceTerms {
+            key: format!("twilio:{}", self.config.account_sid),
+            per_second: self.config.cps,
+            burst: (self.config.cps * PACE_BURST.as_secs_f64()).ceil().max(1.0) as u32,
+        }
+    }
+
+    /// Waits for the account's pace, for a create made again (throttled, or after an
+    /// ambiguous one that was never created); the dialer paced the first.
     async fn paced(&self) {
-        let key = format!("twilio:{}", self.config.account_sid);
-        let burst = (self.config.cps * PACE_BURST.as_secs_f64()).ceil().max(1.0) as u32;
+        let pace = self.pace();
         let mut counted = false;
         loop {
-            match self.pacer.pace(&key, self.config.cps, burst).await {
+            match self
+                .pacer
+                .pace(&pace.key, pace.per_second, pace.burst)
+                .await
+            {
                 Ok(None) => return,
                 Ok(Some(wait)) => {
                     if !counted {
@@ -446,8 +501,10 @@ impl Inner {
         }
     }
 
-    /// Places one attempt, to the end: `Placed` or `Ended` goes to `events`.
+    /// Places one attempt, to the end: `Placed` or `Ended` goes to `events`. The dialer took
+    /// the first create's turn in the account's pace; any later create takes its own.
     async fn place(self: Arc<Self>, request: DialRequest, events: ReportSink) {
+        let mut paced = true;
         let began = Utc::now();
         let floor = Duration::from_secs_f64(1.0 / self.config.cps).max(Duration::from_millis(50));
         let mut throttle_wait = floor;
@@ -477,7 +534,10 @@ impl Inner {
                 }
             }
             self.credentials_accepted().await;
-            self.paced().await;
+            if !paced {
+                self.paced().await;
+            }
+            paced = false;
             match self.create(&request).await {
                 Created::Placed(carrier) => {
                     let _ = events.send(ProviderEvent::Placed { request, carrier });
@@ -506,6 +566,22 @@ impl Inner {
                         }),
                     }));
                     return;
+                }
+                Created::Misconfigured {
+                    status,
+                    code,
+                    message,
+                } => {
+                    let code = code.map(|c| format!(", code {c}")).unwrap_or_default();
+                    let message = if message.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({message})")
+                    };
+                    self.credentials.refuse(format!(
+                        "the carrier refuses creates for a reason not about the number: HTTP {status}{code}{message}"
+                    ));
+                    self.watch_credentials();
                 }
                 Created::BadCredentials(status) => {
                     self.credentials.refuse(format!(
@@ -568,5 +644,9 @@ impl TelephonyProvider for TwilioProvider {
 
     fn unavailable(&self) -> Option<String> {
         self.inner.credentials.refusal()
+    }
+
+    fn pace(&self) -> Option<PaceTerms> {
+        Some(self.inner.pace())
     }
 }

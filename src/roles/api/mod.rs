@@ -75,6 +75,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     )
     .service(
         web::resource(crate::ports::STATUS_CALLBACK_PATH)
+            // Anyone may post here before the signature is checked: a callback is a few
+            // hundred bytes, so a large body is refused before it is buffered.
+            .app_data(web::PayloadConfig::new(webhooks::MAX_CALLBACK_BYTES))
             .route(web::post().to(webhooks::twilio_status))
             .default_service(not_allowed()),
     )

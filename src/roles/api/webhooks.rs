@@ -13,6 +13,9 @@ use crate::metrics::metrics;
 use crate::ports::{CallbackError, Topic};
 use crate::roles::messages::{self, StatusMessage};
 
+/// The largest callback body read.
+pub const MAX_CALLBACK_BYTES: usize = 64 * 1024;
+
 /// The header carrying the carrier's signature.
 pub const SIGNATURE_HEADER: &str = "X-Twilio-Signature";
 
@@ -121,6 +124,7 @@ pub async fn twilio_status(
             ended_at: callback.at,
             policy: callback.policy,
             carrier: Some(callback.carrier),
+            attempt_started_at: callback.attempt_started_at,
         },
     );
     if let Err(err) = messages::publish(&*ctx.bus, Topic::Status, vec![message]).await {

@@ -86,6 +86,7 @@ async fn counts_a_report_once(adapter: StoreAdapter) {
             retry_at: now,
             expected_owner: None,
             carrier: None,
+            attempt_started_at: None,
         })
         .collect();
     let first = store.record_attempts(&reports, now).await.expect("record");
@@ -167,6 +168,7 @@ async fn counts_a_report_once(adapter: StoreAdapter) {
             retry_at: now,
             expected_owner: None,
             carrier: None,
+            attempt_started_at: None,
         })
         .collect();
     let last = store
@@ -207,7 +209,7 @@ async fn finds_attempts_of_dead_owners_only(adapter: StoreAdapter) {
         .await
         .expect("claim");
     let orphans = store
-        .orphaned_attempts(Duration::from_secs(10), Duration::ZERO, 100)
+        .orphaned_attempts(Duration::from_secs(10), Duration::ZERO, Duration::ZERO, 100)
         .await
         .expect("orphans");
     assert_eq!(orphans.len(), 2, "{name}");
@@ -219,7 +221,12 @@ async fn finds_attempts_of_dead_owners_only(adapter: StoreAdapter) {
     let begun = begin(&*store, campaign, &of_dead[0], dead).await;
     assert_eq!(begun, vec![Begin::Dial]);
     let orphans = store
-        .orphaned_attempts(Duration::from_secs(10), Duration::from_secs(3600), 100)
+        .orphaned_attempts(
+            Duration::from_secs(10),
+            Duration::from_secs(3600),
+            Duration::from_secs(3600),
+            100,
+        )
         .await
         .expect("orphans");
     assert_eq!(
@@ -231,7 +238,7 @@ async fn finds_attempts_of_dead_owners_only(adapter: StoreAdapter) {
     // Placed strictly before now: not in the same millisecond.
     tokio::time::sleep(Duration::from_millis(5)).await;
     let orphans = store
-        .orphaned_attempts(Duration::from_secs(10), Duration::ZERO, 100)
+        .orphaned_attempts(Duration::from_secs(10), Duration::ZERO, Duration::ZERO, 100)
         .await
         .expect("orphans");
     assert_eq!(orphans.iter().filter(|o| o.placed).count(), 1, "{name}");
@@ -239,7 +246,12 @@ async fn finds_attempts_of_dead_owners_only(adapter: StoreAdapter) {
     // than asked.
     tokio::time::sleep(Duration::from_millis(50)).await;
     let orphans = store
-        .orphaned_attempts(Duration::from_millis(10), Duration::ZERO, 100)
+        .orphaned_attempts(
+            Duration::from_millis(10),
+            Duration::ZERO,
+            Duration::ZERO,
+            100,
+        )
         .await
         .expect("orphans");
     assert_eq!(orphans.len(), 4, "{name}");
@@ -250,6 +262,84 @@ async fn finds_attempts_of_dead_owners_only(adapter: StoreAdapter) {
             .expect("prune"),
         0,
         "{name}: an instance holding calls is kept"
+    );
+}
+
+/// A create whose answer a dead dialer never recorded is asked about long before a call the
+/// carrier took (whose record is kept) could have ended.
+async fn a_create_never_answered_is_asked_about_sooner(adapter: StoreAdapter) {
+    let dir = tempfile::tempdir().expect("dir");
+    let name = adapter.name();
+    let store = adapter.open(&dir).await;
+    let campaign = started_campaign(&*store, 2).await;
+    let dead = InstanceId::new();
+    let claimed = store
+        .claim_calls(campaign, 2, dead, 50_000, Utc::now())
+        .await
+        .expect("claim");
+    assert_eq!(claimed.len(), 2, "{name}");
+    // A dialer that never heartbeats begins both.
+    let dialer = InstanceId::new();
+    let begun = store
+        .begin_attempts(
+            &[
+                held(campaign, &claimed[0], dead),
+                held(campaign, &claimed[1], dead),
+            ],
+            dialer,
+            Utc::now(),
+        )
+        .await
+        .expect("begin");
+    assert_eq!(begun, vec![Begin::Dial, Begin::Dial], "{name}");
+    let carrier = outbound::domain::carrier::CarrierCall {
+        sid: Some("CA0001".into()),
+        ..Default::default()
+    };
+    let handed = store
+        .hand_to_carrier(
+            &[(held(campaign, &claimed[0], dialer), carrier.clone())],
+            Utc::now(),
+        )
+        .await
+        .expect("hand over");
+    assert_eq!(handed, vec![true], "{name}");
+    let again = store
+        .hand_to_carrier(
+            &[(held(campaign, &claimed[0], dialer), carrier)],
+            Utc::now(),
+        )
+        .await
+        .expect("hand over");
+    assert_eq!(again, vec![false], "{name}: the dialer no longer holds it");
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let hour = Duration::from_secs(3600);
+    let orphans = store
+        .orphaned_attempts(Duration::from_secs(10), hour, Duration::ZERO, 100)
+        .await
+        .expect("orphans");
+    assert_eq!(orphans.len(), 1, "{name}: {orphans:?}");
+    assert_eq!(orphans[0].call_id, claimed[1].call_id, "{name}");
+    assert!(orphans[0].placed && orphans[0].sid.is_none(), "{name}");
+    let orphans = store
+        .orphaned_attempts(Duration::from_secs(10), Duration::ZERO, Duration::ZERO, 100)
+        .await
+        .expect("orphans");
+    let held_by_carrier = orphans
+        .iter()
+        .find(|orphan| orphan.call_id == claimed[0].call_id)
+        .expect("the carrier's call, once it could have ended");
+    assert_eq!(held_by_carrier.sid.as_deref(), Some("CA0001"), "{name}");
+    assert_eq!(held_by_carrier.owner, None, "{name}");
+    let (_, attempts) = store
+        .get_call(claimed[0].call_id)
+        .await
+        .expect("read")
+        .expect("call");
+    assert_eq!(
+        attempts[0].carrier.as_ref().and_then(|c| c.sid.as_deref()),
+        Some("CA0001"),
+        "{name}"
     );
 }
 
@@ -390,6 +480,7 @@ async fn complete_cancels_waiting_calls_and_keeps_counts(adapter: StoreAdapter) 
         retry_at: now + chrono::Duration::hours(1),
         expected_owner: None,
         carrier: None,
+        attempt_started_at: None,
     };
     store
         .record_attempts(&[report(&claimed[0])], now)
@@ -536,6 +627,7 @@ async fn enqueues_registered_numbers_and_pages_calls(adapter: StoreAdapter) {
                 retry_at: ended,
                 expected_owner: None,
                 carrier: None,
+                attempt_started_at: None,
             }],
             ended,
         )
@@ -628,6 +720,7 @@ async fn counters_match_calls_under_concurrent_writers(adapter: StoreAdapter) {
                         retry_at: now,
                         expected_owner: None,
                         carrier: None,
+                        attempt_started_at: None,
                     })
                     .collect();
                 store.record_attempts(&reports, now).await.expect("record");
@@ -744,6 +837,7 @@ async fn answer(store: &dyn Store, campaign: CampaignId, call: &ClaimedCall) {
         retry_at: Utc::now(),
         expected_owner: None,
         carrier: None,
+        attempt_started_at: None,
     };
     store
         .record_attempts(&[answered], Utc::now())
@@ -810,7 +904,7 @@ async fn begun_and_lost_attempts_exclude_each_other(adapter: StoreAdapter) {
         "{name}: an attempt is begun once"
     );
     let orphans = store
-        .orphaned_attempts(Duration::from_secs(10), Duration::ZERO, 10)
+        .orphaned_attempts(Duration::from_secs(10), Duration::ZERO, Duration::ZERO, 10)
         .await
         .expect("orphans");
     assert_eq!(
@@ -833,6 +927,7 @@ async fn begun_and_lost_attempts_exclude_each_other(adapter: StoreAdapter) {
         retry_at: Utc::now(),
         expected_owner: Some(claimer),
         carrier: None,
+        attempt_started_at: None,
     };
     let applied = store
         .record_attempts(&[lost], Utc::now())
@@ -1137,6 +1232,7 @@ contract_suite!(
         claims_are_exclusive,
         counts_a_report_once,
         finds_attempts_of_dead_owners_only,
+        a_create_never_answered_is_asked_about_sooner,
         claims_are_exclusive_across_replicas,
         names_are_unique_case_insensitively,
         complete_cancels_waiting_calls_and_keeps_counts,
