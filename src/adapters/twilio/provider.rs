@@ -35,6 +35,9 @@ use crate::ports::{
 /// every create shares.
 const NUMBER_REFUSALS: [u32; 6] = [21211, 21214, 21215, 21217, 13223, 13224];
 
+/// How long the carrier's lists are given to show a call whose create timed out.
+const LIST_SETTLE: Duration = Duration::from_secs(1);
+
 /// The longest wait between two creates of a throttled attempt.
 const THROTTLE_CEILING: Duration = Duration::from_secs(30);
 /// The longest wait between two tries of a lookup that failed.
@@ -351,6 +354,13 @@ impl Inner {
                     list.calls
                         .into_iter()
                         .filter(|call| call.created_at().is_some_and(|at| at >= since))
+                        // Ended in a second before the attempt began: an earlier try's call.
+                        .filter(|call| {
+                            call.end_time
+                                .as_deref()
+                                .and_then(rfc2822)
+                                .is_none_or(|ended| ended >= since)
+                        })
                         .max_by_key(|call| call.created_at())
                 }),
             Ok(response) => Err(self.failed_read(response.status().as_u16())),
@@ -512,7 +522,16 @@ impl Inner {
         let mut unresolved: Option<String> = None;
         loop {
             if let Some(why) = &unresolved {
-                match self.find(&request.phone_number, began).await {
+                // A create still being processed when its request timed out may show in the
+                // carrier's lists a little later: look twice, a moment apart, before
+                // concluding it was never created.
+                tokio::time::sleep(LIST_SETTLE).await;
+                let mut found = self.find(&request.phone_number, began).await;
+                if matches!(found, Ok(None)) {
+                    tokio::time::sleep(LIST_SETTLE).await;
+                    found = self.find(&request.phone_number, began).await;
+                }
+                match found {
                     Ok(Some(call)) => {
                         tracing::info!(sid = %call.sid, "ambiguous create resolved: the call exists");
                         let _ = events.send(ProviderEvent::Placed {
