@@ -208,13 +208,13 @@ async fn outcomes_come_from_signed_callbacks_despite_duplicates_and_reordering(m
     sim.stop();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_call_whose_final_callback_never_comes_is_looked_up() {
+in_both_modes!(a_call_whose_final_callback_never_comes_is_looked_up);
+async fn a_call_whose_final_callback_never_comes_is_looked_up(mode: Mode) {
     let sim = start_sim(|config| {
         config.drop_final_rate = 0.5;
     })
     .await;
-    let app = carrier_app(Mode::Embedded, &sim, |_| {}).await;
+    let app = carrier_app(mode, &sim, |_| {}).await;
     let created = app.create_campaign(campaign(12, 4, 2)).await;
     let id = created["id"].as_str().expect("id");
     app.start(id).await;
@@ -226,10 +226,10 @@ async fn a_call_whose_final_callback_never_comes_is_looked_up() {
     sim.stop();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn forged_altered_and_replayed_callbacks_change_nothing() {
+in_both_modes!(forged_altered_and_replayed_callbacks_change_nothing);
+async fn forged_altered_and_replayed_callbacks_change_nothing(mode: Mode) {
     let sim = start_sim(|_| {}).await;
-    let app = carrier_app(Mode::Embedded, &sim, |_| {}).await;
+    let app = carrier_app(mode, &sim, |_| {}).await;
     let created = app.create_campaign(campaign(3, 3, 1)).await;
     let id = created["id"].as_str().expect("id");
     app.start(id).await;
@@ -374,15 +374,15 @@ async fn forged_altered_and_replayed_callbacks_change_nothing() {
     sim.stop();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hanging_creates_never_ring_a_number_twice() {
+in_both_modes!(hanging_creates_never_ring_a_number_twice);
+async fn hanging_creates_never_ring_a_number_twice(mode: Mode) {
     let sim = start_sim(|config| {
         config.hang_rate = 0.2;
         config.hang_for = Duration::from_secs(2);
     })
     .await;
     // The client gives up after 800 ms: every hanging create is ambiguous and looked up.
-    let app = carrier_app(Mode::Embedded, &sim, |_| {}).await;
+    let app = carrier_app(mode, &sim, |_| {}).await;
     let created = app.create_campaign(campaign(30, 10, 2)).await;
     let id = created["id"].as_str().expect("id");
     app.start(id).await;
@@ -426,8 +426,8 @@ async fn creates_keep_to_the_accounts_pace(mode: Mode) {
     sim.stop();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn refused_credentials_spend_no_attempt_and_readyz_says_why() {
+in_both_modes!(refused_credentials_spend_no_attempt_and_readyz_says_why);
+async fn refused_credentials_spend_no_attempt_and_readyz_says_why(mode: Mode) {
     let sim = start_sim(|config| {
         config.auth_token = "the-carrier-has-another-token".into();
         // Every call answers: any second attempt would be one the refusal spent.
@@ -441,7 +441,7 @@ async fn refused_credentials_spend_no_attempt_and_readyz_says_why() {
         };
     })
     .await;
-    let app = carrier_app(Mode::Embedded, &sim, |_| {}).await;
+    let app = carrier_app(mode, &sim, |_| {}).await;
     let created = app.create_campaign(campaign(5, 5, 2)).await;
     let id = created["id"].as_str().expect("id");
     app.start(id).await;
