@@ -128,6 +128,20 @@ pub struct OutcomeMix {
     pub failed_transient: f64,
 }
 
+impl OutcomeMix {
+    /// Every call answered by a person: runs whose outcomes must not vary.
+    pub fn human_only() -> Self {
+        Self {
+            human: 1.0,
+            machine: 0.0,
+            busy: 0.0,
+            no_answer: 0.0,
+            failed_permanent: 0.0,
+            failed_transient: 0.0,
+        }
+    }
+}
+
 impl Default for OutcomeMix {
     fn default() -> Self {
         Self {

@@ -15,22 +15,11 @@ use crate::adapters::twilio::signature::verify;
 const SID: &str = "AC0123456789abcdef0123456789abcdef";
 const TOKEN: &str = "secret-token";
 
-fn human_only() -> OutcomeMix {
-    OutcomeMix {
-        human: 1.0,
-        machine: 0.0,
-        busy: 0.0,
-        no_answer: 0.0,
-        failed_permanent: 0.0,
-        failed_transient: 0.0,
-    }
-}
-
 fn config() -> SimConfig {
     SimConfig {
         account_sid: SID.into(),
         auth_token: TOKEN.into(),
-        mix: human_only(),
+        mix: OutcomeMix::human_only(),
         seed: Some(7),
         ..SimConfig::default()
     }
@@ -498,7 +487,7 @@ async fn without_events_only_the_final_callback_is_sent_and_busy_carries_486() {
         mix: OutcomeMix {
             human: 0.0,
             busy: 1.0,
-            ..human_only()
+            ..OutcomeMix::human_only()
         },
         ..config()
     })
@@ -528,7 +517,7 @@ async fn machine_detection_names_the_machine_and_a_short_timeout_ends_no_answer(
         mix: OutcomeMix {
             human: 0.0,
             machine: 1.0,
-            ..human_only()
+            ..OutcomeMix::human_only()
         },
         ..config()
     })

@@ -75,14 +75,7 @@ pub(super) async fn callbacks(bench: &Bench) -> Result<Value, LoadError> {
         drop_final_rate: 1.0,
         // Live until the benchmark's callbacks end them.
         talk: (Duration::from_secs(3_600), Duration::from_secs(3_600)),
-        mix: OutcomeMix {
-            human: 1.0,
-            machine: 0.0,
-            busy: 0.0,
-            no_answer: 0.0,
-            failed_permanent: 0.0,
-            failed_transient: 0.0,
-        },
+        mix: OutcomeMix::human_only(),
         ..SimConfig::default()
     };
     let sim = start_sim(config.clone()).await?;

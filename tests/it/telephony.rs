@@ -431,14 +431,7 @@ async fn refused_credentials_spend_no_attempt_and_readyz_says_why(mode: Mode) {
     let sim = start_sim(|config| {
         config.auth_token = "the-carrier-has-another-token".into();
         // Every call answers: any second attempt would be one the refusal spent.
-        config.mix = OutcomeMix {
-            human: 1.0,
-            machine: 0.0,
-            busy: 0.0,
-            no_answer: 0.0,
-            failed_permanent: 0.0,
-            failed_transient: 0.0,
-        };
+        config.mix = OutcomeMix::human_only();
     })
     .await;
     let app = carrier_app(mode, &sim, |_| {}).await;

@@ -404,9 +404,7 @@ impl Inner {
 
     fn failed_read(&self, status: u16) -> ProviderError {
         if matches!(status, 401 | 403) {
-            self.credentials.refuse(format!(
-                "the carrier answers HTTP {status} to telephony.twilio.account_sid's credentials"
-            ));
+            self.credentials.refuse(credentials_refused(status));
         }
         ProviderError::Unavailable(format!("carrier answered HTTP {status}"))
     }
@@ -427,9 +425,7 @@ impl Inner {
         match status {
             200..=299 => Ok(true),
             401 | 403 => {
-                self.credentials.refuse(format!(
-                    "the carrier answers HTTP {status} to telephony.twilio.account_sid's credentials"
-                ));
+                self.credentials.refuse(credentials_refused(status));
                 Ok(false)
             }
             _ => Err(ProviderError::Unavailable(format!(
@@ -603,9 +599,7 @@ impl Inner {
                     self.watch_credentials();
                 }
                 Created::BadCredentials(status) => {
-                    self.credentials.refuse(format!(
-                        "the carrier answers HTTP {status} to telephony.twilio.account_sid's credentials"
-                    ));
+                    self.credentials.refuse(credentials_refused(status));
                     self.watch_credentials();
                 }
                 Created::NotSent(err) => {
@@ -620,6 +614,12 @@ impl Inner {
             }
         }
     }
+}
+
+/// Why dialing waits when the carrier refuses the credentials: names the setting, never the
+/// token.
+fn credentials_refused(status: u16) -> String {
+    format!("the carrier answers HTTP {status} to telephony.twilio.account_sid's credentials")
 }
 
 /// A request error's text without the URL, which names the account.
