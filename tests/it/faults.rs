@@ -207,3 +207,97 @@ async fn a_call_process_keeps_outcomes_it_cannot_publish_until_the_bus_is_back()
     let stats = stats(&ctx, campaign).await;
     assert_eq!(stats.attempts_total, 3, "one attempt each: {stats:?}");
 }
+
+/// A carrier's final callback while the broker is down: the api process records it itself,
+/// since the carrier will not deliver it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_final_callback_is_recorded_while_the_bus_is_down() {
+    use outbound::adapters::twilio::{callback_url, signature};
+    use outbound::domain::campaign::PolicyTerms;
+    use outbound::ports::{DialRequest, HeldAttempt};
+    use outbound::roles::api::ApiRole;
+
+    let dir = tempfile::tempdir().expect("dir");
+    let port = crate::process::free_port();
+    let mut settings = test_settings(dir.path());
+    settings.http.bind = format!("127.0.0.1:{port}");
+    settings.telephony.provider = "twilio".into();
+    let twilio = &mut settings.telephony.twilio;
+    twilio.account_sid = "AC0123456789abcdef0123456789abcdef".into();
+    twilio.auth_token = outbound::settings::Secret::new("token");
+    twilio.from = "+15555550100".into();
+    twilio.public_url = format!("http://127.0.0.1:{port}");
+    let roles: BTreeSet<RoleName> = [RoleName::Api].into_iter().collect();
+    let mut ctx = AppContext::build(settings, &roles, true)
+        .await
+        .expect("context");
+    let bus = Arc::new(SwitchedBus {
+        inner: ctx.bus.clone(),
+        down: AtomicBool::new(true),
+    });
+    ctx.bus = bus.clone();
+    let api = ApiRole::build(ctx.clone()).expect("api");
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let server = tokio::spawn(api.run(shutdown.clone()));
+
+    // One attempt placed at the carrier.
+    let campaign = started(&ctx, 1).await;
+    let claimer = ctx.instance;
+    let claimed = ctx
+        .store
+        .claim_calls(campaign, 1, claimer, 50_000, Utc::now())
+        .await
+        .expect("claim");
+    let call = &claimed[0];
+    let held = HeldAttempt {
+        key: outbound::ports::AttemptKey {
+            campaign_id: campaign,
+            call_id: call.call_id,
+            attempt: call.attempt,
+        },
+        holder: Some(claimer),
+    };
+    ctx.store
+        .begin_attempts(&[held], ctx.dialer, Utc::now())
+        .await
+        .expect("begin");
+    let request = DialRequest {
+        call_id: call.call_id,
+        campaign_id: campaign,
+        attempt: call.attempt,
+        phone_number: call.phone_number.clone(),
+        policy: PolicyTerms {
+            base_delay_ms: 1_000,
+            max_delay_ms: 10_000,
+            jitter: 0.0,
+        },
+        voice: Default::default(),
+        started_at: Some(call.started_at),
+    };
+    let url = callback_url(&format!("http://127.0.0.1:{port}"), &request);
+    let params: Vec<(String, String)> = [("CallSid", "CA42"), ("CallStatus", "completed")]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    let signed = signature::sign("token", &url, &params);
+    let body = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(params.iter())
+        .finish();
+    let response = reqwest::Client::new()
+        .post(&url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("X-Twilio-Signature", signed)
+        .body(body)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status().as_u16(), 204);
+    let stats = stats(&ctx, campaign).await;
+    assert_eq!(
+        stats.completed_calls, 1,
+        "recorded despite the bus: {stats:?}"
+    );
+    assert_eq!(stats.dialing_calls, 0, "its slot is free: {stats:?}");
+    shutdown.cancel();
+    let _ = server.await;
+}

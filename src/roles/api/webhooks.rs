@@ -1,7 +1,8 @@
 //! The carrier's status callbacks. Any api process may receive a callback for a call placed
 //! anywhere: it checks the signature, then hands a final status to the status role through the
-//! bus, which records it idempotently (a repeated or late callback changes nothing). Progress
-//! events (initiated, ringing, answered) change nothing in the store and are only counted.
+//! bus, which records it idempotently (a repeated or late callback changes nothing); while the
+//! bus is down it records the status itself. Progress events (initiated, ringing, answered)
+//! change nothing in the store and are only counted.
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -12,6 +13,7 @@ use crate::context::AppContext;
 use crate::metrics::metrics;
 use crate::ports::{CallbackError, Topic};
 use crate::roles::messages::{self, StatusMessage};
+use crate::roles::status::{StatusError, StatusWorker};
 
 /// The largest callback body read.
 pub const MAX_CALLBACK_BYTES: usize = 64 * 1024;
@@ -41,7 +43,7 @@ fn counted(result: &'static str) {
         (status = 400, body = ErrorBody, description = "malformed_body"),
         (status = 403, body = ErrorBody, description = "invalid_signature"),
         (status = 404, body = ErrorBody, description = "unknown_attempt, or no carrier configured"),
-        (status = 503, body = ErrorBody, description = "the bus is unavailable; the carrier delivers again"),
+        (status = 503, body = ErrorBody, description = "neither the bus nor the store can take it now"),
     ))]
 pub async fn twilio_status(
     ctx: web::Data<AppContext>,
@@ -113,26 +115,39 @@ pub async fn twilio_status(
             .with_label_values(&[status.as_str()])
             .inc();
     }
-    let message = messages::encode(
-        callback.key.call_id.to_string(),
-        &StatusMessage {
-            v: messages::VERSION,
-            call_id: callback.key.call_id,
-            campaign_id: callback.key.campaign_id,
-            attempt: callback.key.attempt,
-            outcome,
-            ended_at: callback.at,
-            policy: callback.policy,
-            carrier: Some(callback.carrier),
-            attempt_started_at: callback.attempt_started_at,
-        },
-    );
-    if let Err(err) = messages::publish(&*ctx.bus, Topic::Status, vec![message]).await {
-        // The carrier delivers again on a 5xx; nothing was recorded.
-        counted("unavailable");
-        tracing::warn!(error = %err, "cannot hand a status callback to the bus");
-        return Err(ApiError::unavailable());
+    let status = StatusMessage {
+        v: messages::VERSION,
+        call_id: callback.key.call_id,
+        campaign_id: callback.key.campaign_id,
+        attempt: callback.key.attempt,
+        outcome,
+        ended_at: callback.at,
+        policy: callback.policy,
+        carrier: Some(callback.carrier),
+        attempt_started_at: callback.attempt_started_at,
+    };
+    let message = messages::encode(callback.key.call_id.to_string(), &status);
+    let Err(err) = messages::publish(&*ctx.bus, Topic::Status, vec![message]).await else {
+        counted("recorded");
+        return Ok(HttpResponse::NoContent().finish());
+    };
+    // Twilio does not deliver a callback again unless told to: rather than lose the final
+    // status to a bus outage, record it here, as the status role would (idempotently).
+    tracing::warn!(error = %err, "cannot hand a status callback to the bus; recording it here");
+    match StatusWorker::new(ctx.get_ref().clone())
+        .process_batch(&[status], Utc::now())
+        .await
+    {
+        // Recorded; only the wake-ups it sends after could not go out, and the scheduler's
+        // and retry role's own rescans make up for them.
+        Ok(_) | Err(StatusError::Bus(_)) => {
+            counted("recorded");
+            Ok(HttpResponse::NoContent().finish())
+        }
+        Err(StatusError::Store(err)) => {
+            counted("unavailable");
+            tracing::warn!(error = %err, "cannot record a status callback either");
+            Err(ApiError::unavailable())
+        }
     }
-    counted("recorded");
-    Ok(HttpResponse::NoContent().finish())
 }
