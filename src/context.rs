@@ -173,7 +173,12 @@ impl AppContext {
             client_id: format!("outbound-{}", roles_label(roles)),
             session_timeout: settings.bus.session_timeout.0,
             fetch_wait: settings.bus.effective_fetch_wait(),
-            extra: Vec::new(),
+            extra: settings
+                .bus
+                .properties
+                .iter()
+                .map(|(key, value)| (key.clone(), value.value().to_owned()))
+                .collect(),
         };
         let bus: Arc<dyn Bus> = match settings.bus.address() {
             BusAddress::Memory => Arc::new(MemoryBus::new()),

@@ -2,6 +2,7 @@
 //! FILE`, then `OUTBOUND__SECTION__KEY` environment variables (figment). Every section rejects
 //! unknown keys, and `validate` refuses impossible combinations, naming the key.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
 use std::time::Duration;
@@ -103,7 +104,53 @@ pub struct BusSettings {
     /// Kafka answers as soon as a message arrives, so this only paces idle polling; brokers
     /// that answer only at the deadline (librdkafka's mock cluster) add it to every hop.
     pub fetch_wait: GoDuration,
+    /// librdkafka settings passed through unchanged (`security.protocol`, `sasl.mechanisms`,
+    /// `sasl.username`, `sasl.password`, `ssl.ca.location`, …): what managed Kafka needs.
+    /// Secret values are masked by `outbound config`.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub properties: BTreeMap<String, Property>,
 }
+
+/// A librdkafka setting's value. Its `Debug` hides it: some are secrets (passwords, keys), and
+/// a logged settings struct must not show them.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Property(#[serde(deserialize_with = "text")] String);
+
+impl Property {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    pub fn value(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Property {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"…\"")
+    }
+}
+
+/// Whether a librdkafka setting holds a secret: `outbound config` shows `***` instead.
+pub fn is_secret_property(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    ["password", "secret", "jaas", "token", ".pem", "credentials"]
+        .iter()
+        .any(|word| key.contains(word))
+}
+
+/// librdkafka settings the engine sets itself, for its delivery guarantees.
+pub const RESERVED_PROPERTIES: [&str; 7] = [
+    "bootstrap.servers",
+    "group.id",
+    "enable.auto.commit",
+    "enable.auto.offset.store",
+    "enable.idempotence",
+    "acks",
+    "auto.offset.reset",
+];
 
 impl Default for BusSettings {
     fn default() -> Self {
@@ -115,6 +162,7 @@ impl Default for BusSettings {
             replication: 1,
             session_timeout: Duration::from_secs(10).into(),
             fetch_wait: Duration::from_millis(20).into(),
+            properties: BTreeMap::new(),
         }
     }
 }
@@ -544,6 +592,11 @@ impl Settings {
             copy.telephony.twilio.auth_token = Secret::new("***");
         }
         copy.storage.url = mask_password(&copy.storage.url);
+        for (key, value) in copy.bus.properties.iter_mut() {
+            if is_secret_property(key) {
+                *value = Property::new("***");
+            }
+        }
         copy.limiter.url = mask_password(&copy.limiter.url);
         toml::to_string_pretty(&copy)
     }
@@ -828,6 +881,47 @@ mod tests {
             assert_eq!(settings.telephony.twilio.auth_token.expose(), "12345");
             Ok(())
         });
+    }
+
+    #[test]
+    fn kafka_properties_pass_through_with_their_secrets_masked() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "kafka.toml",
+                "[bus]\nkind = \"kafka\"\nbrokers = \"b1:9093\"\n[bus.properties]\n\
+                 \"security.protocol\" = \"SASL_SSL\"\n\"sasl.mechanisms\" = \"PLAIN\"\n\
+                 \"sasl.username\" = \"svc\"\n\"sasl.password\" = \"hunter2\"\n\
+                 \"socket.timeout.ms\" = 30000\n",
+            )?;
+            let settings = Settings::load(Some(Path::new("kafka.toml")))
+                .map_err(|e| figment::Error::from(e.to_string()))?;
+            let properties = &settings.bus.properties;
+            assert_eq!(properties["sasl.password"].value(), "hunter2");
+            assert_eq!(properties["socket.timeout.ms"].value(), "30000");
+            let dump = settings
+                .dump()
+                .map_err(|e| figment::Error::from(e.to_string()))?;
+            assert!(!dump.contains("hunter2"), "{dump}");
+            assert!(dump.contains("\"sasl.password\" = \"***\""), "{dump}");
+            assert!(dump.contains("\"sasl.username\" = \"svc\""), "{dump}");
+            assert!(!format!("{settings:?}").contains("hunter2"));
+
+            jail.create_file(
+                "reserved.toml",
+                "[bus.properties]\n\"group.id\" = \"mine\"\n",
+            )?;
+            let err = Settings::load(Some(Path::new("reserved.toml")))
+                .expect_err("a reserved property is refused")
+                .to_string();
+            assert!(
+                err.contains("bus.properties") && err.contains("group.id"),
+                "{err}"
+            );
+            Ok(())
+        });
+        assert!(is_secret_property("ssl.key.password"));
+        assert!(is_secret_property("sasl.oauthbearer.client.secret"));
+        assert!(!is_secret_property("ssl.ca.location"));
     }
 
     #[test]

@@ -37,6 +37,14 @@ impl Settings {
     }
 
     fn validate_bus(&self) -> Result<(), SettingsError> {
+        for key in self.bus.properties.keys() {
+            if super::RESERVED_PROPERTIES.contains(&key.as_str()) {
+                return Err(invalid(
+                    "bus.properties",
+                    format!("{key} is set by outbound itself (bus.brokers for the servers)"),
+                ));
+            }
+        }
         if self.bus.kind != BusKind::Kafka {
             return Ok(());
         }
