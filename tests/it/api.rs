@@ -700,3 +700,63 @@ async fn a_process_without_the_api_role_serves_health_on_the_admin_listener() {
     shutdown.cancel();
     handle.await.expect("joins").expect("clean exit");
 }
+
+/// What the clients of the system we replace send: a trailing slash, `after_id` paging, and
+/// `/healthz` read for its `errors` object.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_replaced_systems_clients_still_work() {
+    let app = TestApp::spawn().await;
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let created = app
+            .create_campaign(json!({
+                "name": unique_name(&format!("compat-{i}")),
+                "time_zone": "UTC",
+                "targets": targets(2, i * 2),
+            }))
+            .await;
+        ids.push(created["id"].as_str().expect("id").to_owned());
+    }
+    let (status, slashed) = app.get("/api/v1/campaigns/?limit=1000").await;
+    assert_eq!(status, 200, "{slashed}");
+    let (_, plain) = app.get("/api/v1/campaigns?limit=1000").await;
+    assert_eq!(slashed, plain);
+    let (status, one) = app.get(&format!("/api/v1/campaigns/{}/", ids[0])).await;
+    assert_eq!(status, 200, "{one}");
+    assert_eq!(one["id"], ids[0].as_str());
+
+    // after_id continues after the campaign it names, as the page token would.
+    let (_, first) = app.get("/api/v1/campaigns?limit=1").await;
+    let first_id = first["campaigns"][0]["id"].as_str().expect("id").to_owned();
+    let (status, next) = app
+        .get(&format!("/api/v1/campaigns?limit=1&after_id={first_id}"))
+        .await;
+    assert_eq!(status, 200, "{next}");
+    let token = first["next_page_token"].as_str().expect("token");
+    let (_, by_token) = app
+        .get(&format!("/api/v1/campaigns?limit=1&page_token={token}"))
+        .await;
+    assert_eq!(next["campaigns"], by_token["campaigns"]);
+    let (status, error) = app.get("/api/v1/campaigns?after_id=nope").await;
+    assert_eq!(status, 400, "{error}");
+    let (status, calls) = app
+        .get(&format!("/api/v1/campaigns/{}/calls?limit=1", ids[0]))
+        .await;
+    assert_eq!(status, 200);
+    let call = calls["calls"][0]["id"]
+        .as_str()
+        .expect("call id")
+        .to_owned();
+    let (_, rest) = app
+        .get(&format!(
+            "/api/v1/campaigns/{}/calls?after_id={call}",
+            ids[0]
+        ))
+        .await;
+    assert_eq!(rest["calls"].as_array().map(Vec::len), Some(1), "{rest}");
+
+    let (status, health) = app.get("/healthz").await;
+    assert_eq!(status, 200);
+    assert_eq!(health["errors"], json!({}), "{health}");
+    app.shutdown().await;
+}

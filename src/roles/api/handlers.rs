@@ -51,10 +51,14 @@ struct PageParams {
 
 fn page_params(query: &HashMap<String, String>) -> Result<PageParams, ApiError> {
     let limit = page_limit(query)?;
-    let after = match query.get("page_token") {
-        None => None,
-        Some(token) if token.is_empty() => None,
-        Some(token) => Some(decode_token(token)?),
+    let after = match (query.get("page_token"), query.get("after_id")) {
+        (Some(token), _) if !token.is_empty() => Some(decode_token(token)?),
+        // The system we replace paged with the id to continue after.
+        (_, Some(id)) if !id.is_empty() => Some(
+            Uuid::parse_str(id)
+                .map_err(|_| ApiError::validation(vec![format!("after_id: not an id: {id:?}")]))?,
+        ),
+        _ => None,
     };
     Ok(PageParams {
         limit,
@@ -148,7 +152,7 @@ pub async fn create_campaign(
 }
 
 #[utoipa::path(get, path = "/api/v1/campaigns",
-    params(("limit" = Option<u32>, Query), ("page_token" = Option<String>, Query), ("status" = Option<String>, Query)),
+    params(("limit" = Option<u32>, Query), ("page_token" = Option<String>, Query), ("after_id" = Option<String>, Query, description = "the id to continue after (the page token takes precedence)"), ("status" = Option<String>, Query)),
     responses((status = 200, body = CampaignListResponse), (status = 400, body = ErrorBody)))]
 pub async fn list_campaigns(ctx: Ctx, query: Query) -> Result<HttpResponse, ApiError> {
     let params = page_params(&query)?;
@@ -342,7 +346,7 @@ pub async fn add_targets(
 }
 
 #[utoipa::path(get, path = "/api/v1/campaigns/{id}/calls",
-    params(("limit" = Option<u32>, Query), ("page_token" = Option<String>, Query), ("status" = Option<String>, Query)),
+    params(("limit" = Option<u32>, Query), ("page_token" = Option<String>, Query), ("after_id" = Option<String>, Query, description = "the id to continue after (the page token takes precedence)"), ("status" = Option<String>, Query)),
     responses((status = 200, body = CallListResponse), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn list_calls(
     ctx: Ctx,
@@ -489,10 +493,21 @@ pub async fn get_call(ctx: Ctx, path: web::Path<String>) -> Result<HttpResponse,
 pub async fn healthz(ctx: Ctx) -> HttpResponse {
     let store_ok = ctx.store.ping().await.is_ok();
     let live = store_ok && ctx.health.is_live();
+    // `errors` names what is wrong, by component, as the system we replace reported it.
+    let mut errors = serde_json::Map::new();
+    if !store_ok {
+        errors.insert("database".into(), "unavailable".into());
+    }
+    for (role, health) in ctx.health.snapshot() {
+        if health == crate::runtime::health::RoleHealth::Failing {
+            errors.insert(role.as_str().into(), "failing".into());
+        }
+    }
     let body = serde_json::json!({
         "status": if live { "ok" } else { "unhealthy" },
         "database": if store_ok { "ok" } else { "unavailable" },
         "roles": ctx.health.snapshot(),
+        "errors": errors,
     });
     if live {
         HttpResponse::Ok().json(body)

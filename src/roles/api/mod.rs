@@ -13,7 +13,7 @@ use std::time::Instant;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::error::JsonPayloadError;
-use actix_web::middleware::{from_fn, Next};
+use actix_web::middleware::{from_fn, Next, NormalizePath, TrailingSlash};
 use actix_web::{web, App, HttpResponse, HttpServer};
 use tokio_util::sync::CancellationToken;
 use tracing::{field, info_span, Instrument};
@@ -279,6 +279,10 @@ impl ApiRole {
                 .app_data(json_config(limit))
                 .app_data(web::PayloadConfig::new(limit))
                 .wrap(from_fn(observe))
+                // The system we replace answered `/api/v1/campaigns/` like
+                // `/api/v1/campaigns`, and its clients rely on it. Innermost, so the metrics'
+                // route labels see the path as given.
+                .wrap(NormalizePath::new(TrailingSlash::Trim))
                 .configure(if admin_only {
                     configure_admin
                 } else {
