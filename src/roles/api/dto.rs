@@ -151,6 +151,18 @@ pub struct VoiceInput<'a> {
     pub voice_url: Option<&'a str>,
 }
 
+/// The voice fields of a create or update request, which both spell the same way.
+macro_rules! voice_input {
+    ($body:expr) => {
+        VoiceInput {
+            caller_id: $body.caller_id.as_deref(),
+            twiml: $body.twiml.as_deref(),
+            voice_url: $body.voice_url.as_deref(),
+        }
+    };
+}
+pub(super) use voice_input;
+
 /// The caller id and audio changes `input` asks for.
 pub fn validate_voice(
     input: VoiceInput<'_>,

@@ -108,14 +108,7 @@ pub async fn create_campaign(
     let hours = validate_business_hours(&body.business_hours.unwrap_or_default(), &mut problems);
     let targets = validate_targets(body.targets.unwrap_or_default(), &mut problems);
     let description = validate_description(body.description, &mut problems);
-    let (caller_id, audio) = validate_voice(
-        VoiceInput {
-            caller_id: body.caller_id.as_deref(),
-            twiml: body.twiml.as_deref(),
-            voice_url: body.voice_url.as_deref(),
-        },
-        &mut problems,
-    );
+    let (caller_id, audio) = validate_voice(voice_input!(body), &mut problems);
     let voice = Voice {
         caller_id: caller_id.flatten(),
         audio: audio.flatten(),
@@ -200,14 +193,7 @@ pub async fn update_campaign(
     let id = campaign_id(&path)?;
     let body = body.into_inner();
     let mut problems = Problems::default();
-    let (caller_id, audio) = validate_voice(
-        VoiceInput {
-            caller_id: body.caller_id.as_deref(),
-            twiml: body.twiml.as_deref(),
-            voice_url: body.voice_url.as_deref(),
-        },
-        &mut problems,
-    );
+    let (caller_id, audio) = validate_voice(voice_input!(body), &mut problems);
     let changes = CampaignChanges {
         caller_id,
         audio,
