@@ -1,4 +1,4 @@
-//! The command line: `serve`, `migrate`, `config`, `load-test`, `bench`, `chaos`,
+//! The command line: `serve`, `migrate`, `config`, `keys`, `load-test`, `bench`, `chaos`,
 //! `carrier-sim`.
 
 use std::path::PathBuf;
@@ -80,6 +80,14 @@ pub enum Command {
         #[arg(long, env = "OUTBOUND_TEST_REDIS_RESTART")]
         redis_restart: Option<String>,
     },
+    /// Make, list and revoke API keys, working directly on the configured store (pending
+    /// migrations applied first), so the first key can be made before the API asks for one.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+        #[arg(long, env = "OUTBOUND_CONFIG", global = true)]
+        config: Option<PathBuf>,
+    },
     /// Print the effective configuration as TOML (passwords masked).
     Config {
         #[arg(long, env = "OUTBOUND_CONFIG")]
@@ -141,6 +149,28 @@ pub enum Command {
         #[command(flatten)]
         args: crate::carrier_sim::SimArgs,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Make a key; the key alone is the last line of the output (shown this once).
+    Create {
+        #[arg(long)]
+        name: String,
+        /// viewer, operator or admin.
+        #[arg(long)]
+        role: String,
+        /// Print the API's JSON object instead.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every key (never the keys themselves), revoked ones included.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a key by its id; every running process refuses it within 5 seconds.
+    Revoke { id: String },
 }
 
 #[cfg(test)]

@@ -74,6 +74,28 @@ pub async fn migrate(settings: &Settings) -> Result<Vec<String>, ContextError> {
     migrate_for(settings, true).await
 }
 
+/// The configured store alone, its pending migrations applied first: what the commands that
+/// work on the store directly (`outbound keys`) need.
+pub async fn open_store(settings: &Settings) -> Result<Arc<dyn Store>, ContextError> {
+    migrate_for(settings, false).await?;
+    Ok(connect_store(settings).await?.0)
+}
+
+async fn connect_store(
+    settings: &Settings,
+) -> Result<(Arc<dyn Store>, Arc<dyn Timeline>), ContextError> {
+    Ok(match settings.store_address()? {
+        StoreAddress::Sqlite { path } => {
+            let store = Arc::new(SqliteStore::open(&path).await?);
+            (store.clone(), store)
+        }
+        StoreAddress::Postgres { url } => {
+            let store = Arc::new(PgStore::connect(&url, POSTGRES_POOL_SIZE).await?);
+            (store.clone(), store)
+        }
+    })
+}
+
 /// The store's migrations, and the timeline's schema when `with_timeline`.
 async fn migrate_for(
     settings: &Settings,
@@ -134,17 +156,7 @@ impl AppContext {
                 tracing::info!(?applied, "applied migrations");
             }
         }
-        let (store, store_timeline): (Arc<dyn Store>, Arc<dyn Timeline>) =
-            match settings.store_address()? {
-                StoreAddress::Sqlite { path } => {
-                    let store = Arc::new(SqliteStore::open(&path).await?);
-                    (store.clone(), store)
-                }
-                StoreAddress::Postgres { url } => {
-                    let store = Arc::new(PgStore::connect(&url, POSTGRES_POOL_SIZE).await?);
-                    (store.clone(), store)
-                }
-            };
+        let (store, store_timeline) = connect_store(&settings).await?;
         let separate_timeline: Option<Arc<dyn Timeline>> = match scylla_url(&settings)? {
             Some(url) if uses_timeline => Some(Arc::new(ScyllaTimeline::connect(&url).await?)),
             _ => None,

@@ -19,6 +19,7 @@ pub mod chaos;
 pub mod cli;
 pub mod context;
 pub mod domain;
+pub mod keys_command;
 pub mod loadtest;
 pub mod metrics;
 pub mod ports;

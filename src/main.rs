@@ -70,6 +70,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             config,
             distributed,
         } => bench(scenario, config.as_deref(), distributed).await,
+        Command::Keys { command, config } => {
+            let settings = Settings::load(config.as_deref())?;
+            print!("{}", outbound::keys_command::run(command, &settings).await?);
+            Ok(())
+        }
         Command::Config { config } => {
             print!("{}", Settings::load(config.as_deref())?.dump()?);
             Ok(())

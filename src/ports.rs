@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
+use crate::domain::access::{ApiKey, AuditEntry, NewKey};
 use crate::domain::business_hours::BusinessHours;
 use crate::domain::call::{Attempt, AttemptOutcome, Call, CallStatus};
 use crate::domain::campaign::{
@@ -17,7 +18,7 @@ use crate::domain::campaign::{
     StatusAction, Transition,
 };
 use crate::domain::carrier::{CarrierCall, Voice};
-use crate::domain::ids::{CallId, CampaignId, InstanceId, LeaseId};
+use crate::domain::ids::{CallId, CampaignId, InstanceId, KeyId, LeaseId};
 use crate::domain::phone::PhoneNumber;
 use crate::domain::stats::CampaignStats;
 
@@ -146,6 +147,15 @@ pub trait Store: Send + Sync + 'static {
         &self,
         new: NewCampaign,
         now: DateTime<Utc>,
+    ) -> Result<Campaign, StoreError> {
+        self.create_campaign_audited(new, now, None).await
+    }
+    /// `create_campaign`, recording `audit` in the same transaction.
+    async fn create_campaign_audited(
+        &self,
+        new: NewCampaign,
+        now: DateTime<Utc>,
+        audit: Option<AuditEntry>,
     ) -> Result<Campaign, StoreError>;
     async fn get_campaign(&self, id: CampaignId) -> Result<Option<Campaign>, StoreError>;
     async fn list_campaigns(
@@ -159,6 +169,15 @@ pub trait Store: Send + Sync + 'static {
         id: CampaignId,
         changes: CampaignChanges,
         now: DateTime<Utc>,
+    ) -> Result<Campaign, StoreError> {
+        self.update_campaign_audited(id, changes, now, None).await
+    }
+    async fn update_campaign_audited(
+        &self,
+        id: CampaignId,
+        changes: CampaignChanges,
+        now: DateTime<Utc>,
+        audit: Option<AuditEntry>,
     ) -> Result<Campaign, StoreError>;
     /// Applies a status action; `complete` cancels every call not dialing, in the same transaction.
     async fn transition_campaign(
@@ -166,6 +185,16 @@ pub trait Store: Send + Sync + 'static {
         id: CampaignId,
         action: StatusAction,
         now: DateTime<Utc>,
+    ) -> Result<Transition, StoreError> {
+        self.transition_campaign_audited(id, action, now, None)
+            .await
+    }
+    async fn transition_campaign_audited(
+        &self,
+        id: CampaignId,
+        action: StatusAction,
+        now: DateTime<Utc>,
+        audit: Option<AuditEntry>,
     ) -> Result<Transition, StoreError>;
     async fn campaign_stats(&self, id: CampaignId) -> Result<Option<CampaignStats>, StoreError>;
 
@@ -176,6 +205,16 @@ pub trait Store: Send + Sync + 'static {
         campaign_id: CampaignId,
         targets: Vec<NewTarget>,
         now: DateTime<Utc>,
+    ) -> Result<Vec<Call>, StoreError> {
+        self.enqueue_calls_audited(campaign_id, targets, now, None)
+            .await
+    }
+    async fn enqueue_calls_audited(
+        &self,
+        campaign_id: CampaignId,
+        targets: Vec<NewTarget>,
+        now: DateTime<Utc>,
+        audit: Option<AuditEntry>,
     ) -> Result<Vec<Call>, StoreError>;
     async fn get_call(&self, id: CallId) -> Result<Option<(Call, Vec<Attempt>)>, StoreError>;
     async fn list_calls(
@@ -279,6 +318,37 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes finished attempts the timeline now holds. Attempts still dialing are never
     /// deleted, whatever the keys say.
     async fn forget_attempts(&self, keys: &[AttemptKey]) -> Result<u64, StoreError>;
+
+    // Keys and the audit log. A method that changes something takes the audit entry that
+    // records it and commits both together.
+
+    async fn create_key(
+        &self,
+        key: NewKey,
+        now: DateTime<Utc>,
+        audit: Option<AuditEntry>,
+    ) -> Result<ApiKey, StoreError>;
+    async fn get_key(&self, id: KeyId) -> Result<Option<ApiKey>, StoreError>;
+    /// Every key, revoked ones included, oldest first.
+    async fn list_keys(&self) -> Result<Vec<ApiKey>, StoreError>;
+    /// Revokes a key (`NotFound` when there is none); a revoked key keeps its first revocation
+    /// time.
+    async fn revoke_key(
+        &self,
+        id: KeyId,
+        now: DateTime<Utc>,
+        audit: Option<AuditEntry>,
+    ) -> Result<ApiKey, StoreError>;
+    /// Moves each key's `last_used_at` forward to the time given (never back).
+    async fn touch_keys(&self, used: &[(KeyId, DateTime<Utc>)]) -> Result<(), StoreError>;
+    /// Records entries whose request changed nothing in the store (refused, or failed).
+    async fn record_audit(&self, entries: &[AuditEntry]) -> Result<(), StoreError>;
+    /// Audit entries older than `before` (all when `None`), newest first.
+    async fn list_audit(
+        &self,
+        before: Option<uuid::Uuid>,
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>, StoreError>;
 }
 
 // ---------------------------------------------------------------------------------------------

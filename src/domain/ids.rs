@@ -45,3 +45,4 @@ typed_id!(CampaignId);
 typed_id!(CallId);
 typed_id!(LeaseId);
 typed_id!(InstanceId);
+typed_id!(KeyId);

@@ -3,6 +3,7 @@
 //! Nothing here performs I/O, reads a clock or spawns a task; time and randomness are passed in,
 //! so every rule is unit-tested with fixed inputs.
 
+pub mod access;
 pub mod admission;
 pub mod business_hours;
 pub mod call;

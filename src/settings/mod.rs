@@ -507,10 +507,49 @@ impl Default for OtelSettings {
     }
 }
 
+/// Whether the API asks for keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMode {
+    /// `off` when `http.bind` is a loopback address, `keys` otherwise.
+    Auto,
+    Keys,
+    Off,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSettings {
+    pub mode: AuthMode,
+    /// Requests per second per key, and the burst allowed.
+    pub rate_limit: u32,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            mode: AuthMode::Auto,
+            rate_limit: 1000,
+        }
+    }
+}
+
+impl AuthSettings {
+    /// Whether requests on a listener bound to `bind` need a key.
+    pub fn requires_keys(&self, bind: std::net::IpAddr) -> bool {
+        match self.mode {
+            AuthMode::Keys => true,
+            AuthMode::Off => false,
+            AuthMode::Auto => !bind.is_loopback(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Settings {
     pub http: HttpSettings,
+    pub auth: AuthSettings,
     pub storage: StorageSettings,
     pub bus: BusSettings,
     pub limiter: LimiterSettings,
@@ -922,6 +961,33 @@ mod tests {
         assert!(is_secret_property("ssl.key.password"));
         assert!(is_secret_property("sasl.oauthbearer.client.secret"));
         assert!(!is_secret_property("ssl.ca.location"));
+    }
+
+    #[test]
+    fn auto_auth_asks_for_keys_on_every_address_but_loopback() {
+        let auth = AuthSettings::default();
+        assert_eq!(auth.mode, AuthMode::Auto);
+        for (ip, keys) in [
+            ("127.0.0.1", false),
+            ("127.0.0.53", false),
+            ("::1", false),
+            ("0.0.0.0", true),
+            ("::", true),
+            ("10.1.2.3", true),
+        ] {
+            let ip: std::net::IpAddr = ip.parse().unwrap();
+            assert_eq!(auth.requires_keys(ip), keys, "{ip}");
+        }
+        let keys = AuthSettings {
+            mode: AuthMode::Keys,
+            ..AuthSettings::default()
+        };
+        assert!(keys.requires_keys("127.0.0.1".parse().unwrap()));
+        let off = AuthSettings {
+            mode: AuthMode::Off,
+            ..AuthSettings::default()
+        };
+        assert!(!off.requires_keys("0.0.0.0".parse().unwrap()));
     }
 
     #[test]

@@ -30,6 +30,9 @@ impl Settings {
                 .parse::<SocketAddr>()
                 .map_err(|err| invalid(key, format!("{err} ({value:?})")))?;
         }
+        if self.auth.rate_limit == 0 {
+            return Err(invalid("auth.rate_limit", "must be positive"));
+        }
         if self.http.body_limit_bytes == 0 {
             return Err(invalid("http.body_limit_bytes", "must be positive"));
         }

@@ -14,4 +14,5 @@ mod fixtures;
 mod helpers;
 mod process;
 mod scheduler;
+mod security;
 mod telephony;

@@ -8,11 +8,13 @@ use diesel_async::RunQueryDsl;
 use futures::FutureExt;
 
 use super::campaigns::{apply_stats, load_campaign};
+use super::keys::record;
 use super::{rows_per_insert, Conn, PgStore};
 use crate::adapters::sql::prepared::KeepPrepared;
 use crate::adapters::sql::rows::{self, AttemptRow, CallRow, PhoneRow, CALL_COLUMNS};
 use crate::adapters::sql::statements::{CALLS, CALLS_IN_STATUS, CALL_ATTEMPTS};
 use crate::adapters::sql::{as_bigint, to_ms, Failure};
+use crate::domain::access::AuditEntry;
 use crate::domain::call::{Attempt, Call, CallStatus};
 use crate::domain::ids::{CallId, CampaignId};
 use crate::domain::stats::StatsDelta;
@@ -63,10 +65,12 @@ pub(super) async fn enqueue(
     campaign_id: CampaignId,
     targets: Vec<NewTarget>,
     now: DateTime<Utc>,
+    audit: Option<AuditEntry>,
 ) -> Result<Vec<Call>, StoreError> {
     store
         .transaction(move |conn| {
             async move {
+                record(conn, audit.as_ref()).await?;
                 // FOR UPDATE, not KEY SHARE: a report completing the campaign concurrently
                 // must either see these calls or finish before they are added.
                 let campaign = load_campaign(conn, campaign_id, "FOR UPDATE")

@@ -8,6 +8,7 @@ use futures::FutureExt;
 
 use super::calls::insert_calls;
 use super::error::name_taken;
+use super::keys::record;
 use super::rows::StatusCountRow;
 use super::{rows_per_insert, Conn, PgStore};
 use crate::adapters::sql::prepared::KeepPrepared;
@@ -16,6 +17,7 @@ use crate::adapters::sql::statements::{
     self, APPLY_STATS, CAMPAIGNS, CAMPAIGNS_IN_STATUS, CAMPAIGN_STATS, LOAD_CAMPAIGN, RETRY_BUDGET,
 };
 use crate::adapters::sql::{as_bigint, hours_json, to_ms, Failure};
+use crate::domain::access::AuditEntry;
 use crate::domain::call::{Call, CallStatus};
 use crate::domain::campaign::{
     name_key, Campaign, CampaignChanges, CampaignStatus, StatusAction, Transition,
@@ -105,10 +107,12 @@ pub(super) async fn create(
     store: &PgStore,
     new: NewCampaign,
     now: DateTime<Utc>,
+    audit: Option<AuditEntry>,
 ) -> Result<Campaign, StoreError> {
     store
         .transaction(move |conn| {
             async move {
+                record(conn, audit.as_ref()).await?;
                 let NewCampaign {
                     id,
                     name,
@@ -216,10 +220,12 @@ pub(super) async fn update(
     id: CampaignId,
     changes: CampaignChanges,
     now: DateTime<Utc>,
+    audit: Option<AuditEntry>,
 ) -> Result<Campaign, StoreError> {
     store
         .transaction(move |conn| {
             async move {
+                record(conn, audit.as_ref()).await?;
                 let current = lock_campaign(conn, id).await?;
                 current.status.ensure_mutable("update")?;
                 let campaign = id.to_string();
@@ -278,10 +284,12 @@ pub(super) async fn transition(
     id: CampaignId,
     action: StatusAction,
     now: DateTime<Utc>,
+    audit: Option<AuditEntry>,
 ) -> Result<Transition, StoreError> {
     store
         .transaction(move |conn| {
             async move {
+                record(conn, audit.as_ref()).await?;
                 // FOR UPDATE waits for claims and reports in flight (they hold KEY SHARE) and
                 // keeps new ones out until this commits.
                 let current = lock_campaign(conn, id).await?;

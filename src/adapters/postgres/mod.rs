@@ -70,6 +70,7 @@ mod campaigns;
 mod dispatch;
 mod error;
 mod instances;
+mod keys;
 mod migrator;
 mod pool;
 mod rows;

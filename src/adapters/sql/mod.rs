@@ -88,11 +88,12 @@ macro_rules! store_by_aggregate {
     ($store:ty) => {
         const _: () = {
             use chrono::{DateTime, Utc};
+            use $crate::domain::access::{ApiKey, AuditEntry, NewKey};
             use $crate::domain::call::{Attempt, Call, CallStatus};
             use $crate::domain::campaign::{
                 Campaign, CampaignChanges, CampaignStatus, StatusAction, Transition,
             };
-            use $crate::domain::ids::{CallId, CampaignId, InstanceId};
+            use $crate::domain::ids::{CallId, CampaignId, InstanceId, KeyId};
             use $crate::domain::stats::CampaignStats;
             use $crate::ports::{
                 AppliedReport, AttemptKey, AttemptReport, Begin, ClaimedCall, HeldAttempt,
@@ -106,12 +107,13 @@ macro_rules! store_by_aggregate {
                     pool::ping(self).await
                 }
 
-                async fn create_campaign(
+                async fn create_campaign_audited(
                     &self,
                     new: NewCampaign,
                     now: DateTime<Utc>,
+                    audit: Option<AuditEntry>,
                 ) -> Result<Campaign, StoreError> {
-                    campaigns::create(self, new, now).await
+                    campaigns::create(self, new, now, audit).await
                 }
 
                 async fn get_campaign(
@@ -130,22 +132,24 @@ macro_rules! store_by_aggregate {
                     campaigns::list(self, status, after, limit).await
                 }
 
-                async fn update_campaign(
+                async fn update_campaign_audited(
                     &self,
                     id: CampaignId,
                     changes: CampaignChanges,
                     now: DateTime<Utc>,
+                    audit: Option<AuditEntry>,
                 ) -> Result<Campaign, StoreError> {
-                    campaigns::update(self, id, changes, now).await
+                    campaigns::update(self, id, changes, now, audit).await
                 }
 
-                async fn transition_campaign(
+                async fn transition_campaign_audited(
                     &self,
                     id: CampaignId,
                     action: StatusAction,
                     now: DateTime<Utc>,
+                    audit: Option<AuditEntry>,
                 ) -> Result<Transition, StoreError> {
-                    campaigns::transition(self, id, action, now).await
+                    campaigns::transition(self, id, action, now, audit).await
                 }
 
                 async fn campaign_stats(
@@ -155,13 +159,14 @@ macro_rules! store_by_aggregate {
                     campaigns::stats(self, id).await
                 }
 
-                async fn enqueue_calls(
+                async fn enqueue_calls_audited(
                     &self,
                     campaign_id: CampaignId,
                     targets: Vec<NewTarget>,
                     now: DateTime<Utc>,
+                    audit: Option<AuditEntry>,
                 ) -> Result<Vec<Call>, StoreError> {
-                    calls::enqueue(self, campaign_id, targets, now).await
+                    calls::enqueue(self, campaign_id, targets, now, audit).await
                 }
 
                 async fn get_call(
@@ -283,6 +288,51 @@ macro_rules! store_by_aggregate {
 
                 async fn forget_attempts(&self, keys: &[AttemptKey]) -> Result<u64, StoreError> {
                     attempts::forget(self, keys).await
+                }
+
+                async fn create_key(
+                    &self,
+                    key: NewKey,
+                    now: DateTime<Utc>,
+                    audit: Option<AuditEntry>,
+                ) -> Result<ApiKey, StoreError> {
+                    keys::create(self, key, now, audit).await
+                }
+
+                async fn get_key(&self, id: KeyId) -> Result<Option<ApiKey>, StoreError> {
+                    keys::get(self, id).await
+                }
+
+                async fn list_keys(&self) -> Result<Vec<ApiKey>, StoreError> {
+                    keys::list(self).await
+                }
+
+                async fn revoke_key(
+                    &self,
+                    id: KeyId,
+                    now: DateTime<Utc>,
+                    audit: Option<AuditEntry>,
+                ) -> Result<ApiKey, StoreError> {
+                    keys::revoke(self, id, now, audit).await
+                }
+
+                async fn touch_keys(
+                    &self,
+                    used: &[(KeyId, DateTime<Utc>)],
+                ) -> Result<(), StoreError> {
+                    keys::touch(self, used).await
+                }
+
+                async fn record_audit(&self, entries: &[AuditEntry]) -> Result<(), StoreError> {
+                    keys::record_audit(self, entries).await
+                }
+
+                async fn list_audit(
+                    &self,
+                    before: Option<uuid::Uuid>,
+                    limit: usize,
+                ) -> Result<Vec<AuditEntry>, StoreError> {
+                    keys::list_audit(self, before, limit).await
                 }
             }
         };

@@ -11,6 +11,7 @@ use diesel::sql_types::{BigInt, Double, Integer, Nullable, Text};
 use diesel::QueryableByName;
 
 use super::from_ms;
+use crate::domain::access::{ApiKey, AuditEntry, KeyHash};
 use crate::domain::admission::{Capacity, DialCheck};
 use crate::domain::business_hours::{BusinessHours, BusinessWindow};
 use crate::domain::call::{Attempt, AttemptStatus, Call, CallStatus};
@@ -652,5 +653,85 @@ mod tests {
             "a foreign owner matches no expected owner"
         );
         assert_eq!(readable_current_call(reported("ringing")), None);
+    }
+}
+
+pub const KEY_COLUMNS: &str = "id, name, role, hash, created_at, last_used_at, revoked_at";
+
+#[derive(QueryableByName)]
+pub struct KeyRow {
+    #[diesel(sql_type = Text)]
+    pub id: String,
+    #[diesel(sql_type = Text)]
+    pub name: String,
+    #[diesel(sql_type = Text)]
+    pub role: String,
+    #[diesel(sql_type = Text)]
+    pub hash: String,
+    #[diesel(sql_type = BigInt)]
+    pub created_at: i64,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    pub last_used_at: Option<i64>,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    pub revoked_at: Option<i64>,
+}
+
+impl TryFrom<KeyRow> for ApiKey {
+    type Error = StoreError;
+    fn try_from(row: KeyRow) -> Result<Self, StoreError> {
+        Ok(ApiKey {
+            id: parse_id("key id", &row.id)?,
+            role: row
+                .role
+                .parse()
+                .map_err(|_| corrupt("key role", &row.role))?,
+            hash: KeyHash::from_hex(&row.hash).ok_or_else(|| corrupt("key hash", "(hidden)"))?,
+            name: row.name,
+            created_at: from_ms(row.created_at),
+            last_used_at: row.last_used_at.map(from_ms),
+            revoked_at: row.revoked_at.map(from_ms),
+        })
+    }
+}
+
+pub const AUDIT_COLUMNS: &str = "id, at, key_id, key_name, method, route, resource_id, status";
+
+#[derive(QueryableByName)]
+pub struct AuditRow {
+    #[diesel(sql_type = Text)]
+    pub id: String,
+    #[diesel(sql_type = BigInt)]
+    pub at: i64,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub key_id: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub key_name: Option<String>,
+    #[diesel(sql_type = Text)]
+    pub method: String,
+    #[diesel(sql_type = Text)]
+    pub route: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub resource_id: Option<String>,
+    #[diesel(sql_type = Integer)]
+    pub status: i32,
+}
+
+impl TryFrom<AuditRow> for AuditEntry {
+    type Error = StoreError;
+    fn try_from(row: AuditRow) -> Result<Self, StoreError> {
+        Ok(AuditEntry {
+            id: parse_id("audit id", &row.id)?,
+            at: from_ms(row.at),
+            key_id: row
+                .key_id
+                .as_deref()
+                .map(|id| parse_id("audit key id", id))
+                .transpose()?,
+            key_name: row.key_name,
+            method: row.method,
+            route: row.route,
+            resource_id: row.resource_id,
+            status: u16::try_from(row.status).map_err(|_| corrupt("audit status", row.status))?,
+        })
     }
 }

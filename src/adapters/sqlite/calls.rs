@@ -6,11 +6,13 @@ use diesel::sqlite::SqliteConnection;
 use diesel::RunQueryDsl;
 
 use super::campaigns::{apply_stats, existing_campaign};
+use super::keys::record;
 use super::{SqliteStore, INSERT_CHUNK};
 use crate::adapters::sql::prepared::KeepPrepared;
 use crate::adapters::sql::rows::{self, AttemptRow, CallRow, PhoneRow, CALL_COLUMNS};
 use crate::adapters::sql::statements::{CALLS, CALLS_IN_STATUS, CALL_ATTEMPTS};
 use crate::adapters::sql::{as_bigint, to_ms, Failure};
+use crate::domain::access::AuditEntry;
 use crate::domain::call::{Attempt, Call, CallStatus};
 use crate::domain::ids::{CallId, CampaignId};
 use crate::domain::stats::StatsDelta;
@@ -54,6 +56,7 @@ pub(super) async fn enqueue(
     campaign_id: CampaignId,
     targets: Vec<NewTarget>,
     now: DateTime<Utc>,
+    audit: Option<AuditEntry>,
 ) -> Result<Vec<Call>, StoreError> {
     // A campaign's targets never change once registered: they are checked on a reader, in
     // batches, so the one writer is held only for the insert.
@@ -86,6 +89,7 @@ pub(super) async fn enqueue(
         .await?;
     store
         .write(move |conn| {
+            record(conn, audit.as_ref())?;
             let campaign = existing_campaign(conn, campaign_id)?;
             campaign.status.ensure_mutable("queue calls for")?;
             if !unregistered.is_empty() {

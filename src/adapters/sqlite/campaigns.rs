@@ -7,6 +7,7 @@ use diesel::sqlite::SqliteConnection;
 use diesel::RunQueryDsl;
 
 use super::calls::insert_calls;
+use super::keys::record;
 use super::{SqliteStore, INSERT_CHUNK};
 use crate::adapters::sql::prepared::KeepPrepared;
 use crate::adapters::sql::rows::{self, voice_json, CampaignRow, StatsRow};
@@ -14,6 +15,7 @@ use crate::adapters::sql::statements::{
     self, APPLY_STATS, CAMPAIGNS, CAMPAIGNS_IN_STATUS, CAMPAIGN_STATS, LOAD_CAMPAIGN, RETRY_BUDGET,
 };
 use crate::adapters::sql::{as_bigint, hours_json, to_ms, Failure};
+use crate::domain::access::AuditEntry;
 use crate::domain::call::{Call, CallStatus};
 use crate::domain::campaign::{
     name_key, Campaign, CampaignChanges, CampaignStatus, StatusAction, Transition,
@@ -80,9 +82,11 @@ pub(super) async fn create(
     store: &SqliteStore,
     new: NewCampaign,
     now: DateTime<Utc>,
+    audit: Option<AuditEntry>,
 ) -> Result<Campaign, StoreError> {
     store
         .write(move |conn| {
+            record(conn, audit.as_ref())?;
             let NewCampaign {
                 id,
                 name,
@@ -179,9 +183,11 @@ pub(super) async fn update(
     id: CampaignId,
     changes: CampaignChanges,
     now: DateTime<Utc>,
+    audit: Option<AuditEntry>,
 ) -> Result<Campaign, StoreError> {
     store
         .write(move |conn| {
+            record(conn, audit.as_ref())?;
             let current = existing_campaign(conn, id)?;
             current.status.ensure_mutable("update")?;
             let old_budget = current.retry_policy.max_attempts;
@@ -223,9 +229,11 @@ pub(super) async fn transition(
     id: CampaignId,
     action: StatusAction,
     now: DateTime<Utc>,
+    audit: Option<AuditEntry>,
 ) -> Result<Transition, StoreError> {
     store
         .write(move |conn| {
+            record(conn, audit.as_ref())?;
             let current = existing_campaign(conn, id)?;
             let transition = current.status.apply(action)?;
             let Transition::To(next) = transition else {

@@ -15,6 +15,7 @@ mod campaigns;
 mod dispatch;
 mod error;
 mod instances;
+mod keys;
 mod migrator;
 mod pool;
 mod timeline;

@@ -19,6 +19,8 @@ pub struct ApiError {
     message: String,
     details: Vec<String>,
     trace_id: String,
+    /// Seconds for a `Retry-After` header.
+    retry_after: Option<u64>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -41,6 +43,7 @@ impl ApiError {
             message: message.into(),
             details: Vec::new(),
             trace_id: telemetry::current_trace_id(),
+            retry_after: None,
         }
     }
 
@@ -85,6 +88,32 @@ impl ApiError {
             "not_found",
             format!("{what} not found"),
         )
+    }
+
+    pub fn unauthorized() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "a valid API key is required: Authorization: Bearer <key>",
+        )
+    }
+
+    pub fn forbidden(needed: &str) -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("this key's role may not use this route (it needs {needed})"),
+        )
+    }
+
+    pub fn rate_limited(retry_after_secs: u64) -> Self {
+        let mut error = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "too many requests for this key, slow down",
+        );
+        error.retry_after = Some(retry_after_secs.max(1));
+        error
     }
 
     pub fn route_not_found() -> Self {
@@ -150,7 +179,11 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status).json(ErrorBody {
+        let mut response = HttpResponse::build(self.status);
+        if let Some(secs) = self.retry_after {
+            response.insert_header((actix_web::http::header::RETRY_AFTER, secs.to_string()));
+        }
+        response.json(ErrorBody {
             error: self.message.clone(),
             code: self.code.to_owned(),
             trace_id: self.trace_id.clone(),

@@ -10,6 +10,7 @@ use base64::Engine;
 use chrono::Utc;
 use uuid::Uuid;
 
+use super::access::Audit;
 use super::dto::*;
 use super::error::{ApiError, ErrorBody};
 use crate::context::AppContext;
@@ -32,11 +33,11 @@ fn campaign_id(raw: &str) -> Result<CampaignId, ApiError> {
     parse_id(raw).map(CampaignId)
 }
 
-fn encode_token(id: Uuid) -> String {
+pub(super) fn encode_token(id: Uuid) -> String {
     URL_SAFE_NO_PAD.encode(id.as_bytes())
 }
 
-fn decode_token(token: &str) -> Result<Uuid, ApiError> {
+pub(super) fn decode_token(token: &str) -> Result<Uuid, ApiError> {
     let bytes = URL_SAFE_NO_PAD
         .decode(token)
         .map_err(|_| ApiError::invalid_page_token())?;
@@ -67,7 +68,7 @@ fn page_params(query: &HashMap<String, String>) -> Result<PageParams, ApiError> 
     })
 }
 
-fn page_limit(query: &HashMap<String, String>) -> Result<usize, ApiError> {
+pub(super) fn page_limit(query: &HashMap<String, String>) -> Result<usize, ApiError> {
     Ok(match query.get("limit") {
         None => 100,
         Some(raw) => match raw.parse::<usize>() {
@@ -92,6 +93,7 @@ async fn wake_campaign(ctx: &AppContext, campaign_id: CampaignId) {
     responses((status = 201, body = CampaignResponse), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn create_campaign(
     ctx: Ctx,
+    audit: Audit,
     body: web::Json<CreateCampaignRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
@@ -123,11 +125,12 @@ pub async fn create_campaign(
     ) else {
         return Err(ApiError::validation(problems.0));
     };
+    let id = CampaignId::new();
     let campaign = ctx
         .store
-        .create_campaign(
+        .create_campaign_audited(
             NewCampaign {
-                id: CampaignId::new(),
+                id,
                 name,
                 description: description.unwrap_or_default(),
                 time_zone,
@@ -138,8 +141,10 @@ pub async fn create_campaign(
                 targets,
             },
             Utc::now(),
+            audit.entry(StatusCode::CREATED, Some(id.to_string())),
         )
         .await?;
+    audit.recorded();
     tracing::info!(campaign_id = %campaign.id, targets = campaign.target_count, "campaign created");
     Ok(HttpResponse::Created().json(CampaignResponse::from(&campaign)))
 }
@@ -187,6 +192,7 @@ pub async fn get_campaign(ctx: Ctx, path: web::Path<String>) -> Result<HttpRespo
     responses((status = 200, body = CampaignResponse), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn update_campaign(
     ctx: Ctx,
+    audit: Audit,
     path: web::Path<String>,
     body: web::Json<UpdateCampaignRequest>,
 ) -> Result<HttpResponse, ApiError> {
@@ -219,12 +225,13 @@ pub async fn update_campaign(
     }
     let campaign = ctx
         .store
-        .update_campaign(id, changes, Utc::now())
+        .update_campaign_audited(id, changes, Utc::now(), audit.entry(StatusCode::OK, None))
         .await
         .map_err(|err| match err {
             crate::ports::StoreError::NotFound => ApiError::not_found("campaign"),
             other => other.into(),
         })?;
+    audit.recorded();
     // New limits or hours may let more calls through right away.
     wake_campaign(&ctx, id).await;
     Ok(HttpResponse::Ok().json(CampaignResponse::from(&campaign)))
@@ -232,18 +239,25 @@ pub async fn update_campaign(
 
 async fn transition(
     ctx: &AppContext,
+    audit: Audit,
     raw_id: &str,
     action: StatusAction,
 ) -> Result<HttpResponse, ApiError> {
     let id = campaign_id(raw_id)?;
     let transition = ctx
         .store
-        .transition_campaign(id, action, Utc::now())
+        .transition_campaign_audited(
+            id,
+            action,
+            Utc::now(),
+            audit.entry(StatusCode::NO_CONTENT, None),
+        )
         .await
         .map_err(|err| match err {
             crate::ports::StoreError::NotFound => ApiError::not_found("campaign"),
             other => other.into(),
         })?;
+    audit.recorded();
     tracing::info!(campaign_id = %id, action = action.as_str(), ?transition, "campaign status action");
     if action == StatusAction::Start {
         wake_campaign(ctx, id).await;
@@ -267,23 +281,32 @@ async fn transition(
 
 #[utoipa::path(post, path = "/api/v1/campaigns/{id}/start",
     responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-pub async fn start_campaign(ctx: Ctx, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    transition(&ctx, &path, StatusAction::Start).await
+pub async fn start_campaign(
+    ctx: Ctx,
+    audit: Audit,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    transition(&ctx, audit, &path, StatusAction::Start).await
 }
 
 #[utoipa::path(post, path = "/api/v1/campaigns/{id}/pause",
     responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-pub async fn pause_campaign(ctx: Ctx, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    transition(&ctx, &path, StatusAction::Pause).await
+pub async fn pause_campaign(
+    ctx: Ctx,
+    audit: Audit,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    transition(&ctx, audit, &path, StatusAction::Pause).await
 }
 
 #[utoipa::path(post, path = "/api/v1/campaigns/{id}/complete",
     responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn complete_campaign(
     ctx: Ctx,
+    audit: Audit,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    transition(&ctx, &path, StatusAction::Complete).await
+    transition(&ctx, audit, &path, StatusAction::Complete).await
 }
 
 #[utoipa::path(get, path = "/api/v1/campaigns/{id}/stats",
@@ -302,6 +325,7 @@ pub async fn campaign_stats(ctx: Ctx, path: web::Path<String>) -> Result<HttpRes
     responses((status = 202, body = AcceptedResponse), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn add_targets(
     ctx: Ctx,
+    audit: Audit,
     path: web::Path<String>,
     body: web::Json<AddTargetsRequest>,
 ) -> Result<HttpResponse, ApiError> {
@@ -317,12 +341,18 @@ pub async fn add_targets(
     }
     let calls = ctx
         .store
-        .enqueue_calls(id, targets, Utc::now())
+        .enqueue_calls_audited(
+            id,
+            targets,
+            Utc::now(),
+            audit.entry(StatusCode::ACCEPTED, None),
+        )
         .await
         .map_err(|err| match err {
             crate::ports::StoreError::NotFound => ApiError::not_found("campaign"),
             other => other.into(),
         })?;
+    audit.recorded();
     wake_campaign(&ctx, id).await;
     Ok(
         HttpResponse::build(StatusCode::ACCEPTED).json(AcceptedResponse {
@@ -404,6 +434,7 @@ pub async fn list_attempts(
     responses((status = 202, body = CallResponse), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn trigger_call(
     ctx: Ctx,
+    audit: Audit,
     body: web::Json<TriggerCallRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
@@ -436,19 +467,21 @@ pub async fn trigger_call(
     };
     let calls = ctx
         .store
-        .enqueue_calls(
+        .enqueue_calls_audited(
             campaign_id,
             vec![crate::ports::NewTarget {
                 phone_number,
                 metadata: body.metadata,
             }],
             Utc::now(),
+            audit.entry(StatusCode::ACCEPTED, Some(campaign_id.to_string())),
         )
         .await
         .map_err(|err| match err {
             crate::ports::StoreError::NotFound => ApiError::not_found("campaign"),
             other => other.into(),
         })?;
+    audit.recorded();
     wake_campaign(&ctx, campaign_id).await;
     let call = calls
         .first()

@@ -2,25 +2,32 @@
 //! and the OpenAPI document. It binds its listener while building, so a taken port fails the
 //! start before any other role runs.
 
+pub mod access;
 mod dto;
 mod error;
 mod handlers;
+pub mod keys;
 mod webhooks;
 
 use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
 use std::time::Instant;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::error::JsonPayloadError;
+use actix_web::http::Method;
 use actix_web::middleware::{from_fn, Next, NormalizePath, TrailingSlash};
-use actix_web::{web, App, HttpResponse, HttpServer};
+use actix_web::{web, App, HttpResponse, HttpServer, Route};
 use tokio_util::sync::CancellationToken;
 use tracing::{field, info_span, Instrument};
 use utoipa::OpenApi;
 
+use self::access::Gate;
+pub use self::dto::rfc3339;
 pub use self::error::ApiError;
 use crate::context::AppContext;
+use crate::domain::access::Access;
 use crate::metrics::metrics;
 use crate::runtime::health::RoleHealth;
 use crate::runtime::role::RoleName;
@@ -46,12 +53,130 @@ use crate::runtime::role::RoleName;
         handlers::trigger_call,
         handlers::get_call,
         webhooks::twilio_status,
+        keys::create_key,
+        keys::list_keys,
+        keys::revoke_key,
+        keys::list_audit,
     )
 )]
 pub struct ApiDoc;
 
 async fn openapi() -> HttpResponse {
     HttpResponse::Ok().json(ApiDoc::openapi())
+}
+
+/// One route of `/api/v1`: its method, its pattern and what it requires of the caller, declared
+/// together so that no route can be registered without saying who may use it.
+pub struct Endpoint {
+    pub method: Method,
+    pub path: &'static str,
+    pub access: Access,
+    handler: fn(Route) -> Route,
+}
+
+const fn endpoint(
+    method: Method,
+    path: &'static str,
+    access: Access,
+    handler: fn(Route) -> Route,
+) -> Endpoint {
+    Endpoint {
+        method,
+        path,
+        access,
+        handler,
+    }
+}
+
+/// Every `/api/v1` route, with the access it requires (`../spec/security.md` gives the roles).
+pub fn endpoints() -> Vec<Endpoint> {
+    use handlers as h;
+    use Access::{Admin, Operator, Public, Viewer};
+    vec![
+        endpoint(Method::GET, "/api/v1/openapi.json", Public, |r| {
+            r.to(openapi)
+        }),
+        endpoint(Method::POST, "/api/v1/campaigns", Admin, |r| {
+            r.to(h::create_campaign)
+        }),
+        endpoint(Method::GET, "/api/v1/campaigns", Viewer, |r| {
+            r.to(h::list_campaigns)
+        }),
+        endpoint(Method::GET, "/api/v1/campaigns/{id}", Viewer, |r| {
+            r.to(h::get_campaign)
+        }),
+        endpoint(Method::PUT, "/api/v1/campaigns/{id}", Admin, |r| {
+            r.to(h::update_campaign)
+        }),
+        endpoint(Method::GET, "/api/v1/campaigns/{id}/stats", Viewer, |r| {
+            r.to(h::campaign_stats)
+        }),
+        endpoint(
+            Method::POST,
+            "/api/v1/campaigns/{id}/start",
+            Operator,
+            |r| r.to(h::start_campaign),
+        ),
+        endpoint(
+            Method::POST,
+            "/api/v1/campaigns/{id}/pause",
+            Operator,
+            |r| r.to(h::pause_campaign),
+        ),
+        endpoint(
+            Method::POST,
+            "/api/v1/campaigns/{id}/complete",
+            Operator,
+            |r| r.to(h::complete_campaign),
+        ),
+        endpoint(
+            Method::POST,
+            "/api/v1/campaigns/{id}/targets",
+            Operator,
+            |r| r.to(h::add_targets),
+        ),
+        endpoint(Method::GET, "/api/v1/campaigns/{id}/calls", Viewer, |r| {
+            r.to(h::list_calls)
+        }),
+        endpoint(
+            Method::GET,
+            "/api/v1/campaigns/{id}/attempts",
+            Viewer,
+            |r| r.to(h::list_attempts),
+        ),
+        endpoint(Method::POST, "/api/v1/calls", Operator, |r| {
+            r.to(h::trigger_call)
+        }),
+        endpoint(Method::GET, "/api/v1/calls/{id}", Viewer, |r| {
+            r.to(h::get_call)
+        }),
+        endpoint(Method::POST, "/api/v1/keys", Admin, |r| {
+            r.to(keys::create_key)
+        }),
+        endpoint(Method::GET, "/api/v1/keys", Admin, |r| {
+            r.to(keys::list_keys)
+        }),
+        endpoint(Method::DELETE, "/api/v1/keys/{id}", Admin, |r| {
+            r.to(keys::revoke_key)
+        }),
+        endpoint(Method::GET, "/api/v1/audit", Admin, |r| {
+            r.to(keys::list_audit)
+        }),
+    ]
+}
+
+/// The routes of one path, each behind its guard; a known path with another method answers 405.
+fn resource(path: &str, pattern: &str, endpoints: &[&Endpoint]) -> actix_web::Resource {
+    let mut resource = web::resource(path.to_owned());
+    for endpoint in endpoints.iter().filter(|e| e.path == pattern) {
+        let (access, route) = (endpoint.access, endpoint.path);
+        resource = resource.route(
+            (endpoint.handler)(web::method(endpoint.method.clone())).wrap(from_fn(
+                move |req, next| access::guard(access, route, req, next),
+            )),
+        );
+    }
+    resource.default_service(web::to(handlers::method_not_allowed))
 }
 
 /// Every route in one place; a known path with the wrong method answers 405.
@@ -80,78 +205,29 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .app_data(web::PayloadConfig::new(webhooks::MAX_CALLBACK_BYTES))
             .route(web::post().to(webhooks::twilio_status))
             .default_service(not_allowed()),
-    )
-    .service(
-        web::scope("/api/v1")
-            .service(
-                web::resource("/openapi.json")
-                    .route(web::get().to(openapi))
-                    .default_service(not_allowed()),
-            )
-            .service(
-                web::resource("/campaigns")
-                    .route(web::post().to(h::create_campaign))
-                    .route(web::get().to(h::list_campaigns))
-                    .default_service(not_allowed()),
-            )
-            // One scope for a campaign's routes: the router runs the `{id}` pattern (a regex)
-            // once and compares the rest as plain strings, where a resource per route ran one
-            // regex per route tried (a fifth of the CPU of a stats read).
-            .service(
-                web::scope("/campaigns/{id}")
-                    .service(
-                        web::resource("")
-                            .route(web::get().to(h::get_campaign))
-                            .route(web::put().to(h::update_campaign))
-                            .default_service(not_allowed()),
-                    )
-                    .service(
-                        web::resource("/stats")
-                            .route(web::get().to(h::campaign_stats))
-                            .default_service(not_allowed()),
-                    )
-                    .service(
-                        web::resource("/start")
-                            .route(web::post().to(h::start_campaign))
-                            .default_service(not_allowed()),
-                    )
-                    .service(
-                        web::resource("/pause")
-                            .route(web::post().to(h::pause_campaign))
-                            .default_service(not_allowed()),
-                    )
-                    .service(
-                        web::resource("/complete")
-                            .route(web::post().to(h::complete_campaign))
-                            .default_service(not_allowed()),
-                    )
-                    .service(
-                        web::resource("/targets")
-                            .route(web::post().to(h::add_targets))
-                            .default_service(not_allowed()),
-                    )
-                    .service(
-                        web::resource("/calls")
-                            .route(web::get().to(h::list_calls))
-                            .default_service(not_allowed()),
-                    )
-                    .service(
-                        web::resource("/attempts")
-                            .route(web::get().to(h::list_attempts))
-                            .default_service(not_allowed()),
-                    ),
-            )
-            .service(
-                web::resource("/calls")
-                    .route(web::post().to(h::trigger_call))
-                    .default_service(not_allowed()),
-            )
-            .service(
-                web::resource("/calls/{id}")
-                    .route(web::get().to(h::get_call))
-                    .default_service(not_allowed()),
-            ),
     );
+    let endpoints = endpoints();
+    let all: Vec<&Endpoint> = endpoints.iter().collect();
+    let mut paths: Vec<&'static str> = Vec::new();
+    for endpoint in &endpoints {
+        if !paths.contains(&endpoint.path) {
+            paths.push(endpoint.path);
+        }
+    }
+    // One scope for a campaign's routes: the router runs the `{id}` pattern (a regex) once and
+    // compares the rest as plain strings, where a resource per route ran one regex per route
+    // tried (a fifth of the CPU of a stats read).
+    const CAMPAIGN: &str = "/api/v1/campaigns/{id}";
+    let mut campaign = web::scope(CAMPAIGN);
+    for path in &paths {
+        match path.strip_prefix(CAMPAIGN) {
+            Some(rest) => campaign = campaign.service(resource(rest, path, &all)),
+            None => {
+                cfg.service(resource(path, path, &all));
+            }
+        }
+    }
+    cfg.service(campaign);
 }
 
 fn json_config(limit: usize) -> web::JsonConfig {
@@ -194,6 +270,9 @@ pub fn route_label(path: &str) -> &'static str {
         ["api", "v1", "campaigns", _, "attempts"] => "/api/v1/campaigns/{id}/attempts",
         ["api", "v1", "calls"] => "/api/v1/calls",
         ["api", "v1", "calls", _] => "/api/v1/calls/{id}",
+        ["api", "v1", "keys"] => "/api/v1/keys",
+        ["api", "v1", "keys", _] => "/api/v1/keys/{id}",
+        ["api", "v1", "audit"] => "/api/v1/audit",
         _ => "unmatched",
     }
 }
@@ -273,9 +352,26 @@ impl ApiRole {
         };
         let data = web::Data::new(ctx.clone());
         let admin_only = self.admin_only;
+        let bound = self.listener.local_addr()?;
+        let gate = Arc::new(Gate::new(
+            ctx.store.clone(),
+            ctx.settings.auth.requires_keys(bound.ip()),
+            ctx.settings.auth.rate_limit,
+        ));
+        if !admin_only {
+            if gate.requires_keys() {
+                tracing::info!(bind = %bound, "api keys required");
+            } else {
+                tracing::warn!(bind = %bound, "api keys not required (auth.mode)");
+            }
+        }
+        let gate_stopped = CancellationToken::new();
+        let gate_task = tokio::spawn(gate.clone().run(gate_stopped.clone()));
+        let gate = web::Data::from(gate);
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(data.clone())
+                .app_data(gate.clone())
                 .app_data(json_config(limit))
                 .app_data(web::PayloadConfig::new(limit))
                 .wrap(from_fn(observe))
@@ -300,19 +396,22 @@ impl ApiRole {
         if !admin_only {
             ctx.health.set(RoleName::Api, RoleHealth::Ready);
         }
-        tokio::select! {
+        let served = tokio::select! {
             served = &mut server => {
-                served?;
-                anyhow::bail!("http server stopped by itself");
+                served.map_err(anyhow::Error::from)
+                    .and_then(|()| Err(anyhow::anyhow!("http server stopped by itself")))
             }
             _ = shutdown.cancelled() => {
                 // Stops accepting at once and lets requests in flight finish; the server future
                 // must keep being polled while the stop command is handled.
                 let ((), served) = tokio::join!(handle.stop(true), server);
-                served?;
+                served.map_err(anyhow::Error::from)
             }
-        }
-        Ok(())
+        };
+        // Last: records when keys were last used by the requests just served.
+        gate_stopped.cancel();
+        let _ = gate_task.await;
+        served
     }
 }
 

@@ -7,11 +7,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
+use outbound::domain::access::{issue, AuditEntry, KeyHash, Role};
 use outbound::domain::admission::HoldReason;
 use outbound::domain::business_hours::BusinessHours;
 use outbound::domain::call::{AttemptOutcome, CallStatus, NextStep};
 use outbound::domain::campaign::{CampaignChanges, RetryPolicy, StatusAction, Transition};
-use outbound::domain::ids::{CampaignId, InstanceId};
+use outbound::domain::ids::{CampaignId, InstanceId, KeyId};
 use outbound::domain::phone::PhoneNumber;
 use outbound::ports::{
     AttemptKey, AttemptReport, Begin, ClaimedCall, HeldAttempt, NewCampaign, NewTarget, Store,
@@ -1223,6 +1224,84 @@ async fn backlog_holds_finished_attempts_until_forgotten(adapter: StoreAdapter) 
     assert_eq!(stats.attempts_total, 5, "{name}");
 }
 
+/// Keys keep only their hash, a revocation keeps its first time, last use only moves
+/// forward, and a change's audit entry commits with it or not at all.
+async fn keys_and_the_audit_log(adapter: StoreAdapter) {
+    let dir = tempfile::tempdir().expect("dir");
+    let store = adapter.open(&dir).await;
+    let issued = issue(KeyId::new(), "ops".into(), Role::Operator, [3; 32]);
+    let id = issued.record.id;
+    let t0 = Utc::now();
+    let entry = |status: u16, resource: &str| AuditEntry {
+        id: uuid::Uuid::now_v7(),
+        at: Utc::now(),
+        key_id: Some(id),
+        key_name: Some("ops".into()),
+        method: "POST".into(),
+        route: "/api/v1/keys".into(),
+        resource_id: Some(resource.to_owned()),
+        status,
+    };
+    let key = store
+        .create_key(issued.record.clone(), t0, Some(entry(201, "k")))
+        .await
+        .expect("created");
+    assert!(key.hash.matches(&KeyHash::of(&issued.key)));
+    assert_eq!(key.role, Role::Operator);
+    assert_eq!(store.get_key(id).await.expect("read"), Some(key.clone()));
+    assert_eq!(store.get_key(KeyId::new()).await.expect("read"), None);
+
+    let later = t0 + chrono::Duration::seconds(10);
+    store.touch_keys(&[(id, later)]).await.expect("touched");
+    store.touch_keys(&[(id, t0)]).await.expect("touched");
+    let touched = store.get_key(id).await.expect("read").expect("key");
+    assert_eq!(
+        touched.last_used_at.map(|t| t.timestamp_millis()),
+        Some(later.timestamp_millis())
+    );
+
+    let revoked = store.revoke_key(id, later, None).await.expect("revoked");
+    assert!(!revoked.admits(&KeyHash::of(&issued.key)));
+    let again = store
+        .revoke_key(id, later + chrono::Duration::seconds(5), None)
+        .await
+        .expect("revoked again");
+    assert_eq!(again.revoked_at, revoked.revoked_at);
+    assert!(matches!(
+        store.revoke_key(KeyId::new(), later, None).await,
+        Err(StoreError::NotFound)
+    ));
+    assert_eq!(store.list_keys().await.expect("list").len(), 1);
+
+    // A change that fails takes its audit entry with it.
+    let failed = store
+        .transition_campaign_audited(
+            CampaignId::new(),
+            StatusAction::Start,
+            Utc::now(),
+            Some(entry(204, "missing")),
+        )
+        .await;
+    assert!(matches!(failed, Err(StoreError::NotFound)));
+    store
+        .record_audit(&[entry(403, "refused")])
+        .await
+        .expect("recorded");
+    let entries = store.list_audit(None, 10).await.expect("audit");
+    let statuses: Vec<u16> = entries.iter().map(|e| e.status).collect();
+    assert_eq!(
+        statuses,
+        vec![403, 201],
+        "newest first, the failed change absent"
+    );
+    let older = store
+        .list_audit(Some(entries[0].id), 10)
+        .await
+        .expect("audit");
+    assert_eq!(older.len(), 1);
+    assert_eq!(older[0], entries[1]);
+}
+
 contract_suite!(
     StoreAdapter {
         sqlite => StoreAdapter::Sqlite,
@@ -1244,5 +1323,6 @@ contract_suite!(
         begin_checks_the_campaign_at_the_moment_of_dialing,
         a_new_retry_budget_reaches_waiting_calls,
         backlog_holds_finished_attempts_until_forgotten,
+        keys_and_the_audit_log,
     ]
 );

@@ -1,0 +1,195 @@
+//! API keys and the audit log. An audit entry that records a store write is inserted by that
+//! write's transaction, through `record`.
+
+use chrono::{DateTime, Utc};
+use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text};
+use diesel_async::RunQueryDsl;
+use futures::FutureExt;
+
+use super::{Conn, PgStore};
+use crate::adapters::sql::rows::{self, AuditRow, KeyRow, AUDIT_COLUMNS, KEY_COLUMNS};
+use crate::adapters::sql::{as_bigint, to_ms, Failure};
+use crate::domain::access::{ApiKey, AuditEntry, NewKey};
+use crate::domain::ids::KeyId;
+use crate::ports::StoreError;
+
+/// Inserts `entry`, if any, on the caller's connection (inside its transaction).
+pub(super) async fn record(conn: &mut Conn, entry: Option<&AuditEntry>) -> Result<(), Failure> {
+    let Some(entry) = entry else {
+        return Ok(());
+    };
+    diesel::sql_query(
+        "INSERT INTO audit_log (id, at, key_id, key_name, method, route, resource_id, status) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind::<Text, _>(entry.id.to_string())
+    .bind::<BigInt, _>(to_ms(entry.at))
+    .bind::<Nullable<Text>, _>(entry.key_id.map(|id| id.to_string()))
+    .bind::<Nullable<Text>, _>(entry.key_name.clone())
+    .bind::<Text, _>(entry.method.clone())
+    .bind::<Text, _>(entry.route.clone())
+    .bind::<Nullable<Text>, _>(entry.resource_id.clone())
+    .bind::<Integer, _>(i32::from(entry.status))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+async fn load(conn: &mut Conn, id: KeyId) -> Result<Option<ApiKey>, Failure> {
+    let rows: Vec<KeyRow> =
+        diesel::sql_query(format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE id = $1"))
+            .bind::<Text, _>(id.to_string())
+            .load(conn)
+            .await?;
+    Ok(rows::first::<_, ApiKey>(rows)?)
+}
+
+pub(super) async fn create(
+    store: &PgStore,
+    key: NewKey,
+    now: DateTime<Utc>,
+    audit: Option<AuditEntry>,
+) -> Result<ApiKey, StoreError> {
+    store
+        .transaction(move |conn| {
+            async move {
+                record(conn, audit.as_ref()).await?;
+                diesel::sql_query(
+                    "INSERT INTO api_keys (id, name, role, hash, created_at) \
+                     VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind::<Text, _>(key.id.to_string())
+                .bind::<Text, _>(key.name.clone())
+                .bind::<Text, _>(key.role.as_str())
+                .bind::<Text, _>(key.hash.to_hex())
+                .bind::<BigInt, _>(to_ms(now))
+                .execute(conn)
+                .await?;
+                load(conn, key.id)
+                    .await?
+                    .ok_or(Failure::Store(StoreError::NotFound))
+            }
+            .boxed()
+        })
+        .await
+}
+
+pub(super) async fn get(store: &PgStore, id: KeyId) -> Result<Option<ApiKey>, StoreError> {
+    store
+        .read(move |conn| async move { load(conn, id).await }.boxed())
+        .await
+}
+
+pub(super) async fn list(store: &PgStore) -> Result<Vec<ApiKey>, StoreError> {
+    store
+        .read(move |conn| {
+            async move {
+                let rows: Vec<KeyRow> =
+                    diesel::sql_query(format!("SELECT {KEY_COLUMNS} FROM api_keys ORDER BY id"))
+                        .load(conn)
+                        .await?;
+                Ok(rows::all::<_, ApiKey>(rows)?)
+            }
+            .boxed()
+        })
+        .await
+}
+
+pub(super) async fn revoke(
+    store: &PgStore,
+    id: KeyId,
+    now: DateTime<Utc>,
+    audit: Option<AuditEntry>,
+) -> Result<ApiKey, StoreError> {
+    store
+        .transaction(move |conn| {
+            async move {
+                diesel::sql_query(
+                    "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $1) WHERE id = $2",
+                )
+                .bind::<BigInt, _>(to_ms(now))
+                .bind::<Text, _>(id.to_string())
+                .execute(conn)
+                .await?;
+                let key = load(conn, id)
+                    .await?
+                    .ok_or(Failure::Store(StoreError::NotFound))?;
+                record(conn, audit.as_ref()).await?;
+                Ok(key)
+            }
+            .boxed()
+        })
+        .await
+}
+
+pub(super) async fn touch(
+    store: &PgStore,
+    used: &[(KeyId, DateTime<Utc>)],
+) -> Result<(), StoreError> {
+    if used.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<String> = used.iter().map(|(id, _)| id.to_string()).collect();
+    let times: Vec<i64> = used.iter().map(|(_, at)| to_ms(*at)).collect();
+    store
+        .read(move |conn| {
+            async move {
+                diesel::sql_query(
+                    "UPDATE api_keys SET last_used_at = GREATEST(COALESCE(last_used_at, 0), u.at) \
+                     FROM unnest($1::text[], $2::bigint[]) AS u(id, at) WHERE api_keys.id = u.id",
+                )
+                .bind::<Array<Text>, _>(ids)
+                .bind::<Array<BigInt>, _>(times)
+                .execute(conn)
+                .await?;
+                Ok(())
+            }
+            .boxed()
+        })
+        .await
+}
+
+pub(super) async fn record_audit(
+    store: &PgStore,
+    entries: &[AuditEntry],
+) -> Result<(), StoreError> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let entries = entries.to_vec();
+    store
+        .transaction(move |conn| {
+            async move {
+                for entry in &entries {
+                    record(conn, Some(entry)).await?;
+                }
+                Ok(())
+            }
+            .boxed()
+        })
+        .await
+}
+
+pub(super) async fn list_audit(
+    store: &PgStore,
+    before: Option<uuid::Uuid>,
+    limit: usize,
+) -> Result<Vec<AuditEntry>, StoreError> {
+    store
+        .read(move |conn| {
+            async move {
+                // UUID v7 text under the "C" collation: "before" in id order is "older".
+                let before = before.map_or_else(|| "g".to_owned(), |id| id.to_string());
+                let rows: Vec<AuditRow> = diesel::sql_query(format!(
+                    "SELECT {AUDIT_COLUMNS} FROM audit_log WHERE id < $1 ORDER BY id DESC LIMIT $2"
+                ))
+                .bind::<Text, _>(before)
+                .bind::<BigInt, _>(as_bigint(limit))
+                .load(conn)
+                .await?;
+                Ok(rows::all::<_, AuditEntry>(rows)?)
+            }
+            .boxed()
+        })
+        .await
+}

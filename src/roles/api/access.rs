@@ -1,0 +1,331 @@
+//! Keys at the door: each `/api/v1` route is registered with the `Access` it requires, and
+//! `guard` (wrapped around that one route) authenticates the caller, checks its role and rate,
+//! and records the audit entry of every request that is not a read.
+//!
+//! Keys are cached per process and the cache is reloaded every `REFRESH` from the store, so a
+//! key revoked anywhere (another process, the CLI) stops working here within that time. A key
+//! not in the cache is looked up directly, so a key made elsewhere works at once. When the
+//! cache could not be reloaded for `STALE_AFTER`, keys are looked up on every request instead
+//! of trusting what may be an old revocation state. `last_used_at` is kept in memory and
+//! written once per reload, not per request.
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use actix_web::body::BoxBody;
+use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
+use actix_web::http::{header, Method, StatusCode};
+use actix_web::middleware::Next;
+use actix_web::{web, FromRequest, HttpMessage, HttpRequest, ResponseError};
+use chrono::{DateTime, Utc};
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::error::ApiError;
+use crate::domain::access::{claimed_id, Access, ApiKey, AuditEntry, KeyHash, Role};
+use crate::domain::ids::KeyId;
+use crate::ports::{Store, StoreError};
+
+/// How often each process reloads the keys (and writes `last_used_at`).
+pub const REFRESH: Duration = Duration::from_secs(1);
+/// A cache older than this is not trusted for revocations.
+const STALE_AFTER: Duration = Duration::from_secs(4);
+
+/// Who is calling.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub key_id: KeyId,
+    pub key_name: String,
+    pub role: Role,
+}
+
+struct Cache {
+    keys: HashMap<KeyId, ApiKey>,
+    loaded_at: Option<Instant>,
+}
+
+/// The keys this process knows, and the rate each has used.
+pub struct Gate {
+    store: Arc<dyn Store>,
+    requires_keys: bool,
+    cache: RwLock<Cache>,
+    used: Mutex<HashMap<KeyId, DateTime<Utc>>>,
+    rates: DefaultKeyedRateLimiter<KeyId>,
+}
+
+#[derive(Debug)]
+enum Refusal {
+    Unauthorized,
+    Forbidden(Role),
+    RateLimited(Duration),
+    Store(StoreError),
+}
+
+impl From<Refusal> for ApiError {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::Unauthorized => ApiError::unauthorized(),
+            Refusal::Forbidden(needed) => ApiError::forbidden(needed.as_str()),
+            Refusal::RateLimited(wait) => ApiError::rate_limited(wait.as_secs_f64().ceil() as u64),
+            Refusal::Store(err) => err.into(),
+        }
+    }
+}
+
+impl Gate {
+    pub fn new(store: Arc<dyn Store>, requires_keys: bool, rate_limit: u32) -> Self {
+        let rate = NonZeroU32::new(rate_limit).unwrap_or(NonZeroU32::MIN);
+        Self {
+            store,
+            requires_keys,
+            cache: RwLock::new(Cache {
+                keys: HashMap::new(),
+                loaded_at: None,
+            }),
+            used: Mutex::new(HashMap::new()),
+            rates: RateLimiter::keyed(Quota::per_second(rate).allow_burst(rate)),
+        }
+    }
+
+    pub fn requires_keys(&self) -> bool {
+        self.requires_keys
+    }
+
+    /// Reloads the keys every `REFRESH` and writes their last use, until `shutdown`; a last
+    /// write on the way out.
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut tick = tokio::time::interval(REFRESH);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.cancelled() => break,
+            }
+            if let Err(err) = self.refresh().await {
+                tracing::warn!(error = %err, "cannot reload api keys");
+            }
+        }
+        if let Err(err) = self.flush_use().await {
+            tracing::warn!(error = %err, "cannot record when api keys were last used");
+        }
+    }
+
+    pub async fn refresh(&self) -> Result<(), StoreError> {
+        self.flush_use().await?;
+        let keys = self.store.list_keys().await?;
+        if let Ok(mut cache) = self.cache.write() {
+            cache.keys = keys.into_iter().map(|key| (key.id, key)).collect();
+            cache.loaded_at = Some(Instant::now());
+        }
+        self.rates.retain_recent();
+        Ok(())
+    }
+
+    async fn flush_use(&self) -> Result<(), StoreError> {
+        let used: Vec<(KeyId, DateTime<Utc>)> = match self.used.lock() {
+            Ok(mut used) => used.drain().collect(),
+            Err(_) => return Ok(()),
+        };
+        if let Err(err) = self.store.touch_keys(&used).await {
+            // Kept for the next attempt rather than lost.
+            if let Ok(mut pending) = self.used.lock() {
+                for (id, at) in used {
+                    let slot = pending.entry(id).or_insert(at);
+                    *slot = (*slot).max(at);
+                }
+            }
+            return Err(err);
+        }
+        Ok(())
+    }
+
+    /// Takes note of a key this process just created or revoked, before the next reload.
+    pub fn remember(&self, key: ApiKey) {
+        if let Ok(mut cache) = self.cache.write() {
+            cache.keys.insert(key.id, key);
+        }
+    }
+
+    async fn find(&self, id: KeyId) -> Result<Option<ApiKey>, StoreError> {
+        if let Ok(cache) = self.cache.read() {
+            let fresh = cache.loaded_at.is_some_and(|at| at.elapsed() < STALE_AFTER);
+            if let (true, Some(key)) = (fresh, cache.keys.get(&id)) {
+                return Ok(Some(key.clone()));
+            }
+        }
+        let found = self.store.get_key(id).await?;
+        if let Some(key) = &found {
+            self.remember(key.clone());
+        }
+        Ok(found)
+    }
+
+    /// The caller of a request: `None` when keys are off (anyone may do anything).
+    async fn authenticate(&self, req: &ServiceRequest) -> Result<Option<Principal>, Refusal> {
+        let presented = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| {
+                let (scheme, token) = value.trim().split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+            });
+        let Some(presented) = presented else {
+            return if self.requires_keys {
+                Err(Refusal::Unauthorized)
+            } else {
+                Ok(None)
+            };
+        };
+        // A key that is sent is checked even when keys are off, so the audit log names it.
+        let Some(id) = claimed_id(presented) else {
+            return Err(Refusal::Unauthorized);
+        };
+        let key = self
+            .find(id)
+            .await
+            .map_err(Refusal::Store)?
+            .ok_or(Refusal::Unauthorized)?;
+        if !key.admits(&KeyHash::of(presented)) {
+            return Err(Refusal::Unauthorized);
+        }
+        if let Ok(mut used) = self.used.lock() {
+            used.insert(key.id, Utc::now());
+        }
+        Ok(Some(Principal {
+            key_id: key.id,
+            key_name: key.name,
+            role: key.role,
+        }))
+    }
+
+    fn authorize(&self, principal: Option<&Principal>, access: Access) -> Result<(), Refusal> {
+        let Some(principal) = principal else {
+            return Ok(());
+        };
+        if let Some(needed) = access.least_role() {
+            if !principal.role.may(access) {
+                return Err(Refusal::Forbidden(needed));
+            }
+        }
+        if let Err(not_until) = self.rates.check_key(&principal.key_id) {
+            return Err(Refusal::RateLimited(
+                not_until.wait_time_from(DefaultClock::default().now()),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The audit entry of the request in hand, for its handler to commit with its store write.
+struct AuditSlot {
+    principal: Option<Principal>,
+    method: String,
+    route: &'static str,
+    resource_id: Option<String>,
+    recorded: std::sync::atomic::AtomicBool,
+}
+
+impl AuditSlot {
+    fn entry(&self, status: StatusCode, resource_id: Option<String>) -> AuditEntry {
+        AuditEntry {
+            id: Uuid::now_v7(),
+            at: Utc::now(),
+            key_id: self.principal.as_ref().map(|p| p.key_id),
+            key_name: self.principal.as_ref().map(|p| p.key_name.clone()),
+            method: self.method.clone(),
+            route: self.route.to_owned(),
+            resource_id: resource_id.or_else(|| self.resource_id.clone()),
+            status: status.as_u16(),
+        }
+    }
+}
+
+/// A handler's hold on its request's audit entry. Extracting it never fails.
+pub struct Audit(Option<Arc<AuditSlot>>);
+
+impl Audit {
+    /// The entry recording that the request succeeds with `status`, touching `resource_id`
+    /// (the route's `{id}` when `None`), to pass to the store write that makes the change.
+    pub fn entry(&self, status: StatusCode, resource_id: Option<String>) -> Option<AuditEntry> {
+        self.0.as_ref().map(|slot| slot.entry(status, resource_id))
+    }
+
+    /// The store committed the entry: the guard must not write another.
+    pub fn recorded(&self) {
+        if let Some(slot) = &self.0 {
+            slot.recorded
+                .store(true, std::sync::atomic::Ordering::Release);
+        }
+    }
+
+    /// The caller, when keys were presented.
+    pub fn principal(&self) -> Option<&Principal> {
+        self.0.as_ref().and_then(|slot| slot.principal.as_ref())
+    }
+}
+
+impl FromRequest for Audit {
+    type Error = actix_web::Error;
+    type Future = std::future::Ready<Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        std::future::ready(Ok(Audit(req.extensions().get::<Arc<AuditSlot>>().cloned())))
+    }
+}
+
+fn is_read(method: &Method) -> bool {
+    method == Method::GET || method == Method::HEAD
+}
+
+/// The middleware of one route that requires `access`, registered at `route` (its pattern).
+pub async fn guard(
+    access: Access,
+    route: &'static str,
+    req: ServiceRequest,
+    next: Next<BoxBody>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let Some(gate) = req.app_data::<web::Data<Gate>>().cloned() else {
+        return Ok(req.error_response(ApiError::internal(&"the api role has no key gate")));
+    };
+    let audited = !is_read(req.method());
+    let method = req.method().to_string();
+    let resource_id = req.match_info().get("id").map(str::to_owned);
+    let authenticated = if access == Access::Public {
+        Ok(None)
+    } else {
+        gate.authenticate(&req).await
+    };
+    // A caller refused for its role is still named in the audit log.
+    let principal = authenticated.as_ref().ok().cloned().flatten();
+    let admitted = authenticated.and_then(|principal| gate.authorize(principal.as_ref(), access));
+    let slot = Arc::new(AuditSlot {
+        principal,
+        method,
+        route,
+        resource_id,
+        recorded: std::sync::atomic::AtomicBool::new(false),
+    });
+    let response = match admitted {
+        Ok(_) => {
+            req.extensions_mut().insert(slot.clone());
+            next.call(req).await?
+        }
+        Err(refusal) => {
+            let error = ApiError::from(refusal);
+            let response = error.error_response();
+            req.into_response(response)
+        }
+    };
+    if audited && !slot.recorded.load(std::sync::atomic::Ordering::Acquire) {
+        let entry = slot.entry(response.status(), None);
+        if let Err(err) = gate.store.record_audit(&[entry]).await {
+            tracing::warn!(error = %err, route, "cannot write the audit entry of a request");
+        }
+    }
+    Ok(response)
+}

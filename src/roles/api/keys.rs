@@ -1,0 +1,241 @@
+//! The admin routes of keys and the audit log.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpResponse};
+use chrono::Utc;
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::access::{Audit, Gate};
+use super::dto::rfc3339;
+use super::error::{ApiError, ErrorBody};
+use crate::context::AppContext;
+use crate::domain::access::{self, ApiKey, AuditEntry, Role};
+use crate::domain::ids::KeyId;
+use crate::ports::StoreError;
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct CreateKeyRequest {
+    /// What the key is for, as shown in the key list and the audit log (1 to 100 characters).
+    pub name: Option<String>,
+    /// `viewer`, `operator` or `admin`.
+    pub role: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KeyResponse {
+    pub id: String,
+    pub name: String,
+    #[schema(value_type = String, example = "operator")]
+    pub role: Role,
+    pub created_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_used_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<String>,
+}
+
+impl From<&ApiKey> for KeyResponse {
+    fn from(key: &ApiKey) -> Self {
+        Self {
+            id: key.id.to_string(),
+            name: key.name.clone(),
+            role: key.role,
+            created_at: rfc3339(key.created_at),
+            last_used_at: key.last_used_at.map(rfc3339),
+            revoked_at: key.revoked_at.map(rfc3339),
+        }
+    }
+}
+
+/// A new key: the only time the key itself is shown.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedKeyResponse {
+    pub id: String,
+    pub name: String,
+    #[schema(value_type = String, example = "operator")]
+    pub role: Role,
+    /// Send as `Authorization: Bearer <key>`. Not shown again.
+    pub key: String,
+    pub created_at: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KeyListResponse {
+    pub keys: Vec<KeyResponse>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditEntryResponse {
+    pub id: String,
+    pub at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_name: Option<String>,
+    pub method: String,
+    /// The route's pattern, e.g. `/api/v1/campaigns/{id}/start`.
+    pub route: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resource_id: Option<String>,
+    pub status: u16,
+}
+
+impl From<&AuditEntry> for AuditEntryResponse {
+    fn from(entry: &AuditEntry) -> Self {
+        Self {
+            id: entry.id.to_string(),
+            at: rfc3339(entry.at),
+            key_id: entry.key_id.map(|id| id.to_string()),
+            key_name: entry.key_name.clone(),
+            method: entry.method.clone(),
+            route: entry.route.clone(),
+            resource_id: entry.resource_id.clone(),
+            status: entry.status,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditListResponse {
+    pub entries: Vec<AuditEntryResponse>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_page_token: Option<String>,
+}
+
+/// Makes a key with fresh randomness; the one place the engine draws a key's secret.
+pub fn new_key(name: String, role: Role) -> access::IssuedKey {
+    let mut secret = [0u8; 32];
+    rand::rng().fill_bytes(&mut secret);
+    access::issue(KeyId::new(), name, role, secret)
+}
+
+/// The name and role of a key request, or every problem with them.
+pub fn key_request(name: Option<&str>, role: Option<&str>) -> Result<(String, Role), Vec<String>> {
+    let mut problems = Vec::new();
+    let name = match name {
+        None => {
+            problems.push("name: is required".to_owned());
+            None
+        }
+        Some(name) => match access::name_problem(name) {
+            Some(problem) => {
+                problems.push(problem);
+                None
+            }
+            None => Some(name.trim().to_owned()),
+        },
+    };
+    let role = match role.map(str::parse::<Role>) {
+        None => {
+            problems.push("role: is required".to_owned());
+            None
+        }
+        Some(Err(err)) => {
+            problems.push(format!("role: {err}"));
+            None
+        }
+        Some(Ok(role)) => Some(role),
+    };
+    match (name, role) {
+        (Some(name), Some(role)) if problems.is_empty() => Ok((name, role)),
+        _ => Err(problems),
+    }
+}
+
+#[utoipa::path(post, path = "/api/v1/keys", request_body = CreateKeyRequest,
+    security(("bearer" = [])),
+    responses((status = 201, body = CreatedKeyResponse), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn create_key(
+    ctx: web::Data<AppContext>,
+    gate: web::Data<Gate>,
+    audit: Audit,
+    body: web::Json<CreateKeyRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let (name, role) =
+        key_request(body.name.as_deref(), body.role.as_deref()).map_err(ApiError::validation)?;
+    let issued = new_key(name, role);
+    let id = issued.record.id;
+    let key = ctx
+        .store
+        .create_key(
+            issued.record,
+            Utc::now(),
+            audit.entry(StatusCode::CREATED, Some(id.to_string())),
+        )
+        .await?;
+    audit.recorded();
+    gate.remember(key.clone());
+    tracing::info!(key_id = %key.id, key_name = %key.name, role = %key.role, "api key created");
+    Ok(HttpResponse::Created().json(CreatedKeyResponse {
+        id: key.id.to_string(),
+        name: key.name,
+        role: key.role,
+        key: issued.key,
+        created_at: rfc3339(key.created_at),
+    }))
+}
+
+#[utoipa::path(get, path = "/api/v1/keys", security(("bearer" = [])),
+    responses((status = 200, body = KeyListResponse), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody)))]
+pub async fn list_keys(ctx: web::Data<AppContext>) -> Result<HttpResponse, ApiError> {
+    let keys = ctx.store.list_keys().await?;
+    Ok(HttpResponse::Ok().json(KeyListResponse {
+        keys: keys.iter().map(KeyResponse::from).collect(),
+    }))
+}
+
+#[utoipa::path(delete, path = "/api/v1/keys/{id}", security(("bearer" = [])),
+    params(("id" = String, Path, format = Uuid, description = "the key's id")),
+    responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn revoke_key(
+    ctx: web::Data<AppContext>,
+    gate: web::Data<Gate>,
+    audit: Audit,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id: KeyId = path.parse().map_err(|_| ApiError::invalid_id(&path))?;
+    let key = ctx
+        .store
+        .revoke_key(id, Utc::now(), audit.entry(StatusCode::NO_CONTENT, None))
+        .await
+        .map_err(|err| match err {
+            StoreError::NotFound => ApiError::not_found("key"),
+            other => other.into(),
+        })?;
+    audit.recorded();
+    gate.remember(key.clone());
+    tracing::info!(key_id = %key.id, key_name = %key.name, "api key revoked");
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[utoipa::path(get, path = "/api/v1/audit", security(("bearer" = [])),
+    params(("limit" = Option<u32>, Query, minimum = 1, maximum = 1000),
+        ("page_token" = Option<String>, Query)),
+    responses((status = 200, body = AuditListResponse), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn list_audit(
+    ctx: web::Data<AppContext>,
+    query: web::Query<std::collections::HashMap<String, String>>,
+) -> Result<HttpResponse, ApiError> {
+    let limit = super::handlers::page_limit(&query)?;
+    let before = match query.get("page_token").filter(|t| !t.is_empty()) {
+        Some(token) => Some(super::handlers::decode_token(token)?),
+        None => None,
+    };
+    let mut entries = ctx.store.list_audit(before, limit + 1).await?;
+    let next_page_token = if entries.len() > limit {
+        entries.truncate(limit);
+        entries.last().map(|e| super::handlers::encode_token(e.id))
+    } else {
+        None
+    };
+    Ok(HttpResponse::Ok().json(AuditListResponse {
+        entries: entries.iter().map(AuditEntryResponse::from).collect(),
+        next_page_token,
+    }))
+}

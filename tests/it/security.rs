@@ -1,0 +1,447 @@
+//! Keys, roles, the audit log and the rate limit, through the real API.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use outbound::domain::access::{Access, Role};
+use outbound::roles::api::endpoints;
+use outbound::roles::api::keys::new_key;
+use outbound::settings::AuthMode;
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::helpers::{targets, unique_name, Mode, TestApp};
+use crate::in_both_modes;
+
+/// Makes a key on the app's store, as `outbound keys create` does.
+async fn key(app: &TestApp, role: Role) -> String {
+    let issued = new_key(format!("{role}-key"), role);
+    app.ctx
+        .store
+        .create_key(issued.record, Utc::now(), None)
+        .await
+        .expect("key stored");
+    issued.key
+}
+
+async fn call(
+    app: &TestApp,
+    method: &Method,
+    path: &str,
+    key: Option<&str>,
+    body: Option<Value>,
+) -> reqwest::Response {
+    let mut request = app.client.request(method.clone(), app.url(path));
+    if let Some(key) = key {
+        request = request.bearer_auth(key);
+    }
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    request.send().await.expect("request sent")
+}
+
+async fn audit_entries(app: &TestApp, admin: &str) -> Vec<Value> {
+    let response = call(
+        app,
+        &Method::GET,
+        "/api/v1/audit?limit=1000",
+        Some(admin),
+        None,
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.expect("json");
+    body["entries"].as_array().expect("entries").clone()
+}
+
+/// An audit entry as compared: key name, method, route, target, status.
+type Audited = (Option<String>, String, String, Option<String>, u16);
+
+/// Walks the route table: without a key every route but the contract document answers 401;
+/// each role gets 403 exactly on the routes above it; every request that was not a read is in
+/// the audit log with its key, route, target and status.
+async fn every_route_answers_as_its_role_allows(mode: Mode) {
+    let app = TestApp::spawn_in(mode, |s| s.auth.mode = AuthMode::Keys).await;
+    let mut keys = HashMap::new();
+    for role in Role::ALL {
+        keys.insert(role, key(&app, role).await);
+    }
+    let resource = uuid::Uuid::now_v7().to_string();
+    let mut expected_audit: Vec<Audited> = Vec::new();
+    for endpoint in endpoints() {
+        let method = Method::from_bytes(endpoint.method.as_str().as_bytes()).expect("method");
+        let path = endpoint.path.replace("{id}", &resource);
+        let target = endpoint.path.contains("{id}").then(|| resource.clone());
+        let body = (method != Method::GET).then(|| json!({}));
+        let mut callers: Vec<(Option<Role>, Option<&str>)> = vec![(None, None)];
+        callers.extend(
+            Role::ALL
+                .iter()
+                .map(|role| (Some(*role), Some(keys[role].as_str()))),
+        );
+        for (role, key) in callers {
+            let response = call(&app, &method, &path, key, body.clone()).await;
+            let status = response.status().as_u16();
+            let allowed = match (endpoint.access, role) {
+                (Access::Public, _) => true,
+                (_, None) => false,
+                (access, Some(role)) => role.may(access),
+            };
+            let refusal = match role {
+                None => 401,
+                Some(_) => 403,
+            };
+            if allowed {
+                assert!(
+                    status != 401 && status != 403,
+                    "{} {} as {role:?}: {status}",
+                    endpoint.method,
+                    endpoint.path
+                );
+            } else {
+                assert_eq!(
+                    status, refusal,
+                    "{} {} as {role:?}",
+                    endpoint.method, endpoint.path
+                );
+                let body: Value = response.json().await.expect("error body");
+                let code = if refusal == 401 {
+                    "unauthorized"
+                } else {
+                    "forbidden"
+                };
+                assert_eq!(body["code"], code);
+                assert!(body["trace_id"].is_string());
+            }
+            if method != Method::GET {
+                expected_audit.push((
+                    role.map(|role| format!("{role}-key")),
+                    endpoint.method.to_string(),
+                    endpoint.path.to_owned(),
+                    target.clone(),
+                    status,
+                ));
+            }
+        }
+    }
+    let entries = audit_entries(&app, &keys[&Role::Admin]).await;
+    let mut found: Vec<Audited> = entries
+        .iter()
+        .map(|e| {
+            (
+                e["key_name"].as_str().map(str::to_owned),
+                e["method"].as_str().expect("method").to_owned(),
+                e["route"].as_str().expect("route").to_owned(),
+                e["resource_id"].as_str().map(str::to_owned),
+                e["status"].as_u64().expect("status") as u16,
+            )
+        })
+        .collect();
+    for entry in &expected_audit {
+        let at = found
+            .iter()
+            .position(|f| f == entry)
+            .unwrap_or_else(|| panic!("not in the audit log: {entry:?}\nlog: {entries:#?}"));
+        found.swap_remove(at);
+    }
+    app.shutdown().await;
+}
+in_both_modes!(every_route_answers_as_its_role_allows);
+
+/// A successful change and its audit entry commit together, naming what was touched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_are_audited_with_their_target() {
+    let app = TestApp::spawn_with(|s| s.auth.mode = AuthMode::Keys).await;
+    let admin = key(&app, Role::Admin).await;
+    let response = call(
+        &app,
+        &Method::POST,
+        "/api/v1/campaigns",
+        Some(&admin),
+        Some(json!({"name": unique_name("audited"), "time_zone": "UTC", "targets": targets(2, 0)})),
+    )
+    .await;
+    assert_eq!(response.status(), 201);
+    let campaign: Value = response.json().await.expect("json");
+    let id = campaign["id"].as_str().expect("id").to_owned();
+    let start = format!("/api/v1/campaigns/{id}/start");
+    assert_eq!(
+        call(&app, &Method::POST, &start, Some(&admin), None)
+            .await
+            .status(),
+        204
+    );
+    let entries = audit_entries(&app, &admin).await;
+    assert_eq!(entries.len(), 2, "{entries:#?}");
+    // Newest first.
+    assert_eq!(entries[0]["route"], "/api/v1/campaigns/{id}/start");
+    assert_eq!(entries[0]["status"], 204);
+    assert_eq!(entries[0]["resource_id"], id.as_str());
+    assert_eq!(entries[1]["route"], "/api/v1/campaigns");
+    assert_eq!(entries[1]["status"], 201);
+    assert_eq!(entries[1]["resource_id"], id.as_str());
+    assert_eq!(entries[1]["key_name"], "admin-key");
+    // Paging: one at a time, newest first.
+    let first = call(
+        &app,
+        &Method::GET,
+        "/api/v1/audit?limit=1",
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(first.status(), 200);
+    let page: Value = first.json().await.expect("json");
+    assert_eq!(page["entries"][0]["id"], entries[0]["id"]);
+    let token = page["next_page_token"].as_str().expect("a second page");
+    let next: Value = call(
+        &app,
+        &Method::GET,
+        &format!("/api/v1/audit?limit=1&page_token={token}"),
+        Some(&admin),
+        None,
+    )
+    .await
+    .json()
+    .await
+    .expect("json");
+    assert_eq!(next["entries"][0]["id"], entries[1]["id"]);
+    app.shutdown().await;
+}
+
+/// A key revoked through one process is refused by another within 5 s, and a key made by the
+/// CLI works at once everywhere.
+async fn a_revoked_key_stops_working_everywhere(mode: Mode) {
+    let first = TestApp::spawn_in(mode, |s| s.auth.mode = AuthMode::Keys).await;
+    let url = first.ctx.settings.storage.url.clone();
+    let second = TestApp::spawn_in(mode, |s| {
+        s.auth.mode = AuthMode::Keys;
+        s.storage.url = url;
+    })
+    .await;
+    let admin = key(&first, Role::Admin).await;
+    // Made on the first process, used at once on the second.
+    let created: Value = call(
+        &first,
+        &Method::POST,
+        "/api/v1/keys",
+        Some(&admin),
+        Some(json!({"name": "short-lived", "role": "viewer"})),
+    )
+    .await
+    .json()
+    .await
+    .expect("json");
+    let viewer = created["key"].as_str().expect("key").to_owned();
+    assert!(viewer.starts_with("obk_"));
+    for app in [&first, &second] {
+        let status = call(app, &Method::GET, "/api/v1/campaigns", Some(&viewer), None)
+            .await
+            .status();
+        assert_eq!(status, 200);
+    }
+    let listed: Value = call(&second, &Method::GET, "/api/v1/keys", Some(&admin), None)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert!(
+        !listed.to_string().contains(&viewer),
+        "a key list never shows a key"
+    );
+    let id = created["id"].as_str().expect("id");
+    let revoked = call(
+        &first,
+        &Method::DELETE,
+        &format!("/api/v1/keys/{id}"),
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(revoked.status(), 204);
+    assert_eq!(
+        call(
+            &first,
+            &Method::GET,
+            "/api/v1/campaigns",
+            Some(&viewer),
+            None
+        )
+        .await
+        .status(),
+        401,
+        "refused at once where it was revoked"
+    );
+    let since = Instant::now();
+    loop {
+        let status = call(
+            &second,
+            &Method::GET,
+            "/api/v1/campaigns",
+            Some(&viewer),
+            None,
+        )
+        .await
+        .status();
+        if status == 401 {
+            break;
+        }
+        assert_eq!(status, 200);
+        assert!(
+            since.elapsed() < Duration::from_secs(5),
+            "the other process still accepts a revoked key"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    second.shutdown().await;
+    first.shutdown().await;
+}
+in_both_modes!(a_revoked_key_stops_working_everywhere);
+
+/// The CLI makes the first key of a deployment, lists keys without their secrets and revokes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_makes_lists_and_revokes_keys() {
+    let app = TestApp::spawn_with(|s| s.auth.mode = AuthMode::Keys).await;
+    let env = [(
+        "OUTBOUND__STORAGE__URL".to_owned(),
+        app.ctx.settings.storage.url.clone(),
+    )];
+    let run = |args: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_outbound"))
+            .args(args)
+            .current_dir(app.dir.path())
+            .envs(env.iter().cloned())
+            .output()
+            .expect("outbound keys runs");
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).expect("utf-8")
+    };
+    let created = run(&["keys", "create", "--name", "first admin", "--role", "admin"]);
+    let key = created.lines().last().expect("a line").trim().to_owned();
+    assert!(key.starts_with("obk_"), "{created}");
+    assert_eq!(
+        call(&app, &Method::GET, "/api/v1/keys", Some(&key), None)
+            .await
+            .status(),
+        200
+    );
+    let as_json: Value = serde_json::from_str(&run(&[
+        "keys", "create", "--name", "ci", "--role", "viewer", "--json",
+    ]))
+    .expect("json");
+    assert_eq!(as_json["role"], "viewer");
+    assert!(as_json["key"].as_str().expect("key").starts_with("obk_"));
+    let listed = run(&["keys", "list"]);
+    assert!(
+        listed.contains("first admin") && listed.contains("ci"),
+        "{listed}"
+    );
+    assert!(!listed.contains(&key));
+    let id = as_json["id"].as_str().expect("id");
+    run(&["keys", "revoke", id]);
+    let listed: Value = serde_json::from_str(&run(&["keys", "list", "--json"])).expect("json");
+    let revoked = listed["keys"]
+        .as_array()
+        .expect("keys")
+        .iter()
+        .find(|k| k["id"] == id)
+        .expect("listed");
+    assert!(revoked["revoked_at"].is_string());
+    // A bad role is refused with a message, not a panic.
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_outbound"))
+        .args(["keys", "create", "--name", "x", "--role", "root"])
+        .current_dir(app.dir.path())
+        .envs(env.iter().cloned())
+        .output()
+        .expect("runs");
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("role"));
+    app.shutdown().await;
+}
+
+/// `auth.mode = "auto"`: no key on a loopback bind, a key on any other address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_mode_asks_for_keys_off_loopback() {
+    let local = TestApp::spawn().await;
+    assert_eq!(local.ctx.settings.auth.mode, AuthMode::Auto);
+    assert_eq!(local.get("/api/v1/campaigns").await.0, 200);
+    local.shutdown().await;
+
+    let open = TestApp::spawn_with(|s| s.http.bind = "0.0.0.0:0".into()).await;
+    let url = format!("http://127.0.0.1:{}/api/v1/campaigns", open.addr.port());
+    let status = open.client.get(&url).send().await.expect("sent").status();
+    assert_eq!(status, 401);
+    open.shutdown().await;
+}
+
+/// Past its rate a key gets 429 with Retry-After; another key is not slowed by it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_past_its_rate_is_told_when_to_retry() {
+    let app = TestApp::spawn_with(|s| {
+        s.auth.mode = AuthMode::Keys;
+        s.auth.rate_limit = 5;
+    })
+    .await;
+    let busy = key(&app, Role::Viewer).await;
+    let calm = key(&app, Role::Viewer).await;
+    let mut limited = None;
+    for _ in 0..30 {
+        let response = call(&app, &Method::GET, "/api/v1/campaigns", Some(&busy), None).await;
+        if response.status() == 429 {
+            limited = Some(response);
+            break;
+        }
+        assert_eq!(response.status(), 200);
+    }
+    let limited = limited.expect("30 requests at once exceed 5 per second");
+    let retry_after: u64 = limited
+        .headers()
+        .get("retry-after")
+        .expect("Retry-After")
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("seconds");
+    assert!(retry_after >= 1);
+    let body: Value = limited.json().await.expect("json");
+    assert_eq!(body["code"], "rate_limited");
+    assert_eq!(
+        call(&app, &Method::GET, "/api/v1/campaigns", Some(&calm), None)
+            .await
+            .status(),
+        200
+    );
+    app.shutdown().await;
+}
+
+/// Every route of the table is in the contract document, and the document has no other
+/// `/api/v1` route.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_route_table_and_the_contract_document_agree() {
+    let app = TestApp::spawn().await;
+    let (status, doc) = app.get("/api/v1/openapi.json").await;
+    assert_eq!(status, 200);
+    let mut documented = Vec::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for method in item.as_object().expect("path item").keys() {
+            if path.starts_with("/api/v1") && method != "parameters" {
+                documented.push(format!("{} {path}", method.to_uppercase()));
+            }
+        }
+    }
+    let mut registered: Vec<String> = endpoints()
+        .iter()
+        .filter(|e| e.path != "/api/v1/openapi.json")
+        .map(|e| format!("{} {}", e.method, e.path))
+        .collect();
+    documented.sort();
+    registered.sort();
+    assert_eq!(documented, registered);
+    app.shutdown().await;
+}
