@@ -42,6 +42,20 @@ pub enum BuildError {
     },
     #[error("bus: cannot subscribe: {0}")]
     Bus(#[from] BusError),
+    #[error(transparent)]
+    Tls(#[from] crate::roles::api::TlsError),
+}
+
+impl BuildError {
+    fn listener(bind: &str, err: crate::roles::api::ListenerError) -> Self {
+        match err {
+            crate::roles::api::ListenerError::Bind(source) => BuildError::Bind {
+                bind: bind.to_owned(),
+                source,
+            },
+            crate::roles::api::ListenerError::Tls(err) => BuildError::Tls(err),
+        }
+    }
 }
 
 enum BuiltRole {
@@ -112,10 +126,8 @@ impl Node {
             let built = match name {
                 RoleName::Api => {
                     let bind = ctx.settings.http.bind.clone();
-                    let role = ApiRole::build(ctx.clone()).map_err(|source| BuildError::Bind {
-                        bind: bind.clone(),
-                        source,
-                    })?;
+                    let role = ApiRole::build(ctx.clone())
+                        .map_err(|err| BuildError::listener(&bind, err))?;
                     api_addr = Some(
                         role.local_addr()
                             .map_err(|source| BuildError::Bind { bind, source })?,
@@ -134,10 +146,8 @@ impl Node {
         }
         let (admin, admin_addr) = if api_addr.is_none() {
             let bind = ctx.settings.http.admin_bind.clone();
-            let admin = ApiRole::build_admin(ctx.clone()).map_err(|source| BuildError::Bind {
-                bind: bind.clone(),
-                source,
-            })?;
+            let admin = ApiRole::build_admin(ctx.clone())
+                .map_err(|err| BuildError::listener(&bind, err))?;
             let addr = admin
                 .local_addr()
                 .map_err(|source| BuildError::Bind { bind, source })?;

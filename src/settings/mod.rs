@@ -54,6 +54,22 @@ pub struct HttpSettings {
     pub workers: usize,
     /// Where a process without the api role serves `/healthz`, `/readyz` and `/metrics`.
     pub admin_bind: String,
+    /// HTTPS on the API and admin listeners when both are set.
+    pub tls: TlsSettings,
+}
+
+/// A certificate chain and its private key, PEM files; both empty: plain HTTP.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsSettings {
+    pub cert: String,
+    pub key: String,
+}
+
+impl TlsSettings {
+    pub fn enabled(&self) -> bool {
+        !self.cert.is_empty() || !self.key.is_empty()
+    }
 }
 
 impl Default for HttpSettings {
@@ -63,6 +79,7 @@ impl Default for HttpSettings {
             body_limit_bytes: 64 * 1024 * 1024,
             workers: 0,
             admin_bind: "127.0.0.1:9091".into(),
+            tls: TlsSettings::default(),
         }
     }
 }

@@ -30,6 +30,20 @@ impl Settings {
                 .parse::<SocketAddr>()
                 .map_err(|err| invalid(key, format!("{err} ({value:?})")))?;
         }
+        let tls = &self.http.tls;
+        if tls.enabled() {
+            for (key, path) in [("http.tls.cert", &tls.cert), ("http.tls.key", &tls.key)] {
+                if path.is_empty() {
+                    return Err(invalid(
+                        key,
+                        "both http.tls.cert and http.tls.key are needed",
+                    ));
+                }
+                if let Err(err) = std::fs::metadata(path) {
+                    return Err(invalid(key, format!("cannot read {path:?}: {err}")));
+                }
+            }
+        }
         if self.auth.rate_limit == 0 {
             return Err(invalid("auth.rate_limit", "must be positive"));
         }

@@ -445,3 +445,57 @@ async fn the_route_table_and_the_contract_document_agree() {
     assert_eq!(documented, registered);
     app.shutdown().await;
 }
+
+/// With `http.tls` set the listener speaks HTTPS only: a client trusting the certificate gets
+/// answers, plain HTTP to the same port reaches no handler.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_listener_serves_https_only() {
+    let rcgen::CertifiedKey { cert, signing_key } =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+            .expect("certificate");
+    let files = tempfile::tempdir().expect("dir");
+    let cert_path = files.path().join("cert.pem");
+    let key_path = files.path().join("key.pem");
+    std::fs::write(&cert_path, cert.pem()).expect("cert written");
+    std::fs::write(&key_path, signing_key.serialize_pem()).expect("key written");
+    let app = TestApp::spawn_with(|s| {
+        s.http.tls.cert = cert_path.display().to_string();
+        s.http.tls.key = key_path.display().to_string();
+    })
+    .await;
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(cert.pem().as_bytes()).expect("pem"))
+        .build()
+        .expect("client");
+    let port = app.addr.port();
+    for host in ["127.0.0.1", "localhost"] {
+        let response = client
+            .get(format!("https://{host}:{port}/api/v1/campaigns"))
+            .send()
+            .await
+            .expect("https answers");
+        assert_eq!(response.status(), 200);
+    }
+    let plain = app
+        .client
+        .get(format!("http://127.0.0.1:{port}/healthz"))
+        .send()
+        .await;
+    assert!(plain.is_err(), "plain HTTP was answered: {plain:?}");
+    // A client that does not trust the certificate is refused, not downgraded.
+    let untrusting = reqwest::Client::new()
+        .get(format!("https://127.0.0.1:{port}/healthz"))
+        .send()
+        .await;
+    assert!(untrusting.is_err());
+    app.shutdown().await;
+
+    // A key file that is not a key stops the start, naming the setting.
+    std::fs::write(&key_path, "not a key").expect("written");
+    let mut settings = crate::helpers::test_settings(files.path());
+    settings.http.tls.cert = cert_path.display().to_string();
+    settings.http.tls.key = key_path.display().to_string();
+    let built = outbound::runtime::Node::build(settings, true).await;
+    let err = built.err().expect("refused").to_string();
+    assert!(err.contains("http.tls.key"), "{err}");
+}

@@ -7,6 +7,7 @@ mod dto;
 mod error;
 mod handlers;
 pub mod keys;
+mod tls;
 mod webhooks;
 
 use std::net::{SocketAddr, TcpListener};
@@ -26,6 +27,7 @@ use utoipa::OpenApi;
 use self::access::Gate;
 pub use self::dto::rfc3339;
 pub use self::error::ApiError;
+pub use self::tls::TlsError;
 use crate::context::AppContext;
 use crate::domain::access::Access;
 use crate::metrics::metrics;
@@ -315,27 +317,53 @@ pub struct ApiRole {
     ctx: AppContext,
     listener: TcpListener,
     admin_only: bool,
+    tls: Option<rustls::ServerConfig>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ListenerError {
+    #[error(transparent)]
+    Bind(#[from] std::io::Error),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+}
+
+/// Binds `bind` and reads the TLS files, so that a taken port or a bad certificate stops the
+/// start before any role runs.
+fn listen(
+    ctx: &AppContext,
+    bind: &str,
+) -> Result<(TcpListener, Option<rustls::ServerConfig>), ListenerError> {
+    let bound = TcpListener::bind(bind)?;
+    bound.set_nonblocking(true)?;
+    let tls = &ctx.settings.http.tls;
+    let config = if tls.enabled() {
+        Some(tls::server_config(tls.cert.as_ref(), tls.key.as_ref())?)
+    } else {
+        None
+    };
+    Ok((bound, config))
 }
 
 impl ApiRole {
-    pub fn build(ctx: AppContext) -> std::io::Result<Self> {
-        let listener = TcpListener::bind(&ctx.settings.http.bind)?;
-        listener.set_nonblocking(true)?;
+    pub fn build(ctx: AppContext) -> Result<Self, ListenerError> {
+        let (listener, tls) = listen(&ctx, &ctx.settings.http.bind)?;
         Ok(Self {
             ctx,
             listener,
             admin_only: false,
+            tls,
         })
     }
 
     /// The small admin listener (`http.admin_bind`) of a process without the api role.
-    pub fn build_admin(ctx: AppContext) -> std::io::Result<Self> {
-        let listener = TcpListener::bind(&ctx.settings.http.admin_bind)?;
-        listener.set_nonblocking(true)?;
+    pub fn build_admin(ctx: AppContext) -> Result<Self, ListenerError> {
+        let (listener, tls) = listen(&ctx, &ctx.settings.http.admin_bind)?;
         Ok(Self {
             ctx,
             listener,
             admin_only: true,
+            tls,
         })
     }
 
@@ -388,8 +416,14 @@ impl ApiRole {
         })
         .workers(if admin_only { 1 } else { workers })
         .disable_signals()
-        .shutdown_timeout(ctx.settings.runtime.shutdown_grace.0.as_secs().max(1))
-        .listen(self.listener)?
+        .shutdown_timeout(ctx.settings.runtime.shutdown_grace.0.as_secs().max(1));
+        let server = match self.tls {
+            Some(config) => {
+                tracing::info!(bind = %bound, "serving https");
+                server.listen_rustls_0_23(self.listener, config)?
+            }
+            None => server.listen(self.listener)?,
+        }
         .run();
         let handle = server.handle();
         let mut server = std::pin::pin!(server);
