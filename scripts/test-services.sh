@@ -71,6 +71,33 @@ outbound_wait_for() {
 }
 
 # ---------------------------------------------------------------------------------------------
+# TLS: a throwaway certificate authority and a server certificate for 127.0.0.1 and localhost,
+# which the Redis and PostgreSQL servers below also serve TLS with.
+
+outbound_make_certificates() {
+  if ! command -v openssl >/dev/null 2>&1; then
+    outbound_apt_install openssl
+  fi
+  local dir="${OUTBOUND_TEST_SERVICES_DIR}/tls"
+  mkdir -p "${dir}"
+  (
+    cd "${dir}"
+    openssl req -x509 -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
+      -subj /CN=outbound-test-ca -days 2 -keyout ca.key -out ca.crt
+    openssl req -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
+      -subj /CN=localhost -keyout server.key -out server.csr
+    printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n' >server.ext
+    openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 \
+      -out server.crt -extfile server.ext
+    chmod 644 server.key
+  ) >"${dir}/openssl.log" 2>&1 || {
+    cat "${dir}/openssl.log" >&2
+    return 1
+  }
+  export OUTBOUND_TEST_TLS_CA="${dir}/ca.crt"
+}
+
+# ---------------------------------------------------------------------------------------------
 # Redis: the distributed concurrency limiter.
 
 outbound_redis_ping() {
@@ -87,7 +114,11 @@ outbound_start_redis() {
   OUTBOUND_TEST_REDIS_PORT="$(outbound_free_port)"
   # Debian's package does not start a server here (no systemd), and a shared one would mix
   # state between runs: this one persists nothing and lives only as long as the run.
+  OUTBOUND_TEST_REDIS_TLS_PORT="$(outbound_free_port)"
+  local tls="${OUTBOUND_TEST_SERVICES_DIR}/tls"
   redis-server --port "${OUTBOUND_TEST_REDIS_PORT}" --bind 127.0.0.1 \
+    --tls-port "${OUTBOUND_TEST_REDIS_TLS_PORT}" --tls-cert-file "${tls}/server.crt" \
+    --tls-key-file "${tls}/server.key" --tls-ca-cert-file "${tls}/ca.crt" --tls-auth-clients no \
     --save "" --appendonly no --daemonize yes \
     --pidfile "${dir}/redis.pid" --dir "${dir}" --logfile "${dir}/redis.log"
   OUTBOUND_TEST_SERVICES_STOPS+=(outbound_stop_redis)
@@ -97,11 +128,13 @@ outbound_start_redis() {
     return 1
   fi
   export OUTBOUND_TEST_REDIS_URL="redis://127.0.0.1:${OUTBOUND_TEST_REDIS_PORT}/"
+  export OUTBOUND_TEST_REDIS_TLS_URL="rediss://127.0.0.1:${OUTBOUND_TEST_REDIS_TLS_PORT}/"
   echo "test-services: redis at ${OUTBOUND_TEST_REDIS_URL}"
   # How the fault-injection suite restarts this server: empty, as after a crash without
   # persistence.
-  printf '#!/bin/sh\nredis-cli -h 127.0.0.1 -p %s shutdown nosave >/dev/null 2>&1\nsleep 1\nexec redis-server --port %s --bind 127.0.0.1 --save "" --appendonly no --daemonize yes --pidfile %q --dir %q --logfile %q\n' \
-    "${OUTBOUND_TEST_REDIS_PORT}" "${OUTBOUND_TEST_REDIS_PORT}" "${dir}/redis.pid" "${dir}" \
+  printf '#!/bin/sh\nredis-cli -h 127.0.0.1 -p %s shutdown nosave >/dev/null 2>&1\nsleep 1\nexec redis-server --port %s --bind 127.0.0.1 --tls-port %s --tls-cert-file %q --tls-key-file %q --tls-ca-cert-file %q --tls-auth-clients no --save "" --appendonly no --daemonize yes --pidfile %q --dir %q --logfile %q\n' \
+    "${OUTBOUND_TEST_REDIS_PORT}" "${OUTBOUND_TEST_REDIS_PORT}" "${OUTBOUND_TEST_REDIS_TLS_PORT}" \
+    "${tls}/server.crt" "${tls}/server.key" "${tls}/ca.crt" "${dir}/redis.pid" "${dir}" \
     "${dir}/redis.log" >"${dir}/restart.sh"
   chmod 755 "${dir}/restart.sh"
   export OUTBOUND_TEST_REDIS_RESTART="${dir}/restart.sh"
@@ -116,7 +149,7 @@ outbound_stop_redis() {
   if [ -f "${pidfile}" ]; then
     kill "$(cat "${pidfile}")" 2>/dev/null || true
   fi
-  unset OUTBOUND_TEST_REDIS_URL
+  unset OUTBOUND_TEST_REDIS_URL OUTBOUND_TEST_REDIS_TLS_URL
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -171,8 +204,22 @@ outbound_start_postgres() {
     cat "${dir}/initdb.log" >&2 || true
     return 1
   fi
+  # TLS with the test certificate; the role `tls_only` may connect over TLS only, so a test
+  # can tell that a connection really was encrypted.
+  cp "${OUTBOUND_TEST_SERVICES_DIR}/tls/server.crt" "${OUTBOUND_TEST_SERVICES_DIR}/tls/server.key" "${dir}/"
+  chmod 600 "${dir}/server.key"
+  if [ "$(id -u)" -eq 0 ]; then
+    chown postgres:postgres "${dir}/server.crt" "${dir}/server.key"
+  fi
+  {
+    echo "hostssl all tls_only 127.0.0.1/32 trust"
+    echo "host all tls_only 127.0.0.1/32 reject"
+    cat "${dir}/data/pg_hba.conf"
+  } >"${dir}/pg_hba.conf.new"
+  cat "${dir}/pg_hba.conf.new" >"${dir}/data/pg_hba.conf"
   OUTBOUND_TEST_SERVICES_STOPS+=(outbound_stop_postgres)
   local options="-p ${OUTBOUND_TEST_POSTGRES_PORT} -k '${dir}/sock'"
+  options+=" -c ssl=on -c ssl_cert_file='${dir}/server.crt' -c ssl_key_file='${dir}/server.key'"
   options+=" -c listen_addresses=127.0.0.1 -c max_connections=300"
   options+=" -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
   if ! (cd "${dir}" && outbound_as_postgres "${bin}/pg_ctl" -D "${dir}/data" \
@@ -185,7 +232,10 @@ outbound_start_postgres() {
     cat "${dir}/postgres.log" >&2 || true
     return 1
   fi
+  "${bin}/psql" -q -h 127.0.0.1 -p "${OUTBOUND_TEST_POSTGRES_PORT}" -U postgres -d postgres \
+    -c "CREATE ROLE tls_only SUPERUSER LOGIN" >/dev/null
   export OUTBOUND_TEST_DATABASE_URL="postgres://postgres@127.0.0.1:${OUTBOUND_TEST_POSTGRES_PORT}/postgres"
+  export OUTBOUND_TEST_DATABASE_TLS_URL="postgres://tls_only@127.0.0.1:${OUTBOUND_TEST_POSTGRES_PORT}/postgres"
   echo "test-services: postgres at ${OUTBOUND_TEST_DATABASE_URL}"
   # How the fault-injection suite restarts this server (same port and options).
   local as_postgres=""
@@ -206,7 +256,7 @@ outbound_stop_postgres() {
       outbound_as_postgres "${OUTBOUND_TEST_POSTGRES_BIN}/pg_ctl" -D "${data}" -m fast -w -t 30 \
         stop >/dev/null 2>&1) || true
   fi
-  unset OUTBOUND_TEST_DATABASE_URL
+  unset OUTBOUND_TEST_DATABASE_URL OUTBOUND_TEST_DATABASE_TLS_URL
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -224,5 +274,6 @@ outbound_stop_test_services() {
 
 trap outbound_stop_test_services EXIT
 
+outbound_make_certificates
 outbound_start_redis
 outbound_start_postgres

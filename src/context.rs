@@ -169,6 +169,9 @@ impl AppContext {
             LimiterAddress::Redis { url } => Arc::new(
                 RedisLimiter::connect(
                     &url,
+                    Some(settings.limiter.ca_file.as_str())
+                        .filter(|path| !path.is_empty())
+                        .map(std::path::Path::new),
                     settings.throttle.global_concurrency,
                     settings.limiter.lease_ttl.0,
                     "outbound:",

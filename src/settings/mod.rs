@@ -188,6 +188,9 @@ impl Default for BusSettings {
 #[serde(deny_unknown_fields, default)]
 pub struct LimiterSettings {
     pub url: String,
+    /// PEM file of the certificate authority a `rediss://` server's certificate is checked
+    /// against; empty: the system's roots.
+    pub ca_file: String,
     /// A limiter lease not renewed for this long is dropped. Calls' concurrency slots are
     /// not leases: the store counts them.
     pub lease_ttl: GoDuration,
@@ -197,6 +200,7 @@ impl Default for LimiterSettings {
     fn default() -> Self {
         Self {
             url: "local".into(),
+            ca_file: String::new(),
             lease_ttl: Duration::from_secs(30).into(),
         }
     }

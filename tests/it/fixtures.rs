@@ -148,7 +148,7 @@ impl LimiterAdapter {
                 // A fresh prefix keeps tests running in parallel on one server apart.
                 let prefix = format!("outbound-test:{}:", uuid::Uuid::now_v7());
                 Arc::new(
-                    RedisLimiter::connect(&url, global, ttl, &prefix)
+                    RedisLimiter::connect(&url, None, global, ttl, &prefix)
                         .await
                         .expect("connect to the test redis"),
                 )

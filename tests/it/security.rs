@@ -499,3 +499,80 @@ async fn a_tls_listener_serves_https_only() {
     let err = built.err().expect("refused").to_string();
     assert!(err.contains("http.tls.key"), "{err}");
 }
+
+fn tls_env(name: &str) -> String {
+    std::env::var(name)
+        .unwrap_or_else(|_| panic!("{name} is not set: run the tests through scripts/test.sh"))
+}
+
+/// The distributed backends over TLS: PostgreSQL with `sslmode=verify-full` (as a role the
+/// server admits over TLS only) and Redis at a `rediss://` URL, both checked against the test
+/// certificate authority; a campaign runs to completion through them. A server whose
+/// certificate the configured authority did not sign is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_distributed_backends_are_reached_over_tls() {
+    use outbound::adapters::postgres::{self, PgStore};
+    use outbound::adapters::redis::RedisLimiter;
+
+    let ca = tls_env("OUTBOUND_TEST_TLS_CA");
+    let server = tls_env("OUTBOUND_TEST_DATABASE_TLS_URL");
+    let verified = format!("{server}?sslmode=verify-full&sslrootcert={ca}");
+    // The role is refused without TLS: what works below was encrypted.
+    let plain = PgStore::connect(&format!("{server}?sslmode=disable"), 1).await;
+    assert!(plain.is_err(), "the tls_only role connected in plain text");
+    let name = format!("t_{}", uuid::Uuid::now_v7().simple());
+    let database = postgres::create_database(&verified, &name)
+        .await
+        .expect("database created over tls");
+    assert!(database.contains("sslmode=verify-full"), "{database}");
+    // Encrypted without checking the certificate, as libpq's `require` does.
+    let required = database.replace("sslmode=verify-full", "sslmode=require");
+    PgStore::connect(&required, 1)
+        .await
+        .expect("sslmode=require connects");
+
+    // Another authority: the server's certificate is refused.
+    let stranger = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("cert");
+    let files = tempfile::tempdir().expect("dir");
+    let stranger_ca = files.path().join("stranger.pem");
+    std::fs::write(&stranger_ca, stranger.cert.pem()).expect("written");
+    let misled = format!(
+        "{server}?sslmode=verify-full&sslrootcert={}",
+        stranger_ca.display()
+    );
+    assert!(PgStore::connect(&misled, 1).await.is_err());
+
+    let rediss = tls_env("OUTBOUND_TEST_REDIS_TLS_URL");
+    let wrong = RedisLimiter::connect(
+        &rediss,
+        Some(&stranger_ca),
+        10,
+        Duration::from_secs(10),
+        "tls-test:",
+    )
+    .await;
+    assert!(
+        wrong.is_err(),
+        "a redis certificate from another authority was accepted"
+    );
+
+    let app = TestApp::spawn_in(Mode::Distributed, |s| {
+        s.storage.url = database.clone();
+        s.limiter.url = rediss.clone();
+        s.limiter.ca_file = ca.clone();
+    })
+    .await;
+    let created = app
+        .create_campaign(json!({
+            "name": unique_name("over-tls"),
+            "time_zone": "UTC",
+            "max_concurrent_calls": 3,
+            "targets": targets(10, 0),
+        }))
+        .await;
+    let id = created["id"].as_str().expect("id").to_owned();
+    app.start(&id).await;
+    let stats = app.wait_completed(&id, Duration::from_secs(60)).await;
+    assert_eq!(stats["total_targets"], 10, "{stats}");
+    app.shutdown().await;
+}

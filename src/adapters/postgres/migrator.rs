@@ -2,11 +2,10 @@
 //! starting together migrate one after another.
 
 use diesel::sql_types::BigInt;
-use diesel_async::{AsyncConnection, AsyncMigrationHarness, RunQueryDsl};
+use diesel_async::{AsyncMigrationHarness, RunQueryDsl};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 use super::error::classify;
-use super::Conn;
 use crate::adapters::sql::prepared::KeepPrepared;
 use crate::ports::StoreError;
 
@@ -18,7 +17,7 @@ const MIGRATION_LOCK_KEY: i64 = 0x6f75_7462_6f75_6e64; // "outbound"
 /// Applies pending migrations to the database at `url`; returns the versions applied. Holds a
 /// session advisory lock meanwhile, so processes starting together migrate one after another.
 pub async fn migrate(url: &str) -> Result<Vec<String>, StoreError> {
-    let mut conn = Conn::establish(url)
+    let mut conn = super::tls::establish(url)
         .await
         .map_err(|err| StoreError::Unavailable(format!("cannot connect to postgres: {err}")))?;
     diesel::sql_query("SELECT pg_advisory_lock($1)")
@@ -64,7 +63,7 @@ pub async fn create_database(server_url: &str, name: &str) -> Result<String, Sto
             "database name {name:?} must be letters, digits and underscores"
         )));
     }
-    let mut conn = Conn::establish(server_url)
+    let mut conn = super::tls::establish(server_url)
         .await
         .map_err(|err| StoreError::Unavailable(format!("cannot connect to postgres: {err}")))?;
     diesel::sql_query(format!("CREATE DATABASE \"{name}\""))

@@ -75,6 +75,7 @@ mod migrator;
 mod pool;
 mod rows;
 mod timeline;
+mod tls;
 
 use diesel_async::pooled_connection::deadpool::Pool;
 use diesel_async::AsyncPgConnection;

@@ -33,6 +33,7 @@ impl PgStore {
         // A pooled connection is checked for an open transaction and a closed socket before
         // reuse; skipping the `SELECT 1` round trip keeps point reads to one round trip.
         config.recycling_method = RecyclingMethod::Fast;
+        config.custom_setup = Box::new(|url| super::tls::establish(url).boxed());
         let manager = AsyncDieselConnectionManager::<Conn>::new_with_config(url, config);
         let pool = Pool::builder(manager)
             .max_size(pool_size.max(1))

@@ -21,8 +21,8 @@ use std::fmt::Display;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use deadpool_redis::redis::{cmd, Script};
-use deadpool_redis::{Config, Pool, PoolConfig, Runtime, Timeouts};
+use deadpool_redis::redis::{self, cmd, Script};
+use deadpool_redis::{Config, Manager, Pool, PoolConfig, Runtime, Timeouts};
 
 use crate::domain::ids::{CampaignId, LeaseId};
 use crate::domain::pacing::Pace;
@@ -198,25 +198,58 @@ pub struct RedisLimiter {
 impl RedisLimiter {
     /// Connects to the Redis at `url` (`limiter.url`) and checks it answers. `key_prefix` is
     /// prepended to every key, so several deployments can share one server.
+    /// Connects to `url` (`redis://` or `rediss://`); a `rediss://` server's certificate is
+    /// checked against the system's roots, or against `ca_file` (PEM) when given.
     pub async fn connect(
         url: &str,
+        ca_file: Option<&std::path::Path>,
         global_cap: u32,
         lease_ttl: Duration,
         key_prefix: &str,
     ) -> Result<Self, LimiterError> {
-        let mut config = Config::from_url(url);
-        config.pool = Some(PoolConfig {
-            timeouts: Timeouts {
-                wait: Some(POOL_TIMEOUT),
-                create: Some(POOL_TIMEOUT),
-                recycle: Some(POOL_TIMEOUT),
-            },
-            ..PoolConfig::default()
-        });
+        let timeouts = Timeouts {
+            wait: Some(POOL_TIMEOUT),
+            create: Some(POOL_TIMEOUT),
+            recycle: Some(POOL_TIMEOUT),
+        };
         // The url may carry a password: the messages name the setting, never its value.
-        let pool = config
-            .create_pool(Some(Runtime::Tokio1))
-            .map_err(|e| LimiterError::Unavailable(format!("invalid limiter.url: {e}")))?;
+        let invalid =
+            |e: &dyn Display| LimiterError::Unavailable(format!("invalid limiter.url: {e}"));
+        let pool = match ca_file {
+            None => {
+                let mut config = Config::from_url(url);
+                config.pool = Some(PoolConfig {
+                    timeouts,
+                    ..PoolConfig::default()
+                });
+                config
+                    .create_pool(Some(Runtime::Tokio1))
+                    .map_err(|e| invalid(&e))?
+            }
+            Some(path) => {
+                let root = std::fs::read(path).map_err(|e| {
+                    LimiterError::Unavailable(format!(
+                        "limiter.ca_file: cannot read {}: {e}",
+                        path.display()
+                    ))
+                })?;
+                let client = redis::Client::build_with_tls(
+                    url,
+                    redis::TlsCertificates {
+                        client_tls: None,
+                        root_cert: Some(root),
+                    },
+                )
+                .map_err(|e| invalid(&e))?;
+                let manager =
+                    Manager::new(client.get_connection_info().clone()).map_err(|e| invalid(&e))?;
+                Pool::builder(manager)
+                    .runtime(Runtime::Tokio1)
+                    .timeouts(timeouts)
+                    .build()
+                    .map_err(|e| invalid(&e))?
+            }
+        };
         let ttl_ms = ttl_millis(lease_ttl);
         let limiter = Self {
             pool,
