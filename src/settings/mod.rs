@@ -54,6 +54,14 @@ pub struct HttpSettings {
     pub workers: usize,
     /// Where a process without the api role serves `/healthz`, `/readyz` and `/metrics`.
     pub admin_bind: String,
+    /// An idle connection is closed after this long.
+    pub keep_alive: GoDuration,
+    /// A request's head (line and headers) must arrive within this, or it gets 408.
+    pub request_timeout: GoDuration,
+    /// A request's body must arrive within this, or it gets 408.
+    pub body_timeout: GoDuration,
+    /// Requests with bodies over 1 MiB handled at once; more wait their turn.
+    pub max_large_bodies: usize,
     /// HTTPS on the API and admin listeners when both are set.
     pub tls: TlsSettings,
 }
@@ -79,6 +87,10 @@ impl Default for HttpSettings {
             body_limit_bytes: 64 * 1024 * 1024,
             workers: 0,
             admin_bind: "127.0.0.1:9091".into(),
+            keep_alive: Duration::from_secs(5).into(),
+            request_timeout: Duration::from_secs(5).into(),
+            body_timeout: Duration::from_secs(60).into(),
+            max_large_bodies: 2,
             tls: TlsSettings::default(),
         }
     }

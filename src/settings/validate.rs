@@ -30,6 +30,20 @@ impl Settings {
                 .parse::<SocketAddr>()
                 .map_err(|err| invalid(key, format!("{err} ({value:?})")))?;
         }
+        // The server's clock for these ticks about twice a second: shorter limits could fire
+        // at once.
+        for (key, value) in [
+            ("http.keep_alive", self.http.keep_alive),
+            ("http.request_timeout", self.http.request_timeout),
+            ("http.body_timeout", self.http.body_timeout),
+        ] {
+            if value.0 < std::time::Duration::from_secs(1) {
+                return Err(invalid(key, "must be at least 1s"));
+            }
+        }
+        if self.http.max_large_bodies == 0 {
+            return Err(invalid("http.max_large_bodies", "must be positive"));
+        }
         let tls = &self.http.tls;
         if tls.enabled() {
             for (key, path) in [("http.tls.cert", &tls.cert), ("http.tls.key", &tls.key)] {

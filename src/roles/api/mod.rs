@@ -7,6 +7,7 @@ mod dto;
 mod error;
 mod handlers;
 pub mod keys;
+mod limits;
 mod tls;
 mod webhooks;
 
@@ -242,6 +243,9 @@ fn json_config(limit: usize) -> web::JsonConfig {
                     ApiError::payload_too_large(limit)
                 }
                 JsonPayloadError::ContentType => ApiError::unsupported_media_type(),
+                JsonPayloadError::Payload(inner) if limits::timed_out(inner) => {
+                    ApiError::body_timeout()
+                }
                 JsonPayloadError::Deserialize(inner) => {
                     ApiError::malformed(format!("malformed JSON body: {inner}"))
                 }
@@ -396,12 +400,20 @@ impl ApiRole {
         let gate_stopped = CancellationToken::new();
         let gate_task = tokio::spawn(gate.clone().run(gate_stopped.clone()));
         let gate = web::Data::from(gate);
+        let http = &ctx.settings.http;
+        let bodies = web::Data::new(limits::BodyLimits::new(
+            http.max_large_bodies,
+            http.body_timeout.0,
+        ));
+        let (keep_alive, request_timeout) = (http.keep_alive.0, http.request_timeout.0);
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(data.clone())
                 .app_data(gate.clone())
+                .app_data(bodies.clone())
                 .app_data(json_config(limit))
                 .app_data(web::PayloadConfig::new(limit))
+                .wrap(from_fn(limits::bound_bodies))
                 .wrap(from_fn(observe))
                 // The system we replace answered `/api/v1/campaigns/` like
                 // `/api/v1/campaigns`, and its clients rely on it. Innermost, so the metrics'
@@ -415,6 +427,8 @@ impl ApiRole {
                 .default_service(web::to(handlers::route_not_found))
         })
         .workers(if admin_only { 1 } else { workers })
+        .keep_alive(keep_alive)
+        .client_request_timeout(request_timeout)
         .disable_signals()
         .shutdown_timeout(ctx.settings.runtime.shutdown_grace.0.as_secs().max(1));
         let server = match self.tls {

@@ -1,0 +1,128 @@
+//! What one client can take from the listener: a body must arrive within `http.body_timeout`,
+//! and large bodies are taken `http.max_large_bodies` at a time.
+//!
+//! A large body costs far more memory than its size once parsed (a 64 MiB create of 1M
+//! targets peaks at several hundred MiB between its JSON, its validated targets and its rows),
+//! so a few concurrent ones could take the process down. A large request waits for its turn,
+//! for up to `LARGE_BODY_WAIT`, and is then told to come back (503 with `Retry-After`); the
+//! turn is held until its response is ready. Small requests never wait.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
+use actix_web::error::PayloadError;
+use actix_web::http::header;
+use actix_web::middleware::Next;
+use actix_web::web::Bytes;
+use actix_web::{web, HttpMessage, ResponseError};
+use futures::Stream;
+use tokio::sync::Semaphore;
+use tokio::time::Sleep;
+
+use super::error::ApiError;
+
+/// A body larger than this (or of unknown length) needs a turn.
+pub const LARGE_BODY_BYTES: u64 = 1024 * 1024;
+/// How long a large request waits for a turn before it is turned away.
+const LARGE_BODY_WAIT: Duration = Duration::from_secs(30);
+
+/// The turns for large bodies and the deadline of every body, shared by the workers.
+pub struct BodyLimits {
+    turns: Arc<Semaphore>,
+    body_timeout: Duration,
+}
+
+impl BodyLimits {
+    pub fn new(max_large_bodies: usize, body_timeout: Duration) -> Self {
+        Self {
+            turns: Arc::new(Semaphore::new(max_large_bodies.max(1))),
+            body_timeout,
+        }
+    }
+}
+
+/// A request body that fails with a time-out once its deadline passes.
+struct Deadline {
+    inner: Payload,
+    sleep: Pin<Box<Sleep>>,
+    expired: bool,
+}
+
+impl Stream for Deadline {
+    type Item = Result<Bytes, PayloadError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.expired {
+            return Poll::Ready(None);
+        }
+        if let Poll::Ready(item) = Pin::new(&mut self.inner).poll_next(cx) {
+            return Poll::Ready(item);
+        }
+        if self.sleep.as_mut().poll(cx).is_ready() {
+            self.expired = true;
+            return Poll::Ready(Some(Err(PayloadError::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "request body not received in time",
+            )))));
+        }
+        Poll::Pending
+    }
+}
+
+/// Whether a body read failed because its deadline passed.
+pub fn timed_out(err: &PayloadError) -> bool {
+    matches!(err, PayloadError::Io(io) if io.kind() == std::io::ErrorKind::TimedOut)
+}
+
+fn is_large(req: &ServiceRequest) -> bool {
+    let headers = req.headers();
+    match headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.trim().parse::<u64>().ok())
+    {
+        Some(length) => length > LARGE_BODY_BYTES,
+        // Chunked: its size is unknown until it is read, so it takes a turn.
+        None => headers.contains_key(header::TRANSFER_ENCODING),
+    }
+}
+
+pub async fn bound_bodies(
+    mut req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<actix_web::body::BoxBody>, actix_web::Error> {
+    let Some(limits) = req.app_data::<web::Data<BodyLimits>>().cloned() else {
+        return next
+            .call(req)
+            .await
+            .map(ServiceResponse::map_into_boxed_body);
+    };
+    let turn = if is_large(&req) {
+        match tokio::time::timeout(LARGE_BODY_WAIT, limits.turns.clone().acquire_owned()).await {
+            Ok(Ok(turn)) => Some(turn),
+            _ => {
+                let error = ApiError::busy(LARGE_BODY_WAIT.as_secs());
+                return Ok(req.into_response(error.error_response()));
+            }
+        }
+    } else {
+        None
+    };
+    let payload = req.take_payload();
+    let deadline = Deadline {
+        inner: payload,
+        sleep: Box::pin(tokio::time::sleep(limits.body_timeout)),
+        expired: false,
+    };
+    req.set_payload(Payload::Stream {
+        payload: Box::pin(deadline),
+    });
+    let response = next.call(req).await;
+    drop(turn);
+    response.map(ServiceResponse::map_into_boxed_body)
+}
