@@ -14,12 +14,13 @@ use super::{driver, start_and_time_first_dial, EmbeddedServer, LoadError};
 
 use crate::settings::{BusAddress, GoDuration, LimiterAddress, Settings, StoreAddress};
 
-pub const SCENARIOS: [&str; 7] = [
+pub const SCENARIOS: [&str; 8] = [
     "throughput",
     "utilization",
     "fairness",
     "api",
     "register",
+    "bodies",
     "callbacks",
     "carrier",
 ];
@@ -231,6 +232,7 @@ impl Bench {
             "fairness" => fairness(self).await,
             "api" => api(self).await,
             "register" => register(self).await,
+            "bodies" => bodies(self).await,
             "callbacks" => super::carrier_bench::callbacks(self).await,
             "carrier" => super::carrier_bench::carrier(self).await,
             other => Err(LoadError::Http(format!(
@@ -519,6 +521,64 @@ async fn register(bench: &Bench) -> Result<Value, LoadError> {
     Ok(bench.line(
         "register",
         json!({"seconds": seconds, "targets": 1_000_000, "body_bytes": bytes, "peak_rss_bytes": rss}),
+    ))
+}
+
+/// Forgets the process's peak resident size so far (Linux 4.0+), so the next peak is this
+/// scenario's own.
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// Peak memory of concurrent 1M-target creates: three at once, with the large-body turns at
+/// the default (`http.max_large_bodies` = 2) and with one turn each (no bound).
+async fn bodies(bench: &Bench) -> Result<Value, LoadError> {
+    const AT_ONCE: usize = 3;
+    let mut runs = Vec::new();
+    for turns in [1, 2, AT_ONCE] {
+        let mut settings = bench.settings().await?;
+        settings.http.max_large_bodies = turns;
+        let server = EmbeddedServer::start(settings).await?;
+        let client = ApiClient::new(&server.base, AT_ONCE)?;
+        let bodies: Vec<String> = (0..AT_ONCE)
+            .map(|i| {
+                campaign_json(
+                    &bench.name(&format!("bodies-{turns}-{i}")),
+                    1_000_000,
+                    0,
+                    500,
+                    3,
+                    "1s",
+                )
+            })
+            .collect();
+        let body_bytes: usize = bodies.iter().map(String::len).sum();
+        reset_peak_rss();
+        let started = Instant::now();
+        let creates = bodies.into_iter().map(|body| {
+            let client = client.clone();
+            async move { client.create_campaign(body).await }
+        });
+        for created in futures::future::join_all(creates).await {
+            created?;
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        runs.push(json!({
+            "max_large_bodies": turns,
+            "seconds": seconds,
+            "peak_rss_bytes": peak_rss_bytes(),
+            "client_body_bytes": body_bytes,
+        }));
+        server.stop().await?;
+    }
+    Ok(bench.line(
+        "bodies",
+        json!({
+            "creates_at_once": AT_ONCE,
+            "targets_each": 1_000_000,
+            "runs": runs,
+            "note": "peak RSS of the whole process: the embedded server and the client holding the bodies",
+        }),
     ))
 }
 
