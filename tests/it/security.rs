@@ -443,6 +443,61 @@ async fn the_route_table_and_the_contract_document_agree() {
     documented.sort();
     registered.sort();
     assert_eq!(documented, registered);
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
+    for endpoint in endpoints()
+        .iter()
+        .filter(|e| e.path != "/api/v1/openapi.json")
+    {
+        let op = &doc["paths"][endpoint.path][endpoint.method.as_str().to_lowercase()];
+        let security = op["security"].as_array().expect("security stated");
+        let responses = op["responses"].as_object().expect("responses");
+        if endpoint.access == Access::Public {
+            assert!(security.is_empty(), "{}", endpoint.path);
+        } else {
+            assert_eq!(security.len(), 1, "{}", endpoint.path);
+            for status in ["401", "403", "429"] {
+                assert!(responses.contains_key(status), "{} {status}", endpoint.path);
+            }
+            assert!(op["responses"]["429"]["headers"]["Retry-After"].is_object());
+        }
+        if endpoint.path.contains("{id}") {
+            let id = &op["parameters"][0];
+            assert_eq!(id["name"], "id");
+            assert_eq!(id["in"], "path");
+            assert_eq!(id["schema"]["format"], "uuid");
+            assert!(responses.contains_key("400") && responses.contains_key("404"));
+        }
+        if op.get("requestBody").is_some() {
+            for status in ["400", "408", "413", "415"] {
+                assert!(responses.contains_key(status), "{} {status}", endpoint.path);
+            }
+        }
+    }
+    // A create links to what it created, with OpenAPI's spelling.
+    let link =
+        &doc["paths"]["/api/v1/campaigns"]["post"]["responses"]["201"]["links"]["get_campaign"];
+    assert_eq!(link["operationId"], "get_campaign");
+    assert_eq!(link["parameters"]["id"], "$response.body#/id");
+    // 405 names the methods a path takes.
+    let response = app
+        .client
+        .delete(app.url("/api/v1/campaigns"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 405);
+    assert_eq!(
+        response
+            .headers()
+            .get("allow")
+            .expect("Allow")
+            .to_str()
+            .expect("ascii"),
+        "POST, GET"
+    );
     app.shutdown().await;
 }
 

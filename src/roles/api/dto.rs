@@ -31,40 +31,69 @@ pub fn rfc3339(at: DateTime<Utc>) -> String {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct RetryPolicyInput {
     /// 1 to 20; default 5.
+    #[schema(minimum = 1, maximum = 20)]
     pub max_attempts: Option<i64>,
     /// Go duration, > 0; default "2s".
     pub base_delay: Option<String>,
     /// Go duration, >= base_delay; default "2m".
     pub max_delay: Option<String>,
     /// 0.0 to 1.0; default 0.2.
+    #[schema(minimum = 0.0, maximum = 1.0)]
     pub jitter: Option<f64>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct BusinessHourInput {
     /// 0 (Sunday) to 6 (Saturday).
+    #[schema(value_type = i64, required = true, minimum = 0, maximum = 6)]
     pub day_of_week: Option<i64>,
     /// "HH:MM".
+    #[schema(value_type = String, required = true)]
     pub start: Option<String>,
-    /// "HH:MM" or "24:00"; before `start` means the window runs past midnight.
+    /// "HH:MM" or "24:00"; before `start` means the window runs past midnight; equal to
+    /// `start` is refused.
+    #[schema(value_type = String, required = true)]
     pub end: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct TargetInput {
-    /// E.164, e.g. "+15555550001".
+    /// E.164, e.g. "+15555550001": a number valid in its country's numbering plan.
+    #[schema(value_type = String, required = true)]
     pub phone_number: Option<String>,
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<serde_json::Value>,
 }
 
+/// Every name of the IANA time zone database the server knows, exactly what it accepts.
+fn time_zone_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(chrono_tz::TZ_VARIANTS.iter().map(|tz| tz.name())))
+        .examples(["America/New_York"])
+        .build()
+}
+
 #[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({
+    "name": "spring-renewals",
+    "time_zone": "America/New_York",
+    "max_concurrent_calls": 10,
+    "retry_policy": {"max_attempts": 3, "base_delay": "30s", "max_delay": "10m", "jitter": 0.2},
+    "business_hours": [{"day_of_week": 1, "start": "09:00", "end": "17:00"}],
+    "targets": [{"phone_number": "+15555550001", "metadata": {"customer": "A-17"}}]
+}))]
 pub struct CreateCampaignRequest {
+    /// 1 to 200 characters once trimmed, no control characters; unique among campaigns
+    /// regardless of case (409 otherwise).
+    #[schema(value_type = String, required = true)]
     pub name: Option<String>,
     pub description: Option<String>,
     /// IANA time zone, e.g. "America/New_York".
+    #[schema(schema_with = time_zone_schema, required = true)]
     pub time_zone: Option<String>,
     /// 1 to 100000; default from configuration (500).
+    #[schema(minimum = 1, maximum = 100000)]
     pub max_concurrent_calls: Option<i64>,
     pub retry_policy: Option<RetryPolicyInput>,
     /// Empty or absent: 24x7.
@@ -80,9 +109,11 @@ pub struct CreateCampaignRequest {
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({"max_concurrent_calls": 20, "description": "raised for the last week"}))]
 pub struct UpdateCampaignRequest {
     pub name: Option<String>,
     pub description: Option<String>,
+    #[schema(minimum = 1, maximum = 100000)]
     pub max_concurrent_calls: Option<i64>,
     /// Replaces the whole policy; omitted sub-fields take their defaults.
     pub retry_policy: Option<RetryPolicyInput>,
@@ -99,13 +130,19 @@ pub struct UpdateCampaignRequest {
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({"targets": [{"phone_number": "+15555550001"}]}))]
 pub struct AddTargetsRequest {
+    /// At least one; each a registered target of the campaign.
+    #[schema(value_type = Vec<TargetInput>, required = true, min_items = 1)]
     pub targets: Option<Vec<TargetInput>>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct TriggerCallRequest {
+    #[schema(value_type = String, required = true, format = Uuid)]
     pub campaign_id: Option<String>,
+    /// A registered target of the campaign.
+    #[schema(value_type = String, required = true)]
     pub phone_number: Option<String>,
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<serde_json::Value>,

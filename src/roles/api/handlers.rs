@@ -25,7 +25,11 @@ use crate::roles::messages::{self, RetryMessage};
 type Ctx = web::Data<AppContext>;
 type Query = web::Query<HashMap<String, String>>;
 
-fn parse_id(raw: &str) -> Result<Uuid, ApiError> {
+/// An id as the contract document describes it: a hyphenated UUID, nothing else.
+pub(super) fn parse_id(raw: &str) -> Result<Uuid, ApiError> {
+    if raw.len() != 36 {
+        return Err(ApiError::invalid_id(raw));
+    }
     Uuid::parse_str(raw).map_err(|_| ApiError::invalid_id(raw))
 }
 
@@ -56,7 +60,7 @@ fn page_params(query: &HashMap<String, String>) -> Result<PageParams, ApiError> 
         (Some(token), _) if !token.is_empty() => Some(decode_token(token)?),
         // The system we replace paged with the id to continue after.
         (_, Some(id)) if !id.is_empty() => Some(
-            Uuid::parse_str(id)
+            parse_id(id)
                 .map_err(|_| ApiError::validation(vec![format!("after_id: not an id: {id:?}")]))?,
         ),
         _ => None,
@@ -150,7 +154,7 @@ pub async fn create_campaign(
 }
 
 #[utoipa::path(get, path = "/api/v1/campaigns",
-    params(("limit" = Option<u32>, Query), ("page_token" = Option<String>, Query), ("after_id" = Option<String>, Query, description = "the id to continue after (the page token takes precedence)"), ("status" = Option<String>, Query)),
+    params(("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "page size, 1 to 1000; default 100"), ("page_token" = Option<String>, Query, pattern = "^([A-Za-z0-9_-]{21}[AQgw])?$", description = "the next_page_token of the previous page; empty: the first page"), ("after_id" = Option<String>, Query, pattern = "^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})?$", description = "the id to continue after (the page token takes precedence); empty: the first page"), ("status" = Option<String>, Query, pattern = "^(|pending|in_progress|paused|completed|failed)$", description = "only campaigns in this status; empty: all")),
     responses((status = 200, body = CampaignListResponse), (status = 400, body = ErrorBody)))]
 pub async fn list_campaigns(ctx: Ctx, query: Query) -> Result<HttpResponse, ApiError> {
     let params = page_params(&query)?;
@@ -362,7 +366,7 @@ pub async fn add_targets(
 }
 
 #[utoipa::path(get, path = "/api/v1/campaigns/{id}/calls",
-    params(("limit" = Option<u32>, Query), ("page_token" = Option<String>, Query), ("after_id" = Option<String>, Query, description = "the id to continue after (the page token takes precedence)"), ("status" = Option<String>, Query)),
+    params(("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "page size, 1 to 1000; default 100"), ("page_token" = Option<String>, Query, pattern = "^([A-Za-z0-9_-]{21}[AQgw])?$", description = "the next_page_token of the previous page; empty: the first page"), ("after_id" = Option<String>, Query, pattern = "^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})?$", description = "the id to continue after (the page token takes precedence); empty: the first page"), ("status" = Option<String>, Query, pattern = "^(|queued|dialing|retrying|completed|failed|canceled)$", description = "only calls in this status; empty: all")),
     responses((status = 200, body = CallListResponse), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn list_calls(
     ctx: Ctx,
@@ -400,7 +404,7 @@ pub async fn list_calls(
 /// attempt appears here once the status role has exported it, within about
 /// `timeline.export_interval` of its end.
 #[utoipa::path(get, path = "/api/v1/campaigns/{id}/attempts",
-    params(("limit" = Option<u32>, Query), ("page_token" = Option<String>, Query)),
+    params(("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "page size, 1 to 1000; default 100"), ("page_token" = Option<String>, Query, description = "the next_page_token of the previous page (opaque: a token the server did not issue gets 400 invalid_page_token); empty: the first page")),
     responses((status = 200, body = AttemptListResponse), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn list_attempts(
     ctx: Ctx,
@@ -576,6 +580,19 @@ pub async fn route_not_found() -> Result<HttpResponse, ApiError> {
     Err(ApiError::route_not_found())
 }
 
-pub async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
-    Err(ApiError::method_not_allowed())
+/// The answer to a known path with another method: 405 naming the methods it takes.
+pub fn not_allowed(allow: String) -> actix_web::Route {
+    web::to(move || {
+        let allow = allow.clone();
+        async move {
+            let mut response =
+                actix_web::ResponseError::error_response(&ApiError::method_not_allowed());
+            if let Ok(value) = actix_web::http::header::HeaderValue::from_str(&allow) {
+                response
+                    .headers_mut()
+                    .insert(actix_web::http::header::ALLOW, value);
+            }
+            response
+        }
+    })
 }

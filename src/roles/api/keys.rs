@@ -16,10 +16,14 @@ use crate::domain::ids::KeyId;
 use crate::ports::StoreError;
 
 #[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({"name": "ci-dashboard", "role": "viewer"}))]
 pub struct CreateKeyRequest {
-    /// What the key is for, as shown in the key list and the audit log (1 to 100 characters).
+    /// What the key is for, as shown in the key list and the audit log (1 to 100 characters
+    /// once trimmed, no control characters).
+    #[schema(value_type = String, required = true)]
     pub name: Option<String>,
     /// `viewer`, `operator` or `admin`.
+    #[schema(value_type = String, required = true, pattern = "^(viewer|operator|admin)$")]
     pub role: Option<String>,
 }
 
@@ -189,7 +193,6 @@ pub async fn list_keys(ctx: web::Data<AppContext>) -> Result<HttpResponse, ApiEr
 }
 
 #[utoipa::path(delete, path = "/api/v1/keys/{id}", security(("bearer" = [])),
-    params(("id" = String, Path, format = Uuid, description = "the key's id")),
     responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn revoke_key(
@@ -198,7 +201,7 @@ pub async fn revoke_key(
     audit: Audit,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let id: KeyId = path.parse().map_err(|_| ApiError::invalid_id(&path))?;
+    let id = KeyId(super::handlers::parse_id(&path)?);
     let key = ctx
         .store
         .revoke_key(id, Utc::now(), audit.entry(StatusCode::NO_CONTENT, None))
@@ -214,8 +217,8 @@ pub async fn revoke_key(
 }
 
 #[utoipa::path(get, path = "/api/v1/audit", security(("bearer" = [])),
-    params(("limit" = Option<u32>, Query, minimum = 1, maximum = 1000),
-        ("page_token" = Option<String>, Query)),
+    params(("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "page size, 1 to 1000; default 100"),
+        ("page_token" = Option<String>, Query, pattern = "^([A-Za-z0-9_-]{21}[AQgw])?$", description = "the next_page_token of the previous page; empty: the first page")),
     responses((status = 200, body = AuditListResponse), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn list_audit(

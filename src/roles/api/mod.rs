@@ -3,6 +3,7 @@
 //! start before any other role runs.
 
 pub mod access;
+mod contract;
 mod dto;
 mod error;
 mod handlers;
@@ -20,12 +21,12 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::error::JsonPayloadError;
 use actix_web::http::Method;
 use actix_web::middleware::{from_fn, Next, NormalizePath, TrailingSlash};
-use actix_web::{web, App, HttpResponse, HttpServer, Route};
+use actix_web::{web, App, HttpServer, Route};
 use tokio_util::sync::CancellationToken;
 use tracing::{field, info_span, Instrument};
-use utoipa::OpenApi;
 
 use self::access::Gate;
+pub use self::contract::ApiDoc;
 pub use self::dto::rfc3339;
 pub use self::error::ApiError;
 pub use self::tls::TlsError;
@@ -34,39 +35,6 @@ use crate::domain::access::Access;
 use crate::metrics::metrics;
 use crate::runtime::health::RoleHealth;
 use crate::runtime::role::RoleName;
-
-#[derive(OpenApi)]
-#[openapi(
-    info(
-        title = "outbound",
-        description = "Outbound voice-call campaign engine"
-    ),
-    paths(
-        handlers::create_campaign,
-        handlers::list_campaigns,
-        handlers::get_campaign,
-        handlers::update_campaign,
-        handlers::start_campaign,
-        handlers::pause_campaign,
-        handlers::complete_campaign,
-        handlers::campaign_stats,
-        handlers::add_targets,
-        handlers::list_calls,
-        handlers::list_attempts,
-        handlers::trigger_call,
-        handlers::get_call,
-        webhooks::twilio_status,
-        keys::create_key,
-        keys::list_keys,
-        keys::revoke_key,
-        keys::list_audit,
-    )
-)]
-pub struct ApiDoc;
-
-async fn openapi() -> HttpResponse {
-    HttpResponse::Ok().json(ApiDoc::openapi())
-}
 
 /// One route of `/api/v1`: its method, its pattern and what it requires of the caller, declared
 /// together so that no route can be registered without saying who may use it.
@@ -97,7 +65,7 @@ pub fn endpoints() -> Vec<Endpoint> {
     use Access::{Admin, Operator, Public, Viewer};
     vec![
         endpoint(Method::GET, "/api/v1/openapi.json", Public, |r| {
-            r.to(openapi)
+            r.to(contract::openapi)
         }),
         endpoint(Method::POST, "/api/v1/campaigns", Admin, |r| {
             r.to(h::create_campaign)
@@ -179,27 +147,32 @@ fn resource(path: &str, pattern: &str, endpoints: &[&Endpoint]) -> actix_web::Re
             )),
         );
     }
-    resource.default_service(web::to(handlers::method_not_allowed))
+    let allowed: Vec<String> = endpoints
+        .iter()
+        .filter(|e| e.path == pattern)
+        .map(|e| e.method.to_string())
+        .collect();
+    resource.default_service(handlers::not_allowed(allowed.join(", ")))
 }
 
 /// Every route in one place; a known path with the wrong method answers 405.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     use handlers as h;
-    let not_allowed = || web::to(h::method_not_allowed);
+    let not_allowed = |allow: &str| h::not_allowed(allow.to_owned());
     cfg.service(
         web::resource("/healthz")
             .route(web::get().to(h::healthz))
-            .default_service(not_allowed()),
+            .default_service(not_allowed("GET")),
     )
     .service(
         web::resource("/readyz")
             .route(web::get().to(h::readyz))
-            .default_service(not_allowed()),
+            .default_service(not_allowed("GET")),
     )
     .service(
         web::resource("/metrics")
             .route(web::get().to(h::metrics_text))
-            .default_service(not_allowed()),
+            .default_service(not_allowed("GET")),
     )
     .service(
         web::resource(crate::ports::STATUS_CALLBACK_PATH)
@@ -207,7 +180,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             // hundred bytes, so a large body is refused before it is buffered.
             .app_data(web::PayloadConfig::new(webhooks::MAX_CALLBACK_BYTES))
             .route(web::post().to(webhooks::twilio_status))
-            .default_service(not_allowed()),
+            .default_service(not_allowed("POST")),
     );
     let endpoints = endpoints();
     let all: Vec<&Endpoint> = endpoints.iter().collect();

@@ -31,8 +31,8 @@ fn counted(result: &'static str) {
 /// A carrier's status callback (Twilio's form parameters, signed with `X-Twilio-Signature`).
 #[utoipa::path(post, path = "/webhooks/twilio/status",
     params(
-        ("campaign" = String, Query, description = "the attempt's campaign, as the engine set it"),
-        ("call" = String, Query, description = "the attempt's call"),
+        ("campaign" = String, Query, format = Uuid, description = "the attempt's campaign, as the engine set it"),
+        ("call" = String, Query, format = Uuid, description = "the attempt's call"),
         ("attempt" = u32, Query, description = "the attempt's number"),
         ("X-Twilio-Signature" = String, Header, description = "base64 HMAC-SHA1 of the URL and the sorted parameters, keyed by the auth token"),
     ),
@@ -50,6 +50,19 @@ pub async fn twilio_status(
     req: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
+    let signature = req
+        .headers()
+        .get(SIGNATURE_HEADER)
+        .and_then(|value| value.to_str().ok());
+    // An unsigned request is refused before anything else is said about this deployment.
+    if signature.is_none() {
+        counted("bad_signature");
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "invalid_signature",
+            "the X-Twilio-Signature header is missing",
+        ));
+    }
     let Some(verifier) = &ctx.callbacks else {
         counted("unknown");
         return Err(ApiError::new(
@@ -58,10 +71,6 @@ pub async fn twilio_status(
             "no carrier sends callbacks here: telephony.provider is not twilio",
         ));
     };
-    let signature = req
-        .headers()
-        .get(SIGNATURE_HEADER)
-        .and_then(|value| value.to_str().ok());
     let callback = match verifier.verify(req.query_string(), &body, signature, Utc::now()) {
         Ok(callback) => callback,
         Err(CallbackError::BadSignature) => {

@@ -1,0 +1,303 @@
+//! The contract document, `/api/v1/openapi.json`. The handlers' annotations give each route's
+//! own bodies and answers; `Contract` adds, from the route table, what every route shares: the
+//! `{id}` path parameter, the key the route needs, and the answers the layers in front of the
+//! handlers give (401, 403 and 429 from the key gate, 400 for a bad id, 408, 413, 415 and 503
+//! around bodies, 503 when a backend is down). So the document says what the server does,
+//! route by route, and cannot drift from the table.
+
+use actix_web::http::Method;
+use actix_web::HttpResponse;
+use utoipa::openapi::content::ContentBuilder;
+use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::link::LinkBuilder;
+use utoipa::openapi::path::{Operation, ParameterBuilder, ParameterIn, PathItem};
+use utoipa::openapi::response::ResponseBuilder;
+use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::{OpenApi as Document, Ref, Required};
+use utoipa::{Modify, OpenApi};
+
+use super::{endpoints, handlers, keys, webhooks};
+use crate::domain::access::Access;
+
+/// An id in a path or a query: a hyphenated UUID, exactly what the server parses.
+pub const UUID_PATTERN: &str =
+    "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$";
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "outbound",
+        description = "Outbound voice-call campaign engine. Every `/api/v1` route but this \
+                       document needs an API key (`Authorization: Bearer <key>`) unless the \
+                       server runs with `auth.mode = off` (or `auto` on a loopback address)."
+    ),
+    paths(
+        handlers::create_campaign,
+        handlers::list_campaigns,
+        handlers::get_campaign,
+        handlers::update_campaign,
+        handlers::start_campaign,
+        handlers::pause_campaign,
+        handlers::complete_campaign,
+        handlers::campaign_stats,
+        handlers::add_targets,
+        handlers::list_calls,
+        handlers::list_attempts,
+        handlers::trigger_call,
+        handlers::get_call,
+        webhooks::twilio_status,
+        keys::create_key,
+        keys::list_keys,
+        keys::revoke_key,
+        keys::list_audit,
+    ),
+    modifiers(&Contract)
+)]
+pub struct ApiDoc;
+
+/// The document as served, made once.
+pub fn document() -> &'static serde_json::Value {
+    static DOCUMENT: std::sync::OnceLock<serde_json::Value> = std::sync::OnceLock::new();
+    DOCUMENT.get_or_init(|| {
+        let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
+        spell_links(&mut doc);
+        doc
+    })
+}
+
+pub async fn openapi() -> HttpResponse {
+    HttpResponse::Ok().json(document())
+}
+
+/// utoipa 5 writes a link's fields in snake case (`operation_id`); OpenAPI spells them
+/// `operationId`, `operationRef` and `requestBody`, which is what clients look for.
+fn spell_links(doc: &mut serde_json::Value) {
+    let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut()) else {
+        return;
+    };
+    for item in paths.values_mut().filter_map(|i| i.as_object_mut()) {
+        for op in item.values_mut() {
+            let Some(responses) = op.get_mut("responses").and_then(|r| r.as_object_mut()) else {
+                continue;
+            };
+            for response in responses.values_mut() {
+                let Some(links) = response.get_mut("links").and_then(|l| l.as_object_mut()) else {
+                    continue;
+                };
+                for link in links.values_mut().filter_map(|l| l.as_object_mut()) {
+                    for (snake, camel) in [
+                        ("operation_id", "operationId"),
+                        ("operation_ref", "operationRef"),
+                        ("request_body", "requestBody"),
+                    ] {
+                        if let Some(value) = link.remove(snake) {
+                            link.insert(camel.to_owned(), value);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+const SCHEME: &str = "bearer";
+
+struct Contract;
+
+fn operation<'a>(item: &'a mut PathItem, method: &Method) -> Option<&'a mut Operation> {
+    match *method {
+        Method::GET => item.get.as_mut(),
+        Method::POST => item.post.as_mut(),
+        Method::PUT => item.put.as_mut(),
+        Method::DELETE => item.delete.as_mut(),
+        _ => None,
+    }
+}
+
+fn error_answer(description: &str, retry_after: bool) -> utoipa::openapi::Response {
+    let mut answer = ResponseBuilder::new().description(description).content(
+        "application/json",
+        ContentBuilder::new()
+            .schema(Some(Ref::from_schema_name("ErrorBody")))
+            .build(),
+    );
+    if retry_after {
+        answer = answer.header(
+            "Retry-After",
+            HeaderBuilder::new()
+                .schema(
+                    ObjectBuilder::new()
+                        .schema_type(Type::Integer)
+                        .minimum(Some(1)),
+                )
+                .description(Some("seconds to wait before trying again"))
+                .build(),
+        );
+    }
+    answer.build()
+}
+
+/// Adds an answer unless the handler documents that status itself.
+fn answer(op: &mut Operation, status: u16, description: &str, retry_after: bool) {
+    op.responses
+        .responses
+        .entry(status.to_string())
+        .or_insert_with(|| error_answer(description, retry_after).into());
+}
+
+fn id_parameter() -> utoipa::openapi::path::Parameter {
+    ParameterBuilder::new()
+        .name("id")
+        .parameter_in(ParameterIn::Path)
+        .required(Required::True)
+        .schema(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .format(Some(SchemaFormat::KnownFormat(KnownFormat::Uuid)))
+                .pattern(Some(UUID_PATTERN)),
+        ))
+        .build()
+}
+
+/// What the layers in front of every handler of a body-taking route may answer.
+fn body_answers(op: &mut Operation) {
+    answer(op, 400, "malformed_body or validation_failed", false);
+    answer(
+        op,
+        408,
+        "request_timeout: the body did not arrive in time",
+        false,
+    );
+    answer(op, 413, "payload_too_large", false);
+    answer(op, 415, "unsupported_media_type", false);
+}
+
+impl Modify for Contract {
+    fn modify(&self, doc: &mut Document) {
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            SCHEME,
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("obk_ followed by 64 URL-safe base64 characters")
+                    .description(Some(
+                        "An API key, from `outbound keys create` or `POST /api/v1/keys`.",
+                    ))
+                    .build(),
+            ),
+        );
+        for endpoint in endpoints() {
+            let Some(item) = doc.paths.paths.get_mut(endpoint.path) else {
+                continue;
+            };
+            let Some(op) = operation(item, &endpoint.method) else {
+                continue;
+            };
+            if endpoint.path.contains("{id}") {
+                let parameters = op.parameters.get_or_insert_with(Vec::new);
+                parameters.retain(|p| p.name != "id");
+                parameters.insert(0, id_parameter());
+                answer(op, 400, "invalid_id: the id is not a UUID", false);
+                answer(op, 404, "not_found", false);
+            }
+            if op.request_body.is_some() {
+                body_answers(op);
+                answer(
+                    op,
+                    503,
+                    "busy (too many large bodies at once) or unavailable (a backend is down)",
+                    true,
+                );
+            } else {
+                answer(op, 503, "unavailable: a backend is down", false);
+            }
+            if endpoint.access == Access::Public {
+                op.security = Some(Vec::new());
+                continue;
+            }
+            op.security = Some(vec![SecurityRequirement::new(SCHEME, Vec::<String>::new())]);
+            answer(
+                op,
+                401,
+                "unauthorized: no key, or an unknown or revoked one",
+                false,
+            );
+            let needed = endpoint
+                .access
+                .least_role()
+                .map_or("", |role| role.as_str());
+            answer(
+                op,
+                403,
+                &format!("forbidden: the key's role is below {needed}"),
+                false,
+            );
+            answer(
+                op,
+                429,
+                "rate_limited: the key's requests per second are used up",
+                true,
+            );
+        }
+        link_created_resources(doc);
+        if let Some(op) = doc
+            .paths
+            .paths
+            .get_mut(crate::ports::STATUS_CALLBACK_PATH)
+            .and_then(|item| item.post.as_mut())
+        {
+            op.security = Some(Vec::new());
+            body_answers(op);
+        }
+    }
+}
+
+/// Links each create (`POST /x`, answering with the new resource's `id`) to the operations on
+/// what it created (`/x/{id}...`), so clients and a stateful fuzzer can follow them.
+fn link_created_resources(doc: &mut Document) {
+    let table = endpoints();
+    for create in table
+        .iter()
+        .filter(|e| e.method == Method::POST && !e.path.contains('{'))
+    {
+        let prefix = format!("{}/{{id}}", create.path);
+        let targets: Vec<(String, String)> = table
+            .iter()
+            .filter(|e| e.path.starts_with(&prefix))
+            .filter_map(|e| {
+                let item = doc.paths.paths.get_mut(e.path)?;
+                let id = operation(item, &e.method)?.operation_id.clone()?;
+                Some((id, e.path.to_owned()))
+            })
+            .collect();
+        let Some(op) = doc
+            .paths
+            .paths
+            .get_mut(create.path)
+            .and_then(|item| item.post.as_mut())
+        else {
+            continue;
+        };
+        for (status, response) in op.responses.responses.iter_mut() {
+            let utoipa::openapi::RefOr::T(response) = response else {
+                continue;
+            };
+            if !status.starts_with('2') {
+                continue;
+            }
+            for (operation_id, path) in &targets {
+                response.links.insert(
+                    operation_id.clone(),
+                    LinkBuilder::new()
+                        .operation_id(operation_id.clone())
+                        .parameter("id", "$response.body#/id")
+                        .description(format!("{path} of what was created"))
+                        .build()
+                        .into(),
+                );
+            }
+        }
+    }
+}
