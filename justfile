@@ -74,7 +74,14 @@ chaos *ARGS:
     if ! command -v faketime >/dev/null 2>&1; then outbound_apt_install faketime; fi
     target/debug/outbound chaos {{ARGS}}
 
-# Benchmark scenarios (throughput, utilization, fairness, api, register), one JSON line each.
+# The API contract test: schemathesis (every check, stateful phase included) against a server
+# started for the run with keys required. Extra arguments go to schemathesis.
+contract *ARGS:
+    cargo build
+    scripts/contract-test.sh target/debug/outbound {{ARGS}}
+
+# Benchmark scenarios (throughput, utilization, fairness, api, register, bodies, callbacks,
+# carrier), one JSON line each.
 # `just bench api,register` runs a subset. Figures and targets: BENCHMARKS.md.
 bench SCENARIOS="":
     #!/usr/bin/env bash
