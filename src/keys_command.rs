@@ -23,7 +23,8 @@ pub enum KeysError {
     Invalid(String),
 }
 
-fn cli_entry(route: &str, resource_id: String) -> AuditEntry {
+/// The audit entry of a CLI change, with the status the API would have answered.
+fn cli_entry(route: &str, resource_id: String, status: u16) -> AuditEntry {
     AuditEntry {
         id: Uuid::now_v7(),
         at: Utc::now(),
@@ -32,7 +33,7 @@ fn cli_entry(route: &str, resource_id: String) -> AuditEntry {
         method: "CLI".into(),
         route: route.into(),
         resource_id: Some(resource_id),
-        status: 0,
+        status,
     }
 }
 
@@ -49,7 +50,7 @@ pub async fn run(command: KeysCommand, settings: &Settings) -> Result<String, Ke
                 .create_key(
                     issued.record,
                     Utc::now(),
-                    Some(cli_entry("outbound keys create", id.to_string())),
+                    Some(cli_entry("outbound keys create", id.to_string(), 201)),
                 )
                 .await?;
             Ok(if json {
@@ -99,7 +100,7 @@ pub async fn run(command: KeysCommand, settings: &Settings) -> Result<String, Ke
                 .revoke_key(
                     key_id,
                     Utc::now(),
-                    Some(cli_entry("outbound keys revoke", key_id.to_string())),
+                    Some(cli_entry("outbound keys revoke", key_id.to_string(), 204)),
                 )
                 .await
                 .map_err(|err| match err {

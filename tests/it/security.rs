@@ -173,8 +173,29 @@ async fn changes_are_audited_with_their_target() {
             .status(),
         204
     );
+    // Another method on a known path: 405 with Allow, audited like any request that is not a
+    // read; without a key it is refused first.
+    let patch = Method::from_bytes(b"PATCH").expect("method");
+    let path = format!("/api/v1/campaigns/{id}");
+    assert_eq!(call(&app, &patch, &path, None, None).await.status(), 401);
+    let not_allowed = call(&app, &patch, &path, Some(&admin), None).await;
+    assert_eq!(not_allowed.status(), 405);
+    assert_eq!(
+        not_allowed
+            .headers()
+            .get("allow")
+            .expect("Allow")
+            .to_str()
+            .expect("ascii"),
+        "GET, PUT"
+    );
     let entries = audit_entries(&app, &admin).await;
-    assert_eq!(entries.len(), 2, "{entries:#?}");
+    assert_eq!(entries.len(), 4, "{entries:#?}");
+    assert_eq!(entries[0]["status"], 405);
+    assert_eq!(entries[0]["method"], "PATCH");
+    assert_eq!(entries[0]["route"], "/api/v1/campaigns/{id}");
+    assert_eq!(entries[1]["status"], 401);
+    let entries: Vec<Value> = entries.into_iter().skip(2).collect();
     // Newest first.
     assert_eq!(entries[0]["route"], "/api/v1/campaigns/{id}/start");
     assert_eq!(entries[0]["status"], 204);
@@ -187,14 +208,14 @@ async fn changes_are_audited_with_their_target() {
     let first = call(
         &app,
         &Method::GET,
-        "/api/v1/audit?limit=1",
+        "/api/v1/audit?limit=3",
         Some(&admin),
         None,
     )
     .await;
     assert_eq!(first.status(), 200);
     let page: Value = first.json().await.expect("json");
-    assert_eq!(page["entries"][0]["id"], entries[0]["id"]);
+    assert_eq!(page["entries"][2]["id"], entries[0]["id"]);
     let token = page["next_page_token"].as_str().expect("a second page");
     let next: Value = call(
         &app,
@@ -371,6 +392,16 @@ async fn auto_mode_asks_for_keys_off_loopback() {
     let local = TestApp::spawn().await;
     assert_eq!(local.ctx.settings.auth.mode, AuthMode::Auto);
     assert_eq!(local.get("/api/v1/campaigns").await.0, 200);
+    // Without keys, a credential the server does not know (a proxy's token) limits nothing.
+    let foreign = call(
+        &local,
+        &Method::GET,
+        "/api/v1/campaigns",
+        Some("some-proxy-token"),
+        None,
+    )
+    .await;
+    assert_eq!(foreign.status(), 200);
     local.shutdown().await;
 
     let open = TestApp::spawn_with(|s| s.http.bind = "0.0.0.0:0".into()).await;

@@ -7,7 +7,10 @@ use diesel_async::RunQueryDsl;
 use futures::FutureExt;
 
 use super::{Conn, PgStore};
-use crate::adapters::sql::rows::{self, AuditRow, KeyRow, AUDIT_COLUMNS, KEY_COLUMNS};
+use crate::adapters::sql::rows::{self, AuditRow, KeyRow};
+use crate::adapters::sql::statements::{
+    AUDIT_FROM_NEWEST, AUDIT_PAGE, INSERT_AUDIT, INSERT_KEY, KEYS, LOAD_KEY, REVOKE_KEY,
+};
 use crate::adapters::sql::{as_bigint, to_ms, Failure};
 use crate::domain::access::{ApiKey, AuditEntry, NewKey};
 use crate::domain::ids::KeyId;
@@ -18,29 +21,25 @@ pub(super) async fn record(conn: &mut Conn, entry: Option<&AuditEntry>) -> Resul
     let Some(entry) = entry else {
         return Ok(());
     };
-    diesel::sql_query(
-        "INSERT INTO audit_log (id, at, key_id, key_name, method, route, resource_id, status) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-    )
-    .bind::<Text, _>(entry.id.to_string())
-    .bind::<BigInt, _>(to_ms(entry.at))
-    .bind::<Nullable<Text>, _>(entry.key_id.map(|id| id.to_string()))
-    .bind::<Nullable<Text>, _>(entry.key_name.clone())
-    .bind::<Text, _>(entry.method.clone())
-    .bind::<Text, _>(entry.route.clone())
-    .bind::<Nullable<Text>, _>(entry.resource_id.clone())
-    .bind::<Integer, _>(i32::from(entry.status))
-    .execute(conn)
-    .await?;
+    diesel::sql_query(INSERT_AUDIT.postgres())
+        .bind::<Text, _>(entry.id.to_string())
+        .bind::<BigInt, _>(to_ms(entry.at))
+        .bind::<Nullable<Text>, _>(entry.key_id.map(|id| id.to_string()))
+        .bind::<Nullable<Text>, _>(entry.key_name.clone())
+        .bind::<Text, _>(entry.method.clone())
+        .bind::<Text, _>(entry.route.clone())
+        .bind::<Nullable<Text>, _>(entry.resource_id.clone())
+        .bind::<Integer, _>(i32::from(entry.status))
+        .execute(conn)
+        .await?;
     Ok(())
 }
 
 async fn load(conn: &mut Conn, id: KeyId) -> Result<Option<ApiKey>, Failure> {
-    let rows: Vec<KeyRow> =
-        diesel::sql_query(format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE id = $1"))
-            .bind::<Text, _>(id.to_string())
-            .load(conn)
-            .await?;
+    let rows: Vec<KeyRow> = diesel::sql_query(LOAD_KEY.postgres())
+        .bind::<Text, _>(id.to_string())
+        .load(conn)
+        .await?;
     Ok(rows::first::<_, ApiKey>(rows)?)
 }
 
@@ -54,17 +53,14 @@ pub(super) async fn create(
         .transaction(move |conn| {
             async move {
                 record(conn, audit.as_ref()).await?;
-                diesel::sql_query(
-                    "INSERT INTO api_keys (id, name, role, hash, created_at) \
-                     VALUES ($1, $2, $3, $4, $5)",
-                )
-                .bind::<Text, _>(key.id.to_string())
-                .bind::<Text, _>(key.name.clone())
-                .bind::<Text, _>(key.role.as_str())
-                .bind::<Text, _>(key.hash.to_hex())
-                .bind::<BigInt, _>(to_ms(now))
-                .execute(conn)
-                .await?;
+                diesel::sql_query(INSERT_KEY.postgres())
+                    .bind::<Text, _>(key.id.to_string())
+                    .bind::<Text, _>(key.name.clone())
+                    .bind::<Text, _>(key.role.as_str())
+                    .bind::<Text, _>(key.hash.to_hex())
+                    .bind::<BigInt, _>(to_ms(now))
+                    .execute(conn)
+                    .await?;
                 load(conn, key.id)
                     .await?
                     .ok_or(Failure::Store(StoreError::NotFound))
@@ -84,10 +80,7 @@ pub(super) async fn list(store: &PgStore) -> Result<Vec<ApiKey>, StoreError> {
     store
         .read(move |conn| {
             async move {
-                let rows: Vec<KeyRow> =
-                    diesel::sql_query(format!("SELECT {KEY_COLUMNS} FROM api_keys ORDER BY id"))
-                        .load(conn)
-                        .await?;
+                let rows: Vec<KeyRow> = diesel::sql_query(KEYS.postgres()).load(conn).await?;
                 Ok(rows::all::<_, ApiKey>(rows)?)
             }
             .boxed()
@@ -104,13 +97,11 @@ pub(super) async fn revoke(
     store
         .transaction(move |conn| {
             async move {
-                diesel::sql_query(
-                    "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $1) WHERE id = $2",
-                )
-                .bind::<BigInt, _>(to_ms(now))
-                .bind::<Text, _>(id.to_string())
-                .execute(conn)
-                .await?;
+                diesel::sql_query(REVOKE_KEY.postgres())
+                    .bind::<BigInt, _>(to_ms(now))
+                    .bind::<Text, _>(id.to_string())
+                    .execute(conn)
+                    .await?;
                 let key = load(conn, id)
                     .await?
                     .ok_or(Failure::Store(StoreError::NotFound))?;
@@ -178,15 +169,13 @@ pub(super) async fn list_audit(
     store
         .read(move |conn| {
             async move {
-                // UUID v7 text under the "C" collation: "before" in id order is "older".
-                let before = before.map_or_else(|| "g".to_owned(), |id| id.to_string());
-                let rows: Vec<AuditRow> = diesel::sql_query(format!(
-                    "SELECT {AUDIT_COLUMNS} FROM audit_log WHERE id < $1 ORDER BY id DESC LIMIT $2"
-                ))
-                .bind::<Text, _>(before)
-                .bind::<BigInt, _>(as_bigint(limit))
-                .load(conn)
-                .await?;
+                let before =
+                    before.map_or_else(|| AUDIT_FROM_NEWEST.to_owned(), |id| id.to_string());
+                let rows: Vec<AuditRow> = diesel::sql_query(AUDIT_PAGE.postgres())
+                    .bind::<Text, _>(before)
+                    .bind::<BigInt, _>(as_bigint(limit))
+                    .load(conn)
+                    .await?;
                 Ok(rows::all::<_, AuditEntry>(rows)?)
             }
             .boxed()

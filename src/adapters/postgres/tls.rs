@@ -43,6 +43,9 @@ fn split(url: &str) -> Result<(String, Mode), String> {
     let mode = match sslmode.as_deref() {
         None | Some("disable") => Mode::Off,
         // libpq's `allow` and `prefer` may fall back to plain text; here they encrypt or fail.
+        // A root given with `require` is checked, as libpq does (`verify-ca`, held here to the
+        // stricter `verify-full`).
+        Some("allow" | "prefer" | "require") if root.is_some() => Mode::Verify(root),
         Some("allow" | "prefer" | "require") => Mode::Encrypt,
         Some("verify-ca" | "verify-full") => Mode::Verify(root),
         Some(other) => return Err(format!("storage.url: unknown sslmode {other:?}")),
@@ -180,6 +183,12 @@ mod tests {
         assert_eq!(
             split("postgres://h/db?sslmode=verify-ca").unwrap().1,
             Mode::Verify(None)
+        );
+        assert_eq!(
+            split("postgres://h/db?sslmode=require&sslrootcert=/ca.pem")
+                .unwrap()
+                .1,
+            Mode::Verify(Some(PathBuf::from("/ca.pem")))
         );
         assert!(split("postgres://h/db?sslmode=sometimes").is_err());
     }

@@ -12,7 +12,8 @@ use diesel::serialize::ToSql;
 use diesel::sql_types::{BigInt, HasSqlType, Text};
 
 use super::rows::{
-    CALL_COLUMNS, CAMPAIGN_COLUMNS, CURRENT_CALL_COLUMNS, STATS_COLUMNS, TIMELINE_COLUMNS,
+    AUDIT_COLUMNS, CALL_COLUMNS, CAMPAIGN_COLUMNS, CURRENT_CALL_COLUMNS, KEY_COLUMNS,
+    STATS_COLUMNS, TIMELINE_COLUMNS,
 };
 use super::to_ms;
 use crate::domain::stats::StatsDelta;
@@ -76,6 +77,39 @@ fn numbered(text: &str) -> String {
 
 pub static LOAD_CAMPAIGN: Statement =
     Statement::new(|| format!("SELECT {CAMPAIGN_COLUMNS} FROM campaigns WHERE id = ?"));
+
+/// An entry written twice (by its change's transaction, whose answer was lost, and again by
+/// the guard) is kept once.
+pub static INSERT_AUDIT: Statement = Statement::new(|| {
+    "INSERT INTO audit_log (id, at, key_id, key_name, method, route, resource_id, status) \
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING"
+        .into()
+});
+
+pub static INSERT_KEY: Statement = Statement::new(|| {
+    "INSERT INTO api_keys (id, name, role, hash, created_at) VALUES (?, ?, ?, ?, ?)".into()
+});
+
+pub static LOAD_KEY: Statement =
+    Statement::new(|| format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE id = ?"));
+
+pub static KEYS: Statement =
+    Statement::new(|| format!("SELECT {KEY_COLUMNS} FROM api_keys ORDER BY id"));
+
+/// Keeps the first revocation time of a key revoked twice.
+pub static REVOKE_KEY: Statement = Statement::new(|| {
+    "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?".into()
+});
+
+/// Audit entries older than an id, newest first. Ids are UUID v7 text (byte order under
+/// PostgreSQL's "C" collation): "before" in id order is "older"; every id sorts below "g", so
+/// that bound reads from the newest.
+pub static AUDIT_PAGE: Statement = Statement::new(|| {
+    format!("SELECT {AUDIT_COLUMNS} FROM audit_log WHERE id < ? ORDER BY id DESC LIMIT ?")
+});
+
+/// The bound of `AUDIT_PAGE` that reads from the newest entry.
+pub const AUDIT_FROM_NEWEST: &str = "g";
 
 pub static CAMPAIGN_STATS: Statement =
     Statement::new(|| format!("SELECT {STATS_COLUMNS} FROM campaign_stats WHERE campaign_id = ?"));

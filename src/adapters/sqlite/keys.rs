@@ -7,7 +7,10 @@ use diesel::sqlite::SqliteConnection;
 use diesel::RunQueryDsl;
 
 use super::SqliteStore;
-use crate::adapters::sql::rows::{self, AuditRow, KeyRow, AUDIT_COLUMNS, KEY_COLUMNS};
+use crate::adapters::sql::rows::{self, AuditRow, KeyRow};
+use crate::adapters::sql::statements::{
+    AUDIT_FROM_NEWEST, AUDIT_PAGE, INSERT_AUDIT, INSERT_KEY, KEYS, LOAD_KEY, REVOKE_KEY,
+};
 use crate::adapters::sql::{as_bigint, to_ms, Failure};
 use crate::domain::access::{ApiKey, AuditEntry, NewKey};
 use crate::domain::ids::KeyId;
@@ -21,27 +24,23 @@ pub(super) fn record(
     let Some(entry) = entry else {
         return Ok(());
     };
-    diesel::sql_query(
-        "INSERT INTO audit_log (id, at, key_id, key_name, method, route, resource_id, status) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind::<Text, _>(entry.id.to_string())
-    .bind::<BigInt, _>(to_ms(entry.at))
-    .bind::<Nullable<Text>, _>(entry.key_id.map(|id| id.to_string()))
-    .bind::<Nullable<Text>, _>(entry.key_name.clone())
-    .bind::<Text, _>(entry.method.clone())
-    .bind::<Text, _>(entry.route.clone())
-    .bind::<Nullable<Text>, _>(entry.resource_id.clone())
-    .bind::<Integer, _>(i32::from(entry.status))
-    .execute(conn)?;
+    diesel::sql_query(INSERT_AUDIT.sqlite())
+        .bind::<Text, _>(entry.id.to_string())
+        .bind::<BigInt, _>(to_ms(entry.at))
+        .bind::<Nullable<Text>, _>(entry.key_id.map(|id| id.to_string()))
+        .bind::<Nullable<Text>, _>(entry.key_name.clone())
+        .bind::<Text, _>(entry.method.clone())
+        .bind::<Text, _>(entry.route.clone())
+        .bind::<Nullable<Text>, _>(entry.resource_id.clone())
+        .bind::<Integer, _>(i32::from(entry.status))
+        .execute(conn)?;
     Ok(())
 }
 
 fn load(conn: &mut SqliteConnection, id: KeyId) -> Result<Option<ApiKey>, Failure> {
-    let rows: Vec<KeyRow> =
-        diesel::sql_query(format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE id = ?"))
-            .bind::<Text, _>(id.to_string())
-            .load(conn)?;
+    let rows: Vec<KeyRow> = diesel::sql_query(LOAD_KEY.sqlite())
+        .bind::<Text, _>(id.to_string())
+        .load(conn)?;
     Ok(rows::first::<_, ApiKey>(rows)?)
 }
 
@@ -54,15 +53,13 @@ pub(super) async fn create(
     store
         .write(move |conn| {
             record(conn, audit.as_ref())?;
-            diesel::sql_query(
-                "INSERT INTO api_keys (id, name, role, hash, created_at) VALUES (?, ?, ?, ?, ?)",
-            )
-            .bind::<Text, _>(key.id.to_string())
-            .bind::<Text, _>(key.name.clone())
-            .bind::<Text, _>(key.role.as_str())
-            .bind::<Text, _>(key.hash.to_hex())
-            .bind::<BigInt, _>(to_ms(now))
-            .execute(conn)?;
+            diesel::sql_query(INSERT_KEY.sqlite())
+                .bind::<Text, _>(key.id.to_string())
+                .bind::<Text, _>(key.name.clone())
+                .bind::<Text, _>(key.role.as_str())
+                .bind::<Text, _>(key.hash.to_hex())
+                .bind::<BigInt, _>(to_ms(now))
+                .execute(conn)?;
             load(conn, key.id)?.ok_or(Failure::Store(StoreError::NotFound))
         })
         .await
@@ -75,9 +72,7 @@ pub(super) async fn get(store: &SqliteStore, id: KeyId) -> Result<Option<ApiKey>
 pub(super) async fn list(store: &SqliteStore) -> Result<Vec<ApiKey>, StoreError> {
     store
         .read(move |conn| {
-            let rows: Vec<KeyRow> =
-                diesel::sql_query(format!("SELECT {KEY_COLUMNS} FROM api_keys ORDER BY id"))
-                    .load(conn)?;
+            let rows: Vec<KeyRow> = diesel::sql_query(KEYS.sqlite()).load(conn)?;
             Ok(rows::all::<_, ApiKey>(rows)?)
         })
         .await
@@ -91,12 +86,10 @@ pub(super) async fn revoke(
 ) -> Result<ApiKey, StoreError> {
     store
         .write(move |conn| {
-            diesel::sql_query(
-                "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?",
-            )
-            .bind::<BigInt, _>(to_ms(now))
-            .bind::<Text, _>(id.to_string())
-            .execute(conn)?;
+            diesel::sql_query(REVOKE_KEY.sqlite())
+                .bind::<BigInt, _>(to_ms(now))
+                .bind::<Text, _>(id.to_string())
+                .execute(conn)?;
             let key = load(conn, id)?.ok_or(Failure::Store(StoreError::NotFound))?;
             record(conn, audit.as_ref())?;
             Ok(key)
@@ -153,15 +146,11 @@ pub(super) async fn list_audit(
 ) -> Result<Vec<AuditEntry>, StoreError> {
     store
         .read(move |conn| {
-            // Ids are UUID v7 text: "before" in id order is "older". The id of the newest
-            // entry sorts below "g", so an empty bound reads from the top.
-            let before = before.map_or_else(|| "g".to_owned(), |id| id.to_string());
-            let rows: Vec<AuditRow> = diesel::sql_query(format!(
-                "SELECT {AUDIT_COLUMNS} FROM audit_log WHERE id < ? ORDER BY id DESC LIMIT ?"
-            ))
-            .bind::<Text, _>(before)
-            .bind::<BigInt, _>(as_bigint(limit))
-            .load(conn)?;
+            let before = before.map_or_else(|| AUDIT_FROM_NEWEST.to_owned(), |id| id.to_string());
+            let rows: Vec<AuditRow> = diesel::sql_query(AUDIT_PAGE.sqlite())
+                .bind::<Text, _>(before)
+                .bind::<BigInt, _>(as_bigint(limit))
+                .load(conn)?;
             Ok(rows::all::<_, AuditEntry>(rows)?)
         })
         .await

@@ -9,7 +9,8 @@
 //! of trusting what may be an old revocation state. `last_used_at` is kept in memory and
 //! written once per reload, not per request.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -18,7 +19,7 @@ use actix_web::body::BoxBody;
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::http::{header, Method, StatusCode};
 use actix_web::middleware::Next;
-use actix_web::{web, FromRequest, HttpMessage, HttpRequest, ResponseError};
+use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
 use chrono::{DateTime, Utc};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
@@ -34,6 +35,13 @@ use crate::ports::{Store, StoreError};
 pub const REFRESH: Duration = Duration::from_secs(1);
 /// A cache older than this is not trusted for revocations.
 const STALE_AFTER: Duration = Duration::from_secs(4);
+/// Most unknown ids remembered between reloads.
+const MAX_MISSES: usize = 10_000;
+/// Refused requests per second (and burst) a client address may make before it gets 429.
+const STRANGER_RATE: NonZeroU32 = match NonZeroU32::new(50) {
+    Some(rate) => rate,
+    None => NonZeroU32::MIN,
+};
 
 /// Who is calling.
 #[derive(Debug, Clone)]
@@ -54,12 +62,19 @@ pub struct Gate {
     requires_keys: bool,
     cache: RwLock<Cache>,
     used: Mutex<HashMap<KeyId, DateTime<Utc>>>,
+    /// Ids the store did not know at their last lookup, until the next reload.
+    misses: Mutex<HashSet<KeyId>>,
     rates: DefaultKeyedRateLimiter<KeyId>,
+    /// Refusals per client address: a client without a valid key that keeps asking is slowed
+    /// down (429, not audited) before its requests cost lookups and audit writes.
+    strangers: DefaultKeyedRateLimiter<IpAddr>,
 }
 
 #[derive(Debug)]
 enum Refusal {
     Unauthorized,
+    /// Refused too often from one address: answered 429 and not audited.
+    Flooding(Duration),
     Forbidden(Role),
     RateLimited(Duration),
     Store(StoreError),
@@ -69,6 +84,7 @@ impl From<Refusal> for ApiError {
     fn from(refusal: Refusal) -> Self {
         match refusal {
             Refusal::Unauthorized => ApiError::unauthorized(),
+            Refusal::Flooding(wait) => ApiError::rate_limited(wait.as_secs_f64().ceil() as u64),
             Refusal::Forbidden(needed) => ApiError::forbidden(needed.as_str()),
             Refusal::RateLimited(wait) => ApiError::rate_limited(wait.as_secs_f64().ceil() as u64),
             Refusal::Store(err) => err.into(),
@@ -87,7 +103,11 @@ impl Gate {
                 loaded_at: None,
             }),
             used: Mutex::new(HashMap::new()),
+            misses: Mutex::new(HashSet::new()),
             rates: RateLimiter::keyed(Quota::per_second(rate).allow_burst(rate)),
+            strangers: RateLimiter::keyed(
+                Quota::per_second(STRANGER_RATE).allow_burst(STRANGER_RATE),
+            ),
         }
     }
 
@@ -115,13 +135,22 @@ impl Gate {
     }
 
     pub async fn refresh(&self) -> Result<(), StoreError> {
-        self.flush_use().await?;
+        // A failed write of last uses must not hold up the reload that carries revocations.
+        if let Err(err) = self.flush_use().await {
+            tracing::warn!(error = %err, "cannot record when api keys were last used");
+        }
+        // The keys read are as old as the moment the read began: that is their age.
+        let asked_at = Instant::now();
         let keys = self.store.list_keys().await?;
         if let Ok(mut cache) = self.cache.write() {
             cache.keys = keys.into_iter().map(|key| (key.id, key)).collect();
-            cache.loaded_at = Some(Instant::now());
+            cache.loaded_at = Some(asked_at);
+        }
+        if let Ok(mut misses) = self.misses.lock() {
+            misses.clear();
         }
         self.rates.retain_recent();
+        self.strangers.retain_recent();
         Ok(())
     }
 
@@ -157,15 +186,35 @@ impl Gate {
                 return Ok(Some(key.clone()));
             }
         }
+        // An id looked up in vain is not looked up again until the next reload, so made-up
+        // keys cost the store one read each per second at most.
+        if self.misses.lock().is_ok_and(|misses| misses.contains(&id)) {
+            return Ok(None);
+        }
         let found = self.store.get_key(id).await?;
-        if let Some(key) = &found {
-            self.remember(key.clone());
+        match &found {
+            Some(key) => self.remember(key.clone()),
+            None => {
+                if let Ok(mut misses) = self.misses.lock() {
+                    if misses.len() < MAX_MISSES {
+                        misses.insert(id);
+                    }
+                }
+            }
         }
         Ok(found)
     }
 
-    /// The caller of a request: `None` when keys are off (anyone may do anything).
+    /// The caller of a request: `None` for no key. With keys off, a key that does not check
+    /// out makes an anonymous caller rather than a refusal.
     async fn authenticate(&self, req: &ServiceRequest) -> Result<Option<Principal>, Refusal> {
+        match self.identify(req).await {
+            Err(Refusal::Unauthorized) if !self.requires_keys => Ok(None),
+            other => other,
+        }
+    }
+
+    async fn identify(&self, req: &ServiceRequest) -> Result<Option<Principal>, Refusal> {
         let presented = req
             .headers()
             .get(header::AUTHORIZATION)
@@ -203,11 +252,22 @@ impl Gate {
         }))
     }
 
+    /// Counts a refusal against the client's address.
+    fn note_refusal(&self, req: &ServiceRequest) -> Result<(), Refusal> {
+        let Some(ip) = req.peer_addr().map(|addr| addr.ip()) else {
+            return Ok(());
+        };
+        self.strangers.check_key(&ip).map_err(|not_until| {
+            Refusal::Flooding(not_until.wait_time_from(DefaultClock::default().now()))
+        })
+    }
+
     fn authorize(&self, principal: Option<&Principal>, access: Access) -> Result<(), Refusal> {
         let Some(principal) = principal else {
             return Ok(());
         };
-        if let Some(needed) = access.least_role() {
+        // With keys off a key only names its holder; it limits nothing.
+        if let (Some(needed), true) = (access.least_role(), self.requires_keys) {
             if !principal.role.may(access) {
                 return Err(Refusal::Forbidden(needed));
             }
@@ -223,6 +283,9 @@ impl Gate {
 
 /// The audit entry of the request in hand, for its handler to commit with its store write.
 struct AuditSlot {
+    /// One id for the entry however it is written, so a fallback write after a commit whose
+    /// answer was lost finds it there and adds nothing.
+    id: Uuid,
     principal: Option<Principal>,
     method: String,
     route: &'static str,
@@ -233,7 +296,7 @@ struct AuditSlot {
 impl AuditSlot {
     fn entry(&self, status: StatusCode, resource_id: Option<String>) -> AuditEntry {
         AuditEntry {
-            id: Uuid::now_v7(),
+            id: self.id,
             at: Utc::now(),
             key_id: self.principal.as_ref().map(|p| p.key_id),
             key_name: self.principal.as_ref().map(|p| p.key_name.clone()),
@@ -278,8 +341,9 @@ impl FromRequest for Audit {
     }
 }
 
+/// Only GET is a read: any other method is audited, refused or not.
 fn is_read(method: &Method) -> bool {
-    method == Method::GET || method == Method::HEAD
+    method == Method::GET
 }
 
 /// The middleware of one route that requires `access`, registered at `route` (its pattern).
@@ -290,6 +354,9 @@ pub async fn guard(
     next: Next<BoxBody>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let Some(gate) = req.app_data::<web::Data<Gate>>().cloned() else {
+        if access == Access::Public {
+            return next.call(req).await;
+        }
         return Ok(req.error_response(ApiError::internal(&"the api role has no key gate")));
     };
     let audited = !is_read(req.method());
@@ -302,8 +369,14 @@ pub async fn guard(
     };
     // A caller refused for its role is still named in the audit log.
     let principal = authenticated.as_ref().ok().cloned().flatten();
-    let admitted = authenticated.and_then(|principal| gate.authorize(principal.as_ref(), access));
+    let mut admitted =
+        authenticated.and_then(|principal| gate.authorize(principal.as_ref(), access));
+    if admitted.is_err() {
+        admitted = gate.note_refusal(&req).and(admitted);
+    }
+    let flooding = matches!(admitted, Err(Refusal::Flooding(_)));
     let slot = Arc::new(AuditSlot {
+        id: Uuid::now_v7(),
         principal,
         method,
         route,
@@ -311,21 +384,26 @@ pub async fn guard(
         recorded: std::sync::atomic::AtomicBool::new(false),
     });
     let response = match admitted {
-        Ok(_) => {
-            req.extensions_mut().insert(slot.clone());
-            next.call(req).await?
-        }
-        Err(refusal) => {
-            let error = ApiError::from(refusal);
-            let response = error.error_response();
-            req.into_response(response)
-        }
+        Ok(()) => match super::limits::take_turn(&req).await {
+            Ok(turn) => {
+                req.extensions_mut().insert(slot.clone());
+                let answered = next.call(req).await;
+                drop(turn);
+                answered
+            }
+            Err(busy) => Ok(req.error_response(busy)),
+        },
+        Err(refusal) => Ok(req.error_response(ApiError::from(refusal))),
     };
-    if audited && !slot.recorded.load(std::sync::atomic::Ordering::Acquire) {
-        let entry = slot.entry(response.status(), None);
+    if audited && !flooding && !slot.recorded.load(std::sync::atomic::Ordering::Acquire) {
+        let status = match &response {
+            Ok(response) => response.status(),
+            Err(err) => err.as_response_error().status_code(),
+        };
+        let entry = slot.entry(status, None);
         if let Err(err) = gate.store.record_audit(&[entry]).await {
             tracing::warn!(error = %err, route, "cannot write the audit entry of a request");
         }
     }
-    Ok(response)
+    response
 }

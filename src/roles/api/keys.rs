@@ -53,8 +53,8 @@ impl From<&ApiKey> for KeyResponse {
     }
 }
 
-/// A new key: the only time the key itself is shown.
-#[derive(Debug, Serialize, ToSchema)]
+/// A new key: the only time the key itself is shown. Its `Debug` hides the key.
+#[derive(Serialize, ToSchema)]
 pub struct CreatedKeyResponse {
     pub id: String,
     pub name: String,
@@ -63,6 +63,17 @@ pub struct CreatedKeyResponse {
     /// Send as `Authorization: Bearer <key>`. Not shown again.
     pub key: String,
     pub created_at: String,
+}
+
+impl std::fmt::Debug for CreatedKeyResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreatedKeyResponse")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("role", &self.role)
+            .field("key", &"***")
+            .finish()
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]

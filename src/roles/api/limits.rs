@@ -1,5 +1,6 @@
 //! What one client can take from the listener: a body must arrive within `http.body_timeout`,
-//! and large bodies are taken `http.max_large_bodies` at a time.
+//! and large bodies are taken `http.max_large_bodies` at a time (by `take_turn`, which the key
+//! guard calls once the caller is admitted).
 //!
 //! A large body costs far more memory than its size once parsed (a 64 MiB create of 1M
 //! targets peaks at several hundred MiB between its JSON, its validated targets and its rows),
@@ -19,9 +20,9 @@ use actix_web::error::PayloadError;
 use actix_web::http::header;
 use actix_web::middleware::Next;
 use actix_web::web::Bytes;
-use actix_web::{web, HttpMessage, ResponseError};
+use actix_web::{web, HttpMessage};
 use futures::Stream;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Sleep;
 
 use super::error::ApiError;
@@ -92,6 +93,23 @@ fn is_large(req: &ServiceRequest) -> bool {
     }
 }
 
+/// A turn for a large body (`None` for a small one), taken after the caller was admitted, so
+/// that nobody without a key can hold the turns. Waits up to `LARGE_BODY_WAIT`, then answers
+/// 503 `busy`.
+pub async fn take_turn(req: &ServiceRequest) -> Result<Option<OwnedSemaphorePermit>, ApiError> {
+    let Some(limits) = req.app_data::<web::Data<BodyLimits>>() else {
+        return Ok(None);
+    };
+    if !is_large(req) {
+        return Ok(None);
+    }
+    match tokio::time::timeout(LARGE_BODY_WAIT, limits.turns.clone().acquire_owned()).await {
+        Ok(Ok(turn)) => Ok(Some(turn)),
+        _ => Err(ApiError::busy(LARGE_BODY_WAIT.as_secs())),
+    }
+}
+
+/// Puts every request body under the `http.body_timeout` deadline.
 pub async fn bound_bodies(
     mut req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
@@ -102,17 +120,6 @@ pub async fn bound_bodies(
             .await
             .map(ServiceResponse::map_into_boxed_body);
     };
-    let turn = if is_large(&req) {
-        match tokio::time::timeout(LARGE_BODY_WAIT, limits.turns.clone().acquire_owned()).await {
-            Ok(Ok(turn)) => Some(turn),
-            _ => {
-                let error = ApiError::busy(LARGE_BODY_WAIT.as_secs());
-                return Ok(req.into_response(error.error_response()));
-            }
-        }
-    } else {
-        None
-    };
     let payload = req.take_payload();
     let deadline = Deadline {
         inner: payload,
@@ -122,7 +129,7 @@ pub async fn bound_bodies(
     req.set_payload(Payload::Stream {
         payload: Box::pin(deadline),
     });
-    let response = next.call(req).await;
-    drop(turn);
-    response.map(ServiceResponse::map_into_boxed_body)
+    next.call(req)
+        .await
+        .map(ServiceResponse::map_into_boxed_body)
 }

@@ -152,7 +152,15 @@ fn resource(path: &str, pattern: &str, endpoints: &[&Endpoint]) -> actix_web::Re
         .filter(|e| e.path == pattern)
         .map(|e| e.method.to_string())
         .collect();
-    resource.default_service(handlers::not_allowed(allowed.join(", ")))
+    // Another method on a known path answers 405 to whoever may read it, and is audited like
+    // any request that is not a read.
+    let route: &'static str = endpoints
+        .iter()
+        .find(|e| e.path == pattern)
+        .map_or("unmatched", |e| e.path);
+    resource.default_service(handlers::not_allowed(allowed.join(", ")).wrap(from_fn(
+        move |req, next| access::guard(Access::Viewer, route, req, next),
+    )))
 }
 
 /// Every route in one place; a known path with the wrong method answers 405.
@@ -371,7 +379,8 @@ impl ApiRole {
             }
         }
         let gate_stopped = CancellationToken::new();
-        let gate_task = tokio::spawn(gate.clone().run(gate_stopped.clone()));
+        // A process without the api role serves no keyed route: its gate never reloads.
+        let gate_task = (!admin_only).then(|| tokio::spawn(gate.clone().run(gate_stopped.clone())));
         let gate = web::Data::from(gate);
         let http = &ctx.settings.http;
         let bodies = web::Data::new(limits::BodyLimits::new(
@@ -431,7 +440,9 @@ impl ApiRole {
         };
         // Last: records when keys were last used by the requests just served.
         gate_stopped.cancel();
-        let _ = gate_task.await;
+        if let Some(task) = gate_task {
+            let _ = task.await;
+        }
         served
     }
 }
