@@ -732,6 +732,31 @@ async fn slow_and_oversized_requests_are_cut_off() {
             || refused.starts_with("HTTP/1.1 400"),
         "{refused}"
     );
+    // The carrier's callback route answers in the API's envelope too.
+    let slow_callback = raw_exchange(
+        &app,
+        "POST /webhooks/twilio/status?campaign=x HTTP/1.1\r\nHost: x\r\nX-Twilio-Signature: s\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\n",
+        b"CallSid=",
+        Duration::from_secs(10),
+    )
+    .await;
+    assert!(slow_callback.starts_with("HTTP/1.1 408"), "{slow_callback}");
+    assert!(slow_callback.contains("request_timeout"), "{slow_callback}");
+    let big = vec![b'a'; 100 * 1024];
+    let too_big = raw_exchange(
+        &app,
+        &format!(
+            "POST /webhooks/twilio/status?campaign=x HTTP/1.1\r\nHost: x\r\nX-Twilio-Signature: s\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n",
+            big.len()
+        ),
+        &big,
+        Duration::from_secs(10),
+    )
+    .await;
+    assert!(too_big.starts_with("HTTP/1.1 413"), "{too_big}");
+    assert!(too_big.contains("payload_too_large"), "{too_big}");
     assert_eq!(app.get("/healthz").await.0, 200);
     app.shutdown().await;
 }

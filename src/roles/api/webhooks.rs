@@ -4,6 +4,7 @@
 //! bus is down it records the status itself. Progress events (initiated, ringing, answered)
 //! change nothing in the store and are only counted.
 
+use actix_web::error::PayloadError;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
@@ -48,8 +49,14 @@ fn counted(result: &'static str) {
 pub async fn twilio_status(
     ctx: web::Data<AppContext>,
     req: HttpRequest,
-    body: web::Bytes,
+    body: Result<web::Bytes, actix_web::Error>,
 ) -> Result<HttpResponse, ApiError> {
+    // The body's own errors in the API's envelope: too large, too slow, or cut off.
+    let body = body.map_err(|err| match err.as_error::<PayloadError>() {
+        Some(PayloadError::Overflow) => ApiError::payload_too_large(MAX_CALLBACK_BYTES),
+        Some(inner) if super::limits::timed_out(inner) => ApiError::body_timeout(),
+        _ => ApiError::malformed(format!("unreadable body: {err}")),
+    })?;
     let signature = req
         .headers()
         .get(SIGNATURE_HEADER)
