@@ -34,8 +34,10 @@ use crate::settings::Settings;
 pub enum BuildError {
     #[error(transparent)]
     Context(#[from] ContextError),
-    #[error("http.bind: cannot listen on {bind}")]
+    #[error("{key}: cannot listen on {bind}")]
     Bind {
+        /// `http.bind` or `http.admin_bind`.
+        key: &'static str,
         bind: String,
         #[source]
         source: std::io::Error,
@@ -47,9 +49,10 @@ pub enum BuildError {
 }
 
 impl BuildError {
-    fn listener(bind: &str, err: crate::roles::api::ListenerError) -> Self {
+    fn listener(key: &'static str, bind: &str, err: crate::roles::api::ListenerError) -> Self {
         match err {
             crate::roles::api::ListenerError::Bind(source) => BuildError::Bind {
+                key,
                 bind: bind.to_owned(),
                 source,
             },
@@ -127,11 +130,12 @@ impl Node {
                 RoleName::Api => {
                     let bind = ctx.settings.http.bind.clone();
                     let role = ApiRole::build(ctx.clone())
-                        .map_err(|err| BuildError::listener(&bind, err))?;
-                    api_addr = Some(
-                        role.local_addr()
-                            .map_err(|source| BuildError::Bind { bind, source })?,
-                    );
+                        .map_err(|err| BuildError::listener("http.bind", &bind, err))?;
+                    api_addr = Some(role.local_addr().map_err(|source| BuildError::Bind {
+                        key: "http.bind",
+                        bind,
+                        source,
+                    })?);
                     BuiltRole::Api(role)
                 }
                 RoleName::Scheduler => {
@@ -147,10 +151,12 @@ impl Node {
         let (admin, admin_addr) = if api_addr.is_none() {
             let bind = ctx.settings.http.admin_bind.clone();
             let admin = ApiRole::build_admin(ctx.clone())
-                .map_err(|err| BuildError::listener(&bind, err))?;
-            let addr = admin
-                .local_addr()
-                .map_err(|source| BuildError::Bind { bind, source })?;
+                .map_err(|err| BuildError::listener("http.admin_bind", &bind, err))?;
+            let addr = admin.local_addr().map_err(|source| BuildError::Bind {
+                key: "http.admin_bind",
+                bind,
+                source,
+            })?;
             (Some(admin), Some(addr))
         } else {
             (None, None)
