@@ -73,6 +73,16 @@ impl WallTime {
         }
     }
 
+    /// The time `minutes` after local midnight (0 to 1440, "24:00").
+    pub fn from_minutes(minutes: u16) -> Result<Self, BusinessHoursError> {
+        if minutes > MINUTES_PER_DAY {
+            return Err(BusinessHoursError::InvalidTime {
+                value: format!("{minutes} minutes"),
+            });
+        }
+        Ok(Self(minutes))
+    }
+
     /// Minutes since local midnight (0..=1440).
     pub fn minutes(self) -> u16 {
         self.0

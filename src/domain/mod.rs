@@ -9,6 +9,7 @@ pub mod business_hours;
 pub mod call;
 pub mod campaign;
 pub mod carrier;
+pub mod compliance;
 pub mod duration;
 pub mod ids;
 pub mod pacing;
