@@ -18,6 +18,7 @@ use crate::domain::campaign::{
     StatusAction, Transition,
 };
 use crate::domain::carrier::{CarrierCall, Voice};
+use crate::domain::compliance::RestrictedPeriod;
 use crate::domain::ids::{CallId, CampaignId, InstanceId, KeyId, LeaseId};
 use crate::domain::phone::PhoneNumber;
 use crate::domain::stats::CampaignStats;
@@ -29,6 +30,8 @@ use crate::domain::stats::CampaignStats;
 pub struct NewTarget {
     pub phone_number: PhoneNumber,
     pub metadata: Option<serde_json::Value>,
+    /// The called party's zone, overriding its number's.
+    pub time_zone: Option<Tz>,
 }
 
 impl NewTarget {
@@ -53,6 +56,7 @@ impl NewTarget {
             updated_at: now,
             last_error: None,
             metadata: self.metadata,
+            time_zone: self.time_zone,
         }
     }
 }
@@ -66,6 +70,8 @@ pub struct NewCampaign {
     pub max_concurrent_calls: u32,
     pub retry_policy: RetryPolicy,
     pub business_hours: BusinessHours,
+    pub recipient_hours: BusinessHours,
+    pub restricted_periods: Vec<RestrictedPeriod>,
     pub voice: Voice,
     /// Already deduplicated and canonical.
     pub targets: Vec<NewTarget>,

@@ -458,6 +458,8 @@ async fn create_campaigns(
         let body = json!({
             "name": format!("chaos-{index}-{}", uuid::Uuid::now_v7().simple()),
             "time_zone": "UTC",
+            // The scenarios run at any hour; the calling rules are not what they test.
+            "recipient_hours": [],
             "max_concurrent_calls": workload.limit,
             "retry_policy": {"max_attempts": 3, "base_delay": "100ms", "max_delay": "500ms"},
             "targets": numbers.iter().map(|n| json!({"phone_number": n})).collect::<Vec<_>>(),
@@ -562,7 +564,7 @@ async fn inject(
             };
             let mut body = String::with_capacity(count * 32);
             body.push_str(&format!(
-                "{{\"name\":\"stall-{}\",\"time_zone\":\"UTC\",\"targets\":[",
+                "{{\"name\":\"stall-{}\",\"time_zone\":\"UTC\",\"recipient_hours\":[],\"targets\":[",
                 uuid::Uuid::now_v7().simple()
             ));
             for i in 0..count {

@@ -13,6 +13,8 @@ use chrono_tz::Tz;
 use super::business_hours::BusinessHours;
 use super::call::CallStatus;
 use super::campaign::CampaignStatus;
+use super::compliance::states::StateRule;
+use super::compliance::{CallRules, HoldCode, RestrictedPeriod};
 use super::ids::InstanceId;
 use super::settlement::CurrentCall;
 use super::stats::StatsDelta;
@@ -35,40 +37,62 @@ impl Capacity {
     }
 }
 
-/// The campaign as it stands when a claimed attempt is about to be placed.
+/// The campaign and the called party as they stand when a claimed attempt is about to be
+/// placed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DialCheck {
     pub campaign_status: CampaignStatus,
     pub time_zone: Tz,
     pub business_hours: BusinessHours,
+    pub recipient_hours: BusinessHours,
+    pub restricted_periods: Vec<RestrictedPeriod>,
+    /// Where the number rings; empty: the campaign's zone.
+    pub recipient_zones: Vec<Tz>,
+    /// The rule of the state of a +1 number's area code.
+    pub state: Option<&'static StateRule>,
 }
 
-/// Why a claimed attempt was handed back instead of placed.
+/// Why a claimed attempt was handed back instead of placed, and from when the call may be
+/// claimed again (`None`: whenever the campaign next runs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HoldReason {
-    CampaignNotRunning,
-    OutsideBusinessHours,
+pub struct HoldReason {
+    pub code: HoldCode,
+    pub until: Option<DateTime<Utc>>,
 }
 
 impl HoldReason {
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::CampaignNotRunning => "campaign_not_running",
-            Self::OutsideBusinessHours => "outside_business_hours",
-        }
+        self.code.as_str()
     }
 }
 
 impl DialCheck {
+    /// The calling rules of this call, as the explain routes show them too.
+    pub fn rules(&self) -> CallRules<'_> {
+        CallRules {
+            campaign_zone: self.time_zone,
+            business_hours: &self.business_hours,
+            recipient_hours: &self.recipient_hours,
+            recipient_zones: &self.recipient_zones,
+            state: self.state,
+            restricted: &self.restricted_periods,
+        }
+    }
+
     /// `None` when the attempt may be placed at `now`.
     pub fn hold(&self, now: DateTime<Utc>) -> Option<HoldReason> {
         if self.campaign_status != CampaignStatus::InProgress {
-            Some(HoldReason::CampaignNotRunning)
-        } else if !self.business_hours.is_open(self.time_zone, now) {
-            Some(HoldReason::OutsideBusinessHours)
-        } else {
-            None
+            return Some(HoldReason {
+                code: HoldCode::CampaignNotRunning,
+                until: None,
+            });
         }
+        let rules = self.rules();
+        let first = rules.holds(now).into_iter().next()?;
+        Some(HoldReason {
+            code: first.code,
+            until: rules.next_dialable(now),
+        })
     }
 }
 
@@ -185,6 +209,10 @@ mod tests {
             campaign_status: status,
             time_zone: chrono_tz::America::New_York,
             business_hours: BusinessHours::default(),
+            recipient_hours: BusinessHours::default(),
+            restricted_periods: Vec::new(),
+            recipient_zones: Vec::new(),
+            state: None,
         }
     }
 
@@ -258,7 +286,10 @@ mod tests {
         let paused = check(CampaignStatus::Paused);
         assert_eq!(
             call.begin(2, claimer, &paused, now),
-            Begin::Held(HoldReason::CampaignNotRunning)
+            Begin::Held(HoldReason {
+                code: HoldCode::CampaignNotRunning,
+                until: None,
+            })
         );
         // Monday 09:00-11:00 only; it is noon.
         let hours = BusinessHours::new(vec![BusinessWindow::new(
@@ -271,9 +302,17 @@ mod tests {
             business_hours: hours,
             ..check(CampaignStatus::InProgress)
         };
+        // Held until next Monday 09:00 in New York, when the window next opens.
+        let next_monday_nine = Utc
+            .with_ymd_and_hms(2026, 12, 14, 14, 0, 0)
+            .single()
+            .expect("valid instant");
         assert_eq!(
             call.begin(2, claimer, &closed, now),
-            Begin::Held(HoldReason::OutsideBusinessHours)
+            Begin::Held(HoldReason {
+                code: HoldCode::OutsideBusinessHours,
+                until: Some(next_monday_nine),
+            })
         );
     }
 

@@ -65,6 +65,8 @@ pub struct Call {
     pub updated_at: DateTime<Utc>,
     pub last_error: Option<String>,
     pub metadata: Option<serde_json::Value>,
+    /// The called party's zone when its target gave one; otherwise its number's.
+    pub time_zone: Option<chrono_tz::Tz>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -7,6 +7,7 @@ use chrono_tz::Tz;
 
 use super::business_hours::BusinessHours;
 use super::carrier::{Audio, Voice};
+use super::compliance::RestrictedPeriod;
 use super::ids::CampaignId;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -179,6 +180,10 @@ pub struct Campaign {
     pub max_concurrent_calls: u32,
     pub retry_policy: RetryPolicy,
     pub business_hours: BusinessHours,
+    /// Windows read in each called party's zone; empty: no restriction.
+    pub recipient_hours: BusinessHours,
+    /// Days no attempt starts, in the campaign's zone.
+    pub restricted_periods: Vec<RestrictedPeriod>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
@@ -196,6 +201,8 @@ pub struct CampaignChanges {
     pub max_concurrent_calls: Option<u32>,
     pub retry_policy: Option<RetryPolicy>,
     pub business_hours: Option<BusinessHours>,
+    pub recipient_hours: Option<BusinessHours>,
+    pub restricted_periods: Option<Vec<RestrictedPeriod>>,
     /// `Some(None)` clears the campaign's caller id.
     pub caller_id: Option<Option<String>>,
     /// `Some(None)` clears the campaign's audio.
@@ -214,6 +221,10 @@ impl CampaignChanges {
                 .unwrap_or(campaign.max_concurrent_calls),
             retry_policy: self.retry_policy.unwrap_or(campaign.retry_policy),
             business_hours: self.business_hours.unwrap_or(campaign.business_hours),
+            recipient_hours: self.recipient_hours.unwrap_or(campaign.recipient_hours),
+            restricted_periods: self
+                .restricted_periods
+                .unwrap_or(campaign.restricted_periods),
             voice: Voice {
                 caller_id: self.caller_id.unwrap_or(campaign.voice.caller_id),
                 audio: self.audio.unwrap_or(campaign.voice.audio),
@@ -296,6 +307,8 @@ mod tests {
             max_concurrent_calls: 5,
             retry_policy: RetryPolicy::default(),
             business_hours: BusinessHours::default(),
+            recipient_hours: BusinessHours::default(),
+            restricted_periods: Vec::new(),
             created_at: DateTime::<Utc>::UNIX_EPOCH,
             updated_at: DateTime::<Utc>::UNIX_EPOCH,
             started_at: None,

@@ -80,7 +80,7 @@ pub(super) fn campaign_json(
     base_delay: &str,
 ) -> String {
     format!(
-        "{{\"name\":\"{name}\",\"time_zone\":\"UTC\",\"max_concurrent_calls\":{limit},\
+        "{{\"name\":\"{name}\",\"time_zone\":\"UTC\",\"recipient_hours\":[],\"max_concurrent_calls\":{limit},\
          \"retry_policy\":{{\"max_attempts\":{max_attempts},\"base_delay\":\"{base_delay}\",\
          \"max_delay\":\"1s\",\"jitter\":0.2}},\"targets\":{}}}",
         targets_json(targets, offset)

@@ -175,6 +175,8 @@ pub fn campaign_body(run: &str, index: usize, calls: usize, limit: u32) -> Value
         "max_concurrent_calls": limit,
         "retry_policy": {"max_attempts": 3, "base_delay": "100ms", "max_delay": "1s", "jitter": 0.2},
         "business_hours": hours,
+        // Load runs at any hour; the calling rules are not what it measures.
+        "recipient_hours": [],
         "targets": targets,
     })
 }

@@ -540,6 +540,31 @@ impl Default for OtelSettings {
     }
 }
 
+/// The calling rules' deployment-wide settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ComplianceSettings {
+    /// A campaign's recipient hours when it gives none: windows read in each called party's
+    /// time zone. The default is the federal window, 08:00-21:00 every day.
+    pub recipient_hours: Vec<crate::domain::business_hours::BusinessWindow>,
+}
+
+impl Default for ComplianceSettings {
+    fn default() -> Self {
+        Self {
+            recipient_hours: crate::domain::compliance::default_recipient_hours()
+                .windows()
+                .to_vec(),
+        }
+    }
+}
+
+impl ComplianceSettings {
+    pub fn recipient_hours(&self) -> crate::domain::business_hours::BusinessHours {
+        crate::domain::business_hours::BusinessHours::new(self.recipient_hours.clone())
+    }
+}
+
 /// Whether the API asks for keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -583,6 +608,7 @@ impl AuthSettings {
 pub struct Settings {
     pub http: HttpSettings,
     pub auth: AuthSettings,
+    pub compliance: ComplianceSettings,
     pub storage: StorageSettings,
     pub bus: BusSettings,
     pub limiter: LimiterSettings,

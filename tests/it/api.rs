@@ -760,3 +760,123 @@ async fn the_replaced_systems_clients_still_work() {
     assert_eq!(health["errors"], json!({}), "{health}");
     app.shutdown().await;
 }
+
+/// The calling-rule fields of a campaign: recipient hours default to the configured window
+/// (08:00–21:00 every day) and `[]` lifts them; restricted periods and a target's own time zone
+/// are checked and kept; bad ones get 400 naming the field.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn campaigns_carry_their_calling_rules() {
+    let app = TestApp::spawn_with(|s| {
+        s.compliance = outbound::settings::ComplianceSettings::default();
+    })
+    .await;
+    let (status, created) = app
+        .post(
+            "/api/v1/campaigns",
+            json!({
+                "name": unique_name("rules"),
+                "time_zone": "America/New_York",
+                "restricted_periods": [{"name": "winter break", "start": "2026-12-24", "end": "2026-12-26"}],
+                "targets": [{"phone_number": "+18085550100", "time_zone": "Pacific/Honolulu"}],
+            }),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let windows = created["recipient_hours"]
+        .as_array()
+        .expect("recipient_hours");
+    assert_eq!(windows.len(), 7);
+    assert_eq!(windows[0]["start"], "08:00");
+    assert_eq!(windows[0]["end"], "21:00");
+    assert_eq!(created["restricted_periods"][0]["name"], "winter break");
+    assert_eq!(created["restricted_periods"][0]["end"], "2026-12-26");
+    let id = created["id"].as_str().expect("id");
+
+    let (status, updated) = app
+        .put(
+            &format!("/api/v1/campaigns/{id}"),
+            json!({"recipient_hours": [], "restricted_periods": []}),
+        )
+        .await;
+    assert_eq!(status, 200, "{updated}");
+    assert_eq!(updated["recipient_hours"], json!([]));
+    assert_eq!(updated["restricted_periods"], json!([]));
+
+    let (status, refused) = app
+        .post(
+            "/api/v1/campaigns",
+            json!({
+                "name": unique_name("bad-rules"),
+                "time_zone": "UTC",
+                "recipient_hours": [{"day_of_week": 9, "start": "08:00", "end": "21:00"}],
+                "restricted_periods": [{"name": "x", "start": "2026-12-26", "end": "2026-12-24"}],
+                "targets": [{"phone_number": "+18085550100", "time_zone": "Mars/Olympus"}],
+            }),
+        )
+        .await;
+    assert_eq!(status, 400, "{refused}");
+    assert_eq!(refused["code"], "validation_failed");
+    let details = refused["details"].to_string();
+    for field in [
+        "recipient_hours[0].day_of_week",
+        "restricted_periods[0].end",
+        "targets[0].time_zone",
+    ] {
+        assert!(details.contains(field), "{field} not in {details}");
+    }
+    app.shutdown().await;
+}
+
+/// The zone `Etc/GMT±N` where the local hour is now `hour` (with the minutes of UTC).
+fn zone_at_local_hour(hour: i64) -> String {
+    use chrono::Timelike;
+    let utc_hour = i64::from(chrono::Utc::now().hour());
+    let mut offset = (hour - utc_hour).rem_euclid(24);
+    if offset > 14 {
+        offset -= 24;
+    }
+    // The Etc zones' signs are POSIX's: Etc/GMT-3 is three hours ahead of UTC.
+    match offset {
+        0 => "Etc/GMT".to_owned(),
+        o if o > 0 => format!("Etc/GMT-{o}"),
+        o => format!("Etc/GMT+{}", -o),
+    }
+}
+
+/// Through the running roles: a call whose recipient it is now 03:00 for is not dialed, while
+/// one for whom it is noon is; the held one stays queued with no attempt spent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sleeping_recipient_is_not_rung() {
+    let app = TestApp::spawn_with(|s| {
+        s.compliance = outbound::settings::ComplianceSettings::default();
+    })
+    .await;
+    let created = app
+        .create_campaign(json!({
+            "name": unique_name("sleeping"),
+            "time_zone": "UTC",
+            "targets": [
+                {"phone_number": "+15555550001", "time_zone": zone_at_local_hour(3)},
+                {"phone_number": "+15555550002", "time_zone": zone_at_local_hour(12)},
+            ],
+        }))
+        .await;
+    let id = created["id"].as_str().expect("id").to_owned();
+    app.start(&id).await;
+    let stats = app
+        .wait_stats(&id, std::time::Duration::from_secs(30), |s| {
+            s["completed_calls"].as_u64().unwrap_or(0) + s["failed_calls"].as_u64().unwrap_or(0)
+                >= 1
+        })
+        .await;
+    // Some more scheduler passes, which must all leave the sleeping recipient alone.
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let calls = app.all_calls(&id).await;
+    let asleep = calls
+        .iter()
+        .find(|c| c["phone_number"] == "+15555550001")
+        .expect("listed");
+    assert_eq!(asleep["status"], "queued", "{asleep} / {stats}");
+    assert_eq!(asleep["attempt_count"], 0, "{asleep}");
+    app.shutdown().await;
+}

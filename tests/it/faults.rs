@@ -97,6 +97,7 @@ async fn started(ctx: &AppContext, targets: usize) -> CampaignId {
         .map(|i| NewTarget {
             phone_number: PhoneNumber::parse(&format!("+1555333{i:04}")).expect("number"),
             metadata: None,
+            time_zone: None,
         })
         .collect();
     ctx.store
@@ -109,6 +110,8 @@ async fn started(ctx: &AppContext, targets: usize) -> CampaignId {
                 max_concurrent_calls: 10,
                 retry_policy: RetryPolicy::default(),
                 business_hours: BusinessHours::default(),
+                recipient_hours: BusinessHours::default(),
+                restricted_periods: Vec::new(),
                 voice: Default::default(),
                 targets,
             },

@@ -233,6 +233,7 @@ pub async fn start_campaign(
         .map(|number| NewTarget {
             phone_number: PhoneNumber::parse(number).expect("number"),
             metadata: None,
+            time_zone: None,
         })
         .collect();
     store
@@ -248,6 +249,8 @@ pub async fn start_campaign(
                     ..RetryPolicy::default()
                 },
                 business_hours: BusinessHours::default(),
+                recipient_hours: BusinessHours::default(),
+                restricted_periods: Vec::new(),
                 voice: Default::default(),
                 targets,
             },

@@ -61,6 +61,7 @@ async fn started(ctx: &AppContext, targets: usize, limit: u32) -> CampaignId {
         .map(|i| NewTarget {
             phone_number: PhoneNumber::parse(&format!("+1555444{i:04}")).expect("number"),
             metadata: None,
+            time_zone: None,
         })
         .collect();
     let now = monday_morning_in_new_york();
@@ -74,6 +75,8 @@ async fn started(ctx: &AppContext, targets: usize, limit: u32) -> CampaignId {
                 max_concurrent_calls: limit,
                 retry_policy: RetryPolicy::default(),
                 business_hours: weekdays(),
+                recipient_hours: BusinessHours::default(),
+                restricted_periods: Vec::new(),
                 voice: Default::default(),
                 targets,
             },

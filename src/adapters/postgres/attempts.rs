@@ -20,7 +20,7 @@ use crate::adapters::sql::rows::{
     TimelineRow,
 };
 use crate::adapters::sql::statements::{
-    BEGIN_CALLS, CURRENT_CALLS, ORPHANED_ATTEMPTS, POSTGRES_NOW_MS, TIMELINE_BACKLOG,
+    BEGIN_CALLS, CURRENT_CALLS, HOLD_CALL, ORPHANED_ATTEMPTS, POSTGRES_NOW_MS, TIMELINE_BACKLOG,
 };
 use crate::adapters::sql::{as_bigint, millis, to_ms, Failure};
 use crate::domain::admission::{Begin, DialCheck, Release, Unspent};
@@ -367,6 +367,8 @@ pub(super) async fn begin(
             async move {
                 let mut current = lock_held_calls(conn, &attempts).await?;
                 let mut decisions = Decisions::new(attempts.len());
+                // Calls held back by a calling rule, with the instant they may be dialed.
+                let mut holds: Vec<(String, i64)> = Vec::new();
                 for held in &attempts {
                     let entry = current.get_mut(&held.key.call_id.to_string());
                     let answer = match (entry, held.holder) {
@@ -381,9 +383,12 @@ pub(super) async fn begin(
                                     // A duplicate later in the batch finds it placed.
                                     call.placed = true;
                                 }
-                                Begin::Held(_) => {
+                                Begin::Held(reason) => {
                                     decisions.release(held, call.release_unchecked());
                                     call.status = CallStatus::Queued;
+                                    if let Some(until) = reason.until {
+                                        holds.push((held.key.call_id.to_string(), to_ms(until)));
+                                    }
                                 }
                                 Begin::Stale => {}
                             }
@@ -394,6 +399,14 @@ pub(super) async fn begin(
                     decisions.answers.push(answer);
                 }
                 write_decisions(conn, &decisions, Some(owner), now).await?;
+                for (call_id, until) in holds {
+                    diesel::sql_query(HOLD_CALL.postgres())
+                        .bind::<BigInt, _>(until)
+                        .bind::<Text, _>(call_id)
+                        .prepared()
+                        .execute(conn)
+                        .await?;
+                }
                 Ok(decisions.answers)
             }
             .boxed()

@@ -28,20 +28,21 @@ pub(super) async fn insert_calls(
     now: DateTime<Utc>,
     calls: &[Call],
 ) -> Result<(), Failure> {
-    for chunk in calls.chunks(rows_per_insert(3, 3)) {
+    for chunk in calls.chunks(rows_per_insert(4, 3)) {
         let values: Vec<String> = (0..chunk.len())
             .map(|row| {
-                let first = 4 + 3 * row;
+                let first = 4 + 4 * row;
                 format!(
-                    "($1, ${first}, ${}, 'queued', 0, $2, $3, $3, $3, ${})",
+                    "($1, ${first}, ${}, 'queued', 0, $2, $3, $3, $3, ${}, ${})",
                     first + 1,
-                    first + 2
+                    first + 2,
+                    first + 3
                 )
             })
             .collect();
         let mut query = diesel::sql_query(format!(
             "INSERT INTO calls (campaign_id, id, phone_number, status, attempt_count, \
-             max_attempts, scheduled_at, created_at, updated_at, metadata) VALUES {}",
+             max_attempts, scheduled_at, created_at, updated_at, metadata, time_zone) VALUES {}",
             values.join(", ")
         ))
         .into_boxed()
@@ -53,7 +54,8 @@ pub(super) async fn insert_calls(
             query = query
                 .bind::<Text, _>(call.id.to_string())
                 .bind::<Text, _>(call.phone_number.as_str().to_owned())
-                .bind::<Nullable<Text>, _>(call.metadata.as_ref().map(|m| m.to_string()));
+                .bind::<Nullable<Text>, _>(call.metadata.as_ref().map(|m| m.to_string()))
+                .bind::<Nullable<Text>, _>(call.time_zone.map(|tz| tz.name().to_owned()));
         }
         query.execute(conn).await?;
     }

@@ -13,15 +13,18 @@ use super::rows::StatusCountRow;
 use super::{rows_per_insert, Conn, PgStore};
 use crate::adapters::sql::prepared::KeepPrepared;
 use crate::adapters::sql::rows::{self, voice_json, CampaignRow, StatsRow};
+use crate::adapters::sql::statements::SET_CAMPAIGN_RULES;
 use crate::adapters::sql::statements::{
     self, APPLY_STATS, CAMPAIGNS, CAMPAIGNS_IN_STATUS, CAMPAIGN_STATS, LOAD_CAMPAIGN, RETRY_BUDGET,
 };
-use crate::adapters::sql::{as_bigint, hours_json, to_ms, Failure};
+use crate::adapters::sql::{as_bigint, hours_json, periods_json, to_ms, Failure};
 use crate::domain::access::AuditEntry;
+use crate::domain::business_hours::BusinessHours;
 use crate::domain::call::{Call, CallStatus};
 use crate::domain::campaign::{
     name_key, Campaign, CampaignChanges, CampaignStatus, StatusAction, Transition,
 };
+use crate::domain::compliance::RestrictedPeriod;
 use crate::domain::ids::CampaignId;
 use crate::domain::stats::{CampaignStats, StatsDelta};
 use crate::ports::{NewCampaign, NewTarget, StoreError};
@@ -60,6 +63,22 @@ pub(super) async fn apply_stats(
     now: DateTime<Utc>,
 ) -> Result<(), Failure> {
     statements::apply_stats(APPLY_STATS.postgres(), campaign, delta, now)
+        .prepared()
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+async fn set_rules(
+    conn: &mut Conn,
+    campaign: &str,
+    recipient_hours: &BusinessHours,
+    restricted_periods: &[RestrictedPeriod],
+) -> Result<(), Failure> {
+    diesel::sql_query(SET_CAMPAIGN_RULES.postgres())
+        .bind::<Text, _>(hours_json(recipient_hours)?)
+        .bind::<Text, _>(periods_json(restricted_periods)?)
+        .bind::<Text, _>(campaign.to_owned())
         .prepared()
         .execute(conn)
         .await?;
@@ -121,6 +140,8 @@ pub(super) async fn create(
                     max_concurrent_calls,
                     retry_policy,
                     business_hours,
+                    recipient_hours,
+                    restricted_periods,
                     voice,
                     targets,
                 } = new;
@@ -149,6 +170,7 @@ pub(super) async fn create(
                 .prepared()
                 .execute(conn)
                 .await?;
+                set_rules(conn, &campaign, &recipient_hours, &restricted_periods).await?;
                 // Every target starts as one queued call.
                 diesel::sql_query(
                     "INSERT INTO campaign_stats (campaign_id, total_targets, total_calls, \
@@ -263,6 +285,13 @@ pub(super) async fn update(
                 .bind::<Nullable<Text>, _>(voice_json(&next.voice))
                 .prepared()
                 .execute(conn)
+                .await?;
+                set_rules(
+                    conn,
+                    &campaign,
+                    &next.recipient_hours,
+                    &next.restricted_periods,
+                )
                 .await?;
                 if policy.max_attempts != old_budget {
                     diesel::sql_query(RETRY_BUDGET.postgres())

@@ -135,9 +135,10 @@ pub(super) async fn claim_calls(
                 // statement.
                 let claimed: Vec<ClaimRow> = diesel::sql_query(
                     "WITH picked AS MATERIALIZED (SELECT campaign_id, id, phone_number FROM calls c \
-                     WHERE campaign_id = $3 AND status = 'queued' AND NOT EXISTS \
+                     WHERE campaign_id = $3 AND status = 'queued' AND dial_after <= $1 \
+                     AND NOT EXISTS \
                      (SELECT 1 FROM live_numbers l WHERE l.phone_number = c.phone_number) \
-                     ORDER BY id LIMIT $4 FOR UPDATE SKIP LOCKED), \
+                     ORDER BY dial_after, id LIMIT $4 FOR UPDATE SKIP LOCKED), \
                      live AS (INSERT INTO live_numbers (phone_number, campaign_id, call_id) \
                      SELECT DISTINCT ON (phone_number) phone_number, campaign_id, id FROM picked \
                      ORDER BY phone_number, id ON CONFLICT (phone_number) DO NOTHING \

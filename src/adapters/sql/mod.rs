@@ -68,6 +68,12 @@ pub fn hours_json(
     serde_json::to_string(hours.windows()).map_err(|err| StoreError::Internal(err.to_string()))
 }
 
+pub fn periods_json(
+    periods: &[crate::domain::compliance::RestrictedPeriod],
+) -> Result<String, StoreError> {
+    serde_json::to_string(periods).map_err(|err| StoreError::Internal(err.to_string()))
+}
+
 /// A duration as the BIGINT milliseconds a statement binds.
 pub fn millis(duration: std::time::Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)

@@ -17,6 +17,9 @@ use crate::domain::business_hours::{BusinessHours, BusinessWindow};
 use crate::domain::call::{Attempt, AttemptStatus, Call, CallStatus};
 use crate::domain::campaign::{Campaign, CampaignStatus, RetryPolicy};
 use crate::domain::carrier::{CarrierCall, Voice};
+use crate::domain::compliance::states;
+use crate::domain::compliance::zones::ZoneMap;
+use crate::domain::compliance::RestrictedPeriod;
 use crate::domain::ids::{CallId, CampaignId};
 use crate::domain::phone::PhoneNumber;
 use crate::domain::settlement::CurrentCall;
@@ -74,7 +77,8 @@ pub const CAMPAIGN_COLUMNS: &str = "campaigns.id AS id, campaigns.name AS name, 
     campaigns.business_hours AS business_hours, campaigns.target_count AS target_count, \
     campaigns.created_at AS created_at, campaigns.updated_at AS updated_at, \
     campaigns.started_at AS started_at, campaigns.completed_at AS completed_at, \
-    campaigns.voice AS voice";
+    campaigns.voice AS voice, campaigns.recipient_hours AS recipient_hours, \
+    campaigns.restricted_periods AS restricted_periods";
 
 #[derive(QueryableByName)]
 pub struct CampaignRow {
@@ -112,6 +116,10 @@ pub struct CampaignRow {
     completed_at: Option<i64>,
     #[diesel(sql_type = Nullable<Text>)]
     voice: Option<String>,
+    #[diesel(sql_type = Text)]
+    recipient_hours: String,
+    #[diesel(sql_type = Text)]
+    restricted_periods: String,
 }
 
 #[derive(QueryableByName)]
@@ -164,6 +172,8 @@ impl TryFrom<CampaignRow> for Campaign {
                 jitter: row.jitter,
             },
             business_hours: BusinessHours::new(windows),
+            recipient_hours: hours_of("recipient hours", &row.recipient_hours)?,
+            restricted_periods: periods_of(&row.restricted_periods)?,
             created_at: from_ms(row.created_at),
             updated_at: from_ms(row.updated_at),
             started_at: row.started_at.map(from_ms),
@@ -179,7 +189,7 @@ impl TryFrom<CampaignRow> for Campaign {
 
 pub const CALL_COLUMNS: &str = "id, campaign_id, phone_number, status, attempt_count, \
     max_attempts, scheduled_at, next_attempt_at, last_attempt_at, created_at, updated_at, \
-    last_error, metadata";
+    last_error, metadata, time_zone";
 
 #[derive(QueryableByName)]
 pub struct CallRow {
@@ -209,6 +219,8 @@ pub struct CallRow {
     last_error: Option<String>,
     #[diesel(sql_type = Nullable<Text>)]
     metadata: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    time_zone: Option<String>,
 }
 
 impl TryFrom<CallRow> for Call {
@@ -230,6 +242,7 @@ impl TryFrom<CallRow> for Call {
             updated_at: from_ms(row.updated_at),
             last_error: row.last_error,
             metadata: parse_metadata(row.metadata),
+            time_zone: zone_of(row.time_zone.as_deref())?,
         })
     }
 }
@@ -508,6 +521,14 @@ pub struct BeginRow {
     time_zone: String,
     #[diesel(sql_type = Text)]
     business_hours: String,
+    #[diesel(sql_type = Text)]
+    recipient_hours: String,
+    #[diesel(sql_type = Text)]
+    restricted_periods: String,
+    #[diesel(sql_type = Text)]
+    phone_number: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    call_time_zone: Option<String>,
 }
 
 impl TryFrom<BeginRow> for (CurrentCall, DialCheck) {
@@ -515,18 +536,41 @@ impl TryFrom<BeginRow> for (CurrentCall, DialCheck) {
 
     fn try_from(row: BeginRow) -> Result<Self, StoreError> {
         let call = CurrentCall::try_from(row.call)?;
-        let windows: Vec<BusinessWindow> = serde_json::from_str(&row.business_hours)
-            .map_err(|err| corrupt("business hours", err))?;
+        // The target's own zone, else where its number rings.
+        let recipient_zones = match zone_of(row.call_time_zone.as_deref())? {
+            Some(zone) => vec![zone],
+            None => ZoneMap::builtin().zones_of(&row.phone_number).to_vec(),
+        };
         let check = DialCheck {
             campaign_status: call.campaign_status,
             time_zone: row
                 .time_zone
                 .parse()
                 .map_err(|_| corrupt("time zone", &row.time_zone))?,
-            business_hours: BusinessHours::new(windows),
+            business_hours: hours_of("business hours", &row.business_hours)?,
+            recipient_hours: hours_of("recipient hours", &row.recipient_hours)?,
+            restricted_periods: periods_of(&row.restricted_periods)?,
+            recipient_zones,
+            state: states::rule_for(&row.phone_number),
         };
         Ok((call, check))
     }
+}
+
+fn hours_of(what: &str, json: &str) -> Result<BusinessHours, StoreError> {
+    let windows: Vec<BusinessWindow> =
+        serde_json::from_str(json).map_err(|err| corrupt(what, err))?;
+    Ok(BusinessHours::new(windows))
+}
+
+fn periods_of(json: &str) -> Result<Vec<RestrictedPeriod>, StoreError> {
+    serde_json::from_str(json).map_err(|err| corrupt("restricted periods", err))
+}
+
+fn zone_of(name: Option<&str>) -> Result<Option<chrono_tz::Tz>, StoreError> {
+    name.filter(|name| !name.is_empty())
+        .map(|name| name.parse().map_err(|_| corrupt("time zone", name)))
+        .transpose()
 }
 
 /// A queued call a claim may take.

@@ -80,6 +80,15 @@ pub static LOAD_CAMPAIGN: Statement =
 
 /// An entry written twice (by its change's transaction, whose answer was lost, and again by
 /// the guard) is kept once.
+/// A campaign's calling rules, written by the transaction that creates or updates it.
+pub static SET_CAMPAIGN_RULES: Statement = Statement::new(|| {
+    "UPDATE campaigns SET recipient_hours = ?, restricted_periods = ? WHERE id = ?".into()
+});
+
+/// A call held back by a calling rule is not claimed before the instant it may be dialed.
+pub static HOLD_CALL: Statement =
+    Statement::new(|| "UPDATE calls SET dial_after = ? WHERE id = ?".into());
+
 pub static INSERT_AUDIT: Statement = Statement::new(|| {
     "INSERT INTO audit_log (id, at, key_id, key_name, method, route, resource_id, status) \
      VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING"
@@ -262,7 +271,9 @@ pub static CLAIM_CAPACITY: Statement = Statement::new(|| {
 pub static BEGIN_CALLS: Statement = Statement::new(|| {
     format!(
         "SELECT {CURRENT_CALL_COLUMNS}, k.time_zone AS time_zone, \
-         k.business_hours AS business_hours FROM calls c \
+         k.business_hours AS business_hours, k.recipient_hours AS recipient_hours, \
+         k.restricted_periods AS restricted_periods, c.phone_number AS phone_number, \
+         c.time_zone AS call_time_zone FROM calls c \
          JOIN campaigns k ON k.id = c.campaign_id \
          LEFT JOIN attempts a ON a.campaign_id = c.campaign_id AND a.call_id = c.id \
          AND a.attempt = c.attempt_count"

@@ -18,7 +18,7 @@ use crate::adapters::sql::rows::{
     self, carrier_json, readable_backlog, BeginRow, CurrentCallRow, OrphanRow, TimelineRow,
 };
 use crate::adapters::sql::statements::{
-    BEGIN_CALLS, CURRENT_CALLS, ORPHANED_ATTEMPTS, TIMELINE_BACKLOG,
+    BEGIN_CALLS, CURRENT_CALLS, HOLD_CALL, ORPHANED_ATTEMPTS, TIMELINE_BACKLOG,
 };
 use crate::adapters::sql::{as_bigint, millis, to_ms, Failure};
 use crate::domain::admission::{Begin, DialCheck, Release, Unspent};
@@ -166,10 +166,17 @@ pub(super) async fn begin(
                         .prepared()
                         .execute(conn)?;
                     }
-                    Begin::Held(_) => {
+                    Begin::Held(reason) => {
                         let release = call.release_unchecked();
                         write_release(conn, &held.key, &release, now)?;
                         *deltas.entry(held.key.campaign_id).or_default() += release.delta;
+                        if let Some(until) = reason.until {
+                            diesel::sql_query(HOLD_CALL.sqlite())
+                                .bind::<BigInt, _>(to_ms(until))
+                                .bind::<Text, _>(held.key.call_id.to_string())
+                                .prepared()
+                                .execute(conn)?;
+                        }
                     }
                     Begin::Stale => {}
                 }

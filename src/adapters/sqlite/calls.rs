@@ -20,10 +20,11 @@ use crate::ports::{NewTarget, StoreError};
 
 pub(super) fn insert_calls(conn: &mut SqliteConnection, calls: &[Call]) -> Result<(), Failure> {
     for chunk in calls.chunks(INSERT_CHUNK) {
-        let placeholders = vec!["(?, ?, ?, 'queued', 0, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
+        let placeholders = vec!["(?, ?, ?, 'queued', 0, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
         let mut query = diesel::sql_query(format!(
             "INSERT INTO calls (id, campaign_id, phone_number, status, attempt_count, \
-             max_attempts, scheduled_at, created_at, updated_at, metadata) VALUES {placeholders}"
+             max_attempts, scheduled_at, created_at, updated_at, metadata, time_zone) \
+             VALUES {placeholders}"
         ))
         .into_boxed();
         for call in chunk {
@@ -35,7 +36,8 @@ pub(super) fn insert_calls(conn: &mut SqliteConnection, calls: &[Call]) -> Resul
                 .bind::<BigInt, _>(to_ms(call.scheduled_at))
                 .bind::<BigInt, _>(to_ms(call.created_at))
                 .bind::<BigInt, _>(to_ms(call.updated_at))
-                .bind::<Nullable<Text>, _>(call.metadata.as_ref().map(|m| m.to_string()));
+                .bind::<Nullable<Text>, _>(call.metadata.as_ref().map(|m| m.to_string()))
+                .bind::<Nullable<Text>, _>(call.time_zone.map(|tz| tz.name().to_owned()));
         }
         query.execute(conn)?;
     }

@@ -11,15 +11,18 @@ use super::keys::record;
 use super::{SqliteStore, INSERT_CHUNK};
 use crate::adapters::sql::prepared::KeepPrepared;
 use crate::adapters::sql::rows::{self, voice_json, CampaignRow, StatsRow};
+use crate::adapters::sql::statements::SET_CAMPAIGN_RULES;
 use crate::adapters::sql::statements::{
     self, APPLY_STATS, CAMPAIGNS, CAMPAIGNS_IN_STATUS, CAMPAIGN_STATS, LOAD_CAMPAIGN, RETRY_BUDGET,
 };
-use crate::adapters::sql::{as_bigint, hours_json, to_ms, Failure};
+use crate::adapters::sql::{as_bigint, hours_json, periods_json, to_ms, Failure};
 use crate::domain::access::AuditEntry;
+use crate::domain::business_hours::BusinessHours;
 use crate::domain::call::{Call, CallStatus};
 use crate::domain::campaign::{
     name_key, Campaign, CampaignChanges, CampaignStatus, StatusAction, Transition,
 };
+use crate::domain::compliance::RestrictedPeriod;
 use crate::domain::ids::CampaignId;
 use crate::domain::stats::{CampaignStats, StatsDelta};
 use crate::ports::{NewCampaign, NewTarget, StoreError};
@@ -50,6 +53,21 @@ pub(super) fn apply_stats(
     now: DateTime<Utc>,
 ) -> Result<(), Failure> {
     statements::apply_stats(APPLY_STATS.sqlite(), &campaign_id.to_string(), delta, now)
+        .prepared()
+        .execute(conn)?;
+    Ok(())
+}
+
+fn set_rules(
+    conn: &mut SqliteConnection,
+    id: CampaignId,
+    recipient_hours: &BusinessHours,
+    restricted_periods: &[RestrictedPeriod],
+) -> Result<(), Failure> {
+    diesel::sql_query(SET_CAMPAIGN_RULES.sqlite())
+        .bind::<Text, _>(hours_json(recipient_hours)?)
+        .bind::<Text, _>(periods_json(restricted_periods)?)
+        .bind::<Text, _>(id.to_string())
         .prepared()
         .execute(conn)?;
     Ok(())
@@ -95,6 +113,8 @@ pub(super) async fn create(
                 max_concurrent_calls,
                 retry_policy,
                 business_hours,
+                recipient_hours,
+                restricted_periods,
                 voice,
                 targets,
             } = new;
@@ -121,6 +141,7 @@ pub(super) async fn create(
             .bind::<Nullable<Text>, _>(voice_json(&voice))
             .prepared()
             .execute(conn)?;
+            set_rules(conn, id, &recipient_hours, &restricted_periods)?;
             diesel::sql_query(
                 "INSERT INTO campaign_stats (campaign_id, total_targets, updated_at) \
                  VALUES (?, ?, ?)",
@@ -212,6 +233,7 @@ pub(super) async fn update(
             .bind::<Text, _>(id.to_string())
             .prepared()
             .execute(conn)?;
+            set_rules(conn, id, &next.recipient_hours, &next.restricted_periods)?;
             if policy.max_attempts != old_budget {
                 diesel::sql_query(RETRY_BUDGET.sqlite())
                     .bind::<Integer, _>(policy.max_attempts as i32)

@@ -98,10 +98,11 @@ pub(super) async fn claim_calls(
             }
             let candidates: Vec<CandidateRow> = diesel::sql_query(
                 "SELECT id, phone_number FROM calls c WHERE campaign_id = ? AND status = 'queued' \
-                 AND NOT EXISTS (SELECT 1 FROM live_numbers l \
-                 WHERE l.phone_number = c.phone_number) ORDER BY id LIMIT ?",
+                 AND dial_after <= ? AND NOT EXISTS (SELECT 1 FROM live_numbers l \
+                 WHERE l.phone_number = c.phone_number) ORDER BY dial_after, id LIMIT ?",
             )
             .bind::<Text, _>(campaign_id.to_string())
+            .bind::<BigInt, _>(to_ms(now))
             .bind::<BigInt, _>(i64::try_from(admit).unwrap_or(i64::MAX))
             .prepared()
             .load(conn)?;

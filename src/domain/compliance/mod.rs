@@ -63,7 +63,7 @@ pub struct Hold {
 }
 
 /// Days on which no attempt starts, `start` to `end` inclusive, in the campaign's zone.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RestrictedPeriod {
     pub name: String,
     pub start: NaiveDate,

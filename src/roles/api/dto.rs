@@ -13,6 +13,7 @@ use crate::domain::business_hours::{BusinessHours, BusinessWindow, WallTime};
 use crate::domain::call::{Attempt, Call};
 use crate::domain::campaign::{Campaign, RetryPolicy};
 use crate::domain::carrier::{twiml_problem, voice_url_problem, Audio, CarrierCall};
+use crate::domain::compliance::RestrictedPeriod;
 use crate::domain::duration::{format_go_duration, parse_go_duration};
 use crate::domain::phone::PhoneNumber;
 use crate::domain::stats::CampaignStats;
@@ -63,6 +64,75 @@ pub struct TargetInput {
     pub phone_number: Option<String>,
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<serde_json::Value>,
+    /// The called party's IANA time zone, when it is known better than from the number.
+    pub time_zone: Option<String>,
+}
+
+/// Days on which no attempt starts, `start` to `end` inclusive.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct RestrictedPeriodInput {
+    /// 1 to 100 characters.
+    #[schema(value_type = String, required = true)]
+    pub name: Option<String>,
+    /// "YYYY-MM-DD".
+    #[schema(value_type = String, required = true)]
+    pub start: Option<String>,
+    /// "YYYY-MM-DD", not before `start`.
+    #[schema(value_type = String, required = true)]
+    pub end: Option<String>,
+}
+
+/// At most this many restricted periods per campaign.
+pub const MAX_RESTRICTED_PERIODS: usize = 100;
+
+pub fn validate_restricted_periods(
+    input: &[RestrictedPeriodInput],
+    problems: &mut Problems,
+) -> Option<Vec<RestrictedPeriod>> {
+    let before = problems.0.len();
+    if input.len() > MAX_RESTRICTED_PERIODS {
+        problems.push(
+            "restricted_periods",
+            format!("at most {MAX_RESTRICTED_PERIODS}, got {}", input.len()),
+        );
+        return None;
+    }
+    let mut periods = Vec::with_capacity(input.len());
+    for (index, period) in input.iter().enumerate() {
+        let field = |name: &str| format!("restricted_periods[{index}].{name}");
+        let name = match period.name.as_deref().map(str::trim) {
+            Some(name) if !name.is_empty() && name.chars().count() <= 100 => Some(name.to_owned()),
+            Some(_) => {
+                problems.push(&field("name"), "must be 1 to 100 characters");
+                None
+            }
+            None => {
+                problems.push(&field("name"), "is required");
+                None
+            }
+        };
+        let mut date = |name: &str, value: Option<&str>| match value {
+            Some(text) => chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+                .map_err(|_| {
+                    problems.push(&field(name), format!("{text:?} is not a YYYY-MM-DD date"))
+                })
+                .ok(),
+            None => {
+                problems.push(&field(name), "is required");
+                None
+            }
+        };
+        let start = date("start", period.start.as_deref());
+        let end = date("end", period.end.as_deref());
+        if let (Some(name), Some(start), Some(end)) = (name, start, end) {
+            if end < start {
+                problems.push(&field("end"), "must not be before start");
+            } else {
+                periods.push(RestrictedPeriod { name, start, end });
+            }
+        }
+    }
+    (problems.0.len() == before).then_some(periods)
 }
 
 /// Every name of the IANA time zone database the server knows, exactly what it accepts.
@@ -98,6 +168,11 @@ pub struct CreateCampaignRequest {
     pub retry_policy: Option<RetryPolicyInput>,
     /// Empty or absent: 24x7.
     pub business_hours: Option<Vec<BusinessHourInput>>,
+    /// Windows read in each called party's time zone; absent: every day 08:00–21:00 (the
+    /// configured `compliance.recipient_hours`); empty: no restriction.
+    pub recipient_hours: Option<Vec<BusinessHourInput>>,
+    /// Days no attempt starts (holidays), in the campaign's time zone; at most 100.
+    pub restricted_periods: Option<Vec<RestrictedPeriodInput>>,
     pub targets: Option<Vec<TargetInput>>,
     /// Caller id for a real carrier (E.164); absent: `telephony.twilio.from`.
     pub caller_id: Option<String>,
@@ -118,6 +193,10 @@ pub struct UpdateCampaignRequest {
     /// Replaces the whole policy; omitted sub-fields take their defaults.
     pub retry_policy: Option<RetryPolicyInput>,
     pub business_hours: Option<Vec<BusinessHourInput>>,
+    /// Replaces the recipient hours; empty: no restriction.
+    pub recipient_hours: Option<Vec<BusinessHourInput>>,
+    /// Replaces the restricted periods.
+    pub restricted_periods: Option<Vec<RestrictedPeriodInput>>,
     /// Caller id for a real carrier (E.164); an empty string returns to
     /// `telephony.twilio.from`.
     pub caller_id: Option<String>,
@@ -375,10 +454,19 @@ pub fn validate_business_hours(
     input: &[BusinessHourInput],
     problems: &mut Problems,
 ) -> Option<BusinessHours> {
+    validate_windows("business_hours", input, problems)
+}
+
+/// Weekly windows of the shape of `business_hours`, reported under `list`.
+pub fn validate_windows(
+    list: &str,
+    input: &[BusinessHourInput],
+    problems: &mut Problems,
+) -> Option<BusinessHours> {
     let before = problems.0.len();
     let mut windows = Vec::with_capacity(input.len());
     for (index, window) in input.iter().enumerate() {
-        let field = |name: &str| format!("business_hours[{index}].{name}");
+        let field = |name: &str| format!("{list}[{index}].{name}");
         let day = match window.day_of_week {
             Some(day) if (0..=6).contains(&day) => Some(day as u8),
             Some(day) => {
@@ -414,7 +502,7 @@ pub fn validate_business_hours(
         if let (Some(day), Some(start), Some(end)) = (day, start, end) {
             match BusinessWindow::new(day, start, end) {
                 Ok(window) => windows.push(window),
-                Err(err) => problems.push(&format!("business_hours[{index}]"), err),
+                Err(err) => problems.push(&format!("{list}[{index}]"), err),
             }
         }
     }
@@ -431,12 +519,26 @@ pub fn validate_targets(input: Vec<TargetInput>, problems: &mut Problems) -> Vec
             problems.push(&field, "is required");
             continue;
         };
+        let time_zone = match target.time_zone.as_deref() {
+            None => None,
+            Some(zone) => match zone.parse::<Tz>() {
+                Ok(tz) => Some(tz),
+                Err(_) => {
+                    problems.push(
+                        &format!("targets[{index}].time_zone"),
+                        format!("{zone:?} is not an IANA time zone"),
+                    );
+                    continue;
+                }
+            },
+        };
         match PhoneNumber::parse(&raw) {
             Ok(number) => {
                 if seen.insert(number.clone()) {
                     targets.push(NewTarget {
                         phone_number: number,
                         metadata: target.metadata,
+                        time_zone,
                     });
                 }
             }
@@ -485,6 +587,9 @@ pub struct CampaignResponse {
     pub max_concurrent_calls: u32,
     pub retry_policy: RetryPolicyResponse,
     pub business_hours: Vec<BusinessHourResponse>,
+    /// Windows read in each called party's time zone; empty: no restriction.
+    pub recipient_hours: Vec<BusinessHourResponse>,
+    pub restricted_periods: Vec<RestrictedPeriodResponse>,
     pub created_at: String,
     pub updated_at: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -500,6 +605,25 @@ pub struct CampaignResponse {
     pub voice_url: Option<String>,
 }
 
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RestrictedPeriodResponse {
+    pub name: String,
+    pub start: String,
+    pub end: String,
+}
+
+fn windows_response(hours: &BusinessHours) -> Vec<BusinessHourResponse> {
+    hours
+        .windows()
+        .iter()
+        .map(|w| BusinessHourResponse {
+            day_of_week: w.day_of_week,
+            start: w.start.to_string(),
+            end: w.end.to_string(),
+        })
+        .collect()
+}
+
 impl From<&Campaign> for CampaignResponse {
     fn from(c: &Campaign) -> Self {
         Self {
@@ -510,14 +634,15 @@ impl From<&Campaign> for CampaignResponse {
             status: c.status.as_str().to_owned(),
             max_concurrent_calls: c.max_concurrent_calls,
             retry_policy: (&c.retry_policy).into(),
-            business_hours: c
-                .business_hours
-                .windows()
+            business_hours: windows_response(&c.business_hours),
+            recipient_hours: windows_response(&c.recipient_hours),
+            restricted_periods: c
+                .restricted_periods
                 .iter()
-                .map(|w| BusinessHourResponse {
-                    day_of_week: w.day_of_week,
-                    start: w.start.to_string(),
-                    end: w.end.to_string(),
+                .map(|p| RestrictedPeriodResponse {
+                    name: p.name.clone(),
+                    start: p.start.to_string(),
+                    end: p.end.to_string(),
                 })
                 .collect(),
             created_at: rfc3339(c.created_at),
@@ -750,14 +875,17 @@ mod tests {
             TargetInput {
                 phone_number: Some("+15555550001".into()),
                 metadata: None,
+                time_zone: None,
             },
             TargetInput {
                 phone_number: Some("+1 555 555 0001".into()),
                 metadata: None,
+                time_zone: None,
             },
             TargetInput {
                 phone_number: Some("12345".into()),
                 metadata: None,
+                time_zone: None,
             },
         ];
         let targets = validate_targets(input, &mut problems);

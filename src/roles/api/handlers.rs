@@ -112,6 +112,14 @@ pub async fn create_campaign(
     );
     let policy = validate_retry_policy(&body.retry_policy.unwrap_or_default(), &mut problems);
     let hours = validate_business_hours(&body.business_hours.unwrap_or_default(), &mut problems);
+    let recipient_hours = match body.recipient_hours.as_deref() {
+        Some(windows) => validate_windows("recipient_hours", windows, &mut problems),
+        None => Some(ctx.settings.compliance.recipient_hours()),
+    };
+    let restricted_periods = validate_restricted_periods(
+        body.restricted_periods.as_deref().unwrap_or_default(),
+        &mut problems,
+    );
     let targets = validate_targets(body.targets.unwrap_or_default(), &mut problems);
     let description = validate_description(body.description, &mut problems);
     let (caller_id, audio) = validate_voice(voice_input!(body), &mut problems);
@@ -119,14 +127,26 @@ pub async fn create_campaign(
         caller_id: caller_id.flatten(),
         audio: audio.flatten(),
     };
-    let (Some(name), Some(time_zone), Some(max_concurrent), Some(policy), Some(hours), true) = (
+    let (
+        Some(name),
+        Some(time_zone),
+        Some(max_concurrent),
+        Some(policy),
+        Some(hours),
+        Some(recipient_hours),
+        Some(restricted_periods),
+        true,
+    ) = (
         name,
         time_zone,
         max_concurrent,
         policy,
         hours,
+        recipient_hours,
+        restricted_periods,
         problems.is_empty(),
-    ) else {
+    )
+    else {
         return Err(ApiError::validation(problems.0));
     };
     let id = CampaignId::new();
@@ -141,6 +161,8 @@ pub async fn create_campaign(
                 max_concurrent_calls: max_concurrent,
                 retry_policy: policy,
                 business_hours: hours,
+                recipient_hours,
+                restricted_periods,
                 voice,
                 targets,
             },
@@ -223,6 +245,14 @@ pub async fn update_campaign(
             .business_hours
             .as_deref()
             .and_then(|hours| validate_business_hours(hours, &mut problems)),
+        recipient_hours: body
+            .recipient_hours
+            .as_deref()
+            .and_then(|hours| validate_windows("recipient_hours", hours, &mut problems)),
+        restricted_periods: body
+            .restricted_periods
+            .as_deref()
+            .and_then(|periods| validate_restricted_periods(periods, &mut problems)),
     };
     if !problems.is_empty() {
         return Err(ApiError::validation(problems.0));
@@ -475,6 +505,7 @@ pub async fn trigger_call(
             campaign_id,
             vec![crate::ports::NewTarget {
                 phone_number,
+                time_zone: None,
                 metadata: body.metadata,
             }],
             Utc::now(),

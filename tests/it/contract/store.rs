@@ -12,6 +12,7 @@ use outbound::domain::admission::HoldReason;
 use outbound::domain::business_hours::BusinessHours;
 use outbound::domain::call::{AttemptOutcome, CallStatus, NextStep};
 use outbound::domain::campaign::{CampaignChanges, RetryPolicy, StatusAction, Transition};
+use outbound::domain::compliance::{default_recipient_hours, HoldCode};
 use outbound::domain::ids::{CampaignId, InstanceId, KeyId};
 use outbound::domain::phone::PhoneNumber;
 use outbound::ports::{
@@ -412,6 +413,8 @@ async fn names_are_unique_case_insensitively(adapter: StoreAdapter) {
         max_concurrent_calls: 10,
         retry_policy: RetryPolicy::default(),
         business_hours: BusinessHours::default(),
+        recipient_hours: BusinessHours::default(),
+        restricted_periods: Vec::new(),
         voice: Default::default(),
         targets: Vec::new(),
     };
@@ -556,6 +559,7 @@ async fn enqueues_registered_numbers_and_pages_calls(adapter: StoreAdapter) {
     let number = |text: &str| NewTarget {
         phone_number: PhoneNumber::parse(text).expect("number"),
         metadata: Some(serde_json::json!({ "customer": 7 })),
+        time_zone: None,
     };
     let refused = store
         .enqueue_calls(
@@ -762,6 +766,7 @@ async fn counters_match_calls_under_concurrent_writers(adapter: StoreAdapter) {
                         phone_number: PhoneNumber::parse(&format!("+1555{:07}", i * 2 + j))
                             .expect("number"),
                         metadata: None,
+                        time_zone: None,
                     })
                     .collect();
                 match store.enqueue_calls(campaign, targets, Utc::now()).await {
@@ -1049,6 +1054,7 @@ async fn a_number_has_one_live_call(adapter: StoreAdapter) {
     let target = || NewTarget {
         phone_number: PhoneNumber::parse(&number).expect("number"),
         metadata: None,
+        time_zone: None,
     };
     // Triggered twice more before anything was dialed.
     store
@@ -1089,7 +1095,10 @@ async fn begin_checks_the_campaign_at_the_moment_of_dialing(adapter: StoreAdapte
     let begun = begin(&*store, campaign, &claimed[0], claimer).await;
     assert_eq!(
         begun,
-        vec![Begin::Held(HoldReason::CampaignNotRunning)],
+        vec![Begin::Held(HoldReason {
+            code: HoldCode::CampaignNotRunning,
+            until: None,
+        })],
         "{name}"
     );
     store
@@ -1099,7 +1108,10 @@ async fn begin_checks_the_campaign_at_the_moment_of_dialing(adapter: StoreAdapte
     let begun = begin(&*store, campaign, &claimed[1], claimer).await;
     assert_eq!(
         begun,
-        vec![Begin::Held(HoldReason::CampaignNotRunning)],
+        vec![Begin::Held(HoldReason {
+            code: HoldCode::CampaignNotRunning,
+            until: None,
+        })],
         "{name}"
     );
     let status = |id| {
@@ -1302,6 +1314,116 @@ async fn keys_and_the_audit_log(adapter: StoreAdapter) {
     assert_eq!(older[0], entries[1]);
 }
 
+/// Recipient hours hold a call at the moment of dialing, in the called party's zone (its
+/// number's, or its target's own): the attempt goes back unspent, the call is not claimed
+/// again before the window opens, and is dialed once it has.
+async fn a_call_outside_its_recipients_hours_waits_for_them(adapter: StoreAdapter) {
+    use chrono::TimeZone;
+    let dir = tempfile::tempdir().expect("dir");
+    let name = adapter.name();
+    let store = adapter.open(&dir).await;
+    let id = CampaignId::new();
+    let target = |number: &str, zone: Option<chrono_tz::Tz>| NewTarget {
+        phone_number: PhoneNumber::parse(number).expect("number"),
+        metadata: None,
+        time_zone: zone,
+    };
+    store
+        .create_campaign(
+            NewCampaign {
+                id,
+                name: format!("recipients-{id}"),
+                description: String::new(),
+                time_zone: chrono_tz::America::New_York,
+                max_concurrent_calls: 10,
+                retry_policy: RetryPolicy::default(),
+                business_hours: BusinessHours::default(),
+                recipient_hours: default_recipient_hours(),
+                restricted_periods: Vec::new(),
+                voice: Default::default(),
+                targets: vec![
+                    // Honolulu by its area code.
+                    target("+18085550100", None),
+                    // New York by its area code.
+                    target("+12125550100", None),
+                    // A New York number whose owner is in Honolulu.
+                    target("+12125550101", Some(chrono_tz::Pacific::Honolulu)),
+                ],
+            },
+            Utc::now(),
+        )
+        .await
+        .expect("created");
+    store
+        .transition_campaign(id, StatusAction::Start, Utc::now())
+        .await
+        .expect("started");
+    // 09:00 in New York, 04:00 in Honolulu.
+    let morning = Utc.with_ymd_and_hms(2026, 12, 2, 14, 0, 0).unwrap();
+    let honolulu_eight = Utc.with_ymd_and_hms(2026, 12, 2, 18, 0, 0).unwrap();
+    let claimer = InstanceId::new();
+    let claimed = store
+        .claim_calls(id, 10, claimer, 50_000, morning)
+        .await
+        .expect("claim");
+    assert_eq!(claimed.len(), 3, "{name}");
+    let first: Vec<HeldAttempt> = claimed.iter().map(|c| held(id, c, claimer)).collect();
+    let begun = store
+        .begin_attempts(&first, InstanceId::new(), morning)
+        .await
+        .expect("begin");
+    let by_number: HashMap<String, Begin> = claimed
+        .iter()
+        .map(|c| c.phone_number.as_str().to_owned())
+        .zip(begun)
+        .collect();
+    let waits = Begin::Held(HoldReason {
+        code: HoldCode::OutsideRecipientHours,
+        until: Some(honolulu_eight),
+    });
+    assert_eq!(by_number["+18085550100"], waits, "{name}");
+    assert_eq!(by_number["+12125550100"], Begin::Dial, "{name}");
+    assert_eq!(by_number["+12125550101"], waits, "{name}");
+    // Held calls are queued again, their attempts not counted, and not claimed before 08:00
+    // in Honolulu.
+    let stats = store
+        .campaign_stats(id)
+        .await
+        .expect("stats")
+        .expect("exists");
+    assert_eq!(
+        (
+            stats.queued_calls,
+            stats.dialing_calls,
+            stats.attempts_total
+        ),
+        (2, 1, 1),
+        "{name}"
+    );
+    let early = store
+        .claim_calls(
+            id,
+            10,
+            claimer,
+            50_000,
+            honolulu_eight - chrono::Duration::minutes(1),
+        )
+        .await
+        .expect("claim");
+    assert!(early.is_empty(), "{name}: claimed before the window opened");
+    let later = store
+        .claim_calls(id, 10, claimer, 50_000, honolulu_eight)
+        .await
+        .expect("claim");
+    assert_eq!(later.len(), 2, "{name}");
+    let second: Vec<HeldAttempt> = later.iter().map(|c| held(id, c, claimer)).collect();
+    let begun = store
+        .begin_attempts(&second, InstanceId::new(), honolulu_eight)
+        .await
+        .expect("begin");
+    assert_eq!(begun, vec![Begin::Dial, Begin::Dial], "{name}");
+}
+
 contract_suite!(
     StoreAdapter {
         sqlite => StoreAdapter::Sqlite,
@@ -1324,5 +1446,6 @@ contract_suite!(
         a_new_retry_budget_reaches_waiting_calls,
         backlog_holds_finished_attempts_until_forgotten,
         keys_and_the_audit_log,
+        a_call_outside_its_recipients_hours_waits_for_them,
     ]
 );
