@@ -14,7 +14,8 @@ use super::business_hours::BusinessHours;
 use super::call::CallStatus;
 use super::campaign::CampaignStatus;
 use super::compliance::states::StateRule;
-use super::compliance::{CallRules, HoldCode, RestrictedPeriod};
+use super::compliance::zones::ZoneMap;
+use super::compliance::{states, CallRules, Hold, HoldCode, RestrictedPeriod};
 use super::ids::InstanceId;
 use super::settlement::CurrentCall;
 use super::stats::StatsDelta;
@@ -52,6 +53,16 @@ pub struct DialCheck {
     pub state: Option<&'static StateRule>,
 }
 
+/// What of a campaign decides whether its calls may be placed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CampaignRules {
+    pub status: CampaignStatus,
+    pub time_zone: Tz,
+    pub business_hours: BusinessHours,
+    pub recipient_hours: BusinessHours,
+    pub restricted_periods: Vec<RestrictedPeriod>,
+}
+
 /// Why a claimed attempt was handed back instead of placed, and from when the call may be
 /// claimed again (`None`: whenever the campaign next runs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +78,41 @@ impl HoldReason {
 }
 
 impl DialCheck {
+    /// The check of a call to `phone_number` (E.164) of a campaign: its target's own zone
+    /// when given, else where its number rings, and the rule of its +1 area code's state.
+    /// The store's dialer and the explain route both build it here.
+    pub fn for_call(
+        campaign: CampaignRules,
+        phone_number: &str,
+        call_time_zone: Option<Tz>,
+    ) -> Self {
+        let recipient_zones = match call_time_zone {
+            Some(zone) => vec![zone],
+            None => ZoneMap::builtin().zones_of(phone_number).to_vec(),
+        };
+        DialCheck {
+            campaign_status: campaign.status,
+            time_zone: campaign.time_zone,
+            business_hours: campaign.business_hours,
+            recipient_hours: campaign.recipient_hours,
+            restricted_periods: campaign.restricted_periods,
+            recipient_zones,
+            state: states::rule_for(phone_number),
+        }
+    }
+
+    /// Every rule holding the call at `now`, with when each stops holding.
+    pub fn explain(&self, now: DateTime<Utc>) -> Vec<Hold> {
+        if self.campaign_status != CampaignStatus::InProgress {
+            return vec![Hold {
+                code: HoldCode::CampaignNotRunning,
+                message: format!("the campaign is {}", self.campaign_status.as_str()),
+                until: None,
+            }];
+        }
+        self.rules().holds(now)
+    }
+
     /// The calling rules of this call, as the explain routes show them too.
     pub fn rules(&self) -> CallRules<'_> {
         CallRules {

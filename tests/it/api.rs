@@ -878,5 +878,24 @@ async fn a_sleeping_recipient_is_not_rung() {
         .expect("listed");
     assert_eq!(asleep["status"], "queued", "{asleep} / {stats}");
     assert_eq!(asleep["attempt_count"], 0, "{asleep}");
+    // The explain route names the rule, from the rules the dialer applied.
+    let (status, why) = app
+        .get(&format!(
+            "/api/v1/calls/{}/explain",
+            asleep["id"].as_str().expect("id")
+        ))
+        .await;
+    assert_eq!(status, 200, "{why}");
+    assert_eq!(why["dialable_now"], false);
+    assert_eq!(why["status"], "queued");
+    assert_eq!(
+        why["reasons"][0]["code"], "outside_recipient_hours",
+        "{why}"
+    );
+    assert!(why["reasons"][0]["until"].is_string(), "{why}");
+    let (status, missing) = app
+        .get(&format!("/api/v1/calls/{}/explain", uuid::Uuid::now_v7()))
+        .await;
+    assert_eq!(status, 404, "{missing}");
     app.shutdown().await;
 }

@@ -12,13 +12,11 @@ use diesel::QueryableByName;
 
 use super::from_ms;
 use crate::domain::access::{ApiKey, AuditEntry, KeyHash};
-use crate::domain::admission::{Capacity, DialCheck};
+use crate::domain::admission::{CampaignRules, Capacity, DialCheck};
 use crate::domain::business_hours::{BusinessHours, BusinessWindow};
 use crate::domain::call::{Attempt, AttemptStatus, Call, CallStatus};
 use crate::domain::campaign::{Campaign, CampaignStatus, RetryPolicy};
 use crate::domain::carrier::{CarrierCall, Voice};
-use crate::domain::compliance::states;
-use crate::domain::compliance::zones::ZoneMap;
 use crate::domain::compliance::RestrictedPeriod;
 use crate::domain::ids::{CallId, CampaignId};
 use crate::domain::phone::PhoneNumber;
@@ -536,13 +534,8 @@ impl TryFrom<BeginRow> for (CurrentCall, DialCheck) {
 
     fn try_from(row: BeginRow) -> Result<Self, StoreError> {
         let call = CurrentCall::try_from(row.call)?;
-        // The target's own zone, else where its number rings.
-        let recipient_zones = match zone_of(row.call_time_zone.as_deref())? {
-            Some(zone) => vec![zone],
-            None => ZoneMap::builtin().zones_of(&row.phone_number).to_vec(),
-        };
-        let check = DialCheck {
-            campaign_status: call.campaign_status,
+        let campaign = CampaignRules {
+            status: call.campaign_status,
             time_zone: row
                 .time_zone
                 .parse()
@@ -550,9 +543,9 @@ impl TryFrom<BeginRow> for (CurrentCall, DialCheck) {
             business_hours: hours_of("business hours", &row.business_hours)?,
             recipient_hours: hours_of("recipient hours", &row.recipient_hours)?,
             restricted_periods: periods_of(&row.restricted_periods)?,
-            recipient_zones,
-            state: states::rule_for(&row.phone_number),
         };
+        let call_zone = zone_of(row.call_time_zone.as_deref())?;
+        let check = DialCheck::for_call(campaign, &row.phone_number, call_zone);
         Ok((call, check))
     }
 }

@@ -46,6 +46,7 @@ pub const UUID_PATTERN: &str =
         handlers::list_attempts,
         handlers::trigger_call,
         handlers::get_call,
+        handlers::explain_call,
         webhooks::twilio_status,
         keys::create_key,
         keys::list_keys,

@@ -808,6 +808,27 @@ pub struct CallListResponse {
     pub next_page_token: Option<String>,
 }
 
+/// Why a call is or is not being dialed.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ExplainResponse {
+    pub call_id: String,
+    pub status: String,
+    /// Queued with nothing holding it: the next claim may take it.
+    pub dialable_now: bool,
+    pub reasons: Vec<ReasonResponse>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReasonResponse {
+    /// campaign_not_running, outside_business_hours, outside_recipient_hours,
+    /// restricted_period, campaign_limit, global_limit, backoff, attempts_exhausted, ...
+    pub code: String,
+    pub message: String,
+    /// When this reason stops holding, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct StatsResponse {
     pub campaign_id: String,

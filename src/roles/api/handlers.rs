@@ -14,9 +14,11 @@ use super::access::Audit;
 use super::dto::*;
 use super::error::{ApiError, ErrorBody};
 use crate::context::AppContext;
+use crate::domain::admission::{CampaignRules, DialCheck};
 use crate::domain::call::{merge_attempts, CallStatus};
 use crate::domain::campaign::{CampaignChanges, CampaignStatus, StatusAction, Transition};
 use crate::domain::carrier::Voice;
+use crate::domain::compliance::{Hold, HoldCode};
 use crate::domain::ids::{CallId, CampaignId};
 use crate::domain::phone::PhoneNumber;
 use crate::ports::{NewCampaign, Topic};
@@ -56,14 +58,18 @@ struct PageParams {
 
 fn page_params(query: &HashMap<String, String>) -> Result<PageParams, ApiError> {
     let limit = page_limit(query)?;
-    let after = match (query.get("page_token"), query.get("after_id")) {
-        (Some(token), _) if !token.is_empty() => Some(decode_token(token)?),
-        // The system we replace paged with the id to continue after.
-        (_, Some(id)) if !id.is_empty() => Some(
+    // The system we replace paged with the id to continue after; it is checked even when the
+    // page token, which takes precedence, is there too.
+    let after_id = match query.get("after_id").filter(|id| !id.is_empty()) {
+        Some(id) => Some(
             parse_id(id)
                 .map_err(|_| ApiError::validation(vec![format!("after_id: not an id: {id:?}")]))?,
         ),
-        _ => None,
+        None => None,
+    };
+    let after = match query.get("page_token").filter(|token| !token.is_empty()) {
+        Some(token) => Some(decode_token(token)?),
+        None => after_id,
     };
     Ok(PageParams {
         limit,
@@ -541,6 +547,87 @@ pub async fn get_call(ctx: Ctx, path: web::Path<String>) -> Result<HttpResponse,
     Ok(HttpResponse::Ok().json(CallDetailResponse {
         call: CallResponse::from(&call),
         attempts: attempts.iter().map(AttemptResponse::from).collect(),
+    }))
+}
+
+/// Why a call is or is not being dialed now, from the rules the dialer applies.
+#[utoipa::path(get, path = "/api/v1/calls/{id}/explain",
+    responses((status = 200, body = ExplainResponse), (status = 404, body = ErrorBody)))]
+pub async fn explain_call(ctx: Ctx, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let id = CallId(parse_id(&path)?);
+    let (call, _) = ctx
+        .store
+        .get_call(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("call"))?;
+    let campaign = ctx
+        .store
+        .get_campaign(call.campaign_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("campaign"))?;
+    let now = Utc::now();
+    let mut reasons: Vec<Hold> = Vec::new();
+    let waiting = matches!(call.status, CallStatus::Queued | CallStatus::Retrying);
+    if call.status == CallStatus::Failed && call.attempt_count >= call.max_attempts {
+        reasons.push(Hold {
+            code: HoldCode::AttemptsExhausted,
+            message: format!("all {} attempts were made", call.max_attempts),
+            until: None,
+        });
+    }
+    if waiting {
+        if call.status == CallStatus::Retrying {
+            reasons.push(Hold {
+                code: HoldCode::Backoff,
+                message: "waiting out the retry backoff".into(),
+                until: call.next_attempt_at,
+            });
+        }
+        let check = DialCheck::for_call(
+            CampaignRules {
+                status: campaign.status,
+                time_zone: campaign.time_zone,
+                business_hours: campaign.business_hours.clone(),
+                recipient_hours: campaign.recipient_hours.clone(),
+                restricted_periods: campaign.restricted_periods.clone(),
+            },
+            call.phone_number.as_str(),
+            call.time_zone,
+        );
+        reasons.extend(check.explain(now));
+        if let Some(stats) = ctx.store.campaign_stats(campaign.id).await? {
+            if stats.dialing_calls >= u64::from(campaign.max_concurrent_calls) {
+                reasons.push(Hold {
+                    code: HoldCode::CampaignLimit,
+                    message: format!(
+                        "the campaign's {} concurrent calls are all in use",
+                        campaign.max_concurrent_calls
+                    ),
+                    until: None,
+                });
+            }
+        }
+        let cap = ctx.settings.throttle.global_concurrency;
+        if ctx.store.dialing_now().await? >= u64::from(cap) {
+            reasons.push(Hold {
+                code: HoldCode::GlobalLimit,
+                message: format!("the deployment's {cap} concurrent calls are all in use"),
+                until: None,
+            });
+        }
+    }
+    Ok(HttpResponse::Ok().json(ExplainResponse {
+        call_id: call.id.to_string(),
+        status: call.status.as_str().to_owned(),
+        dialable_now: call.status == CallStatus::Queued && reasons.is_empty(),
+        reasons: reasons
+            .into_iter()
+            .map(|hold| ReasonResponse {
+                code: hold.code.as_str().to_owned(),
+                message: hold.message,
+                until: hold.until.map(rfc3339),
+            })
+            .collect(),
     }))
 }
 

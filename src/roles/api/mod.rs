@@ -121,6 +121,9 @@ pub fn endpoints() -> Vec<Endpoint> {
         endpoint(Method::GET, "/api/v1/calls/{id}", Viewer, |r| {
             r.to(h::get_call)
         }),
+        endpoint(Method::GET, "/api/v1/calls/{id}/explain", Viewer, |r| {
+            r.to(h::explain_call)
+        }),
         endpoint(Method::POST, "/api/v1/keys", Admin, |r| {
             r.to(keys::create_key)
         }),
@@ -257,6 +260,7 @@ pub fn route_label(path: &str) -> &'static str {
         ["api", "v1", "campaigns", _, "attempts"] => "/api/v1/campaigns/{id}/attempts",
         ["api", "v1", "calls"] => "/api/v1/calls",
         ["api", "v1", "calls", _] => "/api/v1/calls/{id}",
+        ["api", "v1", "calls", _, "explain"] => "/api/v1/calls/{id}/explain",
         ["api", "v1", "keys"] => "/api/v1/keys",
         ["api", "v1", "keys", _] => "/api/v1/keys/{id}",
         ["api", "v1", "audit"] => "/api/v1/audit",
