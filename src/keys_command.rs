@@ -10,7 +10,7 @@ use crate::context::{open_store, ContextError};
 use crate::domain::access::AuditEntry;
 use crate::domain::ids::KeyId;
 use crate::ports::StoreError;
-use crate::roles::api::keys::{key_request, new_key, KeyResponse};
+use crate::roles::api::keys::{key_request, new_key, CreatedKeyResponse, KeyResponse};
 use crate::settings::Settings;
 
 #[derive(Debug, thiserror::Error)]
@@ -54,14 +54,8 @@ pub async fn run(command: KeysCommand, settings: &Settings) -> Result<String, Ke
                 )
                 .await?;
             Ok(if json {
-                let object = serde_json::json!({
-                    "id": key.id.to_string(),
-                    "name": key.name,
-                    "role": key.role,
-                    "key": issued.key,
-                    "created_at": crate::roles::api::rfc3339(key.created_at),
-                });
-                format!("{object}\n")
+                let object = CreatedKeyResponse::new(&key, issued.key);
+                format!("{}\n", serde_json::to_string(&object).unwrap_or_default())
             } else {
                 format!(
                     "created key {} ({}, {}); keep it now, it is not shown again:\n{}\n",

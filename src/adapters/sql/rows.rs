@@ -150,8 +150,6 @@ impl TryFrom<CampaignRow> for Campaign {
     type Error = StoreError;
 
     fn try_from(row: CampaignRow) -> Result<Self, StoreError> {
-        let windows: Vec<BusinessWindow> = serde_json::from_str(&row.business_hours)
-            .map_err(|err| corrupt("business hours", err))?;
         Ok(Campaign {
             id: parse_id("campaign id", &row.id)?,
             name: row.name,
@@ -169,7 +167,7 @@ impl TryFrom<CampaignRow> for Campaign {
                 max_delay: Duration::from_millis(row.max_delay_ms.max(0) as u64),
                 jitter: row.jitter,
             },
-            business_hours: BusinessHours::new(windows),
+            business_hours: hours_of("business hours", &row.business_hours)?,
             recipient_hours: hours_of("recipient hours", &row.recipient_hours)?,
             restricted_periods: periods_of(&row.restricted_periods)?,
             created_at: from_ms(row.created_at),

@@ -325,11 +325,6 @@ impl Audit {
                 .store(true, std::sync::atomic::Ordering::Release);
         }
     }
-
-    /// The caller, when keys were presented.
-    pub fn principal(&self) -> Option<&Principal> {
-        self.0.as_ref().and_then(|slot| slot.principal.as_ref())
-    }
 }
 
 impl FromRequest for Audit {
@@ -359,9 +354,6 @@ pub async fn guard(
         }
         return Ok(req.error_response(ApiError::internal(&"the api role has no key gate")));
     };
-    let audited = !is_read(req.method());
-    let method = req.method().to_string();
-    let resource_id = req.match_info().get("id").map(str::to_owned);
     let authenticated = if access == Access::Public {
         Ok(None)
     } else {
@@ -374,19 +366,24 @@ pub async fn guard(
     if admitted.is_err() {
         admitted = gate.note_refusal(&req).and(admitted);
     }
+    // Reads are not audited, and a client refused too often is not either: no entry for them.
     let flooding = matches!(admitted, Err(Refusal::Flooding(_)));
-    let slot = Arc::new(AuditSlot {
-        id: Uuid::now_v7(),
-        principal,
-        method,
-        route,
-        resource_id,
-        recorded: std::sync::atomic::AtomicBool::new(false),
+    let slot = (!is_read(req.method()) && !flooding).then(|| {
+        Arc::new(AuditSlot {
+            id: Uuid::now_v7(),
+            principal,
+            method: req.method().to_string(),
+            route,
+            resource_id: req.match_info().get("id").map(str::to_owned),
+            recorded: std::sync::atomic::AtomicBool::new(false),
+        })
     });
     let response = match admitted {
         Ok(()) => match super::limits::take_turn(&req).await {
             Ok(turn) => {
-                req.extensions_mut().insert(slot.clone());
+                if let Some(slot) = &slot {
+                    req.extensions_mut().insert(slot.clone());
+                }
                 let answered = next.call(req).await;
                 drop(turn);
                 answered
@@ -395,7 +392,9 @@ pub async fn guard(
         },
         Err(refusal) => Ok(req.error_response(ApiError::from(refusal))),
     };
-    if audited && !flooding && !slot.recorded.load(std::sync::atomic::Ordering::Acquire) {
+    if let Some(slot) =
+        slot.filter(|slot| !slot.recorded.load(std::sync::atomic::Ordering::Acquire))
+    {
         let status = match &response {
             Ok(response) => response.status(),
             Err(err) => err.as_response_error().status_code(),

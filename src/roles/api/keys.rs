@@ -65,6 +65,18 @@ pub struct CreatedKeyResponse {
     pub created_at: String,
 }
 
+impl CreatedKeyResponse {
+    pub fn new(key: &ApiKey, secret: String) -> Self {
+        Self {
+            id: key.id.to_string(),
+            name: key.name.clone(),
+            role: key.role,
+            key: secret,
+            created_at: rfc3339(key.created_at),
+        }
+    }
+}
+
 impl std::fmt::Debug for CreatedKeyResponse {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CreatedKeyResponse")
@@ -184,13 +196,7 @@ pub async fn create_key(
     audit.recorded();
     gate.remember(key.clone());
     tracing::info!(key_id = %key.id, key_name = %key.name, role = %key.role, "api key created");
-    Ok(HttpResponse::Created().json(CreatedKeyResponse {
-        id: key.id.to_string(),
-        name: key.name,
-        role: key.role,
-        key: issued.key,
-        created_at: rfc3339(key.created_at),
-    }))
+    Ok(HttpResponse::Created().json(CreatedKeyResponse::new(&key, issued.key)))
 }
 
 #[utoipa::path(get, path = "/api/v1/keys", security(("bearer" = [])),

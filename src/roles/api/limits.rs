@@ -80,6 +80,15 @@ pub fn timed_out(err: &PayloadError) -> bool {
     matches!(err, PayloadError::Io(io) if io.kind() == std::io::ErrorKind::TimedOut)
 }
 
+fn has_body(req: &ServiceRequest) -> bool {
+    let headers = req.headers();
+    headers.contains_key(header::TRANSFER_ENCODING)
+        || headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|value| value.trim() != "0")
+}
+
 fn is_large(req: &ServiceRequest) -> bool {
     let headers = req.headers();
     match headers
@@ -114,7 +123,9 @@ pub async fn bound_bodies(
     mut req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<actix_web::body::BoxBody>, actix_web::Error> {
-    let Some(limits) = req.app_data::<web::Data<BodyLimits>>().cloned() else {
+    let limits = req.app_data::<web::Data<BodyLimits>>().cloned();
+    // A request without a body (most reads) has nothing to time.
+    let Some(limits) = limits.filter(|_| has_body(&req)) else {
         return next
             .call(req)
             .await
