@@ -11,6 +11,7 @@ use crate::adapters::scylla::{self, ScyllaTimeline, ScyllaUrl};
 use crate::adapters::sqlite::{self, SqliteStore};
 use crate::adapters::telephony::{MockConfig, MockProvider};
 use crate::adapters::twilio::{TwilioCallbacks, TwilioConfig, TwilioProvider};
+use crate::domain::compliance::Compliance;
 use crate::domain::ids::InstanceId;
 use crate::ports::{
     Bus, CallCounts, CallbackVerifier, ConcurrencyLimiter, Store, StoreError, TelephonyProvider,
@@ -25,6 +26,8 @@ use crate::settings::{
 #[derive(Clone)]
 pub struct AppContext {
     pub settings: Arc<Settings>,
+    /// The calling rules of `settings.compliance`, as the store applies them too.
+    pub compliance: Compliance,
     pub store: Arc<dyn Store>,
     /// The store as its own timeline: the finished attempts it still holds.
     store_timeline: Arc<dyn Timeline>,
@@ -86,14 +89,26 @@ async fn connect_store(
 ) -> Result<(Arc<dyn Store>, Arc<dyn Timeline>), ContextError> {
     Ok(match settings.store_address()? {
         StoreAddress::Sqlite { path } => {
-            let store = Arc::new(SqliteStore::open(&path).await?);
+            let store = Arc::new(
+                SqliteStore::open(&path)
+                    .await?
+                    .with_compliance(compliance(settings)?),
+            );
             (store.clone(), store)
         }
         StoreAddress::Postgres { url } => {
-            let store = Arc::new(PgStore::connect(&url, POSTGRES_POOL_SIZE).await?);
+            let store = Arc::new(
+                PgStore::connect(&url, POSTGRES_POOL_SIZE)
+                    .await?
+                    .with_compliance(compliance(settings)?),
+            );
             (store.clone(), store)
         }
     })
+}
+
+fn compliance(settings: &Settings) -> Result<Compliance, ContextError> {
+    Ok(settings.compliance.policy()?)
 }
 
 /// The store's migrations, and the timeline's schema when `with_timeline`.
@@ -203,6 +218,7 @@ impl AppContext {
             }
         };
         Ok(Self {
+            compliance: compliance(&settings)?,
             store,
             store_timeline,
             separate_timeline,

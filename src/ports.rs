@@ -72,6 +72,7 @@ pub struct NewCampaign {
     pub business_hours: BusinessHours,
     pub recipient_hours: BusinessHours,
     pub restricted_periods: Vec<RestrictedPeriod>,
+    pub recipient_limits: Vec<crate::domain::compliance::FrequencyCap>,
     pub voice: Voice,
     /// Already deduplicated and canonical.
     pub targets: Vec<NewTarget>,
@@ -355,7 +356,54 @@ pub trait Store: Send + Sync + 'static {
         before: Option<uuid::Uuid>,
         limit: usize,
     ) -> Result<Vec<AuditEntry>, StoreError>;
+
+    // The do-not-call list and what the calling rules read of a number.
+
+    /// Lists `numbers` (canonical, distinct) under `scope` and, in the same transaction,
+    /// cancels every call of the scope to them that is queued or retrying; a number already
+    /// listed keeps its entry. `NotFound` when the scope's campaign does not exist.
+    async fn add_to_dnc(
+        &self,
+        scope: DncScope,
+        numbers: Vec<(PhoneNumber, Option<String>)>,
+        now: DateTime<Utc>,
+        audit: Option<AuditEntry>,
+    ) -> Result<DncAdded, StoreError>;
+    /// The number's entry: the global one if listed globally, else one of its campaigns'.
+    async fn get_dnc(&self, number: &PhoneNumber) -> Result<Option<DncEntry>, StoreError>;
+    /// Entries in (number, scope) order after `after`.
+    async fn list_dnc(
+        &self,
+        after: Option<(PhoneNumber, DncScope)>,
+        limit: usize,
+    ) -> Result<Vec<DncEntry>, StoreError>;
+    /// Takes the number off the list in every scope; returns how many entries went.
+    async fn remove_dnc(
+        &self,
+        number: &PhoneNumber,
+        audit: Option<AuditEntry>,
+    ) -> Result<u64, StoreError>;
+    /// What the calling rules read of a number called by a campaign at `now`: the entry
+    /// covering it and its attempts within the longest cap window.
+    async fn number_facts(
+        &self,
+        campaign_id: CampaignId,
+        number: &PhoneNumber,
+        now: DateTime<Utc>,
+    ) -> Result<NumberFacts, StoreError>;
 }
+
+/// What adding numbers to the do-not-call list did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DncAdded {
+    /// Numbers newly listed in the scope.
+    pub added: u64,
+    /// Waiting calls canceled.
+    pub canceled: u64,
+}
+
+pub use crate::domain::admission::NumberFacts;
+pub use crate::domain::compliance::dnc::{DncEntry, DncScope};
 
 // ---------------------------------------------------------------------------------------------
 // Bus

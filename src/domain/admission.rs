@@ -12,10 +12,12 @@ use chrono_tz::Tz;
 
 use super::business_hours::BusinessHours;
 use super::call::CallStatus;
-use super::campaign::CampaignStatus;
+use super::campaign::{Campaign, CampaignStatus};
+use super::compliance::dnc::DncScope;
 use super::compliance::states::StateRule;
-use super::compliance::zones::ZoneMap;
-use super::compliance::{states, CallRules, Hold, HoldCode, RestrictedPeriod};
+use super::compliance::{
+    CallRules, Cap, Compliance, FrequencyCap, Hold, HoldCode, PriorAttempt, RestrictedPeriod,
+};
 use super::ids::InstanceId;
 use super::settlement::CurrentCall;
 use super::stats::StatsDelta;
@@ -51,6 +53,20 @@ pub struct DialCheck {
     pub recipient_zones: Vec<Tz>,
     /// The rule of the state of a +1 number's area code.
     pub state: Option<&'static StateRule>,
+    /// The list entry that forbids the number to this campaign, if any.
+    pub do_not_call: Option<DncScope>,
+    pub caps: Vec<Cap>,
+    /// Earlier attempts to the number within the longest cap window.
+    pub prior: Vec<PriorAttempt>,
+}
+
+/// What the store knows of a called number when it checks a call.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NumberFacts {
+    /// The target's own zone, overriding its number's.
+    pub time_zone: Option<Tz>,
+    pub do_not_call: Option<DncScope>,
+    pub prior: Vec<PriorAttempt>,
 }
 
 /// What of a campaign decides whether its calls may be placed.
@@ -61,6 +77,7 @@ pub struct CampaignRules {
     pub business_hours: BusinessHours,
     pub recipient_hours: BusinessHours,
     pub restricted_periods: Vec<RestrictedPeriod>,
+    pub recipient_limits: Vec<FrequencyCap>,
 }
 
 /// Why a claimed attempt was handed back instead of placed, and from when the call may be
@@ -77,27 +94,45 @@ impl HoldReason {
     }
 }
 
+impl CampaignRules {
+    pub fn of(campaign: &Campaign) -> Self {
+        Self {
+            status: campaign.status,
+            time_zone: campaign.time_zone,
+            business_hours: campaign.business_hours.clone(),
+            recipient_hours: campaign.recipient_hours.clone(),
+            restricted_periods: campaign.restricted_periods.clone(),
+            recipient_limits: campaign.recipient_limits.clone(),
+        }
+    }
+}
+
 impl DialCheck {
     /// The check of a call to `phone_number` (E.164) of a campaign: its target's own zone
-    /// when given, else where its number rings, and the rule of its +1 area code's state.
-    /// The store's dialer and the explain route both build it here.
+    /// when given, else where its number rings, the rule of its +1 area code's state, the
+    /// caps and the list. The store's dialer and the explain routes all build it here.
     pub fn for_call(
+        policy: &Compliance,
         campaign: CampaignRules,
         phone_number: &str,
-        call_time_zone: Option<Tz>,
+        facts: NumberFacts,
     ) -> Self {
-        let recipient_zones = match call_time_zone {
+        let recipient_zones = match facts.time_zone {
             Some(zone) => vec![zone],
-            None => ZoneMap::builtin().zones_of(phone_number).to_vec(),
+            None => policy.zones().zones_of(phone_number).to_vec(),
         };
+        let state = policy.state_rule(phone_number);
         DialCheck {
+            caps: policy.caps(&campaign.recipient_limits, state),
+            do_not_call: facts.do_not_call,
+            prior: facts.prior,
             campaign_status: campaign.status,
             time_zone: campaign.time_zone,
             business_hours: campaign.business_hours,
             recipient_hours: campaign.recipient_hours,
             restricted_periods: campaign.restricted_periods,
             recipient_zones,
-            state: states::rule_for(phone_number),
+            state,
         }
     }
 
@@ -110,7 +145,16 @@ impl DialCheck {
                 until: None,
             }];
         }
-        self.rules().holds(now)
+        let mut holds = Vec::new();
+        if let Some(scope) = self.do_not_call {
+            holds.push(Hold {
+                code: HoldCode::DoNotCall,
+                message: format!("the number is on the do-not-call list ({scope})"),
+                until: None,
+            });
+        }
+        holds.extend(self.rules().holds(now));
+        holds
     }
 
     /// The calling rules of this call, as the explain routes show them too.
@@ -122,6 +166,8 @@ impl DialCheck {
             recipient_zones: &self.recipient_zones,
             state: self.state,
             restricted: &self.restricted_periods,
+            caps: &self.caps,
+            prior: &self.prior,
         }
     }
 
@@ -130,6 +176,12 @@ impl DialCheck {
         if self.campaign_status != CampaignStatus::InProgress {
             return Some(HoldReason {
                 code: HoldCode::CampaignNotRunning,
+                until: None,
+            });
+        }
+        if self.do_not_call.is_some() {
+            return Some(HoldReason {
+                code: HoldCode::DoNotCall,
                 until: None,
             });
         }
@@ -149,6 +201,9 @@ pub enum Begin {
     Dial,
     /// The campaign may not dial now: the attempt went back unspent.
     Held(HoldReason),
+    /// The number is on the do-not-call list: the attempt goes back unspent and the call ends
+    /// `canceled` with `do_not_call`.
+    Forbidden,
     /// The attempt is no longer the one its claimer handed out (recorded, handed back, or
     /// begun by another dialer): never dial it.
     Stale,
@@ -196,6 +251,10 @@ impl CurrentCall {
             return Begin::Stale;
         }
         match check.hold(now) {
+            Some(HoldReason {
+                code: HoldCode::DoNotCall,
+                ..
+            }) => Begin::Forbidden,
             Some(reason) => Begin::Held(reason),
             None => Begin::Dial,
         }
@@ -214,6 +273,14 @@ impl CurrentCall {
             Unspent::NeverCreated => self.holds(attempt, holder),
         };
         holds.then(|| self.release_unchecked())
+    }
+
+    /// The end of a call whose number is on the do-not-call list, its attempt unspent.
+    pub fn forbid(&self) -> Release {
+        Release {
+            call_status: CallStatus::Canceled,
+            delta: StatsDelta::released(CallStatus::Canceled, self.attempt_count > 1),
+        }
     }
 
     /// The release of the call's current attempt, once `begin` or `release` allowed it.
@@ -259,6 +326,9 @@ mod tests {
             restricted_periods: Vec::new(),
             recipient_zones: Vec::new(),
             state: None,
+            do_not_call: None,
+            caps: Vec::new(),
+            prior: Vec::new(),
         }
     }
 
@@ -360,6 +430,25 @@ mod tests {
                 until: Some(next_monday_nine),
             })
         );
+    }
+
+    #[test]
+    fn a_listed_number_is_never_dialed_and_its_call_ends_canceled() {
+        let claimer = InstanceId::new();
+        let call = claimed(claimer, CampaignStatus::InProgress);
+        let listed = DialCheck {
+            do_not_call: Some(DncScope::Global),
+            ..check(CampaignStatus::InProgress)
+        };
+        let now = monday_noon_new_york();
+        assert_eq!(call.begin(2, claimer, &listed, now), Begin::Forbidden);
+        let end = call.forbid();
+        assert_eq!(end.call_status, CallStatus::Canceled);
+        assert_eq!(end.delta.dialing, -1);
+        assert_eq!(end.delta.canceled, 1);
+        assert_eq!(end.delta.attempts_total, -1, "the attempt was never placed");
+        let codes: Vec<_> = listed.explain(now).into_iter().map(|h| h.code).collect();
+        assert_eq!(codes, vec![HoldCode::DoNotCall]);
     }
 
     #[test]

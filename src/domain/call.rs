@@ -7,7 +7,7 @@ use super::carrier::CarrierCall;
 use super::ids::{CallId, CampaignId};
 use super::phone::PhoneNumber;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum CallStatus {
     /// Waiting for a window or capacity.
     Queued,

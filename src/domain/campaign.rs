@@ -7,7 +7,7 @@ use chrono_tz::Tz;
 
 use super::business_hours::BusinessHours;
 use super::carrier::{Audio, Voice};
-use super::compliance::RestrictedPeriod;
+use super::compliance::{FrequencyCap, RestrictedPeriod};
 use super::ids::CampaignId;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -184,6 +184,8 @@ pub struct Campaign {
     pub recipient_hours: BusinessHours,
     /// Days no attempt starts, in the campaign's zone.
     pub restricted_periods: Vec<RestrictedPeriod>,
+    /// Caps on attempts to one number within the campaign.
+    pub recipient_limits: Vec<FrequencyCap>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
@@ -203,6 +205,7 @@ pub struct CampaignChanges {
     pub business_hours: Option<BusinessHours>,
     pub recipient_hours: Option<BusinessHours>,
     pub restricted_periods: Option<Vec<RestrictedPeriod>>,
+    pub recipient_limits: Option<Vec<FrequencyCap>>,
     /// `Some(None)` clears the campaign's caller id.
     pub caller_id: Option<Option<String>>,
     /// `Some(None)` clears the campaign's audio.
@@ -225,6 +228,7 @@ impl CampaignChanges {
             restricted_periods: self
                 .restricted_periods
                 .unwrap_or(campaign.restricted_periods),
+            recipient_limits: self.recipient_limits.unwrap_or(campaign.recipient_limits),
             voice: Voice {
                 caller_id: self.caller_id.unwrap_or(campaign.voice.caller_id),
                 audio: self.audio.unwrap_or(campaign.voice.audio),
@@ -309,6 +313,7 @@ mod tests {
             business_hours: BusinessHours::default(),
             recipient_hours: BusinessHours::default(),
             restricted_periods: Vec::new(),
+            recipient_limits: Vec::new(),
             created_at: DateTime::<Utc>::UNIX_EPOCH,
             updated_at: DateTime::<Utc>::UNIX_EPOCH,
             started_at: None,

@@ -238,6 +238,10 @@ impl CallWorker {
                     tracing::info!(call_id = %dispatch.call_id, attempt = dispatch.attempt, reason = reason.as_str(), "attempt handed back unspent");
                     done.push(delivery.token);
                 }
+                Begin::Forbidden => {
+                    tracing::info!(call_id = %dispatch.call_id, attempt = dispatch.attempt, "number on the do-not-call list, call canceled");
+                    done.push(delivery.token);
+                }
                 Begin::Stale => {
                     tracing::info!(call_id = %dispatch.call_id, attempt = dispatch.attempt, "attempt moved on, not dialing");
                     done.push(delivery.token);

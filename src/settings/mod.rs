@@ -547,6 +547,21 @@ pub struct ComplianceSettings {
     /// A campaign's recipient hours when it gives none: windows read in each called party's
     /// time zone. The default is the federal window, 08:00-21:00 every day.
     pub recipient_hours: Vec<crate::domain::business_hours::BusinessWindow>,
+    /// Whether the rules of a +1 number's state (by area code) apply.
+    pub state_rules: bool,
+    /// Attempts to one number across every campaign, e.g. `{count = 3, per = "24h"}`.
+    pub max_attempts_per_number: Option<NumberCapSettings>,
+    /// Number-to-zone entries replacing the built-in map's: digits of the country code and
+    /// leading digits (an optional `+`), to IANA zones.
+    pub zone_overrides: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NumberCapSettings {
+    pub count: u32,
+    /// From "1h" to "30d".
+    pub per: String,
 }
 
 impl Default for ComplianceSettings {
@@ -555,11 +570,47 @@ impl Default for ComplianceSettings {
             recipient_hours: crate::domain::compliance::default_recipient_hours()
                 .windows()
                 .to_vec(),
+            state_rules: true,
+            max_attempts_per_number: None,
+            zone_overrides: std::collections::BTreeMap::new(),
         }
     }
 }
 
 impl ComplianceSettings {
+    /// The calling rules these settings make, or the key of the first that is wrong.
+    pub fn policy(&self) -> Result<crate::domain::compliance::Compliance, SettingsError> {
+        use crate::domain::compliance::{caps, zones::ZoneMap, Compliance, FrequencyCap};
+        let cap = self
+            .max_attempts_per_number
+            .as_ref()
+            .map(|cap| {
+                let per = caps::parse_window(&cap.per).map_err(|err| {
+                    invalid(
+                        "compliance.max_attempts_per_number.per",
+                        format!("{:?} {err}", cap.per),
+                    )
+                })?;
+                FrequencyCap::new(cap.count, per)
+                    .map_err(|err| invalid("compliance.max_attempts_per_number", err))
+            })
+            .transpose()?;
+        let zones = if self.zone_overrides.is_empty() {
+            None
+        } else {
+            let overrides = self
+                .zone_overrides
+                .iter()
+                .map(|(prefix, zones)| (prefix.as_str(), zones.as_slice()));
+            Some(
+                ZoneMap::builtin()
+                    .with_overrides(overrides)
+                    .map_err(|err| invalid("compliance.zone_overrides", err))?,
+            )
+        };
+        Ok(Compliance::new(self.state_rules, zones, cap))
+    }
+
     pub fn recipient_hours(&self) -> crate::domain::business_hours::BusinessHours {
         crate::domain::business_hours::BusinessHours::new(self.recipient_hours.clone())
     }
@@ -857,6 +908,14 @@ mod tests {
         every_key_set.telephony.mock.journal = Some(String::new());
         every_key_set.log.format = Some(LogFormat::Json);
         every_key_set.otel.endpoint = Some(String::new());
+        every_key_set.compliance.max_attempts_per_number = Some(NumberCapSettings {
+            count: 3,
+            per: "24h".into(),
+        });
+        every_key_set
+            .compliance
+            .zone_overrides
+            .insert("1808".into(), vec!["Pacific/Honolulu".into()]);
         let mut expected = BTreeSet::new();
         key_paths(
             &serde_json::to_value(every_key_set).expect("serializes"),
@@ -864,8 +923,16 @@ mod tests {
             &mut expected,
         );
         let documented = documented_keys(&text);
-        let missing: Vec<_> = expected.difference(&documented).collect();
-        let unknown: Vec<_> = documented.difference(&expected).collect();
+        // A key holding a table (`max_attempts_per_number = {...}`) documents its fields.
+        let within = |key: &String, table: &String| key.starts_with(&format!("{table}."));
+        let missing: Vec<_> = expected
+            .iter()
+            .filter(|key| !documented.contains(*key) && !documented.iter().any(|t| within(key, t)))
+            .collect();
+        let unknown: Vec<_> = documented
+            .iter()
+            .filter(|key| !expected.contains(*key) && !expected.iter().any(|k| within(k, key)))
+            .collect();
         assert!(
             missing.is_empty() && unknown.is_empty(),
             "config/default.toml lacks {missing:?} and names unknown {unknown:?}"

@@ -18,6 +18,7 @@ impl Settings {
         self.validate_timeline_export()?;
         self.validate_telephony()?;
         self.validate_engine()?;
+        self.compliance.policy()?;
         self.validate_roles()
     }
 

@@ -112,6 +112,7 @@ async fn started(ctx: &AppContext, targets: usize) -> CampaignId {
                 business_hours: BusinessHours::default(),
                 recipient_hours: BusinessHours::default(),
                 restricted_periods: Vec::new(),
+                recipient_limits: Vec::new(),
                 voice: Default::default(),
                 targets,
             },

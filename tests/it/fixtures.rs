@@ -18,6 +18,7 @@ use outbound::adapters::sqlite::{self, SqliteStore};
 use outbound::domain::business_hours::BusinessHours;
 use outbound::domain::call::AttemptOutcome;
 use outbound::domain::campaign::{RetryPolicy, StatusAction};
+use outbound::domain::compliance::Compliance;
 use outbound::domain::ids::{CallId, CampaignId, InstanceId};
 use outbound::domain::phone::PhoneNumber;
 use outbound::ports::{AttemptReport, Bus, ConcurrencyLimiter, NewCampaign, NewTarget, Store};
@@ -96,12 +97,28 @@ impl StoreAdapter {
 
     /// `count` stores over one fresh state, as that many processes would open it.
     pub async fn replicas(self, dir: &tempfile::TempDir, count: usize) -> Vec<Arc<dyn Store>> {
+        self.replicas_applying(dir, count, Compliance::default())
+            .await
+    }
+
+    /// `count` stores over one fresh state applying `compliance`.
+    pub async fn replicas_applying(
+        self,
+        dir: &tempfile::TempDir,
+        count: usize,
+        compliance: Compliance,
+    ) -> Vec<Arc<dyn Store>> {
         let mut stores: Vec<Arc<dyn Store>> = Vec::with_capacity(count);
         match self {
             Self::Sqlite => {
                 let path = fresh_sqlite_file(dir).await;
                 for _ in 0..count {
-                    stores.push(Arc::new(SqliteStore::open(&path).await.expect("open")));
+                    stores.push(Arc::new(
+                        SqliteStore::open(&path)
+                            .await
+                            .expect("open")
+                            .with_compliance(compliance.clone()),
+                    ));
                 }
             }
             Self::Postgres => {
@@ -110,7 +127,8 @@ impl StoreAdapter {
                     stores.push(Arc::new(
                         PgStore::connect(&url, TEST_POOL_SIZE)
                             .await
-                            .expect("connect to the test database"),
+                            .expect("connect to the test database")
+                            .with_compliance(compliance.clone()),
                     ));
                 }
             }
@@ -251,6 +269,7 @@ pub async fn start_campaign(
                 business_hours: BusinessHours::default(),
                 recipient_hours: BusinessHours::default(),
                 restricted_periods: Vec::new(),
+                recipient_limits: Vec::new(),
                 voice: Default::default(),
                 targets,
             },

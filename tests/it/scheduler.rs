@@ -77,6 +77,7 @@ async fn started(ctx: &AppContext, targets: usize, limit: u32) -> CampaignId {
                 business_hours: weekdays(),
                 recipient_hours: BusinessHours::default(),
                 restricted_periods: Vec::new(),
+                recipient_limits: Vec::new(),
                 voice: Default::default(),
                 targets,
             },

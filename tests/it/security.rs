@@ -72,8 +72,19 @@ async fn every_route_answers_as_its_role_allows(mode: Mode) {
     let mut expected_audit: Vec<Audited> = Vec::new();
     for endpoint in endpoints() {
         let method = Method::from_bytes(endpoint.method.as_str().as_bytes()).expect("method");
-        let path = endpoint.path.replace("{id}", &resource);
-        let target = endpoint.path.contains("{id}").then(|| resource.clone());
+        let number = "+15555550100";
+        let path = endpoint
+            .path
+            .replace("{id}", &resource)
+            .replace("{number}", number);
+        let target = if endpoint.path.contains("{id}") {
+            Some(resource.clone())
+        } else {
+            endpoint
+                .path
+                .contains("{number}")
+                .then(|| number.to_owned())
+        };
         let body = (method != Method::GET).then(|| json!({}));
         let mut callers: Vec<(Option<Role>, Option<&str>)> = vec![(None, None)];
         callers.extend(

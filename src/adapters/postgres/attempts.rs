@@ -16,16 +16,18 @@ use super::dispatch::complete_if_finished;
 use super::{Conn, PgStore};
 use crate::adapters::sql::prepared::KeepPrepared;
 use crate::adapters::sql::rows::{
-    self, carrier_json, readable_backlog, BeginRow, CountRow, CurrentCallRow, OrphanRow,
-    TimelineRow,
+    self, carrier_json, readable_backlog, BeginFacts, BeginRow, CountRow, CurrentCallRow,
+    OrphanRow, PriorRow, TimelineRow,
 };
 use crate::adapters::sql::statements::{
-    BEGIN_CALLS, CURRENT_CALLS, HOLD_CALL, ORPHANED_ATTEMPTS, POSTGRES_NOW_MS, TIMELINE_BACKLOG,
+    BEGIN_CALLS, CURRENT_CALLS, FORBID_CALL, HOLD_CALL, ORPHANED_ATTEMPTS, POSTGRES_NOW_MS,
+    TIMELINE_BACKLOG,
 };
 use crate::adapters::sql::{as_bigint, millis, to_ms, Failure};
-use crate::domain::admission::{Begin, DialCheck, Release, Unspent};
+use crate::domain::admission::{Begin, Release, Unspent};
 use crate::domain::call::CallStatus;
 use crate::domain::carrier::CarrierCall;
+use crate::domain::compliance::caps;
 use crate::domain::ids::InstanceId;
 use crate::domain::settlement::{AppliedReport, AttemptReport, CurrentCall, Settlement};
 use crate::domain::stats::StatsDelta;
@@ -245,7 +247,7 @@ impl<T> Decisions<T> {
 async fn lock_held_calls(
     conn: &mut Conn,
     attempts: &[HeldAttempt],
-) -> Result<HashMap<String, (CurrentCall, DialCheck)>, Failure> {
+) -> Result<HashMap<String, BeginFacts>, Failure> {
     let campaigns: Vec<String> = attempts
         .iter()
         .map(|held| held.key.campaign_id.to_string())
@@ -267,7 +269,7 @@ async fn lock_held_calls(
     let mut held = HashMap::with_capacity(rows.len());
     for row in rows {
         let id = row.call.id.clone();
-        held.insert(id, <(CurrentCall, DialCheck)>::try_from(row)?);
+        held.insert(id, BeginFacts::try_from(row)?);
     }
     Ok(held)
 }
@@ -362,26 +364,50 @@ pub(super) async fn begin(
         return Ok(Vec::new());
     }
     let attempts = attempts.to_vec();
+    let policy = store.compliance.clone();
     store
         .transaction(move |conn| {
             async move {
                 let mut current = lock_held_calls(conn, &attempts).await?;
+                let prior = prior_attempts(conn, current.values(), now).await?;
                 let mut decisions = Decisions::new(attempts.len());
                 // Calls held back by a calling rule, with the instant they may be dialed.
                 let mut holds: Vec<(String, i64)> = Vec::new();
+                let mut forbidden: Vec<(String, String)> = Vec::new();
+                let mut dialed: Vec<(String, i64, String, String, i32)> = Vec::new();
                 for held in &attempts {
                     let entry = current.get_mut(&held.key.call_id.to_string());
                     let answer = match (entry, held.holder) {
-                        (Some((call, check)), Some(claimer)) => {
-                            let answer = call.begin(held.key.attempt, claimer, check, now);
+                        (Some(facts), Some(claimer)) => {
+                            let numbers_prior = prior
+                                .get(&facts.phone_number)
+                                .map_or(&[][..], Vec::as_slice);
+                            let check = facts.check(&policy, numbers_prior);
+                            let call = &mut facts.call;
+                            let answer = call.begin(held.key.attempt, claimer, &check, now);
                             match answer {
                                 Begin::Dial => {
                                     decisions.dial.push((
                                         held.key.campaign_id.to_string(),
                                         held.key.call_id.to_string(),
                                     ));
+                                    dialed.push((
+                                        facts.phone_number.clone(),
+                                        to_ms(now),
+                                        held.key.campaign_id.to_string(),
+                                        held.key.call_id.to_string(),
+                                        held.key.attempt as i32,
+                                    ));
                                     // A duplicate later in the batch finds it placed.
                                     call.placed = true;
+                                }
+                                Begin::Forbidden => {
+                                    decisions.release(held, call.forbid());
+                                    call.status = CallStatus::Canceled;
+                                    forbidden.push((
+                                        held.key.campaign_id.to_string(),
+                                        held.key.call_id.to_string(),
+                                    ));
                                 }
                                 Begin::Held(reason) => {
                                     decisions.release(held, call.release_unchecked());
@@ -399,6 +425,15 @@ pub(super) async fn begin(
                     decisions.answers.push(answer);
                 }
                 write_decisions(conn, &decisions, Some(owner), now).await?;
+                record_dialed(conn, &dialed).await?;
+                for (campaign_id, call_id) in &forbidden {
+                    diesel::sql_query(FORBID_CALL.postgres())
+                        .bind::<Text, _>(call_id)
+                        .prepared()
+                        .execute(conn)
+                        .await?;
+                    complete_if_finished(conn, campaign_id, now).await?;
+                }
                 for (call_id, until) in holds {
                     diesel::sql_query(HOLD_CALL.postgres())
                         .bind::<BigInt, _>(until)
@@ -412,6 +447,61 @@ pub(super) async fn begin(
             .boxed()
         })
         .await
+}
+
+/// Earlier attempts to the numbers of `calls` within the longest cap window, by number.
+async fn prior_attempts(
+    conn: &mut Conn,
+    calls: impl Iterator<Item = &BeginFacts>,
+    now: DateTime<Utc>,
+) -> Result<HashMap<String, Vec<PriorRow>>, Failure> {
+    let mut numbers: Vec<String> = calls.map(|facts| facts.phone_number.clone()).collect();
+    numbers.sort();
+    numbers.dedup();
+    if numbers.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows: Vec<PriorRow> = diesel::sql_query(
+        "SELECT phone_number, campaign_id, started_at FROM number_attempts \
+         WHERE phone_number = ANY($1) AND started_at > $2",
+    )
+    .bind::<Array<Text>, _>(numbers)
+    .bind::<BigInt, _>(to_ms(now) - millis(caps::MAX_WINDOW))
+    .prepared()
+    .load(conn)
+    .await?;
+    let mut by_number: HashMap<String, Vec<PriorRow>> = HashMap::new();
+    for row in rows {
+        by_number
+            .entry(row.phone_number.clone())
+            .or_default()
+            .push(row);
+    }
+    Ok(by_number)
+}
+
+/// Notes the dialed attempts' numbers and start times, which frequency caps count.
+async fn record_dialed(
+    conn: &mut Conn,
+    dialed: &[(String, i64, String, String, i32)],
+) -> Result<(), Failure> {
+    if dialed.is_empty() {
+        return Ok(());
+    }
+    diesel::sql_query(
+        "INSERT INTO number_attempts (phone_number, started_at, campaign_id, call_id, attempt) \
+         SELECT * FROM unnest($1::text[], $2::int8[], $3::text[], $4::text[], $5::int4[]) \
+         ON CONFLICT DO NOTHING",
+    )
+    .bind::<Array<Text>, _>(dialed.iter().map(|d| d.0.clone()).collect::<Vec<_>>())
+    .bind::<Array<BigInt>, _>(dialed.iter().map(|d| d.1).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(dialed.iter().map(|d| d.2.clone()).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(dialed.iter().map(|d| d.3.clone()).collect::<Vec<_>>())
+    .bind::<Array<Integer>, _>(dialed.iter().map(|d| d.4).collect::<Vec<_>>())
+    .prepared()
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 #[derive(QueryableByName)]
@@ -498,7 +588,8 @@ pub(super) async fn release(
                     let release =
                         current
                             .get_mut(&held.key.call_id.to_string())
-                            .and_then(|(call, _)| {
+                            .and_then(|facts| {
+                                let call = &mut facts.call;
                                 let release =
                                     call.release(held.key.attempt, held.holder, unspent)?;
                                 call.status = CallStatus::Queued;

@@ -12,7 +12,7 @@ use super::keys::record;
 use super::rows::StatusCountRow;
 use super::{rows_per_insert, Conn, PgStore};
 use crate::adapters::sql::prepared::KeepPrepared;
-use crate::adapters::sql::rows::{self, voice_json, CampaignRow, StatsRow};
+use crate::adapters::sql::rows::{self, limits_json, voice_json, CampaignRow, StatsRow};
 use crate::adapters::sql::statements::SET_CAMPAIGN_RULES;
 use crate::adapters::sql::statements::{
     self, APPLY_STATS, CAMPAIGNS, CAMPAIGNS_IN_STATUS, CAMPAIGN_STATS, LOAD_CAMPAIGN, RETRY_BUDGET,
@@ -24,7 +24,7 @@ use crate::domain::call::{Call, CallStatus};
 use crate::domain::campaign::{
     name_key, Campaign, CampaignChanges, CampaignStatus, StatusAction, Transition,
 };
-use crate::domain::compliance::RestrictedPeriod;
+use crate::domain::compliance::{FrequencyCap, RestrictedPeriod};
 use crate::domain::ids::CampaignId;
 use crate::domain::stats::{CampaignStats, StatsDelta};
 use crate::ports::{NewCampaign, NewTarget, StoreError};
@@ -74,10 +74,12 @@ async fn set_rules(
     campaign: &str,
     recipient_hours: &BusinessHours,
     restricted_periods: &[RestrictedPeriod],
+    recipient_limits: &[FrequencyCap],
 ) -> Result<(), Failure> {
     diesel::sql_query(SET_CAMPAIGN_RULES.postgres())
         .bind::<Text, _>(hours_json(recipient_hours)?)
         .bind::<Text, _>(periods_json(restricted_periods)?)
+        .bind::<Text, _>(limits_json(recipient_limits)?)
         .bind::<Text, _>(campaign.to_owned())
         .prepared()
         .execute(conn)
@@ -142,6 +144,7 @@ pub(super) async fn create(
                     business_hours,
                     recipient_hours,
                     restricted_periods,
+                    recipient_limits,
                     voice,
                     targets,
                 } = new;
@@ -170,7 +173,14 @@ pub(super) async fn create(
                 .prepared()
                 .execute(conn)
                 .await?;
-                set_rules(conn, &campaign, &recipient_hours, &restricted_periods).await?;
+                set_rules(
+                    conn,
+                    &campaign,
+                    &recipient_hours,
+                    &restricted_periods,
+                    &recipient_limits,
+                )
+                .await?;
                 // Every target starts as one queued call.
                 diesel::sql_query(
                     "INSERT INTO campaign_stats (campaign_id, total_targets, total_calls, \
@@ -291,6 +301,7 @@ pub(super) async fn update(
                     &campaign,
                     &next.recipient_hours,
                     &next.restricted_periods,
+                    &next.recipient_limits,
                 )
                 .await?;
                 if policy.max_attempts != old_budget {

@@ -10,7 +10,8 @@ use futures::FutureExt;
 use super::PgStore;
 use crate::adapters::sql::millis;
 use crate::adapters::sql::prepared::KeepPrepared;
-use crate::adapters::sql::statements::{HEARTBEAT, PRUNE_INSTANCES};
+use crate::adapters::sql::statements::{HEARTBEAT, PRUNE_INSTANCES, PRUNE_NUMBER_ATTEMPTS};
+use crate::domain::compliance::caps;
 use crate::domain::ids::InstanceId;
 use crate::ports::StoreError;
 
@@ -36,6 +37,12 @@ pub(super) async fn prune(store: &PgStore, silent_for: Duration) -> Result<u64, 
             async move {
                 let pruned = diesel::sql_query(PRUNE_INSTANCES.postgres())
                     .bind::<BigInt, _>(millis(silent_for))
+                    .prepared()
+                    .execute(conn)
+                    .await?;
+                // Attempt times older than any cap window count toward nothing.
+                diesel::sql_query(PRUNE_NUMBER_ATTEMPTS.postgres())
+                    .bind::<BigInt, _>(millis(caps::MAX_WINDOW))
                     .prepared()
                     .execute(conn)
                     .await?;

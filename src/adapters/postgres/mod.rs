@@ -68,6 +68,7 @@ mod attempts;
 mod calls;
 mod campaigns;
 mod dispatch;
+mod dnc;
 mod error;
 mod instances;
 mod keys;
@@ -82,6 +83,7 @@ use diesel_async::AsyncPgConnection;
 
 pub use self::migrator::{create_database, migrate, MIGRATIONS};
 use crate::adapters::sql::store_by_aggregate;
+use crate::domain::compliance::Compliance;
 
 type Conn = AsyncPgConnection;
 
@@ -98,6 +100,16 @@ fn rows_per_insert(per_row: usize, shared: usize) -> usize {
 
 pub struct PgStore {
     pool: Pool<Conn>,
+    /// The deployment's calling rules, applied when a claimed attempt begins.
+    compliance: Compliance,
+}
+
+impl PgStore {
+    /// This store applying `compliance` (the defaults until set).
+    pub fn with_compliance(mut self, compliance: Compliance) -> Self {
+        self.compliance = compliance;
+        self
+    }
 }
 
 store_by_aggregate!(PgStore);

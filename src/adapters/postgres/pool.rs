@@ -18,6 +18,7 @@ use super::{Conn, PgStore};
 use crate::adapters::sql::prepared::KeepPrepared;
 use crate::adapters::sql::rows::CountRow;
 use crate::adapters::sql::Failure;
+use crate::domain::compliance::Compliance;
 use crate::ports::StoreError;
 
 /// How long a caller waits for a pooled connection before the store reports itself unavailable.
@@ -39,7 +40,10 @@ impl PgStore {
             .max_size(pool_size.max(1))
             .build()
             .map_err(|err| StoreError::Internal(format!("postgres pool: {err}")))?;
-        let store = Self { pool };
+        let store = Self {
+            pool,
+            compliance: Compliance::default(),
+        };
         drop(store.conn().await?);
         Ok(store)
     }

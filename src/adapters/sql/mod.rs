@@ -340,6 +340,48 @@ macro_rules! store_by_aggregate {
                 ) -> Result<Vec<AuditEntry>, StoreError> {
                     keys::list_audit(self, before, limit).await
                 }
+
+                async fn add_to_dnc(
+                    &self,
+                    scope: $crate::ports::DncScope,
+                    numbers: Vec<($crate::domain::phone::PhoneNumber, Option<String>)>,
+                    now: DateTime<Utc>,
+                    audit: Option<AuditEntry>,
+                ) -> Result<$crate::ports::DncAdded, StoreError> {
+                    dnc::add(self, scope, numbers, now, audit).await
+                }
+
+                async fn get_dnc(
+                    &self,
+                    number: &$crate::domain::phone::PhoneNumber,
+                ) -> Result<Option<$crate::ports::DncEntry>, StoreError> {
+                    dnc::get(self, number).await
+                }
+
+                async fn list_dnc(
+                    &self,
+                    after: Option<($crate::domain::phone::PhoneNumber, $crate::ports::DncScope)>,
+                    limit: usize,
+                ) -> Result<Vec<$crate::ports::DncEntry>, StoreError> {
+                    dnc::list(self, after, limit).await
+                }
+
+                async fn remove_dnc(
+                    &self,
+                    number: &$crate::domain::phone::PhoneNumber,
+                    audit: Option<AuditEntry>,
+                ) -> Result<u64, StoreError> {
+                    dnc::remove(self, number, audit).await
+                }
+
+                async fn number_facts(
+                    &self,
+                    campaign_id: CampaignId,
+                    number: &$crate::domain::phone::PhoneNumber,
+                    now: DateTime<Utc>,
+                ) -> Result<$crate::ports::NumberFacts, StoreError> {
+                    dnc::number_facts(self, campaign_id, number, now).await
+                }
             }
         };
     };

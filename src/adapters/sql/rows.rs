@@ -12,12 +12,13 @@ use diesel::QueryableByName;
 
 use super::from_ms;
 use crate::domain::access::{ApiKey, AuditEntry, KeyHash};
-use crate::domain::admission::{CampaignRules, Capacity, DialCheck};
+use crate::domain::admission::{CampaignRules, Capacity, DialCheck, NumberFacts};
 use crate::domain::business_hours::{BusinessHours, BusinessWindow};
 use crate::domain::call::{Attempt, AttemptStatus, Call, CallStatus};
 use crate::domain::campaign::{Campaign, CampaignStatus, RetryPolicy};
 use crate::domain::carrier::{CarrierCall, Voice};
-use crate::domain::compliance::RestrictedPeriod;
+use crate::domain::compliance::dnc::{DncEntry, DncScope};
+use crate::domain::compliance::{Compliance, FrequencyCap, PriorAttempt, RestrictedPeriod};
 use crate::domain::ids::{CallId, CampaignId};
 use crate::domain::phone::PhoneNumber;
 use crate::domain::settlement::CurrentCall;
@@ -76,7 +77,8 @@ pub const CAMPAIGN_COLUMNS: &str = "campaigns.id AS id, campaigns.name AS name, 
     campaigns.created_at AS created_at, campaigns.updated_at AS updated_at, \
     campaigns.started_at AS started_at, campaigns.completed_at AS completed_at, \
     campaigns.voice AS voice, campaigns.recipient_hours AS recipient_hours, \
-    campaigns.restricted_periods AS restricted_periods";
+    campaigns.restricted_periods AS restricted_periods, \
+    campaigns.recipient_limits AS recipient_limits";
 
 #[derive(QueryableByName)]
 pub struct CampaignRow {
@@ -118,6 +120,8 @@ pub struct CampaignRow {
     recipient_hours: String,
     #[diesel(sql_type = Text)]
     restricted_periods: String,
+    #[diesel(sql_type = Text)]
+    recipient_limits: String,
 }
 
 #[derive(QueryableByName)]
@@ -170,6 +174,7 @@ impl TryFrom<CampaignRow> for Campaign {
             business_hours: hours_of("business hours", &row.business_hours)?,
             recipient_hours: hours_of("recipient hours", &row.recipient_hours)?,
             restricted_periods: periods_of(&row.restricted_periods)?,
+            recipient_limits: limits_of(&row.recipient_limits)?,
             created_at: from_ms(row.created_at),
             updated_at: from_ms(row.updated_at),
             started_at: row.started_at.map(from_ms),
@@ -522,12 +527,57 @@ pub struct BeginRow {
     #[diesel(sql_type = Text)]
     restricted_periods: String,
     #[diesel(sql_type = Text)]
-    phone_number: String,
+    recipient_limits: String,
+    #[diesel(sql_type = Text)]
+    pub phone_number: String,
+    #[diesel(sql_type = Text)]
+    call_campaign_id: String,
     #[diesel(sql_type = Nullable<Text>)]
     call_time_zone: Option<String>,
+    /// The scope of a do-not-call entry covering the call ('global' or its campaign's id).
+    #[diesel(sql_type = Nullable<Text>)]
+    listed: Option<String>,
 }
 
-impl TryFrom<BeginRow> for (CurrentCall, DialCheck) {
+/// A claimed call as the dialer reads it, before its number's earlier attempts are known.
+#[derive(Debug, Clone)]
+pub struct BeginFacts {
+    pub call: CurrentCall,
+    pub campaign_id: CampaignId,
+    pub campaign: CampaignRules,
+    pub phone_number: String,
+    pub time_zone: Option<chrono_tz::Tz>,
+    pub listed: Option<DncScope>,
+}
+
+impl BeginFacts {
+    /// The check of the call, with `prior` attempts to its number (any campaign's).
+    pub fn check(&self, policy: &Compliance, prior: &[PriorRow]) -> DialCheck {
+        let facts = NumberFacts {
+            time_zone: self.time_zone,
+            do_not_call: self.listed,
+            prior: prior_attempts(prior, self.campaign_id),
+        };
+        DialCheck::for_call(policy, self.campaign.clone(), &self.phone_number, facts)
+    }
+}
+
+/// The scope column of the do-not-call table.
+pub fn scope_of(column: &str) -> Result<DncScope, StoreError> {
+    if column == "global" {
+        return Ok(DncScope::Global);
+    }
+    Ok(DncScope::Campaign(parse_id("do-not-call scope", column)?))
+}
+
+pub fn scope_column(scope: DncScope) -> String {
+    match scope {
+        DncScope::Global => "global".to_owned(),
+        DncScope::Campaign(id) => id.to_string(),
+    }
+}
+
+impl TryFrom<BeginRow> for BeginFacts {
     type Error = StoreError;
 
     fn try_from(row: BeginRow) -> Result<Self, StoreError> {
@@ -541,11 +591,75 @@ impl TryFrom<BeginRow> for (CurrentCall, DialCheck) {
             business_hours: hours_of("business hours", &row.business_hours)?,
             recipient_hours: hours_of("recipient hours", &row.recipient_hours)?,
             restricted_periods: periods_of(&row.restricted_periods)?,
+            recipient_limits: limits_of(&row.recipient_limits)?,
         };
-        let call_zone = zone_of(row.call_time_zone.as_deref())?;
-        let check = DialCheck::for_call(campaign, &row.phone_number, call_zone);
-        Ok((call, check))
+        Ok(BeginFacts {
+            campaign_id: parse_id("campaign id", &row.call_campaign_id)?,
+            call,
+            campaign,
+            time_zone: zone_of(row.call_time_zone.as_deref())?,
+            listed: row.listed.as_deref().map(scope_of).transpose()?,
+            phone_number: row.phone_number,
+        })
     }
+}
+
+/// An earlier attempt to a number.
+#[derive(QueryableByName, Debug, Clone)]
+pub struct PriorRow {
+    #[diesel(sql_type = Text)]
+    pub phone_number: String,
+    #[diesel(sql_type = Text)]
+    pub campaign_id: String,
+    #[diesel(sql_type = BigInt)]
+    pub started_at: i64,
+}
+
+/// The attempts among `rows` as a call of `campaign` counts them.
+pub fn prior_attempts(rows: &[PriorRow], campaign: CampaignId) -> Vec<PriorAttempt> {
+    let campaign = campaign.to_string();
+    rows.iter()
+        .map(|row| PriorAttempt {
+            at: from_ms(row.started_at),
+            same_campaign: row.campaign_id == campaign,
+        })
+        .collect()
+}
+
+/// A do-not-call entry.
+#[derive(QueryableByName)]
+pub struct DncRow {
+    #[diesel(sql_type = Text)]
+    pub phone_number: String,
+    #[diesel(sql_type = Text)]
+    pub scope: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub reason: Option<String>,
+    #[diesel(sql_type = BigInt)]
+    pub created_at: i64,
+}
+
+impl TryFrom<DncRow> for DncEntry {
+    type Error = StoreError;
+
+    fn try_from(row: DncRow) -> Result<Self, StoreError> {
+        Ok(DncEntry {
+            phone_number: PhoneNumber::parse(&row.phone_number)
+                .map_err(|_| corrupt("listed number", &row.phone_number))?,
+            scope: scope_of(&row.scope)?,
+            reason: row.reason,
+            created_at: from_ms(row.created_at),
+        })
+    }
+}
+
+pub fn limits_of(json: &str) -> Result<Vec<FrequencyCap>, StoreError> {
+    serde_json::from_str(json).map_err(|err| corrupt("recipient limits", err))
+}
+
+pub fn limits_json(limits: &[FrequencyCap]) -> Result<String, StoreError> {
+    serde_json::to_string(limits)
+        .map_err(|err| StoreError::Internal(format!("recipient limits: {err}")))
 }
 
 fn hours_of(what: &str, json: &str) -> Result<BusinessHours, StoreError> {

@@ -82,10 +82,58 @@ pub static LOAD_CAMPAIGN: Statement =
 /// the guard) is kept once.
 /// A campaign's calling rules, written by the transaction that creates or updates it.
 pub static SET_CAMPAIGN_RULES: Statement = Statement::new(|| {
-    "UPDATE campaigns SET recipient_hours = ?, restricted_periods = ? WHERE id = ?".into()
+    "UPDATE campaigns SET recipient_hours = ?, restricted_periods = ?, recipient_limits = ? \
+     WHERE id = ?"
+        .into()
 });
 
 /// A call held back by a calling rule is not claimed before the instant it may be dialed.
+/// Earlier attempts to one number since an instant (ms), any campaign's.
+pub static PRIOR_ATTEMPTS: Statement = Statement::new(|| {
+    "SELECT phone_number, campaign_id, started_at FROM number_attempts \
+     WHERE phone_number = ? AND started_at > ?"
+        .into()
+});
+
+pub static INSERT_NUMBER_ATTEMPT: Statement = Statement::new(|| {
+    "INSERT INTO number_attempts (phone_number, started_at, campaign_id, call_id, attempt) \
+     VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+        .into()
+});
+
+/// Attempt times older than the longest cap window (ms) count toward no cap.
+pub static PRUNE_NUMBER_ATTEMPTS: Statement =
+    Statement::new(|| "DELETE FROM number_attempts WHERE started_at < {now_ms} - ?".into());
+
+/// The entry covering a call of a campaign: global first.
+pub static DNC_COVERING: Statement = Statement::new(|| {
+    "SELECT phone_number, scope, reason, created_at FROM do_not_call \
+     WHERE phone_number = ? AND scope IN ('global', ?) ORDER BY scope = 'global' DESC LIMIT 1"
+        .into()
+});
+
+pub static DNC_ENTRY: Statement = Statement::new(|| {
+    "SELECT phone_number, scope, reason, created_at FROM do_not_call WHERE phone_number = ? \
+     ORDER BY scope = 'global' DESC, scope LIMIT 1"
+        .into()
+});
+
+pub static DNC_PAGE: Statement = Statement::new(|| {
+    "SELECT phone_number, scope, reason, created_at FROM do_not_call \
+     WHERE (phone_number, scope) > (?, ?) ORDER BY phone_number, scope LIMIT ?"
+        .into()
+});
+
+pub static DNC_REMOVE: Statement =
+    Statement::new(|| "DELETE FROM do_not_call WHERE phone_number = ?".into());
+
+/// A call whose number is on the do-not-call list, after its attempt went back unspent.
+pub static FORBID_CALL: Statement = Statement::new(|| {
+    "UPDATE calls SET status = 'canceled', last_error = 'do_not_call', dial_after = 0 \
+     WHERE id = ?"
+        .into()
+});
+
 pub static HOLD_CALL: Statement =
     Statement::new(|| "UPDATE calls SET dial_after = ? WHERE id = ?".into());
 
@@ -272,8 +320,11 @@ pub static BEGIN_CALLS: Statement = Statement::new(|| {
     format!(
         "SELECT {CURRENT_CALL_COLUMNS}, k.time_zone AS time_zone, \
          k.business_hours AS business_hours, k.recipient_hours AS recipient_hours, \
-         k.restricted_periods AS restricted_periods, c.phone_number AS phone_number, \
-         c.time_zone AS call_time_zone FROM calls c \
+         k.restricted_periods AS restricted_periods, k.recipient_limits AS recipient_limits, \
+         c.phone_number AS phone_number, c.campaign_id AS call_campaign_id, \
+         c.time_zone AS call_time_zone, (SELECT d.scope FROM do_not_call d \
+         WHERE d.phone_number = c.phone_number AND d.scope IN ('global', c.campaign_id) \
+         LIMIT 1) AS listed FROM calls c \
          JOIN campaigns k ON k.id = c.campaign_id \
          LEFT JOIN attempts a ON a.campaign_id = c.campaign_id AND a.call_id = c.id \
          AND a.attempt = c.attempt_count"

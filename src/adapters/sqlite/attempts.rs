@@ -15,14 +15,17 @@ use super::dispatch::complete_if_finished;
 use super::SqliteStore;
 use crate::adapters::sql::prepared::KeepPrepared;
 use crate::adapters::sql::rows::{
-    self, carrier_json, readable_backlog, BeginRow, CurrentCallRow, OrphanRow, TimelineRow,
+    self, carrier_json, readable_backlog, BeginFacts, BeginRow, CurrentCallRow, OrphanRow,
+    PriorRow, TimelineRow,
 };
 use crate::adapters::sql::statements::{
-    BEGIN_CALLS, CURRENT_CALLS, HOLD_CALL, ORPHANED_ATTEMPTS, TIMELINE_BACKLOG,
+    BEGIN_CALLS, CURRENT_CALLS, FORBID_CALL, HOLD_CALL, INSERT_NUMBER_ATTEMPT, ORPHANED_ATTEMPTS,
+    PRIOR_ATTEMPTS, TIMELINE_BACKLOG,
 };
 use crate::adapters::sql::{as_bigint, millis, to_ms, Failure};
-use crate::domain::admission::{Begin, DialCheck, Release, Unspent};
+use crate::domain::admission::{Begin, Release, Unspent};
 use crate::domain::carrier::CarrierCall;
+use crate::domain::compliance::caps;
 use crate::domain::ids::{CallId, CampaignId, InstanceId};
 use crate::domain::settlement::{AppliedReport, AttemptReport, CurrentCall, Settlement};
 use crate::domain::stats::StatsDelta;
@@ -133,10 +136,13 @@ pub(super) async fn begin(
         return Ok(Vec::new());
     }
     let attempts = attempts.to_vec();
+    let policy = store.compliance.clone();
     store
         .write(move |conn| {
             let mut answers = Vec::with_capacity(attempts.len());
             let mut deltas: BTreeMap<CampaignId, StatsDelta> = BTreeMap::new();
+            // Campaigns whose last call may have just ended.
+            let mut complete = Vec::new();
             for held in &attempts {
                 // Read attempt by attempt: a duplicate in the batch sees the first's write.
                 let rows: Vec<BeginRow> =
@@ -148,7 +154,10 @@ pub(super) async fn begin(
                     answers.push(Begin::Stale);
                     continue;
                 };
-                let (call, check) = <(CurrentCall, DialCheck)>::try_from(row)?;
+                let facts = BeginFacts::try_from(row)?;
+                let prior = prior_attempts(conn, &facts.phone_number, now)?;
+                let check = facts.check(&policy, &prior);
+                let call = facts.call;
                 let answer = match held.holder {
                     Some(claimer) => call.begin(held.key.attempt, claimer, &check, now),
                     None => Begin::Stale,
@@ -165,6 +174,24 @@ pub(super) async fn begin(
                         .bind::<Text, _>(held.key.call_id.to_string())
                         .prepared()
                         .execute(conn)?;
+                        diesel::sql_query(INSERT_NUMBER_ATTEMPT.sqlite())
+                            .bind::<Text, _>(&facts.phone_number)
+                            .bind::<BigInt, _>(to_ms(now))
+                            .bind::<Text, _>(held.key.campaign_id.to_string())
+                            .bind::<Text, _>(held.key.call_id.to_string())
+                            .bind::<Integer, _>(held.key.attempt as i32)
+                            .prepared()
+                            .execute(conn)?;
+                    }
+                    Begin::Forbidden => {
+                        let end = call.forbid();
+                        write_release(conn, &held.key, &end, now)?;
+                        diesel::sql_query(FORBID_CALL.sqlite())
+                            .bind::<Text, _>(held.key.call_id.to_string())
+                            .prepared()
+                            .execute(conn)?;
+                        *deltas.entry(held.key.campaign_id).or_default() += end.delta;
+                        complete.push(held.key.campaign_id);
                     }
                     Begin::Held(reason) => {
                         let release = call.release_unchecked();
@@ -185,9 +212,25 @@ pub(super) async fn begin(
             for (campaign_id, delta) in &deltas {
                 apply_stats(conn, *campaign_id, delta, now)?;
             }
+            for campaign_id in complete {
+                complete_if_finished(conn, campaign_id, now)?;
+            }
             Ok(answers)
         })
         .await
+}
+
+/// Earlier attempts to `phone_number` within the longest cap window before `now`.
+fn prior_attempts(
+    conn: &mut SqliteConnection,
+    phone_number: &str,
+    now: DateTime<Utc>,
+) -> Result<Vec<PriorRow>, Failure> {
+    Ok(diesel::sql_query(PRIOR_ATTEMPTS.sqlite())
+        .bind::<Text, _>(phone_number)
+        .bind::<BigInt, _>(to_ms(now) - millis(caps::MAX_WINDOW))
+        .prepared()
+        .load(conn)?)
 }
 
 pub(super) async fn hand_to_carrier(

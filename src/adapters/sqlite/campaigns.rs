@@ -10,7 +10,7 @@ use super::calls::insert_calls;
 use super::keys::record;
 use super::{SqliteStore, INSERT_CHUNK};
 use crate::adapters::sql::prepared::KeepPrepared;
-use crate::adapters::sql::rows::{self, voice_json, CampaignRow, StatsRow};
+use crate::adapters::sql::rows::{self, limits_json, voice_json, CampaignRow, StatsRow};
 use crate::adapters::sql::statements::SET_CAMPAIGN_RULES;
 use crate::adapters::sql::statements::{
     self, APPLY_STATS, CAMPAIGNS, CAMPAIGNS_IN_STATUS, CAMPAIGN_STATS, LOAD_CAMPAIGN, RETRY_BUDGET,
@@ -22,7 +22,7 @@ use crate::domain::call::{Call, CallStatus};
 use crate::domain::campaign::{
     name_key, Campaign, CampaignChanges, CampaignStatus, StatusAction, Transition,
 };
-use crate::domain::compliance::RestrictedPeriod;
+use crate::domain::compliance::{FrequencyCap, RestrictedPeriod};
 use crate::domain::ids::CampaignId;
 use crate::domain::stats::{CampaignStats, StatsDelta};
 use crate::ports::{NewCampaign, NewTarget, StoreError};
@@ -63,10 +63,12 @@ fn set_rules(
     id: CampaignId,
     recipient_hours: &BusinessHours,
     restricted_periods: &[RestrictedPeriod],
+    recipient_limits: &[FrequencyCap],
 ) -> Result<(), Failure> {
     diesel::sql_query(SET_CAMPAIGN_RULES.sqlite())
         .bind::<Text, _>(hours_json(recipient_hours)?)
         .bind::<Text, _>(periods_json(restricted_periods)?)
+        .bind::<Text, _>(limits_json(recipient_limits)?)
         .bind::<Text, _>(id.to_string())
         .prepared()
         .execute(conn)?;
@@ -115,6 +117,7 @@ pub(super) async fn create(
                 business_hours,
                 recipient_hours,
                 restricted_periods,
+                recipient_limits,
                 voice,
                 targets,
             } = new;
@@ -141,7 +144,13 @@ pub(super) async fn create(
             .bind::<Nullable<Text>, _>(voice_json(&voice))
             .prepared()
             .execute(conn)?;
-            set_rules(conn, id, &recipient_hours, &restricted_periods)?;
+            set_rules(
+                conn,
+                id,
+                &recipient_hours,
+                &restricted_periods,
+                &recipient_limits,
+            )?;
             diesel::sql_query(
                 "INSERT INTO campaign_stats (campaign_id, total_targets, updated_at) \
                  VALUES (?, ?, ?)",
@@ -233,7 +242,13 @@ pub(super) async fn update(
             .bind::<Text, _>(id.to_string())
             .prepared()
             .execute(conn)?;
-            set_rules(conn, id, &next.recipient_hours, &next.restricted_periods)?;
+            set_rules(
+                conn,
+                id,
+                &next.recipient_hours,
+                &next.restricted_periods,
+                &next.recipient_limits,
+            )?;
             if policy.max_attempts != old_budget {
                 diesel::sql_query(RETRY_BUDGET.sqlite())
                     .bind::<Integer, _>(policy.max_attempts as i32)

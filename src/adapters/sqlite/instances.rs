@@ -9,7 +9,8 @@ use diesel::RunQueryDsl;
 use super::SqliteStore;
 use crate::adapters::sql::millis;
 use crate::adapters::sql::prepared::KeepPrepared;
-use crate::adapters::sql::statements::{HEARTBEAT, PRUNE_INSTANCES};
+use crate::adapters::sql::statements::{HEARTBEAT, PRUNE_INSTANCES, PRUNE_NUMBER_ATTEMPTS};
+use crate::domain::compliance::caps;
 use crate::domain::ids::InstanceId;
 use crate::ports::StoreError;
 
@@ -30,6 +31,11 @@ pub(super) async fn prune(store: &SqliteStore, silent_for: Duration) -> Result<u
         .write(move |conn| {
             let pruned = diesel::sql_query(PRUNE_INSTANCES.sqlite())
                 .bind::<BigInt, _>(millis(silent_for))
+                .prepared()
+                .execute(conn)?;
+            // Attempt times older than any cap window count toward nothing.
+            diesel::sql_query(PRUNE_NUMBER_ATTEMPTS.sqlite())
+                .bind::<BigInt, _>(millis(caps::MAX_WINDOW))
                 .prepared()
                 .execute(conn)?;
             Ok(pruned as u64)

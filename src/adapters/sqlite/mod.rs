@@ -13,6 +13,7 @@ mod attempts;
 mod calls;
 mod campaigns;
 mod dispatch;
+mod dnc;
 mod error;
 mod instances;
 mod keys;
@@ -28,6 +29,7 @@ use tokio::sync::Mutex;
 
 pub use self::migrator::{migrate, MIGRATIONS};
 use crate::adapters::sql::store_by_aggregate;
+use crate::domain::compliance::Compliance;
 
 type Conn = SyncConnectionWrapper<SqliteConnection>;
 
@@ -41,6 +43,16 @@ pub struct SqliteStore {
     /// Connections for one-row lookups (a campaign, its statistics), run on the calling thread:
     /// a primary-key read takes microseconds, less than a hop to the blocking pool and back.
     point_readers: Vec<std::sync::Mutex<SqliteConnection>>,
+    /// The deployment's calling rules, applied when a claimed attempt begins.
+    compliance: Compliance,
+}
+
+impl SqliteStore {
+    /// This store applying `compliance` (the defaults until set).
+    pub fn with_compliance(mut self, compliance: Compliance) -> Self {
+        self.compliance = compliance;
+        self
+    }
 }
 
 store_by_aggregate!(SqliteStore);

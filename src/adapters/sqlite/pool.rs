@@ -16,6 +16,7 @@ use super::error::{classify, store_error};
 use super::{Conn, SqliteStore};
 use crate::adapters::sql::rows::CountRow;
 use crate::adapters::sql::Failure;
+use crate::domain::compliance::Compliance;
 use crate::ports::StoreError;
 
 const READERS: usize = 4;
@@ -64,6 +65,7 @@ impl SqliteStore {
             readers,
             next_reader: AtomicUsize::new(0),
             point_readers,
+            compliance: Compliance::default(),
         })
     }
 

@@ -9,15 +9,19 @@
 //! zone) stop everything, and frequency caps count attempts to the number over sliding
 //! windows.
 
+pub mod caps;
+pub mod dnc;
 pub mod states;
 pub mod zones;
 
-use std::time::Duration;
+use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use chrono_tz::Tz;
 
+pub use self::caps::{Cap, CapSource, FrequencyCap, PriorAttempt};
 use self::states::StateRule;
+use self::zones::ZoneMap;
 use super::business_hours::{BusinessHours, BusinessWindow, WallTime};
 
 /// Why a call is not dialed now; the codes are the API's.
@@ -87,33 +91,6 @@ impl RestrictedPeriod {
     }
 }
 
-/// At most `max_attempts` attempts to one number within any `per`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FrequencyCap {
-    pub max_attempts: u32,
-    pub per: Duration,
-}
-
-impl FrequencyCap {
-    /// When the cap holds at `now` given the start times of earlier attempts to the number:
-    /// the instant enough of them have left the window.
-    pub fn holding(&self, attempts: &[DateTime<Utc>], now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        let per = TimeDelta::from_std(self.per).ok()?;
-        let mut recent: Vec<DateTime<Utc>> = attempts
-            .iter()
-            .copied()
-            .filter(|&at| at > now - per && at <= now)
-            .collect();
-        let max = usize::try_from(self.max_attempts).unwrap_or(usize::MAX);
-        if recent.len() < max {
-            return None;
-        }
-        recent.sort();
-        // With `len - max + 1` of them gone, one more attempt fits.
-        recent.get(recent.len() - max).map(|&oldest| oldest + per)
-    }
-}
-
 /// Recipient hours when a campaign gives none: every day 08:00–21:00.
 pub fn default_recipient_hours() -> BusinessHours {
     let windows = (0..7u8)
@@ -138,6 +115,81 @@ pub struct CallRules<'a> {
     /// The rule of the state of a +1 number's area code, when state rules are on.
     pub state: Option<&'static StateRule>,
     pub restricted: &'a [RestrictedPeriod],
+    /// The frequency caps that apply, and the earlier attempts to the number they count.
+    pub caps: &'a [Cap],
+    pub prior: &'a [PriorAttempt],
+}
+
+/// The deployment's calling-rule settings, as the dialer and the explain routes apply them.
+#[derive(Debug, Clone)]
+pub struct Compliance {
+    /// Whether the rules of a +1 number's state apply.
+    pub state_rules: bool,
+    /// The number-to-zone map with the deployment's overrides; `None`: the built-in one.
+    zones: Option<Arc<ZoneMap>>,
+    /// Attempts to one number across every campaign.
+    pub max_attempts_per_number: Option<FrequencyCap>,
+}
+
+impl Default for Compliance {
+    fn default() -> Self {
+        Self {
+            state_rules: true,
+            zones: None,
+            max_attempts_per_number: None,
+        }
+    }
+}
+
+impl Compliance {
+    pub fn new(
+        state_rules: bool,
+        zones: Option<ZoneMap>,
+        max_attempts_per_number: Option<FrequencyCap>,
+    ) -> Self {
+        Self {
+            state_rules,
+            zones: zones.map(Arc::new),
+            max_attempts_per_number,
+        }
+    }
+
+    pub fn zones(&self) -> &ZoneMap {
+        self.zones.as_deref().unwrap_or_else(|| ZoneMap::builtin())
+    }
+
+    /// The state rule that applies to a number, if state rules are on.
+    pub fn state_rule(&self, e164: &str) -> Option<&'static StateRule> {
+        self.state_rules.then(|| states::rule_for(e164)).flatten()
+    }
+
+    /// The caps on a call of a campaign with `recipient_limits` to a number under `state`.
+    pub fn caps(
+        &self,
+        recipient_limits: &[FrequencyCap],
+        state: Option<&'static StateRule>,
+    ) -> Vec<Cap> {
+        let deployment = self.max_attempts_per_number.map(|limit| Cap {
+            limit,
+            source: CapSource::Deployment,
+        });
+        let campaign = recipient_limits.iter().map(|&limit| Cap {
+            limit,
+            source: CapSource::Campaign,
+        });
+        let state = state.and_then(|rule| {
+            let (max_attempts, per) = rule.cap?;
+            Some(Cap {
+                limit: FrequencyCap { max_attempts, per },
+                source: CapSource::State(rule),
+            })
+        });
+        deployment
+            .into_iter()
+            .chain(campaign)
+            .chain(state)
+            .collect()
+    }
 }
 
 /// How far ahead `next_dialable` looks before giving up.
@@ -197,6 +249,15 @@ impl CallRules<'_> {
                         "restricted period {:?} ({} to {})",
                         period.name, period.start, period.end
                     ),
+                    until: Some(until),
+                });
+            }
+        }
+        for cap in self.caps {
+            if let Some(until) = cap.holding(self.prior, now) {
+                holds.push(Hold {
+                    code: HoldCode::FrequencyCap,
+                    message: format!("{} is reached", cap.describe()),
                     until: Some(until),
                 });
             }
@@ -305,6 +366,8 @@ mod tests {
             recipient_zones: zones,
             state: None,
             restricted: &[],
+            caps: &[],
+            prior: &[],
         }
     }
 
@@ -470,20 +533,52 @@ mod tests {
     }
 
     #[test]
-    fn caps_free_a_slot_when_the_oldest_counted_attempt_leaves_the_window() {
-        let cap = FrequencyCap {
-            max_attempts: 3,
-            per: Duration::from_secs(24 * 3600),
+    fn a_reached_cap_holds_until_its_oldest_attempt_leaves_the_window_and_hours_still_apply() {
+        let always = BusinessHours::default();
+        let recipient = default_recipient_hours();
+        let zones = [America::New_York];
+        let florida = states::rule_for("+13055550100").unwrap();
+        let caps = Compliance::default().caps(&[], Some(florida));
+        assert_eq!(caps.len(), 1, "Florida caps attempts per campaign");
+        // Three attempts today from 12:00; the first leaves the 24 h window tomorrow at 12:00.
+        let noon = local(America::New_York, 2026, 12, 2, 12, 0);
+        let prior: Vec<PriorAttempt> = (0..3)
+            .map(|hour| PriorAttempt {
+                at: noon + TimeDelta::hours(hour),
+                same_campaign: true,
+            })
+            .collect();
+        let r = CallRules {
+            caps: &caps,
+            prior: &prior,
+            ..rules(&zones, &always, &recipient)
         };
-        let now = utc(2026, 12, 2, 12, 0);
-        let attempts = [
-            utc(2026, 12, 1, 11, 0), // outside the window
-            utc(2026, 12, 1, 13, 0),
-            utc(2026, 12, 2, 9, 0),
-            utc(2026, 12, 2, 11, 0),
-        ];
-        assert_eq!(cap.holding(&attempts, now), Some(utc(2026, 12, 2, 13, 0)));
-        assert_eq!(cap.holding(&attempts[..3], now), None);
+        let now = local(America::New_York, 2026, 12, 2, 16, 0);
+        let holds = r.holds(now);
+        assert_eq!(holds.len(), 1);
+        assert_eq!(holds[0].code, HoldCode::FrequencyCap);
+        assert!(holds[0].message.contains("Florida"), "{}", holds[0].message);
+        assert_eq!(holds[0].until, Some(noon + TimeDelta::days(1)));
+        assert_eq!(r.next_dialable(now), Some(noon + TimeDelta::days(1)));
+        // Other campaigns' attempts do not count toward a state's per-campaign cap.
+        let elsewhere: Vec<PriorAttempt> = prior
+            .iter()
+            .map(|a| PriorAttempt {
+                same_campaign: false,
+                ..*a
+            })
+            .collect();
+        let r = CallRules {
+            prior: &elsewhere,
+            ..r
+        };
+        assert!(r.holds(now).is_empty());
+        // With state rules off, no state cap.
+        let off = Compliance {
+            state_rules: false,
+            ..Compliance::default()
+        };
+        assert_eq!(off.state_rule("+13055550100"), None);
     }
 
     #[test]

@@ -374,7 +374,11 @@ pub async fn guard(
             principal,
             method: req.method().to_string(),
             route,
-            resource_id: req.match_info().get("id").map(str::to_owned),
+            resource_id: req
+                .match_info()
+                .get("id")
+                .or_else(|| req.match_info().get("number"))
+                .map(str::to_owned),
             recorded: std::sync::atomic::AtomicBool::new(false),
         })
     });

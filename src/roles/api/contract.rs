@@ -17,7 +17,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement
 use utoipa::openapi::{OpenApi as Document, Ref, Required};
 use utoipa::{Modify, OpenApi};
 
-use super::{endpoints, handlers, keys, webhooks};
+use super::{dnc, endpoints, handlers, keys, webhooks};
 use crate::domain::access::Access;
 
 /// An id in a path or a query: a hyphenated UUID, exactly what the server parses.
@@ -52,6 +52,11 @@ pub const UUID_PATTERN: &str =
         keys::list_keys,
         keys::revoke_key,
         keys::list_audit,
+        dnc::add_global,
+        dnc::add_for_campaign,
+        dnc::list_entries,
+        dnc::get_entry,
+        dnc::remove_entry,
     ),
     modifiers(&Contract)
 )]

@@ -13,7 +13,8 @@ use crate::domain::business_hours::{BusinessHours, BusinessWindow, WallTime};
 use crate::domain::call::{Attempt, Call};
 use crate::domain::campaign::{Campaign, RetryPolicy};
 use crate::domain::carrier::{twiml_problem, voice_url_problem, Audio, CarrierCall};
-use crate::domain::compliance::RestrictedPeriod;
+use crate::domain::compliance::caps::{format_window, parse_window};
+use crate::domain::compliance::{FrequencyCap, RestrictedPeriod};
 use crate::domain::duration::{format_go_duration, parse_go_duration};
 use crate::domain::phone::PhoneNumber;
 use crate::domain::stats::CampaignStats;
@@ -80,6 +81,65 @@ pub struct RestrictedPeriodInput {
     /// "YYYY-MM-DD", not before `start`.
     #[schema(value_type = String, required = true)]
     pub end: Option<String>,
+}
+
+/// At most `max_attempts` attempts to one number of the campaign within any `per`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct RecipientLimitInput {
+    /// 1 to 1000.
+    #[schema(value_type = i64, required = true, minimum = 1, maximum = 1000)]
+    pub max_attempts: Option<i64>,
+    /// A window from "1h" to "30d": a Go duration ("24h", "90m") or whole days ("7d").
+    #[schema(value_type = String, required = true, example = "24h")]
+    pub per: Option<String>,
+}
+
+/// At most this many recipient limits per campaign.
+pub const MAX_RECIPIENT_LIMITS: usize = 2;
+
+pub fn validate_recipient_limits(
+    input: &[RecipientLimitInput],
+    problems: &mut Problems,
+) -> Option<Vec<FrequencyCap>> {
+    let before = problems.0.len();
+    if input.len() > MAX_RECIPIENT_LIMITS {
+        problems.push(
+            "recipient_limits",
+            format!("at most {MAX_RECIPIENT_LIMITS}, got {}", input.len()),
+        );
+        return None;
+    }
+    let mut limits = Vec::with_capacity(input.len());
+    for (index, limit) in input.iter().enumerate() {
+        let field = |name: &str| format!("recipient_limits[{index}].{name}");
+        let max_attempts = match limit.max_attempts {
+            Some(n) if (1..=1000).contains(&n) => u32::try_from(n).ok(),
+            Some(n) => {
+                problems.push(
+                    &field("max_attempts"),
+                    format!("must be 1 to 1000, got {n}"),
+                );
+                None
+            }
+            None => {
+                problems.push(&field("max_attempts"), "is required");
+                None
+            }
+        };
+        let per = match limit.per.as_deref() {
+            Some(text) => parse_window(text)
+                .map_err(|err| problems.push(&field("per"), format!("{text:?} {err}")))
+                .ok(),
+            None => {
+                problems.push(&field("per"), "is required");
+                None
+            }
+        };
+        if let (Some(max_attempts), Some(per)) = (max_attempts, per) {
+            limits.extend(FrequencyCap::new(max_attempts, per).ok());
+        }
+    }
+    (problems.0.len() == before).then_some(limits)
 }
 
 /// At most this many restricted periods per campaign.
@@ -173,6 +233,8 @@ pub struct CreateCampaignRequest {
     pub recipient_hours: Option<Vec<BusinessHourInput>>,
     /// Days no attempt starts (holidays), in the campaign's time zone; at most 100.
     pub restricted_periods: Option<Vec<RestrictedPeriodInput>>,
+    /// Caps on attempts to one number within this campaign; at most 2.
+    pub recipient_limits: Option<Vec<RecipientLimitInput>>,
     pub targets: Option<Vec<TargetInput>>,
     /// Caller id for a real carrier (E.164); absent: `telephony.twilio.from`.
     pub caller_id: Option<String>,
@@ -197,6 +259,8 @@ pub struct UpdateCampaignRequest {
     pub recipient_hours: Option<Vec<BusinessHourInput>>,
     /// Replaces the restricted periods.
     pub restricted_periods: Option<Vec<RestrictedPeriodInput>>,
+    /// Replaces the recipient limits; empty: none.
+    pub recipient_limits: Option<Vec<RecipientLimitInput>>,
     /// Caller id for a real carrier (E.164); an empty string returns to
     /// `telephony.twilio.from`.
     pub caller_id: Option<String>,
@@ -590,6 +654,7 @@ pub struct CampaignResponse {
     /// Windows read in each called party's time zone; empty: no restriction.
     pub recipient_hours: Vec<BusinessHourResponse>,
     pub restricted_periods: Vec<RestrictedPeriodResponse>,
+    pub recipient_limits: Vec<RecipientLimitResponse>,
     pub created_at: String,
     pub updated_at: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -603,6 +668,22 @@ pub struct CampaignResponse {
     pub twiml: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub voice_url: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RecipientLimitResponse {
+    pub max_attempts: u32,
+    /// As given, days as "7d", other windows as Go prints them ("36h0m0s").
+    pub per: String,
+}
+
+impl From<&FrequencyCap> for RecipientLimitResponse {
+    fn from(cap: &FrequencyCap) -> Self {
+        Self {
+            max_attempts: cap.max_attempts,
+            per: format_window(cap.per),
+        }
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -645,6 +726,7 @@ impl From<&Campaign> for CampaignResponse {
                     end: p.end.to_string(),
                 })
                 .collect(),
+            recipient_limits: c.recipient_limits.iter().map(Into::into).collect(),
             created_at: rfc3339(c.created_at),
             updated_at: rfc3339(c.updated_at),
             started_at: c.started_at.map(rfc3339),

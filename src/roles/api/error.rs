@@ -183,6 +183,10 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         self.code
     }
+
+    pub fn details(&self) -> &[String] {
+        &self.details
+    }
 }
 
 impl std::fmt::Display for ApiError {

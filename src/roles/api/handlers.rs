@@ -14,7 +14,7 @@ use super::access::Audit;
 use super::dto::*;
 use super::error::{ApiError, ErrorBody};
 use crate::context::AppContext;
-use crate::domain::admission::{CampaignRules, DialCheck};
+use crate::domain::admission::{CampaignRules, DialCheck, NumberFacts};
 use crate::domain::call::{merge_attempts, CallStatus};
 use crate::domain::campaign::{CampaignChanges, CampaignStatus, StatusAction, Transition};
 use crate::domain::carrier::Voice;
@@ -126,6 +126,10 @@ pub async fn create_campaign(
         body.restricted_periods.as_deref().unwrap_or_default(),
         &mut problems,
     );
+    let recipient_limits = validate_recipient_limits(
+        body.recipient_limits.as_deref().unwrap_or_default(),
+        &mut problems,
+    );
     let targets = validate_targets(body.targets.unwrap_or_default(), &mut problems);
     let description = validate_description(body.description, &mut problems);
     let (caller_id, audio) = validate_voice(voice_input!(body), &mut problems);
@@ -141,6 +145,7 @@ pub async fn create_campaign(
         Some(hours),
         Some(recipient_hours),
         Some(restricted_periods),
+        Some(recipient_limits),
         true,
     ) = (
         name,
@@ -150,6 +155,7 @@ pub async fn create_campaign(
         hours,
         recipient_hours,
         restricted_periods,
+        recipient_limits,
         problems.is_empty(),
     )
     else {
@@ -169,6 +175,7 @@ pub async fn create_campaign(
                 business_hours: hours,
                 recipient_hours,
                 restricted_periods,
+                recipient_limits,
                 voice,
                 targets,
             },
@@ -259,6 +266,10 @@ pub async fn update_campaign(
             .restricted_periods
             .as_deref()
             .and_then(|periods| validate_restricted_periods(periods, &mut problems)),
+        recipient_limits: body
+            .recipient_limits
+            .as_deref()
+            .and_then(|limits| validate_recipient_limits(limits, &mut problems)),
     };
     if !problems.is_empty() {
         return Err(ApiError::validation(problems.0));
@@ -568,6 +579,13 @@ pub async fn explain_call(ctx: Ctx, path: web::Path<String>) -> Result<HttpRespo
     let now = Utc::now();
     let mut reasons: Vec<Hold> = Vec::new();
     let waiting = matches!(call.status, CallStatus::Queued | CallStatus::Retrying);
+    if call.status == CallStatus::Canceled && call.last_error.as_deref() == Some("do_not_call") {
+        reasons.push(Hold {
+            code: HoldCode::DoNotCall,
+            message: "canceled: the number is on the do-not-call list".into(),
+            until: None,
+        });
+    }
     if call.status == CallStatus::Failed && call.attempt_count >= call.max_attempts {
         reasons.push(Hold {
             code: HoldCode::AttemptsExhausted,
@@ -583,16 +601,18 @@ pub async fn explain_call(ctx: Ctx, path: web::Path<String>) -> Result<HttpRespo
                 until: call.next_attempt_at,
             });
         }
+        let facts = NumberFacts {
+            time_zone: call.time_zone,
+            ..ctx
+                .store
+                .number_facts(campaign.id, &call.phone_number, now)
+                .await?
+        };
         let check = DialCheck::for_call(
-            CampaignRules {
-                status: campaign.status,
-                time_zone: campaign.time_zone,
-                business_hours: campaign.business_hours.clone(),
-                recipient_hours: campaign.recipient_hours.clone(),
-                restricted_periods: campaign.restricted_periods.clone(),
-            },
+            &ctx.compliance,
+            CampaignRules::of(&campaign),
             call.phone_number.as_str(),
-            call.time_zone,
+            facts,
         );
         reasons.extend(check.explain(now));
         if let Some(stats) = ctx.store.campaign_stats(campaign.id).await? {

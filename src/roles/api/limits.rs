@@ -144,3 +144,24 @@ pub async fn bound_bodies(
         .await
         .map(ServiceResponse::map_into_boxed_body)
 }
+
+/// Reads a whole request body of at most `limit` bytes, answering as the JSON extractor does
+/// when it is too large, too slow or broken off.
+pub async fn read_body(mut payload: web::Payload, limit: usize) -> Result<Bytes, ApiError> {
+    use futures::StreamExt;
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|err| {
+            if timed_out(&err) {
+                ApiError::body_timeout()
+            } else {
+                ApiError::malformed(format!("unreadable body: {err}"))
+            }
+        })?;
+        if body.len() + chunk.len() > limit {
+            return Err(ApiError::payload_too_large(limit));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}

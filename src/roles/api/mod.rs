@@ -4,6 +4,7 @@
 
 pub mod access;
 mod contract;
+mod dnc;
 mod dto;
 mod error;
 mod handlers;
@@ -136,6 +137,21 @@ pub fn endpoints() -> Vec<Endpoint> {
         endpoint(Method::GET, "/api/v1/audit", Admin, |r| {
             r.to(keys::list_audit)
         }),
+        endpoint(Method::POST, "/api/v1/dnc", Operator, |r| {
+            r.to(dnc::add_global)
+        }),
+        endpoint(Method::GET, "/api/v1/dnc", Viewer, |r| {
+            r.to(dnc::list_entries)
+        }),
+        endpoint(Method::GET, "/api/v1/dnc/{number}", Viewer, |r| {
+            r.to(dnc::get_entry)
+        }),
+        endpoint(Method::DELETE, "/api/v1/dnc/{number}", Admin, |r| {
+            r.to(dnc::remove_entry)
+        }),
+        endpoint(Method::POST, "/api/v1/campaigns/{id}/dnc", Operator, |r| {
+            r.to(dnc::add_for_campaign)
+        }),
     ]
 }
 
@@ -264,6 +280,9 @@ pub fn route_label(path: &str) -> &'static str {
         ["api", "v1", "keys"] => "/api/v1/keys",
         ["api", "v1", "keys", _] => "/api/v1/keys/{id}",
         ["api", "v1", "audit"] => "/api/v1/audit",
+        ["api", "v1", "campaigns", _, "dnc"] => "/api/v1/campaigns/{id}/dnc",
+        ["api", "v1", "dnc"] => "/api/v1/dnc",
+        ["api", "v1", "dnc", _] => "/api/v1/dnc/{number}",
         _ => "unmatched",
     }
 }

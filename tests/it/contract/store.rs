@@ -16,8 +16,8 @@ use outbound::domain::compliance::{default_recipient_hours, HoldCode};
 use outbound::domain::ids::{CampaignId, InstanceId, KeyId};
 use outbound::domain::phone::PhoneNumber;
 use outbound::ports::{
-    AttemptKey, AttemptReport, Begin, ClaimedCall, HeldAttempt, NewCampaign, NewTarget, Store,
-    StoreError, TimelineEntry, Unspent,
+    AttemptKey, AttemptReport, Begin, ClaimedCall, DncScope, HeldAttempt, NewCampaign, NewTarget,
+    Store, StoreError, TimelineEntry, Unspent,
 };
 
 use crate::fixtures::{
@@ -415,6 +415,7 @@ async fn names_are_unique_case_insensitively(adapter: StoreAdapter) {
         business_hours: BusinessHours::default(),
         recipient_hours: BusinessHours::default(),
         restricted_periods: Vec::new(),
+        recipient_limits: Vec::new(),
         voice: Default::default(),
         targets: Vec::new(),
     };
@@ -1340,6 +1341,7 @@ async fn a_call_outside_its_recipients_hours_waits_for_them(adapter: StoreAdapte
                 business_hours: BusinessHours::default(),
                 recipient_hours: default_recipient_hours(),
                 restricted_periods: Vec::new(),
+                recipient_limits: Vec::new(),
                 voice: Default::default(),
                 targets: vec![
                     // Honolulu by its area code.
@@ -1424,6 +1426,422 @@ async fn a_call_outside_its_recipients_hours_waits_for_them(adapter: StoreAdapte
     assert_eq!(begun, vec![Begin::Dial, Begin::Dial], "{name}");
 }
 
+fn report(
+    campaign: CampaignId,
+    call: &ClaimedCall,
+    outcome: AttemptOutcome,
+    at: chrono::DateTime<Utc>,
+) -> AttemptReport {
+    AttemptReport {
+        call_id: call.call_id,
+        campaign_id: campaign,
+        attempt: call.attempt,
+        outcome,
+        ended_at: at,
+        retry_at: at + chrono::Duration::hours(1),
+        expected_owner: None,
+        carrier: None,
+        attempt_started_at: None,
+    }
+}
+
+fn numbers(list: &[&str]) -> Vec<(PhoneNumber, Option<String>)> {
+    list.iter()
+        .map(|n| (PhoneNumber::parse(n).expect("number"), Some("asked".into())))
+        .collect()
+}
+
+/// Listing a number cancels its waiting calls in the same transaction (queued or waiting out a
+/// backoff), a claimed attempt not yet placed is never dialed and its call is canceled too,
+/// global entries cover every campaign and campaign entries their own, and the counters stay
+/// exact throughout.
+async fn a_listed_number_is_never_dialed(adapter: StoreAdapter) {
+    let dir = tempfile::tempdir().expect("dir");
+    let name = adapter.name();
+    let store = adapter.open(&dir).await;
+    let all = [
+        "+15550000001",
+        "+15550000002",
+        "+15550000003",
+        "+15550000004",
+    ];
+    let campaign = start_campaign(
+        &*store,
+        "dnc",
+        all.iter().map(|n| n.to_string()).collect(),
+        3,
+        3,
+    )
+    .await;
+    let now = Utc::now();
+    let claimer = InstanceId::new();
+    let claimed = store
+        .claim_calls(campaign, 3, claimer, 50_000, now)
+        .await
+        .expect("claim");
+    assert_eq!(claimed.len(), 3, "{name}");
+    let (retried, done, unplaced) = (&claimed[0], &claimed[1], &claimed[2]);
+    let begun = store
+        .begin_attempts(
+            &[
+                held(campaign, retried, claimer),
+                held(campaign, done, claimer),
+            ],
+            InstanceId::new(),
+            now,
+        )
+        .await
+        .expect("begin");
+    assert_eq!(begun, vec![Begin::Dial, Begin::Dial], "{name}");
+    store
+        .record_attempts(
+            &[
+                report(
+                    campaign,
+                    retried,
+                    AttemptOutcome::Failed {
+                        error: "busy".into(),
+                        retryable: true,
+                    },
+                    now,
+                ),
+                report(campaign, done, AttemptOutcome::Answered, now),
+            ],
+            now,
+        )
+        .await
+        .expect("record");
+    let queued: Vec<&str> = all
+        .iter()
+        .copied()
+        .filter(|n| claimed.iter().all(|c| c.phone_number.as_str() != *n))
+        .collect();
+    assert_eq!(queued.len(), 1);
+    let listed = store
+        .add_to_dnc(
+            DncScope::Global,
+            numbers(&[
+                retried.phone_number.as_str(),
+                unplaced.phone_number.as_str(),
+                queued[0],
+                "+15559999999",
+            ]),
+            now,
+            None,
+        )
+        .await
+        .expect("listed");
+    assert_eq!(
+        (listed.added, listed.canceled),
+        (4, 2),
+        "{name}: the retrying and the queued call are canceled at once"
+    );
+    // Listing again adds nothing and keeps the first entry.
+    let again = store
+        .add_to_dnc(DncScope::Global, numbers(&[queued[0]]), now, None)
+        .await
+        .expect("listed again");
+    assert_eq!((again.added, again.canceled), (0, 0), "{name}");
+    // The claimed attempt is never placed: the dialer is told so and the call ends canceled.
+    let begun = store
+        .begin_attempts(&[held(campaign, unplaced, claimer)], InstanceId::new(), now)
+        .await
+        .expect("begin");
+    assert_eq!(begun, vec![Begin::Forbidden], "{name}");
+    for call in [retried, unplaced] {
+        let (call, _) = store
+            .get_call(call.call_id)
+            .await
+            .expect("call")
+            .expect("exists");
+        assert_eq!(call.status, CallStatus::Canceled, "{name}");
+        assert_eq!(call.last_error.as_deref(), Some("do_not_call"), "{name}");
+    }
+    let stats = store
+        .campaign_stats(campaign)
+        .await
+        .expect("stats")
+        .expect("exists");
+    assert!(stats.is_consistent(), "{name}: {stats:?}");
+    assert_eq!(
+        (
+            stats.completed_calls,
+            stats.canceled_calls,
+            stats.attempts_total
+        ),
+        (1, 3, 2),
+        "{name}: the unplaced attempt is not counted"
+    );
+    let finished = store
+        .get_campaign(campaign)
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!(
+        finished.status.as_str(),
+        "completed",
+        "{name}: nothing left to dial"
+    );
+    // A listed number added later to any campaign is accepted and never dialed.
+    let other = start_campaign(&*store, "dnc-later", vec![queued[0].to_string()], 3, 3).await;
+    let claimed = store
+        .claim_calls(other, 3, claimer, 50_000, now)
+        .await
+        .expect("claim");
+    let begun = store
+        .begin_attempts(&[held(other, &claimed[0], claimer)], InstanceId::new(), now)
+        .await
+        .expect("begin");
+    assert_eq!(begun, vec![Begin::Forbidden], "{name}");
+    // A campaign's entry covers that campaign only.
+    let scoped = start_campaign(&*store, "dnc-scoped", vec!["+15550000009".into()], 3, 3).await;
+    let unrelated =
+        start_campaign(&*store, "dnc-unrelated", vec!["+15550000009".into()], 3, 3).await;
+    let listed = store
+        .add_to_dnc(
+            DncScope::Campaign(scoped),
+            numbers(&["+15550000009"]),
+            now,
+            None,
+        )
+        .await
+        .expect("listed");
+    assert_eq!((listed.added, listed.canceled), (1, 1), "{name}");
+    let unrelated_stats = store
+        .campaign_stats(unrelated)
+        .await
+        .expect("stats")
+        .expect("exists");
+    assert_eq!(
+        unrelated_stats.queued_calls, 1,
+        "{name}: another campaign's call stays"
+    );
+    assert!(matches!(
+        store
+            .add_to_dnc(
+                DncScope::Campaign(CampaignId::new()),
+                numbers(&["+15550000009"]),
+                now,
+                None
+            )
+            .await,
+        Err(StoreError::NotFound)
+    ));
+    // Lookups, pages in number order, removal from every scope.
+    let entry = store
+        .get_dnc(&PhoneNumber::parse("+15550000009").expect("number"))
+        .await
+        .expect("get")
+        .expect("listed");
+    assert_eq!(entry.scope, DncScope::Campaign(scoped), "{name}");
+    assert_eq!(entry.reason.as_deref(), Some("asked"));
+    let first = store.list_dnc(None, 3).await.expect("page");
+    let rest = store
+        .list_dnc(first.last().map(|e| (e.phone_number.clone(), e.scope)), 10)
+        .await
+        .expect("page");
+    let mut seen: Vec<String> = first
+        .iter()
+        .chain(&rest)
+        .map(|e| e.phone_number.as_str().to_owned())
+        .collect();
+    assert_eq!(seen.len(), 5, "{name}");
+    let sorted = {
+        let mut s = seen.clone();
+        s.sort();
+        s
+    };
+    assert_eq!(seen, sorted, "{name}: in number order");
+    seen.dedup();
+    assert_eq!(seen.len(), 5, "{name}: no entry twice");
+    let gone = store
+        .remove_dnc(&PhoneNumber::parse("+15550000009").expect("number"), None)
+        .await
+        .expect("removed");
+    assert_eq!(gone, 1, "{name}");
+    assert!(store
+        .get_dnc(&PhoneNumber::parse("+15550000009").expect("number"))
+        .await
+        .expect("get")
+        .is_none());
+}
+
+/// A deployment cap counts every campaign's attempts to a number, whichever process places
+/// them: many campaigns racing for one number from two stores place exactly the cap, and the
+/// next call waits until the oldest counted attempt leaves the window. A campaign's own limit
+/// holds its retries.
+async fn a_frequency_cap_holds_across_campaigns_and_processes(adapter: StoreAdapter) {
+    use outbound::domain::compliance::{Compliance, FrequencyCap};
+    let dir = tempfile::tempdir().expect("dir");
+    let name = adapter.name();
+    let cap = FrequencyCap::new(2, Duration::from_secs(3600)).expect("cap");
+    let replicas = adapter
+        .replicas_applying(&dir, 2, Compliance::new(true, None, Some(cap)))
+        .await;
+    let number = "+15550001000";
+    let mut campaigns = Vec::new();
+    for _ in 0..6 {
+        campaigns.push(start_campaign(&*replicas[0], "cap", vec![number.into()], 5, 1).await);
+    }
+    // The store keeps milliseconds.
+    let now = chrono::DurationRound::duration_trunc(Utc::now(), chrono::TimeDelta::milliseconds(1))
+        .expect("now");
+    let mut tasks = Vec::new();
+    for (index, campaign) in campaigns.iter().copied().enumerate() {
+        let store = replicas[index % 2].clone();
+        tasks.push(tokio::spawn(async move {
+            let claimer = InstanceId::new();
+            // Another campaign's call may hold the number for a moment: try again.
+            for _ in 0..200 {
+                let claimed = store
+                    .claim_calls(campaign, 1, claimer, 50_000, now)
+                    .await
+                    .expect("claim");
+                let Some(call) = claimed.first() else {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    continue;
+                };
+                let begun = store
+                    .begin_attempts(&[held(campaign, call, claimer)], InstanceId::new(), now)
+                    .await
+                    .expect("begin");
+                match begun[0] {
+                    Begin::Dial => {
+                        store
+                            .record_attempts(
+                                &[report(campaign, call, AttemptOutcome::Answered, now)],
+                                now,
+                            )
+                            .await
+                            .expect("record");
+                        return Some(true);
+                    }
+                    Begin::Held(reason) => {
+                        assert_eq!(reason.code, HoldCode::FrequencyCap);
+                        assert_eq!(reason.until, Some(now + chrono::Duration::hours(1)));
+                        return Some(false);
+                    }
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+            None
+        }));
+    }
+    let mut dialed = 0;
+    let mut held_back = 0;
+    for task in tasks {
+        match task.await.expect("task") {
+            Some(true) => dialed += 1,
+            Some(false) => held_back += 1,
+            None => panic!("{name}: a campaign never got its number"),
+        }
+    }
+    assert_eq!(
+        (dialed, held_back),
+        (2, 4),
+        "{name}: exactly the cap placed"
+    );
+    // The held calls wait for the window: not claimable before, dialable after.
+    let waiting = campaigns.len();
+    let mut early = 0;
+    for campaign in &campaigns {
+        early += replicas[1]
+            .claim_calls(
+                *campaign,
+                1,
+                InstanceId::new(),
+                50_000,
+                now + chrono::Duration::minutes(59),
+            )
+            .await
+            .expect("claim")
+            .len();
+    }
+    assert_eq!(
+        early, 0,
+        "{name}: {waiting} campaigns, none claimable early"
+    );
+    // A campaign's own limit: one attempt per day holds its retry.
+    let limited = CampaignId::new();
+    replicas[0]
+        .create_campaign(
+            NewCampaign {
+                id: limited,
+                name: format!("limited-{limited}"),
+                description: String::new(),
+                time_zone: chrono_tz::UTC,
+                max_concurrent_calls: 5,
+                retry_policy: RetryPolicy {
+                    max_attempts: 3,
+                    ..RetryPolicy::default()
+                },
+                business_hours: BusinessHours::default(),
+                recipient_hours: BusinessHours::default(),
+                restricted_periods: Vec::new(),
+                recipient_limits: vec![
+                    FrequencyCap::new(1, Duration::from_secs(86_400)).expect("limit")
+                ],
+                voice: Default::default(),
+                targets: vec![NewTarget {
+                    phone_number: PhoneNumber::parse("+15550002000").expect("number"),
+                    metadata: None,
+                    time_zone: None,
+                }],
+            },
+            now,
+        )
+        .await
+        .expect("created");
+    replicas[0]
+        .transition_campaign(limited, StatusAction::Start, now)
+        .await
+        .expect("started");
+    let claimer = InstanceId::new();
+    let first = replicas[0]
+        .claim_calls(limited, 1, claimer, 50_000, now)
+        .await
+        .expect("claim");
+    let begun = replicas[0]
+        .begin_attempts(&[held(limited, &first[0], claimer)], InstanceId::new(), now)
+        .await
+        .expect("begin");
+    assert_eq!(begun, vec![Begin::Dial], "{name}");
+    let mut failed = report(
+        limited,
+        &first[0],
+        AttemptOutcome::Failed {
+            error: "busy".into(),
+            retryable: true,
+        },
+        now,
+    );
+    failed.retry_at = now;
+    replicas[0]
+        .record_attempts(&[failed], now)
+        .await
+        .expect("record");
+    replicas[1]
+        .promote_due_retries(now, 10)
+        .await
+        .expect("promote");
+    let retry = replicas[1]
+        .claim_calls(limited, 1, claimer, 50_000, now)
+        .await
+        .expect("claim");
+    let begun = replicas[1]
+        .begin_attempts(&[held(limited, &retry[0], claimer)], InstanceId::new(), now)
+        .await
+        .expect("begin");
+    assert_eq!(
+        begun,
+        vec![Begin::Held(HoldReason {
+            code: HoldCode::FrequencyCap,
+            until: Some(now + chrono::Duration::days(1)),
+        })],
+        "{name}"
+    );
+}
+
 contract_suite!(
     StoreAdapter {
         sqlite => StoreAdapter::Sqlite,
@@ -1447,5 +1865,7 @@ contract_suite!(
         backlog_holds_finished_attempts_until_forgotten,
         keys_and_the_audit_log,
         a_call_outside_its_recipients_hours_waits_for_them,
+        a_listed_number_is_never_dialed,
+        a_frequency_cap_holds_across_campaigns_and_processes,
     ]
 );

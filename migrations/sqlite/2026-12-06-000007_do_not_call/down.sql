@@ -1,0 +1,3 @@
+DROP TABLE number_attempts;
+DROP TABLE do_not_call;
+ALTER TABLE campaigns DROP COLUMN recipient_limits;

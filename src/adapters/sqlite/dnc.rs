@@ -1,0 +1,213 @@
+//! The do-not-call list: entries, the cancellation of waiting calls to listed numbers in the
+//! transaction that lists them, and what the calling rules read of a number.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use diesel::sql_types::{BigInt, Nullable, Text};
+use diesel::sqlite::SqliteConnection;
+use diesel::RunQueryDsl;
+
+use super::campaigns::apply_stats;
+use super::dispatch::complete_if_finished;
+use super::keys::record;
+use super::{SqliteStore, INSERT_CHUNK};
+use crate::adapters::sql::prepared::KeepPrepared;
+use crate::adapters::sql::rows::{self, prior_attempts, scope_column, DncRow, IdRow, PriorRow};
+use crate::adapters::sql::statements::{
+    DNC_COVERING, DNC_ENTRY, DNC_PAGE, DNC_REMOVE, PRIOR_ATTEMPTS,
+};
+use crate::adapters::sql::{as_bigint, millis, to_ms, Failure};
+use crate::domain::access::AuditEntry;
+use crate::domain::call::CallStatus;
+use crate::domain::compliance::caps;
+use crate::domain::ids::CampaignId;
+use crate::domain::phone::PhoneNumber;
+use crate::domain::stats::StatsDelta;
+use crate::ports::{DncAdded, DncEntry, DncScope, NumberFacts, StoreError};
+
+fn bad_id(err: uuid::Error) -> Failure {
+    Failure::Store(StoreError::Internal(format!("bad campaign id: {err}")))
+}
+
+pub(super) async fn add(
+    store: &SqliteStore,
+    scope: DncScope,
+    numbers: Vec<(PhoneNumber, Option<String>)>,
+    now: DateTime<Utc>,
+    audit: Option<AuditEntry>,
+) -> Result<DncAdded, StoreError> {
+    store
+        .write(move |conn| {
+            if let DncScope::Campaign(id) = scope {
+                let found: Vec<IdRow> = diesel::sql_query("SELECT id FROM campaigns WHERE id = ?")
+                    .bind::<Text, _>(id.to_string())
+                    .prepared()
+                    .load(conn)?;
+                if found.is_empty() {
+                    return Err(Failure::Store(StoreError::NotFound));
+                }
+            }
+            record(conn, audit.as_ref())?;
+            let column = scope_column(scope);
+            let mut added = DncAdded::default();
+            let mut canceled: BTreeMap<(String, CallStatus), i64> = BTreeMap::new();
+            for chunk in numbers.chunks(INSERT_CHUNK) {
+                let values = vec!["(?, ?, ?, ?)"; chunk.len()].join(", ");
+                let mut insert = diesel::sql_query(format!(
+                    "INSERT INTO do_not_call (phone_number, scope, reason, created_at) \
+                     VALUES {values} ON CONFLICT DO NOTHING"
+                ))
+                .into_boxed();
+                for (number, reason) in chunk {
+                    insert = insert
+                        .bind::<Text, _>(number.as_str().to_owned())
+                        .bind::<Text, _>(column.clone())
+                        .bind::<Nullable<Text>, _>(reason.clone())
+                        .bind::<BigInt, _>(to_ms(now));
+                }
+                added.added += insert.execute(conn)? as u64;
+                for status in [CallStatus::Queued, CallStatus::Retrying] {
+                    for (campaign, n) in cancel_waiting(conn, scope, status, chunk, now)? {
+                        *canceled.entry((campaign, status)).or_default() += n;
+                    }
+                }
+            }
+            let mut touched = Vec::new();
+            for ((campaign, status), n) in canceled {
+                let campaign_id: CampaignId = campaign.parse().map_err(bad_id)?;
+                apply_stats(
+                    conn,
+                    campaign_id,
+                    &StatsDelta::canceled_from(status, n),
+                    now,
+                )?;
+                added.canceled += n as u64;
+                touched.push(campaign_id);
+            }
+            touched.dedup();
+            for campaign_id in touched {
+                complete_if_finished(conn, campaign_id, now)?;
+            }
+            Ok(added)
+        })
+        .await
+}
+
+/// Cancels the scope's calls in `status` to `numbers`; returns the campaigns of those moved.
+fn cancel_waiting(
+    conn: &mut SqliteConnection,
+    scope: DncScope,
+    status: CallStatus,
+    numbers: &[(PhoneNumber, Option<String>)],
+    now: DateTime<Utc>,
+) -> Result<BTreeMap<String, i64>, Failure> {
+    let list = vec!["?"; numbers.len()].join(", ");
+    let campaign = match scope {
+        DncScope::Global => "",
+        DncScope::Campaign(_) => " AND campaign_id = ?",
+    };
+    let mut update = diesel::sql_query(format!(
+        "UPDATE calls SET status = 'canceled', last_error = 'do_not_call', \
+         next_attempt_at = NULL, dial_after = 0, updated_at = ? \
+         WHERE status = ? AND phone_number IN ({list}){campaign} RETURNING campaign_id AS id"
+    ))
+    .into_boxed()
+    .bind::<BigInt, _>(to_ms(now))
+    .bind::<Text, _>(status.as_str());
+    for (number, _) in numbers {
+        update = update.bind::<Text, _>(number.as_str().to_owned());
+    }
+    if let DncScope::Campaign(id) = scope {
+        update = update.bind::<Text, _>(id.to_string());
+    }
+    let moved: Vec<IdRow> = update.load(conn)?;
+    let mut per_campaign = BTreeMap::new();
+    for row in moved {
+        *per_campaign.entry(row.id).or_default() += 1;
+    }
+    Ok(per_campaign)
+}
+
+pub(super) async fn get(
+    store: &SqliteStore,
+    number: &PhoneNumber,
+) -> Result<Option<DncEntry>, StoreError> {
+    let number = number.as_str().to_owned();
+    store
+        .point_read(move |conn| {
+            let rows: Vec<DncRow> = diesel::sql_query(DNC_ENTRY.sqlite())
+                .bind::<Text, _>(number)
+                .prepared()
+                .load(conn)?;
+            Ok(rows::first::<_, DncEntry>(rows)?)
+        })
+        .await
+}
+
+pub(super) async fn list(
+    store: &SqliteStore,
+    after: Option<(PhoneNumber, DncScope)>,
+    limit: usize,
+) -> Result<Vec<DncEntry>, StoreError> {
+    let (number, scope) = after
+        .map(|(number, scope)| (number.as_str().to_owned(), scope_column(scope)))
+        .unwrap_or_default();
+    store
+        .read(move |conn| {
+            let rows: Vec<DncRow> = diesel::sql_query(DNC_PAGE.sqlite())
+                .bind::<Text, _>(number)
+                .bind::<Text, _>(scope)
+                .bind::<BigInt, _>(as_bigint(limit))
+                .prepared()
+                .load(conn)?;
+            Ok(rows::all::<_, DncEntry>(rows)?)
+        })
+        .await
+}
+
+pub(super) async fn remove(
+    store: &SqliteStore,
+    number: &PhoneNumber,
+    audit: Option<AuditEntry>,
+) -> Result<u64, StoreError> {
+    let number = number.as_str().to_owned();
+    store
+        .write(move |conn| {
+            record(conn, audit.as_ref())?;
+            let removed = diesel::sql_query(DNC_REMOVE.sqlite())
+                .bind::<Text, _>(number)
+                .prepared()
+                .execute(conn)?;
+            Ok(removed as u64)
+        })
+        .await
+}
+
+pub(super) async fn number_facts(
+    store: &SqliteStore,
+    campaign_id: CampaignId,
+    number: &PhoneNumber,
+    now: DateTime<Utc>,
+) -> Result<NumberFacts, StoreError> {
+    let number = number.as_str().to_owned();
+    store
+        .read(move |conn| {
+            let listed: Vec<DncRow> = diesel::sql_query(DNC_COVERING.sqlite())
+                .bind::<Text, _>(number.clone())
+                .bind::<Text, _>(campaign_id.to_string())
+                .prepared()
+                .load(conn)?;
+            let prior: Vec<PriorRow> = diesel::sql_query(PRIOR_ATTEMPTS.sqlite())
+                .bind::<Text, _>(number)
+                .bind::<BigInt, _>(to_ms(now) - millis(caps::MAX_WINDOW))
+                .prepared()
+                .load(conn)?;
+            Ok(NumberFacts {
+                time_zone: None,
+                do_not_call: rows::first::<_, DncEntry>(listed)?.map(|entry| entry.scope),
+                prior: prior_attempts(&prior, campaign_id),
+            })
+        })
+        .await
+}
