@@ -899,3 +899,213 @@ async fn a_sleeping_recipient_is_not_rung() {
     assert_eq!(status, 404, "{missing}");
     app.shutdown().await;
 }
+
+async fn send_csv(app: &TestApp, path: &str, body: &str) -> (u16, Value) {
+    let response = app
+        .client
+        .post(app.url(path))
+        .header("content-type", "text/csv; charset=utf-8")
+        .body(body.to_owned())
+        .send()
+        .await
+        .expect("request sent");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+in_both_modes!(listed_numbers_are_never_dialed_and_the_list_is_kept);
+/// The do-not-call routes end to end: a CSV upload, a campaign whose listed target ends
+/// canceled with `do_not_call` (explained so) while the others are dialed, lookups with the
+/// `+` as is or encoded, pages, a campaign's own list, refusals, removal.
+async fn listed_numbers_are_never_dialed_and_the_list_is_kept(mode: Mode) {
+    let app = TestApp::spawn_in(mode, |_| {}).await;
+    let (status, added) = send_csv(
+        &app,
+        "/api/v1/dnc",
+        "phone_number,reason\n+15555550003,asked on 2026-12-01\n+1 555 555 0004,\n",
+    )
+    .await;
+    assert_eq!(status, 200, "{added}");
+    assert_eq!(added["added"], 2, "{added}");
+    let created = app
+        .create_campaign(json!({
+            "name": unique_name("dnc"),
+            "time_zone": "UTC",
+            "targets": [{"phone_number": "+15555550003"}, {"phone_number": "+15555550005"}],
+        }))
+        .await;
+    let id = created["id"].as_str().expect("id").to_owned();
+    app.start(&id).await;
+    let stats = app
+        .wait_stats(&id, std::time::Duration::from_secs(30), |s| {
+            s["status"] == "completed" || s["pending_calls"] == 0 && s["in_progress_calls"] == 0
+        })
+        .await;
+    assert_eq!(stats["canceled_calls"], 1, "{stats}");
+    let calls = app.all_calls(&id).await;
+    let listed = calls
+        .iter()
+        .find(|c| c["phone_number"] == "+15555550003")
+        .expect("listed call");
+    assert_eq!(listed["status"], "canceled", "{listed}");
+    assert_eq!(listed["last_error"], "do_not_call", "{listed}");
+    assert_eq!(listed["attempt_count"], 0, "{listed}: never dialed");
+    let (status, why) = app
+        .get(&format!(
+            "/api/v1/calls/{}/explain",
+            listed["id"].as_str().expect("id")
+        ))
+        .await;
+    assert_eq!(status, 200, "{why}");
+    assert_eq!(why["reasons"][0]["code"], "do_not_call", "{why}");
+    // Lookups take the `+` as is or percent-encoded.
+    for path in ["/api/v1/dnc/%2B15555550003", "/api/v1/dnc/+15555550003"] {
+        let (status, entry) = app.get(path).await;
+        assert_eq!(status, 200, "{path}: {entry}");
+        assert_eq!(entry["phone_number"], "+15555550003");
+        assert_eq!(entry["scope"], "global");
+        assert_eq!(entry["reason"], "asked on 2026-12-01");
+        assert!(entry["created_at"].is_string());
+    }
+    let (status, _) = app.get("/api/v1/dnc/%2B15555550009").await;
+    assert_eq!(status, 404);
+    let (status, bad) = app.get("/api/v1/dnc/nope").await;
+    assert_eq!(
+        (status, bad["code"].as_str()),
+        (400, Some("validation_failed"))
+    );
+    // A campaign's own list, and pages in number order.
+    let (status, scoped) = app
+        .post(
+            &format!("/api/v1/campaigns/{id}/dnc"),
+            json!({"numbers": ["+15555550006"], "reason": "asked this campaign"}),
+        )
+        .await;
+    assert_eq!(
+        (status, scoped["added"].as_u64()),
+        (200, Some(1)),
+        "{scoped}"
+    );
+    let (status, first) = app.get("/api/v1/dnc?limit=2").await;
+    assert_eq!(status, 200, "{first}");
+    let token = first["next_page_token"].as_str().expect("more").to_owned();
+    let (status, rest) = app.get(&format!("/api/v1/dnc?page_token={token}")).await;
+    assert_eq!(status, 200, "{rest}");
+    let numbers: Vec<&str> = first["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .chain(rest["entries"].as_array().expect("entries"))
+        .map(|e| e["phone_number"].as_str().expect("number"))
+        .collect();
+    assert_eq!(numbers, ["+15555550003", "+15555550004", "+15555550006"]);
+    assert_eq!(
+        rest["entries"][0]["scope"],
+        format!("campaign:{id}"),
+        "{rest}"
+    );
+    // Refusals: bad numbers listed, an unknown campaign, another media type, a bad token.
+    let (status, bad) = app
+        .post("/api/v1/dnc", json!({"numbers": ["+15555550007", "12345"]}))
+        .await;
+    assert_eq!(status, 400, "{bad}");
+    assert_eq!(bad["code"], "validation_failed");
+    assert!(
+        bad["details"][0]
+            .as_str()
+            .expect("detail")
+            .contains("numbers[1]"),
+        "{bad}"
+    );
+    let (status, bad) = send_csv(&app, "/api/v1/dnc", "number\n+15555550007\n").await;
+    assert_eq!(status, 400, "{bad}");
+    let (status, _) = app
+        .post(
+            &format!("/api/v1/campaigns/{}/dnc", uuid::Uuid::now_v7()),
+            json!({"numbers": ["+15555550007"]}),
+        )
+        .await;
+    assert_eq!(status, 404);
+    let response = app
+        .client
+        .post(app.url("/api/v1/dnc"))
+        .header("content-type", "text/plain")
+        .body("+15555550007")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status().as_u16(), 415);
+    let (status, bad) = app.get("/api/v1/dnc?page_token=bm9wZQ").await;
+    assert_eq!(
+        (status, bad["code"].as_str()),
+        (400, Some("invalid_page_token"))
+    );
+    // Off the list, in every scope.
+    let response = app
+        .client
+        .delete(app.url("/api/v1/dnc/%2B15555550003"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status().as_u16(), 204);
+    let (status, _) = app.get("/api/v1/dnc/%2B15555550003").await;
+    assert_eq!(status, 404);
+    app.shutdown().await;
+}
+
+in_both_modes!(campaigns_carry_their_recipient_limits);
+async fn campaigns_carry_their_recipient_limits(mode: Mode) {
+    let app = TestApp::spawn_in(mode, |_| {}).await;
+    let created = app
+        .create_campaign(json!({
+            "name": unique_name("limits"),
+            "time_zone": "UTC",
+            "recipient_limits": [{"max_attempts": 1, "per": "7d"}, {"max_attempts": 3, "per": "24h"}],
+            "targets": [{"phone_number": "+15555550001"}],
+        }))
+        .await;
+    assert_eq!(
+        created["recipient_limits"],
+        json!([{"max_attempts": 1, "per": "7d"}, {"max_attempts": 3, "per": "1d"}])
+    );
+    let id = created["id"].as_str().expect("id");
+    let (status, updated) = app
+        .put(
+            &format!("/api/v1/campaigns/{id}"),
+            json!({"recipient_limits": []}),
+        )
+        .await;
+    assert_eq!(status, 200, "{updated}");
+    assert_eq!(updated["recipient_limits"], json!([]));
+    for (limits, field) in [
+        (
+            json!([{"max_attempts": 1, "per": "31d"}]),
+            "recipient_limits[0].per",
+        ),
+        (
+            json!([{"max_attempts": 0, "per": "1h"}]),
+            "recipient_limits[0].max_attempts",
+        ),
+        (json!([{"per": "1h"}]), "recipient_limits[0].max_attempts"),
+        (
+            json!([{"max_attempts": 1, "per": "1h"}, {"max_attempts": 1, "per": "2h"}, {"max_attempts": 1, "per": "3h"}]),
+            "recipient_limits",
+        ),
+    ] {
+        let (status, bad) = app
+            .put(
+                &format!("/api/v1/campaigns/{id}"),
+                json!({"recipient_limits": limits}),
+            )
+            .await;
+        assert_eq!(status, 400, "{bad}");
+        assert!(
+            bad["details"][0]
+                .as_str()
+                .expect("detail")
+                .starts_with(field),
+            "{field}: {bad}"
+        );
+    }
+    app.shutdown().await;
+}
