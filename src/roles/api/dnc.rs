@@ -306,7 +306,7 @@ fn path_number(raw: &str) -> Result<PhoneNumber, ApiError> {
 }
 
 #[utoipa::path(get, path = "/api/v1/dnc/{number}",
-    params(("number" = String, Path, description = "E.164, its `+` as is or as %2B", example = "+15555550100")),
+    params(("number" = String, Path, pattern = "^(\\+|%2B)[1-9][0-9]{7,14}$", description = "E.164, its `+` as is or as %2B; valid in its country's numbering plan", example = "+15555550100")),
     responses((status = 200, body = DncEntryResponse), (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody)))]
 pub async fn get_entry(
@@ -323,7 +323,7 @@ pub async fn get_entry(
 }
 
 #[utoipa::path(delete, path = "/api/v1/dnc/{number}",
-    params(("number" = String, Path, description = "E.164, its `+` as is or as %2B", example = "+15555550100")),
+    params(("number" = String, Path, pattern = "^(\\+|%2B)[1-9][0-9]{7,14}$", description = "E.164, its `+` as is or as %2B; valid in its country's numbering plan", example = "+15555550100")),
     responses((status = 204, description = "the number is on no list (any more)"),
         (status = 400, body = ErrorBody)))]
 pub async fn remove_entry(
