@@ -391,6 +391,15 @@ pub trait Store: Send + Sync + 'static {
         number: &PhoneNumber,
         now: DateTime<Utc>,
     ) -> Result<NumberFacts, StoreError>;
+    /// The campaign's queued and retrying calls after `after` in id order, with what the
+    /// calling rules read of their numbers at `now`.
+    async fn pending_calls(
+        &self,
+        campaign_id: CampaignId,
+        after: Option<CallId>,
+        limit: usize,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(CallId, PendingCall)>, StoreError>;
 }
 
 /// What adding numbers to the do-not-call list did.
@@ -402,7 +411,7 @@ pub struct DncAdded {
     pub canceled: u64,
 }
 
-pub use crate::domain::admission::NumberFacts;
+pub use crate::domain::admission::{NumberFacts, PendingCall};
 pub use crate::domain::compliance::dnc::{DncEntry, DncScope};
 
 // ---------------------------------------------------------------------------------------------

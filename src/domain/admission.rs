@@ -194,6 +194,69 @@ impl DialCheck {
     }
 }
 
+/// A call of a campaign waiting to be dialed, as the campaign's explanation counts it.
+#[derive(Debug, Clone)]
+pub struct PendingCall {
+    pub phone_number: String,
+    pub status: CallStatus,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub facts: NumberFacts,
+}
+
+/// Why a campaign's waiting calls wait: each call counted once, under the first rule holding
+/// it (its backoff, then the order `DialCheck::explain` gives), or under the campaign's or the
+/// deployment's limit when nothing else holds it and that limit is reached.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PendingTally {
+    pub by_reason: std::collections::BTreeMap<HoldCode, u64>,
+    /// Calls nothing holds now.
+    pub dialable: u64,
+    /// The first instant a waiting call may be dialed, when one is known.
+    pub next_dial_at: Option<DateTime<Utc>>,
+}
+
+/// Where the campaign stands against the limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LimitsReached {
+    pub campaign: bool,
+    pub global: bool,
+}
+
+impl PendingTally {
+    /// Counts `call` of a campaign with `rules` under `policy` at `now`.
+    pub fn add(
+        &mut self,
+        policy: &Compliance,
+        rules: &CampaignRules,
+        call: PendingCall,
+        limits: LimitsReached,
+        now: DateTime<Utc>,
+    ) {
+        let check = DialCheck::for_call(policy, rules.clone(), &call.phone_number, call.facts);
+        let running = check.campaign_status == CampaignStatus::InProgress;
+        let (reason, from) = match (call.status, call.next_attempt_at) {
+            (CallStatus::Retrying, Some(at)) if at > now => (Some(HoldCode::Backoff), at),
+            _ => (check.explain(now).first().map(|hold| hold.code), now),
+        };
+        let reason = reason.or(if limits.campaign {
+            Some(HoldCode::CampaignLimit)
+        } else if limits.global {
+            Some(HoldCode::GlobalLimit)
+        } else {
+            None
+        });
+        match reason {
+            Some(code) => *self.by_reason.entry(code).or_default() += 1,
+            None => self.dialable += 1,
+        }
+        if running && check.do_not_call.is_none() {
+            if let Some(at) = check.rules().next_dialable(from) {
+                self.next_dial_at = Some(self.next_dial_at.map_or(at, |next| next.min(at)));
+            }
+        }
+    }
+}
+
 /// What the dialer may do with one claimed attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Begin {
@@ -449,6 +512,107 @@ mod tests {
         assert_eq!(end.delta.attempts_total, -1, "the attempt was never placed");
         let codes: Vec<_> = listed.explain(now).into_iter().map(|h| h.code).collect();
         assert_eq!(codes, vec![HoldCode::DoNotCall]);
+    }
+
+    #[test]
+    fn a_campaigns_waiting_calls_are_counted_under_the_first_rule_holding_each() {
+        let now = monday_noon_new_york();
+        let rules = CampaignRules {
+            status: CampaignStatus::InProgress,
+            time_zone: chrono_tz::America::New_York,
+            business_hours: BusinessHours::default(),
+            recipient_hours: crate::domain::compliance::default_recipient_hours(),
+            restricted_periods: Vec::new(),
+            recipient_limits: Vec::new(),
+        };
+        let call = |number: &str, status, next_attempt_at, facts| PendingCall {
+            phone_number: number.to_owned(),
+            status,
+            next_attempt_at,
+            facts,
+        };
+        let free = LimitsReached {
+            campaign: false,
+            global: false,
+        };
+        let policy = Compliance::default();
+        let mut tally = PendingTally::default();
+        let later = now + chrono::TimeDelta::minutes(5);
+        // Noon in New York is 07:00 in Honolulu: held until 08:00 there.
+        let honolulu = NumberFacts {
+            time_zone: Some(chrono_tz::Pacific::Honolulu),
+            ..NumberFacts::default()
+        };
+        tally.add(
+            &policy,
+            &rules,
+            call("+15555550001", CallStatus::Queued, None, honolulu),
+            free,
+            now,
+        );
+        tally.add(
+            &policy,
+            &rules,
+            call(
+                "+15555550002",
+                CallStatus::Retrying,
+                Some(later),
+                NumberFacts::default(),
+            ),
+            free,
+            now,
+        );
+        let listed = NumberFacts {
+            do_not_call: Some(DncScope::Global),
+            ..NumberFacts::default()
+        };
+        tally.add(
+            &policy,
+            &rules,
+            call("+15555550003", CallStatus::Queued, None, listed),
+            free,
+            now,
+        );
+        tally.add(
+            &policy,
+            &rules,
+            call(
+                "+15555550004",
+                CallStatus::Queued,
+                None,
+                NumberFacts::default(),
+            ),
+            free,
+            now,
+        );
+        let full = LimitsReached {
+            campaign: true,
+            global: false,
+        };
+        tally.add(
+            &policy,
+            &rules,
+            call(
+                "+15555550005",
+                CallStatus::Queued,
+                None,
+                NumberFacts::default(),
+            ),
+            full,
+            now,
+        );
+        let counts: Vec<(HoldCode, u64)> = tally.by_reason.clone().into_iter().collect();
+        assert_eq!(
+            counts,
+            vec![
+                (HoldCode::OutsideRecipientHours, 1),
+                (HoldCode::CampaignLimit, 1),
+                (HoldCode::Backoff, 1),
+                (HoldCode::DoNotCall, 1),
+            ]
+        );
+        assert_eq!(tally.dialable, 1);
+        assert_eq!(tally.next_dial_at, Some(now));
     }
 
     #[test]

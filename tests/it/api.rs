@@ -893,6 +893,29 @@ async fn a_sleeping_recipient_is_not_rung() {
         "{why}"
     );
     assert!(why["reasons"][0]["until"].is_string(), "{why}");
+    // The campaign's explanation counts the sleeping call under the same rule, and says when
+    // it may be dialed.
+    let (status, campaign_why) = app.get(&format!("/api/v1/campaigns/{id}/explain")).await;
+    assert_eq!(status, 200, "{campaign_why}");
+    assert_eq!(campaign_why["campaign_id"], id.as_str());
+    assert_eq!(campaign_why["status"], "in_progress");
+    assert_eq!(campaign_why["dialable_now"], false, "{campaign_why}");
+    assert_eq!(
+        campaign_why["pending_by_reason"],
+        json!({"outside_recipient_hours": 1}),
+        "{campaign_why}"
+    );
+    assert_eq!(
+        campaign_why["next_dial_at"], why["reasons"][0]["until"],
+        "{campaign_why}"
+    );
+    let (status, _) = app
+        .get(&format!(
+            "/api/v1/campaigns/{}/explain",
+            uuid::Uuid::now_v7()
+        ))
+        .await;
+    assert_eq!(status, 404);
     let (status, missing) = app
         .get(&format!("/api/v1/calls/{}/explain", uuid::Uuid::now_v7()))
         .await;

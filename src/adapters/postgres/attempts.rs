@@ -470,14 +470,7 @@ async fn prior_attempts(
     .prepared()
     .load(conn)
     .await?;
-    let mut by_number: HashMap<String, Vec<PriorRow>> = HashMap::new();
-    for row in rows {
-        by_number
-            .entry(row.phone_number.clone())
-            .or_default()
-            .push(row);
-    }
-    Ok(by_number)
+    Ok(rows::prior_by_number(rows))
 }
 
 /// Notes the dialed attempts' numbers and start times, which frequency caps count.

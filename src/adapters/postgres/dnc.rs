@@ -14,18 +14,20 @@ use super::dispatch::complete_if_finished;
 use super::keys::record;
 use super::{Conn, PgStore};
 use crate::adapters::sql::prepared::KeepPrepared;
-use crate::adapters::sql::rows::{self, prior_attempts, scope_column, DncRow, IdRow, PriorRow};
+use crate::adapters::sql::rows::{
+    self, prior_attempts, scope_column, DncRow, IdRow, PendingRow, PriorRow,
+};
 use crate::adapters::sql::statements::{
-    DNC_COVERING, DNC_ENTRY, DNC_PAGE, DNC_REMOVE, PRIOR_ATTEMPTS,
+    DNC_COVERING, DNC_ENTRY, DNC_PAGE, DNC_REMOVE, PENDING_CALLS, PRIOR_ATTEMPTS,
 };
 use crate::adapters::sql::{as_bigint, millis, to_ms, Failure};
 use crate::domain::access::AuditEntry;
 use crate::domain::call::CallStatus;
 use crate::domain::compliance::caps;
-use crate::domain::ids::CampaignId;
+use crate::domain::ids::{CallId, CampaignId};
 use crate::domain::phone::PhoneNumber;
 use crate::domain::stats::StatsDelta;
-use crate::ports::{DncAdded, DncEntry, DncScope, NumberFacts, StoreError};
+use crate::ports::{DncAdded, DncEntry, DncScope, NumberFacts, PendingCall, StoreError};
 
 /// Numbers per statement: one array bind each, so only the statement's size bounds it.
 const NUMBERS_PER_STATEMENT: usize = 10_000;
@@ -231,6 +233,44 @@ pub(super) async fn number_facts(
                     do_not_call: rows::first::<_, DncEntry>(listed)?.map(|entry| entry.scope),
                     prior: prior_attempts(&prior, campaign_id),
                 })
+            }
+            .boxed()
+        })
+        .await
+}
+
+pub(super) async fn pending_calls(
+    store: &PgStore,
+    campaign_id: CampaignId,
+    after: Option<CallId>,
+    limit: usize,
+    now: DateTime<Utc>,
+) -> Result<Vec<(CallId, PendingCall)>, StoreError> {
+    store
+        .read(move |conn| {
+            async move {
+                let rows: Vec<PendingRow> = diesel::sql_query(PENDING_CALLS.postgres())
+                    .bind::<Text, _>(campaign_id.to_string())
+                    .bind::<Text, _>(after.map(|id| id.to_string()).unwrap_or_default())
+                    .bind::<BigInt, _>(as_bigint(limit))
+                    .prepared()
+                    .load(conn)
+                    .await?;
+                let numbers: Vec<String> = rows.iter().map(|r| r.phone_number.clone()).collect();
+                let prior: Vec<PriorRow> = diesel::sql_query(
+                    "SELECT phone_number, campaign_id, started_at FROM number_attempts \
+                     WHERE phone_number = ANY($1) AND started_at > $2",
+                )
+                .bind::<Array<Text>, _>(numbers)
+                .bind::<BigInt, _>(to_ms(now) - millis(caps::MAX_WINDOW))
+                .prepared()
+                .load(conn)
+                .await?;
+                let prior = rows::prior_by_number(prior);
+                Ok(rows
+                    .into_iter()
+                    .map(|row| row.into_pending(campaign_id, &prior))
+                    .collect::<Result<_, _>>()?)
             }
             .boxed()
         })

@@ -382,6 +382,16 @@ macro_rules! store_by_aggregate {
                 ) -> Result<$crate::ports::NumberFacts, StoreError> {
                     dnc::number_facts(self, campaign_id, number, now).await
                 }
+
+                async fn pending_calls(
+                    &self,
+                    campaign_id: CampaignId,
+                    after: Option<CallId>,
+                    limit: usize,
+                    now: DateTime<Utc>,
+                ) -> Result<Vec<(CallId, $crate::ports::PendingCall)>, StoreError> {
+                    dnc::pending_calls(self, campaign_id, after, limit, now).await
+                }
             }
         };
     };

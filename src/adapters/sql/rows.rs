@@ -4,6 +4,7 @@
 //! `QueryableByName` structs over `Text`, `BigInt`, `Integer` and `Double` maps the rows of either
 //! backend. Nothing here knows a backend's SQL dialect.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -12,7 +13,7 @@ use diesel::QueryableByName;
 
 use super::from_ms;
 use crate::domain::access::{ApiKey, AuditEntry, KeyHash};
-use crate::domain::admission::{CampaignRules, Capacity, DialCheck, NumberFacts};
+use crate::domain::admission::{CampaignRules, Capacity, DialCheck, NumberFacts, PendingCall};
 use crate::domain::business_hours::{BusinessHours, BusinessWindow};
 use crate::domain::call::{Attempt, AttemptStatus, Call, CallStatus};
 use crate::domain::campaign::{Campaign, CampaignStatus, RetryPolicy};
@@ -615,6 +616,18 @@ pub struct PriorRow {
     pub started_at: i64,
 }
 
+/// Earlier attempts grouped by number.
+pub fn prior_by_number(rows: Vec<PriorRow>) -> HashMap<String, Vec<PriorRow>> {
+    let mut by_number: HashMap<String, Vec<PriorRow>> = HashMap::new();
+    for row in rows {
+        by_number
+            .entry(row.phone_number.clone())
+            .or_default()
+            .push(row);
+    }
+    by_number
+}
+
 /// The attempts among `rows` as a call of `campaign` counts them.
 pub fn prior_attempts(rows: &[PriorRow], campaign: CampaignId) -> Vec<PriorAttempt> {
     let campaign = campaign.to_string();
@@ -624,6 +637,48 @@ pub fn prior_attempts(rows: &[PriorRow], campaign: CampaignId) -> Vec<PriorAttem
             same_campaign: row.campaign_id == campaign,
         })
         .collect()
+}
+
+/// A waiting call as the campaign's explanation reads it.
+#[derive(QueryableByName)]
+pub struct PendingRow {
+    #[diesel(sql_type = Text)]
+    pub id: String,
+    #[diesel(sql_type = Text)]
+    pub phone_number: String,
+    #[diesel(sql_type = Text)]
+    status: String,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    next_attempt_at: Option<i64>,
+    #[diesel(sql_type = Nullable<Text>)]
+    time_zone: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    listed: Option<String>,
+}
+
+impl PendingRow {
+    /// The call with the attempts among `prior` made to its number.
+    pub fn into_pending(
+        self,
+        campaign: CampaignId,
+        prior: &HashMap<String, Vec<PriorRow>>,
+    ) -> Result<(CallId, PendingCall), StoreError> {
+        let mine = prior.get(&self.phone_number).map_or(&[][..], Vec::as_slice);
+        Ok((
+            parse_id("call id", &self.id)?,
+            PendingCall {
+                status: CallStatus::parse(&self.status)
+                    .ok_or_else(|| corrupt("call status", &self.status))?,
+                next_attempt_at: self.next_attempt_at.map(from_ms),
+                facts: NumberFacts {
+                    time_zone: zone_of(self.time_zone.as_deref())?,
+                    do_not_call: self.listed.as_deref().map(scope_of).transpose()?,
+                    prior: prior_attempts(mine, campaign),
+                },
+                phone_number: self.phone_number,
+            },
+        ))
+    }
 }
 
 /// A do-not-call entry.

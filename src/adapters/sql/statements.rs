@@ -124,6 +124,17 @@ pub static DNC_PAGE: Statement = Statement::new(|| {
         .into()
 });
 
+/// A campaign's waiting calls in id order, with the list entry covering each.
+pub static PENDING_CALLS: Statement = Statement::new(|| {
+    "SELECT c.id AS id, c.phone_number AS phone_number, c.status AS status, \
+     c.next_attempt_at AS next_attempt_at, c.time_zone AS time_zone, \
+     (SELECT d.scope FROM do_not_call d WHERE d.phone_number = c.phone_number \
+     AND d.scope IN ('global', c.campaign_id) LIMIT 1) AS listed FROM calls c \
+     WHERE c.campaign_id = ? AND c.status IN ('queued', 'retrying') AND c.id > ? \
+     ORDER BY c.id LIMIT ?"
+        .into()
+});
+
 pub static DNC_REMOVE: Statement =
     Statement::new(|| "DELETE FROM do_not_call WHERE phone_number = ?".into());
 

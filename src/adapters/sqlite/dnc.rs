@@ -13,18 +13,20 @@ use super::dispatch::complete_if_finished;
 use super::keys::record;
 use super::{SqliteStore, INSERT_CHUNK};
 use crate::adapters::sql::prepared::KeepPrepared;
-use crate::adapters::sql::rows::{self, prior_attempts, scope_column, DncRow, IdRow, PriorRow};
+use crate::adapters::sql::rows::{
+    self, prior_attempts, scope_column, DncRow, IdRow, PendingRow, PriorRow,
+};
 use crate::adapters::sql::statements::{
-    DNC_COVERING, DNC_ENTRY, DNC_PAGE, DNC_REMOVE, PRIOR_ATTEMPTS,
+    DNC_COVERING, DNC_ENTRY, DNC_PAGE, DNC_REMOVE, PENDING_CALLS, PRIOR_ATTEMPTS,
 };
 use crate::adapters::sql::{as_bigint, millis, to_ms, Failure};
 use crate::domain::access::AuditEntry;
 use crate::domain::call::CallStatus;
 use crate::domain::compliance::caps;
-use crate::domain::ids::CampaignId;
+use crate::domain::ids::{CallId, CampaignId};
 use crate::domain::phone::PhoneNumber;
 use crate::domain::stats::StatsDelta;
-use crate::ports::{DncAdded, DncEntry, DncScope, NumberFacts, StoreError};
+use crate::ports::{DncAdded, DncEntry, DncScope, NumberFacts, PendingCall, StoreError};
 
 fn bad_id(err: uuid::Error) -> Failure {
     Failure::Store(StoreError::Internal(format!("bad campaign id: {err}")))
@@ -208,6 +210,45 @@ pub(super) async fn number_facts(
                 do_not_call: rows::first::<_, DncEntry>(listed)?.map(|entry| entry.scope),
                 prior: prior_attempts(&prior, campaign_id),
             })
+        })
+        .await
+}
+
+pub(super) async fn pending_calls(
+    store: &SqliteStore,
+    campaign_id: CampaignId,
+    after: Option<CallId>,
+    limit: usize,
+    now: DateTime<Utc>,
+) -> Result<Vec<(CallId, PendingCall)>, StoreError> {
+    store
+        .read(move |conn| {
+            let rows: Vec<PendingRow> = diesel::sql_query(PENDING_CALLS.sqlite())
+                .bind::<Text, _>(campaign_id.to_string())
+                .bind::<Text, _>(after.map(|id| id.to_string()).unwrap_or_default())
+                .bind::<BigInt, _>(as_bigint(limit))
+                .prepared()
+                .load(conn)?;
+            let mut prior: Vec<PriorRow> = Vec::new();
+            let since = to_ms(now) - millis(caps::MAX_WINDOW);
+            for chunk in rows.chunks(INSERT_CHUNK) {
+                let list = vec!["?"; chunk.len()].join(", ");
+                let mut query = diesel::sql_query(format!(
+                    "SELECT phone_number, campaign_id, started_at FROM number_attempts \
+                     WHERE started_at > ? AND phone_number IN ({list})"
+                ))
+                .into_boxed()
+                .bind::<BigInt, _>(since);
+                for row in chunk {
+                    query = query.bind::<Text, _>(row.phone_number.clone());
+                }
+                prior.extend(query.load::<PriorRow>(conn)?);
+            }
+            let prior = rows::prior_by_number(prior);
+            Ok(rows
+                .into_iter()
+                .map(|row| row.into_pending(campaign_id, &prior))
+                .collect::<Result<_, _>>()?)
         })
         .await
 }

@@ -47,6 +47,7 @@ pub const UUID_PATTERN: &str =
         handlers::trigger_call,
         handlers::get_call,
         handlers::explain_call,
+        handlers::explain_campaign,
         webhooks::twilio_status,
         keys::create_key,
         keys::list_keys,

@@ -900,6 +900,21 @@ pub struct ExplainResponse {
     pub reasons: Vec<ReasonResponse>,
 }
 
+/// Why a campaign's waiting calls wait.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CampaignExplainResponse {
+    pub campaign_id: String,
+    pub status: String,
+    /// Running, with a waiting call nothing holds.
+    pub dialable_now: bool,
+    /// The first instant a waiting call may be dialed, when the campaign runs and it is known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_dial_at: Option<String>,
+    /// Waiting calls (queued or retrying) by the first rule holding each, with the codes of
+    /// the call explanation; calls nothing holds are not counted.
+    pub pending_by_reason: std::collections::BTreeMap<String, u64>,
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ReasonResponse {
     /// campaign_not_running, outside_business_hours, outside_recipient_hours,

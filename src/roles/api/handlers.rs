@@ -14,7 +14,9 @@ use super::access::Audit;
 use super::dto::*;
 use super::error::{ApiError, ErrorBody};
 use crate::context::AppContext;
-use crate::domain::admission::{CampaignRules, DialCheck, NumberFacts};
+use crate::domain::admission::{
+    CampaignRules, DialCheck, LimitsReached, NumberFacts, PendingTally,
+};
 use crate::domain::call::{merge_attempts, CallStatus};
 use crate::domain::campaign::{CampaignChanges, CampaignStatus, StatusAction, Transition};
 use crate::domain::carrier::Voice;
@@ -558,6 +560,69 @@ pub async fn get_call(ctx: Ctx, path: web::Path<String>) -> Result<HttpResponse,
     Ok(HttpResponse::Ok().json(CallDetailResponse {
         call: CallResponse::from(&call),
         attempts: attempts.iter().map(AttemptResponse::from).collect(),
+    }))
+}
+
+/// Waiting calls read per page when a campaign is explained.
+const EXPLAIN_PAGE: usize = 5_000;
+
+/// Why a campaign's waiting calls wait, counted from the rules the dialer applies.
+#[utoipa::path(get, path = "/api/v1/campaigns/{id}/explain",
+    responses((status = 200, body = CampaignExplainResponse), (status = 404, body = ErrorBody)))]
+pub async fn explain_campaign(ctx: Ctx, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let id = campaign_id(&path)?;
+    let campaign = ctx
+        .store
+        .get_campaign(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("campaign"))?;
+    let now = Utc::now();
+    let dialing = ctx
+        .store
+        .campaign_stats(id)
+        .await?
+        .map_or(0, |stats| stats.dialing_calls);
+    let limits = LimitsReached {
+        campaign: dialing >= u64::from(campaign.max_concurrent_calls),
+        global: ctx.store.dialing_now().await?
+            >= u64::from(ctx.settings.throttle.global_concurrency),
+    };
+    let rules = CampaignRules::of(&campaign);
+    let mut tally = PendingTally::default();
+    let mut after = None;
+    loop {
+        let page = ctx
+            .store
+            .pending_calls(id, after, EXPLAIN_PAGE, now)
+            .await?;
+        let done = page.len() < EXPLAIN_PAGE;
+        after = page.last().map(|(call_id, _)| *call_id);
+        for (_, call) in page {
+            tally.add(&ctx.compliance, &rules, call, limits, now);
+        }
+        if done {
+            break;
+        }
+    }
+    let running = campaign.status == CampaignStatus::InProgress;
+    let dialable_now = running && tally.dialable > 0;
+    let next_dial_at = if dialable_now {
+        Some(now)
+    } else if running {
+        tally.next_dial_at
+    } else {
+        None
+    };
+    Ok(HttpResponse::Ok().json(CampaignExplainResponse {
+        campaign_id: id.to_string(),
+        status: campaign.status.as_str().to_owned(),
+        dialable_now,
+        next_dial_at: next_dial_at.map(rfc3339),
+        pending_by_reason: tally
+            .by_reason
+            .into_iter()
+            .map(|(code, n)| (code.as_str().to_owned(), n))
+            .collect(),
     }))
 }
 

@@ -125,6 +125,9 @@ pub fn endpoints() -> Vec<Endpoint> {
         endpoint(Method::GET, "/api/v1/calls/{id}/explain", Viewer, |r| {
             r.to(h::explain_call)
         }),
+        endpoint(Method::GET, "/api/v1/campaigns/{id}/explain", Viewer, |r| {
+            r.to(h::explain_campaign)
+        }),
         endpoint(Method::POST, "/api/v1/keys", Admin, |r| {
             r.to(keys::create_key)
         }),
@@ -281,6 +284,7 @@ pub fn route_label(path: &str) -> &'static str {
         ["api", "v1", "keys", _] => "/api/v1/keys/{id}",
         ["api", "v1", "audit"] => "/api/v1/audit",
         ["api", "v1", "campaigns", _, "dnc"] => "/api/v1/campaigns/{id}/dnc",
+        ["api", "v1", "campaigns", _, "explain"] => "/api/v1/campaigns/{id}/explain",
         ["api", "v1", "dnc"] => "/api/v1/dnc",
         ["api", "v1", "dnc", _] => "/api/v1/dnc/{number}",
         _ => "unmatched",
