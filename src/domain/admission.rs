@@ -257,6 +257,38 @@ impl PendingTally {
     }
 }
 
+/// How long a call held by a rule that gives no end (no open window within a year) waits
+/// before a claim looks at it again.
+pub const RECHECK_AFTER: chrono::TimeDelta = chrono::TimeDelta::hours(1);
+
+/// What a claim does with a queued call it is about to take, from the check the dialer
+/// repeats at the moment of dialing: held calls are set aside until their rules allow them,
+/// so later claims read past none of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Screen {
+    Take,
+    /// Not claimable before this instant.
+    HoldUntil(DateTime<Utc>),
+    /// On the do-not-call list: the call ends `canceled` with `do_not_call`.
+    Forbid,
+}
+
+impl DialCheck {
+    pub fn screen(&self, now: DateTime<Utc>) -> Screen {
+        match self.hold(now) {
+            None => Screen::Take,
+            Some(HoldReason {
+                code: HoldCode::DoNotCall,
+                ..
+            }) => Screen::Forbid,
+            Some(HoldReason {
+                until: Some(until), ..
+            }) if until > now => Screen::HoldUntil(until),
+            Some(_) => Screen::HoldUntil(now + RECHECK_AFTER),
+        }
+    }
+}
+
 /// What the dialer may do with one claimed attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Begin {

@@ -2,7 +2,7 @@
 //! whose backoff ended, and the completion of campaigns with nothing left to dial.
 
 use chrono::{DateTime, Utc};
-use diesel::sql_types::{BigInt, Text};
+use diesel::sql_types::{Array, BigInt, Text};
 use diesel_async::RunQueryDsl;
 use futures::FutureExt;
 
@@ -11,10 +11,17 @@ use super::error::bad_id;
 use super::{Conn, PgStore};
 use crate::adapters::sql::prepared::KeepPrepared;
 use crate::adapters::sql::rows::{
-    self, CapacityRow, ClaimRow, CountRow, IdRow, MaybeMsRow, RunnableRow, TotalRow,
+    self, CampaignRow, CapacityRow, ClaimRow, CountRow, IdRow, MaybeMsRow, PendingRow, PriorRow,
+    RunnableRow, TotalRow,
 };
-use crate::adapters::sql::statements::{CLAIM_CAPACITY, RUNNABLE_CAMPAIGNS};
-use crate::adapters::sql::{as_bigint, from_ms, to_ms, Failure};
+use crate::adapters::sql::statements::{
+    CLAIM_CAPACITY, LOAD_CAMPAIGN, RUNNABLE_CAMPAIGNS, SCREEN_CALLS,
+};
+use crate::adapters::sql::{as_bigint, from_ms, millis, to_ms, Failure};
+use crate::domain::admission::{CampaignRules, DialCheck, Screen};
+use crate::domain::call::CallStatus;
+use crate::domain::campaign::Campaign;
+use crate::domain::compliance::{caps, Compliance};
 use crate::domain::ids::{CampaignId, InstanceId};
 use crate::domain::stats::StatsDelta;
 use crate::ports::{ClaimedCall, RunnableCampaign, StoreError};
@@ -104,6 +111,7 @@ pub(super) async fn claim_calls(
     if max == 0 {
         return Ok(Vec::new());
     }
+    let policy = store.compliance.clone();
     store
         .transaction(move |conn| {
             async move {
@@ -129,6 +137,12 @@ pub(super) async fn claim_calls(
                 let admit = capacity.capacity(global_cap).admits(max as u64);
                 if admit == 0 {
                     return Ok(Vec::new());
+                }
+                let forbidden = screen(conn, &policy, campaign_id, admit, now).await?;
+                if forbidden > 0 {
+                    let delta = StatsDelta::canceled_from(CallStatus::Queued, forbidden);
+                    apply_stats(conn, &campaign, &delta, now).await?;
+                    complete_if_finished(conn, &campaign, now).await?;
                 }
                 // Calls whose number is live anywhere are skipped; of two queued calls to one
                 // number the older goes now. Each claimed number becomes live in the same
@@ -177,6 +191,99 @@ pub(super) async fn claim_calls(
             .boxed()
         })
         .await
+}
+
+/// Batches a claim's screen reads at most before it claims what it has.
+const SCREEN_ROUNDS: usize = 8;
+
+/// Sets aside the queued calls a claim would take that the calling rules hold now (each until
+/// its rules allow it, so no later claim reads it before then) and cancels those to listed
+/// numbers; returns how many it canceled. Reads at most `SCREEN_ROUNDS` batches of `admit`.
+async fn screen(
+    conn: &mut Conn,
+    policy: &Compliance,
+    campaign_id: CampaignId,
+    admit: u64,
+    now: DateTime<Utc>,
+) -> Result<i64, Failure> {
+    let campaign: Vec<CampaignRow> = diesel::sql_query(LOAD_CAMPAIGN.postgres())
+        .bind::<Text, _>(campaign_id.to_string())
+        .prepared()
+        .load(conn)
+        .await?;
+    let Some(campaign) = rows::first::<_, Campaign>(campaign)? else {
+        return Ok(0);
+    };
+    let rules = CampaignRules::of(&campaign);
+    let batch = i64::try_from(admit).unwrap_or(i64::MAX);
+    let mut forbidden = 0;
+    for _ in 0..SCREEN_ROUNDS {
+        let rows: Vec<PendingRow> = diesel::sql_query(SCREEN_CALLS.postgres())
+            .bind::<Text, _>(campaign_id.to_string())
+            .bind::<BigInt, _>(to_ms(now))
+            .bind::<BigInt, _>(batch)
+            .prepared()
+            .load(conn)
+            .await?;
+        let complete = i64::try_from(rows.len()).unwrap_or(0) < batch;
+        let numbers: Vec<String> = rows.iter().map(|r| r.phone_number.clone()).collect();
+        let prior: Vec<PriorRow> = diesel::sql_query(
+            "SELECT phone_number, campaign_id, started_at FROM number_attempts \
+             WHERE phone_number = ANY($1) AND started_at > $2",
+        )
+        .bind::<Array<Text>, _>(numbers)
+        .bind::<BigInt, _>(to_ms(now) - millis(caps::MAX_WINDOW))
+        .prepared()
+        .load(conn)
+        .await?;
+        let prior = rows::prior_by_number(prior);
+        let (mut held, mut until, mut listed) = (Vec::new(), Vec::new(), Vec::new());
+        for row in rows {
+            let (id, call) = row.into_pending(campaign_id, &prior)?;
+            let check = DialCheck::for_call(policy, rules.clone(), &call.phone_number, call.facts);
+            match check.screen(now) {
+                Screen::Take => {}
+                Screen::HoldUntil(at) => {
+                    held.push(id.to_string());
+                    until.push(to_ms(at));
+                }
+                Screen::Forbid => listed.push(id.to_string()),
+            }
+        }
+        if held.is_empty() && listed.is_empty() {
+            break;
+        }
+        if !held.is_empty() {
+            diesel::sql_query(
+                "UPDATE calls c SET dial_after = v.until \
+                 FROM unnest($2::text[], $3::int8[]) AS v(id, until) \
+                 WHERE c.campaign_id = $1 AND c.id = v.id AND c.status = 'queued'",
+            )
+            .bind::<Text, _>(campaign_id.to_string())
+            .bind::<Array<Text>, _>(held)
+            .bind::<Array<BigInt>, _>(until)
+            .prepared()
+            .execute(conn)
+            .await?;
+        }
+        if !listed.is_empty() {
+            forbidden += diesel::sql_query(
+                "UPDATE calls SET status = 'canceled', last_error = 'do_not_call', \
+                 dial_after = 0, updated_at = $3 \
+                 WHERE campaign_id = $1 AND id = ANY($2) AND status = 'queued'",
+            )
+            .bind::<Text, _>(campaign_id.to_string())
+            .bind::<Array<Text>, _>(listed)
+            .bind::<BigInt, _>(to_ms(now))
+            .prepared()
+            .execute(conn)
+            .await? as i64;
+        }
+        if complete {
+            break;
+        }
+    }
+    Ok(forbidden)
 }
 
 pub(super) async fn promote_due_retries(

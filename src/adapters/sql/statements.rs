@@ -135,6 +135,29 @@ pub static PENDING_CALLS: Statement = Statement::new(|| {
         .into()
 });
 
+/// The queued calls a claim would take next, with the list entry covering each.
+pub static SCREEN_CALLS: Statement = Statement::new(|| {
+    "SELECT c.id AS id, c.phone_number AS phone_number, c.status AS status, \
+     c.next_attempt_at AS next_attempt_at, c.time_zone AS time_zone, \
+     (SELECT d.scope FROM do_not_call d WHERE d.phone_number = c.phone_number \
+     AND d.scope IN ('global', c.campaign_id) LIMIT 1) AS listed FROM calls c \
+     WHERE c.campaign_id = ? AND c.status = 'queued' AND c.dial_after <= ? \
+     AND NOT EXISTS (SELECT 1 FROM live_numbers l WHERE l.phone_number = c.phone_number) \
+     ORDER BY c.dial_after, c.id LIMIT ?"
+        .into()
+});
+
+/// A queued call a claim's screen canceled: its number is on the do-not-call list.
+pub static FORBID_QUEUED: Statement = Statement::new(|| {
+    "UPDATE calls SET status = 'canceled', last_error = 'do_not_call', dial_after = 0, \
+     updated_at = ? WHERE id = ? AND status = 'queued'"
+        .into()
+});
+
+/// A queued call a claim's screen set aside until its rules allow it.
+pub static SET_ASIDE: Statement =
+    Statement::new(|| "UPDATE calls SET dial_after = ? WHERE id = ? AND status = 'queued'".into());
+
 pub static DNC_REMOVE: Statement =
     Statement::new(|| "DELETE FROM do_not_call WHERE phone_number = ?".into());
 

@@ -9,16 +9,27 @@ use diesel::sqlite::SqliteConnection;
 use diesel::RunQueryDsl;
 
 use super::campaigns::apply_stats;
+use super::dnc::prior_of;
 use super::{SqliteStore, INSERT_CHUNK};
 use crate::adapters::sql::prepared::KeepPrepared;
 use crate::adapters::sql::rows::{
-    self, CandidateRow, CapacityRow, ClaimRow, IdRow, MaybeMsRow, RunnableRow, TotalRow,
+    self, CampaignRow, CandidateRow, CapacityRow, ClaimRow, IdRow, MaybeMsRow, PendingRow,
+    RunnableRow, TotalRow,
 };
-use crate::adapters::sql::statements::{CLAIM_CAPACITY, RUNNABLE_CAMPAIGNS};
+use crate::adapters::sql::statements::{
+    CLAIM_CAPACITY, FORBID_QUEUED, LOAD_CAMPAIGN, RUNNABLE_CAMPAIGNS, SCREEN_CALLS, SET_ASIDE,
+};
 use crate::adapters::sql::{as_bigint, from_ms, to_ms, Failure};
+use crate::domain::admission::{CampaignRules, DialCheck, Screen};
+use crate::domain::call::CallStatus;
+use crate::domain::campaign::Campaign;
+use crate::domain::compliance::Compliance;
 use crate::domain::ids::{CampaignId, InstanceId};
 use crate::domain::stats::StatsDelta;
 use crate::ports::{ClaimedCall, RunnableCampaign, StoreError};
+
+/// Batches a claim's screen reads at most before it claims what it has.
+pub(super) const SCREEN_ROUNDS: usize = 8;
 
 fn bad_id(err: uuid::Error) -> Failure {
     Failure::Store(StoreError::Internal(format!("bad campaign id: {err}")))
@@ -81,6 +92,7 @@ pub(super) async fn claim_calls(
     if max == 0 {
         return Ok(Vec::new());
     }
+    let policy = store.compliance.clone();
     store
         .write(move |conn| {
             // One writer: what this reads is exact until the transaction ends, so the status
@@ -95,6 +107,12 @@ pub(super) async fn claim_calls(
             let admit = capacity.capacity(global_cap).admits(max as u64);
             if admit == 0 {
                 return Ok(Vec::new());
+            }
+            let forbidden = screen(conn, &policy, campaign_id, admit, now)?;
+            if forbidden > 0 {
+                let delta = StatsDelta::canceled_from(CallStatus::Queued, forbidden);
+                apply_stats(conn, campaign_id, &delta, now)?;
+                complete_if_finished(conn, campaign_id, now)?;
             }
             let candidates: Vec<CandidateRow> = diesel::sql_query(
                 "SELECT id, phone_number FROM calls c WHERE campaign_id = ? AND status = 'queued' \
@@ -156,6 +174,66 @@ pub(super) async fn claim_calls(
                 .collect::<Result<_, _>>()?)
         })
         .await
+}
+
+/// Sets aside the queued calls a claim would take that the calling rules hold now (each until
+/// its rules allow it, so no later claim reads it before then) and cancels those to listed
+/// numbers; returns how many it canceled. Reads at most `SCREEN_ROUNDS` batches of `admit`.
+fn screen(
+    conn: &mut SqliteConnection,
+    policy: &Compliance,
+    campaign_id: CampaignId,
+    admit: u64,
+    now: DateTime<Utc>,
+) -> Result<i64, Failure> {
+    let campaign: Vec<CampaignRow> = diesel::sql_query(LOAD_CAMPAIGN.sqlite())
+        .bind::<Text, _>(campaign_id.to_string())
+        .prepared()
+        .load(conn)?;
+    let Some(campaign) = rows::first::<_, Campaign>(campaign)? else {
+        return Ok(0);
+    };
+    let rules = CampaignRules::of(&campaign);
+    let batch = i64::try_from(admit).unwrap_or(i64::MAX);
+    let mut forbidden = 0;
+    for _ in 0..SCREEN_ROUNDS {
+        let rows: Vec<PendingRow> = diesel::sql_query(SCREEN_CALLS.sqlite())
+            .bind::<Text, _>(campaign_id.to_string())
+            .bind::<BigInt, _>(to_ms(now))
+            .bind::<BigInt, _>(batch)
+            .prepared()
+            .load(conn)?;
+        let complete = i64::try_from(rows.len()).unwrap_or(0) < batch;
+        let prior = prior_of(conn, &rows, now)?;
+        let mut set_aside = 0;
+        for row in rows {
+            let (id, call) = row.into_pending(campaign_id, &prior)?;
+            let check = DialCheck::for_call(policy, rules.clone(), &call.phone_number, call.facts);
+            match check.screen(now) {
+                Screen::Take => continue,
+                Screen::HoldUntil(until) => {
+                    diesel::sql_query(SET_ASIDE.sqlite())
+                        .bind::<BigInt, _>(to_ms(until))
+                        .bind::<Text, _>(id.to_string())
+                        .prepared()
+                        .execute(conn)?;
+                }
+                Screen::Forbid => {
+                    forbidden += diesel::sql_query(FORBID_QUEUED.sqlite())
+                        .bind::<BigInt, _>(to_ms(now))
+                        .bind::<Text, _>(id.to_string())
+                        .prepared()
+                        .execute(conn)? as i64;
+                }
+            }
+            set_aside += 1;
+        }
+        // Everything read may be taken, or there is nothing more to read.
+        if set_aside == 0 || complete {
+            break;
+        }
+    }
+    Ok(forbidden)
 }
 
 /// Opens the attempt record of each claimed call.

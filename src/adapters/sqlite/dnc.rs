@@ -1,7 +1,7 @@
 //! The do-not-call list: entries, the cancellation of waiting calls to listed numbers in the
 //! transaction that lists them, and what the calling rules read of a number.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 use diesel::sql_types::{BigInt, Nullable, Text};
@@ -229,26 +229,35 @@ pub(super) async fn pending_calls(
                 .bind::<BigInt, _>(as_bigint(limit))
                 .prepared()
                 .load(conn)?;
-            let mut prior: Vec<PriorRow> = Vec::new();
-            let since = to_ms(now) - millis(caps::MAX_WINDOW);
-            for chunk in rows.chunks(INSERT_CHUNK) {
-                let list = vec!["?"; chunk.len()].join(", ");
-                let mut query = diesel::sql_query(format!(
-                    "SELECT phone_number, campaign_id, started_at FROM number_attempts \
-                     WHERE started_at > ? AND phone_number IN ({list})"
-                ))
-                .into_boxed()
-                .bind::<BigInt, _>(since);
-                for row in chunk {
-                    query = query.bind::<Text, _>(row.phone_number.clone());
-                }
-                prior.extend(query.load::<PriorRow>(conn)?);
-            }
-            let prior = rows::prior_by_number(prior);
+            let prior = prior_of(conn, &rows, now)?;
             Ok(rows
                 .into_iter()
                 .map(|row| row.into_pending(campaign_id, &prior))
                 .collect::<Result<_, _>>()?)
         })
         .await
+}
+
+/// The attempts to the numbers of `rows` within the longest cap window, by number.
+pub(super) fn prior_of(
+    conn: &mut SqliteConnection,
+    rows: &[PendingRow],
+    now: DateTime<Utc>,
+) -> Result<HashMap<String, Vec<PriorRow>>, Failure> {
+    let mut prior: Vec<PriorRow> = Vec::new();
+    let since = to_ms(now) - millis(caps::MAX_WINDOW);
+    for chunk in rows.chunks(INSERT_CHUNK) {
+        let list = vec!["?"; chunk.len()].join(", ");
+        let mut query = diesel::sql_query(format!(
+            "SELECT phone_number, campaign_id, started_at FROM number_attempts \
+             WHERE started_at > ? AND phone_number IN ({list})"
+        ))
+        .into_boxed()
+        .bind::<BigInt, _>(since);
+        for row in chunk {
+            query = query.bind::<Text, _>(row.phone_number.clone());
+        }
+        prior.extend(query.load::<PriorRow>(conn)?);
+    }
+    Ok(rows::prior_by_number(prior))
 }

@@ -1364,30 +1364,22 @@ async fn a_call_outside_its_recipients_hours_waits_for_them(adapter: StoreAdapte
     let morning = Utc.with_ymd_and_hms(2026, 12, 2, 14, 0, 0).unwrap();
     let honolulu_eight = Utc.with_ymd_and_hms(2026, 12, 2, 18, 0, 0).unwrap();
     let claimer = InstanceId::new();
+    // The claim sets the sleeping recipients aside and takes the one awake.
     let claimed = store
         .claim_calls(id, 10, claimer, 50_000, morning)
         .await
         .expect("claim");
-    assert_eq!(claimed.len(), 3, "{name}");
-    let first: Vec<HeldAttempt> = claimed.iter().map(|c| held(id, c, claimer)).collect();
+    let numbers: Vec<&str> = claimed.iter().map(|c| c.phone_number.as_str()).collect();
+    assert_eq!(numbers, ["+12125550100"], "{name}");
     let begun = store
-        .begin_attempts(&first, InstanceId::new(), morning)
+        .begin_attempts(
+            &[held(id, &claimed[0], claimer)],
+            InstanceId::new(),
+            morning,
+        )
         .await
         .expect("begin");
-    let by_number: HashMap<String, Begin> = claimed
-        .iter()
-        .map(|c| c.phone_number.as_str().to_owned())
-        .zip(begun)
-        .collect();
-    let waits = Begin::Held(HoldReason {
-        code: HoldCode::OutsideRecipientHours,
-        until: Some(honolulu_eight),
-    });
-    assert_eq!(by_number["+18085550100"], waits, "{name}");
-    assert_eq!(by_number["+12125550100"], Begin::Dial, "{name}");
-    assert_eq!(by_number["+12125550101"], waits, "{name}");
-    // Held calls are queued again, their attempts not counted, and not claimed before 08:00
-    // in Honolulu.
+    assert_eq!(begun, vec![Begin::Dial], "{name}");
     let stats = store
         .campaign_stats(id)
         .await
@@ -1402,17 +1394,23 @@ async fn a_call_outside_its_recipients_hours_waits_for_them(adapter: StoreAdapte
         (2, 1, 1),
         "{name}"
     );
-    let early = store
-        .claim_calls(
-            id,
-            10,
-            claimer,
-            50_000,
-            honolulu_eight - chrono::Duration::minutes(1),
-        )
-        .await
-        .expect("claim");
-    assert!(early.is_empty(), "{name}: claimed before the window opened");
+    // Not claimed before 08:00 in Honolulu, whatever the passes in between.
+    for minutes in [1, 60, 239] {
+        let early = store
+            .claim_calls(
+                id,
+                10,
+                claimer,
+                50_000,
+                morning + chrono::Duration::minutes(minutes),
+            )
+            .await
+            .expect("claim");
+        assert!(early.is_empty(), "{name}: claimed before the window opened");
+    }
+    // Claimed as the window opens; the dialer checks again at the moment of dialing, when the
+    // window has closed for one of them (a slow hand-over): that one goes back unspent, held
+    // until its next window.
     let later = store
         .claim_calls(id, 10, claimer, 50_000, honolulu_eight)
         .await
@@ -1424,6 +1422,48 @@ async fn a_call_outside_its_recipients_hours_waits_for_them(adapter: StoreAdapte
         .await
         .expect("begin");
     assert_eq!(begun, vec![Begin::Dial, Begin::Dial], "{name}");
+    let answered: Vec<AttemptReport> = later
+        .iter()
+        .map(|c| report(id, c, AttemptOutcome::Answered, honolulu_eight))
+        .collect();
+    store
+        .record_attempts(&answered, honolulu_eight)
+        .await
+        .expect("record");
+    let third = Utc.with_ymd_and_hms(2026, 12, 3, 6, 59, 0).unwrap();
+    let target_call = store
+        .enqueue_calls(id, vec![target("+18085550100", None)], third)
+        .await
+        .expect("enqueued");
+    assert_eq!(target_call.len(), 1);
+    let late = store
+        .claim_calls(id, 10, claimer, 50_000, third)
+        .await
+        .expect("claim");
+    assert_eq!(late.len(), 1, "{name}: 20:59 in Honolulu");
+    let after_nine = Utc.with_ymd_and_hms(2026, 12, 3, 7, 1, 0).unwrap();
+    let next_morning = Utc.with_ymd_and_hms(2026, 12, 3, 18, 0, 0).unwrap();
+    let begun = store
+        .begin_attempts(
+            &[held(id, &late[0], claimer)],
+            InstanceId::new(),
+            after_nine,
+        )
+        .await
+        .expect("begin");
+    assert_eq!(
+        begun,
+        vec![Begin::Held(HoldReason {
+            code: HoldCode::OutsideRecipientHours,
+            until: Some(next_morning),
+        })],
+        "{name}"
+    );
+    let again = store
+        .claim_calls(id, 10, claimer, 50_000, after_nine)
+        .await
+        .expect("claim");
+    assert!(again.is_empty(), "{name}: held until its next window");
 }
 
 fn report(
@@ -1588,11 +1628,28 @@ async fn a_listed_number_is_never_dialed(adapter: StoreAdapter) {
         .claim_calls(other, 3, claimer, 50_000, now)
         .await
         .expect("claim");
-    let begun = store
-        .begin_attempts(&[held(other, &claimed[0], claimer)], InstanceId::new(), now)
+    assert!(claimed.is_empty(), "{name}: the claim cancels it instead");
+    let stats = store
+        .campaign_stats(other)
         .await
-        .expect("begin");
-    assert_eq!(begun, vec![Begin::Forbidden], "{name}");
+        .expect("stats")
+        .expect("exists");
+    assert_eq!(
+        (stats.canceled_calls, stats.attempts_total),
+        (1, 0),
+        "{name}"
+    );
+    assert!(stats.is_consistent(), "{name}");
+    let (calls, _) = store
+        .list_calls(other, None, None, 10)
+        .await
+        .map(|calls| (calls, ()))
+        .expect("calls");
+    assert_eq!(
+        calls[0].last_error.as_deref(),
+        Some("do_not_call"),
+        "{name}"
+    );
     // A campaign's entry covers that campaign only.
     let scoped = start_campaign(&*store, "dnc-scoped", vec!["+15550000009".into()], 3, 3).await;
     let unrelated =
@@ -1678,10 +1735,10 @@ async fn a_frequency_cap_holds_across_campaigns_and_processes(adapter: StoreAdap
     let replicas = adapter
         .replicas_applying(&dir, 2, Compliance::new(true, None, Some(cap)))
         .await;
-    let number = "+15550001000";
+    const NUMBER: &str = "+15550001000";
     let mut campaigns = Vec::new();
     for _ in 0..6 {
-        campaigns.push(start_campaign(&*replicas[0], "cap", vec![number.into()], 5, 1).await);
+        campaigns.push(start_campaign(&*replicas[0], "cap", vec![NUMBER.into()], 5, 1).await);
     }
     // The store keeps milliseconds.
     let now = chrono::DurationRound::duration_trunc(Utc::now(), chrono::TimeDelta::milliseconds(1))
@@ -1698,6 +1755,15 @@ async fn a_frequency_cap_holds_across_campaigns_and_processes(adapter: StoreAdap
                     .await
                     .expect("claim");
                 let Some(call) = claimed.first() else {
+                    // Set aside by the claim once the cap is reached; else the number is live
+                    // in another campaign for a moment.
+                    let facts = store
+                        .number_facts(campaign, &PhoneNumber::parse(NUMBER).expect("number"), now)
+                        .await
+                        .expect("facts");
+                    if facts.prior.len() >= 2 {
+                        return Some(false);
+                    }
                     tokio::time::sleep(Duration::from_millis(5)).await;
                     continue;
                 };
@@ -1828,17 +1894,30 @@ async fn a_frequency_cap_holds_across_campaigns_and_processes(adapter: StoreAdap
         .claim_calls(limited, 1, claimer, 50_000, now)
         .await
         .expect("claim");
-    let begun = replicas[1]
-        .begin_attempts(&[held(limited, &retry[0], claimer)], InstanceId::new(), now)
+    assert!(
+        retry.is_empty(),
+        "{name}: the retry waits for the campaign's limit"
+    );
+    let day = now + chrono::Duration::days(1);
+    let early = replicas[1]
+        .claim_calls(
+            limited,
+            1,
+            claimer,
+            50_000,
+            day - chrono::Duration::seconds(1),
+        )
         .await
-        .expect("begin");
+        .expect("claim");
+    assert!(early.is_empty(), "{name}");
+    let retry = replicas[1]
+        .claim_calls(limited, 1, claimer, 50_000, day)
+        .await
+        .expect("claim");
     assert_eq!(
-        begun,
-        vec![Begin::Held(HoldReason {
-            code: HoldCode::FrequencyCap,
-            until: Some(now + chrono::Duration::days(1)),
-        })],
-        "{name}"
+        retry.len(),
+        1,
+        "{name}: dialable once the first attempt left the window"
     );
 }
 
