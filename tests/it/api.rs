@@ -2,7 +2,7 @@
 
 use serde_json::{json, Value};
 
-use crate::helpers::{targets, unique_name, Mode, TestApp};
+use crate::helpers::{decode, targets, unique_name, Mode, TestApp};
 use crate::in_both_modes;
 
 fn campaign_body(name: &str) -> Value {
@@ -934,6 +934,109 @@ async fn send_csv(app: &TestApp, path: &str, body: &str) -> (u16, Value) {
         .expect("request sent");
     let status = response.status().as_u16();
     (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// Targets come as CSV too: a create takes the campaign's fields from the query, extra columns
+/// become metadata, and a bad row is named by its line before anything is stored.
+#[tokio::test]
+async fn campaigns_and_targets_come_as_csv() {
+    let app = TestApp::spawn().await;
+    let name = unique_name("csv");
+    let (status, created) = send_csv(
+        &app,
+        &format!("/api/v1/campaigns?name={name}&time_zone=UTC&max_concurrent_calls=3"),
+        "phone_number,time_zone,customer,notes\n\
+         +15555550001,America/Chicago,A-17,\n\
+         +1 555 555 0002,,B-2,call after 5\n",
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["name"], name.as_str());
+    assert_eq!(created["max_concurrent_calls"], 3);
+    let id = created["id"].as_str().expect("id").to_owned();
+    // A bad row refuses the whole upload, naming its line (the header is line 1).
+    let (status, refused) = send_csv(
+        &app,
+        &format!("/api/v1/campaigns/{id}/targets"),
+        "phone_number,time_zone\n+15555550001,\nnot a number,\n+15555550002,Mars/Olympus\n",
+    )
+    .await;
+    assert_eq!(status, 400, "{refused}");
+    assert_eq!(refused["code"], "validation_failed");
+    let details = refused["details"].to_string();
+    assert!(details.contains("line 3: phone_number"), "{refused}");
+    assert!(details.contains("line 4: time_zone"), "{refused}");
+    assert_eq!(app.stats(&id).await["total_targets"], 2);
+    let (status, accepted) = send_csv(
+        &app,
+        &format!("/api/v1/campaigns/{id}/targets"),
+        "phone_number,batch\n+15555550002,second\n",
+    )
+    .await;
+    assert_eq!(
+        (status, accepted["accepted"].as_u64()),
+        (202, Some(1)),
+        "{accepted}"
+    );
+    let calls = app.all_calls(&id).await;
+    assert_eq!(calls.len(), 3);
+    let mut metadata: Vec<(String, Value)> = calls
+        .iter()
+        .map(|c| {
+            let number = c["phone_number"].as_str().unwrap_or_default().to_owned();
+            (number, c["metadata"].clone())
+        })
+        .collect();
+    metadata.sort_by_key(|(number, m)| (number.clone(), m.to_string()));
+    assert_eq!(
+        metadata,
+        vec![
+            ("+15555550001".to_owned(), json!({"customer": "A-17"})),
+            ("+15555550002".to_owned(), json!({"batch": "second"})),
+            (
+                "+15555550002".to_owned(),
+                json!({"customer": "B-2", "notes": "call after 5"})
+            ),
+        ]
+    );
+    // Without a phone_number column, with a query that is not a number, or as another type.
+    let (status, body) = send_csv(
+        &app,
+        &format!("/api/v1/campaigns/{id}/targets"),
+        "number\n1\n",
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("validation_failed")),
+        "{body}"
+    );
+    let (status, body) = send_csv(
+        &app,
+        &format!("/api/v1/campaigns?name={name}-2&time_zone=UTC&max_concurrent_calls=lots"),
+        "phone_number\n+15555550001\n",
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("validation_failed")),
+        "{body}"
+    );
+    let response = app
+        .client
+        .post(app.url("/api/v1/campaigns"))
+        .header("content-type", "text/plain")
+        .body("phone_number\n+15555550001\n")
+        .send()
+        .await
+        .expect("request sent");
+    let (status, body) = decode(response).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (415, Some("unsupported_media_type")),
+        "{body}"
+    );
+    app.shutdown().await;
 }
 
 in_both_modes!(listed_numbers_are_never_dialed_and_the_list_is_kept);

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::collections::HashSet;
 
-use actix_web::http::{header, StatusCode};
+use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -15,7 +15,7 @@ use utoipa::ToSchema;
 use super::access::Audit;
 use super::dto::rfc3339;
 use super::error::{ApiError, ErrorBody};
-use super::limits::read_body;
+use super::uploads::{self, Upload};
 use crate::context::AppContext;
 use crate::domain::compliance::dnc::MAX_REASON_CHARS;
 use crate::domain::ids::CampaignId;
@@ -141,8 +141,7 @@ impl Collector {
 }
 
 fn from_json(body: &[u8]) -> Result<Listing, ApiError> {
-    let request: DncRequest = serde_json::from_slice(body)
-        .map_err(|err| ApiError::malformed(format!("malformed JSON body: {err}")))?;
+    let request: DncRequest = uploads::json(body)?;
     let mut problems = Vec::new();
     let reason = check_reason(request.reason.as_deref(), "reason", &mut problems);
     let numbers = request.numbers.unwrap_or_default();
@@ -159,19 +158,9 @@ fn from_json(body: &[u8]) -> Result<Listing, ApiError> {
 /// A CSV upload: a header row naming `phone_number` (and optionally `reason`), then one
 /// number per row.
 fn from_csv(body: &[u8]) -> Result<Listing, ApiError> {
-    let mut reader = csv::ReaderBuilder::new()
-        .flexible(true)
-        .trim(csv::Trim::All)
-        .from_reader(body);
-    let headers = reader
-        .headers()
-        .map_err(|err| ApiError::malformed(format!("unreadable CSV header: {err}")))?
-        .clone();
-    let column = |name: &str| {
-        headers
-            .iter()
-            .position(|h| h.trim_start_matches('\u{feff}').eq_ignore_ascii_case(name))
-    };
+    let mut reader = uploads::reader(body);
+    let headers = uploads::headers(&mut reader)?;
+    let column = |name: &str| headers.iter().position(|h| h.eq_ignore_ascii_case(name));
     let number_at = column("phone_number").ok_or_else(|| {
         ApiError::validation(vec![
             "csv: the header row must name a phone_number column".into()
@@ -180,8 +169,7 @@ fn from_csv(body: &[u8]) -> Result<Listing, ApiError> {
     let reason_at = column("reason");
     let mut collector = Collector::new(body.len() / 14);
     for (index, record) in reader.records().enumerate() {
-        // Line 1 is the header.
-        let line = index + 2;
+        let line = uploads::line_of(index);
         let record = match record {
             Ok(record) => record,
             Err(err) => {
@@ -207,33 +195,16 @@ fn from_csv(body: &[u8]) -> Result<Listing, ApiError> {
     collector.finish()
 }
 
-/// The media type of a request, without parameters.
-fn media_type(req: &HttpRequest) -> String {
-    req.headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.split(';').next())
-        .map(|value| value.trim().to_ascii_lowercase())
-        .unwrap_or_default()
-}
-
 async fn listing(
     ctx: &AppContext,
     req: &HttpRequest,
     payload: web::Payload,
 ) -> Result<Listing, ApiError> {
-    let media = media_type(req);
-    let limit = ctx.settings.http.body_limit_bytes;
-    let parse: fn(&[u8]) -> Result<Listing, ApiError> = match media.as_str() {
-        "application/json" => from_json,
-        "text/csv" => from_csv,
-        _ => return Err(ApiError::unsupported_media_type()),
-    };
-    let body = read_body(payload, limit).await?;
-    // A million-number upload takes a while to parse; off the worker's thread.
-    tokio::task::spawn_blocking(move || parse(&body))
-        .await
-        .map_err(|err| ApiError::internal(&err))?
+    // A million-number upload takes a while to parse: off the worker's thread.
+    match uploads::read(req, payload, ctx.settings.http.body_limit_bytes).await? {
+        Upload::Json(body) => uploads::parse_off_thread(move || from_json(&body)).await,
+        Upload::Csv(body) => uploads::parse_off_thread(move || from_csv(&body)).await,
+    }
 }
 
 async fn add(

@@ -245,6 +245,38 @@ pub struct CreateCampaignRequest {
     pub voice_url: Option<String>,
 }
 
+impl CreateCampaignRequest {
+    /// A create whose targets came as CSV: the campaign's simple fields from the query.
+    pub fn from_query(
+        query: &std::collections::HashMap<String, String>,
+        targets: Vec<TargetInput>,
+    ) -> Result<Self, Vec<String>> {
+        let max_concurrent_calls = match query.get("max_concurrent_calls") {
+            None => None,
+            Some(raw) => Some(raw.parse::<i64>().map_err(|_| {
+                vec![format!(
+                    "max_concurrent_calls: must be an integer, got {raw:?}"
+                )]
+            })?),
+        };
+        Ok(Self {
+            name: query.get("name").cloned(),
+            description: query.get("description").cloned(),
+            time_zone: query.get("time_zone").cloned(),
+            max_concurrent_calls,
+            retry_policy: None,
+            business_hours: None,
+            recipient_hours: None,
+            restricted_periods: None,
+            recipient_limits: None,
+            targets: Some(targets),
+            caller_id: query.get("caller_id").cloned(),
+            twiml: None,
+            voice_url: None,
+        })
+    }
+}
+
 #[derive(Debug, Deserialize, ToSchema)]
 #[schema(example = json!({"max_concurrent_calls": 20, "description": "raised for the last week"}))]
 pub struct UpdateCampaignRequest {
@@ -573,12 +605,26 @@ pub fn validate_windows(
     (problems.0.len() == before).then(|| BusinessHours::new(windows))
 }
 
-/// Parses, canonicalises and deduplicates target numbers (the first metadata wins).
-pub fn validate_targets(input: Vec<TargetInput>, problems: &mut Problems) -> Vec<NewTarget> {
+/// How an upload names the field of its `index`-th target: `targets[3].phone_number` in JSON,
+/// `line 5: phone_number` in CSV.
+pub type FieldOf = fn(usize, &str) -> String;
+
+/// How a JSON body names a target's field.
+pub fn json_target_field(index: usize, column: &str) -> String {
+    format!("targets[{index}].{column}")
+}
+
+/// Parses, canonicalises and deduplicates target numbers (the first metadata wins), naming a
+/// problem's field with `field_of(index, column)`.
+pub fn validate_targets_as(
+    input: Vec<TargetInput>,
+    problems: &mut Problems,
+    field_of: FieldOf,
+) -> Vec<NewTarget> {
     let mut seen = HashSet::with_capacity(input.len());
     let mut targets = Vec::with_capacity(input.len());
     for (index, target) in input.into_iter().enumerate() {
-        let field = format!("targets[{index}].phone_number");
+        let field = field_of(index, "phone_number");
         let Some(raw) = target.phone_number else {
             problems.push(&field, "is required");
             continue;
@@ -589,7 +635,7 @@ pub fn validate_targets(input: Vec<TargetInput>, problems: &mut Problems) -> Vec
                 Ok(tz) => Some(tz),
                 Err(_) => {
                     problems.push(
-                        &format!("targets[{index}].time_zone"),
+                        &field_of(index, "time_zone"),
                         format!("{zone:?} is not an IANA time zone"),
                     );
                     continue;
@@ -1006,7 +1052,7 @@ mod tests {
                 time_zone: None,
             },
         ];
-        let targets = validate_targets(input, &mut problems);
+        let targets = validate_targets_as(input, &mut problems, json_target_field);
         assert_eq!(targets.len(), 1);
         assert_eq!(problems.0.len(), 1);
         assert!(problems.0[0].starts_with("targets[2].phone_number"));

@@ -155,10 +155,15 @@ impl ApiError {
     }
 
     pub fn unsupported_media_type() -> Self {
+        Self::unsupported_media_type_of("application/json")
+    }
+
+    /// A body of a media type the route does not take; `accepted` names those it does.
+    pub fn unsupported_media_type_of(accepted: &str) -> Self {
         Self::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
-            "request body must be application/json",
+            format!("request body must be {accepted}"),
         )
     }
 

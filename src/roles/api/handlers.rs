@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use chrono::Utc;
@@ -13,6 +13,7 @@ use uuid::Uuid;
 use super::access::Audit;
 use super::dto::*;
 use super::error::{ApiError, ErrorBody};
+use super::uploads::{self, Upload};
 use crate::context::AppContext;
 use crate::domain::admission::{
     CampaignRules, DialCheck, LimitsReached, NumberFacts, PendingTally,
@@ -101,14 +102,45 @@ async fn wake_campaign(ctx: &AppContext, campaign_id: CampaignId) {
     }
 }
 
-#[utoipa::path(post, path = "/api/v1/campaigns", request_body = CreateCampaignRequest,
+/// How a CSV upload names a target's field: by its line (line 1 is the header).
+fn csv_field(index: usize, column: &str) -> String {
+    format!("line {}: {column}", uploads::line_of(index))
+}
+
+/// Targets from a CSV body, parsed off the worker's thread.
+async fn csv_targets(body: web::Bytes) -> Result<Vec<TargetInput>, ApiError> {
+    uploads::parse_off_thread(move || uploads::targets_from_csv(&body)).await
+}
+
+#[utoipa::path(post, path = "/api/v1/campaigns",
+    request_body(description = "JSON, or text/csv with the targets one per row (a phone_number column, an optional time_zone, every other column kept as metadata) and the campaign's name, time_zone and optional description, max_concurrent_calls and caller_id as query parameters",
+        content(
+        (CreateCampaignRequest = "application/json"),
+        (String = "text/csv", example = "phone_number,time_zone,customer\n+15555550001,America/Chicago,A-17\n"))),
+    params(("name" = Option<String>, Query, description = "with a text/csv body: the campaign's name"),
+        ("time_zone" = Option<String>, Query, description = "with a text/csv body: the campaign's IANA time zone"),
+        ("description" = Option<String>, Query, description = "with a text/csv body"),
+        ("max_concurrent_calls" = Option<String>, Query, description = "with a text/csv body: 1 to 100000"),
+        ("caller_id" = Option<String>, Query, description = "with a text/csv body: E.164")),
     responses((status = 201, body = CampaignResponse), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn create_campaign(
     ctx: Ctx,
     audit: Audit,
-    body: web::Json<CreateCampaignRequest>,
+    req: HttpRequest,
+    query: Query,
+    payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let body = body.into_inner();
+    let limit = ctx.settings.http.body_limit_bytes;
+    let (body, field_of): (CreateCampaignRequest, FieldOf) =
+        match uploads::read(&req, payload, limit).await? {
+            Upload::Json(bytes) => (uploads::json(&bytes)?, json_target_field),
+            Upload::Csv(bytes) => {
+                let targets = csv_targets(bytes).await?;
+                let body = CreateCampaignRequest::from_query(&query, targets)
+                    .map_err(ApiError::validation)?;
+                (body, csv_field)
+            }
+        };
     let mut problems = Problems::default();
     let name = validate_name(body.name.as_deref(), &mut problems);
     let time_zone = validate_time_zone(body.time_zone.as_deref(), &mut problems);
@@ -132,7 +164,7 @@ pub async fn create_campaign(
         body.recipient_limits.as_deref().unwrap_or_default(),
         &mut problems,
     );
-    let targets = validate_targets(body.targets.unwrap_or_default(), &mut problems);
+    let targets = validate_targets_as(body.targets.unwrap_or_default(), &mut problems, field_of);
     let description = validate_description(body.description, &mut problems);
     let (caller_id, audio) = validate_voice(voice_input!(body), &mut problems);
     let voice = Voice {
@@ -374,21 +406,36 @@ pub async fn campaign_stats(ctx: Ctx, path: web::Path<String>) -> Result<HttpRes
     Ok(HttpResponse::Ok().json(StatsResponse::from(&stats)))
 }
 
-#[utoipa::path(post, path = "/api/v1/campaigns/{id}/targets", request_body = AddTargetsRequest,
+#[utoipa::path(post, path = "/api/v1/campaigns/{id}/targets",
+    request_body(description = "JSON, or text/csv with one target per row: a phone_number column, an optional time_zone, every other column kept as metadata",
+        content(
+        (AddTargetsRequest = "application/json"),
+        (String = "text/csv", example = "phone_number\n+15555550001\n"))),
     responses((status = 202, body = AcceptedResponse), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn add_targets(
     ctx: Ctx,
     audit: Audit,
     path: web::Path<String>,
-    body: web::Json<AddTargetsRequest>,
+    req: HttpRequest,
+    payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let id = campaign_id(&path)?;
+    let limit = ctx.settings.http.body_limit_bytes;
+    let (input, field_of): (Vec<TargetInput>, FieldOf) =
+        match uploads::read(&req, payload, limit).await? {
+            Upload::Json(bytes) => (
+                uploads::json::<AddTargetsRequest>(&bytes)?
+                    .targets
+                    .unwrap_or_default(),
+                json_target_field,
+            ),
+            Upload::Csv(bytes) => (csv_targets(bytes).await?, csv_field),
+        };
     let mut problems = Problems::default();
-    let input = body.into_inner().targets.unwrap_or_default();
     if input.is_empty() {
         problems.push("targets", "must list at least one target");
     }
-    let targets = validate_targets(input, &mut problems);
+    let targets = validate_targets_as(input, &mut problems, field_of);
     if !problems.is_empty() {
         return Err(ApiError::validation(problems.0));
     }

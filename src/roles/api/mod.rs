@@ -11,6 +11,7 @@ mod handlers;
 pub mod keys;
 mod limits;
 mod tls;
+mod uploads;
 mod webhooks;
 
 use std::net::{SocketAddr, TcpListener};
