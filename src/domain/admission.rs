@@ -7,6 +7,8 @@
 //! claimed attempt may be placed right now (checked by the dialer at the moment of dialing,
 //! not only at claim time), and what an attempt that was never placed goes back to.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
@@ -190,6 +192,59 @@ impl DialCheck {
         Some(HoldReason {
             code: first.code,
             until: rules.next_dialable(now),
+        })
+    }
+}
+
+/// When new calls of a campaign can first be dialable by the rules of time alone (business
+/// and recipient hours, state hours, restricted periods), so a claim never reads a call its
+/// recipient's night holds: a campaign of a million numbers, most of them asleep, costs its
+/// claims what its dialable calls cost. The instant is a lower bound (the list, caps and the
+/// campaign's status are left to the claim's screen, which decides at the moment of claiming);
+/// a change of the campaign's rules makes its held calls claimable again.
+pub struct FirstDialable<'a> {
+    policy: &'a Compliance,
+    rules: CampaignRules,
+    now: DateTime<Utc>,
+    /// The instant depends only on a number's zones and state, shared by most of a campaign.
+    memo: HashMap<(Zones<'a>, Option<&'static str>), Option<DateTime<Utc>>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Zones<'a> {
+    Given(Tz),
+    OfNumber(&'a [Tz]),
+}
+
+impl<'a> FirstDialable<'a> {
+    pub fn new(policy: &'a Compliance, campaign: &Campaign, now: DateTime<Utc>) -> Self {
+        Self {
+            policy,
+            rules: CampaignRules::of(campaign),
+            now,
+            memo: HashMap::new(),
+        }
+    }
+
+    /// The first instant a new call to `phone_number` may be dialable, when later than now.
+    pub fn of(&mut self, phone_number: &str, time_zone: Option<Tz>) -> Option<DateTime<Utc>> {
+        let policy = self.policy;
+        let zones = match time_zone {
+            Some(zone) => Zones::Given(zone),
+            None => Zones::OfNumber(policy.zones().zones_of(phone_number)),
+        };
+        let state = policy.state_rule(phone_number).map(|rule| rule.state);
+        let (rules, now) = (&self.rules, self.now);
+        *self.memo.entry((zones, state)).or_insert_with(|| {
+            let facts = NumberFacts {
+                time_zone,
+                do_not_call: None,
+                prior: Vec::new(),
+            };
+            DialCheck::for_call(policy, rules.clone(), phone_number, facts)
+                .rules()
+                .next_dialable(now)
+                .filter(|at| *at > now)
         })
     }
 }
@@ -431,6 +486,46 @@ mod tests {
         Utc.with_ymd_and_hms(2026, 12, 7, 17, 0, 0)
             .single()
             .expect("valid instant")
+    }
+
+    #[test]
+    fn new_calls_wait_for_the_first_instant_their_rules_allow() {
+        let now = monday_noon_new_york();
+        let campaign = Campaign {
+            id: crate::domain::ids::CampaignId::new(),
+            name: "first".into(),
+            description: String::new(),
+            time_zone: chrono_tz::America::New_York,
+            status: CampaignStatus::Pending,
+            max_concurrent_calls: 1,
+            retry_policy: Default::default(),
+            business_hours: BusinessHours::default(),
+            recipient_hours: crate::domain::compliance::default_recipient_hours(),
+            restricted_periods: Vec::new(),
+            recipient_limits: Vec::new(),
+            created_at: now,
+            updated_at: now,
+            started_at: None,
+            completed_at: None,
+            target_count: 0,
+            voice: Default::default(),
+        };
+        let policy = Compliance::default();
+        let mut first = FirstDialable::new(&policy, &campaign, now);
+        // Noon in New York: its numbers are dialable now, whatever the campaign's status.
+        assert_eq!(first.of("+12125550100", None), None);
+        // 07:00 in Honolulu: 08:00 there, by the number's zone or by the target's own.
+        let honolulu_eight = Utc.with_ymd_and_hms(2026, 12, 7, 18, 0, 0).single();
+        assert_eq!(first.of("+18085550100", None), honolulu_eight);
+        assert_eq!(
+            first.of("+12125550101", Some(chrono_tz::Pacific::Honolulu)),
+            honolulu_eight
+        );
+        // The memo is per zones and state, not per number: New York's, Honolulu's by number,
+        // Honolulu given.
+        assert_eq!(first.of("+12125550102", None), None);
+        assert_eq!(first.of("+18085550101", None), honolulu_eight);
+        assert_eq!(first.memo.len(), 3);
     }
 
     #[test]

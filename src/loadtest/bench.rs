@@ -14,7 +14,7 @@ use super::{driver, start_and_time_first_dial, EmbeddedServer, LoadError};
 
 use crate::settings::{BusAddress, GoDuration, LimiterAddress, Settings, StoreAddress};
 
-pub const SCENARIOS: [&str; 8] = [
+pub const SCENARIOS: [&str; 10] = [
     "throughput",
     "utilization",
     "fairness",
@@ -23,10 +23,12 @@ pub const SCENARIOS: [&str; 8] = [
     "bodies",
     "callbacks",
     "carrier",
+    "held",
+    "dnc",
 ];
 
 /// User+system CPU time of this process, from /proc (USER_HZ is 100 on Linux).
-fn cpu_time() -> Duration {
+pub(super) fn cpu_time() -> Duration {
     let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
         return Duration::ZERO;
     };
@@ -235,6 +237,8 @@ impl Bench {
             "bodies" => bodies(self).await,
             "callbacks" => super::carrier_bench::callbacks(self).await,
             "carrier" => super::carrier_bench::carrier(self).await,
+            "held" => super::compliance_bench::held(self).await,
+            "dnc" => super::compliance_bench::dnc(self).await,
             other => Err(LoadError::Http(format!(
                 "unknown scenario {other:?}; known: {}",
                 SCENARIOS.join(", ")

@@ -97,10 +97,23 @@ impl ApiClient {
         path: &str,
         body: String,
     ) -> Result<(u16, Value), LoadError> {
+        self.send_as(route, method, path, "application/json", body)
+            .await
+    }
+
+    /// Sends a body already encoded as `content_type`.
+    pub async fn send_as(
+        &self,
+        route: &'static str,
+        method: reqwest::Method,
+        path: &str,
+        content_type: &str,
+        body: String,
+    ) -> Result<(u16, Value), LoadError> {
         let request = self
             .http
             .request(method, format!("{}{path}", self.base))
-            .header("content-type", "application/json")
+            .header("content-type", content_type)
             .body(body);
         self.timed(route, request).await
     }

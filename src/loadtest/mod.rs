@@ -7,6 +7,7 @@
 pub mod bench;
 mod carrier_bench;
 pub mod client;
+mod compliance_bench;
 pub mod driver;
 pub mod journal;
 

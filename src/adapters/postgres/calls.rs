@@ -15,34 +15,39 @@ use crate::adapters::sql::rows::{self, AttemptRow, CallRow, PhoneRow, CALL_COLUM
 use crate::adapters::sql::statements::{CALLS, CALLS_IN_STATUS, CALL_ATTEMPTS};
 use crate::adapters::sql::{as_bigint, to_ms, Failure};
 use crate::domain::access::AuditEntry;
+use crate::domain::admission::FirstDialable;
 use crate::domain::call::{Attempt, Call, CallStatus};
 use crate::domain::ids::{CallId, CampaignId};
 use crate::domain::stats::StatsDelta;
 use crate::ports::{NewTarget, StoreError};
 
-/// Inserts queued calls of one campaign; all share `max_attempts` and were made at `now`.
+/// Inserts queued calls of one campaign; all share `max_attempts` and were made at `now`. Each
+/// is claimable from the first instant its rules may allow it.
 pub(super) async fn insert_calls(
     conn: &mut Conn,
     campaign: &str,
     max_attempts: u32,
     now: DateTime<Utc>,
     calls: &[Call],
+    first: &mut FirstDialable<'_>,
 ) -> Result<(), Failure> {
-    for chunk in calls.chunks(rows_per_insert(4, 3)) {
+    for chunk in calls.chunks(rows_per_insert(5, 3)) {
         let values: Vec<String> = (0..chunk.len())
             .map(|row| {
-                let first = 4 + 4 * row;
+                let first = 4 + 5 * row;
                 format!(
-                    "($1, ${first}, ${}, 'queued', 0, $2, $3, $3, $3, ${}, ${})",
+                    "($1, ${first}, ${}, 'queued', 0, $2, $3, $3, $3, ${}, ${}, ${})",
                     first + 1,
                     first + 2,
-                    first + 3
+                    first + 3,
+                    first + 4
                 )
             })
             .collect();
         let mut query = diesel::sql_query(format!(
             "INSERT INTO calls (campaign_id, id, phone_number, status, attempt_count, \
-             max_attempts, scheduled_at, created_at, updated_at, metadata, time_zone) VALUES {}",
+             max_attempts, scheduled_at, created_at, updated_at, metadata, time_zone, \
+             dial_after) VALUES {}",
             values.join(", ")
         ))
         .into_boxed()
@@ -55,7 +60,12 @@ pub(super) async fn insert_calls(
                 .bind::<Text, _>(call.id.to_string())
                 .bind::<Text, _>(call.phone_number.as_str().to_owned())
                 .bind::<Nullable<Text>, _>(call.metadata.as_ref().map(|m| m.to_string()))
-                .bind::<Nullable<Text>, _>(call.time_zone.map(|tz| tz.name().to_owned()));
+                .bind::<Nullable<Text>, _>(call.time_zone.map(|tz| tz.name().to_owned()))
+                .bind::<BigInt, _>(
+                    first
+                        .of(call.phone_number.as_str(), call.time_zone)
+                        .map_or(0, to_ms),
+                );
         }
         query.execute(conn).await?;
     }
@@ -69,6 +79,7 @@ pub(super) async fn enqueue(
     now: DateTime<Utc>,
     audit: Option<AuditEntry>,
 ) -> Result<Vec<Call>, StoreError> {
+    let policy = store.compliance.clone();
     store
         .transaction(move |conn| {
             async move {
@@ -107,7 +118,8 @@ pub(super) async fn enqueue(
                     .into_iter()
                     .map(|target| target.queued_call(campaign_id, max_attempts, now))
                     .collect();
-                insert_calls(conn, &id, max_attempts, now, &calls).await?;
+                let mut first = FirstDialable::new(&policy, &campaign, now);
+                insert_calls(conn, &id, max_attempts, now, &calls, &mut first).await?;
                 let delta = StatsDelta::enqueued(as_bigint(calls.len()));
                 apply_stats(conn, &id, &delta, now).await?;
                 Ok(calls)

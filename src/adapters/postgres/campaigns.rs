@@ -15,10 +15,12 @@ use crate::adapters::sql::prepared::KeepPrepared;
 use crate::adapters::sql::rows::{self, limits_json, voice_json, CampaignRow, StatsRow};
 use crate::adapters::sql::statements::SET_CAMPAIGN_RULES;
 use crate::adapters::sql::statements::{
-    self, APPLY_STATS, CAMPAIGNS, CAMPAIGNS_IN_STATUS, CAMPAIGN_STATS, LOAD_CAMPAIGN, RETRY_BUDGET,
+    self, APPLY_STATS, CAMPAIGNS, CAMPAIGNS_IN_STATUS, CAMPAIGN_STATS, LOAD_CAMPAIGN, REOPEN_HELD,
+    RETRY_BUDGET,
 };
 use crate::adapters::sql::{as_bigint, hours_json, periods_json, to_ms, Failure};
 use crate::domain::access::AuditEntry;
+use crate::domain::admission::{CampaignRules, FirstDialable};
 use crate::domain::business_hours::BusinessHours;
 use crate::domain::call::{Call, CallStatus};
 use crate::domain::campaign::{
@@ -130,6 +132,7 @@ pub(super) async fn create(
     now: DateTime<Utc>,
     audit: Option<AuditEntry>,
 ) -> Result<Campaign, StoreError> {
+    let policy = store.compliance.clone();
     store
         .transaction(move |conn| {
             async move {
@@ -197,8 +200,18 @@ pub(super) async fn create(
                     .into_iter()
                     .map(|target| target.queued_call(id, retry_policy.max_attempts, now))
                     .collect();
-                insert_calls(conn, &campaign, retry_policy.max_attempts, now, &calls).await?;
-                reload_campaign(conn, id).await
+                let created = reload_campaign(conn, id).await?;
+                let mut first = FirstDialable::new(&policy, &created, now);
+                insert_calls(
+                    conn,
+                    &campaign,
+                    retry_policy.max_attempts,
+                    now,
+                    &calls,
+                    &mut first,
+                )
+                .await?;
+                Ok(created)
             }
             .boxed()
         })
@@ -263,6 +276,7 @@ pub(super) async fn update(
                 let campaign = id.to_string();
                 let old_key = name_key(&current.name);
                 let old_budget = current.retry_policy.max_attempts;
+                let old_rules = CampaignRules::of(&current);
                 let next = changes.apply_to(current);
                 let new_key = name_key(&next.name);
                 if new_key != old_key {
@@ -276,6 +290,7 @@ pub(super) async fn update(
                     .execute(conn)
                     .await?;
                 }
+                let rules_changed = CampaignRules::of(&next) != old_rules;
                 let policy = next.retry_policy;
                 diesel::sql_query(
                     "UPDATE campaigns SET name = $1, description = $2, max_concurrent_calls = $3, \
@@ -304,6 +319,13 @@ pub(super) async fn update(
                     &next.recipient_limits,
                 )
                 .await?;
+                if rules_changed {
+                    diesel::sql_query(REOPEN_HELD.postgres())
+                        .bind::<Text, _>(campaign.clone())
+                        .prepared()
+                        .execute(conn)
+                        .await?;
+                }
                 if policy.max_attempts != old_budget {
                     diesel::sql_query(RETRY_BUDGET.postgres())
                         .bind::<Integer, _>(policy.max_attempts as i32)

@@ -168,6 +168,13 @@ pub static FORBID_CALL: Statement = Statement::new(|| {
         .into()
 });
 
+/// A campaign's calls set aside by its old rules, claimable again so its new rules screen them.
+pub static REOPEN_HELD: Statement = Statement::new(|| {
+    "UPDATE calls SET dial_after = 0 WHERE campaign_id = ? AND status = 'queued' \
+     AND dial_after > 0"
+        .into()
+});
+
 pub static HOLD_CALL: Statement =
     Statement::new(|| "UPDATE calls SET dial_after = ? WHERE id = ?".into());
 

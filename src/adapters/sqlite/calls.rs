@@ -13,21 +13,31 @@ use crate::adapters::sql::rows::{self, AttemptRow, CallRow, PhoneRow, CALL_COLUM
 use crate::adapters::sql::statements::{CALLS, CALLS_IN_STATUS, CALL_ATTEMPTS};
 use crate::adapters::sql::{as_bigint, to_ms, Failure};
 use crate::domain::access::AuditEntry;
+use crate::domain::admission::FirstDialable;
 use crate::domain::call::{Attempt, Call, CallStatus};
 use crate::domain::ids::{CallId, CampaignId};
 use crate::domain::stats::StatsDelta;
 use crate::ports::{NewTarget, StoreError};
 
-pub(super) fn insert_calls(conn: &mut SqliteConnection, calls: &[Call]) -> Result<(), Failure> {
+/// Inserts queued calls, each claimable from the first instant its rules may allow it.
+pub(super) fn insert_calls(
+    conn: &mut SqliteConnection,
+    calls: &[Call],
+    first: &mut FirstDialable<'_>,
+) -> Result<(), Failure> {
     for chunk in calls.chunks(INSERT_CHUNK) {
-        let placeholders = vec!["(?, ?, ?, 'queued', 0, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
+        let placeholders =
+            vec!["(?, ?, ?, 'queued', 0, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
         let mut query = diesel::sql_query(format!(
             "INSERT INTO calls (id, campaign_id, phone_number, status, attempt_count, \
-             max_attempts, scheduled_at, created_at, updated_at, metadata, time_zone) \
-             VALUES {placeholders}"
+             max_attempts, scheduled_at, created_at, updated_at, metadata, time_zone, \
+             dial_after) VALUES {placeholders}"
         ))
         .into_boxed();
         for call in chunk {
+            let dial_after = first
+                .of(call.phone_number.as_str(), call.time_zone)
+                .map_or(0, to_ms);
             query = query
                 .bind::<Text, _>(call.id.to_string())
                 .bind::<Text, _>(call.campaign_id.to_string())
@@ -37,7 +47,8 @@ pub(super) fn insert_calls(conn: &mut SqliteConnection, calls: &[Call]) -> Resul
                 .bind::<BigInt, _>(to_ms(call.created_at))
                 .bind::<BigInt, _>(to_ms(call.updated_at))
                 .bind::<Nullable<Text>, _>(call.metadata.as_ref().map(|m| m.to_string()))
-                .bind::<Nullable<Text>, _>(call.time_zone.map(|tz| tz.name().to_owned()));
+                .bind::<Nullable<Text>, _>(call.time_zone.map(|tz| tz.name().to_owned()))
+                .bind::<BigInt, _>(dial_after);
         }
         query.execute(conn)?;
     }
@@ -89,6 +100,7 @@ pub(super) async fn enqueue(
                 .collect::<Vec<_>>())
         })
         .await?;
+    let policy = store.compliance.clone();
     store
         .write(move |conn| {
             record(conn, audit.as_ref())?;
@@ -102,7 +114,8 @@ pub(super) async fn enqueue(
                 .into_iter()
                 .map(|target| target.queued_call(campaign_id, max_attempts, now))
                 .collect();
-            insert_calls(conn, &calls)?;
+            let mut first = FirstDialable::new(&policy, &campaign, now);
+            insert_calls(conn, &calls, &mut first)?;
             let delta = StatsDelta::enqueued(as_bigint(calls.len()));
             apply_stats(conn, campaign_id, &delta, now)?;
             Ok(calls)

@@ -13,10 +13,12 @@ use crate::adapters::sql::prepared::KeepPrepared;
 use crate::adapters::sql::rows::{self, limits_json, voice_json, CampaignRow, StatsRow};
 use crate::adapters::sql::statements::SET_CAMPAIGN_RULES;
 use crate::adapters::sql::statements::{
-    self, APPLY_STATS, CAMPAIGNS, CAMPAIGNS_IN_STATUS, CAMPAIGN_STATS, LOAD_CAMPAIGN, RETRY_BUDGET,
+    self, APPLY_STATS, CAMPAIGNS, CAMPAIGNS_IN_STATUS, CAMPAIGN_STATS, LOAD_CAMPAIGN, REOPEN_HELD,
+    RETRY_BUDGET,
 };
 use crate::adapters::sql::{as_bigint, hours_json, periods_json, to_ms, Failure};
 use crate::domain::access::AuditEntry;
+use crate::domain::admission::{CampaignRules, FirstDialable};
 use crate::domain::business_hours::BusinessHours;
 use crate::domain::call::{Call, CallStatus};
 use crate::domain::campaign::{
@@ -104,6 +106,7 @@ pub(super) async fn create(
     now: DateTime<Utc>,
     audit: Option<AuditEntry>,
 ) -> Result<Campaign, StoreError> {
+    let policy = store.compliance.clone();
     store
         .write(move |conn| {
             record(conn, audit.as_ref())?;
@@ -166,9 +169,11 @@ pub(super) async fn create(
                 .into_iter()
                 .map(|target| target.queued_call(id, retry_policy.max_attempts, now))
                 .collect();
-            insert_calls(conn, &calls)?;
+            let created = existing_campaign(conn, id)?;
+            let mut first = FirstDialable::new(&policy, &created, now);
+            insert_calls(conn, &calls, &mut first)?;
             apply_stats(conn, id, &StatsDelta::enqueued(as_bigint(calls.len())), now)?;
-            existing_campaign(conn, id)
+            Ok(created)
         })
         .await
 }
@@ -221,7 +226,9 @@ pub(super) async fn update(
             let current = existing_campaign(conn, id)?;
             current.status.ensure_mutable("update")?;
             let old_budget = current.retry_policy.max_attempts;
+            let old_rules = CampaignRules::of(&current);
             let next = changes.apply_to(current);
+            let rules_changed = CampaignRules::of(&next) != old_rules;
             let policy = next.retry_policy;
             diesel::sql_query(
                 "UPDATE campaigns SET name = ?, name_key = ?, description = ?, \
@@ -249,6 +256,12 @@ pub(super) async fn update(
                 &next.restricted_periods,
                 &next.recipient_limits,
             )?;
+            if rules_changed {
+                diesel::sql_query(REOPEN_HELD.sqlite())
+                    .bind::<Text, _>(id.to_string())
+                    .prepared()
+                    .execute(conn)?;
+            }
             if policy.max_attempts != old_budget {
                 diesel::sql_query(RETRY_BUDGET.sqlite())
                     .bind::<Integer, _>(policy.max_attempts as i32)

@@ -1324,6 +1324,8 @@ async fn a_call_outside_its_recipients_hours_waits_for_them(adapter: StoreAdapte
     let name = adapter.name();
     let store = adapter.open(&dir).await;
     let id = CampaignId::new();
+    // 07:00 in New York, 02:00 in Honolulu.
+    let registered = Utc.with_ymd_and_hms(2026, 12, 2, 12, 0, 0).unwrap();
     let target = |number: &str, zone: Option<chrono_tz::Tz>| NewTarget {
         phone_number: PhoneNumber::parse(number).expect("number"),
         metadata: None,
@@ -1352,12 +1354,12 @@ async fn a_call_outside_its_recipients_hours_waits_for_them(adapter: StoreAdapte
                     target("+12125550101", Some(chrono_tz::Pacific::Honolulu)),
                 ],
             },
-            Utc::now(),
+            registered,
         )
         .await
         .expect("created");
     store
-        .transition_campaign(id, StatusAction::Start, Utc::now())
+        .transition_campaign(id, StatusAction::Start, registered)
         .await
         .expect("started");
     // 09:00 in New York, 04:00 in Honolulu.
@@ -1464,6 +1466,72 @@ async fn a_call_outside_its_recipients_hours_waits_for_them(adapter: StoreAdapte
         .await
         .expect("claim");
     assert!(again.is_empty(), "{name}: held until its next window");
+}
+
+/// Calls held by a campaign's rules (set aside at registration or by a claim) are screened
+/// again by the rules that replace them: widened hours free them at once.
+async fn changed_rules_free_the_calls_they_held(adapter: StoreAdapter) {
+    use chrono::TimeZone;
+    let dir = tempfile::tempdir().expect("dir");
+    let name = adapter.name();
+    let store = adapter.open(&dir).await;
+    let id = CampaignId::new();
+    // 04:00 in Honolulu.
+    let night = Utc.with_ymd_and_hms(2026, 12, 2, 14, 0, 0).unwrap();
+    let target = |number: &str| NewTarget {
+        phone_number: PhoneNumber::parse(number).expect("number"),
+        metadata: None,
+        time_zone: Some(chrono_tz::Pacific::Honolulu),
+    };
+    store
+        .create_campaign(
+            NewCampaign {
+                id,
+                name: format!("reopened-{id}"),
+                description: String::new(),
+                time_zone: chrono_tz::UTC,
+                max_concurrent_calls: 10,
+                retry_policy: RetryPolicy::default(),
+                business_hours: BusinessHours::default(),
+                recipient_hours: default_recipient_hours(),
+                restricted_periods: Vec::new(),
+                recipient_limits: Vec::new(),
+                voice: Default::default(),
+                targets: vec![target("+15555550100"), target("+15555550101")],
+            },
+            night,
+        )
+        .await
+        .expect("created");
+    store
+        .transition_campaign(id, StatusAction::Start, night)
+        .await
+        .expect("started");
+    let claimer = InstanceId::new();
+    let asleep = store
+        .claim_calls(id, 10, claimer, 50_000, night)
+        .await
+        .expect("claim");
+    assert!(asleep.is_empty(), "{name}: 04:00 for every recipient");
+    // A later trigger is held the same way.
+    store
+        .enqueue_calls(id, vec![target("+15555550100")], night)
+        .await
+        .expect("enqueued");
+    let changes = CampaignChanges {
+        recipient_hours: Some(BusinessHours::default()),
+        ..Default::default()
+    };
+    store
+        .update_campaign(id, changes, night)
+        .await
+        .expect("updated");
+    let awake = store
+        .claim_calls(id, 10, claimer, 50_000, night)
+        .await
+        .expect("claim");
+    // Two calls to one number never dial at once: the trigger waits for the first.
+    assert_eq!(awake.len(), 2, "{name}: the rules that held them are gone");
 }
 
 fn report(
@@ -1946,5 +2014,6 @@ contract_suite!(
         a_call_outside_its_recipients_hours_waits_for_them,
         a_listed_number_is_never_dialed,
         a_frequency_cap_holds_across_campaigns_and_processes,
+        changed_rules_free_the_calls_they_held,
     ]
 );
