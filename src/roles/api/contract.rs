@@ -17,7 +17,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement
 use utoipa::openapi::{OpenApi as Document, Ref, Required};
 use utoipa::{Modify, OpenApi};
 
-use super::{dnc, endpoints, handlers, keys, webhooks};
+use super::{dnc, endpoints, events, handlers, keys, webhooks};
 use crate::domain::access::Access;
 
 /// An id in a path or a query: a hyphenated UUID, exactly what the server parses.
@@ -48,6 +48,7 @@ pub const UUID_PATTERN: &str =
         handlers::get_call,
         handlers::explain_call,
         handlers::explain_campaign,
+        events::campaign_events,
         webhooks::twilio_status,
         keys::create_key,
         keys::list_keys,

@@ -38,7 +38,7 @@ pub(super) fn parse_id(raw: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(raw).map_err(|_| ApiError::invalid_id(raw))
 }
 
-fn campaign_id(raw: &str) -> Result<CampaignId, ApiError> {
+pub(super) fn campaign_id(raw: &str) -> Result<CampaignId, ApiError> {
     parse_id(raw).map(CampaignId)
 }
 

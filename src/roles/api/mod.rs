@@ -7,6 +7,7 @@ mod contract;
 mod dnc;
 mod dto;
 mod error;
+mod events;
 mod handlers;
 pub mod keys;
 mod limits;
@@ -128,6 +129,9 @@ pub fn endpoints() -> Vec<Endpoint> {
         }),
         endpoint(Method::GET, "/api/v1/campaigns/{id}/explain", Viewer, |r| {
             r.to(h::explain_campaign)
+        }),
+        endpoint(Method::GET, "/api/v1/campaigns/{id}/events", Viewer, |r| {
+            r.to(events::campaign_events)
         }),
         endpoint(Method::POST, "/api/v1/keys", Admin, |r| {
             r.to(keys::create_key)
@@ -286,6 +290,7 @@ pub fn route_label(path: &str) -> &'static str {
         ["api", "v1", "audit"] => "/api/v1/audit",
         ["api", "v1", "campaigns", _, "dnc"] => "/api/v1/campaigns/{id}/dnc",
         ["api", "v1", "campaigns", _, "explain"] => "/api/v1/campaigns/{id}/explain",
+        ["api", "v1", "campaigns", _, "events"] => "/api/v1/campaigns/{id}/events",
         ["api", "v1", "dnc"] => "/api/v1/dnc",
         ["api", "v1", "dnc", _] => "/api/v1/dnc/{number}",
         _ => "unmatched",
@@ -416,9 +421,11 @@ impl ApiRole {
             http.body_timeout.0,
         ));
         let (keep_alive, request_timeout) = (http.keep_alive.0, http.request_timeout.0);
+        let streams_stop = web::Data::new(events::StreamsStop(shutdown.clone()));
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(data.clone())
+                .app_data(streams_stop.clone())
                 .app_data(gate.clone())
                 .app_data(bodies.clone())
                 .app_data(json_config(limit))
