@@ -942,6 +942,42 @@ async fn send_csv(app: &TestApp, path: &str, body: &str) -> (u16, Value) {
 async fn campaigns_and_targets_come_as_csv() {
     let app = TestApp::spawn().await;
     let name = unique_name("csv");
+    // A dry run answers as the create would (every problem, or the targets it would register)
+    // and creates nothing.
+    let (status, report) = send_csv(
+        &app,
+        &format!("/api/v1/campaigns?name={name}&time_zone=UTC&dry_run=true"),
+        "phone_number\n+15555550001\n555-0100\n+15555550001\n+15555550002\nnope\n",
+    )
+    .await;
+    assert_eq!(status, 400, "{report}");
+    let problems: Vec<&str> = report["details"]
+        .as_array()
+        .expect("problems")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(problems.len(), 2, "{report}");
+    assert!(problems[0].starts_with("line 3: phone_number"), "{report}");
+    assert!(problems[1].starts_with("line 6: phone_number"), "{report}");
+    let (status, report) = send_csv(
+        &app,
+        &format!("/api/v1/campaigns?name={name}&time_zone=UTC&dry_run=true"),
+        "phone_number\n+15555550001\n+15555550002\n+1 555 555 0001\n",
+    )
+    .await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(
+        report,
+        json!({"dry_run": true, "targets": 2}),
+        "duplicates count once"
+    );
+    let (status, bad) = send_csv(&app, "/api/v1/campaigns?dry_run=yes", "phone_number\n").await;
+    assert_eq!(
+        (status, bad["code"].as_str()),
+        (400, Some("validation_failed")),
+        "{bad}"
+    );
     let (status, created) = send_csv(
         &app,
         &format!("/api/v1/campaigns?name={name}&time_zone=UTC&max_concurrent_calls=3"),

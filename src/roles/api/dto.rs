@@ -1007,6 +1007,16 @@ impl From<&CampaignStats> for StatsResponse {
     }
 }
 
+/// What a valid create would register, without registering it (`?dry_run=true`); an invalid
+/// one gets the create's 400 with every problem.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"dry_run": true, "targets": 2}))]
+pub struct DryRunResponse {
+    pub dry_run: bool,
+    /// Distinct target numbers.
+    pub targets: usize,
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AcceptedResponse {
     pub accepted: u64,

@@ -121,8 +121,10 @@ async fn csv_targets(body: web::Bytes) -> Result<Vec<TargetInput>, ApiError> {
         ("time_zone" = Option<String>, Query, description = "with a text/csv body: the campaign's IANA time zone"),
         ("description" = Option<String>, Query, description = "with a text/csv body"),
         ("max_concurrent_calls" = Option<String>, Query, description = "with a text/csv body: 1 to 100000"),
-        ("caller_id" = Option<String>, Query, description = "with a text/csv body: E.164")),
-    responses((status = 201, body = CampaignResponse), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
+        ("caller_id" = Option<String>, Query, description = "with a text/csv body: E.164"),
+        ("dry_run" = Option<bool>, Query, description = "true: validate only and create nothing: 200 with the count of targets a create would register, or the create's 400 listing every problem (the name's uniqueness is checked only when creating)")),
+    responses((status = 201, body = CampaignResponse), (status = 200, body = DryRunResponse, description = "with dry_run=true"),
+        (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn create_campaign(
     ctx: Ctx,
     audit: Audit,
@@ -130,6 +132,15 @@ pub async fn create_campaign(
     query: Query,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
+    let dry_run = match query.get("dry_run").map(String::as_str) {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => {
+            return Err(ApiError::validation(vec![format!(
+                "dry_run: must be true or false, got {other:?}"
+            )]))
+        }
+    };
     let limit = ctx.settings.http.body_limit_bytes;
     let (body, field_of): (CreateCampaignRequest, FieldOf) =
         match uploads::read(&req, payload, limit).await? {
@@ -195,6 +206,12 @@ pub async fn create_campaign(
     else {
         return Err(ApiError::validation(problems.0));
     };
+    if dry_run {
+        return Ok(HttpResponse::Ok().json(DryRunResponse {
+            dry_run: true,
+            targets: targets.len(),
+        }));
+    }
     let id = CampaignId::new();
     let campaign = ctx
         .store
