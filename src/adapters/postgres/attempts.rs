@@ -27,7 +27,6 @@ use crate::adapters::sql::{as_bigint, millis, to_ms, Failure};
 use crate::domain::admission::{Begin, Release, Unspent};
 use crate::domain::call::CallStatus;
 use crate::domain::carrier::CarrierCall;
-use crate::domain::compliance::caps;
 use crate::domain::ids::InstanceId;
 use crate::domain::settlement::{AppliedReport, AttemptReport, CurrentCall, Settlement};
 use crate::domain::stats::StatsDelta;
@@ -458,19 +457,7 @@ async fn prior_attempts(
     let mut numbers: Vec<String> = calls.map(|facts| facts.phone_number.clone()).collect();
     numbers.sort();
     numbers.dedup();
-    if numbers.is_empty() {
-        return Ok(HashMap::new());
-    }
-    let rows: Vec<PriorRow> = diesel::sql_query(
-        "SELECT phone_number, campaign_id, started_at FROM number_attempts \
-         WHERE phone_number = ANY($1) AND started_at > $2",
-    )
-    .bind::<Array<Text>, _>(numbers)
-    .bind::<BigInt, _>(to_ms(now) - millis(caps::MAX_WINDOW))
-    .prepared()
-    .load(conn)
-    .await?;
-    Ok(rows::prior_by_number(rows))
+    super::dnc::prior_of(conn, numbers, now).await
 }
 
 /// Notes the dialed attempts' numbers and start times, which frequency caps count.

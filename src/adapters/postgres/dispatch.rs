@@ -7,21 +7,22 @@ use diesel_async::RunQueryDsl;
 use futures::FutureExt;
 
 use super::campaigns::apply_stats;
+use super::dnc::prior_of;
 use super::error::bad_id;
 use super::{Conn, PgStore};
 use crate::adapters::sql::prepared::KeepPrepared;
 use crate::adapters::sql::rows::{
-    self, CampaignRow, CapacityRow, ClaimRow, CountRow, IdRow, MaybeMsRow, PendingRow, PriorRow,
-    RunnableRow, TotalRow,
+    self, CampaignRow, CapacityRow, ClaimRow, CountRow, IdRow, MaybeMsRow, PendingRow, RunnableRow,
+    TotalRow,
 };
 use crate::adapters::sql::statements::{
     CLAIM_CAPACITY, LOAD_CAMPAIGN, RUNNABLE_CAMPAIGNS, SCREEN_CALLS,
 };
-use crate::adapters::sql::{as_bigint, from_ms, millis, to_ms, Failure};
+use crate::adapters::sql::{as_bigint, from_ms, to_ms, Failure};
 use crate::domain::admission::{CampaignRules, DialCheck, Screen};
 use crate::domain::call::CallStatus;
 use crate::domain::campaign::Campaign;
-use crate::domain::compliance::{caps, Compliance};
+use crate::domain::compliance::Compliance;
 use crate::domain::ids::{CampaignId, InstanceId};
 use crate::domain::stats::StatsDelta;
 use crate::ports::{ClaimedCall, RunnableCampaign, StoreError};
@@ -226,17 +227,8 @@ async fn screen(
             .load(conn)
             .await?;
         let complete = i64::try_from(rows.len()).unwrap_or(0) < batch;
-        let numbers: Vec<String> = rows.iter().map(|r| r.phone_number.clone()).collect();
-        let prior: Vec<PriorRow> = diesel::sql_query(
-            "SELECT phone_number, campaign_id, started_at FROM number_attempts \
-             WHERE phone_number = ANY($1) AND started_at > $2",
-        )
-        .bind::<Array<Text>, _>(numbers)
-        .bind::<BigInt, _>(to_ms(now) - millis(caps::MAX_WINDOW))
-        .prepared()
-        .load(conn)
-        .await?;
-        let prior = rows::prior_by_number(prior);
+        let numbers = rows.iter().map(|r| r.phone_number.clone()).collect();
+        let prior = prior_of(conn, numbers, now).await?;
         let (mut held, mut until, mut listed) = (Vec::new(), Vec::new(), Vec::new());
         for row in rows {
             let (id, call) = row.into_pending(campaign_id, &prior)?;

@@ -1,7 +1,7 @@
 //! The do-not-call list: entries, the cancellation of waiting calls to listed numbers in the
 //! transaction that lists them, and what the calling rules read of a number.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 use diesel::sql_types::{Array, BigInt, Nullable, Text};
@@ -256,17 +256,8 @@ pub(super) async fn pending_calls(
                     .prepared()
                     .load(conn)
                     .await?;
-                let numbers: Vec<String> = rows.iter().map(|r| r.phone_number.clone()).collect();
-                let prior: Vec<PriorRow> = diesel::sql_query(
-                    "SELECT phone_number, campaign_id, started_at FROM number_attempts \
-                     WHERE phone_number = ANY($1) AND started_at > $2",
-                )
-                .bind::<Array<Text>, _>(numbers)
-                .bind::<BigInt, _>(to_ms(now) - millis(caps::MAX_WINDOW))
-                .prepared()
-                .load(conn)
-                .await?;
-                let prior = rows::prior_by_number(prior);
+                let numbers = rows.iter().map(|r| r.phone_number.clone()).collect();
+                let prior = prior_of(conn, numbers, now).await?;
                 Ok(rows
                     .into_iter()
                     .map(|row| row.into_pending(campaign_id, &prior))
@@ -275,4 +266,25 @@ pub(super) async fn pending_calls(
             .boxed()
         })
         .await
+}
+
+/// The attempts to `numbers` within the longest cap window before `now`, by number.
+pub(super) async fn prior_of(
+    conn: &mut Conn,
+    numbers: Vec<String>,
+    now: DateTime<Utc>,
+) -> Result<HashMap<String, Vec<PriorRow>>, Failure> {
+    if numbers.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let prior: Vec<PriorRow> = diesel::sql_query(
+        "SELECT phone_number, campaign_id, started_at FROM number_attempts \
+         WHERE phone_number = ANY($1) AND started_at > $2",
+    )
+    .bind::<Array<Text>, _>(numbers)
+    .bind::<BigInt, _>(to_ms(now) - millis(caps::MAX_WINDOW))
+    .prepared()
+    .load(conn)
+    .await?;
+    Ok(rows::prior_by_number(prior))
 }
