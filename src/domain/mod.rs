@@ -11,6 +11,7 @@ pub mod campaign;
 pub mod carrier;
 pub mod compliance;
 pub mod duration;
+pub mod forecast;
 pub mod ids;
 pub mod pacing;
 pub mod phone;

@@ -144,3 +144,92 @@ async fn a_campaigns_events_follow_it_live() {
 fn finished(stats: &Value) -> bool {
     stats["pending_calls"] == 0 && stats["in_progress_calls"] == 0
 }
+
+fn instant(value: &Value) -> chrono::DateTime<chrono::Utc> {
+    let text = value
+        .as_str()
+        .unwrap_or_else(|| panic!("an instant, got {value}"));
+    chrono::DateTime::parse_from_rfc3339(text)
+        .expect("RFC 3339")
+        .with_timezone(&chrono::Utc)
+}
+
+/// A campaign under constant conditions ends within 10% of its run from when its forecast said,
+/// made a third of the way through; a what-if limit answers without changing the campaign.
+#[tokio::test]
+async fn a_forecast_lands_within_a_tenth_of_the_run() {
+    let app = TestApp::spawn_with(|settings| {
+        settings.telephony.mock.min_duration = GoDuration(Duration::from_millis(200));
+        settings.telephony.mock.max_duration = GoDuration(Duration::from_millis(200));
+        settings.telephony.mock.success_rate = 1.0;
+    })
+    .await;
+    let created = app
+        .create_campaign(json!({
+            "name": unique_name("forecast"),
+            "time_zone": "UTC",
+            "recipient_hours": [],
+            "max_concurrent_calls": 3,
+            "targets": targets(90, 0),
+        }))
+        .await;
+    let id = created["id"].as_str().expect("id").to_owned();
+    let path = format!("/api/v1/campaigns/{id}/forecast");
+    let (status, before) = app.get(&path).await;
+    assert_eq!(status, 200, "{before}");
+    assert!(
+        before.get("completes_at").is_none(),
+        "nothing measured yet: {before}"
+    );
+    app.start(&id).await;
+    app.wait_stats(&id, Duration::from_secs(60), |s| {
+        s["completed_calls"].as_u64().unwrap_or(0) >= 30
+    })
+    .await;
+    let (status, forecast) = app.get(&path).await;
+    assert_eq!(status, 200, "{forecast}");
+    let predicted = instant(&forecast["completes_at"]);
+    assert_eq!(forecast["assumptions"]["max_concurrent_calls"], 3);
+    assert_eq!(forecast["assumptions"]["attempts_per_call"], 1.0);
+    let (status, doubled) = app.get(&format!("{path}?max_concurrent_calls=6")).await;
+    assert_eq!(status, 200, "{doubled}");
+    assert_eq!(doubled["what_if"], json!(["max_concurrent_calls"]));
+    assert!(
+        instant(&doubled["completes_at"]) < predicted,
+        "{doubled} vs {forecast}"
+    );
+    app.wait_completed(&id, Duration::from_secs(60)).await;
+    let campaign = app.campaign(&id).await;
+    assert_eq!(
+        campaign["max_concurrent_calls"], 3,
+        "a what-if changes nothing"
+    );
+    let (started, ended) = (
+        instant(&campaign["started_at"]),
+        instant(&campaign["completed_at"]),
+    );
+    let error = (predicted - ended).num_milliseconds().abs() as f64;
+    let run = (ended - started).num_milliseconds() as f64;
+    assert!(
+        error <= run / 10.0,
+        "predicted {predicted}, ended {ended}: off by {error} ms of a {run} ms run ({forecast})"
+    );
+    let (_, done) = app.get(&path).await;
+    assert_eq!(instant(&done["completes_at"]), ended);
+    for (query, code) in [
+        ("?max_concurrent_calls=0", 400),
+        ("?max_concurrent_calls=many", 400),
+        ("?business_hours=nope", 400),
+    ] {
+        let (status, body) = app.get(&format!("{path}{query}")).await;
+        assert_eq!(status, code, "{query}: {body}");
+    }
+    let (status, _) = app
+        .get(&format!(
+            "/api/v1/campaigns/{}/forecast",
+            uuid::Uuid::now_v7()
+        ))
+        .await;
+    assert_eq!(status, 404);
+    app.shutdown().await;
+}

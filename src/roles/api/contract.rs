@@ -49,6 +49,7 @@ pub const UUID_PATTERN: &str =
         handlers::explain_call,
         handlers::explain_campaign,
         events::campaign_events,
+        handlers::campaign_forecast,
         webhooks::twilio_status,
         keys::create_key,
         keys::list_keys,

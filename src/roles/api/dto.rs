@@ -946,6 +946,45 @@ pub struct ExplainResponse {
     pub reasons: Vec<ReasonResponse>,
 }
 
+/// When a campaign will be done, with what the forecast assumed.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ForecastResponse {
+    pub campaign_id: String,
+    pub status: String,
+    /// The predicted instant the last call ends (RFC 3339); absent when no attempt has ended
+    /// yet to measure calls by, or when no end is in sight within 90 days of windows.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub completes_at: Option<String>,
+    /// What a forecast asked with other settings changed (`max_concurrent_calls`,
+    /// `business_hours`); empty for the campaign as it is.
+    pub what_if: Vec<String>,
+    pub assumptions: ForecastAssumptions,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ForecastAssumptions {
+    /// The limit the forecast dials with.
+    pub max_concurrent_calls: u32,
+    /// Mean length of an ended attempt, as the carrier reported it.
+    pub call_seconds: f64,
+    /// Seconds a slot is held per attempt: measured over the run (the dialer's own time
+    /// included) once the run has ended twice its limit in attempts, else the call length.
+    pub slot_seconds: f64,
+    /// Completed calls over ended calls, when some have ended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub answer_rate: Option<f64>,
+    /// Retries over attempts so far.
+    pub retry_rate: f64,
+    pub attempts_per_call: f64,
+    pub remaining_attempts: f64,
+    /// While every waiting call's rules are open.
+    pub attempts_per_second: f64,
+    /// Waiting calls sampled for their recipients' hours and states, and the distinct rule sets
+    /// among them; frequency caps and backoff delays are not modelled.
+    pub sampled_calls: usize,
+    pub recipient_groups: usize,
+}
+
 /// Why a campaign's waiting calls wait.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CampaignExplainResponse {

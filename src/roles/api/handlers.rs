@@ -22,6 +22,7 @@ use crate::domain::call::{merge_attempts, CallStatus};
 use crate::domain::campaign::{CampaignChanges, CampaignStatus, StatusAction, Transition};
 use crate::domain::carrier::Voice;
 use crate::domain::compliance::{Hold, HoldCode};
+use crate::domain::forecast;
 use crate::domain::ids::{CallId, CampaignId};
 use crate::domain::phone::PhoneNumber;
 use crate::ports::{NewCampaign, Topic};
@@ -687,6 +688,122 @@ pub async fn explain_campaign(ctx: Ctx, path: web::Path<String>) -> Result<HttpR
             .into_iter()
             .map(|(code, n)| (code.as_str().to_owned(), n))
             .collect(),
+    }))
+}
+
+/// Waiting calls a forecast samples for their recipients' rules.
+const FORECAST_SAMPLE: usize = 1_000;
+
+/// When the campaign will be done, and what it assumed; what-if parameters answer for other
+/// settings without changing the campaign.
+#[utoipa::path(get, path = "/api/v1/campaigns/{id}/forecast",
+    params(("max_concurrent_calls" = Option<u32>, Query, minimum = 1, maximum = 100000, description = "what if the limit were this"),
+        ("business_hours" = Option<String>, Query, description = "what if the business hours were these: a JSON array of {day_of_week, start, end}, as a campaign takes them")),
+    responses((status = 200, body = ForecastResponse), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn campaign_forecast(
+    ctx: Ctx,
+    path: web::Path<String>,
+    query: Query,
+) -> Result<HttpResponse, ApiError> {
+    let id = campaign_id(&path)?;
+    let mut problems = Problems::default();
+    let mut what_if = Vec::new();
+    let limit = query.get("max_concurrent_calls").and_then(|raw| {
+        what_if.push("max_concurrent_calls".to_owned());
+        match raw.parse::<i64>() {
+            Ok(n) => validate_max_concurrent(n, &mut problems),
+            Err(_) => {
+                problems.push(
+                    "max_concurrent_calls",
+                    format!("must be an integer, got {raw:?}"),
+                );
+                None
+            }
+        }
+    });
+    let hours = query.get("business_hours").and_then(|raw| {
+        what_if.push("business_hours".to_owned());
+        match serde_json::from_str::<Vec<BusinessHourInput>>(raw) {
+            Ok(windows) => validate_business_hours(&windows, &mut problems),
+            Err(err) => {
+                problems.push(
+                    "business_hours",
+                    format!("must be a JSON array of windows: {err}"),
+                );
+                None
+            }
+        }
+    });
+    if !problems.is_empty() {
+        return Err(ApiError::validation(problems.0));
+    }
+    let campaign = ctx
+        .store
+        .get_campaign(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("campaign"))?;
+    let stats = ctx
+        .store
+        .campaign_stats(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("campaign"))?;
+    let now = Utc::now();
+    let sample: Vec<_> = ctx
+        .store
+        .pending_calls(id, None, FORECAST_SAMPLE, now)
+        .await?
+        .into_iter()
+        .map(|(_, call)| call)
+        .collect();
+    let mut rules = CampaignRules::of(&campaign);
+    if let Some(hours) = hours {
+        rules.business_hours = hours;
+    }
+    let observed = forecast::Observed {
+        pending_calls: stats.pending_calls(),
+        dialing_calls: stats.dialing_calls,
+        completed_calls: stats.completed_calls,
+        failed_calls: stats.failed_calls,
+        attempts_total: stats.attempts_total,
+        retries_attempted: stats.retries_attempted,
+        finished_attempts: stats.finished_attempts,
+        call_seconds: stats.avg_duration_ms() / 1000.0,
+        started_at: campaign.started_at,
+        limit: campaign.max_concurrent_calls,
+    };
+    let limit = limit.unwrap_or(campaign.max_concurrent_calls);
+    let predicted = forecast::forecast(
+        &ctx.compliance,
+        &rules,
+        limit,
+        campaign.retry_policy.max_attempts,
+        &observed,
+        sample,
+        now,
+    );
+    // A completed campaign ended when it did.
+    let completes_at = match (campaign.status, campaign.completed_at) {
+        (CampaignStatus::Completed, Some(at)) => Some(at),
+        _ => predicted.completes_at,
+    };
+    let a = predicted.assumptions;
+    Ok(HttpResponse::Ok().json(ForecastResponse {
+        campaign_id: id.to_string(),
+        status: campaign.status.as_str().to_owned(),
+        completes_at: completes_at.map(rfc3339),
+        what_if,
+        assumptions: ForecastAssumptions {
+            max_concurrent_calls: a.limit,
+            call_seconds: a.call_seconds,
+            slot_seconds: a.slot_seconds,
+            answer_rate: a.answer_rate,
+            retry_rate: a.retry_rate,
+            attempts_per_call: a.attempts_per_call,
+            remaining_attempts: a.remaining_attempts,
+            attempts_per_second: a.attempts_per_second,
+            sampled_calls: a.sampled_calls,
+            recipient_groups: a.recipient_groups,
+        },
     }))
 }
 

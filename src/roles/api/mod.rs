@@ -133,6 +133,12 @@ pub fn endpoints() -> Vec<Endpoint> {
         endpoint(Method::GET, "/api/v1/campaigns/{id}/events", Viewer, |r| {
             r.to(events::campaign_events)
         }),
+        endpoint(
+            Method::GET,
+            "/api/v1/campaigns/{id}/forecast",
+            Viewer,
+            |r| r.to(h::campaign_forecast),
+        ),
         endpoint(Method::POST, "/api/v1/keys", Admin, |r| {
             r.to(keys::create_key)
         }),
@@ -291,6 +297,7 @@ pub fn route_label(path: &str) -> &'static str {
         ["api", "v1", "campaigns", _, "dnc"] => "/api/v1/campaigns/{id}/dnc",
         ["api", "v1", "campaigns", _, "explain"] => "/api/v1/campaigns/{id}/explain",
         ["api", "v1", "campaigns", _, "events"] => "/api/v1/campaigns/{id}/events",
+        ["api", "v1", "campaigns", _, "forecast"] => "/api/v1/campaigns/{id}/forecast",
         ["api", "v1", "dnc"] => "/api/v1/dnc",
         ["api", "v1", "dnc", _] => "/api/v1/dnc/{number}",
         _ => "unmatched",
