@@ -144,6 +144,14 @@ pub enum StoreError {
     Internal(String),
 }
 
+/// Which of a campaign's calls a listing returns; an absent field filters nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CallFilter {
+    pub status: Option<CallStatus>,
+    /// The calls to one number (a campaign has one per target, more after re-dials).
+    pub phone_number: Option<PhoneNumber>,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     async fn ping(&self) -> Result<(), StoreError>;
@@ -227,7 +235,7 @@ pub trait Store: Send + Sync + 'static {
     async fn list_calls(
         &self,
         campaign_id: CampaignId,
-        status: Option<CallStatus>,
+        filter: &CallFilter,
         after: Option<CallId>,
         limit: usize,
     ) -> Result<Vec<Call>, StoreError>;

@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
 use super::business_hours::BusinessHours;
-use super::call::CallStatus;
+use super::call::{Call, CallStatus};
 use super::campaign::{Campaign, CampaignStatus};
 use super::compliance::dnc::DncScope;
 use super::compliance::states::StateRule;
@@ -246,6 +246,29 @@ impl<'a> FirstDialable<'a> {
                 .next_dialable(now)
                 .filter(|at| *at > now)
         })
+    }
+
+    /// New `calls` in the order they become dialable, each with the first instant it may be
+    /// dialed (none: now). Their ids are handed out again in that order, so calls that become
+    /// dialable together are neighbours in the table and in its id-keyed indexes: dialing them
+    /// rewrites few pages, however many calls around them wait for a later window. Calls
+    /// dialable at the same instant keep their given order.
+    pub fn arrange(&mut self, calls: Vec<Call>) -> Vec<(Call, Option<DateTime<Utc>>)> {
+        let mut ids: Vec<_> = calls.iter().map(|call| call.id).collect();
+        ids.sort_unstable();
+        let mut timed: Vec<_> = calls
+            .into_iter()
+            .map(|call| {
+                let at = self.of(call.phone_number.as_str(), call.time_zone);
+                (call, at)
+            })
+            .collect();
+        // Stable, and `None` (dialable now) first.
+        timed.sort_by_key(|(_, at)| *at);
+        for ((call, _), id) in timed.iter_mut().zip(ids) {
+            call.id = id;
+        }
+        timed
     }
 }
 
@@ -526,6 +549,44 @@ mod tests {
         assert_eq!(first.of("+12125550102", None), None);
         assert_eq!(first.of("+18085550101", None), honolulu_eight);
         assert_eq!(first.memo.len(), 3);
+
+        // New calls are put in dial order, the ones dialable now first and in their given
+        // order, and take the ids in that order.
+        let numbers = [
+            "+18085550102",
+            "+12125550103",
+            "+18085550103",
+            "+12125550104",
+        ];
+        let calls: Vec<Call> = numbers
+            .iter()
+            .map(|n| {
+                crate::ports::NewTarget {
+                    phone_number: crate::domain::phone::PhoneNumber::parse(n).expect("number"),
+                    metadata: None,
+                    time_zone: None,
+                }
+                .queued_call(campaign.id, 3, now)
+            })
+            .collect();
+        let mut ids: Vec<_> = calls.iter().map(|c| c.id).collect();
+        ids.sort_unstable();
+        let arranged = first.arrange(calls);
+        let order: Vec<(&str, Option<DateTime<Utc>>)> = arranged
+            .iter()
+            .map(|(c, at)| (c.phone_number.as_str(), *at))
+            .collect();
+        assert_eq!(
+            order,
+            vec![
+                ("+12125550103", None),
+                ("+12125550104", None),
+                ("+18085550102", honolulu_eight),
+                ("+18085550103", honolulu_eight),
+            ]
+        );
+        let given: Vec<_> = arranged.iter().map(|(c, _)| c.id).collect();
+        assert_eq!(given, ids, "ids ascend in dial order");
     }
 
     #[test]

@@ -583,6 +583,35 @@ async fn pages_are_stable_and_complete(mode: Mode) {
     assert_eq!(status, 200);
     assert_eq!(filtered["calls"], json!([]));
 
+    // A number's calls: its `+` encoded, or bare (a query string reads it as a space).
+    let number = targets(250, 0)[17]["phone_number"]
+        .as_str()
+        .expect("number")
+        .to_owned();
+    for query in [number.replace('+', "%2B"), number.clone()] {
+        let (status, found) = app
+            .get(&format!(
+                "/api/v1/campaigns/{id}/calls?phone_number={query}"
+            ))
+            .await;
+        assert_eq!(status, 200, "{found}");
+        let calls = found["calls"].as_array().expect("calls");
+        assert_eq!(calls.len(), 1, "{query}: {found}");
+        assert_eq!(calls[0]["phone_number"], number.as_str());
+    }
+    let (status, none) = app
+        .get(&format!(
+            "/api/v1/campaigns/{id}/calls?phone_number={}&status=completed",
+            number.replace('+', "%2B")
+        ))
+        .await;
+    assert_eq!((status, none["calls"].clone()), (200, json!([])));
+    let (status, refused) = app
+        .get(&format!("/api/v1/campaigns/{id}/calls?phone_number=12ab"))
+        .await;
+    assert_eq!(status, 400, "{refused}");
+    assert_eq!(refused["code"], "validation_failed");
+
     for i in 0..3 {
         app.create_campaign(campaign_body(&unique_name(&format!("list{i}"))))
             .await;
@@ -969,8 +998,9 @@ async fn campaigns_and_targets_come_as_csv() {
     assert_eq!(status, 200, "{report}");
     assert_eq!(
         report,
-        json!({"dry_run": true, "targets": 2}),
-        "duplicates count once"
+        json!({"dry_run": true, "targets": 2, "preview": [
+            {"phone_number": "+15555550001"}, {"phone_number": "+15555550002"}]}),
+        "duplicates count once, and the preview shows them canonical"
     );
     let (status, bad) = send_csv(&app, "/api/v1/campaigns?dry_run=yes", "phone_number\n").await;
     assert_eq!(

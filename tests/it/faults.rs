@@ -17,7 +17,9 @@ use outbound::domain::campaign::{RetryPolicy, StatusAction};
 use outbound::domain::ids::CampaignId;
 use outbound::domain::phone::PhoneNumber;
 use outbound::domain::stats::CampaignStats;
-use outbound::ports::{Bus, BusError, Message, NewCampaign, NewTarget, Subscription, Topic};
+use outbound::ports::{
+    Bus, BusError, CallFilter, Message, NewCampaign, NewTarget, Subscription, Topic,
+};
 use outbound::roles::call::CallWorker;
 use outbound::roles::scheduler::Scheduler;
 use outbound::runtime::role::RoleName;
@@ -151,7 +153,7 @@ async fn a_dispatch_that_cannot_be_published_spends_no_attempt() {
     );
     let calls = ctx
         .store
-        .list_calls(campaign, None, None, 10)
+        .list_calls(campaign, &CallFilter::default(), None, 10)
         .await
         .expect("calls");
     assert!(calls
@@ -165,7 +167,7 @@ async fn a_dispatch_that_cannot_be_published_spends_no_attempt() {
     assert_eq!(outcome.dispatched, 4);
     let calls = ctx
         .store
-        .list_calls(campaign, None, None, 10)
+        .list_calls(campaign, &CallFilter::default(), None, 10)
         .await
         .expect("calls");
     assert!(calls.iter().all(|c| c.attempt_count == 1), "{calls:?}");

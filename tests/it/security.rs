@@ -824,3 +824,47 @@ async fn large_bodies_take_turns() {
     assert!(second.starts_with("HTTP/1.1 400"), "{second}");
     app.shutdown().await;
 }
+
+/// `GET /api/v1/whoami` names the caller and lists exactly the routes its role may use, from
+/// the same rule the gate applies; with keys off, every route.
+#[tokio::test]
+async fn whoami_lists_what_the_caller_may_do() {
+    let app = TestApp::spawn_with(|s| s.auth.mode = AuthMode::Keys).await;
+    for role in Role::ALL {
+        let key = key(&app, role).await;
+        let response = call(&app, &Method::GET, "/api/v1/whoami", Some(&key), None).await;
+        assert_eq!(response.status(), 200);
+        let body: Value = response.json().await.expect("json");
+        assert_eq!(body["auth"], "keys");
+        assert_eq!(body["role"], role.as_str());
+        assert_eq!(body["key_name"], format!("{role}-key"));
+        let allowed: Vec<&str> = body["allowed"]
+            .as_array()
+            .expect("allowed")
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        for endpoint in endpoints() {
+            let route = format!("{} {}", endpoint.method, endpoint.path);
+            assert_eq!(
+                allowed.contains(&route.as_str()),
+                endpoint.access == Access::Public || role.may(endpoint.access),
+                "{role}: {route}"
+            );
+        }
+    }
+    let response = call(&app, &Method::GET, "/api/v1/whoami", None, None).await;
+    assert_eq!(response.status(), 401);
+    app.shutdown().await;
+
+    let open = TestApp::spawn_with(|s| s.auth.mode = AuthMode::Off).await;
+    let (status, body) = open.get("/api/v1/whoami").await;
+    assert_eq!(status, 200);
+    assert_eq!(body["auth"], "off");
+    assert!(body.get("role").is_none());
+    assert_eq!(
+        body["allowed"].as_array().expect("allowed").len(),
+        endpoints().len()
+    );
+    open.shutdown().await;
+}

@@ -12,24 +12,24 @@ use super::keys::record;
 use super::{rows_per_insert, Conn, PgStore};
 use crate::adapters::sql::prepared::KeepPrepared;
 use crate::adapters::sql::rows::{self, AttemptRow, CallRow, PhoneRow, CALL_COLUMNS};
-use crate::adapters::sql::statements::{CALLS, CALLS_IN_STATUS, CALL_ATTEMPTS};
+use crate::adapters::sql::statements::{CALLS, CALLS_IN_STATUS, CALLS_OF_NUMBER, CALL_ATTEMPTS};
 use crate::adapters::sql::{as_bigint, to_ms, Failure};
 use crate::domain::access::AuditEntry;
 use crate::domain::admission::FirstDialable;
-use crate::domain::call::{Attempt, Call, CallStatus};
+use crate::domain::call::{Attempt, Call};
 use crate::domain::ids::{CallId, CampaignId};
 use crate::domain::stats::StatsDelta;
-use crate::ports::{NewTarget, StoreError};
+use crate::ports::{CallFilter, NewTarget, StoreError};
 
 /// Inserts queued calls of one campaign; all share `max_attempts` and were made at `now`. Each
-/// is claimable from the first instant its rules may allow it.
+/// is claimable from the first instant its rules may allow it (as `FirstDialable::arrange`
+/// orders and times them).
 pub(super) async fn insert_calls(
     conn: &mut Conn,
     campaign: &str,
     max_attempts: u32,
     now: DateTime<Utc>,
-    calls: &[Call],
-    first: &mut FirstDialable<'_>,
+    calls: &[(Call, Option<DateTime<Utc>>)],
 ) -> Result<(), Failure> {
     for chunk in calls.chunks(rows_per_insert(5, 3)) {
         let values: Vec<String> = (0..chunk.len())
@@ -54,18 +54,14 @@ pub(super) async fn insert_calls(
         .bind::<Text, _>(campaign.to_owned())
         .bind::<Integer, _>(max_attempts as i32)
         .bind::<BigInt, _>(to_ms(now));
-        for call in chunk {
+        for (call, dial_after) in chunk {
             debug_assert!(call.scheduled_at == now && call.max_attempts == max_attempts);
             query = query
                 .bind::<Text, _>(call.id.to_string())
                 .bind::<Text, _>(call.phone_number.as_str().to_owned())
                 .bind::<Nullable<Text>, _>(call.metadata.as_ref().map(|m| m.to_string()))
                 .bind::<Nullable<Text>, _>(call.time_zone.map(|tz| tz.name().to_owned()))
-                .bind::<BigInt, _>(
-                    first
-                        .of(call.phone_number.as_str(), call.time_zone)
-                        .map_or(0, to_ms),
-                );
+                .bind::<BigInt, _>(dial_after.map_or(0, to_ms));
         }
         query.execute(conn).await?;
     }
@@ -118,11 +114,11 @@ pub(super) async fn enqueue(
                     .into_iter()
                     .map(|target| target.queued_call(campaign_id, max_attempts, now))
                     .collect();
-                let mut first = FirstDialable::new(&policy, &campaign, now);
-                insert_calls(conn, &id, max_attempts, now, &calls, &mut first).await?;
+                let calls = FirstDialable::new(&policy, &campaign, now).arrange(calls);
+                insert_calls(conn, &id, max_attempts, now, &calls).await?;
                 let delta = StatsDelta::enqueued(as_bigint(calls.len()));
                 apply_stats(conn, &id, &delta, now).await?;
-                Ok(calls)
+                Ok(calls.into_iter().map(|(call, _)| call).collect())
             }
             .boxed()
         })
@@ -163,7 +159,7 @@ pub(super) async fn get(
 pub(super) async fn list(
     store: &PgStore,
     campaign_id: CampaignId,
-    status: Option<CallStatus>,
+    filter: CallFilter,
     after: Option<CallId>,
     limit: usize,
 ) -> Result<Vec<Call>, StoreError> {
@@ -171,8 +167,21 @@ pub(super) async fn list(
     store
         .read(move |conn| {
             async move {
-                let rows: Vec<CallRow> = match status {
-                    Some(status) => {
+                let rows: Vec<CallRow> = match (filter.phone_number, filter.status) {
+                    (Some(number), status) => {
+                        let status = status.map_or("", |s| s.as_str());
+                        diesel::sql_query(CALLS_OF_NUMBER.postgres())
+                            .bind::<Text, _>(number.as_str().to_owned())
+                            .bind::<Text, _>(campaign_id.to_string())
+                            .bind::<Text, _>(status)
+                            .bind::<Text, _>(status)
+                            .bind::<Text, _>(after)
+                            .bind::<BigInt, _>(as_bigint(limit))
+                            .prepared()
+                            .load(conn)
+                            .await?
+                    }
+                    (None, Some(status)) => {
                         diesel::sql_query(CALLS_IN_STATUS.postgres())
                             .bind::<Text, _>(campaign_id.to_string())
                             .bind::<Text, _>(status.as_str())
@@ -182,7 +191,7 @@ pub(super) async fn list(
                             .load(conn)
                             .await?
                     }
-                    None => {
+                    (None, None) => {
                         diesel::sql_query(CALLS.postgres())
                             .bind::<Text, _>(campaign_id.to_string())
                             .bind::<Text, _>(after)

@@ -201,16 +201,8 @@ pub(super) async fn create(
                     .map(|target| target.queued_call(id, retry_policy.max_attempts, now))
                     .collect();
                 let created = reload_campaign(conn, id).await?;
-                let mut first = FirstDialable::new(&policy, &created, now);
-                insert_calls(
-                    conn,
-                    &campaign,
-                    retry_policy.max_attempts,
-                    now,
-                    &calls,
-                    &mut first,
-                )
-                .await?;
+                let calls = FirstDialable::new(&policy, &created, now).arrange(calls);
+                insert_calls(conn, &campaign, retry_policy.max_attempts, now, &calls).await?;
                 Ok(created)
             }
             .boxed()

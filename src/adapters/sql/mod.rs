@@ -95,16 +95,16 @@ macro_rules! store_by_aggregate {
         const _: () = {
             use chrono::{DateTime, Utc};
             use $crate::domain::access::{ApiKey, AuditEntry, NewKey};
-            use $crate::domain::call::{Attempt, Call, CallStatus};
+            use $crate::domain::call::{Attempt, Call};
             use $crate::domain::campaign::{
                 Campaign, CampaignChanges, CampaignStatus, StatusAction, Transition,
             };
             use $crate::domain::ids::{CallId, CampaignId, InstanceId, KeyId};
             use $crate::domain::stats::CampaignStats;
             use $crate::ports::{
-                AppliedReport, AttemptKey, AttemptReport, Begin, ClaimedCall, HeldAttempt,
-                NewCampaign, NewTarget, OrphanedAttempt, RunnableCampaign, Store, StoreError,
-                TimelineEntry,
+                AppliedReport, AttemptKey, AttemptReport, Begin, CallFilter, ClaimedCall,
+                HeldAttempt, NewCampaign, NewTarget, OrphanedAttempt, RunnableCampaign, Store,
+                StoreError, TimelineEntry,
             };
 
             #[async_trait::async_trait]
@@ -185,11 +185,11 @@ macro_rules! store_by_aggregate {
                 async fn list_calls(
                     &self,
                     campaign_id: CampaignId,
-                    status: Option<CallStatus>,
+                    filter: &CallFilter,
                     after: Option<CallId>,
                     limit: usize,
                 ) -> Result<Vec<Call>, StoreError> {
-                    calls::list(self, campaign_id, status, after, limit).await
+                    calls::list(self, campaign_id, filter.clone(), after, limit).await
                 }
 
                 async fn runnable_campaigns(&self) -> Result<Vec<RunnableCampaign>, StoreError> {

@@ -279,6 +279,15 @@ pub static CALLS_IN_STATUS: Statement = Statement::new(|| {
     )
 });
 
+/// A page of a campaign's calls to one number, after a call id, in one status or in any (an
+/// empty status).
+pub static CALLS_OF_NUMBER: Statement = Statement::new(|| {
+    format!(
+        "SELECT {CALL_COLUMNS} FROM calls WHERE phone_number = ? AND campaign_id = ? \
+         AND (? = '' OR status = ?) AND id > ? ORDER BY id LIMIT ?"
+    )
+});
+
 /// A page of a campaign's calls, after a call id.
 pub static CALLS: Statement = Statement::new(|| {
     format!("SELECT {CALL_COLUMNS} FROM calls WHERE campaign_id = ? AND id > ? ORDER BY id LIMIT ?")

@@ -10,20 +10,20 @@ use super::keys::record;
 use super::{SqliteStore, INSERT_CHUNK};
 use crate::adapters::sql::prepared::KeepPrepared;
 use crate::adapters::sql::rows::{self, AttemptRow, CallRow, PhoneRow, CALL_COLUMNS};
-use crate::adapters::sql::statements::{CALLS, CALLS_IN_STATUS, CALL_ATTEMPTS};
+use crate::adapters::sql::statements::{CALLS, CALLS_IN_STATUS, CALLS_OF_NUMBER, CALL_ATTEMPTS};
 use crate::adapters::sql::{as_bigint, to_ms, Failure};
 use crate::domain::access::AuditEntry;
 use crate::domain::admission::FirstDialable;
-use crate::domain::call::{Attempt, Call, CallStatus};
+use crate::domain::call::{Attempt, Call};
 use crate::domain::ids::{CallId, CampaignId};
 use crate::domain::stats::StatsDelta;
-use crate::ports::{NewTarget, StoreError};
+use crate::ports::{CallFilter, NewTarget, StoreError};
 
-/// Inserts queued calls, each claimable from the first instant its rules may allow it.
+/// Inserts queued calls, each claimable from the first instant its rules may allow it (as
+/// `FirstDialable::arrange` orders and times them).
 pub(super) fn insert_calls(
     conn: &mut SqliteConnection,
-    calls: &[Call],
-    first: &mut FirstDialable<'_>,
+    calls: &[(Call, Option<DateTime<Utc>>)],
 ) -> Result<(), Failure> {
     for chunk in calls.chunks(INSERT_CHUNK) {
         let placeholders =
@@ -34,10 +34,8 @@ pub(super) fn insert_calls(
              dial_after) VALUES {placeholders}"
         ))
         .into_boxed();
-        for call in chunk {
-            let dial_after = first
-                .of(call.phone_number.as_str(), call.time_zone)
-                .map_or(0, to_ms);
+        for (call, dial_after) in chunk {
+            let dial_after = dial_after.map_or(0, to_ms);
             query = query
                 .bind::<Text, _>(call.id.to_string())
                 .bind::<Text, _>(call.campaign_id.to_string())
@@ -114,11 +112,11 @@ pub(super) async fn enqueue(
                 .into_iter()
                 .map(|target| target.queued_call(campaign_id, max_attempts, now))
                 .collect();
-            let mut first = FirstDialable::new(&policy, &campaign, now);
-            insert_calls(conn, &calls, &mut first)?;
+            let calls = FirstDialable::new(&policy, &campaign, now).arrange(calls);
+            insert_calls(conn, &calls)?;
             let delta = StatsDelta::enqueued(as_bigint(calls.len()));
             apply_stats(conn, campaign_id, &delta, now)?;
-            Ok(calls)
+            Ok(calls.into_iter().map(|(call, _)| call).collect())
         })
         .await
 }
@@ -146,22 +144,35 @@ pub(super) async fn get(
 pub(super) async fn list(
     store: &SqliteStore,
     campaign_id: CampaignId,
-    status: Option<CallStatus>,
+    filter: CallFilter,
     after: Option<CallId>,
     limit: usize,
 ) -> Result<Vec<Call>, StoreError> {
     store
         .read(move |conn| {
             let after = after.map(|id| id.to_string()).unwrap_or_default();
-            let rows: Vec<CallRow> = match status {
-                Some(status) => diesel::sql_query(CALLS_IN_STATUS.sqlite())
+            let status = filter.status;
+            let rows: Vec<CallRow> = match (filter.phone_number, status) {
+                (Some(number), status) => {
+                    let status = status.map_or("", |s| s.as_str());
+                    diesel::sql_query(CALLS_OF_NUMBER.sqlite())
+                        .bind::<Text, _>(number.as_str())
+                        .bind::<Text, _>(campaign_id.to_string())
+                        .bind::<Text, _>(status)
+                        .bind::<Text, _>(status)
+                        .bind::<Text, _>(after)
+                        .bind::<BigInt, _>(as_bigint(limit))
+                        .prepared()
+                        .load(conn)?
+                }
+                (None, Some(status)) => diesel::sql_query(CALLS_IN_STATUS.sqlite())
                     .bind::<Text, _>(campaign_id.to_string())
                     .bind::<Text, _>(status.as_str())
                     .bind::<Text, _>(after)
                     .bind::<BigInt, _>(as_bigint(limit))
                     .prepared()
                     .load(conn)?,
-                None => diesel::sql_query(CALLS.sqlite())
+                (None, None) => diesel::sql_query(CALLS.sqlite())
                     .bind::<Text, _>(campaign_id.to_string())
                     .bind::<Text, _>(after)
                     .bind::<BigInt, _>(as_bigint(limit))

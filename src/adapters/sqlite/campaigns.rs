@@ -170,8 +170,8 @@ pub(super) async fn create(
                 .map(|target| target.queued_call(id, retry_policy.max_attempts, now))
                 .collect();
             let created = existing_campaign(conn, id)?;
-            let mut first = FirstDialable::new(&policy, &created, now);
-            insert_calls(conn, &calls, &mut first)?;
+            let calls = FirstDialable::new(&policy, &created, now).arrange(calls);
+            insert_calls(conn, &calls)?;
             apply_stats(conn, id, &StatsDelta::enqueued(as_bigint(calls.len())), now)?;
             Ok(created)
         })

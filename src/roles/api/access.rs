@@ -43,6 +43,11 @@ const STRANGER_RATE: NonZeroU32 = match NonZeroU32::new(50) {
     None => NonZeroU32::MIN,
 };
 
+/// Who is calling, for the handlers that answer by the caller: `None` when keys are off and
+/// none was sent.
+#[derive(Debug, Clone)]
+pub struct Caller(pub Option<Principal>);
+
 /// Who is calling.
 #[derive(Debug, Clone)]
 pub struct Principal {
@@ -262,13 +267,22 @@ impl Gate {
         })
     }
 
+    /// Whether `caller` may use a route requiring `access`: the one rule the gate applies.
+    pub fn allows(&self, caller: Option<&Principal>, access: Access) -> bool {
+        match (caller, access.least_role()) {
+            (_, None) => true,
+            (None, Some(_)) => !self.requires_keys,
+            (Some(principal), Some(_)) => !self.requires_keys || principal.role.may(access),
+        }
+    }
+
     fn authorize(&self, principal: Option<&Principal>, access: Access) -> Result<(), Refusal> {
         let Some(principal) = principal else {
             return Ok(());
         };
         // With keys off a key only names its holder; it limits nothing.
-        if let (Some(needed), true) = (access.least_role(), self.requires_keys) {
-            if !principal.role.may(access) {
+        if let Some(needed) = access.least_role() {
+            if !self.allows(Some(principal), access) {
                 return Err(Refusal::Forbidden(needed));
             }
         }
@@ -361,6 +375,7 @@ pub async fn guard(
     };
     // A caller refused for its role is still named in the audit log.
     let principal = authenticated.as_ref().ok().cloned().flatten();
+    let caller = Caller(principal.clone());
     let mut admitted =
         authenticated.and_then(|principal| gate.authorize(principal.as_ref(), access));
     if admitted.is_err() {
@@ -388,6 +403,7 @@ pub async fn guard(
                 if let Some(slot) = &slot {
                     req.extensions_mut().insert(slot.clone());
                 }
+                req.extensions_mut().insert(caller);
                 let answered = next.call(req).await;
                 drop(turn);
                 answered

@@ -51,6 +51,7 @@ pub const UUID_PATTERN: &str =
         events::campaign_events,
         handlers::campaign_forecast,
         webhooks::twilio_status,
+        keys::whoami,
         keys::create_key,
         keys::list_keys,
         keys::revoke_key,

@@ -1017,6 +1017,10 @@ pub struct StatsResponse {
     pub total_targets: u64,
     pub total_calls: u64,
     pub pending_calls: u64,
+    /// The pending calls waiting for their turn (a window, the limit, their first dial).
+    pub queued_calls: u64,
+    /// The pending calls waiting out a backoff before their next attempt.
+    pub retrying_calls: u64,
     pub in_progress_calls: u64,
     pub completed_calls: u64,
     pub failed_calls: u64,
@@ -1034,6 +1038,8 @@ impl From<&CampaignStats> for StatsResponse {
             total_targets: s.total_targets,
             total_calls: s.total_calls,
             pending_calls: s.pending_calls(),
+            queued_calls: s.queued_calls,
+            retrying_calls: s.retrying_calls,
             in_progress_calls: s.dialing_calls,
             completed_calls: s.completed_calls,
             failed_calls: s.failed_calls,
@@ -1054,6 +1060,32 @@ pub struct DryRunResponse {
     pub dry_run: bool,
     /// Distinct target numbers.
     pub targets: usize,
+    /// The first targets as a create would register them (canonical numbers, duplicates
+    /// merged), at most `DRY_RUN_PREVIEW`.
+    pub preview: Vec<TargetPreview>,
+}
+
+/// How many targets a dry run shows.
+pub const DRY_RUN_PREVIEW: usize = 10;
+
+/// A target as it would be registered.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TargetPreview {
+    pub phone_number: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub time_zone: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<serde_json::Value>,
+}
+
+impl From<&NewTarget> for TargetPreview {
+    fn from(t: &NewTarget) -> Self {
+        Self {
+            phone_number: t.phone_number.as_str().to_owned(),
+            time_zone: t.time_zone.map(|tz| tz.name().to_owned()),
+            metadata: t.metadata.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -25,7 +25,7 @@ use crate::domain::compliance::{Hold, HoldCode};
 use crate::domain::forecast;
 use crate::domain::ids::{CallId, CampaignId};
 use crate::domain::phone::PhoneNumber;
-use crate::ports::{NewCampaign, Topic};
+use crate::ports::{CallFilter, NewCampaign, Topic};
 use crate::roles::messages::{self, RetryMessage};
 
 type Ctx = web::Data<AppContext>;
@@ -211,6 +211,11 @@ pub async fn create_campaign(
         return Ok(HttpResponse::Ok().json(DryRunResponse {
             dry_run: true,
             targets: targets.len(),
+            preview: targets
+                .iter()
+                .take(DRY_RUN_PREVIEW)
+                .map(TargetPreview::from)
+                .collect(),
         }));
     }
     let id = CampaignId::new();
@@ -479,8 +484,19 @@ pub async fn add_targets(
     )
 }
 
+/// A number in a query string. Its `+` is meant when a bare one was sent, which form decoding
+/// turns into a space.
+fn query_number(raw: &str) -> Result<PhoneNumber, ApiError> {
+    let number = match raw.strip_prefix(' ') {
+        Some(rest) if rest.starts_with(|c: char| c.is_ascii_digit()) => format!("+{rest}"),
+        _ => raw.to_owned(),
+    };
+    PhoneNumber::parse(&number)
+        .map_err(|err| ApiError::validation(vec![format!("phone_number: {raw:?} is {err}")]))
+}
+
 #[utoipa::path(get, path = "/api/v1/campaigns/{id}/calls",
-    params(("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "page size, 1 to 1000; default 100"), ("page_token" = Option<String>, Query, pattern = "^([A-Za-z0-9_-]{21}[AQgw])?$", description = "the next_page_token of the previous page; empty: the first page"), ("after_id" = Option<String>, Query, pattern = "^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})?$", description = "the id to continue after (the page token takes precedence); empty: the first page"), ("status" = Option<String>, Query, pattern = "^(|queued|dialing|retrying|completed|failed|canceled)$", description = "only calls in this status; empty: all")),
+    params(("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "page size, 1 to 1000; default 100"), ("page_token" = Option<String>, Query, pattern = "^([A-Za-z0-9_-]{21}[AQgw])?$", description = "the next_page_token of the previous page; empty: the first page"), ("after_id" = Option<String>, Query, pattern = "^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})?$", description = "the id to continue after (the page token takes precedence); empty: the first page"), ("status" = Option<String>, Query, pattern = "^(|queued|dialing|retrying|completed|failed|canceled)$", description = "only calls in this status; empty: all"), ("phone_number" = Option<String>, Query, pattern = "^(|[+ ][1-9][0-9]{7,14})$", description = "only calls to this number, E.164 (its `+` as %2B; a bare `+`, which a query string reads as a space, is taken for it); possible in its country's numbering plan, 400 validation_failed otherwise; empty: all", example = "+15555550100")),
     responses((status = 200, body = CallListResponse), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn list_calls(
     ctx: Ctx,
@@ -495,12 +511,20 @@ pub async fn list_calls(
             ApiError::validation(vec![format!("status: unknown call status {raw:?}")])
         })?),
     };
+    let phone_number = match query.get("phone_number").filter(|n| !n.is_empty()) {
+        Some(raw) => Some(query_number(raw)?),
+        None => None,
+    };
     if ctx.store.get_campaign(id).await?.is_none() {
         return Err(ApiError::not_found("campaign"));
     }
+    let filter = CallFilter {
+        status,
+        phone_number,
+    };
     let mut calls = ctx
         .store
-        .list_calls(id, status, params.after.map(CallId), params.limit + 1)
+        .list_calls(id, &filter, params.after.map(CallId), params.limit + 1)
         .await?;
     let next_page_token = if calls.len() > params.limit {
         calls.truncate(params.limit);

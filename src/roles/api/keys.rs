@@ -1,13 +1,13 @@
 //! The admin routes of keys and the audit log.
 
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpMessage, HttpResponse};
 use chrono::Utc;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::access::{Audit, Gate};
+use super::access::{Audit, Caller, Gate};
 use super::dto::rfc3339;
 use super::error::{ApiError, ErrorBody};
 use crate::context::AppContext;
@@ -197,6 +197,48 @@ pub async fn create_key(
     gate.remember(key.clone());
     tracing::info!(key_id = %key.id, key_name = %key.name, role = %key.role, "api key created");
     Ok(HttpResponse::Created().json(CreatedKeyResponse::new(&key, issued.key)))
+}
+
+/// The caller, and what it may do.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WhoamiResponse {
+    /// `keys` when every route needs a key, `off` when none does.
+    #[schema(pattern = "^(keys|off)$")]
+    pub auth: String,
+    /// The key sent, when one was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, example = "operator")]
+    pub role: Option<Role>,
+    /// The routes the caller may use, as `METHOD /path/{template}`: a client offers only
+    /// these (the console hides the rest).
+    pub allowed: Vec<String>,
+}
+
+#[utoipa::path(get, path = "/api/v1/whoami", security(("bearer" = [])),
+    responses((status = 200, body = WhoamiResponse), (status = 401, body = ErrorBody)))]
+pub async fn whoami(req: actix_web::HttpRequest, gate: web::Data<Gate>) -> HttpResponse {
+    let caller = req
+        .extensions()
+        .get::<Caller>()
+        .cloned()
+        .unwrap_or(Caller(None));
+    let principal = caller.0.as_ref();
+    let allowed = super::endpoints()
+        .iter()
+        .filter(|e| gate.allows(principal, e.access))
+        .map(|e| format!("{} {}", e.method, e.path))
+        .collect();
+    HttpResponse::Ok().json(WhoamiResponse {
+        auth: if gate.requires_keys() { "keys" } else { "off" }.to_owned(),
+        key_id: principal.map(|p| p.key_id.to_string()),
+        key_name: principal.map(|p| p.key_name.clone()),
+        role: principal.map(|p| p.role),
+        allowed,
+    })
 }
 
 #[utoipa::path(get, path = "/api/v1/keys", security(("bearer" = [])),

@@ -16,8 +16,8 @@ use outbound::domain::compliance::{default_recipient_hours, HoldCode};
 use outbound::domain::ids::{CampaignId, InstanceId, KeyId};
 use outbound::domain::phone::PhoneNumber;
 use outbound::ports::{
-    AttemptKey, AttemptReport, Begin, ClaimedCall, DncScope, HeldAttempt, NewCampaign, NewTarget,
-    Store, StoreError, TimelineEntry, Unspent,
+    AttemptKey, AttemptReport, Begin, CallFilter, ClaimedCall, DncScope, HeldAttempt, NewCampaign,
+    NewTarget, Store, StoreError, TimelineEntry, Unspent,
 };
 
 use crate::fixtures::{
@@ -596,7 +596,7 @@ async fn enqueues_registered_numbers_and_pages_calls(adapter: StoreAdapter) {
     let mut after = None;
     loop {
         let page = store
-            .list_calls(campaign, None, after, 4)
+            .list_calls(campaign, &CallFilter::default(), after, 4)
             .await
             .expect("page");
         if page.is_empty() {
@@ -617,10 +617,55 @@ async fn enqueues_registered_numbers_and_pages_calls(adapter: StoreAdapter) {
         "{name}: oldest calls first"
     );
     let dialing = store
-        .list_calls(campaign, Some(CallStatus::Dialing), None, 10)
+        .list_calls(
+            campaign,
+            &CallFilter {
+                status: Some(CallStatus::Dialing),
+                ..CallFilter::default()
+            },
+            None,
+            10,
+        )
         .await
         .expect("list");
     assert_eq!(dialing.len(), 2, "{name}");
+    // A number's calls: the first and its re-dial, in id order, and those in one status.
+    let of_number = |status| CallFilter {
+        status,
+        phone_number: Some(PhoneNumber::parse("+15550000001").expect("number")),
+    };
+    let redialed = store
+        .list_calls(campaign, &of_number(None), None, 10)
+        .await
+        .expect("by number");
+    assert_eq!(redialed.len(), 2, "{name}");
+    assert!(redialed[0].id < redialed[1].id, "{name}");
+    assert!(
+        redialed
+            .iter()
+            .all(|c| c.phone_number.as_str() == "+15550000001"),
+        "{name}"
+    );
+    for status in [CallStatus::Dialing, CallStatus::Queued] {
+        let expected: Vec<_> = redialed
+            .iter()
+            .filter(|c| c.status == status)
+            .map(|c| c.id)
+            .collect();
+        let listed: Vec<_> = store
+            .list_calls(campaign, &of_number(Some(status)), None, 10)
+            .await
+            .expect("by number and status")
+            .into_iter()
+            .map(|c| c.id)
+            .collect();
+        assert_eq!(listed, expected, "{name}: {status:?}");
+    }
+    let after_first = store
+        .list_calls(campaign, &of_number(None), Some(redialed[0].id), 10)
+        .await
+        .expect("by number, paged");
+    assert_eq!(after_first.len(), 1, "{name}");
     let ended = Utc::now();
     store
         .record_attempts(
@@ -799,7 +844,7 @@ async fn counters_match_calls_under_concurrent_writers(adapter: StoreAdapter) {
     let mut after = None;
     loop {
         let page = store
-            .list_calls(campaign, None, after, 100)
+            .list_calls(campaign, &CallFilter::default(), after, 100)
             .await
             .expect("page");
         let Some(last) = page.last() else { break };
@@ -1177,7 +1222,7 @@ async fn a_new_retry_budget_reaches_waiting_calls(adapter: StoreAdapter) {
         .await
         .expect("update");
     let calls = store
-        .list_calls(campaign, None, None, 10)
+        .list_calls(campaign, &CallFilter::default(), None, 10)
         .await
         .expect("calls");
     assert!(
@@ -1709,7 +1754,7 @@ async fn a_listed_number_is_never_dialed(adapter: StoreAdapter) {
     );
     assert!(stats.is_consistent(), "{name}");
     let (calls, _) = store
-        .list_calls(other, None, None, 10)
+        .list_calls(other, &CallFilter::default(), None, 10)
         .await
         .map(|calls| (calls, ()))
         .expect("calls");
