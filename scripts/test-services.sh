@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Starts the throwaway services the integration tests of the distributed adapters need (Redis,
-# PostgreSQL), and exports where they listen. Meant to be sourced (scripts/test.sh does), so the
-# exports reach the `cargo test` that follows:
+# Starts the throwaway services the integration tests need (Redis, PostgreSQL, and Chromium's
+# WebDriver for the console), and exports where they listen. Meant to be sourced
+# (scripts/test.sh does), so the exports reach the `cargo test` that follows:
 #
 #   source scripts/test-services.sh && cargo test --test it limiter
 #
@@ -260,6 +260,48 @@ outbound_stop_postgres() {
 }
 
 # ---------------------------------------------------------------------------------------------
+# Chromium and its WebDriver: the console's browser test drives a headless Chromium.
+
+outbound_webdriver_ready() {
+  curl -fsS "http://127.0.0.1:$1/status" 2>/dev/null | grep -q '"ready": *true'
+}
+
+outbound_start_chromedriver() {
+  if ! command -v chromedriver >/dev/null 2>&1 || ! command -v chromium >/dev/null 2>&1; then
+    echo "test-services: installing chromium and chromium-driver"
+    # Without the recommended packages: about 26 instead of a desktop's worth.
+    outbound_apt_install --no-install-recommends chromium chromium-driver
+  fi
+  if ! command -v curl >/dev/null 2>&1; then
+    outbound_apt_install curl
+  fi
+  local dir="${OUTBOUND_TEST_SERVICES_DIR}/chromedriver"
+  mkdir -p "${dir}"
+  OUTBOUND_TEST_CHROMEDRIVER_PORT="$(outbound_free_port)"
+  # Listens on loopback only (its default).
+  chromedriver --port="${OUTBOUND_TEST_CHROMEDRIVER_PORT}" \
+    --log-path="${dir}/chromedriver.log" >/dev/null 2>&1 &
+  OUTBOUND_TEST_CHROMEDRIVER_PID=$!
+  OUTBOUND_TEST_SERVICES_STOPS+=(outbound_stop_chromedriver)
+  if ! outbound_wait_for 30 "chromedriver on port ${OUTBOUND_TEST_CHROMEDRIVER_PORT}" \
+    outbound_webdriver_ready "${OUTBOUND_TEST_CHROMEDRIVER_PORT}"; then
+    cat "${dir}/chromedriver.log" >&2 || true
+    return 1
+  fi
+  export OUTBOUND_TEST_WEBDRIVER_URL="http://127.0.0.1:${OUTBOUND_TEST_CHROMEDRIVER_PORT}"
+  OUTBOUND_TEST_CHROMIUM="$(command -v chromium)"
+  export OUTBOUND_TEST_CHROMIUM
+  echo "test-services: chromedriver at ${OUTBOUND_TEST_WEBDRIVER_URL}"
+}
+
+outbound_stop_chromedriver() {
+  if [ -n "${OUTBOUND_TEST_CHROMEDRIVER_PID:-}" ]; then
+    kill "${OUTBOUND_TEST_CHROMEDRIVER_PID}" 2>/dev/null || true
+  fi
+  unset OUTBOUND_TEST_WEBDRIVER_URL OUTBOUND_TEST_CHROMIUM
+}
+
+# ---------------------------------------------------------------------------------------------
 
 outbound_stop_test_services() {
   local i
@@ -277,3 +319,4 @@ trap outbound_stop_test_services EXIT
 outbound_make_certificates
 outbound_start_redis
 outbound_start_postgres
+outbound_start_chromedriver

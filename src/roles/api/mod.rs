@@ -3,6 +3,7 @@
 //! start before any other role runs.
 
 pub mod access;
+mod console;
 mod contract;
 mod dnc;
 mod dto;
@@ -139,6 +140,9 @@ pub fn endpoints() -> Vec<Endpoint> {
             Viewer,
             |r| r.to(h::campaign_forecast),
         ),
+        endpoint(Method::GET, "/api/v1/whoami", Viewer, |r| {
+            r.to(keys::whoami)
+        }),
         endpoint(Method::POST, "/api/v1/keys", Admin, |r| {
             r.to(keys::create_key)
         }),
@@ -215,6 +219,17 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(h::metrics_text))
             .default_service(not_allowed("GET")),
     )
+    // The operator console: its files hold no data, so they need no key.
+    .service(
+        web::resource("/")
+            .route(web::get().to(console::page))
+            .default_service(not_allowed("GET")),
+    )
+    .service(
+        web::resource("/console/{path:.+}")
+            .route(web::get().to(console::asset))
+            .default_service(not_allowed("GET")),
+    )
     .service(
         web::resource(crate::ports::STATUS_CALLBACK_PATH)
             // Anyone may post here before the signature is checked: a callback is a few
@@ -274,6 +289,8 @@ fn json_config(limit: usize) -> web::JsonConfig {
 pub fn route_label(path: &str) -> &'static str {
     let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
     match segments.as_slice() {
+        [] | [""] => "/",
+        ["console", ..] => "/console/{path}",
         ["healthz"] => "/healthz",
         ["readyz"] => "/readyz",
         ["metrics"] => "/metrics",
@@ -291,6 +308,7 @@ pub fn route_label(path: &str) -> &'static str {
         ["api", "v1", "calls"] => "/api/v1/calls",
         ["api", "v1", "calls", _] => "/api/v1/calls/{id}",
         ["api", "v1", "calls", _, "explain"] => "/api/v1/calls/{id}/explain",
+        ["api", "v1", "whoami"] => "/api/v1/whoami",
         ["api", "v1", "keys"] => "/api/v1/keys",
         ["api", "v1", "keys", _] => "/api/v1/keys/{id}",
         ["api", "v1", "audit"] => "/api/v1/audit",
@@ -502,5 +520,10 @@ mod tests {
         assert_eq!(route_label("/api/v1/campaigns/"), "/api/v1/campaigns");
         assert_eq!(route_label("/api/v1/calls/x"), "/api/v1/calls/{id}");
         assert_eq!(route_label("/nope/1/2"), "unmatched");
+        assert_eq!(route_label("/"), "/");
+        assert_eq!(
+            route_label("/console/vendor/uPlot.min.css"),
+            "/console/{path}"
+        );
     }
 }
