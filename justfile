@@ -56,7 +56,7 @@ load-test-distributed CAMPAIGNS="3" CALLS="50" CONCURRENT="10" *ARGS="":
     campaigns='{{CAMPAIGNS}}'; calls='{{CALLS}}'; concurrent='{{CONCURRENT}}'
     campaigns="${campaigns#CAMPAIGNS=}"; calls="${calls#CALLS=}"; concurrent="${concurrent#CONCURRENT=}"
     cargo build --release
-    source scripts/test-services.sh
+    OUTBOUND_TEST_NO_BROWSER=1 source scripts/test-services.sh
     OUTBOUND__STORAGE__URL="$OUTBOUND_TEST_DATABASE_URL" \
     OUTBOUND__LIMITER__URL="$OUTBOUND_TEST_REDIS_URL" \
     OUTBOUND__BUS__KIND=kafka OUTBOUND__BUS__BROKERS=mock \
@@ -70,7 +70,7 @@ chaos *ARGS:
     #!/usr/bin/env bash
     set -euo pipefail
     cargo build
-    source scripts/test-services.sh
+    OUTBOUND_TEST_NO_BROWSER=1 source scripts/test-services.sh
     if ! command -v faketime >/dev/null 2>&1; then outbound_apt_install faketime; fi
     target/debug/outbound chaos {{ARGS}}
 
@@ -97,7 +97,7 @@ bench-distributed SCENARIOS="":
     #!/usr/bin/env bash
     set -euo pipefail
     cargo build --release
-    source scripts/test-services.sh
+    OUTBOUND_TEST_NO_BROWSER=1 source scripts/test-services.sh
     args=(--distributed)
     if [ -n '{{SCENARIOS}}' ]; then args+=(--scenario '{{SCENARIOS}}'); fi
     OUTBOUND__STORAGE__URL="$OUTBOUND_TEST_DATABASE_URL" \

@@ -8,7 +8,7 @@
 # Each service gets a start function that installs what is missing, picks a free loopback port,
 # starts an instance under a temporary directory, waits for it and exports its URL; cleanup runs
 # on EXIT of the sourcing shell. Every instance is private to this run, so parallel runs and
-# left-over state cannot leak into the tests.
+# left-over state cannot leak into the tests. `OUTBOUND_TEST_NO_BROWSER=1` leaves Chromium out.
 set -euo pipefail
 
 OUTBOUND_TEST_SERVICES_DIR="$(mktemp -d "${TMPDIR:-/tmp}/outbound-test-services.XXXXXX")"
@@ -319,4 +319,7 @@ trap outbound_stop_test_services EXIT
 outbound_make_certificates
 outbound_start_redis
 outbound_start_postgres
-outbound_start_chromedriver
+# Benchmarks and the chaos suite source this file too and have no browser to drive.
+if [ -z "${OUTBOUND_TEST_NO_BROWSER:-}" ]; then
+  outbound_start_chromedriver
+fi

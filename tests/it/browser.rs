@@ -285,6 +285,26 @@ async fn an_operator_runs_a_campaign_from_the_console() {
             < 24,
         "paused before the end: {paused}"
     );
+    // Settings: a save sends only what its form changed, so a rename made elsewhere after the
+    // page was filled stays.
+    let campaign_path = format!("/api/v1/campaigns/{id}");
+    let renamed = app
+        .client
+        .put(app.url(&campaign_path))
+        .bearer_auth(&issued.key)
+        .json(&json!({ "name": "renamed elsewhere" }))
+        .send()
+        .await
+        .expect("request sent");
+    assert_eq!(renamed.status(), 200);
+    let limit = wait_for(&client, "#set-max_concurrent_calls").await;
+    limit.clear().await.expect("cleared");
+    limit.send_keys("2").await.expect("typed");
+    click(&client, "#settings button[type=submit]").await;
+    wait_text(&client, "#settings [aria-live]", "saved", |t| t == "Saved.").await;
+    let campaign = read(&app, &issued.key, &campaign_path).await;
+    assert_eq!(campaign["max_concurrent_calls"], json!(2), "{campaign}");
+    assert_eq!(campaign["name"], json!("renamed elsewhere"), "{campaign}");
     click(&client, "#start-campaign").await;
     wait_text(&client, "#campaign-status", "resumed", |t| {
         t == "in progress" || t == "completed"
@@ -313,6 +333,17 @@ async fn an_operator_runs_a_campaign_from_the_console() {
     // The forecast of a completed campaign is its end.
     wait_text(&client, "#forecast", "the forecast", |t| {
         t.contains("Completed")
+    })
+    .await;
+    // A what-if forecast names what it assumed differently.
+    let hours = wait_for(&client, "#what-if-hours").await;
+    hours
+        .send_keys(r#"[{"day_of_week":1,"start":"09:00","end":"17:00"}]"#)
+        .await
+        .expect("typed");
+    click(&client, "#forecast button[type=submit]").await;
+    wait_text(&client, "#forecast", "a what-if forecast", |t| {
+        t.contains("What if") && t.contains("business_hours")
     })
     .await;
     screenshot(&client, "campaign-1280.png").await;

@@ -129,6 +129,8 @@
       try {
         const response = await fetch(path, { headers: headers(), signal });
         if (response.status === 401) { signOut('Your key was refused; sign in again.'); return; }
+        // A stream that is gone or forbidden stays so; only other failures are retried.
+        if ([403, 404, 410].includes(response.status)) { onState(false); return; }
         if (response.status !== 200) throw new Error(`status ${response.status}`);
         onState(true);
         const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
@@ -284,7 +286,15 @@
     return {
       el: h('div', {}, body, h('div', { class: 'actions' }, first, next)),
       show,
-      refresh: () => show(current),
+      refresh: async () => {
+        // A refresh rebuilds the rows; a link the keyboard was on is focused again after it.
+        const focused = body.contains(document.activeElement) ? document.activeElement.getAttribute('href') : null;
+        await show(current);
+        if (focused) {
+          const again = [...body.querySelectorAll('a[href]')].find((a) => a.getAttribute('href') === focused);
+          if (again) again.focus({ preventScroll: true });
+        }
+      },
     };
   }
 
@@ -514,12 +524,16 @@
       live.textContent = on ? 'live' : 'reconnecting';
     }, signal);
 
-    // Forecast, with a what-if limit.
+    // Forecast, with a what-if limit and hours (the API answers them without changing anything).
     const whatIf = h('input', { id: 'what-if-limit', type: 'number', min: 1, max: 100000 });
+    const whatIfHours = h('input', { id: 'what-if-hours', placeholder: '[{"day_of_week":1,"start":"09:00","end":"17:00"}]' });
     const forecastOut = h('div', { 'aria-live': 'polite' });
     async function forecast() {
-      const q = whatIf.value ? `?max_concurrent_calls=${encodeURIComponent(whatIf.value)}` : '';
-      const { status, data } = await api('GET', `/api/v1/campaigns/${id}/forecast${q}`);
+      const q = new URLSearchParams();
+      if (whatIf.value) q.set('max_concurrent_calls', whatIf.value);
+      if (whatIfHours.value.trim()) q.set('business_hours', whatIfHours.value.trim());
+      const query = q.toString() ? `?${q}` : '';
+      const { status, data } = await api('GET', `/api/v1/campaigns/${id}/forecast${query}`);
       if (status !== 200) { put(forecastOut, problems(data)); return; }
       const a = data.assumptions;
       put(forecastOut, h('dl', { class: 'facts' },
@@ -536,6 +550,7 @@
     }
     forecastBox.append(h('form', { class: 'inline', onsubmit: (e) => { e.preventDefault(); forecast(); } },
       h('label', { for: 'what-if-limit' }, 'What if the limit were', whatIf),
+      h('label', { for: 'what-if-hours' }, 'and the hours (JSON)', whatIfHours),
       h('button', { type: 'submit' }, 'Forecast')), forecastOut);
 
     const reasonsOut = h('div', {});
@@ -581,7 +596,7 @@
     calls.show('');
 
     // Settings, editable by who may update the campaign.
-    function fillSettings() {
+    function fillSettings(note) {
       settingsBox.dataset.filled = '1';
       const c = campaign;
       const editable = can('PUT', '/api/v1/campaigns/{id}') && c.status !== 'completed';
@@ -590,7 +605,7 @@
         return h('label', { for: idName }, label, el);
       };
       const hours = h('textarea', { id: 'set-business_hours' }, JSON.stringify(c.business_hours));
-      const out = h('div', { 'aria-live': 'polite' });
+      const out = h('div', { 'aria-live': 'polite' }, note ? h('p', { class: 'ok' }, note) : null);
       const form = h('form', {
         class: 'fields',
         onsubmit: async (event) => {
@@ -600,15 +615,22 @@
           try { windows = JSON.parse(hours.value || '[]'); } catch (err) {
             put(out, problems({ error: `business hours: not JSON (${err.message})` })); return;
           }
-          const body = {
+          const wanted = {
             name: v('name'), description: v('description'), max_concurrent_calls: Number(v('max_concurrent_calls')),
             retry_policy: { max_attempts: Number(v('max_attempts')), base_delay: v('base_delay'), max_delay: v('max_delay'), jitter: Number(v('jitter')) },
             business_hours: windows,
           };
+          // Only what this form changed is sent, so a field someone else changed meanwhile stays theirs.
+          const canon = (x) => (x && typeof x === 'object' && !Array.isArray(x)
+            ? Object.keys(x).sort().map((k) => [k, canon(x[k])]) : Array.isArray(x) ? x.map(canon) : x ?? '');
+          const same = (a, b) => JSON.stringify(canon(a)) === JSON.stringify(canon(b));
+          const body = Object.fromEntries(Object.entries(wanted).filter(([k, value]) => !same(value, c[k])));
+          if (!Object.keys(body).length) { put(out, h('p', { class: 'ok' }, 'Nothing to save.')); return; }
           const { status, data } = await api('PUT', `/api/v1/campaigns/${id}`, { json: body });
           if (status !== 200) { put(out, problems(data)); return; }
           campaign = data;
-          put(out, h('p', { class: 'ok' }, 'Saved.'));
+          // The form is filled again from what was saved: the next save compares with that.
+          fillSettings('Saved.');
           showCampaign();
         },
       }, h('fieldset', { disabled: !editable, class: 'wide fields' },
