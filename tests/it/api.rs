@@ -989,6 +989,26 @@ async fn campaigns_and_targets_come_as_csv() {
     assert_eq!(problems.len(), 2, "{report}");
     assert!(problems[0].starts_with("line 3: phone_number"), "{report}");
     assert!(problems[1].starts_with("line 6: phone_number"), "{report}");
+    // A check names every rejected row of a large upload; a create lists the first hundred.
+    let many_bad: String = (0..250).map(|i| format!("bad-{i}\n")).collect();
+    let many_bad = format!("phone_number\n{many_bad}");
+    for (dry_run, listed) in [(true, 250), (false, 100)] {
+        let (status, report) = send_csv(
+            &app,
+            &format!("/api/v1/campaigns?name={name}&time_zone=UTC&dry_run={dry_run}"),
+            &many_bad,
+        )
+        .await;
+        assert_eq!(status, 400, "{report}");
+        let details = report["details"].as_array().expect("problems");
+        assert_eq!(details.len(), listed, "dry_run={dry_run}");
+        assert!(
+            report["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("and 249 more")),
+            "{report}"
+        );
+    }
     let (status, report) = send_csv(
         &app,
         &format!("/api/v1/campaigns?name={name}&time_zone=UTC&dry_run=true"),

@@ -12,6 +12,10 @@ use crate::telemetry;
 /// Most entries `details` lists.
 pub const MAX_DETAILS: usize = 100;
 
+/// Most entries a dry run's `details` lists: a check before a create is where an operator reads
+/// every rejected row of an upload, so it names far more of them than other errors do.
+pub const MAX_DRY_RUN_DETAILS: usize = 10_000;
+
 #[derive(Debug, Clone)]
 pub struct ApiError {
     status: StatusCode,
@@ -47,19 +51,29 @@ impl ApiError {
         }
     }
 
-    pub fn with_details(mut self, mut details: Vec<String>) -> Self {
-        details.truncate(MAX_DETAILS);
+    pub fn with_details(self, details: Vec<String>) -> Self {
+        self.with_details_up_to(details, MAX_DETAILS)
+    }
+
+    fn with_details_up_to(mut self, mut details: Vec<String>, most: usize) -> Self {
+        details.truncate(most);
         self.details = details;
         self
     }
 
     pub fn validation(details: Vec<String>) -> Self {
+        Self::validation_up_to(details, MAX_DETAILS)
+    }
+
+    /// A validation error listing up to `most` of its problems; the message counts them all.
+    pub fn validation_up_to(details: Vec<String>, most: usize) -> Self {
         let message = match details.first() {
             Some(first) if details.len() == 1 => format!("invalid request: {first}"),
             Some(first) => format!("invalid request: {first} (and {} more)", details.len() - 1),
             None => "invalid request".to_owned(),
         };
-        Self::new(StatusCode::BAD_REQUEST, "validation_failed", message).with_details(details)
+        Self::new(StatusCode::BAD_REQUEST, "validation_failed", message)
+            .with_details_up_to(details, most)
     }
 
     pub fn malformed(message: impl Into<String>) -> Self {

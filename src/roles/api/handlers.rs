@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::access::Audit;
 use super::dto::*;
-use super::error::{ApiError, ErrorBody};
+use super::error::{ApiError, ErrorBody, MAX_DETAILS, MAX_DRY_RUN_DETAILS};
 use super::uploads::{self, Upload};
 use crate::context::AppContext;
 use crate::domain::admission::{
@@ -123,7 +123,7 @@ async fn csv_targets(body: web::Bytes) -> Result<Vec<TargetInput>, ApiError> {
         ("description" = Option<String>, Query, description = "with a text/csv body"),
         ("max_concurrent_calls" = Option<String>, Query, description = "with a text/csv body: 1 to 100000"),
         ("caller_id" = Option<String>, Query, description = "with a text/csv body: E.164"),
-        ("dry_run" = Option<bool>, Query, description = "true: validate only and create nothing: 200 with the count of targets a create would register, or the create's 400 listing every problem (the name's uniqueness is checked only when creating)")),
+        ("dry_run" = Option<bool>, Query, description = "true: validate only and create nothing: 200 with the count of targets a create would register, or the create's 400 listing its problems (up to 10000 of them; the name's uniqueness is checked only when creating)")),
     responses((status = 201, body = CampaignResponse), (status = 200, body = DryRunResponse, description = "with dry_run=true"),
         (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn create_campaign(
@@ -205,7 +205,12 @@ pub async fn create_campaign(
         problems.is_empty(),
     )
     else {
-        return Err(ApiError::validation(problems.0));
+        let most = if dry_run {
+            MAX_DRY_RUN_DETAILS
+        } else {
+            MAX_DETAILS
+        };
+        return Err(ApiError::validation_up_to(problems.0, most));
     };
     if dry_run {
         return Ok(HttpResponse::Ok().json(DryRunResponse {
