@@ -274,8 +274,9 @@ async fn an_operator_runs_a_campaign_from_the_console() {
     assert_eq!(plotted, json!(4), "four live charts");
     screenshot(&client, "campaign-dialing-1280.png").await;
 
-    // Pause, then resume.
+    // Pause, then resume, each confirmed.
     click(&client, "#pause-campaign").await;
+    click(&client, "#confirm-ok").await;
     wait_text(&client, "#campaign-status", "paused", |t| t == "paused").await;
     let stats_path = format!("/api/v1/campaigns/{id}/stats");
     let paused = read(&app, &issued.key, &stats_path).await;
@@ -285,8 +286,11 @@ async fn an_operator_runs_a_campaign_from_the_console() {
             < 24,
         "paused before the end: {paused}"
     );
-    // Settings: a save sends only what its form changed, so a rename made elsewhere after the
-    // page was filled stays.
+    // Settings: a save sends only what its form changed, so a rename made elsewhere while the
+    // form was being edited stays.
+    let limit = wait_for(&client, "#set-max_concurrent_calls").await;
+    limit.clear().await.expect("cleared");
+    limit.send_keys("2").await.expect("typed");
     let campaign_path = format!("/api/v1/campaigns/{id}");
     let renamed = app
         .client
@@ -297,15 +301,18 @@ async fn an_operator_runs_a_campaign_from_the_console() {
         .await
         .expect("request sent");
     assert_eq!(renamed.status(), 200);
-    let limit = wait_for(&client, "#set-max_concurrent_calls").await;
-    limit.clear().await.expect("cleared");
-    limit.send_keys("2").await.expect("typed");
+    // The rename reaches the page (its title) while the form keeps its edit.
+    wait_text(&client, "h1", "the rename", |t| {
+        t.contains("renamed elsewhere")
+    })
+    .await;
     click(&client, "#settings button[type=submit]").await;
     wait_text(&client, "#settings [aria-live]", "saved", |t| t == "Saved.").await;
     let campaign = read(&app, &issued.key, &campaign_path).await;
     assert_eq!(campaign["max_concurrent_calls"], json!(2), "{campaign}");
     assert_eq!(campaign["name"], json!("renamed elsewhere"), "{campaign}");
     click(&client, "#start-campaign").await;
+    click(&client, "#confirm-ok").await;
     wait_text(&client, "#campaign-status", "resumed", |t| {
         t == "in progress" || t == "completed"
     })
@@ -427,13 +434,14 @@ async fn an_operator_runs_a_campaign_from_the_console() {
     .await;
 
     // A viewer is offered reading only: on a pending campaign, where an admin could start,
-    // complete and edit, there is nothing to press.
+    // complete and edit, there is nothing to press. Its name is markup, shown as text.
+    let markup = r#"<img id="xss" src="x" onerror="window.pwned=1">"#;
     let pending: Value = app
         .client
         .post(app.url("/api/v1/campaigns"))
         .bearer_auth(&issued.key)
         .json(&json!({
-            "name": format!("console-pending-{}", uuid::Uuid::now_v7()),
+            "name": format!("{markup} {}", uuid::Uuid::now_v7()),
             "time_zone": "UTC",
             "targets": [{"phone_number": "+15555550001"}],
         }))
@@ -476,6 +484,13 @@ async fn an_operator_runs_a_campaign_from_the_console() {
     )
     .await;
     assert_eq!(controls, json!([0, true]), "no control, settings read-only");
+    wait_text(&client, "h1", "the name as text", |t| t.contains(markup)).await;
+    let injected = run_js(
+        &client,
+        "return [document.querySelectorAll('#xss').length, window.pwned === undefined];",
+    )
+    .await;
+    assert_eq!(injected, json!([0, true]), "no markup from the API runs");
 
     client.close().await.expect("session closed");
     app.shutdown().await;

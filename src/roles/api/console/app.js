@@ -121,7 +121,8 @@
 
   /**
    * Follows a Server-Sent Events route until `signal` aborts, reconnecting after the server's
-   * `retry`. EventSource cannot send a key, so the stream is read with fetch.
+   * `retry`. EventSource cannot send a key, so the stream is read with fetch. `onState` hears
+   * true (live), false (reconnecting) or null (gone or forbidden: no retry).
    */
   async function follow(path, onEvent, onState, signal) {
     let retry = 1000;
@@ -130,7 +131,7 @@
         const response = await fetch(path, { headers: headers(), signal });
         if (response.status === 401) { signOut('Your key was refused; sign in again.'); return; }
         // A stream that is gone or forbidden stays so; only other failures are retried.
-        if ([403, 404, 410].includes(response.status)) { onState(false); return; }
+        if ([403, 404, 410].includes(response.status)) { onState(null); return; }
         if (response.status !== 200) throw new Error(`status ${response.status}`);
         onState(true);
         const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
@@ -277,9 +278,16 @@
     const body = h('div', {});
     const first = h('button', { type: 'button', disabled: true, onclick: () => show('') }, 'First page');
     const next = h('button', { type: 'button', disabled: true, onclick: () => show(following) }, 'Next page');
+    let shown = 0;
     async function show(token) {
+      // A refresh started before a newer show may answer after it; only the newest is shown.
+      const mine = ++shown;
+      const into = h('div', {});
+      const after = await load(token || '', into);
+      if (mine !== shown) return;
       current = token || '';
-      following = await load(current, body);
+      following = after;
+      body.replaceChildren(...into.childNodes);
       first.disabled = !current;
       next.disabled = !following;
     }
@@ -459,6 +467,7 @@
     let campaign = null;
     let stats = null;
     let last = null;
+    let connected = false;
     const dialing = liveChart(charts, 'Dialing now vs limit', [
       { label: 'dialing', stroke: '#1d4ed8' }, { label: 'limit', stroke: '#b91c1c', dash: [6, 4] }], signal);
     const rate = liveChart(charts, 'Attempts per second', [{ label: 'attempts/s', stroke: '#7c3aed' }], signal);
@@ -468,17 +477,18 @@
       { label: 'retrying', stroke: '#b45309' }, { label: 'queued', stroke: '#0e7490' }], signal);
 
     // One point per snapshot; between snapshots (nothing changed) the last one is repeated, so
-    // the time axis moves on. The attempt rate is the attempts the API counted over the time.
+    // the time axis moves on. The attempt rate is the attempts the API counted over the time;
+    // it starts again after a reconnect, as the attempts of the gap have no known times.
     function plot(snapshot) {
       const t = Date.now() / 1000;
-      const perSecond = last && t > last.t ? Math.max(0, (snapshot.attempts_total - last.attempts) / (t - last.t)) : 0;
+      const perSecond = last && t > last.t ? Math.max(0, (snapshot.attempts_total - last.attempts) / (t - last.t)) : null;
       last = { t, attempts: snapshot.attempts_total };
       dialing.push(t, [snapshot.in_progress_calls, campaign ? campaign.max_concurrent_calls : null]);
       rate.push(t, [perSecond]);
       outcomes.push(t, [snapshot.completed_calls, snapshot.failed_calls, snapshot.canceled_calls]);
       retrying.push(t, [snapshot.retrying_calls, snapshot.queued_calls]);
     }
-    const ticker = setInterval(() => { if (stats && last && Date.now() / 1000 - last.t >= 2) plot(stats); }, 1000);
+    const ticker = setInterval(() => { if (connected && stats && last && Date.now() / 1000 - last.t >= 2) plot(stats); }, 1000);
     signal.addEventListener('abort', () => clearInterval(ticker));
 
     function showCampaign() {
@@ -494,13 +504,24 @@
         },
       }, label);
       const st = campaign.status;
+      const focused = controls.contains(document.activeElement) ? document.activeElement.id : null;
       put(controls, 
         st !== 'in_progress' && st !== 'completed' && can('POST', '/api/v1/campaigns/{id}/start')
-          ? button(st === 'paused' ? 'Resume' : 'Start', 'start', 'primary', st === 'pending' ? `Start dialing ${campaign.name}?` : null) : null,
-        st === 'in_progress' && can('POST', '/api/v1/campaigns/{id}/pause') ? button('Pause', 'pause', '', null) : null,
+          ? button(st === 'paused' ? 'Resume' : 'Start', 'start', 'primary',
+            st === 'pending' ? `Start dialing ${campaign.name}?` : `Resume dialing ${campaign.name}?`) : null,
+        st === 'in_progress' && can('POST', '/api/v1/campaigns/{id}/pause')
+          ? button('Pause', 'pause', '', `Pause ${campaign.name}? Calls dialing now finish; no new call starts until it is resumed.`) : null,
         st !== 'completed' && can('POST', '/api/v1/campaigns/{id}/complete')
           ? button('Complete', 'complete', 'danger', `Complete ${campaign.name}? Every call not dialing yet is canceled; this cannot be undone.`) : null);
-      if (!settingsBox.dataset.filled) fillSettings();
+      // The buttons are rebuilt on every change; the keyboard stays on them (or on the page).
+      if (focused) {
+        const again = document.getElementById(focused) || controls.querySelector('button');
+        (again || main).focus({ preventScroll: true });
+      }
+      // The settings follow the campaign unless the form holds edits not saved yet.
+      if (!settingsBox.dataset.filled
+        || (settingsBox.dataset.filled !== campaign.updated_at && !settingsBox.dataset.dirty
+          && !settingsBox.contains(document.activeElement))) fillSettings();
     }
 
     function showStats() {
@@ -520,8 +541,11 @@
       if (name === 'campaign') { campaign = data; showCampaign(); }
       if (name === 'stats') { stats = data; showStats(); plot(data); }
     }, (on) => {
+      connected = !!on;
+      if (on) last = null;
       live.className = `live ${on ? 'on' : 'off'}`;
-      live.textContent = on ? 'live' : 'reconnecting';
+      live.textContent = on ? 'live' : on === null ? 'unavailable' : 'reconnecting';
+      if (on === null && !campaign) title.textContent = 'Campaign not found';
     }, signal);
 
     // Forecast, with a what-if limit and hours (the API answers them without changing anything).
@@ -555,8 +579,12 @@
 
     const reasonsOut = h('div', {});
     reasonsBox.append(reasonsOut);
+    let explaining = false;
     async function reasons() {
-      const { status, data } = await api('GET', `/api/v1/campaigns/${id}/explain`);
+      // Explaining reads every waiting call of the campaign: one request at a time.
+      if (explaining) return;
+      explaining = true;
+      const { status, data } = await api('GET', `/api/v1/campaigns/${id}/explain`).finally(() => { explaining = false; });
       if (status !== 200) { put(reasonsOut, problems(data)); return; }
       const entries = Object.entries(data.pending_by_reason);
       put(reasonsOut, 
@@ -568,15 +596,17 @@
     }
     forecast();
     reasons();
-    const slow = setInterval(() => { if (!document.hidden) { forecast(); reasons(); } }, 10000);
-    signal.addEventListener('abort', () => clearInterval(slow));
+    const slow = setInterval(() => { if (!document.hidden) forecast(); }, 10000);
+    const slower = setInterval(() => { if (!document.hidden) reasons(); }, 30000);
+    signal.addEventListener('abort', () => { clearInterval(slow); clearInterval(slower); });
 
     // Calls: by status and by number.
     const callStatus = h('select', { id: 'call-status' },
       ['', 'queued', 'dialing', 'retrying', 'completed', 'failed', 'canceled'].map((s) => h('option', { value: s }, s || 'any')));
     const number = h('input', { id: 'call-number', type: 'search', placeholder: '+15555550100', inputmode: 'tel' });
+    let searched = { status: '', phone_number: '' };
     const calls = pager(async (token, body) => {
-      const q = new URLSearchParams({ limit: '25', page_token: token, status: callStatus.value, phone_number: number.value.trim() });
+      const q = new URLSearchParams({ limit: '25', page_token: token, ...searched });
       const { status, data } = await api('GET', `/api/v1/campaigns/${id}/calls?${q}`);
       if (status !== 200) { put(body, problems(data)); return null; }
       put(body, h('div', { class: 'scroll' }, h('table', { id: 'calls-table' },
@@ -588,16 +618,24 @@
       return data.next_page_token;
     });
     callsBox.append(h('h2', {}, 'Calls'),
-      h('form', { class: 'inline', role: 'search', onsubmit: (e) => { e.preventDefault(); calls.show(''); } },
+      h('form', { class: 'inline', role: 'search', onsubmit: (e) => {
+        e.preventDefault();
+        searched = { status: callStatus.value, phone_number: number.value.trim() };
+        calls.show('');
+      } },
         h('label', { for: 'call-status' }, 'Status', callStatus),
         h('label', { for: 'call-number' }, 'Number', number),
         h('button', { type: 'submit', id: 'call-search' }, 'Search')),
       calls.el);
     calls.show('');
+    // Call statuses move while the campaign runs.
+    const callsTimer = setInterval(() => { if (!document.hidden) calls.refresh(); }, 5000);
+    signal.addEventListener('abort', () => clearInterval(callsTimer));
 
     // Settings, editable by who may update the campaign.
     function fillSettings(note) {
-      settingsBox.dataset.filled = '1';
+      settingsBox.dataset.filled = campaign.updated_at;
+      delete settingsBox.dataset.dirty;
       const c = campaign;
       const editable = can('PUT', '/api/v1/campaigns/{id}') && c.status !== 'completed';
       const input = (idName, label, value, attrs) => {
@@ -633,6 +671,7 @@
           fillSettings('Saved.');
           showCampaign();
         },
+        oninput: () => { settingsBox.dataset.dirty = '1'; },
       }, h('fieldset', { disabled: !editable, class: 'wide fields' },
         input('set-name', 'Name', c.name, { required: true }),
         input('set-description', 'Description', c.description),
@@ -706,7 +745,9 @@
     const numbers = h('textarea', { id: 'dnc-numbers', placeholder: '+15555550100\n+15555550101' });
     const reason = h('input', { id: 'dnc-reason', maxlength: 500 });
     const out = h('div', { 'aria-live': 'polite' });
-    const lookup = h('input', { id: 'dnc-lookup', type: 'search', inputmode: 'tel' });
+    const lookup = h('input', { id: 'dnc-lookup', type: 'search', inputmode: 'tel', required: true });
+    const scope = h('input', { id: 'dnc-campaign', placeholder: 'campaign id', pattern: '[0-9a-fA-F-]{36}' });
+    const forCampaign = can('POST', '/api/v1/campaigns/{id}/dnc');
     const found = h('div', { 'aria-live': 'polite' });
     put(main, h('h1', {}, 'Do not call'),
       h('section', { class: 'card' }, h('h2', {}, 'Look up a number'),
@@ -722,7 +763,9 @@
           const list2 = numbers.value.split(/[\s,;]+/).filter(Boolean);
           const body = { numbers: list2 };
           if (reason.value.trim()) body.reason = reason.value.trim();
-          const { status, data } = await api('POST', '/api/v1/dnc', { json: body });
+          const campaignId = forCampaign ? scope.value.trim() : '';
+          const route = campaignId ? `/api/v1/campaigns/${encodeURIComponent(campaignId)}/dnc` : '/api/v1/dnc';
+          const { status, data } = await api('POST', route, { json: body });
           if (status !== 200 && status !== 201) { put(out, problems(data)); return; }
           put(out, h('p', { class: 'ok' }, `${num(data.added)} added; ${num(data.canceled)} waiting calls canceled.`));
           numbers.value = '';
@@ -730,6 +773,7 @@
         } },
         h('label', { for: 'dnc-numbers', class: 'wide' }, 'Numbers (one per line)', numbers),
         h('label', { for: 'dnc-reason' }, 'Reason', reason),
+        forCampaign ? h('label', { for: 'dnc-campaign' }, 'Only for campaign (empty: every campaign)', scope) : null,
         h('div', { class: 'actions' }, h('button', { type: 'submit', class: 'primary', id: 'dnc-add' }, 'Add to the list'))), out) : null,
       h('section', { class: 'card' }, h('h2', {}, 'Listed numbers'), list.el));
     list.show('');
