@@ -52,6 +52,17 @@ async fn wait_text(
     what: &str,
     ready: impl Fn(&str) -> bool,
 ) -> Element {
+    wait_text_within(client, css, what, WAIT, ready).await
+}
+
+/// The element `css` once `ready` holds for its text, within `within`.
+async fn wait_text_within(
+    client: &Client,
+    css: &str,
+    what: &str,
+    within: Duration,
+    ready: impl Fn(&str) -> bool,
+) -> Element {
     let started = Instant::now();
     let mut last = String::new();
     loop {
@@ -64,8 +75,8 @@ async fn wait_text(
             }
         }
         assert!(
-            started.elapsed() < WAIT,
-            "{what}: {css} still reads {last:?} after {WAIT:?}"
+            started.elapsed() < within,
+            "{what}: {css} still reads {last:?} after {within:?}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -342,6 +353,17 @@ async fn an_operator_runs_a_campaign_from_the_console() {
         t.contains("Completed")
     })
     .await;
+    // What held the calls while the campaign was pending is read again as soon as it moves on
+    // (its regular reading is every 30 s).
+    wait_text_within(
+        &client,
+        "#reasons",
+        "nothing held",
+        Duration::from_secs(5),
+        |t| t.contains("No waiting call is held."),
+    )
+    .await;
+    screenshot(&client, "campaign-1280.png").await;
     // A what-if forecast names what it assumed differently.
     let hours = wait_for(&client, "#what-if-hours").await;
     hours
@@ -353,7 +375,6 @@ async fn an_operator_runs_a_campaign_from_the_console() {
         t.contains("What if") && t.contains("business_hours")
     })
     .await;
-    screenshot(&client, "campaign-1280.png").await;
 
     // Find a call by its number and open its attempts.
     let number = client

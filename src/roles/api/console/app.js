@@ -538,7 +538,13 @@
     }
 
     follow(`/api/v1/campaigns/${id}/events`, (name, data) => {
-      if (name === 'campaign') { campaign = data; showCampaign(); }
+      if (name === 'campaign') {
+        const moved = campaign && campaign.status !== data.status;
+        campaign = data;
+        showCampaign();
+        // What holds the waiting calls, and when the campaign ends, change with its status.
+        if (moved) { forecast(); reasons(); }
+      }
       if (name === 'stats') { stats = data; showStats(); plot(data); }
     }, (on) => {
       connected = !!on;
@@ -580,11 +586,14 @@
     const reasonsOut = h('div', {});
     reasonsBox.append(reasonsOut);
     let explaining = false;
+    let explainAgain = false;
     async function reasons() {
-      // Explaining reads every waiting call of the campaign: one request at a time.
-      if (explaining) return;
+      // Explaining reads every waiting call of the campaign: one request at a time, and one more
+      // after it when asked meanwhile (the campaign moved on while it was answered).
+      if (explaining) { explainAgain = true; return; }
       explaining = true;
       const { status, data } = await api('GET', `/api/v1/campaigns/${id}/explain`).finally(() => { explaining = false; });
+      if (explainAgain) { explainAgain = false; reasons(); return; }
       if (status !== 200) { put(reasonsOut, problems(data)); return; }
       const entries = Object.entries(data.pending_by_reason);
       put(reasonsOut, 
