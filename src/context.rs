@@ -275,6 +275,8 @@ fn telephony(
                 .then(|| twilio.machine_detection.clone()),
             machine_outcome: twilio.machine_outcome,
             probe_interval: twilio.probe_interval.0,
+            max_call_duration: twilio.max_call_duration.0,
+            place_deadline: twilio.place_deadline.0,
         },
         pacer,
     )?;

@@ -4,6 +4,7 @@
 //!
 //! Only `domain` types cross these traits; no adapter type leaks out of `adapters/`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -89,6 +90,7 @@ pub struct ClaimedCall {
 }
 
 pub use crate::domain::admission::{Begin, Unspent};
+pub use crate::domain::campaign::PauseReason;
 pub use crate::domain::settlement::{AppliedReport, AttemptReport};
 
 /// An `in_progress` campaign with calls waiting, as the scheduler needs it.
@@ -298,6 +300,26 @@ pub trait Store: Send + Sync + 'static {
         attempts: &[(HeldAttempt, CarrierCall)],
         now: DateTime<Utc>,
     ) -> Result<Vec<bool>, StoreError>;
+    /// Right before each create request of an attempt `dialer` began (the first and every one
+    /// after a wait): the check `begin_attempts` made, made again at `now`. `Dial` lets the
+    /// create go out (the attempt's per-number log entry moves to `now`); `Held` and
+    /// `Forbidden` hand the attempt back unspent as begin would; `Stale` means the attempt is
+    /// no longer this dialer's to place (recovered, handed over) and no create may be sent.
+    async fn recheck_attempts(
+        &self,
+        attempts: &[AttemptKey],
+        dialer: InstanceId,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Begin>, StoreError>;
+    /// The carrier refuses what the campaign asks of it (its caller ID, its audio): the
+    /// campaign, if `in_progress`, is paused with `reason`, which stays on it until it starts
+    /// again. Returns whether it was paused now.
+    async fn pause_for_carrier(
+        &self,
+        campaign_id: CampaignId,
+        reason: PauseReason,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
     /// Hands back unspent attempts (never placed, or never created at the carrier, as
     /// `unspent` says) if their holder still holds them: each call is queued again (canceled if
     /// its campaign completed) and the attempt is not counted. Returns, per attempt, whether it
@@ -668,6 +690,27 @@ pub enum ProviderEvent {
     },
     /// The attempt ended (the mock's calls, or a create the carrier refused for good).
     Ended(ProviderReport),
+    /// No call was created for the attempt and none will be: it goes back unspent.
+    Unplaced { request: DialRequest, why: Unplaced },
+}
+
+/// Why a begun attempt was never created at the carrier.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Unplaced {
+    /// The check before a create said no; the store already handed the attempt back (or it
+    /// is no longer this dialer's).
+    Checked(Begin),
+    /// `place_deadline` passed before a create could be sent.
+    Deadline,
+    /// The carrier refuses the campaign's request: the campaign pauses with this reason.
+    Refused(PauseReason),
+}
+
+/// The check a provider makes right before each create request (`Store::recheck_attempts` for
+/// the dialer that began the attempt).
+#[async_trait]
+pub trait CreateCheck: Send + Sync + 'static {
+    async fn may_create(&self, attempt: AttemptKey) -> Result<Begin, StoreError>;
 }
 
 pub type ReportSink = tokio::sync::mpsc::UnboundedSender<ProviderEvent>;
@@ -727,7 +770,14 @@ pub enum Lookup {
 pub trait TelephonyProvider: Send + Sync + 'static {
     /// Places the call. Returns once the provider took the request; what becomes of it goes to
     /// `events`.
-    async fn dial(&self, request: DialRequest, events: ReportSink) -> Result<(), ProviderError>;
+    /// A provider that waits before creating (for its pace, for credentials, for an answer)
+    /// asks `check` right before each create.
+    async fn dial(
+        &self,
+        request: DialRequest,
+        events: ReportSink,
+        check: Arc<dyn CreateCheck>,
+    ) -> Result<(), ProviderError>;
 
     /// Asks the carrier about a placed attempt whose outcome never arrived.
     async fn lookup(&self, _attempt: &PlacedAttempt) -> Result<Lookup, ProviderError> {

@@ -352,6 +352,18 @@ pub enum Screen {
 }
 
 impl DialCheck {
+    /// What the dialer does with an attempt it holds, at `now`.
+    fn begin(&self, now: DateTime<Utc>) -> Begin {
+        match self.hold(now) {
+            Some(HoldReason {
+                code: HoldCode::DoNotCall,
+                ..
+            }) => Begin::Forbidden,
+            Some(reason) => Begin::Held(reason),
+            None => Begin::Dial,
+        }
+    }
+
     pub fn screen(&self, now: DateTime<Utc>) -> Screen {
         match self.hold(now) {
             None => Screen::Take,
@@ -423,14 +435,30 @@ impl CurrentCall {
         if !self.holds_unplaced(attempt, Some(claimer)) {
             return Begin::Stale;
         }
-        match check.hold(now) {
-            Some(HoldReason {
-                code: HoldCode::DoNotCall,
-                ..
-            }) => Begin::Forbidden,
-            Some(reason) => Begin::Held(reason),
-            None => Begin::Dial,
+        check.begin(now)
+    }
+
+    /// Whether `attempt` is the one `dialer` began and has not yet handed to the carrier: the
+    /// only attempt a create may be sent for.
+    pub fn is_placing(&self, attempt: u32, dialer: InstanceId) -> bool {
+        self.holds(attempt, Some(dialer)) && self.placed
+    }
+
+    /// Decides, right before a create request for `attempt` (which `dialer` began), whether it
+    /// may still be sent: the same check as `begin`, made again at `now`. On `Held` or
+    /// `Forbidden` the caller writes the release exactly as `begin` would have; on `Dial` the
+    /// create goes out.
+    pub fn recheck(
+        &self,
+        attempt: u32,
+        dialer: InstanceId,
+        check: &DialCheck,
+        now: DateTime<Utc>,
+    ) -> Begin {
+        if !self.is_placing(attempt, dialer) {
+            return Begin::Stale;
         }
+        check.begin(now)
     }
 
     /// Hands back `attempt` if `holder` still holds it and it went unspent as `unspent` says;
@@ -532,6 +560,7 @@ mod tests {
             completed_at: None,
             target_count: 0,
             voice: Default::default(),
+            pause_reason: None,
         };
         let policy = Compliance::default();
         let mut first = FirstDialable::new(&policy, &campaign, now);
@@ -587,6 +616,49 @@ mod tests {
         );
         let given: Vec<_> = arranged.iter().map(|(c, _)| c.id).collect();
         assert_eq!(given, ids, "ids ascend in dial order");
+    }
+
+    #[test]
+    fn a_create_is_sent_only_for_the_dialers_placed_attempt_that_may_still_dial() {
+        let dialer = InstanceId::new();
+        let now = monday_noon_new_york();
+        let mut placing = claimed(dialer, CampaignStatus::InProgress);
+        placing.placed = true;
+        let running = check(CampaignStatus::InProgress);
+        assert_eq!(placing.recheck(2, dialer, &running, now), Begin::Dial);
+        // Not begun, another attempt, another dialer, handed over: never created from here.
+        let unplaced = claimed(dialer, CampaignStatus::InProgress);
+        assert_eq!(unplaced.recheck(2, dialer, &running, now), Begin::Stale);
+        assert_eq!(placing.recheck(1, dialer, &running, now), Begin::Stale);
+        assert_eq!(
+            placing.recheck(2, InstanceId::new(), &running, now),
+            Begin::Stale
+        );
+        let handed = CurrentCall {
+            owner: None,
+            ..placing.clone()
+        };
+        assert_eq!(handed.recheck(2, dialer, &running, now), Begin::Stale);
+        // A pause, a listing or the night that committed meanwhile is obeyed.
+        assert!(matches!(
+            placing.recheck(2, dialer, &check(CampaignStatus::Paused), now),
+            Begin::Held(_)
+        ));
+        let listed = DialCheck {
+            do_not_call: Some(DncScope::Global),
+            ..running.clone()
+        };
+        assert_eq!(placing.recheck(2, dialer, &listed, now), Begin::Forbidden);
+        let hours = DialCheck {
+            recipient_hours: crate::domain::compliance::default_recipient_hours(),
+            ..running.clone()
+        };
+        assert_eq!(placing.recheck(2, dialer, &hours, now), Begin::Dial);
+        let midnight = now + chrono::TimeDelta::hours(12);
+        assert!(matches!(
+            placing.recheck(2, dialer, &hours, midnight),
+            Begin::Held(_)
+        ));
     }
 
     #[test]

@@ -193,6 +193,31 @@ pub struct Campaign {
     pub target_count: u64,
     /// Caller id and audio for a real carrier; empty: the configured defaults.
     pub voice: Voice,
+    /// Why the engine paused the campaign by itself, until it starts again.
+    pub pause_reason: Option<PauseReason>,
+}
+
+/// Why the engine paused a campaign by itself (an operator's pause gives none).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PauseReason {
+    /// `carrier_refused`: the carrier refuses what the campaign asks of it.
+    pub code: String,
+    /// The carrier's own error code, when it gave one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub carrier_code: Option<u32>,
+    pub message: String,
+}
+
+impl PauseReason {
+    pub const CARRIER_REFUSED: &'static str = "carrier_refused";
+
+    pub fn carrier_refused(carrier_code: Option<u32>, message: String) -> Self {
+        Self {
+            code: Self::CARRIER_REFUSED.to_owned(),
+            carrier_code,
+            message,
+        }
+    }
 }
 
 /// Fields an update may change; `None` leaves a field as it is.
@@ -320,6 +345,7 @@ mod tests {
             completed_at: None,
             target_count: 3,
             voice: Voice::default(),
+            pause_reason: None,
         };
         assert_eq!(
             CampaignChanges::default().apply_to(campaign.clone()),

@@ -94,6 +94,19 @@ pub struct CarrierCall {
 /// SIP answers to a failed call that mean the number cannot be reached at all.
 const PERMANENT_SIP: [u16; 4] = [404, 410, 484, 604];
 
+/// SIP answers that mean the called party's network or device rejected the call (FCC rules
+/// make blocking carriers answer 607 or 608): dialing the number again with the same caller ID
+/// would be rejected again, and rings nobody who wants the call.
+pub const BLOCKED_SIP: [u16; 3] = [603, 607, 608];
+
+/// The SIP code of a call the called party's side blocked, if it was.
+pub fn blocked(call: &CarrierCall) -> Option<u16> {
+    match (call.status, call.sip_code) {
+        (Some(CarrierStatus::Failed), Some(code)) if BLOCKED_SIP.contains(&code) => Some(code),
+        _ => None,
+    }
+}
+
 /// The attempt's outcome for a call that ended with `status`; `None` while it is not final.
 pub fn outcome(call: &CarrierCall, machine: MachineOutcome) -> Option<AttemptOutcome> {
     let failed = |error: &str, retryable: bool| AttemptOutcome::Failed {
@@ -115,6 +128,7 @@ pub fn outcome(call: &CarrierCall, machine: MachineOutcome) -> Option<AttemptOut
         CarrierStatus::NoAnswer => failed("no_answer", true),
         CarrierStatus::Failed => match call.sip_code {
             Some(code) if PERMANENT_SIP.contains(&code) => failed(&format!("sip_{code}"), false),
+            Some(code) if BLOCKED_SIP.contains(&code) => failed(&format!("blocked_{code}"), false),
             Some(code) => failed(&format!("sip_{code}"), true),
             None => failed("failed", true),
         },
@@ -182,6 +196,12 @@ mod tests {
                 failure(&format!("sip_{sip}"), false)
             );
         }
+        for sip in [603, 607, 608] {
+            let call = ended(S::Failed, Some(sip), None);
+            assert_eq!(outcome(&call, m), failure(&format!("blocked_{sip}"), false));
+            assert_eq!(blocked(&call), Some(sip));
+        }
+        assert_eq!(blocked(&ended(S::Busy, Some(603), None)), None);
         assert_eq!(
             outcome(&ended(S::Failed, Some(503), None), m),
             failure("sip_503", true)

@@ -15,8 +15,10 @@
 //! `runtime.shutdown_grace`.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use chrono::Utc;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -25,11 +27,11 @@ use tracing::{info_span, Instrument};
 use crate::context::AppContext;
 use crate::domain::call::AttemptOutcome;
 use crate::domain::carrier::CarrierCall;
-use crate::domain::ids::{CallId, CampaignId};
+use crate::domain::ids::{CallId, CampaignId, InstanceId};
 use crate::metrics::metrics;
 use crate::ports::{
-    AttemptKey, Begin, BusError, Delivery, DialRequest, HeldAttempt, ProviderEvent, ProviderReport,
-    StoreError, Subscription, Topic,
+    AttemptKey, Begin, BusError, CreateCheck, Delivery, DialRequest, HeldAttempt, PauseReason,
+    ProviderEvent, ProviderReport, Store, StoreError, Subscription, Topic, Unplaced, Unspent,
 };
 use crate::roles::messages::{self, DispatchMessage, PolicyTerms, StatusMessage};
 use crate::runtime::backoff::Backoff;
@@ -52,8 +54,26 @@ struct InFlight {
     span: tracing::Span,
 }
 
+/// The check before each create: the store's `recheck_attempts` for this dialer.
+struct StoreCheck {
+    store: Arc<dyn Store>,
+    dialer: InstanceId,
+}
+
+#[async_trait]
+impl CreateCheck for StoreCheck {
+    async fn may_create(&self, attempt: AttemptKey) -> Result<Begin, StoreError> {
+        let answers = self
+            .store
+            .recheck_attempts(&[attempt], self.dialer, Utc::now())
+            .await?;
+        Ok(answers.into_iter().next().unwrap_or(Begin::Stale))
+    }
+}
+
 pub struct CallWorker {
     ctx: AppContext,
+    check: Arc<dyn CreateCheck>,
     sink: mpsc::UnboundedSender<ProviderEvent>,
     reports: Option<mpsc::UnboundedReceiver<ProviderEvent>>,
     in_flight: HashMap<(CallId, u32), InFlight>,
@@ -63,6 +83,9 @@ pub struct CallWorker {
     unpublished: Vec<ProviderReport>,
     /// Attempts the carrier took, not yet handed over in the store.
     unhanded: Vec<(DialRequest, CarrierCall)>,
+    /// Attempts never created, not yet handed back in the store (with the reason to pause
+    /// their campaign, when the carrier refused its request).
+    unreleased: Vec<(DialRequest, Option<PauseReason>)>,
     /// Acknowledgements the bus has not taken yet.
     unacked: Vec<u64>,
     /// Dispatches waiting for their turn in the provider's pace, not yet begun.
@@ -77,14 +100,20 @@ const MAX_PACED: usize = 4096;
 impl CallWorker {
     pub fn new(ctx: AppContext) -> Self {
         let (sink, reports) = mpsc::unbounded_channel();
+        let check = Arc::new(StoreCheck {
+            store: ctx.store.clone(),
+            dialer: ctx.dialer,
+        });
         Self {
             ctx,
+            check,
             sink,
             reports: Some(reports),
             in_flight: HashMap::new(),
             pending: Vec::new(),
             unpublished: Vec::new(),
             unhanded: Vec::new(),
+            unreleased: Vec::new(),
             unacked: Vec::new(),
             paced: VecDeque::new(),
             pace_at: tokio::time::Instant::now(),
@@ -116,9 +145,69 @@ impl CallWorker {
                 ProviderEvent::Placed { request, carrier } => {
                     self.unhanded.push((request, carrier))
                 }
+                ProviderEvent::Unplaced { request, why } => match why {
+                    // The store handed it back in the check itself, or it is not ours.
+                    Unplaced::Checked(answer) => {
+                        if let Some(flight) =
+                            self.in_flight.remove(&(request.call_id, request.attempt))
+                        {
+                            metrics().dialing.dec();
+                            let _entered = flight.span.enter();
+                            tracing::info!(answer = ?answer, "attempt not created: the check before its create said no");
+                            self.unacked.push(flight.token);
+                        }
+                    }
+                    Unplaced::Deadline => self.unreleased.push((request, None)),
+                    Unplaced::Refused(reason) => self.unreleased.push((request, Some(reason))),
+                },
             }
         }
         ended
+    }
+
+    /// Hands back the attempts never created (pausing first the campaigns the carrier refused)
+    /// and returns their dispatch tokens. On failure they are kept for the next try; a process
+    /// that dies meanwhile leaves them to recovery, which finds no call and hands them back.
+    pub async fn release_unplaced(&mut self) -> Result<Vec<u64>, StoreError> {
+        if self.unreleased.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = Utc::now();
+        for (request, reason) in &self.unreleased {
+            if let Some(reason) = reason {
+                if self
+                    .ctx
+                    .store
+                    .pause_for_carrier(request.campaign_id, reason.clone(), now)
+                    .await?
+                {
+                    tracing::warn!(campaign_id = %request.campaign_id, carrier_code = reason.carrier_code.unwrap_or_default(), "campaign paused: the carrier refuses its request");
+                }
+            }
+        }
+        let held: Vec<HeldAttempt> = self
+            .unreleased
+            .iter()
+            .map(|(request, _)| HeldAttempt {
+                key: request.key(),
+                holder: Some(self.ctx.dialer),
+            })
+            .collect();
+        self.ctx
+            .store
+            .release_attempts(&held, Unspent::NeverCreated, now)
+            .await?;
+        let mut tokens = Vec::with_capacity(held.len());
+        for (request, _) in std::mem::take(&mut self.unreleased) {
+            let Some(flight) = self.in_flight.remove(&(request.call_id, request.attempt)) else {
+                continue;
+            };
+            metrics().dialing.dec();
+            let _entered = flight.span.enter();
+            tracing::info!("attempt handed back unspent: never created at the carrier");
+            tokens.push(flight.token);
+        }
+        Ok(tokens)
     }
 
     /// Hands the attempts the carrier took over to it in the store, and returns their dispatch
@@ -282,7 +371,7 @@ impl CallWorker {
         let dialed = self
             .ctx
             .provider
-            .dial(request.clone(), self.sink.clone())
+            .dial(request.clone(), self.sink.clone(), self.check.clone())
             .instrument(span)
             .await;
         if let Err(err) = dialed {
@@ -414,6 +503,7 @@ impl CallWorker {
         !self.pending.is_empty()
             || !self.unpublished.is_empty()
             || !self.unhanded.is_empty()
+            || !self.unreleased.is_empty()
             || !self.unacked.is_empty()
     }
 
@@ -436,6 +526,17 @@ impl CallWorker {
                 }
             }
         }
+        if !self.unreleased.is_empty() {
+            match self.release_unplaced().await {
+                Ok(tokens) => self.ack(dispatches, tokens).await,
+                Err(err) => {
+                    tracing::warn!(error = %err, waiting = self.unreleased.len(), "cannot hand back uncreated attempts yet")
+                }
+            }
+        }
+        if !self.unacked.is_empty() {
+            self.ack(dispatches, Vec::new()).await;
+        }
     }
 
     /// Retries what a backend failure left behind; true when nothing is left.
@@ -454,6 +555,15 @@ impl CallWorker {
                 Ok(tokens) => self.ack(dispatches, tokens).await,
                 Err(err) => {
                     tracing::warn!(error = %err, waiting = self.unhanded.len(), "cannot hand calls to the carrier yet");
+                    return false;
+                }
+            }
+        }
+        if !self.unreleased.is_empty() {
+            match self.release_unplaced().await {
+                Ok(tokens) => self.ack(dispatches, tokens).await,
+                Err(err) => {
+                    tracing::warn!(error = %err, waiting = self.unreleased.len(), "cannot hand back uncreated attempts yet");
                     return false;
                 }
             }
@@ -538,7 +648,9 @@ impl CallWorker {
             self.paced.clear();
         }
         while !self.in_flight.is_empty() || !self.unpublished.is_empty() {
-            let stalled = !self.unpublished.is_empty() || !self.unhanded.is_empty();
+            let stalled = !self.unpublished.is_empty()
+                || !self.unhanded.is_empty()
+                || !self.unreleased.is_empty();
             tokio::select! {
                 Some(first) = reports.recv() => {
                     self.take_events(&mut *dispatches, drain(first, &mut reports)).await;

@@ -59,12 +59,13 @@ pub struct Scheduler {
     /// When the completion sweep last ran: it runs at least every `scheduler.interval`,
     /// however busy the wake-ups keep the loop.
     swept_at: Option<tokio::time::Instant>,
-    /// Placed orphans the carrier said are still live, and when to ask about each again.
-    live_at_carrier: std::sync::Mutex<HashMap<CallId, tokio::time::Instant>>,
+    /// Placed orphans the carrier said are still live: when to ask about each again, and the
+    /// interval that led there (it doubles at each answer that the call is still live).
+    live_at_carrier: std::sync::Mutex<HashMap<CallId, (tokio::time::Instant, std::time::Duration)>>,
 }
 
-/// How long a call the carrier says is live waits before it is looked up again.
-const LIVE_RECHECK: std::time::Duration = std::time::Duration::from_secs(60);
+/// The longest wait between two lookups of a call the carrier says is live.
+const LIVE_RECHECK_CEILING: std::time::Duration = std::time::Duration::from_secs(30 * 60);
 /// Lookups at the carrier per recovery pass, and at once.
 const LOOKUPS_PER_PASS: usize = 200;
 const LOOKUPS_AT_ONCE: usize = 8;
@@ -96,10 +97,16 @@ impl Scheduler {
                 .lock()
                 .unwrap_or_else(|poison| poison.into_inner());
             let at = tokio::time::Instant::now();
-            live.retain(|_, recheck| *recheck > at);
+            // Calls no longer waiting for their outcome are forgotten.
+            let waiting: std::collections::HashSet<CallId> =
+                placed.iter().map(|orphan| orphan.call_id).collect();
+            live.retain(|call_id, _| waiting.contains(call_id));
             placed
                 .iter()
-                .filter(|orphan| !live.contains_key(&orphan.call_id))
+                .filter(|orphan| {
+                    live.get(&orphan.call_id)
+                        .is_none_or(|(recheck, _)| *recheck <= at)
+                })
                 .take(LOOKUPS_PER_PASS)
                 .cloned()
                 .collect::<Vec<_>>()
@@ -168,10 +175,18 @@ impl Scheduler {
                 }) => (outcome, ended_at, Some(carrier)),
                 Ok(Lookup::Live(carrier)) => {
                     tracing::info!(call_id = %orphan.call_id, sid = carrier.sid.as_deref().unwrap_or(""), "orphaned call still live at the carrier");
-                    self.live_at_carrier
+                    let mut live = self
+                        .live_at_carrier
                         .lock()
-                        .unwrap_or_else(|poison| poison.into_inner())
-                        .insert(orphan.call_id, tokio::time::Instant::now() + LIVE_RECHECK);
+                        .unwrap_or_else(|poison| poison.into_inner());
+                    let first = self.ctx.settings.telephony.twilio.lookup_after.0;
+                    let interval = live
+                        .get(&orphan.call_id)
+                        .map_or(first, |(_, last)| (*last * 2).min(LIVE_RECHECK_CEILING));
+                    live.insert(
+                        orphan.call_id,
+                        (tokio::time::Instant::now() + interval, interval),
+                    );
                     continue;
                 }
                 Err(err) => {

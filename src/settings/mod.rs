@@ -343,6 +343,11 @@ pub struct TwilioSettings {
     pub max_call_duration: GoDuration,
     /// How often refused credentials are checked again.
     pub probe_interval: GoDuration,
+    /// No create request for an attempt is sent later than this after its begin.
+    pub place_deadline: GoDuration,
+    /// A placed call with no final status is looked up this long after its ring timeout,
+    /// then at doubling intervals up to 30 min.
+    pub lookup_after: GoDuration,
 }
 
 impl Default for TwilioSettings {
@@ -361,6 +366,8 @@ impl Default for TwilioSettings {
             machine_outcome: MachineOutcome::Completed,
             max_call_duration: Duration::from_secs(4 * 3600).into(),
             probe_interval: Duration::from_secs(30).into(),
+            place_deadline: Duration::from_secs(60).into(),
+            lookup_after: Duration::from_secs(120).into(),
         }
     }
 }
@@ -378,11 +385,12 @@ impl TelephonySettings {
         self.provider == "twilio"
     }
 
-    /// The longest a placed call can last at the provider: past it, a call whose process fell
-    /// silent is certainly over (the mock), or is looked up at the carrier (Twilio).
+    /// How long after it was placed a call whose final status never came is looked up: with
+    /// the mock, once it is certainly over; at a carrier, `lookup_after` past its ring timeout
+    /// (then again at doubling intervals while it is live there).
     pub fn longest_call(&self) -> Duration {
         if self.is_twilio() {
-            self.twilio.ring_timeout.0 + self.twilio.max_call_duration.0
+            self.twilio.ring_timeout.0 + self.twilio.lookup_after.0
         } else {
             self.mock.max_duration.0 + Duration::from_secs(1)
         }
@@ -390,12 +398,13 @@ impl TelephonySettings {
 }
 
 impl TelephonySettings {
-    /// How long after a dialer began a create whose answer it never recorded the carrier is
-    /// asked about it: past the request timeout, with a margin for the carrier's lists to
-    /// show it. With the mock, which keeps no record to ask, as long as any call lasts.
+    /// How long after a dialer began an attempt whose create answer it never recorded the
+    /// carrier is asked about it: no create is sent past `place_deadline`, and the last one
+    /// sent has its answer within `request_timeout`. With the mock, which keeps no record to
+    /// ask, as long as any call lasts.
     pub fn unanswered_create(&self) -> Duration {
         if self.is_twilio() {
-            self.twilio.request_timeout.0 + Duration::from_secs(60)
+            self.twilio.place_deadline.0 + self.twilio.request_timeout.0
         } else {
             self.longest_call()
         }

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::address::BusAddress;
+use super::address::{BusAddress, LimiterAddress};
 use super::{invalid, BusKind, Settings, SettingsError};
 use crate::runtime::role::RoleName;
 
@@ -187,10 +187,27 @@ impl Settings {
             ));
         }
         let ring = twilio.ring_timeout.0;
-        if !(Duration::from_secs(5)..=Duration::from_secs(600)).contains(&ring) {
+        // The FTC's Telemarketing Sales Rule, 16 CFR 310.4(b)(1)(v): ring at least 15 s.
+        if !(Duration::from_secs(15)..=Duration::from_secs(600)).contains(&ring) {
             return Err(invalid(
                 "telephony.twilio.ring_timeout",
-                "must be from 5s to 600s (whole seconds are sent)",
+                "must be from 15s (16 CFR 310.4(b)(1)(v): ring at least 15 seconds) to 600s \
+                 (whole seconds are sent)",
+            ));
+        }
+        if !(Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&twilio.place_deadline.0)
+        {
+            return Err(invalid(
+                "telephony.twilio.place_deadline",
+                "must be from 1s to 1h",
+            ));
+        }
+        if !(Duration::from_millis(100)..=Duration::from_secs(3600))
+            .contains(&twilio.lookup_after.0)
+        {
+            return Err(invalid(
+                "telephony.twilio.lookup_after",
+                "must be from 100ms to 1h",
             ));
         }
         if !(Duration::from_millis(100)..=Duration::from_secs(120))
@@ -263,8 +280,22 @@ impl Settings {
         if self.runtime.roles.is_empty() {
             return Err(invalid("runtime.roles", "at least one role is needed"));
         }
-        if RoleName::expand(&self.runtime.roles).len() == RoleName::ROLES.len() {
+        let roles = RoleName::expand(&self.runtime.roles);
+        if roles.len() == RoleName::ROLES.len() {
             return Ok(());
+        }
+        // One pace for the account: a bucket in this process alone would let every dialing
+        // process create `cps` calls a second.
+        if self.telephony.is_twilio()
+            && roles.contains(&RoleName::Call)
+            && !matches!(self.limiter_address()?, LimiterAddress::Redis { .. })
+        {
+            return Err(invalid(
+                "limiter.url",
+                "a call role running apart from the other roles with telephony.provider = \
+                 \"twilio\" needs a shared limiter (redis://...) to keep the account's pace \
+                 across processes",
+            ));
         }
         match self.bus.address() {
             BusAddress::Memory => Err(invalid(

@@ -42,7 +42,9 @@ fn use_carrier(settings: &mut Settings, sim: &CarrierSim, port: u16) {
     twilio.from = "+15555550100".into();
     twilio.public_url = format!("http://127.0.0.1:{port}");
     twilio.cps = 500.0;
-    twilio.ring_timeout = GoDuration(Duration::from_secs(5));
+    // The least the law allows; lost finals are looked up `lookup_after` past it.
+    twilio.ring_timeout = GoDuration(Duration::from_secs(15));
+    twilio.lookup_after = GoDuration(Duration::from_millis(500));
     twilio.request_timeout = GoDuration(Duration::from_millis(800));
     twilio.max_call_duration = GoDuration(Duration::from_secs(1));
     twilio.probe_interval = GoDuration(Duration::from_millis(300));
@@ -215,11 +217,12 @@ async fn a_call_whose_final_callback_never_comes_is_looked_up(mode: Mode) {
     })
     .await;
     let app = carrier_app(mode, &sim, |_| {}).await;
-    let created = app.create_campaign(campaign(12, 4, 2)).await;
+    // Every call at once: each dropped final holds its slot until it is looked up, once ring
+    // timeout + lookup_after (15.5 s) have passed.
+    let created = app.create_campaign(campaign(12, 12, 2)).await;
     let id = created["id"].as_str().expect("id");
     app.start(id).await;
-    // Each dropped final is found once ring timeout + max call duration (6 s) have passed.
-    let stats = app.wait_completed(id, Duration::from_secs(60)).await;
+    let stats = app.wait_completed(id, Duration::from_secs(90)).await;
     assert!(sim.summary().callbacks.dropped_finals > 0);
     assert_matches_the_carrier((&app).into(), &sim, id, &stats).await;
     app.shutdown().await;
@@ -486,7 +489,11 @@ fn carrier_env(sim: &CarrierSim, public_port: u16) -> Vec<(String, String)> {
             format!("http://127.0.0.1:{public_port}"),
         ),
         ("OUTBOUND__TELEPHONY__TWILIO__CPS", "200".to_owned()),
-        ("OUTBOUND__TELEPHONY__TWILIO__RING_TIMEOUT", "5s".to_owned()),
+        ("OUTBOUND__TELEPHONY__TWILIO__RING_TIMEOUT", "15s".to_owned()),
+        (
+            "OUTBOUND__TELEPHONY__TWILIO__LOOKUP_AFTER",
+            "500ms".to_owned(),
+        ),
         (
             "OUTBOUND__TELEPHONY__TWILIO__REQUEST_TIMEOUT",
             "800ms".to_owned(),

@@ -20,8 +20,8 @@ use crate::adapters::sql::rows::{
     OrphanRow, PriorRow, TimelineRow,
 };
 use crate::adapters::sql::statements::{
-    BEGIN_CALLS, CURRENT_CALLS, FORBID_CALL, HOLD_CALL, ORPHANED_ATTEMPTS, POSTGRES_NOW_MS,
-    TIMELINE_BACKLOG,
+    BEGIN_CALLS, CURRENT_CALLS, FORBID_CALL, FORGET_NUMBER_ATTEMPT, HOLD_CALL, ORPHANED_ATTEMPTS,
+    POSTGRES_NOW_MS, TIMELINE_BACKLOG,
 };
 use crate::adapters::sql::{as_bigint, millis, to_ms, Failure};
 use crate::domain::admission::{Begin, Release, Unspent};
@@ -317,7 +317,10 @@ async fn write_decisions<T>(
              updated_at = $5 FROM v WHERE c.campaign_id = $1 AND c.id = v.id \
              RETURNING c.id, c.phone_number), \
              freed AS (DELETE FROM live_numbers l USING moved m \
-             WHERE l.phone_number = m.phone_number AND l.call_id = m.id) \
+             WHERE l.phone_number = m.phone_number AND l.call_id = m.id), \
+             unlogged AS (DELETE FROM number_attempts n USING moved m, v \
+             WHERE n.phone_number = m.phone_number AND n.call_id = m.id AND v.id = m.id \
+             AND n.attempt = v.attempt) \
              DELETE FROM attempts a USING v WHERE a.campaign_id = $1 AND a.call_id = v.id \
              AND a.attempt = v.attempt",
         )
@@ -424,6 +427,114 @@ pub(super) async fn begin(
                     decisions.answers.push(answer);
                 }
                 write_decisions(conn, &decisions, Some(owner), now).await?;
+                record_dialed(conn, &dialed).await?;
+                for (campaign_id, call_id) in &forbidden {
+                    diesel::sql_query(FORBID_CALL.postgres())
+                        .bind::<Text, _>(call_id)
+                        .prepared()
+                        .execute(conn)
+                        .await?;
+                    complete_if_finished(conn, campaign_id, now).await?;
+                }
+                for (call_id, until) in holds {
+                    diesel::sql_query(HOLD_CALL.postgres())
+                        .bind::<BigInt, _>(until)
+                        .bind::<Text, _>(call_id)
+                        .prepared()
+                        .execute(conn)
+                        .await?;
+                }
+                Ok(decisions.answers)
+            }
+            .boxed()
+        })
+        .await
+}
+
+pub(super) async fn recheck(
+    store: &PgStore,
+    attempts: &[AttemptKey],
+    dialer: InstanceId,
+    now: DateTime<Utc>,
+) -> Result<Vec<Begin>, StoreError> {
+    if attempts.is_empty() {
+        return Ok(Vec::new());
+    }
+    let attempts: Vec<HeldAttempt> = attempts
+        .iter()
+        .map(|key| HeldAttempt {
+            key: *key,
+            holder: Some(dialer),
+        })
+        .collect();
+    let policy = store.compliance.clone();
+    store
+        .transaction(move |conn| {
+            async move {
+                let current = lock_held_calls(conn, &attempts).await?;
+                // The attempts' own entries would count against their own caps.
+                let placing: Vec<&HeldAttempt> = attempts
+                    .iter()
+                    .filter(|held| {
+                        current
+                            .get(&held.key.call_id.to_string())
+                            .is_some_and(|facts| facts.call.is_placing(held.key.attempt, dialer))
+                    })
+                    .collect();
+                for held in &placing {
+                    if let Some(facts) = current.get(&held.key.call_id.to_string()) {
+                        diesel::sql_query(FORGET_NUMBER_ATTEMPT.postgres())
+                            .bind::<Text, _>(&facts.phone_number)
+                            .bind::<Text, _>(held.key.call_id.to_string())
+                            .bind::<Integer, _>(held.key.attempt as i32)
+                            .prepared()
+                            .execute(conn)
+                            .await?;
+                    }
+                }
+                let prior = prior_attempts(conn, current.values(), now).await?;
+                let mut decisions = Decisions::new(attempts.len());
+                let mut holds: Vec<(String, i64)> = Vec::new();
+                let mut forbidden: Vec<(String, String)> = Vec::new();
+                let mut dialed: Vec<(String, i64, String, String, i32)> = Vec::new();
+                for held in &attempts {
+                    let answer = match current.get(&held.key.call_id.to_string()) {
+                        Some(facts) => {
+                            let numbers_prior = prior
+                                .get(&facts.phone_number)
+                                .map_or(&[][..], Vec::as_slice);
+                            let check = facts.check(&policy, numbers_prior);
+                            let answer = facts.call.recheck(held.key.attempt, dialer, &check, now);
+                            match answer {
+                                Begin::Dial => dialed.push((
+                                    facts.phone_number.clone(),
+                                    to_ms(now),
+                                    held.key.campaign_id.to_string(),
+                                    held.key.call_id.to_string(),
+                                    held.key.attempt as i32,
+                                )),
+                                Begin::Forbidden => {
+                                    decisions.release(held, facts.call.forbid());
+                                    forbidden.push((
+                                        held.key.campaign_id.to_string(),
+                                        held.key.call_id.to_string(),
+                                    ));
+                                }
+                                Begin::Held(reason) => {
+                                    decisions.release(held, facts.call.release_unchecked());
+                                    if let Some(until) = reason.until {
+                                        holds.push((held.key.call_id.to_string(), to_ms(until)));
+                                    }
+                                }
+                                Begin::Stale => {}
+                            }
+                            answer
+                        }
+                        None => Begin::Stale,
+                    };
+                    decisions.answers.push(answer);
+                }
+                write_decisions(conn, &decisions, None, now).await?;
                 record_dialed(conn, &dialed).await?;
                 for (campaign_id, call_id) in &forbidden {
                     diesel::sql_query(FORBID_CALL.postgres())

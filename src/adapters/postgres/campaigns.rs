@@ -13,18 +13,18 @@ use super::rows::StatusCountRow;
 use super::{rows_per_insert, Conn, PgStore};
 use crate::adapters::sql::prepared::KeepPrepared;
 use crate::adapters::sql::rows::{self, limits_json, voice_json, CampaignRow, StatsRow};
-use crate::adapters::sql::statements::SET_CAMPAIGN_RULES;
 use crate::adapters::sql::statements::{
     self, APPLY_STATS, CAMPAIGNS, CAMPAIGNS_IN_STATUS, CAMPAIGN_STATS, LOAD_CAMPAIGN, REOPEN_HELD,
     RETRY_BUDGET,
 };
+use crate::adapters::sql::statements::{PAUSE_FOR_CARRIER, SET_CAMPAIGN_RULES};
 use crate::adapters::sql::{as_bigint, hours_json, periods_json, to_ms, Failure};
 use crate::domain::access::AuditEntry;
 use crate::domain::admission::{CampaignRules, FirstDialable};
 use crate::domain::business_hours::BusinessHours;
 use crate::domain::call::{Call, CallStatus};
 use crate::domain::campaign::{
-    name_key, Campaign, CampaignChanges, CampaignStatus, StatusAction, Transition,
+    name_key, Campaign, CampaignChanges, CampaignStatus, PauseReason, StatusAction, Transition,
 };
 use crate::domain::compliance::{FrequencyCap, RestrictedPeriod};
 use crate::domain::ids::CampaignId;
@@ -356,7 +356,8 @@ pub(super) async fn transition(
                     "UPDATE campaigns SET status = $1, updated_at = $2, \
                      started_at = CASE WHEN $1 = 'in_progress' THEN COALESCE(started_at, $2) \
                      ELSE started_at END, \
-                     completed_at = CASE WHEN $1 = 'completed' THEN $2 ELSE completed_at END \
+                     completed_at = CASE WHEN $1 = 'completed' THEN $2 ELSE completed_at END, \
+                     pause_reason = CASE WHEN $1 = 'paused' THEN pause_reason ELSE NULL END \
                      WHERE id = $3",
                 )
                 .bind::<Text, _>(next.as_str())
@@ -416,6 +417,30 @@ pub(super) async fn stats(
                     .load(conn)
                     .await?;
                 Ok(rows::first::<_, CampaignStats>(rows)?)
+            }
+            .boxed()
+        })
+        .await
+}
+
+pub(super) async fn pause_for_carrier(
+    store: &PgStore,
+    id: CampaignId,
+    reason: PauseReason,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let reason = rows::pause_reason_json(&reason)?;
+    store
+        .transaction(move |conn| {
+            async move {
+                let paused = diesel::sql_query(PAUSE_FOR_CARRIER.postgres())
+                    .bind::<Text, _>(reason)
+                    .bind::<BigInt, _>(to_ms(now))
+                    .bind::<Text, _>(id.to_string())
+                    .prepared()
+                    .execute(conn)
+                    .await?;
+                Ok(paused == 1)
             }
             .boxed()
         })

@@ -247,6 +247,24 @@ macro_rules! store_by_aggregate {
                     attempts::begin(self, attempts, owner, now).await
                 }
 
+                async fn recheck_attempts(
+                    &self,
+                    attempts: &[AttemptKey],
+                    dialer: InstanceId,
+                    now: DateTime<Utc>,
+                ) -> Result<Vec<Begin>, StoreError> {
+                    attempts::recheck(self, attempts, dialer, now).await
+                }
+
+                async fn pause_for_carrier(
+                    &self,
+                    campaign_id: CampaignId,
+                    reason: $crate::domain::campaign::PauseReason,
+                    now: DateTime<Utc>,
+                ) -> Result<bool, StoreError> {
+                    campaigns::pause_for_carrier(self, campaign_id, reason, now).await
+                }
+
                 async fn hand_to_carrier(
                     &self,
                     attempts: &[(HeldAttempt, crate::domain::carrier::CarrierCall)],

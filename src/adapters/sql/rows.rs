@@ -79,7 +79,7 @@ pub const CAMPAIGN_COLUMNS: &str = "campaigns.id AS id, campaigns.name AS name, 
     campaigns.started_at AS started_at, campaigns.completed_at AS completed_at, \
     campaigns.voice AS voice, campaigns.recipient_hours AS recipient_hours, \
     campaigns.restricted_periods AS restricted_periods, \
-    campaigns.recipient_limits AS recipient_limits";
+    campaigns.recipient_limits AS recipient_limits, campaigns.pause_reason AS pause_reason";
 
 #[derive(QueryableByName)]
 pub struct CampaignRow {
@@ -123,6 +123,8 @@ pub struct CampaignRow {
     restricted_periods: String,
     #[diesel(sql_type = Text)]
     recipient_limits: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    pause_reason: Option<String>,
 }
 
 #[derive(QueryableByName)]
@@ -185,8 +187,21 @@ impl TryFrom<CampaignRow> for Campaign {
                 None | Some("") => Voice::default(),
                 Some(json) => serde_json::from_str(json).map_err(|err| corrupt("voice", err))?,
             },
+            pause_reason: match row.pause_reason.as_deref() {
+                None | Some("") => None,
+                Some(json) => {
+                    Some(serde_json::from_str(json).map_err(|err| corrupt("pause reason", err))?)
+                }
+            },
         })
     }
+}
+
+/// The text a pause-reason column holds.
+pub fn pause_reason_json(
+    reason: &crate::domain::campaign::PauseReason,
+) -> Result<String, StoreError> {
+    serde_json::to_string(reason).map_err(|err| StoreError::Internal(err.to_string()))
 }
 
 pub const CALL_COLUMNS: &str = "id, campaign_id, phone_number, status, attempt_count, \

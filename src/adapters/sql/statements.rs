@@ -101,6 +101,19 @@ pub static INSERT_NUMBER_ATTEMPT: Statement = Statement::new(|| {
         .into()
 });
 
+/// An attempt's entry in its number's log, removed when it goes back unspent (it rang no one)
+/// or before its create is checked again (it must not count against itself).
+pub static FORGET_NUMBER_ATTEMPT: Statement = Statement::new(|| {
+    "DELETE FROM number_attempts WHERE phone_number = ? AND call_id = ? AND attempt = ?".into()
+});
+
+/// The engine pauses a running campaign by itself, saying why.
+pub static PAUSE_FOR_CARRIER: Statement = Statement::new(|| {
+    "UPDATE campaigns SET status = 'paused', pause_reason = ?, updated_at = ? \
+     WHERE id = ? AND status = 'in_progress'"
+        .into()
+});
+
 /// Attempt times older than the longest cap window (ms) count toward no cap.
 pub static PRUNE_NUMBER_ATTEMPTS: Statement =
     Statement::new(|| "DELETE FROM number_attempts WHERE started_at < {now_ms} - ?".into());

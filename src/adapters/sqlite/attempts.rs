@@ -19,8 +19,8 @@ use crate::adapters::sql::rows::{
     PriorRow, TimelineRow,
 };
 use crate::adapters::sql::statements::{
-    BEGIN_CALLS, CURRENT_CALLS, FORBID_CALL, HOLD_CALL, INSERT_NUMBER_ATTEMPT, ORPHANED_ATTEMPTS,
-    PRIOR_ATTEMPTS, TIMELINE_BACKLOG,
+    BEGIN_CALLS, CURRENT_CALLS, FORBID_CALL, FORGET_NUMBER_ATTEMPT, HOLD_CALL,
+    INSERT_NUMBER_ATTEMPT, ORPHANED_ATTEMPTS, PRIOR_ATTEMPTS, TIMELINE_BACKLOG,
 };
 use crate::adapters::sql::{as_bigint, millis, to_ms, Failure};
 use crate::domain::admission::{Begin, Release, Unspent};
@@ -183,27 +183,10 @@ pub(super) async fn begin(
                             .prepared()
                             .execute(conn)?;
                     }
-                    Begin::Forbidden => {
-                        let end = call.forbid();
-                        write_release(conn, &held.key, &end, now)?;
-                        diesel::sql_query(FORBID_CALL.sqlite())
-                            .bind::<Text, _>(held.key.call_id.to_string())
-                            .prepared()
-                            .execute(conn)?;
-                        *deltas.entry(held.key.campaign_id).or_default() += end.delta;
+                    Begin::Forbidden | Begin::Held(_) => {
+                        let delta = hand_back(conn, &held.key, &call, answer, now)?;
+                        *deltas.entry(held.key.campaign_id).or_default() += delta;
                         complete.push(held.key.campaign_id);
-                    }
-                    Begin::Held(reason) => {
-                        let release = call.release_unchecked();
-                        write_release(conn, &held.key, &release, now)?;
-                        *deltas.entry(held.key.campaign_id).or_default() += release.delta;
-                        if let Some(until) = reason.until {
-                            diesel::sql_query(HOLD_CALL.sqlite())
-                                .bind::<BigInt, _>(to_ms(until))
-                                .bind::<Text, _>(held.key.call_id.to_string())
-                                .prepared()
-                                .execute(conn)?;
-                        }
                     }
                     Begin::Stale => {}
                 }
@@ -218,6 +201,123 @@ pub(super) async fn begin(
             Ok(answers)
         })
         .await
+}
+
+/// Writes a begin's (or a recheck's) refusal: the attempt goes back unspent, the call ends
+/// `canceled` on `Forbidden` or waits for the instant its rules allow on `Held`. Returns the
+/// statistics' change.
+fn hand_back(
+    conn: &mut SqliteConnection,
+    key: &AttemptKey,
+    call: &CurrentCall,
+    answer: Begin,
+    now: DateTime<Utc>,
+) -> Result<StatsDelta, Failure> {
+    match answer {
+        Begin::Forbidden => {
+            let end = call.forbid();
+            write_release(conn, key, &end, now)?;
+            diesel::sql_query(FORBID_CALL.sqlite())
+                .bind::<Text, _>(key.call_id.to_string())
+                .prepared()
+                .execute(conn)?;
+            Ok(end.delta)
+        }
+        Begin::Held(reason) => {
+            let release = call.release_unchecked();
+            write_release(conn, key, &release, now)?;
+            if let Some(until) = reason.until {
+                diesel::sql_query(HOLD_CALL.sqlite())
+                    .bind::<BigInt, _>(to_ms(until))
+                    .bind::<Text, _>(key.call_id.to_string())
+                    .prepared()
+                    .execute(conn)?;
+            }
+            Ok(release.delta)
+        }
+        Begin::Dial | Begin::Stale => Ok(StatsDelta::default()),
+    }
+}
+
+pub(super) async fn recheck(
+    store: &SqliteStore,
+    attempts: &[AttemptKey],
+    dialer: InstanceId,
+    now: DateTime<Utc>,
+) -> Result<Vec<Begin>, StoreError> {
+    if attempts.is_empty() {
+        return Ok(Vec::new());
+    }
+    let attempts = attempts.to_vec();
+    let policy = store.compliance.clone();
+    store
+        .write(move |conn| {
+            let mut answers = Vec::with_capacity(attempts.len());
+            let mut deltas: BTreeMap<CampaignId, StatsDelta> = BTreeMap::new();
+            let mut complete = Vec::new();
+            for key in &attempts {
+                let rows: Vec<BeginRow> =
+                    diesel::sql_query(format!("{} WHERE c.id = ?", BEGIN_CALLS.sqlite()))
+                        .bind::<Text, _>(key.call_id.to_string())
+                        .prepared()
+                        .load(conn)?;
+                let Some(row) = rows.into_iter().next() else {
+                    answers.push(Begin::Stale);
+                    continue;
+                };
+                let facts = BeginFacts::try_from(row)?;
+                if !facts.call.is_placing(key.attempt, dialer) {
+                    answers.push(Begin::Stale);
+                    continue;
+                }
+                // The attempt's own entry would count against its own caps.
+                forget_number_attempt(conn, &facts.phone_number, key)?;
+                let prior = prior_attempts(conn, &facts.phone_number, now)?;
+                let check = facts.check(&policy, &prior);
+                let answer = facts.call.recheck(key.attempt, dialer, &check, now);
+                match answer {
+                    Begin::Dial => {
+                        diesel::sql_query(INSERT_NUMBER_ATTEMPT.sqlite())
+                            .bind::<Text, _>(&facts.phone_number)
+                            .bind::<BigInt, _>(to_ms(now))
+                            .bind::<Text, _>(key.campaign_id.to_string())
+                            .bind::<Text, _>(key.call_id.to_string())
+                            .bind::<Integer, _>(key.attempt as i32)
+                            .prepared()
+                            .execute(conn)?;
+                    }
+                    Begin::Forbidden | Begin::Held(_) => {
+                        let delta = hand_back(conn, key, &facts.call, answer, now)?;
+                        *deltas.entry(key.campaign_id).or_default() += delta;
+                        complete.push(key.campaign_id);
+                    }
+                    Begin::Stale => {}
+                }
+                answers.push(answer);
+            }
+            for (campaign_id, delta) in &deltas {
+                apply_stats(conn, *campaign_id, delta, now)?;
+            }
+            for campaign_id in complete {
+                complete_if_finished(conn, campaign_id, now)?;
+            }
+            Ok(answers)
+        })
+        .await
+}
+
+fn forget_number_attempt(
+    conn: &mut SqliteConnection,
+    phone_number: &str,
+    key: &AttemptKey,
+) -> Result<(), Failure> {
+    diesel::sql_query(FORGET_NUMBER_ATTEMPT.sqlite())
+        .bind::<Text, _>(phone_number)
+        .bind::<Text, _>(key.call_id.to_string())
+        .bind::<Integer, _>(key.attempt as i32)
+        .prepared()
+        .execute(conn)?;
+    Ok(())
 }
 
 /// Earlier attempts to `phone_number` within the longest cap window before `now`.
@@ -322,6 +422,16 @@ fn write_release(
     now: DateTime<Utc>,
 ) -> Result<(), Failure> {
     free_number(conn, key.call_id)?;
+    // An attempt handed back rang no one: it counts toward no cap.
+    diesel::sql_query(
+        "DELETE FROM number_attempts WHERE call_id = ? AND attempt = ? \
+         AND phone_number = (SELECT phone_number FROM calls WHERE id = ?)",
+    )
+    .bind::<Text, _>(key.call_id.to_string())
+    .bind::<Integer, _>(key.attempt as i32)
+    .bind::<Text, _>(key.call_id.to_string())
+    .prepared()
+    .execute(conn)?;
     diesel::sql_query(
         "UPDATE calls SET status = ?, attempt_count = attempt_count - 1, owner = NULL, \
          placed_at = NULL, updated_at = ? WHERE id = ?",

@@ -11,18 +11,18 @@ use super::keys::record;
 use super::{SqliteStore, INSERT_CHUNK};
 use crate::adapters::sql::prepared::KeepPrepared;
 use crate::adapters::sql::rows::{self, limits_json, voice_json, CampaignRow, StatsRow};
-use crate::adapters::sql::statements::SET_CAMPAIGN_RULES;
 use crate::adapters::sql::statements::{
     self, APPLY_STATS, CAMPAIGNS, CAMPAIGNS_IN_STATUS, CAMPAIGN_STATS, LOAD_CAMPAIGN, REOPEN_HELD,
     RETRY_BUDGET,
 };
+use crate::adapters::sql::statements::{PAUSE_FOR_CARRIER, SET_CAMPAIGN_RULES};
 use crate::adapters::sql::{as_bigint, hours_json, periods_json, to_ms, Failure};
 use crate::domain::access::AuditEntry;
 use crate::domain::admission::{CampaignRules, FirstDialable};
 use crate::domain::business_hours::BusinessHours;
 use crate::domain::call::{Call, CallStatus};
 use crate::domain::campaign::{
-    name_key, Campaign, CampaignChanges, CampaignStatus, StatusAction, Transition,
+    name_key, Campaign, CampaignChanges, CampaignStatus, PauseReason, StatusAction, Transition,
 };
 use crate::domain::compliance::{FrequencyCap, RestrictedPeriod};
 use crate::domain::ids::CampaignId;
@@ -293,7 +293,8 @@ pub(super) async fn transition(
                 "UPDATE campaigns SET status = ?, updated_at = ?, \
                  started_at = CASE WHEN ? = 'in_progress' THEN COALESCE(started_at, ?) \
                  ELSE started_at END, \
-                 completed_at = CASE WHEN ? = 'completed' THEN ? ELSE completed_at END \
+                 completed_at = CASE WHEN ? = 'completed' THEN ? ELSE completed_at END, \
+                 pause_reason = CASE WHEN ? = 'paused' THEN pause_reason ELSE NULL END \
                  WHERE id = ?",
             )
             .bind::<Text, _>(next.as_str())
@@ -302,6 +303,7 @@ pub(super) async fn transition(
             .bind::<BigInt, _>(to_ms(now))
             .bind::<Text, _>(next.as_str())
             .bind::<BigInt, _>(to_ms(now))
+            .bind::<Text, _>(next.as_str())
             .bind::<Text, _>(id.to_string())
             .prepared()
             .execute(conn)?;
@@ -346,6 +348,26 @@ pub(super) async fn stats(
                 .prepared()
                 .load(conn)?;
             Ok(rows::first::<_, CampaignStats>(rows)?)
+        })
+        .await
+}
+
+pub(super) async fn pause_for_carrier(
+    store: &SqliteStore,
+    id: CampaignId,
+    reason: PauseReason,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let reason = rows::pause_reason_json(&reason)?;
+    store
+        .write(move |conn| {
+            let paused = diesel::sql_query(PAUSE_FOR_CARRIER.sqlite())
+                .bind::<Text, _>(&reason)
+                .bind::<BigInt, _>(to_ms(now))
+                .bind::<Text, _>(id.to_string())
+                .prepared()
+                .execute(conn)?;
+            Ok(paused == 1)
         })
         .await
 }

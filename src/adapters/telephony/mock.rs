@@ -17,8 +17,8 @@ use crate::domain::call::AttemptOutcome;
 use crate::domain::ids::CampaignId;
 use crate::metrics::metrics;
 use crate::ports::{
-    ActiveCount, CallCounts, DialRequest, ProviderError, ProviderEvent, ProviderReport, ReportSink,
-    TelephonyProvider,
+    ActiveCount, CallCounts, CreateCheck, DialRequest, ProviderError, ProviderEvent,
+    ProviderReport, ReportSink, TelephonyProvider,
 };
 
 #[derive(Debug, Clone, PartialEq)]
@@ -160,7 +160,14 @@ impl CallCounts for MockProvider {
 
 #[async_trait]
 impl TelephonyProvider for MockProvider {
-    async fn dial(&self, request: DialRequest, reports: ReportSink) -> Result<(), ProviderError> {
+    /// The mock places at once, right after the dialer's begin made its check: it never waits
+    /// before a create, so it never asks `_check` again.
+    async fn dial(
+        &self,
+        request: DialRequest,
+        reports: ReportSink,
+        _check: Arc<dyn CreateCheck>,
+    ) -> Result<(), ProviderError> {
         let campaign_label = request.campaign_id.to_string();
         let (outcome, duration) = {
             let mut shared = Self::lock(&self.shared);
@@ -279,7 +286,11 @@ mod tests {
         let campaign = CampaignId::new();
         for attempt in 0..n {
             provider
-                .dial(request(campaign, attempt), sink.clone())
+                .dial(
+                    request(campaign, attempt),
+                    sink.clone(),
+                    Arc::new(AlwaysDial),
+                )
                 .await
                 .unwrap();
         }
@@ -289,6 +300,18 @@ mod tests {
         }
         seen.sort_by_key(|r| r.request.attempt);
         seen.into_iter().map(|r| r.outcome).collect()
+    }
+
+    struct AlwaysDial;
+
+    #[async_trait]
+    impl CreateCheck for AlwaysDial {
+        async fn may_create(
+            &self,
+            _attempt: crate::ports::AttemptKey,
+        ) -> Result<crate::ports::Begin, crate::ports::StoreError> {
+            Ok(crate::ports::Begin::Dial)
+        }
     }
 
     fn ended(event: ProviderEvent) -> ProviderReport {
@@ -345,7 +368,11 @@ mod tests {
         let campaign = CampaignId::new();
         for attempt in 0..3 {
             provider
-                .dial(request(campaign, attempt), sink.clone())
+                .dial(
+                    request(campaign, attempt),
+                    sink.clone(),
+                    Arc::new(AlwaysDial),
+                )
                 .await
                 .unwrap();
         }

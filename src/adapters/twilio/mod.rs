@@ -32,6 +32,10 @@ pub struct TwilioConfig {
     pub machine_outcome: MachineOutcome,
     /// How often refused credentials are checked again.
     pub probe_interval: Duration,
+    /// Sent as `TimeLimit`: the carrier ends a call that lasts longer.
+    pub max_call_duration: Duration,
+    /// No create for an attempt is sent later than this after its begin.
+    pub place_deadline: Duration,
 }
 
 /// The status callback URL of one attempt. Its query names the attempt and its backoff terms,

@@ -1,13 +1,22 @@
-//! Placing calls through Twilio's REST API (telephony.md "Placing a call").
+//! Placing calls through Twilio's REST API (telephony.md "Placing a call" and "Promises that
+//! hold through the carrier").
 //!
 //! `dial` returns at once; a task per attempt then waits for the account's pace (the limiter's
-//! bucket, shared by every process), creates the call and reports `Placed` with the carrier's
-//! sid. What the carrier answers decides the rest:
+//! bucket, shared by every process), asks the store whether the attempt may still be placed,
+//! creates the call and reports `Placed` with the carrier's sid. Every create is preceded by
+//! that check, however long the wait before it was, and none is sent later than
+//! `place_deadline` after the attempt began: past it, or when the check says no, the attempt
+//! goes back unspent. What the carrier answers decides the rest, scoped to what it is about:
 //! - throttled (429 / 20429): nothing was created; wait (at least `1/cps`, doubling to 30 s)
 //!   and create again, the attempt unspent;
-//! - refused (400 and other 4xx): the attempt failed for good, with the carrier's code;
-//! - bad credentials (401/403): nothing was created; every dial waits until a probe of the
-//!   account (every `probe_interval`) answers 200, and `unavailable` names the cause;
+//! - refused because of the number (invalid, unreachable, not permitted): the attempt failed
+//!   for good, with the carrier's code;
+//! - refused because of the campaign's request (a caller ID the account may not use, a bad
+//!   audio URL): the campaign pauses, saying why, and the attempt goes back unspent;
+//! - bad credentials (401/403/20003, on any request): nothing was created; every dial waits
+//!   until a probe of the account (every `probe_interval`) answers 200, and `unavailable` names
+//!   the cause;
+//! - any other 4xx: the attempt failed, retryably, with the carrier's code;
 //! - ambiguous (5xx, a timeout, a connection lost after sending): the call may exist. Before any
 //!   new create the calls to that number since the attempt began are listed: one found is the
 //!   attempt's call; none found means it was never created.
@@ -26,14 +35,22 @@ use crate::domain::carrier::{outcome, Audio, CarrierCall, CarrierStatus};
 use crate::domain::phone::PhoneNumber;
 use crate::metrics::metrics;
 use crate::ports::{
-    ConcurrencyLimiter, DialRequest, Lookup, PaceTerms, PlacedAttempt, ProviderError,
-    ProviderEvent, ProviderReport, ReportSink, TelephonyProvider,
+    Begin, ConcurrencyLimiter, CreateCheck, DialRequest, Lookup, PaceTerms, PauseReason,
+    PlacedAttempt, ProviderError, ProviderEvent, ProviderReport, ReportSink, TelephonyProvider,
+    Unplaced,
 };
 
-/// Create refusals that are about the called number (invalid, unreachable, not permitted):
-/// the attempt fails for good. Any other refusal is about the account or the request, which
-/// every create shares.
-const NUMBER_REFUSALS: [u32; 6] = [21211, 21214, 21215, 21217, 13223, 13224];
+/// Create refusals that are about the called number (invalid, unreachable, not permitted,
+/// not verified on a trial account): the attempt fails for good.
+const NUMBER_REFUSALS: [u32; 7] = [21211, 21214, 21215, 21217, 21219, 13223, 13224];
+
+/// Create refusals that are about what the campaign asks (its audio URL, its caller ID: one the
+/// account does not own or has not verified, or not a valid number): every create of the
+/// campaign would be refused alike, and no other campaign's.
+const CAMPAIGN_REFUSALS: [u32; 4] = [21205, 21210, 21212, 21213];
+
+/// Twilio's code for credentials it does not accept, whatever the HTTP status.
+const AUTHENTICATION_ERROR: u32 = 20003;
 
 /// How long the carrier's lists are given to show a call whose create timed out.
 const LIST_SETTLE: Duration = Duration::from_secs(1);
@@ -110,11 +127,15 @@ enum Created {
         status: u16,
         code: Option<u32>,
     },
-    /// Refused for a reason every create shares: nothing is spent, dialing waits.
-    Misconfigured {
-        status: u16,
+    /// Refused because of the campaign's request: the campaign pauses, nothing is spent.
+    CampaignRefused {
         code: Option<u32>,
         message: String,
+    },
+    /// Any other refusal: the attempt fails, retryably.
+    Failed {
+        status: u16,
+        code: Option<u32>,
     },
     BadCredentials(u16),
     /// Nothing reached the carrier (no connection): safe to create again.
@@ -243,6 +264,10 @@ impl Inner {
             form.push(("StatusCallbackEvent", event.to_owned()));
         }
         form.push(("Timeout", config.ring_timeout.as_secs().max(1).to_string()));
+        form.push((
+            "TimeLimit",
+            config.max_call_duration.as_secs().max(1).to_string(),
+        ));
         if let Some(detection) = &config.machine_detection {
             form.push(("MachineDetection", detection.clone()));
         }
@@ -278,21 +303,32 @@ impl Inner {
                     429 => Created::Throttled,
                     _ if error.code == Some(20429) => Created::Throttled,
                     401 | 403 => Created::BadCredentials(status),
-                    400 if error
-                        .code
-                        .is_some_and(|code| NUMBER_REFUSALS.contains(&code)) =>
+                    _ if error.code == Some(AUTHENTICATION_ERROR) => {
+                        Created::BadCredentials(status)
+                    }
+                    400..=499
+                        if error
+                            .code
+                            .is_some_and(|code| NUMBER_REFUSALS.contains(&code)) =>
                     {
                         Created::Refused {
                             status,
                             code: error.code,
                         }
                     }
-                    // Not about the number (a caller id the account may not use, a wrong
-                    // api_base, a disabled account): every create would fail alike.
-                    400..=499 => Created::Misconfigured {
+                    400..=499
+                        if error
+                            .code
+                            .is_some_and(|code| CAMPAIGN_REFUSALS.contains(&code)) =>
+                    {
+                        Created::CampaignRefused {
+                            code: error.code,
+                            message: error.message.unwrap_or_default(),
+                        }
+                    }
+                    400..=499 => Created::Failed {
                         status,
                         code: error.code,
-                        message: error.message.unwrap_or_default(),
                     },
                     _ => Created::Ambiguous(format!(
                         "HTTP {status}{}",
@@ -305,7 +341,8 @@ impl Inner {
             Created::Placed(_) => "placed",
             Created::Throttled => "throttled",
             Created::Refused { .. } => "refused",
-            Created::Misconfigured { .. } => "misconfigured",
+            Created::CampaignRefused { .. } => "campaign_refused",
+            Created::Failed { .. } => "failed",
             Created::BadCredentials(_) => "unauthorized",
             Created::NotSent(_) => "unreachable",
             Created::Ambiguous(_) => "ambiguous",
@@ -322,7 +359,7 @@ impl Inner {
     /// may set: the deployment has one live call per number, so a call to it since then is
     /// this attempt's.
     async fn find(
-        &self,
+        self: &Arc<Self>,
         to: &PhoneNumber,
         since: DateTime<Utc>,
     ) -> Result<Option<CallResource>, ProviderError> {
@@ -372,7 +409,7 @@ impl Inner {
         result
     }
 
-    async fn fetch(&self, sid: &str) -> Result<Option<CallResource>, ProviderError> {
+    async fn fetch(self: &Arc<Self>, sid: &str) -> Result<Option<CallResource>, ProviderError> {
         let started = Instant::now();
         let response = self
             .client
@@ -402,9 +439,13 @@ impl Inner {
         result
     }
 
-    fn failed_read(&self, status: u16) -> ProviderError {
+    /// A read the carrier refused. Refused credentials stop dialing until the account's probe
+    /// answers 200 again, so the prober starts here too: a lookup's 401 never stops dialing
+    /// for good.
+    fn failed_read(self: &Arc<Self>, status: u16) -> ProviderError {
         if matches!(status, 401 | 403) {
             self.credentials.refuse(credentials_refused(status));
+            self.watch_credentials();
         }
         ProviderError::Unavailable(format!("carrier answered HTTP {status}"))
     }
@@ -507,20 +548,31 @@ impl Inner {
         }
     }
 
-    /// Places one attempt, to the end: `Placed` or `Ended` goes to `events`. The dialer took
-    /// the first create's turn in the account's pace; any later create takes its own.
-    async fn place(self: Arc<Self>, request: DialRequest, events: ReportSink) {
+    /// Places one attempt, to the end: `Placed`, `Ended` or `Unplaced` goes to `events`. The
+    /// dialer took the first create's turn in the account's pace; any later create takes its
+    /// own. `check` is asked right before each create.
+    async fn place(
+        self: Arc<Self>,
+        request: DialRequest,
+        events: ReportSink,
+        check: Arc<dyn CreateCheck>,
+    ) {
         let mut paced = true;
         let began = Utc::now();
+        let deadline = tokio::time::Instant::now() + self.config.place_deadline;
         let floor = Duration::from_secs_f64(1.0 / self.config.cps).max(Duration::from_millis(50));
         let mut throttle_wait = floor;
         let mut retry_wait = floor;
         let mut unresolved: Option<String> = None;
+        let unplaced = |request: DialRequest, why: Unplaced| {
+            let _ = events.send(ProviderEvent::Unplaced { request, why });
+        };
         loop {
             if let Some(why) = &unresolved {
                 // A create still being processed when its request timed out may show in the
                 // carrier's lists a little later: look twice, a moment apart, before
-                // concluding it was never created.
+                // concluding it was never created. The deadline does not cut this short: a
+                // call that exists must be found.
                 tokio::time::sleep(LIST_SETTLE).await;
                 let mut found = self.find(&request.phone_number, began).await;
                 if matches!(found, Ok(None)) {
@@ -548,11 +600,34 @@ impl Inner {
                     }
                 }
             }
-            self.credentials_accepted().await;
-            if !paced {
-                self.paced().await;
+            let ready = async {
+                self.credentials_accepted().await;
+                if !paced {
+                    self.paced().await;
+                }
+            };
+            if tokio::time::timeout_at(deadline, ready).await.is_err() {
+                return unplaced(request, Unplaced::Deadline);
             }
             paced = false;
+            // The store's word on this attempt now, not at its begin: a pause, a listing or
+            // the end of a window that committed while this task waited is obeyed.
+            match tokio::time::timeout_at(deadline, check.may_create(request.key())).await {
+                Err(_) => return unplaced(request, Unplaced::Deadline),
+                Ok(Err(err)) => {
+                    tracing::warn!(error = %err, "cannot check the attempt before creating it");
+                    if !sleep_before(deadline, retry_wait).await {
+                        return unplaced(request, Unplaced::Deadline);
+                    }
+                    retry_wait = (retry_wait * 2).min(LOOKUP_CEILING);
+                    continue;
+                }
+                Ok(Ok(Begin::Dial)) => {}
+                Ok(Ok(answer)) => return unplaced(request, Unplaced::Checked(answer)),
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return unplaced(request, Unplaced::Deadline);
+            }
             match self.create(&request).await {
                 Created::Placed(carrier) => {
                     let _ = events.send(ProviderEvent::Placed { request, carrier });
@@ -560,43 +635,33 @@ impl Inner {
                 }
                 Created::Throttled => {
                     metrics().throttled_dials.inc();
-                    tokio::time::sleep(throttle_wait).await;
+                    if !sleep_before(deadline, throttle_wait).await {
+                        return unplaced(request, Unplaced::Deadline);
+                    }
                     throttle_wait = (throttle_wait * 2).min(THROTTLE_CEILING);
                 }
                 Created::Refused { status, code } => {
-                    let error = match code {
-                        Some(code) => format!("twilio_{code}"),
-                        None => format!("http_{status}"),
-                    };
-                    let _ = events.send(ProviderEvent::Ended(ProviderReport {
-                        request,
-                        outcome: AttemptOutcome::Failed {
-                            error,
-                            retryable: false,
-                        },
-                        ended_at: Utc::now(),
-                        carrier: Some(CarrierCall {
-                            error_code: code,
-                            ..CarrierCall::default()
-                        }),
-                    }));
-                    return;
+                    return ended(&events, request, status, code, false);
                 }
-                Created::Misconfigured {
-                    status,
-                    code,
-                    message,
-                } => {
-                    let code = code.map(|c| format!(", code {c}")).unwrap_or_default();
+                Created::Failed { status, code } => {
+                    return ended(&events, request, status, code, true);
+                }
+                Created::CampaignRefused { code, message } => {
+                    tracing::warn!(
+                        code = code.unwrap_or_default(),
+                        message = %message,
+                        campaign_id = %request.campaign_id,
+                        "the carrier refuses the campaign's request: pausing the campaign"
+                    );
                     let message = if message.is_empty() {
-                        String::new()
+                        "the carrier refused the campaign's request".to_owned()
                     } else {
-                        format!(" ({message})")
+                        message
                     };
-                    self.credentials.refuse(format!(
-                        "the carrier refuses creates for a reason not about the number: HTTP {status}{code}{message}"
-                    ));
-                    self.watch_credentials();
+                    return unplaced(
+                        request,
+                        Unplaced::Refused(PauseReason::carrier_refused(code, message)),
+                    );
                 }
                 Created::BadCredentials(status) => {
                     self.credentials.refuse(credentials_refused(status));
@@ -604,7 +669,9 @@ impl Inner {
                 }
                 Created::NotSent(err) => {
                     tracing::warn!(error = %err, "cannot reach the carrier");
-                    tokio::time::sleep(retry_wait).await;
+                    if !sleep_before(deadline, retry_wait).await {
+                        return unplaced(request, Unplaced::Deadline);
+                    }
                     retry_wait = (retry_wait * 2).min(LOOKUP_CEILING);
                 }
                 Created::Ambiguous(why) => {
@@ -614,6 +681,40 @@ impl Inner {
             }
         }
     }
+}
+
+/// Sleeps `wait`, unless `deadline` comes first; false if it did.
+async fn sleep_before(deadline: tokio::time::Instant, wait: Duration) -> bool {
+    let until = tokio::time::Instant::now() + wait;
+    if until >= deadline {
+        tokio::time::sleep_until(deadline).await;
+        return false;
+    }
+    tokio::time::sleep_until(until).await;
+    true
+}
+
+/// Reports an attempt the carrier refused to create as failed with its code.
+fn ended(
+    events: &ReportSink,
+    request: DialRequest,
+    status: u16,
+    code: Option<u32>,
+    retryable: bool,
+) {
+    let error = match code {
+        Some(code) => format!("twilio_{code}"),
+        None => format!("http_{status}"),
+    };
+    let _ = events.send(ProviderEvent::Ended(ProviderReport {
+        request,
+        outcome: AttemptOutcome::Failed { error, retryable },
+        ended_at: Utc::now(),
+        carrier: Some(CarrierCall {
+            error_code: code,
+            ..CarrierCall::default()
+        }),
+    }));
 }
 
 /// Why dialing waits when the carrier refuses the credentials: names the setting, never the
@@ -629,8 +730,13 @@ fn without_url(err: reqwest::Error) -> reqwest::Error {
 
 #[async_trait]
 impl TelephonyProvider for TwilioProvider {
-    async fn dial(&self, request: DialRequest, events: ReportSink) -> Result<(), ProviderError> {
-        tokio::spawn(self.inner.clone().place(request, events));
+    async fn dial(
+        &self,
+        request: DialRequest,
+        events: ReportSink,
+        check: Arc<dyn CreateCheck>,
+    ) -> Result<(), ProviderError> {
+        tokio::spawn(self.inner.clone().place(request, events, check));
         Ok(())
     }
 
