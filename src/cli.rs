@@ -147,7 +147,7 @@ pub enum Command {
     /// status callbacks, until SIGTERM or SIGINT; prints its URL, then its summary as JSON.
     CarrierSim {
         #[command(flatten)]
-        args: crate::carrier_sim::SimArgs,
+        args: Box<crate::carrier_sim::SimArgs>,
     },
 }
 

@@ -102,7 +102,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::CarrierSim { args } => carrier_sim(args).await,
+        Command::CarrierSim { args } => carrier_sim(*args).await,
     }
 }
 

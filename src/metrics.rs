@@ -26,6 +26,7 @@ pub struct Metrics {
     pub throttled_dials: IntCounter,
     pub carrier_callbacks: IntCounterVec,
     pub carrier_outcomes: IntCounterVec,
+    pub blocked_calls: IntCounterVec,
 }
 
 fn build() -> Result<Metrics, prometheus::Error> {
@@ -136,6 +137,14 @@ fn build() -> Result<Metrics, prometheus::Error> {
         ),
         &["status"],
     )?;
+    let blocked_calls = IntCounterVec::new(
+        Opts::new(
+            "outbound_blocked_calls_total",
+            "final statuses reporting a call the called party's side blocked (SIP 603, 607, 608), by caller ID",
+        ),
+        &["caller_id"],
+    )?;
+    registry.register(Box::new(blocked_calls.clone()))?;
     registry.register(Box::new(provider_requests.clone()))?;
     registry.register(Box::new(throttled_dials.clone()))?;
     registry.register(Box::new(carrier_callbacks.clone()))?;
@@ -172,6 +181,7 @@ fn build() -> Result<Metrics, prometheus::Error> {
         throttled_dials,
         carrier_callbacks,
         carrier_outcomes,
+        blocked_calls,
     })
 }
 

@@ -820,6 +820,8 @@ pub struct CarrierCallback {
     pub at: DateTime<Utc>,
     /// When the attempt began, as its callback URL names it.
     pub attempt_started_at: Option<DateTime<Utc>>,
+    /// The caller ID the call presented (`From`).
+    pub from: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

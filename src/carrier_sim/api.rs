@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -109,19 +110,40 @@ fn authenticate(req: &HttpRequest, sim: &Inner, path_account: &str) -> Result<()
                 .ok()
         })
         .and_then(|decoded| String::from_utf8(decoded).ok());
+    let refused = || {
+        sim.unauthorized.fetch_add(1, Ordering::Relaxed);
+        ApiError::unauthenticated()
+    };
     let Some((user, password)) = credentials.as_deref().and_then(|c| c.split_once(':')) else {
-        return Err(ApiError::unauthenticated());
+        return Err(refused());
     };
     if user != sim.config.account_sid || password != sim.token() {
         tracing::debug!(account_sid = user, "carrier simulator rejected credentials");
-        return Err(ApiError::unauthenticated());
+        return Err(refused());
     }
     if path_account != user {
+        sim.unauthorized.fetch_add(1, Ordering::Relaxed);
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             20003,
             "Authenticated account does not match the account in the URL",
         ));
+    }
+    Ok(())
+}
+
+/// A read authenticated like any request, then refused once more if the simulator was told to
+/// refuse reads.
+fn authenticate_read(req: &HttpRequest, sim: &Inner, path_account: &str) -> Result<(), ApiError> {
+    authenticate(req, sim, path_account)?;
+    let take = sim
+        .refuse_reads
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
+            left.checked_sub(1)
+        });
+    if take.is_ok() {
+        sim.unauthorized.fetch_add(1, Ordering::Relaxed);
+        return Err(ApiError::unauthenticated());
     }
     Ok(())
 }
@@ -205,6 +227,19 @@ fn validate(sim: &Inner, params: &[(String, String)]) -> Result<Request, ApiErro
         return Err(ApiError::bad_request(
             21211,
             format!("Invalid 'To' Phone Number: {to}"),
+        ));
+    }
+    if sim
+        .config
+        .refused_callers
+        .iter()
+        .any(|caller| caller == from)
+    {
+        return Err(ApiError::bad_request(
+            21210,
+            format!(
+                "The source phone number provided, {from}, is not yet verified for your account"
+            ),
         ));
     }
     if sim
@@ -366,8 +401,11 @@ async fn create_call(
         }
     };
     // Only requests that would place a call spend the budget: Twilio's CPS counts calls.
-    if !super::lock(&sim.gcra).admit(Instant::now()) {
-        sim.state().throttled += 1;
+    if sim.throttle_all.load(Ordering::Relaxed) || !super::lock(&sim.gcra).admit(Instant::now()) {
+        let mut state = sim.state();
+        state.throttled += 1;
+        state.throttled_numbers.insert(request.to.clone());
+        drop(state);
         tracing::debug!(to = %request.to, "create throttled");
         return Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
@@ -377,6 +415,9 @@ async fn create_call(
     }
     let draws = draw(&sim);
     let mut outcome = draws.outcome;
+    if sim.config.blocked_callers.contains(&request.from) {
+        outcome = Outcome::Blocked;
+    }
     let mut ring = draws.ring;
     if ring > request.timeout {
         outcome = Outcome::NoAnswer;
@@ -483,7 +524,7 @@ async fn list_calls(
     path: web::Path<String>,
     sim: web::Data<Inner>,
 ) -> Result<HttpResponse, ApiError> {
-    authenticate(&req, &sim, &path)?;
+    authenticate_read(&req, &sim, &path)?;
     let mut filters: Vec<(String, String)> = Vec::new();
     let (mut to, mut from, mut status) = (None, None, None);
     let (mut after, mut before) = (None, None);
@@ -583,7 +624,7 @@ async fn fetch_call(
     sim: web::Data<Inner>,
 ) -> Result<HttpResponse, ApiError> {
     let (account, sid) = path.into_inner();
-    authenticate(&req, &sim, &account)?;
+    authenticate_read(&req, &sim, &account)?;
     let state = sim.state();
     let record = state.get(&sid).ok_or_else(|| call_not_found(&sid))?;
     Ok(HttpResponse::Ok().json(resource(&sim, record)))

@@ -140,6 +140,14 @@ pub struct SimArgs {
     /// `To` numbers with this prefix get 400 code 21217; repeat for more.
     #[arg(long = "unreachable-prefix")]
     pub unreachable_prefixes: Vec<String>,
+    /// A caller ID (`From`) the account may not use: its creates get 400 code 21210; repeat
+    /// for more.
+    #[arg(long = "refused-caller")]
+    pub refused_callers: Vec<String>,
+    /// A caller ID the called parties' networks block: its calls end `failed` with SIP 608;
+    /// repeat for more.
+    #[arg(long = "blocked-caller")]
+    pub blocked_callers: Vec<String>,
     /// Append a `start`/`end` line per call here (the mock provider's journal format).
     #[arg(long)]
     pub journal: Option<PathBuf>,
@@ -170,6 +178,8 @@ impl SimArgs {
             hang_for: Duration::from_millis(self.hang_for_ms),
             create_delay: Duration::from_millis(self.create_delay_ms),
             unreachable_prefixes: self.unreachable_prefixes.clone(),
+            refused_callers: self.refused_callers.clone(),
+            blocked_callers: self.blocked_callers.clone(),
             seed: self.seed,
             journal: self.journal.clone(),
         })

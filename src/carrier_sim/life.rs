@@ -23,6 +23,8 @@ pub(super) enum Outcome {
     NoAnswer,
     FailedPermanent,
     FailedTransient,
+    /// The called party's network rejects the caller ID (SIP 608).
+    Blocked,
 }
 
 impl Outcome {
@@ -36,6 +38,7 @@ impl Outcome {
             Outcome::Busy => ("busy", 486),
             Outcome::FailedPermanent => ("failed", 404),
             Outcome::FailedTransient => ("failed", 503),
+            Outcome::Blocked => ("failed", 608),
             Outcome::Human | Outcome::Machine | Outcome::NoAnswer => ("no-answer", 487),
         };
         Ending {

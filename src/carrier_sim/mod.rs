@@ -17,7 +17,7 @@ mod tests;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -63,6 +63,11 @@ pub struct SimConfig {
     pub create_delay: Duration,
     /// `To` numbers starting with one of these get `400` code 21217 and nothing is created.
     pub unreachable_prefixes: Vec<String>,
+    /// Caller IDs (`From`) the account may not use: `400` code 21210, nothing is created.
+    pub refused_callers: Vec<String>,
+    /// Caller IDs the called parties' networks block: their calls end `failed` with SIP 608
+    /// without ringing, as a blocking carrier answers.
+    pub blocked_callers: Vec<String>,
     pub seed: Option<u64>,
     /// Append `start`/`end` lines here, in the mock provider's journal format.
     pub journal: Option<PathBuf>,
@@ -85,6 +90,8 @@ impl Default for SimConfig {
             hang_for: Duration::from_secs(30),
             create_delay: Duration::ZERO,
             unreachable_prefixes: Vec::new(),
+            refused_callers: Vec::new(),
+            blocked_callers: Vec::new(),
             seed: None,
             journal: None,
         }
@@ -109,6 +116,8 @@ impl std::fmt::Debug for SimConfig {
             .field("hang_for", &self.hang_for)
             .field("create_delay", &self.create_delay)
             .field("unreachable_prefixes", &self.unreachable_prefixes)
+            .field("refused_callers", &self.refused_callers)
+            .field("blocked_callers", &self.blocked_callers)
             .field("seed", &self.seed)
             .field("journal", &self.journal)
             .finish()
@@ -267,6 +276,13 @@ pub(crate) struct Inner {
     journal: Option<Journal>,
     client: reqwest::Client,
     counters: Counters,
+    /// Reads (lists and fetches) still to be answered 401 whatever the credentials: a carrier
+    /// that refuses a request now and then.
+    refuse_reads: AtomicU64,
+    /// Requests answered 401 or 403, reads and creates alike.
+    unauthorized: AtomicU64,
+    /// While set, every create is answered 429 (an account over its limit for a while).
+    throttle_all: AtomicBool,
     cancel: CancellationToken,
     /// The runtime `start` ran on: the HTTP workers run on threads of their own, and call tasks
     /// spawned there would die with a worker.
@@ -334,6 +350,9 @@ impl CarrierSim {
             journal,
             client,
             counters: Counters::default(),
+            refuse_reads: AtomicU64::new(0),
+            unauthorized: AtomicU64::new(0),
+            throttle_all: AtomicBool::new(false),
             cancel: CancellationToken::new(),
             runtime: tokio::runtime::Handle::current(),
             url,
@@ -413,6 +432,32 @@ impl CarrierSim {
             .auth_token
             .write()
             .unwrap_or_else(PoisonError::into_inner) = token.to_owned();
+    }
+
+    /// Answers the next `count` reads (call lists and fetches) with 401, whatever the
+    /// credentials: a refusal that comes and goes.
+    pub fn refuse_reads(&self, count: u64) {
+        self.inner.refuse_reads.store(count, Ordering::Relaxed);
+    }
+
+    /// While `on`, every create is answered 429 and nothing is created.
+    pub fn throttle_all(&self, on: bool) {
+        self.inner.throttle_all.store(on, Ordering::Relaxed);
+    }
+
+    /// Numbers whose creates were throttled at least once, sorted.
+    pub fn throttled_numbers(&self) -> Vec<String> {
+        self.inner
+            .state()
+            .throttled_numbers
+            .iter()
+            .cloned()
+            .collect()
+    }
+
+    /// Requests refused for their credentials so far (401 or 403).
+    pub fn unauthorized(&self) -> u64 {
+        self.inner.unauthorized.load(Ordering::Relaxed)
     }
 
     pub fn callback_stats(&self) -> CallbackStats {

@@ -42,6 +42,8 @@ pub(super) struct State {
     recent_creates: VecDeque<Instant>,
     pub max_creates_per_second: u64,
     pub throttled: u64,
+    /// Numbers whose creates were throttled at least once.
+    pub throttled_numbers: BTreeSet<String>,
     pub invalid: u64,
 }
 

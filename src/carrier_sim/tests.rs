@@ -812,7 +812,7 @@ fn the_cli_flags_build_a_config() {
         ];
         argv.extend_from_slice(extra);
         Cli::try_parse_from(argv).map(|cli| match cli.command {
-            Command::CarrierSim { args } => args,
+            Command::CarrierSim { args } => *args,
             other => panic!("not carrier-sim: {other:?}"),
         })
     };

@@ -1126,6 +1126,35 @@ mod tests {
     }
 
     #[test]
+    fn a_split_call_role_on_a_carrier_keeps_one_pace_and_rings_at_least_15_seconds() {
+        let mut settings = Settings::default();
+        settings.telephony.provider = "twilio".into();
+        settings.telephony.twilio.auth_token = Secret::new("t");
+        settings.telephony.twilio.account_sid = "AC0123456789abcdef0123456789abcdef".into();
+        settings.telephony.twilio.from = "+15555550100".into();
+        settings.telephony.twilio.public_url = "https://dialer.example.com".into();
+        settings.bus.kind = BusKind::Kafka;
+        settings.bus.brokers = "kafka-1:9092".into();
+        settings
+            .validate()
+            .expect("every role in one process paces alone");
+        settings.runtime.roles = vec![RoleName::Api, RoleName::Status];
+        settings.validate().expect("no call role, no pace");
+        settings.runtime.roles = vec![RoleName::Call];
+        let err = settings.validate().unwrap_err().to_string();
+        assert!(err.contains("limiter.url"), "{err}");
+        settings.limiter.url = "redis://127.0.0.1/".into();
+        settings.validate().expect("a shared limiter");
+        settings.telephony.twilio.ring_timeout = Duration::from_secs(14).into();
+        let err = settings.validate().unwrap_err().to_string();
+        assert!(err.contains("telephony.twilio.ring_timeout"), "{err}");
+        settings.telephony.twilio.ring_timeout = Duration::from_secs(15).into();
+        settings.telephony.twilio.place_deadline = Duration::ZERO.into();
+        let err = settings.validate().unwrap_err().to_string();
+        assert!(err.contains("telephony.twilio.place_deadline"), "{err}");
+    }
+
+    #[test]
     fn the_carriers_auth_token_never_shows() {
         let mut settings = Settings::default();
         settings.telephony.provider = "twilio".into();

@@ -6,6 +6,7 @@
 
 mod api;
 mod browser;
+mod carrier;
 mod console;
 mod contract;
 mod crash;

@@ -119,6 +119,7 @@ impl CallbackVerifier for TwilioCallbacks {
             ),
         };
         Ok(CarrierCallback {
+            from: field(&params, "From").map(str::to_owned),
             attempt_started_at,
             key,
             policy,

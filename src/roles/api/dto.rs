@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 
 use crate::domain::business_hours::{BusinessHours, BusinessWindow, WallTime};
 use crate::domain::call::{Attempt, Call};
-use crate::domain::campaign::{Campaign, RetryPolicy};
+use crate::domain::campaign::{Campaign, PauseReason, RetryPolicy};
 use crate::domain::carrier::{twiml_problem, voice_url_problem, Audio, CarrierCall};
 use crate::domain::compliance::caps::{format_window, parse_window};
 use crate::domain::compliance::{FrequencyCap, RestrictedPeriod};
@@ -714,6 +714,32 @@ pub struct CampaignResponse {
     pub twiml: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub voice_url: Option<String>,
+    /// Why the engine paused the campaign by itself; absent for an operator's pause and once
+    /// it starts again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pause_reason: Option<PauseReasonResponse>,
+}
+
+/// Why the engine paused a campaign by itself.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PauseReasonResponse {
+    /// `carrier_refused`: the carrier refuses what the campaign asks of it (its caller ID, its
+    /// audio URL).
+    pub code: String,
+    /// The carrier's error code, when it gave one (21210: a caller ID the account may not use).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub carrier_code: Option<u32>,
+    pub message: String,
+}
+
+impl From<&PauseReason> for PauseReasonResponse {
+    fn from(reason: &PauseReason) -> Self {
+        Self {
+            code: reason.code.clone(),
+            carrier_code: reason.carrier_code,
+            message: reason.message.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -787,6 +813,7 @@ impl From<&Campaign> for CampaignResponse {
                 Some(Audio::VoiceUrl(url)) => Some(url.clone()),
                 _ => None,
             },
+            pause_reason: c.pause_reason.as_ref().map(Into::into),
         }
     }
 }
@@ -998,6 +1025,9 @@ pub struct CampaignExplainResponse {
     /// Waiting calls (queued or retrying) by the first rule holding each, with the codes of
     /// the call explanation; calls nothing holds are not counted.
     pub pending_by_reason: std::collections::BTreeMap<String, u64>,
+    /// Why the engine paused the campaign by itself, when it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pause_reason: Option<PauseReasonResponse>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]

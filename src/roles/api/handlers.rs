@@ -717,6 +717,7 @@ pub async fn explain_campaign(ctx: Ctx, path: web::Path<String>) -> Result<HttpR
             .into_iter()
             .map(|(code, n)| (code.as_str().to_owned(), n))
             .collect(),
+        pause_reason: campaign.pause_reason.as_ref().map(Into::into),
     }))
 }
 

@@ -11,6 +11,7 @@ use chrono::Utc;
 
 use super::error::{ApiError, ErrorBody};
 use crate::context::AppContext;
+use crate::domain::carrier::blocked;
 use crate::metrics::metrics;
 use crate::ports::{CallbackError, Topic};
 use crate::roles::messages::{self, StatusMessage};
@@ -109,14 +110,19 @@ pub async fn twilio_status(
         counted("progress");
         return Ok(HttpResponse::NoContent().finish());
     };
-    let known = ctx
-        .store
-        .get_call(callback.key.call_id)
-        .await?
-        .is_some_and(|(call, _)| {
+    // An attempt this deployment never made is refused; but a store that cannot be read now
+    // (a failover) must not lose a final status the carrier will not send again: it goes on
+    // to the bus, durable there, and its recording ignores an attempt the store does not know.
+    let known = match ctx.store.get_call(callback.key.call_id).await {
+        Ok(call) => call.is_some_and(|(call, _)| {
             call.campaign_id == callback.key.campaign_id
                 && callback.key.attempt <= call.attempt_count
-        });
+        }),
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot read the callback's call; passing its status on");
+            true
+        }
+    };
     if !known {
         counted("unknown");
         return Err(ApiError::new(
@@ -129,6 +135,12 @@ pub async fn twilio_status(
         metrics()
             .carrier_outcomes
             .with_label_values(&[status.as_str()])
+            .inc();
+    }
+    if blocked(&callback.carrier).is_some() {
+        metrics()
+            .blocked_calls
+            .with_label_values(&[callback.from.as_deref().unwrap_or("")])
             .inc();
     }
     let status = StatusMessage {
