@@ -312,3 +312,55 @@ async fn blocked_calls_are_not_redialed_with_the_same_caller_id(mode: Mode) {
     app.shutdown().await;
     sim.stop();
 }
+
+in_both_modes!(a_paused_campaigns_waiting_dials_never_delay_another);
+async fn a_paused_campaigns_waiting_dials_never_delay_another(mode: Mode) {
+    let sim = start_sim(|config| config.mix = OutcomeMix::human_only()).await;
+    // Two creates a second: most of the first campaign's dispatches wait for their turn.
+    let app = carrier_app(mode, &sim, |settings| {
+        settings.telephony.twilio.cps = 2.0;
+    })
+    .await;
+    let backlog = created(&app, numbered(16, 1100)).await;
+    app.start(&backlog).await;
+    wait_until(
+        "the first campaign never dialed",
+        Duration::from_secs(30),
+        async || !sim.calls().is_empty(),
+    )
+    .await;
+    let (status, _) = app
+        .post_empty(&format!("/api/v1/campaigns/{backlog}/pause"))
+        .await;
+    assert_eq!(status, 204);
+    // Its waiting dispatches go back without spending the turns the next campaign needs
+    // (fourteen turns at 2 a second would hold it for 7 s).
+    let next = created(&app, numbered(2, 1200)).await;
+    let started = Instant::now();
+    app.start(&next).await;
+    let mine = numbers(2, 1200);
+    wait_until(
+        "the second campaign waited behind the paused one",
+        Duration::from_secs(4),
+        async || {
+            let rung = called(&sim);
+            mine.iter().all(|number| rung.contains(number))
+        },
+    )
+    .await;
+    let waited = started.elapsed();
+    app.wait_completed(&next, Duration::from_secs(30)).await;
+    let stats = app.stats(&backlog).await;
+    let placed = sim
+        .calls()
+        .iter()
+        .filter(|call| call.campaign.as_deref() == Some(backlog.as_str()))
+        .count();
+    assert_eq!(
+        stats["attempts_total"].as_u64(),
+        Some(placed as u64),
+        "the paused campaign's waiting dials went back unspent ({waited:?}): {stats}"
+    );
+    app.shutdown().await;
+    sim.stop();
+}

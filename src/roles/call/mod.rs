@@ -14,7 +14,9 @@
 //! On shutdown it takes no new dispatch and waits for calls in progress to end, up to
 //! `runtime.shutdown_grace`.
 
-use std::collections::{HashMap, VecDeque};
+mod paced;
+
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,6 +28,7 @@ use tracing::{info_span, Instrument};
 
 use crate::context::AppContext;
 use crate::domain::call::AttemptOutcome;
+use crate::domain::campaign::CampaignStatus;
 use crate::domain::carrier::CarrierCall;
 use crate::domain::ids::{CallId, CampaignId, InstanceId};
 use crate::metrics::metrics;
@@ -38,6 +41,7 @@ use crate::runtime::backoff::Backoff;
 use crate::runtime::health::RoleHealth;
 use crate::runtime::role::RoleName;
 use crate::telemetry;
+use paced::PacedQueue;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CallError {
@@ -89,13 +93,18 @@ pub struct CallWorker {
     /// Acknowledgements the bus has not taken yet.
     unacked: Vec<u64>,
     /// Dispatches waiting for their turn in the provider's pace, not yet begun.
-    paced: VecDeque<Delivery>,
+    paced: PacedQueue,
+    /// Campaigns with dispatches waiting that may not dial now, as last read, and when.
+    stopped: HashSet<CampaignId>,
+    stopped_read_at: Option<tokio::time::Instant>,
     /// When to ask the pace again for them.
     pace_at: tokio::time::Instant,
 }
 
 /// Dispatches kept waiting for the pace before no more are fetched: the rest wait in the bus.
 const MAX_PACED: usize = 4096;
+/// How long the campaigns that may not dial are taken as read.
+const STOPPED_FOR: Duration = Duration::from_millis(500);
 
 impl CallWorker {
     pub fn new(ctx: AppContext) -> Self {
@@ -115,7 +124,9 @@ impl CallWorker {
             unhanded: Vec::new(),
             unreleased: Vec::new(),
             unacked: Vec::new(),
-            paced: VecDeque::new(),
+            paced: PacedQueue::default(),
+            stopped: HashSet::new(),
+            stopped_read_at: None,
             pace_at: tokio::time::Instant::now(),
         }
     }
@@ -459,19 +470,22 @@ impl CallWorker {
         }
     }
 
-    /// The dispatches whose turn in the provider's pace has come, in order; sets when to ask
-    /// again for the rest. None while the provider refuses to place calls: an attempt not yet
-    /// begun can still be held back or handed back, one begun is placed.
-    async fn take_turns(&mut self) -> Vec<Delivery> {
+    /// The dispatches whose turn in the provider's pace has come, campaign by campaign in
+    /// turn; sets when to ask again for the rest. Dispatches of a campaign that may not dial
+    /// now (paused, completed, outside its hours) come out at once without spending a turn:
+    /// their begin hands them back. While the provider refuses to place calls no turn is
+    /// taken: an attempt not yet begun can still be held back or handed back, one begun waits.
+    async fn take_turns(&mut self, dispatches: &mut dyn Subscription) -> Vec<Delivery> {
         let Some(pace) = self.ctx.provider.pace() else {
-            return self.paced.drain(..).collect();
+            return self.paced.drain();
         };
         let now = tokio::time::Instant::now();
+        let mut ready = self.stopped_lanes(dispatches).await;
         if self.ctx.provider.unavailable().is_some() {
             self.pace_at = now + Duration::from_secs(1);
-            return Vec::new();
+            return ready;
         }
-        let mut ready = Vec::new();
+        let waited = ready.len();
         while !self.paced.is_empty() {
             match self
                 .ctx
@@ -479,9 +493,9 @@ impl CallWorker {
                 .pace(&pace.key, pace.per_second, pace.burst)
                 .await
             {
-                Ok(None) => ready.extend(self.paced.pop_front()),
+                Ok(None) => ready.extend(self.paced.pop()),
                 Ok(Some(wait)) => {
-                    if ready.is_empty() {
+                    if ready.len() == waited {
                         metrics().throttled_dials.inc();
                     }
                     self.pace_at = now + wait;
@@ -496,6 +510,91 @@ impl CallWorker {
             }
         }
         ready
+    }
+
+    /// Takes out the waiting dispatches that need no turn. Those of campaigns that may not
+    /// dial now (read from the store at most every `STOPPED_FOR`) go back unspent here and
+    /// are acknowledged, never begun: a campaign started again meanwhile claims them anew,
+    /// each with its turn. Unreadable ones are returned for their begin to dead-letter.
+    async fn stopped_lanes(&mut self, dispatches: &mut dyn Subscription) -> Vec<Delivery> {
+        let stale = self
+            .stopped_read_at
+            .is_none_or(|at| at.elapsed() >= STOPPED_FOR);
+        if stale && !self.paced.is_empty() {
+            let waiting: Vec<CampaignId> = self.paced.campaigns().collect();
+            let now = Utc::now();
+            let mut stopped = HashSet::new();
+            for campaign_id in waiting {
+                match self.ctx.store.get_campaign(campaign_id).await {
+                    Ok(Some(campaign))
+                        if campaign.status == CampaignStatus::InProgress
+                            && campaign.business_hours.is_open(campaign.time_zone, now) => {}
+                    Ok(_) => {
+                        stopped.insert(campaign_id);
+                    }
+                    // Unknown for now: its dispatches wait their turn, and their begin decides.
+                    Err(err) => {
+                        tracing::warn!(error = %err, "cannot read a waiting campaign's status");
+                    }
+                }
+            }
+            self.stopped = stopped;
+            self.stopped_read_at = Some(tokio::time::Instant::now());
+        }
+        let unreadable = self.paced.take_lanes(|lane| lane.is_none());
+        if self.stopped.is_empty() {
+            return unreadable;
+        }
+        let stopped = &self.stopped;
+        let given = self
+            .paced
+            .take_lanes(|lane| lane.is_some_and(|campaign| stopped.contains(&campaign)));
+        if !given.is_empty() {
+            self.give_back(dispatches, given).await;
+        }
+        unreadable
+    }
+
+    /// Hands back, unspent, claimed attempts that were never begun, and acknowledges their
+    /// dispatches; on a store failure they wait in their lanes for the next try.
+    async fn give_back(&mut self, dispatches: &mut dyn Subscription, given: Vec<Delivery>) {
+        let mut held = Vec::with_capacity(given.len());
+        let mut lanes = Vec::with_capacity(given.len());
+        for delivery in &given {
+            let dispatch = messages::decode::<DispatchMessage>(Topic::Dispatch, &delivery.message);
+            lanes.push(dispatch.as_ref().ok().map(|dispatch| dispatch.campaign_id));
+            if let Ok(dispatch) = dispatch {
+                held.push(HeldAttempt {
+                    key: AttemptKey {
+                        campaign_id: dispatch.campaign_id,
+                        call_id: dispatch.call_id,
+                        attempt: dispatch.attempt,
+                    },
+                    holder: Some(dispatch.owner),
+                });
+            }
+        }
+        match self
+            .ctx
+            .store
+            .release_attempts(&held, Unspent::Unplaced, Utc::now())
+            .await
+        {
+            Ok(_) => {
+                tracing::info!(
+                    given_back = given.len(),
+                    "dispatches of campaigns that may not dial handed back without a turn"
+                );
+                let tokens = given.iter().map(|delivery| delivery.token).collect();
+                self.ack(dispatches, tokens).await;
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot hand back waiting dispatches yet");
+                for (campaign, delivery) in lanes.into_iter().zip(given) {
+                    self.paced.push(campaign, delivery);
+                }
+            }
+        }
     }
 
     /// Whether something waits for a backend to come back.
@@ -610,15 +709,23 @@ impl CallWorker {
                     }
                 }
                 _ = tokio::time::sleep_until(self.pace_at), if !stalled && !self.paced.is_empty() => {
-                    let ready = self.take_turns().await;
+                    let ready = self.take_turns(&mut *dispatches).await;
                     self.begin_batch(&mut *dispatches, ready).await;
                 }
                 batch = dispatches.next_batch(1024), if !stalled && self.paced.len() < MAX_PACED => {
                     match batch {
                         Ok(batch) => {
                             let ready = if self.ctx.provider.pace().is_some() {
-                                self.paced.extend(batch);
-                                self.take_turns().await
+                                for delivery in batch {
+                                    let campaign = messages::decode::<DispatchMessage>(
+                                        Topic::Dispatch,
+                                        &delivery.message,
+                                    )
+                                    .ok()
+                                    .map(|dispatch| dispatch.campaign_id);
+                                    self.paced.push(campaign, delivery);
+                                }
+                                self.take_turns(&mut *dispatches).await
                             } else {
                                 batch
                             };
@@ -645,7 +752,7 @@ impl CallWorker {
                 waiting = self.paced.len(),
                 "dispatches waiting for the pace left unbegun"
             );
-            self.paced.clear();
+            self.paced.drain();
         }
         while !self.in_flight.is_empty() || !self.unpublished.is_empty() {
             let stalled = !self.unpublished.is_empty()
