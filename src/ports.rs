@@ -711,6 +711,9 @@ pub enum Unplaced {
 #[async_trait]
 pub trait CreateCheck: Send + Sync + 'static {
     async fn may_create(&self, attempt: AttemptKey) -> Result<Begin, StoreError>;
+    /// The carrier's ids of the call's other attempts, which a lookup of this attempt's call
+    /// must never take for it.
+    async fn other_sids(&self, attempt: AttemptKey) -> Result<Vec<String>, StoreError>;
 }
 
 pub type ReportSink = tokio::sync::mpsc::UnboundedSender<ProviderEvent>;
@@ -816,7 +819,7 @@ pub struct CarrierCallback {
     pub carrier: CarrierCall,
     /// The attempt's outcome, when the callback reports a final status.
     pub outcome: Option<AttemptOutcome>,
-    /// When the carrier says the event happened (its `Timestamp`), else when it arrived.
+    /// When the callback arrived, on the engine's clock (never the carrier's `Timestamp`).
     pub at: DateTime<Utc>,
     /// When the attempt began, as its callback URL names it.
     pub attempt_started_at: Option<DateTime<Utc>>,

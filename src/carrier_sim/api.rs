@@ -466,6 +466,7 @@ async fn create_call(
     );
     let plan = Plan {
         sid: draws.sid,
+        queue: sim.config.queue_for,
         outcome,
         ring,
         talk: draws.talk,
@@ -576,8 +577,22 @@ async fn list_calls(
             .filter(|r| to.as_deref().is_none_or(|to| r.call.to == to))
             .filter(|r| from.as_deref().is_none_or(|from| r.call.from == from))
             .filter(|r| status.as_deref().is_none_or(|s| r.call.status == s))
-            .filter(|r| after.is_none_or(|after| r.call.created_at >= after))
-            .filter(|r| before.is_none_or(|before| r.call.created_at <= before))
+            // As Twilio documents it: on the call's start time (a call still queued has none
+            // and matches no StartTime filter), by date, on the carrier's clock.
+            .filter(|r| {
+                after.is_none_or(|after| {
+                    r.start_time.is_some_and(|start| {
+                        sim.carrier_time(start).date_naive() >= after.date_naive()
+                    })
+                })
+            })
+            .filter(|r| {
+                before.is_none_or(|before| {
+                    r.start_time.is_some_and(|start| {
+                        sim.carrier_time(start).date_naive() <= before.date_naive()
+                    })
+                })
+            })
             .collect();
         let calls: Vec<Value> = matching
             .iter()
@@ -759,7 +774,11 @@ fn formatted(number: &str) -> String {
 fn resource(sim: &Inner, record: &Record) -> Value {
     let call = &record.call;
     let account = &sim.config.account_sid;
-    let rfc2822 = |t: Option<DateTime<Utc>>| t.map_or(Value::Null, |t| Value::from(t.to_rfc2822()));
+    let rfc2822 = |t: Option<DateTime<Utc>>| {
+        t.map_or(Value::Null, |t| {
+            Value::from(sim.carrier_time(t).to_rfc2822())
+        })
+    };
     json!({
         "sid": call.sid,
         "account_sid": account,
@@ -772,8 +791,8 @@ fn resource(sim: &Inner, record: &Record) -> Value {
         "status": call.status,
         "direction": "outbound-api",
         "api_version": "2010-04-01",
-        "date_created": call.created_at.to_rfc2822(),
-        "date_updated": record.updated_at.to_rfc2822(),
+        "date_created": sim.carrier_time(call.created_at).to_rfc2822(),
+        "date_updated": sim.carrier_time(record.updated_at).to_rfc2822(),
         "start_time": rfc2822(record.start_time),
         "end_time": rfc2822(call.ended_at),
         "duration": call.duration_secs.map_or(Value::Null, |d| Value::from(d.to_string())),

@@ -137,6 +137,13 @@ pub struct SimArgs {
     /// Added to every create answer, in milliseconds.
     #[arg(long, default_value_t = 0)]
     pub create_delay_ms: u64,
+    /// How long a created call stays queued (no start time) before it rings, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    pub queue_ms: u64,
+    /// How far the carrier's clock is ahead of the true time, in milliseconds (negative:
+    /// behind).
+    #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
+    pub clock_offset_ms: i64,
     /// `To` numbers with this prefix get 400 code 21217; repeat for more.
     #[arg(long = "unreachable-prefix")]
     pub unreachable_prefixes: Vec<String>,
@@ -177,6 +184,8 @@ impl SimArgs {
             hang_rate: self.hang_rate,
             hang_for: Duration::from_millis(self.hang_for_ms),
             create_delay: Duration::from_millis(self.create_delay_ms),
+            queue_for: Duration::from_millis(self.queue_ms),
+            clock_offset: chrono::TimeDelta::milliseconds(self.clock_offset_ms),
             unreachable_prefixes: self.unreachable_prefixes.clone(),
             refused_callers: self.refused_callers.clone(),
             blocked_callers: self.blocked_callers.clone(),

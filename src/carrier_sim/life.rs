@@ -118,6 +118,8 @@ pub(super) struct Callbacks {
 #[derive(Debug, Clone)]
 pub(super) struct Plan {
     pub sid: String,
+    /// How long the call waits in the carrier's queue before it rings.
+    pub queue: Duration,
     pub outcome: Outcome,
     pub ring: Duration,
     pub talk: Duration,
@@ -142,6 +144,11 @@ async fn pause(inner: &Inner, hangup: &CancellationToken, duration: Duration) ->
 /// Drives one call from its create to its final status, emitting the requested callbacks.
 pub(super) async fn run(inner: Arc<Inner>, plan: Plan, call: SimCall, hangup: CancellationToken) {
     let mut out = Emitter::start(&inner, &plan, call);
+    match pause(&inner, &hangup, plan.queue).await {
+        Pause::Stopped => return,
+        Pause::HungUp => return out.emit_current_final(&inner, &plan.sid),
+        Pause::Elapsed => {}
+    }
     out.emit(&inner, Event::Initiated);
     if !advance(&inner, &mut out, &plan.sid, "ringing") {
         return;
@@ -289,7 +296,10 @@ impl Emitter {
             ("Direction".into(), "outbound-api".into()),
             ("ApiVersion".into(), "2010-04-01".into()),
             ("CallbackSource".into(), "call-progress-events".into()),
-            ("Timestamp".into(), Utc::now().to_rfc2822()),
+            (
+                "Timestamp".into(),
+                inner.carrier_time(Utc::now()).to_rfc2822(),
+            ),
             ("SequenceNumber".into(), self.sequence.to_string()),
         ];
         if is_final {

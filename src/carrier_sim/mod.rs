@@ -61,6 +61,13 @@ pub struct SimConfig {
     pub hang_for: Duration,
     /// Added to every create answer (after the call is created).
     pub create_delay: Duration,
+    /// How long a created call stays `queued` at the carrier (no start time yet) before it
+    /// rings: an account whose calls wait in the carrier's queue.
+    pub queue_for: Duration,
+    /// How far the carrier's clock is from the true time (positive: ahead). Every time it
+    /// reports (`date_created`, `start_time`, `end_time`, callbacks' `Timestamp`) and every
+    /// time filter it reads is on its own clock.
+    pub clock_offset: chrono::TimeDelta,
     /// `To` numbers starting with one of these get `400` code 21217 and nothing is created.
     pub unreachable_prefixes: Vec<String>,
     /// Caller IDs (`From`) the account may not use: `400` code 21210, nothing is created.
@@ -89,6 +96,8 @@ impl Default for SimConfig {
             hang_rate: 0.0,
             hang_for: Duration::from_secs(30),
             create_delay: Duration::ZERO,
+            queue_for: Duration::ZERO,
+            clock_offset: chrono::TimeDelta::zero(),
             unreachable_prefixes: Vec::new(),
             refused_callers: Vec::new(),
             blocked_callers: Vec::new(),
@@ -115,6 +124,8 @@ impl std::fmt::Debug for SimConfig {
             .field("hang_rate", &self.hang_rate)
             .field("hang_for", &self.hang_for)
             .field("create_delay", &self.create_delay)
+            .field("queue_for", &self.queue_for)
+            .field("clock_offset", &self.clock_offset)
             .field("unreachable_prefixes", &self.unreachable_prefixes)
             .field("refused_callers", &self.refused_callers)
             .field("blocked_callers", &self.blocked_callers)
@@ -304,6 +315,11 @@ impl Inner {
 
     fn rng(&self) -> MutexGuard<'_, StdRng> {
         lock(&self.rng)
+    }
+
+    /// `at` as the carrier's own clock reads it.
+    fn carrier_time(&self, at: DateTime<Utc>) -> DateTime<Utc> {
+        at + self.config.clock_offset
     }
 
     fn token(&self) -> String {

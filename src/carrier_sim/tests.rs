@@ -389,14 +389,34 @@ async fn calls_are_found_by_sid_and_by_to_since_a_time() {
             response.json::<Value>().await.unwrap()
         }
     };
+    // The filter reads the call's start time, which it has once it rings.
+    eventually("the call to ring", || {
+        sim.calls()
+            .iter()
+            .any(|call| call.sid == sid && call.status != "queued")
+    })
+    .await;
     let found = list(before.to_rfc2822()).await;
     let calls = found["calls"].as_array().unwrap();
     assert_eq!(calls.len(), 1, "{found}");
     assert_eq!(calls[0]["sid"], sid.as_str());
     assert_eq!(found["page"], 0);
     assert!(found["next_page_uri"].is_null());
-    let later = (chrono::Utc::now() + chrono::Duration::seconds(5)).to_rfc3339();
-    assert!(list(later).await["calls"].as_array().unwrap().is_empty());
+    // Dates, not instants: a time later today still finds it; tomorrow does not.
+    let later_today = before
+        .date_naive()
+        .and_hms_opt(23, 59, 59)
+        .unwrap()
+        .and_utc();
+    assert_eq!(
+        list(later_today.to_rfc3339()).await["calls"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let tomorrow = (chrono::Utc::now() + chrono::Duration::days(1)).to_rfc3339();
+    assert!(list(tomorrow).await["calls"].as_array().unwrap().is_empty());
 
     // Written by hand, `StartTime>=` reaches the server unencoded.
     let today = before.format("%Y-%m-%d");
@@ -856,4 +876,40 @@ fn the_cli_flags_build_a_config() {
     let mut bad_sid = parse(&[]).unwrap();
     bad_sid.account_sid = "AC123".into();
     assert!(bad_sid.config().is_err());
+}
+
+#[tokio::test]
+async fn a_queued_call_has_no_start_time_and_the_carriers_clock_is_its_own() {
+    let offset = chrono::TimeDelta::seconds(-45);
+    let sim = start(SimConfig {
+        queue_for: Duration::from_secs(30),
+        clock_offset: offset,
+        ..config()
+    })
+    .await;
+    let before = chrono::Utc::now();
+    let (status, created) = create(&sim, &dial(TO, &[])).await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["status"], "queued");
+    assert!(created["start_time"].is_null(), "{created}");
+    let reported = chrono::DateTime::parse_from_rfc2822(created["date_created"].as_str().unwrap())
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    assert!(
+        (reported - (before + offset)).num_seconds().abs() <= 2,
+        "date_created {reported} on the carrier's clock"
+    );
+    let since = (before - chrono::Duration::days(1))
+        .format("%Y-%m-%d")
+        .to_string();
+    let filtered = format!("{}?To=%2B15550001001&StartTime>={since}", calls_url(&sim));
+    let (_, body) = get(&filtered).await;
+    assert!(
+        body["calls"].as_array().unwrap().is_empty(),
+        "a queued call matches no StartTime filter: {body}"
+    );
+    let unfiltered = format!("{}?To=%2B15550001001", calls_url(&sim));
+    let (_, body) = get(&unfiltered).await;
+    assert_eq!(body["calls"].as_array().unwrap().len(), 1, "{body}");
+    sim.shutdown().await;
 }

@@ -364,3 +364,55 @@ async fn a_paused_campaigns_waiting_dials_never_delay_another(mode: Mode) {
     app.shutdown().await;
     sim.stop();
 }
+
+in_both_modes!(a_queued_clock_skewed_carrier_never_gets_a_number_twice);
+async fn a_queued_clock_skewed_carrier_never_gets_a_number_twice(mode: Mode) {
+    // Behind in one mode and ahead in the other, by most of the minute the rule allows.
+    let offset = match mode {
+        Mode::Embedded => chrono::TimeDelta::seconds(-45),
+        Mode::Distributed => chrono::TimeDelta::seconds(45),
+    };
+    let sim = start_sim(|config| {
+        // Calls wait in the carrier's queue, with no start time, past every lookup below.
+        config.queue_for = Duration::from_secs(3);
+        config.clock_offset = offset;
+        // Half the creates answer after the client gave up: each is looked up.
+        config.hang_rate = 0.5;
+        config.hang_for = Duration::from_secs(2);
+        config.mix = OutcomeMix {
+            human: 0.5,
+            busy: 0.5,
+            ..OutcomeMix::human_only()
+        };
+    })
+    .await;
+    let app = carrier_app(mode, &sim, |_| {}).await;
+    let mut body = campaign(12, 12, 3);
+    body["targets"] = json!(targets(12, 1300));
+    let id = created(&app, body).await;
+    app.start(&id).await;
+    let stats = app.wait_completed(&id, Duration::from_secs(90)).await;
+    assert!(
+        sim.numbers_live_twice().is_empty(),
+        "{:?}",
+        sim.numbers_live_twice()
+    );
+    // One carrier call per attempt, each recorded with its own call: none created twice, none
+    // taken for another attempt's.
+    assert_matches_the_carrier((&app).into(), &sim, &id, &stats).await;
+    let mut attempts_of_calls: Vec<(Option<String>, Option<u32>)> = sim
+        .calls()
+        .into_iter()
+        .map(|call| (call.call, call.attempt))
+        .collect();
+    let created = attempts_of_calls.len();
+    attempts_of_calls.sort();
+    attempts_of_calls.dedup();
+    assert_eq!(
+        attempts_of_calls.len(),
+        created,
+        "an attempt was created twice"
+    );
+    app.shutdown().await;
+    sim.stop();
+}

@@ -312,6 +312,13 @@ mod tests {
         ) -> Result<crate::ports::Begin, crate::ports::StoreError> {
             Ok(crate::ports::Begin::Dial)
         }
+
+        async fn other_sids(
+            &self,
+            _attempt: crate::ports::AttemptKey,
+        ) -> Result<Vec<String>, crate::ports::StoreError> {
+            Ok(Vec::new())
+        }
     }
 
     fn ended(event: ProviderEvent) -> ProviderReport {

@@ -104,9 +104,9 @@ impl CallbackVerifier for TwilioCallbacks {
             duration_secs: number("CallDuration"),
             error_code: number("ErrorCode").and_then(|c| u32::try_from(c).ok()),
         };
-        let at = field(&params, "Timestamp")
-            .and_then(|t| DateTime::parse_from_rfc2822(t).ok())
-            .map_or(now, |t| t.with_timezone(&Utc));
+        // When it arrived, on the engine's clock: the carrier's `Timestamp` is on its own,
+        // and a carrier clock that is off must move no backoff and no cap window.
+        let at = now;
         let attempt_started_at = match field(&query_pairs, "started") {
             None => None,
             Some(ms) => Some(
@@ -183,8 +183,9 @@ mod tests {
             ("Timestamp", "Tue, 01 Dec 2026 10:00:00 +0000"),
         ]);
         let signature = signature::sign("tok", &url, &params);
+        let arrived = Utc::now();
         let callback = callbacks
-            .verify(query, body.as_bytes(), Some(&signature), Utc::now())
+            .verify(query, body.as_bytes(), Some(&signature), arrived)
             .expect("verifies");
         assert_eq!(callback.key, request.key());
         assert_eq!(callback.policy, request.policy);
@@ -197,7 +198,8 @@ mod tests {
                 retryable: true
             })
         );
-        assert_eq!(callback.at.to_rfc3339(), "2026-12-01T10:00:00+00:00");
+        // The carrier's Timestamp is on its clock: the engine keeps its own.
+        assert_eq!(callback.at, arrived);
         assert_eq!(callback.attempt_started_at, request.started_at);
     }
 

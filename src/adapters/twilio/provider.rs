@@ -52,6 +52,13 @@ const CAMPAIGN_REFUSALS: [u32; 4] = [21205, 21210, 21212, 21213];
 /// Twilio's code for credentials it does not accept, whatever the HTTP status.
 const AUTHENTICATION_ERROR: u32 = 20003;
 
+/// How far apart the engine's and the carrier's clocks may be before the engine has read the
+/// carrier's (telephony.md: up to 60 s either way).
+const SKEW: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
+/// The error of the carrier's clock as read from its answers (whole seconds, and the request's
+/// round trip).
+const KNOWN_SKEW_MARGIN: chrono::TimeDelta = chrono::TimeDelta::seconds(3);
+
 /// How long the carrier's lists are given to show a call whose create timed out.
 const LIST_SETTLE: Duration = Duration::from_secs(1);
 
@@ -188,7 +195,33 @@ impl Credentials {
     }
 }
 
+/// The carrier's clock as the engine reads it from the calls it creates: `date_created` (on
+/// the carrier's clock, in whole seconds) minus when the create was sent.
+#[derive(Default)]
+struct CarrierClock {
+    /// Milliseconds the carrier's clock is ahead, once `known` (a create was answered).
+    offset_ms: std::sync::atomic::AtomicI64,
+    known: AtomicBool,
+}
+
+impl CarrierClock {
+    fn offset(&self) -> Option<chrono::TimeDelta> {
+        self.known
+            .load(Ordering::Acquire)
+            .then(|| chrono::TimeDelta::milliseconds(self.offset_ms.load(Ordering::Acquire)))
+    }
+
+    fn read(&self, sent: DateTime<Utc>, created: Option<DateTime<Utc>>) {
+        if let Some(created) = created {
+            let offset = (created - sent).num_milliseconds();
+            self.offset_ms.store(offset, Ordering::Release);
+            self.known.store(true, Ordering::Release);
+        }
+    }
+}
+
 struct Inner {
+    clock: CarrierClock,
     config: TwilioConfig,
     client: reqwest::Client,
     pacer: Arc<dyn ConcurrencyLimiter>,
@@ -213,6 +246,7 @@ impl TwilioProvider {
             .map_err(|e| ProviderError::Unavailable(format!("http client: {e}")))?;
         Ok(Self {
             inner: Arc::new(Inner {
+                clock: CarrierClock::default(),
                 config,
                 client,
                 pacer,
@@ -276,6 +310,9 @@ impl Inner {
 
     async fn create(&self, request: &DialRequest) -> Created {
         let started = Instant::now();
+        // Rounded down to the second, as the carrier's date_created is: the offset read from
+        // it errs by less than a second plus the round trip.
+        let sent_at = Utc::now().trunc_subsecs(0);
         let sent = self
             .client
             .post(format!("{}/Calls.json", self.account_url()))
@@ -296,7 +333,10 @@ impl Inner {
                 let error: ErrorBody = serde_json::from_slice(&body).unwrap_or_default();
                 match status {
                     200 | 201 => match serde_json::from_slice::<CallResource>(&body) {
-                        Ok(call) => Created::Placed(call.carrier()),
+                        Ok(call) => {
+                            self.clock.read(sent_at, call.created_at());
+                            Created::Placed(call.carrier())
+                        }
                         // Created, but the answer cannot be read: look the call up.
                         Err(err) => Created::Ambiguous(format!("unreadable create answer: {err}")),
                     },
@@ -354,17 +394,26 @@ impl Inner {
         created
     }
 
-    /// The attempt's call, if the carrier created one: the newest call to the number created
-    /// no earlier than the second the attempt began. Not filtered by caller id, which a campaign
-    /// may set: the deployment has one live call per number, so a call to it since then is
-    /// this attempt's.
+    /// The attempt's call, if the carrier created one: the newest call to the number that the
+    /// carrier created no earlier than the attempt began and that had not ended before then,
+    /// other than `exclude` (the call's other attempts' calls). Read without a time filter:
+    /// Twilio's `StartTime` filter reads a call's start time, which a call still queued at the
+    /// carrier lacks, and compares dates. Times are compared on the carrier's clock, as far as
+    /// the engine knows it from the carrier's own answers; until it does, within `SKEW` either
+    /// way. Not filtered by caller id, which a campaign may set: the deployment has one live
+    /// call per number, so a call to it since then is this attempt's.
     async fn find(
         self: &Arc<Self>,
         to: &PhoneNumber,
         since: DateTime<Utc>,
+        exclude: &[String],
     ) -> Result<Option<CallResource>, ProviderError> {
         let started = Instant::now();
-        let since = since.trunc_subsecs(0);
+        let (since, margin) = match self.clock.offset() {
+            Some(offset) => (since + offset, KNOWN_SKEW_MARGIN),
+            None => (since, SKEW),
+        };
+        let earliest = since - margin;
         let response = self
             .client
             .get(format!("{}/Calls.json", self.account_url()))
@@ -372,11 +421,7 @@ impl Inner {
                 &self.config.account_sid,
                 Some(self.config.auth_token.expose()),
             )
-            .query(&[
-                ("To", to.as_str()),
-                ("StartTime>=", &since.format("%Y-%m-%d").to_string()),
-                ("PageSize", "50"),
-            ])
+            .query(&[("To", to.as_str()), ("PageSize", "50")])
             .send()
             .await;
         let result = match response {
@@ -390,13 +435,14 @@ impl Inner {
                 .map(|list| {
                     list.calls
                         .into_iter()
-                        .filter(|call| call.created_at().is_some_and(|at| at >= since))
-                        // Ended in a second before the attempt began: an earlier try's call.
+                        .filter(|call| !exclude.contains(&call.sid))
+                        .filter(|call| call.created_at().is_some_and(|at| at >= earliest))
+                        // Ended before the attempt began: an earlier call to the number.
                         .filter(|call| {
                             call.end_time
                                 .as_deref()
                                 .and_then(rfc2822)
-                                .is_none_or(|ended| ended >= since)
+                                .is_none_or(|ended| ended >= earliest)
                         })
                         .max_by_key(|call| call.created_at())
                 }),
@@ -574,10 +620,16 @@ impl Inner {
                 // concluding it was never created. The deadline does not cut this short: a
                 // call that exists must be found.
                 tokio::time::sleep(LIST_SETTLE).await;
-                let mut found = self.find(&request.phone_number, began).await;
-                if matches!(found, Ok(None)) {
+                let mut found = match check.other_sids(request.key()).await {
+                    Ok(exclude) => self.find(&request.phone_number, began, &exclude).await,
+                    Err(err) => Err(ProviderError::Unavailable(err.to_string())),
+                };
+                if let Ok(None) = found {
                     tokio::time::sleep(LIST_SETTLE).await;
-                    found = self.find(&request.phone_number, began).await;
+                    found = match check.other_sids(request.key()).await {
+                        Ok(exclude) => self.find(&request.phone_number, began, &exclude).await,
+                        Err(err) => Err(ProviderError::Unavailable(err.to_string())),
+                    };
                 }
                 match found {
                     Ok(Some(call)) => {
@@ -745,7 +797,7 @@ impl TelephonyProvider for TwilioProvider {
             Some(sid) => self.inner.fetch(sid).await?,
             None => {
                 self.inner
-                    .find(&attempt.phone_number, attempt.placed_at)
+                    .find(&attempt.phone_number, attempt.placed_at, &[])
                     .await?
             }
         };
@@ -754,12 +806,10 @@ impl TelephonyProvider for TwilioProvider {
         };
         let carrier = call.carrier();
         Ok(match outcome(&carrier, self.inner.config.machine_outcome) {
+            // The engine's time, not the carrier's: a carrier clock that is off moves no
+            // backoff and no cap window.
             Some(outcome) => Lookup::Ended {
-                ended_at: call
-                    .end_time
-                    .as_deref()
-                    .and_then(rfc2822)
-                    .unwrap_or_else(Utc::now),
+                ended_at: Utc::now(),
                 carrier,
                 outcome,
             },

@@ -73,6 +73,17 @@ impl CreateCheck for StoreCheck {
             .await?;
         Ok(answers.into_iter().next().unwrap_or(Begin::Stale))
     }
+
+    async fn other_sids(&self, attempt: AttemptKey) -> Result<Vec<String>, StoreError> {
+        let Some((_, attempts)) = self.store.get_call(attempt.call_id).await? else {
+            return Ok(Vec::new());
+        };
+        Ok(attempts
+            .into_iter()
+            .filter(|earlier| earlier.attempt != attempt.attempt)
+            .filter_map(|earlier| earlier.carrier.and_then(|carrier| carrier.sid))
+            .collect())
+    }
 }
 
 pub struct CallWorker {
