@@ -3,6 +3,8 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
+
 use crate::adapters::kafka::{KafkaBus, KafkaBusConfig};
 use crate::adapters::memory::{LocalLimiter, MemoryBus};
 use crate::adapters::postgres::{self, PgStore};
@@ -48,6 +50,36 @@ pub struct AppContext {
     pub provider_counts: Option<Arc<dyn CallCounts>>,
     /// Reads a real carrier's status callbacks; `None` with the mock, which has none.
     pub callbacks: Option<Arc<dyn CallbackVerifier>>,
+    /// The store's clock, as this process reads it at each heartbeat.
+    pub clock: Arc<StoreClock>,
+}
+
+/// The store's clock as a process reads it: calling hours, restricted periods and cap windows
+/// are judged on it (telephony.md "One clock for rules"), so a host whose own clock is off
+/// dials no earlier and no more often. Until a heartbeat has read it, this host's clock.
+#[derive(Debug, Default)]
+pub struct StoreClock {
+    /// Milliseconds the store's clock is ahead of this host's.
+    offset_ms: std::sync::atomic::AtomicI64,
+}
+
+impl StoreClock {
+    pub fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+            + chrono::TimeDelta::milliseconds(
+                self.offset_ms.load(std::sync::atomic::Ordering::Relaxed),
+            )
+    }
+
+    /// A reading of the store's clock, `store`, by a request sent at `sent` and answered at
+    /// `answered` (this host's clock): the store read it about halfway.
+    pub fn observe(&self, sent: DateTime<Utc>, store: DateTime<Utc>, answered: DateTime<Utc>) {
+        let midway = sent + (answered - sent) / 2;
+        self.offset_ms.store(
+            (store - midway).num_milliseconds(),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -230,6 +262,7 @@ impl AppContext {
             health: Health::new(roles.iter().copied()),
             instance: InstanceId::new(),
             dialer: InstanceId::new(),
+            clock: Arc::new(StoreClock::default()),
             settings: Arc::new(settings),
         })
     }
@@ -290,4 +323,31 @@ fn telephony(
         twilio.machine_outcome,
     );
     Ok((Arc::new(provider), None, Some(Arc::new(callbacks))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_store_clock_is_read_halfway_through_the_heartbeat() {
+        let clock = StoreClock::default();
+        let before = Utc::now();
+        assert!((clock.now() - before).num_milliseconds().abs() < 1_000);
+        // A heartbeat sent at 10:00:00.000 and answered at 10:00:00.200, whose store read
+        // 10:01:00.100: the store runs a minute ahead of this host.
+        let sent = before;
+        let store = sent + chrono::TimeDelta::milliseconds(60_100);
+        let answered = sent + chrono::TimeDelta::milliseconds(200);
+        clock.observe(sent, store, answered);
+        let ahead = clock.now() - Utc::now();
+        assert!((ahead.num_milliseconds() - 60_000).abs() < 1_000, "{ahead}");
+        // And behind, by as much.
+        clock.observe(sent, sent - chrono::TimeDelta::seconds(60), sent);
+        let behind = clock.now() - Utc::now();
+        assert!(
+            (behind.num_milliseconds() + 60_000).abs() < 1_000,
+            "{behind}"
+        );
+    }
 }

@@ -332,7 +332,9 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<bool>, StoreError>;
 
     /// Records that `instance` is alive, on the store's clock.
-    async fn heartbeat(&self, instance: InstanceId) -> Result<(), StoreError>;
+    /// Returns the store's clock as it wrote the heartbeat: processes judge calling rules on
+    /// it, not on their own clocks.
+    async fn heartbeat(&self, instance: InstanceId) -> Result<DateTime<Utc>, StoreError>;
     /// Dialing attempts whose owner has not heartbeated for `silent_for` (or that have no
     /// owner: handed to a carrier), judged on the store's clock; of those placed, only the ones
     /// placed more than `placed_for` ago (a placed call may be live at the carrier until then,

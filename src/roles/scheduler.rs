@@ -468,7 +468,8 @@ impl Scheduler {
     }
 
     async fn step(&mut self) {
-        let now = Utc::now();
+        // The store's clock: claims screen calls by the rules begin will apply on it.
+        let now = self.ctx.clock.now();
         let interval = self.ctx.settings.scheduler.interval.0;
         let sweep = self.swept_at.is_none_or(|at| at.elapsed() >= interval);
         let result = async {
@@ -505,7 +506,7 @@ impl Scheduler {
                 biased;
                 _ = shutdown.cancelled() => break,
                 _ = orphan_check.tick() => {
-                    if let Err(err) = self.recover_orphans(Utc::now()).await {
+                    if let Err(err) = self.recover_orphans(self.ctx.clock.now()).await {
                         tracing::warn!(error = %err, "orphan recovery failed");
                     }
                     // Instances silent for a day that hold nothing are history.

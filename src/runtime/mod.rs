@@ -22,6 +22,7 @@ use tracing::Instrument;
 use self::health::RoleHealth;
 use self::role::{RoleName, ShutdownPhase};
 use crate::context::{AppContext, ContextError};
+use crate::domain::ids::InstanceId;
 use crate::ports::{BusError, StoreError, Subscription, Topic};
 use crate::roles::api::ApiRole;
 use crate::roles::call::CallWorker;
@@ -230,8 +231,16 @@ const STOP_MARGIN: Duration = Duration::from_secs(5);
 /// Writes the first heartbeat of the process's instance ids.
 async fn announce(ctx: &AppContext) -> Result<(), StoreError> {
     for id in [ctx.instance, ctx.dialer] {
-        ctx.store.heartbeat(id).await?;
+        beat(ctx, id).await?;
     }
+    Ok(())
+}
+
+/// One heartbeat, reading the store's clock on the way.
+async fn beat(ctx: &AppContext, id: InstanceId) -> Result<(), StoreError> {
+    let sent = chrono::Utc::now();
+    let store = ctx.store.heartbeat(id).await?;
+    ctx.clock.observe(sent, store, chrono::Utc::now());
     Ok(())
 }
 
@@ -243,7 +252,7 @@ async fn heartbeat(ctx: AppContext, stop: CancellationToken) {
             _ = stop.cancelled() => break,
             _ = tick.tick() => {
                 for id in [ctx.instance, ctx.dialer] {
-                    if let Err(err) = ctx.store.heartbeat(id).await {
+                    if let Err(err) = beat(&ctx, id).await {
                         tracing::warn!(error = %err, "heartbeat failed");
                     }
                 }

@@ -3,19 +3,26 @@
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use diesel::sql_types::{BigInt, Text};
 use diesel_async::RunQueryDsl;
 use futures::FutureExt;
 
 use super::PgStore;
-use crate::adapters::sql::millis;
 use crate::adapters::sql::prepared::KeepPrepared;
-use crate::adapters::sql::statements::{HEARTBEAT, PRUNE_INSTANCES, PRUNE_NUMBER_ATTEMPTS};
+use crate::adapters::sql::rows::MaybeMsRow;
+use crate::adapters::sql::statements::{
+    HEARTBEAT, POSTGRES_NOW_MS, PRUNE_INSTANCES, PRUNE_NUMBER_ATTEMPTS,
+};
+use crate::adapters::sql::{from_ms, millis};
 use crate::domain::compliance::caps;
 use crate::domain::ids::InstanceId;
 use crate::ports::StoreError;
 
-pub(super) async fn heartbeat(store: &PgStore, instance: InstanceId) -> Result<(), StoreError> {
+pub(super) async fn heartbeat(
+    store: &PgStore,
+    instance: InstanceId,
+) -> Result<DateTime<Utc>, StoreError> {
     store
         .read(move |conn| {
             async move {
@@ -24,7 +31,17 @@ pub(super) async fn heartbeat(store: &PgStore, instance: InstanceId) -> Result<(
                     .prepared()
                     .execute(conn)
                     .await?;
-                Ok(())
+                let clock: Vec<MaybeMsRow> =
+                    diesel::sql_query(format!("SELECT {POSTGRES_NOW_MS} AS ms"))
+                        .prepared()
+                        .load(conn)
+                        .await?;
+                let ms = clock
+                    .into_iter()
+                    .next()
+                    .and_then(|row| row.ms)
+                    .unwrap_or_default();
+                Ok(from_ms(ms))
             }
             .boxed()
         })

@@ -282,7 +282,10 @@ macro_rules! store_by_aggregate {
                     attempts::release(self, attempts, unspent, now).await
                 }
 
-                async fn heartbeat(&self, instance: InstanceId) -> Result<(), StoreError> {
+                async fn heartbeat(
+                    &self,
+                    instance: InstanceId,
+                ) -> Result<DateTime<Utc>, StoreError> {
                     instances::heartbeat(self, instance).await
                 }
 

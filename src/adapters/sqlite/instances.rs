@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use diesel::sql_types::{BigInt, Text};
 use diesel::RunQueryDsl;
 
@@ -14,14 +15,18 @@ use crate::domain::compliance::caps;
 use crate::domain::ids::InstanceId;
 use crate::ports::StoreError;
 
-pub(super) async fn heartbeat(store: &SqliteStore, instance: InstanceId) -> Result<(), StoreError> {
+/// The store's clock is this process's: the file has no other.
+pub(super) async fn heartbeat(
+    store: &SqliteStore,
+    instance: InstanceId,
+) -> Result<DateTime<Utc>, StoreError> {
     store
         .write(move |conn| {
             diesel::sql_query(HEARTBEAT.sqlite())
                 .bind::<Text, _>(instance.to_string())
                 .prepared()
                 .execute(conn)?;
-            Ok(())
+            Ok(Utc::now())
         })
         .await
 }

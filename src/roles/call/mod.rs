@@ -26,7 +26,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info_span, Instrument};
 
-use crate::context::AppContext;
+use crate::context::{AppContext, StoreClock};
 use crate::domain::call::AttemptOutcome;
 use crate::domain::campaign::CampaignStatus;
 use crate::domain::carrier::CarrierCall;
@@ -62,6 +62,7 @@ struct InFlight {
 struct StoreCheck {
     store: Arc<dyn Store>,
     dialer: InstanceId,
+    clock: Arc<StoreClock>,
 }
 
 #[async_trait]
@@ -69,7 +70,7 @@ impl CreateCheck for StoreCheck {
     async fn may_create(&self, attempt: AttemptKey) -> Result<Begin, StoreError> {
         let answers = self
             .store
-            .recheck_attempts(&[attempt], self.dialer, Utc::now())
+            .recheck_attempts(&[attempt], self.dialer, self.clock.now())
             .await?;
         Ok(answers.into_iter().next().unwrap_or(Begin::Stale))
     }
@@ -123,6 +124,7 @@ impl CallWorker {
         let check = Arc::new(StoreCheck {
             store: ctx.store.clone(),
             dialer: ctx.dialer,
+            clock: ctx.clock.clone(),
         });
         Self {
             ctx,
@@ -194,7 +196,7 @@ impl CallWorker {
         if self.unreleased.is_empty() {
             return Ok(Vec::new());
         }
-        let now = Utc::now();
+        let now = self.ctx.clock.now();
         for (request, reason) in &self.unreleased {
             if let Some(reason) = reason {
                 if self
@@ -252,7 +254,10 @@ impl CallWorker {
                 )
             })
             .collect();
-        self.ctx.store.hand_to_carrier(&batch, Utc::now()).await?;
+        self.ctx
+            .store
+            .hand_to_carrier(&batch, self.ctx.clock.now())
+            .await?;
         let mut tokens = Vec::with_capacity(batch.len());
         for (request, carrier) in std::mem::take(&mut self.unhanded) {
             let Some(flight) = self.in_flight.remove(&(request.call_id, request.attempt)) else {
@@ -332,7 +337,8 @@ impl CallWorker {
         let answers = match self
             .ctx
             .store
-            .begin_attempts(&held, self.ctx.dialer, Utc::now())
+            // The store's clock, not this host's: hours and caps are judged on one clock.
+            .begin_attempts(&held, self.ctx.dialer, self.ctx.clock.now())
             .await
         {
             Ok(answers) => answers,
@@ -533,7 +539,7 @@ impl CallWorker {
             .is_none_or(|at| at.elapsed() >= STOPPED_FOR);
         if stale && !self.paced.is_empty() {
             let waiting: Vec<CampaignId> = self.paced.campaigns().collect();
-            let now = Utc::now();
+            let now = self.ctx.clock.now();
             let mut stopped = HashSet::new();
             for campaign_id in waiting {
                 match self.ctx.store.get_campaign(campaign_id).await {
@@ -588,7 +594,7 @@ impl CallWorker {
         match self
             .ctx
             .store
-            .release_attempts(&held, Unspent::Unplaced, Utc::now())
+            .release_attempts(&held, Unspent::Unplaced, self.ctx.clock.now())
             .await
         {
             Ok(_) => {

@@ -11,7 +11,9 @@ use outbound::domain::access::{issue, AuditEntry, KeyHash, Role};
 use outbound::domain::admission::HoldReason;
 use outbound::domain::business_hours::BusinessHours;
 use outbound::domain::call::{AttemptOutcome, CallStatus, NextStep};
-use outbound::domain::campaign::{CampaignChanges, RetryPolicy, StatusAction, Transition};
+use outbound::domain::campaign::{
+    CampaignChanges, PauseReason, RetryPolicy, StatusAction, Transition,
+};
 use outbound::domain::compliance::{default_recipient_hours, HoldCode};
 use outbound::domain::ids::{CampaignId, InstanceId, KeyId};
 use outbound::domain::phone::PhoneNumber;
@@ -1122,6 +1124,184 @@ async fn a_number_has_one_live_call(adapter: StoreAdapter) {
     assert_eq!(next.len(), 1, "{name}: free again once recorded");
 }
 
+/// Right before each create the dialer's begun attempt is checked again: still its own and
+/// not handed over, its campaign running, its number not listed; a refusal hands it back
+/// unspent, and the attempt's own entry in its number's log never counts against it.
+async fn a_begun_attempt_is_checked_again_before_each_create(adapter: StoreAdapter) {
+    let dir = tempfile::tempdir().expect("dir");
+    let name = adapter.name();
+    let store = adapter.open(&dir).await;
+    let campaign = started_campaign(&*store, 3).await;
+    let claimer = InstanceId::new();
+    let dialer = InstanceId::new();
+    let claimed = store
+        .claim_calls(campaign, 3, claimer, 50_000, Utc::now())
+        .await
+        .expect("claim");
+    let held: Vec<HeldAttempt> = claimed
+        .iter()
+        .map(|call| held(campaign, call, claimer))
+        .collect();
+    let begun = store
+        .begin_attempts(&held, dialer, Utc::now())
+        .await
+        .expect("begin");
+    assert_eq!(begun, vec![Begin::Dial; 3], "{name}");
+    let keys: Vec<AttemptKey> = held.iter().map(|h| h.key).collect();
+    let recheck = |key: AttemptKey, who: InstanceId| {
+        let store = store.clone();
+        async move {
+            store
+                .recheck_attempts(&[key], who, Utc::now())
+                .await
+                .expect("recheck")
+        }
+    };
+    assert_eq!(recheck(keys[0], dialer).await, vec![Begin::Dial], "{name}");
+    assert_eq!(
+        recheck(keys[0], dialer).await,
+        vec![Begin::Dial],
+        "{name}: again"
+    );
+    let facts = store
+        .number_facts(campaign, &claimed[0].phone_number, Utc::now())
+        .await
+        .expect("facts");
+    assert_eq!(facts.prior.len(), 1, "{name}: one entry per attempt");
+    assert_eq!(
+        recheck(keys[0], InstanceId::new()).await,
+        vec![Begin::Stale],
+        "{name}: another dialer's"
+    );
+    // Handed to the carrier: no create may be sent for it any more.
+    store
+        .hand_to_carrier(
+            &[(
+                HeldAttempt {
+                    key: keys[2],
+                    holder: Some(dialer),
+                },
+                Default::default(),
+            )],
+            Utc::now(),
+        )
+        .await
+        .expect("hand over");
+    assert_eq!(recheck(keys[2], dialer).await, vec![Begin::Stale], "{name}");
+    // Listed meanwhile: canceled, unspent.
+    store
+        .add_to_dnc(
+            DncScope::Global,
+            vec![(claimed[1].phone_number.clone(), None)],
+            Utc::now(),
+            None,
+        )
+        .await
+        .expect("list");
+    assert_eq!(
+        recheck(keys[1], dialer).await,
+        vec![Begin::Forbidden],
+        "{name}"
+    );
+    // Paused meanwhile: queued again, unspent, its number's log entry gone.
+    store
+        .transition_campaign(campaign, StatusAction::Pause, Utc::now())
+        .await
+        .expect("pause");
+    assert!(
+        matches!(recheck(keys[0], dialer).await[..], [Begin::Held(_)]),
+        "{name}"
+    );
+    let facts = store
+        .number_facts(campaign, &claimed[0].phone_number, Utc::now())
+        .await
+        .expect("facts");
+    assert!(
+        facts.prior.is_empty(),
+        "{name}: an unplaced attempt rang no one"
+    );
+    let call = |id| {
+        let store = store.clone();
+        async move { store.get_call(id).await.expect("get").expect("exists").0 }
+    };
+    assert_eq!(
+        call(claimed[0].call_id).await.status,
+        CallStatus::Queued,
+        "{name}"
+    );
+    assert_eq!(
+        call(claimed[1].call_id).await.status,
+        CallStatus::Canceled,
+        "{name}"
+    );
+    let stats = store
+        .campaign_stats(campaign)
+        .await
+        .expect("stats")
+        .expect("exists");
+    assert!(stats.is_consistent(), "{name}: {stats:?}");
+    assert_eq!(
+        stats.attempts_total, 1,
+        "{name}: only the handed-over attempt counts"
+    );
+}
+
+/// The carrier refusing a campaign's request pauses that campaign, with the reason, until it
+/// starts again.
+async fn the_carrier_pauses_a_campaign_with_its_reason(adapter: StoreAdapter) {
+    let dir = tempfile::tempdir().expect("dir");
+    let name = adapter.name();
+    let store = adapter.open(&dir).await;
+    let campaign = started_campaign(&*store, 1).await;
+    let reason = PauseReason::carrier_refused(Some(21210), "not verified".into());
+    assert!(
+        store
+            .pause_for_carrier(campaign, reason.clone(), Utc::now())
+            .await
+            .expect("pause"),
+        "{name}"
+    );
+    let paused = store
+        .get_campaign(campaign)
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!(paused.pause_reason.as_ref(), Some(&reason), "{name}");
+    assert!(
+        !store
+            .pause_for_carrier(campaign, reason, Utc::now())
+            .await
+            .expect("pause again"),
+        "{name}: only a running campaign"
+    );
+    store
+        .transition_campaign(campaign, StatusAction::Start, Utc::now())
+        .await
+        .expect("start");
+    let started = store
+        .get_campaign(campaign)
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!(started.pause_reason, None, "{name}");
+}
+
+/// A heartbeat answers with the store's clock, which rules are judged on.
+async fn a_heartbeat_reads_the_stores_clock(adapter: StoreAdapter) {
+    let dir = tempfile::tempdir().expect("dir");
+    let name = adapter.name();
+    let store = adapter.open(&dir).await;
+    let before = Utc::now();
+    let read = store.heartbeat(InstanceId::new()).await.expect("heartbeat");
+    let after = Utc::now();
+    // The test's host is the store's here: the reading falls between the two.
+    assert!(
+        read >= before - chrono::TimeDelta::seconds(1)
+            && read <= after + chrono::TimeDelta::seconds(1),
+        "{name}: {before} <= {read} <= {after}"
+    );
+}
+
 /// The dialer checks the campaign at the moment of dialing: a pause or complete after the
 /// claim hands the attempt back unspent (a completed campaign cancels the call).
 async fn begin_checks_the_campaign_at_the_moment_of_dialing(adapter: StoreAdapter) {
@@ -2053,6 +2233,9 @@ contract_suite!(
         claims_admit_only_free_slots,
         a_number_has_one_live_call,
         begin_checks_the_campaign_at_the_moment_of_dialing,
+        a_begun_attempt_is_checked_again_before_each_create,
+        the_carrier_pauses_a_campaign_with_its_reason,
+        a_heartbeat_reads_the_stores_clock,
         a_new_retry_budget_reaches_waiting_calls,
         backlog_holds_finished_attempts_until_forgotten,
         keys_and_the_audit_log,
