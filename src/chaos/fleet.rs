@@ -50,7 +50,7 @@ pub fn now_ns() -> u128 {
         .map_or(0, |d| d.as_nanos())
 }
 
-fn free_port() -> Result<u16, ChaosError> {
+pub fn free_port() -> Result<u16, ChaosError> {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .map(|address| address.port())
@@ -102,10 +102,23 @@ impl Fleet {
         dials: bool,
         skew_secs: i64,
     ) -> Result<(), ChaosError> {
+        self.start_on(name, roles, dials, skew_secs, free_port()?)
+            .await
+    }
+
+    /// `start` on a listener port chosen beforehand (one the carrier's callbacks name).
+    pub async fn start_on(
+        &mut self,
+        name: &str,
+        roles: &str,
+        dials: bool,
+        skew_secs: i64,
+        port: u16,
+    ) -> Result<(), ChaosError> {
         let member = Member {
             name: name.to_owned(),
             roles: roles.to_owned(),
-            port: free_port()?,
+            port,
             skew_secs,
             dials,
             child: None,

@@ -13,6 +13,10 @@
 //! - `invariant`: every statistics read keeps `total = pending + in_progress + done`;
 //! - `survived`: no process exited by itself, and each stops cleanly on SIGTERM.
 //!
+//! `carrier-sigkill` dials through the carrier simulator instead of the mock (its journal is
+//! the carrier's own record of the calls it created): creates hang past the client's timeout
+//! and the account's credentials are refused on and off while a dialing process is killed.
+//!
 //! It prints a table (scenario × check) and fails if any check misses.
 
 pub mod checks;
@@ -68,10 +72,11 @@ pub enum Scenario {
     BrokerHang,
     ClockSkew,
     EmbeddedStall,
+    CarrierKill,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 13] = [
+    pub const ALL: [Scenario; 14] = [
         Self::Baseline,
         Self::KillCall,
         Self::KillScheduler,
@@ -85,6 +90,7 @@ impl Scenario {
         Self::BrokerHang,
         Self::ClockSkew,
         Self::EmbeddedStall,
+        Self::CarrierKill,
     ];
 
     pub fn name(self) -> &'static str {
@@ -102,6 +108,7 @@ impl Scenario {
             Self::BrokerHang => "broker-down",
             Self::ClockSkew => "clock-skew",
             Self::EmbeddedStall => "embedded-writer-stall",
+            Self::CarrierKill => "carrier-sigkill",
         }
     }
 
@@ -353,6 +360,11 @@ async fn run_in(
         ]);
         Some(cluster)
     };
+    let carrier = if scenario == Scenario::CarrierKill {
+        Some(Carrier::start(dir, &mut env).await?)
+    } else {
+        None
+    };
     let mut fleet = Fleet::new(dir, env)?;
     let skew = |secs: i64| {
         if scenario == Scenario::ClockSkew {
@@ -368,9 +380,12 @@ async fn run_in(
         // scheduler's too. A process under libfaketime that cannot reach the broker at all is
         // a limit of the tool, reported as a skip, not a pass.
         let scheduler_skew = if args.quick { 0 } else { skew(90) };
+        let api_port = carrier
+            .as_ref()
+            .map_or(fleet::free_port(), |c| Ok(c.api_port))?;
         let started = async {
             fleet
-                .start("api", "api,scheduler", false, scheduler_skew)
+                .start_on("api", "api,scheduler", false, scheduler_skew, api_port)
                 .await?;
             fleet.start("call-a", "call", true, skew(90)).await
         }
@@ -431,7 +446,10 @@ async fn run_in(
     let completed = follow.all_completed(&client, &campaigns).await;
     let recorded = recorded_calls(&client, &campaigns).await;
     let survived = fleet.stop_all(Duration::from_secs(30)).await;
-    let journals = fleet.journals();
+    let mut journals = fleet.journals();
+    if let Some(carrier) = carrier {
+        journals.push(carrier.stop());
+    }
     drop(cluster);
     Ok(verdicts(
         &workload, &campaigns, &journals, recorded, completed, &follow, survived,
@@ -495,7 +513,7 @@ async fn inject(
 ) -> Result<(), ChaosError> {
     match scenario {
         Scenario::Baseline | Scenario::ClockSkew => {}
-        Scenario::KillCall => fleet.kill("call-a").await?,
+        Scenario::KillCall | Scenario::CarrierKill => fleet.kill("call-a").await?,
         Scenario::KillScheduler => {
             fleet.kill("api").await?;
             tokio::time::sleep(Duration::from_secs(1)).await;
@@ -771,4 +789,118 @@ fn verdicts(
         Verdict::of(survived.is_empty(), format!("{survived:?}")),
     );
     out
+}
+
+/// The carrier simulator a scenario dials through: the processes' settings point at it, it
+/// keeps its journal of the calls it created, and it refuses the account's credentials on and
+/// off until stopped.
+struct Carrier {
+    sim: crate::carrier_sim::CarrierSim,
+    journal: std::path::PathBuf,
+    api_port: u16,
+    flapping: tokio::task::JoinHandle<()>,
+}
+
+impl Carrier {
+    const SID: &'static str = "AC000000000000000000000000000c4a05";
+    const TOKEN: &'static str = "chaos-carrier-token";
+
+    async fn start(
+        dir: &std::path::Path,
+        env: &mut Vec<(String, String)>,
+    ) -> Result<Self, ChaosError> {
+        use crate::carrier_sim::{CarrierSim, SimConfig};
+        let journal = dir.join("carrier.journal");
+        let config = SimConfig {
+            account_sid: Self::SID.into(),
+            auth_token: Self::TOKEN.into(),
+            ring: (Duration::from_millis(50), Duration::from_millis(200)),
+            talk: (Duration::from_millis(200), Duration::from_millis(800)),
+            // Creates whose answer comes after the client gave up: each is looked up.
+            hang_rate: 0.2,
+            hang_for: Duration::from_secs(2),
+            journal: Some(journal.clone()),
+            seed: Some(7),
+            ..SimConfig::default()
+        };
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")
+            .map_err(|err| ChaosError::Setup(format!("carrier port: {err}")))?;
+        let sim = CarrierSim::start(config, listener)
+            .await
+            .map_err(|err| ChaosError::Setup(format!("carrier simulator: {err}")))?;
+        let api_port = fleet::free_port()?;
+        env.extend(
+            [
+                ("OUTBOUND__TELEPHONY__PROVIDER", "twilio".to_owned()),
+                ("OUTBOUND__TELEPHONY__TWILIO__API_BASE", sim.url()),
+                (
+                    "OUTBOUND__TELEPHONY__TWILIO__ACCOUNT_SID",
+                    Self::SID.to_owned(),
+                ),
+                (
+                    "OUTBOUND__TELEPHONY__TWILIO__AUTH_TOKEN",
+                    Self::TOKEN.to_owned(),
+                ),
+                (
+                    "OUTBOUND__TELEPHONY__TWILIO__FROM",
+                    "+15555550100".to_owned(),
+                ),
+                (
+                    "OUTBOUND__TELEPHONY__TWILIO__PUBLIC_URL",
+                    format!("http://127.0.0.1:{api_port}"),
+                ),
+                ("OUTBOUND__TELEPHONY__TWILIO__CPS", "200".to_owned()),
+                (
+                    "OUTBOUND__TELEPHONY__TWILIO__RING_TIMEOUT",
+                    "15s".to_owned(),
+                ),
+                (
+                    "OUTBOUND__TELEPHONY__TWILIO__LOOKUP_AFTER",
+                    "500ms".to_owned(),
+                ),
+                (
+                    "OUTBOUND__TELEPHONY__TWILIO__REQUEST_TIMEOUT",
+                    "800ms".to_owned(),
+                ),
+                (
+                    "OUTBOUND__TELEPHONY__TWILIO__PLACE_DEADLINE",
+                    "5s".to_owned(),
+                ),
+                (
+                    "OUTBOUND__TELEPHONY__TWILIO__PROBE_INTERVAL",
+                    "300ms".to_owned(),
+                ),
+            ]
+            .into_iter()
+            .map(|(key, value)| (key.to_owned(), value)),
+        );
+        let flapping = {
+            let sim = sim.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_millis(2_000)).await;
+                    sim.set_auth_token("chaos-refused-for-a-while");
+                    tokio::time::sleep(Duration::from_millis(700)).await;
+                    sim.set_auth_token(Self::TOKEN);
+                }
+            })
+        };
+        Ok(Self {
+            sim,
+            journal,
+            api_port,
+            flapping,
+        })
+    }
+
+    /// Stops the simulator; its journal, the carrier's record of every call it created.
+    fn stop(self) -> JournalText {
+        self.flapping.abort();
+        self.sim.stop();
+        JournalText {
+            text: std::fs::read_to_string(&self.journal).unwrap_or_default(),
+            ahead_ns: 0,
+            open_until: fleet::now_ns(),
+        }
+    }
 }
