@@ -57,10 +57,22 @@ pub struct AppContext {
 /// The store's clock as a process reads it: calling hours, restricted periods and cap windows
 /// are judged on it (telephony.md "One clock for rules"), so a host whose own clock is off
 /// dials no earlier and no more often. Until a heartbeat has read it, this host's clock.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct StoreClock {
     /// Milliseconds the store's clock is ahead of this host's.
     offset_ms: std::sync::atomic::AtomicI64,
+    /// The shortest round trip of a reading so far: a reading much slower (a busy pool) says
+    /// less about when the store read its clock, and is not taken.
+    best_rtt_ms: std::sync::atomic::AtomicI64,
+}
+
+impl Default for StoreClock {
+    fn default() -> Self {
+        Self {
+            offset_ms: std::sync::atomic::AtomicI64::new(0),
+            best_rtt_ms: std::sync::atomic::AtomicI64::new(i64::MAX),
+        }
+    }
 }
 
 impl StoreClock {
@@ -74,11 +86,22 @@ impl StoreClock {
     /// A reading of the store's clock, `store`, by a request sent at `sent` and answered at
     /// `answered` (this host's clock): the store read it about halfway.
     pub fn observe(&self, sent: DateTime<Utc>, store: DateTime<Utc>, answered: DateTime<Utc>) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let rtt = (answered - sent).num_milliseconds().max(0);
+        let best = self.best_rtt_ms.fetch_min(rtt, Relaxed).min(rtt);
+        if rtt > best.saturating_mul(2).saturating_add(50) {
+            return;
+        }
         let midway = sent + (answered - sent) / 2;
-        self.offset_ms.store(
-            (store - midway).num_milliseconds(),
-            std::sync::atomic::Ordering::Relaxed,
-        );
+        self.offset_ms
+            .store((store - midway).num_milliseconds(), Relaxed);
+    }
+
+    /// An instant on the store's clock, as this host's clock reads it.
+    pub fn to_host(&self, at: DateTime<Utc>) -> DateTime<Utc> {
+        at - chrono::TimeDelta::milliseconds(
+            self.offset_ms.load(std::sync::atomic::Ordering::Relaxed),
+        )
     }
 }
 

@@ -748,8 +748,11 @@ pub trait CallCounts: Send + Sync + 'static {
 pub struct PlacedAttempt {
     pub key: AttemptKey,
     pub phone_number: PhoneNumber,
-    /// When the dialer began placing it: a call the carrier created for it is no older.
+    /// When the dialer began placing it, on this host's clock: a call the carrier created
+    /// for it is no older.
     pub placed_at: DateTime<Utc>,
+    /// The carrier's ids of the call's other attempts, never taken for this one.
+    pub other_sids: Vec<String>,
     /// The carrier's id, if the create's answer was recorded.
     pub sid: Option<String>,
 }
@@ -825,8 +828,6 @@ pub struct CarrierCallback {
     pub at: DateTime<Utc>,
     /// When the attempt began, as its callback URL names it.
     pub attempt_started_at: Option<DateTime<Utc>>,
-    /// The caller ID the call presented (`From`).
-    pub from: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

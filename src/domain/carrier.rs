@@ -89,6 +89,9 @@ pub struct CarrierCall {
     /// The carrier's error code (a rejected create, or `ErrorCode` of a failed call).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error_code: Option<u32>,
+    /// The caller ID the call presented (`From`), as the carrier reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caller_id: Option<String>,
 }
 
 /// SIP answers to a failed call that mean the number cannot be reached at all.
@@ -152,6 +155,7 @@ mod tests {
             answered_by: by.map(str::to_owned),
             duration_secs: Some(3),
             error_code: None,
+            caller_id: None,
         }
     }
 

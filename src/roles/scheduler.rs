@@ -85,6 +85,23 @@ impl Scheduler {
     /// What becomes of placed orphans: the carrier's answer where it keeps records (a lookup),
     /// else the attempt is lost; the second list holds the attempts the carrier never created.
     /// One live at the carrier, or one the carrier could not be asked about, stays as it is.
+    /// The carrier's ids of an orphan's other attempts (empty if they cannot be read now: the
+    /// time window still bounds the lookup).
+    async fn other_sids(&self, orphan: &OrphanedAttempt) -> Vec<String> {
+        match self.ctx.store.get_call(orphan.call_id).await {
+            Ok(Some((_, attempts))) => attempts
+                .into_iter()
+                .filter(|other| other.attempt != orphan.attempt)
+                .filter_map(|other| other.carrier.and_then(|carrier| carrier.sid))
+                .collect(),
+            Ok(None) => Vec::new(),
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot read an orphan's other attempts");
+                Vec::new()
+            }
+        }
+    }
+
     async fn settle_placed(
         &self,
         placed: &[OrphanedAttempt],
@@ -114,6 +131,12 @@ impl Scheduler {
         let answers: Vec<(OrphanedAttempt, Result<Lookup, ProviderError>)> =
             futures::stream::iter(due)
                 .map(|orphan| async move {
+                    // A lookup by number must never take another attempt's call for this one.
+                    let other_sids = if orphan.sid.is_some() {
+                        Vec::new()
+                    } else {
+                        self.other_sids(&orphan).await
+                    };
                     let attempt = PlacedAttempt {
                         key: AttemptKey {
                             campaign_id: orphan.campaign_id,
@@ -121,8 +144,11 @@ impl Scheduler {
                             attempt: orphan.attempt,
                         },
                         phone_number: orphan.phone_number.clone(),
-                        placed_at: orphan.placed_at.unwrap_or(now),
+                        // Placed on the store's clock; the carrier's is compared with this
+                        // host's.
+                        placed_at: self.ctx.clock.to_host(orphan.placed_at.unwrap_or(now)),
                         sid: orphan.sid.clone(),
+                        other_sids,
                     };
                     let answer = self.ctx.provider.lookup(&attempt).await;
                     (orphan, answer)
@@ -168,11 +194,10 @@ impl Scheduler {
                     });
                     continue;
                 }
+                // Ended now, as the engine records it: never the carrier's clock.
                 Ok(Lookup::Ended {
-                    carrier,
-                    outcome,
-                    ended_at,
-                }) => (outcome, ended_at, Some(carrier)),
+                    carrier, outcome, ..
+                }) => (outcome, now, Some(carrier)),
                 Ok(Lookup::Live(carrier)) => {
                     tracing::info!(call_id = %orphan.call_id, sid = carrier.sid.as_deref().unwrap_or(""), "orphaned call still live at the carrier");
                     let mut live = self
@@ -405,6 +430,16 @@ impl Scheduler {
         // never turn its live calls into lost ones.
         orphans.retain(|orphan| {
             orphan.owner != Some(self.ctx.instance) && orphan.owner != Some(self.ctx.dialer)
+        });
+        // A dead dialer's attempt whose create was never answered may still be created until
+        // `place_deadline + request_timeout` after it began (a frozen dialer wakes up): it is
+        // not concluded uncreated before then, however soon placed calls are looked up.
+        let unanswered =
+            chrono::Duration::from_std(self.ctx.settings.telephony.unanswered_create())
+                .unwrap_or(chrono::TimeDelta::MAX);
+        orphans.retain(|orphan| {
+            let unanswered_create = orphan.placed && orphan.sid.is_none() && orphan.owner.is_some();
+            !unanswered_create || orphan.placed_at.is_none_or(|at| at <= now - unanswered)
         });
         if orphans.is_empty() {
             return Ok(0);

@@ -15,6 +15,7 @@ use tracing::{info_span, Instrument};
 
 use crate::context::AppContext;
 use crate::domain::call::{AttemptOutcome, NextStep};
+use crate::domain::carrier::blocked;
 use crate::metrics::metrics;
 use crate::ports::{AppliedReport, AttemptReport, BusError, StoreError, Subscription, Topic};
 use crate::roles::export::TimelineExporter;
@@ -91,6 +92,13 @@ impl StatusWorker {
                 _ => "failed",
             };
             metrics().outcomes.with_label_values(&[label]).inc();
+            // Counted once per attempt, where its outcome is first recorded.
+            if let Some(carrier) = status.carrier.as_ref().filter(|c| blocked(c).is_some()) {
+                metrics()
+                    .blocked_calls
+                    .with_label_values(&[carrier.caller_id.as_deref().unwrap_or("")])
+                    .inc();
+            }
             if let NextStep::RetryAt(due_at) = step {
                 retries.push(messages::encode(
                     applied.campaign_id.to_string(),

@@ -103,6 +103,7 @@ impl CallbackVerifier for TwilioCallbacks {
             answered_by: field(&params, "AnsweredBy").map(str::to_owned),
             duration_secs: number("CallDuration"),
             error_code: number("ErrorCode").and_then(|c| u32::try_from(c).ok()),
+            caller_id: field(&params, "From").map(str::to_owned),
         };
         // When it arrived, on the engine's clock: the carrier's `Timestamp` is on its own,
         // and a carrier clock that is off must move no backoff and no cap window.
@@ -119,7 +120,6 @@ impl CallbackVerifier for TwilioCallbacks {
             ),
         };
         Ok(CarrierCallback {
-            from: field(&params, "From").map(str::to_owned),
             attempt_started_at,
             key,
             policy,

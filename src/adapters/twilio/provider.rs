@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use chrono::{DateTime, SubsecRound, Utc};
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
 use super::{callback_url, TwilioConfig};
@@ -84,6 +84,8 @@ struct CallResource {
     date_created: Option<String>,
     #[serde(default)]
     end_time: Option<String>,
+    #[serde(default)]
+    from: Option<String>,
 }
 
 impl CallResource {
@@ -95,6 +97,7 @@ impl CallResource {
             answered_by: self.answered_by.clone().filter(|by| !by.is_empty()),
             duration_secs: self.duration.as_deref().and_then(|d| d.parse().ok()),
             error_code: None,
+            caller_id: self.from.clone().filter(|from| !from.is_empty()),
         }
     }
 
@@ -196,7 +199,8 @@ impl Credentials {
 }
 
 /// The carrier's clock as the engine reads it from the calls it creates: `date_created` (on
-/// the carrier's clock, in whole seconds) minus when the create was sent.
+/// the carrier's clock, in whole seconds) minus when the create's answer arrived, a lower bound
+/// of how far the carrier's clock is ahead.
 #[derive(Default)]
 struct CarrierClock {
     /// Milliseconds the carrier's clock is ahead, once `known` (a create was answered).
@@ -211,9 +215,9 @@ impl CarrierClock {
             .then(|| chrono::TimeDelta::milliseconds(self.offset_ms.load(Ordering::Acquire)))
     }
 
-    fn read(&self, sent: DateTime<Utc>, created: Option<DateTime<Utc>>) {
+    fn read(&self, answered: DateTime<Utc>, created: Option<DateTime<Utc>>) {
         if let Some(created) = created {
-            let offset = (created - sent).num_milliseconds();
+            let offset = (created - answered).num_milliseconds();
             self.offset_ms.store(offset, Ordering::Release);
             self.known.store(true, Ordering::Release);
         }
@@ -310,9 +314,6 @@ impl Inner {
 
     async fn create(&self, request: &DialRequest) -> Created {
         let started = Instant::now();
-        // Rounded down to the second, as the carrier's date_created is: the offset read from
-        // it errs by less than a second plus the round trip.
-        let sent_at = Utc::now().trunc_subsecs(0);
         let sent = self
             .client
             .post(format!("{}/Calls.json", self.account_url()))
@@ -334,7 +335,10 @@ impl Inner {
                 match status {
                     200 | 201 => match serde_json::from_slice::<CallResource>(&body) {
                         Ok(call) => {
-                            self.clock.read(sent_at, call.created_at());
+                            // Stamped by the carrier before it answered, in whole seconds:
+                            // `date_created - answered` never exceeds the true offset, so a
+                            // lookup's window built on it only widens, never misses a call.
+                            self.clock.read(Utc::now(), call.created_at());
                             Created::Placed(call.carrier())
                         }
                         // Created, but the answer cannot be read: look the call up.
@@ -543,12 +547,15 @@ impl Inner {
         });
     }
 
-    async fn credentials_accepted(&self) {
+    /// Waits until the carrier accepts the credentials; true if it had to wait.
+    async fn credentials_accepted(&self) -> bool {
+        let mut waited = false;
         loop {
             let accepted = self.credentials.accepted.notified();
             if self.credentials.refusal().is_none() {
-                return;
+                return waited;
             }
+            waited = true;
             // A missed wake-up costs at most a second.
             let _ = tokio::time::timeout(Duration::from_secs(1), accepted).await;
         }
@@ -606,6 +613,7 @@ impl Inner {
         let mut paced = true;
         let began = Utc::now();
         let deadline = tokio::time::Instant::now() + self.config.place_deadline;
+        let give_up = deadline + self.config.request_timeout;
         let floor = Duration::from_secs_f64(1.0 / self.config.cps).max(Duration::from_millis(50));
         let mut throttle_wait = floor;
         let mut retry_wait = floor;
@@ -644,16 +652,31 @@ impl Inner {
                         tracing::info!(reason = %why, "ambiguous create resolved: no call was created");
                         unresolved = None;
                     }
-                    Err(err) => {
+                    Err(err) if tokio::time::Instant::now() < give_up => {
                         tracing::warn!(error = %err, "cannot resolve an ambiguous create yet");
                         tokio::time::sleep(retry_wait).await;
                         retry_wait = (retry_wait * 2).min(LOOKUP_CEILING);
                         continue;
                     }
+                    // The carrier cannot be asked for long: the call may exist, so it is
+                    // handed over as placed, with no sid, and the scheduler's lookups (by
+                    // number) settle it; this dialer holds nothing meanwhile.
+                    Err(err) => {
+                        tracing::warn!(error = %err, "ambiguous create still unresolved: handing it over for lookup");
+                        let _ = events.send(ProviderEvent::Placed {
+                            request,
+                            carrier: CarrierCall::default(),
+                        });
+                        return;
+                    }
                 }
             }
             let ready = async {
-                self.credentials_accepted().await;
+                // Every dial that waited for the credentials would go out at once when they
+                // come back: each takes a fresh turn of the account's pace instead.
+                if self.credentials_accepted().await {
+                    paced = false;
+                }
                 if !paced {
                     self.paced().await;
                 }
@@ -797,7 +820,11 @@ impl TelephonyProvider for TwilioProvider {
             Some(sid) => self.inner.fetch(sid).await?,
             None => {
                 self.inner
-                    .find(&attempt.phone_number, attempt.placed_at, &[])
+                    .find(
+                        &attempt.phone_number,
+                        attempt.placed_at,
+                        &attempt.other_sids,
+                    )
                     .await?
             }
         };

@@ -7,11 +7,9 @@
 use actix_web::error::PayloadError;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use chrono::Utc;
 
 use super::error::{ApiError, ErrorBody};
 use crate::context::AppContext;
-use crate::domain::carrier::blocked;
 use crate::metrics::metrics;
 use crate::ports::{CallbackError, Topic};
 use crate::roles::messages::{self, StatusMessage};
@@ -79,7 +77,7 @@ pub async fn twilio_status(
             "no carrier sends callbacks here: telephony.provider is not twilio",
         ));
     };
-    let callback = match verifier.verify(req.query_string(), &body, signature, Utc::now()) {
+    let callback = match verifier.verify(req.query_string(), &body, signature, ctx.clock.now()) {
         Ok(callback) => callback,
         Err(CallbackError::BadSignature) => {
             counted("bad_signature");
@@ -137,12 +135,6 @@ pub async fn twilio_status(
             .with_label_values(&[status.as_str()])
             .inc();
     }
-    if blocked(&callback.carrier).is_some() {
-        metrics()
-            .blocked_calls
-            .with_label_values(&[callback.from.as_deref().unwrap_or("")])
-            .inc();
-    }
     let status = StatusMessage {
         v: messages::VERSION,
         call_id: callback.key.call_id,
@@ -163,7 +155,7 @@ pub async fn twilio_status(
     // status to a bus outage, record it here, as the status role would (idempotently).
     tracing::warn!(error = %err, "cannot hand a status callback to the bus; recording it here");
     match StatusWorker::new(ctx.get_ref().clone())
-        .process_batch(&[status], Utc::now())
+        .process_batch(&[status], ctx.clock.now())
         .await
     {
         // Recorded; only the wake-ups it sends after could not go out, and the scheduler's
