@@ -356,21 +356,73 @@ async fn write_decisions<T>(
     Ok(())
 }
 
+/// Which decision a batch of held attempts gets: the dialer's begin, or its check right before
+/// a create of an attempt it began.
+#[derive(Clone, Copy)]
+enum Decision {
+    Begin { owner: InstanceId },
+    Recheck { dialer: InstanceId },
+}
+
 pub(super) async fn begin(
     store: &PgStore,
     attempts: &[HeldAttempt],
     owner: InstanceId,
     now: DateTime<Utc>,
 ) -> Result<Vec<Begin>, StoreError> {
+    decide(store, attempts.to_vec(), Decision::Begin { owner }, now).await
+}
+
+pub(super) async fn recheck(
+    store: &PgStore,
+    attempts: &[AttemptKey],
+    dialer: InstanceId,
+    now: DateTime<Utc>,
+) -> Result<Vec<Begin>, StoreError> {
+    let held = attempts
+        .iter()
+        .map(|key| HeldAttempt {
+            key: *key,
+            holder: Some(dialer),
+        })
+        .collect();
+    decide(store, held, Decision::Recheck { dialer }, now).await
+}
+
+/// Decides each attempt with the dialer's check at `now` and writes the answers in one
+/// transaction: begun attempts placed and owned by the dialer, refused ones back unspent, and
+/// dialed attempts' entries in their numbers' log at `now`.
+async fn decide(
+    store: &PgStore,
+    attempts: Vec<HeldAttempt>,
+    decision: Decision,
+    now: DateTime<Utc>,
+) -> Result<Vec<Begin>, StoreError> {
     if attempts.is_empty() {
         return Ok(Vec::new());
     }
-    let attempts = attempts.to_vec();
     let policy = store.compliance.clone();
     store
         .transaction(move |conn| {
             async move {
                 let mut current = lock_held_calls(conn, &attempts).await?;
+                if let Decision::Recheck { dialer } = decision {
+                    // The attempts' own entries would count against their own caps.
+                    for held in &attempts {
+                        let Some(facts) = current.get(&held.key.call_id.to_string()) else {
+                            continue;
+                        };
+                        if facts.call.is_placing(held.key.attempt, dialer) {
+                            diesel::sql_query(FORGET_NUMBER_ATTEMPT.postgres())
+                                .bind::<Text, _>(&facts.phone_number)
+                                .bind::<Text, _>(held.key.call_id.to_string())
+                                .bind::<Integer, _>(held.key.attempt as i32)
+                                .prepared()
+                                .execute(conn)
+                                .await?;
+                        }
+                    }
+                }
                 let prior = prior_attempts(conn, current.values(), now).await?;
                 let mut decisions = Decisions::new(attempts.len());
                 // Calls held back by a calling rule, with the instant they may be dialed.
@@ -380,19 +432,30 @@ pub(super) async fn begin(
                 for held in &attempts {
                     let entry = current.get_mut(&held.key.call_id.to_string());
                     let answer = match (entry, held.holder) {
-                        (Some(facts), Some(claimer)) => {
+                        (Some(facts), Some(holder)) => {
                             let numbers_prior = prior
                                 .get(&facts.phone_number)
                                 .map_or(&[][..], Vec::as_slice);
                             let check = facts.check(&policy, numbers_prior);
                             let call = &mut facts.call;
-                            let answer = call.begin(held.key.attempt, claimer, &check, now);
+                            let answer = match decision {
+                                Decision::Begin { .. } => {
+                                    call.begin(held.key.attempt, holder, &check, now)
+                                }
+                                Decision::Recheck { dialer } => {
+                                    call.recheck(held.key.attempt, dialer, &check, now)
+                                }
+                            };
                             match answer {
                                 Begin::Dial => {
-                                    decisions.dial.push((
-                                        held.key.campaign_id.to_string(),
-                                        held.key.call_id.to_string(),
-                                    ));
+                                    if let Decision::Begin { .. } = decision {
+                                        decisions.dial.push((
+                                            held.key.campaign_id.to_string(),
+                                            held.key.call_id.to_string(),
+                                        ));
+                                        // A duplicate later in the batch finds it placed.
+                                        call.placed = true;
+                                    }
                                     dialed.push((
                                         facts.phone_number.clone(),
                                         to_ms(now),
@@ -400,8 +463,6 @@ pub(super) async fn begin(
                                         held.key.call_id.to_string(),
                                         held.key.attempt as i32,
                                     ));
-                                    // A duplicate later in the batch finds it placed.
-                                    call.placed = true;
                                 }
                                 Begin::Forbidden => {
                                     decisions.release(held, call.forbid());
@@ -426,115 +487,11 @@ pub(super) async fn begin(
                     };
                     decisions.answers.push(answer);
                 }
-                write_decisions(conn, &decisions, Some(owner), now).await?;
-                record_dialed(conn, &dialed).await?;
-                for (campaign_id, call_id) in &forbidden {
-                    diesel::sql_query(FORBID_CALL.postgres())
-                        .bind::<Text, _>(call_id)
-                        .prepared()
-                        .execute(conn)
-                        .await?;
-                    complete_if_finished(conn, campaign_id, now).await?;
-                }
-                for (call_id, until) in holds {
-                    diesel::sql_query(HOLD_CALL.postgres())
-                        .bind::<BigInt, _>(until)
-                        .bind::<Text, _>(call_id)
-                        .prepared()
-                        .execute(conn)
-                        .await?;
-                }
-                Ok(decisions.answers)
-            }
-            .boxed()
-        })
-        .await
-}
-
-pub(super) async fn recheck(
-    store: &PgStore,
-    attempts: &[AttemptKey],
-    dialer: InstanceId,
-    now: DateTime<Utc>,
-) -> Result<Vec<Begin>, StoreError> {
-    if attempts.is_empty() {
-        return Ok(Vec::new());
-    }
-    let attempts: Vec<HeldAttempt> = attempts
-        .iter()
-        .map(|key| HeldAttempt {
-            key: *key,
-            holder: Some(dialer),
-        })
-        .collect();
-    let policy = store.compliance.clone();
-    store
-        .transaction(move |conn| {
-            async move {
-                let current = lock_held_calls(conn, &attempts).await?;
-                // The attempts' own entries would count against their own caps.
-                let placing: Vec<&HeldAttempt> = attempts
-                    .iter()
-                    .filter(|held| {
-                        current
-                            .get(&held.key.call_id.to_string())
-                            .is_some_and(|facts| facts.call.is_placing(held.key.attempt, dialer))
-                    })
-                    .collect();
-                for held in &placing {
-                    if let Some(facts) = current.get(&held.key.call_id.to_string()) {
-                        diesel::sql_query(FORGET_NUMBER_ATTEMPT.postgres())
-                            .bind::<Text, _>(&facts.phone_number)
-                            .bind::<Text, _>(held.key.call_id.to_string())
-                            .bind::<Integer, _>(held.key.attempt as i32)
-                            .prepared()
-                            .execute(conn)
-                            .await?;
-                    }
-                }
-                let prior = prior_attempts(conn, current.values(), now).await?;
-                let mut decisions = Decisions::new(attempts.len());
-                let mut holds: Vec<(String, i64)> = Vec::new();
-                let mut forbidden: Vec<(String, String)> = Vec::new();
-                let mut dialed: Vec<(String, i64, String, String, i32)> = Vec::new();
-                for held in &attempts {
-                    let answer = match current.get(&held.key.call_id.to_string()) {
-                        Some(facts) => {
-                            let numbers_prior = prior
-                                .get(&facts.phone_number)
-                                .map_or(&[][..], Vec::as_slice);
-                            let check = facts.check(&policy, numbers_prior);
-                            let answer = facts.call.recheck(held.key.attempt, dialer, &check, now);
-                            match answer {
-                                Begin::Dial => dialed.push((
-                                    facts.phone_number.clone(),
-                                    to_ms(now),
-                                    held.key.campaign_id.to_string(),
-                                    held.key.call_id.to_string(),
-                                    held.key.attempt as i32,
-                                )),
-                                Begin::Forbidden => {
-                                    decisions.release(held, facts.call.forbid());
-                                    forbidden.push((
-                                        held.key.campaign_id.to_string(),
-                                        held.key.call_id.to_string(),
-                                    ));
-                                }
-                                Begin::Held(reason) => {
-                                    decisions.release(held, facts.call.release_unchecked());
-                                    if let Some(until) = reason.until {
-                                        holds.push((held.key.call_id.to_string(), to_ms(until)));
-                                    }
-                                }
-                                Begin::Stale => {}
-                            }
-                            answer
-                        }
-                        None => Begin::Stale,
-                    };
-                    decisions.answers.push(answer);
-                }
-                write_decisions(conn, &decisions, None, now).await?;
+                let owner = match decision {
+                    Decision::Begin { owner } => Some(owner),
+                    Decision::Recheck { .. } => None,
+                };
+                write_decisions(conn, &decisions, owner, now).await?;
                 record_dialed(conn, &dialed).await?;
                 for (campaign_id, call_id) in &forbidden {
                     diesel::sql_query(FORBID_CALL.postgres())

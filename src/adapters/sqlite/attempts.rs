@@ -126,16 +126,51 @@ fn free_number(conn: &mut SqliteConnection, call_id: CallId) -> Result<(), Failu
     Ok(())
 }
 
+/// Which decision a batch of held attempts gets: the dialer's begin, or its check right before
+/// a create of an attempt it began.
+#[derive(Clone, Copy)]
+enum Decision {
+    Begin { owner: InstanceId },
+    Recheck { dialer: InstanceId },
+}
+
 pub(super) async fn begin(
     store: &SqliteStore,
     attempts: &[HeldAttempt],
     owner: InstanceId,
     now: DateTime<Utc>,
 ) -> Result<Vec<Begin>, StoreError> {
+    decide(store, attempts.to_vec(), Decision::Begin { owner }, now).await
+}
+
+pub(super) async fn recheck(
+    store: &SqliteStore,
+    attempts: &[AttemptKey],
+    dialer: InstanceId,
+    now: DateTime<Utc>,
+) -> Result<Vec<Begin>, StoreError> {
+    let held = attempts
+        .iter()
+        .map(|key| HeldAttempt {
+            key: *key,
+            holder: Some(dialer),
+        })
+        .collect();
+    decide(store, held, Decision::Recheck { dialer }, now).await
+}
+
+/// Decides each attempt with the dialer's check at `now` and writes the answer: a begun
+/// attempt is placed and owned by the dialer, a refused one goes back unspent (`hand_back`),
+/// and a dialed attempt's entry in its number's log is at `now`.
+async fn decide(
+    store: &SqliteStore,
+    attempts: Vec<HeldAttempt>,
+    decision: Decision,
+    now: DateTime<Utc>,
+) -> Result<Vec<Begin>, StoreError> {
     if attempts.is_empty() {
         return Ok(Vec::new());
     }
-    let attempts = attempts.to_vec();
     let policy = store.compliance.clone();
     store
         .write(move |conn| {
@@ -155,25 +190,40 @@ pub(super) async fn begin(
                     continue;
                 };
                 let facts = BeginFacts::try_from(row)?;
+                if let Decision::Recheck { dialer } = decision {
+                    if !facts.call.is_placing(held.key.attempt, dialer) {
+                        answers.push(Begin::Stale);
+                        continue;
+                    }
+                    // The attempt's own entry would count against its own caps.
+                    forget_number_attempt(conn, &facts.phone_number, &held.key)?;
+                }
                 let prior = prior_attempts(conn, &facts.phone_number, now)?;
                 let check = facts.check(&policy, &prior);
                 let call = facts.call;
-                let answer = match held.holder {
-                    Some(claimer) => call.begin(held.key.attempt, claimer, &check, now),
-                    None => Begin::Stale,
+                let answer = match (decision, held.holder) {
+                    (Decision::Begin { .. }, Some(claimer)) => {
+                        call.begin(held.key.attempt, claimer, &check, now)
+                    }
+                    (Decision::Recheck { dialer }, _) => {
+                        call.recheck(held.key.attempt, dialer, &check, now)
+                    }
+                    (Decision::Begin { .. }, None) => Begin::Stale,
                 };
                 match answer {
                     Begin::Dial => {
-                        diesel::sql_query(
-                            "UPDATE calls SET owner = ?, placed_at = ?, updated_at = ? \
-                             WHERE id = ?",
-                        )
-                        .bind::<Text, _>(owner.to_string())
-                        .bind::<BigInt, _>(to_ms(now))
-                        .bind::<BigInt, _>(to_ms(now))
-                        .bind::<Text, _>(held.key.call_id.to_string())
-                        .prepared()
-                        .execute(conn)?;
+                        if let Decision::Begin { owner } = decision {
+                            diesel::sql_query(
+                                "UPDATE calls SET owner = ?, placed_at = ?, updated_at = ? \
+                                 WHERE id = ?",
+                            )
+                            .bind::<Text, _>(owner.to_string())
+                            .bind::<BigInt, _>(to_ms(now))
+                            .bind::<BigInt, _>(to_ms(now))
+                            .bind::<Text, _>(held.key.call_id.to_string())
+                            .prepared()
+                            .execute(conn)?;
+                        }
                         diesel::sql_query(INSERT_NUMBER_ATTEMPT.sqlite())
                             .bind::<Text, _>(&facts.phone_number)
                             .bind::<BigInt, _>(to_ms(now))
@@ -237,73 +287,6 @@ fn hand_back(
         }
         Begin::Dial | Begin::Stale => Ok(StatsDelta::default()),
     }
-}
-
-pub(super) async fn recheck(
-    store: &SqliteStore,
-    attempts: &[AttemptKey],
-    dialer: InstanceId,
-    now: DateTime<Utc>,
-) -> Result<Vec<Begin>, StoreError> {
-    if attempts.is_empty() {
-        return Ok(Vec::new());
-    }
-    let attempts = attempts.to_vec();
-    let policy = store.compliance.clone();
-    store
-        .write(move |conn| {
-            let mut answers = Vec::with_capacity(attempts.len());
-            let mut deltas: BTreeMap<CampaignId, StatsDelta> = BTreeMap::new();
-            let mut complete = Vec::new();
-            for key in &attempts {
-                let rows: Vec<BeginRow> =
-                    diesel::sql_query(format!("{} WHERE c.id = ?", BEGIN_CALLS.sqlite()))
-                        .bind::<Text, _>(key.call_id.to_string())
-                        .prepared()
-                        .load(conn)?;
-                let Some(row) = rows.into_iter().next() else {
-                    answers.push(Begin::Stale);
-                    continue;
-                };
-                let facts = BeginFacts::try_from(row)?;
-                if !facts.call.is_placing(key.attempt, dialer) {
-                    answers.push(Begin::Stale);
-                    continue;
-                }
-                // The attempt's own entry would count against its own caps.
-                forget_number_attempt(conn, &facts.phone_number, key)?;
-                let prior = prior_attempts(conn, &facts.phone_number, now)?;
-                let check = facts.check(&policy, &prior);
-                let answer = facts.call.recheck(key.attempt, dialer, &check, now);
-                match answer {
-                    Begin::Dial => {
-                        diesel::sql_query(INSERT_NUMBER_ATTEMPT.sqlite())
-                            .bind::<Text, _>(&facts.phone_number)
-                            .bind::<BigInt, _>(to_ms(now))
-                            .bind::<Text, _>(key.campaign_id.to_string())
-                            .bind::<Text, _>(key.call_id.to_string())
-                            .bind::<Integer, _>(key.attempt as i32)
-                            .prepared()
-                            .execute(conn)?;
-                    }
-                    Begin::Forbidden | Begin::Held(_) => {
-                        let delta = hand_back(conn, key, &facts.call, answer, now)?;
-                        *deltas.entry(key.campaign_id).or_default() += delta;
-                        complete.push(key.campaign_id);
-                    }
-                    Begin::Stale => {}
-                }
-                answers.push(answer);
-            }
-            for (campaign_id, delta) in &deltas {
-                apply_stats(conn, *campaign_id, delta, now)?;
-            }
-            for campaign_id in complete {
-                complete_if_finished(conn, campaign_id, now)?;
-            }
-            Ok(answers)
-        })
-        .await
 }
 
 fn forget_number_attempt(
