@@ -394,6 +394,51 @@ pub enum Begin {
     Stale,
 }
 
+/// What the dialer asks the store about attempts it holds: its begin of claimed attempts, or
+/// its check, right before a create, of attempts it began. Both are the same check; they differ
+/// in whose attempt is taken and in whether it becomes placed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DialDecision {
+    Begin { owner: InstanceId },
+    Recheck { dialer: InstanceId },
+}
+
+impl DialDecision {
+    /// The answer for `attempt` of `call`, held by `holder`, at `now`.
+    pub fn answer(
+        self,
+        call: &CurrentCall,
+        attempt: u32,
+        holder: Option<InstanceId>,
+        check: &DialCheck,
+        now: DateTime<Utc>,
+    ) -> Begin {
+        match (self, holder) {
+            (Self::Begin { .. }, Some(claimer)) => call.begin(attempt, claimer, check, now),
+            (Self::Begin { .. }, None) => Begin::Stale,
+            (Self::Recheck { dialer }, _) => call.recheck(attempt, dialer, check, now),
+        }
+    }
+
+    /// Who a dialed attempt becomes owned (and placed) by: the begin's dialer; a recheck
+    /// changes nothing.
+    pub fn placed_by(self) -> Option<InstanceId> {
+        match self {
+            Self::Begin { owner } => Some(owner),
+            Self::Recheck { .. } => None,
+        }
+    }
+
+    /// The dialer whose begun attempts are checked again, whose own entries in the numbers'
+    /// log are set aside before the check (an attempt must not count against its own caps).
+    pub fn rechecking(self) -> Option<InstanceId> {
+        match self {
+            Self::Begin { .. } => None,
+            Self::Recheck { dialer } => Some(dialer),
+        }
+    }
+}
+
 /// An attempt that was never placed, handed back: the call is queued again (or canceled, if
 /// its campaign completed meanwhile) and the attempt is not counted.
 #[derive(Debug, Clone, PartialEq)]

@@ -24,7 +24,7 @@ use crate::adapters::sql::statements::{
     POSTGRES_NOW_MS, TIMELINE_BACKLOG,
 };
 use crate::adapters::sql::{as_bigint, millis, to_ms, Failure};
-use crate::domain::admission::{Begin, Release, Unspent};
+use crate::domain::admission::{Begin, DialDecision, Release, Unspent};
 use crate::domain::call::CallStatus;
 use crate::domain::carrier::CarrierCall;
 use crate::domain::ids::InstanceId;
@@ -356,21 +356,13 @@ async fn write_decisions<T>(
     Ok(())
 }
 
-/// Which decision a batch of held attempts gets: the dialer's begin, or its check right before
-/// a create of an attempt it began.
-#[derive(Clone, Copy)]
-enum Decision {
-    Begin { owner: InstanceId },
-    Recheck { dialer: InstanceId },
-}
-
 pub(super) async fn begin(
     store: &PgStore,
     attempts: &[HeldAttempt],
     owner: InstanceId,
     now: DateTime<Utc>,
 ) -> Result<Vec<Begin>, StoreError> {
-    decide(store, attempts.to_vec(), Decision::Begin { owner }, now).await
+    decide(store, attempts.to_vec(), DialDecision::Begin { owner }, now).await
 }
 
 pub(super) async fn recheck(
@@ -386,7 +378,7 @@ pub(super) async fn recheck(
             holder: Some(dialer),
         })
         .collect();
-    decide(store, held, Decision::Recheck { dialer }, now).await
+    decide(store, held, DialDecision::Recheck { dialer }, now).await
 }
 
 /// Decides each attempt with the dialer's check at `now` and writes the answers in one
@@ -395,7 +387,7 @@ pub(super) async fn recheck(
 async fn decide(
     store: &PgStore,
     attempts: Vec<HeldAttempt>,
-    decision: Decision,
+    decision: DialDecision,
     now: DateTime<Utc>,
 ) -> Result<Vec<Begin>, StoreError> {
     if attempts.is_empty() {
@@ -406,7 +398,7 @@ async fn decide(
         .transaction(move |conn| {
             async move {
                 let mut current = lock_held_calls(conn, &attempts).await?;
-                if let Decision::Recheck { dialer } = decision {
+                if let Some(dialer) = decision.rechecking() {
                     // The attempts' own entries would count against their own caps.
                     for held in &attempts {
                         let Some(facts) = current.get(&held.key.call_id.to_string()) else {
@@ -431,24 +423,18 @@ async fn decide(
                 let mut dialed: Vec<(String, i64, String, String, i32)> = Vec::new();
                 for held in &attempts {
                     let entry = current.get_mut(&held.key.call_id.to_string());
-                    let answer = match (entry, held.holder) {
-                        (Some(facts), Some(holder)) => {
+                    let answer = match entry {
+                        Some(facts) => {
                             let numbers_prior = prior
                                 .get(&facts.phone_number)
                                 .map_or(&[][..], Vec::as_slice);
                             let check = facts.check(&policy, numbers_prior);
                             let call = &mut facts.call;
-                            let answer = match decision {
-                                Decision::Begin { .. } => {
-                                    call.begin(held.key.attempt, holder, &check, now)
-                                }
-                                Decision::Recheck { dialer } => {
-                                    call.recheck(held.key.attempt, dialer, &check, now)
-                                }
-                            };
+                            let answer =
+                                decision.answer(call, held.key.attempt, held.holder, &check, now);
                             match answer {
                                 Begin::Dial => {
-                                    if let Decision::Begin { .. } = decision {
+                                    if decision.placed_by().is_some() {
                                         decisions.dial.push((
                                             held.key.campaign_id.to_string(),
                                             held.key.call_id.to_string(),
@@ -483,15 +469,11 @@ async fn decide(
                             }
                             answer
                         }
-                        _ => Begin::Stale,
+                        None => Begin::Stale,
                     };
                     decisions.answers.push(answer);
                 }
-                let owner = match decision {
-                    Decision::Begin { owner } => Some(owner),
-                    Decision::Recheck { .. } => None,
-                };
-                write_decisions(conn, &decisions, owner, now).await?;
+                write_decisions(conn, &decisions, decision.placed_by(), now).await?;
                 record_dialed(conn, &dialed).await?;
                 for (campaign_id, call_id) in &forbidden {
                     diesel::sql_query(FORBID_CALL.postgres())

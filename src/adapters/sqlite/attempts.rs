@@ -23,7 +23,7 @@ use crate::adapters::sql::statements::{
     INSERT_NUMBER_ATTEMPT, ORPHANED_ATTEMPTS, PRIOR_ATTEMPTS, TIMELINE_BACKLOG,
 };
 use crate::adapters::sql::{as_bigint, millis, to_ms, Failure};
-use crate::domain::admission::{Begin, Release, Unspent};
+use crate::domain::admission::{Begin, DialDecision, Release, Unspent};
 use crate::domain::carrier::CarrierCall;
 use crate::domain::compliance::caps;
 use crate::domain::ids::{CallId, CampaignId, InstanceId};
@@ -126,21 +126,13 @@ fn free_number(conn: &mut SqliteConnection, call_id: CallId) -> Result<(), Failu
     Ok(())
 }
 
-/// Which decision a batch of held attempts gets: the dialer's begin, or its check right before
-/// a create of an attempt it began.
-#[derive(Clone, Copy)]
-enum Decision {
-    Begin { owner: InstanceId },
-    Recheck { dialer: InstanceId },
-}
-
 pub(super) async fn begin(
     store: &SqliteStore,
     attempts: &[HeldAttempt],
     owner: InstanceId,
     now: DateTime<Utc>,
 ) -> Result<Vec<Begin>, StoreError> {
-    decide(store, attempts.to_vec(), Decision::Begin { owner }, now).await
+    decide(store, attempts.to_vec(), DialDecision::Begin { owner }, now).await
 }
 
 pub(super) async fn recheck(
@@ -156,7 +148,7 @@ pub(super) async fn recheck(
             holder: Some(dialer),
         })
         .collect();
-    decide(store, held, Decision::Recheck { dialer }, now).await
+    decide(store, held, DialDecision::Recheck { dialer }, now).await
 }
 
 /// Decides each attempt with the dialer's check at `now` and writes the answer: a begun
@@ -165,7 +157,7 @@ pub(super) async fn recheck(
 async fn decide(
     store: &SqliteStore,
     attempts: Vec<HeldAttempt>,
-    decision: Decision,
+    decision: DialDecision,
     now: DateTime<Utc>,
 ) -> Result<Vec<Begin>, StoreError> {
     if attempts.is_empty() {
@@ -190,7 +182,7 @@ async fn decide(
                     continue;
                 };
                 let facts = BeginFacts::try_from(row)?;
-                if let Decision::Recheck { dialer } = decision {
+                if let Some(dialer) = decision.rechecking() {
                     if !facts.call.is_placing(held.key.attempt, dialer) {
                         answers.push(Begin::Stale);
                         continue;
@@ -201,18 +193,10 @@ async fn decide(
                 let prior = prior_attempts(conn, &facts.phone_number, now)?;
                 let check = facts.check(&policy, &prior);
                 let call = facts.call;
-                let answer = match (decision, held.holder) {
-                    (Decision::Begin { .. }, Some(claimer)) => {
-                        call.begin(held.key.attempt, claimer, &check, now)
-                    }
-                    (Decision::Recheck { dialer }, _) => {
-                        call.recheck(held.key.attempt, dialer, &check, now)
-                    }
-                    (Decision::Begin { .. }, None) => Begin::Stale,
-                };
+                let answer = decision.answer(&call, held.key.attempt, held.holder, &check, now);
                 match answer {
                     Begin::Dial => {
-                        if let Decision::Begin { owner } = decision {
+                        if let Some(owner) = decision.placed_by() {
                             diesel::sql_query(
                                 "UPDATE calls SET owner = ?, placed_at = ?, updated_at = ? \
                                  WHERE id = ?",
