@@ -391,6 +391,16 @@ async fn create_call(
     sim: web::Data<Inner>,
 ) -> Result<HttpResponse, ApiError> {
     authenticate(&req, &sim, &path)?;
+    let refused = sim
+        .refuse_creates
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
+            left.checked_sub(1)
+        });
+    if refused.is_ok() {
+        sim.state().invalid += 1;
+        let code = u32::try_from(sim.refuse_code.load(Ordering::Relaxed)).unwrap_or(21000);
+        return Err(ApiError::bad_request(code, "Refused by the simulator"));
+    }
     let params = form(&body);
     let request = match validate(&sim, &params) {
         Ok(request) => request,

@@ -294,6 +294,9 @@ pub(crate) struct Inner {
     unauthorized: AtomicU64,
     /// While set, every create is answered 429 (an account over its limit for a while).
     throttle_all: AtomicBool,
+    /// Creates still to be refused with 400 and `refuse_code`, whatever they ask.
+    refuse_creates: AtomicU64,
+    refuse_code: AtomicU64,
     cancel: CancellationToken,
     /// The runtime `start` ran on: the HTTP workers run on threads of their own, and call tasks
     /// spawned there would die with a worker.
@@ -369,6 +372,8 @@ impl CarrierSim {
             refuse_reads: AtomicU64::new(0),
             unauthorized: AtomicU64::new(0),
             throttle_all: AtomicBool::new(false),
+            refuse_creates: AtomicU64::new(0),
+            refuse_code: AtomicU64::new(0),
             cancel: CancellationToken::new(),
             runtime: tokio::runtime::Handle::current(),
             url,
@@ -454,6 +459,15 @@ impl CarrierSim {
     /// credentials: a refusal that comes and goes.
     pub fn refuse_reads(&self, count: u64) {
         self.inner.refuse_reads.store(count, Ordering::Relaxed);
+    }
+
+    /// Refuses the next `count` creates with 400 and the error `code` (one the engine knows
+    /// nothing particular about, say), creating nothing.
+    pub fn refuse_creates(&self, count: u64, code: u32) {
+        self.inner
+            .refuse_code
+            .store(u64::from(code), Ordering::Relaxed);
+        self.inner.refuse_creates.store(count, Ordering::Relaxed);
     }
 
     /// While `on`, every create is answered 429 and nothing is created.

@@ -416,3 +416,35 @@ async fn a_queued_clock_skewed_carrier_never_gets_a_number_twice(mode: Mode) {
     app.shutdown().await;
     sim.stop();
 }
+
+in_both_modes!(an_unknown_refusal_fails_the_attempt_retryably_and_nothing_waits);
+async fn an_unknown_refusal_fails_the_attempt_retryably_and_nothing_waits(mode: Mode) {
+    let sim = start_sim(|config| config.mix = OutcomeMix::human_only()).await;
+    // The first three creates are refused with a code the engine has no rule for.
+    sim.refuse_creates(3, 21999);
+    let app = carrier_app(mode, &sim, |_| {}).await;
+    let mut body = campaign(6, 6, 2);
+    body["targets"] = json!(targets(6, 1400));
+    let id = created(&app, body).await;
+    app.start(&id).await;
+    let stats = app.wait_completed(&id, Duration::from_secs(60)).await;
+    assert_eq!(stats["completed_calls"], 6, "{stats}");
+    assert_eq!(
+        stats["attempts_total"], 9,
+        "three refused attempts, each tried again: {stats}"
+    );
+    let mut refused = 0;
+    for (call, tried) in attempts((&app).into(), &id).await {
+        for attempt in &tried {
+            if attempt["error"] == "twilio_21999" {
+                refused += 1;
+            }
+        }
+        assert!(tried.len() <= 2, "{call}");
+    }
+    assert_eq!(refused, 3);
+    let (status, ready) = app.get("/readyz").await;
+    assert_eq!(status, 200, "{ready}");
+    app.shutdown().await;
+    sim.stop();
+}
