@@ -814,8 +814,9 @@ impl Carrier {
         let config = SimConfig {
             account_sid: Self::SID.into(),
             auth_token: Self::TOKEN.into(),
-            ring: (Duration::from_millis(50), Duration::from_millis(200)),
-            talk: (Duration::from_millis(200), Duration::from_millis(800)),
+            // As short as the mock's calls in the other scenarios (100–400 ms in all).
+            ring: (Duration::from_millis(20), Duration::from_millis(100)),
+            talk: (Duration::from_millis(80), Duration::from_millis(300)),
             // Creates whose answer comes after the client gave up: each is looked up.
             hang_rate: 0.2,
             hang_for: Duration::from_secs(2),
