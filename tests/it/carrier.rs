@@ -316,9 +316,9 @@ async fn blocked_calls_are_not_redialed_with_the_same_caller_id(mode: Mode) {
 in_both_modes!(a_paused_campaigns_waiting_dials_never_delay_another);
 async fn a_paused_campaigns_waiting_dials_never_delay_another(mode: Mode) {
     let sim = start_sim(|config| config.mix = OutcomeMix::human_only()).await;
-    // Two creates a second: most of the first campaign's dispatches wait for their turn.
+    // One create a second: most of the first campaign's dispatches wait for their turn.
     let app = carrier_app(mode, &sim, |settings| {
-        settings.telephony.twilio.cps = 2.0;
+        settings.telephony.twilio.cps = 1.0;
     })
     .await;
     let backlog = created(&app, numbered(16, 1100)).await;
@@ -334,14 +334,14 @@ async fn a_paused_campaigns_waiting_dials_never_delay_another(mode: Mode) {
         .await;
     assert_eq!(status, 204);
     // Its waiting dispatches go back without spending the turns the next campaign needs
-    // (fourteen turns at 2 a second would hold it for 7 s).
+    // (fourteen turns at 1 a second would hold it for 14 s; its own two take 2 s).
     let next = created(&app, numbered(2, 1200)).await;
     let started = Instant::now();
     app.start(&next).await;
     let mine = numbers(2, 1200);
     wait_until(
         "the second campaign waited behind the paused one",
-        Duration::from_secs(4),
+        Duration::from_secs(8),
         async || {
             let rung = called(&sim);
             mine.iter().all(|number| rung.contains(number))
