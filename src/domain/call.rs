@@ -104,6 +104,16 @@ pub struct Attempt {
     pub carrier: Option<CarrierCall>,
 }
 
+/// The carrier's ids of a call's attempts other than `attempt`: calls a lookup for `attempt`
+/// must never take for its own.
+pub fn other_sids(attempts: Vec<Attempt>, attempt: u32) -> Vec<String> {
+    attempts
+        .into_iter()
+        .filter(|other| other.attempt != attempt)
+        .filter_map(|other| other.carrier.and_then(|carrier| carrier.sid))
+        .collect()
+}
+
 /// One call's attempts from the store (dialing, or finished and not yet exported) and from a
 /// separate timeline (exported), by attempt number. An attempt in both (copied, not yet
 /// deleted from the store) appears once, the store's copy winning.

@@ -89,11 +89,7 @@ impl Scheduler {
     /// time window still bounds the lookup).
     async fn other_sids(&self, orphan: &OrphanedAttempt) -> Vec<String> {
         match self.ctx.store.get_call(orphan.call_id).await {
-            Ok(Some((_, attempts))) => attempts
-                .into_iter()
-                .filter(|other| other.attempt != orphan.attempt)
-                .filter_map(|other| other.carrier.and_then(|carrier| carrier.sid))
-                .collect(),
+            Ok(Some((_, attempts))) => crate::domain::call::other_sids(attempts, orphan.attempt),
             Ok(None) => Vec::new(),
             Err(err) => {
                 tracing::warn!(error = %err, "cannot read an orphan's other attempts");

@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info_span, Instrument};
 
 use crate::context::{AppContext, StoreClock};
-use crate::domain::call::AttemptOutcome;
+use crate::domain::call::{other_sids, AttemptOutcome};
 use crate::domain::campaign::CampaignStatus;
 use crate::domain::carrier::CarrierCall;
 use crate::domain::ids::{CallId, CampaignId, InstanceId};
@@ -76,14 +76,10 @@ impl CreateCheck for StoreCheck {
     }
 
     async fn other_sids(&self, attempt: AttemptKey) -> Result<Vec<String>, StoreError> {
-        let Some((_, attempts)) = self.store.get_call(attempt.call_id).await? else {
-            return Ok(Vec::new());
-        };
-        Ok(attempts
-            .into_iter()
-            .filter(|earlier| earlier.attempt != attempt.attempt)
-            .filter_map(|earlier| earlier.carrier.and_then(|carrier| carrier.sid))
-            .collect())
+        let call = self.store.get_call(attempt.call_id).await?;
+        Ok(call.map_or_else(Vec::new, |(_, attempts)| {
+            other_sids(attempts, attempt.attempt)
+        }))
     }
 }
 
