@@ -95,6 +95,83 @@ impl Access {
     }
 }
 
+/// When a request needs a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyPolicy {
+    Always,
+    Never,
+    /// Only a request that comes from this host itself goes without (`auth.mode = auto` on a
+    /// loopback listener with no public URL).
+    UnlessLocal,
+}
+
+impl KeyPolicy {
+    /// Whether a request with this `Host` and these header names needs a key.
+    pub fn requires_key<'a>(
+        self,
+        host: Option<&str>,
+        header_names: impl IntoIterator<Item = &'a str>,
+    ) -> bool {
+        match self {
+            KeyPolicy::Always => true,
+            KeyPolicy::Never => false,
+            KeyPolicy::UnlessLocal => !is_local_request(host, header_names),
+        }
+    }
+}
+
+/// Headers a reverse proxy or a tunnel adds to what it passes on: a request that carries one
+/// came from elsewhere, whatever address it arrived from.
+pub const FORWARDING_HEADERS: [&str; 7] = [
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-real-ip",
+    "cf-connecting-ip",
+    "true-client-ip",
+];
+
+/// Whether a request that reached a loopback listener was made on this host: it carries no
+/// forwarding header, and its `Host` names a loopback host (a page served from any other name,
+/// even one that resolves to 127.0.0.1 by DNS rebinding, sends that name).
+pub fn is_local_request<'a>(
+    host: Option<&str>,
+    header_names: impl IntoIterator<Item = &'a str>,
+) -> bool {
+    let forwarded = header_names.into_iter().any(|name| {
+        FORWARDING_HEADERS
+            .iter()
+            .any(|header| header.eq_ignore_ascii_case(name))
+    });
+    !forwarded && host.is_some_and(is_loopback_host)
+}
+
+/// `localhost`, an address in 127.0.0.0/8 or `[::1]`, with or without a port.
+pub fn is_loopback_host(host: &str) -> bool {
+    let digits = |port: &str| port.bytes().all(|b| b.is_ascii_digit());
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        let Some((inside, after)) = rest.split_once(']') else {
+            return false;
+        };
+        match after.strip_prefix(':') {
+            Some(port) if digits(port) => inside,
+            None if after.is_empty() => inside,
+            _ => return false,
+        }
+    } else {
+        match host.split_once(':') {
+            Some((name, port)) if digits(port) => name,
+            Some(_) => return false,
+            None => host,
+        }
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 pub const KEY_PREFIX: &str = "obk_";
 const SECRET_BYTES: usize = 32;
 const ENCODED_LEN: usize = 64;
@@ -303,5 +380,52 @@ mod tests {
         assert!(key.admits(&presented));
         key.revoked_at = Some(DateTime::<Utc>::UNIX_EPOCH);
         assert!(!key.admits(&presented));
+    }
+
+    #[test]
+    fn a_request_is_local_only_without_forwarding_and_with_a_loopback_host() {
+        for host in [
+            "localhost",
+            "LOCALHOST:8081",
+            "127.0.0.1",
+            "127.0.0.1:8081",
+            "127.9.9.9:1",
+            "[::1]",
+            "[::1]:8081",
+        ] {
+            assert!(is_local_request(Some(host), ["accept"]), "{host}");
+        }
+        for host in [
+            "",
+            "evil.example",
+            "evil.example:8081",
+            "localhost.evil.example",
+            "127.0.0.1.nip.io",
+            "10.0.0.1:8081",
+            "0.0.0.0:8081",
+            "[::2]:8081",
+            "[::1]x",
+            "::1",
+            "localhost:80:80",
+            "localhost:http",
+        ] {
+            assert!(!is_local_request(Some(host), ["accept"]), "{host}");
+        }
+        assert!(!is_local_request(None, ["accept"]));
+        for header in FORWARDING_HEADERS {
+            let upper = header.to_ascii_uppercase();
+            assert!(
+                !is_local_request(Some("127.0.0.1:8081"), [header]),
+                "{header}"
+            );
+            assert!(
+                !is_local_request(Some("localhost"), [upper.as_str()]),
+                "{upper}"
+            );
+        }
+        assert!(KeyPolicy::Always.requires_key(Some("localhost"), []));
+        assert!(!KeyPolicy::Never.requires_key(Some("evil.example"), ["forwarded"]));
+        assert!(!KeyPolicy::UnlessLocal.requires_key(Some("localhost"), []));
+        assert!(KeyPolicy::UnlessLocal.requires_key(Some("localhost"), ["x-real-ip"]));
     }
 }

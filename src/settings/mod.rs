@@ -15,6 +15,7 @@ mod address;
 mod validate;
 
 pub use self::address::{BusAddress, LimiterAddress, StoreAddress, TimelineAddress, MOCK_BROKERS};
+use crate::domain::access::KeyPolicy;
 use crate::domain::carrier::MachineOutcome;
 use crate::domain::duration::{format_go_duration, parse_go_duration};
 use crate::runtime::role::RoleName;
@@ -629,7 +630,8 @@ impl ComplianceSettings {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AuthMode {
-    /// `off` when `http.bind` is a loopback address, `keys` otherwise.
+    /// No key for requests made on this host to a loopback listener; `keys` for any other
+    /// (see `Settings::key_policy`).
     Auto,
     Keys,
     Off,
@@ -652,13 +654,19 @@ impl Default for AuthSettings {
     }
 }
 
-impl AuthSettings {
-    /// Whether requests on a listener bound to `bind` need a key.
-    pub fn requires_keys(&self, bind: std::net::IpAddr) -> bool {
-        match self.mode {
-            AuthMode::Keys => true,
-            AuthMode::Off => false,
-            AuthMode::Auto => !bind.is_loopback(),
+impl Settings {
+    /// When requests on a listener bound to `bind` need a key. `auto` waives them only for
+    /// requests from this host to a loopback listener that nothing announces to the outside:
+    /// a configured public URL means a tunnel or a proxy reaches it, whatever it is bound to.
+    pub fn key_policy(&self, bind: std::net::IpAddr) -> KeyPolicy {
+        match self.auth.mode {
+            AuthMode::Keys => KeyPolicy::Always,
+            AuthMode::Off => KeyPolicy::Never,
+            AuthMode::Auto if !bind.is_loopback() => KeyPolicy::Always,
+            AuthMode::Auto if !self.telephony.twilio.public_url.trim().is_empty() => {
+                KeyPolicy::Always
+            }
+            AuthMode::Auto => KeyPolicy::UnlessLocal,
         }
     }
 }
@@ -1099,30 +1107,31 @@ mod tests {
     }
 
     #[test]
-    fn auto_auth_asks_for_keys_on_every_address_but_loopback() {
-        let auth = AuthSettings::default();
-        assert_eq!(auth.mode, AuthMode::Auto);
-        for (ip, keys) in [
-            ("127.0.0.1", false),
-            ("127.0.0.53", false),
-            ("::1", false),
-            ("0.0.0.0", true),
-            ("::", true),
-            ("10.1.2.3", true),
+    fn auto_auth_waives_keys_only_on_a_loopback_bind_without_a_public_url() {
+        let mut settings = Settings::default();
+        assert_eq!(settings.auth.mode, AuthMode::Auto);
+        for (ip, policy) in [
+            ("127.0.0.1", KeyPolicy::UnlessLocal),
+            ("127.0.0.53", KeyPolicy::UnlessLocal),
+            ("::1", KeyPolicy::UnlessLocal),
+            ("0.0.0.0", KeyPolicy::Always),
+            ("::", KeyPolicy::Always),
+            ("10.1.2.3", KeyPolicy::Always),
         ] {
             let ip: std::net::IpAddr = ip.parse().unwrap();
-            assert_eq!(auth.requires_keys(ip), keys, "{ip}");
+            assert_eq!(settings.key_policy(ip), policy, "{ip}");
         }
-        let keys = AuthSettings {
-            mode: AuthMode::Keys,
-            ..AuthSettings::default()
-        };
-        assert!(keys.requires_keys("127.0.0.1".parse().unwrap()));
-        let off = AuthSettings {
-            mode: AuthMode::Off,
-            ..AuthSettings::default()
-        };
-        assert!(!off.requires_keys("0.0.0.0".parse().unwrap()));
+        let loopback: std::net::IpAddr = "127.0.0.1".parse().unwrap();
+        settings.telephony.twilio.public_url = "https://dialer.example.com".into();
+        assert_eq!(settings.key_policy(loopback), KeyPolicy::Always);
+        settings.telephony.twilio.public_url = String::new();
+        settings.auth.mode = AuthMode::Keys;
+        assert_eq!(settings.key_policy(loopback), KeyPolicy::Always);
+        settings.auth.mode = AuthMode::Off;
+        assert_eq!(
+            settings.key_policy("0.0.0.0".parse().unwrap()),
+            KeyPolicy::Never
+        );
     }
 
     #[test]

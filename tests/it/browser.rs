@@ -189,10 +189,13 @@ async fn an_operator_runs_a_campaign_from_the_console() {
         .send_keys(&format!("{}{}", issued.key, '\u{E007}'))
         .await
         .expect("typed");
-    wait_text(&client, "#who", "signed in", |t| {
+    let who = wait_text(&client, "#who", "signed in", |t| {
         t.contains("console-admin")
     })
     .await;
+    // The console says which auth mode is in force.
+    let mode = who.text().await.expect("who");
+    assert!(mode.contains("keys required"), "{mode}");
     // An admin is offered everything.
     let nav = wait_text(&client, "#nav", "navigation", |t| t.contains("Keys")).await;
     assert!(nav.text().await.expect("nav").contains("New campaign"));

@@ -422,6 +422,91 @@ async fn auto_mode_asks_for_keys_off_loopback() {
     open.shutdown().await;
 }
 
+/// A tunnel or a reverse proxy in front of a loopback listener, or a page of another site that
+/// rebinds its name to 127.0.0.1, never gets the API without a key under `auth.mode = auto`:
+/// each forwarding header, a foreign `Host` and a configured public URL all ask for one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_mode_asks_for_keys_through_a_tunnel_a_proxy_or_a_foreign_host() {
+    let app = TestApp::spawn().await;
+    let admin = key(&app, Role::Admin).await;
+    let url = app.url("/api/v1/campaigns");
+    let create = json!({"name": unique_name("tunnel"), "targets": targets(1, 0)});
+    for (header, value) in [
+        ("Forwarded", "for=203.0.113.7;proto=https"),
+        ("X-Forwarded-For", "203.0.113.7"),
+        ("X-Forwarded-Host", "dialer.trycloudflare.com"),
+        ("X-Forwarded-Proto", "https"),
+        ("X-Real-IP", "203.0.113.7"),
+        ("CF-Connecting-IP", "203.0.113.7"),
+        ("True-Client-IP", "203.0.113.7"),
+    ] {
+        let response = app
+            .client
+            .post(&url)
+            .header(header, value)
+            .json(&create)
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(response.status(), 401, "{header}");
+        let body: Value = response.json().await.expect("error body");
+        assert_eq!(body["code"], "unauthorized", "{header}");
+        let keyed = app
+            .client
+            .get(&url)
+            .header(header, value)
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(keyed.status(), 200, "{header} with a key");
+    }
+    for host in [
+        "dialer.example.com",
+        "127.0.0.1.nip.io:8081",
+        "attacker.example:80",
+    ] {
+        let response = app
+            .client
+            .get(&url)
+            .header("Host", host)
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(response.status(), 401, "Host: {host}");
+    }
+    // What the console shows: the policy, and whether this request needed a key.
+    let (status, who) = app.get("/api/v1/whoami").await;
+    assert_eq!(status, 200);
+    assert_eq!(who["auth_mode"], "auto");
+    assert_eq!(who["auth"], "off");
+    let response = app
+        .client
+        .get(app.url("/api/v1/whoami"))
+        .header("X-Forwarded-For", "203.0.113.7")
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .expect("sent");
+    let who: Value = response.json().await.expect("json");
+    assert_eq!(
+        (who["auth_mode"].as_str(), who["auth"].as_str()),
+        (Some("auto"), Some("keys"))
+    );
+    // A plain local request still needs nothing.
+    assert_eq!(app.get("/api/v1/campaigns").await.0, 200);
+    app.shutdown().await;
+
+    let public = TestApp::spawn_with(|s| {
+        s.telephony.twilio.public_url = "https://dialer.example.com".into();
+    })
+    .await;
+    assert_eq!(public.get("/api/v1/campaigns").await.0, 401);
+    let (status, body) = public.get("/api/v1/whoami").await;
+    assert_eq!((status, body["code"].as_str()), (401, Some("unauthorized")));
+    public.shutdown().await;
+}
+
 /// Past its rate a key gets 429 with Retry-After; another key is not slowed by it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_past_its_rate_is_told_when_to_retry() {

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use actix_web::body::BoxBody;
-use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
+use actix_web::dev::{Payload, RequestHead, ServiceRequest, ServiceResponse};
 use actix_web::http::{header, Method, StatusCode};
 use actix_web::middleware::Next;
 use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::error::ApiError;
-use crate::domain::access::{claimed_id, Access, ApiKey, AuditEntry, KeyHash, Role};
+use crate::domain::access::{claimed_id, Access, ApiKey, AuditEntry, KeyHash, KeyPolicy, Role};
 use crate::domain::ids::KeyId;
 use crate::ports::{Store, StoreError};
 
@@ -64,7 +64,7 @@ struct Cache {
 /// The keys this process knows, and the rate each has used.
 pub struct Gate {
     store: Arc<dyn Store>,
-    requires_keys: bool,
+    policy: KeyPolicy,
     cache: RwLock<Cache>,
     used: Mutex<HashMap<KeyId, DateTime<Utc>>>,
     /// Ids the store did not know at their last lookup, until the next reload.
@@ -98,11 +98,11 @@ impl From<Refusal> for ApiError {
 }
 
 impl Gate {
-    pub fn new(store: Arc<dyn Store>, requires_keys: bool, rate_limit: u32) -> Self {
+    pub fn new(store: Arc<dyn Store>, policy: KeyPolicy, rate_limit: u32) -> Self {
         let rate = NonZeroU32::new(rate_limit).unwrap_or(NonZeroU32::MIN);
         Self {
             store,
-            requires_keys,
+            policy,
             cache: RwLock::new(Cache {
                 keys: HashMap::new(),
                 loaded_at: None,
@@ -116,8 +116,20 @@ impl Gate {
         }
     }
 
-    pub fn requires_keys(&self) -> bool {
-        self.requires_keys
+    pub fn policy(&self) -> KeyPolicy {
+        self.policy
+    }
+
+    /// Whether this request needs a key: by the policy, from what the request itself shows
+    /// (its `Host`, or the authority of an HTTP/2 request, and its headers' names).
+    pub fn requires_keys(&self, head: &RequestHead) -> bool {
+        let host = head
+            .headers()
+            .get(header::HOST)
+            .and_then(|value| value.to_str().ok())
+            .or_else(|| head.uri.authority().map(|authority| authority.as_str()));
+        self.policy
+            .requires_key(host, head.headers().keys().map(|name| name.as_str()))
     }
 
     /// Reloads the keys every `REFRESH` and writes their last use, until `shutdown`; a last
@@ -212,14 +224,22 @@ impl Gate {
 
     /// The caller of a request: `None` for no key. With keys off, a key that does not check
     /// out makes an anonymous caller rather than a refusal.
-    async fn authenticate(&self, req: &ServiceRequest) -> Result<Option<Principal>, Refusal> {
-        match self.identify(req).await {
-            Err(Refusal::Unauthorized) if !self.requires_keys => Ok(None),
+    async fn authenticate(
+        &self,
+        req: &ServiceRequest,
+        requires_keys: bool,
+    ) -> Result<Option<Principal>, Refusal> {
+        match self.identify(req, requires_keys).await {
+            Err(Refusal::Unauthorized) if !requires_keys => Ok(None),
             other => other,
         }
     }
 
-    async fn identify(&self, req: &ServiceRequest) -> Result<Option<Principal>, Refusal> {
+    async fn identify(
+        &self,
+        req: &ServiceRequest,
+        requires_keys: bool,
+    ) -> Result<Option<Principal>, Refusal> {
         let presented = req
             .headers()
             .get(header::AUTHORIZATION)
@@ -229,7 +249,7 @@ impl Gate {
                 scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
             });
         let Some(presented) = presented else {
-            return if self.requires_keys {
+            return if requires_keys {
                 Err(Refusal::Unauthorized)
             } else {
                 Ok(None)
@@ -267,22 +287,28 @@ impl Gate {
         })
     }
 
-    /// Whether `caller` may use a route requiring `access`: the one rule the gate applies.
-    pub fn allows(&self, caller: Option<&Principal>, access: Access) -> bool {
+    /// Whether `caller` may use a route requiring `access`, on a request that does or does not
+    /// need a key: the one rule the gate applies.
+    pub fn allows(caller: Option<&Principal>, access: Access, requires_keys: bool) -> bool {
         match (caller, access.least_role()) {
             (_, None) => true,
-            (None, Some(_)) => !self.requires_keys,
-            (Some(principal), Some(_)) => !self.requires_keys || principal.role.may(access),
+            (None, Some(_)) => !requires_keys,
+            (Some(principal), Some(_)) => !requires_keys || principal.role.may(access),
         }
     }
 
-    fn authorize(&self, principal: Option<&Principal>, access: Access) -> Result<(), Refusal> {
+    fn authorize(
+        &self,
+        principal: Option<&Principal>,
+        access: Access,
+        requires_keys: bool,
+    ) -> Result<(), Refusal> {
         let Some(principal) = principal else {
             return Ok(());
         };
-        // With keys off a key only names its holder; it limits nothing.
+        // Where no key is needed a key only names its holder; it limits nothing.
         if let Some(needed) = access.least_role() {
-            if !self.allows(Some(principal), access) {
+            if !Self::allows(Some(principal), access, requires_keys) {
                 return Err(Refusal::Forbidden(needed));
             }
         }
@@ -368,16 +394,17 @@ pub async fn guard(
         }
         return Ok(req.error_response(ApiError::internal(&"the api role has no key gate")));
     };
+    let requires_keys = gate.requires_keys(req.head());
     let authenticated = if access == Access::Public {
         Ok(None)
     } else {
-        gate.authenticate(&req).await
+        gate.authenticate(&req, requires_keys).await
     };
     // A caller refused for its role is still named in the audit log.
     let principal = authenticated.as_ref().ok().cloned().flatten();
     let caller = Caller(principal.clone());
-    let mut admitted =
-        authenticated.and_then(|principal| gate.authorize(principal.as_ref(), access));
+    let mut admitted = authenticated
+        .and_then(|principal| gate.authorize(principal.as_ref(), access, requires_keys));
     if admitted.is_err() {
         admitted = gate.note_refusal(&req).and(admitted);
     }

@@ -11,7 +11,7 @@ use super::access::{Audit, Caller, Gate};
 use super::dto::rfc3339;
 use super::error::{ApiError, ErrorBody};
 use crate::context::AppContext;
-use crate::domain::access::{self, ApiKey, AuditEntry, Role};
+use crate::domain::access::{self, ApiKey, AuditEntry, KeyPolicy, Role};
 use crate::domain::ids::KeyId;
 use crate::ports::StoreError;
 
@@ -202,9 +202,13 @@ pub async fn create_key(
 /// The caller, and what it may do.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct WhoamiResponse {
-    /// `keys` when every route needs a key, `off` when none does.
+    /// `keys` when this request needed a key, `off` when it did not.
     #[schema(pattern = "^(keys|off)$")]
     pub auth: String,
+    /// The policy in force: `keys` (always a key), `off` (never), or `auto` (no key only for a
+    /// request made on the server's own host, through no proxy or tunnel).
+    #[schema(pattern = "^(keys|off|auto)$")]
+    pub auth_mode: String,
     /// The key sent, when one was.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key_id: Option<String>,
@@ -227,13 +231,20 @@ pub async fn whoami(req: actix_web::HttpRequest, gate: web::Data<Gate>) -> HttpR
         .cloned()
         .unwrap_or(Caller(None));
     let principal = caller.0.as_ref();
+    let requires_keys = gate.requires_keys(req.head());
     let allowed = super::endpoints()
         .iter()
-        .filter(|e| gate.allows(principal, e.access))
+        .filter(|e| Gate::allows(principal, e.access, requires_keys))
         .map(|e| format!("{} {}", e.method, e.path))
         .collect();
     HttpResponse::Ok().json(WhoamiResponse {
-        auth: if gate.requires_keys() { "keys" } else { "off" }.to_owned(),
+        auth: if requires_keys { "keys" } else { "off" }.to_owned(),
+        auth_mode: match gate.policy() {
+            KeyPolicy::Always => "keys",
+            KeyPolicy::Never => "off",
+            KeyPolicy::UnlessLocal => "auto",
+        }
+        .to_owned(),
         key_id: principal.map(|p| p.key_id.to_string()),
         key_name: principal.map(|p| p.key_name.clone()),
         role: principal.map(|p| p.role),

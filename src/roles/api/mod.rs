@@ -35,7 +35,7 @@ pub use self::dto::rfc3339;
 pub use self::error::ApiError;
 pub use self::tls::TlsError;
 use crate::context::AppContext;
-use crate::domain::access::Access;
+use crate::domain::access::{Access, KeyPolicy};
 use crate::metrics::metrics;
 use crate::runtime::health::RoleHealth;
 use crate::runtime::role::RoleName;
@@ -426,14 +426,19 @@ impl ApiRole {
         let bound = self.listener.local_addr()?;
         let gate = Arc::new(Gate::new(
             ctx.store.clone(),
-            ctx.settings.auth.requires_keys(bound.ip()),
+            ctx.settings.key_policy(bound.ip()),
             ctx.settings.auth.rate_limit,
         ));
         if !admin_only {
-            if gate.requires_keys() {
-                tracing::info!(bind = %bound, "api keys required");
-            } else {
-                tracing::warn!(bind = %bound, "api keys not required (auth.mode)");
+            match gate.policy() {
+                KeyPolicy::Always => tracing::info!(bind = %bound, "api keys required"),
+                KeyPolicy::UnlessLocal => tracing::info!(
+                    bind = %bound,
+                    "api keys required but for requests made on this host (auth.mode = auto)"
+                ),
+                KeyPolicy::Never => {
+                    tracing::warn!(bind = %bound, "api keys not required (auth.mode = off)")
+                }
             }
         }
         let gate_stopped = CancellationToken::new();

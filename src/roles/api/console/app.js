@@ -225,8 +225,15 @@
     ];
     put(nav, ...links.filter((l) => l[2]).map(([href, text]) => h('a', { href }, text)));
     const who = state.who;
-    put(whoBox, 
-      h('span', {}, who.auth === 'off' ? 'keys off' : `${who.key_name} (${who.role})`),
+    // Which auth mode is in force, so an operator sees at a glance whether the API is open.
+    const mode = {
+      keys: 'keys required',
+      off: 'keys off (auth.mode = off)',
+      auto: who.auth === 'off' ? 'no key needed on this host (auth.mode = auto)' : 'keys required (auth.mode = auto)',
+    }[who.auth_mode] || '';
+    put(whoBox,
+      h('span', { class: 'muted', id: 'auth-mode' }, mode),
+      who.key_name ? h('span', {}, `${who.key_name} (${who.role})`) : null,
       who.auth === 'off' && !state.key ? null
         : h('button', { type: 'button', onclick: () => signOut() }, 'Sign out'));
   }
