@@ -63,6 +63,10 @@ pub struct HttpSettings {
     pub body_timeout: GoDuration,
     /// Requests with bodies over 1 MiB handled at once; more wait their turn.
     pub max_large_bodies: usize,
+    /// Event streams one key may hold open at once.
+    pub max_streams_per_key: usize,
+    /// Event streams the process holds open at once, all callers.
+    pub max_streams: usize,
     /// HTTPS on the API and admin listeners when both are set.
     pub tls: TlsSettings,
 }
@@ -92,6 +96,8 @@ impl Default for HttpSettings {
             request_timeout: Duration::from_secs(5).into(),
             body_timeout: Duration::from_secs(60).into(),
             max_large_bodies: 2,
+            max_streams_per_key: 8,
+            max_streams: 256,
             tls: TlsSettings::default(),
         }
     }

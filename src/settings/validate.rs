@@ -42,8 +42,14 @@ impl Settings {
                 return Err(invalid(key, "must be at least 1s"));
             }
         }
-        if self.http.max_large_bodies == 0 {
-            return Err(invalid("http.max_large_bodies", "must be positive"));
+        for (key, value) in [
+            ("http.max_large_bodies", self.http.max_large_bodies),
+            ("http.max_streams_per_key", self.http.max_streams_per_key),
+            ("http.max_streams", self.http.max_streams),
+        ] {
+            if value == 0 {
+                return Err(invalid(key, "must be positive"));
+            }
         }
         let tls = &self.http.tls;
         if tls.enabled() {

@@ -795,7 +795,7 @@ async fn slow_and_oversized_requests_are_cut_off() {
     let started = Instant::now();
     let slow_body = raw_exchange(
         &app,
-        "POST /api/v1/campaigns HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+        "POST /api/v1/campaigns HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
          Content-Length: 1000\r\n\r\n",
         b"{\"name\":",
         Duration::from_secs(10),
@@ -807,7 +807,7 @@ async fn slow_and_oversized_requests_are_cut_off() {
 
     let slow_head = raw_exchange(
         &app,
-        "GET /healthz HTTP/1.1\r\nHost: x\r\n",
+        "GET /healthz HTTP/1.1\r\nHost: localhost\r\n",
         b"",
         Duration::from_secs(10),
     )
@@ -818,7 +818,7 @@ async fn slow_and_oversized_requests_are_cut_off() {
     );
 
     let huge = format!(
-        "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Big: {}\r\n\r\n",
         "a".repeat(200 * 1024)
     );
     let refused = raw_exchange(&app, &huge, b"", Duration::from_secs(10)).await;
@@ -831,7 +831,7 @@ async fn slow_and_oversized_requests_are_cut_off() {
     // The carrier's callback route answers in the API's envelope too.
     let slow_callback = raw_exchange(
         &app,
-        "POST /webhooks/twilio/status?campaign=x HTTP/1.1\r\nHost: x\r\nX-Twilio-Signature: s\r\n\
+        "POST /webhooks/twilio/status?campaign=x HTTP/1.1\r\nHost: localhost\r\nX-Twilio-Signature: s\r\n\
          Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\n",
         b"CallSid=",
         Duration::from_secs(10),
@@ -843,7 +843,7 @@ async fn slow_and_oversized_requests_are_cut_off() {
     let too_big = raw_exchange(
         &app,
         &format!(
-            "POST /webhooks/twilio/status?campaign=x HTTP/1.1\r\nHost: x\r\nX-Twilio-Signature: s\r\n\
+            "POST /webhooks/twilio/status?campaign=x HTTP/1.1\r\nHost: localhost\r\nX-Twilio-Signature: s\r\n\
              Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n",
             big.len()
         ),
@@ -868,7 +868,7 @@ async fn large_bodies_take_turns() {
     .await;
     let big = 2 * 1024 * 1024;
     let head = format!(
-        "POST /api/v1/campaigns HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+        "POST /api/v1/campaigns HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
          Content-Length: {big}\r\n\r\n"
     );
     // The first sends half its body and stalls, holding the turn until its body times out.
@@ -952,4 +952,206 @@ async fn whoami_lists_what_the_caller_may_do() {
         endpoints().len()
     );
     open.shutdown().await;
+}
+
+/// Opens a campaign's event stream with `key`, answering with the response as it stands.
+async fn open_stream(app: &TestApp, campaign: &str, key: &str) -> reqwest::Response {
+    app.client
+        .get(app.url(&format!("/api/v1/campaigns/{campaign}/events")))
+        .bearer_auth(key)
+        .send()
+        .await
+        .expect("request sent")
+}
+
+/// Reads a stream until it ends, for up to `limit`: whether it ended.
+async fn ends_within(mut stream: reqwest::Response, limit: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        match tokio::time::timeout_at(deadline, stream.chunk()).await {
+            Err(_) => return false,
+            Ok(Ok(Some(_))) => continue,
+            Ok(_) => return true,
+        }
+    }
+}
+
+/// Event streams are bounded: the ninth of a key and the one past the process's limit get 429
+/// `too_many_streams`, while with every place taken health answers and a campaign still runs to
+/// its end (claims, heartbeats and callbacks keep going); a closed stream frees its place within
+/// 5 s, and a revoked key's streams end within 5 s.
+async fn event_streams_are_bounded_per_key_and_per_process(mode: Mode) {
+    let app = TestApp::spawn_in(mode, |s| {
+        s.auth.mode = AuthMode::Keys;
+        s.http.max_streams = 12;
+    })
+    .await;
+    assert_eq!(app.ctx.settings.http.max_streams_per_key, 8);
+    let admin = key(&app, Role::Admin).await;
+    let (first, second) = (key(&app, Role::Viewer).await, key(&app, Role::Viewer).await);
+    let created: Value = call(
+        &app,
+        &Method::POST,
+        "/api/v1/campaigns",
+        Some(&admin),
+        Some(
+            json!({"name": unique_name("streams"), "targets": targets(40, 0), "time_zone": "UTC",
+            "max_concurrent_calls": 4}),
+        ),
+    )
+    .await
+    .json()
+    .await
+    .expect("json");
+    let campaign = created["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{created}"))
+        .to_owned();
+    let mut held = Vec::new();
+    for _ in 0..8 {
+        let stream = open_stream(&app, &campaign, &first).await;
+        assert_eq!(stream.status(), 200);
+        held.push(stream);
+    }
+    let ninth = open_stream(&app, &campaign, &first).await;
+    assert_eq!(ninth.status(), 429);
+    assert!(ninth.headers().contains_key("retry-after"));
+    let body: Value = ninth.json().await.expect("error body");
+    assert_eq!(body["code"], "too_many_streams");
+    let mut others = Vec::new();
+    for _ in 0..4 {
+        let stream = open_stream(&app, &campaign, &second).await;
+        assert_eq!(stream.status(), 200);
+        others.push(stream);
+    }
+    let past_process = open_stream(&app, &campaign, &second).await;
+    assert_eq!(past_process.status(), 429);
+    let body: Value = past_process.json().await.expect("error body");
+    assert_eq!(body["code"], "too_many_streams");
+
+    // Every place taken: the process still serves health and runs a campaign to its end.
+    for _ in 0..5 {
+        let health = app
+            .client
+            .get(app.url("/healthz"))
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(health.status(), 200);
+    }
+    let started = call(
+        &app,
+        &Method::POST,
+        &format!("/api/v1/campaigns/{campaign}/start"),
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert!(started.status().is_success(), "{}", started.status());
+    let since = Instant::now();
+    loop {
+        let read: Value = call(
+            &app,
+            &Method::GET,
+            &format!("/api/v1/campaigns/{campaign}"),
+            Some(&admin),
+            None,
+        )
+        .await
+        .json()
+        .await
+        .expect("json");
+        if read["status"] == "completed" {
+            break;
+        }
+        assert!(
+            since.elapsed() < Duration::from_secs(60),
+            "the campaign did not complete with every stream place taken: {read}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // A stream its client closed gives its place back.
+    drop(held.pop());
+    let since = Instant::now();
+    loop {
+        let stream = open_stream(&app, &campaign, &first).await;
+        if stream.status() == 200 {
+            held.push(stream);
+            break;
+        }
+        assert_eq!(stream.status(), 429);
+        assert!(
+            since.elapsed() < Duration::from_secs(5),
+            "a closed stream still holds its place"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Revoking the second key ends its streams.
+    let second_id = outbound::domain::access::claimed_id(&second).expect("key id");
+    let revoked = call(
+        &app,
+        &Method::DELETE,
+        &format!("/api/v1/keys/{second_id}"),
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(revoked.status(), 204);
+    let ended = futures::future::join_all(
+        others
+            .into_iter()
+            .map(|stream| ends_within(stream, Duration::from_secs(5))),
+    )
+    .await;
+    assert!(ended.iter().all(|ended| *ended), "{ended:?}");
+    // The first key's streams go on.
+    let still = futures::future::join_all(
+        held.into_iter()
+            .map(|stream| ends_within(stream, Duration::from_millis(1500))),
+    )
+    .await;
+    assert!(still.iter().all(|ended| !*ended), "{still:?}");
+    app.shutdown().await;
+}
+in_both_modes!(event_streams_are_bounded_per_key_and_per_process);
+
+/// A reload whose read began before a revocation (it still shows the key active) does not bring
+/// the key back on the process that revoked it, nor does a lookup that raced it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_that_began_before_a_revocation_does_not_bring_the_key_back() {
+    use outbound::domain::access::KeyPolicy;
+    use outbound::roles::api::access::Gate;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store: std::sync::Arc<dyn outbound::ports::Store> =
+        crate::fixtures::sqlite_store(&dir).await;
+    let gate = Gate::new(store.clone(), KeyPolicy::Always, 100);
+    let issued = new_key("racing".into(), Role::Viewer);
+    let id = issued.record.id;
+    store
+        .create_key(issued.record, Utc::now(), None)
+        .await
+        .expect("key stored");
+    gate.refresh().await.expect("reloaded");
+    assert!(!gate.revoked(id));
+    let asked_at = Instant::now();
+    let before = store.list_keys().await.expect("keys read");
+    let revoked = store
+        .revoke_key(id, Utc::now(), None)
+        .await
+        .expect("revoked");
+    gate.remember(revoked);
+    assert!(gate.revoked(id));
+    gate.reloaded(before.clone(), asked_at);
+    assert!(
+        gate.revoked(id),
+        "a stale reload brought a revoked key back"
+    );
+    let stale = before.into_iter().find(|key| key.id == id).expect("listed");
+    gate.remember(stale);
+    assert!(
+        gate.revoked(id),
+        "a stale lookup brought a revoked key back"
+    );
 }

@@ -159,16 +159,30 @@ impl Gate {
         // The keys read are as old as the moment the read began: that is their age.
         let asked_at = Instant::now();
         let keys = self.store.list_keys().await?;
-        if let Ok(mut cache) = self.cache.write() {
-            cache.keys = keys.into_iter().map(|key| (key.id, key)).collect();
-            cache.loaded_at = Some(asked_at);
-        }
+        self.reloaded(keys, asked_at);
         if let Ok(mut misses) = self.misses.lock() {
             misses.clear();
         }
         self.rates.retain_recent();
         self.strangers.retain_recent();
         Ok(())
+    }
+
+    /// Takes in the keys a reload read, the read having begun at `asked_at`.
+    pub fn reloaded(&self, keys: Vec<ApiKey>, asked_at: Instant) {
+        if let Ok(mut cache) = self.cache.write() {
+            let mut loaded: HashMap<KeyId, ApiKey> =
+                keys.into_iter().map(|key| (key.id, key)).collect();
+            // A revocation is never undone, so one this process learnt of (it made it, or saw
+            // it at a lookup) while this read was under way stays, whatever the read says.
+            for (id, known) in &cache.keys {
+                if let (Some(at), Some(key)) = (known.revoked_at, loaded.get_mut(id)) {
+                    key.revoked_at.get_or_insert(at);
+                }
+            }
+            cache.keys = loaded;
+            cache.loaded_at = Some(asked_at);
+        }
     }
 
     async fn flush_use(&self) -> Result<(), StoreError> {
@@ -189,9 +203,24 @@ impl Gate {
         Ok(())
     }
 
+    /// Whether the key is known to be revoked, from what this process knows (for streams that
+    /// outlive the request that opened them).
+    pub fn revoked(&self, id: KeyId) -> bool {
+        self.cache.read().is_ok_and(|cache| {
+            cache
+                .keys
+                .get(&id)
+                .is_some_and(|key| key.revoked_at.is_some())
+        })
+    }
+
     /// Takes note of a key this process just created or revoked, before the next reload.
-    pub fn remember(&self, key: ApiKey) {
+    pub fn remember(&self, mut key: ApiKey) {
         if let Ok(mut cache) = self.cache.write() {
+            // A lookup that began before a revocation must not bring the key back.
+            if let Some(at) = cache.keys.get(&key.id).and_then(|known| known.revoked_at) {
+                key.revoked_at.get_or_insert(at);
+            }
             cache.keys.insert(key.id, key);
         }
     }

@@ -244,12 +244,14 @@ impl Modify for Contract {
                 &format!("forbidden: the key's role is below {needed}"),
                 false,
             );
-            answer(
-                op,
-                429,
-                "rate_limited: the key's requests per second are used up",
-                true,
-            );
+            let too_many = if endpoint.path.ends_with("/events") {
+                "rate_limited: the key's requests per second are used up; too_many_streams: \
+                 the key (http.max_streams_per_key) or the server (http.max_streams) has as \
+                 many event streams open as it may"
+            } else {
+                "rate_limited: the key's requests per second are used up"
+            };
+            answer(op, 429, too_many, true);
         }
         link_created_resources(doc);
         if let Some(op) = doc

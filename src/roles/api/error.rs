@@ -130,6 +130,16 @@ impl ApiError {
         error
     }
 
+    pub fn too_many_streams(scope: &str) -> Self {
+        let mut error = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_streams",
+            format!("too many event streams open {scope}; close one first"),
+        );
+        error.retry_after = Some(5);
+        error
+    }
+
     pub fn busy(retry_after_secs: u64) -> Self {
         let mut error = Self::new(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -451,11 +451,15 @@ impl ApiRole {
             http.body_timeout.0,
         ));
         let (keep_alive, request_timeout) = (http.keep_alive.0, http.request_timeout.0);
-        let streams_stop = web::Data::new(events::StreamsStop(shutdown.clone()));
+        let streams = web::Data::new(events::Streams::new(
+            shutdown.clone(),
+            http.max_streams_per_key,
+            http.max_streams,
+        ));
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(data.clone())
-                .app_data(streams_stop.clone())
+                .app_data(streams.clone())
                 .app_data(gate.clone())
                 .app_data(bodies.clone())
                 .app_data(json_config(limit))
