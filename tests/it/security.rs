@@ -1155,3 +1155,28 @@ async fn a_reload_that_began_before_a_revocation_does_not_bring_the_key_back() {
         "a stale lookup brought a revoked key back"
     );
 }
+
+/// A flood of `/healthz` and `/readyz` is answered from a state probed at most once a second:
+/// however many ask, the backends are probed a handful of times (each answer says when).
+async fn a_flood_of_health_checks_probes_the_backends_once_a_second(mode: Mode) {
+    let app = TestApp::spawn_in(mode, |_| {}).await;
+    let started = Instant::now();
+    let asks = (0..400).map(|i| {
+        let path = if i % 2 == 0 { "/healthz" } else { "/readyz" };
+        let request = app.client.get(app.url(path)).send();
+        async move {
+            let body: Value = request.await.expect("sent").json().await.expect("json");
+            body["checked_at"].as_str().expect("checked_at").to_owned()
+        }
+    });
+    let stamps: std::collections::HashSet<String> =
+        futures::future::join_all(asks).await.into_iter().collect();
+    let seconds = started.elapsed().as_secs() as usize;
+    assert!(
+        stamps.len() <= seconds + 2,
+        "{} probes in {seconds} s for 400 health checks",
+        stamps.len()
+    );
+    app.shutdown().await;
+}
+in_both_modes!(a_flood_of_health_checks_probes_the_backends_once_a_second);

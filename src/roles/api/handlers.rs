@@ -13,6 +13,7 @@ use uuid::Uuid;
 use super::access::Audit;
 use super::dto::*;
 use super::error::{ApiError, ErrorBody, MAX_DETAILS, MAX_DRY_RUN_DETAILS};
+use super::probe::Probe;
 use super::uploads::{self, Upload};
 use crate::context::AppContext;
 use crate::domain::admission::{
@@ -927,8 +928,9 @@ pub async fn explain_call(ctx: Ctx, path: web::Path<String>) -> Result<HttpRespo
     }))
 }
 
-pub async fn healthz(ctx: Ctx) -> HttpResponse {
-    let store_ok = ctx.store.ping().await.is_ok();
+pub async fn healthz(ctx: Ctx, probe: web::Data<Probe>) -> HttpResponse {
+    let backends = probe.backends(&ctx).await;
+    let store_ok = backends.store;
     let live = store_ok && ctx.health.is_live();
     // `errors` names what is wrong, by component, as the system we replace reported it.
     let mut errors = serde_json::Map::new();
@@ -945,6 +947,7 @@ pub async fn healthz(ctx: Ctx) -> HttpResponse {
         "database": if store_ok { "ok" } else { "unavailable" },
         "roles": ctx.health.snapshot(),
         "errors": errors,
+        "checked_at": rfc3339(backends.checked_at),
     });
     if live {
         HttpResponse::Ok().json(body)
@@ -953,12 +956,9 @@ pub async fn healthz(ctx: Ctx) -> HttpResponse {
     }
 }
 
-pub async fn readyz(ctx: Ctx) -> HttpResponse {
-    // Cheapest first: a process not ready, or without its store, needs no timeline round trip.
-    let mut ready = ctx.health.is_ready() && ctx.store.ping().await.is_ok();
-    if let (true, Some(timeline)) = (ready, &ctx.separate_timeline) {
-        ready = timeline.ping().await.is_ok();
-    }
+pub async fn readyz(ctx: Ctx, probe: web::Data<Probe>) -> HttpResponse {
+    let backends = probe.backends(&ctx).await;
+    let mut ready = ctx.health.is_ready() && backends.store && backends.timeline;
     // A process that dials cannot work while the carrier refuses its credentials.
     let provider = ctx
         .health
@@ -969,6 +969,7 @@ pub async fn readyz(ctx: Ctx) -> HttpResponse {
     let mut body = serde_json::json!({
         "status": if ready { "ready" } else { "not_ready" },
         "roles": ctx.health.snapshot(),
+        "checked_at": rfc3339(backends.checked_at),
     });
     if let Some(reason) = provider {
         body["provider"] = serde_json::json!({

@@ -12,6 +12,7 @@ mod events;
 mod handlers;
 pub mod keys;
 mod limits;
+mod probe;
 mod tls;
 mod uploads;
 mod webhooks;
@@ -451,6 +452,7 @@ impl ApiRole {
             http.body_timeout.0,
         ));
         let (keep_alive, request_timeout) = (http.keep_alive.0, http.request_timeout.0);
+        let probe = web::Data::new(probe::Probe::default());
         let streams = web::Data::new(events::Streams::new(
             shutdown.clone(),
             http.max_streams_per_key,
@@ -459,6 +461,7 @@ impl ApiRole {
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(data.clone())
+                .app_data(probe.clone())
                 .app_data(streams.clone())
                 .app_data(gate.clone())
                 .app_data(bodies.clone())
