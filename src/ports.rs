@@ -30,7 +30,7 @@ use crate::domain::stats::CampaignStats;
 #[derive(Debug, Clone)]
 pub struct NewTarget {
     pub phone_number: PhoneNumber,
-    pub metadata: Option<serde_json::Value>,
+    pub metadata: Option<crate::domain::metadata::Metadata>,
     /// The called party's zone, overriding its number's.
     pub time_zone: Option<Tz>,
 }

@@ -64,7 +64,7 @@ pub struct Call {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub last_error: Option<String>,
-    pub metadata: Option<serde_json::Value>,
+    pub metadata: Option<super::metadata::Metadata>,
     /// The called party's zone when its target gave one; otherwise its number's.
     pub time_zone: Option<chrono_tz::Tz>,
 }

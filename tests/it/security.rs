@@ -1180,3 +1180,175 @@ async fn a_flood_of_health_checks_probes_the_backends_once_a_second(mode: Mode) 
     app.shutdown().await;
 }
 in_both_modes!(a_flood_of_health_checks_probes_the_backends_once_a_second);
+
+async fn send_upload(
+    app: &TestApp,
+    method: Method,
+    path: &str,
+    csv: bool,
+    body: String,
+) -> (u16, Value) {
+    let media = if csv { "text/csv" } else { "application/json" };
+    let response = app
+        .client
+        .request(method, app.url(path))
+        .header("content-type", media)
+        .body(body)
+        .send()
+        .await
+        .expect("request sent");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// Asserts a 400 whose details name `field`.
+fn refused_naming(answer: &(u16, Value), field: &str) {
+    assert_eq!(answer.0, 400, "{field}: {}", answer.1);
+    assert_eq!(answer.1["code"], "validation_failed", "{}", answer.1);
+    assert!(
+        answer.1["details"].to_string().contains(field),
+        "{field}: {}",
+        answer.1
+    );
+}
+
+/// Every upload is bounded: a CSV's columns and header, a target's metadata, a description;
+/// beyond them 400 naming the line or field, and a CSV whose stored form would outgrow the
+/// largest body (each row repeats its column names), or a do-not-call listing that repeats a
+/// long reason for every number, is refused with 413 before it is held.
+async fn uploads_are_bounded_and_name_what_is_too_large(mode: Mode) {
+    let app = TestApp::spawn_in(mode, |s| s.http.body_limit_bytes = 256 * 1024).await;
+    let create_csv = "/api/v1/campaigns?name=bounded&time_zone=UTC";
+    let wide: Vec<String> = (0..65).map(|i| format!("c{i}")).collect();
+    let header = format!("phone_number,{}", wide.join(","));
+    let answer = send_upload(
+        &app,
+        Method::POST,
+        create_csv,
+        true,
+        format!("{header}\n+15555550100\n"),
+    )
+    .await;
+    refused_naming(&answer, "line 1: at most 64 columns");
+    let long_header = format!("phone_number,{}\n+15555550100\n", "n".repeat(5000));
+    let answer = send_upload(&app, Method::POST, create_csv, true, long_header).await;
+    refused_naming(&answer, "line 1: the header row must be at most 4096 bytes");
+    let wide_row = format!(
+        "phone_number,note\n+15555550100,x\n+15555550101{}\n",
+        ",x".repeat(70)
+    );
+    let answer = send_upload(&app, Method::POST, create_csv, true, wide_row).await;
+    refused_naming(&answer, "line 3: at most 64 columns");
+    let long_cell = format!("phone_number,note\n+15555550100,{}\n", "x".repeat(5000));
+    let answer = send_upload(&app, Method::POST, create_csv, true, long_cell).await;
+    refused_naming(&answer, "line 2: metadata");
+
+    let many_keys: serde_json::Map<String, Value> =
+        (0..65).map(|i| (format!("k{i}"), json!(i))).collect();
+    let create = |metadata: Value, description: &str| {
+        json!({"name": unique_name("bounded"), "time_zone": "UTC", "description": description,
+            "targets": [{"phone_number": "+15555550100"},
+                {"phone_number": "+15555550101", "metadata": metadata}]})
+        .to_string()
+    };
+    let answer = send_upload(
+        &app,
+        Method::POST,
+        "/api/v1/campaigns",
+        false,
+        create(Value::Object(many_keys.clone()), ""),
+    )
+    .await;
+    refused_naming(&answer, "targets[1].metadata");
+    let answer = send_upload(
+        &app,
+        Method::POST,
+        "/api/v1/campaigns",
+        false,
+        create(json!({"note": "x".repeat(4100)}), ""),
+    )
+    .await;
+    refused_naming(&answer, "targets[1].metadata");
+    let answer = send_upload(
+        &app,
+        Method::POST,
+        "/api/v1/campaigns",
+        false,
+        create(json!({"note": "ok"}), &"d".repeat(2001)),
+    )
+    .await;
+    refused_naming(&answer, "description");
+    let answer = send_upload(
+        &app,
+        Method::POST,
+        "/api/v1/campaigns",
+        false,
+        create(json!({"note": "ok"}), &"d".repeat(2000)),
+    )
+    .await;
+    assert_eq!(answer.0, 201, "{}", answer.1);
+    let campaign = answer.1["id"].as_str().expect("id").to_owned();
+    let answer = send_upload(
+        &app,
+        Method::PUT,
+        &format!("/api/v1/campaigns/{campaign}"),
+        false,
+        json!({"description": "é".repeat(2001)}).to_string(),
+    )
+    .await;
+    refused_naming(&answer, "description");
+    let answer = send_upload(
+        &app,
+        Method::POST,
+        "/api/v1/calls",
+        false,
+        json!({"campaign_id": campaign, "phone_number": "+15555550100",
+            "metadata": Value::Object(many_keys)})
+        .to_string(),
+    )
+    .await;
+    refused_naming(&answer, "metadata");
+    // The metadata kept is what was sent, as JSON.
+    let (_, calls) = app
+        .get(&format!("/api/v1/campaigns/{campaign}/calls"))
+        .await;
+    assert!(
+        calls.to_string().contains(r#""metadata":{"note":"ok"}"#),
+        "{calls}"
+    );
+
+    // 40 long column names and one-character cells: each row's metadata takes about 3.5 KB,
+    // 2,500 rows about 9 MB, for a body of 200 KB.
+    let names: Vec<String> = (0..40).map(|i| format!("{i:0>80}")).collect();
+    let mut csv = format!("phone_number,{}\n", names.join(","));
+    for row in 0..2_500 {
+        csv.push_str(&format!("+1555555{row:04}{}\n", ",x".repeat(40)));
+    }
+    assert!(csv.len() < 256 * 1024);
+    let answer = send_upload(&app, Method::POST, create_csv, true, csv).await;
+    assert_eq!(answer.0, 413, "{}", answer.1);
+    assert_eq!(answer.1["code"], "payload_too_large");
+
+    let answer = send_upload(
+        &app,
+        Method::POST,
+        "/api/v1/dnc",
+        true,
+        format!("{header}\n+15555550100\n"),
+    )
+    .await;
+    refused_naming(&answer, "line 1: at most 64 columns");
+    let numbers: Vec<String> = (0..1_000).map(|i| format!("+1555556{i:04}")).collect();
+    let answer = send_upload(
+        &app,
+        Method::POST,
+        "/api/v1/dnc",
+        false,
+        json!({"numbers": numbers, "reason": "r".repeat(500)}).to_string(),
+    )
+    .await;
+    assert_eq!(answer.0, 413, "{}", answer.1);
+    assert_eq!(answer.1["code"], "payload_too_large");
+    app.shutdown().await;
+}
+in_both_modes!(uploads_are_bounded_and_name_what_is_too_large);

@@ -59,7 +59,7 @@ pub(super) async fn insert_calls(
             query = query
                 .bind::<Text, _>(call.id.to_string())
                 .bind::<Text, _>(call.phone_number.as_str().to_owned())
-                .bind::<Nullable<Text>, _>(call.metadata.as_ref().map(|m| m.to_string()))
+                .bind::<Nullable<Text>, _>(call.metadata.as_ref().map(|m| m.as_json().to_owned()))
                 .bind::<Nullable<Text>, _>(call.time_zone.map(|tz| tz.name().to_owned()))
                 .bind::<BigInt, _>(dial_after.map_or(0, to_ms));
         }

@@ -119,7 +119,9 @@ async fn insert_targets(
         for target in chunk {
             query = query
                 .bind::<Text, _>(target.phone_number.as_str().to_owned())
-                .bind::<Nullable<Text>, _>(target.metadata.as_ref().map(|m| m.to_string()));
+                .bind::<Nullable<Text>, _>(
+                    target.metadata.as_ref().map(|m| m.as_json().to_owned()),
+                );
         }
         query.execute(conn).await?;
     }

@@ -21,6 +21,7 @@ use crate::domain::carrier::{CarrierCall, Voice};
 use crate::domain::compliance::dnc::{DncEntry, DncScope};
 use crate::domain::compliance::{Compliance, FrequencyCap, PriorAttempt, RestrictedPeriod};
 use crate::domain::ids::{CallId, CampaignId};
+use crate::domain::metadata::Metadata;
 use crate::domain::phone::PhoneNumber;
 use crate::domain::settlement::CurrentCall;
 use crate::domain::stats::CampaignStats;
@@ -65,8 +66,8 @@ fn parse_id<T: std::str::FromStr>(what: &str, value: &str) -> Result<T, StoreErr
     value.parse().map_err(|_| corrupt(what, value))
 }
 
-fn parse_metadata(value: Option<String>) -> Option<serde_json::Value> {
-    value.and_then(|text| serde_json::from_str(&text).ok())
+fn parse_metadata(value: Option<String>) -> Option<Metadata> {
+    value.map(Metadata::from_stored)
 }
 
 pub const CAMPAIGN_COLUMNS: &str = "campaigns.id AS id, campaigns.name AS name, \

@@ -44,7 +44,7 @@ pub(super) fn insert_calls(
                 .bind::<BigInt, _>(to_ms(call.scheduled_at))
                 .bind::<BigInt, _>(to_ms(call.created_at))
                 .bind::<BigInt, _>(to_ms(call.updated_at))
-                .bind::<Nullable<Text>, _>(call.metadata.as_ref().map(|m| m.to_string()))
+                .bind::<Nullable<Text>, _>(call.metadata.as_ref().map(|m| m.as_json().to_owned()))
                 .bind::<Nullable<Text>, _>(call.time_zone.map(|tz| tz.name().to_owned()))
                 .bind::<BigInt, _>(dial_after);
         }

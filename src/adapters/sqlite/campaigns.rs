@@ -93,7 +93,9 @@ fn insert_targets(
             query = query
                 .bind::<Text, _>(campaign.clone())
                 .bind::<Text, _>(target.phone_number.as_str().to_owned())
-                .bind::<Nullable<Text>, _>(target.metadata.as_ref().map(|m| m.to_string()));
+                .bind::<Nullable<Text>, _>(
+                    target.metadata.as_ref().map(|m| m.as_json().to_owned()),
+                );
         }
         query.execute(conn)?;
     }

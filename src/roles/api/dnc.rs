@@ -93,15 +93,26 @@ struct Collector {
     listing: Listing,
     problems: Vec<String>,
     more_problems: usize,
+    /// Bytes of reasons held, against `stored_limit`: one reason given for a whole listing is
+    /// held once per number.
+    stored: usize,
+    stored_limit: usize,
 }
 
+/// Entries set aside before the first is read: more grow as they come, so a body's size never
+/// reserves memory by itself.
+const PREALLOCATED: usize = 65_536;
+
 impl Collector {
-    fn new(capacity: usize) -> Self {
+    fn new(capacity: usize, stored_limit: usize) -> Self {
+        let capacity = capacity.min(PREALLOCATED);
         Self {
             seen: HashSet::with_capacity(capacity),
             listing: Vec::with_capacity(capacity),
             problems: Vec::new(),
             more_problems: 0,
+            stored: 0,
+            stored_limit,
         }
     }
 
@@ -113,15 +124,20 @@ impl Collector {
         }
     }
 
-    fn add(&mut self, field: &str, raw: &str, reason: Option<String>) {
+    fn add(&mut self, field: &str, raw: &str, reason: Option<&str>) -> Result<(), ApiError> {
         match PhoneNumber::parse(raw) {
             Ok(number) => {
                 if self.seen.insert(number.clone()) {
-                    self.listing.push((number, reason));
+                    self.stored += reason.map_or(0, str::len);
+                    if self.stored > self.stored_limit {
+                        return Err(ApiError::stored_too_large(self.stored_limit));
+                    }
+                    self.listing.push((number, reason.map(str::to_owned)));
                 }
             }
             Err(err) => self.problem(format!("{field}: {raw:?} is {err}")),
         }
+        Ok(())
     }
 
     fn finish(mut self) -> Result<Listing, ApiError> {
@@ -140,24 +156,24 @@ impl Collector {
     }
 }
 
-fn from_json(body: &[u8]) -> Result<Listing, ApiError> {
+fn from_json(body: &[u8], stored_limit: usize) -> Result<Listing, ApiError> {
     let request: DncRequest = uploads::json(body)?;
     let mut problems = Vec::new();
     let reason = check_reason(request.reason.as_deref(), "reason", &mut problems);
     let numbers = request.numbers.unwrap_or_default();
-    let mut collector = Collector::new(numbers.len());
+    let mut collector = Collector::new(numbers.len(), stored_limit);
     for problem in problems {
         collector.problem(problem);
     }
     for (index, raw) in numbers.iter().enumerate() {
-        collector.add(&format!("numbers[{index}]"), raw, reason.clone());
+        collector.add(&format!("numbers[{index}]"), raw, reason.as_deref())?;
     }
     collector.finish()
 }
 
 /// A CSV upload: a header row naming `phone_number` (and optionally `reason`), then one
 /// number per row.
-fn from_csv(body: &[u8]) -> Result<Listing, ApiError> {
+fn from_csv(body: &[u8], stored_limit: usize) -> Result<Listing, ApiError> {
     let mut reader = uploads::reader(body);
     let headers = uploads::headers(&mut reader)?;
     let column = |name: &str| headers.iter().position(|h| h.eq_ignore_ascii_case(name));
@@ -167,13 +183,13 @@ fn from_csv(body: &[u8]) -> Result<Listing, ApiError> {
         ])
     })?;
     let reason_at = column("reason");
-    let mut collector = Collector::new(body.len() / 14);
+    let mut collector = Collector::new(body.len() / 14, stored_limit);
     for (index, record) in reader.records().enumerate() {
         let line = uploads::line_of(index);
-        let record = match record {
+        let record = match uploads::bounded_record(index, record) {
             Ok(record) => record,
-            Err(err) => {
-                collector.problem(format!("line {line}: unreadable CSV: {err}"));
+            Err(problem) => {
+                collector.problem(problem);
                 continue;
             }
         };
@@ -190,7 +206,7 @@ fn from_csv(body: &[u8]) -> Result<Listing, ApiError> {
         for problem in problems {
             collector.problem(problem);
         }
-        collector.add(&format!("line {line}"), raw, reason);
+        collector.add(&format!("line {line}"), raw, reason.as_deref())?;
     }
     collector.finish()
 }
@@ -201,9 +217,11 @@ async fn listing(
     payload: web::Payload,
 ) -> Result<Listing, ApiError> {
     // A million-number upload takes a while to parse: off the worker's thread.
-    match uploads::read(req, payload, ctx.settings.http.body_limit_bytes).await? {
-        Upload::Json(body) => uploads::parse_off_thread(move || from_json(&body)).await,
-        Upload::Csv(body) => uploads::parse_off_thread(move || from_csv(&body)).await,
+    // Reasons held may take as much room as the largest body, no more.
+    let limit = ctx.settings.http.body_limit_bytes;
+    match uploads::read(req, payload, limit).await? {
+        Upload::Json(body) => uploads::parse_off_thread(move || from_json(&body, limit)).await,
+        Upload::Csv(body) => uploads::parse_off_thread(move || from_csv(&body, limit)).await,
     }
 }
 
@@ -364,15 +382,15 @@ mod tests {
     #[test]
     fn csv_uploads_read_their_header_and_name_every_bad_line() {
         let body = b"\xef\xbb\xbfPhone_Number,reason\n+1 555 555 0100,moved\n+15555550100,dup\n\n+15555550101,\n";
-        let listing = from_csv(body).expect("valid");
+        let listing = from_csv(body, 1 << 20).expect("valid");
         assert_eq!(listing.len(), 2, "the duplicate is listed once");
         assert_eq!(listing[0].0.as_str(), "+15555550100");
         assert_eq!(listing[0].1.as_deref(), Some("moved"));
         assert_eq!(listing[1].1, None);
-        let err = from_csv(b"phone_number\n+15555550100\nnope\n").expect_err("bad line");
+        let err = from_csv(b"phone_number\n+15555550100\nnope\n", 1 << 20).expect_err("bad line");
         assert_eq!(err.code(), "validation_failed");
         assert!(format!("{:?}", err.details()).contains("line 3"));
-        let err = from_csv(b"number\n+15555550100\n").expect_err("no column");
+        let err = from_csv(b"number\n+15555550100\n", 1 << 20).expect_err("no column");
         assert!(format!("{:?}", err.details()).contains("phone_number column"));
     }
 

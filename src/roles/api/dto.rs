@@ -7,6 +7,7 @@ use std::collections::HashSet;
 use chrono::{DateTime, SecondsFormat, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
 use crate::domain::business_hours::{BusinessHours, BusinessWindow, WallTime};
@@ -16,6 +17,7 @@ use crate::domain::carrier::{twiml_problem, voice_url_problem, Audio, CarrierCal
 use crate::domain::compliance::caps::{format_window, parse_window};
 use crate::domain::compliance::{FrequencyCap, RestrictedPeriod};
 use crate::domain::duration::{format_go_duration, parse_go_duration};
+use crate::domain::metadata::Metadata;
 use crate::domain::phone::PhoneNumber;
 use crate::domain::stats::CampaignStats;
 use crate::ports::NewTarget;
@@ -63,8 +65,9 @@ pub struct TargetInput {
     /// E.164, e.g. "+15555550001": a number valid in its country's numbering plan.
     #[schema(value_type = String, required = true)]
     pub phone_number: Option<String>,
+    /// A JSON object of at most 64 keys and 4096 bytes (compact).
     #[schema(value_type = Option<Object>)]
-    pub metadata: Option<serde_json::Value>,
+    pub metadata: Option<Box<RawValue>>,
     /// The called party's IANA time zone, when it is known better than from the number.
     pub time_zone: Option<String>,
 }
@@ -218,6 +221,8 @@ pub struct CreateCampaignRequest {
     /// regardless of case (409 otherwise).
     #[schema(value_type = String, required = true)]
     pub name: Option<String>,
+    /// At most 2000 characters, no control characters but line breaks and tabs.
+    #[schema(max_length = 2000)]
     pub description: Option<String>,
     /// IANA time zone, e.g. "America/New_York".
     #[schema(schema_with = time_zone_schema, required = true)]
@@ -281,6 +286,8 @@ impl CreateCampaignRequest {
 #[schema(example = json!({"max_concurrent_calls": 20, "description": "raised for the last week"}))]
 pub struct UpdateCampaignRequest {
     pub name: Option<String>,
+    /// At most 2000 characters, no control characters but line breaks and tabs.
+    #[schema(max_length = 2000)]
     pub description: Option<String>,
     #[schema(minimum = 1, maximum = 100000)]
     pub max_concurrent_calls: Option<i64>,
@@ -319,8 +326,9 @@ pub struct TriggerCallRequest {
     /// A registered target of the campaign.
     #[schema(value_type = String, required = true)]
     pub phone_number: Option<String>,
+    /// A JSON object of at most 64 keys and 4096 bytes (compact).
     #[schema(value_type = Option<Object>)]
-    pub metadata: Option<serde_json::Value>,
+    pub metadata: Option<Box<RawValue>>,
 }
 
 /// Collects every problem of a request before answering.
@@ -420,6 +428,14 @@ pub fn validate_voice(
     (caller_id, audio)
 }
 
+/// A target's metadata as sent (`null` is absent, before this is reached).
+pub fn validate_metadata(raw: &RawValue) -> Result<Metadata, String> {
+    Metadata::parse(raw.get()).map_err(|problem| problem.to_string())
+}
+
+/// Most characters of a campaign's description.
+pub const MAX_DESCRIPTION_CHARS: usize = 2000;
+
 /// Free text may hold line breaks and tabs, but not NUL or other control characters, which
 /// some stores refuse.
 pub fn validate_description(
@@ -427,6 +443,14 @@ pub fn validate_description(
     problems: &mut Problems,
 ) -> Option<String> {
     let description = description?;
+    let length = description.chars().count();
+    if length > MAX_DESCRIPTION_CHARS {
+        problems.push(
+            "description",
+            format!("must be at most {MAX_DESCRIPTION_CHARS} characters, has {length}"),
+        );
+        return None;
+    }
     if description
         .chars()
         .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
@@ -642,12 +666,20 @@ pub fn validate_targets_as(
                 }
             },
         };
+        let metadata = match target.metadata.as_deref().map(validate_metadata) {
+            None => None,
+            Some(Ok(metadata)) => Some(metadata),
+            Some(Err(problem)) => {
+                problems.push(&field_of(index, "metadata"), problem);
+                continue;
+            }
+        };
         match PhoneNumber::parse(&raw) {
             Ok(number) => {
                 if seen.insert(number.clone()) {
                     targets.push(NewTarget {
                         phone_number: number,
-                        metadata: target.metadata,
+                        metadata,
                         time_zone,
                     });
                 }
@@ -844,7 +876,7 @@ pub struct CallResponse {
     pub last_error: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
-    pub metadata: Option<serde_json::Value>,
+    pub metadata: Option<Metadata>,
 }
 
 impl From<&Call> for CallResponse {
@@ -1105,7 +1137,8 @@ pub struct TargetPreview {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub time_zone: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub metadata: Option<serde_json::Value>,
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<Metadata>,
 }
 
 impl From<&NewTarget> for TargetPreview {

@@ -178,6 +178,18 @@ impl ApiError {
         )
     }
 
+    /// An upload whose stored form would exceed `limit` bytes, though its body did not.
+    pub fn stored_too_large(limit: usize) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!(
+                "the upload would take more than {limit} bytes once stored (each row repeats \
+                 its column names in its metadata); split it or send fewer columns"
+            ),
+        )
+    }
+
     pub fn unsupported_media_type() -> Self {
         Self::unsupported_media_type_of("application/json")
     }

@@ -109,9 +109,11 @@ fn csv_field(index: usize, column: &str) -> String {
     format!("line {}: {column}", uploads::line_of(index))
 }
 
-/// Targets from a CSV body, parsed off the worker's thread.
-async fn csv_targets(body: web::Bytes) -> Result<Vec<TargetInput>, ApiError> {
-    uploads::parse_off_thread(move || uploads::targets_from_csv(&body)).await
+/// Targets from a CSV body, parsed off the worker's thread; their metadata may take at most
+/// as much room as the largest body.
+async fn csv_targets(ctx: &AppContext, body: web::Bytes) -> Result<Vec<TargetInput>, ApiError> {
+    let stored_limit = ctx.settings.http.body_limit_bytes;
+    uploads::parse_off_thread(move || uploads::targets_from_csv(&body, stored_limit)).await
 }
 
 #[utoipa::path(post, path = "/api/v1/campaigns",
@@ -148,7 +150,7 @@ pub async fn create_campaign(
         match uploads::read(&req, payload, limit).await? {
             Upload::Json(bytes) => (uploads::json(&bytes)?, json_target_field),
             Upload::Csv(bytes) => {
-                let targets = csv_targets(bytes).await?;
+                let targets = csv_targets(&ctx, bytes).await?;
                 let body = CreateCampaignRequest::from_query(&query, targets)
                     .map_err(ApiError::validation)?;
                 (body, csv_field)
@@ -458,7 +460,7 @@ pub async fn add_targets(
                     .unwrap_or_default(),
                 json_target_field,
             ),
-            Upload::Csv(bytes) => (csv_targets(bytes).await?, csv_field),
+            Upload::Csv(bytes) => (csv_targets(&ctx, bytes).await?, csv_field),
         };
     let mut problems = Problems::default();
     if input.is_empty() {
@@ -600,6 +602,14 @@ pub async fn trigger_call(
             }
         },
     };
+    let metadata = match body.metadata.as_deref().map(validate_metadata) {
+        Some(Err(problem)) => {
+            problems.push("metadata", problem);
+            None
+        }
+        Some(Ok(metadata)) => Some(metadata),
+        None => None,
+    };
     let number = match body.phone_number.as_deref() {
         None => {
             problems.push("phone_number", "is required");
@@ -620,7 +630,7 @@ pub async fn trigger_call(
             vec![crate::ports::NewTarget {
                 phone_number,
                 time_zone: None,
-                metadata: body.metadata,
+                metadata,
             }],
             Utc::now(),
             audit.entry(StatusCode::ACCEPTED, Some(campaign_id.to_string())),

@@ -5,6 +5,7 @@ use actix_web::http::header;
 use actix_web::web::Bytes;
 use actix_web::{web, HttpRequest};
 use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
 
 use super::dto::TargetInput;
 use super::error::ApiError;
@@ -70,14 +71,50 @@ pub fn reader(body: &[u8]) -> csv::Reader<&[u8]> {
         .from_reader(body)
 }
 
-/// The header row, its names without a byte-order mark.
+/// Most columns of a CSV upload.
+pub const MAX_CSV_COLUMNS: usize = 64;
+/// Most bytes of a CSV upload's header row.
+pub const MAX_CSV_HEADER_BYTES: usize = 4096;
+
+/// The header row, its names without a byte-order mark, within the bounds above.
 pub fn headers(reader: &mut csv::Reader<&[u8]>) -> Result<Vec<String>, ApiError> {
+    let header = reader
+        .byte_headers()
+        .map_err(|err| ApiError::malformed(format!("unreadable CSV header: {err}")))?;
+    let bytes = header.as_slice().len() + header.len();
+    if header.len() > MAX_CSV_COLUMNS {
+        return Err(ApiError::validation(vec![format!(
+            "line 1: at most {MAX_CSV_COLUMNS} columns, the header names {}",
+            header.len()
+        )]));
+    }
+    if bytes > MAX_CSV_HEADER_BYTES {
+        return Err(ApiError::validation(vec![format!(
+            "line 1: the header row must be at most {MAX_CSV_HEADER_BYTES} bytes"
+        )]));
+    }
     Ok(reader
         .headers()
         .map_err(|err| ApiError::malformed(format!("unreadable CSV header: {err}")))?
         .iter()
         .map(|name| name.trim_start_matches('\u{feff}').to_owned())
         .collect())
+}
+
+/// A record of at most `MAX_CSV_COLUMNS` cells, or the problem naming its line.
+pub fn bounded_record(
+    index: usize,
+    record: Result<csv::StringRecord, csv::Error>,
+) -> Result<csv::StringRecord, String> {
+    let line = line_of(index);
+    let record = record.map_err(|err| format!("line {line}: unreadable CSV: {err}"))?;
+    if record.len() > MAX_CSV_COLUMNS {
+        return Err(format!(
+            "line {line}: at most {MAX_CSV_COLUMNS} columns, the row has {}",
+            record.len()
+        ));
+    }
+    Ok(record)
 }
 
 /// The line of the `index`-th record (line 1 is the header).
@@ -87,7 +124,11 @@ pub fn line_of(index: usize) -> usize {
 
 /// Targets from a CSV: a `phone_number` column, an optional `time_zone`, and every other
 /// non-empty cell kept in the target's metadata under its column's name.
-pub fn targets_from_csv(body: &[u8]) -> Result<Vec<TargetInput>, ApiError> {
+///
+/// Each row's metadata repeats its column names, so a CSV's targets may take far more room
+/// than the CSV itself: past `stored_limit` bytes of metadata the upload is refused (413)
+/// before more is held.
+pub fn targets_from_csv(body: &[u8], stored_limit: usize) -> Result<Vec<TargetInput>, ApiError> {
     let mut reader = reader(body);
     let headers = headers(&mut reader)?;
     let at = |name: &str| headers.iter().position(|h| h.eq_ignore_ascii_case(name));
@@ -98,13 +139,10 @@ pub fn targets_from_csv(body: &[u8]) -> Result<Vec<TargetInput>, ApiError> {
     })?;
     let zone_at = at("time_zone");
     let mut targets = Vec::new();
+    let mut stored = 0usize;
     for (index, record) in reader.records().enumerate() {
-        let record = record.map_err(|err| {
-            ApiError::validation(vec![format!(
-                "line {}: unreadable CSV: {err}",
-                line_of(index)
-            )])
-        })?;
+        let record =
+            bounded_record(index, record).map_err(|problem| ApiError::validation(vec![problem]))?;
         let mut metadata = serde_json::Map::new();
         for (column, value) in record.iter().enumerate() {
             if column == number_at || Some(column) == zone_at || value.is_empty() {
@@ -114,13 +152,23 @@ pub fn targets_from_csv(body: &[u8]) -> Result<Vec<TargetInput>, ApiError> {
                 metadata.insert(name.clone(), serde_json::Value::String(value.to_owned()));
             }
         }
+        let metadata = if metadata.is_empty() {
+            None
+        } else {
+            let text = serde_json::Value::Object(metadata).to_string();
+            stored += text.len();
+            if stored > stored_limit {
+                return Err(ApiError::stored_too_large(stored_limit));
+            }
+            Some(RawValue::from_string(text).map_err(|err| ApiError::internal(&err))?)
+        };
         targets.push(TargetInput {
             phone_number: Some(record.get(number_at).unwrap_or_default().to_owned()),
             time_zone: zone_at
                 .and_then(|at| record.get(at))
                 .filter(|zone| !zone.is_empty())
                 .map(str::to_owned),
-            metadata: (!metadata.is_empty()).then_some(serde_json::Value::Object(metadata)),
+            metadata,
         });
     }
     Ok(targets)
@@ -135,20 +183,18 @@ mod tests {
     fn csv_targets_keep_their_other_columns_as_metadata() {
         let body = b"\xef\xbb\xbfphone_number,Time_Zone,customer,notes\n\
             +15555550001,America/Chicago,A-17,\n+15555550002,,B-2,call after 5\n";
-        let targets = targets_from_csv(body).expect("valid");
+        let targets = targets_from_csv(body, 1 << 20).expect("valid");
         assert_eq!(targets.len(), 2);
         assert_eq!(targets[0].phone_number.as_deref(), Some("+15555550001"));
         assert_eq!(targets[0].time_zone.as_deref(), Some("America/Chicago"));
-        assert_eq!(
-            targets[0].metadata,
-            Some(serde_json::json!({"customer": "A-17"}))
-        );
+        let metadata = |i: usize| targets[i].metadata.as_ref().map(|m| m.get().to_owned());
+        assert_eq!(metadata(0).as_deref(), Some(r#"{"customer":"A-17"}"#));
         assert_eq!(targets[1].time_zone, None);
         assert_eq!(
-            targets[1].metadata,
-            Some(serde_json::json!({"customer": "B-2", "notes": "call after 5"}))
+            metadata(1).as_deref(),
+            Some(r#"{"customer":"B-2","notes":"call after 5"}"#)
         );
-        let err = targets_from_csv(b"number\n+15555550001\n").expect_err("no column");
+        let err = targets_from_csv(b"number\n+15555550001\n", 1 << 20).expect_err("no column");
         assert_eq!(err.code(), "validation_failed");
     }
 }

@@ -561,7 +561,10 @@ async fn enqueues_registered_numbers_and_pages_calls(adapter: StoreAdapter) {
     let campaign = started_campaign(&*store, 5).await;
     let number = |text: &str| NewTarget {
         phone_number: PhoneNumber::parse(text).expect("number"),
-        metadata: Some(serde_json::json!({ "customer": 7 })),
+        metadata: Some(
+            outbound::domain::metadata::Metadata::from_value(&serde_json::json!({ "customer": 7 }))
+                .expect("metadata"),
+        ),
         time_zone: None,
     };
     let refused = store
@@ -701,7 +704,7 @@ async fn enqueues_registered_numbers_and_pages_calls(adapter: StoreAdapter) {
         .expect("get")
         .expect("exists");
     assert_eq!(
-        requeued.metadata,
+        requeued.metadata.map(|m| m.to_value()),
         Some(serde_json::json!({ "customer": 7 }))
     );
     assert!(store
