@@ -301,6 +301,22 @@ pub struct LimitsReached {
 }
 
 impl PendingTally {
+    /// Turns the counts of a sample of `sampled` waiting calls into estimates for `total`
+    /// of them, by their shares of the sample.
+    pub fn scale_to(&mut self, sampled: u64, total: u64) {
+        if sampled == 0 {
+            return;
+        }
+        let scale = |n: u64| -> u64 {
+            u64::try_from(u128::from(n) * u128::from(total) / u128::from(sampled))
+                .unwrap_or(u64::MAX)
+        };
+        for count in self.by_reason.values_mut() {
+            *count = scale(*count);
+        }
+        self.dialable = scale(self.dialable);
+    }
+
     /// Counts `call` of a campaign with `rules` under `policy` at `now`.
     pub fn add(
         &mut self,
@@ -582,6 +598,20 @@ mod tests {
         Utc.with_ymd_and_hms(2026, 12, 7, 17, 0, 0)
             .single()
             .expect("valid instant")
+    }
+
+    #[test]
+    fn a_sampled_tally_estimates_every_waiting_call_by_its_shares() {
+        let mut tally = PendingTally::default();
+        tally.by_reason.insert(HoldCode::Backoff, 1_500);
+        tally.by_reason.insert(HoldCode::CampaignLimit, 400);
+        tally.dialable = 100;
+        tally.scale_to(2_000, 1_000_000);
+        assert_eq!(tally.by_reason[&HoldCode::Backoff], 750_000);
+        assert_eq!(tally.by_reason[&HoldCode::CampaignLimit], 200_000);
+        assert_eq!(tally.dialable, 50_000);
+        tally.scale_to(0, 5);
+        assert_eq!(tally.dialable, 50_000);
     }
 
     #[test]

@@ -1055,11 +1055,18 @@ pub struct CampaignExplainResponse {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next_dial_at: Option<String>,
     /// Waiting calls (queued or retrying) by the first rule holding each, with the codes of
-    /// the call explanation; calls nothing holds are not counted.
+    /// the call explanation; calls nothing holds are not counted. Estimates when `exact` is
+    /// false: the shares of the sample applied to all the campaign's waiting calls.
     pub pending_by_reason: std::collections::BTreeMap<String, u64>,
     /// Why the engine paused the campaign by itself, when it did.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pause_reason: Option<PauseReasonResponse>,
+    /// Whether every waiting call was read (at most 2,000 wait); otherwise the counts are
+    /// estimated from `sampled_calls` of them, the earliest registered.
+    pub exact: bool,
+    /// How many waiting calls the estimate read, when `exact` is false.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sampled_calls: Option<u64>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
