@@ -26,6 +26,7 @@ pub enum KeysError {
 /// The audit entry of a CLI change, with the status the API would have answered.
 fn cli_entry(route: &str, resource_id: String, status: u16) -> AuditEntry {
     AuditEntry {
+        count: 1,
         id: Uuid::now_v7(),
         at: Utc::now(),
         key_id: None,

@@ -382,6 +382,8 @@ pub trait Store: Send + Sync + 'static {
     async fn touch_keys(&self, used: &[(KeyId, DateTime<Utc>)]) -> Result<(), StoreError>;
     /// Records entries whose request changed nothing in the store (refused, or failed).
     async fn record_audit(&self, entries: &[AuditEntry]) -> Result<(), StoreError>;
+    /// Removes the audit entries recorded before `before`; how many it removed.
+    async fn prune_audit(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
     /// Audit entries older than `before` (all when `None`), newest first.
     async fn list_audit(
         &self,

@@ -313,6 +313,9 @@ pub struct AuditEntry {
     /// The campaign, call or key the request touched.
     pub resource_id: Option<String>,
     pub status: u16,
+    /// How many requests the entry stands for: refusals for a missing or unknown key from one
+    /// client address are recorded together, once a second; 1 for every other request.
+    pub count: u32,
 }
 
 #[cfg(test)]

@@ -45,6 +45,57 @@ impl From<Duration> for GoDuration {
     }
 }
 
+/// A long duration: whole days ("400d"), or as Go writes it ("36h").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Days(pub Duration);
+
+const DAY: Duration = Duration::from_secs(24 * 60 * 60);
+
+impl Serialize for Days {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let secs = self.0.as_secs();
+        if self.0.subsec_nanos() == 0 && secs % DAY.as_secs() == 0 {
+            serializer.serialize_str(&format!("{}d", secs / DAY.as_secs()))
+        } else {
+            serializer.serialize_str(&format_go_duration(self.0))
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Days {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        let trimmed = text.trim();
+        if let Some(days) = trimmed.strip_suffix('d') {
+            return days
+                .parse::<u32>()
+                .map(|days| Days(DAY * days))
+                .map_err(|_| {
+                    serde::de::Error::custom(format!("{text:?} is not a number of days"))
+                });
+        }
+        parse_go_duration(trimmed)
+            .map(Days)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// The audit log's upkeep.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditSettings {
+    /// Entries older than this are removed; at least a day.
+    pub retention: Days,
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        Self {
+            retention: Days(DAY * 400),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpSettings {
@@ -682,6 +733,7 @@ impl Settings {
 pub struct Settings {
     pub http: HttpSettings,
     pub auth: AuthSettings,
+    pub audit: AuditSettings,
     pub compliance: ComplianceSettings,
     pub storage: StorageSettings,
     pub bus: BusSettings,

@@ -42,6 +42,9 @@ impl Settings {
                 return Err(invalid(key, "must be at least 1s"));
             }
         }
+        if self.audit.retention.0 < std::time::Duration::from_secs(24 * 60 * 60) {
+            return Err(invalid("audit.retention", "must be at least 1d"));
+        }
         for (key, value) in [
             ("http.max_large_bodies", self.http.max_large_bodies),
             ("http.max_streams_per_key", self.http.max_streams_per_key),

@@ -137,7 +137,23 @@ async fn every_route_answers_as_its_role_allows(mode: Mode) {
             }
         }
     }
+    // Refusals without a key are written together, once a second per client address: their
+    // entries stand for them all, by count.
+    let anonymous = expected_audit.iter().filter(|e| e.0.is_none()).count();
+    expected_audit.retain(|e| e.0.is_some());
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     let entries = audit_entries(&app, &keys[&Role::Admin]).await;
+    let (strangers, entries): (Vec<Value>, Vec<Value>) =
+        entries.into_iter().partition(|e| e["key_name"].is_null());
+    let counted: u64 = strangers
+        .iter()
+        .map(|e| e["count"].as_u64().expect("count"))
+        .sum();
+    assert_eq!(counted as usize, anonymous, "{strangers:#?}");
+    assert!(
+        strangers.iter().all(|e| e["status"] == 401),
+        "{strangers:#?}"
+    );
     let mut found: Vec<Audited> = entries
         .iter()
         .map(|e| {
@@ -200,8 +216,11 @@ async fn changes_are_audited_with_their_target() {
             .expect("ascii"),
         "GET, PUT"
     );
+    // The refusal is written with the others of its second, at the next flush.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     let entries = audit_entries(&app, &admin).await;
     assert_eq!(entries.len(), 4, "{entries:#?}");
+    assert_eq!(entries[1]["count"], 1);
     assert_eq!(entries[0]["status"], 405);
     assert_eq!(entries[0]["method"], "PATCH");
     assert_eq!(entries[0]["route"], "/api/v1/campaigns/{id}");
@@ -1398,3 +1417,91 @@ async fn a_large_campaign_is_explained_from_a_bounded_sample(mode: Mode) {
     app.shutdown().await;
 }
 in_both_modes!(a_large_campaign_is_explained_from_a_bounded_sample);
+
+/// A flood of changes refused for a missing or unknown key grows the audit log by one entry
+/// per client address per second, each counting the requests it stands for (forged forwarding
+/// headers change nothing); entries past `audit.retention` are removed.
+async fn refused_floods_and_old_entries_keep_the_audit_log_bounded(mode: Mode) {
+    let app = TestApp::spawn_in(mode, |s| s.auth.mode = AuthMode::Keys).await;
+    let admin = key(&app, Role::Admin).await;
+    const FLOOD: usize = 600;
+    let started = Instant::now();
+    let sends = (0..FLOOD).map(|i| {
+        let mut request = app
+            .client
+            .post(app.url("/api/v1/campaigns"))
+            .header("X-Forwarded-For", format!("198.51.100.{}", i % 250))
+            .json(&json!({"name": "flood"}));
+        if i % 2 == 0 {
+            request = request.bearer_auth(format!("obk_{}", "A".repeat(64)));
+        }
+        async move { request.send().await.expect("sent").status().as_u16() }
+    });
+    let statuses = futures::future::join_all(sends).await;
+    let elapsed = started.elapsed().as_secs() as usize;
+    assert!(
+        statuses.iter().all(|s| *s == 401 || *s == 429),
+        "{statuses:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let entries = audit_entries(&app, &admin).await;
+    let strangers: Vec<&Value> = entries.iter().filter(|e| e["key_name"].is_null()).collect();
+    assert!(
+        strangers.len() <= elapsed + 3,
+        "{} entries for a flood of {elapsed} s",
+        strangers.len()
+    );
+    let counted: u64 = strangers
+        .iter()
+        .map(|e| e["count"].as_u64().expect("count"))
+        .sum();
+    assert_eq!(counted as usize, FLOOD);
+
+    // Retention: an entry past it goes, a recent one stays.
+    let url = app.ctx.settings.storage.url.clone();
+    let old = |age: chrono::Duration, route: &str| outbound::domain::access::AuditEntry {
+        id: uuid::Uuid::now_v7(),
+        at: Utc::now() - age,
+        key_id: None,
+        key_name: Some("retention".into()),
+        method: "POST".into(),
+        route: route.into(),
+        resource_id: None,
+        status: 201,
+        count: 1,
+    };
+    app.ctx
+        .store
+        .record_audit(&[
+            old(chrono::Duration::days(3), "/expired"),
+            old(chrono::Duration::hours(1), "/kept"),
+        ])
+        .await
+        .expect("recorded");
+    let pruning = TestApp::spawn_in(mode, |s| {
+        s.auth.mode = AuthMode::Keys;
+        s.storage.url = url;
+        s.audit.retention = outbound::settings::Days(Duration::from_secs(2 * 24 * 3600));
+    })
+    .await;
+    let since = Instant::now();
+    loop {
+        let routes: Vec<String> = audit_entries(&pruning, &admin)
+            .await
+            .iter()
+            .filter_map(|e| e["route"].as_str().map(str::to_owned))
+            .collect();
+        assert!(routes.contains(&"/kept".to_owned()), "{routes:?}");
+        if !routes.contains(&"/expired".to_owned()) {
+            break;
+        }
+        assert!(
+            since.elapsed() < Duration::from_secs(10),
+            "the expired entry stays"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    pruning.shutdown().await;
+    app.shutdown().await;
+}
+in_both_modes!(refused_floods_and_old_entries_keep_the_audit_log_bounded);

@@ -9,7 +9,8 @@ use futures::FutureExt;
 use super::{Conn, PgStore};
 use crate::adapters::sql::rows::{self, AuditRow, KeyRow};
 use crate::adapters::sql::statements::{
-    AUDIT_FROM_NEWEST, AUDIT_PAGE, INSERT_AUDIT, INSERT_KEY, KEYS, LOAD_KEY, REVOKE_KEY,
+    AUDIT_FROM_NEWEST, AUDIT_PAGE, INSERT_AUDIT, INSERT_KEY, KEYS, LOAD_KEY, PRUNE_AUDIT,
+    REVOKE_KEY,
 };
 use crate::adapters::sql::{as_bigint, to_ms, Failure};
 use crate::domain::access::{ApiKey, AuditEntry, NewKey};
@@ -30,6 +31,7 @@ pub(super) async fn record(conn: &mut Conn, entry: Option<&AuditEntry>) -> Resul
         .bind::<Text, _>(entry.route.clone())
         .bind::<Nullable<Text>, _>(entry.resource_id.clone())
         .bind::<Integer, _>(i32::from(entry.status))
+        .bind::<Integer, _>(i32::try_from(entry.count).unwrap_or(i32::MAX))
         .execute(conn)
         .await?;
     Ok(())
@@ -177,6 +179,21 @@ pub(super) async fn list_audit(
                     .load(conn)
                     .await?;
                 Ok(rows::all::<_, AuditEntry>(rows)?)
+            }
+            .boxed()
+        })
+        .await
+}
+
+pub(super) async fn prune_audit(store: &PgStore, before: DateTime<Utc>) -> Result<u64, StoreError> {
+    store
+        .transaction(move |conn| {
+            async move {
+                let removed = diesel::sql_query(PRUNE_AUDIT.postgres())
+                    .bind::<BigInt, _>(to_ms(before))
+                    .execute(conn)
+                    .await?;
+                Ok(removed as u64)
             }
             .boxed()
         })

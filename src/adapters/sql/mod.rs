@@ -354,6 +354,10 @@ macro_rules! store_by_aggregate {
                     keys::record_audit(self, entries).await
                 }
 
+                async fn prune_audit(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+                    keys::prune_audit(self, before).await
+                }
+
                 async fn list_audit(
                     &self,
                     before: Option<uuid::Uuid>,

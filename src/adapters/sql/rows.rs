@@ -914,7 +914,8 @@ impl TryFrom<KeyRow> for ApiKey {
     }
 }
 
-pub const AUDIT_COLUMNS: &str = "id, at, key_id, key_name, method, route, resource_id, status";
+pub const AUDIT_COLUMNS: &str =
+    "id, at, key_id, key_name, method, route, resource_id, status, request_count";
 
 #[derive(QueryableByName)]
 pub struct AuditRow {
@@ -934,6 +935,8 @@ pub struct AuditRow {
     pub resource_id: Option<String>,
     #[diesel(sql_type = Integer)]
     pub status: i32,
+    #[diesel(sql_type = Integer)]
+    pub request_count: i32,
 }
 
 impl TryFrom<AuditRow> for AuditEntry {
@@ -952,6 +955,8 @@ impl TryFrom<AuditRow> for AuditEntry {
             route: row.route,
             resource_id: row.resource_id,
             status: u16::try_from(row.status).map_err(|_| corrupt("audit status", row.status))?,
+            count: u32::try_from(row.request_count)
+                .map_err(|_| corrupt("audit request count", row.request_count))?,
         })
     }
 }

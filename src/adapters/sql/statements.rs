@@ -192,8 +192,8 @@ pub static HOLD_CALL: Statement =
     Statement::new(|| "UPDATE calls SET dial_after = ? WHERE id = ?".into());
 
 pub static INSERT_AUDIT: Statement = Statement::new(|| {
-    "INSERT INTO audit_log (id, at, key_id, key_name, method, route, resource_id, status) \
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING"
+    "INSERT INTO audit_log (id, at, key_id, key_name, method, route, resource_id, status, \
+     request_count) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING"
         .into()
 });
 
@@ -218,6 +218,9 @@ pub static REVOKE_KEY: Statement = Statement::new(|| {
 pub static AUDIT_PAGE: Statement = Statement::new(|| {
     format!("SELECT {AUDIT_COLUMNS} FROM audit_log WHERE id < ? ORDER BY id DESC LIMIT ?")
 });
+
+/// Removes the audit entries recorded before a time.
+pub static PRUNE_AUDIT: Statement = Statement::new(|| "DELETE FROM audit_log WHERE at < ?".into());
 
 /// The bound of `AUDIT_PAGE` that reads from the newest entry.
 pub const AUDIT_FROM_NEWEST: &str = "g";

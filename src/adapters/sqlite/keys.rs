@@ -9,7 +9,8 @@ use diesel::RunQueryDsl;
 use super::SqliteStore;
 use crate::adapters::sql::rows::{self, AuditRow, KeyRow};
 use crate::adapters::sql::statements::{
-    AUDIT_FROM_NEWEST, AUDIT_PAGE, INSERT_AUDIT, INSERT_KEY, KEYS, LOAD_KEY, REVOKE_KEY,
+    AUDIT_FROM_NEWEST, AUDIT_PAGE, INSERT_AUDIT, INSERT_KEY, KEYS, LOAD_KEY, PRUNE_AUDIT,
+    REVOKE_KEY,
 };
 use crate::adapters::sql::{as_bigint, to_ms, Failure};
 use crate::domain::access::{ApiKey, AuditEntry, NewKey};
@@ -33,6 +34,7 @@ pub(super) fn record(
         .bind::<Text, _>(entry.route.clone())
         .bind::<Nullable<Text>, _>(entry.resource_id.clone())
         .bind::<Integer, _>(i32::from(entry.status))
+        .bind::<Integer, _>(i32::try_from(entry.count).unwrap_or(i32::MAX))
         .execute(conn)?;
     Ok(())
 }
@@ -152,6 +154,20 @@ pub(super) async fn list_audit(
                 .bind::<BigInt, _>(as_bigint(limit))
                 .load(conn)?;
             Ok(rows::all::<_, AuditEntry>(rows)?)
+        })
+        .await
+}
+
+pub(super) async fn prune_audit(
+    store: &SqliteStore,
+    before: DateTime<Utc>,
+) -> Result<u64, StoreError> {
+    store
+        .write(move |conn| {
+            let removed = diesel::sql_query(PRUNE_AUDIT.sqlite())
+                .bind::<BigInt, _>(to_ms(before))
+                .execute(conn)?;
+            Ok(removed as u64)
         })
         .await
 }

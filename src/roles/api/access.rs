@@ -37,6 +37,11 @@ pub const REFRESH: Duration = Duration::from_secs(1);
 const STALE_AFTER: Duration = Duration::from_secs(4);
 /// Most unknown ids remembered between reloads.
 const MAX_MISSES: usize = 10_000;
+/// Most client addresses whose refusals are recorded apart in one second; the refusals of any
+/// more are recorded together, under the unspecified address.
+const MAX_REFUSING_CLIENTS: usize = 100;
+/// How often entries past the audit log's retention are removed.
+const PRUNE_EVERY: Duration = Duration::from_secs(60 * 60);
 /// Refused requests per second (and burst) a client address may make before it gets 429.
 const STRANGER_RATE: NonZeroU32 = match NonZeroU32::new(50) {
     Some(rate) => rate,
@@ -71,8 +76,28 @@ pub struct Gate {
     misses: Mutex<HashSet<KeyId>>,
     rates: DefaultKeyedRateLimiter<KeyId>,
     /// Refusals per client address: a client without a valid key that keeps asking is slowed
-    /// down (429, not audited) before its requests cost lookups and audit writes.
+    /// down (429) before its requests cost lookups.
     strangers: DefaultKeyedRateLimiter<IpAddr>,
+    /// Changes refused for a missing or unknown key since the last reload, by client address:
+    /// written as one entry per address (with how many it stands for) at each reload, so a
+    /// flood grows the audit log by one entry per address per second at most.
+    refused: Mutex<HashMap<IpAddr, AuditEntry>>,
+    /// How long audit entries are kept, when this gate removes the older ones.
+    retention: Option<Duration>,
+}
+
+/// The address a client is counted by: an IPv6 client by its /64, which one holder commonly
+/// has whole.
+fn client_of(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(std::net::Ipv6Addr::from(
+                u128::from(v6) & !u128::from(u64::MAX),
+            )),
+        },
+    }
 }
 
 #[derive(Debug)]
@@ -113,7 +138,15 @@ impl Gate {
             strangers: RateLimiter::keyed(
                 Quota::per_second(STRANGER_RATE).allow_burst(STRANGER_RATE),
             ),
+            refused: Mutex::new(HashMap::new()),
+            retention: None,
         }
+    }
+
+    /// A gate that also removes audit entries older than `retention`, hourly.
+    pub fn retaining(mut self, retention: Duration) -> Self {
+        self.retention = Some(retention);
+        self
     }
 
     pub fn policy(&self) -> KeyPolicy {
@@ -137,6 +170,7 @@ impl Gate {
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
         let mut tick = tokio::time::interval(REFRESH);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut pruned_at: Option<Instant> = None;
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
@@ -145,9 +179,62 @@ impl Gate {
             if let Err(err) = self.refresh().await {
                 tracing::warn!(error = %err, "cannot reload api keys");
             }
+            self.flush_refused().await;
+            if let (Some(retention), true) = (
+                self.retention,
+                pruned_at.is_none_or(|at| at.elapsed() >= PRUNE_EVERY),
+            ) {
+                pruned_at = Some(Instant::now());
+                self.prune(retention).await;
+            }
         }
         if let Err(err) = self.flush_use().await {
             tracing::warn!(error = %err, "cannot record when api keys were last used");
+        }
+        self.flush_refused().await;
+    }
+
+    /// Removes audit entries older than `retention`.
+    async fn prune(&self, retention: Duration) {
+        let Ok(retention) = chrono::Duration::from_std(retention) else {
+            return;
+        };
+        match self.store.prune_audit(Utc::now() - retention).await {
+            Ok(0) => {}
+            Ok(removed) => tracing::info!(removed, "audit entries past their retention removed"),
+            Err(err) => tracing::warn!(error = %err, "cannot remove old audit entries"),
+        }
+    }
+
+    /// Counts a change refused for a missing or unknown key from `client`, recorded with the
+    /// others of the same second.
+    fn note_refused(&self, client: Option<IpAddr>, entry: AuditEntry) {
+        let client = client.map_or(IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED), client_of);
+        let Ok(mut refused) = self.refused.lock() else {
+            return;
+        };
+        let client = if refused.len() >= MAX_REFUSING_CLIENTS && !refused.contains_key(&client) {
+            IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)
+        } else {
+            client
+        };
+        refused
+            .entry(client)
+            .and_modify(|first| first.count = first.count.saturating_add(1))
+            .or_insert(entry);
+    }
+
+    /// Writes the refusals counted since the last flush, one entry per client address.
+    async fn flush_refused(&self) {
+        let entries: Vec<AuditEntry> = match self.refused.lock() {
+            Ok(mut refused) => refused.drain().map(|(_, entry)| entry).collect(),
+            Err(_) => return,
+        };
+        if entries.is_empty() {
+            return;
+        }
+        if let Err(err) = self.store.record_audit(&entries).await {
+            tracing::warn!(error = %err, entries = entries.len(), "cannot write the audit entries of refused requests");
         }
     }
 
@@ -308,7 +395,7 @@ impl Gate {
 
     /// Counts a refusal against the client's address.
     fn note_refusal(&self, req: &ServiceRequest) -> Result<(), Refusal> {
-        let Some(ip) = req.peer_addr().map(|addr| addr.ip()) else {
+        let Some(ip) = req.peer_addr().map(|addr| client_of(addr.ip())) else {
             return Ok(());
         };
         self.strangers.check_key(&ip).map_err(|not_until| {
@@ -365,6 +452,7 @@ struct AuditSlot {
 impl AuditSlot {
     fn entry(&self, status: StatusCode, resource_id: Option<String>) -> AuditEntry {
         AuditEntry {
+            count: 1,
             id: self.id,
             at: Utc::now(),
             key_id: self.principal.as_ref().map(|p| p.key_id),
@@ -437,9 +525,10 @@ pub async fn guard(
     if admitted.is_err() {
         admitted = gate.note_refusal(&req).and(admitted);
     }
-    // Reads are not audited, and a client refused too often is not either: no entry for them.
-    let flooding = matches!(admitted, Err(Refusal::Flooding(_)));
-    let slot = (!is_read(req.method()) && !flooding).then(|| {
+    // Reads are not audited. A change refused for a missing or unknown key is counted with the
+    // others from its client address this second rather than written on its own.
+    let stranger = matches!(admitted, Err(Refusal::Flooding(_) | Refusal::Unauthorized));
+    let slot = (!is_read(req.method())).then(|| {
         Arc::new(AuditSlot {
             id: Uuid::now_v7(),
             principal,
@@ -453,6 +542,7 @@ pub async fn guard(
             recorded: std::sync::atomic::AtomicBool::new(false),
         })
     });
+    let client = req.peer_addr().map(|addr| addr.ip());
     let response = match admitted {
         Ok(()) => match super::limits::take_turn(&req).await {
             Ok(turn) => {
@@ -476,6 +566,10 @@ pub async fn guard(
             Err(err) => err.as_response_error().status_code(),
         };
         let entry = slot.entry(status, None);
+        if stranger {
+            gate.note_refused(client, entry);
+            return response;
+        }
         if let Err(err) = gate.store.record_audit(&[entry]).await {
             tracing::warn!(error = %err, route, "cannot write the audit entry of a request");
         }

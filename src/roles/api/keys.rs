@@ -107,6 +107,10 @@ pub struct AuditEntryResponse {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resource_id: Option<String>,
     pub status: u16,
+    /// How many requests the entry stands for: refusals for a missing or unknown key from one
+    /// client address are recorded at most once a second; 1 for every other entry.
+    #[schema(minimum = 1)]
+    pub count: u32,
 }
 
 impl From<&AuditEntry> for AuditEntryResponse {
@@ -120,6 +124,7 @@ impl From<&AuditEntry> for AuditEntryResponse {
             route: entry.route.clone(),
             resource_id: entry.resource_id.clone(),
             status: entry.status,
+            count: entry.count,
         }
     }
 }

@@ -425,11 +425,14 @@ impl ApiRole {
         let data = web::Data::new(ctx.clone());
         let admin_only = self.admin_only;
         let bound = self.listener.local_addr()?;
-        let gate = Arc::new(Gate::new(
-            ctx.store.clone(),
-            ctx.settings.key_policy(bound.ip()),
-            ctx.settings.auth.rate_limit,
-        ));
+        let gate = Arc::new(
+            Gate::new(
+                ctx.store.clone(),
+                ctx.settings.key_policy(bound.ip()),
+                ctx.settings.auth.rate_limit,
+            )
+            .retaining(ctx.settings.audit.retention.0),
+        );
         if !admin_only {
             match gate.policy() {
                 KeyPolicy::Always => tracing::info!(bind = %bound, "api keys required"),

@@ -1474,6 +1474,7 @@ async fn keys_and_the_audit_log(adapter: StoreAdapter) {
     let id = issued.record.id;
     let t0 = Utc::now();
     let entry = |status: u16, resource: &str| AuditEntry {
+        count: 1,
         id: uuid::Uuid::now_v7(),
         at: Utc::now(),
         key_id: Some(id),
@@ -1541,6 +1542,25 @@ async fn keys_and_the_audit_log(adapter: StoreAdapter) {
         .expect("audit");
     assert_eq!(older.len(), 1);
     assert_eq!(older[0], entries[1]);
+
+    // A flood's entry keeps how many requests it stands for; entries past their retention go.
+    let mut flood = entry(401, "flood");
+    flood.count = 600;
+    flood.at = Utc::now() - chrono::Duration::days(3);
+    store
+        .record_audit(&[flood.clone()])
+        .await
+        .expect("recorded");
+    let newest = store.list_audit(None, 1).await.expect("audit");
+    assert_eq!(newest[0].count, 600);
+    let removed = store
+        .prune_audit(Utc::now() - chrono::Duration::days(1))
+        .await
+        .expect("pruned");
+    assert_eq!(removed, 1);
+    let kept = store.list_audit(None, 10).await.expect("audit");
+    assert_eq!(kept.len(), 2);
+    assert!(kept.iter().all(|e| e.count == 1));
 }
 
 /// Recipient hours hold a call at the moment of dialing, in the called party's zone (its
