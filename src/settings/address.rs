@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::{mask_password, BusKind, BusSettings};
+use super::{mask_url, BusKind, BusSettings};
 use crate::adapters::scylla::ScyllaUrl;
 
 /// The store `storage.url` names.
@@ -70,7 +70,7 @@ impl StoreAddress {
         }
         Err(format!(
             "expected sqlite://PATH or postgres://..., got {:?}",
-            mask_password(url)
+            mask_url(url)
         ))
     }
 }
@@ -87,7 +87,7 @@ impl LimiterAddress {
         }
         Err(format!(
             "expected local or redis://..., got {:?}",
-            mask_password(url)
+            mask_url(url)
         ))
     }
 }

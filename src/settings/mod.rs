@@ -154,7 +154,7 @@ impl Default for HttpSettings {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StorageSettings {
     pub url: String,
@@ -254,7 +254,7 @@ impl Default for BusSettings {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimiterSettings {
     pub url: String,
@@ -276,7 +276,7 @@ impl Default for LimiterSettings {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TimelineSettings {
     pub url: String,
@@ -382,7 +382,7 @@ impl fmt::Debug for Secret {
 
 /// A Twilio-compatible carrier (telephony.md). `auth_token` is a secret: `outbound config`
 /// masks it and nothing logs it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TwilioSettings {
     pub api_base: String,
@@ -590,7 +590,7 @@ impl Default for LogSettings {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OtelSettings {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -812,31 +812,130 @@ impl Settings {
     /// the carrier's auth token.
     pub fn dump(&self) -> Result<String, toml::ser::Error> {
         let mut copy = self.clone();
-        if !copy.telephony.twilio.auth_token.expose().is_empty() {
-            copy.telephony.twilio.auth_token = Secret::new("***");
-        }
-        copy.storage.url = mask_password(&copy.storage.url);
+        copy.telephony.twilio.mask();
+        copy.storage.url = mask_url(&copy.storage.url);
         for (key, value) in copy.bus.properties.iter_mut() {
             if is_secret_property(key) {
                 *value = Property::new("***");
             }
         }
-        copy.limiter.url = mask_password(&copy.limiter.url);
+        copy.limiter.url = mask_url(&copy.limiter.url);
+        copy.timeline.url = mask_url(&copy.timeline.url);
+        copy.otel.endpoint = copy.otel.endpoint.as_deref().map(mask_url);
         toml::to_string_pretty(&copy)
     }
 }
 
-/// Replaces the password of a `scheme://user:password@host` URL with `***`.
-pub fn mask_password(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let Some((credentials, host)) = rest.split_once('@') else {
-        return url.to_owned();
-    };
-    match credentials.split_once(':') {
-        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+/// A URL with its credentials replaced by `***`: the password of its user-info
+/// (`scheme://user:password@host`) and the value of every query or key-value parameter that
+/// names a password, a secret or a token (`?password=…`, `sslpassword=…`, `auth_token=…`).
+pub fn mask_url(url: &str) -> String {
+    let masked = match url.split_once("://") {
+        Some((scheme, rest)) => {
+            // The user-info ends the authority's first part: an '@' after a '/', '?' or '#'
+            // belongs to the path or the query.
+            let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+            match rest[..authority_end].rsplit_once('@') {
+                Some((credentials, _)) => match credentials.split_once(':') {
+                    Some((user, _)) => {
+                        format!("{scheme}://{user}:***@{}", &rest[credentials.len() + 1..])
+                    }
+                    None => url.to_owned(),
+                },
+                None => url.to_owned(),
+            }
+        }
         None => url.to_owned(),
+    };
+    mask_secret_parameters(&masked)
+}
+
+/// Masks the values of `name=value` parameters whose name holds a secret's word.
+fn mask_secret_parameters(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find('=') {
+        let (before, after) = rest.split_at(at);
+        let name_start = before
+            .rfind(['?', '&', ';', ' ', '\t'])
+            .map_or(0, |i| i + 1);
+        let name = before[name_start..].to_ascii_lowercase();
+        out.push_str(before);
+        out.push('=');
+        let value = &after[1..];
+        let value_end = value
+            .find(['&', ';', ' ', '\t', '#'])
+            .unwrap_or(value.len());
+        if ["password", "secret", "token"]
+            .iter()
+            .any(|word| name.contains(word))
+            && value_end > 0
+        {
+            out.push_str("***");
+        } else {
+            out.push_str(&value[..value_end]);
+        }
+        rest = &value[value_end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Formats a settings section as its serialized form after `mask` replaced its secrets.
+fn debug_masked<T: Serialize + Clone>(
+    f: &mut fmt::Formatter<'_>,
+    name: &str,
+    value: &T,
+    mask: impl FnOnce(&mut T),
+) -> fmt::Result {
+    let mut copy = value.clone();
+    mask(&mut copy);
+    match serde_json::to_value(&copy) {
+        Ok(fields) => write!(f, "{name} {fields}"),
+        Err(_) => write!(f, "{name} {{ .. }}"),
+    }
+}
+
+impl fmt::Debug for StorageSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        debug_masked(f, "StorageSettings", self, |s| s.url = mask_url(&s.url))
+    }
+}
+
+impl fmt::Debug for LimiterSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        debug_masked(f, "LimiterSettings", self, |s| s.url = mask_url(&s.url))
+    }
+}
+
+impl fmt::Debug for TimelineSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        debug_masked(f, "TimelineSettings", self, |s| s.url = mask_url(&s.url))
+    }
+}
+
+impl fmt::Debug for OtelSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        debug_masked(f, "OtelSettings", self, |s| {
+            s.endpoint = s.endpoint.as_deref().map(mask_url)
+        })
+    }
+}
+
+impl fmt::Debug for TwilioSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        debug_masked(f, "TwilioSettings", self, TwilioSettings::mask)
+    }
+}
+
+impl TwilioSettings {
+    /// Replaces the secrets: the auth token and any credentials in its URLs.
+    fn mask(&mut self) {
+        if !self.auth_token.expose().is_empty() {
+            self.auth_token = Secret::new("***");
+        }
+        self.api_base = mask_url(&self.api_base);
+        self.public_url = mask_url(&self.public_url);
     }
 }
 
@@ -1103,12 +1202,58 @@ mod tests {
     }
 
     #[test]
+    fn credentials_in_every_url_setting_are_masked_in_debug_and_dump() {
+        assert_eq!(
+            mask_url("postgres://u:secret@h:5432/db?sslmode=require&password=other"),
+            "postgres://u:***@h:5432/db?sslmode=require&password=***"
+        );
+        assert_eq!(
+            mask_url("redis://:secret@h:6379/0"),
+            "redis://:***@h:6379/0"
+        );
+        assert_eq!(
+            mask_url("https://h/path@x?auth_token=secret#f"),
+            "https://h/path@x?auth_token=***#f"
+        );
+        assert_eq!(
+            mask_url("host=db user=u password=secret dbname=x"),
+            "host=db user=u password=*** dbname=x"
+        );
+        assert_eq!(mask_url("scylla://h:9042/ks"), "scylla://h:9042/ks");
+        let mut settings = Settings::default();
+        settings.storage.url = "postgres://u:pgsecret@h/db?sslpassword=pgsslsecret".into();
+        settings.limiter.url = "rediss://:redissecret@h:6380".into();
+        settings.timeline.url = "scylla://u:scyllasecret@h:9042/ks".into();
+        settings.otel.endpoint = Some("https://u:otelsecret@collector:4318".into());
+        settings.telephony.twilio.api_base = "https://u:apisecret@carrier.example".into();
+        settings.telephony.twilio.public_url = "https://u:publicsecret@dialer.example".into();
+        settings.telephony.twilio.auth_token = Secret::new("tokensecret");
+        let debug = format!("{settings:?}");
+        let dump = settings.dump().unwrap();
+        for secret in [
+            "pgsecret",
+            "pgsslsecret",
+            "redissecret",
+            "scyllasecret",
+            "otelsecret",
+            "apisecret",
+            "publicsecret",
+            "tokensecret",
+        ] {
+            assert!(!debug.contains(secret), "{secret} in {debug}");
+            assert!(!dump.contains(secret), "{secret} in {dump}");
+        }
+        assert!(debug.contains("postgres://u:***@h/db"), "{debug}");
+        assert!(dump.contains("rediss://:***@h:6380"), "{dump}");
+    }
+
+    #[test]
     fn dump_masks_passwords() {
         assert_eq!(
-            mask_password("postgres://u:secret@h/db"),
+            mask_url("postgres://u:secret@h/db"),
             "postgres://u:***@h/db"
         );
-        assert_eq!(mask_password("sqlite://data/x.db"), "sqlite://data/x.db");
+        assert_eq!(mask_url("sqlite://data/x.db"), "sqlite://data/x.db");
     }
 
     #[test]

@@ -185,7 +185,10 @@ impl Settings {
             if !ok {
                 return Err(invalid(
                     key,
-                    format!("must be an http:// or https:// base URL, got {url:?}"),
+                    format!(
+                        "must be an http:// or https:// base URL, got {:?}",
+                        super::mask_url(url)
+                    ),
                 ));
             }
         }
