@@ -14,7 +14,7 @@ use super::{driver, start_and_time_first_dial, EmbeddedServer, LoadError};
 
 use crate::settings::{BusAddress, GoDuration, LimiterAddress, Settings, StoreAddress};
 
-pub const SCENARIOS: [&str; 10] = [
+pub const SCENARIOS: [&str; 12] = [
     "throughput",
     "utilization",
     "fairness",
@@ -25,6 +25,8 @@ pub const SCENARIOS: [&str; 10] = [
     "carrier",
     "held",
     "dnc",
+    "uploads",
+    "explain",
 ];
 
 /// User+system CPU time of this process, from /proc (USER_HZ is 100 on Linux).
@@ -239,6 +241,8 @@ impl Bench {
             "carrier" => super::carrier_bench::carrier(self).await,
             "held" => super::compliance_bench::held(self).await,
             "dnc" => super::compliance_bench::dnc(self).await,
+            "uploads" => super::limits_bench::uploads(self).await,
+            "explain" => super::limits_bench::explain(self).await,
             other => Err(LoadError::Http(format!(
                 "unknown scenario {other:?}; known: {}",
                 SCENARIOS.join(", ")
@@ -530,7 +534,7 @@ async fn register(bench: &Bench) -> Result<Value, LoadError> {
 
 /// Forgets the process's peak resident size so far (Linux 4.0+), so the next peak is this
 /// scenario's own.
-fn reset_peak_rss() {
+pub(super) fn reset_peak_rss() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 

@@ -8,6 +8,7 @@ pub mod bench;
 mod carrier_bench;
 pub mod client;
 mod compliance_bench;
+mod limits_bench;
 pub mod driver;
 pub mod journal;
 
