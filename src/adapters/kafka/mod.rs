@@ -335,9 +335,23 @@ impl KafkaBus {
 
     /// An idempotent producer hit by a fatal error (fenced, or its sequence lost after a broker
     /// outage) refuses every later send for good: it is replaced by a fresh one, once per
-    /// failed generation, so the bus recovers when the brokers do.
-    fn replace_if_fatal(&self, producer: &FutureProducer, generation: u64) -> bool {
-        let Some((code, reason)) = producer.client().fatal_error() else {
+    /// failed generation, so the bus recovers when the brokers do. Some brokers answer each
+    /// delivery with such an error without librdkafka raising its fatal flag: `cureless` is
+    /// that error, and replaces the producer as well.
+    fn replace_if_fatal(
+        &self,
+        producer: &FutureProducer,
+        generation: u64,
+        cureless: Option<RDKafkaErrorCode>,
+    ) -> bool {
+        let Some((code, reason)) = producer.client().fatal_error().or_else(|| {
+            cureless.map(|code| {
+                (
+                    code,
+                    "a delivery failed with an error no retry cures".into(),
+                )
+            })
+        }) else {
             return false;
         };
         let Ok(mut slot) = self.producer.write() else {
@@ -363,25 +377,31 @@ impl KafkaBus {
     }
 
     /// Sends every message, then waits for every delivery report. A producer that failed
-    /// for good is replaced, so the caller's next try goes through a fresh one.
+    /// for good is replaced and the messages are sent again through the fresh one (a message
+    /// the old one did deliver arrives twice, which every consumer takes as harmless).
     async fn send_all(&self, topic: &str, messages: Vec<Message>) -> Result<(), BusError> {
         let (producer, generation) = self.producer()?;
-        let sent = self.send_with(&producer, topic, messages).await;
-        if sent.is_err() {
-            self.replace_if_fatal(&producer, generation);
+        let Err(failed) = self.send_with(&producer, topic, &messages).await else {
+            return Ok(());
+        };
+        if !self.replace_if_fatal(&producer, generation, failed.cureless) {
+            return Err(failed.error);
         }
-        sent
+        let (fresh, _) = self.producer()?;
+        self.send_with(&fresh, topic, &messages)
+            .await
+            .map_err(|failed| failed.error)
     }
 
     async fn send_with(
         &self,
         producer: &FutureProducer,
         topic: &str,
-        messages: Vec<Message>,
-    ) -> Result<(), BusError> {
+        messages: &[Message],
+    ) -> Result<(), SendFailure> {
         let deadline = Instant::now() + PUBLISH_TIMEOUT;
         let mut deliveries: Vec<DeliveryFuture> = Vec::with_capacity(messages.len());
-        for message in &messages {
+        for message in messages {
             loop {
                 let mut headers = OwnedHeaders::new_with_capacity(message.headers.len());
                 for (key, value) in &message.headers {
@@ -401,22 +421,30 @@ impl KafkaBus {
                     }
                     Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
                         if Instant::now() >= deadline {
-                            return Err(unavailable("publish", "local queue full"));
+                            return Err(SendFailure::plain(unavailable(
+                                "publish",
+                                "local queue full",
+                            )));
                         }
                         tokio::time::sleep(QUEUE_FULL_BACKOFF).await;
                     }
-                    Err((error, _)) => return Err(unavailable("publish", error)),
+                    Err((error, _)) => return Err(SendFailure::of("publish", error)),
                 }
             }
         }
         let reports = tokio::time::timeout_at(deadline, futures::future::join_all(deliveries))
             .await
-            .map_err(|_| unavailable("publish", "delivery timed out"))?;
+            .map_err(|_| SendFailure::plain(unavailable("publish", "delivery timed out")))?;
         for report in reports {
             match report {
                 Ok(Ok(_)) => {}
-                Ok(Err((error, _))) => return Err(unavailable("delivery", error)),
-                Err(_) => return Err(unavailable("delivery", "producer closed")),
+                Ok(Err((error, _))) => return Err(SendFailure::of("delivery", error)),
+                Err(_) => {
+                    return Err(SendFailure::plain(unavailable(
+                        "delivery",
+                        "producer closed",
+                    )))
+                }
             }
         }
         Ok(())
@@ -552,6 +580,41 @@ fn millis(duration: Duration) -> String {
 }
 
 /// The properties every client shares.
+/// Why a send failed, and whether the error is one no retry through the same producer cures.
+struct SendFailure {
+    error: BusError,
+    cureless: Option<RDKafkaErrorCode>,
+}
+
+impl SendFailure {
+    fn plain(error: BusError) -> Self {
+        Self {
+            error,
+            cureless: None,
+        }
+    }
+
+    fn of(what: &str, error: KafkaError) -> Self {
+        Self {
+            cureless: error.rdkafka_error_code().filter(|code| is_cureless(*code)),
+            error: unavailable(what, error),
+        }
+    }
+}
+
+/// Errors an idempotent producer cannot get past: the broker gave its producer id a newer
+/// epoch or forgot it (while the client was cut off), or lost the sequence of its messages.
+fn is_cureless(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::ProducerFenced
+            | RDKafkaErrorCode::InvalidProducerEpoch
+            | RDKafkaErrorCode::UnknownProducerId
+            | RDKafkaErrorCode::OutOfOrderSequenceNumber
+            | RDKafkaErrorCode::Fatal
+    )
+}
+
 fn client_config(config: &KafkaBusConfig) -> ClientConfig {
     let mut client = ClientConfig::new();
     client
@@ -599,14 +662,54 @@ mod tests {
                 reason.as_ptr(),
             );
         }
-        assert!(
-            bus.publish(Topic::Wake, wake()).await.is_err(),
-            "a fenced producer refuses to send"
-        );
+        bus.publish(Topic::Wake, wake())
+            .await
+            .expect("sent again through a fresh producer");
         let (_, replaced) = bus.producer().expect("producer");
         assert_eq!(replaced, generation + 1, "replaced once");
         bus.publish(Topic::Wake, wake())
             .await
             .expect("the fresh producer sends");
+    }
+
+    /// A broker that answers a delivery with an error no retry of the same producer cures
+    /// (as a broker does after a hang moved the producer's epoch on), without librdkafka's fatal
+    /// flag: the producer is replaced and the messages go out again through the fresh one.
+    #[tokio::test]
+    async fn a_producer_whose_deliveries_cannot_succeed_is_replaced_and_resends() {
+        use rdkafka::bindings::rd_kafka_resp_err_t as Code;
+        use rdkafka::types::RDKafkaApiKey;
+        // An unknown producer id librdkafka cures by itself (a new epoch): no replacement.
+        for (code, replaces) in [
+            (Code::RD_KAFKA_RESP_ERR_PRODUCER_FENCED, true),
+            (Code::RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER, true),
+            (Code::RD_KAFKA_RESP_ERR_UNKNOWN_PRODUCER_ID, false),
+        ] {
+            let cluster: &'static MockCluster<'static, DefaultProducerContext> =
+                Box::leak(Box::new(MockCluster::new(1).expect("mock cluster")));
+            let prefix = format!("cureless-{}.", uuid::Uuid::now_v7());
+            for name in topic_names(&prefix) {
+                cluster.create_topic(&name, 1, 1).expect("topic");
+            }
+            let bus = KafkaBus::connect(KafkaBusConfig {
+                brokers: cluster.bootstrap_servers(),
+                topic_prefix: prefix,
+                ..KafkaBusConfig::default()
+            })
+            .await
+            .expect("bus");
+            bus.publish(Topic::Wake, wake()).await.expect("first send");
+            let (_, generation) = bus.producer().expect("producer");
+            cluster.request_errors(RDKafkaApiKey::Produce, &[code]);
+            bus.publish(Topic::Wake, wake())
+                .await
+                .unwrap_or_else(|err| panic!("{code:?}: not sent again: {err}"));
+            let (_, replaced) = bus.producer().expect("producer");
+            assert_eq!(
+                replaced,
+                generation + u64::from(replaces),
+                "{code:?}: replaced once or not at all"
+            );
+        }
     }
 }
