@@ -64,7 +64,8 @@ load-test-distributed CAMPAIGNS="3" CALLS="50" CONCURRENT="10" *ARGS="":
         --concurrent "$concurrent" {{ARGS}}
 
 # The fault-injection suite on this machine: throwaway PostgreSQL and Redis (as the tests start
-# them), librdkafka's mock Kafka cluster, one process per role subset; prints scenario x check.
+# them), librdkafka's mock Kafka cluster or tansu (an independent Kafka-compatible broker,
+# fetched by scripts/tansu.sh), one process per role subset; prints scenario x check.
 # `just chaos --quick` is the bounded form CI runs; `just chaos --scenario sigkill-call` one.
 chaos *ARGS:
     #!/usr/bin/env bash
@@ -72,7 +73,7 @@ chaos *ARGS:
     cargo build
     OUTBOUND_TEST_NO_BROWSER=1 source scripts/test-services.sh
     if ! command -v faketime >/dev/null 2>&1; then outbound_apt_install faketime; fi
-    target/debug/outbound chaos {{ARGS}}
+    OUTBOUND_TEST_TANSU="$(scripts/tansu.sh)" target/debug/outbound chaos {{ARGS}}
 
 # The API contract test: schemathesis (every check, stateful phase included) against a server
 # started for the run with keys required. Extra arguments go to schemathesis.

@@ -29,6 +29,9 @@ if ! command -v faketime >/dev/null 2>&1; then
   outbound_apt_install faketime
 fi
 echo "== chaos (quick)"
+# tansu, an independent Kafka-compatible broker, for the scenario that freezes the broker.
+OUTBOUND_TEST_TANSU="$(scripts/tansu.sh)"
+export OUTBOUND_TEST_TANSU
 target/debug/outbound chaos --quick
 # The one service the suite cannot start: no Scylla server installs on a plain Debian machine.
 if [ -z "${SCYLLA_URL:-}" ]; then

@@ -79,6 +79,10 @@ pub enum Command {
         /// redis-restart scenario is skipped.
         #[arg(long, env = "OUTBOUND_TEST_REDIS_RESTART")]
         redis_restart: Option<String>,
+        /// The tansu executable (an independent Kafka-compatible broker, fetched by
+        /// scripts/tansu.sh); without it the tansu-* scenarios are skipped.
+        #[arg(long, env = "OUTBOUND_TEST_TANSU")]
+        tansu: Option<PathBuf>,
     },
     /// Make, list and revoke API keys, working directly on the configured store (pending
     /// migrations applied first), so the first key can be made before the API asks for one.

@@ -86,6 +86,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             redis_url,
             postgres_restart,
             redis_restart,
+            tansu,
         } => {
             let args = outbound::chaos::ChaosArgs {
                 scenarios: scenario,
@@ -94,6 +95,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 redis_url,
                 postgres_restart,
                 redis_restart,
+                tansu,
             };
             let reports = outbound::chaos::run(&args).await?;
             print!("{}", outbound::chaos::table(&reports));

@@ -13,6 +13,11 @@
 //! - `invariant`: every statistics read keeps `total = pending + in_progress + done`;
 //! - `survived`: no process exited by itself, and each stops cleanly on SIGTERM.
 //!
+//! The broker scenarios freeze or take down the broker mid-run: `broker-down` and `broker-hang`
+//! on the mock cluster (its broker down, or answering nothing for the outage), `tansu-sigstop`
+//! on tansu, an independent Kafka-compatible broker run as a process of its own and frozen with
+//! SIGSTOP for longer than the consumers' session timeout (`--tansu PATH`; skipped without).
+//!
 //! `carrier-sigkill` dials through the carrier simulator instead of the mock (its journal is
 //! the carrier's own record of the calls it created): creates hang past the client's timeout
 //! and the account's credentials are refused on and off while a dialing process is killed.
@@ -21,6 +26,7 @@
 
 pub mod checks;
 mod fleet;
+mod tansu;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -55,6 +61,8 @@ pub struct ChaosArgs {
     pub postgres_restart: Option<String>,
     /// A shell command that restarts the Redis server empty (for `redis-restart`).
     pub redis_restart: Option<String>,
+    /// The tansu executable (for the `tansu-*` scenarios, which are skipped without it).
+    pub tansu: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,13 +78,15 @@ pub enum Scenario {
     RedisRestart,
     PostgresRestart,
     BrokerHang,
+    BrokerStall,
+    TansuStall,
     ClockSkew,
     EmbeddedStall,
     CarrierKill,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 14] = [
+    pub const ALL: [Scenario; 16] = [
         Self::Baseline,
         Self::KillCall,
         Self::KillScheduler,
@@ -88,6 +98,8 @@ impl Scenario {
         Self::RedisRestart,
         Self::PostgresRestart,
         Self::BrokerHang,
+        Self::BrokerStall,
+        Self::TansuStall,
         Self::ClockSkew,
         Self::EmbeddedStall,
         Self::CarrierKill,
@@ -106,6 +118,8 @@ impl Scenario {
             Self::RedisRestart => "redis-restart",
             Self::PostgresRestart => "postgres-restart",
             Self::BrokerHang => "broker-down",
+            Self::BrokerStall => "broker-hang",
+            Self::TansuStall => "tansu-sigstop",
             Self::ClockSkew => "clock-skew",
             Self::EmbeddedStall => "embedded-writer-stall",
             Self::CarrierKill => "carrier-sigkill",
@@ -301,6 +315,9 @@ async fn run_in(
     if scenario == Scenario::ClockSkew && !fleet::faketime_installed() {
         return Ok(skipped("faketime is not installed"));
     }
+    if scenario == Scenario::TansuStall && args.tansu.is_none() {
+        return Ok(skipped("no --tansu binary"));
+    }
     let workload = Workload::new(args.quick);
     let mut env: Vec<(String, String)> = vec![
         ("OUTBOUND__LOG__FORMAT".into(), "json".into()),
@@ -336,13 +353,22 @@ async fn run_in(
         None
     } else {
         let prefix = format!("chaos-{}.", uuid::Uuid::now_v7().simple());
-        let cluster = MockCluster::new(1)
-            .map_err(|err| ChaosError::Setup(format!("mock kafka cluster: {err}")))?;
-        for topic in ["dispatch", "status", "retry", "wake", "dead-letter"] {
-            cluster
-                .create_topic(&format!("{prefix}{topic}"), 4, 1)
-                .map_err(|err| ChaosError::Setup(format!("mock topic: {err}")))?;
-        }
+        let broker = match (&args.tansu, scenario) {
+            (Some(binary), Scenario::TansuStall) => {
+                // tansu creates the topics when the processes ask for them.
+                Broker::Tansu(tansu::Tansu::start(binary, dir).await?)
+            }
+            _ => {
+                let cluster = MockCluster::new(1)
+                    .map_err(|err| ChaosError::Setup(format!("mock kafka cluster: {err}")))?;
+                for topic in ["dispatch", "status", "retry", "wake", "dead-letter"] {
+                    cluster
+                        .create_topic(&format!("{prefix}{topic}"), 4, 1)
+                        .map_err(|err| ChaosError::Setup(format!("mock topic: {err}")))?;
+                }
+                Broker::Mock(cluster)
+            }
+        };
         let name = format!("chaos_{}", uuid::Uuid::now_v7().simple());
         let database = crate::adapters::postgres::create_database(&args.database_url, &name)
             .await
@@ -351,14 +377,14 @@ async fn run_in(
             ("OUTBOUND__STORAGE__URL".into(), database),
             ("OUTBOUND__LIMITER__URL".into(), args.redis_url.clone()),
             ("OUTBOUND__BUS__KIND".into(), "kafka".into()),
-            ("OUTBOUND__BUS__BROKERS".into(), cluster.bootstrap_servers()),
+            ("OUTBOUND__BUS__BROKERS".into(), broker.bootstrap_servers()),
             ("OUTBOUND__BUS__TOPIC_PREFIX".into(), prefix),
             ("OUTBOUND__BUS__PARTITIONS".into(), "4".into()),
             // The mock cluster's rebalances never settle below 4 s.
             ("OUTBOUND__BUS__SESSION_TIMEOUT".into(), "6s".into()),
             ("OUTBOUND__LIMITER__LEASE_TTL".into(), "12s".into()),
         ]);
-        Some(cluster)
+        Some(broker)
     };
     let carrier = if scenario == Scenario::CarrierKill {
         Some(Carrier::start(dir, &mut env).await?)
@@ -503,10 +529,25 @@ async fn create_campaigns(
     Ok(campaigns)
 }
 
+/// The Kafka broker of a distributed scenario.
+enum Broker {
+    Mock(MockCluster<'static, rdkafka::producer::DefaultProducerContext>),
+    Tansu(tansu::Tansu),
+}
+
+impl Broker {
+    fn bootstrap_servers(&self) -> String {
+        match self {
+            Broker::Mock(cluster) => cluster.bootstrap_servers(),
+            Broker::Tansu(tansu) => tansu.bootstrap_servers(),
+        }
+    }
+}
+
 async fn inject(
     scenario: Scenario,
     fleet: &mut Fleet,
-    cluster: Option<&MockCluster<'static, rdkafka::producer::DefaultProducerContext>>,
+    cluster: Option<&Broker>,
     args: &ChaosArgs,
     workload: &Workload,
     client: &ApiClient,
@@ -563,7 +604,7 @@ async fn inject(
             }
         }
         Scenario::BrokerHang => {
-            if let Some(cluster) = cluster {
+            if let Some(Broker::Mock(cluster)) = cluster {
                 cluster
                     .broker_down(1)
                     .map_err(|err| ChaosError::Setup(format!("broker down: {err}")))?;
@@ -571,6 +612,26 @@ async fn inject(
                 cluster
                     .broker_up(1)
                     .map_err(|err| ChaosError::Setup(format!("broker up: {err}")))?;
+            }
+        }
+        Scenario::BrokerStall => {
+            // Every answer of the broker held for the outage: connections stay open, nothing
+            // comes back, as from a broker whose host froze.
+            if let Some(Broker::Mock(cluster)) = cluster {
+                cluster
+                    .broker_round_trip_time(1, workload.outage)
+                    .map_err(|err| ChaosError::Setup(format!("broker stall: {err}")))?;
+                tokio::time::sleep(workload.outage).await;
+                cluster
+                    .broker_round_trip_time(1, Duration::ZERO)
+                    .map_err(|err| ChaosError::Setup(format!("broker thaw: {err}")))?;
+            }
+        }
+        Scenario::TansuStall => {
+            if let Some(Broker::Tansu(tansu)) = cluster {
+                tansu.signal("STOP")?;
+                tokio::time::sleep(workload.outage).await;
+                tansu.signal("CONT")?;
             }
         }
         Scenario::EmbeddedStall => {

@@ -534,7 +534,7 @@ async fn register(bench: &Bench) -> Result<Value, LoadError> {
 
 /// Forgets the process's peak resident size so far (Linux 4.0+), so the next peak is this
 /// scenario's own.
-pub(super) fn reset_peak_rss() {
+fn reset_peak_rss() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 

@@ -7,26 +7,13 @@ use std::time::Instant;
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use super::bench::{campaign_json, peak_rss_bytes, reset_peak_rss, Bench};
+use super::bench::{campaign_json, Bench};
 use super::client::ApiClient;
 use super::{EmbeddedServer, LoadError};
 
 /// The largest body the API takes by default (`http.body_limit_bytes`), less room for the
 /// campaign's own fields.
 const BODY: usize = 64 * 1024 * 1024 - 4096;
-
-/// Resident memory of this process now.
-fn rss_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status.lines().find_map(|line| {
-                let kb = line.strip_prefix("VmRSS:")?.trim().strip_suffix("kB")?;
-                kb.trim().parse::<u64>().ok()
-            })
-        })
-        .map_or(0, |kb| kb * 1024)
-}
 
 /// Rows made by `row(i)` until the next would take the text past `BODY`.
 fn fill(mut text: String, close: &str, row: impl Fn(usize) -> String) -> (String, usize) {
@@ -52,9 +39,8 @@ fn number(i: usize) -> String {
 
 /// A create whose targets are made by `target(i)`, as large as a body may be.
 fn create_json(name: &str, target: impl Fn(usize) -> String) -> (String, usize) {
-    let open = format!(
-        "{{\"name\":\"{name}\",\"time_zone\":\"UTC\",\"recipient_hours\":[],\"targets\":["
-    );
+    let open =
+        format!("{{\"name\":\"{name}\",\"time_zone\":\"UTC\",\"recipient_hours\":[],\"targets\":[");
     fill(open, "]}", target)
 }
 
@@ -62,59 +48,68 @@ struct Shape {
     name: &'static str,
     path: String,
     media: &'static str,
-    body: String,
-    rows: usize,
+    /// Makes the body and counts its rows: built when its turn comes, so the client holds one
+    /// body at a time.
+    body: Box<dyn Fn() -> (String, usize)>,
 }
 
 fn shapes(bench: &Bench) -> Vec<Shape> {
     let mut shapes = Vec::new();
     let create = |shape: &str| format!("{}-{shape}", bench.name("uploads"));
-    let (body, rows) = create_json(&create("metadata"), |i| {
-        format!(
-            "{{\"phone_number\":\"{}\",\"metadata\":{{\"customer\":\"C-{i:07}\"}}}}",
-            number(i)
-        )
-    });
+    let name = create("metadata");
     shapes.push(Shape {
         name: "json targets with metadata",
         path: "/api/v1/campaigns".into(),
         media: "application/json",
-        body,
-        rows,
+        body: Box::new(move || {
+            create_json(&name, |i| {
+                format!(
+                    "{{\"phone_number\":\"{}\",\"metadata\":{{\"customer\":\"C-{i:07}\"}}}}",
+                    number(i)
+                )
+            })
+        }),
     });
-    let keys: Vec<String> = (0..64).map(|k| format!("\"k{k}\":0")).collect();
-    let keys = keys.join(",");
-    let (body, rows) = create_json(&create("keys"), |i| {
-        format!(
-            "{{\"phone_number\":\"{}\",\"metadata\":{{{keys}}}}}",
-            number(i)
-        )
+    let name = create("bare");
+    shapes.push(Shape {
+        name: "json bare targets",
+        path: "/api/v1/campaigns".into(),
+        media: "application/json",
+        body: Box::new(move || {
+            create_json(&name, |i| format!("{{\"phone_number\":\"{}\"}}", number(i)))
+        }),
     });
+    let name = create("keys");
     shapes.push(Shape {
         name: "json metadata of 64 keys each",
         path: "/api/v1/campaigns".into(),
         media: "application/json",
-        body,
-        rows,
+        body: Box::new(move || {
+            let keys: Vec<String> = (0..64).map(|k| format!("\"k{k}\":0")).collect();
+            let keys = keys.join(",");
+            create_json(&name, |i| {
+                format!(
+                    "{{\"phone_number\":\"{}\",\"metadata\":{{{keys}}}}}",
+                    number(i)
+                )
+            })
+        }),
     });
-    let zeros = vec!["0"; 2_000].join(",");
-    let (body, rows) = create_json(&create("arrays"), |i| {
-        format!(
-            "{{\"phone_number\":\"{}\",\"metadata\":{{\"a\":[{zeros}]}}}}",
-            number(i)
-        )
-    });
+    let name = create("arrays");
     shapes.push(Shape {
         name: "json metadata of 2,000-element arrays",
         path: "/api/v1/campaigns".into(),
         media: "application/json",
-        body,
-        rows,
+        body: Box::new(move || {
+            let zeros = vec!["0"; 2_000].join(",");
+            create_json(&name, |i| {
+                format!(
+                    "{{\"phone_number\":\"{}\",\"metadata\":{{\"a\":[{zeros}]}}}}",
+                    number(i)
+                )
+            })
+        }),
     });
-    let names: Vec<String> = (1..64).map(|c| format!("{c:0>62}")).collect();
-    let header = format!("phone_number,{}\n", names.join(","));
-    let cells = ",x".repeat(63);
-    let (body, rows) = fill(header, "", |i| format!("{}{cells}\n", number(i)));
     shapes.push(Shape {
         name: "csv of 64 long column names, one-character cells",
         path: format!(
@@ -122,11 +117,12 @@ fn shapes(bench: &Bench) -> Vec<Shape> {
             create("wide-csv")
         ),
         media: "text/csv",
-        body,
-        rows,
-    });
-    let (body, rows) = fill("phone_number,customer\n".into(), "", |i| {
-        format!("{},C-{i:07}\n", number(i))
+        body: Box::new(|| {
+            let names: Vec<String> = (1..64).map(|c| format!("{c:0>62}")).collect();
+            let header = format!("phone_number,{}\n", names.join(","));
+            let cells = ",x".repeat(63);
+            fill(header, "", |i| format!("{}{cells}\n", number(i)))
+        }),
     });
     shapes.push(Shape {
         name: "csv of short rows",
@@ -135,67 +131,140 @@ fn shapes(bench: &Bench) -> Vec<Shape> {
             create("rows-csv")
         ),
         media: "text/csv",
-        body,
-        rows,
+        body: Box::new(|| {
+            fill("phone_number,customer\n".into(), "", |i| {
+                format!("{},C-{i:07}\n", number(i))
+            })
+        }),
     });
-    let (body, rows) = fill("{\"numbers\":[".into(), "]}", |i| format!("\"{}\"", number(i)));
     shapes.push(Shape {
         name: "do-not-call json of bare numbers",
         path: "/api/v1/dnc".into(),
         media: "application/json",
-        body,
-        rows,
-    });
-    let reason = "r".repeat(480);
-    let (body, rows) = fill("phone_number,reason\n".into(), "", |i| {
-        format!("{},{reason}\n", number(i))
+        body: Box::new(|| {
+            fill("{\"numbers\":[".into(), "]}", |i| {
+                format!("\"{}\"", number(i))
+            })
+        }),
     });
     shapes.push(Shape {
         name: "do-not-call csv of long reasons",
         path: "/api/v1/dnc".into(),
         media: "text/csv",
-        body,
-        rows,
+        body: Box::new(|| {
+            let reason = "r".repeat(480);
+            fill("phone_number,reason\n".into(), "", |i| {
+                format!("{},{reason}\n", number(i))
+            })
+        }),
     });
     shapes
 }
 
-/// Peak memory of the worst uploads a 64 MiB body allows, each alone on a fresh server: the
-/// peak resident size of the whole process (server and the client holding the body) is reset
-/// before each.
+/// A server in a process of its own, so its memory is measured apart from the client's.
+struct Child {
+    process: std::process::Child,
+    base: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Child {
+    async fn start() -> Result<Self, LoadError> {
+        let dir = tempfile::tempdir().map_err(|err| LoadError::Server(err.to_string()))?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .map_err(|err| LoadError::Server(err.to_string()))?
+            .port();
+        let admin = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .map_err(|err| LoadError::Server(err.to_string()))?
+            .port();
+        let exe = std::env::current_exe().map_err(|err| LoadError::Server(err.to_string()))?;
+        let process = std::process::Command::new(exe)
+            .arg("serve")
+            .env(
+                "OUTBOUND__STORAGE__URL",
+                format!("sqlite://{}", dir.path().join("outbound.db").display()),
+            )
+            .env("OUTBOUND__HTTP__BIND", format!("127.0.0.1:{port}"))
+            .env("OUTBOUND__HTTP__ADMIN_BIND", format!("127.0.0.1:{admin}"))
+            .env("OUTBOUND__LOG__LEVEL", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map_err(|err| LoadError::Server(err.to_string()))?;
+        let child = Self {
+            process,
+            base: format!("http://127.0.0.1:{port}"),
+            _dir: dir,
+        };
+        let health = format!("{}/healthz", child.base);
+        for _ in 0..200 {
+            if reqwest::get(&health)
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
+                return Ok(child);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        Err(LoadError::Server("the server did not come up".into()))
+    }
+
+    /// A figure of the process's /proc status, in bytes.
+    fn status_bytes(&self, field: &str) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.process.id()))
+            .ok()
+            .and_then(|status| {
+                status.lines().find_map(|line| {
+                    let kb = line.strip_prefix(field)?.trim().strip_suffix("kB")?;
+                    kb.trim().parse::<u64>().ok()
+                })
+            })
+            .map_or(0, |kb| kb * 1024)
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+/// Peak memory of the worst uploads a 64 MiB body allows, each sent alone to a fresh server
+/// in a process of its own: the server's peak resident size, and what it held before.
 pub async fn uploads(bench: &Bench) -> Result<Value, LoadError> {
     let mut runs = Vec::new();
     for shape in shapes(bench) {
-        let settings = bench.settings().await?;
-        let server = EmbeddedServer::start(settings).await?;
+        let server = Child::start().await?;
         let client = ApiClient::new(&server.base, 1)?;
-        let body_bytes = shape.body.len();
-        let before = rss_bytes();
-        reset_peak_rss();
+        let (body, rows) = (shape.body)();
+        let body_bytes = body.len();
+        let before = server.status_bytes("VmRSS:");
         let started = Instant::now();
         let (status, answer) = client
-            .send_as("upload", Method::POST, &shape.path, shape.media, shape.body)
+            .send_as("upload", Method::POST, &shape.path, shape.media, body)
             .await?;
         let seconds = started.elapsed().as_secs_f64();
-        let peak = peak_rss_bytes();
+        let peak = server.status_bytes("VmHWM:");
         runs.push(json!({
             "shape": shape.name,
-            "rows": shape.rows,
+            "rows": rows,
             "body_bytes": body_bytes,
             "status": status,
             "code": answer.get("code").cloned().unwrap_or(Value::Null),
             "seconds": seconds,
-            "rss_before_bytes": before,
-            "peak_rss_bytes": peak,
+            "server_rss_before_bytes": before,
+            "server_peak_rss_bytes": peak,
         }));
-        server.stop().await?;
     }
     Ok(bench.line(
         "uploads",
         json!({
             "runs": runs,
             "bound": "under 512 MiB of peak process memory for a 64 MiB body of any shape",
-            "note": "peak RSS of the whole process: the embedded server and the client holding the body",
+            "note": "peak RSS of the server process alone (a fresh one per upload)",
         }),
     ))
 }
@@ -220,7 +289,9 @@ pub async fn explain(bench: &Bench) -> Result<Value, LoadError> {
         let (status, answer) = client.send("explain", Method::GET, &path, None).await?;
         millis.push(started.elapsed().as_secs_f64() * 1000.0);
         if status != 200 {
-            return Err(LoadError::Http(format!("explain answered {status}: {answer}")));
+            return Err(LoadError::Http(format!(
+                "explain answered {status}: {answer}"
+            )));
         }
         last = answer;
     }

@@ -8,9 +8,9 @@ pub mod bench;
 mod carrier_bench;
 pub mod client;
 mod compliance_bench;
-mod limits_bench;
 pub mod driver;
 pub mod journal;
+mod limits_bench;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

@@ -178,6 +178,15 @@ impl ApiError {
         )
     }
 
+    /// An upload of more than `most` targets or numbers.
+    pub fn too_many_entries(most: usize) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("an upload registers at most {most} targets or numbers; send it in parts"),
+        )
+    }
+
     /// An upload whose stored form would exceed `limit` bytes, though its body did not.
     pub fn stored_too_large(limit: usize) -> Self {
         Self::new(

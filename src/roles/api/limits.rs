@@ -146,10 +146,19 @@ pub async fn bound_bodies(
 }
 
 /// Reads a whole request body of at most `limit` bytes, answering as the JSON extractor does
-/// when it is too large, too slow or broken off.
-pub async fn read_body(mut payload: web::Payload, limit: usize) -> Result<Bytes, ApiError> {
+/// when it is too large, too slow or broken off. `expected` (the declared length) sets the
+/// buffer aside at once, so a large body is never copied into ever larger buffers (which
+/// would hold up to twice its size).
+pub async fn read_body(
+    mut payload: web::Payload,
+    limit: usize,
+    expected: Option<usize>,
+) -> Result<Bytes, ApiError> {
     use futures::StreamExt;
-    let mut body = web::BytesMut::new();
+    if expected.is_some_and(|length| length > limit) {
+        return Err(ApiError::payload_too_large(limit));
+    }
+    let mut body = web::BytesMut::with_capacity(expected.unwrap_or(0));
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|err| {
             if timed_out(&err) {

@@ -35,10 +35,15 @@ pub async fn read(
     limit: usize,
 ) -> Result<Upload, ApiError> {
     let media = media_type(req);
+    let expected = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.trim().parse::<usize>().ok());
     if media == "application/json" || media.ends_with("+json") {
-        Ok(Upload::Json(read_body(payload, limit).await?))
+        Ok(Upload::Json(read_body(payload, limit, expected).await?))
     } else if media == "text/csv" {
-        Ok(Upload::Csv(read_body(payload, limit).await?))
+        Ok(Upload::Csv(read_body(payload, limit, expected).await?))
     } else {
         Err(ApiError::unsupported_media_type_of(
             "application/json or text/csv",
@@ -70,6 +75,10 @@ pub fn reader(body: &[u8]) -> csv::Reader<&[u8]> {
         .trim(csv::Trim::All)
         .from_reader(body)
 }
+
+/// Most targets (or do-not-call numbers) one upload registers: the memory an upload holds
+/// grows with its entries, so past these the upload is refused (413) to be sent in parts.
+pub const MAX_ENTRIES: usize = 1_000_000;
 
 /// Most columns of a CSV upload.
 pub const MAX_CSV_COLUMNS: usize = 64;
@@ -141,6 +150,9 @@ pub fn targets_from_csv(body: &[u8], stored_limit: usize) -> Result<Vec<TargetIn
     let mut targets = Vec::new();
     let mut stored = 0usize;
     for (index, record) in reader.records().enumerate() {
+        if index == MAX_ENTRIES {
+            return Err(ApiError::too_many_entries(MAX_ENTRIES));
+        }
         let record =
             bounded_record(index, record).map_err(|problem| ApiError::validation(vec![problem]))?;
         let mut metadata = serde_json::Map::new();
