@@ -253,9 +253,11 @@ impl<'a> FirstDialable<'a> {
     /// dialable together are neighbours in the table and in its id-keyed indexes: dialing them
     /// rewrites few pages, however many calls around them wait for a later window. Calls
     /// dialable at the same instant keep their given order.
-    pub fn arrange(&mut self, calls: Vec<Call>) -> Vec<(Call, Option<DateTime<Utc>>)> {
-        let mut ids: Vec<_> = calls.iter().map(|call| call.id).collect();
-        ids.sort_unstable();
+    /// The calls come as an iterator, so a million of them are held once, not twice.
+    pub fn arrange(
+        &mut self,
+        calls: impl IntoIterator<Item = Call>,
+    ) -> Vec<(Call, Option<DateTime<Utc>>)> {
         let mut timed: Vec<_> = calls
             .into_iter()
             .map(|call| {
@@ -263,6 +265,8 @@ impl<'a> FirstDialable<'a> {
                 (call, at)
             })
             .collect();
+        let mut ids: Vec<_> = timed.iter().map(|(call, _)| call.id).collect();
+        ids.sort_unstable();
         // Stable, and `None` (dialable now) first.
         timed.sort_by_key(|(_, at)| *at);
         for ((call, _), id) in timed.iter_mut().zip(ids) {

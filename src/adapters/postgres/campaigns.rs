@@ -22,7 +22,7 @@ use crate::adapters::sql::{as_bigint, hours_json, periods_json, to_ms, Failure};
 use crate::domain::access::AuditEntry;
 use crate::domain::admission::{CampaignRules, FirstDialable};
 use crate::domain::business_hours::BusinessHours;
-use crate::domain::call::{Call, CallStatus};
+use crate::domain::call::CallStatus;
 use crate::domain::campaign::{
     name_key, Campaign, CampaignChanges, CampaignStatus, PauseReason, StatusAction, Transition,
 };
@@ -198,10 +198,9 @@ pub(super) async fn create(
                 .execute(conn)
                 .await?;
                 insert_targets(conn, &campaign, &targets).await?;
-                let calls: Vec<Call> = targets
+                let calls = targets
                     .into_iter()
-                    .map(|target| target.queued_call(id, retry_policy.max_attempts, now))
-                    .collect();
+                    .map(|target| target.queued_call(id, retry_policy.max_attempts, now));
                 let created = reload_campaign(conn, id).await?;
                 let calls = FirstDialable::new(&policy, &created, now).arrange(calls);
                 insert_calls(conn, &campaign, retry_policy.max_attempts, now, &calls).await?;

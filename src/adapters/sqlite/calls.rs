@@ -108,10 +108,9 @@ pub(super) async fn enqueue(
                 return Err(StoreError::NotRegistered(unregistered).into());
             }
             let max_attempts = campaign.retry_policy.max_attempts;
-            let calls: Vec<Call> = targets
+            let calls = targets
                 .into_iter()
-                .map(|target| target.queued_call(campaign_id, max_attempts, now))
-                .collect();
+                .map(|target| target.queued_call(campaign_id, max_attempts, now));
             let calls = FirstDialable::new(&policy, &campaign, now).arrange(calls);
             insert_calls(conn, &calls)?;
             let delta = StatsDelta::enqueued(as_bigint(calls.len()));

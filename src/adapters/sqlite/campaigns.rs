@@ -20,7 +20,7 @@ use crate::adapters::sql::{as_bigint, hours_json, periods_json, to_ms, Failure};
 use crate::domain::access::AuditEntry;
 use crate::domain::admission::{CampaignRules, FirstDialable};
 use crate::domain::business_hours::BusinessHours;
-use crate::domain::call::{Call, CallStatus};
+use crate::domain::call::CallStatus;
 use crate::domain::campaign::{
     name_key, Campaign, CampaignChanges, CampaignStatus, PauseReason, StatusAction, Transition,
 };
@@ -167,10 +167,9 @@ pub(super) async fn create(
             .execute(conn)?;
             insert_targets(conn, id, &targets)?;
             // Every target starts as one queued call.
-            let calls: Vec<Call> = targets
+            let calls = targets
                 .into_iter()
-                .map(|target| target.queued_call(id, retry_policy.max_attempts, now))
-                .collect();
+                .map(|target| target.queued_call(id, retry_policy.max_attempts, now));
             let created = existing_campaign(conn, id)?;
             let calls = FirstDialable::new(&policy, &created, now).arrange(calls);
             insert_calls(conn, &calls)?;
