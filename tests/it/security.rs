@@ -627,6 +627,42 @@ async fn the_route_table_and_the_contract_document_agree() {
         &doc["paths"]["/api/v1/campaigns"]["post"]["responses"]["201"]["links"]["get_campaign"];
     assert_eq!(link["operationId"], "get_campaign");
     assert_eq!(link["parameters"]["id"], "$response.body#/id");
+    // What the handlers parse by hand is stated: numbers and durations as patterns, a query
+    // parameter that is JSON as JSON content.
+    let schemas = &doc["components"]["schemas"];
+    for (schema, property) in [
+        ("TargetInput", "phone_number"),
+        ("TriggerCallRequest", "phone_number"),
+        ("CreateCampaignRequest", "caller_id"),
+        ("RetryPolicyInput", "base_delay"),
+        ("RetryPolicyInput", "max_delay"),
+        ("RecipientLimitInput", "per"),
+        ("BusinessHourInput", "start"),
+        ("BusinessHourInput", "end"),
+    ] {
+        let pattern = &schemas[schema]["properties"][property]["pattern"];
+        assert!(pattern.is_string(), "{schema}.{property}");
+    }
+    assert!(schemas["DncRequest"]["properties"]["numbers"]["items"]["pattern"].is_string());
+    let parameter = |path: &str, name: &str| {
+        doc["paths"][path]["get"]["parameters"]
+            .as_array()
+            .expect("parameters")
+            .iter()
+            .find(|p| p["name"] == name)
+            .cloned()
+            .expect("parameter")
+    };
+    let number = parameter("/api/v1/dnc/{number}", "number");
+    assert!(number["schema"]["pattern"].is_string());
+    let filter = parameter("/api/v1/campaigns/{id}/calls", "phone_number");
+    assert!(filter["schema"]["pattern"].is_string());
+    let hours = parameter("/api/v1/campaigns/{id}/forecast", "business_hours");
+    assert!(hours.get("schema").is_none());
+    assert_eq!(
+        hours["content"]["application/json"]["schema"]["items"]["$ref"],
+        "#/components/schemas/BusinessHourInput"
+    );
     // 405 names the methods a path takes.
     let response = app
         .client

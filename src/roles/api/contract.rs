@@ -72,6 +72,7 @@ pub fn document() -> &'static serde_json::Value {
     DOCUMENT.get_or_init(|| {
         let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
         spell_links(&mut doc);
+        state_syntax(&mut doc);
         doc
     })
 }
@@ -108,6 +109,129 @@ fn spell_links(doc: &mut serde_json::Value) {
                 }
             }
         }
+    }
+}
+
+/// What `str::trim` takes off either end of a number or a window: Unicode's White_Space.
+const TRIMMED: &str =
+    r"[\t\n\x0B\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*";
+
+/// A separator `PhoneNumber::parse` skips between a number's digits.
+const SEPARATOR: &str = "[ ().-]";
+
+/// A Go duration as `parse_go_duration` reads it: a bare "0", or numbers ("5", "5.", ".5",
+/// "1.5") each with a unit, no sign.
+const GO_DURATION: &str = r"(0|(([0-9]+(\.[0-9]*)?|\.[0-9]+)(ns|us|\u00B5s|\u03BCs|ms|s|m|h))+)";
+
+/// A number as `PhoneNumber::parse` takes it, its `+` spelled `plus`: then 8 to 15 digits, the
+/// first not 0, the usual separators between them.
+fn e164(plus: &str) -> String {
+    format!("{plus}{SEPARATOR}*[1-9]({SEPARATOR}*[0-9]){{7,14}}{SEPARATOR}*")
+}
+
+/// The patterns of what the server parses itself (numbers, durations): exactly the syntax it
+/// takes, so a value outside one is refused with 400. Whether a number is possible in its
+/// country's numbering plan, and a duration's range, are beyond a pattern.
+struct Syntax {
+    phone: String,
+    /// A caller id: a number, or blank for the configured one.
+    caller_id: String,
+    /// `?phone_number=`: empty for all, and a bare `+` (read as a space) taken for `+`.
+    phone_query: String,
+    /// `/dnc/{number}`: the `+` as is or as %2B.
+    phone_path: String,
+    duration: String,
+    /// A recipient limit's window: a Go duration or whole days.
+    window: String,
+}
+
+impl Syntax {
+    fn new() -> Self {
+        let number = e164(r"\+");
+        Self {
+            phone: format!("^{TRIMMED}{number}{TRIMMED}$"),
+            caller_id: format!("^{TRIMMED}({number}{TRIMMED})?$"),
+            phone_query: format!(
+                "^(|{TRIMMED}{number}{TRIMMED}| [1-9]({SEPARATOR}*[0-9]){{7,14}}{SEPARATOR}*{TRIMMED})$"
+            ),
+            phone_path: format!("^{TRIMMED}{}{TRIMMED}$", e164(r"(\+|%2B)")),
+            duration: format!("^{GO_DURATION}$"),
+            window: format!("^{TRIMMED}([0-9]+d|{GO_DURATION}){TRIMMED}$"),
+        }
+    }
+}
+
+/// Sets a schema's pattern; nothing when there is no such schema (the contract-document test
+/// checks that each is there).
+fn set_pattern(schema: Option<&mut serde_json::Value>, pattern: &str) {
+    if let Some(schema) = schema.and_then(|s| s.as_object_mut()) {
+        schema.insert("pattern".to_owned(), pattern.into());
+    }
+}
+
+/// The parameter `name` of the operation `method path`.
+fn parameter<'a>(
+    doc: &'a mut serde_json::Value,
+    path: &str,
+    method: &str,
+    name: &str,
+) -> Option<&'a mut serde_json::Value> {
+    doc.get_mut("paths")?
+        .get_mut(path)?
+        .get_mut(method)?
+        .get_mut("parameters")?
+        .as_array_mut()?
+        .iter_mut()
+        .find(|p| p["name"] == name)
+}
+
+/// States in the document the syntax the handlers check by hand: numbers and durations as
+/// patterns, a query parameter that is JSON as JSON content with its schema.
+fn state_syntax(doc: &mut serde_json::Value) {
+    let syntax = Syntax::new();
+    let schemas = "/components/schemas";
+    for (property, pattern) in [
+        ("/TargetInput/properties/phone_number", &syntax.phone),
+        ("/TriggerCallRequest/properties/phone_number", &syntax.phone),
+        ("/DncRequest/properties/numbers/items", &syntax.phone),
+        (
+            "/CreateCampaignRequest/properties/caller_id",
+            &syntax.caller_id,
+        ),
+        (
+            "/UpdateCampaignRequest/properties/caller_id",
+            &syntax.caller_id,
+        ),
+        ("/RetryPolicyInput/properties/base_delay", &syntax.duration),
+        ("/RetryPolicyInput/properties/max_delay", &syntax.duration),
+        ("/RecipientLimitInput/properties/per", &syntax.window),
+    ] {
+        set_pattern(doc.pointer_mut(&format!("{schemas}{property}")), pattern);
+    }
+    let calls = "/api/v1/campaigns/{id}/calls";
+    set_pattern(
+        parameter(doc, calls, "get", "phone_number").and_then(|p| p.get_mut("schema")),
+        &syntax.phone_query,
+    );
+    for method in ["get", "delete"] {
+        set_pattern(
+            parameter(doc, "/api/v1/dnc/{number}", method, "number")
+                .and_then(|p| p.get_mut("schema")),
+            &syntax.phone_path,
+        );
+    }
+    let forecast = "/api/v1/campaigns/{id}/forecast";
+    if let Some(hours) =
+        parameter(doc, forecast, "get", "business_hours").and_then(|p| p.as_object_mut())
+    {
+        hours.remove("schema");
+        hours.insert(
+            "content".to_owned(),
+            serde_json::json!({"application/json": {"schema": {
+                "type": "array",
+                "items": {"$ref": "#/components/schemas/BusinessHourInput"},
+            }}}),
+        );
     }
 }
 

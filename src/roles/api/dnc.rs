@@ -28,8 +28,9 @@ const MAX_LISTED_PROBLEMS: usize = super::error::MAX_DETAILS - 1;
 #[derive(Debug, Deserialize, ToSchema)]
 #[schema(example = json!({"numbers": ["+15555550100"], "reason": "asked not to be called"}))]
 pub struct DncRequest {
-    /// E.164 numbers (the usual separators are tolerated); at least one.
-    #[schema(value_type = Vec<String>, required = true)]
+    /// E.164 numbers (the usual separators are tolerated), each valid in its country's
+    /// numbering plan; at least one.
+    #[schema(value_type = Vec<String>, required = true, min_items = 1)]
     pub numbers: Option<Vec<String>>,
     /// Kept with every entry; at most 500 characters.
     pub reason: Option<String>,
@@ -295,7 +296,7 @@ fn path_number(raw: &str) -> Result<PhoneNumber, ApiError> {
 }
 
 #[utoipa::path(get, path = "/api/v1/dnc/{number}",
-    params(("number" = String, Path, pattern = "^(\\+|%2B)[1-9][0-9]{7,14}$", description = "E.164, its `+` as is or as %2B; valid in its country's numbering plan", example = "+15555550100")),
+    params(("number" = String, Path, description = "E.164 with the usual separators tolerated, its `+` as is or as %2B; valid in its country's numbering plan", example = "+15555550100")),
     responses((status = 200, body = DncEntryResponse), (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody)))]
 pub async fn get_entry(
@@ -312,7 +313,7 @@ pub async fn get_entry(
 }
 
 #[utoipa::path(delete, path = "/api/v1/dnc/{number}",
-    params(("number" = String, Path, pattern = "^(\\+|%2B)[1-9][0-9]{7,14}$", description = "E.164, its `+` as is or as %2B; valid in its country's numbering plan", example = "+15555550100")),
+    params(("number" = String, Path, description = "E.164 with the usual separators tolerated, its `+` as is or as %2B; valid in its country's numbering plan", example = "+15555550100")),
     responses((status = 204, description = "the number is on no list (any more)"),
         (status = 400, body = ErrorBody)))]
 pub async fn remove_entry(

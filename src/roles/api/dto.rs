@@ -37,9 +37,9 @@ pub struct RetryPolicyInput {
     /// 1 to 20; default 5.
     #[schema(minimum = 1, maximum = 20)]
     pub max_attempts: Option<i64>,
-    /// Go duration, > 0; default "2s".
+    /// A Go duration ("30s", "1m30s"), > 0 and in whole milliseconds; default "2s".
     pub base_delay: Option<String>,
-    /// Go duration, >= base_delay; default "2m".
+    /// A Go duration, >= base_delay and in whole milliseconds; default "2m".
     pub max_delay: Option<String>,
     /// 0.0 to 1.0; default 0.2.
     #[schema(minimum = 0.0, maximum = 1.0)]
@@ -51,12 +51,12 @@ pub struct BusinessHourInput {
     /// 0 (Sunday) to 6 (Saturday).
     #[schema(value_type = i64, required = true, minimum = 0, maximum = 6)]
     pub day_of_week: Option<i64>,
-    /// "HH:MM".
-    #[schema(value_type = String, required = true)]
+    /// "HH:MM", 00:00 to 23:59.
+    #[schema(value_type = String, required = true, pattern = "^([01][0-9]|2[0-3]):[0-5][0-9]$")]
     pub start: Option<String>,
     /// "HH:MM" or "24:00"; before `start` means the window runs past midnight; equal to
-    /// `start` is refused.
-    #[schema(value_type = String, required = true)]
+    /// `start` is refused (400 validation_failed).
+    #[schema(value_type = String, required = true, pattern = "^(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$")]
     pub end: Option<String>,
 }
 
@@ -237,8 +237,10 @@ pub struct CreateCampaignRequest {
     /// configured `compliance.recipient_hours`); empty: no restriction.
     pub recipient_hours: Option<Vec<BusinessHourInput>>,
     /// Days no attempt starts (holidays), in the campaign's time zone; at most 100.
+    #[schema(max_items = 100)]
     pub restricted_periods: Option<Vec<RestrictedPeriodInput>>,
     /// Caps on attempts to one number within this campaign; at most 2.
+    #[schema(max_items = 2)]
     pub recipient_limits: Option<Vec<RecipientLimitInput>>,
     pub targets: Option<Vec<TargetInput>>,
     /// Caller id for a real carrier (E.164); absent: `telephony.twilio.from`.
@@ -296,9 +298,11 @@ pub struct UpdateCampaignRequest {
     pub business_hours: Option<Vec<BusinessHourInput>>,
     /// Replaces the recipient hours; empty: no restriction.
     pub recipient_hours: Option<Vec<BusinessHourInput>>,
-    /// Replaces the restricted periods.
+    /// Replaces the restricted periods; at most 100.
+    #[schema(max_items = 100)]
     pub restricted_periods: Option<Vec<RestrictedPeriodInput>>,
-    /// Replaces the recipient limits; empty: none.
+    /// Replaces the recipient limits; empty: none; at most 2.
+    #[schema(max_items = 2)]
     pub recipient_limits: Option<Vec<RecipientLimitInput>>,
     /// Caller id for a real carrier (E.164); an empty string returns to
     /// `telephony.twilio.from`.

@@ -504,7 +504,7 @@ fn query_number(raw: &str) -> Result<PhoneNumber, ApiError> {
 }
 
 #[utoipa::path(get, path = "/api/v1/campaigns/{id}/calls",
-    params(("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "page size, 1 to 1000; default 100"), ("page_token" = Option<String>, Query, pattern = "^([A-Za-z0-9_-]{21}[AQgw])?$", description = "the next_page_token of the previous page; empty: the first page"), ("after_id" = Option<String>, Query, pattern = "^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})?$", description = "the id to continue after (the page token takes precedence); empty: the first page"), ("status" = Option<String>, Query, pattern = "^(|queued|dialing|retrying|completed|failed|canceled)$", description = "only calls in this status; empty: all"), ("phone_number" = Option<String>, Query, pattern = "^(|[+ ][1-9][0-9]{7,14})$", description = "only calls to this number, E.164 (its `+` as %2B; a bare `+`, which a query string reads as a space, is taken for it); possible in its country's numbering plan, 400 validation_failed otherwise; empty: all", example = "+15555550100")),
+    params(("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "page size, 1 to 1000; default 100"), ("page_token" = Option<String>, Query, pattern = "^([A-Za-z0-9_-]{21}[AQgw])?$", description = "the next_page_token of the previous page; empty: the first page"), ("after_id" = Option<String>, Query, pattern = "^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})?$", description = "the id to continue after (the page token takes precedence); empty: the first page"), ("status" = Option<String>, Query, pattern = "^(|queued|dialing|retrying|completed|failed|canceled)$", description = "only calls in this status; empty: all"), ("phone_number" = Option<String>, Query, description = "only calls to this number, E.164 with the usual separators tolerated (its `+` as %2B; a bare `+`, which a query string reads as a space, is taken for it); possible in its country's numbering plan, 400 validation_failed otherwise; empty: all", example = "+15555550100")),
     responses((status = 200, body = CallListResponse), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn list_calls(
     ctx: Ctx,
@@ -737,9 +737,11 @@ const FORECAST_SAMPLE: usize = 1_000;
 
 /// When the campaign will be done, and what it assumed; what-if parameters answer for other
 /// settings without changing the campaign.
+// The document states `business_hours` as JSON content, an array of `BusinessHourInput`
+// (contract.rs).
 #[utoipa::path(get, path = "/api/v1/campaigns/{id}/forecast",
     params(("max_concurrent_calls" = Option<u32>, Query, minimum = 1, maximum = 100000, description = "what if the limit were this"),
-        ("business_hours" = Option<String>, Query, description = "what if the business hours were these: a JSON array of {day_of_week, start, end}, as a campaign takes them")),
+        ("business_hours" = Option<String>, Query, description = "what if the business hours were these: a JSON array of {day_of_week, start, end}, as a campaign takes them (a window whose start equals its end gets 400 validation_failed)")),
     responses((status = 200, body = ForecastResponse), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn campaign_forecast(
     ctx: Ctx,
