@@ -29,8 +29,9 @@ const MAX_LISTED_PROBLEMS: usize = super::error::MAX_DETAILS - 1;
 #[schema(example = json!({"numbers": ["+15555550100"], "reason": "asked not to be called"}))]
 pub struct DncRequest {
     /// E.164 numbers (the usual separators are tolerated), each valid in its country's
-    /// numbering plan; at least one.
+    /// numbering plan; at least one and at most 1,000,000 (413 beyond).
     #[schema(value_type = Vec<String>, required = true, min_items = 1)]
+    #[serde(default, deserialize_with = "uploads::at_most_entries")]
     pub numbers: Option<Vec<String>>,
     /// Kept with every entry; at most 500 characters.
     pub reason: Option<String>,
@@ -186,6 +187,9 @@ fn from_csv(body: &[u8], stored_limit: usize) -> Result<Listing, ApiError> {
     let reason_at = column("reason");
     let mut collector = Collector::new(body.len() / 14, stored_limit);
     for (index, record) in reader.records().enumerate() {
+        if index == uploads::MAX_ENTRIES {
+            return Err(ApiError::too_many_entries(uploads::MAX_ENTRIES));
+        }
         let line = uploads::line_of(index);
         let record = match uploads::bounded_record(index, record) {
             Ok(record) => record,

@@ -242,6 +242,8 @@ pub struct CreateCampaignRequest {
     /// Caps on attempts to one number within this campaign; at most 2.
     #[schema(max_items = 2)]
     pub recipient_limits: Option<Vec<RecipientLimitInput>>,
+    /// At most 1,000,000 (413 beyond: register the rest with POST /campaigns/{id}/targets).
+    #[serde(default, deserialize_with = "super::uploads::at_most_entries")]
     pub targets: Option<Vec<TargetInput>>,
     /// Caller id for a real carrier (E.164); absent: `telephony.twilio.from`.
     pub caller_id: Option<String>,
@@ -318,8 +320,10 @@ pub struct UpdateCampaignRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[schema(example = json!({"targets": [{"phone_number": "+15555550001"}]}))]
 pub struct AddTargetsRequest {
-    /// At least one; each a registered target of the campaign.
+    /// At least one and at most 1,000,000 (413 beyond); each a registered target of the
+    /// campaign.
     #[schema(value_type = Vec<TargetInput>, required = true, min_items = 1)]
+    #[serde(default, deserialize_with = "super::uploads::at_most_entries")]
     pub targets: Option<Vec<TargetInput>>,
 }
 

@@ -5,6 +5,7 @@ use actix_web::http::header;
 use actix_web::web::Bytes;
 use actix_web::{web, HttpRequest};
 use serde::de::DeserializeOwned;
+use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::dto::TargetInput;
@@ -51,10 +52,60 @@ pub async fn read(
     }
 }
 
-/// A JSON body, answered as the JSON extractor answers a malformed one.
+/// A JSON body, answered as the JSON extractor answers a malformed one; a list longer than
+/// `MAX_ENTRIES` (read with `at_most_entries`) gets 413.
 pub fn json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body)
-        .map_err(|err| ApiError::malformed(format!("malformed JSON body: {err}")))
+    serde_json::from_slice(body).map_err(|err| {
+        if err.to_string().contains(TOO_MANY_ENTRIES) {
+            ApiError::too_many_entries(MAX_ENTRIES)
+        } else {
+            ApiError::malformed(format!("malformed JSON body: {err}"))
+        }
+    })
+}
+
+/// What a list past `MAX_ENTRIES` fails with, for `json` to recognise.
+const TOO_MANY_ENTRIES: &str = "a list of more than MAX_ENTRIES entries";
+
+/// A list of at most `MAX_ENTRIES` items: reading stops at the one past them, before the
+/// rest of a huge list is held.
+pub struct Bounded<T>(pub Vec<T>);
+
+impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for Bounded<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Items<T>(std::marker::PhantomData<T>);
+        impl<'de, T: serde::Deserialize<'de>> serde::de::Visitor<'de> for Items<T> {
+            type Value = Vec<T>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a list")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Vec<T>, A::Error> {
+                let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+                while let Some(item) = seq.next_element()? {
+                    if items.len() == MAX_ENTRIES {
+                        return Err(serde::de::Error::custom(TOO_MANY_ENTRIES));
+                    }
+                    items.push(item);
+                }
+                Ok(items)
+            }
+        }
+        deserializer
+            .deserialize_seq(Items(std::marker::PhantomData))
+            .map(Bounded)
+    }
+}
+
+/// For `#[serde(default, deserialize_with = "at_most_entries")]` on an optional list.
+pub fn at_most_entries<'de, D, T>(deserializer: D) -> Result<Option<Vec<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    Ok(Option::<Bounded<T>>::deserialize(deserializer)?.map(|list| list.0))
 }
 
 /// Runs a parse of a large body off the worker's thread.
@@ -208,5 +259,27 @@ mod tests {
         );
         let err = targets_from_csv(b"number\n+15555550001\n", 1 << 20).expect_err("no column");
         assert_eq!(err.code(), "validation_failed");
+    }
+
+    #[test]
+    fn a_json_list_past_the_most_entries_is_refused_before_it_is_held() {
+        #[derive(serde::Deserialize)]
+        struct Listing {
+            #[serde(default, deserialize_with = "at_most_entries")]
+            items: Option<Vec<u8>>,
+        }
+        let body = |n: usize| format!("{{\"items\":[{}0]}}", "0,".repeat(n - 1));
+        let full: Listing = json(body(MAX_ENTRIES).as_bytes()).expect("at the bound");
+        assert_eq!(full.items.map(|items| items.len()), Some(MAX_ENTRIES));
+        let err = json::<Listing>(body(MAX_ENTRIES + 1).as_bytes())
+            .err()
+            .expect("past it");
+        assert_eq!(err.code(), "payload_too_large");
+        let none: Listing = json(b"{\"items\":null}").expect("null");
+        assert!(none.items.is_none());
+        let err = json::<Listing>(b"{\"items\":[1,\"x\"]}")
+            .err()
+            .expect("malformed");
+        assert_eq!(err.code(), "malformed_body");
     }
 }
