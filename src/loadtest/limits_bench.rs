@@ -16,9 +16,19 @@ use super::{EmbeddedServer, LoadError};
 const BODY: usize = 64 * 1024 * 1024 - 4096;
 
 /// Rows made by `row(i)` until the next would take the text past `BODY`.
-fn fill(mut text: String, close: &str, row: impl Fn(usize) -> String) -> (String, usize) {
+fn fill(text: String, close: &str, row: impl Fn(usize) -> String) -> (String, usize) {
+    fill_up_to(text, close, usize::MAX, row)
+}
+
+/// `fill`, with at most `most` rows.
+fn fill_up_to(
+    mut text: String,
+    close: &str,
+    most: usize,
+    row: impl Fn(usize) -> String,
+) -> (String, usize) {
     let mut rows = 0;
-    loop {
+    while rows < most {
         let next = row(rows);
         if text.len() + next.len() + close.len() + 1 > BODY {
             break;
@@ -39,10 +49,18 @@ fn number(i: usize) -> String {
 
 /// A create whose targets are made by `target(i)`, as large as a body may be.
 fn create_json(name: &str, target: impl Fn(usize) -> String) -> (String, usize) {
+    create_json_up_to(name, usize::MAX, target)
+}
+
+/// `create_json` with at most `most` targets.
+fn create_json_up_to(name: &str, most: usize, target: impl Fn(usize) -> String) -> (String, usize) {
     let open =
         format!("{{\"name\":\"{name}\",\"time_zone\":\"UTC\",\"recipient_hours\":[],\"targets\":[");
-    fill(open, "]}", target)
+    fill_up_to(open, "]}", most, target)
 }
+
+/// Targets or numbers one upload may register (`MAX_ENTRIES` of the API).
+const MOST: usize = 1_000_000;
 
 struct Shape {
     name: &'static str,
@@ -67,6 +85,17 @@ fn shapes(bench: &Bench) -> Vec<Shape> {
                     "{{\"phone_number\":\"{}\",\"metadata\":{{\"customer\":\"C-{i:07}\"}}}}",
                     number(i)
                 )
+            })
+        }),
+    });
+    let name = create("bare-most");
+    shapes.push(Shape {
+        name: "json of 1,000,000 bare targets (the most)",
+        path: "/api/v1/campaigns".into(),
+        media: "application/json",
+        body: Box::new(move || {
+            create_json_up_to(&name, MOST, |i| {
+                format!("{{\"phone_number\":\"{}\"}}", number(i))
             })
         }),
     });
@@ -134,6 +163,16 @@ fn shapes(bench: &Bench) -> Vec<Shape> {
         body: Box::new(|| {
             fill("phone_number,customer\n".into(), "", |i| {
                 format!("{},C-{i:07}\n", number(i))
+            })
+        }),
+    });
+    shapes.push(Shape {
+        name: "do-not-call json of 1,000,000 numbers (the most)",
+        path: "/api/v1/dnc".into(),
+        media: "application/json",
+        body: Box::new(|| {
+            fill_up_to("{\"numbers\":[".into(), "]}", MOST, |i| {
+                format!("\"{}\"", number(i))
             })
         }),
     });
