@@ -712,6 +712,25 @@ impl Default for AuthSettings {
 }
 
 impl Settings {
+    /// Whether a public URL is configured that names a host other than this one: a carrier
+    /// (or anyone) elsewhere reaches the listener through it. A loopback URL (a carrier
+    /// simulator on this host) opens nothing.
+    fn public_url_reaches_out(&self) -> bool {
+        let url = self.telephony.twilio.public_url.trim();
+        if url.is_empty() {
+            return false;
+        }
+        let after_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);
+        let authority = after_scheme
+            .split(['/', '?', '#'])
+            .next()
+            .unwrap_or_default();
+        let host = authority
+            .rsplit_once('@')
+            .map_or(authority, |(_, host)| host);
+        !crate::domain::access::is_loopback_host(host)
+    }
+
     /// When requests on a listener bound to `bind` need a key. `auto` waives them only for
     /// requests from this host to a loopback listener that nothing announces to the outside:
     /// a configured public URL means a tunnel or a proxy reaches it, whatever it is bound to.
@@ -720,9 +739,7 @@ impl Settings {
             AuthMode::Keys => KeyPolicy::Always,
             AuthMode::Off => KeyPolicy::Never,
             AuthMode::Auto if !bind.is_loopback() => KeyPolicy::Always,
-            AuthMode::Auto if !self.telephony.twilio.public_url.trim().is_empty() => {
-                KeyPolicy::Always
-            }
+            AuthMode::Auto if self.public_url_reaches_out() => KeyPolicy::Always,
             AuthMode::Auto => KeyPolicy::UnlessLocal,
         }
     }
@@ -1325,8 +1342,28 @@ mod tests {
             assert_eq!(settings.key_policy(ip), policy, "{ip}");
         }
         let loopback: std::net::IpAddr = "127.0.0.1".parse().unwrap();
-        settings.telephony.twilio.public_url = "https://dialer.example.com".into();
-        assert_eq!(settings.key_policy(loopback), KeyPolicy::Always);
+        for url in [
+            "https://dialer.example.com",
+            "https://abc.trycloudflare.com/x",
+            "http://10.0.0.5:8081",
+            "https://u:p@dialer.example.com",
+        ] {
+            settings.telephony.twilio.public_url = url.into();
+            assert_eq!(settings.key_policy(loopback), KeyPolicy::Always, "{url}");
+        }
+        // A carrier simulator on this host reaches the listener on loopback: nothing opens.
+        for url in [
+            "http://127.0.0.1:8081",
+            "http://localhost:9000/",
+            "http://[::1]:80",
+        ] {
+            settings.telephony.twilio.public_url = url.into();
+            assert_eq!(
+                settings.key_policy(loopback),
+                KeyPolicy::UnlessLocal,
+                "{url}"
+            );
+        }
         settings.telephony.twilio.public_url = String::new();
         settings.auth.mode = AuthMode::Keys;
         assert_eq!(settings.key_policy(loopback), KeyPolicy::Always);
