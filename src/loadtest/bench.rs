@@ -51,11 +51,17 @@ pub(super) fn cpu_time() -> Duration {
 
 /// Peak resident set size of this process so far.
 pub fn peak_rss_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
+    status_bytes("self", "VmHWM:")
+}
+
+/// A figure in kB of a process's /proc status (`pid`: a number, or `self`), in bytes; 0 when
+/// it cannot be read.
+pub(super) fn status_bytes(pid: &str, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|status| {
             status.lines().find_map(|line| {
-                let kb = line.strip_prefix("VmHWM:")?.trim().strip_suffix("kB")?;
+                let kb = line.strip_prefix(field)?.trim().strip_suffix("kB")?;
                 kb.trim().parse::<u64>().ok()
             })
         })
@@ -599,5 +605,13 @@ mod tests {
         let text = "  Latency Distribution\n     50%    2.05ms\n     99%  510.00us\n\
                     Requests/sec:  31426.70\n";
         assert_eq!(parse_wrk(text), Some((31426.70, 0.51)));
+    }
+
+    #[test]
+    fn reads_a_process_memory_figure() {
+        let pid = std::process::id().to_string();
+        assert!(super::status_bytes("self", "VmHWM:") > 0);
+        assert!(super::status_bytes(&pid, "VmRSS:") > 0);
+        assert_eq!(super::status_bytes(&pid, "NoSuchField:"), 0);
     }
 }

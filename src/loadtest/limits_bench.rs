@@ -7,7 +7,7 @@ use std::time::Instant;
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use super::bench::{campaign_json, Bench};
+use super::bench::{campaign_json, status_bytes, Bench};
 use super::client::ApiClient;
 use super::{EmbeddedServer, LoadError};
 
@@ -252,15 +252,7 @@ impl Child {
 
     /// A figure of the process's /proc status, in bytes.
     fn status_bytes(&self, field: &str) -> u64 {
-        std::fs::read_to_string(format!("/proc/{}/status", self.process.id()))
-            .ok()
-            .and_then(|status| {
-                status.lines().find_map(|line| {
-                    let kb = line.strip_prefix(field)?.trim().strip_suffix("kB")?;
-                    kb.trim().parse::<u64>().ok()
-                })
-            })
-            .map_or(0, |kb| kb * 1024)
+        status_bytes(&self.process.id().to_string(), field)
     }
 }
 
