@@ -123,16 +123,23 @@ impl ApiClient {
         route: &'static str,
         request: reqwest::RequestBuilder,
     ) -> Result<(u16, Value), LoadError> {
+        let failed = |err: reqwest::Error| LoadError::Http(format!("{route}: {}", chain(&err)));
+        let request = request.build().map_err(failed)?;
+        // A GET changes nothing, so one that got no answer at all (the server closed a pooled
+        // connection just as it was reused) is sent once more, on a fresh connection.
+        let again = (request.method() == reqwest::Method::GET)
+            .then(|| request.try_clone())
+            .flatten();
         let started = Instant::now();
-        let response = request
-            .send()
-            .await
-            .map_err(|err| LoadError::Http(format!("{route}: {err}")))?;
+        let response = match (self.http.execute(request).await, again) {
+            (Err(err), Some(again)) if err.is_request() || err.is_connect() => {
+                self.http.execute(again).await
+            }
+            (result, _) => result,
+        }
+        .map_err(failed)?;
         let status = response.status().as_u16();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|err| LoadError::Http(format!("{route}: {err}")))?;
+        let bytes = response.bytes().await.map_err(failed)?;
         self.record(route, started.elapsed());
         let value = if bytes.is_empty() {
             Value::Null
@@ -243,9 +250,66 @@ pub fn peaks_from_metrics(text: &str) -> BTreeMap<String, u64> {
         .collect()
 }
 
+/// An error with its causes, which reqwest's own message leaves out.
+fn chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::expect_used)]
     use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// Reads one request head from a connection.
+    async fn read_head(socket: &mut tokio::net::TcpStream) {
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            if socket.read(&mut byte).await.unwrap_or(0) == 0 {
+                return;
+            }
+            head.push(byte[0]);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_get_whose_pooled_connection_is_closed_unanswered_is_sent_again() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let server = tokio::spawn(async move {
+            let ok =
+                b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}";
+            // The first connection answers once, then drops the second request it is given
+            // without a word: what a server's keep-alive timeout does to a reused connection.
+            let (mut first, _) = listener.accept().await.expect("accept");
+            read_head(&mut first).await;
+            first.write_all(ok).await.expect("write");
+            read_head(&mut first).await;
+            drop(first);
+            let (mut second, _) = listener.accept().await.expect("accept");
+            read_head(&mut second).await;
+            second.write_all(ok).await.expect("write");
+        });
+        let client = ApiClient::new(&format!("http://{addr}"), 1).expect("client");
+        for _ in 0..2 {
+            let (status, _) = client
+                .send(routes::STATS, reqwest::Method::GET, "/stats", None)
+                .await
+                .expect("answered");
+            assert_eq!(status, 200);
+        }
+        server.await.expect("server");
+    }
 
     #[test]
     fn reads_peaks() {
