@@ -128,6 +128,9 @@ pub struct OrphanedAttempt {
 pub struct HeldAttempt {
     pub key: AttemptKey,
     pub holder: Option<InstanceId>,
+    /// When the attempt began, as its claim (the dispatch) says; `None` where unknown. An
+    /// attempt handed back unspent and claimed again has the same key and a later start.
+    pub began_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, thiserror::Error)]

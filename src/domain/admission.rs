@@ -424,17 +424,19 @@ pub enum DialDecision {
 }
 
 impl DialDecision {
-    /// The answer for `attempt` of `call`, held by `holder`, at `now`.
+    /// The answer for `attempt` of `call`, held by `holder` and begun at `began` as its claim
+    /// says, at `now`.
     pub fn answer(
         self,
         call: &CurrentCall,
         attempt: u32,
         holder: Option<InstanceId>,
+        began: Option<DateTime<Utc>>,
         check: &DialCheck,
         now: DateTime<Utc>,
     ) -> Begin {
         match (self, holder) {
-            (Self::Begin { .. }, Some(claimer)) => call.begin(attempt, claimer, check, now),
+            (Self::Begin { .. }, Some(claimer)) => call.begin(attempt, claimer, began, check, now),
             (Self::Begin { .. }, None) => Begin::Stale,
             (Self::Recheck { dialer }, _) => call.recheck(attempt, dialer, check, now),
         }
@@ -487,17 +489,20 @@ impl CurrentCall {
         self.status == CallStatus::Dialing && self.attempt_count == attempt && self.owner == holder
     }
 
-    /// Decides, at `now`, whether the dialer may place `attempt`, which `claimer` claimed.
-    /// On `Held` the caller writes `release`'s answer; on `Dial` it marks the attempt placed
-    /// and owned by the dialer.
+    /// Decides, at `now`, whether the dialer may place `attempt`, which `claimer` claimed
+    /// when it began at `began`. On `Held` the caller writes `release`'s answer; on `Dial` it
+    /// marks the attempt placed and owned by the dialer. A claim of an earlier attempt with
+    /// the same number (one handed back unspent, whose dispatch still arrived) is stale: its
+    /// outcome would be refused, so it must not ring.
     pub fn begin(
         &self,
         attempt: u32,
         claimer: InstanceId,
+        began: Option<DateTime<Utc>>,
         check: &DialCheck,
         now: DateTime<Utc>,
     ) -> Begin {
-        if !self.holds_unplaced(attempt, Some(claimer)) {
+        if !self.holds_unplaced(attempt, Some(claimer)) || !self.began_at(began) {
             return Begin::Stale;
         }
         check.begin(now)
@@ -526,19 +531,20 @@ impl CurrentCall {
         check.begin(now)
     }
 
-    /// Hands back `attempt` if `holder` still holds it and it went unspent as `unspent` says;
-    /// `None` if it moved on (placed, when it must not be; recorded; someone else's).
+    /// Hands back `attempt` if `holder` still holds it (the one begun at `began`, when known)
+    /// and it went unspent as `unspent` says; `None` if it moved on (placed, when it must not be; recorded; someone else's).
     pub fn release(
         &self,
         attempt: u32,
         holder: Option<InstanceId>,
+        began: Option<DateTime<Utc>>,
         unspent: Unspent,
     ) -> Option<Release> {
         let holds = match unspent {
             Unspent::Unplaced => self.holds_unplaced(attempt, holder),
             Unspent::NeverCreated => self.holds(attempt, holder),
         };
-        holds.then(|| self.release_unchecked())
+        (holds && self.began_at(began)).then(|| self.release_unchecked())
     }
 
     /// The end of a call whose number is on the do-not-call list, its attempt unspent.
@@ -768,19 +774,19 @@ mod tests {
         let call = claimed(claimer, CampaignStatus::InProgress);
         let open = check(CampaignStatus::InProgress);
         let now = monday_noon_new_york();
-        assert_eq!(call.begin(2, claimer, &open, now), Begin::Dial);
+        assert_eq!(call.begin(2, claimer, None, &open, now), Begin::Dial);
         assert_eq!(
-            call.begin(1, claimer, &open, now),
+            call.begin(1, claimer, None, &open, now),
             Begin::Stale,
             "old attempt"
         );
         assert_eq!(
-            call.begin(3, claimer, &open, now),
+            call.begin(3, claimer, None, &open, now),
             Begin::Stale,
             "future attempt"
         );
         assert_eq!(
-            call.begin(2, InstanceId::new(), &open, now),
+            call.begin(2, InstanceId::new(), None, &open, now),
             Begin::Stale,
             "someone else's claim"
         );
@@ -788,12 +794,44 @@ mod tests {
             placed: true,
             ..call.clone()
         };
-        assert_eq!(placed.begin(2, claimer, &open, now), Begin::Stale);
+        assert_eq!(placed.begin(2, claimer, None, &open, now), Begin::Stale);
+        // The claim names when its attempt began: an earlier attempt with the same number,
+        // handed back and claimed again, is stale.
+        let began = now - chrono::Duration::seconds(30);
+        let current = CurrentCall {
+            attempt_started_at: Some(began),
+            ..call.clone()
+        };
+        assert_eq!(
+            current.begin(2, claimer, Some(began), &open, now),
+            Begin::Dial
+        );
+        assert_eq!(
+            current.begin(
+                2,
+                claimer,
+                Some(began - chrono::Duration::seconds(5)),
+                &open,
+                now
+            ),
+            Begin::Stale,
+            "an earlier claim of the same attempt number"
+        );
+        assert_eq!(
+            current.release(
+                2,
+                Some(claimer),
+                Some(began - chrono::Duration::seconds(5)),
+                Unspent::Unplaced
+            ),
+            None,
+            "nor may it hand back the current one"
+        );
         let recorded = CurrentCall {
             status: CallStatus::Retrying,
             ..call
         };
-        assert_eq!(recorded.begin(2, claimer, &open, now), Begin::Stale);
+        assert_eq!(recorded.begin(2, claimer, None, &open, now), Begin::Stale);
     }
 
     #[test]
@@ -803,7 +841,7 @@ mod tests {
         let now = monday_noon_new_york();
         let paused = check(CampaignStatus::Paused);
         assert_eq!(
-            call.begin(2, claimer, &paused, now),
+            call.begin(2, claimer, None, &paused, now),
             Begin::Held(HoldReason {
                 code: HoldCode::CampaignNotRunning,
                 until: None,
@@ -826,7 +864,7 @@ mod tests {
             .single()
             .expect("valid instant");
         assert_eq!(
-            call.begin(2, claimer, &closed, now),
+            call.begin(2, claimer, None, &closed, now),
             Begin::Held(HoldReason {
                 code: HoldCode::OutsideBusinessHours,
                 until: Some(next_monday_nine),
@@ -843,7 +881,7 @@ mod tests {
             ..check(CampaignStatus::InProgress)
         };
         let now = monday_noon_new_york();
-        assert_eq!(call.begin(2, claimer, &listed, now), Begin::Forbidden);
+        assert_eq!(call.begin(2, claimer, None, &listed, now), Begin::Forbidden);
         let end = call.forbid();
         assert_eq!(end.call_status, CallStatus::Canceled);
         assert_eq!(end.delta.dialing, -1);
@@ -959,7 +997,7 @@ mod tests {
         let claimer = InstanceId::new();
         let call = claimed(claimer, CampaignStatus::Paused);
         let release = call
-            .release(2, Some(claimer), Unspent::Unplaced)
+            .release(2, Some(claimer), None, Unspent::Unplaced)
             .expect("the claimer's unplaced attempt is released");
         assert_eq!(release.call_status, CallStatus::Queued);
         assert_eq!(release.delta.dialing, -1);
@@ -967,11 +1005,11 @@ mod tests {
         assert_eq!(release.delta.attempts_total, -1);
         assert_eq!(release.delta.retries_attempted, -1);
         assert_eq!(
-            call.release(2, Some(InstanceId::new()), Unspent::Unplaced),
+            call.release(2, Some(InstanceId::new()), None, Unspent::Unplaced),
             None
         );
         let completed = claimed(claimer, CampaignStatus::Completed);
-        let release = completed.release(2, Some(claimer), Unspent::Unplaced);
+        let release = completed.release(2, Some(claimer), None, Unspent::Unplaced);
         assert_eq!(
             release.map(|r| r.call_status),
             Some(CallStatus::Canceled),

@@ -104,10 +104,16 @@ impl CurrentCall {
             && report
                 .expected_owner
                 .is_none_or(|expected| self.owner == Some(expected))
-            && report.attempt_started_at.is_none_or(|began| {
-                self.attempt_started_at
-                    .is_some_and(|at| at.timestamp_millis() == began.timestamp_millis())
-            })
+            && self.began_at(report.attempt_started_at)
+    }
+
+    /// Whether the current attempt is the one that began at `began` (any, when unknown): an
+    /// attempt handed back unspent and made again keeps its number but not its start.
+    pub fn began_at(&self, began: Option<DateTime<Utc>>) -> bool {
+        began.is_none_or(|began| {
+            self.attempt_started_at
+                .is_some_and(|at| at.timestamp_millis() == began.timestamp_millis())
+        })
     }
 
     /// Settles `report` against this call, or `None` when the report no longer applies. The

@@ -187,6 +187,7 @@ impl Scheduler {
                             attempt: orphan.attempt,
                         },
                         holder: orphan.owner,
+                        began_at: None,
                     });
                     continue;
                 }
@@ -376,6 +377,7 @@ impl Scheduler {
                         attempt: call.attempt,
                     },
                     holder: Some(self.ctx.instance),
+                    began_at: Some(call.started_at),
                 })
                 .collect();
             let mut backoff = Backoff::new(
@@ -451,6 +453,7 @@ impl Scheduler {
                     attempt: orphan.attempt,
                 },
                 holder: orphan.owner,
+                began_at: None,
             })
             .collect();
         let released = self

@@ -262,6 +262,7 @@ async fn a_final_callback_is_recorded_while_the_bus_is_down() {
             attempt: call.attempt,
         },
         holder: Some(claimer),
+        began_at: Some(call.started_at),
     };
     ctx.store
         .begin_attempts(&[held], ctx.dialer, Utc::now())

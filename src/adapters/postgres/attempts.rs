@@ -376,6 +376,7 @@ pub(super) async fn recheck(
         .map(|key| HeldAttempt {
             key: *key,
             holder: Some(dialer),
+            began_at: None,
         })
         .collect();
     decide(store, held, DialDecision::Recheck { dialer }, now).await
@@ -430,8 +431,14 @@ async fn decide(
                                 .map_or(&[][..], Vec::as_slice);
                             let check = facts.check(&policy, numbers_prior);
                             let call = &mut facts.call;
-                            let answer =
-                                decision.answer(call, held.key.attempt, held.holder, &check, now);
+                            let answer = decision.answer(
+                                call,
+                                held.key.attempt,
+                                held.holder,
+                                held.began_at,
+                                &check,
+                                now,
+                            );
                             match answer {
                                 Begin::Dial => {
                                     if decision.placed_by().is_some() {
@@ -620,8 +627,12 @@ pub(super) async fn release(
                             .get_mut(&held.key.call_id.to_string())
                             .and_then(|facts| {
                                 let call = &mut facts.call;
-                                let release =
-                                    call.release(held.key.attempt, held.holder, unspent)?;
+                                let release = call.release(
+                                    held.key.attempt,
+                                    held.holder,
+                                    held.began_at,
+                                    unspent,
+                                )?;
                                 call.status = CallStatus::Queued;
                                 Some(release)
                             });

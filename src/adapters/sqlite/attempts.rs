@@ -146,6 +146,7 @@ pub(super) async fn recheck(
         .map(|key| HeldAttempt {
             key: *key,
             holder: Some(dialer),
+            began_at: None,
         })
         .collect();
     decide(store, held, DialDecision::Recheck { dialer }, now).await
@@ -193,7 +194,14 @@ async fn decide(
                 let prior = prior_attempts(conn, &facts.phone_number, now)?;
                 let check = facts.check(&policy, &prior);
                 let call = facts.call;
-                let answer = decision.answer(&call, held.key.attempt, held.holder, &check, now);
+                let answer = decision.answer(
+                    &call,
+                    held.key.attempt,
+                    held.holder,
+                    held.began_at,
+                    &check,
+                    now,
+                );
                 match answer {
                     Begin::Dial => {
                         if let Some(owner) = decision.placed_by() {
@@ -362,8 +370,9 @@ pub(super) async fn release(
             let mut released = Vec::with_capacity(attempts.len());
             let mut deltas: BTreeMap<CampaignId, StatsDelta> = BTreeMap::new();
             for held in &attempts {
-                let release = current_call(conn, held.key.call_id)?
-                    .and_then(|call| call.release(held.key.attempt, held.holder, unspent));
+                let release = current_call(conn, held.key.call_id)?.and_then(|call| {
+                    call.release(held.key.attempt, held.holder, held.began_at, unspent)
+                });
                 let Some(release) = release else {
                     released.push(false);
                     continue;

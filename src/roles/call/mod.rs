@@ -211,6 +211,7 @@ impl CallWorker {
             .map(|(request, _)| HeldAttempt {
                 key: request.key(),
                 holder: Some(self.ctx.dialer),
+                began_at: request.started_at,
             })
             .collect();
         self.ctx
@@ -245,6 +246,7 @@ impl CallWorker {
                     HeldAttempt {
                         key: request.key(),
                         holder: Some(self.ctx.dialer),
+                        began_at: request.started_at,
                     },
                     carrier.clone(),
                 )
@@ -328,6 +330,7 @@ impl CallWorker {
                     attempt: dispatch.attempt,
                 },
                 holder: Some(dispatch.owner),
+                began_at: dispatch.started_at,
             })
             .collect();
         let answers = match self
@@ -584,6 +587,7 @@ impl CallWorker {
                         attempt: dispatch.attempt,
                     },
                     holder: Some(dispatch.owner),
+                    began_at: dispatch.started_at,
                 });
             }
         }

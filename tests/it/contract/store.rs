@@ -927,7 +927,66 @@ fn held(campaign: CampaignId, call: &ClaimedCall, holder: InstanceId) -> HeldAtt
             attempt: call.attempt,
         },
         holder: Some(holder),
+        began_at: Some(call.started_at),
     }
+}
+
+async fn a_dispatch_of_an_attempt_handed_back_and_claimed_again_is_stale(adapter: StoreAdapter) {
+    let dir = tempfile::tempdir().expect("dir");
+    let name = adapter.name();
+    let store = adapter.open(&dir).await;
+    let campaign = started_campaign(&*store, 1).await;
+    let claimer = InstanceId::new();
+    store.heartbeat(claimer).await.expect("heartbeat");
+    let claim = || async {
+        let claimed = store
+            .claim_calls(campaign, 1, claimer, 50_000, Utc::now())
+            .await
+            .expect("claim");
+        assert_eq!(claimed.len(), 1, "{name}: the call is claimable");
+        claimed[0].clone()
+    };
+    // Its dispatch timed out at the claimer, which handed the attempt back; the message
+    // arrived all the same, after the call was claimed again under the same attempt number.
+    let earlier = claim().await;
+    let released = store
+        .release_attempts(
+            &[held(campaign, &earlier, claimer)],
+            Unspent::Unplaced,
+            Utc::now(),
+        )
+        .await
+        .expect("release");
+    assert_eq!(released, vec![true], "{name}");
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let current = claim().await;
+    assert_eq!(current.attempt, earlier.attempt, "{name}: the same number");
+
+    // The earlier dispatch neither rings (its outcome would be refused as stale, leaving the
+    // call dialing for good) nor hands back the current attempt.
+    let handed_back = store
+        .release_attempts(
+            &[held(campaign, &earlier, claimer)],
+            Unspent::Unplaced,
+            Utc::now(),
+        )
+        .await
+        .expect("release");
+    assert_eq!(
+        handed_back,
+        vec![false],
+        "{name}: not the earlier dispatch's to hand back"
+    );
+    assert_eq!(
+        begin(&*store, campaign, &earlier, claimer).await,
+        vec![Begin::Stale],
+        "{name}: the earlier dispatch is stale"
+    );
+    assert_eq!(
+        begin(&*store, campaign, &current, claimer).await,
+        vec![Begin::Dial],
+        "{name}: the current dispatch dials"
+    );
 }
 
 async fn begun_and_lost_attempts_exclude_each_other(adapter: StoreAdapter) {
@@ -1183,6 +1242,7 @@ async fn a_begun_attempt_is_checked_again_before_each_create(adapter: StoreAdapt
                 HeldAttempt {
                     key: keys[2],
                     holder: Some(dialer),
+                    began_at: None,
                 },
                 Default::default(),
             )],
@@ -2253,6 +2313,7 @@ contract_suite!(
         enqueues_registered_numbers_and_pages_calls,
         counters_match_calls_under_concurrent_writers,
         begun_and_lost_attempts_exclude_each_other,
+        a_dispatch_of_an_attempt_handed_back_and_claimed_again_is_stale,
         claims_admit_only_free_slots,
         a_number_has_one_live_call,
         begin_checks_the_campaign_at_the_moment_of_dialing,
