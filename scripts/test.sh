@@ -17,6 +17,10 @@ cargo clippy --all-targets --locked -- -D warnings
 # their URLs; they stop when this script exits.
 echo "== test services"
 source scripts/test-services.sh
+# tansu, an independent Kafka-compatible broker, for the bus test and the chaos scenario
+# that freeze the broker.
+OUTBOUND_TEST_TANSU="$(scripts/tansu.sh)"
+export OUTBOUND_TEST_TANSU
 echo "== cargo test"
 cargo test --all-targets --locked "$@"
 # The API contract: schemathesis (all checks, stateful phase included) against a server it
@@ -29,9 +33,6 @@ if ! command -v faketime >/dev/null 2>&1; then
   outbound_apt_install faketime
 fi
 echo "== chaos (quick)"
-# tansu, an independent Kafka-compatible broker, for the scenario that freezes the broker.
-OUTBOUND_TEST_TANSU="$(scripts/tansu.sh)"
-export OUTBOUND_TEST_TANSU
 target/debug/outbound chaos --quick
 # The one service the suite cannot start: no Scylla server installs on a plain Debian machine.
 if [ -z "${SCYLLA_URL:-}" ]; then

@@ -258,6 +258,7 @@ impl AppContext {
             client_id: format!("outbound-{}", roles_label(roles)),
             session_timeout: settings.bus.session_timeout.0,
             fetch_wait: settings.bus.effective_fetch_wait(),
+            delivery_timeout: settings.bus.delivery_timeout.0,
             extra: settings
                 .bus
                 .properties

@@ -19,14 +19,25 @@ pub fn faketime_installed() -> bool {
         .is_ok()
 }
 
+/// Sends `signal` (`STOP`, `CONT`, `TERM`, `KILL`) to process `pid`.
+pub(super) fn send_signal(pid: u32, signal: &str) -> Result<(), ChaosError> {
+    let status = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status()
+        .map_err(|err| ChaosError::Setup(format!("kill -{signal} {pid}: {err}")))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(ChaosError::Setup(format!("kill -{signal} {pid} failed")))
+    }
+}
+
 /// SIGKILL to the executable (and its `faketime` wrapper, if any), then reaps it.
 async fn kill_hard(mut child: tokio::process::Child, wrapped: bool) {
     if let Some(pid) = child.id() {
         let target = signal_target(pid, wrapped);
         if target != pid {
-            let _ = std::process::Command::new("kill")
-                .args(["-KILL", &target.to_string()])
-                .status();
+            let _ = send_signal(target, "KILL");
         }
     }
     let _ = child.start_kill();
@@ -176,7 +187,11 @@ impl Fleet {
             .envs(env)
             .env(listener, format!("127.0.0.1:{}", member.port))
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            // The logs go to stdout, a panic's message to stderr: both belong in the log.
+            .stdout(
+                log.try_clone()
+                    .map_err(|err| ChaosError::Setup(format!("cannot share a log file: {err}")))?,
+            )
             .stderr(log)
             .kill_on_drop(true);
         if member.dials {
@@ -252,15 +267,7 @@ impl Fleet {
 
     fn signal(&mut self, name: &str, signal: &str) -> Result<(), ChaosError> {
         let pid = self.pid(name)?;
-        let status = std::process::Command::new("kill")
-            .args([&format!("-{signal}"), &pid.to_string()])
-            .status()
-            .map_err(|err| ChaosError::Setup(format!("kill -{signal}: {err}")))?;
-        if status.success() {
-            Ok(())
-        } else {
-            Err(ChaosError::Setup(format!("kill -{signal} {name} failed")))
-        }
+        send_signal(pid, signal).map_err(|err| ChaosError::Setup(format!("{name}: {err}")))
     }
 
     /// SIGKILL: no shutdown code runs; calls it carried die with it.
@@ -319,12 +326,8 @@ impl Fleet {
                 .id()
                 .map(|pid| signal_target(pid, member.skew_secs != 0))
             {
-                let _ = std::process::Command::new("kill")
-                    .args(["-CONT", &pid.to_string()])
-                    .status();
-                let _ = std::process::Command::new("kill")
-                    .args(["-TERM", &pid.to_string()])
-                    .status();
+                let _ = send_signal(pid, "CONT");
+                let _ = send_signal(pid, "TERM");
             }
             match tokio::time::timeout(grace, child.wait()).await {
                 Ok(Ok(status)) if status.success() => {}

@@ -13,10 +13,12 @@
 //! - `invariant`: every statistics read keeps `total = pending + in_progress + done`;
 //! - `survived`: no process exited by itself, and each stops cleanly on SIGTERM.
 //!
-//! The broker scenarios freeze or take down the broker mid-run: `broker-down` and `broker-hang`
-//! on the mock cluster (its broker down, or answering nothing for the outage), `tansu-sigstop`
-//! on tansu, an independent Kafka-compatible broker run as a process of its own and frozen with
-//! SIGSTOP for longer than the consumers' session timeout (`--tansu PATH`; skipped without).
+//! The broker scenarios take down or freeze the broker mid-run for longer than the consumers'
+//! session timeout and the producers' delivery timeout: on librdkafka's mock cluster,
+//! `broker-down` (its broker down) and `broker-hang` (answering nothing); on tansu, an
+//! independent Kafka-compatible broker run as a process of its own (`--tansu PATH`; skipped
+//! without), `tansu-down` (unreachable, then back with its data, as after a restart on durable
+//! storage) and `tansu-sigstop` (frozen with SIGSTOP).
 //!
 //! `carrier-sigkill` dials through the carrier simulator instead of the mock (its journal is
 //! the carrier's own record of the calls it created): creates hang past the client's timeout
@@ -26,7 +28,7 @@
 
 pub mod checks;
 mod fleet;
-mod tansu;
+pub mod tansu;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -77,16 +79,17 @@ pub enum Scenario {
     RedisFlush,
     RedisRestart,
     PostgresRestart,
+    BrokerDown,
     BrokerHang,
-    BrokerStall,
     TansuStall,
+    TansuDown,
     ClockSkew,
     EmbeddedStall,
     CarrierKill,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 16] = [
+    pub const ALL: [Scenario; 17] = [
         Self::Baseline,
         Self::KillCall,
         Self::KillScheduler,
@@ -97,9 +100,10 @@ impl Scenario {
         Self::RedisFlush,
         Self::RedisRestart,
         Self::PostgresRestart,
+        Self::BrokerDown,
         Self::BrokerHang,
-        Self::BrokerStall,
         Self::TansuStall,
+        Self::TansuDown,
         Self::ClockSkew,
         Self::EmbeddedStall,
         Self::CarrierKill,
@@ -117,9 +121,10 @@ impl Scenario {
             Self::RedisFlush => "redis-flushall",
             Self::RedisRestart => "redis-restart",
             Self::PostgresRestart => "postgres-restart",
-            Self::BrokerHang => "broker-down",
-            Self::BrokerStall => "broker-hang",
+            Self::BrokerDown => "broker-down",
+            Self::BrokerHang => "broker-hang",
             Self::TansuStall => "tansu-sigstop",
+            Self::TansuDown => "tansu-down",
             Self::ClockSkew => "clock-skew",
             Self::EmbeddedStall => "embedded-writer-stall",
             Self::CarrierKill => "carrier-sigkill",
@@ -315,13 +320,16 @@ async fn run_in(
     if scenario == Scenario::ClockSkew && !fleet::faketime_installed() {
         return Ok(skipped("faketime is not installed"));
     }
-    if scenario == Scenario::TansuStall && args.tansu.is_none() {
+    if matches!(scenario, Scenario::TansuStall | Scenario::TansuDown) && args.tansu.is_none() {
         return Ok(skipped("no --tansu binary"));
     }
     let workload = Workload::new(args.quick);
     let mut env: Vec<(String, String)> = vec![
         ("OUTBOUND__LOG__FORMAT".into(), "json".into()),
-        ("OUTBOUND__LOG__LEVEL".into(), "warn".into()),
+        (
+            "OUTBOUND__LOG__LEVEL".into(),
+            std::env::var("CHAOS_LOG").unwrap_or("warn".into()),
+        ),
         (
             "OUTBOUND__SCHEDULER__HEARTBEAT_INTERVAL".into(),
             "200ms".into(),
@@ -354,7 +362,7 @@ async fn run_in(
     } else {
         let prefix = format!("chaos-{}.", uuid::Uuid::now_v7().simple());
         let broker = match (&args.tansu, scenario) {
-            (Some(binary), Scenario::TansuStall) => {
+            (Some(binary), Scenario::TansuStall | Scenario::TansuDown) => {
                 // tansu creates the topics when the processes ask for them.
                 Broker::Tansu(tansu::Tansu::start(binary, dir).await?)
             }
@@ -384,6 +392,17 @@ async fn run_in(
             ("OUTBOUND__BUS__SESSION_TIMEOUT".into(), "6s".into()),
             ("OUTBOUND__LIMITER__LEASE_TTL".into(), "12s".into()),
         ]);
+        if matches!(
+            scenario,
+            Scenario::BrokerDown
+                | Scenario::BrokerHang
+                | Scenario::TansuStall
+                | Scenario::TansuDown
+        ) {
+            // Deliveries time out within the outage, as they do in a long one: what makes a
+            // broker fence the producers that were cut off.
+            env.push(("OUTBOUND__BUS__DELIVERY_TIMEOUT".into(), "3s".into()));
+        }
         Some(broker)
     };
     let carrier = if scenario == Scenario::CarrierKill {
@@ -603,7 +622,7 @@ async fn inject(
                 run_shell(command, "postgres restart").await?;
             }
         }
-        Scenario::BrokerHang => {
+        Scenario::BrokerDown => {
             if let Some(Broker::Mock(cluster)) = cluster {
                 cluster
                     .broker_down(1)
@@ -614,7 +633,7 @@ async fn inject(
                     .map_err(|err| ChaosError::Setup(format!("broker up: {err}")))?;
             }
         }
-        Scenario::BrokerStall => {
+        Scenario::BrokerHang => {
             // Every answer of the broker held for the outage: connections stay open, nothing
             // comes back, as from a broker whose host froze.
             if let Some(Broker::Mock(cluster)) = cluster {
@@ -632,6 +651,13 @@ async fn inject(
                 tansu.signal("STOP")?;
                 tokio::time::sleep(workload.outage).await;
                 tansu.signal("CONT")?;
+            }
+        }
+        Scenario::TansuDown => {
+            if let Some(Broker::Tansu(tansu)) = cluster {
+                tansu.set_reachable(false);
+                tokio::time::sleep(workload.outage).await;
+                tansu.set_reachable(true);
             }
         }
         Scenario::EmbeddedStall => {

@@ -191,6 +191,10 @@ pub struct BusSettings {
     /// Kafka answers as soon as a message arrives, so this only paces idle polling; brokers
     /// that answer only at the deadline (librdkafka's mock cluster) add it to every hop.
     pub fetch_wait: GoDuration,
+    /// How long a message is tried before its publish fails (`message.timeout.ms`). A role
+    /// whose publish failed keeps the message and publishes it again, so this bounds how long
+    /// one attempt waits on a broker that does not answer, not whether the message arrives.
+    pub delivery_timeout: GoDuration,
     /// librdkafka settings passed through unchanged (`security.protocol`, `sasl.mechanisms`,
     /// `sasl.username`, `sasl.password`, `ssl.ca.location`, …): what managed Kafka needs.
     /// Secret values are masked by `outbound config`.
@@ -229,8 +233,9 @@ pub fn is_secret_property(key: &str) -> bool {
 }
 
 /// librdkafka settings the engine sets itself, for its delivery guarantees.
-pub const RESERVED_PROPERTIES: [&str; 7] = [
+pub const RESERVED_PROPERTIES: [&str; 8] = [
     "bootstrap.servers",
+    "message.timeout.ms",
     "group.id",
     "enable.auto.commit",
     "enable.auto.offset.store",
@@ -249,6 +254,7 @@ impl Default for BusSettings {
             replication: 1,
             session_timeout: Duration::from_secs(10).into(),
             fetch_wait: Duration::from_millis(20).into(),
+            delivery_timeout: Duration::from_secs(30).into(),
             properties: BTreeMap::new(),
         }
     }

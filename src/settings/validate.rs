@@ -82,7 +82,10 @@ impl Settings {
             if super::RESERVED_PROPERTIES.contains(&key.as_str()) {
                 return Err(invalid(
                     "bus.properties",
-                    format!("{key} is set by outbound itself (bus.brokers for the servers)"),
+                    format!(
+                        "{key} is set by outbound itself (bus.brokers for the servers, \
+                         bus.delivery_timeout for the delivery timeout)"
+                    ),
                 ));
             }
         }
@@ -100,6 +103,11 @@ impl Settings {
         }
         if !(Duration::from_millis(1)..=Duration::from_secs(5)).contains(&self.bus.fetch_wait.0) {
             return Err(invalid("bus.fetch_wait", "must be from 1ms to 5s"));
+        }
+        if !(Duration::from_secs(1)..=Duration::from_secs(300))
+            .contains(&self.bus.delivery_timeout.0)
+        {
+            return Err(invalid("bus.delivery_timeout", "must be from 1s to 5m"));
         }
         if self.bus.session_timeout.0 < Duration::from_secs(1) {
             return Err(invalid("bus.session_timeout", "must be at least 1s"));

@@ -57,10 +57,9 @@ pub const DEAD_LETTER_REASON_HEADER: &str = "x-dead-letter-reason";
 
 /// Deadline of metadata requests and topic creation at start.
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long librdkafka keeps trying to deliver a message before reporting a failure.
-const DELIVERY_TIMEOUT: Duration = Duration::from_secs(30);
-/// Deadline of a whole `publish`: enqueuing (the local queue may be full) and delivery.
-const PUBLISH_TIMEOUT: Duration = Duration::from_secs(35);
+/// How much longer than the delivery timeout a whole `publish` may take: enqueuing (the local
+/// queue may be full) comes before delivery.
+const ENQUEUE_ALLOWANCE: Duration = Duration::from_secs(5);
 /// Back-off while the producer's local queue is full.
 const QUEUE_FULL_BACKOFF: Duration = Duration::from_millis(5);
 /// Shortest wait of `subscribe` for the member's first assignment.
@@ -83,6 +82,9 @@ pub struct KafkaBusConfig {
     pub session_timeout: Duration,
     /// `fetch.wait.max.ms` of consumers: how long a fetch with nothing to return waits.
     pub fetch_wait: Duration,
+    /// `message.timeout.ms` of the producer: how long it keeps trying to deliver a message
+    /// before the publish fails.
+    pub delivery_timeout: Duration,
     /// Further librdkafka properties for every client (security, tuning), applied last.
     pub extra: Vec<(String, String)>,
 }
@@ -97,6 +99,7 @@ impl Default for KafkaBusConfig {
             client_id: "outbound".into(),
             session_timeout: Duration::from_secs(10),
             fetch_wait: Duration::from_millis(20),
+            delivery_timeout: Duration::from_secs(30),
             extra: Vec::new(),
         }
     }
@@ -191,7 +194,7 @@ impl KafkaBus {
             // Dispatches are latency-bound (start → first dial): send at once rather than
             // wait to fill batches; bursts still batch while a send is in flight.
             .set("linger.ms", "1")
-            .set("message.timeout.ms", millis(DELIVERY_TIMEOUT));
+            .set("message.timeout.ms", millis(config.delivery_timeout));
         apply_extra(&mut producer_config, &config);
         let producer: FutureProducer = producer_config
             .create()
@@ -399,7 +402,7 @@ impl KafkaBus {
         topic: &str,
         messages: &[Message],
     ) -> Result<(), SendFailure> {
-        let deadline = Instant::now() + PUBLISH_TIMEOUT;
+        let deadline = Instant::now() + self.config.delivery_timeout + ENQUEUE_ALLOWANCE;
         let mut deliveries: Vec<DeliveryFuture> = Vec::with_capacity(messages.len());
         for message in messages {
             loop {
@@ -579,7 +582,6 @@ fn millis(duration: Duration) -> String {
     duration.as_millis().to_string()
 }
 
-/// The properties every client shares.
 /// Why a send failed, and whether the error is one no retry through the same producer cures.
 struct SendFailure {
     error: BusError,
@@ -615,6 +617,7 @@ fn is_cureless(code: RDKafkaErrorCode) -> bool {
     )
 }
 
+/// The properties every client shares.
 fn client_config(config: &KafkaBusConfig) -> ClientConfig {
     let mut client = ClientConfig::new();
     client

@@ -4,7 +4,10 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use outbound::adapters::kafka::{DEAD_LETTER_REASON_HEADER, ORIGINAL_TOPIC_HEADER};
+use outbound::adapters::kafka::{
+    KafkaBus, KafkaBusConfig, DEAD_LETTER_REASON_HEADER, ORIGINAL_TOPIC_HEADER,
+};
+use outbound::chaos::tansu::Tansu;
 use outbound::ports::{Bus, Message, Topic};
 
 use crate::fixtures::{kafka_bus, BusAdapter};
@@ -219,3 +222,79 @@ contract_suite!(
         redelivers_what_was_not_acknowledged,
     ]
 );
+
+/// A group member that read and acknowledged `0..5` and a producer with a message in flight
+/// when tansu, an independent Kafka-compatible broker, is frozen past the delivery timeout and
+/// the session timeout. tansu then fences the producer's epoch for good; the bus must replace
+/// it and publish again, and the evicted member must rejoin from its committed offset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_recovers_from_a_broker_frozen_past_its_timeouts() {
+    let binary = std::env::var("OUTBOUND_TEST_TANSU").unwrap_or_else(|_| {
+        panic!("OUTBOUND_TEST_TANSU is not set: run the tests through scripts/test.sh")
+    });
+    let dir = tempfile::tempdir().expect("temp dir");
+    let tansu = Tansu::start(binary.as_ref(), dir.path())
+        .await
+        .expect("tansu starts");
+    let bus = KafkaBus::connect(KafkaBusConfig {
+        brokers: tansu.bootstrap_servers(),
+        topic_prefix: format!("frozen-{}.", uuid::Uuid::now_v7()),
+        partitions: 1,
+        session_timeout: Duration::from_secs(6),
+        // Deliveries time out while the broker is frozen, as they do in a long outage.
+        delivery_timeout: Duration::from_secs(3),
+        ..KafkaBusConfig::default()
+    })
+    .await
+    .expect("connect to tansu");
+    let mut member = bus.subscribe(Topic::Status, "g").await.expect("subscribe");
+    bus.publish(Topic::Status, (0..5).map(message).collect())
+        .await
+        .expect("publish");
+    let mut seen = Vec::new();
+    while seen.len() < 5 {
+        let batch = tokio::time::timeout(BUS_WAIT, member.next_batch(5))
+            .await
+            .expect("first messages in time")
+            .expect("batch");
+        let tokens: Vec<u64> = batch.iter().map(|d| d.token).collect();
+        seen.extend(batch.into_iter().map(|d| d.message.key));
+        member.ack(&tokens).await.expect("ack");
+    }
+
+    tansu.signal("STOP").expect("freeze");
+    let lost = bus.publish(Topic::Status, vec![message(5)]).await;
+    assert!(
+        lost.is_err(),
+        "a delivery to a frozen broker cannot succeed"
+    );
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    tansu.signal("CONT").expect("thaw");
+
+    // The engine's roles publish again until the bus takes the messages: so does the test.
+    let deadline = tokio::time::Instant::now() + BUS_WAIT;
+    while let Err(err) = bus
+        .publish(Topic::Status, (10..15).map(message).collect())
+        .await
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the bus still refuses a minute after the broker came back: {err}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let mut after = Vec::new();
+    while !after.contains(&"k14".to_owned()) {
+        let batch = tokio::time::timeout(BUS_WAIT, member.next_batch(10))
+            .await
+            .expect("the evicted member reads again in time")
+            .expect("batch");
+        let tokens: Vec<u64> = batch.iter().map(|d| d.token).collect();
+        after.extend(batch.into_iter().map(|d| d.message.key));
+        member.ack(&tokens).await.expect("ack");
+    }
+    assert!(
+        after.iter().all(|key| !seen.contains(key)),
+        "the member resumed from its committed offset, not before it: {after:?}"
+    );
+}
