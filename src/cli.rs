@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-use crate::runtime::role::RoleName;
+use crate::process::role::RoleName;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -180,6 +180,8 @@ pub enum KeysCommand {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
+    use std::time::Duration;
+
     use super::*;
 
     fn serve_roles(args: &[&str]) -> Option<Vec<RoleName>> {
@@ -200,5 +202,67 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("scheduler"), "names the valid roles: {err}");
+    }
+
+    /// The carrier simulator's flags, as `outbound carrier-sim` reads them.
+    #[test]
+    fn the_cli_flags_build_a_config() {
+        let parse = |extra: &[&str]| {
+            let mut argv = vec![
+                "outbound",
+                "carrier-sim",
+                "--port",
+                "0",
+                "--account-sid",
+                "AC0123456789abcdef0123456789abcdef",
+                "--auth-token",
+                "sim-token",
+            ];
+            argv.extend_from_slice(extra);
+            Cli::try_parse_from(argv).map(|cli| match cli.command {
+                Command::CarrierSim { args } => *args,
+                other => panic!("not carrier-sim: {other:?}"),
+            })
+        };
+        let args = parse(&[
+            "--cps",
+            "5",
+            "--burst",
+            "2",
+            "--ring-ms",
+            "5,10",
+            "--duplicate-rate",
+            "0.1",
+            "--mix",
+            "human=1,busy=1",
+            "--unreachable-prefix",
+            "+1999",
+            "--unreachable-prefix",
+            "+1888",
+        ])
+        .unwrap();
+        assert_eq!(args.bind.to_string(), "127.0.0.1");
+        let config = args.config().unwrap();
+        assert_eq!((config.cps, config.burst), (5.0, 2));
+        assert_eq!(
+            config.ring,
+            (Duration::from_millis(5), Duration::from_millis(10))
+        );
+        assert_eq!(
+            config.talk,
+            (Duration::from_millis(20), Duration::from_millis(100))
+        );
+        assert_eq!(config.duplicate_rate, 0.1);
+        assert_eq!(
+            (config.mix.human, config.mix.busy, config.mix.machine),
+            (1.0, 1.0, 0.0)
+        );
+        assert_eq!(config.unreachable_prefixes, ["+1999", "+1888"]);
+        assert_eq!(config.hang_for, Duration::from_secs(30));
+        assert!(parse(&["--reorder-rate", "2"]).is_err());
+        assert!(parse(&["--talk-ms", "9,1"]).is_err());
+        let mut bad_sid = parse(&[]).unwrap();
+        bad_sid.account_sid = "AC123".into();
+        assert!(bad_sid.config().is_err());
     }
 }

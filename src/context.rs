@@ -19,8 +19,8 @@ use crate::ports::{
     Bus, CallCounts, CallbackVerifier, ConcurrencyLimiter, Store, StoreError, TelephonyProvider,
     Timeline, TimelineError,
 };
-use crate::runtime::health::Health;
-use crate::runtime::role::RoleName;
+use crate::process::health::Health;
+use crate::process::role::RoleName;
 use crate::settings::{
     BusAddress, LimiterAddress, Settings, SettingsError, StoreAddress, TimelineAddress,
 };

@@ -10,8 +10,8 @@
 //! ```
 //!
 //! `domain` holds pure rules, `ports` the traits roles use, `adapters` the backends, `roles`
-//! the task groups, `runtime` the supervisor and health, and `context` the one place that wires
-//! adapters into ports.
+//! the task groups, `process` what they share (role names, health, backoff), `runtime` the
+//! supervisor on top, and `context` the one place that wires adapters into ports.
 
 pub mod adapters;
 pub mod carrier_sim;
@@ -23,6 +23,7 @@ pub mod keys_command;
 pub mod loadtest;
 pub mod metrics;
 pub mod ports;
+pub mod process;
 pub mod roles;
 pub mod runtime;
 pub mod settings;

@@ -27,40 +27,7 @@ use crate::domain::stats::CampaignStats;
 // ---------------------------------------------------------------------------------------------
 // Store
 
-#[derive(Debug, Clone)]
-pub struct NewTarget {
-    pub phone_number: PhoneNumber,
-    pub metadata: Option<crate::domain::metadata::Metadata>,
-    /// The called party's zone, overriding its number's.
-    pub time_zone: Option<Tz>,
-}
-
-impl NewTarget {
-    /// The queued call that registering or re-queueing this target creates.
-    pub fn queued_call(
-        self,
-        campaign_id: CampaignId,
-        max_attempts: u32,
-        now: DateTime<Utc>,
-    ) -> Call {
-        Call {
-            id: CallId::new(),
-            campaign_id,
-            phone_number: self.phone_number,
-            status: CallStatus::Queued,
-            attempt_count: 0,
-            max_attempts,
-            scheduled_at: now,
-            next_attempt_at: None,
-            last_attempt_at: None,
-            created_at: now,
-            updated_at: now,
-            last_error: None,
-            metadata: self.metadata,
-            time_zone: self.time_zone,
-        }
-    }
-}
+pub use crate::domain::call::NewTarget;
 
 #[derive(Debug, Clone)]
 pub struct NewCampaign {

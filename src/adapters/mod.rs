@@ -1,6 +1,6 @@
 //! Adapters: one folder per backend, each implementing ports from `crate::ports`.
 //!
-//! Nothing outside `crate::context` names an adapter type; roles see only the ports.
+//! Nothing outside the `context` module names an adapter type; roles see only the ports.
 
 pub mod kafka;
 pub mod memory;

@@ -675,7 +675,7 @@ mod tests {
         let calls: Vec<Call> = numbers
             .iter()
             .map(|n| {
-                crate::ports::NewTarget {
+                crate::domain::call::NewTarget {
                     phone_number: crate::domain::phone::PhoneNumber::parse(n).expect("number"),
                     metadata: None,
                     time_zone: None,

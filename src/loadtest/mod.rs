@@ -123,7 +123,7 @@ impl EmbeddedServer {
         if matches!(settings.store_address(), Ok(StoreAddress::Sqlite { .. })) {
             settings.storage.url = format!("sqlite://{}", dir.join("outbound.db").display());
         }
-        settings.runtime.roles = vec![crate::runtime::role::RoleName::All];
+        settings.runtime.roles = vec![crate::process::role::RoleName::All];
         if settings.bus.address() == BusAddress::MockKafka {
             settings.bus.topic_prefix = format!("load-{}.", uuid::Uuid::now_v7().simple());
         }

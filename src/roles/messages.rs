@@ -12,8 +12,8 @@ use crate::domain::ids::{CallId, CampaignId, InstanceId};
 use crate::domain::phone::PhoneNumber;
 use crate::metrics::metrics;
 use crate::ports::{Bus, BusError, Message, Topic};
-use crate::runtime::health::RoleHealth;
-use crate::runtime::role::RoleName;
+use crate::process::health::RoleHealth;
+use crate::process::role::RoleName;
 use crate::telemetry;
 
 /// 2: dispatches and statuses no longer carry a limiter lease (the store counts slots).

@@ -10,9 +10,9 @@ use tracing::{info_span, Instrument};
 
 use crate::context::AppContext;
 use crate::ports::{BusError, StoreError, Subscription, Topic};
+use crate::process::health::RoleHealth;
+use crate::process::role::RoleName;
 use crate::roles::messages::{self, RetryMessage};
-use crate::runtime::health::RoleHealth;
-use crate::runtime::role::RoleName;
 
 const PROMOTE_BATCH: usize = 10_000;
 

@@ -22,10 +22,10 @@ use crate::ports::{
     AttemptKey, AttemptReport, BusError, ClaimedCall, HeldAttempt, Lookup, OrphanedAttempt,
     PlacedAttempt, ProviderError, RunnableCampaign, StoreError, Subscription, Topic, Unspent,
 };
+use crate::process::backoff::Backoff;
+use crate::process::health::RoleHealth;
+use crate::process::role::RoleName;
 use crate::roles::messages::{self, DispatchMessage, PolicyTerms};
-use crate::runtime::backoff::Backoff;
-use crate::runtime::health::RoleHealth;
-use crate::runtime::role::RoleName;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SchedulerError {

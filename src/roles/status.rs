@@ -18,10 +18,10 @@ use crate::domain::call::{AttemptOutcome, NextStep};
 use crate::domain::carrier::blocked;
 use crate::metrics::metrics;
 use crate::ports::{AppliedReport, AttemptReport, BusError, StoreError, Subscription, Topic};
+use crate::process::health::RoleHealth;
+use crate::process::role::RoleName;
 use crate::roles::export::TimelineExporter;
 use crate::roles::messages::{self, RetryMessage, StatusMessage};
-use crate::runtime::health::RoleHealth;
-use crate::runtime::role::RoleName;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StatusError {

@@ -4,10 +4,6 @@
 //! end within `runtime.shutdown_grace`, then the roles that record outcomes (status, retry).
 //! If a role exits on its own, the process says which and why, stops the rest and fails.
 
-pub mod backoff;
-pub mod health;
-pub mod role;
-
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
@@ -19,11 +15,11 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use self::health::RoleHealth;
-use self::role::{RoleName, ShutdownPhase};
 use crate::context::{AppContext, ContextError};
 use crate::domain::ids::InstanceId;
 use crate::ports::{BusError, StoreError, Subscription, Topic};
+use crate::process::health::RoleHealth;
+use crate::process::role::{RoleName, ShutdownPhase};
 use crate::roles::api::ApiRole;
 use crate::roles::call::CallWorker;
 use crate::roles::retry::RetryWorker;

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
+use super::scylla_url::ScyllaUrl;
 use super::{mask_url, BusKind, BusSettings};
-use crate::adapters::scylla::ScyllaUrl;
 
 /// The store `storage.url` names.
 #[derive(Debug, Clone, PartialEq, Eq)]

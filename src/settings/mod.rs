@@ -12,13 +12,14 @@ use figment::Figment;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 mod address;
+pub mod scylla_url;
 mod validate;
 
 pub use self::address::{BusAddress, LimiterAddress, StoreAddress, TimelineAddress, MOCK_BROKERS};
 use crate::domain::access::KeyPolicy;
 use crate::domain::carrier::MachineOutcome;
 use crate::domain::duration::{format_go_duration, parse_go_duration};
-use crate::runtime::role::RoleName;
+use crate::process::role::RoleName;
 
 /// A duration written as Go does ("500ms", "2s", "1m30s").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::address::{BusAddress, LimiterAddress};
 use super::{invalid, BusKind, Settings, SettingsError};
-use crate::runtime::role::RoleName;
+use crate::process::role::RoleName;
 
 impl Settings {
     pub fn validate(&self) -> Result<(), SettingsError> {

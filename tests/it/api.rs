@@ -689,8 +689,8 @@ async fn a_process_without_the_api_role_serves_health_on_the_admin_listener() {
     let mut settings = crate::helpers::test_settings(dir.path());
     settings.http.admin_bind = "127.0.0.1:0".into();
     settings.runtime.roles = vec![
-        outbound::runtime::role::RoleName::Status,
-        outbound::runtime::role::RoleName::Retry,
+        outbound::process::role::RoleName::Status,
+        outbound::process::role::RoleName::Retry,
     ];
     // Built directly: `validate` refuses a role subset with the in-process bus, which is right
     // for a deployment; this test only looks at the listener.

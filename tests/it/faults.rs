@@ -20,9 +20,9 @@ use outbound::domain::stats::CampaignStats;
 use outbound::ports::{
     Bus, BusError, CallFilter, Message, NewCampaign, NewTarget, Subscription, Topic,
 };
+use outbound::process::role::RoleName;
 use outbound::roles::call::CallWorker;
 use outbound::roles::scheduler::Scheduler;
-use outbound::runtime::role::RoleName;
 use outbound::settings::GoDuration;
 
 use crate::helpers::test_settings;

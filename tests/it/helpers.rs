@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use outbound::loadtest::client::{routes, ApiClient};
-use outbound::runtime::role::RoleName;
+use outbound::process::role::RoleName;
 use outbound::runtime::Node;
 use outbound::settings::{GoDuration, Settings};
 use reqwest::Method;

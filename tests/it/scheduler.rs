@@ -11,8 +11,8 @@ use outbound::domain::campaign::{RetryPolicy, StatusAction};
 use outbound::domain::ids::CampaignId;
 use outbound::domain::phone::PhoneNumber;
 use outbound::ports::{NewCampaign, NewTarget};
+use outbound::process::role::RoleName;
 use outbound::roles::scheduler::Scheduler;
-use outbound::runtime::role::RoleName;
 
 use crate::helpers::test_settings;
 

@@ -950,7 +950,7 @@ pub async fn healthz(ctx: Ctx, probe: web::Data<Probe>) -> HttpResponse {
         errors.insert("database".into(), "unavailable".into());
     }
     for (role, health) in ctx.health.snapshot() {
-        if health == crate::runtime::health::RoleHealth::Failing {
+        if health == crate::process::health::RoleHealth::Failing {
             errors.insert(role.as_str().into(), "failing".into());
         }
     }
@@ -974,7 +974,7 @@ pub async fn readyz(ctx: Ctx, probe: web::Data<Probe>) -> HttpResponse {
     // A process that dials cannot work while the carrier refuses its credentials.
     let provider = ctx
         .health
-        .runs(crate::runtime::role::RoleName::Call)
+        .runs(crate::process::role::RoleName::Call)
         .then(|| ctx.provider.unavailable())
         .flatten();
     ready &= provider.is_none();

@@ -38,8 +38,8 @@ pub use self::tls::TlsError;
 use crate::context::AppContext;
 use crate::domain::access::{Access, KeyPolicy};
 use crate::metrics::metrics;
-use crate::runtime::health::RoleHealth;
-use crate::runtime::role::RoleName;
+use crate::process::health::RoleHealth;
+use crate::process::role::RoleName;
 
 /// One route of `/api/v1`: its method, its pattern and what it requires of the caller, declared
 /// together so that no route can be registered without saying who may use it.

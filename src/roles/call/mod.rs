@@ -36,10 +36,10 @@ use crate::ports::{
     AttemptKey, Begin, BusError, CreateCheck, Delivery, DialRequest, HeldAttempt, PauseReason,
     ProviderEvent, ProviderReport, Store, StoreError, Subscription, Topic, Unplaced, Unspent,
 };
+use crate::process::backoff::Backoff;
+use crate::process::health::RoleHealth;
+use crate::process::role::RoleName;
 use crate::roles::messages::{self, DispatchMessage, PolicyTerms, StatusMessage};
-use crate::runtime::backoff::Backoff;
-use crate::runtime::health::RoleHealth;
-use crate::runtime::role::RoleName;
 use crate::telemetry;
 use paced::PacedQueue;
 
