@@ -26,7 +26,7 @@ cargo test --all-targets --locked "$@"
 # The API contract: schemathesis (all checks, stateful phase included) against a server it
 # starts with keys required; installs itself into a virtual environment under target/.
 echo "== contract (schemathesis)"
-OUTBOUND_CONTRACT_EXAMPLES=100 scripts/contract-test.sh target/debug/outbound
+OUTBOUND_CONTRACT_EXAMPLES=80 scripts/contract-test.sh target/debug/outbound
 # The fault-injection suite in its bounded form (the full one: `just chaos`).
 if ! command -v faketime >/dev/null 2>&1; then
   echo "== installing faketime (the clock-skew scenario)"
