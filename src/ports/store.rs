@@ -117,10 +117,9 @@ pub struct CallFilter {
     pub phone_number: Option<PhoneNumber>,
 }
 
+/// Campaigns: registration, settings, status and statistics.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
-    async fn ping(&self) -> Result<(), StoreError>;
-
+pub trait CampaignStore: Send + Sync + 'static {
     /// Inserts the campaign, its targets, one queued call per target and its statistics, in one
     /// transaction.
     async fn create_campaign(
@@ -130,6 +129,7 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Campaign, StoreError> {
         self.create_campaign_audited(new, now, None).await
     }
+
     /// `create_campaign`, recording `audit` in the same transaction.
     async fn create_campaign_audited(
         &self,
@@ -137,13 +137,16 @@ pub trait Store: Send + Sync + 'static {
         now: DateTime<Utc>,
         audit: Option<AuditEntry>,
     ) -> Result<Campaign, StoreError>;
+
     async fn get_campaign(&self, id: CampaignId) -> Result<Option<Campaign>, StoreError>;
+
     async fn list_campaigns(
         &self,
         status: Option<CampaignStatus>,
         after: Option<CampaignId>,
         limit: usize,
     ) -> Result<Vec<Campaign>, StoreError>;
+
     async fn update_campaign(
         &self,
         id: CampaignId,
@@ -152,6 +155,7 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Campaign, StoreError> {
         self.update_campaign_audited(id, changes, now, None).await
     }
+
     async fn update_campaign_audited(
         &self,
         id: CampaignId,
@@ -159,6 +163,7 @@ pub trait Store: Send + Sync + 'static {
         now: DateTime<Utc>,
         audit: Option<AuditEntry>,
     ) -> Result<Campaign, StoreError>;
+
     /// Applies a status action; `complete` cancels every call not dialing, in the same transaction.
     async fn transition_campaign(
         &self,
@@ -169,6 +174,7 @@ pub trait Store: Send + Sync + 'static {
         self.transition_campaign_audited(id, action, now, None)
             .await
     }
+
     async fn transition_campaign_audited(
         &self,
         id: CampaignId,
@@ -176,8 +182,29 @@ pub trait Store: Send + Sync + 'static {
         now: DateTime<Utc>,
         audit: Option<AuditEntry>,
     ) -> Result<Transition, StoreError>;
+
     async fn campaign_stats(&self, id: CampaignId) -> Result<Option<CampaignStats>, StoreError>;
 
+    /// The carrier refuses what the campaign asks of it (its caller ID, its audio): the
+    /// campaign, if `in_progress`, is paused with `reason`, which stays on it until it starts
+    /// again. Returns whether it was paused now.
+    async fn pause_for_carrier(
+        &self,
+        campaign_id: CampaignId,
+        reason: PauseReason,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+
+    /// Completes every `in_progress` campaign whose calls are all terminal.
+    async fn complete_finished_campaigns(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<CampaignId>, StoreError>;
+}
+
+/// Calls: queued targets, and what a campaign's waiting calls are held by.
+#[async_trait]
+pub trait CallStore: Send + Sync + 'static {
     /// Queues one new call per number, each with a fresh attempt budget. Every number must be a
     /// registered target of a campaign that is not completed.
     async fn enqueue_calls(
@@ -189,6 +216,7 @@ pub trait Store: Send + Sync + 'static {
         self.enqueue_calls_audited(campaign_id, targets, now, None)
             .await
     }
+
     async fn enqueue_calls_audited(
         &self,
         campaign_id: CampaignId,
@@ -196,7 +224,9 @@ pub trait Store: Send + Sync + 'static {
         now: DateTime<Utc>,
         audit: Option<AuditEntry>,
     ) -> Result<Vec<Call>, StoreError>;
+
     async fn get_call(&self, id: CallId) -> Result<Option<(Call, Vec<Attempt>)>, StoreError>;
+
     async fn list_calls(
         &self,
         campaign_id: CampaignId,
@@ -205,9 +235,25 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<Call>, StoreError>;
 
+    /// The campaign's queued and retrying calls after `after` in id order, with what the
+    /// calling rules read of their numbers at `now`.
+    async fn pending_calls(
+        &self,
+        campaign_id: CampaignId,
+        after: Option<CallId>,
+        limit: usize,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(CallId, PendingCall)>, StoreError>;
+}
+
+/// Dispatch: which campaigns run, claims of calls within the limits, retries coming due.
+#[async_trait]
+pub trait DispatchStore: Send + Sync + 'static {
     async fn runnable_campaigns(&self) -> Result<Vec<RunnableCampaign>, StoreError>;
+
     /// Calls dialing now in the whole deployment: the slots taken.
     async fn dialing_now(&self) -> Result<u64, StoreError>;
+
     /// Moves up to `max` queued calls of an `in_progress` campaign to `dialing`, counting the
     /// attempt, atomically: a call is claimed by one caller only. A call in `dialing` holds a
     /// slot until its outcome is recorded, so a claim admits no more than the campaign's
@@ -221,13 +267,7 @@ pub trait Store: Send + Sync + 'static {
         global_cap: u32,
         now: DateTime<Utc>,
     ) -> Result<Vec<ClaimedCall>, StoreError>;
-    /// Records attempt results idempotently, moving calls on, updating statistics and completing
-    /// campaigns whose calls are all terminal, in one transaction.
-    async fn record_attempts(
-        &self,
-        reports: &[AttemptReport],
-        now: DateTime<Utc>,
-    ) -> Result<Vec<AppliedReport>, StoreError>;
+
     /// Moves retrying calls whose backoff has elapsed back to `queued`, for `in_progress`
     /// campaigns only (paused campaigns hold their retries). Returns the campaigns touched.
     async fn promote_due_retries(
@@ -235,13 +275,21 @@ pub trait Store: Send + Sync + 'static {
         now: DateTime<Utc>,
         limit: usize,
     ) -> Result<Vec<CampaignId>, StoreError>;
+
     /// The earliest backoff end among retrying calls of `in_progress` campaigns.
     async fn next_retry_due(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
-    /// Completes every `in_progress` campaign whose calls are all terminal.
-    async fn complete_finished_campaigns(
+}
+
+/// Attempts: begun, placed, handed back or recorded, recovered when their process died, and exported to a separate timeline.
+#[async_trait]
+pub trait AttemptStore: Send + Sync + 'static {
+    /// Records attempt results idempotently, moving calls on, updating statistics and completing
+    /// campaigns whose calls are all terminal, in one transaction.
+    async fn record_attempts(
         &self,
+        reports: &[AttemptReport],
         now: DateTime<Utc>,
-    ) -> Result<Vec<CampaignId>, StoreError>;
+    ) -> Result<Vec<AppliedReport>, StoreError>;
 
     /// Right before dialing: for each claimed attempt (held by its claimer), checks at `now`
     /// that it is still that claimer's unplaced attempt and that its campaign may dial (status
@@ -254,6 +302,7 @@ pub trait Store: Send + Sync + 'static {
         owner: InstanceId,
         now: DateTime<Utc>,
     ) -> Result<Vec<Begin>, StoreError>;
+
     /// The carrier took these placed attempts: each stops belonging to its dialer (whose
     /// heartbeat no longer vouches for it) and keeps the carrier's record. Its slot and number
     /// stay taken until its outcome is recorded, by a callback or a lookup. Returns, per attempt,
@@ -263,6 +312,7 @@ pub trait Store: Send + Sync + 'static {
         attempts: &[(HeldAttempt, CarrierCall)],
         now: DateTime<Utc>,
     ) -> Result<Vec<bool>, StoreError>;
+
     /// Right before each create request of an attempt `dialer` began (the first and every one
     /// after a wait): the check `begin_attempts` made, made again at `now`. `Dial` lets the
     /// create go out (the attempt's per-number log entry moves to `now`); `Held` and
@@ -274,15 +324,7 @@ pub trait Store: Send + Sync + 'static {
         dialer: InstanceId,
         now: DateTime<Utc>,
     ) -> Result<Vec<Begin>, StoreError>;
-    /// The carrier refuses what the campaign asks of it (its caller ID, its audio): the
-    /// campaign, if `in_progress`, is paused with `reason`, which stays on it until it starts
-    /// again. Returns whether it was paused now.
-    async fn pause_for_carrier(
-        &self,
-        campaign_id: CampaignId,
-        reason: PauseReason,
-        now: DateTime<Utc>,
-    ) -> Result<bool, StoreError>;
+
     /// Hands back unspent attempts (never placed, or never created at the carrier, as
     /// `unspent` says) if their holder still holds them: each call is queued again (canceled if
     /// its campaign completed) and the attempt is not counted. Returns, per attempt, whether it
@@ -294,10 +336,6 @@ pub trait Store: Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> Result<Vec<bool>, StoreError>;
 
-    /// Records that `instance` is alive, on the store's clock.
-    /// Returns the store's clock as it wrote the heartbeat: processes judge calling rules on
-    /// it, not on their own clocks.
-    async fn heartbeat(&self, instance: InstanceId) -> Result<DateTime<Utc>, StoreError>;
     /// Dialing attempts whose owner has not heartbeated for `silent_for` (or that have no
     /// owner: handed to a carrier), judged on the store's clock; of those placed, only the ones
     /// placed more than `placed_for` ago (a placed call may be live at the carrier until then,
@@ -310,29 +348,47 @@ pub trait Store: Send + Sync + 'static {
         unanswered_for: std::time::Duration,
         limit: usize,
     ) -> Result<Vec<OrphanedAttempt>, StoreError>;
-    /// Forgets instances silent for `silent_for` that hold no dialing call.
-    async fn prune_instances(&self, silent_for: std::time::Duration) -> Result<u64, StoreError>;
 
     /// Finished attempts not yet handed to a separate timeline, in no particular order; used
     /// only when `timeline.url` is not the store itself. A row that cannot be read is logged
     /// and left out, so it cannot hold up the others.
     async fn timeline_backlog(&self, limit: usize) -> Result<Vec<TimelineEntry>, StoreError>;
+
     /// Deletes finished attempts the timeline now holds. Attempts still dialing are never
     /// deleted, whatever the keys say.
     async fn forget_attempts(&self, keys: &[AttemptKey]) -> Result<u64, StoreError>;
+}
 
-    // Keys and the audit log. A method that changes something takes the audit entry that
-    // records it and commits both together.
+/// The store itself and the processes using it: reachability, heartbeats.
+#[async_trait]
+pub trait InstanceStore: Send + Sync + 'static {
+    async fn ping(&self) -> Result<(), StoreError>;
 
+    /// Records that `instance` is alive, on the store's clock.
+    /// Returns the store's clock as it wrote the heartbeat: processes judge calling rules on
+    /// it, not on their own clocks.
+    async fn heartbeat(&self, instance: InstanceId) -> Result<DateTime<Utc>, StoreError>;
+
+    /// Forgets instances silent for `silent_for` that hold no dialing call.
+    async fn prune_instances(&self, silent_for: std::time::Duration) -> Result<u64, StoreError>;
+}
+
+/// API keys and the audit log. A method that changes something takes the audit entry that
+/// records it and commits both together.
+#[async_trait]
+pub trait AccessStore: Send + Sync + 'static {
     async fn create_key(
         &self,
         key: NewKey,
         now: DateTime<Utc>,
         audit: Option<AuditEntry>,
     ) -> Result<ApiKey, StoreError>;
+
     async fn get_key(&self, id: KeyId) -> Result<Option<ApiKey>, StoreError>;
+
     /// Every key, revoked ones included, oldest first.
     async fn list_keys(&self) -> Result<Vec<ApiKey>, StoreError>;
+
     /// Revokes a key (`NotFound` when there is none); a revoked key keeps its first revocation
     /// time.
     async fn revoke_key(
@@ -341,21 +397,27 @@ pub trait Store: Send + Sync + 'static {
         now: DateTime<Utc>,
         audit: Option<AuditEntry>,
     ) -> Result<ApiKey, StoreError>;
+
     /// Moves each key's `last_used_at` forward to the time given (never back).
     async fn touch_keys(&self, used: &[(KeyId, DateTime<Utc>)]) -> Result<(), StoreError>;
+
     /// Records entries whose request changed nothing in the store (refused, or failed).
     async fn record_audit(&self, entries: &[AuditEntry]) -> Result<(), StoreError>;
+
     /// Removes the audit entries recorded before `before`; how many it removed.
     async fn prune_audit(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
+
     /// Audit entries older than `before` (all when `None`), newest first.
     async fn list_audit(
         &self,
         before: Option<uuid::Uuid>,
         limit: usize,
     ) -> Result<Vec<AuditEntry>, StoreError>;
+}
 
-    // The do-not-call list and what the calling rules read of a number.
-
+/// The do-not-call list, and what the calling rules read of a number.
+#[async_trait]
+pub trait DncStore: Send + Sync + 'static {
     /// Lists `numbers` (canonical, distinct) under `scope` and, in the same transaction,
     /// cancels every call of the scope to them that is queued or retrying; a number already
     /// listed keeps its entry. `NotFound` when the scope's campaign does not exist.
@@ -366,20 +428,24 @@ pub trait Store: Send + Sync + 'static {
         now: DateTime<Utc>,
         audit: Option<AuditEntry>,
     ) -> Result<DncAdded, StoreError>;
+
     /// The number's entry: the global one if listed globally, else one of its campaigns'.
     async fn get_dnc(&self, number: &PhoneNumber) -> Result<Option<DncEntry>, StoreError>;
+
     /// Entries in (number, scope) order after `after`.
     async fn list_dnc(
         &self,
         after: Option<(PhoneNumber, DncScope)>,
         limit: usize,
     ) -> Result<Vec<DncEntry>, StoreError>;
+
     /// Takes the number off the list in every scope; returns how many entries went.
     async fn remove_dnc(
         &self,
         number: &PhoneNumber,
         audit: Option<AuditEntry>,
     ) -> Result<u64, StoreError>;
+
     /// What the calling rules read of a number called by a campaign at `now`: the entry
     /// covering it and its attempts within the longest cap window.
     async fn number_facts(
@@ -388,15 +454,24 @@ pub trait Store: Send + Sync + 'static {
         number: &PhoneNumber,
         now: DateTime<Utc>,
     ) -> Result<NumberFacts, StoreError>;
-    /// The campaign's queued and retrying calls after `after` in id order, with what the
-    /// calling rules read of their numbers at `now`.
-    async fn pending_calls(
-        &self,
-        campaign_id: CampaignId,
-        after: Option<CallId>,
-        limit: usize,
-        now: DateTime<Utc>,
-    ) -> Result<Vec<(CallId, PendingCall)>, StoreError>;
+}
+
+/// The store as the roles hold it: every aggregate's trait. Each adapter implements them
+/// all; a role or a test that needs only some can name only those.
+pub trait Store:
+    CampaignStore + CallStore + DispatchStore + AttemptStore + InstanceStore + AccessStore + DncStore
+{
+}
+
+impl<T> Store for T where
+    T: CampaignStore
+        + CallStore
+        + DispatchStore
+        + AttemptStore
+        + InstanceStore
+        + AccessStore
+        + DncStore
+{
 }
 
 /// What adding numbers to the do-not-call list did.

@@ -14,12 +14,12 @@ use crate::adapters::sql::statements::FINISHED_CALL_ATTEMPTS;
 use crate::adapters::sql::{as_bigint, to_ms};
 use crate::domain::call::Attempt;
 use crate::domain::ids::{CallId, CampaignId};
-use crate::ports::{Store, Timeline, TimelineEntry, TimelineError, TimelinePage};
+use crate::ports::{InstanceStore, Timeline, TimelineEntry, TimelineError, TimelinePage};
 
 #[async_trait]
 impl Timeline for PgStore {
     async fn ping(&self) -> Result<(), TimelineError> {
-        Ok(Store::ping(self).await?)
+        Ok(InstanceStore::ping(self).await?)
     }
 
     async fn write(&self, entries: &[TimelineEntry]) -> Result<(), TimelineError> {

@@ -102,17 +102,14 @@ macro_rules! store_by_aggregate {
             use $crate::domain::ids::{CallId, CampaignId, InstanceId, KeyId};
             use $crate::domain::stats::CampaignStats;
             use $crate::ports::{
-                AppliedReport, AttemptKey, AttemptReport, Begin, CallFilter, ClaimedCall,
-                HeldAttempt, NewCampaign, NewTarget, OrphanedAttempt, RunnableCampaign, Store,
-                StoreError, TimelineEntry,
+                AccessStore, AppliedReport, AttemptKey, AttemptReport, AttemptStore, Begin,
+                CallFilter, CallStore, CampaignStore, ClaimedCall, DispatchStore, DncStore,
+                HeldAttempt, InstanceStore, NewCampaign, NewTarget, OrphanedAttempt,
+                RunnableCampaign, StoreError, TimelineEntry,
             };
 
             #[async_trait::async_trait]
-            impl Store for $store {
-                async fn ping(&self) -> Result<(), StoreError> {
-                    pool::ping(self).await
-                }
-
+            impl CampaignStore for $store {
                 async fn create_campaign_audited(
                     &self,
                     new: NewCampaign,
@@ -165,6 +162,25 @@ macro_rules! store_by_aggregate {
                     campaigns::stats(self, id).await
                 }
 
+                async fn pause_for_carrier(
+                    &self,
+                    campaign_id: CampaignId,
+                    reason: $crate::domain::campaign::PauseReason,
+                    now: DateTime<Utc>,
+                ) -> Result<bool, StoreError> {
+                    campaigns::pause_for_carrier(self, campaign_id, reason, now).await
+                }
+
+                async fn complete_finished_campaigns(
+                    &self,
+                    now: DateTime<Utc>,
+                ) -> Result<Vec<CampaignId>, StoreError> {
+                    dispatch::complete_finished_campaigns(self, now).await
+                }
+            }
+
+            #[async_trait::async_trait]
+            impl CallStore for $store {
                 async fn enqueue_calls_audited(
                     &self,
                     campaign_id: CampaignId,
@@ -192,6 +208,19 @@ macro_rules! store_by_aggregate {
                     calls::list(self, campaign_id, filter.clone(), after, limit).await
                 }
 
+                async fn pending_calls(
+                    &self,
+                    campaign_id: CampaignId,
+                    after: Option<CallId>,
+                    limit: usize,
+                    now: DateTime<Utc>,
+                ) -> Result<Vec<(CallId, $crate::ports::PendingCall)>, StoreError> {
+                    dnc::pending_calls(self, campaign_id, after, limit, now).await
+                }
+            }
+
+            #[async_trait::async_trait]
+            impl DispatchStore for $store {
                 async fn runnable_campaigns(&self) -> Result<Vec<RunnableCampaign>, StoreError> {
                     dispatch::runnable_campaigns(self).await
                 }
@@ -211,14 +240,6 @@ macro_rules! store_by_aggregate {
                     dispatch::claim_calls(self, campaign_id, max, owner, global_cap, now).await
                 }
 
-                async fn record_attempts(
-                    &self,
-                    reports: &[AttemptReport],
-                    now: DateTime<Utc>,
-                ) -> Result<Vec<AppliedReport>, StoreError> {
-                    attempts::record(self, reports, now).await
-                }
-
                 async fn promote_due_retries(
                     &self,
                     now: DateTime<Utc>,
@@ -230,12 +251,16 @@ macro_rules! store_by_aggregate {
                 async fn next_retry_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
                     dispatch::next_retry_due(self).await
                 }
+            }
 
-                async fn complete_finished_campaigns(
+            #[async_trait::async_trait]
+            impl AttemptStore for $store {
+                async fn record_attempts(
                     &self,
+                    reports: &[AttemptReport],
                     now: DateTime<Utc>,
-                ) -> Result<Vec<CampaignId>, StoreError> {
-                    dispatch::complete_finished_campaigns(self, now).await
+                ) -> Result<Vec<AppliedReport>, StoreError> {
+                    attempts::record(self, reports, now).await
                 }
 
                 async fn begin_attempts(
@@ -247,6 +272,14 @@ macro_rules! store_by_aggregate {
                     attempts::begin(self, attempts, owner, now).await
                 }
 
+                async fn hand_to_carrier(
+                    &self,
+                    attempts: &[(HeldAttempt, crate::domain::carrier::CarrierCall)],
+                    now: DateTime<Utc>,
+                ) -> Result<Vec<bool>, StoreError> {
+                    attempts::hand_to_carrier(self, attempts, now).await
+                }
+
                 async fn recheck_attempts(
                     &self,
                     attempts: &[AttemptKey],
@@ -256,23 +289,6 @@ macro_rules! store_by_aggregate {
                     attempts::recheck(self, attempts, dialer, now).await
                 }
 
-                async fn pause_for_carrier(
-                    &self,
-                    campaign_id: CampaignId,
-                    reason: $crate::domain::campaign::PauseReason,
-                    now: DateTime<Utc>,
-                ) -> Result<bool, StoreError> {
-                    campaigns::pause_for_carrier(self, campaign_id, reason, now).await
-                }
-
-                async fn hand_to_carrier(
-                    &self,
-                    attempts: &[(HeldAttempt, crate::domain::carrier::CarrierCall)],
-                    now: DateTime<Utc>,
-                ) -> Result<Vec<bool>, StoreError> {
-                    attempts::hand_to_carrier(self, attempts, now).await
-                }
-
                 async fn release_attempts(
                     &self,
                     attempts: &[HeldAttempt],
@@ -280,13 +296,6 @@ macro_rules! store_by_aggregate {
                     now: DateTime<Utc>,
                 ) -> Result<Vec<bool>, StoreError> {
                     attempts::release(self, attempts, unspent, now).await
-                }
-
-                async fn heartbeat(
-                    &self,
-                    instance: InstanceId,
-                ) -> Result<DateTime<Utc>, StoreError> {
-                    instances::heartbeat(self, instance).await
                 }
 
                 async fn orphaned_attempts(
@@ -299,13 +308,6 @@ macro_rules! store_by_aggregate {
                     attempts::orphaned(self, silent_for, placed_for, unanswered_for, limit).await
                 }
 
-                async fn prune_instances(
-                    &self,
-                    silent_for: std::time::Duration,
-                ) -> Result<u64, StoreError> {
-                    instances::prune(self, silent_for).await
-                }
-
                 async fn timeline_backlog(
                     &self,
                     limit: usize,
@@ -316,7 +318,31 @@ macro_rules! store_by_aggregate {
                 async fn forget_attempts(&self, keys: &[AttemptKey]) -> Result<u64, StoreError> {
                     attempts::forget(self, keys).await
                 }
+            }
 
+            #[async_trait::async_trait]
+            impl InstanceStore for $store {
+                async fn ping(&self) -> Result<(), StoreError> {
+                    pool::ping(self).await
+                }
+
+                async fn heartbeat(
+                    &self,
+                    instance: InstanceId,
+                ) -> Result<DateTime<Utc>, StoreError> {
+                    instances::heartbeat(self, instance).await
+                }
+
+                async fn prune_instances(
+                    &self,
+                    silent_for: std::time::Duration,
+                ) -> Result<u64, StoreError> {
+                    instances::prune(self, silent_for).await
+                }
+            }
+
+            #[async_trait::async_trait]
+            impl AccessStore for $store {
                 async fn create_key(
                     &self,
                     key: NewKey,
@@ -365,7 +391,10 @@ macro_rules! store_by_aggregate {
                 ) -> Result<Vec<AuditEntry>, StoreError> {
                     keys::list_audit(self, before, limit).await
                 }
+            }
 
+            #[async_trait::async_trait]
+            impl DncStore for $store {
                 async fn add_to_dnc(
                     &self,
                     scope: $crate::ports::DncScope,
@@ -406,16 +435,6 @@ macro_rules! store_by_aggregate {
                     now: DateTime<Utc>,
                 ) -> Result<$crate::ports::NumberFacts, StoreError> {
                     dnc::number_facts(self, campaign_id, number, now).await
-                }
-
-                async fn pending_calls(
-                    &self,
-                    campaign_id: CampaignId,
-                    after: Option<CallId>,
-                    limit: usize,
-                    now: DateTime<Utc>,
-                ) -> Result<Vec<(CallId, $crate::ports::PendingCall)>, StoreError> {
-                    dnc::pending_calls(self, campaign_id, after, limit, now).await
                 }
             }
         };
