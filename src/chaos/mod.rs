@@ -311,46 +311,11 @@ async fn run_in(
     args: &ChaosArgs,
     dir: &std::path::Path,
 ) -> Result<BTreeMap<&'static str, Verdict>, ChaosError> {
-    if scenario == Scenario::PostgresRestart && args.postgres_restart.is_none() {
-        return Ok(skipped("no --postgres-restart command"));
-    }
-    if scenario == Scenario::RedisRestart && args.redis_restart.is_none() {
-        return Ok(skipped("no --redis-restart command"));
-    }
-    if scenario == Scenario::ClockSkew && !fleet::faketime_installed() {
-        return Ok(skipped("faketime is not installed"));
-    }
-    if matches!(scenario, Scenario::TansuStall | Scenario::TansuDown) && args.tansu.is_none() {
-        return Ok(skipped("no --tansu binary"));
+    if let Some(why) = missing_tool(scenario, args) {
+        return Ok(skipped(why));
     }
     let workload = Workload::new(args.quick);
-    let mut env: Vec<(String, String)> = vec![
-        ("OUTBOUND__LOG__FORMAT".into(), "json".into()),
-        (
-            "OUTBOUND__LOG__LEVEL".into(),
-            std::env::var("CHAOS_LOG").unwrap_or("warn".into()),
-        ),
-        (
-            "OUTBOUND__SCHEDULER__HEARTBEAT_INTERVAL".into(),
-            "200ms".into(),
-        ),
-        ("OUTBOUND__SCHEDULER__INTERVAL".into(), "200ms".into()),
-        ("OUTBOUND__SCHEDULER__ORPHAN_AFTER".into(), "3s".into()),
-        ("OUTBOUND__RETRY__POLL_INTERVAL".into(), "200ms".into()),
-        ("OUTBOUND__RUNTIME__SHUTDOWN_GRACE".into(), "5s".into()),
-        (
-            "OUTBOUND__THROTTLE__GLOBAL_CONCURRENCY".into(),
-            workload.global_cap.to_string(),
-        ),
-        (
-            "OUTBOUND__TELEPHONY__MOCK__MIN_DURATION".into(),
-            "100ms".into(),
-        ),
-        (
-            "OUTBOUND__TELEPHONY__MOCK__MAX_DURATION".into(),
-            "400ms".into(),
-        ),
-    ];
+    let mut env = process_env(&workload);
     // The cluster lives as long as this scenario: its brokers listen on loopback for the
     // processes.
     let cluster = if scenario == Scenario::EmbeddedStall {
@@ -360,50 +325,7 @@ async fn run_in(
         ));
         None
     } else {
-        let prefix = format!("chaos-{}.", uuid::Uuid::now_v7().simple());
-        let broker = match (&args.tansu, scenario) {
-            (Some(binary), Scenario::TansuStall | Scenario::TansuDown) => {
-                // tansu creates the topics when the processes ask for them.
-                Broker::Tansu(tansu::Tansu::start(binary, dir).await?)
-            }
-            _ => {
-                let cluster = MockCluster::new(1)
-                    .map_err(|err| ChaosError::Setup(format!("mock kafka cluster: {err}")))?;
-                for topic in ["dispatch", "status", "retry", "wake", "dead-letter"] {
-                    cluster
-                        .create_topic(&format!("{prefix}{topic}"), 4, 1)
-                        .map_err(|err| ChaosError::Setup(format!("mock topic: {err}")))?;
-                }
-                Broker::Mock(cluster)
-            }
-        };
-        let name = format!("chaos_{}", uuid::Uuid::now_v7().simple());
-        let database = crate::adapters::postgres::create_database(&args.database_url, &name)
-            .await
-            .map_err(|err| ChaosError::Setup(format!("database: {err}")))?;
-        env.extend([
-            ("OUTBOUND__STORAGE__URL".into(), database),
-            ("OUTBOUND__LIMITER__URL".into(), args.redis_url.clone()),
-            ("OUTBOUND__BUS__KIND".into(), "kafka".into()),
-            ("OUTBOUND__BUS__BROKERS".into(), broker.bootstrap_servers()),
-            ("OUTBOUND__BUS__TOPIC_PREFIX".into(), prefix),
-            ("OUTBOUND__BUS__PARTITIONS".into(), "4".into()),
-            // The mock cluster's rebalances never settle below 4 s.
-            ("OUTBOUND__BUS__SESSION_TIMEOUT".into(), "6s".into()),
-            ("OUTBOUND__LIMITER__LEASE_TTL".into(), "12s".into()),
-        ]);
-        if matches!(
-            scenario,
-            Scenario::BrokerDown
-                | Scenario::BrokerHang
-                | Scenario::TansuStall
-                | Scenario::TansuDown
-        ) {
-            // Deliveries time out within the outage, as they do in a long one: what makes a
-            // broker fence the producers that were cut off.
-            env.push(("OUTBOUND__BUS__DELIVERY_TIMEOUT".into(), "3s".into()));
-        }
-        Some(broker)
+        Some(distributed_backends(scenario, args, dir, &mut env).await?)
     };
     let carrier = if scenario == Scenario::CarrierKill {
         Some(Carrier::start(dir, &mut env).await?)
@@ -411,40 +333,17 @@ async fn run_in(
         None
     };
     let mut fleet = Fleet::new(dir, env)?;
-    let skew = |secs: i64| {
-        if scenario == Scenario::ClockSkew {
-            secs
-        } else {
-            0
-        }
-    };
-    if cluster.is_none() {
-        fleet.start("all", "all", true, 0).await?;
-    } else {
-        // Skews far beyond scheduler.orphan_after: the dialer's, and in the full run the
-        // scheduler's too. A process under libfaketime that cannot reach the broker at all is
-        // a limit of the tool, reported as a skip, not a pass.
-        let scheduler_skew = if args.quick { 0 } else { skew(90) };
-        let api_port = carrier
-            .as_ref()
-            .map_or(fleet::free_port(), |c| Ok(c.api_port))?;
-        let started = async {
-            fleet
-                .start_on("api", "api,scheduler", false, scheduler_skew, api_port)
-                .await?;
-            fleet.start("call-a", "call", true, skew(90)).await
-        }
-        .await;
-        match started {
-            Err(err) if scenario == Scenario::ClockSkew => {
-                return Ok(skipped(&format!(
-                    "no process under libfaketime came up: {err}"
-                )));
-            }
-            other => other?,
-        }
-        fleet.start("call-b", "call", true, 0).await?;
-        fleet.start("status", "status,retry", false, 0).await?;
+    let api_port = carrier.as_ref().map(|c| c.api_port);
+    if let Some(why) = start_fleet(
+        &mut fleet,
+        scenario,
+        args.quick,
+        cluster.is_some(),
+        api_port,
+    )
+    .await?
+    {
+        return Ok(skipped(&why));
     }
     let api_name = if cluster.is_none() { "all" } else { "api" };
     let base = fleet
@@ -499,6 +398,145 @@ async fn run_in(
     Ok(verdicts(
         &workload, &campaigns, &journals, recorded, completed, &follow, survived,
     ))
+}
+
+/// Starts the processes: one with every role on the embedded adapters, or, when
+/// `distributed`, four split by role (api and scheduler on `api_port` if given, two call
+/// processes, status and retry). `Some(why)` when no process under libfaketime came up, a
+/// limit of the tool that skips the scenario rather than passing it.
+async fn start_fleet(
+    fleet: &mut Fleet,
+    scenario: Scenario,
+    quick: bool,
+    distributed: bool,
+    api_port: Option<u16>,
+) -> Result<Option<String>, ChaosError> {
+    if !distributed {
+        fleet.start("all", "all", true, 0).await?;
+        return Ok(None);
+    }
+    // Skews far beyond scheduler.orphan_after: the dialer's, and in the full run the
+    // scheduler's too.
+    let skew = if scenario == Scenario::ClockSkew {
+        90
+    } else {
+        0
+    };
+    let scheduler_skew = if quick { 0 } else { skew };
+    let api_port = api_port.map_or_else(fleet::free_port, Ok)?;
+    let started = async {
+        fleet
+            .start_on("api", "api,scheduler", false, scheduler_skew, api_port)
+            .await?;
+        fleet.start("call-a", "call", true, skew).await
+    }
+    .await;
+    match started {
+        Err(err) if scenario == Scenario::ClockSkew => {
+            return Ok(Some(format!("no process under libfaketime came up: {err}")));
+        }
+        other => other?,
+    }
+    fleet.start("call-b", "call", true, 0).await?;
+    fleet.start("status", "status,retry", false, 0).await?;
+    Ok(None)
+}
+
+/// Why `scenario` cannot run here (a tool it needs is missing), if it cannot.
+fn missing_tool(scenario: Scenario, args: &ChaosArgs) -> Option<&'static str> {
+    match scenario {
+        Scenario::PostgresRestart if args.postgres_restart.is_none() => {
+            Some("no --postgres-restart command")
+        }
+        Scenario::RedisRestart if args.redis_restart.is_none() => {
+            Some("no --redis-restart command")
+        }
+        Scenario::ClockSkew if !fleet::faketime_installed() => Some("faketime is not installed"),
+        Scenario::TansuStall | Scenario::TansuDown if args.tansu.is_none() => {
+            Some("no --tansu binary")
+        }
+        _ => None,
+    }
+}
+
+/// The settings every process of a scenario shares: fast scheduling and recovery, short calls.
+fn process_env(workload: &Workload) -> Vec<(String, String)> {
+    vec![
+        ("OUTBOUND__LOG__FORMAT".into(), "json".into()),
+        ("OUTBOUND__LOG__LEVEL".into(), "warn".into()),
+        (
+            "OUTBOUND__SCHEDULER__HEARTBEAT_INTERVAL".into(),
+            "200ms".into(),
+        ),
+        ("OUTBOUND__SCHEDULER__INTERVAL".into(), "200ms".into()),
+        ("OUTBOUND__SCHEDULER__ORPHAN_AFTER".into(), "3s".into()),
+        ("OUTBOUND__RETRY__POLL_INTERVAL".into(), "200ms".into()),
+        ("OUTBOUND__RUNTIME__SHUTDOWN_GRACE".into(), "5s".into()),
+        (
+            "OUTBOUND__THROTTLE__GLOBAL_CONCURRENCY".into(),
+            workload.global_cap.to_string(),
+        ),
+        (
+            "OUTBOUND__TELEPHONY__MOCK__MIN_DURATION".into(),
+            "100ms".into(),
+        ),
+        (
+            "OUTBOUND__TELEPHONY__MOCK__MAX_DURATION".into(),
+            "400ms".into(),
+        ),
+    ]
+}
+
+/// Starts the scenario's broker (tansu for the tansu scenarios, else the mock cluster with the
+/// topics made) and a fresh PostgreSQL database, and adds what the processes need to reach
+/// them, and Redis, to `env`. The broker lives as long as the value returned.
+async fn distributed_backends(
+    scenario: Scenario,
+    args: &ChaosArgs,
+    dir: &std::path::Path,
+    env: &mut Vec<(String, String)>,
+) -> Result<Broker, ChaosError> {
+    let prefix = format!("chaos-{}.", uuid::Uuid::now_v7().simple());
+    let broker = match (&args.tansu, scenario) {
+        (Some(binary), Scenario::TansuStall | Scenario::TansuDown) => {
+            // tansu creates the topics when the processes ask for them.
+            Broker::Tansu(tansu::Tansu::start(binary, dir).await?)
+        }
+        _ => {
+            let cluster = MockCluster::new(1)
+                .map_err(|err| ChaosError::Setup(format!("mock kafka cluster: {err}")))?;
+            for topic in ["dispatch", "status", "retry", "wake", "dead-letter"] {
+                cluster
+                    .create_topic(&format!("{prefix}{topic}"), 4, 1)
+                    .map_err(|err| ChaosError::Setup(format!("mock topic: {err}")))?;
+            }
+            Broker::Mock(cluster)
+        }
+    };
+    let name = format!("chaos_{}", uuid::Uuid::now_v7().simple());
+    let database = crate::adapters::postgres::create_database(&args.database_url, &name)
+        .await
+        .map_err(|err| ChaosError::Setup(format!("database: {err}")))?;
+    env.extend([
+        ("OUTBOUND__STORAGE__URL".into(), database),
+        ("OUTBOUND__LIMITER__URL".into(), args.redis_url.clone()),
+        ("OUTBOUND__BUS__KIND".into(), "kafka".into()),
+        ("OUTBOUND__BUS__BROKERS".into(), broker.bootstrap_servers()),
+        ("OUTBOUND__BUS__TOPIC_PREFIX".into(), prefix),
+        ("OUTBOUND__BUS__PARTITIONS".into(), "4".into()),
+        // The mock cluster's rebalances never settle below 4 s.
+        ("OUTBOUND__BUS__SESSION_TIMEOUT".into(), "6s".into()),
+        ("OUTBOUND__LIMITER__LEASE_TTL".into(), "12s".into()),
+    ]);
+    if matches!(
+        scenario,
+        Scenario::BrokerDown | Scenario::BrokerHang | Scenario::TansuStall | Scenario::TansuDown
+    ) {
+        // Deliveries time out within the outage, as they do in a long one: what makes a
+        // broker fence the producers that were cut off.
+        env.push(("OUTBOUND__BUS__DELIVERY_TIMEOUT".into(), "3s".into()));
+    }
+    Ok(broker)
 }
 
 /// Two campaigns sharing half their numbers (one with the distributed deployment), each with
