@@ -17,7 +17,10 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement
 use utoipa::openapi::{OpenApi as Document, Ref, Required};
 use utoipa::{Modify, OpenApi};
 
-use super::{dnc, endpoints, events, handlers, keys, webhooks};
+use super::endpoints;
+use super::handlers::{
+    audit, calls, campaigns, dnc, events, explain, forecast, keys, targets, webhooks,
+};
 use crate::domain::access::Access;
 
 /// An id in a path or a query: a hyphenated UUID, exactly what the server parses.
@@ -33,29 +36,29 @@ pub const UUID_PATTERN: &str =
                        server runs with `auth.mode = off` (or `auto` on a loopback address)."
     ),
     paths(
-        handlers::create_campaign,
-        handlers::list_campaigns,
-        handlers::get_campaign,
-        handlers::update_campaign,
-        handlers::start_campaign,
-        handlers::pause_campaign,
-        handlers::complete_campaign,
-        handlers::campaign_stats,
-        handlers::add_targets,
-        handlers::list_calls,
-        handlers::list_attempts,
-        handlers::trigger_call,
-        handlers::get_call,
-        handlers::explain_call,
-        handlers::explain_campaign,
+        campaigns::create_campaign,
+        campaigns::list_campaigns,
+        campaigns::get_campaign,
+        campaigns::update_campaign,
+        campaigns::start_campaign,
+        campaigns::pause_campaign,
+        campaigns::complete_campaign,
+        campaigns::campaign_stats,
+        targets::add_targets,
+        calls::list_calls,
+        calls::list_attempts,
+        calls::trigger_call,
+        calls::get_call,
+        explain::explain_call,
+        explain::explain_campaign,
         events::campaign_events,
-        handlers::campaign_forecast,
+        forecast::campaign_forecast,
         webhooks::twilio_status,
         keys::whoami,
         keys::create_key,
         keys::list_keys,
         keys::revoke_key,
-        keys::list_audit,
+        audit::list_audit,
         dnc::add_global,
         dnc::add_for_campaign,
         dnc::list_entries,

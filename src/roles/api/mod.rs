@@ -5,17 +5,13 @@
 pub mod access;
 mod console;
 mod contract;
-mod dnc;
-mod dto;
 mod error;
-mod events;
 mod handlers;
-pub mod keys;
 mod limits;
 mod probe;
+mod routes;
 mod tls;
 mod uploads;
-mod webhooks;
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
@@ -24,244 +20,25 @@ use std::time::Instant;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::error::JsonPayloadError;
-use actix_web::http::Method;
 use actix_web::middleware::{from_fn, Next, NormalizePath, TrailingSlash};
-use actix_web::{web, App, HttpServer, Route};
+use actix_web::{web, App, HttpServer};
 use tokio_util::sync::CancellationToken;
 use tracing::{field, info_span, Instrument};
 
 use self::access::Gate;
 pub use self::contract::ApiDoc;
-pub use self::dto::rfc3339;
 pub use self::error::ApiError;
+pub use self::handlers::keys;
+pub use self::handlers::rfc3339;
+use self::routes::{configure, configure_admin};
+pub use self::routes::{endpoints, open_routes, route_label, Endpoint, OpenRoute};
 pub use self::tls::TlsError;
 use crate::context::AppContext;
-use crate::domain::access::{Access, KeyPolicy};
+use crate::domain::access::KeyPolicy;
 use crate::metrics::metrics;
 use crate::process::health::RoleHealth;
 use crate::process::role::RoleName;
-
-/// One route of `/api/v1`: its method, its pattern and what it requires of the caller, declared
-/// together so that no route can be registered without saying who may use it.
-pub struct Endpoint {
-    pub method: Method,
-    pub path: &'static str,
-    pub access: Access,
-    handler: fn(Route) -> Route,
-}
-
-const fn endpoint(
-    method: Method,
-    path: &'static str,
-    access: Access,
-    handler: fn(Route) -> Route,
-) -> Endpoint {
-    Endpoint {
-        method,
-        path,
-        access,
-        handler,
-    }
-}
-
-/// Every `/api/v1` route, with the access it requires (`../spec/security.md` gives the roles).
-pub fn endpoints() -> Vec<Endpoint> {
-    use handlers as h;
-    use Access::{Admin, Operator, Public, Viewer};
-    vec![
-        endpoint(Method::GET, "/api/v1/openapi.json", Public, |r| {
-            r.to(contract::openapi)
-        }),
-        endpoint(Method::POST, "/api/v1/campaigns", Admin, |r| {
-            r.to(h::create_campaign)
-        }),
-        endpoint(Method::GET, "/api/v1/campaigns", Viewer, |r| {
-            r.to(h::list_campaigns)
-        }),
-        endpoint(Method::GET, "/api/v1/campaigns/{id}", Viewer, |r| {
-            r.to(h::get_campaign)
-        }),
-        endpoint(Method::PUT, "/api/v1/campaigns/{id}", Admin, |r| {
-            r.to(h::update_campaign)
-        }),
-        endpoint(Method::GET, "/api/v1/campaigns/{id}/stats", Viewer, |r| {
-            r.to(h::campaign_stats)
-        }),
-        endpoint(
-            Method::POST,
-            "/api/v1/campaigns/{id}/start",
-            Operator,
-            |r| r.to(h::start_campaign),
-        ),
-        endpoint(
-            Method::POST,
-            "/api/v1/campaigns/{id}/pause",
-            Operator,
-            |r| r.to(h::pause_campaign),
-        ),
-        endpoint(
-            Method::POST,
-            "/api/v1/campaigns/{id}/complete",
-            Operator,
-            |r| r.to(h::complete_campaign),
-        ),
-        endpoint(
-            Method::POST,
-            "/api/v1/campaigns/{id}/targets",
-            Operator,
-            |r| r.to(h::add_targets),
-        ),
-        endpoint(Method::GET, "/api/v1/campaigns/{id}/calls", Viewer, |r| {
-            r.to(h::list_calls)
-        }),
-        endpoint(
-            Method::GET,
-            "/api/v1/campaigns/{id}/attempts",
-            Viewer,
-            |r| r.to(h::list_attempts),
-        ),
-        endpoint(Method::POST, "/api/v1/calls", Operator, |r| {
-            r.to(h::trigger_call)
-        }),
-        endpoint(Method::GET, "/api/v1/calls/{id}", Viewer, |r| {
-            r.to(h::get_call)
-        }),
-        endpoint(Method::GET, "/api/v1/calls/{id}/explain", Viewer, |r| {
-            r.to(h::explain_call)
-        }),
-        endpoint(Method::GET, "/api/v1/campaigns/{id}/explain", Viewer, |r| {
-            r.to(h::explain_campaign)
-        }),
-        endpoint(Method::GET, "/api/v1/campaigns/{id}/events", Viewer, |r| {
-            r.to(events::campaign_events)
-        }),
-        endpoint(
-            Method::GET,
-            "/api/v1/campaigns/{id}/forecast",
-            Viewer,
-            |r| r.to(h::campaign_forecast),
-        ),
-        endpoint(Method::GET, "/api/v1/whoami", Viewer, |r| {
-            r.to(keys::whoami)
-        }),
-        endpoint(Method::POST, "/api/v1/keys", Admin, |r| {
-            r.to(keys::create_key)
-        }),
-        endpoint(Method::GET, "/api/v1/keys", Admin, |r| {
-            r.to(keys::list_keys)
-        }),
-        endpoint(Method::DELETE, "/api/v1/keys/{id}", Admin, |r| {
-            r.to(keys::revoke_key)
-        }),
-        endpoint(Method::GET, "/api/v1/audit", Admin, |r| {
-            r.to(keys::list_audit)
-        }),
-        endpoint(Method::POST, "/api/v1/dnc", Operator, |r| {
-            r.to(dnc::add_global)
-        }),
-        endpoint(Method::GET, "/api/v1/dnc", Viewer, |r| {
-            r.to(dnc::list_entries)
-        }),
-        endpoint(Method::GET, "/api/v1/dnc/{number}", Viewer, |r| {
-            r.to(dnc::get_entry)
-        }),
-        endpoint(Method::DELETE, "/api/v1/dnc/{number}", Admin, |r| {
-            r.to(dnc::remove_entry)
-        }),
-        endpoint(Method::POST, "/api/v1/campaigns/{id}/dnc", Operator, |r| {
-            r.to(dnc::add_for_campaign)
-        }),
-    ]
-}
-
-/// The routes of one path, each behind its guard; a known path with another method answers 405.
-fn resource(path: &str, pattern: &str, endpoints: &[&Endpoint]) -> actix_web::Resource {
-    let mut resource = web::resource(path.to_owned());
-    for endpoint in endpoints.iter().filter(|e| e.path == pattern) {
-        let (access, route) = (endpoint.access, endpoint.path);
-        resource = resource.route(
-            (endpoint.handler)(web::method(endpoint.method.clone())).wrap(from_fn(
-                move |req, next| access::guard(access, route, req, next),
-            )),
-        );
-    }
-    let allowed: Vec<String> = endpoints
-        .iter()
-        .filter(|e| e.path == pattern)
-        .map(|e| e.method.to_string())
-        .collect();
-    // Another method on a known path answers 405 to whoever may read it, and is audited like
-    // any request that is not a read.
-    let route: &'static str = endpoints
-        .iter()
-        .find(|e| e.path == pattern)
-        .map_or("unmatched", |e| e.path);
-    resource.default_service(handlers::not_allowed(allowed.join(", ")).wrap(from_fn(
-        move |req, next| access::guard(Access::Viewer, route, req, next),
-    )))
-}
-
-/// Every route in one place; a known path with the wrong method answers 405.
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    use handlers as h;
-    let not_allowed = |allow: &str| h::not_allowed(allow.to_owned());
-    cfg.service(
-        web::resource("/healthz")
-            .route(web::get().to(h::healthz))
-            .default_service(not_allowed("GET")),
-    )
-    .service(
-        web::resource("/readyz")
-            .route(web::get().to(h::readyz))
-            .default_service(not_allowed("GET")),
-    )
-    .service(
-        web::resource("/metrics")
-            .route(web::get().to(h::metrics_text))
-            .default_service(not_allowed("GET")),
-    )
-    // The operator console: its files hold no data, so they need no key.
-    .service(
-        web::resource("/")
-            .route(web::get().to(console::page))
-            .default_service(not_allowed("GET")),
-    )
-    .service(
-        web::resource("/console/{path:.+}")
-            .route(web::get().to(console::asset))
-            .default_service(not_allowed("GET")),
-    )
-    .service(
-        web::resource(crate::ports::STATUS_CALLBACK_PATH)
-            // Anyone may post here before the signature is checked: a callback is a few
-            // hundred bytes, so a large body is refused before it is buffered.
-            .app_data(web::PayloadConfig::new(webhooks::MAX_CALLBACK_BYTES))
-            .route(web::post().to(webhooks::twilio_status))
-            .default_service(not_allowed("POST")),
-    );
-    let endpoints = endpoints();
-    let all: Vec<&Endpoint> = endpoints.iter().collect();
-    let mut paths: Vec<&'static str> = Vec::new();
-    for endpoint in &endpoints {
-        if !paths.contains(&endpoint.path) {
-            paths.push(endpoint.path);
-        }
-    }
-    // One scope for a campaign's routes: the router runs the `{id}` pattern (a regex) once and
-    // compares the rest as plain strings, where a resource per route ran one regex per route
-    // tried (a fifth of the CPU of a stats read).
-    const CAMPAIGN: &str = "/api/v1/campaigns/{id}";
-    let mut campaign = web::scope(CAMPAIGN);
-    for path in &paths {
-        match path.strip_prefix(CAMPAIGN) {
-            Some(rest) => campaign = campaign.service(resource(rest, path, &all)),
-            None => {
-                cfg.service(resource(path, path, &all));
-            }
-        }
-    }
-    cfg.service(campaign);
-}
+use crate::roles::api::handlers::events::Streams;
 
 fn json_config(limit: usize) -> web::JsonConfig {
     web::JsonConfig::default()
@@ -283,44 +60,6 @@ fn json_config(limit: usize) -> web::JsonConfig {
             };
             api_error.into()
         })
-}
-
-/// The route template of a path, as a static label. Cheaper than asking the router again
-/// (which runs its regexes a second time) and bounded: unknown paths are "unmatched".
-pub fn route_label(path: &str) -> &'static str {
-    let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
-    match segments.as_slice() {
-        [] | [""] => "/",
-        ["console", ..] => "/console/{path}",
-        ["healthz"] => "/healthz",
-        ["readyz"] => "/readyz",
-        ["metrics"] => "/metrics",
-        ["webhooks", "twilio", "status"] => "/webhooks/twilio/status",
-        ["api", "v1", "openapi.json"] => "/api/v1/openapi.json",
-        ["api", "v1", "campaigns"] => "/api/v1/campaigns",
-        ["api", "v1", "campaigns", _] => "/api/v1/campaigns/{id}",
-        ["api", "v1", "campaigns", _, "start"] => "/api/v1/campaigns/{id}/start",
-        ["api", "v1", "campaigns", _, "pause"] => "/api/v1/campaigns/{id}/pause",
-        ["api", "v1", "campaigns", _, "complete"] => "/api/v1/campaigns/{id}/complete",
-        ["api", "v1", "campaigns", _, "stats"] => "/api/v1/campaigns/{id}/stats",
-        ["api", "v1", "campaigns", _, "targets"] => "/api/v1/campaigns/{id}/targets",
-        ["api", "v1", "campaigns", _, "calls"] => "/api/v1/campaigns/{id}/calls",
-        ["api", "v1", "campaigns", _, "attempts"] => "/api/v1/campaigns/{id}/attempts",
-        ["api", "v1", "calls"] => "/api/v1/calls",
-        ["api", "v1", "calls", _] => "/api/v1/calls/{id}",
-        ["api", "v1", "calls", _, "explain"] => "/api/v1/calls/{id}/explain",
-        ["api", "v1", "whoami"] => "/api/v1/whoami",
-        ["api", "v1", "keys"] => "/api/v1/keys",
-        ["api", "v1", "keys", _] => "/api/v1/keys/{id}",
-        ["api", "v1", "audit"] => "/api/v1/audit",
-        ["api", "v1", "campaigns", _, "dnc"] => "/api/v1/campaigns/{id}/dnc",
-        ["api", "v1", "campaigns", _, "explain"] => "/api/v1/campaigns/{id}/explain",
-        ["api", "v1", "campaigns", _, "events"] => "/api/v1/campaigns/{id}/events",
-        ["api", "v1", "campaigns", _, "forecast"] => "/api/v1/campaigns/{id}/forecast",
-        ["api", "v1", "dnc"] => "/api/v1/dnc",
-        ["api", "v1", "dnc", _] => "/api/v1/dnc/{number}",
-        _ => "unmatched",
-    }
 }
 
 /// A span per request (its trace id goes into error bodies) and the request metrics.
@@ -347,14 +86,6 @@ async fn observe(
         tracing::warn!(parent: &span, status, "request failed");
     }
     Ok(response)
-}
-
-/// Health and metrics only, for processes that run without the api role.
-pub fn configure_admin(cfg: &mut web::ServiceConfig) {
-    use handlers as h;
-    cfg.route("/healthz", web::get().to(h::healthz))
-        .route("/readyz", web::get().to(h::readyz))
-        .route("/metrics", web::get().to(h::metrics_text));
 }
 
 pub struct ApiRole {
@@ -456,7 +187,7 @@ impl ApiRole {
         ));
         let (keep_alive, request_timeout) = (http.keep_alive.0, http.request_timeout.0);
         let probe = web::Data::new(probe::Probe::default());
-        let streams = web::Data::new(events::Streams::new(
+        let streams = web::Data::new(Streams::new(
             shutdown.clone(),
             http.max_streams_per_key,
             http.max_streams,
@@ -519,26 +250,5 @@ impl ApiRole {
             let _ = task.await;
         }
         served
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::route_label;
-
-    #[test]
-    fn route_labels_are_templates() {
-        assert_eq!(
-            route_label("/api/v1/campaigns/abc/stats"),
-            "/api/v1/campaigns/{id}/stats"
-        );
-        assert_eq!(route_label("/api/v1/campaigns/"), "/api/v1/campaigns");
-        assert_eq!(route_label("/api/v1/calls/x"), "/api/v1/calls/{id}");
-        assert_eq!(route_label("/nope/1/2"), "unmatched");
-        assert_eq!(route_label("/"), "/");
-        assert_eq!(
-            route_label("/console/vendor/uPlot.min.css"),
-            "/console/{path}"
-        );
     }
 }

@@ -8,8 +8,8 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::dto::TargetInput;
 use super::error::ApiError;
+use super::handlers::targets::TargetInput;
 use super::limits::read_body;
 
 /// A body of a route that takes JSON or CSV.
@@ -258,7 +258,7 @@ mod tests {
             Some(r#"{"customer":"B-2","notes":"call after 5"}"#)
         );
         let err = targets_from_csv(b"number\n+15555550001\n", 1 << 20).expect_err("no column");
-        assert_eq!(err.code(), "validation_failed");
+        assert_eq!(err.code().as_str(), "validation_failed");
     }
 
     #[test]
@@ -274,12 +274,12 @@ mod tests {
         let err = json::<Listing>(body(MAX_ENTRIES + 1).as_bytes())
             .err()
             .expect("past it");
-        assert_eq!(err.code(), "payload_too_large");
+        assert_eq!(err.code().as_str(), "payload_too_large");
         let none: Listing = json(b"{\"items\":null}").expect("null");
         assert!(none.items.is_none());
         let err = json::<Listing>(b"{\"items\":[1,\"x\"]}")
             .err()
             .expect("malformed");
-        assert_eq!(err.code(), "malformed_body");
+        assert_eq!(err.code().as_str(), "malformed_body");
     }
 }

@@ -5,13 +5,12 @@
 //! change nothing in the store and are only counted.
 
 use actix_web::error::PayloadError;
-use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use super::error::{ApiError, ErrorBody};
 use crate::context::AppContext;
 use crate::metrics::metrics;
 use crate::ports::{CallbackError, Topic};
+use crate::roles::api::error::{ApiError, ErrorBody, ErrorCode};
 use crate::roles::messages::{self, StatusMessage};
 use crate::roles::status::{StatusError, StatusWorker};
 
@@ -53,7 +52,7 @@ pub async fn twilio_status(
     // The body's own errors in the API's envelope: too large, too slow, or cut off.
     let body = body.map_err(|err| match err.as_error::<PayloadError>() {
         Some(PayloadError::Overflow) => ApiError::payload_too_large(MAX_CALLBACK_BYTES),
-        Some(inner) if super::limits::timed_out(inner) => ApiError::body_timeout(),
+        Some(inner) if crate::roles::api::limits::timed_out(inner) => ApiError::body_timeout(),
         _ => ApiError::malformed(format!("unreadable body: {err}")),
     })?;
     let signature = req
@@ -64,16 +63,14 @@ pub async fn twilio_status(
     if signature.is_none() {
         counted("bad_signature");
         return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "invalid_signature",
+            ErrorCode::InvalidSignature,
             "the X-Twilio-Signature header is missing",
         ));
     }
     let Some(verifier) = &ctx.callbacks else {
         counted("unknown");
         return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
+            ErrorCode::NotFound,
             "no carrier sends callbacks here: telephony.provider is not twilio",
         ));
     };
@@ -86,16 +83,14 @@ pub async fn twilio_status(
                 "status callback refused: the signature does not verify"
             );
             return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "invalid_signature",
+                ErrorCode::InvalidSignature,
                 "the X-Twilio-Signature header does not verify for this request",
             ));
         }
         Err(CallbackError::UnknownAttempt(why)) => {
             counted("unknown");
             return Err(ApiError::new(
-                StatusCode::NOT_FOUND,
-                "unknown_attempt",
+                ErrorCode::UnknownAttempt,
                 format!("the callback names no attempt: {why}"),
             ));
         }
@@ -124,8 +119,7 @@ pub async fn twilio_status(
     if !known {
         counted("unknown");
         return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "unknown_attempt",
+            ErrorCode::UnknownAttempt,
             "the callback names an attempt this deployment never made",
         ));
     }

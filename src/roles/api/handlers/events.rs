@@ -19,12 +19,12 @@ use tokio::sync::Semaphore;
 use tokio::time::{Interval, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
-use super::access::{Caller, Gate};
-use super::dto::{CampaignResponse, StatsResponse};
-use super::error::{ApiError, ErrorBody};
-use super::handlers::campaign_id;
+use super::campaign_id;
+use super::campaigns::output::{CampaignResponse, StatsResponse};
 use crate::context::AppContext;
 use crate::domain::ids::{CampaignId, KeyId};
+use crate::roles::api::access::{Caller, Gate};
+use crate::roles::api::error::{ApiError, ErrorBody};
 
 /// How often a stream looks for changes.
 const TICK: Duration = Duration::from_millis(500);

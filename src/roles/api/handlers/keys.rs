@@ -1,4 +1,4 @@
-//! The admin routes of keys and the audit log.
+//! The admin routes of keys, and `whoami` for any key.
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpMessage, HttpResponse};
@@ -7,13 +7,13 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::access::{Audit, Caller, Gate};
-use super::dto::rfc3339;
-use super::error::{ApiError, ErrorBody};
+use super::rfc3339;
 use crate::context::AppContext;
-use crate::domain::access::{self, ApiKey, AuditEntry, KeyPolicy, Role};
+use crate::domain::access::{self, ApiKey, KeyPolicy, Role};
 use crate::domain::ids::KeyId;
 use crate::ports::StoreError;
+use crate::roles::api::access::{Audit, Caller, Gate};
+use crate::roles::api::error::{ApiError, ErrorBody};
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[schema(example = json!({"name": "ci-dashboard", "role": "viewer"}))]
@@ -91,49 +91,6 @@ impl std::fmt::Debug for CreatedKeyResponse {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct KeyListResponse {
     pub keys: Vec<KeyResponse>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct AuditEntryResponse {
-    pub id: String,
-    pub at: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub key_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub key_name: Option<String>,
-    pub method: String,
-    /// The route's pattern, e.g. `/api/v1/campaigns/{id}/start`.
-    pub route: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub resource_id: Option<String>,
-    pub status: u16,
-    /// How many requests the entry stands for: refusals for a missing or unknown key from one
-    /// client address are recorded at most once a second; 1 for every other entry.
-    #[schema(minimum = 1)]
-    pub count: u32,
-}
-
-impl From<&AuditEntry> for AuditEntryResponse {
-    fn from(entry: &AuditEntry) -> Self {
-        Self {
-            id: entry.id.to_string(),
-            at: rfc3339(entry.at),
-            key_id: entry.key_id.map(|id| id.to_string()),
-            key_name: entry.key_name.clone(),
-            method: entry.method.clone(),
-            route: entry.route.clone(),
-            resource_id: entry.resource_id.clone(),
-            status: entry.status,
-            count: entry.count,
-        }
-    }
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct AuditListResponse {
-    pub entries: Vec<AuditEntryResponse>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub next_page_token: Option<String>,
 }
 
 /// Makes a key with fresh randomness; the one place the engine draws a key's secret.
@@ -237,7 +194,7 @@ pub async fn whoami(req: actix_web::HttpRequest, gate: web::Data<Gate>) -> HttpR
         .unwrap_or(Caller(None));
     let principal = caller.0.as_ref();
     let requires_keys = gate.requires_keys(req.head());
-    let allowed = super::endpoints()
+    let allowed = crate::roles::api::endpoints()
         .iter()
         .filter(|e| Gate::allows(principal, e.access, requires_keys))
         .map(|e| format!("{} {}", e.method, e.path))
@@ -276,7 +233,7 @@ pub async fn revoke_key(
     audit: Audit,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = KeyId(super::handlers::parse_id(&path)?);
+    let id = KeyId(super::parse_id(&path)?);
     let key = ctx
         .store
         .revoke_key(id, Utc::now(), audit.entry(StatusCode::NO_CONTENT, None))
@@ -289,31 +246,4 @@ pub async fn revoke_key(
     gate.remember(key.clone());
     tracing::info!(key_id = %key.id, key_name = %key.name, "api key revoked");
     Ok(HttpResponse::NoContent().finish())
-}
-
-#[utoipa::path(get, path = "/api/v1/audit", security(("bearer" = [])),
-    params(("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "page size, 1 to 1000; default 100"),
-        ("page_token" = Option<String>, Query, pattern = "^([A-Za-z0-9_-]{21}[AQgw])?$", description = "the next_page_token of the previous page; empty: the first page")),
-    responses((status = 200, body = AuditListResponse), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
-pub async fn list_audit(
-    ctx: web::Data<AppContext>,
-    query: web::Query<std::collections::HashMap<String, String>>,
-) -> Result<HttpResponse, ApiError> {
-    let limit = super::handlers::page_limit(&query)?;
-    let before = match query.get("page_token").filter(|t| !t.is_empty()) {
-        Some(token) => Some(super::handlers::decode_token(token)?),
-        None => None,
-    };
-    let mut entries = ctx.store.list_audit(before, limit + 1).await?;
-    let next_page_token = if entries.len() > limit {
-        entries.truncate(limit);
-        entries.last().map(|e| super::handlers::encode_token(e.id))
-    } else {
-        None
-    };
-    Ok(HttpResponse::Ok().json(AuditListResponse {
-        entries: entries.iter().map(AuditEntryResponse::from).collect(),
-        next_page_token,
-    }))
 }

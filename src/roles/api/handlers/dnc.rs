@@ -1,8 +1,7 @@
 //! The do-not-call routes: add numbers (JSON or CSV) for the deployment or one campaign, look
 //! one up, page the list, take a number off it.
 
-use std::collections::HashMap;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -12,18 +11,18 @@ use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::access::Audit;
-use super::dto::rfc3339;
-use super::error::{ApiError, ErrorBody};
-use super::uploads::{self, Upload};
+use super::rfc3339;
 use crate::context::AppContext;
 use crate::domain::compliance::dnc::MAX_REASON_CHARS;
 use crate::domain::ids::CampaignId;
 use crate::domain::phone::PhoneNumber;
 use crate::ports::{DncEntry, DncScope, StoreError};
+use crate::roles::api::access::Audit;
+use crate::roles::api::error::{ApiError, ErrorBody};
+use crate::roles::api::uploads::{self, Upload};
 
 /// Problems listed in one refusal; an upload with more says how many it left out.
-const MAX_LISTED_PROBLEMS: usize = super::error::MAX_DETAILS - 1;
+const MAX_LISTED_PROBLEMS: usize = crate::roles::api::error::MAX_DETAILS - 1;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[schema(example = json!({"numbers": ["+15555550100"], "reason": "asked not to be called"}))]
@@ -286,7 +285,7 @@ pub async fn add_for_campaign(
     path: web::Path<String>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let id = CampaignId(super::handlers::parse_id(&path)?);
+    let id = CampaignId(super::parse_id(&path)?);
     let numbers = listing(&ctx, &req, payload).await?;
     add(&ctx, &audit, DncScope::Campaign(id), numbers).await
 }
@@ -361,7 +360,7 @@ pub async fn list_entries(
     ctx: web::Data<AppContext>,
     query: web::Query<HashMap<String, String>>,
 ) -> Result<HttpResponse, ApiError> {
-    let limit = super::handlers::page_limit(&query)?;
+    let limit = super::page_limit(&query)?;
     let after = match query.get("page_token").filter(|t| !t.is_empty()) {
         Some(token) => Some(decode_position(token)?),
         None => None,
@@ -393,7 +392,7 @@ mod tests {
         assert_eq!(listing[0].1.as_deref(), Some("moved"));
         assert_eq!(listing[1].1, None);
         let err = from_csv(b"phone_number\n+15555550100\nnope\n", 1 << 20).expect_err("bad line");
-        assert_eq!(err.code(), "validation_failed");
+        assert_eq!(err.code().as_str(), "validation_failed");
         assert!(format!("{:?}", err.details()).contains("line 3"));
         let err = from_csv(b"number\n+15555550100\n", 1 << 20).expect_err("no column");
         assert!(format!("{:?}", err.details()).contains("phone_number column"));

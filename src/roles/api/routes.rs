@@ -1,0 +1,383 @@
+//! The route table: every route the server answers, with its method, its pattern, the handler
+//! and who may use it. The router, the metrics' route labels, `whoami` and the contract
+//! document are all derived from it, so a route is declared once.
+
+use std::sync::OnceLock;
+
+use actix_web::http::Method;
+use actix_web::middleware::from_fn;
+use actix_web::{web, Route};
+
+use super::handlers::{
+    audit, calls, campaigns, dnc, events, explain, forecast, health, keys, not_allowed, targets,
+    webhooks,
+};
+use super::{access, console, contract};
+use crate::domain::access::Access;
+
+/// One route of `/api/v1`: its method, its pattern and what it requires of the caller, declared
+/// together so that no route can be registered without saying who may use it.
+pub struct Endpoint {
+    pub method: Method,
+    pub path: &'static str,
+    pub access: Access,
+    handler: fn(Route) -> Route,
+}
+
+const fn endpoint(
+    method: Method,
+    path: &'static str,
+    access: Access,
+    handler: fn(Route) -> Route,
+) -> Endpoint {
+    Endpoint {
+        method,
+        path,
+        access,
+        handler,
+    }
+}
+
+/// Every `/api/v1` route, with the access it requires (`../spec/security.md` gives the roles).
+pub fn endpoints() -> Vec<Endpoint> {
+    use Access::{Admin, Operator, Public, Viewer};
+    vec![
+        endpoint(Method::GET, "/api/v1/openapi.json", Public, |r| {
+            r.to(contract::openapi)
+        }),
+        endpoint(Method::POST, "/api/v1/campaigns", Admin, |r| {
+            r.to(campaigns::create_campaign)
+        }),
+        endpoint(Method::GET, "/api/v1/campaigns", Viewer, |r| {
+            r.to(campaigns::list_campaigns)
+        }),
+        endpoint(Method::GET, "/api/v1/campaigns/{id}", Viewer, |r| {
+            r.to(campaigns::get_campaign)
+        }),
+        endpoint(Method::PUT, "/api/v1/campaigns/{id}", Admin, |r| {
+            r.to(campaigns::update_campaign)
+        }),
+        endpoint(Method::GET, "/api/v1/campaigns/{id}/stats", Viewer, |r| {
+            r.to(campaigns::campaign_stats)
+        }),
+        endpoint(
+            Method::POST,
+            "/api/v1/campaigns/{id}/start",
+            Operator,
+            |r| r.to(campaigns::start_campaign),
+        ),
+        endpoint(
+            Method::POST,
+            "/api/v1/campaigns/{id}/pause",
+            Operator,
+            |r| r.to(campaigns::pause_campaign),
+        ),
+        endpoint(
+            Method::POST,
+            "/api/v1/campaigns/{id}/complete",
+            Operator,
+            |r| r.to(campaigns::complete_campaign),
+        ),
+        endpoint(
+            Method::POST,
+            "/api/v1/campaigns/{id}/targets",
+            Operator,
+            |r| r.to(targets::add_targets),
+        ),
+        endpoint(Method::GET, "/api/v1/campaigns/{id}/calls", Viewer, |r| {
+            r.to(calls::list_calls)
+        }),
+        endpoint(
+            Method::GET,
+            "/api/v1/campaigns/{id}/attempts",
+            Viewer,
+            |r| r.to(calls::list_attempts),
+        ),
+        endpoint(Method::POST, "/api/v1/calls", Operator, |r| {
+            r.to(calls::trigger_call)
+        }),
+        endpoint(Method::GET, "/api/v1/calls/{id}", Viewer, |r| {
+            r.to(calls::get_call)
+        }),
+        endpoint(Method::GET, "/api/v1/calls/{id}/explain", Viewer, |r| {
+            r.to(explain::explain_call)
+        }),
+        endpoint(Method::GET, "/api/v1/campaigns/{id}/explain", Viewer, |r| {
+            r.to(explain::explain_campaign)
+        }),
+        endpoint(Method::GET, "/api/v1/campaigns/{id}/events", Viewer, |r| {
+            r.to(events::campaign_events)
+        }),
+        endpoint(
+            Method::GET,
+            "/api/v1/campaigns/{id}/forecast",
+            Viewer,
+            |r| r.to(forecast::campaign_forecast),
+        ),
+        endpoint(Method::GET, "/api/v1/whoami", Viewer, |r| {
+            r.to(keys::whoami)
+        }),
+        endpoint(Method::POST, "/api/v1/keys", Admin, |r| {
+            r.to(keys::create_key)
+        }),
+        endpoint(Method::GET, "/api/v1/keys", Admin, |r| {
+            r.to(keys::list_keys)
+        }),
+        endpoint(Method::DELETE, "/api/v1/keys/{id}", Admin, |r| {
+            r.to(keys::revoke_key)
+        }),
+        endpoint(Method::GET, "/api/v1/audit", Admin, |r| {
+            r.to(audit::list_audit)
+        }),
+        endpoint(Method::POST, "/api/v1/dnc", Operator, |r| {
+            r.to(dnc::add_global)
+        }),
+        endpoint(Method::GET, "/api/v1/dnc", Viewer, |r| {
+            r.to(dnc::list_entries)
+        }),
+        endpoint(Method::GET, "/api/v1/dnc/{number}", Viewer, |r| {
+            r.to(dnc::get_entry)
+        }),
+        endpoint(Method::DELETE, "/api/v1/dnc/{number}", Admin, |r| {
+            r.to(dnc::remove_entry)
+        }),
+        endpoint(Method::POST, "/api/v1/campaigns/{id}/dnc", Operator, |r| {
+            r.to(dnc::add_for_campaign)
+        }),
+    ]
+}
+
+/// The routes of one path, each behind its guard; a known path with another method answers 405.
+fn resource(path: &str, pattern: &str, endpoints: &[&Endpoint]) -> actix_web::Resource {
+    let mut resource = web::resource(path.to_owned());
+    for endpoint in endpoints.iter().filter(|e| e.path == pattern) {
+        let (access, route) = (endpoint.access, endpoint.path);
+        resource = resource.route(
+            (endpoint.handler)(web::method(endpoint.method.clone())).wrap(from_fn(
+                move |req, next| access::guard(access, route, req, next),
+            )),
+        );
+    }
+    let allowed: Vec<String> = endpoints
+        .iter()
+        .filter(|e| e.path == pattern)
+        .map(|e| e.method.to_string())
+        .collect();
+    // Another method on a known path answers 405 to whoever may read it, and is audited like
+    // any request that is not a read.
+    let route: &'static str = endpoints
+        .iter()
+        .find(|e| e.path == pattern)
+        .map_or("unmatched", |e| e.path);
+    resource.default_service(
+        not_allowed(allowed.join(", ")).wrap(from_fn(move |req, next| {
+            access::guard(Access::Viewer, route, req, next)
+        })),
+    )
+}
+
+/// Every route in one place; a known path with the wrong method answers 405.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    for open in open_routes() {
+        let allow = open.method.to_string();
+        let mut resource = web::resource(open.path);
+        if let Some(limit) = open.body_limit {
+            resource = resource.app_data(web::PayloadConfig::new(limit));
+        }
+        cfg.service(
+            resource
+                .route((open.handler)(web::method(open.method.clone())))
+                .default_service(not_allowed(allow)),
+        );
+    }
+    let endpoints = endpoints();
+    let all: Vec<&Endpoint> = endpoints.iter().collect();
+    let mut paths: Vec<&'static str> = Vec::new();
+    for endpoint in &endpoints {
+        if !paths.contains(&endpoint.path) {
+            paths.push(endpoint.path);
+        }
+    }
+    // One scope for a campaign's routes: the router runs the `{id}` pattern (a regex) once and
+    // compares the rest as plain strings, where a resource per route ran one regex per route
+    // tried (a fifth of the CPU of a stats read).
+    const CAMPAIGN: &str = "/api/v1/campaigns/{id}";
+    let mut campaign = web::scope(CAMPAIGN);
+    for path in &paths {
+        match path.strip_prefix(CAMPAIGN) {
+            Some(rest) => campaign = campaign.service(resource(rest, path, &all)),
+            None => {
+                cfg.service(resource(path, path, &all));
+            }
+        }
+    }
+    cfg.service(campaign);
+}
+
+/// A route outside `/api/v1`, served to anyone without a key: probes, metrics, the console's
+/// files (which hold no data) and the carrier's signed callbacks.
+pub struct OpenRoute {
+    pub method: Method,
+    pub path: &'static str,
+    /// A bound on the body below the server's own, checked before the body is buffered.
+    body_limit: Option<usize>,
+    handler: fn(Route) -> Route,
+}
+
+/// The routes outside `/api/v1`.
+pub fn open_routes() -> Vec<OpenRoute> {
+    let get = |path, handler| OpenRoute {
+        method: Method::GET,
+        path,
+        body_limit: None,
+        handler,
+    };
+    vec![
+        get("/healthz", |r| r.to(health::healthz)),
+        get("/readyz", |r| r.to(health::readyz)),
+        get("/metrics", |r| r.to(health::metrics_text)),
+        get("/", |r| r.to(console::page)),
+        get("/console/{path:.+}", |r| r.to(console::asset)),
+        OpenRoute {
+            method: Method::POST,
+            path: crate::ports::STATUS_CALLBACK_PATH,
+            // Anyone may post here before the signature is checked: a callback is a few
+            // hundred bytes, so a large body is refused before it is buffered.
+            body_limit: Some(webhooks::MAX_CALLBACK_BYTES),
+            handler: |r| r.to(webhooks::twilio_status),
+        },
+    ]
+}
+
+/// What a process without the api role serves on its admin listener.
+const ADMIN_PATHS: [&str; 3] = ["/healthz", "/readyz", "/metrics"];
+
+/// Health and metrics only, for processes that run without the api role.
+pub fn configure_admin(cfg: &mut web::ServiceConfig) {
+    for open in open_routes()
+        .into_iter()
+        .filter(|r| ADMIN_PATHS.contains(&r.path))
+    {
+        cfg.route(open.path, (open.handler)(web::method(open.method)));
+    }
+}
+
+/// One segment of a route's pattern.
+enum Segment {
+    Literal(&'static str),
+    /// `{id}`: any one segment.
+    Any,
+    /// `{path:.+}`: one segment or more, to the end.
+    Rest,
+}
+
+type Pattern = (Vec<Segment>, &'static str);
+
+/// The route table's patterns as segments, each with the label of its routes.
+fn patterns() -> &'static [Pattern] {
+    static PATTERNS: OnceLock<Vec<Pattern>> = OnceLock::new();
+    PATTERNS.get_or_init(|| {
+        let mut paths: Vec<&'static str> = open_routes().iter().map(|r| r.path).collect();
+        for endpoint in endpoints() {
+            if !paths.contains(&endpoint.path) {
+                paths.push(endpoint.path);
+            }
+        }
+        paths
+            .into_iter()
+            .map(|path| {
+                let segments = path
+                    .split('/')
+                    .filter(|s| !s.is_empty())
+                    .map(|s| match s {
+                        s if s.starts_with('{') && s.contains(':') => Segment::Rest,
+                        s if s.starts_with('{') => Segment::Any,
+                        s => Segment::Literal(s),
+                    })
+                    .collect();
+                // A label names its parameters only: `{path:.+}` reads `{path}`.
+                let label = match path.find(':') {
+                    Some(colon) if path.ends_with('}') => {
+                        &*Box::leak(format!("{}}}", &path[..colon]).into_boxed_str())
+                    }
+                    _ => path,
+                };
+                (segments, label)
+            })
+            .collect()
+    })
+}
+
+/// The route template of a path, as a static label. Cheaper than asking the router again
+/// (which runs its regexes a second time) and bounded: unknown paths are "unmatched".
+pub fn route_label(path: &str) -> &'static str {
+    'pattern: for (pattern, label) in patterns() {
+        let mut given = path.split('/').filter(|s| !s.is_empty());
+        for segment in pattern {
+            match (segment, given.next()) {
+                (Segment::Rest, Some(_)) => return label,
+                (Segment::Any, Some(_)) => {}
+                (Segment::Literal(want), Some(s)) if *want == s => {}
+                _ => continue 'pattern,
+            }
+        }
+        if given.next().is_none() {
+            return label;
+        }
+    }
+    "unmatched"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn route_labels_are_templates() {
+        assert_eq!(
+            route_label("/api/v1/campaigns/abc/stats"),
+            "/api/v1/campaigns/{id}/stats"
+        );
+        assert_eq!(route_label("/api/v1/campaigns/"), "/api/v1/campaigns");
+        assert_eq!(route_label("/api/v1/calls/x"), "/api/v1/calls/{id}");
+        assert_eq!(route_label("/nope/1/2"), "unmatched");
+        assert_eq!(route_label("/"), "/");
+        assert_eq!(
+            route_label("/console/vendor/uPlot.min.css"),
+            "/console/{path}"
+        );
+    }
+
+    #[test]
+    fn every_route_has_its_own_label() {
+        for open in open_routes() {
+            let concrete = open.path.replace("{path:.+}", "vendor/a.css");
+            assert_ne!(route_label(&concrete), "unmatched", "{}", open.path);
+        }
+        for endpoint in endpoints() {
+            let concrete = endpoint.path.replace("{id}", "x").replace("{number}", "1");
+            assert_eq!(route_label(&concrete), endpoint.path);
+        }
+    }
+
+    #[test]
+    fn the_contract_documents_exactly_the_table() {
+        let document = contract::document();
+        let mut documented: Vec<String> = Vec::new();
+        for (path, item) in document["paths"].as_object().into_iter().flatten() {
+            for method in item.as_object().into_iter().flatten().map(|(m, _)| m) {
+                documented.push(format!("{} {path}", method.to_uppercase()));
+            }
+        }
+        // The document does not describe itself.
+        let mut table: Vec<String> = endpoints()
+            .iter()
+            .filter(|e| e.path != "/api/v1/openapi.json")
+            .map(|e| format!("{} {}", e.method, e.path))
+            .collect();
+        table.push(format!("POST {}", crate::ports::STATUS_CALLBACK_PATH));
+        documented.sort();
+        table.sort();
+        assert_eq!(documented, table);
+    }
+}
