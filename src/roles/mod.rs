@@ -12,8 +12,10 @@
 
 pub mod api;
 pub mod call;
+pub mod consume;
 pub mod export;
 pub mod messages;
+pub mod outcomes;
 pub mod retry;
 pub mod scheduler;
 pub mod status;

@@ -5,6 +5,7 @@
 //! timer); paused campaigns keep theirs until they start again.
 
 use chrono::{DateTime, Utc};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{info_span, Instrument};
 
@@ -12,6 +13,7 @@ use crate::context::AppContext;
 use crate::ports::{BusError, StoreError, Subscription, Topic};
 use crate::process::health::RoleHealth;
 use crate::process::role::RoleName;
+use crate::roles::consume::{self, Consumer};
 use crate::roles::messages::{self, RetryMessage};
 
 const PROMOTE_BATCH: usize = 10_000;
@@ -26,14 +28,67 @@ pub enum RetryError {
 
 pub struct RetryWorker {
     ctx: AppContext,
+    /// The earliest retry known to be due, from the store's rescan and the messages since.
+    next_due: Option<DateTime<Utc>>,
+    /// The next rescan of the store, whatever the messages say.
+    rescan_at: Instant,
 }
 
-/// How long a loop waits after a bus failure before trying again.
-const OUTAGE_PAUSE: std::time::Duration = std::time::Duration::from_millis(500);
+impl Consumer for RetryWorker {
+    type Message = RetryMessage;
+    const ROLE: RoleName = RoleName::Retry;
+    const TOPIC: Topic = Topic::Retry;
+    const GROUP: &'static str = "retry";
+    const BATCH: usize = 4096;
+
+    /// The retries themselves are in the store; a message only brings the next wake-up closer.
+    async fn handle(
+        &mut self,
+        retries: Vec<RetryMessage>,
+        _shutdown: &CancellationToken,
+    ) -> anyhow::Result<()> {
+        for retry in retries {
+            self.next_due = Some(
+                self.next_due
+                    .map_or(retry.due_at, |due| due.min(retry.due_at)),
+            );
+        }
+        Ok(())
+    }
+
+    fn next_tick(&self) -> Option<Instant> {
+        let due = self
+            .next_due
+            .map(|due| Instant::now() + (due - Utc::now()).to_std().unwrap_or_default());
+        Some(due.map_or(self.rescan_at, |due| due.min(self.rescan_at)))
+    }
+
+    async fn tick(&mut self) {
+        let now = Instant::now();
+        if now >= self.rescan_at {
+            self.rescan_at = now + self.ctx.settings.retry.poll_interval.0;
+        }
+        self.next_due = self.step().await;
+    }
+}
 
 impl RetryWorker {
     pub fn new(ctx: AppContext) -> Self {
-        Self { ctx }
+        Self {
+            ctx,
+            next_due: None,
+            // Due at once: a retry due while the process was down happens on start.
+            rescan_at: Instant::now(),
+        }
+    }
+
+    pub async fn run(
+        self,
+        subscription: Box<dyn Subscription>,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
+        let ctx = self.ctx.clone();
+        consume::run(self, &ctx, subscription, shutdown).await
     }
 
     /// Requeues every retry due at `now`; returns how many campaigns were woken.
@@ -72,64 +127,5 @@ impl RetryWorker {
                 None
             }
         }
-    }
-
-    pub async fn run(
-        self,
-        mut subscription: Box<dyn Subscription>,
-        shutdown: CancellationToken,
-    ) -> anyhow::Result<()> {
-        let mut poll = tokio::time::interval(self.ctx.settings.retry.poll_interval.0);
-        let mut next_due = self.step().await;
-        loop {
-            let sleep_for = next_due
-                .map(|due| (due - Utc::now()).to_std().unwrap_or_default())
-                .unwrap_or(self.ctx.settings.retry.poll_interval.0);
-            tokio::select! {
-                biased;
-                _ = shutdown.cancelled() => break,
-                batch = subscription.next_batch(4096) => {
-                    let batch = match batch {
-                        Ok(batch) => batch,
-                        Err(err) => {
-                            messages::outlast(err, &self.ctx, RoleName::Retry, OUTAGE_PAUSE).await?;
-                            continue;
-                        }
-                    };
-                    let mut tokens: Vec<u64> = Vec::with_capacity(batch.len());
-                    for delivery in &batch {
-                        match messages::decode::<RetryMessage>(Topic::Retry, &delivery.message) {
-                            Ok(retry) => {
-                                next_due = Some(next_due.map_or(retry.due_at, |due| due.min(retry.due_at)));
-                            }
-                            Err(err) => {
-                                let dead = self
-                                    .ctx
-                                    .bus
-                                    .dead_letter(Topic::Retry, delivery.message.clone(), &err.to_string())
-                                    .await;
-                                if let Err(err) = dead {
-                                    // Not acknowledged: delivered again once the bus is back.
-                                    messages::outlast(err, &self.ctx, RoleName::Retry, OUTAGE_PAUSE).await?;
-                                    continue;
-                                }
-                            }
-                        }
-                        tokens.push(delivery.token);
-                    }
-                    // The retry itself is in the store; the message only shortens the wait.
-                    if let Err(err) = subscription.ack(&tokens).await {
-                        messages::outlast(err, &self.ctx, RoleName::Retry, OUTAGE_PAUSE).await?;
-                    }
-                }
-                _ = tokio::time::sleep(sleep_for), if next_due.is_some() => {
-                    next_due = self.step().await;
-                }
-                _ = poll.tick() => {
-                    next_due = self.step().await;
-                }
-            }
-        }
-        Ok(())
     }
 }

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use rand::Rng;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{info_span, Instrument};
 
@@ -25,7 +26,8 @@ use crate::ports::{
 use crate::process::backoff::Backoff;
 use crate::process::health::RoleHealth;
 use crate::process::role::RoleName;
-use crate::roles::messages::{self, DispatchMessage, PolicyTerms};
+use crate::roles::consume::{self, Consumer};
+use crate::roles::messages::{self, DispatchMessage, PolicyTerms, WakeMessage};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SchedulerError {
@@ -62,6 +64,10 @@ pub struct Scheduler {
     /// Placed orphans the carrier said are still live: when to ask about each again, and the
     /// interval that led there (it doubles at each answer that the call is still live).
     live_at_carrier: std::sync::Mutex<HashMap<CallId, (tokio::time::Instant, std::time::Duration)>>,
+    /// The next timed scheduling step, whatever wake-ups say.
+    rescan_at: Instant,
+    /// The next look for orphaned attempts.
+    orphans_at: Instant,
 }
 
 /// The longest wait between two lookups of a call the carrier says is live.
@@ -79,6 +85,9 @@ impl Scheduler {
             cursor: 0,
             swept_at: None,
             live_at_carrier: std::sync::Mutex::new(HashMap::new()),
+            // Both due at once: a process starts by scheduling and by recovering orphans.
+            rescan_at: Instant::now(),
+            orphans_at: Instant::now(),
         }
     }
 
@@ -526,48 +535,61 @@ impl Scheduler {
     }
 
     pub async fn run(
-        mut self,
-        mut wake: Box<dyn Subscription>,
+        self,
+        wake: Box<dyn Subscription>,
         shutdown: CancellationToken,
     ) -> anyhow::Result<()> {
-        let settings = self.ctx.settings.scheduler.clone();
-        let mut rescan = tokio::time::interval(settings.interval.0);
-        let orphan_every = (settings.orphan_after.0 / 2).max(settings.heartbeat_interval.0);
-        let mut orphan_check = tokio::time::interval(orphan_every);
-        self.ctx.health.set(RoleName::Scheduler, RoleHealth::Ready);
-        loop {
-            tokio::select! {
-                biased;
-                _ = shutdown.cancelled() => break,
-                _ = orphan_check.tick() => {
-                    if let Err(err) = self.recover_orphans(self.ctx.clock.now()).await {
-                        tracing::warn!(error = %err, "orphan recovery failed");
-                    }
-                    // Instances silent for a day that hold nothing are history.
-                    if let Err(err) = self.ctx.store.prune_instances(INSTANCE_MEMORY).await {
-                        tracing::warn!(error = %err, "cannot prune silent instances");
-                    }
-                }
-                batch = wake.next_batch(4096) => {
-                    let batch = match batch {
-                        Ok(batch) => batch,
-                        Err(err) => {
-                            // The timer's rescans go on meanwhile.
-                            messages::outlast(err, &self.ctx, RoleName::Scheduler, std::time::Duration::from_millis(500)).await?;
-                            continue;
-                        }
-                    };
-                    let tokens: Vec<u64> = batch.iter().map(|d| d.token).collect();
-                    if let Err(err) = wake.ack(&tokens).await {
-                        messages::outlast(err, &self.ctx, RoleName::Scheduler, std::time::Duration::from_millis(500)).await?;
-                    }
-                    self.step().instrument(info_span!("schedule", trigger = "wake")).await;
-                }
-                _ = rescan.tick() => {
-                    self.step().instrument(info_span!("schedule", trigger = "timer")).await;
-                }
+        let ctx = self.ctx.clone();
+        consume::run(self, &ctx, wake, shutdown).await
+    }
+
+    /// How often attempts whose owner fell silent are looked for.
+    fn orphan_every(&self) -> std::time::Duration {
+        let settings = &self.ctx.settings.scheduler;
+        (settings.orphan_after.0 / 2).max(settings.heartbeat_interval.0)
+    }
+}
+
+impl Consumer for Scheduler {
+    type Message = WakeMessage;
+    const ROLE: RoleName = RoleName::Scheduler;
+    const TOPIC: Topic = Topic::Wake;
+    const GROUP: &'static str = "scheduler";
+    const BATCH: usize = 4096;
+
+    /// A wake-up names a campaign with work, but one step schedules every campaign.
+    async fn handle(
+        &mut self,
+        _wakes: Vec<WakeMessage>,
+        _shutdown: &CancellationToken,
+    ) -> anyhow::Result<()> {
+        self.step()
+            .instrument(info_span!("schedule", trigger = "wake"))
+            .await;
+        Ok(())
+    }
+
+    fn next_tick(&self) -> Option<Instant> {
+        Some(self.rescan_at.min(self.orphans_at))
+    }
+
+    async fn tick(&mut self) {
+        let now = Instant::now();
+        if now >= self.orphans_at {
+            self.orphans_at = now + self.orphan_every();
+            if let Err(err) = self.recover_orphans(self.ctx.clock.now()).await {
+                tracing::warn!(error = %err, "orphan recovery failed");
+            }
+            // Instances silent for a day that hold nothing are history.
+            if let Err(err) = self.ctx.store.prune_instances(INSTANCE_MEMORY).await {
+                tracing::warn!(error = %err, "cannot prune silent instances");
             }
         }
-        Ok(())
+        if now >= self.rescan_at {
+            self.rescan_at = now + self.ctx.settings.scheduler.interval.0;
+            self.step()
+                .instrument(info_span!("schedule", trigger = "timer"))
+                .await;
+        }
     }
 }

@@ -22,6 +22,7 @@ use crate::process::health::RoleHealth;
 use crate::process::role::{RoleName, ShutdownPhase};
 use crate::roles::api::ApiRole;
 use crate::roles::call::CallWorker;
+use crate::roles::consume::Consumer;
 use crate::roles::retry::RetryWorker;
 use crate::roles::scheduler::Scheduler;
 use crate::roles::status::StatusWorker;
@@ -97,10 +98,10 @@ impl Node {
         let wanted: Vec<(RoleName, Topic, &str)> = names
             .iter()
             .filter_map(|name| match name {
-                RoleName::Scheduler => Some((*name, Topic::Wake, "scheduler")),
-                RoleName::Call => Some((*name, Topic::Dispatch, "call")),
-                RoleName::Status => Some((*name, Topic::Status, "status")),
-                RoleName::Retry => Some((*name, Topic::Retry, "retry")),
+                RoleName::Scheduler => Some((*name, Scheduler::TOPIC, Scheduler::GROUP)),
+                RoleName::Call => Some((*name, CallWorker::TOPIC, CallWorker::GROUP)),
+                RoleName::Status => Some((*name, StatusWorker::TOPIC, StatusWorker::GROUP)),
+                RoleName::Retry => Some((*name, RetryWorker::TOPIC, RetryWorker::GROUP)),
                 RoleName::Api | RoleName::All => None,
             })
             .collect();

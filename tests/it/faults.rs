@@ -22,8 +22,11 @@ use outbound::ports::{
 };
 use outbound::process::role::RoleName;
 use outbound::roles::call::CallWorker;
+use outbound::roles::consume::{self, Consumer};
+use outbound::roles::messages::{self, RetryMessage};
 use outbound::roles::scheduler::Scheduler;
 use outbound::settings::GoDuration;
+use tokio_util::sync::CancellationToken;
 
 use crate::helpers::test_settings;
 
@@ -307,4 +310,93 @@ async fn a_final_callback_is_recorded_while_the_bus_is_down() {
     assert_eq!(stats.dialing_calls, 0, "its slot is free: {stats:?}");
     shutdown.cancel();
     let _ = server.await;
+}
+
+/// A role on the shared consume loop that remembers what it was handed and when it ticked.
+struct Recording {
+    seen: Arc<std::sync::Mutex<Vec<RetryMessage>>>,
+    ticks: Arc<std::sync::atomic::AtomicUsize>,
+    next: tokio::time::Instant,
+}
+
+impl Consumer for Recording {
+    type Message = RetryMessage;
+    const ROLE: RoleName = RoleName::Retry;
+    const TOPIC: Topic = Topic::Retry;
+    const GROUP: &'static str = "recording";
+    const BATCH: usize = 16;
+
+    async fn handle(
+        &mut self,
+        messages: Vec<RetryMessage>,
+        _shutdown: &CancellationToken,
+    ) -> anyhow::Result<()> {
+        self.seen.lock().unwrap().extend(messages);
+        Ok(())
+    }
+
+    fn next_tick(&self) -> Option<tokio::time::Instant> {
+        Some(self.next)
+    }
+
+    async fn tick(&mut self) {
+        self.ticks.fetch_add(1, Ordering::SeqCst);
+        self.next = tokio::time::Instant::now() + Duration::from_secs(3600);
+    }
+}
+
+#[tokio::test]
+async fn the_consume_loop_hands_over_messages_dead_letters_poison_and_runs_timers() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ctx = AppContext::build(test_settings(dir.path()), &BTreeSet::new(), true)
+        .await
+        .expect("context");
+    let bus = Arc::new(outbound::adapters::memory::MemoryBus::new());
+    ctx.bus = bus.clone();
+    let subscription = bus.subscribe(Topic::Retry, "recording").await.unwrap();
+    let retry = |campaign_id| {
+        messages::encode(
+            "k".into(),
+            &RetryMessage {
+                v: messages::VERSION,
+                campaign_id,
+                due_at: Utc::now(),
+            },
+        )
+    };
+    let poison = Message {
+        key: "k".into(),
+        payload: b"not json".to_vec(),
+        headers: Vec::new(),
+    };
+    let (first, second) = (CampaignId::new(), CampaignId::new());
+    bus.publish(Topic::Retry, vec![retry(first), poison, retry(second)])
+        .await
+        .unwrap();
+    let role = Recording {
+        seen: Arc::default(),
+        ticks: Arc::default(),
+        next: tokio::time::Instant::now(),
+    };
+    let (seen, ticks) = (role.seen.clone(), role.ticks.clone());
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn({
+        let (ctx, shutdown) = (ctx.clone(), shutdown.clone());
+        async move { consume::run(role, &ctx, subscription, shutdown).await }
+    });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while (seen.lock().unwrap().len() < 2 || ticks.load(Ordering::SeqCst) < 1)
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    shutdown.cancel();
+    running.await.unwrap().unwrap();
+    let seen: Vec<CampaignId> = seen.lock().unwrap().iter().map(|m| m.campaign_id).collect();
+    assert_eq!(seen, vec![first, second]);
+    assert_eq!(ticks.load(Ordering::SeqCst), 1, "the timer ran once");
+    let dead = bus.dead_letters();
+    assert_eq!(dead.len(), 1, "the poison message is dead-lettered");
+    assert_eq!(dead[0].0, Topic::Retry);
+    assert_eq!(dead[0].1.payload, b"not json".to_vec());
 }

@@ -699,6 +699,12 @@ impl CallWorker {
         !self.stalled()
     }
 
+    /// What the role reads, declared like the other roles' (`crate::roles::consume`).
+    pub const TOPIC: Topic = Topic::Dispatch;
+    pub const GROUP: &'static str = "call";
+    /// Most dispatches taken at once.
+    const BATCH: usize = 1024;
+
     pub async fn run(
         mut self,
         mut dispatches: Box<dyn Subscription>,
@@ -729,7 +735,7 @@ impl CallWorker {
                     let ready = self.take_turns(&mut *dispatches).await;
                     self.begin_batch(&mut *dispatches, ready).await;
                 }
-                batch = dispatches.next_batch(1024), if !stalled && self.paced.len() < MAX_PACED => {
+                batch = dispatches.next_batch(Self::BATCH), if !stalled && self.paced.len() < MAX_PACED => {
                     match batch {
                         Ok(batch) => {
                             let ready = if self.ctx.provider.pace().is_some() {

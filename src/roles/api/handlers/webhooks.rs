@@ -12,7 +12,7 @@ use crate::metrics::metrics;
 use crate::ports::{CallbackError, Topic};
 use crate::roles::api::error::{ApiError, ErrorBody, ErrorCode};
 use crate::roles::messages::{self, StatusMessage};
-use crate::roles::status::{StatusError, StatusWorker};
+use crate::roles::outcomes::{OutcomeRecorder, RecordError};
 
 /// The largest callback body read.
 pub const MAX_CALLBACK_BYTES: usize = 64 * 1024;
@@ -148,17 +148,17 @@ pub async fn twilio_status(
     // Twilio does not deliver a callback again unless told to: rather than lose the final
     // status to a bus outage, record it here, as the status role would (idempotently).
     tracing::warn!(error = %err, "cannot hand a status callback to the bus; recording it here");
-    match StatusWorker::new(ctx.get_ref().clone())
-        .process_batch(&[status], ctx.clock.now())
+    match OutcomeRecorder::new(ctx.get_ref().clone())
+        .record(&[status], ctx.clock.now())
         .await
     {
         // Recorded; only the wake-ups it sends after could not go out, and the scheduler's
         // and retry role's own rescans make up for them.
-        Ok(_) | Err(StatusError::Bus(_)) => {
+        Ok(_) | Err(RecordError::Bus(_)) => {
             counted("recorded");
             Ok(HttpResponse::NoContent().finish())
         }
-        Err(StatusError::Store(err)) => {
+        Err(RecordError::Store(err)) => {
             counted("unavailable");
             tracing::warn!(error = %err, "cannot record a status callback either");
             Err(ApiError::unavailable())
