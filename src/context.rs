@@ -328,8 +328,7 @@ fn telephony(
             cps: twilio.cps,
             ring_timeout: twilio.ring_timeout.0,
             request_timeout: twilio.request_timeout.0,
-            machine_detection: (twilio.machine_detection != "off")
-                .then(|| twilio.machine_detection.clone()),
+            machine_detection: twilio.machine_detection,
             machine_outcome: twilio.machine_outcome,
             probe_interval: twilio.probe_interval.0,
             max_call_duration: twilio.max_call_duration.0,

@@ -180,7 +180,7 @@ async fn load_test(
             let port = std::net::TcpListener::bind("127.0.0.1:0")?
                 .local_addr()?
                 .port();
-            settings.telephony.provider = "twilio".into();
+            settings.telephony.provider = outbound::settings::ProviderName::Twilio;
             let twilio = &mut settings.telephony.twilio;
             twilio.api_base = sim.url();
             twilio.account_sid = sim_config.account_sid.clone();

@@ -61,6 +61,28 @@ impl CarrierStatus {
     }
 }
 
+/// Whether the carrier listens for an answering machine (`telephony.twilio.machine_detection`),
+/// spelled as Twilio's `MachineDetection` parameter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum MachineDetection {
+    #[default]
+    #[serde(rename = "off")]
+    Off,
+    Enable,
+    DetectMessageEnd,
+}
+
+impl MachineDetection {
+    /// The `MachineDetection` parameter of a create request; none when off.
+    pub fn parameter(self) -> Option<&'static str> {
+        match self {
+            Self::Off => None,
+            Self::Enable => Some("Enable"),
+            Self::DetectMessageEnd => Some("DetectMessageEnd"),
+        }
+    }
+}
+
 /// What an answering machine counts as (`telephony.twilio.machine_outcome`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -35,7 +35,7 @@ fn use_sim(
         .and_then(|listener| listener.local_addr())
         .map_err(|e| failed("port", e))?
         .port();
-    settings.telephony.provider = "twilio".into();
+    settings.telephony.provider = crate::settings::ProviderName::Twilio;
     let twilio = &mut settings.telephony.twilio;
     twilio.api_base = sim.url();
     twilio.account_sid = config.account_sid.clone();

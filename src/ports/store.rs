@@ -121,16 +121,7 @@ pub struct CallFilter {
 #[async_trait]
 pub trait CampaignStore: Send + Sync + 'static {
     /// Inserts the campaign, its targets, one queued call per target and its statistics, in one
-    /// transaction.
-    async fn create_campaign(
-        &self,
-        new: NewCampaign,
-        now: DateTime<Utc>,
-    ) -> Result<Campaign, StoreError> {
-        self.create_campaign_audited(new, now, None).await
-    }
-
-    /// `create_campaign`, recording `audit` in the same transaction.
+    /// transaction, with `audit` (the API's record of the request, if any).
     async fn create_campaign_audited(
         &self,
         new: NewCampaign,
@@ -147,15 +138,6 @@ pub trait CampaignStore: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<Campaign>, StoreError>;
 
-    async fn update_campaign(
-        &self,
-        id: CampaignId,
-        changes: CampaignChanges,
-        now: DateTime<Utc>,
-    ) -> Result<Campaign, StoreError> {
-        self.update_campaign_audited(id, changes, now, None).await
-    }
-
     async fn update_campaign_audited(
         &self,
         id: CampaignId,
@@ -165,16 +147,6 @@ pub trait CampaignStore: Send + Sync + 'static {
     ) -> Result<Campaign, StoreError>;
 
     /// Applies a status action; `complete` cancels every call not dialing, in the same transaction.
-    async fn transition_campaign(
-        &self,
-        id: CampaignId,
-        action: StatusAction,
-        now: DateTime<Utc>,
-    ) -> Result<Transition, StoreError> {
-        self.transition_campaign_audited(id, action, now, None)
-            .await
-    }
-
     async fn transition_campaign_audited(
         &self,
         id: CampaignId,
@@ -207,16 +179,6 @@ pub trait CampaignStore: Send + Sync + 'static {
 pub trait CallStore: Send + Sync + 'static {
     /// Queues one new call per number, each with a fresh attempt budget. Every number must be a
     /// registered target of a campaign that is not completed.
-    async fn enqueue_calls(
-        &self,
-        campaign_id: CampaignId,
-        targets: Vec<NewTarget>,
-        now: DateTime<Utc>,
-    ) -> Result<Vec<Call>, StoreError> {
-        self.enqueue_calls_audited(campaign_id, targets, now, None)
-            .await
-    }
-
     async fn enqueue_calls_audited(
         &self,
         campaign_id: CampaignId,

@@ -22,7 +22,7 @@ pub use self::masking::mask_url;
 use self::values::{e164, DAY};
 pub use self::values::{Days, GoDuration, Property, Secret};
 use crate::domain::access::KeyPolicy;
-use crate::domain::carrier::MachineOutcome;
+use crate::domain::carrier::{MachineDetection, MachineOutcome};
 use crate::process::role::RoleName;
 
 /// The audit log's upkeep.
@@ -267,8 +267,7 @@ pub struct TwilioSettings {
     pub cps: f64,
     pub ring_timeout: GoDuration,
     pub request_timeout: GoDuration,
-    /// `off`, `Enable` or `DetectMessageEnd`.
-    pub machine_detection: String,
+    pub machine_detection: MachineDetection,
     pub machine_outcome: MachineOutcome,
     pub max_call_duration: GoDuration,
     /// How often refused credentials are checked again.
@@ -292,7 +291,7 @@ impl Default for TwilioSettings {
             cps: 1.0,
             ring_timeout: Duration::from_secs(30).into(),
             request_timeout: Duration::from_secs(15).into(),
-            machine_detection: "off".into(),
+            machine_detection: MachineDetection::Off,
             machine_outcome: MachineOutcome::Completed,
             max_call_duration: Duration::from_secs(4 * 3600).into(),
             probe_interval: Duration::from_secs(30).into(),
@@ -305,14 +304,14 @@ impl Default for TwilioSettings {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TelephonySettings {
-    pub provider: String,
+    pub provider: ProviderName,
     pub mock: MockSettings,
     pub twilio: TwilioSettings,
 }
 
 impl TelephonySettings {
     pub fn is_twilio(&self) -> bool {
-        self.provider == "twilio"
+        self.provider == ProviderName::Twilio
     }
 
     /// How long after it was placed a call whose final status never came is looked up: with
@@ -344,7 +343,7 @@ impl TelephonySettings {
 impl Default for TelephonySettings {
     fn default() -> Self {
         Self {
-            provider: "mock".into(),
+            provider: ProviderName::Mock,
             mock: MockSettings::default(),
             twilio: TwilioSettings::default(),
         }
@@ -552,6 +551,26 @@ impl ComplianceSettings {
 
     pub fn recipient_hours(&self) -> crate::domain::business_hours::BusinessHours {
         crate::domain::business_hours::BusinessHours::new(self.recipient_hours.clone())
+    }
+}
+
+/// The telephony provider that places the calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProviderName {
+    /// Simulated calls in the process: nobody is called.
+    #[default]
+    Mock,
+    /// A Twilio-compatible carrier's REST API.
+    Twilio,
+}
+
+impl ProviderName {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Mock => "mock",
+            Self::Twilio => "twilio",
+        }
     }
 }
 

@@ -416,7 +416,7 @@ fn auto_auth_waives_keys_only_on_a_loopback_bind_without_a_public_url() {
 #[test]
 fn a_split_call_role_on_a_carrier_keeps_one_pace_and_rings_at_least_15_seconds() {
     let mut settings = Settings::default();
-    settings.telephony.provider = "twilio".into();
+    settings.telephony.provider = crate::settings::ProviderName::Twilio;
     settings.telephony.twilio.auth_token = Secret::new("t");
     settings.telephony.twilio.account_sid = "AC0123456789abcdef0123456789abcdef".into();
     settings.telephony.twilio.from = "+15555550100".into();
@@ -445,7 +445,7 @@ fn a_split_call_role_on_a_carrier_keeps_one_pace_and_rings_at_least_15_seconds()
 #[test]
 fn the_carriers_auth_token_never_shows() {
     let mut settings = Settings::default();
-    settings.telephony.provider = "twilio".into();
+    settings.telephony.provider = crate::settings::ProviderName::Twilio;
     settings.telephony.twilio.auth_token = Secret::new("s3cr3t-token");
     settings.telephony.twilio.account_sid = "AC0123456789abcdef0123456789abcdef".into();
     settings.telephony.twilio.from = "+15555550100".into();
@@ -477,10 +477,27 @@ fn the_carriers_auth_token_never_shows() {
     let mut copy = settings.clone();
     copy.telephony.twilio.cps = 0.0;
     assert!(copy.validate().is_err());
-    copy.telephony.provider = "nexmo".into();
-    assert!(copy
-        .validate()
-        .unwrap_err()
-        .to_string()
-        .contains("mock, twilio"));
+}
+
+#[test]
+fn enumerated_keys_name_their_choices() {
+    for (toml, key, choices) in [
+        (
+            "[telephony]\nprovider = \"nexmo\"",
+            "telephony.provider",
+            "`mock` or `twilio`",
+        ),
+        (
+            "[telephony.twilio]\nmachine_detection = \"on\"",
+            "telephony.twilio.machine_detection",
+            "`off`, `Enable`, `DetectMessageEnd`",
+        ),
+    ] {
+        let err = Figment::from(Serialized::defaults(Settings::default()))
+            .merge(Toml::string(toml))
+            .extract::<Settings>()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(key) && err.contains(choices), "{err}");
+    }
 }

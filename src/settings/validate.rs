@@ -132,15 +132,8 @@ impl Settings {
     }
 
     fn validate_telephony(&self) -> Result<(), SettingsError> {
-        match self.telephony.provider.as_str() {
-            "mock" => {}
-            "twilio" => return self.validate_twilio(),
-            other => {
-                return Err(invalid(
-                    "telephony.provider",
-                    format!("unknown provider {other:?}; available: mock, twilio"),
-                ))
-            }
+        if self.telephony.is_twilio() {
+            return self.validate_twilio();
         }
         let mock = &self.telephony.mock;
         for (key, rate) in [
@@ -242,12 +235,6 @@ impl Settings {
             return Err(invalid(
                 "telephony.twilio.max_call_duration",
                 "must be at least 1s",
-            ));
-        }
-        if !["off", "Enable", "DetectMessageEnd"].contains(&twilio.machine_detection.as_str()) {
-            return Err(invalid(
-                "telephony.twilio.machine_detection",
-                "must be off, Enable or DetectMessageEnd",
             ));
         }
         if twilio.twiml.trim().is_empty() || twilio.twiml.len() > 4000 {

@@ -29,6 +29,7 @@ use outbound::settings::GoDuration;
 use tokio_util::sync::CancellationToken;
 
 use crate::helpers::test_settings;
+use crate::helpers::Unaudited;
 
 /// The in-process bus, whose publishing fails while `down` is set.
 struct SwitchedBus {
@@ -230,7 +231,7 @@ async fn a_final_callback_is_recorded_while_the_bus_is_down() {
     let port = crate::process::free_port();
     let mut settings = test_settings(dir.path());
     settings.http.bind = format!("127.0.0.1:{port}");
-    settings.telephony.provider = "twilio".into();
+    settings.telephony.provider = outbound::settings::ProviderName::Twilio;
     let twilio = &mut settings.telephony.twilio;
     twilio.account_sid = "AC0123456789abcdef0123456789abcdef".into();
     twilio.auth_token = outbound::settings::Secret::new("token");

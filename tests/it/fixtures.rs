@@ -9,6 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::helpers::Unaudited;
 use chrono::Utc;
 use outbound::adapters::kafka::{KafkaBus, KafkaBusConfig};
 use outbound::adapters::memory::{LocalLimiter, MemoryBus};

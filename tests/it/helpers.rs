@@ -5,7 +5,12 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
+use outbound::domain::call::Call;
+use outbound::domain::campaign::{Campaign, CampaignChanges, StatusAction, Transition};
+use outbound::domain::ids::CampaignId;
 use outbound::loadtest::client::{routes, ApiClient};
+use outbound::ports::{NewCampaign, NewTarget, Store, StoreError};
 use outbound::process::role::RoleName;
 use outbound::runtime::Node;
 use outbound::settings::{GoDuration, Settings};
@@ -363,3 +368,46 @@ pub fn unique_name(prefix: &str) -> String {
 pub fn data_path(dir: &tempfile::TempDir) -> PathBuf {
     dir.path().join("outbound.db")
 }
+
+/// The store's writes without an audit entry, as a test makes them; the API always records one.
+#[allow(async_fn_in_trait)]
+pub trait Unaudited: Store {
+    async fn create_campaign(
+        &self,
+        new: NewCampaign,
+        now: DateTime<Utc>,
+    ) -> Result<Campaign, StoreError> {
+        self.create_campaign_audited(new, now, None).await
+    }
+
+    async fn update_campaign(
+        &self,
+        id: CampaignId,
+        changes: CampaignChanges,
+        now: DateTime<Utc>,
+    ) -> Result<Campaign, StoreError> {
+        self.update_campaign_audited(id, changes, now, None).await
+    }
+
+    async fn transition_campaign(
+        &self,
+        id: CampaignId,
+        action: StatusAction,
+        now: DateTime<Utc>,
+    ) -> Result<Transition, StoreError> {
+        self.transition_campaign_audited(id, action, now, None)
+            .await
+    }
+
+    async fn enqueue_calls(
+        &self,
+        campaign_id: CampaignId,
+        targets: Vec<NewTarget>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Call>, StoreError> {
+        self.enqueue_calls_audited(campaign_id, targets, now, None)
+            .await
+    }
+}
+
+impl<S: Store + ?Sized> Unaudited for S {}

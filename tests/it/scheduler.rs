@@ -15,6 +15,7 @@ use outbound::process::role::RoleName;
 use outbound::roles::scheduler::Scheduler;
 
 use crate::helpers::test_settings;
+use crate::helpers::Unaudited;
 
 /// Monday 2026-11-30 15:00 UTC, 10:00 in New York.
 fn monday_morning_in_new_york() -> DateTime<Utc> {

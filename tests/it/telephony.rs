@@ -35,7 +35,7 @@ pub(crate) async fn start_sim(configure: impl FnOnce(&mut SimConfig)) -> Carrier
 pub(crate) fn use_carrier(settings: &mut Settings, sim: &CarrierSim, port: u16) {
     settings.http.bind = format!("127.0.0.1:{port}");
     let twilio = &mut settings.telephony.twilio;
-    settings.telephony.provider = "twilio".into();
+    settings.telephony.provider = outbound::settings::ProviderName::Twilio;
     twilio.api_base = sim.url();
     twilio.account_sid = SID.into();
     twilio.auth_token = Secret::new(TOKEN);

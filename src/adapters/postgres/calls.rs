@@ -7,7 +7,7 @@ use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text};
 use diesel_async::RunQueryDsl;
 use futures::FutureExt;
 
-use super::campaigns::{apply_stats, load_campaign};
+use super::campaigns::{apply_stats, load_campaign, Lock};
 use super::keys::record;
 use super::{rows_per_insert, Conn, PgStore};
 use crate::adapters::sql::prepared::KeepPrepared;
@@ -82,7 +82,7 @@ pub(super) async fn enqueue(
                 record(conn, audit.as_ref()).await?;
                 // FOR UPDATE, not KEY SHARE: a report completing the campaign concurrently
                 // must either see these calls or finish before they are added.
-                let campaign = load_campaign(conn, campaign_id, "FOR UPDATE")
+                let campaign = load_campaign(conn, campaign_id, Lock::ForUpdate)
                     .await?
                     .ok_or(Failure::Store(StoreError::NotFound))?;
                 campaign.status.ensure_mutable("queue calls for")?;

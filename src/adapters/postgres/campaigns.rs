@@ -32,12 +32,30 @@ use crate::domain::stats::{CampaignStats, StatsDelta};
 use crate::ports::{NewCampaign, NewTarget, StoreError};
 
 /// Loads a campaign; `lock` is empty or a row-locking clause such as `FOR UPDATE`.
+/// Whether a read locks the rows it reads until the transaction ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Lock {
+    None,
+    /// `FOR UPDATE`: writers of the row wait for this transaction.
+    ForUpdate,
+}
+
+impl Lock {
+    fn clause(self) -> &'static str {
+        match self {
+            Self::None => "",
+            Self::ForUpdate => "FOR UPDATE",
+        }
+    }
+}
+
 pub(super) async fn load_campaign(
     conn: &mut Conn,
     id: CampaignId,
-    lock: &str,
+    lock: Lock,
 ) -> Result<Option<Campaign>, Failure> {
-    let rows: Vec<CampaignRow> = diesel::sql_query(format!("{} {lock}", LOAD_CAMPAIGN.postgres()))
+    let sql = format!("{} {}", LOAD_CAMPAIGN.postgres(), lock.clause());
+    let rows: Vec<CampaignRow> = diesel::sql_query(sql)
         .bind::<Text, _>(id.to_string())
         .prepared()
         .load(conn)
@@ -47,13 +65,13 @@ pub(super) async fn load_campaign(
 
 /// Loads and locks (`FOR UPDATE`) a campaign that must exist.
 async fn lock_campaign(conn: &mut Conn, id: CampaignId) -> Result<Campaign, Failure> {
-    load_campaign(conn, id, "FOR UPDATE")
+    load_campaign(conn, id, Lock::ForUpdate)
         .await?
         .ok_or(Failure::Store(StoreError::NotFound))
 }
 
 async fn reload_campaign(conn: &mut Conn, id: CampaignId) -> Result<Campaign, Failure> {
-    load_campaign(conn, id, "")
+    load_campaign(conn, id, Lock::None)
         .await?
         .ok_or(Failure::Store(StoreError::NotFound))
 }
@@ -213,7 +231,7 @@ pub(super) async fn create(
 
 pub(super) async fn get(store: &PgStore, id: CampaignId) -> Result<Option<Campaign>, StoreError> {
     store
-        .read(move |conn| load_campaign(conn, id, "").boxed())
+        .read(move |conn| load_campaign(conn, id, Lock::None).boxed())
         .await
 }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 pub use callbacks::TwilioCallbacks;
 pub use provider::TwilioProvider;
 
-use crate::domain::carrier::MachineOutcome;
+use crate::domain::carrier::{MachineDetection, MachineOutcome};
 use crate::ports::DialRequest;
 use crate::settings::Secret;
 
@@ -27,8 +27,8 @@ pub struct TwilioConfig {
     pub cps: f64,
     pub ring_timeout: Duration,
     pub request_timeout: Duration,
-    /// `MachineDetection`, when enabled.
-    pub machine_detection: Option<String>,
+    /// `MachineDetection`: whether the carrier listens for an answering machine.
+    pub machine_detection: MachineDetection,
     pub machine_outcome: MachineOutcome,
     /// How often refused credentials are checked again.
     pub probe_interval: Duration,

@@ -306,8 +306,8 @@ impl Inner {
             "TimeLimit",
             config.max_call_duration.as_secs().max(1).to_string(),
         ));
-        if let Some(detection) = &config.machine_detection {
-            form.push(("MachineDetection", detection.clone()));
+        if let Some(detection) = config.machine_detection.parameter() {
+            form.push(("MachineDetection", detection.to_owned()));
         }
         form
     }

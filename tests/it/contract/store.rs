@@ -25,6 +25,7 @@ use outbound::ports::{
 use crate::fixtures::{
     campaign_with_finished_attempts, start_campaign, started_campaign, StoreAdapter,
 };
+use crate::helpers::Unaudited;
 
 async fn claims_are_exclusive(adapter: StoreAdapter) {
     let dir = tempfile::tempdir().expect("dir");

@@ -51,7 +51,7 @@ pub async fn readyz(ctx: Ctx, probe: web::Data<Probe>) -> HttpResponse {
     });
     if let Some(reason) = provider {
         body["provider"] = serde_json::json!({
-            "name": ctx.settings.telephony.provider,
+            "name": ctx.settings.telephony.provider.as_str(),
             "status": "unavailable",
             "reason": reason,
         });
