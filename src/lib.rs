@@ -14,13 +14,10 @@
 //! supervisor on top, and `context` the one place that wires adapters into ports.
 
 pub mod adapters;
-pub mod carrier_sim;
-pub mod chaos;
 pub mod cli;
 pub mod context;
 pub mod domain;
 pub mod keys_command;
-pub mod loadtest;
 pub mod metrics;
 pub mod ports;
 pub mod process;
@@ -28,3 +25,13 @@ pub mod roles;
 pub mod runtime;
 pub mod settings;
 pub mod telemetry;
+
+// What exercises the engine from outside (the Twilio-compatible carrier simulator, the load
+// test and benchmarks, fault injection) lives in `tools/`, so that `src/` reads as the engine;
+// it ships in the same executable, as `outbound carrier-sim`, `load-test`, `bench` and `chaos`.
+#[path = "../tools/carrier_sim/mod.rs"]
+pub mod carrier_sim;
+#[path = "../tools/chaos/mod.rs"]
+pub mod chaos;
+#[path = "../tools/loadtest/mod.rs"]
+pub mod loadtest;
