@@ -3,6 +3,7 @@
 
 mod callbacks;
 mod provider;
+mod reads;
 pub mod signature;
 
 use std::time::Duration;

@@ -22,7 +22,7 @@
 //!   attempt's call; none found means it was never created.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -30,9 +30,9 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
 use super::{callback_url, TwilioConfig};
+use crate::adapters::twilio::reads::{credentials_refused, Credentials};
 use crate::domain::call::AttemptOutcome;
 use crate::domain::carrier::{outcome, Audio, CarrierCall, CarrierStatus};
-use crate::domain::phone::PhoneNumber;
 use crate::metrics::metrics;
 use crate::ports::{
     Begin, ConcurrencyLimiter, CreateCheck, DialRequest, Lookup, PaceTerms, PauseReason,
@@ -42,54 +42,54 @@ use crate::ports::{
 
 /// Create refusals that are about the called number (invalid, unreachable, not permitted,
 /// not verified on a trial account): the attempt fails for good.
-const NUMBER_REFUSALS: [u32; 7] = [21211, 21214, 21215, 21217, 21219, 13223, 13224];
+pub(super) const NUMBER_REFUSALS: [u32; 7] = [21211, 21214, 21215, 21217, 21219, 13223, 13224];
 
 /// Create refusals that are about what the campaign asks (its audio URL, its caller ID: one the
 /// account does not own or has not verified, or not a valid number): every create of the
 /// campaign would be refused alike, and no other campaign's.
-const CAMPAIGN_REFUSALS: [u32; 4] = [21205, 21210, 21212, 21213];
+pub(super) const CAMPAIGN_REFUSALS: [u32; 4] = [21205, 21210, 21212, 21213];
 
 /// Twilio's code for credentials it does not accept, whatever the HTTP status.
-const AUTHENTICATION_ERROR: u32 = 20003;
+pub(super) const AUTHENTICATION_ERROR: u32 = 20003;
 
 /// How far apart the engine's and the carrier's clocks may be before the engine has read the
 /// carrier's (telephony.md: up to 60 s either way).
-const SKEW: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
+pub(super) const SKEW: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
 /// The error of the carrier's clock as read from its answers (whole seconds, and the request's
 /// round trip).
-const KNOWN_SKEW_MARGIN: chrono::TimeDelta = chrono::TimeDelta::seconds(3);
+pub(super) const KNOWN_SKEW_MARGIN: chrono::TimeDelta = chrono::TimeDelta::seconds(3);
 
 /// How long the carrier's lists are given to show a call whose create timed out.
-const LIST_SETTLE: Duration = Duration::from_secs(1);
+pub(super) const LIST_SETTLE: Duration = Duration::from_secs(1);
 
 /// The longest wait between two creates of a throttled attempt.
-const THROTTLE_CEILING: Duration = Duration::from_secs(30);
+pub(super) const THROTTLE_CEILING: Duration = Duration::from_secs(30);
 /// The longest wait between two tries of a lookup that failed.
-const LOOKUP_CEILING: Duration = Duration::from_secs(30);
+pub(super) const LOOKUP_CEILING: Duration = Duration::from_secs(30);
 /// The burst the account's pace allows, as time at `cps`.
-const PACE_BURST: Duration = Duration::from_millis(50);
+pub(super) const PACE_BURST: Duration = Duration::from_millis(50);
 /// How often the refusal of the credentials is logged while it lasts.
-const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(60);
+pub(super) const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(60);
 
 /// Twilio's call resource, the fields used.
 #[derive(Debug, Deserialize)]
-struct CallResource {
-    sid: String,
-    status: String,
+pub(super) struct CallResource {
+    pub(super) sid: String,
+    pub(super) status: String,
     #[serde(default)]
-    answered_by: Option<String>,
+    pub(super) answered_by: Option<String>,
     #[serde(default)]
-    duration: Option<String>,
+    pub(super) duration: Option<String>,
     #[serde(default)]
-    date_created: Option<String>,
+    pub(super) date_created: Option<String>,
     #[serde(default)]
-    end_time: Option<String>,
+    pub(super) end_time: Option<String>,
     #[serde(default)]
-    from: Option<String>,
+    pub(super) from: Option<String>,
 }
 
 impl CallResource {
-    fn carrier(&self) -> CarrierCall {
+    pub(super) fn carrier(&self) -> CarrierCall {
         CarrierCall {
             sid: Some(self.sid.clone()),
             status: CarrierStatus::parse(&self.status),
@@ -101,27 +101,27 @@ impl CallResource {
         }
     }
 
-    fn created_at(&self) -> Option<DateTime<Utc>> {
+    pub(super) fn created_at(&self) -> Option<DateTime<Utc>> {
         rfc2822(self.date_created.as_deref()?)
     }
 }
 
 #[derive(Debug, Deserialize)]
-struct CallList {
+pub(super) struct CallList {
     #[serde(default)]
-    calls: Vec<CallResource>,
+    pub(super) calls: Vec<CallResource>,
 }
 
 /// Twilio's error body.
 #[derive(Debug, Default, Deserialize)]
-struct ErrorBody {
+pub(super) struct ErrorBody {
     #[serde(default)]
-    code: Option<u32>,
+    pub(super) code: Option<u32>,
     #[serde(default)]
-    message: Option<String>,
+    pub(super) message: Option<String>,
 }
 
-fn rfc2822(text: &str) -> Option<DateTime<Utc>> {
+pub(super) fn rfc2822(text: &str) -> Option<DateTime<Utc>> {
     DateTime::parse_from_rfc2822(text)
         .ok()
         .map(|at| at.with_timezone(&Utc))
@@ -129,7 +129,7 @@ fn rfc2822(text: &str) -> Option<DateTime<Utc>> {
 
 /// What one create request came to.
 #[derive(Debug)]
-enum Created {
+pub(super) enum Created {
     Placed(CarrierCall),
     Throttled,
     /// Refused because of the number: the attempt fails for good.
@@ -153,69 +153,24 @@ enum Created {
     Ambiguous(String),
 }
 
-/// Whether the carrier accepts the account's credentials, as last seen.
-#[derive(Default)]
-struct Credentials {
-    refused: Mutex<Option<String>>,
-    logged_at: Mutex<Option<Instant>>,
-    probing: AtomicBool,
-    accepted: tokio::sync::Notify,
-}
-
-impl Credentials {
-    fn refusal(&self) -> Option<String> {
-        self.refused
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
-            .clone()
-    }
-
-    fn refuse(&self, reason: String) {
-        let mut logged = self
-            .logged_at
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
-        if logged.is_none_or(|at| at.elapsed() >= REFUSAL_LOG_EVERY) {
-            tracing::error!(reason = %reason, "the carrier refuses the credentials: dialing waits");
-            *logged = Some(Instant::now());
-        }
-        *self
-            .refused
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner()) = Some(reason);
-    }
-
-    fn accept(&self) {
-        let was = self
-            .refused
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
-            .take();
-        if was.is_some() {
-            tracing::info!("the carrier accepts the credentials again: dialing resumes");
-        }
-        self.accepted.notify_waiters();
-    }
-}
-
 /// The carrier's clock as the engine reads it from the calls it creates: `date_created` (on
 /// the carrier's clock, in whole seconds) minus when the create's answer arrived, a lower bound
 /// of how far the carrier's clock is ahead.
 #[derive(Default)]
-struct CarrierClock {
+pub(super) struct CarrierClock {
     /// Milliseconds the carrier's clock is ahead, once `known` (a create was answered).
-    offset_ms: std::sync::atomic::AtomicI64,
-    known: AtomicBool,
+    pub(super) offset_ms: std::sync::atomic::AtomicI64,
+    pub(super) known: AtomicBool,
 }
 
 impl CarrierClock {
-    fn offset(&self) -> Option<chrono::TimeDelta> {
+    pub(super) fn offset(&self) -> Option<chrono::TimeDelta> {
         self.known
             .load(Ordering::Acquire)
             .then(|| chrono::TimeDelta::milliseconds(self.offset_ms.load(Ordering::Acquire)))
     }
 
-    fn read(&self, answered: DateTime<Utc>, created: Option<DateTime<Utc>>) {
+    pub(super) fn read(&self, answered: DateTime<Utc>, created: Option<DateTime<Utc>>) {
         if let Some(created) = created {
             let offset = (created - answered).num_milliseconds();
             self.offset_ms.store(offset, Ordering::Release);
@@ -224,16 +179,16 @@ impl CarrierClock {
     }
 }
 
-struct Inner {
-    clock: CarrierClock,
-    config: TwilioConfig,
-    client: reqwest::Client,
-    pacer: Arc<dyn ConcurrencyLimiter>,
-    credentials: Credentials,
+pub(super) struct Inner {
+    pub(super) clock: CarrierClock,
+    pub(super) config: TwilioConfig,
+    pub(super) client: reqwest::Client,
+    pub(super) pacer: Arc<dyn ConcurrencyLimiter>,
+    pub(super) credentials: Credentials,
 }
 
 pub struct TwilioProvider {
-    inner: Arc<Inner>,
+    pub(super) inner: Arc<Inner>,
 }
 
 impl TwilioProvider {
@@ -275,7 +230,7 @@ impl TwilioProvider {
 }
 
 impl Inner {
-    fn account_url(&self) -> String {
+    pub(super) fn account_url(&self) -> String {
         format!(
             "{}/2010-04-01/Accounts/{}",
             self.config.api_base.trim_end_matches('/'),
@@ -283,7 +238,7 @@ impl Inner {
         )
     }
 
-    fn form(&self, request: &DialRequest) -> Vec<(&'static str, String)> {
+    pub(super) fn form(&self, request: &DialRequest) -> Vec<(&'static str, String)> {
         let config = &self.config;
         let from = request.voice.caller_id.as_ref().unwrap_or(&config.from);
         let audio = match &request.voice.audio {
@@ -312,7 +267,7 @@ impl Inner {
         form
     }
 
-    async fn create(&self, request: &DialRequest) -> Created {
+    pub(super) async fn create(&self, request: &DialRequest) -> Created {
         let started = Instant::now();
         let sent = self
             .client
@@ -398,174 +353,11 @@ impl Inner {
         created
     }
 
-    /// The attempt's call, if the carrier created one: the newest call to the number that the
-    /// carrier created no earlier than the attempt began and that had not ended before then,
-    /// other than `exclude` (the call's other attempts' calls). Read without a time filter:
-    /// Twilio's `StartTime` filter reads a call's start time, which a call still queued at the
-    /// carrier lacks, and compares dates. Times are compared on the carrier's clock, as far as
-    /// the engine knows it from the carrier's own answers; until it does, within `SKEW` either
-    /// way. Not filtered by caller id, which a campaign may set: the deployment has one live
-    /// call per number, so a call to it since then is this attempt's.
-    async fn find(
-        self: &Arc<Self>,
-        to: &PhoneNumber,
-        since: DateTime<Utc>,
-        exclude: &[String],
-    ) -> Result<Option<CallResource>, ProviderError> {
-        let started = Instant::now();
-        let (since, margin) = match self.clock.offset() {
-            Some(offset) => (since + offset, KNOWN_SKEW_MARGIN),
-            None => (since, SKEW),
-        };
-        let earliest = since - margin;
-        let response = self
-            .client
-            .get(format!("{}/Calls.json", self.account_url()))
-            .basic_auth(
-                &self.config.account_sid,
-                Some(self.config.auth_token.expose()),
-            )
-            .query(&[("To", to.as_str()), ("PageSize", "50")])
-            .send()
-            .await;
-        let result = match response {
-            Err(err) => Err(ProviderError::Unavailable(without_url(err).to_string())),
-            Ok(response) if response.status().is_success() => response
-                .json::<CallList>()
-                .await
-                .map_err(|e| {
-                    ProviderError::Unavailable(format!("unreadable call list: {}", without_url(e)))
-                })
-                .map(|list| {
-                    list.calls
-                        .into_iter()
-                        .filter(|call| !exclude.contains(&call.sid))
-                        .filter(|call| call.created_at().is_some_and(|at| at >= earliest))
-                        // Ended before the attempt began: an earlier call to the number.
-                        .filter(|call| {
-                            call.end_time
-                                .as_deref()
-                                .and_then(rfc2822)
-                                .is_none_or(|ended| ended >= earliest)
-                        })
-                        .max_by_key(|call| call.created_at())
-                }),
-            Ok(response) => Err(self.failed_read(response.status().as_u16())),
-        };
-        metrics()
-            .provider_requests
-            .with_label_values(&["list", if result.is_ok() { "ok" } else { "error" }])
-            .observe(started.elapsed().as_secs_f64());
-        result
-    }
-
-    async fn fetch(self: &Arc<Self>, sid: &str) -> Result<Option<CallResource>, ProviderError> {
-        let started = Instant::now();
-        let response = self
-            .client
-            .get(format!("{}/Calls/{sid}.json", self.account_url()))
-            .basic_auth(
-                &self.config.account_sid,
-                Some(self.config.auth_token.expose()),
-            )
-            .send()
-            .await;
-        let result = match response {
-            Err(err) => Err(ProviderError::Unavailable(without_url(err).to_string())),
-            Ok(response) if response.status().as_u16() == 404 => Ok(None),
-            Ok(response) if response.status().is_success() => response
-                .json::<CallResource>()
-                .await
-                .map(Some)
-                .map_err(|e| {
-                    ProviderError::Unavailable(format!("unreadable call: {}", without_url(e)))
-                }),
-            Ok(response) => Err(self.failed_read(response.status().as_u16())),
-        };
-        metrics()
-            .provider_requests
-            .with_label_values(&["fetch", if result.is_ok() { "ok" } else { "error" }])
-            .observe(started.elapsed().as_secs_f64());
-        result
-    }
-
-    /// A read the carrier refused. Refused credentials stop dialing until the account's probe
-    /// answers 200 again, so the prober starts here too: a lookup's 401 never stops dialing
-    /// for good.
-    fn failed_read(self: &Arc<Self>, status: u16) -> ProviderError {
-        if matches!(status, 401 | 403) {
-            self.credentials.refuse(credentials_refused(status));
-            self.watch_credentials();
-        }
-        ProviderError::Unavailable(format!("carrier answered HTTP {status}"))
-    }
-
-    /// Whether the carrier accepts the credentials (`GET` of the account).
-    async fn probe(&self) -> Result<bool, ProviderError> {
-        let response = self
-            .client
-            .get(format!("{}.json", self.account_url()))
-            .basic_auth(
-                &self.config.account_sid,
-                Some(self.config.auth_token.expose()),
-            )
-            .send()
-            .await
-            .map_err(|e| ProviderError::Unavailable(without_url(e).to_string()))?;
-        let status = response.status().as_u16();
-        match status {
-            200..=299 => Ok(true),
-            401 | 403 => {
-                self.credentials.refuse(credentials_refused(status));
-                Ok(false)
-            }
-            _ => Err(ProviderError::Unavailable(format!(
-                "carrier answered HTTP {status}"
-            ))),
-        }
-    }
-
-    /// Probes the account every `probe_interval` until the carrier accepts the credentials,
-    /// then lets dialing try again (a create refused for another reason is refused again, and
-    /// waits another round); one prober per process.
-    fn watch_credentials(self: &Arc<Self>) {
-        if self.credentials.probing.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        let inner = self.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(inner.config.probe_interval).await;
-                match inner.probe().await {
-                    Ok(true) => break,
-                    Ok(false) => {}
-                    Err(err) => tracing::warn!(error = %err, "cannot probe the carrier account"),
-                }
-            }
-            inner.credentials.probing.store(false, Ordering::Release);
-            inner.credentials.accept();
-        });
-    }
-
-    /// Waits until the carrier accepts the credentials; true if it had to wait.
-    async fn credentials_accepted(&self) -> bool {
-        let mut waited = false;
-        loop {
-            let accepted = self.credentials.accepted.notified();
-            if self.credentials.refusal().is_none() {
-                return waited;
-            }
-            waited = true;
-            // A missed wake-up costs at most a second.
-            let _ = tokio::time::timeout(Duration::from_secs(1), accepted).await;
-        }
-    }
-
     /// The account's pace: one create per `1/cps` across every process, with a burst of
     /// `PACE_BURST` worth of creates. A waiter wakes up to a millisecond late (the timer's
     /// resolution); without that slack, every late wake-up would be capacity lost for good
     /// (at 300 cps, a quarter of it).
-    fn pace(&self) -> PaceTerms {
+    pub(super) fn pace(&self) -> PaceTerms {
         PaceTerms {
             key: format!("twilio:{}", self.config.account_sid),
             per_second: self.config.cps,
@@ -575,7 +367,7 @@ impl Inner {
 
     /// Waits for the account's pace, for a create made again (throttled, or after an
     /// ambiguous one that was never created); the dialer paced the first.
-    async fn paced(&self) {
+    pub(super) async fn paced(&self) {
         let pace = self.pace();
         let mut counted = false;
         loop {
@@ -604,7 +396,7 @@ impl Inner {
     /// Places one attempt, to the end: `Placed`, `Ended` or `Unplaced` goes to `events`. The
     /// dialer took the first create's turn in the account's pace; any later create takes its
     /// own. `check` is asked right before each create.
-    async fn place(
+    pub(super) async fn place(
         self: Arc<Self>,
         request: DialRequest,
         events: ReportSink,
@@ -759,7 +551,7 @@ impl Inner {
 }
 
 /// Sleeps `wait`, unless `deadline` comes first; false if it did.
-async fn sleep_before(deadline: tokio::time::Instant, wait: Duration) -> bool {
+pub(super) async fn sleep_before(deadline: tokio::time::Instant, wait: Duration) -> bool {
     let until = tokio::time::Instant::now() + wait;
     if until >= deadline {
         tokio::time::sleep_until(deadline).await;
@@ -770,7 +562,7 @@ async fn sleep_before(deadline: tokio::time::Instant, wait: Duration) -> bool {
 }
 
 /// Reports an attempt the carrier refused to create as failed with its code.
-fn ended(
+pub(super) fn ended(
     events: &ReportSink,
     request: DialRequest,
     status: u16,
@@ -792,14 +584,8 @@ fn ended(
     }));
 }
 
-/// Why dialing waits when the carrier refuses the credentials: names the setting, never the
-/// token.
-fn credentials_refused(status: u16) -> String {
-    format!("the carrier answers HTTP {status} to telephony.twilio.account_sid's credentials")
-}
-
 /// A request error's text without the URL, which names the account.
-fn without_url(err: reqwest::Error) -> reqwest::Error {
+pub(super) fn without_url(err: reqwest::Error) -> reqwest::Error {
     err.without_url()
 }
 
