@@ -29,159 +29,150 @@ pub struct Metrics {
     pub blocked_calls: IntCounterVec,
 }
 
+/// Makes each metric and registers it at once, so none can be made and left unregistered.
+struct Registrar(Registry);
+
+impl Registrar {
+    fn add<M: prometheus::core::Collector + Clone + 'static>(
+        &self,
+        metric: M,
+    ) -> Result<M, prometheus::Error> {
+        self.0.register(Box::new(metric.clone()))?;
+        Ok(metric)
+    }
+
+    fn counter(&self, name: &str, help: &str) -> Result<IntCounter, prometheus::Error> {
+        self.add(IntCounter::new(name, help)?)
+    }
+
+    fn counters(
+        &self,
+        name: &str,
+        help: &str,
+        labels: &[&str],
+    ) -> Result<IntCounterVec, prometheus::Error> {
+        self.add(IntCounterVec::new(Opts::new(name, help), labels)?)
+    }
+
+    fn gauge(&self, name: &str, help: &str) -> Result<IntGauge, prometheus::Error> {
+        self.add(IntGauge::new(name, help)?)
+    }
+
+    fn gauges(
+        &self,
+        name: &str,
+        help: &str,
+        labels: &[&str],
+    ) -> Result<IntGaugeVec, prometheus::Error> {
+        self.add(IntGaugeVec::new(Opts::new(name, help), labels)?)
+    }
+
+    fn histograms(
+        &self,
+        name: &str,
+        help: &str,
+        buckets: &[f64],
+        labels: &[&str],
+    ) -> Result<HistogramVec, prometheus::Error> {
+        let opts = HistogramOpts::new(name, help).buckets(buckets.to_vec());
+        self.add(HistogramVec::new(opts, labels)?)
+    }
+}
+
 fn build() -> Result<Metrics, prometheus::Error> {
-    let registry = Registry::new();
-    let http_requests = IntCounterVec::new(
-        Opts::new(
+    let r = Registrar(Registry::new());
+    let campaign = &["campaign_id"];
+    Ok(Metrics {
+        http_requests: r.counters(
             "outbound_http_requests_total",
             "HTTP requests by route and status",
-        ),
-        &["method", "route", "status"],
-    )?;
-    let http_duration = HistogramVec::new(
-        HistogramOpts::new(
+            &["method", "route", "status"],
+        )?,
+        http_duration: r.histograms(
             "outbound_http_request_duration_seconds",
             "HTTP request latency",
-        )
-        .buckets(vec![
-            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-        ]),
-        &["method", "route"],
-    )?;
-    // No campaign label: one series per campaign ever run would grow without bound; the stats
-    // API has the per-campaign figures.
-    let attempts = IntCounter::new("outbound_attempts_total", "call attempts claimed")?;
-    let outcomes = IntCounterVec::new(
-        Opts::new(
+            &[
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+            ],
+            &["method", "route"],
+        )?,
+        // No campaign label: one series per campaign ever run would grow without bound; the
+        // stats API has the per-campaign figures.
+        attempts: r.counter("outbound_attempts_total", "call attempts claimed")?,
+        outcomes: r.counters(
             "outbound_attempt_outcomes_total",
             "attempt results recorded",
-        ),
-        &["outcome"],
-    )?;
-    let dispatched = IntCounterVec::new(
-        Opts::new(
+            &["outcome"],
+        )?,
+        dispatched: r.counters(
             "outbound_bus_messages_total",
             "messages published on the bus",
-        ),
-        &["topic"],
-    )?;
-    let queue_depth = IntGaugeVec::new(
-        Opts::new(
+            &["topic"],
+        )?,
+        queue_depth: r.gauges(
             "outbound_queue_depth",
             "calls waiting, by state, over all campaigns",
-        ),
-        &["state"],
-    )?;
-    let dialing = IntGauge::new(
-        "outbound_dialing_calls",
-        "calls being dialed by this process",
-    )?;
-    let mock_active = IntGaugeVec::new(
-        Opts::new(
+            &["state"],
+        )?,
+        dialing: r.gauge(
+            "outbound_dialing_calls",
+            "calls being dialed by this process",
+        )?,
+        mock_active: r.gauges(
             "outbound_mock_provider_active_calls",
             "calls the mock provider is carrying now, by campaign",
-        ),
-        &["campaign_id"],
-    )?;
-    let mock_peak = IntGaugeVec::new(
-        Opts::new(
+            campaign,
+        )?,
+        mock_peak: r.gauges(
             "outbound_mock_provider_peak_active_calls",
             "highest number of simultaneous calls the mock provider carried, by campaign",
-        ),
-        &["campaign_id"],
-    )?;
-    let mock_active_total = IntGauge::new(
-        "outbound_mock_provider_active_calls_total",
-        "calls the mock provider is carrying now, all campaigns",
-    )?;
-    let mock_peak_total = IntGauge::new(
-        "outbound_mock_provider_peak_active_calls_total",
-        "highest number of simultaneous calls the mock provider carried, all campaigns",
-    )?;
-    let dead_letters = IntCounterVec::new(
-        Opts::new(
+            campaign,
+        )?,
+        mock_active_total: r.gauge(
+            "outbound_mock_provider_active_calls_total",
+            "calls the mock provider is carrying now, all campaigns",
+        )?,
+        mock_peak_total: r.gauge(
+            "outbound_mock_provider_peak_active_calls_total",
+            "highest number of simultaneous calls the mock provider carried, all campaigns",
+        )?,
+        dead_letters: r.counters(
             "outbound_dead_letters_total",
             "poison messages moved to the dead-letter queue, by original topic",
-        ),
-        &["topic"],
-    )?;
-    let timeline_exported = IntCounter::new(
-        "outbound_timeline_exported_total",
-        "finished attempts copied from the store to the timeline",
-    )?;
-    let provider_requests = HistogramVec::new(
-        HistogramOpts::new(
+            &["topic"],
+        )?,
+        timeline_exported: r.counter(
+            "outbound_timeline_exported_total",
+            "finished attempts copied from the store to the timeline",
+        )?,
+        provider_requests: r.histograms(
             "outbound_provider_request_duration_seconds",
             "requests to the carrier's REST API, by operation and result",
-        )
-        .buckets(vec![
-            0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-        ]),
-        &["operation", "result"],
-    )?;
-    let throttled_dials = IntCounter::new(
-        "outbound_throttled_dials_total",
-        "creates that waited for the account's pace or were throttled by the carrier",
-    )?;
-    let carrier_callbacks = IntCounterVec::new(
-        Opts::new(
+            &[
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+            ],
+            &["operation", "result"],
+        )?,
+        throttled_dials: r.counter(
+            "outbound_throttled_dials_total",
+            "creates that waited for the account's pace or were throttled by the carrier",
+        )?,
+        carrier_callbacks: r.counters(
             "outbound_carrier_callbacks_total",
             "status callbacks received, by result (recorded, progress, bad_signature, unknown, malformed, unavailable)",
-        ),
-        &["result"],
-    )?;
-    let carrier_outcomes = IntCounterVec::new(
-        Opts::new(
+            &["result"],
+        )?,
+        carrier_outcomes: r.counters(
             "outbound_carrier_outcomes_total",
             "final call statuses reported by the carrier",
-        ),
-        &["status"],
-    )?;
-    let blocked_calls = IntCounterVec::new(
-        Opts::new(
+            &["status"],
+        )?,
+        blocked_calls: r.counters(
             "outbound_blocked_calls_total",
             "final statuses reporting a call the called party's side blocked (SIP 603, 607, 608), by caller ID",
-        ),
-        &["caller_id"],
-    )?;
-    registry.register(Box::new(blocked_calls.clone()))?;
-    registry.register(Box::new(provider_requests.clone()))?;
-    registry.register(Box::new(throttled_dials.clone()))?;
-    registry.register(Box::new(carrier_callbacks.clone()))?;
-    registry.register(Box::new(carrier_outcomes.clone()))?;
-    registry.register(Box::new(timeline_exported.clone()))?;
-    registry.register(Box::new(dead_letters.clone()))?;
-    registry.register(Box::new(mock_active_total.clone()))?;
-    registry.register(Box::new(mock_peak_total.clone()))?;
-    registry.register(Box::new(http_requests.clone()))?;
-    registry.register(Box::new(http_duration.clone()))?;
-    registry.register(Box::new(attempts.clone()))?;
-    registry.register(Box::new(outcomes.clone()))?;
-    registry.register(Box::new(dispatched.clone()))?;
-    registry.register(Box::new(queue_depth.clone()))?;
-    registry.register(Box::new(dialing.clone()))?;
-    registry.register(Box::new(mock_active.clone()))?;
-    registry.register(Box::new(mock_peak.clone()))?;
-    Ok(Metrics {
-        registry,
-        http_requests,
-        http_duration,
-        attempts,
-        outcomes,
-        dispatched,
-        queue_depth,
-        dialing,
-        mock_active,
-        mock_peak,
-        mock_active_total,
-        mock_peak_total,
-        dead_letters,
-        timeline_exported,
-        provider_requests,
-        throttled_dials,
-        carrier_callbacks,
-        carrier_outcomes,
-        blocked_calls,
+            &["caller_id"],
+        )?,
+        registry: r.0,
     })
 }
 
