@@ -393,6 +393,68 @@ impl Inner {
         }
     }
 
+    /// Waits, until `deadline` at most, for the credentials and for this create's turn in the
+    /// account's pace (unless `paced`: the dialer took it). Every dial that waited for the
+    /// credentials would go out at once when they come back: each takes a fresh turn instead.
+    /// False if the deadline came first.
+    async fn take_turn(&self, paced: bool, deadline: tokio::time::Instant) -> bool {
+        let ready = async {
+            let waited = self.credentials_accepted().await;
+            if waited || !paced {
+                self.paced().await;
+            }
+        };
+        tokio::time::timeout_at(deadline, ready).await.is_ok()
+    }
+
+    /// What became of an ambiguous create. A create still being processed when its request
+    /// timed out may show in the carrier's lists a little later: it is looked for twice, a
+    /// moment apart, before concluding it was never created. The deadline does not cut this
+    /// short: a call that exists must be found. Past `give_up` without an answer, the call may
+    /// exist, so it is handed over as placed, with no sid, and the scheduler's lookups (by
+    /// number) settle it; this dialer holds nothing meanwhile.
+    async fn resolve(
+        self: &Arc<Self>,
+        why: &str,
+        request: &DialRequest,
+        began: DateTime<Utc>,
+        check: &dyn CreateCheck,
+        give_up: tokio::time::Instant,
+        retry_wait: &mut Duration,
+    ) -> Resolution {
+        let mut found = Ok(None);
+        for _ in 0..2 {
+            tokio::time::sleep(LIST_SETTLE).await;
+            found = match check.other_sids(request.key()).await {
+                Ok(exclude) => self.find(&request.phone_number, began, &exclude).await,
+                Err(err) => Err(ProviderError::Unavailable(err.to_string())),
+            };
+            if !matches!(found, Ok(None)) {
+                break;
+            }
+        }
+        match found {
+            Ok(Some(call)) => {
+                tracing::info!(sid = %call.sid, "ambiguous create resolved: the call exists");
+                Resolution::Created(call.carrier())
+            }
+            Ok(None) => {
+                tracing::info!(reason = %why, "ambiguous create resolved: no call was created");
+                Resolution::NotCreated
+            }
+            Err(err) if tokio::time::Instant::now() < give_up => {
+                tracing::warn!(error = %err, "cannot resolve an ambiguous create yet");
+                tokio::time::sleep(*retry_wait).await;
+                *retry_wait = (*retry_wait * 2).min(LOOKUP_CEILING);
+                Resolution::AskAgain
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "ambiguous create still unresolved: handing it over for lookup");
+                Resolution::Created(CarrierCall::default())
+            }
+        }
+    }
+
     /// Places one attempt, to the end: `Placed`, `Ended` or `Unplaced` goes to `events`. The
     /// dialer took the first create's turn in the account's pace; any later create takes its
     /// own. `check` is asked right before each create.
@@ -415,65 +477,19 @@ impl Inner {
         };
         loop {
             if let Some(why) = &unresolved {
-                // A create still being processed when its request timed out may show in the
-                // carrier's lists a little later: look twice, a moment apart, before
-                // concluding it was never created. The deadline does not cut this short: a
-                // call that exists must be found.
-                tokio::time::sleep(LIST_SETTLE).await;
-                let mut found = match check.other_sids(request.key()).await {
-                    Ok(exclude) => self.find(&request.phone_number, began, &exclude).await,
-                    Err(err) => Err(ProviderError::Unavailable(err.to_string())),
-                };
-                if let Ok(None) = found {
-                    tokio::time::sleep(LIST_SETTLE).await;
-                    found = match check.other_sids(request.key()).await {
-                        Ok(exclude) => self.find(&request.phone_number, began, &exclude).await,
-                        Err(err) => Err(ProviderError::Unavailable(err.to_string())),
-                    };
-                }
-                match found {
-                    Ok(Some(call)) => {
-                        tracing::info!(sid = %call.sid, "ambiguous create resolved: the call exists");
-                        let _ = events.send(ProviderEvent::Placed {
-                            request,
-                            carrier: call.carrier(),
-                        });
+                let resolved = self
+                    .resolve(why, &request, began, &*check, give_up, &mut retry_wait)
+                    .await;
+                match resolved {
+                    Resolution::Created(carrier) => {
+                        let _ = events.send(ProviderEvent::Placed { request, carrier });
                         return;
                     }
-                    Ok(None) => {
-                        tracing::info!(reason = %why, "ambiguous create resolved: no call was created");
-                        unresolved = None;
-                    }
-                    Err(err) if tokio::time::Instant::now() < give_up => {
-                        tracing::warn!(error = %err, "cannot resolve an ambiguous create yet");
-                        tokio::time::sleep(retry_wait).await;
-                        retry_wait = (retry_wait * 2).min(LOOKUP_CEILING);
-                        continue;
-                    }
-                    // The carrier cannot be asked for long: the call may exist, so it is
-                    // handed over as placed, with no sid, and the scheduler's lookups (by
-                    // number) settle it; this dialer holds nothing meanwhile.
-                    Err(err) => {
-                        tracing::warn!(error = %err, "ambiguous create still unresolved: handing it over for lookup");
-                        let _ = events.send(ProviderEvent::Placed {
-                            request,
-                            carrier: CarrierCall::default(),
-                        });
-                        return;
-                    }
+                    Resolution::NotCreated => unresolved = None,
+                    Resolution::AskAgain => continue,
                 }
             }
-            let ready = async {
-                // Every dial that waited for the credentials would go out at once when they
-                // come back: each takes a fresh turn of the account's pace instead.
-                if self.credentials_accepted().await {
-                    paced = false;
-                }
-                if !paced {
-                    self.paced().await;
-                }
-            };
-            if tokio::time::timeout_at(deadline, ready).await.is_err() {
+            if !self.take_turn(paced, deadline).await {
                 return unplaced(request, Unplaced::Deadline);
             }
             paced = false;
@@ -514,21 +530,8 @@ impl Inner {
                     return ended(&events, request, status, code, true);
                 }
                 Created::CampaignRefused { code, message } => {
-                    tracing::warn!(
-                        code = code.unwrap_or_default(),
-                        message = %message,
-                        campaign_id = %request.campaign_id,
-                        "the carrier refuses the campaign's request: pausing the campaign"
-                    );
-                    let message = if message.is_empty() {
-                        "the carrier refused the campaign's request".to_owned()
-                    } else {
-                        message
-                    };
-                    return unplaced(
-                        request,
-                        Unplaced::Refused(PauseReason::carrier_refused(code, message)),
-                    );
+                    let why = campaign_refused(&request, code, message);
+                    return unplaced(request, why);
                 }
                 Created::BadCredentials(status) => {
                     self.credentials.refuse(credentials_refused(status));
@@ -548,6 +551,32 @@ impl Inner {
             }
         }
     }
+}
+
+/// What an ambiguous create turned out to be.
+pub(super) enum Resolution {
+    /// The call exists (or may: then with no sid).
+    Created(CarrierCall),
+    NotCreated,
+    /// The carrier could not be asked; ask again.
+    AskAgain,
+}
+
+/// The carrier refuses what the campaign asks of it: the campaign is paused, with the
+/// carrier's words.
+fn campaign_refused(request: &DialRequest, code: Option<u32>, message: String) -> Unplaced {
+    tracing::warn!(
+        code = code.unwrap_or_default(),
+        message = %message,
+        campaign_id = %request.campaign_id,
+        "the carrier refuses the campaign's request: pausing the campaign"
+    );
+    let message = if message.is_empty() {
+        "the carrier refused the campaign's request".to_owned()
+    } else {
+        message
+    };
+    Unplaced::Refused(PauseReason::carrier_refused(code, message))
 }
 
 /// Sleeps `wait`, unless `deadline` comes first; false if it did.
