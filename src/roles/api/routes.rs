@@ -38,112 +38,45 @@ const fn endpoint(
     }
 }
 
+/// One entry of the table: `route!(GET "/path", Viewer, handler)`.
+macro_rules! route {
+    ($method:ident $path:literal, $access:ident, $handler:path) => {
+        endpoint(Method::$method, $path, $access, |r| r.to($handler))
+    };
+}
+
 /// Every `/api/v1` route, with the access it requires (`../spec/security.md` gives the roles).
 pub fn endpoints() -> Vec<Endpoint> {
     use Access::{Admin, Operator, Public, Viewer};
     vec![
-        endpoint(Method::GET, "/api/v1/openapi.json", Public, |r| {
-            r.to(contract::openapi)
-        }),
-        endpoint(Method::POST, "/api/v1/campaigns", Admin, |r| {
-            r.to(campaigns::create_campaign)
-        }),
-        endpoint(Method::GET, "/api/v1/campaigns", Viewer, |r| {
-            r.to(campaigns::list_campaigns)
-        }),
-        endpoint(Method::GET, "/api/v1/campaigns/{id}", Viewer, |r| {
-            r.to(campaigns::get_campaign)
-        }),
-        endpoint(Method::PUT, "/api/v1/campaigns/{id}", Admin, |r| {
-            r.to(campaigns::update_campaign)
-        }),
-        endpoint(Method::GET, "/api/v1/campaigns/{id}/stats", Viewer, |r| {
-            r.to(campaigns::campaign_stats)
-        }),
-        endpoint(
-            Method::POST,
-            "/api/v1/campaigns/{id}/start",
-            Operator,
-            |r| r.to(campaigns::start_campaign),
-        ),
-        endpoint(
-            Method::POST,
-            "/api/v1/campaigns/{id}/pause",
-            Operator,
-            |r| r.to(campaigns::pause_campaign),
-        ),
-        endpoint(
-            Method::POST,
-            "/api/v1/campaigns/{id}/complete",
-            Operator,
-            |r| r.to(campaigns::complete_campaign),
-        ),
-        endpoint(
-            Method::POST,
-            "/api/v1/campaigns/{id}/targets",
-            Operator,
-            |r| r.to(targets::add_targets),
-        ),
-        endpoint(Method::GET, "/api/v1/campaigns/{id}/calls", Viewer, |r| {
-            r.to(calls::list_calls)
-        }),
-        endpoint(
-            Method::GET,
-            "/api/v1/campaigns/{id}/attempts",
-            Viewer,
-            |r| r.to(calls::list_attempts),
-        ),
-        endpoint(Method::POST, "/api/v1/calls", Operator, |r| {
-            r.to(calls::trigger_call)
-        }),
-        endpoint(Method::GET, "/api/v1/calls/{id}", Viewer, |r| {
-            r.to(calls::get_call)
-        }),
-        endpoint(Method::GET, "/api/v1/calls/{id}/explain", Viewer, |r| {
-            r.to(explain::explain_call)
-        }),
-        endpoint(Method::GET, "/api/v1/campaigns/{id}/explain", Viewer, |r| {
-            r.to(explain::explain_campaign)
-        }),
-        endpoint(Method::GET, "/api/v1/campaigns/{id}/events", Viewer, |r| {
-            r.to(events::campaign_events)
-        }),
-        endpoint(
-            Method::GET,
-            "/api/v1/campaigns/{id}/forecast",
-            Viewer,
-            |r| r.to(forecast::campaign_forecast),
-        ),
-        endpoint(Method::GET, "/api/v1/whoami", Viewer, |r| {
-            r.to(keys::whoami)
-        }),
-        endpoint(Method::POST, "/api/v1/keys", Admin, |r| {
-            r.to(keys::create_key)
-        }),
-        endpoint(Method::GET, "/api/v1/keys", Admin, |r| {
-            r.to(keys::list_keys)
-        }),
-        endpoint(Method::DELETE, "/api/v1/keys/{id}", Admin, |r| {
-            r.to(keys::revoke_key)
-        }),
-        endpoint(Method::GET, "/api/v1/audit", Admin, |r| {
-            r.to(audit::list_audit)
-        }),
-        endpoint(Method::POST, "/api/v1/dnc", Operator, |r| {
-            r.to(dnc::add_global)
-        }),
-        endpoint(Method::GET, "/api/v1/dnc", Viewer, |r| {
-            r.to(dnc::list_entries)
-        }),
-        endpoint(Method::GET, "/api/v1/dnc/{number}", Viewer, |r| {
-            r.to(dnc::get_entry)
-        }),
-        endpoint(Method::DELETE, "/api/v1/dnc/{number}", Admin, |r| {
-            r.to(dnc::remove_entry)
-        }),
-        endpoint(Method::POST, "/api/v1/campaigns/{id}/dnc", Operator, |r| {
-            r.to(dnc::add_for_campaign)
-        }),
+        route!(GET "/api/v1/openapi.json", Public, contract::openapi),
+        route!(POST "/api/v1/campaigns", Admin, campaigns::create_campaign),
+        route!(GET "/api/v1/campaigns", Viewer, campaigns::list_campaigns),
+        route!(GET "/api/v1/campaigns/{id}", Viewer, campaigns::get_campaign),
+        route!(PUT "/api/v1/campaigns/{id}", Admin, campaigns::update_campaign),
+        route!(GET "/api/v1/campaigns/{id}/stats", Viewer, campaigns::campaign_stats),
+        route!(POST "/api/v1/campaigns/{id}/start", Operator, campaigns::start_campaign),
+        route!(POST "/api/v1/campaigns/{id}/pause", Operator, campaigns::pause_campaign),
+        route!(POST "/api/v1/campaigns/{id}/complete", Operator, campaigns::complete_campaign),
+        route!(POST "/api/v1/campaigns/{id}/targets", Operator, targets::add_targets),
+        route!(GET "/api/v1/campaigns/{id}/calls", Viewer, calls::list_calls),
+        route!(GET "/api/v1/campaigns/{id}/attempts", Viewer, calls::list_attempts),
+        route!(POST "/api/v1/calls", Operator, calls::trigger_call),
+        route!(GET "/api/v1/calls/{id}", Viewer, calls::get_call),
+        route!(GET "/api/v1/calls/{id}/explain", Viewer, explain::explain_call),
+        route!(GET "/api/v1/campaigns/{id}/explain", Viewer, explain::explain_campaign),
+        route!(GET "/api/v1/campaigns/{id}/events", Viewer, events::campaign_events),
+        route!(GET "/api/v1/campaigns/{id}/forecast", Viewer, forecast::campaign_forecast),
+        route!(GET "/api/v1/whoami", Viewer, keys::whoami),
+        route!(POST "/api/v1/keys", Admin, keys::create_key),
+        route!(GET "/api/v1/keys", Admin, keys::list_keys),
+        route!(DELETE "/api/v1/keys/{id}", Admin, keys::revoke_key),
+        route!(GET "/api/v1/audit", Admin, audit::list_audit),
+        route!(POST "/api/v1/dnc", Operator, dnc::add_global),
+        route!(GET "/api/v1/dnc", Viewer, dnc::list_entries),
+        route!(GET "/api/v1/dnc/{number}", Viewer, dnc::get_entry),
+        route!(DELETE "/api/v1/dnc/{number}", Admin, dnc::remove_entry),
+        route!(POST "/api/v1/campaigns/{id}/dnc", Operator, dnc::add_for_campaign),
     ]
 }
 
