@@ -120,6 +120,20 @@ fn listen(
     Ok((bound, config))
 }
 
+/// Says at start whether the API asks for keys, so that an open API is never a surprise.
+fn log_key_policy(policy: KeyPolicy, bound: SocketAddr) {
+    match policy {
+        KeyPolicy::Always => tracing::info!(bind = %bound, "api keys required"),
+        KeyPolicy::UnlessLocal => tracing::info!(
+            bind = %bound,
+            "api keys required but for requests made on this host (auth.mode = auto)"
+        ),
+        KeyPolicy::Never => {
+            tracing::warn!(bind = %bound, "api keys not required (auth.mode = off)")
+        }
+    }
+}
+
 impl ApiRole {
     pub fn build(ctx: AppContext) -> Result<Self, ListenerError> {
         let (listener, tls) = listen(&ctx, &ctx.settings.http.bind)?;
@@ -165,16 +179,7 @@ impl ApiRole {
             .retaining(ctx.settings.audit.retention.0),
         );
         if !admin_only {
-            match gate.policy() {
-                KeyPolicy::Always => tracing::info!(bind = %bound, "api keys required"),
-                KeyPolicy::UnlessLocal => tracing::info!(
-                    bind = %bound,
-                    "api keys required but for requests made on this host (auth.mode = auto)"
-                ),
-                KeyPolicy::Never => {
-                    tracing::warn!(bind = %bound, "api keys not required (auth.mode = off)")
-                }
-            }
+            log_key_policy(gate.policy(), bound);
         }
         let gate_stopped = CancellationToken::new();
         // A process without the api role serves no keyed route: its gate never reloads.
