@@ -1,5 +1,7 @@
 //! When a campaign will be done, and what that forecast assumes.
 
+use std::collections::HashMap;
+
 use actix_web::{web, HttpResponse};
 use chrono::Utc;
 use serde::Serialize;
@@ -10,6 +12,7 @@ use super::campaigns::input::{
 };
 use super::{campaign_id, Ctx, Problems, Query};
 use crate::domain::admission::CampaignRules;
+use crate::domain::business_hours::BusinessHours;
 use crate::domain::campaign::CampaignStatus;
 use crate::domain::forecast;
 use crate::roles::api::error::{ApiError, ErrorBody};
@@ -61,16 +64,15 @@ const FORECAST_SAMPLE: usize = 1_000;
 /// settings without changing the campaign.
 // The document states `business_hours` as JSON content, an array of `BusinessHourInput`
 // (contract.rs).
-#[utoipa::path(get, path = "/api/v1/campaigns/{id}/forecast",
-    params(("max_concurrent_calls" = Option<u32>, Query, minimum = 1, maximum = 100000, description = "what if the limit were this"),
-        ("business_hours" = Option<String>, Query, description = "what if the business hours were these: a JSON array of {day_of_week, start, end}, as a campaign takes them (a window whose start equals its end gets 400 validation_failed)")),
-    responses((status = 200, body = ForecastResponse), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn campaign_forecast(
-    ctx: Ctx,
-    path: web::Path<String>,
-    query: Query,
-) -> Result<HttpResponse, ApiError> {
-    let id = campaign_id(&path)?;
+/// What a forecast is asked to assume instead of the campaign's own settings, with the names
+/// of the parameters that ask it.
+struct WhatIf {
+    names: Vec<String>,
+    limit: Option<u32>,
+    hours: Option<BusinessHours>,
+}
+
+fn what_if(query: &HashMap<String, String>) -> Result<WhatIf, ApiError> {
     let mut problems = Problems::default();
     let mut what_if = Vec::new();
     let limit = query.get("max_concurrent_calls").and_then(|raw| {
@@ -102,6 +104,28 @@ pub async fn campaign_forecast(
     if !problems.is_empty() {
         return Err(ApiError::validation(problems.0));
     }
+    Ok(WhatIf {
+        names: what_if,
+        limit,
+        hours,
+    })
+}
+
+#[utoipa::path(get, path = "/api/v1/campaigns/{id}/forecast",
+    params(("max_concurrent_calls" = Option<u32>, Query, minimum = 1, maximum = 100000, description = "what if the limit were this"),
+        ("business_hours" = Option<String>, Query, description = "what if the business hours were these: a JSON array of {day_of_week, start, end}, as a campaign takes them (a window whose start equals its end gets 400 validation_failed)")),
+    responses((status = 200, body = ForecastResponse), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn campaign_forecast(
+    ctx: Ctx,
+    path: web::Path<String>,
+    query: Query,
+) -> Result<HttpResponse, ApiError> {
+    let id = campaign_id(&path)?;
+    let WhatIf {
+        names: what_if,
+        limit,
+        hours,
+    } = what_if(&query)?;
     let campaign = ctx
         .store
         .get_campaign(id)
