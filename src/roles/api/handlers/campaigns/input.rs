@@ -7,13 +7,16 @@ use utoipa::ToSchema;
 
 use crate::domain::business_hours::{BusinessHours, BusinessWindow, WallTime};
 use crate::domain::campaign::RetryPolicy;
-use crate::domain::carrier::{twiml_problem, voice_url_problem, Audio};
+use crate::domain::carrier::{twiml_problem, voice_url_problem, Audio, Voice};
 use crate::domain::compliance::caps::parse_window;
 use crate::domain::compliance::{FrequencyCap, RestrictedPeriod};
 use crate::domain::duration::{format_go_duration, parse_go_duration};
+use crate::domain::ids::CampaignId;
 use crate::domain::phone::PhoneNumber;
-use crate::roles::api::handlers::targets::TargetInput;
+use crate::ports::NewCampaign;
+use crate::roles::api::handlers::targets::{validate_targets_as, FieldOf, TargetInput};
 use crate::roles::api::handlers::Problems;
+use crate::settings::Settings;
 
 pub const MAX_CONCURRENT: i64 = 100_000;
 
@@ -257,6 +260,85 @@ impl CreateCampaignRequest {
             caller_id: query.get("caller_id").cloned(),
             twiml: None,
             voice_url: None,
+        })
+    }
+
+    /// The campaign this request registers as `id`, or every problem it has. `field_of` names
+    /// a target's field as the body spelled it (JSON or CSV).
+    pub fn validate(
+        self,
+        id: CampaignId,
+        settings: &Settings,
+        field_of: FieldOf,
+    ) -> Result<NewCampaign, Problems> {
+        let mut problems = Problems::default();
+        let name = validate_name(self.name.as_deref(), &mut problems);
+        let time_zone = validate_time_zone(self.time_zone.as_deref(), &mut problems);
+        let max_concurrent = validate_max_concurrent(
+            self.max_concurrent_calls
+                .unwrap_or(i64::from(settings.campaign.default_max_concurrent_calls)),
+            &mut problems,
+        );
+        let policy = validate_retry_policy(&self.retry_policy.unwrap_or_default(), &mut problems);
+        let hours =
+            validate_business_hours(&self.business_hours.unwrap_or_default(), &mut problems);
+        let recipient_hours = match self.recipient_hours.as_deref() {
+            Some(windows) => validate_windows("recipient_hours", windows, &mut problems),
+            None => Some(settings.compliance.recipient_hours()),
+        };
+        let restricted_periods = validate_restricted_periods(
+            self.restricted_periods.as_deref().unwrap_or_default(),
+            &mut problems,
+        );
+        let recipient_limits = validate_recipient_limits(
+            self.recipient_limits.as_deref().unwrap_or_default(),
+            &mut problems,
+        );
+        let targets =
+            validate_targets_as(self.targets.unwrap_or_default(), &mut problems, field_of);
+        let description = validate_description(self.description, &mut problems);
+        let (caller_id, audio) = validate_voice(voice_input!(self), &mut problems);
+        let voice = Voice {
+            caller_id: caller_id.flatten(),
+            audio: audio.flatten(),
+        };
+        let (
+            Some(name),
+            Some(time_zone),
+            Some(max_concurrent),
+            Some(policy),
+            Some(hours),
+            Some(recipient_hours),
+            Some(restricted_periods),
+            Some(recipient_limits),
+            true,
+        ) = (
+            name,
+            time_zone,
+            max_concurrent,
+            policy,
+            hours,
+            recipient_hours,
+            restricted_periods,
+            recipient_limits,
+            problems.is_empty(),
+        )
+        else {
+            return Err(problems);
+        };
+        Ok(NewCampaign {
+            id,
+            name,
+            description: description.unwrap_or_default(),
+            time_zone,
+            max_concurrent_calls: max_concurrent,
+            retry_policy: policy,
+            business_hours: hours,
+            recipient_hours,
+            restricted_periods,
+            recipient_limits,
+            voice,
+            targets,
         })
     }
 }

@@ -8,12 +8,10 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
 
-use self::input::voice_input;
 use self::input::{
     validate_business_hours, validate_description, validate_max_concurrent, validate_name,
-    validate_recipient_limits, validate_restricted_periods, validate_retry_policy,
-    validate_time_zone, validate_voice, validate_windows, CreateCampaignRequest,
-    UpdateCampaignRequest,
+    validate_recipient_limits, validate_restricted_periods, validate_retry_policy, validate_voice,
+    validate_windows, voice_input, CreateCampaignRequest, UpdateCampaignRequest,
 };
 use self::output::{
     CampaignListResponse, CampaignResponse, DryRunResponse, StatsResponse, TargetPreview,
@@ -21,14 +19,11 @@ use self::output::{
 };
 use crate::context::AppContext;
 use crate::domain::campaign::{CampaignChanges, CampaignStatus, StatusAction, Transition};
-use crate::domain::carrier::Voice;
 use crate::domain::ids::CampaignId;
-use crate::ports::{NewCampaign, Topic};
+use crate::ports::Topic;
 use crate::roles::api::access::Audit;
 use crate::roles::api::error::{ApiError, ErrorBody, MAX_DETAILS, MAX_DRY_RUN_DETAILS};
-use crate::roles::api::handlers::targets::{
-    csv_field, csv_targets, json_target_field, validate_targets_as, FieldOf,
-};
+use crate::roles::api::handlers::targets::{csv_field, csv_targets, json_target_field, FieldOf};
 use crate::roles::api::handlers::{
     campaign_id, encode_token, page_params, wake_campaign, Ctx, Problems, Query,
 };
@@ -75,94 +70,33 @@ pub async fn create_campaign(
                 (body, csv_field)
             }
         };
-    let mut problems = Problems::default();
-    let name = validate_name(body.name.as_deref(), &mut problems);
-    let time_zone = validate_time_zone(body.time_zone.as_deref(), &mut problems);
-    let max_concurrent = validate_max_concurrent(
-        body.max_concurrent_calls.unwrap_or(i64::from(
-            ctx.settings.campaign.default_max_concurrent_calls,
-        )),
-        &mut problems,
-    );
-    let policy = validate_retry_policy(&body.retry_policy.unwrap_or_default(), &mut problems);
-    let hours = validate_business_hours(&body.business_hours.unwrap_or_default(), &mut problems);
-    let recipient_hours = match body.recipient_hours.as_deref() {
-        Some(windows) => validate_windows("recipient_hours", windows, &mut problems),
-        None => Some(ctx.settings.compliance.recipient_hours()),
-    };
-    let restricted_periods = validate_restricted_periods(
-        body.restricted_periods.as_deref().unwrap_or_default(),
-        &mut problems,
-    );
-    let recipient_limits = validate_recipient_limits(
-        body.recipient_limits.as_deref().unwrap_or_default(),
-        &mut problems,
-    );
-    let targets = validate_targets_as(body.targets.unwrap_or_default(), &mut problems, field_of);
-    let description = validate_description(body.description, &mut problems);
-    let (caller_id, audio) = validate_voice(voice_input!(body), &mut problems);
-    let voice = Voice {
-        caller_id: caller_id.flatten(),
-        audio: audio.flatten(),
-    };
-    let (
-        Some(name),
-        Some(time_zone),
-        Some(max_concurrent),
-        Some(policy),
-        Some(hours),
-        Some(recipient_hours),
-        Some(restricted_periods),
-        Some(recipient_limits),
-        true,
-    ) = (
-        name,
-        time_zone,
-        max_concurrent,
-        policy,
-        hours,
-        recipient_hours,
-        restricted_periods,
-        recipient_limits,
-        problems.is_empty(),
-    )
-    else {
-        let most = if dry_run {
-            MAX_DRY_RUN_DETAILS
-        } else {
-            MAX_DETAILS
-        };
-        return Err(ApiError::validation_up_to(problems.0, most));
-    };
+    let new = body
+        .validate(CampaignId::new(), &ctx.settings, field_of)
+        .map_err(|problems| {
+            let most = if dry_run {
+                MAX_DRY_RUN_DETAILS
+            } else {
+                MAX_DETAILS
+            };
+            ApiError::validation_up_to(problems.0, most)
+        })?;
     if dry_run {
         return Ok(HttpResponse::Ok().json(DryRunResponse {
             dry_run: true,
-            targets: targets.len(),
-            preview: targets
+            targets: new.targets.len(),
+            preview: new
+                .targets
                 .iter()
                 .take(DRY_RUN_PREVIEW)
                 .map(TargetPreview::from)
                 .collect(),
         }));
     }
-    let id = CampaignId::new();
+    let id = new.id;
     let campaign = ctx
         .store
         .create_campaign_audited(
-            NewCampaign {
-                id,
-                name,
-                description: description.unwrap_or_default(),
-                time_zone,
-                max_concurrent_calls: max_concurrent,
-                retry_policy: policy,
-                business_hours: hours,
-                recipient_hours,
-                restricted_periods,
-                recipient_limits,
-                voice,
-                targets,
-            },
+            new,
             Utc::now(),
             audit.entry(StatusCode::CREATED, Some(id.to_string())),
         )
