@@ -9,7 +9,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 
 use crate::context::AppContext;
 use crate::metrics::metrics;
-use crate::ports::{CallbackError, Topic};
+use crate::ports::{CallbackError, CarrierCallback, Topic};
 use crate::roles::api::error::{ApiError, ErrorBody, ErrorCode};
 use crate::roles::messages::{self, StatusMessage};
 use crate::roles::outcomes::{OutcomeRecorder, RecordError};
@@ -28,27 +28,13 @@ fn counted(result: &'static str) {
 }
 
 /// A carrier's status callback (Twilio's form parameters, signed with `X-Twilio-Signature`).
-#[utoipa::path(post, path = "/webhooks/twilio/status",
-    params(
-        ("campaign" = String, Query, format = Uuid, description = "the attempt's campaign, as the engine set it"),
-        ("call" = String, Query, format = Uuid, description = "the attempt's call"),
-        ("attempt" = u32, Query, description = "the attempt's number"),
-        ("X-Twilio-Signature" = String, Header, description = "base64 HMAC-SHA1 of the URL and the sorted parameters, keyed by the auth token"),
-    ),
-    request_body(content = String, content_type = "application/x-www-form-urlencoded",
-        description = "CallSid, AccountSid, CallStatus, CallDuration, Timestamp, SequenceNumber, SipResponseCode, AnsweredBy, ErrorCode"),
-    responses(
-        (status = 204, description = "recorded, or a progress event"),
-        (status = 400, body = ErrorBody, description = "malformed_body"),
-        (status = 403, body = ErrorBody, description = "invalid_signature"),
-        (status = 404, body = ErrorBody, description = "unknown_attempt, or no carrier configured"),
-        (status = 503, body = ErrorBody, description = "neither the bus nor the store can take it now"),
-    ))]
-pub async fn twilio_status(
-    ctx: web::Data<AppContext>,
-    req: HttpRequest,
+/// The callback the carrier signed, or the refusal of a request it did not sign (or that does
+/// not say which attempt it is about).
+fn verified(
+    ctx: &AppContext,
+    req: &HttpRequest,
     body: Result<web::Bytes, actix_web::Error>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<CarrierCallback, ApiError> {
     // The body's own errors in the API's envelope: too large, too slow, or cut off.
     let body = body.map_err(|err| match err.as_error::<PayloadError>() {
         Some(PayloadError::Overflow) => ApiError::payload_too_large(MAX_CALLBACK_BYTES),
@@ -74,31 +60,55 @@ pub async fn twilio_status(
             "no carrier sends callbacks here: telephony.provider is not twilio",
         ));
     };
-    let callback = match verifier.verify(req.query_string(), &body, signature, ctx.clock.now()) {
-        Ok(callback) => callback,
+    match verifier.verify(req.query_string(), &body, signature, ctx.clock.now()) {
+        Ok(callback) => Ok(callback),
         Err(CallbackError::BadSignature) => {
             counted("bad_signature");
             tracing::warn!(
                 signed = signature.is_some(),
                 "status callback refused: the signature does not verify"
             );
-            return Err(ApiError::new(
+            Err(ApiError::new(
                 ErrorCode::InvalidSignature,
                 "the X-Twilio-Signature header does not verify for this request",
-            ));
+            ))
         }
         Err(CallbackError::UnknownAttempt(why)) => {
             counted("unknown");
-            return Err(ApiError::new(
+            Err(ApiError::new(
                 ErrorCode::UnknownAttempt,
                 format!("the callback names no attempt: {why}"),
-            ));
+            ))
         }
         Err(CallbackError::Malformed(why)) => {
             counted("malformed");
-            return Err(ApiError::malformed(format!("malformed callback: {why}")));
+            Err(ApiError::malformed(format!("malformed callback: {why}")))
         }
-    };
+    }
+}
+
+#[utoipa::path(post, path = "/webhooks/twilio/status",
+    params(
+        ("campaign" = String, Query, format = Uuid, description = "the attempt's campaign, as the engine set it"),
+        ("call" = String, Query, format = Uuid, description = "the attempt's call"),
+        ("attempt" = u32, Query, description = "the attempt's number"),
+        ("X-Twilio-Signature" = String, Header, description = "base64 HMAC-SHA1 of the URL and the sorted parameters, keyed by the auth token"),
+    ),
+    request_body(content = String, content_type = "application/x-www-form-urlencoded",
+        description = "CallSid, AccountSid, CallStatus, CallDuration, Timestamp, SequenceNumber, SipResponseCode, AnsweredBy, ErrorCode"),
+    responses(
+        (status = 204, description = "recorded, or a progress event"),
+        (status = 400, body = ErrorBody, description = "malformed_body"),
+        (status = 403, body = ErrorBody, description = "invalid_signature"),
+        (status = 404, body = ErrorBody, description = "unknown_attempt, or no carrier configured"),
+        (status = 503, body = ErrorBody, description = "neither the bus nor the store can take it now"),
+    ))]
+pub async fn twilio_status(
+    ctx: web::Data<AppContext>,
+    req: HttpRequest,
+    body: Result<web::Bytes, actix_web::Error>,
+) -> Result<HttpResponse, ApiError> {
+    let callback = verified(&ctx, &req, body)?;
     let Some(outcome) = callback.outcome.clone() else {
         counted("progress");
         return Ok(HttpResponse::NoContent().finish());
