@@ -107,55 +107,80 @@ impl Scheduler {
         }
     }
 
+    /// The placed orphans due for a lookup now: those not known live at the carrier, or whose
+    /// next look has come; forgets the calls no longer waiting for their outcome.
+    fn due_lookups(&self, placed: &[OrphanedAttempt]) -> Vec<OrphanedAttempt> {
+        let mut live = self
+            .live_at_carrier
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        let at = tokio::time::Instant::now();
+        let waiting: std::collections::HashSet<CallId> =
+            placed.iter().map(|orphan| orphan.call_id).collect();
+        live.retain(|call_id, _| waiting.contains(call_id));
+        placed
+            .iter()
+            .filter(|orphan| {
+                live.get(&orphan.call_id)
+                    .is_none_or(|(recheck, _)| *recheck <= at)
+            })
+            .take(LOOKUPS_PER_PASS)
+            .cloned()
+            .collect()
+    }
+
+    /// Asks the carrier what became of a placed orphan.
+    async fn look_up(
+        &self,
+        orphan: &OrphanedAttempt,
+        now: DateTime<Utc>,
+    ) -> Result<Lookup, ProviderError> {
+        // A lookup by number must never take another attempt's call for this one.
+        let other_sids = if orphan.sid.is_some() {
+            Vec::new()
+        } else {
+            self.other_sids(orphan).await
+        };
+        let attempt = PlacedAttempt {
+            key: AttemptKey {
+                campaign_id: orphan.campaign_id,
+                call_id: orphan.call_id,
+                attempt: orphan.attempt,
+            },
+            phone_number: orphan.phone_number.clone(),
+            // Placed on the store's clock; the carrier's is compared with this host's.
+            placed_at: self.ctx.clock.to_host(orphan.placed_at.unwrap_or(now)),
+            sid: orphan.sid.clone(),
+            other_sids,
+        };
+        self.ctx.provider.lookup(&attempt).await
+    }
+
+    /// A call still live at the carrier is looked at again after `lookup_after`, then at
+    /// doubling intervals.
+    fn remember_live(&self, call_id: CallId) {
+        let mut live = self
+            .live_at_carrier
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        let first = self.ctx.settings.telephony.twilio.lookup_after.0;
+        let interval = live
+            .get(&call_id)
+            .map_or(first, |(_, last)| (*last * 2).min(LIVE_RECHECK_CEILING));
+        live.insert(call_id, (tokio::time::Instant::now() + interval, interval));
+    }
+
     async fn settle_placed(
         &self,
         placed: &[OrphanedAttempt],
         now: DateTime<Utc>,
     ) -> (Vec<AttemptReport>, Vec<HeldAttempt>) {
         use futures::StreamExt;
-        let due = {
-            let mut live = self
-                .live_at_carrier
-                .lock()
-                .unwrap_or_else(|poison| poison.into_inner());
-            let at = tokio::time::Instant::now();
-            // Calls no longer waiting for their outcome are forgotten.
-            let waiting: std::collections::HashSet<CallId> =
-                placed.iter().map(|orphan| orphan.call_id).collect();
-            live.retain(|call_id, _| waiting.contains(call_id));
-            placed
-                .iter()
-                .filter(|orphan| {
-                    live.get(&orphan.call_id)
-                        .is_none_or(|(recheck, _)| *recheck <= at)
-                })
-                .take(LOOKUPS_PER_PASS)
-                .cloned()
-                .collect::<Vec<_>>()
-        };
+        let due = self.due_lookups(placed);
         let answers: Vec<(OrphanedAttempt, Result<Lookup, ProviderError>)> =
             futures::stream::iter(due)
                 .map(|orphan| async move {
-                    // A lookup by number must never take another attempt's call for this one.
-                    let other_sids = if orphan.sid.is_some() {
-                        Vec::new()
-                    } else {
-                        self.other_sids(&orphan).await
-                    };
-                    let attempt = PlacedAttempt {
-                        key: AttemptKey {
-                            campaign_id: orphan.campaign_id,
-                            call_id: orphan.call_id,
-                            attempt: orphan.attempt,
-                        },
-                        phone_number: orphan.phone_number.clone(),
-                        // Placed on the store's clock; the carrier's is compared with this
-                        // host's.
-                        placed_at: self.ctx.clock.to_host(orphan.placed_at.unwrap_or(now)),
-                        sid: orphan.sid.clone(),
-                        other_sids,
-                    };
-                    let answer = self.ctx.provider.lookup(&attempt).await;
+                    let answer = self.look_up(&orphan, now).await;
                     (orphan, answer)
                 })
                 .buffer_unordered(LOOKUPS_AT_ONCE)
@@ -206,18 +231,7 @@ impl Scheduler {
                 }) => (outcome, now, Some(carrier)),
                 Ok(Lookup::Live(carrier)) => {
                     tracing::info!(call_id = %orphan.call_id, sid = carrier.sid.as_deref().unwrap_or(""), "orphaned call still live at the carrier");
-                    let mut live = self
-                        .live_at_carrier
-                        .lock()
-                        .unwrap_or_else(|poison| poison.into_inner());
-                    let first = self.ctx.settings.telephony.twilio.lookup_after.0;
-                    let interval = live
-                        .get(&orphan.call_id)
-                        .map_or(first, |(_, last)| (*last * 2).min(LIVE_RECHECK_CEILING));
-                    live.insert(
-                        orphan.call_id,
-                        (tokio::time::Instant::now() + interval, interval),
-                    );
+                    self.remember_live(orphan.call_id);
                     continue;
                 }
                 Err(err) => {
