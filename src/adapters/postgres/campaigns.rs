@@ -2,7 +2,8 @@
 //! statistics row that moves with every write.
 
 use chrono::{DateTime, Utc};
-use diesel::sql_types::{BigInt, Double, Integer, Nullable, Text};
+use diesel::pg::Pg;
+use diesel::sql_types::{BigInt, Nullable, Text};
 use diesel_async::RunQueryDsl;
 use futures::FutureExt;
 
@@ -11,22 +12,17 @@ use super::error::name_taken;
 use super::keys::record;
 use super::rows::StatusCountRow;
 use super::{rows_per_insert, Conn, PgStore};
+use crate::adapters::sql::bound::campaigns as bound;
 use crate::adapters::sql::prepared::KeepPrepared;
-use crate::adapters::sql::rows::{self, limits_json, voice_json, CampaignRow, StatsRow};
-use crate::adapters::sql::statements::{
-    self, APPLY_STATS, CAMPAIGNS, CAMPAIGNS_IN_STATUS, CAMPAIGN_STATS, LOAD_CAMPAIGN, REOPEN_HELD,
-    RETRY_BUDGET,
-};
-use crate::adapters::sql::statements::{PAUSE_FOR_CARRIER, SET_CAMPAIGN_RULES};
-use crate::adapters::sql::{as_bigint, hours_json, periods_json, to_ms, Failure};
+use crate::adapters::sql::rows::{self, CampaignRow, StatsRow, CAMPAIGN_COLUMNS};
+use crate::adapters::sql::statements::{Statement, LOAD_CAMPAIGN};
+use crate::adapters::sql::{as_bigint, to_ms, Failure};
 use crate::domain::access::AuditEntry;
 use crate::domain::admission::{CampaignRules, FirstDialable};
-use crate::domain::business_hours::BusinessHours;
 use crate::domain::call::CallStatus;
 use crate::domain::campaign::{
     name_key, Campaign, CampaignChanges, CampaignStatus, PauseReason, StatusAction, Transition,
 };
-use crate::domain::compliance::{FrequencyCap, RestrictedPeriod};
 use crate::domain::ids::CampaignId;
 use crate::domain::stats::{CampaignStats, StatsDelta};
 use crate::ports::{NewCampaign, NewTarget, StoreError};
@@ -40,23 +36,19 @@ pub(super) enum Lock {
     ForUpdate,
 }
 
-impl Lock {
-    fn clause(self) -> &'static str {
-        match self {
-            Self::None => "",
-            Self::ForUpdate => "FOR UPDATE",
-        }
-    }
-}
+static LOCK_CAMPAIGN: Statement =
+    Statement::new(|| format!("SELECT {CAMPAIGN_COLUMNS} FROM campaigns WHERE id = ? FOR UPDATE"));
 
 pub(super) async fn load_campaign(
     conn: &mut Conn,
     id: CampaignId,
     lock: Lock,
 ) -> Result<Option<Campaign>, Failure> {
-    let sql = format!("{} {}", LOAD_CAMPAIGN.postgres(), lock.clause());
-    let rows: Vec<CampaignRow> = diesel::sql_query(sql)
-        .bind::<Text, _>(id.to_string())
+    let statement = match lock {
+        Lock::None => &LOAD_CAMPAIGN,
+        Lock::ForUpdate => &LOCK_CAMPAIGN,
+    };
+    let rows: Vec<CampaignRow> = bound::load_campaign::<Pg>(statement, id)
         .prepared()
         .load(conn)
         .await?;
@@ -82,25 +74,7 @@ pub(super) async fn apply_stats(
     delta: &StatsDelta,
     now: DateTime<Utc>,
 ) -> Result<(), Failure> {
-    statements::apply_stats(APPLY_STATS.postgres(), campaign, delta, now)
-        .prepared()
-        .execute(conn)
-        .await?;
-    Ok(())
-}
-
-async fn set_rules(
-    conn: &mut Conn,
-    campaign: &str,
-    recipient_hours: &BusinessHours,
-    restricted_periods: &[RestrictedPeriod],
-    recipient_limits: &[FrequencyCap],
-) -> Result<(), Failure> {
-    diesel::sql_query(SET_CAMPAIGN_RULES.postgres())
-        .bind::<Text, _>(hours_json(recipient_hours)?)
-        .bind::<Text, _>(periods_json(restricted_periods)?)
-        .bind::<Text, _>(limits_json(recipient_limits)?)
-        .bind::<Text, _>(campaign.to_owned())
+    bound::apply_stats::<Pg>(campaign, delta, now)
         .prepared()
         .execute(conn)
         .await?;
@@ -157,53 +131,27 @@ pub(super) async fn create(
         .transaction(move |conn| {
             async move {
                 record(conn, audit.as_ref()).await?;
-                let NewCampaign {
-                    id,
-                    name,
-                    description,
-                    time_zone,
-                    max_concurrent_calls,
-                    retry_policy,
-                    business_hours,
-                    recipient_hours,
-                    restricted_periods,
-                    recipient_limits,
-                    voice,
-                    targets,
-                } = new;
-                let campaign = id.to_string();
-                claim_name(conn, name_key(&name), &campaign).await?;
-                diesel::sql_query(
-                    "INSERT INTO campaigns (id, name, description, time_zone, status, \
-                     max_concurrent_calls, max_attempts, base_delay_ms, max_delay_ms, jitter, \
-                     business_hours, target_count, created_at, updated_at, voice) \
-                     VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7, $8, $9, $10, $11, $12, $12, \
-                     $13)",
-                )
-                .bind::<Text, _>(campaign.clone())
-                .bind::<Text, _>(name)
-                .bind::<Text, _>(description)
-                .bind::<Text, _>(time_zone.name().to_owned())
-                .bind::<Integer, _>(max_concurrent_calls as i32)
-                .bind::<Integer, _>(retry_policy.max_attempts as i32)
-                .bind::<BigInt, _>(retry_policy.base_delay.as_millis() as i64)
-                .bind::<BigInt, _>(retry_policy.max_delay.as_millis() as i64)
-                .bind::<Double, _>(retry_policy.jitter)
-                .bind::<Text, _>(hours_json(&business_hours)?)
-                .bind::<BigInt, _>(as_bigint(targets.len()))
-                .bind::<BigInt, _>(to_ms(now))
-                .bind::<Nullable<Text>, _>(voice_json(&voice))
+                let campaign = new.id.to_string();
+                claim_name(conn, name_key(&new.name), &campaign).await?;
+                bound::insert_campaign::<Pg>(&new, now)?
+                    .prepared()
+                    .execute(conn)
+                    .await?;
+                bound::set_rules::<Pg>(
+                    new.id,
+                    &new.recipient_hours,
+                    &new.restricted_periods,
+                    &new.recipient_limits,
+                )?
                 .prepared()
                 .execute(conn)
                 .await?;
-                set_rules(
-                    conn,
-                    &campaign,
-                    &recipient_hours,
-                    &restricted_periods,
-                    &recipient_limits,
-                )
-                .await?;
+                let NewCampaign {
+                    id,
+                    retry_policy,
+                    targets,
+                    ..
+                } = new;
                 // Every target starts as one queued call.
                 diesel::sql_query(
                     "INSERT INTO campaign_stats (campaign_id, total_targets, total_calls, \
@@ -241,29 +189,11 @@ pub(super) async fn list(
     after: Option<CampaignId>,
     limit: usize,
 ) -> Result<Vec<Campaign>, StoreError> {
-    let after = after.map(|id| id.to_string()).unwrap_or_default();
+    let page = bound::campaigns::<Pg>(status, after, limit);
     store
         .read(move |conn| {
             async move {
-                let rows: Vec<CampaignRow> = match status {
-                    Some(status) => {
-                        diesel::sql_query(CAMPAIGNS_IN_STATUS.postgres())
-                            .bind::<Text, _>(status.as_str())
-                            .bind::<Text, _>(after)
-                            .bind::<BigInt, _>(as_bigint(limit))
-                            .prepared()
-                            .load(conn)
-                            .await?
-                    }
-                    None => {
-                        diesel::sql_query(CAMPAIGNS.postgres())
-                            .bind::<Text, _>(after)
-                            .bind::<BigInt, _>(as_bigint(limit))
-                            .prepared()
-                            .load(conn)
-                            .await?
-                    }
-                };
+                let rows: Vec<CampaignRow> = page.prepared().load(conn).await?;
                 Ok(rows::all::<_, Campaign>(rows)?)
             }
             .boxed()
@@ -302,45 +232,29 @@ pub(super) async fn update(
                     .await?;
                 }
                 let rules_changed = CampaignRules::of(&next) != old_rules;
-                let policy = next.retry_policy;
-                diesel::sql_query(
-                    "UPDATE campaigns SET name = $1, description = $2, max_concurrent_calls = $3, \
-                     max_attempts = $4, base_delay_ms = $5, max_delay_ms = $6, jitter = $7, \
-                     business_hours = $8, updated_at = $9, voice = $11 WHERE id = $10",
-                )
-                .bind::<Text, _>(next.name)
-                .bind::<Text, _>(next.description)
-                .bind::<Integer, _>(next.max_concurrent_calls as i32)
-                .bind::<Integer, _>(policy.max_attempts as i32)
-                .bind::<BigInt, _>(policy.base_delay.as_millis() as i64)
-                .bind::<BigInt, _>(policy.max_delay.as_millis() as i64)
-                .bind::<Double, _>(policy.jitter)
-                .bind::<Text, _>(hours_json(&next.business_hours)?)
-                .bind::<BigInt, _>(to_ms(now))
-                .bind::<Text, _>(campaign.clone())
-                .bind::<Nullable<Text>, _>(voice_json(&next.voice))
-                .prepared()
-                .execute(conn)
-                .await?;
-                set_rules(
-                    conn,
-                    &campaign,
+                let budget = next.retry_policy.max_attempts;
+                let query = bound::update_campaign::<Pg>(&next, now)?;
+                bound::where_campaign(query, id)
+                    .prepared()
+                    .execute(conn)
+                    .await?;
+                bound::set_rules::<Pg>(
+                    id,
                     &next.recipient_hours,
                     &next.restricted_periods,
                     &next.recipient_limits,
-                )
+                )?
+                .prepared()
+                .execute(conn)
                 .await?;
                 if rules_changed {
-                    diesel::sql_query(REOPEN_HELD.postgres())
-                        .bind::<Text, _>(campaign.clone())
+                    bound::reopen_held::<Pg>(id)
                         .prepared()
                         .execute(conn)
                         .await?;
                 }
-                if policy.max_attempts != old_budget {
-                    diesel::sql_query(RETRY_BUDGET.postgres())
-                        .bind::<Integer, _>(policy.max_attempts as i32)
-                        .bind::<Text, _>(campaign)
+                if budget != old_budget {
+                    bound::retry_budget::<Pg>(id, budget)
                         .prepared()
                         .execute(conn)
                         .await?;
@@ -370,23 +284,12 @@ pub(super) async fn transition(
                 let Transition::To(next) = transition else {
                     return Ok(transition);
                 };
-                let campaign = id.to_string();
-                diesel::sql_query(
-                    "UPDATE campaigns SET status = $1, updated_at = $2, \
-                     started_at = CASE WHEN $1 = 'in_progress' THEN COALESCE(started_at, $2) \
-                     ELSE started_at END, \
-                     completed_at = CASE WHEN $1 = 'completed' THEN $2 ELSE completed_at END, \
-                     pause_reason = CASE WHEN $1 = 'paused' THEN pause_reason ELSE NULL END \
-                     WHERE id = $3",
-                )
-                .bind::<Text, _>(next.as_str())
-                .bind::<BigInt, _>(to_ms(now))
-                .bind::<Text, _>(campaign.clone())
-                .prepared()
-                .execute(conn)
-                .await?;
+                bound::set_status::<Pg>(id, next, now)
+                    .prepared()
+                    .execute(conn)
+                    .await?;
                 if next == CampaignStatus::Completed {
-                    cancel_waiting_calls(conn, &campaign, now).await?;
+                    cancel_waiting_calls(conn, &id.to_string(), now).await?;
                 }
                 Ok(transition)
             }
@@ -430,11 +333,7 @@ pub(super) async fn stats(
     store
         .read(move |conn| {
             async move {
-                let rows: Vec<StatsRow> = diesel::sql_query(CAMPAIGN_STATS.postgres())
-                    .bind::<Text, _>(id.to_string())
-                    .prepared()
-                    .load(conn)
-                    .await?;
+                let rows: Vec<StatsRow> = bound::stats::<Pg>(id).prepared().load(conn).await?;
                 Ok(rows::first::<_, CampaignStats>(rows)?)
             }
             .boxed()
@@ -448,17 +347,11 @@ pub(super) async fn pause_for_carrier(
     reason: PauseReason,
     now: DateTime<Utc>,
 ) -> Result<bool, StoreError> {
-    let reason = rows::pause_reason_json(&reason)?;
+    let pause = bound::pause_for_carrier::<Pg>(id, &reason, now)?;
     store
         .transaction(move |conn| {
             async move {
-                let paused = diesel::sql_query(PAUSE_FOR_CARRIER.postgres())
-                    .bind::<Text, _>(reason)
-                    .bind::<BigInt, _>(to_ms(now))
-                    .bind::<Text, _>(id.to_string())
-                    .prepared()
-                    .execute(conn)
-                    .await?;
+                let paused = pause.prepared().execute(conn).await?;
                 Ok(paused == 1)
             }
             .boxed()

@@ -2,46 +2,29 @@
 //! write's transaction, through `record`.
 
 use chrono::{DateTime, Utc};
-use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text};
+use diesel::pg::Pg;
+use diesel::sql_types::{Array, BigInt, Text};
 use diesel_async::RunQueryDsl;
 use futures::FutureExt;
 
 use super::{Conn, PgStore};
+use crate::adapters::sql::bound::keys as bound;
 use crate::adapters::sql::rows::{self, AuditRow, KeyRow};
-use crate::adapters::sql::statements::{
-    AUDIT_FROM_NEWEST, AUDIT_PAGE, INSERT_AUDIT, INSERT_KEY, KEYS, LOAD_KEY, PRUNE_AUDIT,
-    REVOKE_KEY,
-};
-use crate::adapters::sql::{as_bigint, to_ms, Failure};
+use crate::adapters::sql::{to_ms, Failure};
 use crate::domain::access::{ApiKey, AuditEntry, NewKey};
 use crate::domain::ids::KeyId;
 use crate::ports::StoreError;
 
 /// Inserts `entry`, if any, on the caller's connection (inside its transaction).
 pub(super) async fn record(conn: &mut Conn, entry: Option<&AuditEntry>) -> Result<(), Failure> {
-    let Some(entry) = entry else {
-        return Ok(());
-    };
-    diesel::sql_query(INSERT_AUDIT.postgres())
-        .bind::<Text, _>(entry.id.to_string())
-        .bind::<BigInt, _>(to_ms(entry.at))
-        .bind::<Nullable<Text>, _>(entry.key_id.map(|id| id.to_string()))
-        .bind::<Nullable<Text>, _>(entry.key_name.clone())
-        .bind::<Text, _>(entry.method.clone())
-        .bind::<Text, _>(entry.route.clone())
-        .bind::<Nullable<Text>, _>(entry.resource_id.clone())
-        .bind::<Integer, _>(i32::from(entry.status))
-        .bind::<Integer, _>(i32::try_from(entry.count).unwrap_or(i32::MAX))
-        .execute(conn)
-        .await?;
+    if let Some(entry) = entry {
+        bound::insert_audit::<Pg>(entry).execute(conn).await?;
+    }
     Ok(())
 }
 
 async fn load(conn: &mut Conn, id: KeyId) -> Result<Option<ApiKey>, Failure> {
-    let rows: Vec<KeyRow> = diesel::sql_query(LOAD_KEY.postgres())
-        .bind::<Text, _>(id.to_string())
-        .load(conn)
-        .await?;
+    let rows: Vec<KeyRow> = bound::load_key::<Pg>(id).load(conn).await?;
     Ok(rows::first::<_, ApiKey>(rows)?)
 }
 
@@ -55,14 +38,7 @@ pub(super) async fn create(
         .transaction(move |conn| {
             async move {
                 record(conn, audit.as_ref()).await?;
-                diesel::sql_query(INSERT_KEY.postgres())
-                    .bind::<Text, _>(key.id.to_string())
-                    .bind::<Text, _>(key.name.clone())
-                    .bind::<Text, _>(key.role.as_str())
-                    .bind::<Text, _>(key.hash.to_hex())
-                    .bind::<BigInt, _>(to_ms(now))
-                    .execute(conn)
-                    .await?;
+                bound::insert_key::<Pg>(&key, now).execute(conn).await?;
                 load(conn, key.id)
                     .await?
                     .ok_or(Failure::Store(StoreError::NotFound))
@@ -82,7 +58,7 @@ pub(super) async fn list(store: &PgStore) -> Result<Vec<ApiKey>, StoreError> {
     store
         .read(move |conn| {
             async move {
-                let rows: Vec<KeyRow> = diesel::sql_query(KEYS.postgres()).load(conn).await?;
+                let rows: Vec<KeyRow> = bound::keys::<Pg>().load(conn).await?;
                 Ok(rows::all::<_, ApiKey>(rows)?)
             }
             .boxed()
@@ -99,11 +75,7 @@ pub(super) async fn revoke(
     store
         .transaction(move |conn| {
             async move {
-                diesel::sql_query(REVOKE_KEY.postgres())
-                    .bind::<BigInt, _>(to_ms(now))
-                    .bind::<Text, _>(id.to_string())
-                    .execute(conn)
-                    .await?;
+                bound::revoke_key::<Pg>(id, now).execute(conn).await?;
                 let key = load(conn, id)
                     .await?
                     .ok_or(Failure::Store(StoreError::NotFound))?;
@@ -171,13 +143,7 @@ pub(super) async fn list_audit(
     store
         .read(move |conn| {
             async move {
-                let before =
-                    before.map_or_else(|| AUDIT_FROM_NEWEST.to_owned(), |id| id.to_string());
-                let rows: Vec<AuditRow> = diesel::sql_query(AUDIT_PAGE.postgres())
-                    .bind::<Text, _>(before)
-                    .bind::<BigInt, _>(as_bigint(limit))
-                    .load(conn)
-                    .await?;
+                let rows: Vec<AuditRow> = bound::audit_page::<Pg>(before, limit).load(conn).await?;
                 Ok(rows::all::<_, AuditEntry>(rows)?)
             }
             .boxed()
@@ -189,10 +155,7 @@ pub(super) async fn prune_audit(store: &PgStore, before: DateTime<Utc>) -> Resul
     store
         .transaction(move |conn| {
             async move {
-                let removed = diesel::sql_query(PRUNE_AUDIT.postgres())
-                    .bind::<BigInt, _>(to_ms(before))
-                    .execute(conn)
-                    .await?;
+                let removed = bound::prune_audit::<Pg>(before).execute(conn).await?;
                 Ok(removed as u64)
             }
             .boxed()

@@ -3,6 +3,7 @@
 //! timeline's pages. Nothing here knows a backend's dialect; the rules the stores apply are in
 //! `crate::domain`.
 
+pub mod bound;
 pub mod page;
 pub mod prepared;
 pub mod rows;

@@ -5,29 +5,29 @@
 
 use std::sync::OnceLock;
 
-use chrono::{DateTime, Utc};
-use diesel::backend::Backend;
-use diesel::query_builder::{BoxedSqlQuery, SqlQuery};
-use diesel::serialize::ToSql;
-use diesel::sql_types::{BigInt, HasSqlType, Text};
-
 use super::rows::{
     AUDIT_COLUMNS, CALL_COLUMNS, CAMPAIGN_COLUMNS, CURRENT_CALL_COLUMNS, KEY_COLUMNS,
     STATS_COLUMNS, TIMELINE_COLUMNS,
 };
-use super::to_ms;
-use crate::domain::stats::StatsDelta;
 
 pub struct Statement {
-    text: fn() -> String,
+    sqlite_text: fn() -> String,
+    postgres_text: fn() -> String,
     sqlite: OnceLock<String>,
     postgres: OnceLock<String>,
 }
 
 impl Statement {
-    const fn new(text: fn() -> String) -> Self {
+    pub(crate) const fn new(text: fn() -> String) -> Self {
+        Self::dialects(text, text)
+    }
+
+    /// A statement whose text differs between the dialects but binds the same values in the
+    /// same order, plus (in SQLite's) any its store binds after them.
+    pub(crate) const fn dialects(sqlite: fn() -> String, postgres: fn() -> String) -> Self {
         Self {
-            text,
+            sqlite_text: sqlite,
+            postgres_text: postgres,
             sqlite: OnceLock::new(),
             postgres: OnceLock::new(),
         }
@@ -35,12 +35,12 @@ impl Statement {
 
     pub fn sqlite(&self) -> &str {
         self.sqlite
-            .get_or_init(|| (self.text)().replace(NOW_MS, SQLITE_NOW_MS))
+            .get_or_init(|| (self.sqlite_text)().replace(NOW_MS, SQLITE_NOW_MS))
     }
 
     pub fn postgres(&self) -> &str {
         self.postgres
-            .get_or_init(|| numbered(&(self.text)().replace(NOW_MS, POSTGRES_NOW_MS)))
+            .get_or_init(|| numbered(&(self.postgres_text)().replace(NOW_MS, POSTGRES_NOW_MS)))
     }
 }
 
@@ -78,8 +78,6 @@ fn numbered(text: &str) -> String {
 pub static LOAD_CAMPAIGN: Statement =
     Statement::new(|| format!("SELECT {CAMPAIGN_COLUMNS} FROM campaigns WHERE id = ?"));
 
-/// An entry written twice (by its change's transaction, whose answer was lost, and again by
-/// the guard) is kept once.
 /// A campaign's calling rules, written by the transaction that creates or updates it.
 pub static SET_CAMPAIGN_RULES: Statement = Statement::new(|| {
     "UPDATE campaigns SET recipient_hours = ?, restricted_periods = ?, recipient_limits = ? \
@@ -87,7 +85,6 @@ pub static SET_CAMPAIGN_RULES: Statement = Statement::new(|| {
         .into()
 });
 
-/// A call held back by a calling rule is not claimed before the instant it may be dialed.
 /// Earlier attempts to one number since an instant (ms), any campaign's.
 pub static PRIOR_ATTEMPTS: Statement = Statement::new(|| {
     "SELECT phone_number, campaign_id, started_at FROM number_attempts \
@@ -188,9 +185,12 @@ pub static REOPEN_HELD: Statement = Statement::new(|| {
         .into()
 });
 
+/// A call held back by a calling rule is not claimed before the instant it may be dialed.
 pub static HOLD_CALL: Statement =
     Statement::new(|| "UPDATE calls SET dial_after = ? WHERE id = ?".into());
 
+/// An entry written twice (by its change's transaction, whose answer was lost, and again by
+/// the guard) is kept once.
 pub static INSERT_AUDIT: Statement = Statement::new(|| {
     "INSERT INTO audit_log (id, at, key_id, key_name, method, route, resource_id, status, \
      request_count) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING"
@@ -227,35 +227,6 @@ pub const AUDIT_FROM_NEWEST: &str = "g";
 
 pub static CAMPAIGN_STATS: Statement =
     Statement::new(|| format!("SELECT {STATS_COLUMNS} FROM campaign_stats WHERE campaign_id = ?"));
-
-/// `APPLY_STATS` (in the dialect of `text`) with its values bound: a campaign's counters moved by `delta`.
-pub fn apply_stats<DB>(
-    text: &str,
-    campaign: &str,
-    delta: &StatsDelta,
-    now: DateTime<Utc>,
-) -> BoxedSqlQuery<'static, DB, SqlQuery>
-where
-    DB: Backend + HasSqlType<BigInt> + HasSqlType<Text>,
-    i64: ToSql<BigInt, DB>,
-    String: ToSql<Text, DB>,
-{
-    diesel::sql_query(text)
-        .into_boxed::<DB>()
-        .bind::<BigInt, _>(delta.total_calls)
-        .bind::<BigInt, _>(delta.queued)
-        .bind::<BigInt, _>(delta.retrying)
-        .bind::<BigInt, _>(delta.dialing)
-        .bind::<BigInt, _>(delta.completed)
-        .bind::<BigInt, _>(delta.failed)
-        .bind::<BigInt, _>(delta.canceled)
-        .bind::<BigInt, _>(delta.attempts_total)
-        .bind::<BigInt, _>(delta.retries_attempted)
-        .bind::<BigInt, _>(delta.duration_ms_total)
-        .bind::<BigInt, _>(delta.finished_attempts)
-        .bind::<BigInt, _>(to_ms(now))
-        .bind::<Text, _>(campaign.to_owned())
-}
 
 /// Moves a campaign's counters by a `StatsDelta`, in field order, then `updated_at` and the id.
 pub static APPLY_STATS: Statement = Statement::new(|| {

@@ -2,17 +2,14 @@
 //! write's transaction, through `record`.
 
 use chrono::{DateTime, Utc};
-use diesel::sql_types::{BigInt, Integer, Nullable, Text};
-use diesel::sqlite::SqliteConnection;
+use diesel::sql_types::{BigInt, Text};
+use diesel::sqlite::{Sqlite, SqliteConnection};
 use diesel::RunQueryDsl;
 
 use super::SqliteStore;
+use crate::adapters::sql::bound::keys as bound;
 use crate::adapters::sql::rows::{self, AuditRow, KeyRow};
-use crate::adapters::sql::statements::{
-    AUDIT_FROM_NEWEST, AUDIT_PAGE, INSERT_AUDIT, INSERT_KEY, KEYS, LOAD_KEY, PRUNE_AUDIT,
-    REVOKE_KEY,
-};
-use crate::adapters::sql::{as_bigint, to_ms, Failure};
+use crate::adapters::sql::{to_ms, Failure};
 use crate::domain::access::{ApiKey, AuditEntry, NewKey};
 use crate::domain::ids::KeyId;
 use crate::ports::StoreError;
@@ -22,27 +19,14 @@ pub(super) fn record(
     conn: &mut SqliteConnection,
     entry: Option<&AuditEntry>,
 ) -> Result<(), Failure> {
-    let Some(entry) = entry else {
-        return Ok(());
-    };
-    diesel::sql_query(INSERT_AUDIT.sqlite())
-        .bind::<Text, _>(entry.id.to_string())
-        .bind::<BigInt, _>(to_ms(entry.at))
-        .bind::<Nullable<Text>, _>(entry.key_id.map(|id| id.to_string()))
-        .bind::<Nullable<Text>, _>(entry.key_name.clone())
-        .bind::<Text, _>(entry.method.clone())
-        .bind::<Text, _>(entry.route.clone())
-        .bind::<Nullable<Text>, _>(entry.resource_id.clone())
-        .bind::<Integer, _>(i32::from(entry.status))
-        .bind::<Integer, _>(i32::try_from(entry.count).unwrap_or(i32::MAX))
-        .execute(conn)?;
+    if let Some(entry) = entry {
+        bound::insert_audit::<Sqlite>(entry).execute(conn)?;
+    }
     Ok(())
 }
 
 fn load(conn: &mut SqliteConnection, id: KeyId) -> Result<Option<ApiKey>, Failure> {
-    let rows: Vec<KeyRow> = diesel::sql_query(LOAD_KEY.sqlite())
-        .bind::<Text, _>(id.to_string())
-        .load(conn)?;
+    let rows: Vec<KeyRow> = bound::load_key::<Sqlite>(id).load(conn)?;
     Ok(rows::first::<_, ApiKey>(rows)?)
 }
 
@@ -55,13 +39,7 @@ pub(super) async fn create(
     store
         .write(move |conn| {
             record(conn, audit.as_ref())?;
-            diesel::sql_query(INSERT_KEY.sqlite())
-                .bind::<Text, _>(key.id.to_string())
-                .bind::<Text, _>(key.name.clone())
-                .bind::<Text, _>(key.role.as_str())
-                .bind::<Text, _>(key.hash.to_hex())
-                .bind::<BigInt, _>(to_ms(now))
-                .execute(conn)?;
+            bound::insert_key::<Sqlite>(&key, now).execute(conn)?;
             load(conn, key.id)?.ok_or(Failure::Store(StoreError::NotFound))
         })
         .await
@@ -74,7 +52,7 @@ pub(super) async fn get(store: &SqliteStore, id: KeyId) -> Result<Option<ApiKey>
 pub(super) async fn list(store: &SqliteStore) -> Result<Vec<ApiKey>, StoreError> {
     store
         .read(move |conn| {
-            let rows: Vec<KeyRow> = diesel::sql_query(KEYS.sqlite()).load(conn)?;
+            let rows: Vec<KeyRow> = bound::keys::<Sqlite>().load(conn)?;
             Ok(rows::all::<_, ApiKey>(rows)?)
         })
         .await
@@ -88,10 +66,7 @@ pub(super) async fn revoke(
 ) -> Result<ApiKey, StoreError> {
     store
         .write(move |conn| {
-            diesel::sql_query(REVOKE_KEY.sqlite())
-                .bind::<BigInt, _>(to_ms(now))
-                .bind::<Text, _>(id.to_string())
-                .execute(conn)?;
+            bound::revoke_key::<Sqlite>(id, now).execute(conn)?;
             let key = load(conn, id)?.ok_or(Failure::Store(StoreError::NotFound))?;
             record(conn, audit.as_ref())?;
             Ok(key)
@@ -148,11 +123,7 @@ pub(super) async fn list_audit(
 ) -> Result<Vec<AuditEntry>, StoreError> {
     store
         .read(move |conn| {
-            let before = before.map_or_else(|| AUDIT_FROM_NEWEST.to_owned(), |id| id.to_string());
-            let rows: Vec<AuditRow> = diesel::sql_query(AUDIT_PAGE.sqlite())
-                .bind::<Text, _>(before)
-                .bind::<BigInt, _>(as_bigint(limit))
-                .load(conn)?;
+            let rows: Vec<AuditRow> = bound::audit_page::<Sqlite>(before, limit).load(conn)?;
             Ok(rows::all::<_, AuditEntry>(rows)?)
         })
         .await
@@ -164,9 +135,7 @@ pub(super) async fn prune_audit(
 ) -> Result<u64, StoreError> {
     store
         .write(move |conn| {
-            let removed = diesel::sql_query(PRUNE_AUDIT.sqlite())
-                .bind::<BigInt, _>(to_ms(before))
-                .execute(conn)?;
+            let removed = bound::prune_audit::<Sqlite>(before).execute(conn)?;
             Ok(removed as u64)
         })
         .await
