@@ -5,7 +5,6 @@
 mod begin;
 
 use std::collections::{BTreeMap, HashMap};
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text};
@@ -18,17 +17,15 @@ use super::campaigns::apply_stats;
 use super::dispatch::complete_if_finished;
 use super::{Conn, PgStore};
 use crate::adapters::sql::prepared::KeepPrepared;
-use crate::adapters::sql::rows::{
-    self, carrier_json, readable_backlog, CountRow, CurrentCallRow, OrphanRow, TimelineRow,
-};
-use crate::adapters::sql::statements::{CURRENT_CALLS, ORPHANED_ATTEMPTS, TIMELINE_BACKLOG};
-use crate::adapters::sql::{as_bigint, millis, to_ms, Failure};
+use crate::adapters::sql::rows::{self, carrier_json, CountRow, CurrentCallRow};
+use crate::adapters::sql::statements::CURRENT_CALLS;
+use crate::adapters::sql::{to_ms, Failure};
 use crate::domain::admission::{Release, Unspent};
 use crate::domain::call::CallStatus;
 use crate::domain::carrier::CarrierCall;
 use crate::domain::settlement::{AppliedReport, AttemptReport, CurrentCall, Settlement};
 use crate::domain::stats::StatsDelta;
-use crate::ports::{AttemptKey, HeldAttempt, OrphanedAttempt, StoreError, TimelineEntry};
+use crate::ports::{AttemptKey, HeldAttempt, StoreError};
 
 pub(super) use self::begin::{begin, recheck};
 
@@ -343,50 +340,6 @@ pub(super) async fn release(
                 }
                 write_decisions(conn, &decisions, None, now).await?;
                 Ok(decisions.answers)
-            }
-            .boxed()
-        })
-        .await
-}
-
-pub(super) async fn orphaned(
-    store: &PgStore,
-    silent_for: Duration,
-    placed_for: Duration,
-    unanswered_for: Duration,
-    limit: usize,
-) -> Result<Vec<OrphanedAttempt>, StoreError> {
-    store
-        .read(move |conn| {
-            async move {
-                let rows: Vec<OrphanRow> = diesel::sql_query(ORPHANED_ATTEMPTS.postgres())
-                    .bind::<BigInt, _>(millis(silent_for))
-                    .bind::<BigInt, _>(millis(placed_for))
-                    .bind::<BigInt, _>(millis(unanswered_for))
-                    .bind::<BigInt, _>(as_bigint(limit))
-                    .prepared()
-                    .load(conn)
-                    .await?;
-                Ok(rows::all::<_, OrphanedAttempt>(rows)?)
-            }
-            .boxed()
-        })
-        .await
-}
-
-pub(super) async fn backlog(
-    store: &PgStore,
-    limit: usize,
-) -> Result<Vec<TimelineEntry>, StoreError> {
-    store
-        .read(move |conn| {
-            async move {
-                let rows: Vec<TimelineRow> = diesel::sql_query(TIMELINE_BACKLOG.postgres())
-                    .bind::<BigInt, _>(as_bigint(limit))
-                    .prepared()
-                    .load(conn)
-                    .await?;
-                Ok(readable_backlog(rows))
             }
             .boxed()
         })

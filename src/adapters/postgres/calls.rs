@@ -12,14 +12,14 @@ use super::keys::record;
 use super::{rows_per_insert, Conn, PgStore};
 use crate::adapters::sql::prepared::KeepPrepared;
 use crate::adapters::sql::rows::{self, AttemptRow, CallRow, PhoneRow, CALL_COLUMNS};
-use crate::adapters::sql::statements::{CALLS, CALLS_IN_STATUS, CALLS_OF_NUMBER, CALL_ATTEMPTS};
+use crate::adapters::sql::statements::CALL_ATTEMPTS;
 use crate::adapters::sql::{as_bigint, to_ms, Failure};
 use crate::domain::access::AuditEntry;
 use crate::domain::admission::FirstDialable;
 use crate::domain::call::{Attempt, Call};
 use crate::domain::ids::{CallId, CampaignId};
 use crate::domain::stats::StatsDelta;
-use crate::ports::{CallFilter, NewTarget, StoreError};
+use crate::ports::{NewTarget, StoreError};
 
 /// Inserts queued calls of one campaign; all share `max_attempts` and were made at `now`. Each
 /// is claimable from the first instant its rules may allow it (as `FirstDialable::arrange`
@@ -149,58 +149,6 @@ pub(super) async fn get(
                     .await?;
                 let attempts = rows::all::<_, Attempt>(rows)?;
                 Ok(Some((call, attempts)))
-            }
-            .boxed()
-        })
-        .await
-}
-
-pub(super) async fn list(
-    store: &PgStore,
-    campaign_id: CampaignId,
-    filter: CallFilter,
-    after: Option<CallId>,
-    limit: usize,
-) -> Result<Vec<Call>, StoreError> {
-    let after = after.map(|id| id.to_string()).unwrap_or_default();
-    store
-        .read(move |conn| {
-            async move {
-                let rows: Vec<CallRow> = match (filter.phone_number, filter.status) {
-                    (Some(number), status) => {
-                        let status = status.map_or("", |s| s.as_str());
-                        diesel::sql_query(CALLS_OF_NUMBER.postgres())
-                            .bind::<Text, _>(number.as_str().to_owned())
-                            .bind::<Text, _>(campaign_id.to_string())
-                            .bind::<Text, _>(status)
-                            .bind::<Text, _>(status)
-                            .bind::<Text, _>(after)
-                            .bind::<BigInt, _>(as_bigint(limit))
-                            .prepared()
-                            .load(conn)
-                            .await?
-                    }
-                    (None, Some(status)) => {
-                        diesel::sql_query(CALLS_IN_STATUS.postgres())
-                            .bind::<Text, _>(campaign_id.to_string())
-                            .bind::<Text, _>(status.as_str())
-                            .bind::<Text, _>(after)
-                            .bind::<BigInt, _>(as_bigint(limit))
-                            .prepared()
-                            .load(conn)
-                            .await?
-                    }
-                    (None, None) => {
-                        diesel::sql_query(CALLS.postgres())
-                            .bind::<Text, _>(campaign_id.to_string())
-                            .bind::<Text, _>(after)
-                            .bind::<BigInt, _>(as_bigint(limit))
-                            .prepared()
-                            .load(conn)
-                            .await?
-                    }
-                };
-                Ok(rows::all::<_, Call>(rows)?)
             }
             .boxed()
         })

@@ -14,17 +14,17 @@ use super::rows::StatusCountRow;
 use super::{rows_per_insert, Conn, PgStore};
 use crate::adapters::sql::bound::campaigns as bound;
 use crate::adapters::sql::prepared::KeepPrepared;
-use crate::adapters::sql::rows::{self, CampaignRow, StatsRow, CAMPAIGN_COLUMNS};
+use crate::adapters::sql::rows::{self, CampaignRow, CAMPAIGN_COLUMNS};
 use crate::adapters::sql::statements::{Statement, LOAD_CAMPAIGN};
 use crate::adapters::sql::{as_bigint, to_ms, Failure};
 use crate::domain::access::AuditEntry;
 use crate::domain::admission::{CampaignRules, FirstDialable};
 use crate::domain::call::CallStatus;
 use crate::domain::campaign::{
-    name_key, Campaign, CampaignChanges, CampaignStatus, PauseReason, StatusAction, Transition,
+    name_key, Campaign, CampaignChanges, CampaignStatus, StatusAction, Transition,
 };
 use crate::domain::ids::CampaignId;
-use crate::domain::stats::{CampaignStats, StatsDelta};
+use crate::domain::stats::StatsDelta;
 use crate::ports::{NewCampaign, NewTarget, StoreError};
 
 /// Loads a campaign; `lock` is empty or a row-locking clause such as `FOR UPDATE`.
@@ -177,30 +177,6 @@ pub(super) async fn create(
         .await
 }
 
-pub(super) async fn get(store: &PgStore, id: CampaignId) -> Result<Option<Campaign>, StoreError> {
-    store
-        .read(move |conn| load_campaign(conn, id, Lock::None).boxed())
-        .await
-}
-
-pub(super) async fn list(
-    store: &PgStore,
-    status: Option<CampaignStatus>,
-    after: Option<CampaignId>,
-    limit: usize,
-) -> Result<Vec<Campaign>, StoreError> {
-    let page = bound::campaigns::<Pg>(status, after, limit);
-    store
-        .read(move |conn| {
-            async move {
-                let rows: Vec<CampaignRow> = page.prepared().load(conn).await?;
-                Ok(rows::all::<_, Campaign>(rows)?)
-            }
-            .boxed()
-        })
-        .await
-}
-
 pub(super) async fn update(
     store: &PgStore,
     id: CampaignId,
@@ -324,37 +300,4 @@ async fn cancel_waiting_calls(
         delta += StatsDelta::canceled_from(from, row.n);
     }
     apply_stats(conn, campaign, &delta, now).await
-}
-
-pub(super) async fn stats(
-    store: &PgStore,
-    id: CampaignId,
-) -> Result<Option<CampaignStats>, StoreError> {
-    store
-        .read(move |conn| {
-            async move {
-                let rows: Vec<StatsRow> = bound::stats::<Pg>(id).prepared().load(conn).await?;
-                Ok(rows::first::<_, CampaignStats>(rows)?)
-            }
-            .boxed()
-        })
-        .await
-}
-
-pub(super) async fn pause_for_carrier(
-    store: &PgStore,
-    id: CampaignId,
-    reason: PauseReason,
-    now: DateTime<Utc>,
-) -> Result<bool, StoreError> {
-    let pause = bound::pause_for_carrier::<Pg>(id, &reason, now)?;
-    store
-        .transaction(move |conn| {
-            async move {
-                let paused = pause.prepared().execute(conn).await?;
-                Ok(paused == 1)
-            }
-            .boxed()
-        })
-        .await
 }

@@ -12,20 +12,17 @@ use super::error::bad_id;
 use super::{Conn, PgStore};
 use crate::adapters::sql::prepared::KeepPrepared;
 use crate::adapters::sql::rows::{
-    self, CampaignRow, CapacityRow, ClaimRow, CountRow, IdRow, MaybeMsRow, PendingRow, RunnableRow,
-    TotalRow,
+    self, CampaignRow, CapacityRow, ClaimRow, CountRow, IdRow, PendingRow, TotalRow,
 };
-use crate::adapters::sql::statements::{
-    CLAIM_CAPACITY, LOAD_CAMPAIGN, RUNNABLE_CAMPAIGNS, SCREEN_CALLS,
-};
-use crate::adapters::sql::{as_bigint, from_ms, to_ms, Failure};
+use crate::adapters::sql::statements::{CLAIM_CAPACITY, LOAD_CAMPAIGN, SCREEN_CALLS};
+use crate::adapters::sql::{as_bigint, to_ms, Failure};
 use crate::domain::admission::{CampaignRules, DialCheck, Screen};
 use crate::domain::call::CallStatus;
 use crate::domain::campaign::Campaign;
 use crate::domain::compliance::Compliance;
 use crate::domain::ids::{CampaignId, InstanceId};
 use crate::domain::stats::StatsDelta;
-use crate::ports::{ClaimedCall, RunnableCampaign, StoreError};
+use crate::ports::{ClaimedCall, StoreError};
 
 /// Takes `FOR KEY SHARE` on the campaign if it is `in_progress`; false if it is not.
 pub(super) async fn lock_in_progress(conn: &mut Conn, campaign: &str) -> Result<bool, Failure> {
@@ -60,46 +57,10 @@ pub(super) async fn complete_if_finished(
     Ok(())
 }
 
-pub(super) async fn runnable_campaigns(
-    store: &PgStore,
-) -> Result<Vec<RunnableCampaign>, StoreError> {
-    store
-        .read(|conn| {
-            async move {
-                let rows: Vec<RunnableRow> = diesel::sql_query(RUNNABLE_CAMPAIGNS.postgres())
-                    .prepared()
-                    .load(conn)
-                    .await?;
-                Ok(rows::all::<_, RunnableCampaign>(rows)?)
-            }
-            .boxed()
-        })
-        .await
-}
-
 /// Serializes claims across the deployment: the count of dialing calls a claim reads stays true
 /// until it commits, since only claims add to it. Reports and hand-backs only free slots, so
 /// they never wait for it.
 const CLAIM_LOCK: i64 = 0x6f75_7462_6f75;
-
-pub(super) async fn dialing_now(store: &PgStore) -> Result<u64, StoreError> {
-    store
-        .read(|conn| {
-            async move {
-                let rows: Vec<TotalRow> =
-                    diesel::sql_query("SELECT count(*) AS n FROM live_numbers")
-                        .prepared()
-                        .load(conn)
-                        .await?;
-                Ok(rows
-                    .into_iter()
-                    .next()
-                    .map_or(0, |row| u64::try_from(row.n).unwrap_or(0)))
-            }
-            .boxed()
-        })
-        .await
-}
 
 pub(super) async fn claim_calls(
     store: &PgStore,
@@ -350,29 +311,6 @@ pub(super) async fn promote_due_retries(
         }
     }
     Ok(touched)
-}
-
-pub(super) async fn next_retry_due(store: &PgStore) -> Result<Option<DateTime<Utc>>, StoreError> {
-    store
-        .read(|conn| {
-            async move {
-                // One index probe per running campaign with retries, not a scan of every retry.
-                let rows: Vec<MaybeMsRow> = diesel::sql_query(
-                    "SELECT MIN(d.due) AS ms FROM campaigns k \
-                     JOIN campaign_stats s ON s.campaign_id = k.id \
-                     CROSS JOIN LATERAL (SELECT c.next_attempt_at AS due FROM calls c \
-                     WHERE c.campaign_id = k.id AND c.status = 'retrying' \
-                     ORDER BY c.next_attempt_at LIMIT 1) d \
-                     WHERE k.status = 'in_progress' AND s.retrying > 0",
-                )
-                .prepared()
-                .load(conn)
-                .await?;
-                Ok(rows.into_iter().next().and_then(|row| row.ms).map(from_ms))
-            }
-            .boxed()
-        })
-        .await
 }
 
 pub(super) async fn complete_finished_campaigns(

@@ -14,12 +14,8 @@ use super::dispatch::complete_if_finished;
 use super::keys::record;
 use super::{Conn, PgStore};
 use crate::adapters::sql::prepared::KeepPrepared;
-use crate::adapters::sql::rows::{
-    self, prior_attempts, scope_column, DncRow, IdRow, PendingRow, PriorRow,
-};
-use crate::adapters::sql::statements::{
-    DNC_COVERING, DNC_ENTRY, DNC_PAGE, DNC_REMOVE, PENDING_CALLS, PRIOR_ATTEMPTS,
-};
+use crate::adapters::sql::rows::{self, scope_column, IdRow, PendingRow, PriorRow};
+use crate::adapters::sql::statements::PENDING_CALLS;
 use crate::adapters::sql::{as_bigint, millis, to_ms, Failure};
 use crate::domain::access::AuditEntry;
 use crate::domain::call::CallStatus;
@@ -27,7 +23,7 @@ use crate::domain::compliance::caps;
 use crate::domain::ids::{CallId, CampaignId};
 use crate::domain::phone::PhoneNumber;
 use crate::domain::stats::StatsDelta;
-use crate::ports::{DncAdded, DncEntry, DncScope, NumberFacts, PendingCall, StoreError};
+use crate::ports::{DncAdded, DncScope, PendingCall, StoreError};
 
 /// Numbers per statement: one array bind each, so only the statement's size bounds it.
 const NUMBERS_PER_STATEMENT: usize = 10_000;
@@ -137,106 +133,6 @@ async fn cancel_waiting(
     .bind::<Nullable<Text>, _>(campaign)
     .load(conn)
     .await?)
-}
-
-pub(super) async fn get(
-    store: &PgStore,
-    number: &PhoneNumber,
-) -> Result<Option<DncEntry>, StoreError> {
-    let number = number.as_str().to_owned();
-    store
-        .read(move |conn| {
-            async move {
-                let rows: Vec<DncRow> = diesel::sql_query(DNC_ENTRY.postgres())
-                    .bind::<Text, _>(number)
-                    .prepared()
-                    .load(conn)
-                    .await?;
-                Ok(rows::first::<_, DncEntry>(rows)?)
-            }
-            .boxed()
-        })
-        .await
-}
-
-pub(super) async fn list(
-    store: &PgStore,
-    after: Option<(PhoneNumber, DncScope)>,
-    limit: usize,
-) -> Result<Vec<DncEntry>, StoreError> {
-    let (number, scope) = after
-        .map(|(number, scope)| (number.as_str().to_owned(), scope_column(scope)))
-        .unwrap_or_default();
-    store
-        .read(move |conn| {
-            async move {
-                let rows: Vec<DncRow> = diesel::sql_query(DNC_PAGE.postgres())
-                    .bind::<Text, _>(number)
-                    .bind::<Text, _>(scope)
-                    .bind::<BigInt, _>(as_bigint(limit))
-                    .prepared()
-                    .load(conn)
-                    .await?;
-                Ok(rows::all::<_, DncEntry>(rows)?)
-            }
-            .boxed()
-        })
-        .await
-}
-
-pub(super) async fn remove(
-    store: &PgStore,
-    number: &PhoneNumber,
-    audit: Option<AuditEntry>,
-) -> Result<u64, StoreError> {
-    let number = number.as_str().to_owned();
-    store
-        .transaction(move |conn| {
-            async move {
-                record(conn, audit.as_ref()).await?;
-                let removed = diesel::sql_query(DNC_REMOVE.postgres())
-                    .bind::<Text, _>(number)
-                    .prepared()
-                    .execute(conn)
-                    .await?;
-                Ok(removed as u64)
-            }
-            .boxed()
-        })
-        .await
-}
-
-pub(super) async fn number_facts(
-    store: &PgStore,
-    campaign_id: CampaignId,
-    number: &PhoneNumber,
-    now: DateTime<Utc>,
-) -> Result<NumberFacts, StoreError> {
-    let number = number.as_str().to_owned();
-    store
-        .read(move |conn| {
-            async move {
-                let listed: Vec<DncRow> = diesel::sql_query(DNC_COVERING.postgres())
-                    .bind::<Text, _>(number.clone())
-                    .bind::<Text, _>(campaign_id.to_string())
-                    .prepared()
-                    .load(conn)
-                    .await?;
-                let prior: Vec<PriorRow> = diesel::sql_query(PRIOR_ATTEMPTS.postgres())
-                    .bind::<Text, _>(number)
-                    .bind::<BigInt, _>(to_ms(now) - millis(caps::MAX_WINDOW))
-                    .prepared()
-                    .load(conn)
-                    .await?;
-                Ok(NumberFacts {
-                    time_zone: None,
-                    do_not_call: rows::first::<_, DncEntry>(listed)?.map(|entry| entry.scope),
-                    prior: prior_attempts(&prior, campaign_id),
-                })
-            }
-            .boxed()
-        })
-        .await
 }
 
 pub(super) async fn pending_calls(

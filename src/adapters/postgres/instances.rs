@@ -1,21 +1,16 @@
 //! Processes' heartbeats, by which the scheduler tells a live dialer from a dead one. Times are
 //! the database server's clock, so hosts' clocks are never compared.
 
-use std::time::Duration;
-
 use chrono::{DateTime, Utc};
-use diesel::sql_types::{BigInt, Text};
+use diesel::sql_types::Text;
 use diesel_async::RunQueryDsl;
 use futures::FutureExt;
 
 use super::PgStore;
+use crate::adapters::sql::from_ms;
 use crate::adapters::sql::prepared::KeepPrepared;
 use crate::adapters::sql::rows::MaybeMsRow;
-use crate::adapters::sql::statements::{
-    HEARTBEAT, POSTGRES_NOW_MS, PRUNE_INSTANCES, PRUNE_NUMBER_ATTEMPTS,
-};
-use crate::adapters::sql::{from_ms, millis};
-use crate::domain::compliance::caps;
+use crate::adapters::sql::statements::{HEARTBEAT, POSTGRES_NOW_MS};
 use crate::domain::ids::InstanceId;
 use crate::ports::StoreError;
 
@@ -42,28 +37,6 @@ pub(super) async fn heartbeat(
                     .and_then(|row| row.ms)
                     .unwrap_or_default();
                 Ok(from_ms(ms))
-            }
-            .boxed()
-        })
-        .await
-}
-
-pub(super) async fn prune(store: &PgStore, silent_for: Duration) -> Result<u64, StoreError> {
-    store
-        .read(move |conn| {
-            async move {
-                let pruned = diesel::sql_query(PRUNE_INSTANCES.postgres())
-                    .bind::<BigInt, _>(millis(silent_for))
-                    .prepared()
-                    .execute(conn)
-                    .await?;
-                // Attempt times older than any cap window count toward nothing.
-                diesel::sql_query(PRUNE_NUMBER_ATTEMPTS.postgres())
-                    .bind::<BigInt, _>(millis(caps::MAX_WINDOW))
-                    .prepared()
-                    .execute(conn)
-                    .await?;
-                Ok(pruned as u64)
             }
             .boxed()
         })

@@ -9,7 +9,7 @@ use futures::FutureExt;
 
 use super::{Conn, PgStore};
 use crate::adapters::sql::bound::keys as bound;
-use crate::adapters::sql::rows::{self, AuditRow, KeyRow};
+use crate::adapters::sql::rows::{self, KeyRow};
 use crate::adapters::sql::{to_ms, Failure};
 use crate::domain::access::{ApiKey, AuditEntry, NewKey};
 use crate::domain::ids::KeyId;
@@ -42,24 +42,6 @@ pub(super) async fn create(
                 load(conn, key.id)
                     .await?
                     .ok_or(Failure::Store(StoreError::NotFound))
-            }
-            .boxed()
-        })
-        .await
-}
-
-pub(super) async fn get(store: &PgStore, id: KeyId) -> Result<Option<ApiKey>, StoreError> {
-    store
-        .read(move |conn| async move { load(conn, id).await }.boxed())
-        .await
-}
-
-pub(super) async fn list(store: &PgStore) -> Result<Vec<ApiKey>, StoreError> {
-    store
-        .read(move |conn| {
-            async move {
-                let rows: Vec<KeyRow> = bound::keys::<Pg>().load(conn).await?;
-                Ok(rows::all::<_, ApiKey>(rows)?)
             }
             .boxed()
         })
@@ -129,34 +111,6 @@ pub(super) async fn record_audit(
                     record(conn, Some(entry)).await?;
                 }
                 Ok(())
-            }
-            .boxed()
-        })
-        .await
-}
-
-pub(super) async fn list_audit(
-    store: &PgStore,
-    before: Option<uuid::Uuid>,
-    limit: usize,
-) -> Result<Vec<AuditEntry>, StoreError> {
-    store
-        .read(move |conn| {
-            async move {
-                let rows: Vec<AuditRow> = bound::audit_page::<Pg>(before, limit).load(conn).await?;
-                Ok(rows::all::<_, AuditEntry>(rows)?)
-            }
-            .boxed()
-        })
-        .await
-}
-
-pub(super) async fn prune_audit(store: &PgStore, before: DateTime<Utc>) -> Result<u64, StoreError> {
-    store
-        .transaction(move |conn| {
-            async move {
-                let removed = bound::prune_audit::<Pg>(before).execute(conn).await?;
-                Ok(removed as u64)
             }
             .boxed()
         })

@@ -13,11 +13,18 @@ use diesel_async::RunQueryDsl;
 use futures::future::BoxFuture;
 use futures::FutureExt;
 
+use diesel::deserialize::QueryableByName;
+use diesel::pg::Pg;
+
 use super::error::store_error;
+use super::keys::record;
 use super::{Conn, PgStore};
+use crate::adapters::sql::bound::Bound;
 use crate::adapters::sql::prepared::KeepPrepared;
 use crate::adapters::sql::rows::CountRow;
+use crate::adapters::sql::run::{Read, Runner};
 use crate::adapters::sql::Failure;
+use crate::domain::access::AuditEntry;
 use crate::domain::compliance::Compliance;
 use crate::ports::StoreError;
 
@@ -111,4 +118,38 @@ pub(super) async fn ping(store: &PgStore) -> Result<(), StoreError> {
             .boxed()
         })
         .await
+}
+
+#[async_trait::async_trait]
+impl Runner for PgStore {
+    type DB = Pg;
+
+    async fn rows<R>(&self, _read: Read, query: Bound<Pg>) -> Result<Vec<R>, StoreError>
+    where
+        R: QueryableByName<Pg> + Send + 'static,
+    {
+        self.read(move |conn| async move { Ok(query.prepared().load::<R>(conn).await?) }.boxed())
+            .await
+    }
+
+    async fn write(
+        &self,
+        query: Bound<Pg>,
+        audit: Option<AuditEntry>,
+    ) -> Result<usize, StoreError> {
+        let Some(audit) = audit else {
+            // One statement commits on its own.
+            return self
+                .read(move |conn| async move { Ok(query.prepared().execute(conn).await?) }.boxed())
+                .await;
+        };
+        self.transaction(move |conn| {
+            async move {
+                record(conn, Some(&audit)).await?;
+                Ok(query.prepared().execute(conn).await?)
+            }
+            .boxed()
+        })
+        .await
+    }
 }

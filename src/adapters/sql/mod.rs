@@ -7,6 +7,8 @@ pub mod bound;
 pub mod page;
 pub mod prepared;
 pub mod rows;
+pub mod run;
+pub mod single;
 pub mod statements;
 
 use chrono::{DateTime, TimeZone, Utc};
@@ -95,6 +97,7 @@ macro_rules! store_by_aggregate {
     ($store:ty) => {
         const _: () = {
             use chrono::{DateTime, Utc};
+            use $crate::adapters::sql::single;
             use $crate::domain::access::{ApiKey, AuditEntry, NewKey};
             use $crate::domain::call::{Attempt, Call};
             use $crate::domain::campaign::{
@@ -124,7 +127,7 @@ macro_rules! store_by_aggregate {
                     &self,
                     id: CampaignId,
                 ) -> Result<Option<Campaign>, StoreError> {
-                    campaigns::get(self, id).await
+                    single::get_campaign(self, id).await
                 }
 
                 async fn list_campaigns(
@@ -133,7 +136,7 @@ macro_rules! store_by_aggregate {
                     after: Option<CampaignId>,
                     limit: usize,
                 ) -> Result<Vec<Campaign>, StoreError> {
-                    campaigns::list(self, status, after, limit).await
+                    single::list_campaigns(self, status, after, limit).await
                 }
 
                 async fn update_campaign_audited(
@@ -160,7 +163,7 @@ macro_rules! store_by_aggregate {
                     &self,
                     id: CampaignId,
                 ) -> Result<Option<CampaignStats>, StoreError> {
-                    campaigns::stats(self, id).await
+                    single::campaign_stats(self, id).await
                 }
 
                 async fn pause_for_carrier(
@@ -169,7 +172,7 @@ macro_rules! store_by_aggregate {
                     reason: $crate::domain::campaign::PauseReason,
                     now: DateTime<Utc>,
                 ) -> Result<bool, StoreError> {
-                    campaigns::pause_for_carrier(self, campaign_id, reason, now).await
+                    single::pause_for_carrier(self, campaign_id, reason, now).await
                 }
 
                 async fn complete_finished_campaigns(
@@ -206,7 +209,7 @@ macro_rules! store_by_aggregate {
                     after: Option<CallId>,
                     limit: usize,
                 ) -> Result<Vec<Call>, StoreError> {
-                    calls::list(self, campaign_id, filter.clone(), after, limit).await
+                    single::list_calls(self, campaign_id, filter.clone(), after, limit).await
                 }
 
                 async fn pending_calls(
@@ -223,11 +226,11 @@ macro_rules! store_by_aggregate {
             #[async_trait::async_trait]
             impl DispatchStore for $store {
                 async fn runnable_campaigns(&self) -> Result<Vec<RunnableCampaign>, StoreError> {
-                    dispatch::runnable_campaigns(self).await
+                    single::runnable_campaigns(self).await
                 }
 
                 async fn dialing_now(&self) -> Result<u64, StoreError> {
-                    dispatch::dialing_now(self).await
+                    single::dialing_now(self).await
                 }
 
                 async fn claim_calls(
@@ -250,7 +253,7 @@ macro_rules! store_by_aggregate {
                 }
 
                 async fn next_retry_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
-                    dispatch::next_retry_due(self).await
+                    single::next_retry_due(self).await
                 }
             }
 
@@ -306,14 +309,15 @@ macro_rules! store_by_aggregate {
                     unanswered_for: std::time::Duration,
                     limit: usize,
                 ) -> Result<Vec<OrphanedAttempt>, StoreError> {
-                    attempts::orphaned(self, silent_for, placed_for, unanswered_for, limit).await
+                    single::orphaned_attempts(self, silent_for, placed_for, unanswered_for, limit)
+                        .await
                 }
 
                 async fn timeline_backlog(
                     &self,
                     limit: usize,
                 ) -> Result<Vec<TimelineEntry>, StoreError> {
-                    attempts::backlog(self, limit).await
+                    single::timeline_backlog(self, limit).await
                 }
 
                 async fn forget_attempts(&self, keys: &[AttemptKey]) -> Result<u64, StoreError> {
@@ -338,7 +342,7 @@ macro_rules! store_by_aggregate {
                     &self,
                     silent_for: std::time::Duration,
                 ) -> Result<u64, StoreError> {
-                    instances::prune(self, silent_for).await
+                    single::prune_instances(self, silent_for).await
                 }
             }
 
@@ -354,11 +358,11 @@ macro_rules! store_by_aggregate {
                 }
 
                 async fn get_key(&self, id: KeyId) -> Result<Option<ApiKey>, StoreError> {
-                    keys::get(self, id).await
+                    single::get_key(self, id).await
                 }
 
                 async fn list_keys(&self) -> Result<Vec<ApiKey>, StoreError> {
-                    keys::list(self).await
+                    single::list_keys(self).await
                 }
 
                 async fn revoke_key(
@@ -382,7 +386,7 @@ macro_rules! store_by_aggregate {
                 }
 
                 async fn prune_audit(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
-                    keys::prune_audit(self, before).await
+                    single::prune_audit(self, before).await
                 }
 
                 async fn list_audit(
@@ -390,7 +394,7 @@ macro_rules! store_by_aggregate {
                     before: Option<uuid::Uuid>,
                     limit: usize,
                 ) -> Result<Vec<AuditEntry>, StoreError> {
-                    keys::list_audit(self, before, limit).await
+                    single::list_audit(self, before, limit).await
                 }
             }
 
@@ -410,7 +414,7 @@ macro_rules! store_by_aggregate {
                     &self,
                     number: &$crate::domain::phone::PhoneNumber,
                 ) -> Result<Option<$crate::ports::DncEntry>, StoreError> {
-                    dnc::get(self, number).await
+                    single::get_dnc(self, number).await
                 }
 
                 async fn list_dnc(
@@ -418,7 +422,7 @@ macro_rules! store_by_aggregate {
                     after: Option<($crate::domain::phone::PhoneNumber, $crate::ports::DncScope)>,
                     limit: usize,
                 ) -> Result<Vec<$crate::ports::DncEntry>, StoreError> {
-                    dnc::list(self, after, limit).await
+                    single::list_dnc(self, after, limit).await
                 }
 
                 async fn remove_dnc(
@@ -426,7 +430,7 @@ macro_rules! store_by_aggregate {
                     number: &$crate::domain::phone::PhoneNumber,
                     audit: Option<AuditEntry>,
                 ) -> Result<u64, StoreError> {
-                    dnc::remove(self, number, audit).await
+                    single::remove_dnc(self, number, audit).await
                 }
 
                 async fn number_facts(
@@ -435,7 +439,7 @@ macro_rules! store_by_aggregate {
                     number: &$crate::domain::phone::PhoneNumber,
                     now: DateTime<Utc>,
                 ) -> Result<$crate::ports::NumberFacts, StoreError> {
-                    dnc::number_facts(self, campaign_id, number, now).await
+                    single::number_facts(self, campaign_id, number, now).await
                 }
             }
         };

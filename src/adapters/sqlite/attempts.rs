@@ -3,7 +3,6 @@
 //! out.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use diesel::sql_types::{BigInt, Integer, Nullable, Text};
@@ -15,21 +14,20 @@ use super::dispatch::complete_if_finished;
 use super::SqliteStore;
 use crate::adapters::sql::prepared::KeepPrepared;
 use crate::adapters::sql::rows::{
-    self, carrier_json, readable_backlog, BeginFacts, BeginRow, CurrentCallRow, OrphanRow,
-    PriorRow, TimelineRow,
+    self, carrier_json, BeginFacts, BeginRow, CurrentCallRow, PriorRow,
 };
 use crate::adapters::sql::statements::{
     BEGIN_CALLS, CURRENT_CALLS, FORBID_CALL, FORGET_NUMBER_ATTEMPT, HOLD_CALL,
-    INSERT_NUMBER_ATTEMPT, ORPHANED_ATTEMPTS, PRIOR_ATTEMPTS, TIMELINE_BACKLOG,
+    INSERT_NUMBER_ATTEMPT, PRIOR_ATTEMPTS,
 };
-use crate::adapters::sql::{as_bigint, millis, to_ms, Failure};
+use crate::adapters::sql::{millis, to_ms, Failure};
 use crate::domain::admission::{Begin, DialDecision, Release, Unspent};
 use crate::domain::carrier::CarrierCall;
 use crate::domain::compliance::caps;
 use crate::domain::ids::{CallId, CampaignId, InstanceId};
 use crate::domain::settlement::{AppliedReport, AttemptReport, CurrentCall, Settlement};
 use crate::domain::stats::StatsDelta;
-use crate::ports::{AttemptKey, HeldAttempt, OrphanedAttempt, StoreError, TimelineEntry};
+use crate::ports::{AttemptKey, HeldAttempt, StoreError};
 
 pub(super) async fn record(
     store: &SqliteStore,
@@ -424,42 +422,6 @@ fn write_release(
         .prepared()
         .execute(conn)?;
     Ok(())
-}
-
-pub(super) async fn orphaned(
-    store: &SqliteStore,
-    silent_for: Duration,
-    placed_for: Duration,
-    unanswered_for: Duration,
-    limit: usize,
-) -> Result<Vec<OrphanedAttempt>, StoreError> {
-    store
-        .read(move |conn| {
-            let rows: Vec<OrphanRow> = diesel::sql_query(ORPHANED_ATTEMPTS.sqlite())
-                .bind::<BigInt, _>(millis(silent_for))
-                .bind::<BigInt, _>(millis(placed_for))
-                .bind::<BigInt, _>(millis(unanswered_for))
-                .bind::<BigInt, _>(as_bigint(limit))
-                .prepared()
-                .load(conn)?;
-            Ok(rows::all::<_, OrphanedAttempt>(rows)?)
-        })
-        .await
-}
-
-pub(super) async fn backlog(
-    store: &SqliteStore,
-    limit: usize,
-) -> Result<Vec<TimelineEntry>, StoreError> {
-    store
-        .read(move |conn| {
-            let rows: Vec<TimelineRow> = diesel::sql_query(TIMELINE_BACKLOG.sqlite())
-                .bind::<BigInt, _>(as_bigint(limit))
-                .prepared()
-                .load(conn)?;
-            Ok(readable_backlog(rows))
-        })
-        .await
 }
 
 pub(super) async fn forget(store: &SqliteStore, keys: &[AttemptKey]) -> Result<u64, StoreError> {

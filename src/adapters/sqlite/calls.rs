@@ -10,14 +10,14 @@ use super::keys::record;
 use super::{SqliteStore, INSERT_CHUNK};
 use crate::adapters::sql::prepared::KeepPrepared;
 use crate::adapters::sql::rows::{self, AttemptRow, CallRow, PhoneRow, CALL_COLUMNS};
-use crate::adapters::sql::statements::{CALLS, CALLS_IN_STATUS, CALLS_OF_NUMBER, CALL_ATTEMPTS};
+use crate::adapters::sql::statements::CALL_ATTEMPTS;
 use crate::adapters::sql::{as_bigint, to_ms, Failure};
 use crate::domain::access::AuditEntry;
 use crate::domain::admission::FirstDialable;
 use crate::domain::call::{Attempt, Call};
 use crate::domain::ids::{CallId, CampaignId};
 use crate::domain::stats::StatsDelta;
-use crate::ports::{CallFilter, NewTarget, StoreError};
+use crate::ports::{NewTarget, StoreError};
 
 /// Inserts queued calls, each claimable from the first instant its rules may allow it (as
 /// `FirstDialable::arrange` orders and times them).
@@ -136,49 +136,6 @@ pub(super) async fn get(
                 .load(conn)?;
             let attempts = rows::all::<_, Attempt>(rows)?;
             Ok(Some((call, attempts)))
-        })
-        .await
-}
-
-pub(super) async fn list(
-    store: &SqliteStore,
-    campaign_id: CampaignId,
-    filter: CallFilter,
-    after: Option<CallId>,
-    limit: usize,
-) -> Result<Vec<Call>, StoreError> {
-    store
-        .read(move |conn| {
-            let after = after.map(|id| id.to_string()).unwrap_or_default();
-            let status = filter.status;
-            let rows: Vec<CallRow> = match (filter.phone_number, status) {
-                (Some(number), status) => {
-                    let status = status.map_or("", |s| s.as_str());
-                    diesel::sql_query(CALLS_OF_NUMBER.sqlite())
-                        .bind::<Text, _>(number.as_str())
-                        .bind::<Text, _>(campaign_id.to_string())
-                        .bind::<Text, _>(status)
-                        .bind::<Text, _>(status)
-                        .bind::<Text, _>(after)
-                        .bind::<BigInt, _>(as_bigint(limit))
-                        .prepared()
-                        .load(conn)?
-                }
-                (None, Some(status)) => diesel::sql_query(CALLS_IN_STATUS.sqlite())
-                    .bind::<Text, _>(campaign_id.to_string())
-                    .bind::<Text, _>(status.as_str())
-                    .bind::<Text, _>(after)
-                    .bind::<BigInt, _>(as_bigint(limit))
-                    .prepared()
-                    .load(conn)?,
-                (None, None) => diesel::sql_query(CALLS.sqlite())
-                    .bind::<Text, _>(campaign_id.to_string())
-                    .bind::<Text, _>(after)
-                    .bind::<BigInt, _>(as_bigint(limit))
-                    .prepared()
-                    .load(conn)?,
-            };
-            Ok(rows::all::<_, Call>(rows)?)
         })
         .await
 }

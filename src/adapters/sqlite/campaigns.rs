@@ -12,17 +12,17 @@ use super::{SqliteStore, INSERT_CHUNK};
 use crate::adapters::sql::bound::campaigns as bound;
 use crate::adapters::sql::bound::Binds;
 use crate::adapters::sql::prepared::KeepPrepared;
-use crate::adapters::sql::rows::{self, CampaignRow, StatsRow};
+use crate::adapters::sql::rows::{self, CampaignRow};
 use crate::adapters::sql::statements::LOAD_CAMPAIGN;
 use crate::adapters::sql::{as_bigint, to_ms, Failure};
 use crate::domain::access::AuditEntry;
 use crate::domain::admission::{CampaignRules, FirstDialable};
 use crate::domain::call::CallStatus;
 use crate::domain::campaign::{
-    name_key, Campaign, CampaignChanges, CampaignStatus, PauseReason, StatusAction, Transition,
+    name_key, Campaign, CampaignChanges, CampaignStatus, StatusAction, Transition,
 };
 use crate::domain::ids::CampaignId;
-use crate::domain::stats::{CampaignStats, StatsDelta};
+use crate::domain::stats::StatsDelta;
 use crate::ports::{NewCampaign, NewTarget, StoreError};
 
 pub(super) fn load_campaign(
@@ -131,29 +131,6 @@ pub(super) async fn create(
         .await
 }
 
-pub(super) async fn get(
-    store: &SqliteStore,
-    id: CampaignId,
-) -> Result<Option<Campaign>, StoreError> {
-    store.point_read(move |conn| load_campaign(conn, id)).await
-}
-
-pub(super) async fn list(
-    store: &SqliteStore,
-    status: Option<CampaignStatus>,
-    after: Option<CampaignId>,
-    limit: usize,
-) -> Result<Vec<Campaign>, StoreError> {
-    store
-        .read(move |conn| {
-            let rows: Vec<CampaignRow> = bound::campaigns::<Sqlite>(status, after, limit)
-                .prepared()
-                .load(conn)?;
-            Ok(rows::all::<_, Campaign>(rows)?)
-        })
-        .await
-}
-
 pub(super) async fn update(
     store: &SqliteStore,
     id: CampaignId,
@@ -240,31 +217,4 @@ fn cancel_waiting_calls(
         delta += StatsDelta::canceled_from(from, as_bigint(canceled));
     }
     apply_stats(conn, id, &delta, now)
-}
-
-pub(super) async fn stats(
-    store: &SqliteStore,
-    id: CampaignId,
-) -> Result<Option<CampaignStats>, StoreError> {
-    store
-        .point_read(move |conn| {
-            let rows: Vec<StatsRow> = bound::stats::<Sqlite>(id).prepared().load(conn)?;
-            Ok(rows::first::<_, CampaignStats>(rows)?)
-        })
-        .await
-}
-
-pub(super) async fn pause_for_carrier(
-    store: &SqliteStore,
-    id: CampaignId,
-    reason: PauseReason,
-    now: DateTime<Utc>,
-) -> Result<bool, StoreError> {
-    let pause = bound::pause_for_carrier::<Sqlite>(id, &reason, now)?;
-    store
-        .write(move |conn| {
-            let paused = pause.prepared().execute(conn)?;
-            Ok(paused == 1)
-        })
-        .await
 }

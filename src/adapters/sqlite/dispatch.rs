@@ -13,20 +13,19 @@ use super::dnc::prior_of;
 use super::{SqliteStore, INSERT_CHUNK};
 use crate::adapters::sql::prepared::KeepPrepared;
 use crate::adapters::sql::rows::{
-    self, CampaignRow, CandidateRow, CapacityRow, ClaimRow, IdRow, MaybeMsRow, PendingRow,
-    RunnableRow, TotalRow,
+    self, CampaignRow, CandidateRow, CapacityRow, ClaimRow, IdRow, PendingRow,
 };
 use crate::adapters::sql::statements::{
-    CLAIM_CAPACITY, FORBID_QUEUED, LOAD_CAMPAIGN, RUNNABLE_CAMPAIGNS, SCREEN_CALLS, SET_ASIDE,
+    CLAIM_CAPACITY, FORBID_QUEUED, LOAD_CAMPAIGN, SCREEN_CALLS, SET_ASIDE,
 };
-use crate::adapters::sql::{as_bigint, from_ms, to_ms, Failure};
+use crate::adapters::sql::{as_bigint, to_ms, Failure};
 use crate::domain::admission::{CampaignRules, DialCheck, Screen};
 use crate::domain::call::CallStatus;
 use crate::domain::campaign::Campaign;
 use crate::domain::compliance::Compliance;
 use crate::domain::ids::{CampaignId, InstanceId};
 use crate::domain::stats::StatsDelta;
-use crate::ports::{ClaimedCall, RunnableCampaign, StoreError};
+use crate::ports::{ClaimedCall, StoreError};
 
 /// Batches a claim's screen reads at most before it claims what it has.
 pub(super) const SCREEN_ROUNDS: usize = 8;
@@ -52,33 +51,6 @@ pub(super) fn complete_if_finished(
     .prepared()
     .execute(conn)?;
     Ok(())
-}
-
-pub(super) async fn runnable_campaigns(
-    store: &SqliteStore,
-) -> Result<Vec<RunnableCampaign>, StoreError> {
-    store
-        .read(|conn| {
-            let rows: Vec<RunnableRow> = diesel::sql_query(RUNNABLE_CAMPAIGNS.sqlite())
-                .prepared()
-                .load(conn)?;
-            Ok(rows::all::<_, RunnableCampaign>(rows)?)
-        })
-        .await
-}
-
-pub(super) async fn dialing_now(store: &SqliteStore) -> Result<u64, StoreError> {
-    store
-        .read(|conn| {
-            let rows: Vec<TotalRow> = diesel::sql_query("SELECT count(*) AS n FROM live_numbers")
-                .prepared()
-                .load(conn)?;
-            Ok(rows
-                .into_iter()
-                .next()
-                .map_or(0, |row| u64::try_from(row.n).unwrap_or(0)))
-        })
-        .await
 }
 
 pub(super) async fn claim_calls(
@@ -293,22 +265,6 @@ pub(super) async fn promote_due_retries(
                 touched.push(campaign_id);
             }
             Ok(touched)
-        })
-        .await
-}
-
-pub(super) async fn next_retry_due(
-    store: &SqliteStore,
-) -> Result<Option<DateTime<Utc>>, StoreError> {
-    store
-        .read(|conn| {
-            let rows: Vec<MaybeMsRow> = diesel::sql_query(
-                "SELECT MIN(c.next_attempt_at) AS ms FROM calls c JOIN campaigns k \
-                 ON k.id = c.campaign_id WHERE c.status = 'retrying' AND k.status = 'in_progress'",
-            )
-            .prepared()
-            .load(conn)?;
-            Ok(rows.into_iter().next().and_then(|row| row.ms).map(from_ms))
         })
         .await
 }

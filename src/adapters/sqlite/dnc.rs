@@ -13,12 +13,8 @@ use super::dispatch::complete_if_finished;
 use super::keys::record;
 use super::{SqliteStore, INSERT_CHUNK};
 use crate::adapters::sql::prepared::KeepPrepared;
-use crate::adapters::sql::rows::{
-    self, prior_attempts, scope_column, DncRow, IdRow, PendingRow, PriorRow,
-};
-use crate::adapters::sql::statements::{
-    DNC_COVERING, DNC_ENTRY, DNC_PAGE, DNC_REMOVE, PENDING_CALLS, PRIOR_ATTEMPTS,
-};
+use crate::adapters::sql::rows::{self, scope_column, IdRow, PendingRow, PriorRow};
+use crate::adapters::sql::statements::PENDING_CALLS;
 use crate::adapters::sql::{as_bigint, millis, to_ms, Failure};
 use crate::domain::access::AuditEntry;
 use crate::domain::call::CallStatus;
@@ -26,7 +22,7 @@ use crate::domain::compliance::caps;
 use crate::domain::ids::{CallId, CampaignId};
 use crate::domain::phone::PhoneNumber;
 use crate::domain::stats::StatsDelta;
-use crate::ports::{DncAdded, DncEntry, DncScope, NumberFacts, PendingCall, StoreError};
+use crate::ports::{DncAdded, DncScope, PendingCall, StoreError};
 
 fn bad_id(err: uuid::Error) -> Failure {
     Failure::Store(StoreError::Internal(format!("bad campaign id: {err}")))
@@ -129,89 +125,6 @@ fn cancel_waiting(
         *per_campaign.entry(row.id).or_default() += 1;
     }
     Ok(per_campaign)
-}
-
-pub(super) async fn get(
-    store: &SqliteStore,
-    number: &PhoneNumber,
-) -> Result<Option<DncEntry>, StoreError> {
-    let number = number.as_str().to_owned();
-    store
-        .point_read(move |conn| {
-            let rows: Vec<DncRow> = diesel::sql_query(DNC_ENTRY.sqlite())
-                .bind::<Text, _>(number)
-                .prepared()
-                .load(conn)?;
-            Ok(rows::first::<_, DncEntry>(rows)?)
-        })
-        .await
-}
-
-pub(super) async fn list(
-    store: &SqliteStore,
-    after: Option<(PhoneNumber, DncScope)>,
-    limit: usize,
-) -> Result<Vec<DncEntry>, StoreError> {
-    let (number, scope) = after
-        .map(|(number, scope)| (number.as_str().to_owned(), scope_column(scope)))
-        .unwrap_or_default();
-    store
-        .read(move |conn| {
-            let rows: Vec<DncRow> = diesel::sql_query(DNC_PAGE.sqlite())
-                .bind::<Text, _>(number)
-                .bind::<Text, _>(scope)
-                .bind::<BigInt, _>(as_bigint(limit))
-                .prepared()
-                .load(conn)?;
-            Ok(rows::all::<_, DncEntry>(rows)?)
-        })
-        .await
-}
-
-pub(super) async fn remove(
-    store: &SqliteStore,
-    number: &PhoneNumber,
-    audit: Option<AuditEntry>,
-) -> Result<u64, StoreError> {
-    let number = number.as_str().to_owned();
-    store
-        .write(move |conn| {
-            record(conn, audit.as_ref())?;
-            let removed = diesel::sql_query(DNC_REMOVE.sqlite())
-                .bind::<Text, _>(number)
-                .prepared()
-                .execute(conn)?;
-            Ok(removed as u64)
-        })
-        .await
-}
-
-pub(super) async fn number_facts(
-    store: &SqliteStore,
-    campaign_id: CampaignId,
-    number: &PhoneNumber,
-    now: DateTime<Utc>,
-) -> Result<NumberFacts, StoreError> {
-    let number = number.as_str().to_owned();
-    store
-        .read(move |conn| {
-            let listed: Vec<DncRow> = diesel::sql_query(DNC_COVERING.sqlite())
-                .bind::<Text, _>(number.clone())
-                .bind::<Text, _>(campaign_id.to_string())
-                .prepared()
-                .load(conn)?;
-            let prior: Vec<PriorRow> = diesel::sql_query(PRIOR_ATTEMPTS.sqlite())
-                .bind::<Text, _>(number)
-                .bind::<BigInt, _>(to_ms(now) - millis(caps::MAX_WINDOW))
-                .prepared()
-                .load(conn)?;
-            Ok(NumberFacts {
-                time_zone: None,
-                do_not_call: rows::first::<_, DncEntry>(listed)?.map(|entry| entry.scope),
-                prior: prior_attempts(&prior, campaign_id),
-            })
-        })
-        .await
 }
 
 pub(super) async fn pending_calls(

@@ -8,7 +8,7 @@ use diesel::RunQueryDsl;
 
 use super::SqliteStore;
 use crate::adapters::sql::bound::keys as bound;
-use crate::adapters::sql::rows::{self, AuditRow, KeyRow};
+use crate::adapters::sql::rows::{self, KeyRow};
 use crate::adapters::sql::{to_ms, Failure};
 use crate::domain::access::{ApiKey, AuditEntry, NewKey};
 use crate::domain::ids::KeyId;
@@ -41,19 +41,6 @@ pub(super) async fn create(
             record(conn, audit.as_ref())?;
             bound::insert_key::<Sqlite>(&key, now).execute(conn)?;
             load(conn, key.id)?.ok_or(Failure::Store(StoreError::NotFound))
-        })
-        .await
-}
-
-pub(super) async fn get(store: &SqliteStore, id: KeyId) -> Result<Option<ApiKey>, StoreError> {
-    store.point_read(move |conn| load(conn, id)).await
-}
-
-pub(super) async fn list(store: &SqliteStore) -> Result<Vec<ApiKey>, StoreError> {
-    store
-        .read(move |conn| {
-            let rows: Vec<KeyRow> = bound::keys::<Sqlite>().load(conn)?;
-            Ok(rows::all::<_, ApiKey>(rows)?)
         })
         .await
 }
@@ -112,31 +99,6 @@ pub(super) async fn record_audit(
                 record(conn, Some(entry))?;
             }
             Ok(())
-        })
-        .await
-}
-
-pub(super) async fn list_audit(
-    store: &SqliteStore,
-    before: Option<uuid::Uuid>,
-    limit: usize,
-) -> Result<Vec<AuditEntry>, StoreError> {
-    store
-        .read(move |conn| {
-            let rows: Vec<AuditRow> = bound::audit_page::<Sqlite>(before, limit).load(conn)?;
-            Ok(rows::all::<_, AuditEntry>(rows)?)
-        })
-        .await
-}
-
-pub(super) async fn prune_audit(
-    store: &SqliteStore,
-    before: DateTime<Utc>,
-) -> Result<u64, StoreError> {
-    store
-        .write(move |conn| {
-            let removed = bound::prune_audit::<Sqlite>(before).execute(conn)?;
-            Ok(removed as u64)
         })
         .await
 }

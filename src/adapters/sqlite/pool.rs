@@ -12,10 +12,18 @@ use diesel::{Connection, RunQueryDsl};
 use diesel_async::AsyncConnection;
 use tokio::sync::Mutex;
 
+use diesel::deserialize::QueryableByName;
+use diesel::sqlite::Sqlite;
+
 use super::error::{classify, store_error};
+use super::keys::record;
 use super::{Conn, SqliteStore};
+use crate::adapters::sql::bound::Bound;
+use crate::adapters::sql::prepared::KeepPrepared;
 use crate::adapters::sql::rows::CountRow;
+use crate::adapters::sql::run::{Read, Runner};
 use crate::adapters::sql::Failure;
+use crate::domain::access::AuditEntry;
 use crate::domain::compliance::Compliance;
 use crate::ports::StoreError;
 
@@ -140,4 +148,32 @@ pub(super) async fn ping(store: &SqliteStore) -> Result<(), StoreError> {
             Ok(())
         })
         .await
+}
+
+#[async_trait::async_trait]
+impl Runner for SqliteStore {
+    type DB = Sqlite;
+
+    async fn rows<R>(&self, read: Read, query: Bound<Sqlite>) -> Result<Vec<R>, StoreError>
+    where
+        R: QueryableByName<Sqlite> + Send + 'static,
+    {
+        let work = move |conn: &mut SqliteConnection| Ok(query.prepared().load::<R>(conn)?);
+        match read {
+            Read::Point => self.point_read(work).await,
+            Read::Scan => self.read(work).await,
+        }
+    }
+
+    async fn write(
+        &self,
+        query: Bound<Sqlite>,
+        audit: Option<AuditEntry>,
+    ) -> Result<usize, StoreError> {
+        SqliteStore::write(self, move |conn| {
+            record(conn, audit.as_ref())?;
+            Ok(query.prepared().execute(conn)?)
+        })
+        .await
+    }
 }

@@ -1,0 +1,38 @@
+//! What a store does with one bound statement: read its rows, or run it as a write of its own
+//! (with the audit entry it records). Each store implements this in its own way of holding
+//! connections; the store methods that are one statement are then written once, in
+//! `sql::single`, for both.
+
+use diesel::deserialize::QueryableByName;
+
+use super::bound::Bound;
+use super::bound::Dialect;
+use crate::domain::access::AuditEntry;
+use crate::ports::StoreError;
+
+/// How a read reaches its store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Read {
+    /// A lookup of one row by its key, cheap enough for the calling thread where the store can.
+    Point,
+    /// Any other read; one statement is its own snapshot.
+    Scan,
+}
+
+#[async_trait::async_trait]
+pub trait Runner: Send + Sync {
+    type DB: Dialect;
+
+    /// The rows `query` returns.
+    async fn rows<R>(&self, read: Read, query: Bound<Self::DB>) -> Result<Vec<R>, StoreError>
+    where
+        R: QueryableByName<Self::DB> + Send + 'static;
+
+    /// Runs `query` in a transaction of its own with `audit` recorded by the same transaction;
+    /// returns the rows it changed.
+    async fn write(
+        &self,
+        query: Bound<Self::DB>,
+        audit: Option<AuditEntry>,
+    ) -> Result<usize, StoreError>;
+}
