@@ -132,24 +132,60 @@ impl Runner for PgStore {
             .await
     }
 
-    async fn write(
+    async fn write_and_load<R>(
         &self,
-        query: Bound<Pg>,
+        writes: Vec<Bound<Pg>>,
+        read: Bound<Pg>,
         audit: Option<AuditEntry>,
-    ) -> Result<usize, StoreError> {
-        let Some(audit) = audit else {
-            // One statement commits on its own.
-            return self
-                .read(move |conn| async move { Ok(query.prepared().execute(conn).await?) }.boxed())
-                .await;
-        };
+    ) -> Result<Vec<R>, StoreError>
+    where
+        R: QueryableByName<Pg> + Send + 'static,
+    {
         self.transaction(move |conn| {
             async move {
-                record(conn, Some(&audit)).await?;
-                Ok(query.prepared().execute(conn).await?)
+                record(conn, audit.as_ref()).await?;
+                for query in writes {
+                    query.prepared().execute(conn).await?;
+                }
+                let rows = read.prepared().load::<R>(conn).await?;
+                if rows.is_empty() {
+                    return Err(Failure::Store(StoreError::NotFound));
+                }
+                Ok(rows)
             }
             .boxed()
         })
         .await
     }
+
+    async fn writes(
+        &self,
+        writes: Vec<Bound<Pg>>,
+        audit: Option<AuditEntry>,
+    ) -> Result<Vec<usize>, StoreError> {
+        let single = writes.len() == 1 && audit.is_none();
+        if single {
+            // One statement commits on its own.
+            self.read(move |conn| run_writes(conn, writes, audit)).await
+        } else {
+            self.transaction(move |conn| run_writes(conn, writes, audit))
+                .await
+        }
+    }
+}
+
+fn run_writes(
+    conn: &mut Conn,
+    writes: Vec<Bound<Pg>>,
+    audit: Option<AuditEntry>,
+) -> Body<'_, Vec<usize>> {
+    async move {
+        record(conn, audit.as_ref()).await?;
+        let mut changed = Vec::with_capacity(writes.len());
+        for query in writes {
+            changed.push(query.prepared().execute(conn).await?);
+        }
+        Ok(changed)
+    }
+    .boxed()
 }

@@ -354,7 +354,7 @@ macro_rules! store_by_aggregate {
                     now: DateTime<Utc>,
                     audit: Option<AuditEntry>,
                 ) -> Result<ApiKey, StoreError> {
-                    keys::create(self, key, now, audit).await
+                    single::create_key(self, key, now, audit).await
                 }
 
                 async fn get_key(&self, id: KeyId) -> Result<Option<ApiKey>, StoreError> {
@@ -371,18 +371,18 @@ macro_rules! store_by_aggregate {
                     now: DateTime<Utc>,
                     audit: Option<AuditEntry>,
                 ) -> Result<ApiKey, StoreError> {
-                    keys::revoke(self, id, now, audit).await
+                    single::revoke_key(self, id, now, audit).await
                 }
 
                 async fn touch_keys(
                     &self,
                     used: &[(KeyId, DateTime<Utc>)],
                 ) -> Result<(), StoreError> {
-                    keys::touch(self, used).await
+                    single::touch_keys(self, used).await
                 }
 
                 async fn record_audit(&self, entries: &[AuditEntry]) -> Result<(), StoreError> {
-                    keys::record_audit(self, entries).await
+                    single::record_audit(self, entries).await
                 }
 
                 async fn prune_audit(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {

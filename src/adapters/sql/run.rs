@@ -28,11 +28,35 @@ pub trait Runner: Send + Sync {
     where
         R: QueryableByName<Self::DB> + Send + 'static;
 
-    /// Runs `query` in a transaction of its own with `audit` recorded by the same transaction;
-    /// returns the rows it changed.
+    /// Runs `writes` in order, then `read`, in one transaction that also records `audit`;
+    /// returns the rows `read` returns. A `read` that finds no row rolls it all back as
+    /// `NotFound`: the row written is the answer, and an audit entry of a change that did not
+    /// happen is not kept.
+    async fn write_and_load<R>(
+        &self,
+        writes: Vec<Bound<Self::DB>>,
+        read: Bound<Self::DB>,
+        audit: Option<AuditEntry>,
+    ) -> Result<Vec<R>, StoreError>
+    where
+        R: QueryableByName<Self::DB> + Send + 'static;
+
+    /// Runs `writes` in order in one transaction that also records `audit`; returns the rows
+    /// each changed.
+    async fn writes(
+        &self,
+        writes: Vec<Bound<Self::DB>>,
+        audit: Option<AuditEntry>,
+    ) -> Result<Vec<usize>, StoreError>;
+
+    /// Runs `query` in a transaction of its own that also records `audit`; returns the rows it
+    /// changed.
     async fn write(
         &self,
         query: Bound<Self::DB>,
         audit: Option<AuditEntry>,
-    ) -> Result<usize, StoreError>;
+    ) -> Result<usize, StoreError> {
+        let changed = self.writes(vec![query], audit).await?;
+        Ok(changed.into_iter().sum())
+    }
 }

@@ -20,7 +20,7 @@ use super::statements::{
     PRUNE_NUMBER_ATTEMPTS, RUNNABLE_CAMPAIGNS, TIMELINE_BACKLOG,
 };
 use super::{as_bigint, from_ms, millis, to_ms};
-use crate::domain::access::{ApiKey, AuditEntry};
+use crate::domain::access::{ApiKey, AuditEntry, NewKey};
 use crate::domain::call::Call;
 use crate::domain::campaign::{Campaign, CampaignStatus, PauseReason};
 use crate::domain::compliance::caps;
@@ -219,6 +219,65 @@ pub async fn prune_instances<S: Runner>(
 }
 
 // Access.
+
+pub async fn create_key<S: Runner>(
+    store: &S,
+    new: NewKey,
+    now: DateTime<Utc>,
+    audit: Option<AuditEntry>,
+) -> Result<ApiKey, StoreError>
+where
+    KeyRow: QueryableByName<S::DB>,
+{
+    let writes = vec![key::insert_key(&new, now)];
+    let rows: Vec<KeyRow> = store
+        .write_and_load(writes, key::load_key(new.id), audit)
+        .await?;
+    rows::first(rows)?.ok_or(StoreError::NotFound)
+}
+
+/// Revokes a key; a key revoked twice keeps its first revocation time.
+pub async fn revoke_key<S: Runner>(
+    store: &S,
+    id: KeyId,
+    now: DateTime<Utc>,
+    audit: Option<AuditEntry>,
+) -> Result<ApiKey, StoreError>
+where
+    KeyRow: QueryableByName<S::DB>,
+{
+    let writes = vec![key::revoke_key(id, now)];
+    let rows: Vec<KeyRow> = store
+        .write_and_load(writes, key::load_key(id), audit)
+        .await?;
+    rows::first(rows)?.ok_or(StoreError::NotFound)
+}
+
+/// Records when each key was last used.
+pub async fn touch_keys<S: Runner>(
+    store: &S,
+    used: &[(KeyId, DateTime<Utc>)],
+) -> Result<(), StoreError> {
+    if used.is_empty() {
+        return Ok(());
+    }
+    let writes = used
+        .iter()
+        .map(|(id, at)| key::touch_key(*id, *at))
+        .collect();
+    store.writes(writes, None).await?;
+    Ok(())
+}
+
+/// Records audit entries not written by a change of their own.
+pub async fn record_audit<S: Runner>(store: &S, entries: &[AuditEntry]) -> Result<(), StoreError> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let writes = entries.iter().map(key::insert_audit).collect();
+    store.writes(writes, None).await?;
+    Ok(())
+}
 
 pub async fn get_key<S: Runner>(store: &S, id: KeyId) -> Result<Option<ApiKey>, StoreError>
 where

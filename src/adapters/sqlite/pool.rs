@@ -165,14 +165,41 @@ impl Runner for SqliteStore {
         }
     }
 
-    async fn write(
+    async fn write_and_load<R>(
         &self,
-        query: Bound<Sqlite>,
+        writes: Vec<Bound<Sqlite>>,
+        read: Bound<Sqlite>,
         audit: Option<AuditEntry>,
-    ) -> Result<usize, StoreError> {
-        SqliteStore::write(self, move |conn| {
+    ) -> Result<Vec<R>, StoreError>
+    where
+        R: QueryableByName<Sqlite> + Send + 'static,
+    {
+        self.write(move |conn| {
             record(conn, audit.as_ref())?;
-            Ok(query.prepared().execute(conn)?)
+            for query in writes {
+                query.prepared().execute(conn)?;
+            }
+            let rows = read.prepared().load::<R>(conn)?;
+            if rows.is_empty() {
+                return Err(Failure::Store(StoreError::NotFound));
+            }
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn writes(
+        &self,
+        writes: Vec<Bound<Sqlite>>,
+        audit: Option<AuditEntry>,
+    ) -> Result<Vec<usize>, StoreError> {
+        self.write(move |conn| {
+            record(conn, audit.as_ref())?;
+            let mut changed = Vec::with_capacity(writes.len());
+            for query in writes {
+                changed.push(query.prepared().execute(conn)?);
+            }
+            Ok(changed)
         })
         .await
     }

@@ -4,8 +4,8 @@ use chrono::{DateTime, Utc};
 
 use super::{query, Binds, Bound, Dialect};
 use crate::adapters::sql::statements::{
-    AUDIT_FROM_NEWEST, AUDIT_PAGE, INSERT_AUDIT, INSERT_KEY, KEYS, LOAD_KEY, PRUNE_AUDIT,
-    REVOKE_KEY,
+    Statement, AUDIT_FROM_NEWEST, AUDIT_PAGE, INSERT_AUDIT, INSERT_KEY, KEYS, LOAD_KEY,
+    PRUNE_AUDIT, REVOKE_KEY,
 };
 use crate::adapters::sql::{as_bigint, to_ms};
 use crate::domain::access::{AuditEntry, NewKey};
@@ -55,4 +55,17 @@ pub fn audit_page<DB: Dialect>(before: Option<uuid::Uuid>, limit: usize) -> Boun
 
 pub fn prune_audit<DB: Dialect>(before: DateTime<Utc>) -> Bound<DB> {
     query::<DB>(&PRUNE_AUDIT).big(to_ms(before))
+}
+
+/// A key's last use, never moved back by a report that arrives late.
+static TOUCH_KEY: Statement = Statement::dialects(
+    || "UPDATE api_keys SET last_used_at = MAX(COALESCE(last_used_at, 0), ?) WHERE id = ?".into(),
+    || {
+        "UPDATE api_keys SET last_used_at = GREATEST(COALESCE(last_used_at, 0), ?) WHERE id = ?"
+            .into()
+    },
+);
+
+pub fn touch_key<DB: Dialect>(id: KeyId, at: DateTime<Utc>) -> Bound<DB> {
+    query::<DB>(&TOUCH_KEY).big(to_ms(at)).text(id.to_string())
 }
