@@ -13,6 +13,7 @@ pub mod compliance;
 pub mod duration;
 pub mod forecast;
 pub mod ids;
+pub mod message;
 pub mod metadata;
 pub mod pacing;
 pub mod phone;
