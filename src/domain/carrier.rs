@@ -258,12 +258,14 @@ mod tests {
     }
 }
 
-/// What an answered call plays: TwiML given inline, or fetched from a URL.
+/// What an answered call plays: TwiML given inline, fetched from a URL, or the campaign's
+/// message, which the engine speaks itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Audio {
     Twiml(String),
     VoiceUrl(String),
+    Message(Box<crate::domain::message::Message>),
 }
 
 /// How a campaign's calls present themselves and what they play, overriding the carrier's
@@ -280,6 +282,14 @@ pub struct Voice {
 impl Voice {
     pub fn is_default(&self) -> bool {
         self.caller_id.is_none() && self.audio.is_none()
+    }
+
+    /// The campaign's message, when the engine speaks for it.
+    pub fn message(&self) -> Option<&crate::domain::message::Message> {
+        match &self.audio {
+            Some(Audio::Message(message)) => Some(message),
+            _ => None,
+        }
     }
 }
 

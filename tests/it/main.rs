@@ -19,3 +19,4 @@ mod process;
 mod scheduler;
 mod security;
 mod telephony;
+mod voice;

@@ -673,6 +673,17 @@ async fn a_campaigns_caller_id_and_audio_reach_the_carrier() {
         details.contains("caller_id") && details.contains("voice_url"),
         "{error}"
     );
+    // This carrier is not handed messages yet: one is refused, not dialed without its words.
+    let mut spoken = campaign(1, 1, 1);
+    spoken["message"] = json!({"identification": "This is Acme.", "say": "Hello."});
+    let (status, error) = app.post("/api/v1/campaigns", spoken).await;
+    assert_eq!(status, 400, "{error}");
+    assert!(
+        error["details"]
+            .to_string()
+            .contains("telephony.provider = twilio"),
+        "{error}"
+    );
     for (field, value) in [("twiml", "Hello"), ("voice_url", "ftp://example.com/x")] {
         let mut bad = campaign(1, 1, 1);
         bad[field] = json!(value);

@@ -244,7 +244,9 @@ impl Inner {
         let audio = match &request.voice.audio {
             Some(Audio::VoiceUrl(url)) => ("Url", url.clone()),
             Some(Audio::Twiml(twiml)) => ("Twiml", twiml.clone()),
-            None => ("Twiml", config.twiml.clone()),
+            // Refused at the API while this carrier is not handed messages: the configured
+            // TwiML, as for a campaign without audio of its own.
+            Some(Audio::Message(_)) | None => ("Twiml", config.twiml.clone()),
         };
         let mut form = vec![
             ("To", request.phone_number.as_str().to_owned()),

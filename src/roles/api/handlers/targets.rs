@@ -10,13 +10,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
+use super::campaigns::message::check_targets;
 use super::{campaign_id, wake_campaign, Ctx, Problems};
 use crate::context::AppContext;
 use crate::domain::metadata::Metadata;
 use crate::domain::phone::PhoneNumber;
 use crate::ports::NewTarget;
 use crate::roles::api::access::Audit;
-use crate::roles::api::error::{ApiError, ErrorBody};
+use crate::roles::api::error::{ApiError, ErrorBody, MAX_DETAILS};
 use crate::roles::api::uploads::{self, Upload};
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -159,6 +160,19 @@ pub async fn add_targets(
     let targets = validate_targets_as(input, &mut problems, field_of);
     if !problems.is_empty() {
         return Err(ApiError::validation(problems.0));
+    }
+    // The message's keys are checked against the campaign as it is now; its store write
+    // checks nothing more, so an upload racing a change of the message may miss it.
+    let campaign = ctx
+        .store
+        .get_campaign(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("campaign"))?;
+    if let Some(message) = campaign.voice.message() {
+        check_targets(message, &targets, field_of, &mut problems);
+        if !problems.is_empty() {
+            return Err(ApiError::validation_up_to(problems.0, MAX_DETAILS));
+        }
     }
     let calls = ctx
         .store

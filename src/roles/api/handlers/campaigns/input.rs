@@ -5,14 +5,15 @@ use chrono_tz::Tz;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
+use super::message::{check_carrier, check_targets};
+use super::voice::{validate_voice, voice_input};
 use crate::domain::business_hours::{BusinessHours, BusinessWindow, WallTime};
 use crate::domain::campaign::RetryPolicy;
-use crate::domain::carrier::{twiml_problem, voice_url_problem, Audio, Voice};
+use crate::domain::carrier::{Audio, Voice};
 use crate::domain::compliance::caps::parse_window;
 use crate::domain::compliance::{FrequencyCap, RestrictedPeriod};
 use crate::domain::duration::{format_go_duration, parse_go_duration};
 use crate::domain::ids::CampaignId;
-use crate::domain::phone::PhoneNumber;
 use crate::ports::NewCampaign;
 use crate::roles::api::handlers::targets::{validate_targets_as, FieldOf, TargetInput};
 use crate::roles::api::handlers::Problems;
@@ -230,6 +231,10 @@ pub struct CreateCampaignRequest {
     pub twiml: Option<String>,
     /// An absolute http(s) URL the carrier fetches TwiML from. Not with `twiml`.
     pub voice_url: Option<String>,
+    /// What the call says and listens for, personalised per target (`spec/voice.md`). Not with
+    /// `twiml` or `voice_url`.
+    #[schema(value_type = Option<Object>)]
+    pub message: Option<serde_json::Value>,
 }
 
 impl CreateCampaignRequest {
@@ -260,6 +265,7 @@ impl CreateCampaignRequest {
             caller_id: query.get("caller_id").cloned(),
             twiml: None,
             voice_url: None,
+            message: None,
         })
     }
 
@@ -302,6 +308,10 @@ impl CreateCampaignRequest {
             caller_id: caller_id.flatten(),
             audio: audio.flatten(),
         };
+        check_carrier(voice.audio.as_ref(), settings, &mut problems);
+        if let Some(Audio::Message(message)) = &voice.audio {
+            check_targets(message, &targets, field_of, &mut problems);
+        }
         let (
             Some(name),
             Some(time_zone),
@@ -372,6 +382,10 @@ pub struct UpdateCampaignRequest {
     pub twiml: Option<String>,
     /// An absolute http(s) URL the carrier fetches TwiML from. Not with `twiml`.
     pub voice_url: Option<String>,
+    /// Replaces the message; attempts that begin after the change use the new one. Not with
+    /// `twiml` or `voice_url`, which replace it.
+    #[schema(value_type = Option<Object>)]
+    pub message: Option<serde_json::Value>,
 }
 
 pub fn validate_name(name: Option<&str>, problems: &mut Problems) -> Option<String> {
@@ -390,71 +404,6 @@ pub fn validate_name(name: Option<&str>, problems: &mut Problems) -> Option<Stri
         return None;
     }
     Some(trimmed.to_owned())
-}
-
-/// A campaign's caller id and audio as given: each `None` when not given, `Some(None)` when
-/// given empty (an update's way to return to the configured default).
-pub struct VoiceInput<'a> {
-    pub caller_id: Option<&'a str>,
-    pub twiml: Option<&'a str>,
-    pub voice_url: Option<&'a str>,
-}
-
-/// The voice fields of a create or update request, which both spell the same way.
-macro_rules! voice_input {
-    ($body:expr) => {
-        $crate::roles::api::handlers::campaigns::input::VoiceInput {
-            caller_id: $body.caller_id.as_deref(),
-            twiml: $body.twiml.as_deref(),
-            voice_url: $body.voice_url.as_deref(),
-        }
-    };
-}
-pub(super) use voice_input;
-
-/// The caller id and audio changes `input` asks for.
-pub fn validate_voice(
-    input: VoiceInput<'_>,
-    problems: &mut Problems,
-) -> (Option<Option<String>>, Option<Option<Audio>>) {
-    let caller_id = input.caller_id.map(|raw| {
-        if raw.trim().is_empty() {
-            return None;
-        }
-        match PhoneNumber::parse(raw) {
-            Ok(number) => Some(number.as_str().to_owned()),
-            Err(err) => {
-                problems.push("caller_id", format!("must be an E.164 number: {err}"));
-                None
-            }
-        }
-    });
-    let twiml = input.twiml.filter(|t| !t.trim().is_empty());
-    let url = input.voice_url.filter(|u| !u.trim().is_empty());
-    let audio = match (twiml, url) {
-        (Some(_), Some(_)) => {
-            problems.push("voice_url", "give twiml or voice_url, not both");
-            None
-        }
-        (Some(twiml), None) => match twiml_problem(twiml) {
-            Some(problem) => {
-                problems.push("twiml", problem);
-                None
-            }
-            None => Some(Some(Audio::Twiml(twiml.trim().to_owned()))),
-        },
-        (None, Some(url)) => match voice_url_problem(url) {
-            Some(problem) => {
-                problems.push("voice_url", problem);
-                None
-            }
-            None => Some(Some(Audio::VoiceUrl(url.to_owned()))),
-        },
-        // Given, but empty: back to the default.
-        (None, None) if input.twiml.is_some() || input.voice_url.is_some() => Some(None),
-        (None, None) => None,
-    };
-    (caller_id, audio)
 }
 
 /// Most characters of a campaign's description.

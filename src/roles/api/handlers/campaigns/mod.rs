@@ -2,7 +2,9 @@
 //! and their live statistics.
 
 pub mod input;
+pub mod message;
 pub mod output;
+pub mod voice;
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -10,13 +12,14 @@ use chrono::Utc;
 
 use self::input::{
     validate_business_hours, validate_description, validate_max_concurrent, validate_name,
-    validate_recipient_limits, validate_restricted_periods, validate_retry_policy, validate_voice,
-    validate_windows, voice_input, CreateCampaignRequest, UpdateCampaignRequest,
+    validate_recipient_limits, validate_restricted_periods, validate_retry_policy,
+    validate_windows, CreateCampaignRequest, UpdateCampaignRequest,
 };
 use self::output::{
     CampaignListResponse, CampaignResponse, DryRunResponse, StatsResponse, TargetPreview,
     DRY_RUN_PREVIEW,
 };
+use self::voice::{validate_voice, voice_input};
 use crate::context::AppContext;
 use crate::domain::campaign::{CampaignChanges, CampaignStatus, StatusAction, Transition};
 use crate::domain::ids::CampaignId;
@@ -88,7 +91,7 @@ pub async fn create_campaign(
                 .targets
                 .iter()
                 .take(DRY_RUN_PREVIEW)
-                .map(TargetPreview::from)
+                .map(|target| TargetPreview::of(target, new.voice.message()))
                 .collect(),
         }));
     }
@@ -157,6 +160,11 @@ pub async fn update_campaign(
     let body = body.into_inner();
     let mut problems = Problems::default();
     let (caller_id, audio) = validate_voice(voice_input!(body), &mut problems);
+    message::check_carrier(
+        audio.as_ref().and_then(Option::as_ref),
+        &ctx.settings,
+        &mut problems,
+    );
     let changes = CampaignChanges {
         caller_id,
         audio,

@@ -9,6 +9,7 @@ use crate::domain::carrier::Audio;
 use crate::domain::compliance::caps::format_window;
 use crate::domain::compliance::FrequencyCap;
 use crate::domain::duration::format_go_duration;
+use crate::domain::message::Message;
 use crate::domain::metadata::Metadata;
 use crate::domain::stats::CampaignStats;
 use crate::ports::NewTarget;
@@ -67,6 +68,10 @@ pub struct CampaignResponse {
     pub twiml: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub voice_url: Option<String>,
+    /// What the call says and listens for (`spec/voice.md`), with its defaults filled in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub message: Option<serde_json::Value>,
     /// Why the engine paused the campaign by itself; absent for an operator's pause and once
     /// it starts again.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -166,6 +171,7 @@ impl From<&Campaign> for CampaignResponse {
                 Some(Audio::VoiceUrl(url)) => Some(url.clone()),
                 _ => None,
             },
+            message: c.voice.message().map(Message::to_value),
             pause_reason: c.pause_reason.as_ref().map(Into::into),
         }
     }
@@ -244,14 +250,18 @@ pub struct TargetPreview {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<Metadata>,
+    /// With a message: what this target will hear, in order (a `play` part as `[audio URL]`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spoken: Option<Vec<String>>,
 }
 
-impl From<&NewTarget> for TargetPreview {
-    fn from(t: &NewTarget) -> Self {
+impl TargetPreview {
+    pub fn of(t: &NewTarget, message: Option<&Message>) -> Self {
         Self {
             phone_number: t.phone_number.as_str().to_owned(),
             time_zone: t.time_zone.map(|tz| tz.name().to_owned()),
             metadata: t.metadata.clone(),
+            spoken: message.map(|message| super::message::spoken(message, t)),
         }
     }
 }

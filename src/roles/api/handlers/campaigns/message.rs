@@ -1,0 +1,113 @@
+//! A campaign's `message` at the API (`spec/voice.md`): its rules are the domain's; here they
+//! are reported under `message.*`, checked against the targets it will be spoken to, and
+//! previewed.
+
+use std::collections::BTreeSet;
+
+use serde_json::Value;
+
+use crate::domain::carrier::Audio;
+use crate::domain::message::{MachineAction, Message, Spoken, TargetValues};
+use crate::ports::NewTarget;
+use crate::roles::api::handlers::targets::FieldOf;
+use crate::roles::api::handlers::Problems;
+use crate::settings::Settings;
+
+/// At most this many targets are named for keys they lack; the count says how many more.
+pub const MAX_UNFILLED_LISTED: usize = 100;
+
+/// The message `value` describes; `None` when absent or null, or when it breaks a rule (each
+/// pushed to `problems`).
+pub fn validate_message(value: Option<&Value>, problems: &mut Problems) -> Option<Message> {
+    let value = value.filter(|v| !v.is_null())?;
+    match Message::parse(value) {
+        Ok(message) => Some(message),
+        Err(broken) => {
+            for problem in broken {
+                let field = if problem.field.is_empty() {
+                    "message".to_owned()
+                } else {
+                    format!("message.{}", problem.field)
+                };
+                problems.push(&field, problem.problem);
+            }
+            None
+        }
+    }
+}
+
+/// Refuses a message where this deployment cannot speak it yet: a real carrier fetches its
+/// TwiML from the engine's voice webhook, which serves messages from the next release on.
+pub fn check_carrier(audio: Option<&Audio>, settings: &Settings, problems: &mut Problems) {
+    if matches!(audio, Some(Audio::Message(_))) && settings.telephony.is_twilio() {
+        problems.push(
+            "message",
+            "this deployment's carrier (telephony.provider = twilio) is not yet handed messages; \
+             give twiml or voice_url",
+        );
+    }
+}
+
+/// Problems of the targets `message` cannot be spoken to: keys their metadata lacks (the first
+/// `MAX_UNFILLED_LISTED` such targets, then a count of the rest), and a voicemail longer than
+/// the carrier takes.
+pub fn check_targets(
+    message: &Message,
+    targets: &[NewTarget],
+    field_of: FieldOf,
+    problems: &mut Problems,
+) {
+    let keys = message.keys();
+    let leaves_voicemail = matches!(
+        message.machine.as_ref().map(|m| &m.action),
+        Some(MachineAction::Message(_))
+    );
+    if keys.is_empty() && !leaves_voicemail {
+        return;
+    }
+    let mut unfilled = 0usize;
+    for (index, target) in targets.iter().enumerate() {
+        let metadata = target.metadata.as_ref().map(|m| m.to_value());
+        let values = TargetValues {
+            phone_number: target.phone_number.as_str(),
+            metadata: metadata.as_ref().and_then(Value::as_object),
+        };
+        let missing: BTreeSet<String> = message.missing(&values);
+        if !missing.is_empty() {
+            unfilled += 1;
+            if unfilled <= MAX_UNFILLED_LISTED {
+                let keys: Vec<String> = missing.into_iter().collect();
+                problems.push(
+                    &field_of(index, "metadata"),
+                    format!("lacks {}, which the message names", keys.join(", ")),
+                );
+            }
+            continue;
+        }
+        if let Some(problem) = message.voicemail_problem(&values) {
+            problems.push(&field_of(index, "metadata"), problem);
+        }
+    }
+    if unfilled > MAX_UNFILLED_LISTED {
+        problems.push(
+            "targets",
+            format!(
+                "{} more targets lack keys the message names",
+                unfilled - MAX_UNFILLED_LISTED
+            ),
+        );
+    }
+}
+
+/// What `target` will hear, in order, as a dry run previews it.
+pub fn spoken(message: &Message, target: &NewTarget) -> Vec<String> {
+    let metadata = target.metadata.as_ref().map(|m| m.to_value());
+    let values = TargetValues {
+        phone_number: target.phone_number.as_str(),
+        metadata: metadata.as_ref().and_then(Value::as_object),
+    };
+    message
+        .spoken(&values)
+        .map(|parts| parts.iter().map(Spoken::preview).collect())
+        .unwrap_or_default()
+}
