@@ -187,6 +187,39 @@ pub struct PaceTerms {
 
 /// Where the api role receives the carrier's status callbacks, under `public_url`.
 pub const STATUS_CALLBACK_PATH: &str = "/webhooks/twilio/status";
+/// Where the carrier fetches the TwiML of a call with a message.
+pub const VOICE_PATH: &str = "/webhooks/twilio/voice";
+/// Where the carrier sends the key a callee pressed on a message's prompt.
+pub const GATHER_PATH: &str = "/webhooks/twilio/gather";
+
+/// Every path the carrier requests, each signed.
+pub const CARRIER_PATHS: [&str; 3] = [STATUS_CALLBACK_PATH, VOICE_PATH, GATHER_PATH];
+
+/// A signed request of the carrier about one attempt, other than a status callback: its
+/// query (which the engine wrote, and the signature covers) and its form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedRequest {
+    pub key: AttemptKey,
+    pub query: Vec<(String, String)>,
+    pub form: Vec<(String, String)>,
+}
+
+impl SignedRequest {
+    pub fn query_field(&self, name: &str) -> Option<&str> {
+        field(&self.query, name)
+    }
+
+    pub fn form_field(&self, name: &str) -> Option<&str> {
+        field(&self.form, name)
+    }
+}
+
+fn field<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    pairs
+        .iter()
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value.as_str())
+}
 
 /// One status callback of a carrier, verified.
 #[derive(Debug, Clone, PartialEq)]
@@ -225,4 +258,18 @@ pub trait CallbackVerifier: Send + Sync + 'static {
         signature: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<CarrierCallback, CallbackError>;
+
+    /// A request the carrier made to `path` under `public_url` (a voice or gather URL the
+    /// engine gave it), checked the same way.
+    fn verify_request(
+        &self,
+        path: &str,
+        query: &str,
+        body: &[u8],
+        signature: Option<&str>,
+    ) -> Result<SignedRequest, CallbackError>;
+
+    /// The URL of `path` for `attempt`, with `extra` query parameters, as the carrier will
+    /// request it.
+    fn attempt_url(&self, path: &str, attempt: AttemptKey, extra: &[(&str, &str)]) -> String;
 }

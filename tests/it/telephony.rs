@@ -673,9 +673,10 @@ async fn a_campaigns_caller_id_and_audio_reach_the_carrier() {
         details.contains("caller_id") && details.contains("voice_url"),
         "{error}"
     );
-    // This carrier is not handed messages yet: one is refused, not dialed without its words.
+    // What to do on a machine is not asked of this carrier yet: refused, not ignored.
     let mut spoken = campaign(1, 1, 1);
-    spoken["message"] = json!({"identification": "This is Acme.", "say": "Hello."});
+    spoken["message"] = json!({"identification": "This is Acme.", "say": "Hello.",
+        "machine": {"action": "hangup"}});
     let (status, error) = app.post("/api/v1/campaigns", spoken).await;
     assert_eq!(status, 400, "{error}");
     assert!(

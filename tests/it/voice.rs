@@ -3,10 +3,12 @@
 
 use std::time::Duration;
 
+use outbound::adapters::twilio::signature;
 use serde_json::{json, Value};
 
 use crate::helpers::{unique_name, Mode, TestApp};
 use crate::in_both_modes;
+use crate::telephony::{carrier_app, start_sim, SID, TOKEN};
 
 fn reminder() -> Value {
     json!({
@@ -173,3 +175,133 @@ async fn a_message_campaign_runs(mode: Mode) {
     app.shutdown().await;
 }
 in_both_modes!(a_message_campaign_runs);
+
+/// Posts a form to `url` as the carrier does, signed with `token` (or unsigned).
+async fn carrier_post(
+    app: &TestApp,
+    url: &str,
+    form: &[(&str, &str)],
+    token: Option<&str>,
+) -> (u16, String) {
+    let params: Vec<(String, String)> = form
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    let body = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(params.iter())
+        .finish();
+    let mut request = app
+        .client
+        .post(url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body);
+    if let Some(token) = token {
+        request = request.header("X-Twilio-Signature", signature::sign(token, url, &params));
+    }
+    let response = request.send().await.expect("sent");
+    let status = response.status().as_u16();
+    (status, response.text().await.unwrap_or_default())
+}
+
+/// The `action` URL of the Gather in `twiml`, unescaped.
+fn gather_action(twiml: &str) -> String {
+    let start = twiml.find("action=\"").map(|i| i + 8).unwrap_or(0);
+    let end = twiml[start..].find('"').map_or(start, |i| start + i);
+    twiml[start..end].replace("&amp;", "&")
+}
+
+/// A real carrier fetches the message's TwiML from the engine, sends the key pressed, and an
+/// opt-out is on the do-not-call list before the callee is told so.
+async fn a_message_is_served_to_the_carrier(mode: Mode) {
+    let sim = start_sim(|config| {
+        // Calls ring long enough for the carrier's requests below to find them live.
+        config.ring = (Duration::from_secs(12), Duration::from_secs(12));
+    })
+    .await;
+    let app = carrier_app(mode, &sim, |_| {}).await;
+    let created = app.create_campaign(body(reminder(), maria_and_ann())).await;
+    let id = created["id"].as_str().unwrap_or_default().to_owned();
+    app.start(&id).await;
+    let started = std::time::Instant::now();
+    let calls = loop {
+        let calls = sim.calls();
+        if calls.len() == 2 {
+            break calls;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "creates: {calls:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let maria = calls
+        .iter()
+        .find(|c| c.to == "+15555550001")
+        .expect("maria's call");
+    let voice_url = maria.voice_url.clone().expect("the create gave a Url");
+    assert!(
+        voice_url.contains("/webhooks/twilio/voice?campaign="),
+        "{voice_url}"
+    );
+    let call_form = [
+        ("CallSid", maria.sid.as_str()),
+        ("AccountSid", SID),
+        ("CallStatus", "in-progress"),
+    ];
+
+    // Forged or unsigned: refused, nothing said.
+    let (status, _) = carrier_post(&app, &voice_url, &call_form, Some("not-the-token")).await;
+    assert_eq!(status, 403);
+    let (status, _) = carrier_post(&app, &voice_url, &call_form, None).await;
+    assert_eq!(status, 403);
+
+    let (status, twiml) = carrier_post(&app, &voice_url, &call_form, Some(TOKEN)).await;
+    assert_eq!(status, 200, "{twiml}");
+    assert!(
+        twiml.contains("<Gather input=\"dtmf\" numDigits=\"1\""),
+        "{twiml}"
+    );
+    assert!(
+        twiml.contains("Hello Maria, see you on March 3."),
+        "{twiml}"
+    );
+    let gather = gather_action(&twiml);
+    assert!(gather.contains("/webhooks/twilio/gather?"), "{gather}");
+
+    // A key that means nothing asks once more; the second gather URL keeps it.
+    let mut pressed = call_form.to_vec();
+    pressed.push(("Digits", "5"));
+    let (status, again) = carrier_post(&app, &gather, &pressed, Some(TOKEN)).await;
+    assert_eq!(status, 200, "{again}");
+    assert!(again.contains("Sorry, that is not an option."), "{again}");
+    let second = gather_action(&again);
+    assert!(second.contains("pressed=5"), "{second}");
+
+    // The opt-out key: listed before the answer, then said; a retried request lists nothing twice.
+    let mut opted = call_form.to_vec();
+    opted.push(("Digits", "9"));
+    for _ in 0..2 {
+        let (status, bye) = carrier_post(&app, &second, &opted, Some(TOKEN)).await;
+        assert_eq!(status, 200, "{bye}");
+        assert!(
+            bye.contains("You will not be called again. Goodbye."),
+            "{bye}"
+        );
+        assert!(bye.ends_with("<Hangup/></Response>"), "{bye}");
+    }
+    let (status, entry) = app.get("/api/v1/dnc/+15555550001").await;
+    assert_eq!(status, 200, "{entry}");
+    assert_eq!(entry["scope"], "global", "{entry}");
+
+    // A signed request for an attempt the call is not on is answered by hanging up.
+    let stale = voice_url.replace("attempt=1", "attempt=2");
+    let (status, hangup) = carrier_post(&app, &stale, &call_form, Some(TOKEN)).await;
+    assert_eq!(status, 200, "{hangup}");
+    assert!(
+        hangup.ends_with("<Response><Hangup/></Response>"),
+        "{hangup}"
+    );
+    app.shutdown().await;
+    sim.stop();
+}
+in_both_modes!(a_message_is_served_to_the_carrier);

@@ -190,6 +190,8 @@ fn attempt_of(url: &str) -> (Option<String>, Option<String>, Option<u32>) {
 struct Request {
     to: String,
     from: String,
+    /// `Url`: where the call's TwiML is fetched, when not given inline.
+    voice_url: Option<String>,
     callbacks: Option<(String, Method, Vec<Event>)>,
     timeout: Duration,
     detection: Option<Detection>,
@@ -308,6 +310,7 @@ fn validate(sim: &Inner, params: &[(String, String)]) -> Result<Request, ApiErro
     Ok(Request {
         to: to.to_owned(),
         from: from.to_owned(),
+        voice_url: url.map(str::to_owned),
         callbacks,
         timeout: Duration::from_secs(timeout),
         detection,
@@ -449,6 +452,7 @@ async fn create_call(
         created_at: now,
         ended_at: None,
         status_callback: callback_url,
+        voice_url: request.voice_url.clone(),
         campaign,
         call: call_id,
         attempt,

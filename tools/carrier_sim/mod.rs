@@ -189,6 +189,9 @@ pub struct SimCall {
     pub created_at: DateTime<Utc>,
     pub ended_at: Option<DateTime<Utc>>,
     pub status_callback: Option<String>,
+    /// The create's `Url`, where the call's TwiML is fetched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub voice_url: Option<String>,
     /// From the StatusCallback URL's query (`campaign`, `call`, `attempt`).
     pub campaign: Option<String>,
     pub call: Option<String>,

@@ -4,13 +4,16 @@
 
 use chrono::{DateTime, Utc};
 
+use super::attempt_url;
 use super::{signature, STATUS_PATH};
 use crate::domain::campaign::PolicyTerms;
 use crate::domain::carrier::{outcome, CarrierCall, CarrierStatus, MachineOutcome};
-use crate::ports::{AttemptKey, CallbackError, CallbackVerifier, CarrierCallback};
+use crate::ports::{AttemptKey, CallbackError, CallbackVerifier, CarrierCallback, SignedRequest};
 
 pub struct TwilioCallbacks {
     auth_token: String,
+    /// `public_url` without its trailing slash.
+    base: String,
     /// `public_url` and the route, as the carrier calls it.
     url: String,
     machine_outcome: MachineOutcome,
@@ -18,10 +21,34 @@ pub struct TwilioCallbacks {
 
 impl TwilioCallbacks {
     pub fn new(auth_token: &str, public_url: &str, machine_outcome: MachineOutcome) -> Self {
+        let base = public_url.trim_end_matches('/').to_owned();
         Self {
             auth_token: auth_token.to_owned(),
-            url: format!("{}{STATUS_PATH}", public_url.trim_end_matches('/')),
+            url: format!("{base}{STATUS_PATH}"),
+            base,
             machine_outcome,
+        }
+    }
+
+    fn signed(
+        &self,
+        url: &str,
+        query: &str,
+        body: &[u8],
+        signature: Option<&str>,
+    ) -> Result<Vec<(String, String)>, CallbackError> {
+        let url = if query.is_empty() {
+            url.to_owned()
+        } else {
+            format!("{url}?{query}")
+        };
+        let params = pairs(body);
+        let signed = signature
+            .is_some_and(|signature| signature::verify(&self.auth_token, &url, &params, signature));
+        if signed {
+            Ok(params)
+        } else {
+            Err(CallbackError::BadSignature)
         }
     }
 }
@@ -36,6 +63,26 @@ fn field<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
         .find(|(key, _)| key == name)
         .map(|(_, value)| value.as_str())
         .filter(|value| !value.is_empty())
+}
+
+/// The attempt a query names (`campaign`, `call`, `attempt`).
+fn key_of(query: &[(String, String)]) -> Result<AttemptKey, String> {
+    let get = |name: &str| field(query, name).ok_or_else(|| format!("no {name} in the query"));
+    let key = AttemptKey {
+        campaign_id: get("campaign")?
+            .parse()
+            .map_err(|_| "campaign is not an id".to_owned())?,
+        call_id: get("call")?
+            .parse()
+            .map_err(|_| "call is not an id".to_owned())?,
+        attempt: get("attempt")?
+            .parse()
+            .map_err(|_| "attempt is not a number".to_owned())?,
+    };
+    if key.attempt == 0 {
+        return Err("attempt out of range".to_owned());
+    }
+    Ok(key)
 }
 
 fn attempt_of(query: &[(String, String)]) -> Result<(AttemptKey, PolicyTerms), String> {
@@ -78,17 +125,7 @@ impl CallbackVerifier for TwilioCallbacks {
         signature: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<CarrierCallback, CallbackError> {
-        let url = if query.is_empty() {
-            self.url.clone()
-        } else {
-            format!("{}?{query}", self.url)
-        };
-        let params = pairs(body);
-        let signed = signature
-            .is_some_and(|signature| signature::verify(&self.auth_token, &url, &params, signature));
-        if !signed {
-            return Err(CallbackError::BadSignature);
-        }
+        let params = self.signed(&self.url, query, body, signature)?;
         let query_pairs = pairs(query.as_bytes());
         let (key, policy) = attempt_of(&query_pairs).map_err(CallbackError::UnknownAttempt)?;
         let status = field(&params, "CallStatus")
@@ -127,6 +164,36 @@ impl CallbackVerifier for TwilioCallbacks {
             carrier,
             at,
         })
+    }
+
+    fn verify_request(
+        &self,
+        path: &str,
+        query: &str,
+        body: &[u8],
+        signature: Option<&str>,
+    ) -> Result<SignedRequest, CallbackError> {
+        self.request(path, query, body, signature)
+    }
+
+    fn attempt_url(&self, path: &str, attempt: AttemptKey, extra: &[(&str, &str)]) -> String {
+        attempt_url(&self.base, path, attempt, extra)
+    }
+}
+
+impl TwilioCallbacks {
+    /// See `CallbackVerifier::verify_request`.
+    fn request(
+        &self,
+        path: &str,
+        query: &str,
+        body: &[u8],
+        signature: Option<&str>,
+    ) -> Result<SignedRequest, CallbackError> {
+        let form = self.signed(&format!("{}{path}", self.base), query, body, signature)?;
+        let query = pairs(query.as_bytes());
+        let key = key_of(&query).map_err(CallbackError::UnknownAttempt)?;
+        Ok(SignedRequest { key, query, form })
     }
 }
 

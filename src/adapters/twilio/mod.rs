@@ -12,7 +12,7 @@ pub use callbacks::TwilioCallbacks;
 pub use provider::TwilioProvider;
 
 use crate::domain::carrier::{MachineDetection, MachineOutcome};
-use crate::ports::DialRequest;
+use crate::ports::{AttemptKey, DialRequest};
 use crate::settings::Secret;
 
 pub use crate::ports::STATUS_CALLBACK_PATH as STATUS_PATH;
@@ -37,6 +37,27 @@ pub struct TwilioConfig {
     pub max_call_duration: Duration,
     /// No create for an attempt is sent later than this after its begin.
     pub place_deadline: Duration,
+}
+
+/// The URL of `path` under `public_url` for one attempt: its query names the attempt (as
+/// `key_of` reads it), then `extra`.
+pub fn attempt_url(
+    public_url: &str,
+    path: &str,
+    attempt: AttemptKey,
+    extra: &[(&str, &str)],
+) -> String {
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    query
+        .append_pair("campaign", &attempt.campaign_id.to_string())
+        .append_pair("call", &attempt.call_id.to_string())
+        .append_pair("attempt", &attempt.attempt.to_string());
+    query.extend_pairs(extra);
+    format!(
+        "{}{path}?{}",
+        public_url.trim_end_matches('/'),
+        query.finish()
+    )
 }
 
 /// The status callback URL of one attempt. Its query names the attempt and its backoff terms,

@@ -37,7 +37,7 @@ use crate::metrics::metrics;
 use crate::ports::{
     Begin, ConcurrencyLimiter, CreateCheck, DialRequest, Lookup, PaceTerms, PauseReason,
     PlacedAttempt, ProviderError, ProviderEvent, ProviderReport, ReportSink, TelephonyProvider,
-    Unplaced,
+    Unplaced, VOICE_PATH,
 };
 
 /// Create refusals that are about the called number (invalid, unreachable, not permitted,
@@ -244,9 +244,12 @@ impl Inner {
         let audio = match &request.voice.audio {
             Some(Audio::VoiceUrl(url)) => ("Url", url.clone()),
             Some(Audio::Twiml(twiml)) => ("Twiml", twiml.clone()),
-            // Refused at the API while this carrier is not handed messages: the configured
-            // TwiML, as for a campaign without audio of its own.
-            Some(Audio::Message(_)) | None => ("Twiml", config.twiml.clone()),
+            // The engine speaks the message itself, from its voice webhook.
+            Some(Audio::Message(_)) => (
+                "Url",
+                super::attempt_url(&config.public_url, VOICE_PATH, request.key(), &[]),
+            ),
+            None => ("Twiml", config.twiml.clone()),
         };
         let mut form = vec![
             ("To", request.phone_number.as_str().to_owned()),

@@ -19,7 +19,7 @@ use utoipa::{Modify, OpenApi};
 
 use super::endpoints;
 use super::handlers::{
-    audit, calls, campaigns, dnc, events, explain, forecast, keys, targets, webhooks,
+    audit, calls, campaigns, dnc, events, explain, forecast, keys, targets, voice, webhooks,
 };
 use crate::domain::access::Access;
 
@@ -54,6 +54,8 @@ pub const UUID_PATTERN: &str =
         events::campaign_events,
         forecast::campaign_forecast,
         webhooks::twilio_status,
+        voice::twilio_voice,
+        voice::twilio_gather,
         keys::whoami,
         keys::create_key,
         keys::list_keys,
@@ -381,14 +383,16 @@ impl Modify for Contract {
             answer(op, 429, too_many, true);
         }
         link_created_resources(doc);
-        if let Some(op) = doc
-            .paths
-            .paths
-            .get_mut(crate::ports::STATUS_CALLBACK_PATH)
-            .and_then(|item| item.post.as_mut())
-        {
-            op.security = Some(Vec::new());
-            body_answers(op);
+        for path in crate::ports::CARRIER_PATHS {
+            if let Some(op) = doc
+                .paths
+                .paths
+                .get_mut(path)
+                .and_then(|item| item.post.as_mut())
+            {
+                op.security = Some(Vec::new());
+                body_answers(op);
+            }
         }
     }
 }

@@ -10,7 +10,7 @@ use actix_web::{web, Route};
 
 use super::handlers::{
     audit, calls, campaigns, dnc, events, explain, forecast, health, keys, not_allowed, targets,
-    webhooks,
+    voice, webhooks,
 };
 use super::{access, console, contract};
 use crate::domain::access::Access;
@@ -179,6 +179,18 @@ pub fn open_routes() -> Vec<OpenRoute> {
             body_limit: Some(webhooks::MAX_CALLBACK_BYTES),
             handler: |r| r.to(webhooks::twilio_status),
         },
+        OpenRoute {
+            method: Method::POST,
+            path: crate::ports::VOICE_PATH,
+            body_limit: Some(webhooks::MAX_CALLBACK_BYTES),
+            handler: |r| r.to(voice::twilio_voice),
+        },
+        OpenRoute {
+            method: Method::POST,
+            path: crate::ports::GATHER_PATH,
+            body_limit: Some(webhooks::MAX_CALLBACK_BYTES),
+            handler: |r| r.to(voice::twilio_gather),
+        },
     ]
 }
 
@@ -308,7 +320,9 @@ mod tests {
             .filter(|e| e.path != "/api/v1/openapi.json")
             .map(|e| format!("{} {}", e.method, e.path))
             .collect();
-        table.push(format!("POST {}", crate::ports::STATUS_CALLBACK_PATH));
+        for path in crate::ports::CARRIER_PATHS {
+            table.push(format!("POST {path}"));
+        }
         documented.sort();
         table.sort();
         assert_eq!(documented, table);

@@ -13,6 +13,7 @@ pub mod forecast;
 pub mod health;
 pub mod keys;
 pub mod targets;
+pub mod voice;
 pub mod webhooks;
 
 use std::collections::HashMap;

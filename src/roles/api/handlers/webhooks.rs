@@ -20,11 +20,38 @@ pub const MAX_CALLBACK_BYTES: usize = 64 * 1024;
 /// The header carrying the carrier's signature.
 pub const SIGNATURE_HEADER: &str = "X-Twilio-Signature";
 
-fn counted(result: &'static str) {
+pub(super) fn counted(result: &'static str) {
     metrics()
         .carrier_callbacks
         .with_label_values(&[result])
         .inc();
+}
+
+/// A callback's body, or its own error in the API's envelope: too large, too slow, or cut off.
+pub(super) fn callback_body(
+    body: Result<web::Bytes, actix_web::Error>,
+) -> Result<web::Bytes, ApiError> {
+    body.map_err(|err| match err.as_error::<PayloadError>() {
+        Some(PayloadError::Overflow) => ApiError::payload_too_large(MAX_CALLBACK_BYTES),
+        Some(inner) if crate::roles::api::limits::timed_out(inner) => ApiError::body_timeout(),
+        _ => ApiError::malformed(format!("unreadable body: {err}")),
+    })
+}
+
+/// The carrier's signature of a request. An unsigned request is refused before anything else
+/// is said about this deployment.
+pub(super) fn signature_of(req: &HttpRequest) -> Result<&str, ApiError> {
+    let signature = req
+        .headers()
+        .get(SIGNATURE_HEADER)
+        .and_then(|value| value.to_str().ok());
+    signature.ok_or_else(|| {
+        counted("bad_signature");
+        ApiError::new(
+            ErrorCode::InvalidSignature,
+            "the X-Twilio-Signature header is missing",
+        )
+    })
 }
 
 /// A carrier's status callback (Twilio's form parameters, signed with `X-Twilio-Signature`).
@@ -35,24 +62,8 @@ fn verified(
     req: &HttpRequest,
     body: Result<web::Bytes, actix_web::Error>,
 ) -> Result<CarrierCallback, ApiError> {
-    // The body's own errors in the API's envelope: too large, too slow, or cut off.
-    let body = body.map_err(|err| match err.as_error::<PayloadError>() {
-        Some(PayloadError::Overflow) => ApiError::payload_too_large(MAX_CALLBACK_BYTES),
-        Some(inner) if crate::roles::api::limits::timed_out(inner) => ApiError::body_timeout(),
-        _ => ApiError::malformed(format!("unreadable body: {err}")),
-    })?;
-    let signature = req
-        .headers()
-        .get(SIGNATURE_HEADER)
-        .and_then(|value| value.to_str().ok());
-    // An unsigned request is refused before anything else is said about this deployment.
-    if signature.is_none() {
-        counted("bad_signature");
-        return Err(ApiError::new(
-            ErrorCode::InvalidSignature,
-            "the X-Twilio-Signature header is missing",
-        ));
-    }
+    let body = callback_body(body)?;
+    let signature = Some(signature_of(req)?);
     let Some(verifier) = &ctx.callbacks else {
         counted("unknown");
         return Err(ApiError::new(

@@ -36,14 +36,18 @@ pub fn validate_message(value: Option<&Value>, problems: &mut Problems) -> Optio
     }
 }
 
-/// Refuses a message where this deployment cannot speak it yet: a real carrier fetches its
-/// TwiML from the engine's voice webhook, which serves messages from the next release on.
+/// Refuses what a message asks of a real carrier that the engine does not carry out yet: what
+/// to do when a machine answers needs the carrier's asynchronous answering-machine verdict and
+/// a live-call update, which are not served yet. A message without `machine` is served whole.
 pub fn check_carrier(audio: Option<&Audio>, settings: &Settings, problems: &mut Problems) {
-    if matches!(audio, Some(Audio::Message(_))) && settings.telephony.is_twilio() {
+    let Some(Audio::Message(message)) = audio else {
+        return;
+    };
+    if message.machine.is_some() && settings.telephony.is_twilio() {
         problems.push(
-            "message",
-            "this deployment's carrier (telephony.provider = twilio) is not yet handed messages; \
-             give twiml or voice_url",
+            "message.machine",
+            "this deployment's carrier (telephony.provider = twilio) is not yet asked for a \
+             machine's verdict; leave machine out",
         );
     }
 }

@@ -1,0 +1,249 @@
+//! The carrier's requests for a message's words and for what the keys a callee presses mean
+//! (`spec/voice.md`). Each is signed like a status callback and names its attempt in a query
+//! the engine wrote. The answer is TwiML; a signed request for an attempt that is unknown or
+//! over is answered by hanging up, never with an error the carrier would read out to the
+//! callee.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::Utc;
+
+use super::webhooks::{callback_body, counted, signature_of};
+use crate::context::AppContext;
+use crate::domain::call::{Call, CallStatus};
+use crate::domain::message::{Heard, Key, Message, OptOutScope, TargetValues, TwimlPlan};
+use crate::ports::{CallbackError, DncScope, SignedRequest, GATHER_PATH, VOICE_PATH};
+use crate::roles::api::error::{ApiError, ErrorBody, ErrorCode};
+
+/// What a call whose attempt is unknown or over is told.
+const HANG_UP: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Hangup/></Response>";
+
+/// The query parameter of a gather URL that keeps the keys pressed before on the attempt.
+const PRESSED: &str = "pressed";
+
+fn twiml(body: String) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/xml; charset=utf-8")
+        .body(body)
+}
+
+fn hang_up() -> HttpResponse {
+    twiml(HANG_UP.to_owned())
+}
+
+/// The request the carrier signed for `path`, or the refusal of one it did not.
+fn signed(
+    ctx: &AppContext,
+    req: &HttpRequest,
+    body: Result<web::Bytes, actix_web::Error>,
+    path: &str,
+) -> Result<SignedRequest, ApiError> {
+    let body = callback_body(body)?;
+    let signature = signature_of(req)?;
+    let Some(verifier) = &ctx.callbacks else {
+        return Err(ApiError::new(
+            ErrorCode::NotFound,
+            "no carrier calls here: telephony.provider is not twilio",
+        ));
+    };
+    verifier
+        .verify_request(path, req.query_string(), &body, Some(signature))
+        .map_err(|err| match err {
+            CallbackError::BadSignature => {
+                counted("bad_signature");
+                tracing::warn!(
+                    path,
+                    "carrier request refused: the signature does not verify"
+                );
+                ApiError::new(
+                    ErrorCode::InvalidSignature,
+                    "the X-Twilio-Signature header does not verify for this request",
+                )
+            }
+            CallbackError::UnknownAttempt(why) | CallbackError::Malformed(why) => {
+                counted("unknown");
+                ApiError::new(
+                    ErrorCode::UnknownAttempt,
+                    format!("the request names no attempt: {why}"),
+                )
+            }
+        })
+}
+
+/// The call of a signed request and its campaign's message, while the attempt it names is the
+/// call's live one.
+async fn live(
+    ctx: &AppContext,
+    request: &SignedRequest,
+) -> Result<Option<(Call, Message)>, ApiError> {
+    let key = request.key;
+    let Some((call, _)) = ctx.store.get_call(key.call_id).await? else {
+        return Ok(None);
+    };
+    if call.campaign_id != key.campaign_id
+        || call.attempt_count != key.attempt
+        || call.status != CallStatus::Dialing
+    {
+        return Ok(None);
+    }
+    let Some(campaign) = ctx.store.get_campaign(key.campaign_id).await? else {
+        return Ok(None);
+    };
+    Ok(campaign
+        .voice
+        .message()
+        .cloned()
+        .map(|message| (call, message)))
+}
+
+fn metadata_of(call: &Call) -> Option<serde_json::Value> {
+    call.metadata.as_ref().map(|m| m.to_value())
+}
+
+#[utoipa::path(post, path = "/webhooks/twilio/voice",
+    params(
+        ("campaign" = String, Query, format = Uuid, description = "the attempt's campaign, as the engine set it"),
+        ("call" = String, Query, format = Uuid, description = "the attempt's call"),
+        ("attempt" = u32, Query, description = "the attempt's number"),
+        ("X-Twilio-Signature" = String, Header, description = "base64 HMAC-SHA1 of the URL and the sorted parameters, keyed by the auth token"),
+    ),
+    request_body(content = String, content_type = "application/x-www-form-urlencoded",
+        description = "CallSid, AccountSid, CallStatus, From, To"),
+    responses(
+        (status = 200, content_type = "text/xml", body = String, description = "the call's TwiML: the message inside one Gather, then hang up; hang up at once for an attempt unknown or over"),
+        (status = 400, body = ErrorBody, description = "malformed_body"),
+        (status = 403, body = ErrorBody, description = "invalid_signature"),
+        (status = 404, body = ErrorBody, description = "unknown_attempt, or no carrier configured"),
+    ))]
+pub async fn twilio_voice(
+    ctx: web::Data<AppContext>,
+    req: HttpRequest,
+    body: Result<web::Bytes, actix_web::Error>,
+) -> Result<HttpResponse, ApiError> {
+    let request = signed(&ctx, &req, body, VOICE_PATH)?;
+    let Some((call, message)) = live(&ctx, &request).await? else {
+        return Ok(hang_up());
+    };
+    let metadata = metadata_of(&call);
+    let values = TargetValues {
+        phone_number: call.phone_number.as_str(),
+        metadata: metadata.as_ref().and_then(serde_json::Value::as_object),
+    };
+    let gather_url = gather_url(&ctx, &request, "");
+    match message.voice_twiml(
+        &values,
+        TwimlPlan {
+            gather_url: &gather_url,
+        },
+    ) {
+        Ok(body) => Ok(twiml(body)),
+        // Checked when the target was registered; metadata changed since is not spoken half.
+        Err(missing) => {
+            tracing::warn!(call_id = %call.id, keys = ?missing.0, "a call's metadata no longer fills its message");
+            Ok(hang_up())
+        }
+    }
+}
+
+fn gather_url(ctx: &AppContext, request: &SignedRequest, pressed: &str) -> String {
+    let extra: Vec<(&str, &str)> = if pressed.is_empty() {
+        Vec::new()
+    } else {
+        vec![(PRESSED, pressed)]
+    };
+    ctx.callbacks
+        .as_ref()
+        .map(|verifier| verifier.attempt_url(GATHER_PATH, request.key, &extra))
+        .unwrap_or_default()
+}
+
+fn keys(text: &str) -> Vec<Key> {
+    text.chars()
+        .filter_map(|c| Key::parse(c.encode_utf8(&mut [0; 4])))
+        .collect()
+}
+
+#[utoipa::path(post, path = "/webhooks/twilio/gather",
+    params(
+        ("campaign" = String, Query, format = Uuid, description = "the attempt's campaign, as the engine set it"),
+        ("call" = String, Query, format = Uuid, description = "the attempt's call"),
+        ("attempt" = u32, Query, description = "the attempt's number"),
+        ("pressed" = Option<String>, Query, description = "the keys pressed before on this attempt"),
+        ("X-Twilio-Signature" = String, Header, description = "base64 HMAC-SHA1 of the URL and the sorted parameters, keyed by the auth token"),
+    ),
+    request_body(content = String, content_type = "application/x-www-form-urlencoded",
+        description = "Digits (empty when no key was pressed), CallSid, AccountSid"),
+    responses(
+        (status = 200, content_type = "text/xml", body = String, description = "what the key means, said; an opt-out is on the do-not-call list before this answer"),
+        (status = 400, body = ErrorBody, description = "malformed_body"),
+        (status = 403, body = ErrorBody, description = "invalid_signature"),
+        (status = 404, body = ErrorBody, description = "unknown_attempt, or no carrier configured"),
+        (status = 503, body = ErrorBody, description = "the opt-out could not be listed now; nothing was said"),
+    ))]
+pub async fn twilio_gather(
+    ctx: web::Data<AppContext>,
+    req: HttpRequest,
+    body: Result<web::Bytes, actix_web::Error>,
+) -> Result<HttpResponse, ApiError> {
+    let request = signed(&ctx, &req, body, GATHER_PATH)?;
+    let Some((call, message)) = live(&ctx, &request).await? else {
+        return Ok(hang_up());
+    };
+    let earlier = keys(request.query_field(PRESSED).unwrap_or_default());
+    let pressed = request
+        .form_field("Digits")
+        .and_then(|digits| keys(digits).into_iter().next());
+    let heard = message.hear(&earlier, pressed);
+    if heard == Heard::OptOut {
+        opt_out(&ctx, &call, &message, pressed).await?;
+    }
+    let mut all: String = earlier.iter().map(|k| k.as_char()).collect();
+    all.extend(pressed.map(Key::as_char));
+    let metadata = metadata_of(&call);
+    let values = TargetValues {
+        phone_number: call.phone_number.as_str(),
+        metadata: metadata.as_ref().and_then(serde_json::Value::as_object),
+    };
+    let gather_url = gather_url(&ctx, &request, &all);
+    let plan = TwimlPlan {
+        gather_url: &gather_url,
+    };
+    Ok(twiml(
+        message
+            .heard_twiml(heard, &values, plan)
+            .unwrap_or_else(|_| HANG_UP.to_owned()),
+    ))
+}
+
+/// Puts the callee's number on the list the message's opt-out names, committed before the
+/// callee is told; as any list entry does, this cancels the number's waiting calls in scope.
+/// A retried request lists nothing twice.
+async fn opt_out(
+    ctx: &AppContext,
+    call: &Call,
+    message: &Message,
+    pressed: Option<Key>,
+) -> Result<(), ApiError> {
+    let scope = match message.opt_out.map(|o| o.scope) {
+        Some(OptOutScope::Campaign) => DncScope::Campaign(call.campaign_id),
+        _ => DncScope::Global,
+    };
+    let key = pressed.map(Key::as_char).unwrap_or('?');
+    let reason = format!(
+        "opted out by pressing {key} on a call of campaign {}",
+        call.campaign_id
+    );
+    ctx.store
+        .add_to_dnc(
+            scope,
+            vec![(call.phone_number.clone(), Some(reason))],
+            Utc::now(),
+            None,
+        )
+        .await
+        .map_err(|err| {
+            tracing::warn!(error = %err, call_id = %call.id, "cannot list an opt-out now");
+            ApiError::unavailable()
+        })?;
+    tracing::info!(call_id = %call.id, campaign_id = %call.campaign_id, "callee opted out by key press");
+    Ok(())
+}
