@@ -192,8 +192,11 @@ pub const VOICE_PATH: &str = "/webhooks/twilio/voice";
 /// Where the carrier sends the key a callee pressed on a message's prompt.
 pub const GATHER_PATH: &str = "/webhooks/twilio/gather";
 
+/// Where the account's own numbers send their calls: the opt-out line a voicemail points to.
+pub const INBOUND_PATH: &str = "/webhooks/twilio/inbound";
+
 /// Every path the carrier requests, each signed.
-pub const CARRIER_PATHS: [&str; 3] = [STATUS_CALLBACK_PATH, VOICE_PATH, GATHER_PATH];
+pub const CARRIER_PATHS: [&str; 4] = [STATUS_CALLBACK_PATH, VOICE_PATH, GATHER_PATH, INBOUND_PATH];
 
 /// A signed request of the carrier about one attempt, other than a status callback: its
 /// query (which the engine wrote, and the signature covers) and its form.
@@ -272,4 +275,17 @@ pub trait CallbackVerifier: Send + Sync + 'static {
     /// The URL of `path` for `attempt`, with `extra` query parameters, as the carrier will
     /// request it.
     fn attempt_url(&self, path: &str, attempt: AttemptKey, extra: &[(&str, &str)]) -> String;
+
+    /// The form of a request the carrier made to `path` about no attempt of ours (a call to
+    /// the account's own number), checked the same way.
+    fn verify_form(
+        &self,
+        path: &str,
+        query: &str,
+        body: &[u8],
+        signature: Option<&str>,
+    ) -> Result<Vec<(String, String)>, CallbackError>;
+
+    /// The URL of `path` with `query`, as the carrier will request it.
+    fn url(&self, path: &str, query: &[(&str, &str)]) -> String;
 }

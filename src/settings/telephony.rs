@@ -59,6 +59,8 @@ pub struct TwilioSettings {
     /// A placed call with no final status is looked up this long after its ring timeout,
     /// then at doubling intervals up to 30 min.
     pub lookup_after: GoDuration,
+    /// What the inbound opt-out line (`/webhooks/twilio/inbound`) says.
+    pub inbound_prompt: String,
 }
 
 impl Default for TwilioSettings {
@@ -79,6 +81,7 @@ impl Default for TwilioSettings {
             probe_interval: Duration::from_secs(30).into(),
             place_deadline: Duration::from_secs(60).into(),
             lookup_after: Duration::from_secs(120).into(),
+            inbound_prompt: "To stop all calls from us, press 1.".into(),
         }
     }
 }

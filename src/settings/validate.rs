@@ -243,6 +243,16 @@ impl Settings {
                 "must be 1 to 4000 characters",
             ));
         }
+        let prompt = &twilio.inbound_prompt;
+        if prompt.trim().is_empty()
+            || prompt.chars().count() > 1000
+            || prompt.chars().any(char::is_control)
+        {
+            return Err(invalid(
+                "telephony.twilio.inbound_prompt",
+                "must be 1 to 1000 characters, without control characters",
+            ));
+        }
         Ok(())
     }
 

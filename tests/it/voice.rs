@@ -293,6 +293,53 @@ async fn a_message_is_served_to_the_carrier(mode: Mode) {
     assert_eq!(status, 200, "{entry}");
     assert_eq!(entry["scope"], "global", "{entry}");
 
+    // The inbound line a voicemail points to: its prompt, then a 1 lists the caller.
+    let base = voice_url.split("/webhooks/").next().unwrap_or_default();
+    let inbound = format!("{base}/webhooks/twilio/inbound");
+    let caller = [
+        ("CallSid", "CA9"),
+        ("AccountSid", SID),
+        ("From", "+15555550002"),
+    ];
+    let (status, prompt) = carrier_post(&app, &inbound, &caller, Some(TOKEN)).await;
+    assert_eq!(status, 200, "{prompt}");
+    assert!(
+        prompt.contains("To stop all calls from us, press 1."),
+        "{prompt}"
+    );
+    let heard = gather_action(&prompt);
+    assert!(heard.ends_with("?step=heard"), "{heard}");
+    let (status, _) = carrier_post(&app, &heard, &caller, Some("not-the-token")).await;
+    assert_eq!(status, 403);
+    let mut other = caller.to_vec();
+    other.push(("Digits", "2"));
+    let (_, bye) = carrier_post(&app, &heard, &other, Some(TOKEN)).await;
+    assert!(bye.contains("<Say>Goodbye.</Say>"), "{bye}");
+    assert_eq!(app.get("/api/v1/dnc/+15555550002").await.0, 404);
+    let mut one = caller.to_vec();
+    one.push(("Digits", "1"));
+    let (_, bye) = carrier_post(&app, &heard, &one, Some(TOKEN)).await;
+    assert!(
+        bye.contains("You will not be called again. Goodbye."),
+        "{bye}"
+    );
+    let (status, entry) = app.get("/api/v1/dnc/+15555550002").await;
+    assert_eq!(
+        (status, entry["scope"].as_str()),
+        (200, Some("global")),
+        "{entry}"
+    );
+    let withheld = [
+        ("CallSid", "CA10"),
+        ("AccountSid", SID),
+        ("From", "anonymous"),
+    ];
+    let (_, unknown) = carrier_post(&app, &inbound, &withheld, Some(TOKEN)).await;
+    assert!(
+        unknown.contains("We cannot identify your number."),
+        "{unknown}"
+    );
+
     // A signed request for an attempt the call is not on is answered by hanging up.
     let stale = voice_url.replace("attempt=1", "attempt=2");
     let (status, hangup) = carrier_post(&app, &stale, &call_form, Some(TOKEN)).await;

@@ -179,6 +179,28 @@ impl CallbackVerifier for TwilioCallbacks {
     fn attempt_url(&self, path: &str, attempt: AttemptKey, extra: &[(&str, &str)]) -> String {
         attempt_url(&self.base, path, attempt, extra)
     }
+
+    fn verify_form(
+        &self,
+        path: &str,
+        query: &str,
+        body: &[u8],
+        signature: Option<&str>,
+    ) -> Result<Vec<(String, String)>, CallbackError> {
+        self.signed(&format!("{}{path}", self.base), query, body, signature)
+    }
+
+    fn url(&self, path: &str, query: &[(&str, &str)]) -> String {
+        let mut url = format!("{}{path}", self.base);
+        if !query.is_empty() {
+            let query = form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(query)
+                .finish();
+            url.push('?');
+            url.push_str(&query);
+        }
+        url
+    }
 }
 
 impl TwilioCallbacks {

@@ -16,7 +16,9 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{json, Map, Value};
 
-pub use self::speech::{Heard, Spoken, TwimlPlan};
+pub use self::speech::{
+    inbound_heard_twiml, inbound_twiml, inbound_unidentified_twiml, Heard, Spoken, TwimlPlan,
+};
 pub use self::template::{Missing, TargetValues, Template, Values, PHONE_NUMBER_KEY};
 use crate::domain::duration::{format_go_duration, parse_go_duration};
 use crate::domain::phone::PhoneNumber;

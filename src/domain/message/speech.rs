@@ -235,6 +235,37 @@ impl Message {
     }
 }
 
+/// The inbound opt-out line's first answer: its prompt inside a Gather that sends the key to
+/// `action`, then goodbye.
+pub fn inbound_twiml(prompt: &str, action: &str) -> String {
+    let mut out = open_response();
+    let _ = write!(
+        out,
+        "<Gather input=\"dtmf\" numDigits=\"1\" timeout=\"5\" finishOnKey=\"\" \
+         actionOnEmptyResult=\"true\" method=\"POST\" action=\"{}\"><Say>{}</Say></Gather>\
+         <Say>{GOODBYE}</Say><Hangup/></Response>",
+        escape(action),
+        escape(prompt)
+    );
+    out
+}
+
+/// What the inbound line says once it heard a key: `listed` when the caller's number is now
+/// on the list.
+pub fn inbound_heard_twiml(listed: bool) -> String {
+    let said = if listed { OPTED_OUT } else { GOODBYE };
+    format!("{}<Say>{said}</Say><Hangup/></Response>", open_response())
+}
+
+/// What a caller whose number is withheld hears: the line cannot list a number it does not see.
+pub fn inbound_unidentified_twiml() -> String {
+    format!(
+        "{}<Say>We cannot identify your number. To stop our calls to a number, call this line \
+         from it.</Say><Hangup/></Response>",
+        open_response()
+    )
+}
+
 fn open_response() -> String {
     let mut out = String::with_capacity(1024);
     out.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response>");

@@ -56,6 +56,7 @@ pub const UUID_PATTERN: &str =
         webhooks::twilio_status,
         voice::twilio_voice,
         voice::twilio_gather,
+        voice::twilio_inbound,
         keys::whoami,
         keys::create_key,
         keys::list_keys,

@@ -191,6 +191,12 @@ pub fn open_routes() -> Vec<OpenRoute> {
             body_limit: Some(webhooks::MAX_CALLBACK_BYTES),
             handler: |r| r.to(voice::twilio_gather),
         },
+        OpenRoute {
+            method: Method::POST,
+            path: crate::ports::INBOUND_PATH,
+            body_limit: Some(webhooks::MAX_CALLBACK_BYTES),
+            handler: |r| r.to(voice::twilio_inbound),
+        },
     ]
 }
 

@@ -10,8 +10,12 @@ use chrono::Utc;
 use super::webhooks::{callback_body, counted, signature_of};
 use crate::context::AppContext;
 use crate::domain::call::{Call, CallStatus};
-use crate::domain::message::{Heard, Key, Message, OptOutScope, TargetValues, TwimlPlan};
-use crate::ports::{CallbackError, DncScope, SignedRequest, GATHER_PATH, VOICE_PATH};
+use crate::domain::message::{
+    inbound_heard_twiml, inbound_twiml, inbound_unidentified_twiml, Heard, Key, Message,
+    OptOutScope, TargetValues, TwimlPlan,
+};
+use crate::domain::phone::PhoneNumber;
+use crate::ports::{CallbackError, DncScope, SignedRequest, GATHER_PATH, INBOUND_PATH, VOICE_PATH};
 use crate::roles::api::error::{ApiError, ErrorBody, ErrorCode};
 
 /// What a call whose attempt is unknown or over is told.
@@ -246,4 +250,82 @@ async fn opt_out(
         })?;
     tracing::info!(call_id = %call.id, campaign_id = %call.campaign_id, "callee opted out by key press");
     Ok(())
+}
+
+/// The inbound line's query parameter that marks the request carrying the caller's key.
+const STEP: &str = "step";
+
+#[utoipa::path(post, path = "/webhooks/twilio/inbound",
+    params(
+        ("step" = Option<String>, Query, description = "heard: the request carrying the caller's key; absent: the call's first request"),
+        ("X-Twilio-Signature" = String, Header, description = "base64 HMAC-SHA1 of the URL and the sorted parameters, keyed by the auth token"),
+    ),
+    request_body(content = String, content_type = "application/x-www-form-urlencoded",
+        description = "From (the caller), Digits (the key heard), CallSid, AccountSid"),
+    responses(
+        (status = 200, content_type = "text/xml", body = String, description = "the opt-out line: its prompt; after a 1, the caller is on the global do-not-call list before being told"),
+        (status = 400, body = ErrorBody, description = "malformed_body"),
+        (status = 403, body = ErrorBody, description = "invalid_signature"),
+        (status = 404, body = ErrorBody, description = "no carrier configured"),
+        (status = 503, body = ErrorBody, description = "the opt-out could not be listed now; nothing was said"),
+    ))]
+pub async fn twilio_inbound(
+    ctx: web::Data<AppContext>,
+    req: HttpRequest,
+    body: Result<web::Bytes, actix_web::Error>,
+) -> Result<HttpResponse, ApiError> {
+    let body = callback_body(body)?;
+    let signature = signature_of(&req)?;
+    let Some(verifier) = &ctx.callbacks else {
+        return Err(ApiError::new(
+            ErrorCode::NotFound,
+            "no carrier calls here: telephony.provider is not twilio",
+        ));
+    };
+    let form = verifier
+        .verify_form(INBOUND_PATH, req.query_string(), &body, Some(signature))
+        .map_err(|_| {
+            counted("bad_signature");
+            tracing::warn!("inbound call refused: the signature does not verify");
+            ApiError::new(
+                ErrorCode::InvalidSignature,
+                "the X-Twilio-Signature header does not verify for this request",
+            )
+        })?;
+    let field = |name: &str| {
+        form.iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    };
+    // A withheld number arrives as a word or a non-number: nothing to list.
+    let Some(caller) = field("From").and_then(|from| PhoneNumber::parse(from).ok()) else {
+        return Ok(twiml(inbound_unidentified_twiml()));
+    };
+    let heard =
+        web::Query::<std::collections::HashMap<String, String>>::from_query(req.query_string())
+            .ok()
+            .is_some_and(|query| query.get(STEP).is_some_and(|step| step == "heard"));
+    if !heard {
+        let action = verifier.url(INBOUND_PATH, &[(STEP, "heard")]);
+        let prompt = &ctx.settings.telephony.twilio.inbound_prompt;
+        return Ok(twiml(inbound_twiml(prompt, &action)));
+    }
+    let listed = field("Digits") == Some("1");
+    if listed {
+        let reason = "opted out on the inbound line".to_owned();
+        ctx.store
+            .add_to_dnc(
+                DncScope::Global,
+                vec![(caller, Some(reason))],
+                Utc::now(),
+                None,
+            )
+            .await
+            .map_err(|err| {
+                tracing::warn!(error = %err, "cannot list an inbound opt-out now");
+                ApiError::unavailable()
+            })?;
+        tracing::info!("caller opted out on the inbound line");
+    }
+    Ok(twiml(inbound_heard_twiml(listed)))
 }
