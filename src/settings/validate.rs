@@ -243,16 +243,7 @@ impl Settings {
                 "must be 1 to 4000 characters",
             ));
         }
-        let prompt = &twilio.inbound_prompt;
-        if prompt.trim().is_empty()
-            || prompt.chars().count() > 1000
-            || prompt.chars().any(char::is_control)
-        {
-            return Err(invalid(
-                "telephony.twilio.inbound_prompt",
-                "must be 1 to 1000 characters, without control characters",
-            ));
-        }
+        inbound_prompt(&twilio.inbound_prompt)?;
         Ok(())
     }
 
@@ -324,6 +315,38 @@ impl Settings {
                 "the mock cluster runs in this process, so every role must; run --roles all or name real brokers",
             )),
             BusAddress::Kafka { .. } => Ok(()),
+        }
+    }
+}
+
+/// What the inbound opt-out line says: spoken as it is, so no control characters.
+fn inbound_prompt(prompt: &str) -> Result<(), SettingsError> {
+    if prompt.trim().is_empty()
+        || prompt.chars().count() > 1000
+        || prompt.chars().any(char::is_control)
+    {
+        return Err(invalid(
+            "telephony.twilio.inbound_prompt",
+            "must be 1 to 1000 characters, without control characters",
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::inbound_prompt;
+
+    #[test]
+    fn the_inbound_prompt_is_words_to_speak() {
+        assert!(inbound_prompt("To stop all calls from us, press 1.").is_ok());
+        for bad in ["", "   ", "press\u{7}1", &"x".repeat(1001)] {
+            let err = inbound_prompt(bad).err().map(|e| e.to_string());
+            assert!(
+                err.as_deref()
+                    .is_some_and(|e| e.contains("telephony.twilio.inbound_prompt")),
+                "{bad:?}: {err:?}"
+            );
         }
     }
 }
