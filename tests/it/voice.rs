@@ -139,6 +139,23 @@ async fn a_message_is_checked_echoed_and_previewed(mode: Mode) {
         .await;
     assert_eq!(status, 202, "{accepted}");
 
+    // A new message must be speakable to every call still to dial.
+    let mut unspeakable = reminder();
+    unspeakable["say"] = json!("Hello {{first_name}} from {{city}}.");
+    let (status, error) = app
+        .put(
+            &format!("/api/v1/campaigns/{id}"),
+            json!({"message": unspeakable}),
+        )
+        .await;
+    assert_eq!(status, 400, "{error}");
+    let listed = details(&error);
+    assert!(
+        listed.contains("to +15555550001)") && listed.contains("lacks city"),
+        "{error}"
+    );
+    assert_eq!(app.campaign(&id).await["message"], created["message"]);
+
     // An update replaces the message; TwiML replaces it in turn.
     let mut changed = reminder();
     changed["opt_out"] = json!(false);

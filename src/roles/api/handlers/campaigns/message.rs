@@ -6,9 +6,12 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 
+use crate::context::AppContext;
+use crate::domain::call::CallStatus;
 use crate::domain::carrier::Audio;
+use crate::domain::ids::CampaignId;
 use crate::domain::message::{MachineAction, Message, Spoken, TargetValues};
-use crate::ports::NewTarget;
+use crate::ports::{CallFilter, NewTarget, StoreError};
 use crate::roles::api::handlers::targets::FieldOf;
 use crate::roles::api::handlers::Problems;
 use crate::settings::Settings;
@@ -114,4 +117,70 @@ pub fn spoken(message: &Message, target: &NewTarget) -> Vec<String> {
         .spoken(&values)
         .map(|parts| parts.iter().map(Spoken::preview).collect())
         .unwrap_or_default()
+}
+
+/// Calls read per page when a new message is checked against the calls still to dial.
+const WAITING_PAGE: usize = 1000;
+
+/// Problems of the calls still to dial (queued or retrying) that `message` cannot be spoken
+/// to, read a page at a time: the first `MAX_UNFILLED_LISTED` by id and number, then a count.
+pub async fn check_waiting_calls(
+    ctx: &AppContext,
+    campaign_id: CampaignId,
+    message: &Message,
+    problems: &mut Problems,
+) -> Result<(), StoreError> {
+    if message.keys().is_empty() {
+        return Ok(());
+    }
+    let mut unfilled = 0usize;
+    for status in [CallStatus::Queued, CallStatus::Retrying] {
+        let filter = CallFilter {
+            status: Some(status),
+            phone_number: None,
+        };
+        let mut after = None;
+        loop {
+            let page = ctx
+                .store
+                .list_calls(campaign_id, &filter, after, WAITING_PAGE)
+                .await?;
+            for call in &page {
+                let metadata = call.metadata.as_ref().map(|m| m.to_value());
+                let values = TargetValues {
+                    phone_number: call.phone_number.as_str(),
+                    metadata: metadata.as_ref().and_then(Value::as_object),
+                };
+                let missing = message.missing(&values);
+                if missing.is_empty() {
+                    continue;
+                }
+                unfilled += 1;
+                if unfilled <= MAX_UNFILLED_LISTED {
+                    let keys: Vec<String> = missing.into_iter().collect();
+                    problems.push(
+                        &format!("message (call {} to {})", call.id, call.phone_number),
+                        format!(
+                            "its metadata lacks {}, which the message names",
+                            keys.join(", ")
+                        ),
+                    );
+                }
+            }
+            match page.last() {
+                Some(last) if page.len() == WAITING_PAGE => after = Some(last.id),
+                _ => break,
+            }
+        }
+    }
+    if unfilled > MAX_UNFILLED_LISTED {
+        problems.push(
+            "message",
+            format!(
+                "{} more calls still to dial lack keys it names",
+                unfilled - MAX_UNFILLED_LISTED
+            ),
+        );
+    }
+    Ok(())
 }

@@ -22,6 +22,7 @@ use self::output::{
 use self::voice::{validate_voice, voice_input};
 use crate::context::AppContext;
 use crate::domain::campaign::{CampaignChanges, CampaignStatus, StatusAction, Transition};
+use crate::domain::carrier::Audio;
 use crate::domain::ids::CampaignId;
 use crate::ports::Topic;
 use crate::roles::api::access::Audit;
@@ -199,6 +200,13 @@ pub async fn update_campaign(
     };
     if !problems.is_empty() {
         return Err(ApiError::validation(problems.0));
+    }
+    // A new message must be speakable to every call still to dial.
+    if let Some(Some(Audio::Message(message))) = &changes.audio {
+        message::check_waiting_calls(&ctx, id, message, &mut problems).await?;
+        if !problems.is_empty() {
+            return Err(ApiError::validation_up_to(problems.0, MAX_DETAILS));
+        }
     }
     let campaign = ctx
         .store
