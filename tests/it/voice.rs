@@ -358,13 +358,17 @@ async fn a_message_is_served_to_the_carrier(mode: Mode) {
     );
 
     // A signed request for an attempt the call is not on is answered by hanging up.
+    // So is one that names no attempt at all.
     let stale = voice_url.replace("attempt=1", "attempt=2");
-    let (status, hangup) = carrier_post(&app, &stale, &call_form, Some(TOKEN)).await;
-    assert_eq!(status, 200, "{hangup}");
-    assert!(
-        hangup.ends_with("<Response><Hangup/></Response>"),
-        "{hangup}"
-    );
+    let nameless = voice_url.replace("attempt=1", "attempt=one");
+    for url in [stale, nameless] {
+        let (status, hangup) = carrier_post(&app, &url, &call_form, Some(TOKEN)).await;
+        assert_eq!(status, 200, "{url}: {hangup}");
+        assert!(
+            hangup.ends_with("<Response><Hangup/></Response>"),
+            "{hangup}"
+        );
+    }
     app.shutdown().await;
     sim.stop();
 }

@@ -34,13 +34,15 @@ fn hang_up() -> HttpResponse {
     twiml(HANG_UP.to_owned())
 }
 
-/// The request the carrier signed for `path`, or the refusal of one it did not.
+/// The request the carrier signed for `path`, or the refusal of one it did not. A signed
+/// request that names no attempt is `None`: the call it is about hangs up, as for an attempt
+/// that is over.
 fn signed(
     ctx: &AppContext,
     req: &HttpRequest,
     body: Result<web::Bytes, actix_web::Error>,
     path: &str,
-) -> Result<SignedRequest, ApiError> {
+) -> Result<Option<SignedRequest>, ApiError> {
     let body = callback_body(body)?;
     let signature = signature_of(req)?;
     let Some(verifier) = &ctx.callbacks else {
@@ -49,28 +51,29 @@ fn signed(
             "no carrier calls here: telephony.provider is not twilio",
         ));
     };
-    verifier
-        .verify_request(path, req.query_string(), &body, Some(signature))
-        .map_err(|err| match err {
-            CallbackError::BadSignature => {
-                counted("bad_signature");
-                tracing::warn!(
-                    path,
-                    "carrier request refused: the signature does not verify"
-                );
-                ApiError::new(
-                    ErrorCode::InvalidSignature,
-                    "the X-Twilio-Signature header does not verify for this request",
-                )
-            }
-            CallbackError::UnknownAttempt(why) | CallbackError::Malformed(why) => {
-                counted("unknown");
-                ApiError::new(
-                    ErrorCode::UnknownAttempt,
-                    format!("the request names no attempt: {why}"),
-                )
-            }
-        })
+    match verifier.verify_request(path, req.query_string(), &body, Some(signature)) {
+        Ok(request) => Ok(Some(request)),
+        Err(CallbackError::UnknownAttempt(why) | CallbackError::Malformed(why)) => {
+            counted("unknown");
+            tracing::warn!(
+                path,
+                why,
+                "a signed carrier request names no attempt; hanging up"
+            );
+            Ok(None)
+        }
+        Err(CallbackError::BadSignature) => {
+            counted("bad_signature");
+            tracing::warn!(
+                path,
+                "carrier request refused: the signature does not verify"
+            );
+            Err(ApiError::new(
+                ErrorCode::InvalidSignature,
+                "the X-Twilio-Signature header does not verify for this request",
+            ))
+        }
+    }
 }
 
 /// The call of a signed request and its campaign's message, while the attempt it names is the
@@ -116,14 +119,16 @@ fn metadata_of(call: &Call) -> Option<serde_json::Value> {
         (status = 200, content_type = "text/xml", body = String, description = "the call's TwiML: the message inside one Gather, then hang up; hang up at once for an attempt unknown or over"),
         (status = 400, body = ErrorBody, description = "malformed_body"),
         (status = 403, body = ErrorBody, description = "invalid_signature"),
-        (status = 404, body = ErrorBody, description = "unknown_attempt, or no carrier configured"),
+        (status = 404, body = ErrorBody, description = "no carrier configured"),
     ))]
 pub async fn twilio_voice(
     ctx: web::Data<AppContext>,
     req: HttpRequest,
     body: Result<web::Bytes, actix_web::Error>,
 ) -> Result<HttpResponse, ApiError> {
-    let request = signed(&ctx, &req, body, VOICE_PATH)?;
+    let Some(request) = signed(&ctx, &req, body, VOICE_PATH)? else {
+        return Ok(hang_up());
+    };
     let Some((call, message)) = live(&ctx, &request).await? else {
         return Ok(hang_up());
     };
@@ -180,7 +185,7 @@ fn keys(text: &str) -> Vec<Key> {
         (status = 200, content_type = "text/xml", body = String, description = "what the key means, said; an opt-out is on the do-not-call list before this answer"),
         (status = 400, body = ErrorBody, description = "malformed_body"),
         (status = 403, body = ErrorBody, description = "invalid_signature"),
-        (status = 404, body = ErrorBody, description = "unknown_attempt, or no carrier configured"),
+        (status = 404, body = ErrorBody, description = "no carrier configured"),
         (status = 503, body = ErrorBody, description = "the opt-out could not be listed now; nothing was said"),
     ))]
 pub async fn twilio_gather(
@@ -188,7 +193,9 @@ pub async fn twilio_gather(
     req: HttpRequest,
     body: Result<web::Bytes, actix_web::Error>,
 ) -> Result<HttpResponse, ApiError> {
-    let request = signed(&ctx, &req, body, GATHER_PATH)?;
+    let Some(request) = signed(&ctx, &req, body, GATHER_PATH)? else {
+        return Ok(hang_up());
+    };
     let Some((call, message)) = live(&ctx, &request).await? else {
         return Ok(hang_up());
     };
