@@ -177,6 +177,26 @@ async fn a_message_is_checked_echoed_and_previewed(mode: Mode) {
         .await;
     assert_eq!(status, 200, "{updated}");
     assert_eq!(updated.get("message"), None);
+
+    // A voicemail the carrier could not take is refused for a call still to dial, on update too.
+    let long = json!([{"phone_number": "+15555550003",
+        "metadata": {"first_name": "Cy", "date": "x".repeat(3900)}}]);
+    let plain = app.create_campaign(body(reminder(), long)).await;
+    let plain_id = plain["id"].as_str().unwrap_or_default().to_owned();
+    let mut voicemail = reminder();
+    voicemail["machine"] = json!({"action": "message", "say": "Call us about {{date}}."});
+    voicemail["callback_number"] = json!("+18005550100");
+    let (status, error) = app
+        .put(
+            &format!("/api/v1/campaigns/{plain_id}"),
+            json!({"message": voicemail}),
+        )
+        .await;
+    assert_eq!(status, 400, "{error}");
+    assert!(
+        details(&error).contains("over the carrier's 4000"),
+        "{error}"
+    );
     app.shutdown().await;
 }
 in_both_modes!(a_message_is_checked_echoed_and_previewed);

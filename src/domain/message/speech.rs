@@ -231,7 +231,7 @@ impl Message {
         if let Some(language) = &self.language {
             let _ = write!(out, " language=\"{}\"", escape(language.as_str()));
         }
-        let _ = write!(out, ">{}</Say>", escape(text));
+        let _ = write!(out, ">{}</Say>", escape(speakable(text)));
     }
 }
 
@@ -245,7 +245,7 @@ pub fn inbound_twiml(prompt: &str, action: &str) -> String {
          actionOnEmptyResult=\"true\" method=\"POST\" action=\"{}\"><Say>{}</Say></Gather>\
          <Say>{GOODBYE}</Say><Hangup/></Response>",
         escape(action),
-        escape(prompt)
+        escape(speakable(prompt))
     );
     out
 }
@@ -264,6 +264,20 @@ pub fn inbound_unidentified_twiml() -> String {
          from it.</Say><Hangup/></Response>",
         open_response()
     )
+}
+
+/// `text` without the characters XML 1.0 forbids (control characters other than tab, line
+/// feed and carriage return; U+FFFE, U+FFFF), which no escaping can carry: one of them would
+/// make the carrier refuse the whole document and read its error out to the callee.
+fn speakable(text: &str) -> std::borrow::Cow<'_, str> {
+    let forbidden = |c: char| {
+        (c.is_control() && !matches!(c, '\t' | '\n' | '\r')) || matches!(c, '\u{FFFE}' | '\u{FFFF}')
+    };
+    if text.chars().any(forbidden) {
+        std::borrow::Cow::Owned(text.chars().filter(|&c| !forbidden(c)).collect())
+    } else {
+        std::borrow::Cow::Borrowed(text)
+    }
 }
 
 fn open_response() -> String {

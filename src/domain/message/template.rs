@@ -89,7 +89,7 @@ impl Template {
             match part {
                 Part::Text(text) => out.push_str(text),
                 Part::Key(key) => match values.value(key) {
-                    Some(value) => out.extend(value.chars().filter(|c| !c.is_control())),
+                    Some(value) => out.extend(value.chars().filter(|&c| speakable(c))),
                     None => {
                         missing.insert(key.clone());
                     }
@@ -102,6 +102,12 @@ impl Template {
             Err(Missing(missing))
         }
     }
+}
+
+/// Whether a character of a value may be spoken: no control characters, and none of the
+/// noncharacters XML forbids.
+fn speakable(c: char) -> bool {
+    !c.is_control() && !matches!(c, '\u{FFFE}' | '\u{FFFF}')
 }
 
 fn is_key(key: &str) -> bool {

@@ -375,3 +375,27 @@ fn a_voicemail_ends_with_the_number_to_call_back_digit_by_digit() {
         parsed(json!({"identification": "Acme", "say": "hi", "machine": {"action": "hangup"}}));
     assert_eq!(hangup.voicemail(&values(&metadata)), Ok(None));
 }
+
+#[test]
+fn what_xml_cannot_carry_is_never_written() {
+    let mut value = reminder();
+    value["identification"] = json!("Acme\u{1}\u{b} Dental.");
+    let message = parsed(value);
+    let odd = json!({"first_name": "Ma\u{FFFF}ria\u{FFFE}", "date": "May\u{0} 4"});
+    let odd = odd.as_object().cloned().unwrap_or_default();
+    let twiml = message
+        .voice_twiml(
+            &values(&odd),
+            TwimlPlan {
+                gather_url: "https://e.example/g",
+            },
+        )
+        .unwrap_or_default();
+    assert!(twiml.contains(">Acme Dental.</Say>"), "{twiml}");
+    assert!(
+        twiml.contains("Hello Maria, you have an appointment on May 4."),
+        "{twiml}"
+    );
+    let forbidden = |c: char| (c.is_control() && c != '\n') || c == '\u{FFFE}' || c == '\u{FFFF}';
+    assert!(!twiml.chars().any(forbidden), "{twiml:?}");
+}

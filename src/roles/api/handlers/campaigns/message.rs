@@ -64,12 +64,7 @@ pub fn check_targets(
     field_of: FieldOf,
     problems: &mut Problems,
 ) {
-    let keys = message.keys();
-    let leaves_voicemail = matches!(
-        message.machine.as_ref().map(|m| &m.action),
-        Some(MachineAction::Message(_))
-    );
-    if keys.is_empty() && !leaves_voicemail {
+    if message.keys().is_empty() && !leaves_voicemail(message) {
         return;
     }
     let mut unfilled = 0usize;
@@ -106,6 +101,13 @@ pub fn check_targets(
     }
 }
 
+fn leaves_voicemail(message: &Message) -> bool {
+    matches!(
+        message.machine.as_ref().map(|m| &m.action),
+        Some(MachineAction::Message(_))
+    )
+}
+
 /// What `target` will hear, in order, as a dry run previews it.
 pub fn spoken(message: &Message, target: &NewTarget) -> Vec<String> {
     let metadata = target.metadata.as_ref().map(|m| m.to_value());
@@ -122,19 +124,25 @@ pub fn spoken(message: &Message, target: &NewTarget) -> Vec<String> {
 /// Calls read per page when a new message is checked against the calls still to dial.
 const WAITING_PAGE: usize = 1000;
 
-/// Problems of the calls still to dial (queued or retrying) that `message` cannot be spoken
-/// to, read a page at a time: the first `MAX_UNFILLED_LISTED` by id and number, then a count.
+/// Problems of the calls that may still be dialed (queued, retrying, or dialing now and maybe
+/// retried) that `message` cannot be spoken to, read a page at a time: keys their metadata
+/// lacks (the first `MAX_UNFILLED_LISTED` by id and number, then a count) and a voicemail
+/// longer than the carrier takes.
 pub async fn check_waiting_calls(
     ctx: &AppContext,
     campaign_id: CampaignId,
     message: &Message,
     problems: &mut Problems,
 ) -> Result<(), StoreError> {
-    if message.keys().is_empty() {
+    if message.keys().is_empty() && !leaves_voicemail(message) {
         return Ok(());
     }
     let mut unfilled = 0usize;
-    for status in [CallStatus::Queued, CallStatus::Retrying] {
+    for status in [
+        CallStatus::Queued,
+        CallStatus::Retrying,
+        CallStatus::Dialing,
+    ] {
         let filter = CallFilter {
             status: Some(status),
             phone_number: None,
@@ -153,6 +161,10 @@ pub async fn check_waiting_calls(
                 };
                 let missing = message.missing(&values);
                 if missing.is_empty() {
+                    if let Some(problem) = message.voicemail_problem(&values) {
+                        let field = format!("message (call {} to {})", call.id, call.phone_number);
+                        problems.push(&field, problem);
+                    }
                     continue;
                 }
                 unfilled += 1;
