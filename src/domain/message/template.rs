@@ -6,6 +6,8 @@
 
 use std::collections::BTreeSet;
 
+use crate::domain::metadata::Metadata;
+
 /// Most characters of a metadata key named in a template.
 const MAX_KEY_CHARS: usize = 64;
 
@@ -121,8 +123,29 @@ fn is_key(key: &str) -> bool {
 /// A target's values: the number called, and its metadata object's fields. A string is used as
 /// it is, a number or boolean as its JSON text; null, objects and arrays are no value to speak.
 pub struct TargetValues<'a> {
-    pub phone_number: &'a str,
-    pub metadata: Option<&'a serde_json::Map<String, serde_json::Value>>,
+    phone_number: &'a str,
+    fields: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+impl<'a> TargetValues<'a> {
+    /// The values of a target or call: its number and its metadata, read once.
+    pub fn new(phone_number: &'a str, metadata: Option<&Metadata>) -> Self {
+        let fields = match metadata.map(Metadata::to_value) {
+            Some(serde_json::Value::Object(fields)) => Some(fields),
+            _ => None,
+        };
+        Self::with_fields(phone_number, fields)
+    }
+
+    pub fn with_fields(
+        phone_number: &'a str,
+        fields: Option<serde_json::Map<String, serde_json::Value>>,
+    ) -> Self {
+        Self {
+            phone_number,
+            fields,
+        }
+    }
 }
 
 impl Values for TargetValues<'_> {
@@ -130,7 +153,7 @@ impl Values for TargetValues<'_> {
         if key == PHONE_NUMBER_KEY {
             return Some(self.phone_number.to_owned());
         }
-        match self.metadata?.get(key)? {
+        match self.fields.as_ref()?.get(key)? {
             serde_json::Value::String(text) => Some(text.clone()),
             serde_json::Value::Number(n) => Some(n.to_string()),
             serde_json::Value::Bool(b) => Some(b.to_string()),

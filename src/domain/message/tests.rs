@@ -41,11 +41,8 @@ fn maria() -> serde_json::Map<String, Value> {
     value.as_object().cloned().unwrap_or_default()
 }
 
-fn values<'a>(metadata: &'a serde_json::Map<String, Value>) -> TargetValues<'a> {
-    TargetValues {
-        phone_number: "+14155550100",
-        metadata: Some(metadata),
-    }
+fn values(metadata: &serde_json::Map<String, Value>) -> TargetValues<'static> {
+    TargetValues::with_fields("+14155550100", Some(metadata.clone()))
 }
 
 fn with(mut base: Value, field: &str, value: Value) -> Value {
@@ -268,10 +265,7 @@ fn a_target_without_a_named_key_is_told_which() {
     let partial = partial.as_object().cloned().unwrap_or_default();
     let missing: Vec<String> = message.missing(&values(&partial)).into_iter().collect();
     assert_eq!(missing, ["date"]);
-    let none = TargetValues {
-        phone_number: "+14155550100",
-        metadata: None,
-    };
+    let none = TargetValues::new("+14155550100", None);
     assert_eq!(message.missing(&none).len(), 2);
     // The number called is always there, whatever the metadata says.
     let numbered = Template::parse("Calling {{phone_number}}").ok();

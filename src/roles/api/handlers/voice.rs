@@ -76,12 +76,26 @@ fn signed(
     }
 }
 
-/// The call of a signed request and its campaign's message, while the attempt it names is the
-/// call's live one.
+/// A live attempt the carrier asks about: its signed request, its call and its campaign's
+/// message.
+struct Live {
+    request: SignedRequest,
+    call: Call,
+    message: Message,
+}
+
+/// The live attempt a request to `path` is about; `None` (the call hangs up) when the request
+/// names no attempt, or one that is not its call's live attempt, or a campaign without a
+/// message.
 async fn live(
     ctx: &AppContext,
-    request: &SignedRequest,
-) -> Result<Option<(Call, Message)>, ApiError> {
+    req: &HttpRequest,
+    body: Result<web::Bytes, actix_web::Error>,
+    path: &str,
+) -> Result<Option<Live>, ApiError> {
+    let Some(request) = signed(ctx, req, body, path)? else {
+        return Ok(None);
+    };
     let key = request.key;
     let Some((call, _)) = ctx.store.get_call(key.call_id).await? else {
         return Ok(None);
@@ -95,15 +109,11 @@ async fn live(
     let Some(campaign) = ctx.store.get_campaign(key.campaign_id).await? else {
         return Ok(None);
     };
-    Ok(campaign
-        .voice
-        .message()
-        .cloned()
-        .map(|message| (call, message)))
-}
-
-fn metadata_of(call: &Call) -> Option<serde_json::Value> {
-    call.metadata.as_ref().map(|m| m.to_value())
+    Ok(campaign.voice.message().cloned().map(|message| Live {
+        request,
+        call,
+        message,
+    }))
 }
 
 #[utoipa::path(post, path = "/webhooks/twilio/voice",
@@ -126,17 +136,15 @@ pub async fn twilio_voice(
     req: HttpRequest,
     body: Result<web::Bytes, actix_web::Error>,
 ) -> Result<HttpResponse, ApiError> {
-    let Some(request) = signed(&ctx, &req, body, VOICE_PATH)? else {
+    let Some(Live {
+        request,
+        call,
+        message,
+    }) = live(&ctx, &req, body, VOICE_PATH).await?
+    else {
         return Ok(hang_up());
     };
-    let Some((call, message)) = live(&ctx, &request).await? else {
-        return Ok(hang_up());
-    };
-    let metadata = metadata_of(&call);
-    let values = TargetValues {
-        phone_number: call.phone_number.as_str(),
-        metadata: metadata.as_ref().and_then(serde_json::Value::as_object),
-    };
+    let values = TargetValues::new(call.phone_number.as_str(), call.metadata.as_ref());
     let gather_url = gather_url(&ctx, &request, "");
     match message.voice_twiml(
         &values,
@@ -193,10 +201,12 @@ pub async fn twilio_gather(
     req: HttpRequest,
     body: Result<web::Bytes, actix_web::Error>,
 ) -> Result<HttpResponse, ApiError> {
-    let Some(request) = signed(&ctx, &req, body, GATHER_PATH)? else {
-        return Ok(hang_up());
-    };
-    let Some((call, message)) = live(&ctx, &request).await? else {
+    let Some(Live {
+        request,
+        call,
+        message,
+    }) = live(&ctx, &req, body, GATHER_PATH).await?
+    else {
         return Ok(hang_up());
     };
     let earlier = keys(request.query_field(PRESSED).unwrap_or_default());
@@ -209,11 +219,7 @@ pub async fn twilio_gather(
     }
     let mut all: String = earlier.iter().map(|k| k.as_char()).collect();
     all.extend(pressed.map(Key::as_char));
-    let metadata = metadata_of(&call);
-    let values = TargetValues {
-        phone_number: call.phone_number.as_str(),
-        metadata: metadata.as_ref().and_then(serde_json::Value::as_object),
-    };
+    let values = TargetValues::new(call.phone_number.as_str(), call.metadata.as_ref());
     let gather_url = gather_url(&ctx, &request, &all);
     let plan = TwimlPlan {
         gather_url: &gather_url,

@@ -69,11 +69,7 @@ pub fn check_targets(
     }
     let mut unfilled = 0usize;
     for (index, target) in targets.iter().enumerate() {
-        let metadata = target.metadata.as_ref().map(|m| m.to_value());
-        let values = TargetValues {
-            phone_number: target.phone_number.as_str(),
-            metadata: metadata.as_ref().and_then(Value::as_object),
-        };
+        let values = TargetValues::new(target.phone_number.as_str(), target.metadata.as_ref());
         let missing: BTreeSet<String> = message.missing(&values);
         if !missing.is_empty() {
             unfilled += 1;
@@ -110,11 +106,7 @@ fn leaves_voicemail(message: &Message) -> bool {
 
 /// What `target` will hear, in order, as a dry run previews it.
 pub fn spoken(message: &Message, target: &NewTarget) -> Vec<String> {
-    let metadata = target.metadata.as_ref().map(|m| m.to_value());
-    let values = TargetValues {
-        phone_number: target.phone_number.as_str(),
-        metadata: metadata.as_ref().and_then(Value::as_object),
-    };
+    let values = TargetValues::new(target.phone_number.as_str(), target.metadata.as_ref());
     message
         .spoken(&values)
         .map(|parts| parts.iter().map(Spoken::preview).collect())
@@ -154,11 +146,7 @@ pub async fn check_waiting_calls(
                 .list_calls(campaign_id, &filter, after, WAITING_PAGE)
                 .await?;
             for call in &page {
-                let metadata = call.metadata.as_ref().map(|m| m.to_value());
-                let values = TargetValues {
-                    phone_number: call.phone_number.as_str(),
-                    metadata: metadata.as_ref().and_then(Value::as_object),
-                };
+                let values = TargetValues::new(call.phone_number.as_str(), call.metadata.as_ref());
                 let missing = message.missing(&values);
                 if missing.is_empty() {
                     if let Some(problem) = message.voicemail_problem(&values) {
