@@ -102,6 +102,8 @@ pub struct Attempt {
     pub duration_ms: Option<u64>,
     /// What the carrier said about the call, when a real carrier placed it.
     pub carrier: Option<CarrierCall>,
+    /// What the call heard back, when the engine spoke the campaign's message.
+    pub answer: super::answer::Answer,
 }
 
 /// The carrier's ids of a call's attempts other than `attempt`: calls a lookup for `attempt`
@@ -209,6 +211,7 @@ mod tests {
             ended_at: None,
             duration_ms: None,
             carrier: None,
+            answer: Default::default(),
         };
         let merged = merge_attempts(
             vec![at(3, AttemptStatus::Dialing), at(2, AttemptStatus::Failed)],

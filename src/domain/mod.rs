@@ -5,6 +5,7 @@
 
 pub mod access;
 pub mod admission;
+pub mod answer;
 pub mod business_hours;
 pub mod call;
 pub mod campaign;

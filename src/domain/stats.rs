@@ -21,6 +21,8 @@ pub struct CampaignStats {
     pub duration_ms_total: u64,
     pub finished_attempts: u64,
     pub updated_at: DateTime<Utc>,
+    /// What calls heard back; outside the invariant, which counts calls by status.
+    pub answers: super::answer::AnswerStats,
 }
 
 impl CampaignStats {

@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
 use crate::domain::access::{ApiKey, AuditEntry, NewKey};
+use crate::domain::answer::Heard;
 use crate::domain::business_hours::BusinessHours;
 use crate::domain::call::{Attempt, Call, CallStatus};
 use crate::domain::campaign::{
@@ -418,10 +419,42 @@ pub trait DncStore: Send + Sync + 'static {
     ) -> Result<NumberFacts, StoreError>;
 }
 
+/// What calls heard back when the engine spoke a campaign's message.
+#[async_trait]
+pub trait AnswerStore: Send + Sync + 'static {
+    /// Records `heard` on the live attempt `key`, on its call and in its campaign's counters,
+    /// and lists `opt_out`'s number as `add_to_dnc` does, all in one transaction. Returns
+    /// whether the attempt's answer changed: not for an attempt that is no longer live, nor for
+    /// a repeated request. The listing is made either way: an opt-out is honoured even when
+    /// its call has just ended.
+    async fn record_answer(
+        &self,
+        key: AttemptKey,
+        heard: Heard,
+        opt_out: Option<OptOutListing>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+}
+
+/// The do-not-call entry a callee's opt-out makes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OptOutListing {
+    pub scope: DncScope,
+    pub number: PhoneNumber,
+    pub reason: String,
+}
+
 /// The store as the roles hold it: every aggregate's trait. Each adapter implements them
 /// all; a role or a test that needs only some can name only those.
 pub trait Store:
-    CampaignStore + CallStore + DispatchStore + AttemptStore + InstanceStore + AccessStore + DncStore
+    CampaignStore
+    + CallStore
+    + DispatchStore
+    + AttemptStore
+    + InstanceStore
+    + AccessStore
+    + DncStore
+    + AnswerStore
 {
 }
 
@@ -433,6 +466,7 @@ impl<T> Store for T where
         + InstanceStore
         + AccessStore
         + DncStore
+        + AnswerStore
 {
 }
 

@@ -240,6 +240,17 @@ async fn carrier_post(
     (status, response.text().await.unwrap_or_default())
 }
 
+/// The value of `name` in the query of `url`.
+fn query_value(url: &str, name: &str) -> String {
+    url.split_once('?')
+        .map(|(_, query)| query)
+        .unwrap_or_default()
+        .split('&')
+        .find_map(|pair| pair.strip_prefix(&format!("{name}=")))
+        .unwrap_or_default()
+        .to_owned()
+}
+
 /// The `action` URL of the Gather in `twiml`, unescaped.
 fn gather_action(twiml: &str) -> String {
     let start = twiml.find("action=\"").map(|i| i + 8).unwrap_or(0);
@@ -329,6 +340,54 @@ async fn a_message_is_served_to_the_carrier(mode: Mode) {
     let (status, entry) = app.get("/api/v1/dnc/+15555550001").await;
     assert_eq!(status, 200, "{entry}");
     assert_eq!(entry["scope"], "global", "{entry}");
+
+    // The response and every key are the attempt's; the campaign counts the call once.
+    let (status, detail) = app
+        .get(&format!(
+            "/api/v1/calls/{}",
+            query_value(&voice_url, "call")
+        ))
+        .await;
+    assert_eq!(status, 200, "{detail}");
+    let attempt = &detail["attempts"][0];
+    assert_eq!(attempt["response"], "opt_out", "{detail}");
+    assert_eq!(attempt["digits"], "59", "{detail}");
+    assert_eq!(attempt["voicemail_left"], false, "{detail}");
+    assert_eq!(attempt["answered_by"], Value::Null, "{detail}");
+
+    // Ann confirms; a replay, even with another key, changes nothing.
+    let ann = calls
+        .iter()
+        .find(|c| c.to == "+15555550002")
+        .expect("ann's call");
+    let ann_url = ann.voice_url.clone().expect("the create gave a Url");
+    let ann_form = [
+        ("CallSid", ann.sid.as_str()),
+        ("AccountSid", SID),
+        ("CallStatus", "in-progress"),
+    ];
+    let (_, twiml) = carrier_post(&app, &ann_url, &ann_form, Some(TOKEN)).await;
+    let ann_gather = gather_action(&twiml);
+    for key in ["1", "1", "2"] {
+        let mut pressed = ann_form.to_vec();
+        pressed.push(("Digits", key));
+        let (status, answer) = carrier_post(&app, &ann_gather, &pressed, Some(TOKEN)).await;
+        assert_eq!(status, 200, "{answer}");
+    }
+    let (_, detail) = app
+        .get(&format!("/api/v1/calls/{}", query_value(&ann_url, "call")))
+        .await;
+    assert_eq!(detail["attempts"][0]["response"], "confirmed", "{detail}");
+    assert_eq!(detail["attempts"][0]["digits"], "1", "{detail}");
+    let (_, stats) = app.get(&format!("/api/v1/campaigns/{id}/stats")).await;
+    assert_eq!(
+        stats["responses"],
+        json!({"opt_out": 1, "confirmed": 1}),
+        "{stats}"
+    );
+    assert_eq!(stats["opted_out"], 1, "{stats}");
+    assert_eq!(stats["voicemails_left"], 0, "{stats}");
+    assert_eq!(stats["machine_answered"], 0, "{stats}");
 
     // The inbound line a voicemail points to: its prompt, then a 1 lists the caller.
     let base = voice_url.split("/webhooks/").next().unwrap_or_default();

@@ -59,51 +59,59 @@ pub(super) async fn add(
                     }
                 }
                 record(conn, audit.as_ref()).await?;
-                let column = scope_column(scope);
-                let mut added = DncAdded::default();
-                let mut canceled: BTreeMap<(String, CallStatus), i64> = BTreeMap::new();
-                for chunk in numbers.chunks(NUMBERS_PER_STATEMENT) {
-                    let listed: Vec<String> =
-                        chunk.iter().map(|(n, _)| n.as_str().to_owned()).collect();
-                    let reasons: Vec<Option<String>> =
-                        chunk.iter().map(|(_, r)| r.clone()).collect();
-                    added.added += diesel::sql_query(
-                        "INSERT INTO do_not_call (phone_number, scope, reason, created_at) \
-                         SELECT n, $2, r, $4 FROM unnest($1::text[], $3::text[]) AS v(n, r) \
-                         ON CONFLICT DO NOTHING",
-                    )
-                    .bind::<Array<Text>, _>(listed.clone())
-                    .bind::<Text, _>(column.clone())
-                    .bind::<Array<Nullable<Text>>, _>(reasons)
-                    .bind::<BigInt, _>(to_ms(now))
-                    .execute(conn)
-                    .await? as u64;
-                    for row in cancel_waiting(conn, scope, listed, now).await? {
-                        let status = CallStatus::parse(&row.status).ok_or_else(|| {
-                            Failure::Store(StoreError::Internal(format!(
-                                "canceled a call in status {:?}",
-                                row.status
-                            )))
-                        })?;
-                        *canceled.entry((row.campaign_id, status)).or_default() += row.n;
-                    }
-                }
-                let mut touched = Vec::new();
-                for ((campaign, status), n) in canceled {
-                    apply_stats(conn, &campaign, &StatsDelta::canceled_from(status, n), now)
-                        .await?;
-                    added.canceled += n as u64;
-                    touched.push(campaign);
-                }
-                touched.dedup();
-                for campaign in touched {
-                    complete_if_finished(conn, &campaign, now).await?;
-                }
-                Ok(added)
+                add_in(conn, scope, &numbers, now).await
             }
             .boxed()
         })
         .await
+}
+
+/// Lists `numbers` under `scope` in the caller's transaction, cancelling the scope's waiting
+/// calls to them.
+pub(super) async fn add_in(
+    conn: &mut Conn,
+    scope: DncScope,
+    numbers: &[(PhoneNumber, Option<String>)],
+    now: DateTime<Utc>,
+) -> Result<DncAdded, Failure> {
+    let column = scope_column(scope);
+    let mut added = DncAdded::default();
+    let mut canceled: BTreeMap<(String, CallStatus), i64> = BTreeMap::new();
+    for chunk in numbers.chunks(NUMBERS_PER_STATEMENT) {
+        let listed: Vec<String> = chunk.iter().map(|(n, _)| n.as_str().to_owned()).collect();
+        let reasons: Vec<Option<String>> = chunk.iter().map(|(_, r)| r.clone()).collect();
+        added.added += diesel::sql_query(
+            "INSERT INTO do_not_call (phone_number, scope, reason, created_at) \
+                         SELECT n, $2, r, $4 FROM unnest($1::text[], $3::text[]) AS v(n, r) \
+                         ON CONFLICT DO NOTHING",
+        )
+        .bind::<Array<Text>, _>(listed.clone())
+        .bind::<Text, _>(column.clone())
+        .bind::<Array<Nullable<Text>>, _>(reasons)
+        .bind::<BigInt, _>(to_ms(now))
+        .execute(conn)
+        .await? as u64;
+        for row in cancel_waiting(conn, scope, listed, now).await? {
+            let status = CallStatus::parse(&row.status).ok_or_else(|| {
+                Failure::Store(StoreError::Internal(format!(
+                    "canceled a call in status {:?}",
+                    row.status
+                )))
+            })?;
+            *canceled.entry((row.campaign_id, status)).or_default() += row.n;
+        }
+    }
+    let mut touched = Vec::new();
+    for ((campaign, status), n) in canceled {
+        apply_stats(conn, &campaign, &StatsDelta::canceled_from(status, n), now).await?;
+        added.canceled += n as u64;
+        touched.push(campaign);
+    }
+    touched.dedup();
+    for campaign in touched {
+        complete_if_finished(conn, &campaign, now).await?;
+    }
+    Ok(added)
 }
 
 /// Cancels the scope's queued and retrying calls to `numbers`, locked in the (campaign, id)

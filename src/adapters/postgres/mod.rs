@@ -64,6 +64,7 @@
 //! cross-campaign reads (runnable campaigns, due retries, orphans, the completion sweep) only
 //! select; their writes then go campaign by campaign. Plain PostgreSQL needs none of this.
 
+mod answers;
 mod attempts;
 mod calls;
 mod campaigns;

@@ -54,15 +54,39 @@ impl Timeline for PgStore {
             .iter()
             .map(|e| carrier_json(e.attempt.carrier.as_ref()))
             .collect();
+        let answered_by: Vec<Option<String>> = entries
+            .iter()
+            .map(|e| {
+                e.attempt
+                    .answer
+                    .answered_by
+                    .map(|by| by.as_str().to_owned())
+            })
+            .collect();
+        let responses: Vec<Option<String>> = entries
+            .iter()
+            .map(|e| e.attempt.answer.response.clone())
+            .collect();
+        let digits: Vec<Option<String>> = entries
+            .iter()
+            .map(|e| e.attempt.answer.digits.clone())
+            .collect();
+        let voicemails: Vec<i32> = entries
+            .iter()
+            .map(|e| i32::from(e.attempt.answer.voicemail_left))
+            .collect();
         self.read(move |conn| {
             async move {
                 diesel::sql_query(format!(
                     "INSERT INTO attempts ({TIMELINE_COLUMNS}) SELECT * FROM unnest($1::text[], \
                      $2::text[], $3::int[], $4::text[], $5::text[], $6::int8[], $7::int8[], \
-                     $8::int8[], $9::text[]) ON CONFLICT (campaign_id, call_id, attempt) DO UPDATE \
+                     $8::int8[], $9::text[], $10::text[], $11::text[], $12::text[], $13::int[]) \
+                     ON CONFLICT (campaign_id, call_id, attempt) DO UPDATE \
                      SET status = excluded.status, error = excluded.error, \
                      started_at = excluded.started_at, ended_at = excluded.ended_at, \
-                     duration_ms = excluded.duration_ms, carrier = excluded.carrier"
+                     duration_ms = excluded.duration_ms, carrier = excluded.carrier, \
+                     answered_by = excluded.answered_by, response = excluded.response, \
+                     digits = excluded.digits, voicemail_left = excluded.voicemail_left"
                 ))
                 .bind::<Array<Text>, _>(campaigns)
                 .bind::<Array<Text>, _>(calls)
@@ -73,6 +97,10 @@ impl Timeline for PgStore {
                 .bind::<Array<Nullable<BigInt>>, _>(ended)
                 .bind::<Array<Nullable<BigInt>>, _>(durations)
                 .bind::<Array<Nullable<Text>>, _>(carriers)
+                .bind::<Array<Nullable<Text>>, _>(answered_by)
+                .bind::<Array<Nullable<Text>>, _>(responses)
+                .bind::<Array<Nullable<Text>>, _>(digits)
+                .bind::<Array<Integer>, _>(voicemails)
                 .prepared()
                 .execute(conn)
                 .await?;

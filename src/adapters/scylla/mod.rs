@@ -24,6 +24,7 @@ use uuid::Uuid;
 
 use self::schema::{bucket_of, schema_statements, Statements, BUCKETS};
 pub use self::schema::{ScyllaUrl, UrlError};
+use crate::domain::answer::Answer;
 use crate::domain::call::{Attempt, AttemptStatus};
 use crate::domain::ids::{CallId, CampaignId};
 use crate::ports::{Timeline, TimelineEntry, TimelineError, TimelinePage};
@@ -231,6 +232,7 @@ fn attempt_from_columns(columns: AttemptColumns) -> Result<Attempt, TimelineErro
         ended_at: ended_at.map(from_timestamp).transpose()?,
         duration_ms: duration_ms.map(|ms| ms.max(0) as u64),
         carrier: None,
+        answer: Answer::default(),
     })
 }
 
@@ -461,6 +463,7 @@ mod tests {
                 ended_at: Some(started + chrono::Duration::milliseconds(1_500)),
                 duration_ms: Some(1_500),
                 carrier: None,
+                answer: Answer::default(),
             },
         }
     }

@@ -442,6 +442,19 @@ macro_rules! store_by_aggregate {
                     single::number_facts(self, campaign_id, number, now).await
                 }
             }
+
+            #[async_trait::async_trait]
+            impl $crate::ports::AnswerStore for $store {
+                async fn record_answer(
+                    &self,
+                    key: AttemptKey,
+                    heard: $crate::domain::answer::Heard,
+                    opt_out: Option<$crate::ports::OptOutListing>,
+                    now: DateTime<Utc>,
+                ) -> Result<bool, StoreError> {
+                    answers::record(self, key, heard, opt_out, now).await
+                }
+            }
         };
     };
 }

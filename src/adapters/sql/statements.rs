@@ -6,8 +6,8 @@
 use std::sync::OnceLock;
 
 use super::rows::{
-    AUDIT_COLUMNS, CALL_COLUMNS, CAMPAIGN_COLUMNS, CURRENT_CALL_COLUMNS, KEY_COLUMNS,
-    STATS_COLUMNS, TIMELINE_COLUMNS,
+    ATTEMPT_COLUMNS, AUDIT_COLUMNS, CALL_COLUMNS, CAMPAIGN_COLUMNS, CURRENT_CALL_COLUMNS,
+    KEY_COLUMNS, STATS_COLUMNS, TIMELINE_COLUMNS,
 };
 
 pub struct Statement {
@@ -225,8 +225,29 @@ pub static PRUNE_AUDIT: Statement = Statement::new(|| "DELETE FROM audit_log WHE
 /// The bound of `AUDIT_PAGE` that reads from the newest entry.
 pub const AUDIT_FROM_NEWEST: &str = "g";
 
-pub static CAMPAIGN_STATS: Statement =
-    Statement::new(|| format!("SELECT {STATS_COLUMNS} FROM campaign_stats WHERE campaign_id = ?"));
+pub static CAMPAIGN_STATS: Statement = Statement::dialects(
+    || {
+        format!(
+            "SELECT {STATS_COLUMNS}, {} FROM campaign_stats WHERE campaign_id = ?",
+            responses("json_group_object(response, calls)")
+        )
+    },
+    || {
+        format!(
+            "SELECT {STATS_COLUMNS}, {} FROM campaign_stats WHERE campaign_id = ?",
+            responses("json_object_agg(response, calls)::text")
+        )
+    },
+);
+
+/// The campaign's calls by response, as a JSON object (`NULL` when there are none), read with
+/// its counters in one statement; `aggregate` is the dialect's object aggregate.
+fn responses(aggregate: &str) -> String {
+    format!(
+        "(SELECT {aggregate} FROM campaign_responses r \
+         WHERE r.campaign_id = campaign_stats.campaign_id AND r.calls > 0) AS responses"
+    )
+}
 
 /// Moves a campaign's counters by a `StatsDelta`, in field order, then `updated_at` and the id.
 pub static APPLY_STATS: Statement = Statement::new(|| {
@@ -282,16 +303,18 @@ pub static CALLS: Statement = Statement::new(|| {
 
 /// Every attempt of a call the store holds, dialing or finished.
 pub static CALL_ATTEMPTS: Statement = Statement::new(|| {
-    "SELECT attempt, status, error, started_at, ended_at, duration_ms, carrier FROM attempts \
-     WHERE campaign_id = ? AND call_id = ? ORDER BY attempt"
-        .to_owned()
+    format!(
+        "SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE campaign_id = ? AND call_id = ? \
+         ORDER BY attempt"
+    )
 });
 
 /// The finished attempts of a call: the store as its own timeline.
 pub static FINISHED_CALL_ATTEMPTS: Statement = Statement::new(|| {
-    "SELECT attempt, status, error, started_at, ended_at, duration_ms, carrier FROM attempts \
-     WHERE campaign_id = ? AND call_id = ? AND ended_at IS NOT NULL ORDER BY attempt"
-        .to_owned()
+    format!(
+        "SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE campaign_id = ? AND call_id = ? \
+         AND ended_at IS NOT NULL ORDER BY attempt"
+    )
 });
 
 /// Finished attempts waiting to be exported to a separate timeline.

@@ -47,49 +47,60 @@ pub(super) async fn add(
                 }
             }
             record(conn, audit.as_ref())?;
-            let column = scope_column(scope);
-            let mut added = DncAdded::default();
-            let mut canceled: BTreeMap<(String, CallStatus), i64> = BTreeMap::new();
-            for chunk in numbers.chunks(INSERT_CHUNK) {
-                let values = vec!["(?, ?, ?, ?)"; chunk.len()].join(", ");
-                let mut insert = diesel::sql_query(format!(
-                    "INSERT INTO do_not_call (phone_number, scope, reason, created_at) \
-                     VALUES {values} ON CONFLICT DO NOTHING"
-                ))
-                .into_boxed();
-                for (number, reason) in chunk {
-                    insert = insert
-                        .bind::<Text, _>(number.as_str().to_owned())
-                        .bind::<Text, _>(column.clone())
-                        .bind::<Nullable<Text>, _>(reason.clone())
-                        .bind::<BigInt, _>(to_ms(now));
-                }
-                added.added += insert.execute(conn)? as u64;
-                for status in [CallStatus::Queued, CallStatus::Retrying] {
-                    for (campaign, n) in cancel_waiting(conn, scope, status, chunk, now)? {
-                        *canceled.entry((campaign, status)).or_default() += n;
-                    }
-                }
-            }
-            let mut touched = Vec::new();
-            for ((campaign, status), n) in canceled {
-                let campaign_id: CampaignId = campaign.parse().map_err(bad_id)?;
-                apply_stats(
-                    conn,
-                    campaign_id,
-                    &StatsDelta::canceled_from(status, n),
-                    now,
-                )?;
-                added.canceled += n as u64;
-                touched.push(campaign_id);
-            }
-            touched.dedup();
-            for campaign_id in touched {
-                complete_if_finished(conn, campaign_id, now)?;
-            }
-            Ok(added)
+            add_in(conn, scope, &numbers, now)
         })
         .await
+}
+
+/// Lists `numbers` under `scope` in the caller's transaction, cancelling the scope's waiting
+/// calls to them.
+pub(super) fn add_in(
+    conn: &mut SqliteConnection,
+    scope: DncScope,
+    numbers: &[(PhoneNumber, Option<String>)],
+    now: DateTime<Utc>,
+) -> Result<DncAdded, Failure> {
+    let column = scope_column(scope);
+    let mut added = DncAdded::default();
+    let mut canceled: BTreeMap<(String, CallStatus), i64> = BTreeMap::new();
+    for chunk in numbers.chunks(INSERT_CHUNK) {
+        let values = vec!["(?, ?, ?, ?)"; chunk.len()].join(", ");
+        let mut insert = diesel::sql_query(format!(
+            "INSERT INTO do_not_call (phone_number, scope, reason, created_at) \
+                     VALUES {values} ON CONFLICT DO NOTHING"
+        ))
+        .into_boxed();
+        for (number, reason) in chunk {
+            insert = insert
+                .bind::<Text, _>(number.as_str().to_owned())
+                .bind::<Text, _>(column.clone())
+                .bind::<Nullable<Text>, _>(reason.clone())
+                .bind::<BigInt, _>(to_ms(now));
+        }
+        added.added += insert.execute(conn)? as u64;
+        for status in [CallStatus::Queued, CallStatus::Retrying] {
+            for (campaign, n) in cancel_waiting(conn, scope, status, chunk, now)? {
+                *canceled.entry((campaign, status)).or_default() += n;
+            }
+        }
+    }
+    let mut touched = Vec::new();
+    for ((campaign, status), n) in canceled {
+        let campaign_id: CampaignId = campaign.parse().map_err(bad_id)?;
+        apply_stats(
+            conn,
+            campaign_id,
+            &StatsDelta::canceled_from(status, n),
+            now,
+        )?;
+        added.canceled += n as u64;
+        touched.push(campaign_id);
+    }
+    touched.dedup();
+    for campaign_id in touched {
+        complete_if_finished(conn, campaign_id, now)?;
+    }
+    Ok(added)
 }
 
 /// Cancels the scope's calls in `status` to `numbers`; returns the campaigns of those moved.

@@ -9,6 +9,7 @@
 //! The modules follow the aggregates, as in the PostgreSQL store: `campaigns`, `calls`,
 //! `dispatch`, `attempts`, `instances`, and `timeline` for the store as its own timeline.
 
+mod answers;
 mod attempts;
 mod calls;
 mod campaigns;

@@ -27,14 +27,17 @@ impl Timeline for SqliteStore {
         }
         let entries = entries.to_vec();
         SqliteStore::write(self, move |conn| {
-            for chunk in entries.chunks(INSERT_CHUNK / 4) {
-                let placeholders = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
+            for chunk in entries.chunks(INSERT_CHUNK / 8) {
+                let placeholders =
+                    vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
                 let mut query = diesel::sql_query(format!(
                     "INSERT INTO attempts ({TIMELINE_COLUMNS}) VALUES {placeholders} \
                      ON CONFLICT (campaign_id, call_id, attempt) DO UPDATE SET \
                      status = excluded.status, error = excluded.error, \
                      started_at = excluded.started_at, ended_at = excluded.ended_at, \
-                     duration_ms = excluded.duration_ms, carrier = excluded.carrier"
+                     duration_ms = excluded.duration_ms, carrier = excluded.carrier, \
+                     answered_by = excluded.answered_by, response = excluded.response, \
+                     digits = excluded.digits, voicemail_left = excluded.voicemail_left"
                 ))
                 .into_boxed();
                 for entry in chunk {
@@ -52,7 +55,13 @@ impl Timeline for SqliteStore {
                                 .duration_ms
                                 .map(|ms| i64::try_from(ms).unwrap_or(i64::MAX)),
                         )
-                        .bind::<Nullable<Text>, _>(carrier_json(attempt.carrier.as_ref()));
+                        .bind::<Nullable<Text>, _>(carrier_json(attempt.carrier.as_ref()))
+                        .bind::<Nullable<Text>, _>(
+                            attempt.answer.answered_by.map(|by| by.as_str().to_owned()),
+                        )
+                        .bind::<Nullable<Text>, _>(attempt.answer.response.clone())
+                        .bind::<Nullable<Text>, _>(attempt.answer.digits.clone())
+                        .bind::<Integer, _>(i32::from(attempt.answer.voicemail_left));
                 }
                 query.execute(conn)?;
             }

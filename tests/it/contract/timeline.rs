@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
 use outbound::adapters::scylla::{ScyllaTimeline, ScyllaUrl};
+use outbound::domain::answer::{Answer, AnsweredBy};
 use outbound::domain::call::{merge_attempts, Attempt, AttemptStatus};
 use outbound::domain::ids::{CallId, CampaignId};
 use outbound::ports::{Store, Timeline, TimelineEntry, TimelineError};
@@ -84,6 +85,17 @@ fn finished(campaign_id: CampaignId, call_id: CallId, number: u32) -> TimelineEn
             ended_at: Some(started + chrono::Duration::milliseconds(1_234)),
             duration_ms: Some(1_234),
             carrier: None,
+            // What a spoken message heard back travels with the attempt.
+            answer: if failed {
+                Answer::default()
+            } else {
+                Answer {
+                    answered_by: Some(AnsweredBy::Human),
+                    response: Some("confirm".to_owned()),
+                    digits: Some("41".to_owned()),
+                    voicemail_left: number % 4 == 0,
+                }
+            },
         },
     }
 }

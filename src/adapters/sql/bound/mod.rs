@@ -5,6 +5,7 @@
 //! SQLite, an awaited one in PostgreSQL) differ. A `Bound<DB>` is the statement in `DB`'s
 //! dialect with its values attached, so a binding is written once and each store only runs it.
 
+pub mod answers;
 pub mod campaigns;
 pub mod keys;
 

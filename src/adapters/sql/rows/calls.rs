@@ -5,6 +5,7 @@ use diesel::QueryableByName;
 
 use crate::adapters::sql::from_ms;
 use crate::adapters::sql::rows::{corrupt, parse_id, parse_metadata, zone_of};
+use crate::domain::answer::{Answer, AnsweredBy};
 use crate::domain::call::{Attempt, AttemptStatus, Call, CallStatus};
 use crate::domain::carrier::CarrierCall;
 use crate::domain::ids::{CallId, CampaignId};
@@ -87,11 +88,23 @@ pub struct AttemptRow {
     duration_ms: Option<i64>,
     #[diesel(sql_type = Nullable<Text>)]
     carrier: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    answered_by: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    response: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    digits: Option<String>,
+    #[diesel(sql_type = Integer)]
+    voicemail_left: i32,
 }
+
+/// Columns of `AttemptRow`.
+pub const ATTEMPT_COLUMNS: &str = "attempt, status, error, started_at, ended_at, duration_ms, \
+    carrier, answered_by, response, digits, voicemail_left";
 
 /// Columns of `TimelineRow`, from the `attempts` table.
 pub const TIMELINE_COLUMNS: &str = "campaign_id, call_id, attempt, status, error, started_at, \
-    ended_at, duration_ms, carrier";
+    ended_at, duration_ms, carrier, answered_by, response, digits, voicemail_left";
 
 /// The carrier's record kept with an attempt; one that cannot be read is left out rather than
 /// failing the read of the attempt.
@@ -170,6 +183,12 @@ impl TryFrom<AttemptRow> for Attempt {
             ended_at: row.ended_at.map(from_ms),
             duration_ms: row.duration_ms.map(|ms| ms.max(0) as u64),
             carrier: carrier_of(row.carrier.as_deref()),
+            answer: Answer {
+                answered_by: row.answered_by.as_deref().and_then(AnsweredBy::parse),
+                response: row.response,
+                digits: row.digits,
+                voicemail_left: row.voicemail_left != 0,
+            },
         })
     }
 }

@@ -1,5 +1,6 @@
 //! A campaign's rows: the campaign with its rules, the runnable campaigns, the statistics.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use diesel::sql_types::{BigInt, Double, Integer, Nullable, Text};
@@ -7,6 +8,7 @@ use diesel::QueryableByName;
 
 use crate::adapters::sql::from_ms;
 use crate::adapters::sql::rows::{corrupt, parse_id};
+use crate::domain::answer::AnswerStats;
 use crate::domain::business_hours::{BusinessHours, BusinessWindow};
 use crate::domain::campaign::{Campaign, CampaignStatus, RetryPolicy};
 use crate::domain::carrier::Voice;
@@ -161,7 +163,7 @@ pub fn voice_json(voice: &Voice) -> Option<String> {
 /// change under it when a migration adds a column while older processes still run.
 pub const STATS_COLUMNS: &str = "campaign_id, total_targets, total_calls, queued, retrying, \
     dialing, completed, failed, canceled, attempts_total, retries_attempted, duration_ms_total, \
-    finished_attempts, updated_at";
+    finished_attempts, updated_at, voicemails_left, machine_answered";
 
 #[derive(QueryableByName)]
 pub struct StatsRow {
@@ -193,6 +195,12 @@ pub struct StatsRow {
     finished_attempts: i64,
     #[diesel(sql_type = BigInt)]
     updated_at: i64,
+    #[diesel(sql_type = BigInt)]
+    voicemails_left: i64,
+    #[diesel(sql_type = BigInt)]
+    machine_answered: i64,
+    #[diesel(sql_type = diesel::sql_types::Nullable<Text>)]
+    responses: Option<String>,
 }
 
 impl TryFrom<StatsRow> for CampaignStats {
@@ -215,6 +223,15 @@ impl TryFrom<StatsRow> for CampaignStats {
             duration_ms_total: count(row.duration_ms_total),
             finished_attempts: count(row.finished_attempts),
             updated_at: from_ms(row.updated_at),
+            answers: AnswerStats {
+                responses: match row.responses.as_deref() {
+                    Some(json) => serde_json::from_str::<BTreeMap<String, u64>>(json)
+                        .map_err(|err| corrupt("response counts", err))?,
+                    None => Default::default(),
+                },
+                voicemails_left: count(row.voicemails_left),
+                machine_answered: count(row.machine_answered),
+            },
         })
     }
 }

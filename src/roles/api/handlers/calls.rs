@@ -92,6 +92,16 @@ pub struct AttemptResponse {
     /// What the carrier said about the call (real carriers only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub provider: Option<ProviderCallResponse>,
+    /// Who answered, when answering machine detection ran: human, machine_start,
+    /// machine_end_beep, machine_end_silence, machine_end_other, fax or unknown.
+    pub answered_by: Option<String>,
+    /// What the callee's keys chose: a response's name, opt_out, unrecognized or none; null
+    /// when the call ended before its message asked.
+    pub response: Option<String>,
+    /// Every key pressed, in order.
+    pub digits: Option<String>,
+    /// Whether the message's voicemail was left on the machine that answered.
+    pub voicemail_left: bool,
 }
 
 /// The carrier's record of an attempt's call.
@@ -141,6 +151,14 @@ impl From<&Attempt> for AttemptResponse {
             ended_at: a.ended_at.map(rfc3339),
             duration_ms: a.duration_ms,
             provider: a.carrier.as_ref().map(ProviderCallResponse::from),
+            answered_by: a
+                .answer
+                .answered_by
+                .map(|by| by.as_str().to_owned())
+                .or_else(|| a.carrier.as_ref().and_then(|c| c.answered_by.clone())),
+            response: a.answer.response.clone(),
+            digits: a.answer.digits.clone(),
+            voicemail_left: a.answer.voicemail_left,
         }
     }
 }

@@ -9,13 +9,16 @@ use chrono::Utc;
 
 use super::webhooks::{callback_body, counted, signature_of};
 use crate::context::AppContext;
+use crate::domain::answer;
 use crate::domain::call::{Call, CallStatus};
 use crate::domain::message::{
     inbound_heard_twiml, inbound_twiml, inbound_unidentified_twiml, Heard, Key, Message,
     OptOutScope, TargetValues, TwimlPlan,
 };
 use crate::domain::phone::PhoneNumber;
-use crate::ports::{CallbackError, DncScope, SignedRequest, GATHER_PATH, INBOUND_PATH, VOICE_PATH};
+use crate::ports::{
+    CallbackError, DncScope, OptOutListing, SignedRequest, GATHER_PATH, INBOUND_PATH, VOICE_PATH,
+};
 use crate::roles::api::error::{ApiError, ErrorBody, ErrorCode};
 
 /// What a call whose attempt is unknown or over is told.
@@ -76,17 +79,17 @@ fn signed(
     }
 }
 
-/// A live attempt the carrier asks about: its signed request, its call and its campaign's
-/// message.
+/// An attempt the carrier asks about: its signed request, its call, its campaign's message,
+/// and whether it is still its call's live attempt.
 struct Live {
     request: SignedRequest,
     call: Call,
     message: Message,
+    current: bool,
 }
 
-/// The live attempt a request to `path` is about; `None` (the call hangs up) when the request
-/// names no attempt, or one that is not its call's live attempt, or a campaign without a
-/// message.
+/// The attempt a request to `path` is about; `None` (the call hangs up) when the request names
+/// no attempt of a campaign with a message.
 async fn live(
     ctx: &AppContext,
     req: &HttpRequest,
@@ -100,12 +103,10 @@ async fn live(
     let Some((call, _)) = ctx.store.get_call(key.call_id).await? else {
         return Ok(None);
     };
-    if call.campaign_id != key.campaign_id
-        || call.attempt_count != key.attempt
-        || call.status != CallStatus::Dialing
-    {
+    if call.campaign_id != key.campaign_id || call.attempt_count < key.attempt {
         return Ok(None);
     }
+    let current = call.attempt_count == key.attempt && call.status == CallStatus::Dialing;
     let Some(campaign) = ctx.store.get_campaign(key.campaign_id).await? else {
         return Ok(None);
     };
@@ -113,6 +114,7 @@ async fn live(
         request,
         call,
         message,
+        current,
     }))
 }
 
@@ -140,6 +142,7 @@ pub async fn twilio_voice(
         request,
         call,
         message,
+        current: true,
     }) = live(&ctx, &req, body, VOICE_PATH).await?
     else {
         return Ok(hang_up());
@@ -194,7 +197,7 @@ fn keys(text: &str) -> Vec<Key> {
         (status = 400, body = ErrorBody, description = "malformed_body"),
         (status = 403, body = ErrorBody, description = "invalid_signature"),
         (status = 404, body = ErrorBody, description = "no carrier configured"),
-        (status = 503, body = ErrorBody, description = "the opt-out could not be listed now; nothing was said"),
+        (status = 503, body = ErrorBody, description = "the key press could not be recorded (nor an opt-out listed) now; nothing was said"),
     ))]
 pub async fn twilio_gather(
     ctx: web::Data<AppContext>,
@@ -205,6 +208,7 @@ pub async fn twilio_gather(
         request,
         call,
         message,
+        current,
     }) = live(&ctx, &req, body, GATHER_PATH).await?
     else {
         return Ok(hang_up());
@@ -214,11 +218,14 @@ pub async fn twilio_gather(
         .form_field("Digits")
         .and_then(|digits| keys(digits).into_iter().next());
     let heard = message.hear(&earlier, pressed);
-    if heard == Heard::OptOut {
-        opt_out(&ctx, &call, &message, pressed).await?;
+    // An opt-out is honoured even when its attempt has just been reported over; anything else
+    // of an attempt that is over is a replay.
+    if !current && heard != Heard::OptOut {
+        return Ok(hang_up());
     }
     let mut all: String = earlier.iter().map(|k| k.as_char()).collect();
     all.extend(pressed.map(Key::as_char));
+    record(&ctx, &request, &call, &message, heard, &all, pressed).await?;
     let values = TargetValues::new(call.phone_number.as_str(), call.metadata.as_ref());
     let gather_url = gather_url(&ctx, &request, &all);
     let plan = TwimlPlan {
@@ -231,37 +238,50 @@ pub async fn twilio_gather(
     ))
 }
 
-/// Puts the callee's number on the list the message's opt-out names, committed before the
-/// callee is told; as any list entry does, this cancels the number's waiting calls in scope.
-/// A retried request lists nothing twice.
-async fn opt_out(
+/// Records what the keys chose on the attempt (its call and campaign counters with it) and,
+/// for the opt-out key, puts the callee's number on the list the message's opt-out names, in
+/// one transaction committed before the callee is told anything; as any list entry does, the
+/// listing cancels the number's waiting calls in scope. A retried request records and lists
+/// nothing twice.
+async fn record(
     ctx: &AppContext,
+    request: &SignedRequest,
     call: &Call,
     message: &Message,
+    heard: Heard,
+    digits: &str,
     pressed: Option<Key>,
 ) -> Result<(), ApiError> {
-    let scope = match message.opt_out.map(|o| o.scope) {
-        Some(OptOutScope::Campaign) => DncScope::Campaign(call.campaign_id),
-        _ => DncScope::Global,
-    };
-    let key = pressed.map(Key::as_char).unwrap_or('?');
-    let reason = format!(
-        "opted out by pressing {key} on a call of campaign {}",
-        call.campaign_id
-    );
-    ctx.store
-        .add_to_dnc(
+    let listing = (heard == Heard::OptOut).then(|| {
+        let scope = match message.opt_out.map(|o| o.scope) {
+            Some(OptOutScope::Campaign) => DncScope::Campaign(call.campaign_id),
+            _ => DncScope::Global,
+        };
+        let key = pressed.map(Key::as_char).unwrap_or('?');
+        OptOutListing {
             scope,
-            vec![(call.phone_number.clone(), Some(reason))],
-            Utc::now(),
-            None,
-        )
+            number: call.phone_number.clone(),
+            reason: format!(
+                "opted out by pressing {key} on a call of campaign {}",
+                call.campaign_id
+            ),
+        }
+    });
+    let opted_out = listing.is_some();
+    let keys = answer::Heard::Keys {
+        digits: digits.to_owned(),
+        response: heard.response(message).map(str::to_owned),
+    };
+    ctx.store
+        .record_answer(request.key, keys, listing, Utc::now())
         .await
         .map_err(|err| {
-            tracing::warn!(error = %err, call_id = %call.id, "cannot list an opt-out now");
+            tracing::warn!(error = %err, call_id = %call.id, "cannot record a key press now");
             ApiError::unavailable()
         })?;
-    tracing::info!(call_id = %call.id, campaign_id = %call.campaign_id, "callee opted out by key press");
+    if opted_out {
+        tracing::info!(call_id = %call.id, campaign_id = %call.campaign_id, "callee opted out by key press");
+    }
     Ok(())
 }
 

@@ -201,6 +201,16 @@ pub struct StatsResponse {
     pub retries_attempted: u64,
     pub attempts_total: u64,
     pub avg_duration_ms: f64,
+    /// Calls by the response their latest attempt with one recorded: the message's response
+    /// names, opt_out, unrecognized and none.
+    #[schema(value_type = std::collections::BTreeMap<String, u64>)]
+    pub responses: std::collections::BTreeMap<String, u64>,
+    /// Calls whose callee opted out by key press (the `opt_out` response).
+    pub opted_out: u64,
+    /// Calls with a voicemail left on a machine.
+    pub voicemails_left: u64,
+    /// Calls whose latest verdict on who answered was a machine.
+    pub machine_answered: u64,
     pub updated_at: String,
 }
 
@@ -220,6 +230,10 @@ impl From<&CampaignStats> for StatsResponse {
             retries_attempted: s.retries_attempted,
             attempts_total: s.attempts_total,
             avg_duration_ms: s.avg_duration_ms(),
+            responses: s.answers.responses.clone(),
+            opted_out: s.answers.opted_out(),
+            voicemails_left: s.answers.voicemails_left,
+            machine_answered: s.answers.machine_answered,
             updated_at: rfc3339(s.updated_at),
         }
     }

@@ -1,0 +1,11 @@
+DROP TABLE campaign_responses;
+ALTER TABLE campaign_stats DROP COLUMN machine_answered;
+ALTER TABLE campaign_stats DROP COLUMN voicemails_left;
+ALTER TABLE calls DROP COLUMN voicemail_left;
+ALTER TABLE calls DROP COLUMN digits;
+ALTER TABLE calls DROP COLUMN response;
+ALTER TABLE calls DROP COLUMN answered_by;
+ALTER TABLE attempts DROP COLUMN voicemail_left;
+ALTER TABLE attempts DROP COLUMN digits;
+ALTER TABLE attempts DROP COLUMN response;
+ALTER TABLE attempts DROP COLUMN answered_by;

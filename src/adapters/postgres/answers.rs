@@ -1,0 +1,49 @@
+//! What a live attempt heard back, with the opt-out's list entry, in one transaction.
+
+use chrono::{DateTime, Utc};
+use diesel::pg::Pg;
+use diesel_async::RunQueryDsl;
+use futures::FutureExt;
+
+use super::dnc::add_in;
+use super::PgStore;
+use crate::adapters::sql::bound::answers::{self, LiveAnswerRow};
+use crate::adapters::sql::prepared::KeepPrepared;
+use crate::domain::answer::{AnswerChange, Heard};
+use crate::ports::{AttemptKey, OptOutListing, StoreError};
+
+pub(super) async fn record(
+    store: &PgStore,
+    key: AttemptKey,
+    heard: Heard,
+    opt_out: Option<OptOutListing>,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    store
+        .transaction(move |conn| {
+            async move {
+                // The call's row is locked first, as every writer of a call's attempt does;
+                // the listing's cancellations lock other calls after it.
+                let rows: Vec<LiveAnswerRow> = answers::live_answer::<Pg>(key)
+                    .prepared()
+                    .load(conn)
+                    .await?;
+                let change = rows.into_iter().next().and_then(|row| {
+                    let (attempt, call) = row.answers();
+                    AnswerChange::of(&attempt, &call, &heard)
+                });
+                if let Some(change) = &change {
+                    for write in answers::record::<Pg>(key, change, now) {
+                        write.prepared().execute(conn).await?;
+                    }
+                }
+                if let Some(listing) = opt_out {
+                    let numbers = [(listing.number, Some(listing.reason))];
+                    add_in(conn, listing.scope, &numbers, now).await?;
+                }
+                Ok(change.is_some())
+            }
+            .boxed()
+        })
+        .await
+}

@@ -1,0 +1,146 @@
+//! What a live attempt heard back: read with its call's, written to both and counted.
+
+use chrono::{DateTime, Utc};
+use diesel::sql_types::{Integer, Nullable, Text};
+use diesel::QueryableByName;
+
+use super::{query, Binds, Bound, Dialect};
+use crate::adapters::sql::statements::Statement;
+use crate::adapters::sql::to_ms;
+use crate::domain::answer::{Answer, AnswerChange, AnsweredBy};
+use crate::ports::AttemptKey;
+
+const ANSWER_OF: &str = "a.answered_by, a.response, a.digits, a.voicemail_left, \
+     c.answered_by AS call_answered_by, c.response AS call_response, c.digits AS call_digits, \
+     c.voicemail_left AS call_voicemail_left \
+     FROM attempts a JOIN calls c ON c.campaign_id = a.campaign_id AND c.id = a.call_id \
+     WHERE a.campaign_id = ? AND a.call_id = ? AND a.attempt = ? AND a.status = 'dialing' \
+     AND c.status = 'dialing' AND c.attempt_count = a.attempt";
+
+/// The answer of a live attempt and what its call shows. PostgreSQL locks the call's row, the
+/// row every writer of a call's attempt locks first, so the counters move once per change.
+static LIVE_ANSWER: Statement = Statement::dialects(
+    || format!("SELECT {ANSWER_OF}"),
+    || format!("SELECT {ANSWER_OF} FOR UPDATE OF c"),
+);
+
+static SET_ATTEMPT_ANSWER: Statement = Statement::new(|| {
+    "UPDATE attempts SET answered_by = ?, response = ?, digits = ?, voicemail_left = ? \
+     WHERE campaign_id = ? AND call_id = ? AND attempt = ?"
+        .into()
+});
+
+static SET_CALL_ANSWER: Statement = Statement::new(|| {
+    "UPDATE calls SET answered_by = ?, response = ?, digits = ?, voicemail_left = ?, \
+     updated_at = ? WHERE campaign_id = ? AND id = ?"
+        .into()
+});
+
+static COUNT_ANSWERS: Statement = Statement::new(|| {
+    "UPDATE campaign_stats SET voicemails_left = voicemails_left + ?, \
+     machine_answered = machine_answered + ?, updated_at = ? WHERE campaign_id = ?"
+        .into()
+});
+
+static COUNT_RESPONSE: Statement = Statement::new(|| {
+    "INSERT INTO campaign_responses (campaign_id, response, calls) VALUES (?, ?, ?) \
+     ON CONFLICT (campaign_id, response) DO UPDATE \
+     SET calls = campaign_responses.calls + excluded.calls"
+        .into()
+});
+
+#[derive(QueryableByName)]
+pub struct LiveAnswerRow {
+    #[diesel(sql_type = Nullable<Text>)]
+    answered_by: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    response: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    digits: Option<String>,
+    #[diesel(sql_type = Integer)]
+    voicemail_left: i32,
+    #[diesel(sql_type = Nullable<Text>)]
+    call_answered_by: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    call_response: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    call_digits: Option<String>,
+    #[diesel(sql_type = Integer)]
+    call_voicemail_left: i32,
+}
+
+impl LiveAnswerRow {
+    /// The attempt's answer and its call's.
+    pub fn answers(self) -> (Answer, Answer) {
+        let by = |s: Option<String>| s.as_deref().and_then(AnsweredBy::parse);
+        (
+            Answer {
+                answered_by: by(self.answered_by),
+                response: self.response,
+                digits: self.digits,
+                voicemail_left: self.voicemail_left != 0,
+            },
+            Answer {
+                answered_by: by(self.call_answered_by),
+                response: self.call_response,
+                digits: self.call_digits,
+                voicemail_left: self.call_voicemail_left != 0,
+            },
+        )
+    }
+}
+
+pub fn live_answer<DB: Dialect>(key: AttemptKey) -> Bound<DB> {
+    query::<DB>(&LIVE_ANSWER)
+        .text(key.campaign_id.to_string())
+        .text(key.call_id.to_string())
+        .int(i32::try_from(key.attempt).unwrap_or(i32::MAX))
+}
+
+fn bind_answer<DB: Dialect>(query: Bound<DB>, answer: &Answer) -> Bound<DB> {
+    query
+        .opt_text(answer.answered_by.map(|by| by.as_str().to_owned()))
+        .opt_text(answer.response.clone())
+        .opt_text(answer.digits.clone())
+        .int(i32::from(answer.voicemail_left))
+}
+
+/// The writes of `change` to the attempt `key`, its call and its campaign's counters.
+pub fn record<DB: Dialect>(
+    key: AttemptKey,
+    change: &AnswerChange,
+    now: DateTime<Utc>,
+) -> Vec<Bound<DB>> {
+    let campaign = key.campaign_id.to_string();
+    let mut writes = vec![
+        bind_answer(query::<DB>(&SET_ATTEMPT_ANSWER), &change.attempt)
+            .text(campaign.clone())
+            .text(key.call_id.to_string())
+            .int(i32::try_from(key.attempt).unwrap_or(i32::MAX)),
+        bind_answer(query::<DB>(&SET_CALL_ANSWER), &change.call)
+            .big(to_ms(now))
+            .text(campaign.clone())
+            .text(key.call_id.to_string()),
+    ];
+    let delta = &change.delta;
+    if delta.voicemails_left != 0 || delta.machine_answered != 0 {
+        writes.push(
+            query::<DB>(&COUNT_ANSWERS)
+                .big(delta.voicemails_left)
+                .big(delta.machine_answered)
+                .big(to_ms(now))
+                .text(campaign.clone()),
+        );
+    }
+    for (response, by) in &delta.responses {
+        if *by != 0 {
+            writes.push(
+                query::<DB>(&COUNT_RESPONSE)
+                    .text(campaign.clone())
+                    .text(response.clone())
+                    .big(*by),
+            );
+        }
+    }
+    writes
+}
