@@ -175,6 +175,22 @@ pub trait TelephonyProvider: Send + Sync + 'static {
     fn pace(&self) -> Option<PaceTerms> {
         None
     }
+
+    /// Changes a live call the carrier knows as `sid`: what it says next, or its end.
+    async fn update_call(&self, _sid: &str, _update: CallUpdate) -> Result<(), ProviderError> {
+        Err(ProviderError::Rejected(
+            "this provider cannot change a live call".to_owned(),
+        ))
+    }
+}
+
+/// A change to a live call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallUpdate {
+    /// The call says this TwiML instead of what it was saying.
+    Twiml(String),
+    /// The call ends.
+    Hangup,
 }
 
 /// A pacing bucket: its key in the limiter, its rate and its burst.
@@ -192,11 +208,20 @@ pub const VOICE_PATH: &str = "/webhooks/twilio/voice";
 /// Where the carrier sends the key a callee pressed on a message's prompt.
 pub const GATHER_PATH: &str = "/webhooks/twilio/gather";
 
+/// Where the carrier sends its asynchronous verdict on who answered a call.
+pub const AMD_PATH: &str = "/webhooks/twilio/amd";
+
 /// Where the account's own numbers send their calls: the opt-out line a voicemail points to.
 pub const INBOUND_PATH: &str = "/webhooks/twilio/inbound";
 
 /// Every path the carrier requests, each signed.
-pub const CARRIER_PATHS: [&str; 4] = [STATUS_CALLBACK_PATH, VOICE_PATH, GATHER_PATH, INBOUND_PATH];
+pub const CARRIER_PATHS: [&str; 5] = [
+    STATUS_CALLBACK_PATH,
+    VOICE_PATH,
+    GATHER_PATH,
+    AMD_PATH,
+    INBOUND_PATH,
+];
 
 /// A signed request of the carrier about one attempt, other than a status callback: its
 /// query (which the engine wrote, and the signature covers) and its form.
@@ -238,6 +263,21 @@ pub struct CarrierCallback {
     pub attempt_started_at: Option<DateTime<Utc>>,
 }
 
+/// The carrier's verdict on who answered one attempt's call, verified.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MachineVerdict {
+    pub key: AttemptKey,
+    pub policy: PolicyTerms,
+    /// When the attempt began, as its callback URL names it.
+    pub attempt_started_at: Option<DateTime<Utc>>,
+    /// The carrier's id of the call (`CallSid`).
+    pub sid: Option<String>,
+    /// `AnsweredBy` as the carrier spelled it.
+    pub answered_by: Option<String>,
+    /// When the verdict arrived, on the engine's clock.
+    pub at: DateTime<Utc>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CallbackError {
     /// The signature is missing or is not the carrier's for this request: forged or altered.
@@ -261,6 +301,16 @@ pub trait CallbackVerifier: Send + Sync + 'static {
         signature: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<CarrierCallback, CallbackError>;
+
+    /// A verdict on who answered, sent to `AMD_PATH` with the query of the attempt's status
+    /// callback, checked the same way.
+    fn verify_verdict(
+        &self,
+        query: &str,
+        body: &[u8],
+        signature: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<MachineVerdict, CallbackError>;
 
     /// A request the carrier made to `path` under `public_url` (a voice or gather URL the
     /// engine gave it), checked the same way.

@@ -452,3 +452,168 @@ async fn a_message_is_served_to_the_carrier(mode: Mode) {
     sim.stop();
 }
 in_both_modes!(a_message_is_served_to_the_carrier);
+
+/// Waits until the call `call_id` satisfies `done`, then returns it.
+async fn call_when(app: &TestApp, call_id: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let started = std::time::Instant::now();
+    loop {
+        let (_, call) = app.get(&format!("/api/v1/calls/{call_id}")).await;
+        if done(&call) {
+            return call;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "{call}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The sim's calls of a campaign's targets once all are created, by number.
+async fn created_calls(
+    sim: &outbound::carrier_sim::CarrierSim,
+    numbers: &[&str],
+) -> Vec<outbound::carrier_sim::SimCall> {
+    let started = std::time::Instant::now();
+    loop {
+        let calls = sim.calls();
+        let found: Vec<_> = numbers
+            .iter()
+            .filter_map(|n| calls.iter().find(|c| c.to == *n).cloned())
+            .collect();
+        if found.len() == numbers.len() {
+            return found;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "{calls:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The carrier's asynchronous verdict on who answered: a machine after its beep gets the
+/// voicemail through a change of the live call; `retry` ends it as a retryable failure; a fax
+/// fails for good; a person hears the message on; a forged verdict changes nothing.
+async fn a_machine_gets_what_the_message_asks(mode: Mode) {
+    let sim = start_sim(|config| {
+        config.ring = (Duration::from_secs(12), Duration::from_secs(12));
+    })
+    .await;
+    let app = carrier_app(mode, &sim, |_| {}).await;
+    let mut voicemail = reminder();
+    voicemail["machine"] =
+        json!({"action": "message", "say": "Please call us back, {{first_name}}."});
+    voicemail["callback_number"] = json!("+18005550100");
+    let leaves = app
+        .create_campaign(body(voicemail, json!([
+            {"phone_number": "+15555550011", "metadata": {"first_name": "Maria", "date": "May 1"}},
+            {"phone_number": "+15555550012", "metadata": {"first_name": "Ann", "date": "May 2"}},
+        ])))
+        .await;
+    let mut retrying = reminder();
+    retrying["machine"] = json!({"action": "retry", "detection_timeout": "10s"});
+    let mut retry_body = body(
+        retrying,
+        json!([
+            {"phone_number": "+15555550013", "metadata": {"first_name": "Bo", "date": "May 3"}},
+            {"phone_number": "+15555550014", "metadata": {"first_name": "Cy", "date": "May 4"}},
+        ]),
+    );
+    retry_body["retry_policy"]["max_attempts"] = json!(2);
+    retry_body["retry_policy"]["base_delay"] = json!("1h");
+    retry_body["retry_policy"]["max_delay"] = json!("1h");
+    let retries = app.create_campaign(retry_body).await;
+    for created in [&leaves, &retries] {
+        app.start(created["id"].as_str().unwrap_or_default()).await;
+    }
+    let calls = created_calls(
+        &sim,
+        &[
+            "+15555550011",
+            "+15555550012",
+            "+15555550013",
+            "+15555550014",
+        ],
+    )
+    .await;
+    let verdict = |call: &outbound::carrier_sim::SimCall, by: &str| {
+        let url = call.amd_callback.clone().unwrap_or_default();
+        let form = vec![
+            ("CallSid".to_owned(), call.sid.clone()),
+            ("AccountSid".to_owned(), SID.to_owned()),
+            ("AnsweredBy".to_owned(), by.to_owned()),
+        ];
+        (url, form)
+    };
+    let post = |url: String, form: Vec<(String, String)>, token: &'static str| {
+        let app = &app;
+        async move {
+            let pairs: Vec<(&str, &str)> =
+                form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            carrier_post(app, &url, &pairs, Some(token)).await
+        }
+    };
+    for call in &calls {
+        let url = call.amd_callback.clone().unwrap_or_default();
+        assert!(url.contains("/webhooks/twilio/amd?campaign="), "{call:?}");
+    }
+    let (maria, ann, bo, cy) = (&calls[0], &calls[1], &calls[2], &calls[3]);
+
+    // Forged: refused, nothing recorded.
+    let (url, form) = verdict(maria, "machine_end_beep");
+    assert_eq!(post(url, form, "not-the-token").await.0, 403);
+    assert!(sim.calls().iter().all(|c| c.twiml_updates.is_empty()));
+
+    // A machine after its beep: the voicemail, said through a change of the live call.
+    let (url, form) = verdict(maria, "machine_end_beep");
+    for _ in 0..2 {
+        assert_eq!(post(url.clone(), form.clone(), TOKEN).await.0, 204);
+    }
+    let updated = sim
+        .calls()
+        .into_iter()
+        .find(|c| c.sid == maria.sid)
+        .expect("maria's call");
+    assert!(!updated.twiml_updates.is_empty(), "{updated:?}");
+    let said = &updated.twiml_updates[0];
+    assert!(said.contains("Please call us back, Maria."), "{said}");
+    assert!(said.contains("To stop these calls, call"), "{said}");
+    let maria_id = query_value(&url, "call");
+    let (_, detail) = app.get(&format!("/api/v1/calls/{maria_id}")).await;
+    assert_eq!(
+        detail["attempts"][0]["answered_by"], "machine_end_beep",
+        "{detail}"
+    );
+    assert_eq!(detail["attempts"][0]["voicemail_left"], true, "{detail}");
+    assert_eq!(detail["attempts"][0]["response"], Value::Null, "{detail}");
+
+    // A person: nothing changes, the message plays on.
+    let (url, form) = verdict(ann, "human");
+    assert_eq!(post(url, form, TOKEN).await.0, 204);
+    let (_, stats) = app
+        .get(&format!(
+            "/api/v1/campaigns/{}/stats",
+            leaves["id"].as_str().unwrap_or_default()
+        ))
+        .await;
+    assert_eq!(stats["voicemails_left"], 1, "{stats}");
+    assert_eq!(stats["machine_answered"], 1, "{stats}");
+
+    // `retry`: the call is ended and its attempt fails as a retryable `machine`.
+    let (url, form) = verdict(bo, "machine_end_silence");
+    assert_eq!(post(url.clone(), form, TOKEN).await.0, 204);
+    let bo_call = call_when(&app, &query_value(&url, "call"), |call| {
+        call["attempts"][0]["status"] == "failed"
+    })
+    .await;
+    assert_eq!(bo_call["attempts"][0]["error"], "machine", "{bo_call}");
+    assert_eq!(bo_call["status"], "retrying", "{bo_call}");
+
+    // A fax fails for good.
+    let (url, form) = verdict(cy, "fax");
+    assert_eq!(post(url.clone(), form, TOKEN).await.0, 204);
+    let cy_call = call_when(&app, &query_value(&url, "call"), |call| {
+        call["status"] == "failed"
+    })
+    .await;
+    assert_eq!(cy_call["last_error"], "fax", "{cy_call}");
+    assert_eq!(cy_call["attempts"][0]["answered_by"], "fax", "{cy_call}");
+    app.shutdown().await;
+    sim.stop();
+}
+in_both_modes!(a_machine_gets_what_the_message_asks);

@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 
 use super::life::{self, Callbacks, Detection, Event, Method, Outcome, Plan};
 use super::state::{Ending, Record};
-use super::{Inner, OutcomeMix, SimCall, SimSummary};
+use super::{is_final_status, Inner, OutcomeMix, SimCall, SimSummary};
 
 const API: &str = "/2010-04-01";
 
@@ -192,6 +192,8 @@ struct Request {
     from: String,
     /// `Url`: where the call's TwiML is fetched, when not given inline.
     voice_url: Option<String>,
+    /// `AsyncAmdStatusCallback`: where the verdict on who answered goes.
+    amd_callback: Option<String>,
     callbacks: Option<(String, Method, Vec<Event>)>,
     timeout: Duration,
     detection: Option<Detection>,
@@ -311,6 +313,9 @@ fn validate(sim: &Inner, params: &[(String, String)]) -> Result<Request, ApiErro
         to: to.to_owned(),
         from: from.to_owned(),
         voice_url: url.map(str::to_owned),
+        amd_callback: first(params, "AsyncAmdStatusCallback")
+            .filter(|url| !url.is_empty())
+            .map(str::to_owned),
         callbacks,
         timeout: Duration::from_secs(timeout),
         detection,
@@ -453,6 +458,8 @@ async fn create_call(
         ended_at: None,
         status_callback: callback_url,
         voice_url: request.voice_url.clone(),
+        amd_callback: request.amd_callback.clone(),
+        twiml_updates: Vec::new(),
         campaign,
         call: call_id,
         attempt,
@@ -679,9 +686,13 @@ async fn update_call(
             ));
         }
     }
+    let twiml = first(&params, "Twiml").map(str::to_owned);
     let (current, answered_at, hangup) = {
-        let state = sim.state();
-        let record = state.get(&sid).ok_or_else(|| call_not_found(&sid))?;
+        let mut state = sim.state();
+        let record = state.get_mut(&sid).ok_or_else(|| call_not_found(&sid))?;
+        if let Some(twiml) = twiml.filter(|_| !is_final_status(&record.call.status)) {
+            record.call.twiml_updates.push(twiml);
+        }
         (
             record.call.clone(),
             record.answered_at,

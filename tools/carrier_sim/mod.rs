@@ -192,6 +192,12 @@ pub struct SimCall {
     /// The create's `Url`, where the call's TwiML is fetched.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub voice_url: Option<String>,
+    /// The create's `AsyncAmdStatusCallback`, where the verdict on who answered goes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amd_callback: Option<String>,
+    /// The TwiML the call was changed to say, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub twiml_updates: Vec<String>,
     /// From the StatusCallback URL's query (`campaign`, `call`, `attempt`).
     pub campaign: Option<String>,
     pub call: Option<String>,

@@ -60,7 +60,7 @@ impl State {
         self.index.get(sid).and_then(|&i| self.records.get(i))
     }
 
-    fn get_mut(&mut self, sid: &str) -> Option<&mut Record> {
+    pub fn get_mut(&mut self, sid: &str) -> Option<&mut Record> {
         match self.index.get(sid) {
             Some(&i) => self.records.get_mut(i),
             None => None,

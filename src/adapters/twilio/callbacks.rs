@@ -8,7 +8,10 @@ use super::attempt_url;
 use super::{signature, STATUS_PATH};
 use crate::domain::campaign::PolicyTerms;
 use crate::domain::carrier::{outcome, CarrierCall, CarrierStatus, MachineOutcome};
-use crate::ports::{AttemptKey, CallbackError, CallbackVerifier, CarrierCallback, SignedRequest};
+use crate::ports::{
+    AttemptKey, CallbackError, CallbackVerifier, CarrierCallback, MachineVerdict, SignedRequest,
+    AMD_PATH,
+};
 
 pub struct TwilioCallbacks {
     auth_token: String,
@@ -50,6 +53,19 @@ impl TwilioCallbacks {
         } else {
             Err(CallbackError::BadSignature)
         }
+    }
+}
+
+/// When the attempt began, as its callback URL names it (`started`, epoch milliseconds).
+fn started_of(query: &[(String, String)]) -> Result<Option<DateTime<Utc>>, CallbackError> {
+    match field(query, "started") {
+        None => Ok(None),
+        Some(ms) => ms
+            .parse::<i64>()
+            .ok()
+            .and_then(DateTime::from_timestamp_millis)
+            .map(Some)
+            .ok_or_else(|| CallbackError::UnknownAttempt("started is not an instant".into())),
     }
 }
 
@@ -145,17 +161,7 @@ impl CallbackVerifier for TwilioCallbacks {
         // When it arrived, on the engine's clock: the carrier's `Timestamp` is on its own,
         // and a carrier clock that is off must move no backoff and no cap window.
         let at = now;
-        let attempt_started_at = match field(&query_pairs, "started") {
-            None => None,
-            Some(ms) => Some(
-                ms.parse::<i64>()
-                    .ok()
-                    .and_then(DateTime::from_timestamp_millis)
-                    .ok_or_else(|| {
-                        CallbackError::UnknownAttempt("started is not an instant".into())
-                    })?,
-            ),
-        };
+        let attempt_started_at = started_of(&query_pairs)?;
         Ok(CarrierCallback {
             attempt_started_at,
             key,
@@ -163,6 +169,26 @@ impl CallbackVerifier for TwilioCallbacks {
             outcome: outcome(&carrier, self.machine_outcome),
             carrier,
             at,
+        })
+    }
+
+    fn verify_verdict(
+        &self,
+        query: &str,
+        body: &[u8],
+        signature: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<MachineVerdict, CallbackError> {
+        let params = self.signed(&format!("{}{AMD_PATH}", self.base), query, body, signature)?;
+        let query_pairs = pairs(query.as_bytes());
+        let (key, policy) = attempt_of(&query_pairs).map_err(CallbackError::UnknownAttempt)?;
+        Ok(MachineVerdict {
+            key,
+            policy,
+            attempt_started_at: started_of(&query_pairs)?,
+            sid: field(&params, "CallSid").map(str::to_owned),
+            answered_by: field(&params, "AnsweredBy").map(str::to_owned),
+            at: now,
         })
     }
 

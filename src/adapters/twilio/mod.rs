@@ -64,8 +64,14 @@ pub fn attempt_url(
 /// so any api process can record a callback (even one that arrives before the create's
 /// answer) without reading the store, and the carrier's signature covers them.
 pub fn callback_url(public_url: &str, request: &DialRequest) -> String {
+    callback_url_at(public_url, STATUS_PATH, request)
+}
+
+/// The URL of `path` with the query of the attempt's status callback: the asynchronous
+/// machine verdict is recorded like a final status when it ends the call.
+pub fn callback_url_at(public_url: &str, path: &str, request: &DialRequest) -> String {
     let mut url = format!(
-        "{}{STATUS_PATH}?campaign={}&call={}&attempt={}&base_ms={}&max_ms={}&jitter={}",
+        "{}{path}?campaign={}&call={}&attempt={}&base_ms={}&max_ms={}&jitter={}",
         public_url.trim_end_matches('/'),
         request.campaign_id,
         request.call_id,

@@ -35,9 +35,9 @@ use crate::domain::call::AttemptOutcome;
 use crate::domain::carrier::{outcome, Audio, CarrierCall, CarrierStatus};
 use crate::metrics::metrics;
 use crate::ports::{
-    Begin, ConcurrencyLimiter, CreateCheck, DialRequest, Lookup, PaceTerms, PauseReason,
-    PlacedAttempt, ProviderError, ProviderEvent, ProviderReport, ReportSink, TelephonyProvider,
-    Unplaced, VOICE_PATH,
+    Begin, CallUpdate, ConcurrencyLimiter, CreateCheck, DialRequest, Lookup, PaceTerms,
+    PauseReason, PlacedAttempt, ProviderError, ProviderEvent, ProviderReport, ReportSink,
+    TelephonyProvider, Unplaced, AMD_PATH, VOICE_PATH,
 };
 
 /// Create refusals that are about the called number (invalid, unreachable, not permitted,
@@ -266,8 +266,28 @@ impl Inner {
             "TimeLimit",
             config.max_call_duration.as_secs().max(1).to_string(),
         ));
-        if let Some(detection) = config.machine_detection.parameter() {
-            form.push(("MachineDetection", detection.to_owned()));
+        match &request.voice.audio {
+            // The message's own machine handling replaces the deployment's: detection runs
+            // while the message plays, and the verdict comes back on its own request.
+            Some(Audio::Message(message)) if message.machine.is_some() => {
+                let timeout = message
+                    .machine
+                    .as_ref()
+                    .map_or(0, |machine| machine.detection_timeout.as_secs());
+                form.push(("MachineDetection", "DetectMessageEnd".to_owned()));
+                form.push(("MachineDetectionTimeout", timeout.to_string()));
+                form.push(("AsyncAmd", "true".to_owned()));
+                form.push((
+                    "AsyncAmdStatusCallback",
+                    super::callback_url_at(&config.public_url, AMD_PATH, request),
+                ));
+                form.push(("AsyncAmdStatusCallbackMethod", "POST".to_owned()));
+            }
+            _ => {
+                if let Some(detection) = config.machine_detection.parameter() {
+                    form.push(("MachineDetection", detection.to_owned()));
+                }
+            }
         }
         form
     }
@@ -670,5 +690,9 @@ impl TelephonyProvider for TwilioProvider {
 
     fn pace(&self) -> Option<PaceTerms> {
         Some(self.inner.pace())
+    }
+
+    async fn update_call(&self, sid: &str, update: CallUpdate) -> Result<(), ProviderError> {
+        self.inner.update(sid, update).await
     }
 }

@@ -8,11 +8,12 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 
 use crate::adapters::twilio::provider::{
-    rfc2822, without_url, CallList, CallResource, Inner, KNOWN_SKEW_MARGIN, REFUSAL_LOG_EVERY, SKEW,
+    rfc2822, without_url, CallList, CallResource, ErrorBody, Inner, KNOWN_SKEW_MARGIN,
+    REFUSAL_LOG_EVERY, SKEW,
 };
 use crate::domain::phone::PhoneNumber;
 use crate::metrics::metrics;
-use crate::ports::ProviderError;
+use crate::ports::{CallUpdate, ProviderError};
 
 /// Whether the carrier accepts the account's credentials, as last seen.
 #[derive(Default)]
@@ -150,6 +151,51 @@ impl Inner {
         metrics()
             .provider_requests
             .with_label_values(&["fetch", if result.is_ok() { "ok" } else { "error" }])
+            .observe(started.elapsed().as_secs_f64());
+        result
+    }
+
+    /// Changes a live call (`POST .../Calls/{Sid}.json`): `Twiml` to say something else, or
+    /// `Status=completed` to end it. A call that is already over is `Rejected`.
+    pub(super) async fn update(
+        self: &Arc<Self>,
+        sid: &str,
+        update: CallUpdate,
+    ) -> Result<(), ProviderError> {
+        let started = Instant::now();
+        let form = match update {
+            CallUpdate::Twiml(twiml) => [("Twiml", twiml)],
+            CallUpdate::Hangup => [("Status", "completed".to_owned())],
+        };
+        let response = self
+            .client
+            .post(format!("{}/Calls/{sid}.json", self.account_url()))
+            .basic_auth(
+                &self.config.account_sid,
+                Some(self.config.auth_token.expose()),
+            )
+            .form(&form)
+            .send()
+            .await;
+        let result = match response {
+            Err(err) => Err(ProviderError::Unavailable(without_url(err).to_string())),
+            Ok(response) if response.status().is_success() => Ok(()),
+            Ok(response) => {
+                let status = response.status().as_u16();
+                let body = response.bytes().await.unwrap_or_default();
+                let error: ErrorBody = serde_json::from_slice(&body).unwrap_or_default();
+                match status {
+                    400 | 404 => Err(ProviderError::Rejected(format!(
+                        "the carrier cannot change the call ({status}, code {:?})",
+                        error.code
+                    ))),
+                    _ => Err(self.failed_read(status)),
+                }
+            }
+        };
+        metrics()
+            .provider_requests
+            .with_label_values(&["update", if result.is_ok() { "ok" } else { "error" }])
             .observe(started.elapsed().as_secs_f64());
         result
     }

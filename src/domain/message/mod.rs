@@ -9,6 +9,7 @@ mod speech;
 mod template;
 #[cfg(test)]
 mod tests;
+mod verdict;
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -17,9 +18,11 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{json, Map, Value};
 
 pub use self::speech::{
-    inbound_heard_twiml, inbound_twiml, inbound_unidentified_twiml, Heard, Spoken, TwimlPlan,
+    inbound_heard_twiml, inbound_twiml, inbound_unidentified_twiml, pause_twiml, Heard, Spoken,
+    TwimlPlan,
 };
 pub use self::template::{Missing, TargetValues, Template, Values, PHONE_NUMBER_KEY};
+pub use self::verdict::{AfterSilence, OnVerdict};
 use crate::domain::duration::{format_go_duration, parse_go_duration};
 use crate::domain::phone::PhoneNumber;
 

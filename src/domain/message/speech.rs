@@ -266,6 +266,16 @@ pub fn inbound_unidentified_twiml() -> String {
     )
 }
 
+/// The TwiML that keeps a silent call up for `length` (whole seconds), then hangs up: the
+/// wait for a machine's verdict.
+pub fn pause_twiml(length: std::time::Duration) -> String {
+    format!(
+        "{}<Pause length=\"{}\"/><Hangup/></Response>",
+        open_response(),
+        length.as_secs().max(1)
+    )
+}
+
 /// `text` without the characters XML 1.0 forbids (control characters other than tab, line
 /// feed and carriage return; U+FFFE, U+FFFF), which no escaping can carry: one of them would
 /// make the carrier refuse the whole document and read its error out to the callee.

@@ -19,7 +19,7 @@ use utoipa::{Modify, OpenApi};
 
 use super::endpoints;
 use super::handlers::{
-    audit, calls, campaigns, dnc, events, explain, forecast, keys, targets, voice, webhooks,
+    amd, audit, calls, campaigns, dnc, events, explain, forecast, keys, targets, voice, webhooks,
 };
 use crate::domain::access::Access;
 
@@ -56,6 +56,7 @@ pub const UUID_PATTERN: &str =
         webhooks::twilio_status,
         voice::twilio_voice,
         voice::twilio_gather,
+        amd::twilio_amd,
         voice::twilio_inbound,
         keys::whoami,
         keys::create_key,

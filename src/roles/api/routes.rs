@@ -9,8 +9,8 @@ use actix_web::middleware::from_fn;
 use actix_web::{web, Route};
 
 use super::handlers::{
-    audit, calls, campaigns, dnc, events, explain, forecast, health, keys, not_allowed, targets,
-    voice, webhooks,
+    amd, audit, calls, campaigns, dnc, events, explain, forecast, health, keys, not_allowed,
+    targets, voice, webhooks,
 };
 use super::{access, console, contract};
 use crate::domain::access::Access;
@@ -190,6 +190,12 @@ pub fn open_routes() -> Vec<OpenRoute> {
             path: crate::ports::GATHER_PATH,
             body_limit: Some(webhooks::MAX_CALLBACK_BYTES),
             handler: |r| r.to(voice::twilio_gather),
+        },
+        OpenRoute {
+            method: Method::POST,
+            path: crate::ports::AMD_PATH,
+            body_limit: Some(webhooks::MAX_CALLBACK_BYTES),
+            handler: |r| r.to(amd::twilio_amd),
         },
         OpenRoute {
             method: Method::POST,

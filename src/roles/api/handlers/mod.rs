@@ -3,6 +3,7 @@
 //! wake-ups that let the scheduler react at once. What every resource shares is here: ids,
 //! page tokens and page sizes, and the answers to unknown routes and methods.
 
+pub mod amd;
 pub mod audit;
 pub mod calls;
 pub mod campaigns;

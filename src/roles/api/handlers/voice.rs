@@ -9,15 +9,16 @@ use chrono::Utc;
 
 use super::webhooks::{callback_body, counted, signature_of};
 use crate::context::AppContext;
-use crate::domain::answer;
+use crate::domain::answer::{self, Answer};
 use crate::domain::call::{Call, CallStatus};
 use crate::domain::message::{
-    inbound_heard_twiml, inbound_twiml, inbound_unidentified_twiml, Heard, Key, Message,
-    OptOutScope, TargetValues, TwimlPlan,
+    inbound_heard_twiml, inbound_twiml, inbound_unidentified_twiml, pause_twiml, AfterSilence,
+    Heard, Key, Message, OptOutScope, TargetValues, TwimlPlan,
 };
 use crate::domain::phone::PhoneNumber;
 use crate::ports::{
-    CallbackError, DncScope, OptOutListing, SignedRequest, GATHER_PATH, INBOUND_PATH, VOICE_PATH,
+    AttemptKey, CallbackError, DncScope, OptOutListing, SignedRequest, StoreError, GATHER_PATH,
+    INBOUND_PATH, VOICE_PATH,
 };
 use crate::roles::api::error::{ApiError, ErrorBody, ErrorCode};
 
@@ -26,6 +27,9 @@ const HANG_UP: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Hang
 
 /// The query parameter of a gather URL that keeps the keys pressed before on the attempt.
 const PRESSED: &str = "pressed";
+/// The query parameter of a gather URL that keeps when the call was answered (epoch
+/// milliseconds on the store's clock).
+const ANSWERED: &str = "answered";
 
 fn twiml(body: String) -> HttpResponse {
     HttpResponse::Ok()
@@ -79,43 +83,65 @@ fn signed(
     }
 }
 
-/// An attempt the carrier asks about: its signed request, its call, its campaign's message,
-/// and whether it is still its call's live attempt.
-struct Live {
-    request: SignedRequest,
-    call: Call,
-    message: Message,
-    current: bool,
+/// An attempt the carrier asks about: its call, its campaign's message, what it heard back
+/// so far, and whether it is still its call's live attempt.
+pub(super) struct AttemptNow {
+    pub call: Call,
+    pub message: Message,
+    pub answer: Answer,
+    pub current: bool,
 }
 
-/// The attempt a request to `path` is about; `None` (the call hangs up) when the request names
-/// no attempt of a campaign with a message.
-async fn live(
+/// The attempt `key` names, with its campaign's message; `None` when there is no such
+/// attempt of a campaign with a message.
+pub(super) async fn attempt_of(
     ctx: &AppContext,
-    req: &HttpRequest,
-    body: Result<web::Bytes, actix_web::Error>,
-    path: &str,
-) -> Result<Option<Live>, ApiError> {
-    let Some(request) = signed(ctx, req, body, path)? else {
-        return Ok(None);
-    };
-    let key = request.key;
-    let Some((call, _)) = ctx.store.get_call(key.call_id).await? else {
+    key: AttemptKey,
+) -> Result<Option<AttemptNow>, ApiError> {
+    let Some((call, attempts)) = ctx.store.get_call(key.call_id).await? else {
         return Ok(None);
     };
     if call.campaign_id != key.campaign_id || call.attempt_count < key.attempt {
         return Ok(None);
     }
     let current = call.attempt_count == key.attempt && call.status == CallStatus::Dialing;
+    let answer = attempts
+        .into_iter()
+        .find(|attempt| attempt.attempt == key.attempt)
+        .map(|attempt| attempt.answer)
+        .unwrap_or_default();
     let Some(campaign) = ctx.store.get_campaign(key.campaign_id).await? else {
         return Ok(None);
     };
-    Ok(campaign.voice.message().cloned().map(|message| Live {
-        request,
+    Ok(campaign.voice.message().cloned().map(|message| AttemptNow {
         call,
         message,
+        answer,
         current,
     }))
+}
+
+/// A store that cannot record what the carrier said now: nothing is said back, and the
+/// carrier's request fails.
+pub(super) fn store_unavailable(err: StoreError, call: &Call) -> ApiError {
+    tracing::warn!(error = %err, call_id = %call.id, "cannot record what a call heard now");
+    ApiError::unavailable()
+}
+
+/// The attempt a signed request to `path` is about, with the request; `None` (the call hangs
+/// up) when it names no attempt of a campaign with a message.
+async fn live(
+    ctx: &AppContext,
+    req: &HttpRequest,
+    body: Result<web::Bytes, actix_web::Error>,
+    path: &str,
+) -> Result<Option<(SignedRequest, AttemptNow)>, ApiError> {
+    let Some(request) = signed(ctx, req, body, path)? else {
+        return Ok(None);
+    };
+    Ok(attempt_of(ctx, request.key)
+        .await?
+        .map(|attempt| (request, attempt)))
 }
 
 #[utoipa::path(post, path = "/webhooks/twilio/voice",
@@ -138,17 +164,23 @@ pub async fn twilio_voice(
     req: HttpRequest,
     body: Result<web::Bytes, actix_web::Error>,
 ) -> Result<HttpResponse, ApiError> {
-    let Some(Live {
+    let Some((
         request,
-        call,
-        message,
-        current: true,
-    }) = live(&ctx, &req, body, VOICE_PATH).await?
+        AttemptNow {
+            call,
+            message,
+            current: true,
+            ..
+        },
+    )) = live(&ctx, &req, body, VOICE_PATH).await?
     else {
         return Ok(hang_up());
     };
     let values = TargetValues::new(call.phone_number.as_str(), call.metadata.as_ref());
-    let gather_url = gather_url(&ctx, &request, "");
+    // The voice URL is fetched as the call is answered: the time a machine's verdict is
+    // awaited from, carried in the gather URL for whichever api process gets it.
+    let answered = ctx.clock.now().timestamp_millis().to_string();
+    let gather_url = gather_url(&ctx, &request, &answered, "");
     match message.voice_twiml(
         &values,
         TwimlPlan {
@@ -164,12 +196,11 @@ pub async fn twilio_voice(
     }
 }
 
-fn gather_url(ctx: &AppContext, request: &SignedRequest, pressed: &str) -> String {
-    let extra: Vec<(&str, &str)> = if pressed.is_empty() {
-        Vec::new()
-    } else {
-        vec![(PRESSED, pressed)]
-    };
+fn gather_url(ctx: &AppContext, request: &SignedRequest, answered: &str, pressed: &str) -> String {
+    let mut extra: Vec<(&str, &str)> = vec![(ANSWERED, answered)];
+    if !pressed.is_empty() {
+        extra.push((PRESSED, pressed));
+    }
     ctx.callbacks
         .as_ref()
         .map(|verifier| verifier.attempt_url(GATHER_PATH, request.key, &extra))
@@ -204,12 +235,15 @@ pub async fn twilio_gather(
     req: HttpRequest,
     body: Result<web::Bytes, actix_web::Error>,
 ) -> Result<HttpResponse, ApiError> {
-    let Some(Live {
+    let Some((
         request,
-        call,
-        message,
-        current,
-    }) = live(&ctx, &req, body, GATHER_PATH).await?
+        AttemptNow {
+            call,
+            message,
+            answer,
+            current,
+        },
+    )) = live(&ctx, &req, body, GATHER_PATH).await?
     else {
         return Ok(hang_up());
     };
@@ -223,11 +257,23 @@ pub async fn twilio_gather(
     if !current && heard != Heard::OptOut {
         return Ok(hang_up());
     }
+    let answered = request.query_field(ANSWERED).unwrap_or_default().to_owned();
+    if heard == Heard::Nothing {
+        let since_answer = answered
+            .parse::<i64>()
+            .ok()
+            .and_then(chrono::DateTime::from_timestamp_millis)
+            .and_then(|at| (ctx.clock.now() - at).to_std().ok())
+            .unwrap_or_default();
+        if let AfterSilence::Wait(left) = message.after_silence(answer.answered_by, since_answer) {
+            return Ok(twiml(pause_twiml(left)));
+        }
+    }
     let mut all: String = earlier.iter().map(|k| k.as_char()).collect();
     all.extend(pressed.map(Key::as_char));
     record(&ctx, &request, &call, &message, heard, &all, pressed).await?;
     let values = TargetValues::new(call.phone_number.as_str(), call.metadata.as_ref());
-    let gather_url = gather_url(&ctx, &request, &all);
+    let gather_url = gather_url(&ctx, &request, &answered, &all);
     let plan = TwimlPlan {
         gather_url: &gather_url,
     };
@@ -273,12 +319,9 @@ async fn record(
         response: heard.response(message).map(str::to_owned),
     };
     ctx.store
-        .record_answer(request.key, keys, listing, Utc::now())
+        .record_answer(request.key, keys, listing, ctx.clock.now())
         .await
-        .map_err(|err| {
-            tracing::warn!(error = %err, call_id = %call.id, "cannot record a key press now");
-            ApiError::unavailable()
-        })?;
+        .map_err(|err| store_unavailable(err, call))?;
     if opted_out {
         tracing::info!(call_id = %call.id, campaign_id = %call.campaign_id, "callee opted out by key press");
     }

@@ -8,6 +8,8 @@ use actix_web::error::PayloadError;
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use crate::context::AppContext;
+use crate::domain::answer::AnsweredBy;
+use crate::domain::call::AttemptOutcome;
 use crate::metrics::metrics;
 use crate::ports::{CallbackError, CarrierCallback, Topic};
 use crate::roles::api::error::{ApiError, ErrorBody, ErrorCode};
@@ -127,14 +129,21 @@ pub async fn twilio_status(
     // An attempt this deployment never made is refused; but a store that cannot be read now
     // (a failover) must not lose a final status the carrier will not send again: it goes on
     // to the bus, durable there, and its recording ignores an attempt the store does not know.
-    let known = match ctx.store.get_call(callback.key.call_id).await {
-        Ok(call) => call.is_some_and(|(call, _)| {
-            call.campaign_id == callback.key.campaign_id
-                && callback.key.attempt <= call.attempt_count
-        }),
+    let (known, verdict) = match ctx.store.get_call(callback.key.call_id).await {
+        Ok(Some((call, attempts)))
+            if call.campaign_id == callback.key.campaign_id
+                && callback.key.attempt <= call.attempt_count =>
+        {
+            let verdict = attempts
+                .into_iter()
+                .find(|attempt| attempt.attempt == callback.key.attempt)
+                .and_then(|attempt| attempt.answer.answered_by);
+            (true, verdict)
+        }
+        Ok(_) => (false, None),
         Err(err) => {
             tracing::warn!(error = %err, "cannot read the callback's call; passing its status on");
-            true
+            (true, None)
         }
     };
     if !known {
@@ -150,6 +159,10 @@ pub async fn twilio_status(
             .with_label_values(&[status.as_str()])
             .inc();
     }
+    let outcome = match verdict {
+        Some(by) => settled(&ctx, &callback, by, outcome).await,
+        None => outcome,
+    };
     let status = StatusMessage {
         v: messages::VERSION,
         call_id: callback.key.call_id,
@@ -161,27 +174,53 @@ pub async fn twilio_status(
         carrier: Some(callback.carrier),
         attempt_started_at: callback.attempt_started_at,
     };
-    let message = messages::encode(callback.key.call_id.to_string(), &status);
-    let Err(err) = messages::publish(&*ctx.bus, Topic::Status, vec![message]).await else {
-        counted("recorded");
-        return Ok(HttpResponse::NoContent().finish());
+    pass_on(&ctx, status).await?;
+    counted("recorded");
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// The outcome of an attempt the carrier's verdict on who answered may have ended: as its
+/// campaign's message says for that verdict (`Message::settle`). A campaign that cannot be read
+/// now leaves the carrier's own outcome, which still finishes the attempt.
+async fn settled(
+    ctx: &AppContext,
+    callback: &CarrierCallback,
+    by: AnsweredBy,
+    reported: AttemptOutcome,
+) -> AttemptOutcome {
+    let message = match ctx.store.get_campaign(callback.key.campaign_id).await {
+        Ok(campaign) => campaign.and_then(|c| c.voice.message().cloned()),
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot read the campaign of a call with a verdict");
+            None
+        }
     };
-    // Twilio does not deliver a callback again unless told to: rather than lose the final
-    // status to a bus outage, record it here, as the status role would (idempotently).
-    tracing::warn!(error = %err, "cannot hand a status callback to the bus; recording it here");
-    match OutcomeRecorder::new(ctx.get_ref().clone())
+    match message {
+        Some(message) => {
+            message.settle(by, reported, ctx.settings.telephony.twilio.machine_outcome)
+        }
+        None => reported,
+    }
+}
+
+/// Hands a final status to the status role through the bus, or records it here while the bus
+/// cannot take it: Twilio does not deliver a request again unless told to.
+pub(super) async fn pass_on(ctx: &AppContext, status: StatusMessage) -> Result<(), ApiError> {
+    let message = messages::encode(status.call_id.to_string(), &status);
+    let Err(err) = messages::publish(&*ctx.bus, Topic::Status, vec![message]).await else {
+        return Ok(());
+    };
+    tracing::warn!(error = %err, "cannot hand a final status to the bus; recording it here");
+    match OutcomeRecorder::new(ctx.clone())
         .record(&[status], ctx.clock.now())
         .await
     {
         // Recorded; only the wake-ups it sends after could not go out, and the scheduler's
         // and retry role's own rescans make up for them.
-        Ok(_) | Err(RecordError::Bus(_)) => {
-            counted("recorded");
-            Ok(HttpResponse::NoContent().finish())
-        }
+        Ok(_) | Err(RecordError::Bus(_)) => Ok(()),
         Err(RecordError::Store(err)) => {
             counted("unavailable");
-            tracing::warn!(error = %err, "cannot record a status callback either");
+            tracing::warn!(error = %err, "cannot record a final status either");
             Err(ApiError::unavailable())
         }
     }

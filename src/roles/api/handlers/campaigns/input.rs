@@ -5,7 +5,7 @@ use chrono_tz::Tz;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use super::message::{check_carrier, check_targets};
+use super::message::check_targets;
 use super::voice::{validate_voice, voice_input};
 use crate::domain::business_hours::{BusinessHours, BusinessWindow, WallTime};
 use crate::domain::campaign::RetryPolicy;
@@ -308,7 +308,6 @@ impl CreateCampaignRequest {
             caller_id: caller_id.flatten(),
             audio: audio.flatten(),
         };
-        check_carrier(voice.audio.as_ref(), settings, &mut problems);
         if let Some(Audio::Message(message)) = &voice.audio {
             check_targets(message, &targets, field_of, &mut problems);
         }

@@ -8,13 +8,11 @@ use serde_json::Value;
 
 use crate::context::AppContext;
 use crate::domain::call::CallStatus;
-use crate::domain::carrier::Audio;
 use crate::domain::ids::CampaignId;
 use crate::domain::message::{MachineAction, Message, Spoken, TargetValues};
 use crate::ports::{CallFilter, NewTarget, StoreError};
 use crate::roles::api::handlers::targets::FieldOf;
 use crate::roles::api::handlers::Problems;
-use crate::settings::Settings;
 
 /// At most this many targets are named for keys they lack; the count says how many more.
 pub const MAX_UNFILLED_LISTED: usize = 100;
@@ -36,22 +34,6 @@ pub fn validate_message(value: Option<&Value>, problems: &mut Problems) -> Optio
             }
             None
         }
-    }
-}
-
-/// Refuses what a message asks of a real carrier that the engine does not carry out yet: what
-/// to do when a machine answers needs the carrier's asynchronous answering-machine verdict and
-/// a live-call update, which are not served yet. A message without `machine` is served whole.
-pub fn check_carrier(audio: Option<&Audio>, settings: &Settings, problems: &mut Problems) {
-    let Some(Audio::Message(message)) = audio else {
-        return;
-    };
-    if message.machine.is_some() && settings.telephony.is_twilio() {
-        problems.push(
-            "message.machine",
-            "this deployment's carrier (telephony.provider = twilio) is not yet asked for a \
-             machine's verdict; leave machine out",
-        );
     }
 }
 

@@ -161,11 +161,6 @@ pub async fn update_campaign(
     let body = body.into_inner();
     let mut problems = Problems::default();
     let (caller_id, audio) = validate_voice(voice_input!(body), &mut problems);
-    message::check_carrier(
-        audio.as_ref().and_then(Option::as_ref),
-        &ctx.settings,
-        &mut problems,
-    );
     let changes = CampaignChanges {
         caller_id,
         audio,
