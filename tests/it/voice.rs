@@ -594,6 +594,19 @@ async fn a_machine_gets_what_the_message_asks(mode: Mode) {
     assert_eq!(stats["voicemails_left"], 1, "{stats}");
     assert_eq!(stats["machine_answered"], 1, "{stats}");
 
+    // Silence after the message while the verdict is pending keeps the call up for it, with
+    // no response recorded.
+    let bo_voice = bo.voice_url.clone().unwrap_or_default();
+    let bo_form = [("CallSid", bo.sid.as_str()), ("AccountSid", SID)];
+    let (_, twiml) = carrier_post(&app, &bo_voice, &bo_form, Some(TOKEN)).await;
+    let (status, waits) = carrier_post(&app, &gather_action(&twiml), &bo_form, Some(TOKEN)).await;
+    assert_eq!(status, 200, "{waits}");
+    assert!(
+        waits.contains("<Pause length=\"10\"/><Hangup/>")
+            || waits.contains("<Pause length=\"9\"/><Hangup/>"),
+        "{waits}"
+    );
+
     // `retry`: the call is ended and its attempt fails as a retryable `machine`.
     let (url, form) = verdict(bo, "machine_end_silence");
     assert_eq!(post(url.clone(), form, TOKEN).await.0, 204);
@@ -602,6 +615,7 @@ async fn a_machine_gets_what_the_message_asks(mode: Mode) {
     })
     .await;
     assert_eq!(bo_call["attempts"][0]["error"], "machine", "{bo_call}");
+    assert_eq!(bo_call["attempts"][0]["response"], Value::Null, "{bo_call}");
     assert_eq!(bo_call["status"], "retrying", "{bo_call}");
 
     // A fax fails for good.
