@@ -434,6 +434,31 @@ pub trait AnswerStore: Send + Sync + 'static {
         opt_out: Option<OptOutListing>,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
+
+    /// A campaign's calls after `after` in call id order, each with what it heard back.
+    async fn call_results(
+        &self,
+        campaign_id: CampaignId,
+        after: Option<CallId>,
+        limit: usize,
+    ) -> Result<Vec<CallResult>, StoreError>;
+
+    /// Every key of the metadata of a campaign's calls, sorted.
+    async fn metadata_keys(&self, campaign_id: CampaignId) -> Result<Vec<String>, StoreError>;
+}
+
+/// One call of a campaign's results.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallResult {
+    pub call_id: CallId,
+    pub phone_number: PhoneNumber,
+    pub status: CallStatus,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    /// What the call shows: each field its latest attempt's that has one.
+    pub answer: crate::domain::answer::Answer,
+    pub last_attempt_at: Option<DateTime<Utc>>,
+    pub metadata: Option<crate::domain::metadata::Metadata>,
 }
 
 /// The do-not-call entry a callee's opt-out makes.

@@ -209,6 +209,60 @@ async fn a_message_campaign_runs(mode: Mode) {
     app.start(&id).await;
     let stats = app.wait_completed(&id, Duration::from_secs(30)).await;
     assert_eq!(stats["total_calls"], 2, "{stats}");
+
+    // The results, one row per call in call id order: CSV by default, JSON lines on request.
+    let url = app.url(&format!("/api/v1/campaigns/{id}/results"));
+    let response = app.client.get(&url).send().await.expect("sent");
+    assert_eq!(response.status().as_u16(), 200);
+    assert!(response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/csv")));
+    let csv = response.text().await.unwrap_or_default();
+    let lines: Vec<&str> = csv.split("\r\n").filter(|l| !l.is_empty()).collect();
+    assert_eq!(
+        lines[0],
+        "call_id,phone_number,status,attempts,last_error,answered_by,response,digits,\
+         voicemail_left,last_attempt_at,metadata.date,metadata.first_name",
+        "{csv}"
+    );
+    assert_eq!(lines.len(), 3, "{csv}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains(",+15555550002,completed,1,,,,,false,")
+                && l.ends_with(",<b>May 4</b>,Ann")),
+        "{csv}"
+    );
+    let response = app
+        .client
+        .get(&url)
+        .header("accept", "application/x-ndjson")
+        .send()
+        .await
+        .expect("sent");
+    let text = response.text().await.unwrap_or_default();
+    let rows: Vec<Value> = text
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("a JSON line"))
+        .collect();
+    assert_eq!(rows.len(), 2, "{text}");
+    assert!(
+        rows[0]["call_id"].as_str() < rows[1]["call_id"].as_str(),
+        "{text}"
+    );
+    let maria = rows
+        .iter()
+        .find(|r| r["phone_number"] == "+15555550001")
+        .expect("maria");
+    assert_eq!(maria["metadata"]["first_name"], "Maria", "{text}");
+    assert_eq!(maria["response"], Value::Null, "{text}");
+    assert_eq!(maria["voicemail_left"], false, "{text}");
+    let unknown = app
+        .get("/api/v1/campaigns/00000000-0000-7000-8000-000000000000/results")
+        .await;
+    assert_eq!(unknown.0, 404, "{}", unknown.1);
     app.shutdown().await;
 }
 in_both_modes!(a_message_campaign_runs);
@@ -388,6 +442,24 @@ async fn a_message_is_served_to_the_carrier(mode: Mode) {
     assert_eq!(stats["opted_out"], 1, "{stats}");
     assert_eq!(stats["voicemails_left"], 0, "{stats}");
     assert_eq!(stats["machine_answered"], 0, "{stats}");
+    let url = app.url(&format!("/api/v1/campaigns/{id}/results"));
+    let csv = app
+        .client
+        .get(&url)
+        .send()
+        .await
+        .expect("sent")
+        .text()
+        .await
+        .unwrap_or_default();
+    assert!(
+        csv.contains(",+15555550001,dialing,1,,,opt_out,59,false,"),
+        "{csv}"
+    );
+    assert!(
+        csv.contains(",+15555550002,dialing,1,,,confirmed,1,false,"),
+        "{csv}"
+    );
 
     // The inbound line a voicemail points to: its prompt, then a 1 lists the caller.
     let base = voice_url.split("/webhooks/").next().unwrap_or_default();

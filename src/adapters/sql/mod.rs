@@ -454,6 +454,22 @@ macro_rules! store_by_aggregate {
                 ) -> Result<bool, StoreError> {
                     answers::record(self, key, heard, opt_out, now).await
                 }
+
+                async fn call_results(
+                    &self,
+                    campaign_id: CampaignId,
+                    after: Option<CallId>,
+                    limit: usize,
+                ) -> Result<Vec<$crate::ports::CallResult>, StoreError> {
+                    single::call_results(self, campaign_id, after, limit).await
+                }
+
+                async fn metadata_keys(
+                    &self,
+                    campaign_id: CampaignId,
+                ) -> Result<Vec<String>, StoreError> {
+                    single::metadata_keys(self, campaign_id).await
+                }
             }
         };
     };

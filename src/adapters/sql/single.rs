@@ -8,6 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use diesel::deserialize::QueryableByName;
 
+use super::bound::answers::{self, KeyNameRow, ResultRow};
 use super::bound::{campaigns as campaign, keys as key, query, Binds, Bound};
 use super::rows::{
     self, prior_attempts, readable_backlog, scope_column, AuditRow, CallRow, CampaignRow, DncRow,
@@ -28,8 +29,8 @@ use crate::domain::ids::{CallId, CampaignId, KeyId};
 use crate::domain::phone::PhoneNumber;
 use crate::domain::stats::CampaignStats;
 use crate::ports::{
-    CallFilter, DncEntry, DncScope, NumberFacts, OrphanedAttempt, RunnableCampaign, StoreError,
-    TimelineEntry,
+    CallFilter, CallResult, DncEntry, DncScope, NumberFacts, OrphanedAttempt, RunnableCampaign,
+    StoreError, TimelineEntry,
 };
 
 /// The numbers with a call dialing now, deployment-wide.
@@ -382,4 +383,34 @@ where
         do_not_call: rows::first::<_, DncEntry>(listed)?.map(|entry| entry.scope),
         prior: prior_attempts(&prior, campaign_id),
     })
+}
+
+// What calls heard back.
+
+pub async fn call_results<S: Runner>(
+    store: &S,
+    campaign_id: CampaignId,
+    after: Option<CallId>,
+    limit: usize,
+) -> Result<Vec<CallResult>, StoreError>
+where
+    ResultRow: QueryableByName<S::DB>,
+{
+    let rows: Vec<ResultRow> = store
+        .rows(Read::Scan, answers::results(campaign_id, after, limit))
+        .await?;
+    rows::all(rows)
+}
+
+pub async fn metadata_keys<S: Runner>(
+    store: &S,
+    campaign_id: CampaignId,
+) -> Result<Vec<String>, StoreError>
+where
+    KeyNameRow: QueryableByName<S::DB>,
+{
+    let rows: Vec<KeyNameRow> = store
+        .rows(Read::Scan, answers::metadata_keys(campaign_id))
+        .await?;
+    Ok(rows.into_iter().map(|row| row.key).collect())
 }

@@ -47,6 +47,7 @@ pub const UUID_PATTERN: &str =
         targets::add_targets,
         calls::list_calls,
         calls::list_attempts,
+        campaigns::results::campaign_results,
         calls::trigger_call,
         calls::get_call,
         explain::explain_call,

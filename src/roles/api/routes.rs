@@ -61,6 +61,7 @@ pub fn endpoints() -> Vec<Endpoint> {
         route!(POST "/api/v1/campaigns/{id}/targets", Operator, targets::add_targets),
         route!(GET "/api/v1/campaigns/{id}/calls", Viewer, calls::list_calls),
         route!(GET "/api/v1/campaigns/{id}/attempts", Viewer, calls::list_attempts),
+        route!(GET "/api/v1/campaigns/{id}/results", Viewer, campaigns::results::campaign_results),
         route!(POST "/api/v1/calls", Operator, calls::trigger_call),
         route!(GET "/api/v1/calls/{id}", Viewer, calls::get_call),
         route!(GET "/api/v1/calls/{id}/explain", Viewer, explain::explain_call),

@@ -1,14 +1,18 @@
 //! What a live attempt heard back: read with its call's, written to both and counted.
 
 use chrono::{DateTime, Utc};
-use diesel::sql_types::{Integer, Nullable, Text};
+use diesel::sql_types::{BigInt, Integer, Nullable, Text};
 use diesel::QueryableByName;
 
 use super::{query, Binds, Bound, Dialect};
 use crate::adapters::sql::statements::Statement;
-use crate::adapters::sql::to_ms;
+use crate::adapters::sql::{as_bigint, from_ms, to_ms};
 use crate::domain::answer::{Answer, AnswerChange, AnsweredBy};
-use crate::ports::AttemptKey;
+use crate::domain::call::CallStatus;
+use crate::domain::ids::{CallId, CampaignId};
+use crate::domain::metadata::Metadata;
+use crate::domain::phone::PhoneNumber;
+use crate::ports::{AttemptKey, CallResult, StoreError};
 
 const ANSWER_OF: &str = "a.answered_by, a.response, a.digits, a.voicemail_left, \
      c.answered_by AS call_answered_by, c.response AS call_response, c.digits AS call_digits, \
@@ -143,4 +147,100 @@ pub fn record<DB: Dialect>(
         }
     }
     writes
+}
+
+/// A campaign's calls with what they heard back, a page in call id order.
+static RESULTS: Statement = Statement::new(|| {
+    "SELECT id, phone_number, status, attempt_count, last_error, answered_by, response, \
+     digits, voicemail_left, last_attempt_at, metadata FROM calls \
+     WHERE campaign_id = ? AND id > ? ORDER BY id LIMIT ?"
+        .into()
+});
+
+/// Every key of the metadata of a campaign's calls, sorted.
+static METADATA_KEYS: Statement = Statement::dialects(
+    || {
+        "SELECT DISTINCT j.key AS key FROM calls c, json_each(c.metadata) j \
+         WHERE c.campaign_id = ? AND c.metadata IS NOT NULL ORDER BY 1"
+            .into()
+    },
+    || {
+        "SELECT DISTINCT k AS key FROM calls c, jsonb_object_keys(c.metadata::jsonb) k \
+         WHERE c.campaign_id = ? AND c.metadata IS NOT NULL ORDER BY 1"
+            .into()
+    },
+);
+
+#[derive(QueryableByName)]
+pub struct ResultRow {
+    #[diesel(sql_type = Text)]
+    id: String,
+    #[diesel(sql_type = Text)]
+    phone_number: String,
+    #[diesel(sql_type = Text)]
+    status: String,
+    #[diesel(sql_type = Integer)]
+    attempt_count: i32,
+    #[diesel(sql_type = Nullable<Text>)]
+    last_error: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    answered_by: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    response: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    digits: Option<String>,
+    #[diesel(sql_type = Integer)]
+    voicemail_left: i32,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    last_attempt_at: Option<i64>,
+    #[diesel(sql_type = Nullable<Text>)]
+    metadata: Option<String>,
+}
+
+impl TryFrom<ResultRow> for CallResult {
+    type Error = StoreError;
+
+    fn try_from(row: ResultRow) -> Result<Self, StoreError> {
+        Ok(CallResult {
+            call_id: row
+                .id
+                .parse()
+                .map_err(|_| StoreError::Internal(format!("corrupt call id {:?}", row.id)))?,
+            phone_number: PhoneNumber::from_canonical(row.phone_number),
+            status: CallStatus::parse(&row.status).ok_or_else(|| {
+                StoreError::Internal(format!("corrupt call status {:?}", row.status))
+            })?,
+            attempts: row.attempt_count.max(0) as u32,
+            last_error: row.last_error,
+            answer: Answer {
+                answered_by: row.answered_by.as_deref().and_then(AnsweredBy::parse),
+                response: row.response,
+                digits: row.digits,
+                voicemail_left: row.voicemail_left != 0,
+            },
+            last_attempt_at: row.last_attempt_at.map(from_ms),
+            metadata: row.metadata.map(Metadata::from_stored),
+        })
+    }
+}
+
+#[derive(QueryableByName)]
+pub struct KeyNameRow {
+    #[diesel(sql_type = Text)]
+    pub key: String,
+}
+
+pub fn results<DB: Dialect>(
+    campaign_id: CampaignId,
+    after: Option<CallId>,
+    limit: usize,
+) -> Bound<DB> {
+    query::<DB>(&RESULTS)
+        .text(campaign_id.to_string())
+        .text(after.map(|id| id.to_string()).unwrap_or_default())
+        .big(as_bigint(limit))
+}
+
+pub fn metadata_keys<DB: Dialect>(campaign_id: CampaignId) -> Bound<DB> {
+    query::<DB>(&METADATA_KEYS).text(campaign_id.to_string())
 }

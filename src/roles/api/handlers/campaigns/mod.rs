@@ -4,6 +4,7 @@
 pub mod input;
 pub mod message;
 pub mod output;
+pub mod results;
 pub mod voice;
 
 use actix_web::http::StatusCode;
