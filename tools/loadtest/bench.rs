@@ -14,7 +14,7 @@ use super::{driver, start_and_time_first_dial, EmbeddedServer, LoadError};
 
 use crate::settings::{BusAddress, GoDuration, LimiterAddress, Settings, StoreAddress};
 
-pub const SCENARIOS: [&str; 12] = [
+pub const SCENARIOS: [&str; 14] = [
     "throughput",
     "utilization",
     "fairness",
@@ -27,6 +27,8 @@ pub const SCENARIOS: [&str; 12] = [
     "dnc",
     "uploads",
     "explain",
+    "voice",
+    "results",
 ];
 
 /// User+system CPU time of this process, from /proc (USER_HZ is 100 on Linux).
@@ -249,6 +251,8 @@ impl Bench {
             "dnc" => super::compliance_bench::dnc(self).await,
             "uploads" => super::limits_bench::uploads(self).await,
             "explain" => super::limits_bench::explain(self).await,
+            "voice" => super::voice_bench::voice(self).await,
+            "results" => super::voice_bench::results(self).await,
             other => Err(LoadError::Http(format!(
                 "unknown scenario {other:?}; known: {}",
                 SCENARIOS.join(", ")
@@ -540,7 +544,7 @@ async fn register(bench: &Bench) -> Result<Value, LoadError> {
 
 /// Forgets the process's peak resident size so far (Linux 4.0+), so the next peak is this
 /// scenario's own.
-fn reset_peak_rss() {
+pub(super) fn reset_peak_rss() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 

@@ -12,11 +12,11 @@ use crate::adapters::twilio::signature;
 use crate::carrier_sim::{CarrierSim, OutcomeMix, SimConfig};
 use crate::settings::{Secret, Settings};
 
-fn failed(what: &str, err: impl std::fmt::Display) -> LoadError {
+pub(super) fn failed(what: &str, err: impl std::fmt::Display) -> LoadError {
     LoadError::Server(format!("{what}: {err}"))
 }
 
-async fn start_sim(config: SimConfig) -> Result<CarrierSim, LoadError> {
+pub(super) async fn start_sim(config: SimConfig) -> Result<CarrierSim, LoadError> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| failed("sim", e))?;
     CarrierSim::start(config, listener)
         .await
@@ -25,7 +25,7 @@ async fn start_sim(config: SimConfig) -> Result<CarrierSim, LoadError> {
 
 /// Points `settings` at `sim`, with the api on a port the carrier can call back; returns the
 /// address to bind.
-fn use_sim(
+pub(super) fn use_sim(
     settings: &mut Settings,
     sim: &CarrierSim,
     config: &SimConfig,
@@ -46,7 +46,7 @@ fn use_sim(
     Ok(format!("127.0.0.1:{port}"))
 }
 
-async fn wait_until(
+pub(super) async fn wait_until(
     timeout: Duration,
     what: &str,
     mut done: impl AsyncFnMut() -> Result<bool, LoadError>,

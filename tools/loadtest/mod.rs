@@ -11,6 +11,7 @@ mod compliance_bench;
 pub mod driver;
 pub mod journal;
 mod limits_bench;
+mod voice_bench;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
