@@ -245,9 +245,20 @@ async fn an_operator_runs_a_campaign_from_the_console() {
     file.send_keys(&good.display().to_string())
         .await
         .expect("file chosen");
+    // The message is checked with the targets, and the preview says what each will hear.
+    client
+        .find(Locator::Css("#message"))
+        .await
+        .expect("message")
+        .send_keys(r#"{"identification": "This is Acme.", "say": "Hello {{customer}}."}"#)
+        .await
+        .expect("typed");
     click(&client, "#check").await;
     wait_text(&client, "#preview", "the preview", |t| {
-        t.contains("24 targets") && t.contains("+15555551000") && t.contains("C-0")
+        t.contains("24 targets")
+            && t.contains("+15555551000")
+            && t.contains("C-0")
+            && t.contains("This is Acme. To stop these calls, press 9. Hello C-0.")
     })
     .await;
     click(&client, "#create").await;
@@ -255,6 +266,11 @@ async fn an_operator_runs_a_campaign_from_the_console() {
     // The campaign page: start asks first, and the cancel button has the focus.
     wait_text(&client, "#campaign-status", "a pending campaign", |t| {
         t == "pending"
+    })
+    .await;
+    // A campaign that speaks its message shows what its calls heard back.
+    wait_text(&client, "#responses", "the responses", |t| {
+        t.contains("Opted out") && t.contains("No response yet.")
     })
     .await;
     let url = client.current_url().await.expect("url");

@@ -201,7 +201,11 @@ pub(super) async fn results(bench: &Bench) -> Result<Value, LoadError> {
             bytes += chunk.len();
             lines += chunk.iter().filter(|b| **b == b'\n').count();
         }
-        let rows = if format == "csv" { lines.saturating_sub(1) } else { lines };
+        let rows = if format == "csv" {
+            lines.saturating_sub(1)
+        } else {
+            lines
+        };
         runs.push(json!({
             "format": format,
             "rows": rows,

@@ -367,6 +367,11 @@
     const [file, fileLabel] = field('targets_csv', 'Targets (CSV with a phone_number column)', { type: 'file', accept: '.csv,text/csv', required: true });
     fileLabel.classList.add('wide');
     descriptionLabel.classList.add('wide');
+    // What the calls say: the engine's own message (spec/voice.md), checked with the targets;
+    // the preview shows what each of the first targets will hear.
+    const message = h('textarea', { id: 'message', name: 'message', rows: 6,
+      placeholder: '{"identification": "This is Acme Dental.", "say": "Hello {{first_name}}.", "prompt": "Press 1 to confirm.", "responses": [{"digit": "1", "name": "confirmed"}]}' });
+    const messageLabel = h('label', { for: 'message', class: 'wide' }, 'Message (JSON, optional: the words each call says, personalised from the CSV\'s columns)', message);
     const result = h('div', { id: 'preview', 'aria-live': 'polite' });
     const create = h('button', { type: 'button', class: 'primary', id: 'create', disabled: true }, 'Create campaign');
     const check = h('button', { type: 'submit', id: 'check' }, 'Check');
@@ -376,6 +381,7 @@
       if (limit.value) q.set('max_concurrent_calls', limit.value);
       if (caller.value.trim()) q.set('caller_id', caller.value.trim());
       if (description.value.trim()) q.set('description', description.value.trim());
+      if (message.value.trim()) q.set('message', message.value.trim());
       if (dryRun) q.set('dry_run', 'true');
       return q;
     };
@@ -389,19 +395,21 @@
         put(result, h('p', { class: 'muted' }, 'Checking…'));
         const { status, data } = await api('POST', `/api/v1/campaigns?${query(true)}`, { csv: await csv() });
         if (status !== 200) { put(result, h('h2', {}, 'Rejected'), problems(data)); return; }
-        const columns = ['phone_number', 'time_zone', ...new Set(data.preview.flatMap((t) => Object.keys(t.metadata || {})))];
+        const heard = data.preview.some((t) => t.spoken);
+        const columns = ['phone_number', 'time_zone', ...new Set(data.preview.flatMap((t) => Object.keys(t.metadata || {}))), ...(heard ? ['heard'] : [])];
         put(result, 
           h('h2', {}, `${num(data.targets)} targets, no problem found`),
           h('p', { class: 'muted' }, `The first ${data.preview.length}, as they will be registered:`),
           h('div', { class: 'scroll' }, h('table', {},
             h('thead', {}, h('tr', {}, columns.map((c) => h('th', {}, c)))),
             h('tbody', {}, data.preview.map((t) => h('tr', {}, columns.map((c) => h('td', {},
-              c === 'phone_number' ? t.phone_number : c === 'time_zone' ? (t.time_zone || '') : String((t.metadata || {})[c] ?? '')))))))));
+              c === 'phone_number' ? t.phone_number : c === 'time_zone' ? (t.time_zone || '')
+                : c === 'heard' ? (t.spoken || []).join(' ') : String((t.metadata || {})[c] ?? '')))))))));
         create.disabled = false;
         create.focus();
       },
       oninput: () => { create.disabled = true; },
-    }, nameLabel, tzLabel, limitLabel, callerLabel, descriptionLabel, fileLabel,
+    }, nameLabel, tzLabel, limitLabel, callerLabel, descriptionLabel, fileLabel, messageLabel,
     h('div', { class: 'actions wide' }, check, create));
 
     create.addEventListener('click', async () => {
@@ -463,12 +471,13 @@
     const controls = h('div', { class: 'actions', id: 'controls' });
     const progressBox = h('div', { class: 'card' });
     const tiles = h('div', { class: 'tiles', id: 'tiles' });
+    const responsesBox = h('section', { class: 'card', id: 'responses', hidden: true });
     const charts = h('div', { class: 'grid', id: 'charts' });
     const forecastBox = h('section', { class: 'card', id: 'forecast' }, h('h2', {}, 'Forecast'));
     const reasonsBox = h('section', { class: 'card', id: 'reasons' }, h('h2', {}, 'Waiting calls by reason'));
     const settingsBox = h('section', { class: 'card', id: 'settings' });
     const callsBox = h('section', { class: 'card', id: 'calls' });
-    put(main, h('h1', {}, title, statusBadge, live), controls, progressBox, tiles, charts,
+    put(main, h('h1', {}, title, statusBadge, live), controls, progressBox, tiles, responsesBox, charts,
       h('div', { class: 'grid' }, forecastBox, reasonsBox), callsBox, settingsBox);
 
     let campaign = null;
@@ -542,6 +551,18 @@
         tile('Completed', num(s.completed_calls), 'tile-completed'), tile('Failed', num(s.failed_calls)),
         tile('Canceled', num(s.canceled_calls)), tile('Attempts', num(s.attempts_total)),
         tile('Retries', num(s.retries_attempted)), tile('Avg call', `${(s.avg_duration_ms / 1000).toFixed(1)} s`));
+      // What the calls heard back, for a campaign that speaks its own message.
+      const responses = Object.entries(s.responses || {}).sort((a, b) => b[1] - a[1]);
+      const speaks = campaign && campaign.message;
+      responsesBox.hidden = !speaks && !responses.length;
+      if (responsesBox.hidden) return;
+      put(responsesBox, h('h2', {}, 'Responses'),
+        h('div', { class: 'tiles' },
+          responses.map(([name, calls]) => tile(name, num(calls), `response-${name}`)),
+          tile('Opted out', num(s.opted_out), 'tile-opted-out'),
+          tile('Voicemails left', num(s.voicemails_left), 'tile-voicemails'),
+          tile('Machines', num(s.machine_answered), 'tile-machines')),
+        responses.length ? null : h('p', { class: 'muted' }, 'No response yet.'));
     }
 
     follow(`/api/v1/campaigns/${id}/events`, (name, data) => {

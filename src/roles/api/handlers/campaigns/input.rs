@@ -265,7 +265,13 @@ impl CreateCampaignRequest {
             caller_id: query.get("caller_id").cloned(),
             twiml: None,
             voice_url: None,
-            message: None,
+            message: match query.get("message") {
+                None => None,
+                Some(raw) => Some(
+                    serde_json::from_str(raw)
+                        .map_err(|err| vec![format!("message: must be a JSON object ({err})")])?,
+                ),
+            },
         })
     }
 

@@ -36,7 +36,7 @@ use crate::roles::api::uploads::{self, Upload};
 use crate::roles::messages::{self, RetryMessage};
 
 #[utoipa::path(post, path = "/api/v1/campaigns",
-    request_body(description = "JSON, or text/csv with the targets one per row (a phone_number column, an optional time_zone, every other column kept as metadata) and the campaign's name, time_zone and optional description, max_concurrent_calls and caller_id as query parameters",
+    request_body(description = "JSON, or text/csv with the targets one per row (a phone_number column, an optional time_zone, every other column kept as metadata) and the campaign's name, time_zone and optional description, max_concurrent_calls, caller_id and message (JSON) as query parameters",
         content(
         (CreateCampaignRequest = "application/json"),
         (String = "text/csv", example = "phone_number,time_zone,customer\n+15555550001,America/Chicago,A-17\n"))),
@@ -45,6 +45,7 @@ use crate::roles::messages::{self, RetryMessage};
         ("description" = Option<String>, Query, description = "with a text/csv body"),
         ("max_concurrent_calls" = Option<String>, Query, description = "with a text/csv body: 1 to 100000"),
         ("caller_id" = Option<String>, Query, description = "with a text/csv body: E.164"),
+        ("message" = Option<String>, Query, description = "with a text/csv body: the campaign's message (spec/voice.md), as JSON"),
         ("dry_run" = Option<bool>, Query, description = "true: validate only and create nothing: 200 with the count of targets a create would register, or the create's 400 listing its problems (up to 10000 of them; the name's uniqueness is checked only when creating)")),
     responses((status = 201, body = CampaignResponse), (status = 200, body = DryRunResponse, description = "with dry_run=true"),
         (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
