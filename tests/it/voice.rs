@@ -370,6 +370,15 @@ async fn a_message_is_served_to_the_carrier(mode: Mode) {
     let gather = gather_action(&twiml);
     assert!(gather.contains("/webhooks/twilio/gather?"), "{gather}");
 
+    // The message changes while Maria's call is in progress: her keys still mean what she
+    // was offered, so 9 stays her opt-out.
+    let mut changed = reminder();
+    changed["opt_out"] = json!({"digit": "8", "scope": "global"});
+    let (status, updated) = app
+        .put(&format!("/api/v1/campaigns/{id}"), json!({"message": changed}))
+        .await;
+    assert_eq!(status, 200, "{updated}");
+
     // A key that means nothing asks once more; the second gather URL keeps it.
     let mut pressed = call_form.to_vec();
     pressed.push(("Digits", "5"));

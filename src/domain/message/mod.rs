@@ -5,6 +5,7 @@
 //! A `Message` is valid by construction: `Message::parse` checks every rule, and its JSON (the
 //! API's shape, echoed and stored as it is) is read back through the same function.
 
+mod meanings;
 mod speech;
 mod template;
 #[cfg(test)]

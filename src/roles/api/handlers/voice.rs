@@ -27,6 +27,9 @@ const HANG_UP: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Hang
 
 /// The query parameter of a gather URL that keeps the keys pressed before on the attempt.
 const PRESSED: &str = "pressed";
+/// The query parameter of a gather URL that keeps what each key meant when the callee heard
+/// the prompt (`Message::meanings`).
+const OFFERED: &str = "keys";
 /// The query parameter of a gather URL that keeps when the call was answered (epoch
 /// milliseconds on the store's clock).
 const ANSWERED: &str = "answered";
@@ -180,7 +183,8 @@ pub async fn twilio_voice(
     // The voice URL is fetched as the call is answered: the time a machine's verdict is
     // awaited from, carried in the gather URL for whichever api process gets it.
     let answered = ctx.clock.now().timestamp_millis().to_string();
-    let gather_url = gather_url(&ctx, &request, &answered, "");
+    let offered = message.meanings();
+    let gather_url = gather_url(&ctx, &request, &answered, &offered, "");
     match message.voice_twiml(
         &values,
         TwimlPlan {
@@ -196,8 +200,14 @@ pub async fn twilio_voice(
     }
 }
 
-fn gather_url(ctx: &AppContext, request: &SignedRequest, answered: &str, pressed: &str) -> String {
-    let mut extra: Vec<(&str, &str)> = vec![(ANSWERED, answered)];
+fn gather_url(
+    ctx: &AppContext,
+    request: &SignedRequest,
+    answered: &str,
+    offered: &str,
+    pressed: &str,
+) -> String {
+    let mut extra: Vec<(&str, &str)> = vec![(ANSWERED, answered), (OFFERED, offered)];
     if !pressed.is_empty() {
         extra.push((PRESSED, pressed));
     }
@@ -247,6 +257,15 @@ pub async fn twilio_gather(
     else {
         return Ok(hang_up());
     };
+    // The keys mean what they meant when the callee heard them, even if the message has been
+    // changed since; a gather URL without them (written before they were kept) reads the
+    // message as it is.
+    let offered = request.query_field(OFFERED).map(str::to_owned);
+    let message = match offered.as_deref() {
+        Some(offered) => message.as_heard(offered).unwrap_or(message),
+        None => message,
+    };
+    let offered = offered.unwrap_or_else(|| message.meanings());
     let earlier = keys(request.query_field(PRESSED).unwrap_or_default());
     let pressed = request
         .form_field("Digits")
@@ -273,7 +292,7 @@ pub async fn twilio_gather(
     all.extend(pressed.map(Key::as_char));
     record(&ctx, &request, &call, &message, heard, &all, pressed).await?;
     let values = TargetValues::new(call.phone_number.as_str(), call.metadata.as_ref());
-    let gather_url = gather_url(&ctx, &request, &answered, &all);
+    let gather_url = gather_url(&ctx, &request, &answered, &offered, &all);
     let plan = TwimlPlan {
         gather_url: &gather_url,
     };
