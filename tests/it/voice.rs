@@ -375,7 +375,10 @@ async fn a_message_is_served_to_the_carrier(mode: Mode) {
     let mut changed = reminder();
     changed["opt_out"] = json!({"digit": "8", "scope": "global"});
     let (status, updated) = app
-        .put(&format!("/api/v1/campaigns/{id}"), json!({"message": changed}))
+        .put(
+            &format!("/api/v1/campaigns/{id}"),
+            json!({"message": changed}),
+        )
         .await;
     assert_eq!(status, 200, "{updated}");
 
@@ -712,3 +715,82 @@ async fn a_machine_gets_what_the_message_asks(mode: Mode) {
     sim.stop();
 }
 in_both_modes!(a_machine_gets_what_the_message_asks);
+
+/// The carrier simulator runs the engine's TwiML itself: its callees hear the message, press
+/// the keys they are told to, and machines get the voicemail after their beep.
+async fn the_carrier_runs_the_message(mode: Mode) {
+    let sim = start_sim(|config| {
+        config.mix = outbound::carrier_sim::OutcomeMix::human_only();
+        config.press = vec![('9', 1.0)];
+        config.speech_wps = 1_000.0;
+        config.time_scale = 0.01;
+    })
+    .await;
+    let app = carrier_app(mode, &sim, |_| {}).await;
+    let created = app.create_campaign(body(reminder(), maria_and_ann())).await;
+    let id = created["id"].as_str().unwrap_or_default().to_owned();
+    app.start(&id).await;
+    let stats = app.wait_completed(&id, Duration::from_secs(30)).await;
+    assert_eq!(stats["opted_out"], 2, "{stats}");
+    assert_eq!(stats["responses"], json!({"opt_out": 2}), "{stats}");
+    for number in ["+15555550001", "+15555550002"] {
+        let (status, entry) = app.get(&format!("/api/v1/dnc/{number}")).await;
+        assert_eq!(status, 200, "{number}: {entry}");
+    }
+    let maria = sim
+        .calls()
+        .into_iter()
+        .find(|c| c.to == "+15555550001")
+        .expect("maria's call");
+    assert_eq!(
+        maria.heard,
+        vec![
+            "This is Acme Dental.".to_owned(),
+            "To stop these calls, press 9.".to_owned(),
+            "Hello Maria, see you on March 3.".to_owned(),
+            "Press 1 to confirm, or 2 to reschedule.".to_owned(),
+            "You will not be called again. Goodbye.".to_owned(),
+        ],
+        "{maria:?}"
+    );
+    assert_eq!(maria.pressed, "9");
+    app.shutdown().await;
+    sim.stop();
+
+    // Machines: the message plays from the answer, the voicemail replaces it after the beep.
+    let sim = start_sim(|config| {
+        config.mix = outbound::carrier_sim::OutcomeMix {
+            human: 0.0,
+            machine: 1.0,
+            ..outbound::carrier_sim::OutcomeMix::human_only()
+        };
+        config.speech_wps = 1_000.0;
+        config.time_scale = 0.01;
+        config.beep_after = Duration::from_secs(4);
+    })
+    .await;
+    let app = carrier_app(mode, &sim, |_| {}).await;
+    let mut voicemail = reminder();
+    voicemail["machine"] = json!({"action": "message", "say": "Please call us, {{first_name}}."});
+    voicemail["callback_number"] = json!("+18005550100");
+    let created = app.create_campaign(body(voicemail, maria_and_ann())).await;
+    let id = created["id"].as_str().unwrap_or_default().to_owned();
+    app.start(&id).await;
+    let stats = app.wait_completed(&id, Duration::from_secs(30)).await;
+    assert_eq!(stats["voicemails_left"], 2, "{stats}");
+    assert_eq!(stats["machine_answered"], 2, "{stats}");
+    assert_eq!(stats["completed_calls"], 2, "{stats}");
+    let ann = sim
+        .calls()
+        .into_iter()
+        .find(|c| c.to == "+15555550002")
+        .expect("ann's call");
+    assert!(
+        ann.heard.iter().any(|said| said == "Please call us, Ann."),
+        "{ann:?}"
+    );
+    assert_eq!(ann.pressed, "", "a machine presses nothing");
+    app.shutdown().await;
+    sim.stop();
+}
+in_both_modes!(the_carrier_runs_the_message);

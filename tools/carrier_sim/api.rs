@@ -460,6 +460,8 @@ async fn create_call(
         voice_url: request.voice_url.clone(),
         amd_callback: request.amd_callback.clone(),
         twiml_updates: Vec::new(),
+        heard: Vec::new(),
+        pressed: String::new(),
         campaign,
         call: call_id,
         attempt,
@@ -492,6 +494,7 @@ async fn create_call(
         ring,
         talk: draws.talk,
         detection: request.detection,
+        seed: draws.seed,
         callbacks: request.callbacks.map(|(url, method, events)| Callbacks {
             url,
             method,
@@ -782,6 +785,23 @@ pub(super) fn summary(sim: &Inner) -> SimSummary {
         numbers_live_twice: state.numbers_live_twice.iter().cloned().collect(),
         by_status,
         callbacks: sim.counters.snapshot(),
+        spoken_to: state
+            .records
+            .iter()
+            .filter(|r| !r.call.heard.is_empty())
+            .count() as u64,
+        keys_pressed: {
+            let mut keys = BTreeMap::new();
+            for key in state.records.iter().flat_map(|r| r.call.pressed.chars()) {
+                *keys.entry(key.to_string()).or_insert(0) += 1;
+            }
+            keys
+        },
+        updated: state
+            .records
+            .iter()
+            .filter(|r| !r.call.twiml_updates.is_empty())
+            .count() as u64,
     }
 }
 

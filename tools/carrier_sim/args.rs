@@ -15,6 +15,8 @@ pub enum SimArgsError {
     Range(String),
     #[error("invalid rate {0:?}: expected a number from 0 to 1")]
     Rate(String),
+    #[error("invalid key presses {0:?}: expected key:share,... with keys 0-9, * or # and shares summing to at most 1")]
+    Press(String),
     #[error("invalid outcome mix {0:?}: expected name=weight,... with names human, machine, busy, no_answer, failed_permanent, failed_transient")]
     Mix(String),
 }
@@ -158,6 +160,65 @@ pub struct SimArgs {
     /// Append a `start`/`end` line per call here (the mock provider's journal format).
     #[arg(long)]
     pub journal: Option<PathBuf>,
+    /// Keys a person presses at a Gather and each one's share of calls, e.g. "1:0.5,9:0.05";
+    /// the rest press nothing.
+    #[arg(long, value_parser = parse_press)]
+    pub press: Option<KeyShares>,
+    /// The share of answered calls a machine answers (the rest of the mix keeps its
+    /// proportions).
+    #[arg(long, value_parser = rate)]
+    pub machine_rate: Option<f64>,
+    /// When a machine's greeting ends (its beep), after the answer.
+    #[arg(long, default_value_t = 3_000)]
+    pub beep_after_ms: u64,
+    /// Words a second a `<Say>` is spoken at.
+    #[arg(long, default_value_t = 2.5)]
+    pub speech_wps: f64,
+    /// Multiplies the time scripts take (speech, pauses, Gather timeouts, the beep).
+    #[arg(long, default_value_t = 1.0)]
+    pub time_scale: f64,
+    /// Answered calls do not fetch their `Url` TwiML; they only talk for `--talk-ms`.
+    #[arg(long)]
+    pub no_speak: bool,
+}
+
+/// Keys and their shares of calls.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyShares(pub Vec<(char, f64)>);
+
+fn parse_press(s: &str) -> Result<KeyShares, SimArgsError> {
+    let bad = || SimArgsError::Press(s.to_owned());
+    let mut shares = Vec::new();
+    for part in s.split(',').filter(|p| !p.trim().is_empty()) {
+        let (key, share) = part.trim().split_once(':').ok_or_else(bad)?;
+        let mut chars = key.chars();
+        let key = match (chars.next(), chars.next()) {
+            (Some(c), None) if c.is_ascii_digit() || c == '*' || c == '#' => c,
+            _ => return Err(bad()),
+        };
+        let share: f64 = share.parse().map_err(|_| bad())?;
+        if !(0.0..=1.0).contains(&share) {
+            return Err(bad());
+        }
+        shares.push((key, share));
+    }
+    if shares.iter().map(|(_, s)| s).sum::<f64>() > 1.0 + 1e-9 {
+        return Err(bad());
+    }
+    Ok(KeyShares(shares))
+}
+
+/// `mix` with machines answering `rate` of the calls, the other outcomes keeping their
+/// proportions.
+fn with_machine_rate(mut mix: OutcomeMix, rate: f64) -> OutcomeMix {
+    let others = mix.human + mix.busy + mix.no_answer + mix.failed_permanent + mix.failed_transient;
+    mix.machine = if rate >= 1.0 {
+        mix.human = 0.0;
+        1.0
+    } else {
+        rate * others.max(f64::EPSILON) / (1.0 - rate)
+    };
+    mix
 }
 
 fn is_account_sid(sid: &str) -> bool {
@@ -175,7 +236,10 @@ impl SimArgs {
             auth_token: self.auth_token.clone(),
             cps: self.cps,
             burst: self.burst,
-            mix: self.mix.unwrap_or_default(),
+            mix: match self.machine_rate {
+                Some(rate) => with_machine_rate(self.mix.unwrap_or_default(), rate),
+                None => self.mix.unwrap_or_default(),
+            },
             ring: (self.ring_ms.0, self.ring_ms.1),
             talk: (self.talk_ms.0, self.talk_ms.1),
             duplicate_rate: self.duplicate_rate,
@@ -191,6 +255,11 @@ impl SimArgs {
             blocked_callers: self.blocked_callers.clone(),
             seed: self.seed,
             journal: self.journal.clone(),
+            speak: !self.no_speak,
+            press: self.press.clone().map(|p| p.0).unwrap_or_default(),
+            speech_wps: self.speech_wps,
+            beep_after: Duration::from_millis(self.beep_after_ms),
+            time_scale: self.time_scale,
         })
     }
 }
@@ -220,5 +289,13 @@ mod tests {
         assert!(rate("1.5").is_err());
         assert!(is_account_sid("AC0123456789abcdef0123456789ABCDEF"));
         assert!(!is_account_sid("AC123"));
+        assert_eq!(
+            parse_press("1:0.5,9:0.05").unwrap(),
+            KeyShares(vec![('1', 0.5), ('9', 0.05)])
+        );
+        assert!(parse_press("1:0.8,2:0.3").is_err());
+        assert!(parse_press("x:0.1").is_err());
+        let mix = with_machine_rate(OutcomeMix::human_only(), 0.25);
+        assert!((mix.machine / (mix.machine + mix.human) - 0.25).abs() < 1e-9);
     }
 }

@@ -125,6 +125,8 @@ pub(super) struct Plan {
     pub talk: Duration,
     pub detection: Option<Detection>,
     pub callbacks: Option<Callbacks>,
+    /// Seeds the callee's keys.
+    pub seed: u64,
 }
 
 enum Pause {
@@ -164,15 +166,48 @@ pub(super) async fn run(inner: Arc<Inner>, plan: Plan, call: SimCall, hangup: Ca
             return;
         }
         out.emit(&inner, Event::Answered);
-        match pause(&inner, &hangup, plan.talk).await {
+        let answered = std::time::Instant::now();
+        if let Some(url) = out.call.amd_callback.clone() {
+            inner.runtime.spawn(super::script::send_verdict(
+                inner.clone(),
+                plan.sid.clone(),
+                url,
+                plan.outcome,
+            ));
+        }
+        let talked = match out.call.voice_url.clone().filter(|_| inner.config.speak) {
+            Some(url) => {
+                let script = super::script::Script {
+                    inner: inner.clone(),
+                    sid: plan.sid.clone(),
+                    from: out.call.from.clone(),
+                    to: out.call.to.clone(),
+                    outcome: plan.outcome,
+                    hangup: hangup.clone(),
+                    rng: rand::SeedableRng::seed_from_u64(plan.seed),
+                };
+                match script.run(url).await {
+                    super::script::Ran::Done => Pause::Elapsed,
+                    super::script::Ran::HungUp => Pause::HungUp,
+                    super::script::Ran::Stopped => Pause::Stopped,
+                }
+            }
+            None => pause(&inner, &hangup, plan.talk).await,
+        };
+        match talked {
             Pause::Stopped => return,
             Pause::HungUp => return out.emit_current_final(&inner, &plan.sid),
             Pause::Elapsed => {}
         }
+        let talk = if out.call.voice_url.is_some() && inner.config.speak {
+            answered.elapsed()
+        } else {
+            plan.talk
+        };
         Ending {
             status: "completed",
             sip_code: 200,
-            duration_secs: whole_seconds(plan.talk),
+            duration_secs: whole_seconds(talk),
             answered_by: Detection::answered_by(plan.detection, plan.outcome),
         }
     } else {

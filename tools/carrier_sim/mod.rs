@@ -10,6 +10,7 @@
 mod api;
 mod args;
 mod life;
+mod script;
 mod state;
 #[cfg(test)]
 mod tests;
@@ -78,6 +79,19 @@ pub struct SimConfig {
     pub seed: Option<u64>,
     /// Append `start`/`end` lines here, in the mock provider's journal format.
     pub journal: Option<PathBuf>,
+    /// Whether an answered call with a `Url` fetches its TwiML and runs it (as Twilio does);
+    /// off, it only talks for its drawn time.
+    pub speak: bool,
+    /// The keys a person presses at a Gather, each with its share of calls (the rest press
+    /// nothing): `--press "1:0.5,9:0.05"`.
+    pub press: Vec<(char, f64)>,
+    /// Words a second the carrier speaks a `<Say>` at.
+    pub speech_wps: f64,
+    /// When a machine's greeting ends and the asynchronous verdict is sent, after the answer.
+    pub beep_after: Duration,
+    /// Multiplies every time a script takes (speech, pauses, Gather timeouts, the beep), so
+    /// tests run calls of minutes in a fraction of a second.
+    pub time_scale: f64,
 }
 
 impl Default for SimConfig {
@@ -103,6 +117,11 @@ impl Default for SimConfig {
             blocked_callers: Vec::new(),
             seed: None,
             journal: None,
+            speak: true,
+            press: Vec::new(),
+            speech_wps: 2.5,
+            beep_after: Duration::from_secs(3),
+            time_scale: 1.0,
         }
     }
 }
@@ -131,6 +150,11 @@ impl std::fmt::Debug for SimConfig {
             .field("blocked_callers", &self.blocked_callers)
             .field("seed", &self.seed)
             .field("journal", &self.journal)
+            .field("speak", &self.speak)
+            .field("press", &self.press)
+            .field("speech_wps", &self.speech_wps)
+            .field("beep_after", &self.beep_after)
+            .field("time_scale", &self.time_scale)
             .finish()
     }
 }
@@ -198,6 +222,12 @@ pub struct SimCall {
     /// The TwiML the call was changed to say, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub twiml_updates: Vec<String>,
+    /// What the callee heard, in order: each `<Say>`'s words, each `<Play>` as `[url]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub heard: Vec<String>,
+    /// The keys the callee pressed, in order.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub pressed: String,
     /// From the StatusCallback URL's query (`campaign`, `call`, `attempt`).
     pub campaign: Option<String>,
     pub call: Option<String>,
@@ -254,6 +284,15 @@ pub struct SimSummary {
     /// Calls by current status.
     pub by_status: BTreeMap<String, u64>,
     pub callbacks: CallbackStats,
+    /// Calls that heard something of their TwiML.
+    #[serde(default)]
+    pub spoken_to: u64,
+    /// Keys pressed at Gathers, by key.
+    #[serde(default)]
+    pub keys_pressed: BTreeMap<String, u64>,
+    /// Calls changed by a live-call update (a voicemail after a machine's beep).
+    #[serde(default)]
+    pub updated: u64,
 }
 
 #[derive(Default)]

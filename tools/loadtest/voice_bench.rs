@@ -67,6 +67,8 @@ pub(super) async fn voice(bench: &Bench) -> Result<Value, LoadError> {
         drop_final_rate: 1.0,
         talk: (Duration::from_secs(3_600), Duration::from_secs(3_600)),
         mix: OutcomeMix::human_only(),
+        // The benchmark makes the carrier's voice requests itself.
+        speak: false,
         ..SimConfig::default()
     };
     let sim = start_sim(config.clone()).await?;
