@@ -82,6 +82,23 @@ pub struct Answer {
     pub voicemail_left: bool,
 }
 
+impl Answer {
+    /// An answer as a store keeps it: the verdict's spelling, and the voicemail as a flag.
+    pub fn stored(
+        answered_by: Option<&str>,
+        response: Option<String>,
+        digits: Option<String>,
+        voicemail_left: i32,
+    ) -> Self {
+        Self {
+            answered_by: answered_by.and_then(AnsweredBy::parse),
+            response,
+            digits,
+            voicemail_left: voicemail_left != 0,
+        }
+    }
+}
+
 /// Something the carrier told the engine about a live attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Heard {

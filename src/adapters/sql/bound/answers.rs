@@ -7,7 +7,7 @@ use diesel::QueryableByName;
 use super::{query, Binds, Bound, Dialect};
 use crate::adapters::sql::statements::Statement;
 use crate::adapters::sql::{as_bigint, from_ms, to_ms};
-use crate::domain::answer::{Answer, AnswerChange, AnsweredBy};
+use crate::domain::answer::{Answer, AnswerChange};
 use crate::domain::call::CallStatus;
 use crate::domain::ids::{CallId, CampaignId};
 use crate::domain::metadata::Metadata;
@@ -76,20 +76,19 @@ pub struct LiveAnswerRow {
 impl LiveAnswerRow {
     /// The attempt's answer and its call's.
     pub fn answers(self) -> (Answer, Answer) {
-        let by = |s: Option<String>| s.as_deref().and_then(AnsweredBy::parse);
         (
-            Answer {
-                answered_by: by(self.answered_by),
-                response: self.response,
-                digits: self.digits,
-                voicemail_left: self.voicemail_left != 0,
-            },
-            Answer {
-                answered_by: by(self.call_answered_by),
-                response: self.call_response,
-                digits: self.call_digits,
-                voicemail_left: self.call_voicemail_left != 0,
-            },
+            Answer::stored(
+                self.answered_by.as_deref(),
+                self.response,
+                self.digits,
+                self.voicemail_left,
+            ),
+            Answer::stored(
+                self.call_answered_by.as_deref(),
+                self.call_response,
+                self.call_digits,
+                self.call_voicemail_left,
+            ),
         )
     }
 }
@@ -212,12 +211,12 @@ impl TryFrom<ResultRow> for CallResult {
             })?,
             attempts: row.attempt_count.max(0) as u32,
             last_error: row.last_error,
-            answer: Answer {
-                answered_by: row.answered_by.as_deref().and_then(AnsweredBy::parse),
-                response: row.response,
-                digits: row.digits,
-                voicemail_left: row.voicemail_left != 0,
-            },
+            answer: Answer::stored(
+                row.answered_by.as_deref(),
+                row.response,
+                row.digits,
+                row.voicemail_left,
+            ),
             last_attempt_at: row.last_attempt_at.map(from_ms),
             metadata: row.metadata.map(Metadata::from_stored),
         })

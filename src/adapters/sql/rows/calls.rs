@@ -5,7 +5,7 @@ use diesel::QueryableByName;
 
 use crate::adapters::sql::from_ms;
 use crate::adapters::sql::rows::{corrupt, parse_id, parse_metadata, zone_of};
-use crate::domain::answer::{Answer, AnsweredBy};
+use crate::domain::answer::Answer;
 use crate::domain::call::{Attempt, AttemptStatus, Call, CallStatus};
 use crate::domain::carrier::CarrierCall;
 use crate::domain::ids::{CallId, CampaignId};
@@ -183,12 +183,12 @@ impl TryFrom<AttemptRow> for Attempt {
             ended_at: row.ended_at.map(from_ms),
             duration_ms: row.duration_ms.map(|ms| ms.max(0) as u64),
             carrier: carrier_of(row.carrier.as_deref()),
-            answer: Answer {
-                answered_by: row.answered_by.as_deref().and_then(AnsweredBy::parse),
-                response: row.response,
-                digits: row.digits,
-                voicemail_left: row.voicemail_left != 0,
-            },
+            answer: Answer::stored(
+                row.answered_by.as_deref(),
+                row.response,
+                row.digits,
+                row.voicemail_left,
+            ),
         })
     }
 }

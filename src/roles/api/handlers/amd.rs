@@ -6,12 +6,12 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::voice::{attempt_of, store_unavailable};
-use super::webhooks::{callback_body, counted, signature_of};
+use super::webhooks::{callback_body, counted, forged, signature_of};
 use crate::context::AppContext;
 use crate::domain::answer::{AnsweredBy, Heard};
 use crate::domain::call::AttemptOutcome;
 use crate::domain::message::{OnVerdict, TargetValues};
-use crate::ports::{CallUpdate, CallbackError, MachineVerdict, ProviderError};
+use crate::ports::{CallUpdate, CallbackError, MachineVerdict, ProviderError, AMD_PATH};
 use crate::roles::api::error::{ApiError, ErrorBody, ErrorCode};
 
 fn done() -> HttpResponse {
@@ -35,14 +35,7 @@ fn verified(
     };
     match verifier.verify_verdict(req.query_string(), &body, Some(signature), ctx.clock.now()) {
         Ok(verdict) => Ok(Some(verdict)),
-        Err(CallbackError::BadSignature) => {
-            counted("bad_signature");
-            tracing::warn!("machine verdict refused: the signature does not verify");
-            Err(ApiError::new(
-                ErrorCode::InvalidSignature,
-                "the X-Twilio-Signature header does not verify for this request",
-            ))
-        }
+        Err(CallbackError::BadSignature) => Err(forged(AMD_PATH)),
         Err(CallbackError::UnknownAttempt(why) | CallbackError::Malformed(why)) => {
             counted("unknown");
             tracing::warn!(why, "a signed machine verdict names no attempt");

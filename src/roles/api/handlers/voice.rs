@@ -7,7 +7,7 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
 
-use super::webhooks::{callback_body, counted, signature_of};
+use super::webhooks::{callback_body, counted, forged, signature_of};
 use crate::context::AppContext;
 use crate::domain::answer::{self, Answer};
 use crate::domain::call::{Call, CallStatus};
@@ -72,17 +72,7 @@ fn signed(
             );
             Ok(None)
         }
-        Err(CallbackError::BadSignature) => {
-            counted("bad_signature");
-            tracing::warn!(
-                path,
-                "carrier request refused: the signature does not verify"
-            );
-            Err(ApiError::new(
-                ErrorCode::InvalidSignature,
-                "the X-Twilio-Signature header does not verify for this request",
-            ))
-        }
+        Err(CallbackError::BadSignature) => Err(forged(path)),
     }
 }
 
@@ -379,14 +369,7 @@ pub async fn twilio_inbound(
     };
     let form = verifier
         .verify_form(INBOUND_PATH, req.query_string(), &body, Some(signature))
-        .map_err(|_| {
-            counted("bad_signature");
-            tracing::warn!("inbound call refused: the signature does not verify");
-            ApiError::new(
-                ErrorCode::InvalidSignature,
-                "the X-Twilio-Signature header does not verify for this request",
-            )
-        })?;
+        .map_err(|_| forged(INBOUND_PATH))?;
     let field = |name: &str| {
         form.iter()
             .find(|(key, _)| key == name)

@@ -56,6 +56,20 @@ pub(super) fn signature_of(req: &HttpRequest) -> Result<&str, ApiError> {
     })
 }
 
+/// The refusal of a request to `path` the carrier did not sign (or signed for another URL),
+/// counted and logged; nothing it asks for is done.
+pub(super) fn forged(path: &str) -> ApiError {
+    counted("bad_signature");
+    tracing::warn!(
+        path,
+        "carrier request refused: the signature does not verify"
+    );
+    ApiError::new(
+        ErrorCode::InvalidSignature,
+        "the X-Twilio-Signature header does not verify for this request",
+    )
+}
+
 /// A carrier's status callback (Twilio's form parameters, signed with `X-Twilio-Signature`).
 /// The callback the carrier signed, or the refusal of a request it did not sign (or that does
 /// not say which attempt it is about).
@@ -75,17 +89,7 @@ fn verified(
     };
     match verifier.verify(req.query_string(), &body, signature, ctx.clock.now()) {
         Ok(callback) => Ok(callback),
-        Err(CallbackError::BadSignature) => {
-            counted("bad_signature");
-            tracing::warn!(
-                signed = signature.is_some(),
-                "status callback refused: the signature does not verify"
-            );
-            Err(ApiError::new(
-                ErrorCode::InvalidSignature,
-                "the X-Twilio-Signature header does not verify for this request",
-            ))
-        }
+        Err(CallbackError::BadSignature) => Err(forged(crate::ports::STATUS_CALLBACK_PATH)),
         Err(CallbackError::UnknownAttempt(why)) => {
             counted("unknown");
             Err(ApiError::new(
