@@ -23,7 +23,12 @@ pub(super) async fn record(
         .transaction(move |conn| {
             async move {
                 // The call's row is locked first, as every writer of a call's attempt does;
-                // the listing's cancellations lock other calls after it.
+                // the listing's cancellations lock other calls after it. The answer is read
+                // after the lock, in its own statement, so it is the latest committed.
+                answers::lock_call::<Pg>(key)
+                    .prepared()
+                    .execute(conn)
+                    .await?;
                 let rows: Vec<LiveAnswerRow> = answers::live_answer::<Pg>(key)
                     .prepared()
                     .load(conn)

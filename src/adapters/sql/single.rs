@@ -412,5 +412,7 @@ where
     let rows: Vec<KeyNameRow> = store
         .rows(Read::Scan, answers::metadata_keys(campaign_id))
         .await?;
-    Ok(rows.into_iter().map(|row| row.key).collect())
+    let mut keys: Vec<String> = rows.into_iter().map(|row| row.key).collect();
+    keys.sort_unstable();
+    Ok(keys)
 }

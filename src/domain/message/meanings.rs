@@ -24,6 +24,20 @@ impl Message {
         parts.join(",")
     }
 
+    /// The opt-out `meanings` offered, if it offered one and reads as `meanings()` writes it.
+    pub fn offered_opt_out(meanings: &str) -> Option<OptOut> {
+        meanings.split(',').find_map(|part| {
+            let mut fields = part.split(':');
+            let key = Key::parse(fields.next()?)?;
+            let scope = match (fields.next()?, fields.next()?, fields.next()) {
+                (OPT_OUT, "global", None) => OptOutScope::Global,
+                (OPT_OUT, "campaign", None) => OptOutScope::Campaign,
+                _ => return None,
+            };
+            Some(OptOut { digit: key, scope })
+        })
+    }
+
     /// This message with its keys meaning what `meanings` says they meant when the callee
     /// heard them: a response still named in the message keeps its reply, one no longer named
     /// is recorded without one. `None` when `meanings` is not what `meanings()` writes.
@@ -105,5 +119,10 @@ mod tests {
         let none = parse(json!({"identification": "Acme.", "say": "Hi.", "opt_out": false}));
         assert_eq!(none.meanings(), "");
         assert_eq!(before.as_heard("").map(|m| m.opt_out), Some(None));
+        assert_eq!(
+            Message::offered_opt_out(&offered).map(|o| o.digit),
+            Key::parse("9")
+        );
+        assert_eq!(Message::offered_opt_out("1:confirmed"), None);
     }
 }

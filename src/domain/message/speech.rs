@@ -266,13 +266,15 @@ pub fn inbound_unidentified_twiml() -> String {
     )
 }
 
-/// The TwiML that keeps a silent call up for `length` (whole seconds), then hangs up: the
-/// wait for a machine's verdict.
-pub fn pause_twiml(length: std::time::Duration) -> String {
+/// The TwiML that keeps a silent call up for `length` (whole seconds), then asks `then` (the
+/// gather URL) again, which records the silence once the wait is over: the wait for a
+/// machine's verdict.
+pub fn pause_twiml(length: std::time::Duration, then: &str) -> String {
     format!(
-        "{}<Pause length=\"{}\"/><Hangup/></Response>",
+        "{}<Pause length=\"{}\"/><Redirect method=\"POST\">{}</Redirect></Response>",
         open_response(),
-        length.as_secs().max(1)
+        length.as_secs().max(1),
+        escape(then)
     )
 }
 

@@ -79,7 +79,24 @@ impl Message {
         reported: AttemptOutcome,
         machine_outcome: MachineOutcome,
     ) -> AttemptOutcome {
-        self.ending(by, machine_outcome).unwrap_or(reported)
+        if let Some(outcome) = self.ending(by, machine_outcome) {
+            return outcome;
+        }
+        // A machine that got the message's voicemail: the attempt completed, whatever the
+        // deployment's `machine_outcome` would make of a machine (the message's `machine`
+        // replaces it).
+        let voicemail = self
+            .machine
+            .as_ref()
+            .is_some_and(|m| matches!(m.action, MachineAction::Message(_)));
+        match reported {
+            AttemptOutcome::Failed { ref error, .. }
+                if voicemail && by.is_machine() && error == "machine" =>
+            {
+                AttemptOutcome::Answered
+            }
+            other => other,
+        }
     }
 
     /// The outcome the verdict `by` ends the call with, when it ends it.
@@ -103,28 +120,35 @@ impl Message {
 
     /// What no key at all means `since_answer` after the call was answered, with the verdict
     /// `verdict` heard so far: with a machine to look out for and no verdict yet, the call waits
-    /// out the rest of the detection time, so a long greeting's verdict still finds it live.
+    /// out the rest of the detection time, so a long greeting's verdict still finds it live; a
+    /// machine whose voicemail is on its way waits for it. Once the wait is over, the silence is
+    /// `none`.
     pub fn after_silence(
         &self,
         verdict: Option<AnsweredBy>,
         since_answer: Duration,
     ) -> AfterSilence {
-        match (&self.machine, verdict) {
-            (Some(machine), None) => {
-                let left = machine.detection_timeout.saturating_sub(since_answer);
-                if left.is_zero() {
-                    AfterSilence::Nothing
-                } else {
-                    // Whole seconds, rounded up: `<Pause>` takes no fraction.
-                    AfterSilence::Wait(Duration::from_secs(
-                        left.as_secs() + u64::from(left.subsec_nanos() > 0),
-                    ))
-                }
+        let Some(machine) = &self.machine else {
+            return AfterSilence::Nothing;
+        };
+        let left = machine.detection_timeout.saturating_sub(since_answer);
+        // Whole seconds, rounded up: `<Pause>` takes no fraction.
+        let whole =
+            |d: Duration| Duration::from_secs(d.as_secs() + u64::from(d.subsec_nanos() > 0));
+        match verdict {
+            None if !left.is_zero() => AfterSilence::Wait(whole(left)),
+            Some(by)
+                if by.greeting_ended() && matches!(machine.action, MachineAction::Message(_)) =>
+            {
+                AfterSilence::Wait(whole(left.max(VOICEMAIL_WAIT)))
             }
             _ => AfterSilence::Nothing,
         }
     }
 }
+
+/// How long a machine whose voicemail is being sent is kept on the line for it.
+const VOICEMAIL_WAIT: Duration = Duration::from_secs(5);
 
 #[cfg(test)]
 mod tests {
@@ -229,6 +253,21 @@ mod tests {
         assert_eq!(
             waits.after_silence(Some(AnsweredBy::Human), Duration::from_secs(1)),
             AfterSilence::Nothing
+        );
+        let leaves = message(json!({"action": "message", "say": "Call us."}));
+        assert_eq!(
+            leaves.after_silence(Some(AnsweredBy::MachineEndBeep), Duration::from_secs(40)),
+            AfterSilence::Wait(VOICEMAIL_WAIT),
+            "a machine whose voicemail is on its way is not hung up on"
+        );
+        assert_eq!(
+            leaves.settle(
+                AnsweredBy::MachineEndBeep,
+                machine_failure(),
+                MachineOutcome::Retry
+            ),
+            AttemptOutcome::Answered,
+            "a voicemail left completes the attempt"
         );
         let plain = Message::parse(&json!({"identification": "Acme.", "say": "Hi."}))
             .expect("a valid message");

@@ -21,12 +21,14 @@ const ANSWER_OF: &str = "a.answered_by, a.response, a.digits, a.voicemail_left, 
      WHERE a.campaign_id = ? AND a.call_id = ? AND a.attempt = ? AND a.status = 'dialing' \
      AND c.status = 'dialing' AND c.attempt_count = a.attempt";
 
-/// The answer of a live attempt and what its call shows. PostgreSQL locks the call's row, the
-/// row every writer of a call's attempt locks first, so the counters move once per change.
-static LIVE_ANSWER: Statement = Statement::dialects(
-    || format!("SELECT {ANSWER_OF}"),
-    || format!("SELECT {ANSWER_OF} FOR UPDATE OF c"),
-);
+/// The answer of a live attempt and what its call shows. PostgreSQL reads it after locking the
+/// call's row (`LOCK_CALL`), in a statement of its own, so the read sees every answer
+/// committed before the lock was granted.
+static LIVE_ANSWER: Statement = Statement::new(|| format!("SELECT {ANSWER_OF}"));
+
+/// The call's row, locked: the row every writer of a call's attempt locks first.
+static LOCK_CALL: Statement =
+    Statement::new(|| "SELECT id FROM calls WHERE campaign_id = ? AND id = ? FOR UPDATE".into());
 
 static SET_ATTEMPT_ANSWER: Statement = Statement::new(|| {
     "UPDATE attempts SET answered_by = ?, response = ?, digits = ?, voicemail_left = ? \
@@ -100,6 +102,13 @@ pub fn live_answer<DB: Dialect>(key: AttemptKey) -> Bound<DB> {
         .int(i32::try_from(key.attempt).unwrap_or(i32::MAX))
 }
 
+/// Locks the call of `key` (PostgreSQL; SQLite's writes are serialized already).
+pub fn lock_call<DB: Dialect>(key: AttemptKey) -> Bound<DB> {
+    query::<DB>(&LOCK_CALL)
+        .text(key.campaign_id.to_string())
+        .text(key.call_id.to_string())
+}
+
 fn bind_answer<DB: Dialect>(query: Bound<DB>, answer: &Answer) -> Bound<DB> {
     query
         .opt_text(answer.answered_by.map(|by| by.as_str().to_owned()))
@@ -156,16 +165,17 @@ static RESULTS: Statement = Statement::new(|| {
         .into()
 });
 
-/// Every key of the metadata of a campaign's calls, sorted.
+/// Every key of the metadata of a campaign's calls (sorted by the caller: byte order, the
+/// same in both stores).
 static METADATA_KEYS: Statement = Statement::dialects(
     || {
         "SELECT DISTINCT j.key AS key FROM calls c, json_each(c.metadata) j \
-         WHERE c.campaign_id = ? AND c.metadata IS NOT NULL ORDER BY 1"
+         WHERE c.campaign_id = ? AND c.metadata IS NOT NULL"
             .into()
     },
     || {
         "SELECT DISTINCT k AS key FROM calls c, jsonb_object_keys(c.metadata::jsonb) k \
-         WHERE c.campaign_id = ? AND c.metadata IS NOT NULL ORDER BY 1"
+         WHERE c.campaign_id = ? AND c.metadata IS NOT NULL"
             .into()
     },
 );

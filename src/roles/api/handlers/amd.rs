@@ -85,7 +85,10 @@ pub async fn twilio_amd(
         counted("unknown");
         return Ok(done());
     };
-    let (call, message) = (attempt.call, attempt.message);
+    let Some(message) = attempt.message else {
+        return Ok(done());
+    };
+    let (call, voicemail_left) = (attempt.call, attempt.answer.voicemail_left);
     ctx.store
         .record_answer(verdict.key, Heard::AnsweredBy(by), None, ctx.clock.now())
         .await
@@ -102,6 +105,8 @@ pub async fn twilio_amd(
     let sid = verdict.sid.clone().unwrap_or_default();
     match step {
         OnVerdict::Continue => {}
+        // A repeated verdict (the carrier retries on a timeout) leaves no second voicemail.
+        OnVerdict::LeaveVoicemail(_) if voicemail_left => {}
         OnVerdict::LeaveVoicemail(twiml) => {
             if changed(&ctx, &sid, CallUpdate::Twiml(twiml)).await? {
                 ctx.store

@@ -80,13 +80,14 @@ fn signed(
 /// so far, and whether it is still its call's live attempt.
 pub(super) struct AttemptNow {
     pub call: Call,
-    pub message: Message,
+    /// `None` when the campaign no longer speaks a message of its own.
+    pub message: Option<Message>,
     pub answer: Answer,
     pub current: bool,
 }
 
 /// The attempt `key` names, with its campaign's message; `None` when there is no such
-/// attempt of a campaign with a message.
+/// attempt.
 pub(super) async fn attempt_of(
     ctx: &AppContext,
     key: AttemptKey,
@@ -106,9 +107,9 @@ pub(super) async fn attempt_of(
     let Some(campaign) = ctx.store.get_campaign(key.campaign_id).await? else {
         return Ok(None);
     };
-    Ok(campaign.voice.message().cloned().map(|message| AttemptNow {
+    Ok(Some(AttemptNow {
         call,
-        message,
+        message: campaign.voice.message().cloned(),
         answer,
         current,
     }))
@@ -161,7 +162,7 @@ pub async fn twilio_voice(
         request,
         AttemptNow {
             call,
-            message,
+            message: Some(message),
             current: true,
             ..
         },
@@ -251,15 +252,20 @@ pub async fn twilio_gather(
     // changed since; a gather URL without them (written before they were kept) reads the
     // message as it is.
     let offered = request.query_field(OFFERED).map(str::to_owned);
+    let earlier = keys(request.query_field(PRESSED).unwrap_or_default());
+    let pressed = request
+        .form_field("Digits")
+        .and_then(|digits| keys(digits).into_iter().next());
+    let Some(message) = message else {
+        // The campaign stopped speaking a message of its own mid-call: the opt-out the callee
+        // was offered still lists them.
+        return opted_out_without_message(&ctx, &request, &call, offered.as_deref(), pressed).await;
+    };
     let message = match offered.as_deref() {
         Some(offered) => message.as_heard(offered).unwrap_or(message),
         None => message,
     };
     let offered = offered.unwrap_or_else(|| message.meanings());
-    let earlier = keys(request.query_field(PRESSED).unwrap_or_default());
-    let pressed = request
-        .form_field("Digits")
-        .and_then(|digits| keys(digits).into_iter().next());
     let heard = message.hear(&earlier, pressed);
     // An opt-out is honoured even when its attempt has just been reported over; anything else
     // of an attempt that is over is a replay.
@@ -275,7 +281,9 @@ pub async fn twilio_gather(
             .and_then(|at| (ctx.clock.now() - at).to_std().ok())
             .unwrap_or_default();
         if let AfterSilence::Wait(left) = message.after_silence(answer.answered_by, since_answer) {
-            return Ok(twiml(pause_twiml(left)));
+            let earlier: String = earlier.iter().map(|k| k.as_char()).collect();
+            let again = gather_url(&ctx, &request, &answered, &offered, &earlier);
+            return Ok(twiml(pause_twiml(left, &again)));
         }
     }
     let mut all: String = earlier.iter().map(|k| k.as_char()).collect();
@@ -291,6 +299,52 @@ pub async fn twilio_gather(
             .heard_twiml(heard, &values, plan)
             .unwrap_or_else(|_| HANG_UP.to_owned()),
     ))
+}
+
+/// The answer to a key pressed on a call whose campaign no longer has a message: the opt-out
+/// offered (`offered`, signed in the gather URL) still lists the callee, recorded as their
+/// response; any other key just ends the call.
+async fn opted_out_without_message(
+    ctx: &AppContext,
+    request: &SignedRequest,
+    call: &Call,
+    offered: Option<&str>,
+    pressed: Option<Key>,
+) -> Result<HttpResponse, ApiError> {
+    let Some(opt_out) = offered
+        .and_then(Message::offered_opt_out)
+        .filter(|o| Some(o.digit) == pressed)
+    else {
+        return Ok(hang_up());
+    };
+    let scope = match opt_out.scope {
+        OptOutScope::Campaign => DncScope::Campaign(call.campaign_id),
+        OptOutScope::Global => DncScope::Global,
+    };
+    let listing = OptOutListing {
+        scope,
+        number: call.phone_number.clone(),
+        reason: format!(
+            "opted out by pressing {} on a call of campaign {}",
+            opt_out.digit.as_char(),
+            call.campaign_id
+        ),
+    };
+    let mut digits: String = keys(request.query_field(PRESSED).unwrap_or_default())
+        .iter()
+        .map(|k| k.as_char())
+        .collect();
+    digits.push(opt_out.digit.as_char());
+    let heard = answer::Heard::Keys {
+        digits,
+        response: Some(answer::OPT_OUT.to_owned()),
+    };
+    ctx.store
+        .record_answer(request.key, heard, Some(listing), ctx.clock.now())
+        .await
+        .map_err(|err| store_unavailable(err, call))?;
+    tracing::info!(call_id = %call.id, campaign_id = %call.campaign_id, "callee opted out by key press");
+    Ok(twiml(inbound_heard_twiml(true)))
 }
 
 /// Records what the keys chose on the attempt (its call and campaign counters with it) and,

@@ -163,6 +163,14 @@ pub async fn twilio_status(
             .with_label_values(&[status.as_str()])
             .inc();
     }
+    // The verdict the engine recorded, else the one the final status carries.
+    let verdict = verdict.or_else(|| {
+        callback
+            .carrier
+            .answered_by
+            .as_deref()
+            .and_then(AnsweredBy::parse)
+    });
     let outcome = match verdict {
         Some(by) => settled(&ctx, &callback, by, outcome).await,
         None => outcome,
