@@ -46,3 +46,4 @@ typed_id!(CallId);
 typed_id!(LeaseId);
 typed_id!(InstanceId);
 typed_id!(KeyId);
+typed_id!(EndpointId);

@@ -20,3 +20,4 @@ pub mod pacing;
 pub mod phone;
 pub mod settlement;
 pub mod stats;
+pub mod webhook;

@@ -9,9 +9,11 @@ mod limiter;
 mod store;
 mod telephony;
 mod timeline;
+mod webhooks;
 
 pub use self::bus::*;
 pub use self::limiter::*;
 pub use self::store::*;
 pub use self::telephony::*;
 pub use self::timeline::*;
+pub use self::webhooks::*;

@@ -423,7 +423,8 @@ pub trait DncStore: Send + Sync + 'static {
 #[async_trait]
 pub trait AnswerStore: Send + Sync + 'static {
     /// Records `heard` on the live attempt `key`, on its call and in its campaign's counters,
-    /// and lists `opt_out`'s number as `add_to_dnc` does, all in one transaction. Returns
+    /// and lists `opt_out`'s number as `add_to_dnc` does (with its `call.opted_out` event when
+    /// the number is newly listed), all in one transaction. Returns
     /// whether the attempt's answer changed: not for an attempt that is no longer live, nor for
     /// a repeated request. The listing is made either way: an opt-out is honoured even when
     /// its call has just ended.
@@ -434,6 +435,14 @@ pub trait AnswerStore: Send + Sync + 'static {
         opt_out: Option<OptOutListing>,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
+
+    /// Lists a callee's opt-out made outside a call (the inbound line) as `add_to_dnc` does,
+    /// with its `call.opted_out` event when the number is newly listed, in one transaction.
+    async fn list_opt_out(
+        &self,
+        listing: OptOutListing,
+        now: DateTime<Utc>,
+    ) -> Result<DncAdded, StoreError>;
 
     /// A campaign's calls after `after` in call id order, each with what it heard back.
     async fn call_results(
@@ -467,6 +476,8 @@ pub struct OptOutListing {
     pub scope: DncScope,
     pub number: PhoneNumber,
     pub reason: String,
+    /// The call the callee opted out on; none on the inbound line.
+    pub call: Option<(CampaignId, CallId)>,
 }
 
 /// The store as the roles hold it: every aggregate's trait. Each adapter implements them
@@ -480,6 +491,7 @@ pub trait Store:
     + AccessStore
     + DncStore
     + AnswerStore
+    + super::WebhookStore
 {
 }
 
@@ -492,6 +504,7 @@ impl<T> Store for T where
         + AccessStore
         + DncStore
         + AnswerStore
+        + super::WebhookStore
 {
 }
 

@@ -55,9 +55,11 @@ impl TimelineExporter {
         }
         self.timeline.write(&entries).await?;
         let keys: Vec<_> = entries.iter().map(TimelineEntry::key).collect();
-        self.store.forget_attempts(&keys).await?;
-        metrics().timeline_exported.inc_by(entries.len() as u64);
-        Ok(entries.len())
+        // An attempt whose webhook is still to be rendered stays until it is; counting only
+        // those forgotten keeps a batch of held attempts from being copied again at once.
+        let forgotten = self.store.forget_attempts(&keys).await?;
+        metrics().timeline_exported.inc_by(forgotten);
+        Ok(usize::try_from(forgotten).unwrap_or(usize::MAX))
     }
 
     /// Exports until `stop`, then once more for what was recorded meanwhile.

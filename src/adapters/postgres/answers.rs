@@ -2,15 +2,16 @@
 
 use chrono::{DateTime, Utc};
 use diesel::pg::Pg;
-use diesel_async::RunQueryDsl;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use futures::FutureExt;
 
 use super::dnc::add_in;
 use super::PgStore;
 use crate::adapters::sql::bound::answers::{self, LiveAnswerRow};
 use crate::adapters::sql::prepared::KeepPrepared;
+use crate::adapters::sql::{webhooks, Failure};
 use crate::domain::answer::{AnswerChange, Heard};
-use crate::ports::{AttemptKey, OptOutListing, StoreError};
+use crate::ports::{AttemptKey, DncAdded, OptOutListing, StoreError};
 
 pub(super) async fn record(
     store: &PgStore,
@@ -43,12 +44,38 @@ pub(super) async fn record(
                     }
                 }
                 if let Some(listing) = opt_out {
-                    let numbers = [(listing.number, Some(listing.reason))];
-                    add_in(conn, listing.scope, &numbers, now).await?;
+                    list_in(conn, listing, now).await?;
                 }
                 Ok(change.is_some())
             }
             .boxed()
         })
         .await
+}
+
+pub(super) async fn list_opt_out(
+    store: &PgStore,
+    listing: OptOutListing,
+    now: DateTime<Utc>,
+) -> Result<DncAdded, StoreError> {
+    store
+        .transaction(move |conn| async move { list_in(conn, listing, now).await }.boxed())
+        .await
+}
+
+/// Lists an opt-out in the caller's transaction, with its event when the number is new.
+async fn list_in(
+    conn: &mut AsyncPgConnection,
+    listing: OptOutListing,
+    now: DateTime<Utc>,
+) -> Result<DncAdded, Failure> {
+    let numbers = [(listing.number.clone(), Some(listing.reason.clone()))];
+    let added = add_in(conn, listing.scope, &numbers, now).await?;
+    if added.added > 0 {
+        webhooks::opt_out_event::<Pg>(&listing, now)
+            .prepared()
+            .execute(conn)
+            .await?;
+    }
+    Ok(added)
 }

@@ -360,7 +360,9 @@ pub(super) async fn forget(store: &PgStore, keys: &[AttemptKey]) -> Result<u64, 
                     "DELETE FROM attempts a USING unnest($1::text[], $2::text[], $3::int[]) \
                      AS v(campaign_id, call_id, attempt) WHERE a.campaign_id = v.campaign_id \
                      AND a.call_id = v.call_id AND a.attempt = v.attempt \
-                     AND a.ended_at IS NOT NULL",
+                     AND a.ended_at IS NOT NULL AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d \
+                     WHERE d.body IS NULL AND d.type = 'attempt.finished' \
+                     AND d.call_id = a.call_id AND d.attempt = a.attempt)",
                 )
                 .bind::<Array<Text>, _>(campaigns)
                 .bind::<Array<Text>, _>(calls)

@@ -10,6 +10,7 @@ pub mod rows;
 pub mod run;
 pub mod single;
 pub mod statements;
+pub mod webhooks;
 
 use chrono::{DateTime, TimeZone, Utc};
 use diesel::result::Error as DieselError;
@@ -97,7 +98,7 @@ macro_rules! store_by_aggregate {
     ($store:ty) => {
         const _: () = {
             use chrono::{DateTime, Utc};
-            use $crate::adapters::sql::single;
+            use $crate::adapters::sql::{single, webhooks};
             use $crate::domain::access::{ApiKey, AuditEntry, NewKey};
             use $crate::domain::call::{Attempt, Call};
             use $crate::domain::campaign::{
@@ -455,6 +456,14 @@ macro_rules! store_by_aggregate {
                     answers::record(self, key, heard, opt_out, now).await
                 }
 
+                async fn list_opt_out(
+                    &self,
+                    listing: $crate::ports::OptOutListing,
+                    now: DateTime<Utc>,
+                ) -> Result<$crate::ports::DncAdded, StoreError> {
+                    answers::list_opt_out(self, listing, now).await
+                }
+
                 async fn call_results(
                     &self,
                     campaign_id: CampaignId,
@@ -469,6 +478,102 @@ macro_rules! store_by_aggregate {
                     campaign_id: CampaignId,
                 ) -> Result<Vec<String>, StoreError> {
                     single::metadata_keys(self, campaign_id).await
+                }
+            }
+
+            #[async_trait::async_trait]
+            impl $crate::ports::WebhookStore for $store {
+                async fn create_endpoint(
+                    &self,
+                    endpoint: &$crate::ports::Endpoint,
+                    audit: Option<AuditEntry>,
+                ) -> Result<(), StoreError> {
+                    webhooks::create_endpoint(self, endpoint, audit).await
+                }
+
+                async fn list_endpoints(
+                    &self,
+                ) -> Result<Vec<($crate::ports::Endpoint, $crate::ports::EndpointLoad)>, StoreError>
+                {
+                    webhooks::list_endpoints(self).await
+                }
+
+                async fn get_endpoint(
+                    &self,
+                    id: $crate::domain::ids::EndpointId,
+                ) -> Result<Option<$crate::ports::Endpoint>, StoreError> {
+                    webhooks::get_endpoint(self, id).await
+                }
+
+                async fn delete_endpoint(
+                    &self,
+                    id: $crate::domain::ids::EndpointId,
+                    audit: Option<AuditEntry>,
+                ) -> Result<bool, StoreError> {
+                    webhooks::delete_endpoint(self, id, audit).await
+                }
+
+                async fn deliveries(
+                    &self,
+                    endpoint: $crate::domain::ids::EndpointId,
+                    status: Option<$crate::ports::DeliveryStatus>,
+                    before: Option<(DateTime<Utc>, String)>,
+                    limit: usize,
+                ) -> Result<Vec<$crate::ports::WebhookDelivery>, StoreError> {
+                    webhooks::deliveries(self, endpoint, status, before, limit).await
+                }
+
+                async fn retry_delivery(
+                    &self,
+                    endpoint: $crate::domain::ids::EndpointId,
+                    id: &str,
+                    now: DateTime<Utc>,
+                    audit: Option<AuditEntry>,
+                ) -> Result<bool, StoreError> {
+                    webhooks::retry_delivery(self, endpoint, id, now, audit).await
+                }
+
+                async fn claim_deliveries(
+                    &self,
+                    endpoint: $crate::domain::ids::EndpointId,
+                    claim: &str,
+                    now: DateTime<Utc>,
+                    until: DateTime<Utc>,
+                    limit: usize,
+                ) -> Result<Vec<$crate::ports::ClaimedDelivery>, StoreError> {
+                    webhooks::claim_deliveries(self, endpoint, claim, now, until, limit).await
+                }
+
+                async fn attempt_event(
+                    &self,
+                    call_id: CallId,
+                    attempt: u32,
+                ) -> Result<Option<$crate::domain::webhook::AttemptFinished>, StoreError> {
+                    webhooks::attempt_event(self, call_id, attempt).await
+                }
+
+                async fn call_event(
+                    &self,
+                    campaign_id: CampaignId,
+                    call_id: CallId,
+                ) -> Result<Option<$crate::domain::webhook::CallFinished>, StoreError> {
+                    webhooks::call_event(self, campaign_id, call_id).await
+                }
+
+                async fn finish_deliveries(
+                    &self,
+                    claim: &str,
+                    tries: &[$crate::ports::TryRecord],
+                ) -> Result<(), StoreError> {
+                    webhooks::finish_deliveries(self, claim, tries).await
+                }
+
+                async fn prune_deliveries(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+                    webhooks::prune_deliveries(self, before).await
+                }
+
+                async fn delivery_backlog(&self) -> Result<u64, StoreError> {
+                    webhooks::delivery_backlog(self).await
                 }
             }
         };

@@ -435,7 +435,9 @@ pub(super) async fn forget(store: &SqliteStore, keys: &[AttemptKey]) -> Result<u
             for key in keys {
                 deleted += diesel::sql_query(
                     "DELETE FROM attempts WHERE campaign_id = ? AND call_id = ? AND attempt = ? \
-                     AND ended_at IS NOT NULL",
+                     AND ended_at IS NOT NULL AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d \
+                     WHERE d.body IS NULL AND d.type = 'attempt.finished' \
+                     AND d.call_id = attempts.call_id AND d.attempt = attempts.attempt)",
                 )
                 .bind::<Text, _>(key.campaign_id.to_string())
                 .bind::<Text, _>(key.call_id.to_string())

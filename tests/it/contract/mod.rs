@@ -27,3 +27,4 @@ mod bus;
 mod limiter;
 mod store;
 mod timeline;
+mod webhooks;

@@ -27,6 +27,8 @@ pub trait Dialect: Backend + Sized + 'static {
     fn bind_text(query: Bound<Self>, value: String) -> Bound<Self>;
     fn bind_opt_text(query: Bound<Self>, value: Option<String>) -> Bound<Self>;
     fn bind_big(query: Bound<Self>, value: i64) -> Bound<Self>;
+    fn bind_opt_big(query: Bound<Self>, value: Option<i64>) -> Bound<Self>;
+    fn bind_opt_int(query: Bound<Self>, value: Option<i32>) -> Bound<Self>;
     fn bind_int(query: Bound<Self>, value: i32) -> Bound<Self>;
     fn bind_real(query: Bound<Self>, value: f64) -> Bound<Self>;
 }
@@ -49,6 +51,12 @@ macro_rules! dialect {
             fn bind_int(query: Bound<Self>, value: i32) -> Bound<Self> {
                 query.bind::<Integer, _>(value)
             }
+            fn bind_opt_big(query: Bound<Self>, value: Option<i64>) -> Bound<Self> {
+                query.bind::<Nullable<BigInt>, _>(value)
+            }
+            fn bind_opt_int(query: Bound<Self>, value: Option<i32>) -> Bound<Self> {
+                query.bind::<Nullable<Integer>, _>(value)
+            }
             fn bind_real(query: Bound<Self>, value: f64) -> Bound<Self> {
                 query.bind::<Double, _>(value)
             }
@@ -70,6 +78,8 @@ pub trait Binds: Sized {
     fn opt_text(self, value: Option<String>) -> Self;
     fn big(self, value: i64) -> Self;
     fn int(self, value: i32) -> Self;
+    fn opt_big(self, value: Option<i64>) -> Self;
+    fn opt_int(self, value: Option<i32>) -> Self;
     fn real(self, value: f64) -> Self;
 }
 
@@ -88,5 +98,11 @@ impl<DB: Dialect> Binds for Bound<DB> {
     }
     fn real(self, value: f64) -> Self {
         DB::bind_real(self, value)
+    }
+    fn opt_big(self, value: Option<i64>) -> Self {
+        DB::bind_opt_big(self, value)
+    }
+    fn opt_int(self, value: Option<i32>) -> Self {
+        DB::bind_opt_int(self, value)
     }
 }

@@ -301,6 +301,25 @@ pub async fn twilio_gather(
     ))
 }
 
+/// The list entry of a callee who pressed `key` to opt out of `call` under `scope` (global
+/// when the message names none).
+fn opt_out_listing(call: &Call, scope: Option<OptOutScope>, key: Option<Key>) -> OptOutListing {
+    let scope = match scope {
+        Some(OptOutScope::Campaign) => DncScope::Campaign(call.campaign_id),
+        _ => DncScope::Global,
+    };
+    let key = key.map(Key::as_char).unwrap_or('?');
+    OptOutListing {
+        scope,
+        number: call.phone_number.clone(),
+        reason: format!(
+            "opted out by pressing {key} on a call of campaign {}",
+            call.campaign_id
+        ),
+        call: Some((call.campaign_id, call.id)),
+    }
+}
+
 /// The answer to a key pressed on a call whose campaign no longer has a message: the opt-out
 /// offered (`offered`, signed in the gather URL) still lists the callee, recorded as their
 /// response; any other key just ends the call.
@@ -317,19 +336,7 @@ async fn opted_out_without_message(
     else {
         return Ok(hang_up());
     };
-    let scope = match opt_out.scope {
-        OptOutScope::Campaign => DncScope::Campaign(call.campaign_id),
-        OptOutScope::Global => DncScope::Global,
-    };
-    let listing = OptOutListing {
-        scope,
-        number: call.phone_number.clone(),
-        reason: format!(
-            "opted out by pressing {} on a call of campaign {}",
-            opt_out.digit.as_char(),
-            call.campaign_id
-        ),
-    };
+    let listing = opt_out_listing(call, Some(opt_out.scope), Some(opt_out.digit));
     let mut digits: String = keys(request.query_field(PRESSED).unwrap_or_default())
         .iter()
         .map(|k| k.as_char())
@@ -361,21 +368,8 @@ async fn record(
     digits: &str,
     pressed: Option<Key>,
 ) -> Result<(), ApiError> {
-    let listing = (heard == Heard::OptOut).then(|| {
-        let scope = match message.opt_out.map(|o| o.scope) {
-            Some(OptOutScope::Campaign) => DncScope::Campaign(call.campaign_id),
-            _ => DncScope::Global,
-        };
-        let key = pressed.map(Key::as_char).unwrap_or('?');
-        OptOutListing {
-            scope,
-            number: call.phone_number.clone(),
-            reason: format!(
-                "opted out by pressing {key} on a call of campaign {}",
-                call.campaign_id
-            ),
-        }
-    });
+    let listing = (heard == Heard::OptOut)
+        .then(|| opt_out_listing(call, message.opt_out.map(|o| o.scope), pressed));
     let opted_out = listing.is_some();
     let keys = answer::Heard::Keys {
         digits: digits.to_owned(),
@@ -445,13 +439,14 @@ pub async fn twilio_inbound(
     let listed = field("Digits") == Some("1");
     if listed {
         let reason = "opted out on the inbound line".to_owned();
+        let listing = OptOutListing {
+            scope: DncScope::Global,
+            number: caller,
+            reason,
+            call: None,
+        };
         ctx.store
-            .add_to_dnc(
-                DncScope::Global,
-                vec![(caller, Some(reason))],
-                Utc::now(),
-                None,
-            )
+            .list_opt_out(listing, Utc::now())
             .await
             .map_err(|err| {
                 tracing::warn!(error = %err, "cannot list an inbound opt-out now");

@@ -1,0 +1,101 @@
+-- As in migrations/sqlite: endpoints, and an outbox of deliveries written by triggers in the
+-- transaction of the change each reports. Each trigger returns at once while no endpoint
+-- exists, so a deployment without webhooks pays one lookup of an empty table per change.
+-- Under Citus, webhook_endpoints is a reference table and webhook_deliveries is distributed by
+-- campaign_id, colocated with calls (the triggers then need citus.enable_unsafe_triggers).
+CREATE TABLE webhook_endpoints (
+    id TEXT COLLATE "C" PRIMARY KEY,
+    url TEXT NOT NULL,
+    events TEXT NOT NULL,
+    campaign_id TEXT COLLATE "C",
+    description TEXT,
+    secret TEXT NOT NULL,
+    created_at BIGINT NOT NULL
+);
+
+CREATE TABLE webhook_deliveries (
+    id TEXT COLLATE "C" PRIMARY KEY,
+    endpoint_id TEXT COLLATE "C" NOT NULL,
+    type TEXT NOT NULL,
+    campaign_id TEXT COLLATE "C",
+    call_id TEXT COLLATE "C",
+    attempt INTEGER,
+    detail TEXT,
+    body TEXT,
+    created_at BIGINT NOT NULL,
+    status TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at BIGINT,
+    claim TEXT,
+    last_status_code INTEGER,
+    last_error TEXT,
+    delivered_at BIGINT
+);
+CREATE INDEX webhook_deliveries_due ON webhook_deliveries (endpoint_id, next_attempt_at)
+    WHERE status = 'pending';
+CREATE INDEX webhook_deliveries_by_endpoint ON webhook_deliveries (endpoint_id, created_at, id);
+CREATE INDEX webhook_deliveries_unrendered_attempts ON webhook_deliveries (call_id, attempt)
+    WHERE body IS NULL AND type = 'attempt.finished';
+
+CREATE FUNCTION webhook_now_ms() RETURNS BIGINT LANGUAGE sql STABLE AS
+    $$ SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint $$;
+
+CREATE FUNCTION webhook_attempt_finished() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM 1 FROM webhook_endpoints LIMIT 1;
+    IF NOT FOUND THEN RETURN NULL; END IF;
+    INSERT INTO webhook_deliveries
+        (id, endpoint_id, type, campaign_id, call_id, attempt, created_at, status, next_attempt_at)
+    SELECT 'msg_' || replace(gen_random_uuid()::text, '-', ''), e.id, 'attempt.finished',
+        NEW.campaign_id, NEW.call_id, NEW.attempt, NEW.ended_at, 'pending', NEW.ended_at
+    FROM webhook_endpoints e
+    WHERE (e.campaign_id IS NULL OR e.campaign_id = NEW.campaign_id)
+        AND (e.events LIKE '%,*,%' OR e.events LIKE '%,attempt.finished,%');
+    RETURN NULL;
+END $$;
+CREATE TRIGGER webhook_attempt_finished AFTER UPDATE OF ended_at ON attempts FOR EACH ROW
+    WHEN (OLD.ended_at IS NULL AND NEW.ended_at IS NOT NULL)
+    EXECUTE FUNCTION webhook_attempt_finished();
+
+CREATE FUNCTION webhook_call_finished() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    now_ms BIGINT;
+BEGIN
+    PERFORM 1 FROM webhook_endpoints LIMIT 1;
+    IF NOT FOUND THEN RETURN NULL; END IF;
+    now_ms := webhook_now_ms();
+    INSERT INTO webhook_deliveries
+        (id, endpoint_id, type, campaign_id, call_id, created_at, status, next_attempt_at)
+    SELECT 'msg_' || replace(gen_random_uuid()::text, '-', ''), e.id, 'call.finished',
+        NEW.campaign_id, NEW.id, now_ms, 'pending', now_ms
+    FROM webhook_endpoints e
+    WHERE (e.campaign_id IS NULL OR e.campaign_id = NEW.campaign_id)
+        AND (e.events LIKE '%,*,%' OR e.events LIKE '%,call.finished,%');
+    RETURN NULL;
+END $$;
+CREATE TRIGGER webhook_call_finished AFTER UPDATE OF status ON calls FOR EACH ROW
+    WHEN (NEW.status IN ('completed', 'failed', 'canceled')
+        AND OLD.status NOT IN ('completed', 'failed', 'canceled'))
+    EXECUTE FUNCTION webhook_call_finished();
+
+CREATE FUNCTION webhook_campaign_status_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    now_ms BIGINT;
+BEGIN
+    PERFORM 1 FROM webhook_endpoints LIMIT 1;
+    IF NOT FOUND THEN RETURN NULL; END IF;
+    now_ms := webhook_now_ms();
+    INSERT INTO webhook_deliveries
+        (id, endpoint_id, type, campaign_id, detail, created_at, status, next_attempt_at)
+    SELECT 'msg_' || replace(gen_random_uuid()::text, '-', ''), e.id, 'campaign.status_changed',
+        NEW.id, json_build_object('name', NEW.name, 'from', OLD.status, 'to', NEW.status,
+            'pause_reason', NEW.pause_reason::json)::text,
+        now_ms, 'pending', now_ms
+    FROM webhook_endpoints e
+    WHERE (e.campaign_id IS NULL OR e.campaign_id = NEW.id)
+        AND (e.events LIKE '%,*,%' OR e.events LIKE '%,campaign.status_changed,%');
+    RETURN NULL;
+END $$;
+CREATE TRIGGER webhook_campaign_status_changed AFTER UPDATE OF status ON campaigns FOR EACH ROW
+    WHEN (NEW.status IS DISTINCT FROM OLD.status)
+    EXECUTE FUNCTION webhook_campaign_status_changed();

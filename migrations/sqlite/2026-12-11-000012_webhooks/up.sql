@@ -1,0 +1,85 @@
+-- Webhooks (spec/webhooks.md): the operator's endpoints, and an outbox of deliveries written by
+-- triggers in the transaction of the change each reports, so no statement that finishes an
+-- attempt or a call or moves a campaign can commit without its events. A delivery keeps
+-- references to the rows it reports; its body is rendered from them at the first try and then
+-- sent alike on every try. `detail` keeps what the change knew that the rows do not keep.
+CREATE TABLE webhook_endpoints (
+    id TEXT PRIMARY KEY NOT NULL,
+    url TEXT NOT NULL,
+    -- ",*," or ",attempt.finished,call.finished," (domain::webhook::Subscription::stored)
+    events TEXT NOT NULL,
+    campaign_id TEXT,
+    description TEXT,
+    secret TEXT NOT NULL,
+    created_at BIGINT NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE webhook_deliveries (
+    id TEXT PRIMARY KEY NOT NULL,
+    endpoint_id TEXT NOT NULL,
+    type TEXT NOT NULL,
+    campaign_id TEXT,
+    call_id TEXT,
+    attempt INTEGER,
+    detail TEXT,
+    body TEXT,
+    created_at BIGINT NOT NULL,
+    -- pending | delivered | failed
+    status TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    -- when a pending delivery is due; a claim moves it past the try's deadline, so the claims
+    -- of a process that died come back by themselves
+    next_attempt_at BIGINT,
+    claim TEXT,
+    last_status_code INTEGER,
+    last_error TEXT,
+    delivered_at BIGINT
+) WITHOUT ROWID;
+CREATE INDEX webhook_deliveries_due ON webhook_deliveries (endpoint_id, next_attempt_at)
+    WHERE status = 'pending';
+CREATE INDEX webhook_deliveries_by_endpoint ON webhook_deliveries (endpoint_id, created_at, id);
+CREATE INDEX webhook_deliveries_unrendered_attempts ON webhook_deliveries (call_id, attempt)
+    WHERE body IS NULL AND type = 'attempt.finished';
+
+CREATE TRIGGER webhook_attempt_finished AFTER UPDATE OF ended_at ON attempts
+WHEN OLD.ended_at IS NULL AND NEW.ended_at IS NOT NULL
+    AND EXISTS (SELECT 1 FROM webhook_endpoints)
+BEGIN
+    INSERT INTO webhook_deliveries
+        (id, endpoint_id, type, campaign_id, call_id, attempt, created_at, status, next_attempt_at)
+    SELECT 'msg_' || lower(hex(randomblob(16))), e.id, 'attempt.finished', NEW.campaign_id,
+        NEW.call_id, NEW.attempt, NEW.ended_at, 'pending', NEW.ended_at
+    FROM webhook_endpoints e
+    WHERE (e.campaign_id IS NULL OR e.campaign_id = NEW.campaign_id)
+        AND (e.events LIKE '%,*,%' OR e.events LIKE '%,attempt.finished,%');
+END;
+
+CREATE TRIGGER webhook_call_finished AFTER UPDATE OF status ON calls
+WHEN NEW.status IN ('completed', 'failed', 'canceled')
+    AND OLD.status NOT IN ('completed', 'failed', 'canceled')
+    AND EXISTS (SELECT 1 FROM webhook_endpoints)
+BEGIN
+    INSERT INTO webhook_deliveries
+        (id, endpoint_id, type, campaign_id, call_id, created_at, status, next_attempt_at)
+    SELECT 'msg_' || lower(hex(randomblob(16))), e.id, 'call.finished', NEW.campaign_id, NEW.id,
+        CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER), 'pending',
+        CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)
+    FROM webhook_endpoints e
+    WHERE (e.campaign_id IS NULL OR e.campaign_id = NEW.campaign_id)
+        AND (e.events LIKE '%,*,%' OR e.events LIKE '%,call.finished,%');
+END;
+
+CREATE TRIGGER webhook_campaign_status_changed AFTER UPDATE OF status ON campaigns
+WHEN NEW.status <> OLD.status AND EXISTS (SELECT 1 FROM webhook_endpoints)
+BEGIN
+    INSERT INTO webhook_deliveries
+        (id, endpoint_id, type, campaign_id, detail, created_at, status, next_attempt_at)
+    SELECT 'msg_' || lower(hex(randomblob(16))), e.id, 'campaign.status_changed', NEW.id,
+        json_object('name', NEW.name, 'from', OLD.status, 'to', NEW.status,
+            'pause_reason', json(NEW.pause_reason)),
+        CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER), 'pending',
+        CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)
+    FROM webhook_endpoints e
+    WHERE (e.campaign_id IS NULL OR e.campaign_id = NEW.id)
+        AND (e.events LIKE '%,*,%' OR e.events LIKE '%,campaign.status_changed,%');
+END;

@@ -1,0 +1,634 @@
+//! The webhook outbox in both SQL stores: endpoints, the deliveries the triggers of the
+//! migrations write, their claims and tries. Every method is one statement (or one
+//! transaction of a few), written once over the store's `Runner`.
+
+use chrono::{DateTime, Utc};
+use diesel::sql_types::{BigInt, Integer, Nullable, Text};
+use diesel::QueryableByName;
+
+use super::bound::{query, Binds, Bound, Dialect};
+use super::rows::{corrupt, parse_id, scope_column, TotalRow};
+use super::run::{Read, Runner};
+use super::statements::Statement;
+use super::{as_bigint, from_ms, to_ms};
+use crate::domain::access::AuditEntry;
+use crate::domain::ids::{CallId, CampaignId, EndpointId};
+use crate::domain::webhook::{
+    AttemptFinished, CallFinished, CallOptedOut, Event, EventType, Secret, Subscription,
+};
+use crate::ports::{
+    ClaimedDelivery, DeliveryStatus, DncScope, Endpoint, EndpointLoad, OptOutListing, StoreError,
+    TryRecord, WebhookDelivery,
+};
+
+static INSERT_ENDPOINT: Statement = Statement::new(|| {
+    "INSERT INTO webhook_endpoints (id, url, events, campaign_id, description, secret, \
+     created_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
+        .into()
+});
+
+const ENDPOINT_COLUMNS: &str = "e.id, e.url, e.events, e.campaign_id, e.description, e.secret, \
+     e.created_at";
+
+static ENDPOINTS: Statement = Statement::new(|| {
+    format!(
+        "SELECT {ENDPOINT_COLUMNS}, \
+         (SELECT count(*) FROM webhook_deliveries d WHERE d.endpoint_id = e.id \
+          AND d.status = 'pending') AS pending, \
+         (SELECT count(*) FROM webhook_deliveries d WHERE d.endpoint_id = e.id \
+          AND d.status = 'failed') AS failed \
+         FROM webhook_endpoints e ORDER BY e.created_at, e.id"
+    )
+});
+
+static ENDPOINT: Statement = Statement::new(|| {
+    format!(
+        "SELECT {ENDPOINT_COLUMNS}, CAST(0 AS BIGINT) AS pending, CAST(0 AS BIGINT) AS failed FROM webhook_endpoints e \
+         WHERE e.id = ?"
+    )
+});
+
+static DELETE_ENDPOINT_DELIVERIES: Statement =
+    Statement::new(|| "DELETE FROM webhook_deliveries WHERE endpoint_id = ?".into());
+
+static DELETE_ENDPOINT: Statement =
+    Statement::new(|| "DELETE FROM webhook_endpoints WHERE id = ?".into());
+
+const DELIVERY_COLUMNS: &str = "id, type, created_at, status, attempts, last_status_code, \
+     last_error, next_attempt_at, delivered_at";
+
+/// Newest first; `?` after the endpoint is the status or '' for any, then the page's bound.
+static DELIVERIES: Statement = Statement::new(|| {
+    format!(
+        "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE endpoint_id = ? \
+         AND (? = '' OR status = ?) AND (created_at < ? OR (created_at = ? AND id < ?)) \
+         ORDER BY created_at DESC, id DESC LIMIT ?"
+    )
+});
+
+static RETRY_DELIVERY: Statement = Statement::new(|| {
+    "UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = ?, claim = NULL \
+     WHERE endpoint_id = ? AND id = ?"
+        .into()
+});
+
+/// The oldest due deliveries of an endpoint, moved past the claim's deadline. PostgreSQL
+/// skips rows another process is claiming instead of waiting for it.
+static CLAIM: Statement = Statement::dialects(
+    || {
+        "UPDATE webhook_deliveries SET claim = ?, next_attempt_at = ? WHERE id IN \
+         (SELECT id FROM webhook_deliveries WHERE endpoint_id = ? AND status = 'pending' \
+          AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?)"
+            .into()
+    },
+    || {
+        "UPDATE webhook_deliveries SET claim = ?, next_attempt_at = ? WHERE id IN \
+         (SELECT id FROM webhook_deliveries WHERE endpoint_id = ? AND status = 'pending' \
+          AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ? FOR UPDATE SKIP LOCKED)"
+            .into()
+    },
+);
+
+static CLAIMED: Statement = Statement::new(|| {
+    "SELECT id, type, campaign_id, call_id, attempt, detail, body, created_at, attempts \
+     FROM webhook_deliveries WHERE endpoint_id = ? AND status = 'pending' \
+     AND next_attempt_at = ? AND claim = ?"
+        .into()
+});
+
+static ATTEMPT_EVENT: Statement = Statement::new(|| {
+    "SELECT a.call_id, a.campaign_id, c.phone_number, a.attempt, a.status, a.error, \
+     a.duration_ms, a.started_at, a.ended_at, a.answered_by, a.response, a.digits, \
+     a.voicemail_left, c.metadata FROM attempts a JOIN calls c \
+     ON c.campaign_id = a.campaign_id AND c.id = a.call_id \
+     WHERE a.call_id = ? AND a.attempt = ?"
+        .into()
+});
+
+static CALL_EVENT: Statement = Statement::new(|| {
+    "SELECT id, campaign_id, phone_number, status, attempt_count, last_error, response, \
+     metadata FROM calls WHERE campaign_id = ? AND id = ?"
+        .into()
+});
+
+static FINISH: Statement = Statement::new(|| {
+    "UPDATE webhook_deliveries SET body = ?, status = ?, attempts = attempts + 1, \
+     next_attempt_at = ?, last_status_code = ?, last_error = ?, delivered_at = ?, claim = NULL \
+     WHERE id = ? AND claim = ?"
+        .into()
+});
+
+/// A `call.opted_out` for every endpoint that listens, written in the transaction that lists
+/// the number: (campaign, call, body, at, due, campaign matched).
+static OPT_OUT_EVENT: Statement = Statement::dialects(
+    || opt_out_event_text("'msg_' || lower(hex(randomblob(16)))"),
+    || opt_out_event_text("'msg_' || replace(gen_random_uuid()::text, '-', '')"),
+);
+
+fn opt_out_event_text(new_id: &str) -> String {
+    format!(
+        "INSERT INTO webhook_deliveries (id, endpoint_id, type, campaign_id, call_id, body, \
+         created_at, status, next_attempt_at) \
+         SELECT {new_id}, e.id, 'call.opted_out', ?, ?, ?, ?, 'pending', ? \
+         FROM webhook_endpoints e WHERE (e.campaign_id IS NULL OR e.campaign_id = ?) \
+         AND (e.events LIKE '%,*,%' OR e.events LIKE '%,call.opted_out,%')"
+    )
+}
+
+/// The deliveries of a callee's opt-out, to run in the transaction that lists the number.
+pub fn opt_out_event<DB: Dialect>(listing: &OptOutListing, now: DateTime<Utc>) -> Bound<DB> {
+    let campaign_id = listing
+        .call
+        .map(|(campaign, _)| campaign)
+        .or(match listing.scope {
+            DncScope::Campaign(id) => Some(id),
+            DncScope::Global => None,
+        });
+    let event = Event::CallOptedOut(CallOptedOut {
+        phone_number: listing.number.as_str().to_owned(),
+        scope: scope_column(listing.scope),
+        campaign_id: campaign_id.map(|id| id.to_string()),
+        call_id: listing.call.map(|(_, call)| call.to_string()),
+        at: now,
+    });
+    query::<DB>(&OPT_OUT_EVENT)
+        .opt_text(campaign_id.map(|id| id.to_string()))
+        .opt_text(listing.call.map(|(_, call)| call.to_string()))
+        .text(event.body(now))
+        .big(to_ms(now))
+        .big(to_ms(now))
+        .opt_text(campaign_id.map(|id| id.to_string()))
+}
+
+static PRUNE: Statement = Statement::new(|| {
+    "DELETE FROM webhook_deliveries WHERE status = 'delivered' AND delivered_at < ?".into()
+});
+
+static BACKLOG: Statement = Statement::new(|| {
+    "SELECT count(*) AS n FROM webhook_deliveries WHERE status = 'pending'".into()
+});
+
+#[derive(QueryableByName)]
+pub struct EndpointRow {
+    #[diesel(sql_type = Text)]
+    id: String,
+    #[diesel(sql_type = Text)]
+    url: String,
+    #[diesel(sql_type = Text)]
+    events: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    campaign_id: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    description: Option<String>,
+    #[diesel(sql_type = Text)]
+    secret: String,
+    #[diesel(sql_type = BigInt)]
+    created_at: i64,
+    #[diesel(sql_type = BigInt)]
+    pending: i64,
+    #[diesel(sql_type = BigInt)]
+    failed: i64,
+}
+
+impl TryFrom<EndpointRow> for (Endpoint, EndpointLoad) {
+    type Error = StoreError;
+
+    fn try_from(row: EndpointRow) -> Result<Self, StoreError> {
+        let endpoint = Endpoint {
+            id: parse_id("endpoint id", &row.id)?,
+            subscription: Subscription::from_stored(&row.events)
+                .ok_or_else(|| corrupt("endpoint events", &row.events))?,
+            campaign_id: row
+                .campaign_id
+                .as_deref()
+                .map(|id| parse_id("campaign id", id))
+                .transpose()?,
+            secret: Secret::parse(&row.secret).map_err(|_| corrupt("endpoint secret", "…"))?,
+            url: row.url,
+            description: row.description,
+            created_at: from_ms(row.created_at),
+        };
+        let load = EndpointLoad {
+            pending: row.pending.max(0) as u64,
+            failed: row.failed.max(0) as u64,
+        };
+        Ok((endpoint, load))
+    }
+}
+
+#[derive(QueryableByName)]
+pub struct DeliveryRow {
+    #[diesel(sql_type = Text)]
+    id: String,
+    #[diesel(sql_type = Text)]
+    r#type: String,
+    #[diesel(sql_type = BigInt)]
+    created_at: i64,
+    #[diesel(sql_type = Text)]
+    status: String,
+    #[diesel(sql_type = Integer)]
+    attempts: i32,
+    #[diesel(sql_type = Nullable<Integer>)]
+    last_status_code: Option<i32>,
+    #[diesel(sql_type = Nullable<Text>)]
+    last_error: Option<String>,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    next_attempt_at: Option<i64>,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    delivered_at: Option<i64>,
+}
+
+fn event_type(text: &str) -> Result<EventType, StoreError> {
+    EventType::parse(text).ok_or_else(|| corrupt("event type", text))
+}
+
+impl TryFrom<DeliveryRow> for WebhookDelivery {
+    type Error = StoreError;
+
+    fn try_from(row: DeliveryRow) -> Result<Self, StoreError> {
+        let status = DeliveryStatus::parse(&row.status)
+            .ok_or_else(|| corrupt("delivery status", &row.status))?;
+        Ok(WebhookDelivery {
+            event_type: event_type(&row.r#type)?,
+            id: row.id,
+            created_at: from_ms(row.created_at),
+            // A pending delivery's due time; the others are not due again by themselves.
+            next_attempt_at: row
+                .next_attempt_at
+                .filter(|_| status == DeliveryStatus::Pending)
+                .map(from_ms),
+            status,
+            attempts: row.attempts.max(0) as u32,
+            last_status_code: row.last_status_code.and_then(|c| u16::try_from(c).ok()),
+            last_error: row.last_error,
+            delivered_at: row.delivered_at.map(from_ms),
+        })
+    }
+}
+
+#[derive(QueryableByName)]
+pub struct ClaimedRow {
+    #[diesel(sql_type = Text)]
+    id: String,
+    #[diesel(sql_type = Text)]
+    r#type: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    campaign_id: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    call_id: Option<String>,
+    #[diesel(sql_type = Nullable<Integer>)]
+    attempt: Option<i32>,
+    #[diesel(sql_type = Nullable<Text>)]
+    detail: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    body: Option<String>,
+    #[diesel(sql_type = BigInt)]
+    created_at: i64,
+    #[diesel(sql_type = Integer)]
+    attempts: i32,
+}
+
+impl TryFrom<ClaimedRow> for ClaimedDelivery {
+    type Error = StoreError;
+
+    fn try_from(row: ClaimedRow) -> Result<Self, StoreError> {
+        Ok(ClaimedDelivery {
+            event_type: event_type(&row.r#type)?,
+            campaign_id: row
+                .campaign_id
+                .as_deref()
+                .map(|id| parse_id("campaign id", id))
+                .transpose()?,
+            call_id: row
+                .call_id
+                .as_deref()
+                .map(|id| parse_id("call id", id))
+                .transpose()?,
+            attempt: row.attempt.map(|a| a.max(0) as u32),
+            id: row.id,
+            detail: row.detail,
+            body: row.body,
+            created_at: from_ms(row.created_at),
+            attempts: row.attempts.max(0) as u32,
+        })
+    }
+}
+
+fn metadata_json(stored: Option<String>) -> serde_json::Value {
+    stored
+        .and_then(|text| serde_json::from_str(&text).ok())
+        .unwrap_or_else(|| serde_json::Value::Object(serde_json::Map::new()))
+}
+
+#[derive(QueryableByName)]
+pub struct AttemptEventRow {
+    #[diesel(sql_type = Text)]
+    call_id: String,
+    #[diesel(sql_type = Text)]
+    campaign_id: String,
+    #[diesel(sql_type = Text)]
+    phone_number: String,
+    #[diesel(sql_type = Integer)]
+    attempt: i32,
+    #[diesel(sql_type = Text)]
+    status: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    error: Option<String>,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    duration_ms: Option<i64>,
+    #[diesel(sql_type = BigInt)]
+    started_at: i64,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    ended_at: Option<i64>,
+    #[diesel(sql_type = Nullable<Text>)]
+    answered_by: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    response: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    digits: Option<String>,
+    #[diesel(sql_type = Integer)]
+    voicemail_left: i32,
+    #[diesel(sql_type = Nullable<Text>)]
+    metadata: Option<String>,
+}
+
+impl From<AttemptEventRow> for AttemptFinished {
+    fn from(row: AttemptEventRow) -> Self {
+        AttemptFinished {
+            call_id: row.call_id,
+            campaign_id: row.campaign_id,
+            phone_number: row.phone_number,
+            attempt: row.attempt.max(0) as u32,
+            status: row.status,
+            error: row.error,
+            duration_ms: row.duration_ms.unwrap_or(0).max(0) as u64,
+            started_at: from_ms(row.started_at),
+            ended_at: from_ms(row.ended_at.unwrap_or(row.started_at)),
+            answered_by: row.answered_by,
+            response: row.response,
+            digits: row.digits,
+            voicemail_left: (row.voicemail_left != 0).then_some(true),
+            metadata: metadata_json(row.metadata),
+        }
+    }
+}
+
+#[derive(QueryableByName)]
+pub struct CallEventRow {
+    #[diesel(sql_type = Text)]
+    id: String,
+    #[diesel(sql_type = Text)]
+    campaign_id: String,
+    #[diesel(sql_type = Text)]
+    phone_number: String,
+    #[diesel(sql_type = Text)]
+    status: String,
+    #[diesel(sql_type = Integer)]
+    attempt_count: i32,
+    #[diesel(sql_type = Nullable<Text>)]
+    last_error: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    response: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    metadata: Option<String>,
+}
+
+impl From<CallEventRow> for CallFinished {
+    fn from(row: CallEventRow) -> Self {
+        CallFinished {
+            call_id: row.id,
+            campaign_id: row.campaign_id,
+            phone_number: row.phone_number,
+            status: row.status,
+            attempts: row.attempt_count.max(0) as u32,
+            last_error: row.last_error,
+            response: row.response,
+            metadata: metadata_json(row.metadata),
+        }
+    }
+}
+
+fn endpoint_row<DB: Dialect>(statement: &Statement, id: EndpointId) -> Bound<DB> {
+    query::<DB>(statement).text(id.to_string())
+}
+
+pub async fn create_endpoint<S: Runner>(
+    store: &S,
+    endpoint: &Endpoint,
+    audit: Option<AuditEntry>,
+) -> Result<(), StoreError> {
+    let insert = query::<S::DB>(&INSERT_ENDPOINT)
+        .text(endpoint.id.to_string())
+        .text(endpoint.url.clone())
+        .text(endpoint.subscription.stored())
+        .opt_text(endpoint.campaign_id.map(|id| id.to_string()))
+        .opt_text(endpoint.description.clone())
+        .text(endpoint.secret.expose())
+        .big(to_ms(endpoint.created_at));
+    store.write(insert, audit).await.map(|_| ())
+}
+
+pub async fn list_endpoints<S: Runner>(
+    store: &S,
+) -> Result<Vec<(Endpoint, EndpointLoad)>, StoreError>
+where
+    EndpointRow: QueryableByName<S::DB>,
+{
+    let rows: Vec<EndpointRow> = store.rows(Read::Scan, query::<S::DB>(&ENDPOINTS)).await?;
+    rows.into_iter().map(TryInto::try_into).collect()
+}
+
+pub async fn get_endpoint<S: Runner>(
+    store: &S,
+    id: EndpointId,
+) -> Result<Option<Endpoint>, StoreError>
+where
+    EndpointRow: QueryableByName<S::DB>,
+{
+    let rows: Vec<EndpointRow> = store
+        .rows(Read::Point, endpoint_row::<S::DB>(&ENDPOINT, id))
+        .await?;
+    let found = rows.into_iter().next().map(TryInto::try_into).transpose()?;
+    Ok(found.map(|(endpoint, _): (Endpoint, EndpointLoad)| endpoint))
+}
+
+pub async fn delete_endpoint<S: Runner>(
+    store: &S,
+    id: EndpointId,
+    audit: Option<AuditEntry>,
+) -> Result<bool, StoreError> {
+    let changed = store
+        .writes(
+            vec![
+                endpoint_row::<S::DB>(&DELETE_ENDPOINT_DELIVERIES, id),
+                endpoint_row::<S::DB>(&DELETE_ENDPOINT, id),
+            ],
+            audit,
+        )
+        .await?;
+    Ok(changed.get(1).copied().unwrap_or(0) > 0)
+}
+
+pub async fn deliveries<S: Runner>(
+    store: &S,
+    endpoint: EndpointId,
+    status: Option<DeliveryStatus>,
+    before: Option<(DateTime<Utc>, String)>,
+    limit: usize,
+) -> Result<Vec<WebhookDelivery>, StoreError>
+where
+    DeliveryRow: QueryableByName<S::DB>,
+{
+    let status = status.map_or("", DeliveryStatus::as_str);
+    let (before_ms, before_id) =
+        before.map_or((i64::MAX, String::new()), |(at, id)| (to_ms(at), id));
+    let page = query::<S::DB>(&DELIVERIES)
+        .text(endpoint.to_string())
+        .text(status)
+        .text(status)
+        .big(before_ms)
+        .big(before_ms)
+        .text(before_id)
+        .big(as_bigint(limit));
+    let rows: Vec<DeliveryRow> = store.rows(Read::Scan, page).await?;
+    rows.into_iter().map(TryInto::try_into).collect()
+}
+
+pub async fn retry_delivery<S: Runner>(
+    store: &S,
+    endpoint: EndpointId,
+    id: &str,
+    now: DateTime<Utc>,
+    audit: Option<AuditEntry>,
+) -> Result<bool, StoreError>
+where
+    TotalRow: QueryableByName<S::DB>,
+{
+    let retry = query::<S::DB>(&RETRY_DELIVERY)
+        .big(to_ms(now))
+        .text(endpoint.to_string())
+        .text(id);
+    match store
+        .write_and_load::<TotalRow>(vec![retry], count_retried::<S::DB>(endpoint, id), audit)
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(StoreError::NotFound) => Ok(false),
+        Err(err) => Err(err),
+    }
+}
+
+static RETRIED: Statement = Statement::new(|| {
+    "SELECT count(*) AS n FROM webhook_deliveries WHERE endpoint_id = ? AND id = ? \
+     GROUP BY id"
+        .into()
+});
+
+fn count_retried<DB: Dialect>(endpoint: EndpointId, id: &str) -> Bound<DB> {
+    query::<DB>(&RETRIED).text(endpoint.to_string()).text(id)
+}
+
+pub async fn claim_deliveries<S: Runner>(
+    store: &S,
+    endpoint: EndpointId,
+    claim: &str,
+    now: DateTime<Utc>,
+    until: DateTime<Utc>,
+    limit: usize,
+) -> Result<Vec<ClaimedDelivery>, StoreError>
+where
+    ClaimedRow: QueryableByName<S::DB>,
+{
+    let take = query::<S::DB>(&CLAIM)
+        .text(claim)
+        .big(to_ms(until))
+        .text(endpoint.to_string())
+        .big(to_ms(now))
+        .big(as_bigint(limit));
+    let claimed = query::<S::DB>(&CLAIMED)
+        .text(endpoint.to_string())
+        .big(to_ms(until))
+        .text(claim);
+    match store
+        .write_and_load::<ClaimedRow>(vec![take], claimed, None)
+        .await
+    {
+        Ok(rows) => rows.into_iter().map(TryInto::try_into).collect(),
+        // Nothing was due: the empty read rolled back a claim of nothing.
+        Err(StoreError::NotFound) => Ok(Vec::new()),
+        Err(err) => Err(err),
+    }
+}
+
+pub async fn attempt_event<S: Runner>(
+    store: &S,
+    call_id: CallId,
+    attempt: u32,
+) -> Result<Option<AttemptFinished>, StoreError>
+where
+    AttemptEventRow: QueryableByName<S::DB>,
+{
+    let read = query::<S::DB>(&ATTEMPT_EVENT)
+        .text(call_id.to_string())
+        .int(i32::try_from(attempt).unwrap_or(i32::MAX));
+    let rows: Vec<AttemptEventRow> = store.rows(Read::Point, read).await?;
+    Ok(rows.into_iter().next().map(AttemptFinished::from))
+}
+
+pub async fn call_event<S: Runner>(
+    store: &S,
+    campaign_id: CampaignId,
+    call_id: CallId,
+) -> Result<Option<CallFinished>, StoreError>
+where
+    CallEventRow: QueryableByName<S::DB>,
+{
+    let read = query::<S::DB>(&CALL_EVENT)
+        .text(campaign_id.to_string())
+        .text(call_id.to_string());
+    let rows: Vec<CallEventRow> = store.rows(Read::Point, read).await?;
+    Ok(rows.into_iter().next().map(CallFinished::from))
+}
+
+pub async fn finish_deliveries<S: Runner>(
+    store: &S,
+    claim: &str,
+    tries: &[TryRecord],
+) -> Result<(), StoreError> {
+    if tries.is_empty() {
+        return Ok(());
+    }
+    let writes = tries
+        .iter()
+        .map(|done| {
+            query::<S::DB>(&FINISH)
+                .text(done.body.clone())
+                .text(done.status.as_str())
+                .opt_big(done.next_attempt_at.map(to_ms))
+                .opt_int(done.last_status_code.map(i32::from))
+                .opt_text(done.last_error.clone())
+                .opt_big(done.delivered_at.map(to_ms))
+                .text(done.id.clone())
+                .text(claim)
+        })
+        .collect();
+    store.writes(writes, None).await.map(|_| ())
+}
+
+pub async fn prune_deliveries<S: Runner>(
+    store: &S,
+    before: DateTime<Utc>,
+) -> Result<u64, StoreError> {
+    let pruned = store
+        .write(query::<S::DB>(&PRUNE).big(to_ms(before)), None)
+        .await?;
+    Ok(pruned as u64)
+}
+
+pub async fn delivery_backlog<S: Runner>(store: &S) -> Result<u64, StoreError>
+where
+    TotalRow: QueryableByName<S::DB>,
+{
+    let rows: Vec<TotalRow> = store.rows(Read::Scan, query::<S::DB>(&BACKLOG)).await?;
+    Ok(rows.first().map_or(0, |row| row.n.max(0) as u64))
+}

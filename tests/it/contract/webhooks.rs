@@ -1,0 +1,312 @@
+//! The webhook outbox of every store: a change writes its deliveries in its own transaction,
+//! one per endpoint that listens; claims are exclusive until their deadline; tries are kept.
+
+use chrono::{Duration, Utc};
+use outbound::domain::call::AttemptOutcome;
+use outbound::domain::campaign::PauseReason;
+use outbound::domain::ids::EndpointId;
+use outbound::domain::phone::PhoneNumber;
+use outbound::domain::webhook::{EventType, Secret, Subscription};
+use outbound::ports::{
+    AttemptReport, DeliveryStatus, DncScope, Endpoint, OptOutListing, Store, TryRecord,
+};
+
+use crate::fixtures::{started_campaign, StoreAdapter};
+
+fn endpoint(
+    subscription: Subscription,
+    campaign_id: Option<outbound::domain::ids::CampaignId>,
+) -> Endpoint {
+    Endpoint {
+        id: EndpointId::new(),
+        url: "https://example.com/hooks".into(),
+        subscription,
+        campaign_id,
+        description: Some("crm".into()),
+        secret: Secret::from_bytes([7; 32]),
+        created_at: Utc::now(),
+    }
+}
+
+async fn answer_one(
+    store: &dyn Store,
+    campaign: outbound::domain::ids::CampaignId,
+) -> outbound::domain::ids::CallId {
+    let claimed = store
+        .claim_calls(
+            campaign,
+            1,
+            outbound::domain::ids::InstanceId::new(),
+            50_000,
+            Utc::now(),
+        )
+        .await
+        .expect("claim");
+    let call = &claimed[0];
+    let report = AttemptReport {
+        call_id: call.call_id,
+        campaign_id: campaign,
+        attempt: call.attempt,
+        outcome: AttemptOutcome::Answered,
+        ended_at: Utc::now(),
+        retry_at: Utc::now(),
+        expected_owner: None,
+        carrier: None,
+        attempt_started_at: None,
+    };
+    store
+        .record_attempts(&[report], Utc::now())
+        .await
+        .expect("record");
+    call.call_id
+}
+
+/// Without an endpoint nothing is written; with one, a finished attempt, its finished call and
+/// a campaign's new status each become one delivery per endpoint that listens to it.
+async fn a_change_writes_one_delivery_per_listening_endpoint(adapter: StoreAdapter) {
+    let dir = tempfile::tempdir().expect("dir");
+    let name = adapter.name();
+    let store = adapter.open(&dir).await;
+    let campaign = started_campaign(&*store, 3).await;
+    answer_one(&*store, campaign).await;
+    assert_eq!(
+        store.delivery_backlog().await.expect("backlog"),
+        0,
+        "{name}"
+    );
+
+    let all = endpoint(Subscription::all(), None);
+    let calls_only = endpoint(
+        Subscription::only([EventType::CallFinished]).expect("types"),
+        Some(campaign),
+    );
+    let elsewhere = endpoint(
+        Subscription::all(),
+        Some(outbound::domain::ids::CampaignId::new()),
+    );
+    for e in [&all, &calls_only, &elsewhere] {
+        store.create_endpoint(e, None).await.expect("create");
+    }
+    let call_id = answer_one(&*store, campaign).await;
+    store
+        .pause_for_carrier(
+            campaign,
+            PauseReason::carrier_refused(None, "x".into()),
+            Utc::now(),
+        )
+        .await
+        .expect("pause");
+
+    let listed = store.list_endpoints().await.expect("list");
+    let load: Vec<(EndpointId, u64)> = listed.iter().map(|(e, l)| (e.id, l.pending)).collect();
+    assert_eq!(
+        load,
+        vec![(all.id, 3), (calls_only.id, 1), (elsewhere.id, 0)],
+        "{name}"
+    );
+
+    let now = Utc::now() + Duration::seconds(1);
+    let until = now + Duration::seconds(60);
+    let claimed = store
+        .claim_deliveries(all.id, "first", now, until, 10)
+        .await
+        .expect("claim");
+    let mut types: Vec<EventType> = claimed.iter().map(|d| d.event_type).collect();
+    types.sort_by_key(|t| t.as_str());
+    assert_eq!(
+        types,
+        vec![
+            EventType::AttemptFinished,
+            EventType::CallFinished,
+            EventType::CampaignStatusChanged
+        ],
+        "{name}"
+    );
+    // Claimed deliveries are nobody else's until the claim's deadline.
+    assert!(store
+        .claim_deliveries(all.id, "second", now, until, 10)
+        .await
+        .expect("claim")
+        .is_empty());
+
+    let attempt = claimed
+        .iter()
+        .find(|d| d.event_type == EventType::AttemptFinished)
+        .expect("attempt");
+    assert_eq!(attempt.call_id, Some(call_id), "{name}");
+    let data = store
+        .attempt_event(call_id, attempt.attempt.expect("number"))
+        .await
+        .expect("read")
+        .expect("attempt");
+    assert_eq!(data.status, "completed", "{name}");
+    let call = store
+        .call_event(campaign, call_id)
+        .await
+        .expect("read")
+        .expect("call");
+    assert_eq!(
+        (call.status.as_str(), call.attempts),
+        ("completed", 1),
+        "{name}"
+    );
+    let change = claimed
+        .iter()
+        .find(|d| d.event_type == EventType::CampaignStatusChanged)
+        .expect("change");
+    let detail: serde_json::Value =
+        serde_json::from_str(change.detail.as_deref().expect("detail")).expect("json");
+    assert_eq!(detail["from"], "in_progress", "{name}");
+    assert_eq!(detail["to"], "paused", "{name}");
+
+    // One delivered, one failed for now, one left unfinished: its claim comes back.
+    let tries = vec![
+        TryRecord {
+            id: claimed[0].id.clone(),
+            body: "{}".into(),
+            status: DeliveryStatus::Delivered,
+            next_attempt_at: None,
+            last_status_code: Some(204),
+            last_error: None,
+            delivered_at: Some(now),
+        },
+        TryRecord {
+            id: claimed[1].id.clone(),
+            body: "{\"b\":1}".into(),
+            status: DeliveryStatus::Pending,
+            next_attempt_at: Some(now + Duration::seconds(5)),
+            last_status_code: Some(500),
+            last_error: Some("status 500".into()),
+            delivered_at: None,
+        },
+    ];
+    // A claim that is no longer held changes nothing.
+    store
+        .finish_deliveries("second", &tries)
+        .await
+        .expect("stale finish");
+    let log = store
+        .deliveries(all.id, Some(DeliveryStatus::Delivered), None, 10)
+        .await
+        .expect("log");
+    assert!(log.is_empty(), "{name}: a stale claim finished nothing");
+    store
+        .finish_deliveries("first", &tries)
+        .await
+        .expect("finish");
+    let log = store.deliveries(all.id, None, None, 10).await.expect("log");
+    assert_eq!(log.len(), 3, "{name}");
+    let failed = log.iter().find(|d| d.id == claimed[1].id).expect("failed");
+    assert_eq!(
+        (
+            failed.attempts,
+            failed.last_status_code,
+            failed.last_error.as_deref()
+        ),
+        (1, Some(500), Some("status 500")),
+        "{name}"
+    );
+    let page = store.deliveries(all.id, None, None, 2).await.expect("page");
+    let last = page.last().expect("row");
+    let rest = store
+        .deliveries(all.id, None, Some((last.created_at, last.id.clone())), 2)
+        .await
+        .expect("rest");
+    assert_eq!(
+        page.len() + rest.len(),
+        3,
+        "{name}: pages cover the log once"
+    );
+
+    let later = until + Duration::seconds(1);
+    let again = store
+        .claim_deliveries(all.id, "third", later, later + Duration::seconds(60), 10)
+        .await
+        .expect("claim");
+    let mut ids: Vec<&str> = again.iter().map(|d| d.id.as_str()).collect();
+    ids.sort_unstable();
+    let mut expected = vec![claimed[1].id.as_str(), claimed[2].id.as_str()];
+    expected.sort_unstable();
+    assert_eq!(
+        ids, expected,
+        "{name}: the failed one when due, the lost claim"
+    );
+    let kept = again.iter().find(|d| d.id == claimed[1].id).expect("kept");
+    assert_eq!(
+        kept.body.as_deref(),
+        Some("{\"b\":1}"),
+        "{name}: the same body"
+    );
+
+    // A delivered one is sent again on request; an unknown one is not found.
+    assert!(store
+        .retry_delivery(all.id, &claimed[0].id, later, None)
+        .await
+        .expect("retry"));
+    assert!(!store
+        .retry_delivery(calls_only.id, &claimed[0].id, later, None)
+        .await
+        .expect("retry"));
+    assert_eq!(
+        store.prune_deliveries(later).await.expect("prune"),
+        0,
+        "{name}"
+    );
+
+    assert!(store.delete_endpoint(all.id, None).await.expect("delete"));
+    assert!(!store.delete_endpoint(all.id, None).await.expect("again"));
+    assert_eq!(
+        store.delivery_backlog().await.expect("backlog"),
+        1,
+        "{name}"
+    );
+}
+
+/// An opt-out is reported once, when the number is newly listed.
+async fn an_opt_out_is_reported_with_its_listing(adapter: StoreAdapter) {
+    let dir = tempfile::tempdir().expect("dir");
+    let name = adapter.name();
+    let store = adapter.open(&dir).await;
+    let hooks = endpoint(
+        Subscription::only([EventType::CallOptedOut]).expect("types"),
+        None,
+    );
+    store.create_endpoint(&hooks, None).await.expect("create");
+    let listing = OptOutListing {
+        scope: DncScope::Global,
+        number: PhoneNumber::parse("+15550001111").expect("number"),
+        reason: "inbound".into(),
+        call: None,
+    };
+    let added = store
+        .list_opt_out(listing.clone(), Utc::now())
+        .await
+        .expect("list");
+    assert_eq!(added.added, 1, "{name}");
+    store
+        .list_opt_out(listing, Utc::now())
+        .await
+        .expect("again");
+    let now = Utc::now() + Duration::seconds(1);
+    let claimed = store
+        .claim_deliveries(hooks.id, "c", now, now + Duration::seconds(9), 10)
+        .await
+        .expect("claim");
+    assert_eq!(claimed.len(), 1, "{name}: once");
+    let body: serde_json::Value =
+        serde_json::from_str(claimed[0].body.as_deref().expect("body")).expect("json");
+    assert_eq!(body["type"], "call.opted_out", "{name}");
+    assert_eq!(body["data"]["phone_number"], "+15550001111", "{name}");
+    assert_eq!(body["data"]["scope"], "global", "{name}");
+}
+
+contract_suite!(
+    StoreAdapter {
+        sqlite => StoreAdapter::Sqlite,
+        postgres => StoreAdapter::Postgres,
+    },
+    [
+        a_change_writes_one_delivery_per_listening_endpoint,
+        an_opt_out_is_reported_with_its_listing,
+    ]
+);
