@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
+use crate::adapters::http::HttpWebhookSender;
 use crate::adapters::kafka::{KafkaBus, KafkaBusConfig};
 use crate::adapters::memory::{LocalLimiter, MemoryBus};
 use crate::adapters::postgres::{self, PgStore};
@@ -17,7 +18,7 @@ use crate::domain::compliance::Compliance;
 use crate::domain::ids::InstanceId;
 use crate::ports::{
     Bus, CallCounts, CallbackVerifier, ConcurrencyLimiter, Store, StoreError, TelephonyProvider,
-    Timeline, TimelineError,
+    Timeline, TimelineError, WebhookSender,
 };
 use crate::process::health::Health;
 use crate::process::role::RoleName;
@@ -52,6 +53,8 @@ pub struct AppContext {
     pub callbacks: Option<Arc<dyn CallbackVerifier>>,
     /// The store's clock, as this process reads it at each heartbeat.
     pub clock: Arc<StoreClock>,
+    /// Posts webhook deliveries (status role) and screens endpoints' addresses (api role).
+    pub webhooks: Arc<dyn WebhookSender>,
 }
 
 /// The store's clock as a process reads it: calling hours, restricted periods and cap windows
@@ -121,6 +124,8 @@ pub enum ContextError {
     TimelineUrl(#[from] scylla::UrlError),
     #[error("telephony.twilio")]
     Provider(#[from] crate::ports::ProviderError),
+    #[error("webhooks: cannot build the HTTP client: {0}")]
+    Webhooks(String),
 }
 
 /// Connections in the PostgreSQL store's pool, per process: enough for the API's workers and the
@@ -273,7 +278,14 @@ impl AppContext {
                 Arc::new(KafkaBus::connect_to_mock(kafka(String::new())).await?)
             }
         };
+        let webhooks = HttpWebhookSender::new(
+            settings.webhooks.timeout.0,
+            settings.webhooks.allow_http,
+            settings.webhooks.allow_private_networks,
+        )
+        .map_err(|err| ContextError::Webhooks(err.to_string()))?;
         Ok(Self {
+            webhooks: Arc::new(webhooks),
             compliance: compliance(&settings)?,
             store,
             store_timeline,

@@ -35,3 +35,5 @@ pub mod carrier_sim;
 pub mod chaos;
 #[path = "../tools/loadtest/mod.rs"]
 pub mod loadtest;
+#[path = "../tools/webhook_receiver/mod.rs"]
+pub mod webhook_receiver;

@@ -27,6 +27,9 @@ pub struct Metrics {
     pub carrier_callbacks: IntCounterVec,
     pub carrier_outcomes: IntCounterVec,
     pub blocked_calls: IntCounterVec,
+    pub webhook_deliveries: IntCounterVec,
+    pub webhook_delivery_seconds: HistogramVec,
+    pub webhook_backlog: IntGauge,
 }
 
 /// Makes each metric and registers it at once, so none can be made and left unregistered.
@@ -171,6 +174,21 @@ fn build() -> Result<Metrics, prometheus::Error> {
             "outbound_blocked_calls_total",
             "final statuses reporting a call the called party's side blocked (SIP 603, 607, 608), by caller ID",
             &["caller_id"],
+        )?,
+        webhook_deliveries: r.counters(
+            "outbound_webhook_deliveries_total",
+            "tries of webhook deliveries, by result (delivered, failed, refused, timeout)",
+            &["result"],
+        )?,
+        webhook_delivery_seconds: r.histograms(
+            "outbound_webhook_delivery_seconds",
+            "time from sending a webhook delivery to its response or failure",
+            &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0],
+            &[],
+        )?,
+        webhook_backlog: r.gauge(
+            "outbound_webhook_backlog",
+            "webhook deliveries still to make, every endpoint together",
         )?,
         registry: r.0,
     })

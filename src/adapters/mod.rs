@@ -2,6 +2,7 @@
 //!
 //! Nothing outside the `context` module names an adapter type; roles see only the ports.
 
+pub mod http;
 pub mod kafka;
 pub mod memory;
 pub mod postgres;

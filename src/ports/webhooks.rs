@@ -6,7 +6,9 @@ use chrono::{DateTime, Utc};
 
 use crate::domain::access::AuditEntry;
 use crate::domain::ids::{CallId, CampaignId, EndpointId};
-use crate::domain::webhook::{AttemptFinished, CallFinished, EventType, Secret, Subscription};
+use crate::domain::webhook::{
+    AttemptFinished, CallFinished, EventType, Secret, Subscription, TryResult,
+};
 
 use super::StoreError;
 
@@ -90,8 +92,9 @@ pub struct ClaimedDelivery {
 #[derive(Debug, Clone, PartialEq)]
 pub struct TryRecord {
     pub id: String,
-    /// The body sent, kept so every later try sends the same bytes.
-    pub body: String,
+    /// The body sent, kept so every later try sends the same bytes; none when it could not
+    /// be rendered.
+    pub body: Option<String>,
     pub status: DeliveryStatus,
     pub next_attempt_at: Option<DateTime<Utc>>,
     pub last_status_code: Option<u16>,
@@ -172,4 +175,17 @@ pub trait WebhookStore: Send + Sync + 'static {
 
     /// Deliveries still to make, every endpoint together.
     async fn delivery_backlog(&self) -> Result<u64, StoreError>;
+}
+
+/// One try of a delivery: a signed POST to the endpoint.
+#[async_trait]
+pub trait WebhookSender: Send + Sync + 'static {
+    /// Posts `body` with `headers` (and `Content-Type: application/json`) to `url`, reaching
+    /// only the addresses the deployment allows, following no redirect, within its timeout.
+    async fn send(&self, url: &str, headers: &[(&'static str, String)], body: String) -> TryResult;
+
+    /// Whether `url`'s host may be reached now: the addresses it resolves to are screened as
+    /// a connection screens them. `Err` names the class of a refused address; a name that does
+    /// not resolve (yet) is not refused.
+    async fn screen(&self, url: &str) -> Result<(), &'static str>;
 }

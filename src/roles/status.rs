@@ -1,6 +1,7 @@
 //! The status role records the outcomes the call roles report, through the outcome recorder,
-//! retrying the store until it succeeds: an unrecorded outcome is never acknowledged. With a
-//! separate timeline (Scylla) it also runs the exporter that moves finished attempts there.
+//! retrying the store until it succeeds: an unrecorded outcome is never acknowledged. It also
+//! delivers the webhook outbox, and with a separate timeline (Scylla) runs the exporter that
+//! moves finished attempts there.
 
 use std::time::Duration;
 
@@ -16,6 +17,7 @@ use crate::roles::consume::{self, Consumer};
 use crate::roles::export::TimelineExporter;
 use crate::roles::messages::StatusMessage;
 use crate::roles::outcomes::OutcomeRecorder;
+use crate::roles::webhooks::Deliverer;
 
 pub struct StatusWorker {
     ctx: AppContext,
@@ -83,28 +85,34 @@ impl StatusWorker {
         shutdown: CancellationToken,
     ) -> anyhow::Result<()> {
         let ctx = self.ctx.clone();
-        let Some(timeline) = ctx.separate_timeline.clone() else {
-            return consume::run(self, &ctx, subscription, shutdown).await;
-        };
-        let settings = &ctx.settings.timeline;
-        let exporter = TimelineExporter::new(
-            ctx.store.clone(),
-            timeline,
-            settings.export_batch,
-            settings.export_interval.0,
-        );
-        let stop_export = CancellationToken::new();
+        let exporter = ctx.separate_timeline.clone().map(|timeline| {
+            let settings = &ctx.settings.timeline;
+            TimelineExporter::new(
+                ctx.store.clone(),
+                timeline,
+                settings.export_batch,
+                settings.export_interval.0,
+            )
+        });
+        // Exports and deliveries go on until the outcomes recorded while draining are in.
+        let stop_background = CancellationToken::new();
         let consume = async {
             let consumed = consume::run(self, &ctx, subscription, shutdown).await;
-            stop_export.cancel();
+            stop_background.cancel();
             consumed
         };
-        let (consumed, ()) = tokio::join!(
-            consume,
-            exporter
-                .run(stop_export.clone())
-                .instrument(info_span!("export_timeline"))
-        );
+        let export = async {
+            if let Some(exporter) = exporter {
+                exporter
+                    .run(stop_background.clone())
+                    .instrument(info_span!("export_timeline"))
+                    .await;
+            }
+        };
+        let deliver = Deliverer::new(ctx.clone())
+            .run(stop_background.clone())
+            .instrument(info_span!("deliver_webhooks"));
+        let (consumed, (), ()) = tokio::join!(consume, export, deliver);
         consumed
     }
 }

@@ -279,6 +279,48 @@ impl Default for SchedulerSettings {
     }
 }
 
+/// Deliveries to the operator's endpoints (spec/webhooks.md).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhookSettings {
+    /// A try that has not had a 2xx by then failed.
+    pub timeout: GoDuration,
+    /// The waits between the automatic tries after a failed one; after the last, `failed`.
+    pub retry_schedule: Vec<GoDuration>,
+    /// Tries at once per endpoint per process.
+    pub max_in_flight_per_endpoint: usize,
+    /// Endpoints may be plain `http` URLs.
+    pub allow_http: bool,
+    /// Endpoints may be (and resolve to) loopback, private, shared, link-local or metadata
+    /// addresses.
+    pub allow_private_networks: bool,
+    /// Delivered deliveries are kept this long.
+    pub retention: Days,
+    /// How often an endpoint with nothing due looks again.
+    pub poll_interval: GoDuration,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        let schedule = crate::domain::webhook::RetrySchedule::default();
+        Self {
+            timeout: Duration::from_secs(10).into(),
+            retry_schedule: schedule.0.into_iter().map(GoDuration).collect(),
+            max_in_flight_per_endpoint: 16,
+            allow_http: false,
+            allow_private_networks: false,
+            retention: Days(DAY * 7),
+            poll_interval: Duration::from_millis(200).into(),
+        }
+    }
+}
+
+impl WebhookSettings {
+    pub fn schedule(&self) -> crate::domain::webhook::RetrySchedule {
+        crate::domain::webhook::RetrySchedule(self.retry_schedule.iter().map(|d| d.0).collect())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RetrySettings {
@@ -508,6 +550,7 @@ pub struct Settings {
     pub throttle: ThrottleSettings,
     pub scheduler: SchedulerSettings,
     pub retry: RetrySettings,
+    pub webhooks: WebhookSettings,
     pub runtime: RuntimeSettings,
     pub log: LogSettings,
     pub otel: OtelSettings,

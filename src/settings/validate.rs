@@ -42,6 +42,18 @@ impl Settings {
                 return Err(invalid(key, "must be at least 1s"));
             }
         }
+        if self.webhooks.timeout.0.is_zero() {
+            return Err(invalid("webhooks.timeout", "must be more than 0s"));
+        }
+        if self.webhooks.max_in_flight_per_endpoint == 0 {
+            return Err(invalid(
+                "webhooks.max_in_flight_per_endpoint",
+                "must be at least 1",
+            ));
+        }
+        if self.webhooks.poll_interval.0.is_zero() {
+            return Err(invalid("webhooks.poll_interval", "must be more than 0s"));
+        }
         if self.audit.retention.0 < std::time::Duration::from_secs(24 * 60 * 60) {
             return Err(invalid("audit.retention", "must be at least 1d"));
         }

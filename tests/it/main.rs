@@ -20,3 +20,4 @@ mod scheduler;
 mod security;
 mod telephony;
 mod voice;
+mod webhooks;

@@ -112,7 +112,7 @@ static CALL_EVENT: Statement = Statement::new(|| {
 });
 
 static FINISH: Statement = Statement::new(|| {
-    "UPDATE webhook_deliveries SET body = ?, status = ?, attempts = attempts + 1, \
+    "UPDATE webhook_deliveries SET body = COALESCE(?, body), status = ?, attempts = attempts + 1, \
      next_attempt_at = ?, last_status_code = ?, last_error = ?, delivered_at = ?, claim = NULL \
      WHERE id = ? AND claim = ?"
         .into()
@@ -602,7 +602,7 @@ pub async fn finish_deliveries<S: Runner>(
         .iter()
         .map(|done| {
             query::<S::DB>(&FINISH)
-                .text(done.body.clone())
+                .opt_text(done.body.clone())
                 .text(done.status.as_str())
                 .opt_big(done.next_attempt_at.map(to_ms))
                 .opt_int(done.last_status_code.map(i32::from))

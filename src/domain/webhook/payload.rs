@@ -114,8 +114,9 @@ pub struct CampaignStatusChanged {
     pub to: String,
     #[serde(serialize_with = "rfc3339_millis")]
     pub at: DateTime<Utc>,
+    /// Why the engine paused it by itself, as the campaign shows it.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub pause_reason: Option<String>,
+    pub pause_reason: Option<serde_json::Value>,
 }
 
 /// An event with its data, which knows its own type, so a body cannot be sent under another.
@@ -287,7 +288,7 @@ mod tests {
                 from: "running".to_owned(),
                 to: "paused".to_owned(),
                 at: at(NOON, 2),
-                pause_reason: Some("error_rate".to_owned()),
+                pause_reason: Some(serde_json::json!({"code": "error_rate"})),
             }),
         ];
         for event in events {

@@ -19,7 +19,8 @@ use utoipa::{Modify, OpenApi};
 
 use super::endpoints;
 use super::handlers::{
-    amd, audit, calls, campaigns, dnc, events, explain, forecast, keys, targets, voice, webhooks,
+    amd, audit, calls, campaigns, dnc, endpoints, events, explain, forecast, keys, targets, voice,
+    webhooks,
 };
 use crate::domain::access::Access;
 
@@ -69,6 +70,11 @@ pub const UUID_PATTERN: &str =
         dnc::list_entries,
         dnc::get_entry,
         dnc::remove_entry,
+        endpoints::create_webhook,
+        endpoints::list_webhooks,
+        endpoints::delete_webhook,
+        endpoints::list_deliveries,
+        endpoints::retry_delivery,
     ),
     modifiers(&Contract)
 )]

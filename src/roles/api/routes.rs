@@ -9,8 +9,8 @@ use actix_web::middleware::from_fn;
 use actix_web::{web, Route};
 
 use super::handlers::{
-    amd, audit, calls, campaigns, dnc, events, explain, forecast, health, keys, not_allowed,
-    targets, voice, webhooks,
+    amd, audit, calls, campaigns, dnc, endpoints, events, explain, forecast, health, keys,
+    not_allowed, targets, voice, webhooks,
 };
 use super::{access, console, contract};
 use crate::domain::access::Access;
@@ -78,6 +78,15 @@ pub fn endpoints() -> Vec<Endpoint> {
         route!(GET "/api/v1/dnc/{number}", Viewer, dnc::get_entry),
         route!(DELETE "/api/v1/dnc/{number}", Admin, dnc::remove_entry),
         route!(POST "/api/v1/campaigns/{id}/dnc", Operator, dnc::add_for_campaign),
+        route!(POST "/api/v1/webhooks", Admin, endpoints::create_webhook),
+        route!(GET "/api/v1/webhooks", Admin, endpoints::list_webhooks),
+        route!(DELETE "/api/v1/webhooks/{id}", Admin, endpoints::delete_webhook),
+        route!(GET "/api/v1/webhooks/{id}/deliveries", Admin, endpoints::list_deliveries),
+        route!(
+            POST "/api/v1/webhooks/{id}/deliveries/{delivery_id}/retry",
+            Admin,
+            endpoints::retry_delivery
+        ),
     ]
 }
 

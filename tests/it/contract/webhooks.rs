@@ -163,7 +163,7 @@ async fn a_change_writes_one_delivery_per_listening_endpoint(adapter: StoreAdapt
     let tries = vec![
         TryRecord {
             id: claimed[0].id.clone(),
-            body: "{}".into(),
+            body: Some("{}".into()),
             status: DeliveryStatus::Delivered,
             next_attempt_at: None,
             last_status_code: Some(204),
@@ -172,7 +172,7 @@ async fn a_change_writes_one_delivery_per_listening_endpoint(adapter: StoreAdapt
         },
         TryRecord {
             id: claimed[1].id.clone(),
-            body: "{\"b\":1}".into(),
+            body: Some("{\"b\":1}".into()),
             status: DeliveryStatus::Pending,
             next_attempt_at: Some(now + Duration::seconds(5)),
             last_status_code: Some(500),

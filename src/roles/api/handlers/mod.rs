@@ -8,6 +8,7 @@ pub mod audit;
 pub mod calls;
 pub mod campaigns;
 pub mod dnc;
+pub mod endpoints;
 pub mod events;
 pub mod explain;
 pub mod forecast;

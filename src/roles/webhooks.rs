@@ -1,0 +1,292 @@
+//! Webhook deliveries, run by the status role: one loop per endpoint claims its due deliveries,
+//! renders each body once from the rows it reports, signs it and posts it with at most
+//! `max_in_flight_per_endpoint` at once, then records every try in one write. A slow or hanging
+//! endpoint therefore holds only its own loop. A claim lasts past the longest its batch can
+//! take, so the deliveries of a process that dies fall due again by themselves.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use futures::{stream, StreamExt};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::context::AppContext;
+use crate::domain::ids::EndpointId;
+use crate::domain::webhook::{
+    sign, CampaignStatusChanged, Event, EventType, RetrySchedule, TryResult,
+};
+use crate::metrics::metrics;
+use crate::ports::{ClaimedDelivery, DeliveryStatus, Endpoint, StoreError, TryRecord};
+
+/// How often the endpoints are listed again, to start and stop their loops.
+const ENDPOINTS_EVERY: Duration = Duration::from_secs(1);
+/// How often delivered deliveries past their retention are removed and the backlog counted.
+const UPKEEP_EVERY: Duration = Duration::from_secs(30);
+/// Deliveries claimed at once per endpoint, in multiples of the tries it may have in flight.
+const CLAIM_ROUNDS: usize = 4;
+
+#[derive(Clone)]
+pub struct Deliverer {
+    ctx: AppContext,
+    schedule: Arc<RetrySchedule>,
+}
+
+impl Deliverer {
+    pub fn new(ctx: AppContext) -> Self {
+        let schedule = Arc::new(ctx.settings.webhooks.schedule());
+        Self { ctx, schedule }
+    }
+
+    /// Delivers until `stop`; tries under way then finish (within the timeout) and are
+    /// recorded.
+    pub async fn run(self, stop: CancellationToken) {
+        let mut loops: HashMap<EndpointId, CancellationToken> = HashMap::new();
+        let mut tasks = JoinSet::new();
+        let mut last_upkeep: Option<Instant> = None;
+        while !stop.is_cancelled() {
+            match self.ctx.store.list_endpoints().await {
+                Ok(endpoints) => {
+                    let current: Vec<EndpointId> = endpoints.iter().map(|(e, _)| e.id).collect();
+                    loops.retain(|id, token| {
+                        let keep = current.contains(id);
+                        if !keep {
+                            token.cancel();
+                        }
+                        keep
+                    });
+                    for (endpoint, _) in endpoints {
+                        if loops.contains_key(&endpoint.id) {
+                            continue;
+                        }
+                        let token = stop.child_token();
+                        loops.insert(endpoint.id, token.clone());
+                        let span = tracing::info_span!("webhook_endpoint", endpoint = %endpoint.id);
+                        tasks.spawn(self.clone().endpoint_loop(endpoint, token).instrument(span));
+                    }
+                }
+                Err(err) => tracing::warn!(error = %err, "cannot list webhook endpoints"),
+            }
+            if last_upkeep.is_none_or(|at| at.elapsed() >= UPKEEP_EVERY) {
+                last_upkeep = Some(Instant::now());
+                self.upkeep().await;
+            }
+            while tasks.try_join_next().is_some() {}
+            tokio::select! {
+                () = stop.cancelled() => {}
+                () = tokio::time::sleep(ENDPOINTS_EVERY) => {}
+            }
+        }
+        while tasks.join_next().await.is_some() {}
+    }
+
+    async fn upkeep(&self) {
+        let retention = self.ctx.settings.webhooks.retention.0;
+        let before =
+            self.ctx.clock.now() - chrono::Duration::from_std(retention).unwrap_or_default();
+        if let Err(err) = self.ctx.store.prune_deliveries(before).await {
+            tracing::warn!(error = %err, "cannot prune delivered webhooks");
+        }
+        match self.ctx.store.delivery_backlog().await {
+            Ok(n) => metrics()
+                .webhook_backlog
+                .set(i64::try_from(n).unwrap_or(i64::MAX)),
+            Err(err) => tracing::warn!(error = %err, "cannot count the webhook backlog"),
+        }
+    }
+
+    async fn endpoint_loop(self, endpoint: Endpoint, stop: CancellationToken) {
+        let idle = self.ctx.settings.webhooks.poll_interval.0;
+        let grace = self.ctx.settings.runtime.shutdown_grace.0;
+        while !stop.is_cancelled() {
+            // Stopping lets the tries under way finish within the grace; past it they are
+            // dropped unrecorded and fall due again when their claim lapses.
+            let round = tokio::select! {
+                round = self.tick(&endpoint) => round,
+                () = async {
+                    stop.cancelled().await;
+                    tokio::time::sleep(grace).await;
+                } => return,
+            };
+            let pause = match round {
+                Ok(0) => idle,
+                Ok(_) => Duration::ZERO,
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot deliver webhooks now");
+                    idle.max(Duration::from_secs(1))
+                }
+            };
+            if !pause.is_zero() {
+                tokio::select! {
+                    () = stop.cancelled() => {}
+                    () = tokio::time::sleep(pause) => {}
+                }
+            }
+        }
+    }
+
+    /// One round for `endpoint`: claims what is due, tries it, records the tries. Returns how
+    /// many it tried.
+    pub async fn tick(&self, endpoint: &Endpoint) -> Result<usize, StoreError> {
+        let settings = &self.ctx.settings.webhooks;
+        let in_flight = settings.max_in_flight_per_endpoint.max(1);
+        let batch = in_flight * CLAIM_ROUNDS;
+        let claim = uuid::Uuid::new_v4().to_string();
+        let now = self.ctx.clock.now();
+        // Every round of the batch may wait out the timeout, plus a margin to record them.
+        let longest = settings.timeout.0 * u32::try_from(CLAIM_ROUNDS + 1).unwrap_or(u32::MAX);
+        let until = now + chrono::Duration::from_std(longest).unwrap_or_default();
+        let claimed = self
+            .ctx
+            .store
+            .claim_deliveries(endpoint.id, &claim, now, until, batch)
+            .await?;
+        if claimed.is_empty() {
+            return Ok(0);
+        }
+        let tried = claimed.len();
+        let tries: Vec<TryRecord> = stream::iter(claimed)
+            .map(|delivery| self.try_one(endpoint, delivery))
+            .buffer_unordered(in_flight)
+            .filter_map(|done| async move { done })
+            .collect()
+            .await;
+        self.ctx.store.finish_deliveries(&claim, &tries).await?;
+        Ok(tried)
+    }
+
+    /// Tries one delivery; `None` when its body cannot be rendered now (the store is
+    /// unreachable): it falls due again when its claim lapses.
+    async fn try_one(&self, endpoint: &Endpoint, delivery: ClaimedDelivery) -> Option<TryRecord> {
+        let body = match delivery.body.clone() {
+            Some(body) => body,
+            None => match self.render(&delivery).await {
+                Ok(Some(body)) => body,
+                Ok(None) => return Some(gone(&delivery)),
+                Err(err) => {
+                    tracing::warn!(error = %err, delivery = %delivery.id, "cannot render a webhook");
+                    return None;
+                }
+            },
+        };
+        let timestamp = self.ctx.clock.now().timestamp();
+        let headers = [
+            ("webhook-id", delivery.id.clone()),
+            ("webhook-timestamp", timestamp.to_string()),
+            (
+                "webhook-signature",
+                sign(&endpoint.secret, &delivery.id, timestamp, body.as_bytes()),
+            ),
+        ];
+        let started = Instant::now();
+        let result = self
+            .ctx
+            .webhooks
+            .send(&endpoint.url, &headers, body.clone())
+            .await;
+        let m = metrics();
+        m.webhook_delivery_seconds
+            .with_label_values(&[] as &[&str])
+            .observe(started.elapsed().as_secs_f64());
+        m.webhook_deliveries
+            .with_label_values(&[result_label(&result)])
+            .inc();
+        if !result.is_delivered() {
+            tracing::info!(delivery = %delivery.id, error = ?result.last_error(), "webhook try failed");
+        }
+        Some(self.record(delivery, body, &result, self.ctx.clock.now()))
+    }
+
+    /// What becomes of a delivery after a try: delivered, due again after the schedule's next
+    /// wait, or failed once the schedule is spent.
+    fn record(
+        &self,
+        delivery: ClaimedDelivery,
+        body: String,
+        result: &TryResult,
+        now: DateTime<Utc>,
+    ) -> TryRecord {
+        let tries = delivery.attempts.saturating_add(1);
+        let (status, next_attempt_at, delivered_at) = if result.is_delivered() {
+            (DeliveryStatus::Delivered, None, Some(now))
+        } else {
+            match self.schedule.after(tries) {
+                Some(wait) => (
+                    DeliveryStatus::Pending,
+                    Some(now + chrono::Duration::from_std(wait).unwrap_or_default()),
+                    None,
+                ),
+                None => (DeliveryStatus::Failed, None, None),
+            }
+        };
+        TryRecord {
+            id: delivery.id,
+            body: Some(body),
+            status,
+            next_attempt_at,
+            last_status_code: result.status_code(),
+            last_error: result.last_error(),
+            delivered_at,
+        }
+    }
+
+    /// The body of a delivery that references its rows; `None` when they are gone.
+    async fn render(&self, delivery: &ClaimedDelivery) -> Result<Option<String>, StoreError> {
+        let store = &self.ctx.store;
+        let event = match (delivery.event_type, delivery.campaign_id, delivery.call_id) {
+            (EventType::AttemptFinished, _, Some(call_id)) => store
+                .attempt_event(call_id, delivery.attempt.unwrap_or(1))
+                .await?
+                .map(Event::AttemptFinished),
+            (EventType::CallFinished, Some(campaign_id), Some(call_id)) => store
+                .call_event(campaign_id, call_id)
+                .await?
+                .map(Event::CallFinished),
+            (EventType::CampaignStatusChanged, Some(campaign_id), _) => {
+                status_change(campaign_id.to_string(), delivery)
+            }
+            _ => None,
+        };
+        Ok(event.map(|event| event.body(delivery.created_at)))
+    }
+}
+
+/// A campaign's change from what its trigger kept: name, from, to and pause reason.
+fn status_change(campaign_id: String, delivery: &ClaimedDelivery) -> Option<Event> {
+    let detail: serde_json::Value = serde_json::from_str(delivery.detail.as_deref()?).ok()?;
+    let text = |key: &str| detail.get(key)?.as_str().map(str::to_owned);
+    Some(Event::CampaignStatusChanged(CampaignStatusChanged {
+        campaign_id,
+        name: text("name")?,
+        from: text("from")?,
+        to: text("to")?,
+        at: delivery.created_at,
+        pause_reason: detail.get("pause_reason").filter(|v| !v.is_null()).cloned(),
+    }))
+}
+
+/// A delivery whose rows are gone (their campaign was deleted) cannot be sent: it fails for
+/// good, saying why.
+fn gone(delivery: &ClaimedDelivery) -> TryRecord {
+    TryRecord {
+        id: delivery.id.clone(),
+        body: None,
+        status: DeliveryStatus::Failed,
+        next_attempt_at: None,
+        last_status_code: None,
+        last_error: Some("what it reports no longer exists".to_owned()),
+        delivered_at: None,
+    }
+}
+
+fn result_label(result: &TryResult) -> &'static str {
+    match result {
+        TryResult::Delivered { .. } => "delivered",
+        TryResult::Timeout => "timeout",
+        TryResult::Refused(_) => "refused",
+        _ => "failed",
+    }
+}
