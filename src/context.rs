@@ -124,8 +124,8 @@ pub enum ContextError {
     TimelineUrl(#[from] scylla::UrlError),
     #[error("telephony.twilio")]
     Provider(#[from] crate::ports::ProviderError),
-    #[error("webhooks: cannot build the HTTP client: {0}")]
-    Webhooks(String),
+    #[error("webhooks: cannot build the HTTP client")]
+    Webhooks(#[from] reqwest::Error),
 }
 
 /// Connections in the PostgreSQL store's pool, per process: enough for the API's workers and the
@@ -282,8 +282,7 @@ impl AppContext {
             settings.webhooks.timeout.0,
             settings.webhooks.allow_http,
             settings.webhooks.allow_private_networks,
-        )
-        .map_err(|err| ContextError::Webhooks(err.to_string()))?;
+        )?;
         Ok(Self {
             webhooks: Arc::new(webhooks),
             compliance: compliance(&settings)?,

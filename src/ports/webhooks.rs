@@ -113,6 +113,9 @@ pub trait WebhookStore: Send + Sync + 'static {
     /// Every endpoint in creation order, with its backlog.
     async fn list_endpoints(&self) -> Result<Vec<(Endpoint, EndpointLoad)>, StoreError>;
 
+    /// Every endpoint, without counting its backlog: what the deliverer runs loops for.
+    async fn active_endpoints(&self) -> Result<Vec<Endpoint>, StoreError>;
+
     async fn get_endpoint(&self, id: EndpointId) -> Result<Option<Endpoint>, StoreError>;
 
     /// Removes the endpoint and its deliveries; whether it existed.
@@ -131,7 +134,8 @@ pub trait WebhookStore: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<WebhookDelivery>, StoreError>;
 
-    /// Makes a delivery of any status due now; whether it exists for that endpoint.
+    /// Makes a delivery of any status due now (one being tried already is left to that try);
+    /// whether it exists for that endpoint.
     async fn retry_delivery(
         &self,
         endpoint: EndpointId,
@@ -155,6 +159,7 @@ pub trait WebhookStore: Send + Sync + 'static {
     /// What an `attempt.finished` reports, read from the attempt and its call.
     async fn attempt_event(
         &self,
+        campaign_id: CampaignId,
         call_id: CallId,
         attempt: u32,
     ) -> Result<Option<AttemptFinished>, StoreError>;
@@ -170,7 +175,8 @@ pub trait WebhookStore: Send + Sync + 'static {
     /// another process since is left to it.
     async fn finish_deliveries(&self, claim: &str, tries: &[TryRecord]) -> Result<(), StoreError>;
 
-    /// Deletes deliveries delivered before `before`; how many.
+    /// Deletes deliveries delivered before `before`, and any left by a deleted endpoint; how
+    /// many.
     async fn prune_deliveries(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
 
     /// Deliveries still to make, every endpoint together.

@@ -26,8 +26,8 @@ use crate::ports::{ClaimedDelivery, DeliveryStatus, Endpoint, StoreError, TryRec
 const ENDPOINTS_EVERY: Duration = Duration::from_secs(1);
 /// How often delivered deliveries past their retention are removed and the backlog counted.
 const UPKEEP_EVERY: Duration = Duration::from_secs(30);
-/// Deliveries claimed at once per endpoint, in multiples of the tries it may have in flight.
-const CLAIM_ROUNDS: usize = 4;
+/// Past a claim's tries and renders, the time left to record them before it lapses.
+const CLAIM_MARGIN: Duration = Duration::from_secs(5);
 
 #[derive(Clone)]
 pub struct Deliverer {
@@ -45,12 +45,26 @@ impl Deliverer {
     /// recorded.
     pub async fn run(self, stop: CancellationToken) {
         let mut loops: HashMap<EndpointId, CancellationToken> = HashMap::new();
+        let mut running: HashMap<tokio::task::Id, EndpointId> = HashMap::new();
         let mut tasks = JoinSet::new();
         let mut last_upkeep: Option<Instant> = None;
         while !stop.is_cancelled() {
-            match self.ctx.store.list_endpoints().await {
+            // A loop that ended by itself (it panicked) is started again below.
+            while let Some(ended) = tasks.try_join_next_with_id() {
+                let id = match ended {
+                    Ok((id, ())) => id,
+                    Err(err) => {
+                        tracing::error!(error = %err, "a webhook loop ended");
+                        err.id()
+                    }
+                };
+                if let Some(endpoint) = running.remove(&id) {
+                    loops.remove(&endpoint);
+                }
+            }
+            match self.ctx.store.active_endpoints().await {
                 Ok(endpoints) => {
-                    let current: Vec<EndpointId> = endpoints.iter().map(|(e, _)| e.id).collect();
+                    let current: Vec<EndpointId> = endpoints.iter().map(|e| e.id).collect();
                     loops.retain(|id, token| {
                         let keep = current.contains(id);
                         if !keep {
@@ -58,14 +72,19 @@ impl Deliverer {
                         }
                         keep
                     });
-                    for (endpoint, _) in endpoints {
+                    for endpoint in endpoints {
                         if loops.contains_key(&endpoint.id) {
                             continue;
                         }
                         let token = stop.child_token();
                         loops.insert(endpoint.id, token.clone());
                         let span = tracing::info_span!("webhook_endpoint", endpoint = %endpoint.id);
-                        tasks.spawn(self.clone().endpoint_loop(endpoint, token).instrument(span));
+                        let task = tasks.spawn(
+                            self.clone()
+                                .endpoint_loop(endpoint.clone(), token)
+                                .instrument(span),
+                        );
+                        running.insert(task.id(), endpoint.id);
                     }
                 }
                 Err(err) => tracing::warn!(error = %err, "cannot list webhook endpoints"),
@@ -74,7 +93,6 @@ impl Deliverer {
                 last_upkeep = Some(Instant::now());
                 self.upkeep().await;
             }
-            while tasks.try_join_next().is_some() {}
             tokio::select! {
                 () = stop.cancelled() => {}
                 () = tokio::time::sleep(ENDPOINTS_EVERY) => {}
@@ -133,16 +151,16 @@ impl Deliverer {
     pub async fn tick(&self, endpoint: &Endpoint) -> Result<usize, StoreError> {
         let settings = &self.ctx.settings.webhooks;
         let in_flight = settings.max_in_flight_per_endpoint.max(1);
-        let batch = in_flight * CLAIM_ROUNDS;
         let claim = uuid::Uuid::new_v4().to_string();
         let now = self.ctx.clock.now();
-        // Every round of the batch may wait out the timeout, plus a margin to record them.
-        let longest = settings.timeout.0 * u32::try_from(CLAIM_ROUNDS + 1).unwrap_or(u32::MAX);
+        // The claim's tries run at once, each rendered and sent within the timeout; the claim
+        // outlasts both, so it lapses only when its process is gone.
+        let longest = settings.timeout.0 * 2 + CLAIM_MARGIN;
         let until = now + chrono::Duration::from_std(longest).unwrap_or_default();
         let claimed = self
             .ctx
             .store
-            .claim_deliveries(endpoint.id, &claim, now, until, batch)
+            .claim_deliveries(endpoint.id, &claim, now, until, in_flight)
             .await?;
         if claimed.is_empty() {
             return Ok(0);
@@ -163,14 +181,21 @@ impl Deliverer {
     async fn try_one(&self, endpoint: &Endpoint, delivery: ClaimedDelivery) -> Option<TryRecord> {
         let body = match delivery.body.clone() {
             Some(body) => body,
-            None => match self.render(&delivery).await {
-                Ok(Some(body)) => body,
-                Ok(None) => return Some(gone(&delivery)),
-                Err(err) => {
-                    tracing::warn!(error = %err, delivery = %delivery.id, "cannot render a webhook");
-                    return None;
+            None => {
+                let timeout = self.ctx.settings.webhooks.timeout.0;
+                match tokio::time::timeout(timeout, self.render(&delivery)).await {
+                    Ok(Ok(Some(body))) => body,
+                    Ok(Ok(None)) => return Some(gone(&delivery)),
+                    Ok(Err(err)) => {
+                        tracing::warn!(error = %err, delivery = %delivery.id, "cannot render a webhook");
+                        return None;
+                    }
+                    Err(_) => {
+                        tracing::warn!(delivery = %delivery.id, "rendering a webhook timed out");
+                        return None;
+                    }
                 }
-            },
+            }
         };
         let timestamp = self.ctx.clock.now().timestamp();
         let headers = [
@@ -237,10 +262,15 @@ impl Deliverer {
     async fn render(&self, delivery: &ClaimedDelivery) -> Result<Option<String>, StoreError> {
         let store = &self.ctx.store;
         let event = match (delivery.event_type, delivery.campaign_id, delivery.call_id) {
-            (EventType::AttemptFinished, _, Some(call_id)) => store
-                .attempt_event(call_id, delivery.attempt.unwrap_or(1))
-                .await?
-                .map(Event::AttemptFinished),
+            (EventType::AttemptFinished, Some(campaign_id), Some(call_id)) => {
+                match delivery.attempt {
+                    Some(attempt) => store
+                        .attempt_event(campaign_id, call_id, attempt)
+                        .await?
+                        .map(Event::AttemptFinished),
+                    None => None,
+                }
+            }
             (EventType::CallFinished, Some(campaign_id), Some(call_id)) => store
                 .call_event(campaign_id, call_id)
                 .await?

@@ -466,6 +466,26 @@ async fn an_operator_runs_a_campaign_from_the_console() {
     })
     .await;
 
+    // Webhooks: an endpoint made in the page, its secret shown once, listed with its backlog.
+    click(&client, "#nav a[href='#/webhooks']").await;
+    let url = wait_for(&client, "#webhook-url").await;
+    assert_labelled(&client, "webhooks").await;
+    url.send_keys("https://93.184.215.14/hooks")
+        .await
+        .expect("typed");
+    click(&client, "#webhook-create").await;
+    wait_text(&client, "#new-secret", "the new secret", |t| {
+        t.starts_with("whsec_")
+    })
+    .await;
+    wait_text(
+        &client,
+        "#webhooks-table tbody",
+        "the endpoint listed",
+        |t| t.contains("https://93.184.215.14/hooks"),
+    )
+    .await;
+
     // The audit log names who started the campaign.
     click(&client, "#nav a[href='#/audit']").await;
     wait_text(&client, "#audit-table tbody", "the start audited", |t| {

@@ -165,3 +165,123 @@ async fn sigterm_lets_dialing_calls_finish_and_exits_zero() {
     );
     assert_eq!(stats["in_progress_calls"], 0, "{stats}");
 }
+
+/// SIGKILL of the process delivering webhooks mid-campaign: after a restart, every finished
+/// attempt and call of the campaign reaches the endpoint, and its completion too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_minus_nine_loses_no_webhook() {
+    use outbound::domain::webhook::Secret;
+    use outbound::webhook_receiver::{Behaviour, WebhookReceiver};
+    use std::collections::HashSet;
+
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("receiver port");
+    let hooks = WebhookReceiver::start(listener).expect("receiver");
+    let dir = tempfile::tempdir().expect("dir");
+    let mut env: Vec<(&str, &str)> = CALLS.to_vec();
+    env.extend([
+        ("OUTBOUND__WEBHOOKS__ALLOW_HTTP", "true"),
+        ("OUTBOUND__WEBHOOKS__ALLOW_PRIVATE_NETWORKS", "true"),
+        ("OUTBOUND__WEBHOOKS__TIMEOUT", "1s"),
+        (
+            "OUTBOUND__WEBHOOKS__RETRY_SCHEDULE",
+            "[\"100ms\", \"200ms\", \"500ms\"]",
+        ),
+        ("OUTBOUND__WEBHOOKS__POLL_INTERVAL", "50ms"),
+    ]);
+    let first = start_embedded(dir.path(), &env).await;
+    let (status, endpoint) = first
+        .post(
+            "/api/v1/webhooks",
+            json!({"url": format!("{}/crm", hooks.url()), "events": ["*"]}),
+        )
+        .await;
+    assert_eq!(status, 201, "{endpoint}");
+    hooks.expect_secret(
+        "/crm",
+        Secret::parse(endpoint["secret"].as_str().expect("secret")).expect("secret"),
+    );
+    let (_, created) = first
+        .post(
+            "/api/v1/campaigns",
+            json!({
+                "name": unique_name("hooks-crash"),
+                "time_zone": "UTC",
+                "max_concurrent_calls": 20,
+                "retry_policy": {"max_attempts": 3, "base_delay": "50ms", "max_delay": "200ms"},
+                "targets": targets(100, 0),
+            }),
+        )
+        .await;
+    let id = created["id"].as_str().expect("id").to_owned();
+    first
+        .post(&format!("/api/v1/campaigns/{id}/start"), json!({}))
+        .await;
+    while hooks.received("/crm").len() < 40 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The receiver stops answering, so the process dies with tries under way.
+    hooks.set("/crm", Behaviour::Hang);
+    while hooks.received("/crm").iter().all(|r| r.accepted) {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    first.kill_hard();
+    hooks.set("/crm", Behaviour::Accept);
+
+    let second = start_embedded(dir.path(), &env).await;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let stats = loop {
+        let (_, campaign) = second.get(&format!("/api/v1/campaigns/{id}")).await;
+        if campaign["status"] == "completed" {
+            break second.get(&format!("/api/v1/campaigns/{id}/stats")).await.1;
+        }
+        assert!(Instant::now() < deadline, "not completed after restart");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let attempts = stats["attempts_total"].as_u64().expect("attempts");
+    let complete = |accepted: &[outbound::webhook_receiver::Received]| {
+        let mut finished_attempts = HashSet::new();
+        let mut finished_calls = HashSet::new();
+        let mut completed = false;
+        for r in accepted {
+            let data = &r.body["data"];
+            match r.body["type"].as_str() {
+                Some("attempt.finished") => {
+                    finished_attempts
+                        .insert((data["call_id"].to_string(), data["attempt"].to_string()));
+                }
+                Some("call.finished") => {
+                    finished_calls.insert(data["call_id"].to_string());
+                }
+                Some("campaign.status_changed") => completed |= data["to"] == "completed",
+                _ => {}
+            }
+        }
+        (
+            finished_attempts.len() as u64,
+            finished_calls.len(),
+            completed,
+        )
+    };
+    let pending = format!(
+        "/api/v1/webhooks/{}/deliveries?status=pending",
+        endpoint["id"].as_str().expect("id")
+    );
+    loop {
+        let accepted = hooks.accepted("/crm");
+        let seen = complete(&accepted);
+        // Delivered as the engine records it too: a try the killed process claimed comes back.
+        let (_, left) = second.get(&pending).await;
+        let left = left["deliveries"].as_array().map_or(usize::MAX, Vec::len);
+        if seen == (attempts, 100, true) && left == 0 {
+            assert!(accepted.iter().all(|r| r.signed), "every delivery signed");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "webhooks missing after the restart: (attempts, calls, completed) = {seen:?}, \
+             expected ({attempts}, 100, true); {left} pending"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    hooks.stop().await;
+}

@@ -162,6 +162,11 @@ async fn receive(inner: web::Data<Inner>, request: HttpRequest, body: web::Bytes
         }
         (behaviour, signed)
     };
+    // A slow answer counts once it is given: a sender that went away meanwhile (killed, or
+    // timed out) delivered nothing.
+    if let Behaviour::Slow(wait) = behaviour {
+        tokio::time::sleep(wait).await;
+    }
     let accepted = matches!(behaviour, Behaviour::Accept | Behaviour::Slow(_));
     inner
         .state()
@@ -176,11 +181,7 @@ async fn receive(inner: web::Data<Inner>, request: HttpRequest, body: web::Bytes
             accepted,
         });
     match behaviour {
-        Behaviour::Accept => HttpResponse::NoContent().finish(),
-        Behaviour::Slow(wait) => {
-            tokio::time::sleep(wait).await;
-            HttpResponse::NoContent().finish()
-        }
+        Behaviour::Accept | Behaviour::Slow(_) => HttpResponse::NoContent().finish(),
         Behaviour::Fail(status) => HttpResponse::build(
             actix_web::http::StatusCode::from_u16(status)
                 .unwrap_or(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR),

@@ -1,8 +1,9 @@
 -- As in migrations/sqlite: endpoints, and an outbox of deliveries written by triggers in the
 -- transaction of the change each reports. Each trigger returns at once while no endpoint
 -- exists, so a deployment without webhooks pays one lookup of an empty table per change.
--- Under Citus, webhook_endpoints is a reference table and webhook_deliveries is distributed by
--- campaign_id, colocated with calls (the triggers then need citus.enable_unsafe_triggers).
+-- Under Citus, webhook_endpoints would be a reference table; webhook_deliveries, whose global
+-- opt-outs have no campaign, would need (endpoint_id, id) as its key to be distributed by
+-- endpoint_id, and the triggers citus.enable_unsafe_triggers. Not done yet.
 CREATE TABLE webhook_endpoints (
     id TEXT COLLATE "C" PRIMARY KEY,
     url TEXT NOT NULL,
@@ -34,20 +35,27 @@ CREATE TABLE webhook_deliveries (
 CREATE INDEX webhook_deliveries_due ON webhook_deliveries (endpoint_id, next_attempt_at)
     WHERE status = 'pending';
 CREATE INDEX webhook_deliveries_by_endpoint ON webhook_deliveries (endpoint_id, created_at, id);
+-- the backlog and failures per endpoint, and retention's sweep
+CREATE INDEX webhook_deliveries_failed ON webhook_deliveries (endpoint_id) WHERE status = 'failed';
+CREATE INDEX webhook_deliveries_delivered ON webhook_deliveries (delivered_at)
+    WHERE status = 'delivered';
 CREATE INDEX webhook_deliveries_unrendered_attempts ON webhook_deliveries (call_id, attempt)
     WHERE body IS NULL AND type = 'attempt.finished';
 
-CREATE FUNCTION webhook_now_ms() RETURNS BIGINT LANGUAGE sql STABLE AS
+CREATE FUNCTION webhook_now_ms() RETURNS BIGINT LANGUAGE sql VOLATILE AS
     $$ SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint $$;
 
 CREATE FUNCTION webhook_attempt_finished() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    now_ms BIGINT;
 BEGIN
     PERFORM 1 FROM webhook_endpoints LIMIT 1;
     IF NOT FOUND THEN RETURN NULL; END IF;
+    now_ms := webhook_now_ms();
     INSERT INTO webhook_deliveries
         (id, endpoint_id, type, campaign_id, call_id, attempt, created_at, status, next_attempt_at)
     SELECT 'msg_' || replace(gen_random_uuid()::text, '-', ''), e.id, 'attempt.finished',
-        NEW.campaign_id, NEW.call_id, NEW.attempt, NEW.ended_at, 'pending', NEW.ended_at
+        NEW.campaign_id, NEW.call_id, NEW.attempt, now_ms, 'pending', now_ms
     FROM webhook_endpoints e
     WHERE (e.campaign_id IS NULL OR e.campaign_id = NEW.campaign_id)
         AND (e.events LIKE '%,*,%' OR e.events LIKE '%,attempt.finished,%');

@@ -38,6 +38,10 @@ CREATE TABLE webhook_deliveries (
 CREATE INDEX webhook_deliveries_due ON webhook_deliveries (endpoint_id, next_attempt_at)
     WHERE status = 'pending';
 CREATE INDEX webhook_deliveries_by_endpoint ON webhook_deliveries (endpoint_id, created_at, id);
+-- the backlog and failures per endpoint, and retention's sweep
+CREATE INDEX webhook_deliveries_failed ON webhook_deliveries (endpoint_id) WHERE status = 'failed';
+CREATE INDEX webhook_deliveries_delivered ON webhook_deliveries (delivered_at)
+    WHERE status = 'delivered';
 CREATE INDEX webhook_deliveries_unrendered_attempts ON webhook_deliveries (call_id, attempt)
     WHERE body IS NULL AND type = 'attempt.finished';
 
@@ -48,7 +52,8 @@ BEGIN
     INSERT INTO webhook_deliveries
         (id, endpoint_id, type, campaign_id, call_id, attempt, created_at, status, next_attempt_at)
     SELECT 'msg_' || lower(hex(randomblob(16))), e.id, 'attempt.finished', NEW.campaign_id,
-        NEW.call_id, NEW.attempt, NEW.ended_at, 'pending', NEW.ended_at
+        NEW.call_id, NEW.attempt, CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER),
+        'pending', CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)
     FROM webhook_endpoints e
     WHERE (e.campaign_id IS NULL OR e.campaign_id = NEW.campaign_id)
         AND (e.events LIKE '%,*,%' OR e.events LIKE '%,attempt.finished,%');

@@ -61,6 +61,8 @@ impl Resolve for ScreenedResolver {
     }
 }
 
+/// Most of a receiver's answer read to keep its connection.
+const DRAIN_LIMIT: usize = 64 * 1024;
 /// How long an endpoint's create waits for its name to resolve.
 const SCREEN_LOOKUP: Duration = Duration::from_secs(2);
 
@@ -123,7 +125,19 @@ impl WebhookSender for HttpWebhookSender {
             request = request.header(*name, value.as_str());
         }
         match request.send().await {
-            Ok(response) => TryResult::from_status(response.status().as_u16()),
+            Ok(mut response) => {
+                let status = response.status().as_u16();
+                // What the receiver says is not read, but a body left unread costs the
+                // connection: take up to a little of it so the connection can be used again.
+                let mut drained = 0;
+                while drained < DRAIN_LIMIT {
+                    match response.chunk().await {
+                        Ok(Some(chunk)) => drained += chunk.len(),
+                        Ok(None) | Err(_) => break,
+                    }
+                }
+                TryResult::from_status(status)
+            }
             Err(err) => classify(&err),
         }
     }

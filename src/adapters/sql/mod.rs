@@ -498,6 +498,12 @@ macro_rules! store_by_aggregate {
                     webhooks::list_endpoints(self).await
                 }
 
+                async fn active_endpoints(
+                    &self,
+                ) -> Result<Vec<$crate::ports::Endpoint>, StoreError> {
+                    webhooks::active_endpoints(self).await
+                }
+
                 async fn get_endpoint(
                     &self,
                     id: $crate::domain::ids::EndpointId,
@@ -546,10 +552,11 @@ macro_rules! store_by_aggregate {
 
                 async fn attempt_event(
                     &self,
+                    campaign_id: CampaignId,
                     call_id: CallId,
                     attempt: u32,
                 ) -> Result<Option<$crate::domain::webhook::AttemptFinished>, StoreError> {
-                    webhooks::attempt_event(self, call_id, attempt).await
+                    webhooks::attempt_event(self, campaign_id, call_id, attempt).await
                 }
 
                 async fn call_event(

@@ -317,9 +317,15 @@ pub static FINISHED_CALL_ATTEMPTS: Statement = Statement::new(|| {
     )
 });
 
-/// Finished attempts waiting to be exported to a separate timeline.
+/// Finished attempts waiting to be exported to a separate timeline; one whose webhook is still
+/// to be rendered from it waits until it is.
 pub static TIMELINE_BACKLOG: Statement = Statement::new(|| {
-    format!("SELECT {TIMELINE_COLUMNS} FROM attempts WHERE ended_at IS NOT NULL LIMIT ?")
+    format!(
+        "SELECT {TIMELINE_COLUMNS} FROM attempts WHERE ended_at IS NOT NULL \
+         AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.body IS NULL \
+         AND d.type = 'attempt.finished' AND d.call_id = attempts.call_id \
+         AND d.attempt = attempts.attempt) LIMIT ?"
+    )
 });
 
 /// Dialing attempts whose owner stopped heartbeating before a time.

@@ -41,6 +41,13 @@ static ENDPOINTS: Statement = Statement::new(|| {
     )
 });
 
+static ACTIVE_ENDPOINTS: Statement = Statement::new(|| {
+    format!(
+        "SELECT {ENDPOINT_COLUMNS}, CAST(0 AS BIGINT) AS pending, CAST(0 AS BIGINT) AS failed \
+         FROM webhook_endpoints e ORDER BY e.created_at, e.id"
+    )
+});
+
 static ENDPOINT: Statement = Statement::new(|| {
     format!(
         "SELECT {ENDPOINT_COLUMNS}, CAST(0 AS BIGINT) AS pending, CAST(0 AS BIGINT) AS failed FROM webhook_endpoints e \
@@ -51,24 +58,48 @@ static ENDPOINT: Statement = Statement::new(|| {
 static DELETE_ENDPOINT_DELIVERIES: Statement =
     Statement::new(|| "DELETE FROM webhook_deliveries WHERE endpoint_id = ?".into());
 
+/// Deliveries of endpoints deleted while a change that wrote them was committing: the delete
+/// could not see them.
+static PRUNE_ORPHANS: Statement = Statement::new(|| {
+    "DELETE FROM webhook_deliveries WHERE NOT EXISTS \
+     (SELECT 1 FROM webhook_endpoints e WHERE e.id = webhook_deliveries.endpoint_id)"
+        .into()
+});
+
 static DELETE_ENDPOINT: Statement =
     Statement::new(|| "DELETE FROM webhook_endpoints WHERE id = ?".into());
 
 const DELIVERY_COLUMNS: &str = "id, type, created_at, status, attempts, last_status_code, \
      last_error, next_attempt_at, delivered_at";
 
-/// Newest first; `?` after the endpoint is the status or '' for any, then the page's bound.
-static DELIVERIES: Statement = Statement::new(|| {
+/// Newest first, before the page's bound.
+static DELIVERIES: Statement = Statement::new(|| deliveries_text(""));
+
+/// The same, in one status (bound after the endpoint).
+static DELIVERIES_IN_STATUS: Statement = Statement::new(|| deliveries_text("AND status = ?"));
+
+fn deliveries_text(status: &str) -> String {
     format!(
-        "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE endpoint_id = ? \
-         AND (? = '' OR status = ?) AND (created_at < ? OR (created_at = ? AND id < ?)) \
+        "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE endpoint_id = ? {status} \
+         AND (created_at < ? OR (created_at = ? AND id < ?)) \
          ORDER BY created_at DESC, id DESC LIMIT ?"
     )
-});
+}
 
+/// Makes a delivery due now, unless a try of it is under way (claimed, its claim not lapsed):
+/// that try is the one asked for, and taking the row from under it would leave it unrecorded.
 static RETRY_DELIVERY: Statement = Statement::new(|| {
     "UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = ?, claim = NULL \
-     WHERE endpoint_id = ? AND id = ?"
+     WHERE endpoint_id = ? AND id = ? \
+     AND NOT (status = 'pending' AND claim IS NOT NULL AND next_attempt_at > ?)"
+        .into()
+});
+
+/// Whether an endpoint has a delivery due: read before claiming, so an idle endpoint costs a
+/// read, not a write.
+static DUE: Statement = Statement::new(|| {
+    "SELECT count(*) AS n FROM (SELECT 1 AS one FROM webhook_deliveries WHERE endpoint_id = ? \
+     AND status = 'pending' AND next_attempt_at <= ? LIMIT 1) due"
         .into()
 });
 
@@ -101,7 +132,7 @@ static ATTEMPT_EVENT: Statement = Statement::new(|| {
      a.duration_ms, a.started_at, a.ended_at, a.answered_by, a.response, a.digits, \
      a.voicemail_left, c.metadata FROM attempts a JOIN calls c \
      ON c.campaign_id = a.campaign_id AND c.id = a.call_id \
-     WHERE a.call_id = ? AND a.attempt = ?"
+     WHERE a.campaign_id = ? AND a.call_id = ? AND a.attempt = ?"
         .into()
 });
 
@@ -438,6 +469,18 @@ where
     rows.into_iter().map(TryInto::try_into).collect()
 }
 
+pub async fn active_endpoints<S: Runner>(store: &S) -> Result<Vec<Endpoint>, StoreError>
+where
+    EndpointRow: QueryableByName<S::DB>,
+{
+    let rows: Vec<EndpointRow> = store
+        .rows(Read::Scan, query::<S::DB>(&ACTIVE_ENDPOINTS))
+        .await?;
+    rows.into_iter()
+        .map(|row| <(Endpoint, EndpointLoad)>::try_from(row).map(|(endpoint, _)| endpoint))
+        .collect()
+}
+
 pub async fn get_endpoint<S: Runner>(
     store: &S,
     id: EndpointId,
@@ -460,13 +503,13 @@ pub async fn delete_endpoint<S: Runner>(
     let changed = store
         .writes(
             vec![
-                endpoint_row::<S::DB>(&DELETE_ENDPOINT_DELIVERIES, id),
                 endpoint_row::<S::DB>(&DELETE_ENDPOINT, id),
+                endpoint_row::<S::DB>(&DELETE_ENDPOINT_DELIVERIES, id),
             ],
             audit,
         )
         .await?;
-    Ok(changed.get(1).copied().unwrap_or(0) > 0)
+    Ok(changed.first().copied().unwrap_or(0) > 0)
 }
 
 pub async fn deliveries<S: Runner>(
@@ -479,13 +522,15 @@ pub async fn deliveries<S: Runner>(
 where
     DeliveryRow: QueryableByName<S::DB>,
 {
-    let status = status.map_or("", DeliveryStatus::as_str);
     let (before_ms, before_id) =
         before.map_or((i64::MAX, String::new()), |(at, id)| (to_ms(at), id));
-    let page = query::<S::DB>(&DELIVERIES)
-        .text(endpoint.to_string())
-        .text(status)
-        .text(status)
+    let page = match status {
+        None => query::<S::DB>(&DELIVERIES).text(endpoint.to_string()),
+        Some(status) => query::<S::DB>(&DELIVERIES_IN_STATUS)
+            .text(endpoint.to_string())
+            .text(status.as_str()),
+    };
+    let page = page
         .big(before_ms)
         .big(before_ms)
         .text(before_id)
@@ -507,7 +552,8 @@ where
     let retry = query::<S::DB>(&RETRY_DELIVERY)
         .big(to_ms(now))
         .text(endpoint.to_string())
-        .text(id);
+        .text(id)
+        .big(to_ms(now));
     match store
         .write_and_load::<TotalRow>(vec![retry], count_retried::<S::DB>(endpoint, id), audit)
         .await
@@ -538,7 +584,19 @@ pub async fn claim_deliveries<S: Runner>(
 ) -> Result<Vec<ClaimedDelivery>, StoreError>
 where
     ClaimedRow: QueryableByName<S::DB>,
+    TotalRow: QueryableByName<S::DB>,
 {
+    let due: Vec<TotalRow> = store
+        .rows(
+            Read::Point,
+            query::<S::DB>(&DUE)
+                .text(endpoint.to_string())
+                .big(to_ms(now)),
+        )
+        .await?;
+    if due.first().is_none_or(|row| row.n == 0) {
+        return Ok(Vec::new());
+    }
     let take = query::<S::DB>(&CLAIM)
         .text(claim)
         .big(to_ms(until))
@@ -562,6 +620,7 @@ where
 
 pub async fn attempt_event<S: Runner>(
     store: &S,
+    campaign_id: CampaignId,
     call_id: CallId,
     attempt: u32,
 ) -> Result<Option<AttemptFinished>, StoreError>
@@ -569,6 +628,7 @@ where
     AttemptEventRow: QueryableByName<S::DB>,
 {
     let read = query::<S::DB>(&ATTEMPT_EVENT)
+        .text(campaign_id.to_string())
         .text(call_id.to_string())
         .int(i32::try_from(attempt).unwrap_or(i32::MAX));
     let rows: Vec<AttemptEventRow> = store.rows(Read::Point, read).await?;
@@ -620,9 +680,15 @@ pub async fn prune_deliveries<S: Runner>(
     before: DateTime<Utc>,
 ) -> Result<u64, StoreError> {
     let pruned = store
-        .write(query::<S::DB>(&PRUNE).big(to_ms(before)), None)
+        .writes(
+            vec![
+                query::<S::DB>(&PRUNE).big(to_ms(before)),
+                query::<S::DB>(&PRUNE_ORPHANS),
+            ],
+            None,
+        )
         .await?;
-    Ok(pruned as u64)
+    Ok(pruned.iter().sum::<usize>() as u64)
 }
 
 pub async fn delivery_backlog<S: Runner>(store: &S) -> Result<u64, StoreError>

@@ -133,6 +133,12 @@ fn forbidden_v4(ip: Ipv4Addr) -> Option<&'static str> {
         Some("multicast")
     } else if ip.is_broadcast() {
         Some("broadcast")
+    // IETF protocol assignments, where Oracle Cloud's metadata service (192.0.0.192) lives.
+    } else if a == 192 && b == 0 && ip.octets()[2] == 0 {
+        Some("protocol assignments")
+    // Reserved for future use: no public host has one.
+    } else if a >= 240 {
+        Some("reserved")
     } else {
         None
     }
@@ -155,6 +161,9 @@ fn forbidden_v6(ip: Ipv6Addr) -> Option<&'static str> {
         Some("private")
     } else if first & 0xffc0 == 0xfe80 {
         Some("link-local")
+    // Teredo 2001::/32 tunnels to an IPv4 address written obscured; refused whole.
+    } else if first == 0x2001 && ip.segments()[1] == 0 {
+        Some("teredo")
     } else if ip.is_multicast() {
         Some("multicast")
     } else {
@@ -172,6 +181,10 @@ fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
     }
     // IPv4-compatible ::a.b.c.d; `::` and `::1` are IPv6's own and judged as such.
     if s[..6] == [0; 6] && !ip.is_unspecified() && !ip.is_loopback() {
+        return Some(last(s[6], s[7]));
+    }
+    // SIIT's IPv4-translated ::ffff:0:a.b.c.d.
+    if s[..6] == [0, 0, 0, 0, 0xffff, 0] {
         return Some(last(s[6], s[7]));
     }
     // NAT64, well-known prefix 64:ff9b::/96.
@@ -193,6 +206,23 @@ fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn the_less_known_ranges_are_refused() {
+        for (text, class) in [
+            ("192.0.0.192", "protocol assignments"),
+            ("240.1.2.3", "reserved"),
+            ("2001:0:4136:e378:8000:63bf:3fff:fdd2", "teredo"),
+            ("::ffff:0:a00:1", "private"),
+        ] {
+            assert_eq!(reason(text), Some(class), "{text}");
+        }
+        assert_eq!(
+            reason("192.0.2.1"),
+            None,
+            "documentation ranges reach nothing of ours"
+        );
+    }
 
     fn reason(text: &str) -> Option<&'static str> {
         forbidden(text.parse().unwrap())

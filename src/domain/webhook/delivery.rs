@@ -43,34 +43,16 @@ impl Default for RetrySchedule {
     }
 }
 
-/// How a try came to be made, which decides what follows its failure.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TryOrigin {
-    /// The first try, or one the schedule called for.
-    Scheduled,
-    /// By hand, while the delivery was still pending: it stays on the schedule.
-    ManualWhilePending,
-    /// By hand, after the delivery was `failed` or `delivered`: one try only.
-    ManualAfterSettled,
-}
-
 impl RetrySchedule {
     /// The wait before the next automatic try once `tries_made` tries have failed; `None`
     /// when the schedule is spent and the delivery is `failed`. No try made yet means now.
+    /// Manual tries count like the others: a failed delivery sent again by hand is failed
+    /// again if that one try fails, and a delivered one that fails is back on the schedule.
     pub fn after(&self, tries_made: u32) -> Option<Duration> {
         let Some(step) = tries_made.checked_sub(1) else {
             return Some(Duration::ZERO);
         };
         self.0.get(usize::try_from(step).ok()?).copied()
-    }
-
-    /// The wait before the next try after a failed one of `origin`, `tries_made` counting it;
-    /// `None` marks the delivery `failed`.
-    pub fn next_after_failure(&self, tries_made: u32, origin: TryOrigin) -> Option<Duration> {
-        match origin {
-            TryOrigin::Scheduled | TryOrigin::ManualWhilePending => self.after(tries_made),
-            TryOrigin::ManualAfterSettled => None,
-        }
     }
 
     /// Most tries a delivery gets on its own: the first and one per wait.
@@ -172,35 +154,9 @@ mod tests {
     }
 
     #[test]
-    fn manual_retries_of_settled_deliveries_get_one_try() {
+    fn a_failed_delivery_sent_again_by_hand_gets_one_try() {
         let schedule = RetrySchedule::default();
-        assert_eq!(
-            schedule.next_after_failure(9, TryOrigin::ManualAfterSettled),
-            None
-        );
-        assert_eq!(
-            schedule.next_after_failure(1, TryOrigin::ManualAfterSettled),
-            None
-        );
-    }
-
-    #[test]
-    fn manual_retries_of_pending_deliveries_stay_on_the_schedule() {
-        let schedule = RetrySchedule::default();
-        for tries in 0..10 {
-            assert_eq!(
-                schedule.next_after_failure(tries, TryOrigin::ManualWhilePending),
-                schedule.after(tries)
-            );
-            assert_eq!(
-                schedule.next_after_failure(tries, TryOrigin::Scheduled),
-                schedule.after(tries)
-            );
-        }
-        assert_eq!(
-            schedule.next_after_failure(2, TryOrigin::ManualWhilePending),
-            Some(Duration::from_secs(5 * MIN))
-        );
+        assert_eq!(schedule.after(9), None);
     }
 
     #[test]

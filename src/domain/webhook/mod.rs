@@ -12,7 +12,7 @@ pub mod payload;
 pub mod signature;
 
 pub use self::address::{forbidden, EndpointUrl, MAX_URL_CHARS};
-pub use self::delivery::{is_success, RetrySchedule, TryOrigin, TryResult};
+pub use self::delivery::{is_success, RetrySchedule, TryResult};
 pub use self::events::{EventType, Subscription};
 pub use self::payload::{
     body, delivery_id, AttemptFinished, CallFinished, CallOptedOut, CampaignStatusChanged, Event,

@@ -1,8 +1,9 @@
 //! The bodies events are sent with: `{"type", "timestamp", "data"}`, compact JSON in that key
 //! order, every instant RFC 3339 in UTC to the millisecond (`2026-03-01T12:00:00.250Z`).
 //!
-//! A body is built once, when the event is written to the outbox, and stored as text: every
-//! try sends (and signs) the same bytes, with the `timestamp` of the change it reports.
+//! A body is built at a delivery's first try from the rows the change left (or, for an
+//! opt-out, when it is written) and stored as text: every later try sends (and signs) the same
+//! bytes, with the `timestamp` of the change it reports.
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Serialize, Serializer};
@@ -39,11 +40,14 @@ fn envelope<T: Serialize>(kind: EventType, timestamp: DateTime<Utc>, data: &T) -
         data,
     };
     // Only maps with non-string keys fail to become JSON, and the event structs and JSON values
-    // this is given have none.
-    match serde_json::to_string(&envelope) {
-        Ok(text) => text,
-        Err(err) => unreachable!("an event body always serializes: {err}"),
-    }
+    // this is given have none; were one to, its type and time still go out.
+    serde_json::to_string(&envelope).unwrap_or_else(|_| {
+        format!(
+            "{{\"type\":\"{}\",\"timestamp\":\"{}\",\"data\":{{}}}}",
+            kind.as_str(),
+            timestamp.to_rfc3339_opts(SecondsFormat::Millis, true)
+        )
+    })
 }
 
 fn rfc3339_millis<S: Serializer>(at: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {

@@ -129,13 +129,27 @@ async fn a_change_writes_one_delivery_per_listening_endpoint(adapter: StoreAdapt
         .expect("claim")
         .is_empty());
 
+    // A retry asked for while a try is under way is that try: the claim keeps it.
+    assert!(store
+        .retry_delivery(all.id, &claimed[2].id, now, None)
+        .await
+        .expect("retry"));
+    assert!(
+        store
+            .claim_deliveries(all.id, "second", now, until, 10)
+            .await
+            .expect("claim")
+            .is_empty(),
+        "{name}: a retry does not take a delivery from its try"
+    );
+
     let attempt = claimed
         .iter()
         .find(|d| d.event_type == EventType::AttemptFinished)
         .expect("attempt");
     assert_eq!(attempt.call_id, Some(call_id), "{name}");
     let data = store
-        .attempt_event(call_id, attempt.attempt.expect("number"))
+        .attempt_event(campaign, call_id, attempt.attempt.expect("number"))
         .await
         .expect("read")
         .expect("attempt");

@@ -221,6 +221,7 @@
       ['#/campaigns/new', 'New campaign', can('POST', '/api/v1/campaigns')],
       ['#/dnc', 'Do not call', can('GET', '/api/v1/dnc')],
       ['#/keys', 'Keys', can('GET', '/api/v1/keys')],
+      ['#/webhooks', 'Webhooks', can('GET', '/api/v1/webhooks')],
       ['#/audit', 'Audit log', can('GET', '/api/v1/audit')],
     ];
     put(nav, ...links.filter((l) => l[2]).map(([href, text]) => h('a', { href }, text)));
@@ -270,6 +271,7 @@
     else if ((m = path.match(/^\/calls\/([0-9a-fA-F-]{36})$/))) callPage(m[1], page.signal);
     else if (path === '/dnc') dncPage();
     else if (path === '/keys') keysPage();
+    else if (path === '/webhooks') webhooksPage(page.signal);
     else if (path === '/audit') auditPage();
     else put(main, h('h1', {}, 'Not found'), h('p', {}, h('a', { href: '#/campaigns' }, 'Campaigns')));
     main.focus({ preventScroll: true });
@@ -853,6 +855,80 @@
         h('button', { type: 'submit', class: 'primary', id: 'key-create' }, 'Create key')), out) : null,
       h('section', { class: 'card' }, table));
     load();
+  }
+
+  function webhooksPage(signal) {
+    const out = h('div', { 'aria-live': 'polite' });
+    const table = h('div', {});
+    const log = h('section', { class: 'card', id: 'deliveries' });
+    async function deliveries(hook, status) {
+      const list = pager(async (token, body) => {
+        const query = new URLSearchParams({ limit: '50', page_token: token, status });
+        const { status: code, data } = await api('GET', `/api/v1/webhooks/${hook.id}/deliveries?${query}`);
+        if (code !== 200) { put(body, problems(data)); return null; }
+        put(body, h('div', { class: 'scroll' }, h('table', { id: 'deliveries-table' },
+          h('thead', {}, h('tr', {}, ['Created', 'Event', 'Status', 'Tries', 'Last error', 'Next try', ''].map((t) => h('th', {}, t)))),
+          h('tbody', {}, data.deliveries.map((d) => h('tr', {},
+            h('td', {}, when(d.created_at)), h('td', {}, d.type), h('td', {}, badge(d.status)),
+            h('td', {}, num(d.attempts)), h('td', {}, d.last_error || (d.last_status_code ? `status ${d.last_status_code}` : '')),
+            h('td', {}, when(d.next_attempt_at)),
+            h('td', {}, can('POST', '/api/v1/webhooks/{id}/deliveries/{delivery_id}/retry') ? h('button', {
+              type: 'button', 'aria-label': `Retry ${d.id}`,
+              onclick: async () => {
+                const r = await api('POST', `/api/v1/webhooks/${hook.id}/deliveries/${d.id}/retry`);
+                if (r.status === 202) { toast('sent again'); setTimeout(() => list.show(''), 500); } else toast((r.data && r.data.error) || 'failed', true);
+              },
+            }, 'Retry') : '')))))));
+        return data.next_page_token;
+      });
+      const filter = h('select', { id: 'deliveries-status', onchange: () => deliveries(hook, filter.value) },
+        [['', 'all'], ['pending', 'pending'], ['failed', 'failed'], ['delivered', 'delivered']].map(([v, t]) =>
+          h('option', v === status ? { value: v, selected: true } : { value: v }, t)));
+      put(log, h('h2', {}, `Deliveries to ${hook.url}`), h('label', { for: 'deliveries-status' }, 'Status', filter), list.el);
+      list.show('');
+    }
+    async function load() {
+      const { status, data } = await api('GET', '/api/v1/webhooks');
+      if (status !== 200) { put(table, problems(data)); return; }
+      put(table, data.webhooks.length === 0 ? h('p', { class: 'muted' }, 'No endpoints yet.')
+        : h('div', { class: 'scroll' }, h('table', { id: 'webhooks-table' },
+          h('thead', {}, h('tr', {}, ['URL', 'Events', 'Campaign', 'Backlog', 'Failed', 'Created', ''].map((t) => h('th', {}, t)))),
+          h('tbody', {}, data.webhooks.map((w) => h('tr', {},
+            h('td', {}, w.url, w.description ? h('div', { class: 'muted' }, w.description) : null),
+            h('td', {}, w.events.join(', ')), h('td', {}, w.campaign_id || 'all'),
+            h('td', {}, num(w.pending)), h('td', {}, w.failed ? h('strong', {}, num(w.failed)) : num(w.failed)),
+            h('td', {}, when(w.created_at)),
+            h('td', {},
+              h('button', { type: 'button', onclick: () => deliveries(w, w.failed ? 'failed' : '') }, 'Deliveries'),
+              can('DELETE', '/api/v1/webhooks/{id}') ? h('button', {
+                type: 'button', class: 'danger', 'aria-label': `Delete ${w.url}`,
+                onclick: async () => {
+                  if (!(await confirmAction(`Delete the endpoint ${w.url}? Its pending deliveries are dropped.`, 'Delete'))) return;
+                  const r = await api('DELETE', `/api/v1/webhooks/${w.id}`);
+                  if (r.status === 204) { toast('endpoint deleted'); put(log); load(); } else toast((r.data && r.data.error) || 'failed', true);
+                },
+              }, 'Delete') : null)))))));
+    }
+    const url = h('input', { id: 'webhook-url', required: true, type: 'url', placeholder: 'https://crm.example.com/hooks' });
+    const events = h('input', { id: 'webhook-events', value: '*', required: true });
+    put(main, h('h1', {}, 'Webhooks'),
+      can('POST', '/api/v1/webhooks') ? h('section', { class: 'card' }, h('h2', {}, 'New endpoint'),
+        h('form', { class: 'inline', onsubmit: async (e) => {
+          e.preventDefault();
+          const names = events.value.split(',').map((x) => x.trim()).filter(Boolean);
+          const { status, data } = await api('POST', '/api/v1/webhooks', { json: { url: url.value.trim(), events: names } });
+          if (status !== 201) { put(out, problems(data)); return; }
+          put(out, h('p', {}, `The signing secret of ${data.url}, shown this once:`), h('p', { class: 'key', id: 'new-secret' }, data.secret));
+          url.value = '';
+          load();
+        } }, h('label', { for: 'webhook-url' }, 'URL', url),
+        h('label', { for: 'webhook-events' }, 'Events (comma-separated, * for all)', events),
+        h('button', { type: 'submit', class: 'primary', id: 'webhook-create' }, 'Create endpoint')), out) : null,
+      h('section', { class: 'card' }, table), log);
+    load();
+    // The backlog moves by itself: refresh it while the page is open.
+    const timer = setInterval(load, 5000);
+    signal.addEventListener('abort', () => clearInterval(timer));
   }
 
   function auditPage() {

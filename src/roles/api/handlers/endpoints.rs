@@ -5,7 +5,6 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -43,9 +42,7 @@ pub struct WebhookResponse {
     pub id: String,
     pub url: String,
     pub events: Vec<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub campaign_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     pub created_at: String,
     /// Deliveries still to make.
@@ -164,7 +161,7 @@ fn encode_delivery_token(delivery: &WebhookDelivery) -> Option<String> {
     Some(URL_SAFE_NO_PAD.encode(bytes))
 }
 
-fn decode_delivery_token(token: &str) -> Result<(chrono::DateTime<Utc>, String), ApiError> {
+fn decode_delivery_token(token: &str) -> Result<(chrono::DateTime<chrono::Utc>, String), ApiError> {
     let bytes = URL_SAFE_NO_PAD
         .decode(token)
         .map_err(|_| ApiError::invalid_page_token())?;
@@ -287,7 +284,7 @@ pub async fn create_webhook(
         campaign_id,
         description,
         secret: Secret::generate(&mut rand::rng()),
-        created_at: Utc::now(),
+        created_at: ctx.clock.now(),
     };
     let entry: Option<AuditEntry> = audit.entry(StatusCode::CREATED, Some(endpoint.id.to_string()));
     ctx.store.create_endpoint(&endpoint, entry).await?;
@@ -353,6 +350,9 @@ pub async fn list_deliveries(
     query: Query,
 ) -> Result<HttpResponse, ApiError> {
     let id = EndpointId(parse_id(&path)?);
+    if ctx.store.get_endpoint(id).await?.is_none() {
+        return Err(ApiError::not_found("webhook"));
+    }
     let limit = page_limit(&query)?;
     let status = match query
         .get("status")
@@ -370,9 +370,6 @@ pub async fn list_deliveries(
         Some(token) => Some(decode_delivery_token(token)?),
         None => None,
     };
-    if ctx.store.get_endpoint(id).await?.is_none() {
-        return Err(ApiError::not_found("webhook"));
-    }
     let mut deliveries = ctx.store.deliveries(id, status, before, limit + 1).await?;
     let next_page_token = if deliveries.len() > limit {
         deliveries.truncate(limit);
