@@ -125,12 +125,13 @@ pub trait WebhookStore: Send + Sync + 'static {
         audit: Option<AuditEntry>,
     ) -> Result<bool, StoreError>;
 
-    /// An endpoint's deliveries, newest first, older than `before` (created at, id).
+    /// An endpoint's deliveries, newest first (ids begin with their time), before the
+    /// delivery `before`.
     async fn deliveries(
         &self,
         endpoint: EndpointId,
         status: Option<DeliveryStatus>,
-        before: Option<(DateTime<Utc>, String)>,
+        before: Option<String>,
         limit: usize,
     ) -> Result<Vec<WebhookDelivery>, StoreError>;
 
@@ -173,10 +174,14 @@ pub trait WebhookStore: Send + Sync + 'static {
 
     /// Records the tries of deliveries still held under `claim`; a delivery claimed again by
     /// another process since is left to it.
-    async fn finish_deliveries(&self, claim: &str, tries: &[TryRecord]) -> Result<(), StoreError>;
+    async fn finish_deliveries(
+        &self,
+        endpoint: EndpointId,
+        claim: &str,
+        tries: &[TryRecord],
+    ) -> Result<(), StoreError>;
 
-    /// Deletes deliveries delivered before `before`, and any left by a deleted endpoint; how
-    /// many.
+    /// Deletes deliveries delivered before `before`; how many.
     async fn prune_deliveries(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
 
     /// Deliveries still to make, every endpoint together.

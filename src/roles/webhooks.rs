@@ -172,7 +172,10 @@ impl Deliverer {
             .filter_map(|done| async move { done })
             .collect()
             .await;
-        self.ctx.store.finish_deliveries(&claim, &tries).await?;
+        self.ctx
+            .store
+            .finish_deliveries(endpoint.id, &claim, &tries)
+            .await?;
         Ok(tried)
     }
 

@@ -14,7 +14,7 @@ use super::{driver, start_and_time_first_dial, EmbeddedServer, LoadError};
 
 use crate::settings::{BusAddress, GoDuration, LimiterAddress, Settings, StoreAddress};
 
-pub const SCENARIOS: [&str; 14] = [
+pub const SCENARIOS: [&str; 15] = [
     "throughput",
     "utilization",
     "fairness",
@@ -29,6 +29,7 @@ pub const SCENARIOS: [&str; 14] = [
     "explain",
     "voice",
     "results",
+    "webhooks",
 ];
 
 /// User+system CPU time of this process, from /proc (USER_HZ is 100 on Linux).
@@ -99,17 +100,17 @@ pub(super) fn campaign_json(
     )
 }
 
-struct Followed {
-    attempts: u64,
-    calls: u64,
-    violations: u64,
+pub(super) struct Followed {
+    pub(super) attempts: u64,
+    pub(super) calls: u64,
+    pub(super) violations: u64,
     /// completed_at - started_at per campaign, seconds.
     durations: Vec<f64>,
     limit_exceeded: u64,
 }
 
 /// Polls every campaign's stats until all are completed; counts invariant breaks.
-async fn follow(
+pub(super) async fn follow(
     client: &ApiClient,
     ids: &[String],
     limit: u32,
@@ -253,6 +254,7 @@ impl Bench {
             "explain" => super::limits_bench::explain(self).await,
             "voice" => super::voice_bench::voice(self).await,
             "results" => super::voice_bench::results(self).await,
+            "webhooks" => super::webhook_bench::webhooks(self).await,
             other => Err(LoadError::Http(format!(
                 "unknown scenario {other:?}; known: {}",
                 SCENARIOS.join(", ")

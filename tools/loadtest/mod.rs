@@ -12,6 +12,7 @@ pub mod driver;
 pub mod journal;
 mod limits_bench;
 mod voice_bench;
+mod webhook_bench;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

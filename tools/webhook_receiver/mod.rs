@@ -43,6 +43,9 @@ struct State {
     behaviour: HashMap<String, Behaviour>,
     secrets: HashMap<String, Secret>,
     received: HashMap<String, Vec<Received>>,
+    /// Counting only (benchmarks): the distinct ids accepted per path, nothing else kept.
+    counting: bool,
+    distinct: HashMap<String, HashSet<String>>,
 }
 
 struct Inner {
@@ -89,6 +92,20 @@ impl WebhookReceiver {
         let handle = server.handle();
         tokio::spawn(server);
         Ok(Self { inner, handle })
+    }
+
+    /// Keeps only the distinct ids each path accepted (`distinct`), for a benchmark's volumes.
+    pub fn count_only(&self) {
+        self.inner.state().counting = true;
+    }
+
+    /// How many distinct deliveries `path` accepted, in counting mode.
+    pub fn distinct(&self, path: &str) -> usize {
+        self.inner
+            .state()
+            .distinct
+            .get(path)
+            .map_or(0, HashSet::len)
     }
 
     /// `http://127.0.0.1:PORT`; a path of it names one endpoint.
@@ -168,18 +185,13 @@ async fn receive(inner: web::Data<Inner>, request: HttpRequest, body: web::Bytes
         tokio::time::sleep(wait).await;
     }
     let accepted = matches!(behaviour, Behaviour::Accept | Behaviour::Slow(_));
-    inner
-        .state()
-        .received
-        .entry(path)
-        .or_default()
-        .push(Received {
-            id,
-            timestamp,
-            signed,
-            body: serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
-            accepted,
-        });
+    keep(&inner, path, id, accepted, || Received {
+        id: String::new(),
+        timestamp,
+        signed,
+        body: serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
+        accepted,
+    });
     match behaviour {
         Behaviour::Accept | Behaviour::Slow(_) => HttpResponse::NoContent().finish(),
         Behaviour::Fail(status) => HttpResponse::build(
@@ -192,5 +204,24 @@ async fn receive(inner: web::Data<Inner>, request: HttpRequest, body: web::Bytes
             std::future::pending::<()>().await;
             HttpResponse::NoContent().finish()
         }
+    }
+}
+
+/// Keeps what `path` was sent: the id alone when counting, else the whole delivery.
+fn keep(
+    inner: &Inner,
+    path: String,
+    id: String,
+    accepted: bool,
+    received: impl FnOnce() -> Received,
+) {
+    let mut state = inner.state();
+    if state.counting {
+        if accepted {
+            state.distinct.entry(path).or_default().insert(id);
+        }
+    } else {
+        let entry = Received { id, ..received() };
+        state.received.entry(path).or_default().push(entry);
     }
 }

@@ -15,7 +15,7 @@ CREATE TABLE webhook_endpoints (
 );
 
 CREATE TABLE webhook_deliveries (
-    id TEXT COLLATE "C" PRIMARY KEY,
+    id TEXT COLLATE "C" NOT NULL,
     endpoint_id TEXT COLLATE "C" NOT NULL,
     type TEXT NOT NULL,
     campaign_id TEXT COLLATE "C",
@@ -30,11 +30,11 @@ CREATE TABLE webhook_deliveries (
     claim TEXT,
     last_status_code INTEGER,
     last_error TEXT,
-    delivered_at BIGINT
+    delivered_at BIGINT,
+    PRIMARY KEY (endpoint_id, id)
 );
 CREATE INDEX webhook_deliveries_due ON webhook_deliveries (endpoint_id, next_attempt_at)
     WHERE status = 'pending';
-CREATE INDEX webhook_deliveries_by_endpoint ON webhook_deliveries (endpoint_id, created_at, id);
 -- the backlog and failures per endpoint, and retention's sweep
 CREATE INDEX webhook_deliveries_failed ON webhook_deliveries (endpoint_id) WHERE status = 'failed';
 CREATE INDEX webhook_deliveries_delivered ON webhook_deliveries (delivered_at)
@@ -54,7 +54,8 @@ BEGIN
     now_ms := webhook_now_ms();
     INSERT INTO webhook_deliveries
         (id, endpoint_id, type, campaign_id, call_id, attempt, created_at, status, next_attempt_at)
-    SELECT 'msg_' || replace(gen_random_uuid()::text, '-', ''), e.id, 'attempt.finished',
+    SELECT 'msg_' || lpad(to_hex(now_ms), 12, '0')
+        || substr(replace(gen_random_uuid()::text, '-', ''), 1, 20), e.id, 'attempt.finished',
         NEW.campaign_id, NEW.call_id, NEW.attempt, now_ms, 'pending', now_ms
     FROM webhook_endpoints e
     WHERE (e.campaign_id IS NULL OR e.campaign_id = NEW.campaign_id)
@@ -74,7 +75,8 @@ BEGIN
     now_ms := webhook_now_ms();
     INSERT INTO webhook_deliveries
         (id, endpoint_id, type, campaign_id, call_id, created_at, status, next_attempt_at)
-    SELECT 'msg_' || replace(gen_random_uuid()::text, '-', ''), e.id, 'call.finished',
+    SELECT 'msg_' || lpad(to_hex(now_ms), 12, '0')
+        || substr(replace(gen_random_uuid()::text, '-', ''), 1, 20), e.id, 'call.finished',
         NEW.campaign_id, NEW.id, now_ms, 'pending', now_ms
     FROM webhook_endpoints e
     WHERE (e.campaign_id IS NULL OR e.campaign_id = NEW.campaign_id)
@@ -95,7 +97,8 @@ BEGIN
     now_ms := webhook_now_ms();
     INSERT INTO webhook_deliveries
         (id, endpoint_id, type, campaign_id, detail, created_at, status, next_attempt_at)
-    SELECT 'msg_' || replace(gen_random_uuid()::text, '-', ''), e.id, 'campaign.status_changed',
+    SELECT 'msg_' || lpad(to_hex(now_ms), 12, '0')
+        || substr(replace(gen_random_uuid()::text, '-', ''), 1, 20), e.id, 'campaign.status_changed',
         NEW.id, json_build_object('name', NEW.name, 'from', OLD.status, 'to', NEW.status,
             'pause_reason', NEW.pause_reason::json)::text,
         now_ms, 'pending', now_ms

@@ -3,6 +3,8 @@
 -- attempt or a call or moves a campaign can commit without its events. A delivery keeps
 -- references to the rows it reports; its body is rendered from them at the first try and then
 -- sent alike on every try. `detail` keeps what the change knew that the rows do not keep.
+-- A delivery's id (its webhook-id) is `msg_`, the milliseconds of its change in 12 hex digits
+-- and 20 random ones: new rows go to the end of the table's key, not all over it.
 CREATE TABLE webhook_endpoints (
     id TEXT PRIMARY KEY NOT NULL,
     url TEXT NOT NULL,
@@ -15,7 +17,7 @@ CREATE TABLE webhook_endpoints (
 ) WITHOUT ROWID;
 
 CREATE TABLE webhook_deliveries (
-    id TEXT PRIMARY KEY NOT NULL,
+    id TEXT NOT NULL,
     endpoint_id TEXT NOT NULL,
     type TEXT NOT NULL,
     campaign_id TEXT,
@@ -33,11 +35,12 @@ CREATE TABLE webhook_deliveries (
     claim TEXT,
     last_status_code INTEGER,
     last_error TEXT,
-    delivered_at BIGINT
+    delivered_at BIGINT,
+    -- an endpoint's log, newest last, is the table's own order
+    PRIMARY KEY (endpoint_id, id)
 ) WITHOUT ROWID;
 CREATE INDEX webhook_deliveries_due ON webhook_deliveries (endpoint_id, next_attempt_at)
     WHERE status = 'pending';
-CREATE INDEX webhook_deliveries_by_endpoint ON webhook_deliveries (endpoint_id, created_at, id);
 -- the backlog and failures per endpoint, and retention's sweep
 CREATE INDEX webhook_deliveries_failed ON webhook_deliveries (endpoint_id) WHERE status = 'failed';
 CREATE INDEX webhook_deliveries_delivered ON webhook_deliveries (delivered_at)
@@ -51,7 +54,8 @@ WHEN OLD.ended_at IS NULL AND NEW.ended_at IS NOT NULL
 BEGIN
     INSERT INTO webhook_deliveries
         (id, endpoint_id, type, campaign_id, call_id, attempt, created_at, status, next_attempt_at)
-    SELECT 'msg_' || lower(hex(randomblob(16))), e.id, 'attempt.finished', NEW.campaign_id,
+    SELECT 'msg_' || printf('%012x', CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER))
+        || lower(hex(randomblob(10))), e.id, 'attempt.finished', NEW.campaign_id,
         NEW.call_id, NEW.attempt, CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER),
         'pending', CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)
     FROM webhook_endpoints e
@@ -66,7 +70,8 @@ WHEN NEW.status IN ('completed', 'failed', 'canceled')
 BEGIN
     INSERT INTO webhook_deliveries
         (id, endpoint_id, type, campaign_id, call_id, created_at, status, next_attempt_at)
-    SELECT 'msg_' || lower(hex(randomblob(16))), e.id, 'call.finished', NEW.campaign_id, NEW.id,
+    SELECT 'msg_' || printf('%012x', CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER))
+        || lower(hex(randomblob(10))), e.id, 'call.finished', NEW.campaign_id, NEW.id,
         CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER), 'pending',
         CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)
     FROM webhook_endpoints e
@@ -79,7 +84,8 @@ WHEN NEW.status <> OLD.status AND EXISTS (SELECT 1 FROM webhook_endpoints)
 BEGIN
     INSERT INTO webhook_deliveries
         (id, endpoint_id, type, campaign_id, detail, created_at, status, next_attempt_at)
-    SELECT 'msg_' || lower(hex(randomblob(16))), e.id, 'campaign.status_changed', NEW.id,
+    SELECT 'msg_' || printf('%012x', CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER))
+        || lower(hex(randomblob(10))), e.id, 'campaign.status_changed', NEW.id,
         json_object('name', NEW.name, 'from', OLD.status, 'to', NEW.status,
             'pause_reason', json(NEW.pause_reason)),
         CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER), 'pending',

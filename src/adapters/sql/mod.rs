@@ -523,7 +523,7 @@ macro_rules! store_by_aggregate {
                     &self,
                     endpoint: $crate::domain::ids::EndpointId,
                     status: Option<$crate::ports::DeliveryStatus>,
-                    before: Option<(DateTime<Utc>, String)>,
+                    before: Option<String>,
                     limit: usize,
                 ) -> Result<Vec<$crate::ports::WebhookDelivery>, StoreError> {
                     webhooks::deliveries(self, endpoint, status, before, limit).await
@@ -569,10 +569,11 @@ macro_rules! store_by_aggregate {
 
                 async fn finish_deliveries(
                     &self,
+                    endpoint: $crate::domain::ids::EndpointId,
                     claim: &str,
                     tries: &[$crate::ports::TryRecord],
                 ) -> Result<(), StoreError> {
-                    webhooks::finish_deliveries(self, claim, tries).await
+                    webhooks::finish_deliveries(self, endpoint, claim, tries).await
                 }
 
                 async fn prune_deliveries(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {

@@ -30,16 +30,28 @@ static INSERT_ENDPOINT: Statement = Statement::new(|| {
 const ENDPOINT_COLUMNS: &str = "e.id, e.url, e.events, e.campaign_id, e.description, e.secret, \
      e.created_at";
 
-static ENDPOINTS: Statement = Statement::new(|| {
+/// With each endpoint's backlog and failures, each counted on its own partial index (SQLite
+/// would otherwise walk the endpoint's whole log by its primary key).
+static ENDPOINTS: Statement = Statement::dialects(
+    || {
+        endpoints_text(
+            " INDEXED BY webhook_deliveries_due",
+            " INDEXED BY webhook_deliveries_failed",
+        )
+    },
+    || endpoints_text("", ""),
+);
+
+fn endpoints_text(pending_index: &str, failed_index: &str) -> String {
     format!(
         "SELECT {ENDPOINT_COLUMNS}, \
-         (SELECT count(*) FROM webhook_deliveries d WHERE d.endpoint_id = e.id \
+         (SELECT count(*) FROM webhook_deliveries d{pending_index} WHERE d.endpoint_id = e.id \
           AND d.status = 'pending') AS pending, \
-         (SELECT count(*) FROM webhook_deliveries d WHERE d.endpoint_id = e.id \
+         (SELECT count(*) FROM webhook_deliveries d{failed_index} WHERE d.endpoint_id = e.id \
           AND d.status = 'failed') AS failed \
          FROM webhook_endpoints e ORDER BY e.created_at, e.id"
     )
-});
+}
 
 static ACTIVE_ENDPOINTS: Statement = Statement::new(|| {
     format!(
@@ -58,13 +70,14 @@ static ENDPOINT: Statement = Statement::new(|| {
 static DELETE_ENDPOINT_DELIVERIES: Statement =
     Statement::new(|| "DELETE FROM webhook_deliveries WHERE endpoint_id = ?".into());
 
-/// Deliveries of endpoints deleted while a change that wrote them was committing: the delete
-/// could not see them.
-static PRUNE_ORPHANS: Statement = Statement::new(|| {
-    "DELETE FROM webhook_deliveries WHERE NOT EXISTS \
-     (SELECT 1 FROM webhook_endpoints e WHERE e.id = webhook_deliveries.endpoint_id)"
-        .into()
-});
+/// Before an endpoint's deliveries are deleted, PostgreSQL waits for every transaction that
+/// is writing deliveries (its triggers read the endpoint as it was when they began) and holds
+/// off new ones, so none is left behind for an endpoint that is gone. SQLite's one writer
+/// already does.
+static HOLD_DELIVERIES: Statement = Statement::dialects(
+    || "DELETE FROM webhook_deliveries WHERE 0 = 1".into(),
+    || "LOCK TABLE webhook_deliveries IN SHARE ROW EXCLUSIVE MODE".into(),
+);
 
 static DELETE_ENDPOINT: Statement =
     Statement::new(|| "DELETE FROM webhook_endpoints WHERE id = ?".into());
@@ -81,8 +94,7 @@ static DELIVERIES_IN_STATUS: Statement = Statement::new(|| deliveries_text("AND 
 fn deliveries_text(status: &str) -> String {
     format!(
         "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE endpoint_id = ? {status} \
-         AND (created_at < ? OR (created_at = ? AND id < ?)) \
-         ORDER BY created_at DESC, id DESC LIMIT ?"
+         AND id < ? ORDER BY id DESC LIMIT ?"
     )
 }
 
@@ -103,29 +115,19 @@ static DUE: Statement = Statement::new(|| {
         .into()
 });
 
-/// The oldest due deliveries of an endpoint, moved past the claim's deadline. PostgreSQL
-/// skips rows another process is claiming instead of waiting for it.
-static CLAIM: Statement = Statement::dialects(
-    || {
-        "UPDATE webhook_deliveries SET claim = ?, next_attempt_at = ? WHERE id IN \
-         (SELECT id FROM webhook_deliveries WHERE endpoint_id = ? AND status = 'pending' \
-          AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?)"
-            .into()
-    },
-    || {
-        "UPDATE webhook_deliveries SET claim = ?, next_attempt_at = ? WHERE id IN \
-         (SELECT id FROM webhook_deliveries WHERE endpoint_id = ? AND status = 'pending' \
-          AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ? FOR UPDATE SKIP LOCKED)"
-            .into()
-    },
-);
+/// The oldest due deliveries of an endpoint, moved past the claim's deadline, as they are
+/// then. PostgreSQL skips rows another process is claiming instead of waiting for it.
+static CLAIM: Statement =
+    Statement::dialects(|| claim_text(""), || claim_text(" FOR UPDATE SKIP LOCKED"));
 
-static CLAIMED: Statement = Statement::new(|| {
-    "SELECT id, type, campaign_id, call_id, attempt, detail, body, created_at, attempts \
-     FROM webhook_deliveries WHERE endpoint_id = ? AND status = 'pending' \
-     AND next_attempt_at = ? AND claim = ?"
-        .into()
-});
+fn claim_text(lock: &str) -> String {
+    format!(
+        "UPDATE webhook_deliveries SET claim = ?, next_attempt_at = ? WHERE endpoint_id = ? \
+         AND id IN (SELECT id FROM webhook_deliveries WHERE endpoint_id = ? \
+         AND status = 'pending' AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?{lock}) \
+         RETURNING id, type, campaign_id, call_id, attempt, detail, body, created_at, attempts"
+    )
+}
 
 static ATTEMPT_EVENT: Statement = Statement::new(|| {
     "SELECT a.call_id, a.campaign_id, c.phone_number, a.attempt, a.status, a.error, \
@@ -145,15 +147,25 @@ static CALL_EVENT: Statement = Statement::new(|| {
 static FINISH: Statement = Statement::new(|| {
     "UPDATE webhook_deliveries SET body = COALESCE(?, body), status = ?, attempts = attempts + 1, \
      next_attempt_at = ?, last_status_code = ?, last_error = ?, delivered_at = ?, claim = NULL \
-     WHERE id = ? AND claim = ?"
+     WHERE endpoint_id = ? AND id = ? AND claim = ?"
         .into()
 });
 
 /// A `call.opted_out` for every endpoint that listens, written in the transaction that lists
 /// the number: (campaign, call, body, at, due, campaign matched).
 static OPT_OUT_EVENT: Statement = Statement::dialects(
-    || opt_out_event_text("'msg_' || lower(hex(randomblob(16)))"),
-    || opt_out_event_text("'msg_' || replace(gen_random_uuid()::text, '-', '')"),
+    || {
+        opt_out_event_text(
+            "'msg_' || printf('%012x', CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)) \
+             || lower(hex(randomblob(10)))",
+        )
+    },
+    || {
+        opt_out_event_text(
+            "'msg_' || lpad(to_hex((extract(epoch FROM clock_timestamp()) * 1000)::bigint), 12, '0') \
+             || substr(replace(gen_random_uuid()::text, '-', ''), 1, 20)",
+        )
+    },
 );
 
 fn opt_out_event_text(new_id: &str) -> String {
@@ -503,38 +515,35 @@ pub async fn delete_endpoint<S: Runner>(
     let changed = store
         .writes(
             vec![
+                query::<S::DB>(&HOLD_DELIVERIES),
                 endpoint_row::<S::DB>(&DELETE_ENDPOINT, id),
                 endpoint_row::<S::DB>(&DELETE_ENDPOINT_DELIVERIES, id),
             ],
             audit,
         )
         .await?;
-    Ok(changed.first().copied().unwrap_or(0) > 0)
+    Ok(changed.get(1).copied().unwrap_or(0) > 0)
 }
 
 pub async fn deliveries<S: Runner>(
     store: &S,
     endpoint: EndpointId,
     status: Option<DeliveryStatus>,
-    before: Option<(DateTime<Utc>, String)>,
+    before: Option<String>,
     limit: usize,
 ) -> Result<Vec<WebhookDelivery>, StoreError>
 where
     DeliveryRow: QueryableByName<S::DB>,
 {
-    let (before_ms, before_id) =
-        before.map_or((i64::MAX, String::new()), |(at, id)| (to_ms(at), id));
+    // Every id sorts before "n" ("msg_..."): no bound is the newest.
+    let before = before.unwrap_or_else(|| "n".to_owned());
     let page = match status {
         None => query::<S::DB>(&DELIVERIES).text(endpoint.to_string()),
         Some(status) => query::<S::DB>(&DELIVERIES_IN_STATUS)
             .text(endpoint.to_string())
             .text(status.as_str()),
     };
-    let page = page
-        .big(before_ms)
-        .big(before_ms)
-        .text(before_id)
-        .big(as_bigint(limit));
+    let page = page.text(before).big(as_bigint(limit));
     let rows: Vec<DeliveryRow> = store.rows(Read::Scan, page).await?;
     rows.into_iter().map(TryInto::try_into).collect()
 }
@@ -601,18 +610,15 @@ where
         .text(claim)
         .big(to_ms(until))
         .text(endpoint.to_string())
+        .text(endpoint.to_string())
         .big(to_ms(now))
         .big(as_bigint(limit));
-    let claimed = query::<S::DB>(&CLAIMED)
-        .text(endpoint.to_string())
-        .big(to_ms(until))
-        .text(claim);
     match store
-        .write_and_load::<ClaimedRow>(vec![take], claimed, None)
+        .write_and_load::<ClaimedRow>(Vec::new(), take, None)
         .await
     {
         Ok(rows) => rows.into_iter().map(TryInto::try_into).collect(),
-        // Nothing was due: the empty read rolled back a claim of nothing.
+        // Nothing was due after all: the claim of nothing rolled back.
         Err(StoreError::NotFound) => Ok(Vec::new()),
         Err(err) => Err(err),
     }
@@ -652,6 +658,7 @@ where
 
 pub async fn finish_deliveries<S: Runner>(
     store: &S,
+    endpoint: EndpointId,
     claim: &str,
     tries: &[TryRecord],
 ) -> Result<(), StoreError> {
@@ -668,6 +675,7 @@ pub async fn finish_deliveries<S: Runner>(
                 .opt_int(done.last_status_code.map(i32::from))
                 .opt_text(done.last_error.clone())
                 .opt_big(done.delivered_at.map(to_ms))
+                .text(endpoint.to_string())
                 .text(done.id.clone())
                 .text(claim)
         })
@@ -680,15 +688,9 @@ pub async fn prune_deliveries<S: Runner>(
     before: DateTime<Utc>,
 ) -> Result<u64, StoreError> {
     let pruned = store
-        .writes(
-            vec![
-                query::<S::DB>(&PRUNE).big(to_ms(before)),
-                query::<S::DB>(&PRUNE_ORPHANS),
-            ],
-            None,
-        )
+        .write(query::<S::DB>(&PRUNE).big(to_ms(before)), None)
         .await?;
-    Ok(pruned.iter().sum::<usize>() as u64)
+    Ok(pruned as u64)
 }
 
 pub async fn delivery_backlog<S: Runner>(store: &S) -> Result<u64, StoreError>

@@ -196,7 +196,7 @@ async fn a_change_writes_one_delivery_per_listening_endpoint(adapter: StoreAdapt
     ];
     // A claim that is no longer held changes nothing.
     store
-        .finish_deliveries("second", &tries)
+        .finish_deliveries(all.id, "second", &tries)
         .await
         .expect("stale finish");
     let log = store
@@ -205,7 +205,7 @@ async fn a_change_writes_one_delivery_per_listening_endpoint(adapter: StoreAdapt
         .expect("log");
     assert!(log.is_empty(), "{name}: a stale claim finished nothing");
     store
-        .finish_deliveries("first", &tries)
+        .finish_deliveries(all.id, "first", &tries)
         .await
         .expect("finish");
     let log = store.deliveries(all.id, None, None, 10).await.expect("log");
@@ -223,7 +223,7 @@ async fn a_change_writes_one_delivery_per_listening_endpoint(adapter: StoreAdapt
     let page = store.deliveries(all.id, None, None, 2).await.expect("page");
     let last = page.last().expect("row");
     let rest = store
-        .deliveries(all.id, None, Some((last.created_at, last.id.clone())), 2)
+        .deliveries(all.id, None, Some(last.id.clone()), 2)
         .await
         .expect("rest");
     assert_eq!(

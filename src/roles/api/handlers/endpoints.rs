@@ -24,17 +24,36 @@ const MAX_DESCRIPTION: usize = 500;
     "events": ["call.finished", "call.opted_out"]}))]
 pub struct CreateWebhookRequest {
     /// Where events are posted: an `https` URL (plain `http` only with
-    /// `webhooks.allow_http`) whose host resolves to public addresses.
-    #[schema(value_type = String, required = true)]
+    /// `webhooks.allow_http`) without user or password, whose host is and resolves to public
+    /// addresses (`webhooks.allow_private_networks` lifts that); at most 2,048 characters.
+    #[schema(value_type = String, required = true, max_length = 2048)]
     pub url: Option<String>,
     /// Event types (`attempt.finished`, `call.finished`, `call.opted_out`,
     /// `campaign.status_changed`), or `["*"]` for every one, now and later.
-    #[schema(value_type = Vec<String>, required = true)]
+    #[schema(value_type = Vec<EventName>, required = true, min_items = 1)]
     pub events: Option<Vec<String>>,
-    /// Only this campaign's events.
-    #[schema(value_type = Option<String>)]
+    /// Only this campaign's events; it must exist.
+    #[schema(value_type = Option<String>, format = Uuid)]
     pub campaign_id: Option<String>,
+    /// What the endpoint is for: at most 500 characters once trimmed, no control characters.
+    #[schema(max_length = 500)]
     pub description: Option<String>,
+}
+
+/// An event type an endpoint may listen to, or `*` for all of them.
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+pub enum EventName {
+    #[serde(rename = "*")]
+    All,
+    #[serde(rename = "attempt.finished")]
+    AttemptFinished,
+    #[serde(rename = "call.finished")]
+    CallFinished,
+    #[serde(rename = "call.opted_out")]
+    CallOptedOut,
+    #[serde(rename = "campaign.status_changed")]
+    CampaignStatusChanged,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -149,30 +168,17 @@ fn delivery_id(raw: &str) -> Option<[u8; 16]> {
     uuid::Uuid::try_parse(hex).ok().map(|id| *id.as_bytes())
 }
 
-/// The page token of a delivery: its creation time and id, which order the log.
+/// The page token of a delivery: its id, which orders the log (it begins with its time).
 fn encode_delivery_token(delivery: &WebhookDelivery) -> Option<String> {
-    let id = delivery_id(&delivery.id)?;
-    let mut bytes = delivery
-        .created_at
-        .timestamp_millis()
-        .to_be_bytes()
-        .to_vec();
-    bytes.extend_from_slice(&id);
-    Some(URL_SAFE_NO_PAD.encode(bytes))
+    delivery_id(&delivery.id).map(|id| URL_SAFE_NO_PAD.encode(id))
 }
 
-fn decode_delivery_token(token: &str) -> Result<(chrono::DateTime<chrono::Utc>, String), ApiError> {
+fn decode_delivery_token(token: &str) -> Result<String, ApiError> {
     let bytes = URL_SAFE_NO_PAD
         .decode(token)
         .map_err(|_| ApiError::invalid_page_token())?;
-    let (ms, id) = bytes
-        .split_first_chunk::<8>()
-        .filter(|(_, id)| id.len() == 16)
-        .ok_or_else(ApiError::invalid_page_token)?;
-    let at = chrono::DateTime::from_timestamp_millis(i64::from_be_bytes(*ms))
-        .ok_or_else(ApiError::invalid_page_token)?;
-    let id = uuid::Uuid::from_slice(id).map_err(|_| ApiError::invalid_page_token())?;
-    Ok((at, format!("msg_{}", id.simple())))
+    let id = uuid::Uuid::from_slice(&bytes).map_err(|_| ApiError::invalid_page_token())?;
+    Ok(format!("msg_{}", id.simple()))
 }
 
 /// The endpoint the request names, checked.
@@ -340,7 +346,7 @@ pub async fn delete_webhook(
 #[utoipa::path(get, path = "/api/v1/webhooks/{id}/deliveries", security(("bearer" = [])),
     params(("status" = Option<String>, Query, pattern = "^(|pending|delivered|failed)$", description = "only deliveries in this status; empty: all"),
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "page size, 1 to 1000; default 100"),
-        ("page_token" = Option<String>, Query, pattern = "^([A-Za-z0-9_-]{32})?$", description = "the next_page_token of the previous page; empty: the first page")),
+        ("page_token" = Option<String>, Query, pattern = "^([A-Za-z0-9_-]{21}[AQgw])?$", description = "the next_page_token of the previous page; empty: the first page")),
     responses((status = 200, body = DeliveryListResponse), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody)))]
@@ -435,11 +441,8 @@ mod tests {
             delivered_at: None,
         };
         let token = encode_delivery_token(&delivery).expect("token");
-        assert_eq!(token.len(), 32);
-        assert_eq!(
-            decode_delivery_token(&token).expect("decoded"),
-            (delivery.created_at, delivery.id.clone())
-        );
+        assert_eq!(token.len(), 22);
+        assert_eq!(decode_delivery_token(&token).expect("decoded"), delivery.id);
         assert!(decode_delivery_token("short").is_err());
         assert!(delivery_id("msg_0123456789ABCDEF0123456789abcdef").is_none());
     }
