@@ -33,7 +33,8 @@ pub(super) async fn inject(
     client: &ApiClient,
 ) -> Result<(), ChaosError> {
     match scenario {
-        Scenario::Baseline | Scenario::ClockSkew => {}
+        // The receiver's outage is the scenario's own (`Hooks::down_for`).
+        Scenario::Baseline | Scenario::ClockSkew | Scenario::WebhookDown => {}
         Scenario::KillCall | Scenario::CarrierKill => fleet.kill("call-a").await?,
         Scenario::KillScheduler => {
             fleet.kill("api").await?;

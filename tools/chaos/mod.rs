@@ -24,12 +24,18 @@
 //! the carrier's own record of the calls it created): creates hang past the client's timeout
 //! and the account's credentials are refused on and off while a dialing process is killed.
 //!
+//! Every scenario also subscribes a webhook endpoint to every event, at a receiver in this
+//! process, and checks `webhooks`: each attempt and call the API reports as finished, and each
+//! campaign's completion, reached the receiver, signed, whatever the fault.
+//! `webhook-receiver-down` makes that receiver answer 503 for the outage, then take them again.
+//!
 //! It prints a table (scenario × check) and fails if any check misses.
 
 mod carrier;
 pub mod checks;
 mod faults;
 mod fleet;
+mod hooks;
 pub mod tansu;
 mod verdict;
 
@@ -42,6 +48,7 @@ use serde_json::json;
 use self::fleet::Fleet;
 use crate::chaos::carrier::Carrier;
 use crate::chaos::faults::{inject, Broker};
+use crate::chaos::hooks::Hooks;
 use crate::chaos::verdict::{recorded_calls, verdicts, Follow};
 use crate::loadtest::client::ApiClient;
 
@@ -90,10 +97,11 @@ pub enum Scenario {
     ClockSkew,
     EmbeddedStall,
     CarrierKill,
+    WebhookDown,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 17] = [
+    pub const ALL: [Scenario; 18] = [
         Self::Baseline,
         Self::KillCall,
         Self::KillScheduler,
@@ -111,6 +119,7 @@ impl Scenario {
         Self::ClockSkew,
         Self::EmbeddedStall,
         Self::CarrierKill,
+        Self::WebhookDown,
     ];
 
     pub fn name(self) -> &'static str {
@@ -132,6 +141,7 @@ impl Scenario {
             Self::ClockSkew => "clock-skew",
             Self::EmbeddedStall => "embedded-writer-stall",
             Self::CarrierKill => "carrier-sigkill",
+            Self::WebhookDown => "webhook-receiver-down",
         }
     }
 
@@ -140,13 +150,14 @@ impl Scenario {
     }
 }
 
-pub const CHECKS: [&str; 6] = [
+pub const CHECKS: [&str; 7] = [
     "limit",
     "number_once",
     "nothing_lost",
     "attempts_placed",
     "invariant",
     "survived",
+    "webhooks",
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -354,6 +365,7 @@ async fn run_in(
         .base(api_name)
         .ok_or_else(|| ChaosError::Setup("no api".into()))?;
     let client = ApiClient::new(&base, 8).map_err(|err| ChaosError::Api(err.to_string()))?;
+    let hooks = Hooks::subscribe(&client).await?;
 
     let two_campaigns = cluster.is_some();
     let campaigns = create_campaigns(&client, &workload, two_campaigns).await?;
@@ -370,7 +382,10 @@ async fn run_in(
     let deadline = Instant::now() + workload.deadline;
     loop {
         let attempts = follow.read(&client, &campaigns).await;
-        if !faulted && attempts >= fault_at {
+        if !faulted && attempts >= fault_at && scenario == Scenario::WebhookDown {
+            faulted = true;
+            hooks.down_for(workload.outage);
+        } else if !faulted && attempts >= fault_at {
             faulted = true;
             inject(
                 scenario,
@@ -393,15 +408,22 @@ async fn run_in(
     }
     let completed = follow.all_completed(&client, &campaigns).await;
     let recorded = recorded_calls(&client, &campaigns).await;
+    // Deliveries go on after the campaigns end: the check waits for them before stopping.
+    let delivered = hooks
+        .wait_for_all(&recorded, campaigns.len(), workload.deadline / 3)
+        .await;
     let survived = fleet.stop_all(Duration::from_secs(30)).await;
     let mut journals = fleet.journals();
     if let Some(carrier) = carrier {
         journals.push(carrier.stop());
     }
     drop(cluster);
-    Ok(verdicts(
+    hooks.stop().await;
+    let mut checks = verdicts(
         &workload, &campaigns, &journals, recorded, completed, &follow, survived,
-    ))
+    );
+    checks.insert("webhooks", delivered);
+    Ok(checks)
 }
 
 /// Starts the processes: one with every role on the embedded adapters, or, when
@@ -466,6 +488,20 @@ fn missing_tool(scenario: Scenario, args: &ChaosArgs) -> Option<&'static str> {
 /// The settings every process of a scenario shares: fast scheduling and recovery, short calls.
 fn process_env(workload: &Workload) -> Vec<(String, String)> {
     vec![
+        // The receiver is in this process, over plain HTTP; retries quick enough to outlast
+        // the longest outage (90 s) within the schedule.
+        ("OUTBOUND__WEBHOOKS__ALLOW_HTTP".into(), "true".into()),
+        (
+            "OUTBOUND__WEBHOOKS__ALLOW_PRIVATE_NETWORKS".into(),
+            "true".into(),
+        ),
+        ("OUTBOUND__WEBHOOKS__TIMEOUT".into(), "1s".into()),
+        (
+            "OUTBOUND__WEBHOOKS__RETRY_SCHEDULE".into(),
+            "[\"200ms\", \"500ms\", \"1s\", \"2s\", \"5s\", \"10s\", \"20s\", \"30s\", \"60s\"]"
+                .into(),
+        ),
+        ("OUTBOUND__WEBHOOKS__POLL_INTERVAL".into(), "100ms".into()),
         ("OUTBOUND__LOG__FORMAT".into(), "json".into()),
         ("OUTBOUND__LOG__LEVEL".into(), "warn".into()),
         (
