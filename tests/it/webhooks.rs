@@ -233,6 +233,25 @@ async fn a_campaign_reaches_its_endpoints(mode: Mode) {
         .await;
     assert_eq!(status, 404);
 
+    // The tries are counted by result, and the backlog is a gauge.
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    for needle in [
+        "outbound_webhook_deliveries_total{result=\"delivered\"}",
+        "outbound_webhook_deliveries_total{result=\"timeout\"}",
+        "outbound_webhook_delivery_seconds_count",
+        "outbound_webhook_backlog",
+    ] {
+        assert!(metrics.contains(needle), "{needle} in /metrics");
+    }
+
     // Deleting an endpoint drops what it had pending.
     let hang_path = format!("/api/v1/webhooks/{}", hang["id"].as_str().expect("id"));
     let response = app
