@@ -726,12 +726,59 @@ async fn the_carrier_runs_the_message(mode: Mode) {
         config.time_scale = 0.01;
     })
     .await;
-    let app = carrier_app(mode, &sim, |_| {}).await;
+    let app = carrier_app(mode, &sim, |settings| {
+        settings.webhooks.allow_http = true;
+        settings.webhooks.allow_private_networks = true;
+        settings.webhooks.poll_interval = outbound::settings::GoDuration(Duration::from_millis(50));
+    })
+    .await;
+    // The operator's CRM hears of each opt-out, with the call it was made on.
+    let crm = outbound::webhook_receiver::WebhookReceiver::start(
+        std::net::TcpListener::bind("127.0.0.1:0").expect("receiver port"),
+    )
+    .expect("receiver");
+    let (status, hook) = app
+        .post(
+            "/api/v1/webhooks",
+            json!({"url": format!("{}/optouts", crm.url()), "events": ["call.opted_out"]}),
+        )
+        .await;
+    assert_eq!(status, 201, "{hook}");
     let created = app.create_campaign(body(reminder(), maria_and_ann())).await;
     let id = created["id"].as_str().unwrap_or_default().to_owned();
     app.start(&id).await;
     let stats = app.wait_completed(&id, Duration::from_secs(30)).await;
     assert_eq!(stats["opted_out"], 2, "{stats}");
+    let started = std::time::Instant::now();
+    while crm.accepted("/optouts").len() < 2 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "opt-outs reported"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut reported: Vec<(String, String)> = crm
+        .accepted("/optouts")
+        .iter()
+        .map(|r| {
+            let data = &r.body["data"];
+            assert_eq!(data["campaign_id"], id.as_str(), "{data}");
+            assert!(data["call_id"].is_string(), "{data}");
+            (
+                data["phone_number"].as_str().unwrap_or_default().to_owned(),
+                data["scope"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    reported.sort();
+    assert_eq!(
+        reported,
+        vec![
+            ("+15555550001".to_owned(), "global".to_owned()),
+            ("+15555550002".to_owned(), "global".to_owned())
+        ]
+    );
+    crm.stop().await;
     assert_eq!(stats["responses"], json!({"opt_out": 2}), "{stats}");
     for number in ["+15555550001", "+15555550002"] {
         let (status, entry) = app.get(&format!("/api/v1/dnc/{number}")).await;
