@@ -93,13 +93,9 @@ async fn every_route_answers_as_its_role_allows(mode: Mode) {
                 .map(|role| (Some(*role), Some(keys[role].as_str()))),
         );
         for (role, key) in callers {
-            let mut response = call(&app, &method, &path, key, body.clone()).await;
-            // Refusals from one address are limited per second: the walk waits its turn, as
-            // a client told 429 does (the 429 itself is neither audited nor a verdict).
-            while response.status() == 429 {
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                response = call(&app, &method, &path, key, body.clone()).await;
-            }
+            // Refusals from one address are limited (50 a second): the walk keeps under it.
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            let response = call(&app, &method, &path, key, body.clone()).await;
             let status = response.status().as_u16();
             let allowed = match (endpoint.access, role) {
                 (Access::Public, _) => true,
