@@ -184,6 +184,10 @@ pub trait WebhookStore: Send + Sync + 'static {
     /// Deletes deliveries delivered before `before`; how many.
     async fn prune_deliveries(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
 
+    /// Drops the outbox's triggers when no endpoint is left (they cost every change while they
+    /// exist); whether it dropped them.
+    async fn disarm_unused(&self) -> Result<bool, StoreError>;
+
     /// Deliveries still to make, every endpoint together.
     async fn delivery_backlog(&self) -> Result<u64, StoreError>;
 }

@@ -102,6 +102,9 @@ impl Deliverer {
     }
 
     async fn upkeep(&self) {
+        if let Err(err) = self.ctx.store.disarm_unused().await {
+            tracing::warn!(error = %err, "cannot drop the webhook triggers no endpoint needs");
+        }
         let retention = self.ctx.settings.webhooks.retention.0;
         let before =
             self.ctx.clock.now() - chrono::Duration::from_std(retention).unwrap_or_default();

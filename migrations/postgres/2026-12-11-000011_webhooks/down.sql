@@ -1,6 +1,6 @@
-DROP TRIGGER webhook_campaign_status_changed ON campaigns;
-DROP TRIGGER webhook_call_finished ON calls;
-DROP TRIGGER webhook_attempt_finished ON attempts;
+DROP TRIGGER IF EXISTS webhook_campaign_status_changed ON campaigns;
+DROP TRIGGER IF EXISTS webhook_call_finished ON calls;
+DROP TRIGGER IF EXISTS webhook_attempt_finished ON attempts;
 DROP FUNCTION webhook_campaign_status_changed();
 DROP FUNCTION webhook_call_finished();
 DROP FUNCTION webhook_attempt_finished();

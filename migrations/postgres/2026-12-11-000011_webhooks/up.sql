@@ -1,6 +1,6 @@
 -- As in migrations/sqlite: endpoints, and an outbox of deliveries written by triggers in the
--- transaction of the change each reports. Each trigger returns at once while no endpoint
--- exists, so a deployment without webhooks pays one lookup of an empty table per change.
+-- transaction of the change each reports. The functions are here; the triggers that call them
+-- exist only while an endpoint does (src/adapters/sql/webhooks.rs).
 -- Under Citus, webhook_endpoints would be a reference table; webhook_deliveries, whose global
 -- opt-outs have no campaign, would need (endpoint_id, id) as its key to be distributed by
 -- endpoint_id, and the triggers citus.enable_unsafe_triggers. Not done yet.
@@ -62,9 +62,6 @@ BEGIN
         AND (e.events LIKE '%,*,%' OR e.events LIKE '%,attempt.finished,%');
     RETURN NULL;
 END $$;
-CREATE TRIGGER webhook_attempt_finished AFTER UPDATE OF ended_at ON attempts FOR EACH ROW
-    WHEN (OLD.ended_at IS NULL AND NEW.ended_at IS NOT NULL)
-    EXECUTE FUNCTION webhook_attempt_finished();
 
 CREATE FUNCTION webhook_call_finished() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
@@ -83,10 +80,6 @@ BEGIN
         AND (e.events LIKE '%,*,%' OR e.events LIKE '%,call.finished,%');
     RETURN NULL;
 END $$;
-CREATE TRIGGER webhook_call_finished AFTER UPDATE OF status ON calls FOR EACH ROW
-    WHEN (NEW.status IN ('completed', 'failed', 'canceled')
-        AND OLD.status NOT IN ('completed', 'failed', 'canceled'))
-    EXECUTE FUNCTION webhook_call_finished();
 
 CREATE FUNCTION webhook_campaign_status_changed() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
@@ -107,6 +100,3 @@ BEGIN
         AND (e.events LIKE '%,*,%' OR e.events LIKE '%,campaign.status_changed,%');
     RETURN NULL;
 END $$;
-CREATE TRIGGER webhook_campaign_status_changed AFTER UPDATE OF status ON campaigns FOR EACH ROW
-    WHEN (NEW.status IS DISTINCT FROM OLD.status)
-    EXECUTE FUNCTION webhook_campaign_status_changed();

@@ -1,6 +1,8 @@
 -- Webhooks (spec/webhooks.md): the operator's endpoints, and an outbox of deliveries written by
 -- triggers in the transaction of the change each reports, so no statement that finishes an
--- attempt or a call or moves a campaign can commit without its events. A delivery keeps
+-- attempt or a call or moves a campaign can commit without its events. The triggers exist only
+-- while an endpoint does (created with the first, dropped once none is left: src/adapters/sql/
+-- webhooks.rs), since a trigger costs every row its table's statements touch. A delivery keeps
 -- references to the rows it reports; its body is rendered from them at the first try and then
 -- sent alike on every try. `detail` keeps what the change knew that the rows do not keep.
 -- A delivery's id (its webhook-id) is `msg_`, the milliseconds of its change in 12 hex digits
@@ -47,50 +49,3 @@ CREATE INDEX webhook_deliveries_delivered ON webhook_deliveries (delivered_at)
     WHERE status = 'delivered';
 CREATE INDEX webhook_deliveries_unrendered_attempts ON webhook_deliveries (call_id, attempt)
     WHERE body IS NULL AND type = 'attempt.finished';
-
-CREATE TRIGGER webhook_attempt_finished AFTER UPDATE OF ended_at ON attempts
-WHEN OLD.ended_at IS NULL AND NEW.ended_at IS NOT NULL
-    AND EXISTS (SELECT 1 FROM webhook_endpoints)
-BEGIN
-    INSERT INTO webhook_deliveries
-        (id, endpoint_id, type, campaign_id, call_id, attempt, created_at, status, next_attempt_at)
-    SELECT 'msg_' || printf('%012x', CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER))
-        || lower(hex(randomblob(10))), e.id, 'attempt.finished', NEW.campaign_id,
-        NEW.call_id, NEW.attempt, CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER),
-        'pending', CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)
-    FROM webhook_endpoints e
-    WHERE (e.campaign_id IS NULL OR e.campaign_id = NEW.campaign_id)
-        AND (e.events LIKE '%,*,%' OR e.events LIKE '%,attempt.finished,%');
-END;
-
-CREATE TRIGGER webhook_call_finished AFTER UPDATE OF status ON calls
-WHEN NEW.status IN ('completed', 'failed', 'canceled')
-    AND OLD.status NOT IN ('completed', 'failed', 'canceled')
-    AND EXISTS (SELECT 1 FROM webhook_endpoints)
-BEGIN
-    INSERT INTO webhook_deliveries
-        (id, endpoint_id, type, campaign_id, call_id, created_at, status, next_attempt_at)
-    SELECT 'msg_' || printf('%012x', CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER))
-        || lower(hex(randomblob(10))), e.id, 'call.finished', NEW.campaign_id, NEW.id,
-        CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER), 'pending',
-        CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)
-    FROM webhook_endpoints e
-    WHERE (e.campaign_id IS NULL OR e.campaign_id = NEW.campaign_id)
-        AND (e.events LIKE '%,*,%' OR e.events LIKE '%,call.finished,%');
-END;
-
-CREATE TRIGGER webhook_campaign_status_changed AFTER UPDATE OF status ON campaigns
-WHEN NEW.status <> OLD.status AND EXISTS (SELECT 1 FROM webhook_endpoints)
-BEGIN
-    INSERT INTO webhook_deliveries
-        (id, endpoint_id, type, campaign_id, detail, created_at, status, next_attempt_at)
-    SELECT 'msg_' || printf('%012x', CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER))
-        || lower(hex(randomblob(10))), e.id, 'campaign.status_changed', NEW.id,
-        json_object('name', NEW.name, 'from', OLD.status, 'to', NEW.status,
-            'pause_reason', json(NEW.pause_reason)),
-        CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER), 'pending',
-        CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)
-    FROM webhook_endpoints e
-    WHERE (e.campaign_id IS NULL OR e.campaign_id = NEW.id)
-        AND (e.events LIKE '%,*,%' OR e.events LIKE '%,campaign.status_changed,%');
-END;

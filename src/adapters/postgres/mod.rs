@@ -74,6 +74,7 @@ mod error;
 mod instances;
 mod keys;
 mod migrator;
+mod outbox;
 mod pool;
 mod rows;
 mod timeline;

@@ -580,6 +580,10 @@ macro_rules! store_by_aggregate {
                     webhooks::prune_deliveries(self, before).await
                 }
 
+                async fn disarm_unused(&self) -> Result<bool, StoreError> {
+                    outbox::disarm_unused(self).await
+                }
+
                 async fn delivery_backlog(&self) -> Result<u64, StoreError> {
                     webhooks::delivery_backlog(self).await
                 }

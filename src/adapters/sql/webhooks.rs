@@ -21,6 +21,44 @@ use crate::ports::{
     TryRecord, WebhookDelivery,
 };
 
+/// The outbox's triggers, which exist only while an endpoint does: a trigger costs every row
+/// its table's statements touch (a third of SQLite's write rate when it does nothing), so a
+/// deployment without endpoints has none. The first endpoint creates them in its own
+/// transaction, so no change commits unseen once it exists; `disarm_unused` drops them when
+/// the last is gone.
+const SQLITE_TRIGGERS: &str = include_str!("triggers/sqlite.sql");
+const POSTGRES_TRIGGERS: &str = include_str!("triggers/postgres.sql");
+
+fn trigger(all: &str, n: usize) -> String {
+    all.split("\n\n")
+        .nth(n)
+        .unwrap_or_default()
+        .trim()
+        .to_owned()
+}
+
+static ARM: [Statement; 3] = [
+    Statement::dialects(
+        || trigger(SQLITE_TRIGGERS, 0),
+        || trigger(POSTGRES_TRIGGERS, 0),
+    ),
+    Statement::dialects(
+        || trigger(SQLITE_TRIGGERS, 1),
+        || trigger(POSTGRES_TRIGGERS, 1),
+    ),
+    Statement::dialects(
+        || trigger(SQLITE_TRIGGERS, 2),
+        || trigger(POSTGRES_TRIGGERS, 2),
+    ),
+];
+
+/// The triggers' names with their tables.
+pub const TRIGGERS: [(&str, &str); 3] = [
+    ("webhook_attempt_finished", "attempts"),
+    ("webhook_call_finished", "calls"),
+    ("webhook_campaign_status_changed", "campaigns"),
+];
+
 static INSERT_ENDPOINT: Statement = Statement::new(|| {
     "INSERT INTO webhook_endpoints (id, url, events, campaign_id, description, secret, \
      created_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
@@ -460,15 +498,16 @@ pub async fn create_endpoint<S: Runner>(
     endpoint: &Endpoint,
     audit: Option<AuditEntry>,
 ) -> Result<(), StoreError> {
-    let insert = query::<S::DB>(&INSERT_ENDPOINT)
+    let mut writes = vec![query::<S::DB>(&INSERT_ENDPOINT)
         .text(endpoint.id.to_string())
         .text(endpoint.url.clone())
         .text(endpoint.subscription.stored())
         .opt_text(endpoint.campaign_id.map(|id| id.to_string()))
         .opt_text(endpoint.description.clone())
         .text(endpoint.secret.expose())
-        .big(to_ms(endpoint.created_at));
-    store.write(insert, audit).await.map(|_| ())
+        .big(to_ms(endpoint.created_at))];
+    writes.extend(ARM.iter().map(query::<S::DB>));
+    store.writes(writes, audit).await.map(|_| ())
 }
 
 pub async fn list_endpoints<S: Runner>(

@@ -19,6 +19,7 @@ mod error;
 mod instances;
 mod keys;
 mod migrator;
+mod outbox;
 mod pool;
 mod timeline;
 

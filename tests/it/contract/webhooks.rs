@@ -3,7 +3,7 @@
 
 use chrono::{Duration, Utc};
 use outbound::domain::call::AttemptOutcome;
-use outbound::domain::campaign::PauseReason;
+use outbound::domain::campaign::{PauseReason, StatusAction};
 use outbound::domain::ids::EndpointId;
 use outbound::domain::phone::PhoneNumber;
 use outbound::domain::webhook::{EventType, Secret, Subscription};
@@ -12,6 +12,7 @@ use outbound::ports::{
 };
 
 use crate::fixtures::{started_campaign, StoreAdapter};
+use crate::helpers::Unaudited;
 
 fn endpoint(
     subscription: Subscription,
@@ -273,6 +274,27 @@ async fn a_change_writes_one_delivery_per_listening_endpoint(adapter: StoreAdapt
         store.delivery_backlog().await.expect("backlog"),
         1,
         "{name}"
+    );
+
+    // The triggers stay while an endpoint does, and go with the last.
+    assert!(!store.disarm_unused().await.expect("disarm"), "{name}");
+    for e in [&calls_only, &elsewhere] {
+        store.delete_endpoint(e.id, None).await.expect("delete");
+    }
+    assert!(store.disarm_unused().await.expect("disarm"), "{name}");
+    assert!(!store.disarm_unused().await.expect("again"), "{name}");
+    // Created again with the next endpoint.
+    let again = endpoint(Subscription::all(), None);
+    store.create_endpoint(&again, None).await.expect("create");
+    store
+        .transition_campaign(campaign, StatusAction::Start, Utc::now())
+        .await
+        .expect("resume");
+    answer_one(&*store, campaign).await;
+    assert_eq!(
+        store.delivery_backlog().await.expect("backlog"),
+        4,
+        "{name}: the resume, the attempt, its call and the completion"
     );
 }
 

@@ -340,6 +340,11 @@ pub async fn delete_webhook(
     }
     audit.recorded();
     tracing::info!(endpoint = %id, "webhook endpoint deleted");
+    // The last endpoint gone, changes stop paying for the outbox now rather than at the
+    // deliverer's next upkeep.
+    if let Err(err) = ctx.store.disarm_unused().await {
+        tracing::warn!(error = %err, "cannot drop the webhook triggers yet");
+    }
     Ok(HttpResponse::NoContent().finish())
 }
 
