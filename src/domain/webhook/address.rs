@@ -67,12 +67,6 @@ impl EndpointUrl {
         self.url.host_str().map(unbracket).unwrap_or_default()
     }
 
-    /// The port connected to: the URL's, or the scheme's default.
-    pub fn port_or_default(&self) -> u16 {
-        // Only http and https get past `parse`, and both have a known default.
-        self.url.port_or_known_default().unwrap_or(443)
-    }
-
     /// The address, when the host is one rather than a name: it is screened at once, as no
     /// resolution will happen.
     pub fn ip_literal(&self) -> Option<IpAddr> {
@@ -339,12 +333,12 @@ mod tests {
         let url = EndpointUrl::parse("https://hooks.example.com/outbound?x=1", false).unwrap();
         assert_eq!(url.as_str(), "https://hooks.example.com/outbound?x=1");
         assert_eq!(url.host(), "hooks.example.com");
-        assert_eq!(url.port_or_default(), 443);
+        assert_eq!(url.url().port_or_known_default(), Some(443));
         assert_eq!(url.ip_literal(), None);
         assert_eq!(url.to_string(), url.as_str());
 
         let url = EndpointUrl::parse("https://hooks.example.com:8443/", false).unwrap();
-        assert_eq!(url.port_or_default(), 8443);
+        assert_eq!(url.url().port_or_known_default(), Some(8443));
     }
 
     #[test]
@@ -354,7 +348,7 @@ mod tests {
             Err(WebhookError::UrlScheme("http".to_owned()))
         );
         let url = EndpointUrl::parse("http://hooks.example.com/", true).unwrap();
-        assert_eq!(url.port_or_default(), 80);
+        assert_eq!(url.url().port_or_known_default(), Some(80));
         for text in [
             "ftp://example.com/",
             "file:///etc/passwd",
@@ -394,7 +388,7 @@ mod tests {
         }
         let v6 = EndpointUrl::parse("https://[::1]:8443/", false).unwrap();
         assert_eq!(v6.host(), "::1");
-        assert_eq!(v6.port_or_default(), 8443);
+        assert_eq!(v6.url().port_or_known_default(), Some(8443));
         assert_eq!(forbidden(v6.ip_literal().unwrap()), Some("loopback"));
     }
 

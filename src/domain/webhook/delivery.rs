@@ -54,11 +54,6 @@ impl RetrySchedule {
         };
         self.0.get(usize::try_from(step).ok()?).copied()
     }
-
-    /// Most tries a delivery gets on its own: the first and one per wait.
-    pub fn max_tries(&self) -> usize {
-        self.0.len() + 1
-    }
 }
 
 /// What one try came to.
@@ -142,7 +137,7 @@ mod tests {
         assert_eq!(schedule.after(9), None);
         assert_eq!(schedule.after(u32::MAX), None);
         assert_eq!(schedule.after(0), Some(Duration::ZERO));
-        assert_eq!(schedule.max_tries(), 8);
+        assert_eq!(schedule.0.len() + 1, 8, "the first try and one per wait");
     }
 
     #[test]

@@ -101,10 +101,6 @@ impl Subscription {
         Self::only(types).ok_or(WebhookError::NoEvents)
     }
 
-    pub fn is_all(self) -> bool {
-        self.0 == Listens::All
-    }
-
     pub fn wants(self, kind: EventType) -> bool {
         match self.0 {
             Listens::All => true,
@@ -202,7 +198,7 @@ mod tests {
     fn the_wildcard_wants_everything_even_beside_types() {
         for list in [names(&["*"]), names(&["call.finished", "*"])] {
             let subscription = Subscription::parse(&list).unwrap();
-            assert!(subscription.is_all());
+            assert_eq!(subscription, Subscription::all());
             assert!(EventType::ALL.iter().all(|kind| subscription.wants(*kind)));
             assert_eq!(subscription.as_list(), ["*"]);
             assert_eq!(subscription.stored(), ",*,");
@@ -217,7 +213,7 @@ mod tests {
             "call.finished",
         ]))
         .unwrap();
-        assert!(!subscription.is_all());
+        assert_ne!(subscription, Subscription::all());
         assert!(subscription.wants(EventType::AttemptFinished));
         assert!(subscription.wants(EventType::CallFinished));
         assert!(!subscription.wants(EventType::CallOptedOut));
@@ -232,7 +228,7 @@ mod tests {
     #[test]
     fn every_type_listed_is_not_the_wildcard() {
         let every = Subscription::only(EventType::ALL).unwrap();
-        assert!(!every.is_all());
+        assert_ne!(every, Subscription::all());
         assert_ne!(every, Subscription::all());
         assert_eq!(
             every.stored(),

@@ -15,7 +15,7 @@ pub use self::address::{forbidden, EndpointUrl, MAX_URL_CHARS};
 pub use self::delivery::{is_success, RetrySchedule, TryResult};
 pub use self::events::{EventType, Subscription};
 pub use self::payload::{
-    body, delivery_id, AttemptFinished, CallFinished, CallOptedOut, CampaignStatusChanged, Event,
+    body, AttemptFinished, CallFinished, CallOptedOut, CampaignStatusChanged, Event,
 };
 pub use self::signature::{sign, verify, Secret};
 

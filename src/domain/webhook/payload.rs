@@ -7,15 +7,8 @@
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Serialize, Serializer};
-use uuid::Uuid;
 
 use super::EventType;
-
-/// A delivery's `webhook-id`: `msg_` and the UUID's 32 hex digits (no `.`, which the signed
-/// text uses as its separator).
-pub fn delivery_id(uuid: Uuid) -> String {
-    format!("msg_{}", uuid.simple())
-}
 
 /// The body of an event of `event_type` committed at `timestamp`. `data` is one of the structs
 /// below or a `serde_json::Value`; a value writes its keys sorted (serde_json keeps no insertion
@@ -172,13 +165,6 @@ mod tests {
 
     // 2026-03-01T12:00:00Z
     const NOON: i64 = 1_772_366_400;
-
-    #[test]
-    fn delivery_ids_are_msg_and_hex() {
-        let uuid = Uuid::parse_str("0192f0c4-5e6a-7b8c-9d0e-1f2a3b4c5d6e").unwrap();
-        assert_eq!(delivery_id(uuid), "msg_0192f0c45e6a7b8c9d0e1f2a3b4c5d6e");
-        assert!(!delivery_id(Uuid::now_v7()).contains('.'));
-    }
 
     #[test]
     fn a_body_is_type_timestamp_data_in_that_order() {
