@@ -184,6 +184,10 @@ pub trait WebhookStore: Send + Sync + 'static {
     /// Deletes deliveries delivered before `before`; how many.
     async fn prune_deliveries(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
 
+    /// Moves up to `limit` of the oldest events into a delivery per endpoint that listens, in
+    /// one transaction with their removal. Returns how many events it moved.
+    async fn fan_out(&self, limit: usize) -> Result<u64, StoreError>;
+
     /// Drops the outbox's triggers when no endpoint is left (they cost every change while they
     /// exist); whether it dropped them.
     async fn disarm_unused(&self) -> Result<bool, StoreError>;

@@ -26,6 +26,9 @@ use crate::ports::{ClaimedDelivery, DeliveryStatus, Endpoint, StoreError, TryRec
 const ENDPOINTS_EVERY: Duration = Duration::from_secs(1);
 /// How often delivered deliveries past their retention are removed and the backlog counted.
 const UPKEEP_EVERY: Duration = Duration::from_secs(30);
+/// Events moved into deliveries per transaction: large enough that a flood moves in few
+/// turns of SQLite's one writer, small enough that a turn stays short.
+const FAN_OUT_BATCH: usize = 2_000;
 /// Past a claim's tries and renders, the time left to record them before it lapses.
 const CLAIM_MARGIN: Duration = Duration::from_secs(5);
 
@@ -48,7 +51,14 @@ impl Deliverer {
         let mut running: HashMap<tokio::task::Id, EndpointId> = HashMap::new();
         let mut tasks = JoinSet::new();
         let mut last_upkeep: Option<Instant> = None;
+        let mut fan_out = tokio::spawn(self.clone().fan_out_loop(stop.clone()));
         while !stop.is_cancelled() {
+            if fan_out.is_finished() && !stop.is_cancelled() {
+                if let Err(err) = (&mut fan_out).await {
+                    tracing::error!(error = %err, "the webhook fan-out ended");
+                }
+                fan_out = tokio::spawn(self.clone().fan_out_loop(stop.clone()));
+            }
             // A loop that ended by itself (it panicked) is started again below.
             while let Some(ended) = tasks.try_join_next_with_id() {
                 let id = match ended {
@@ -99,6 +109,35 @@ impl Deliverer {
             }
         }
         while tasks.join_next().await.is_some() {}
+        let _ = fan_out.await;
+    }
+
+    /// Moves events into deliveries until `stop`, at once while there are more, every poll
+    /// interval otherwise.
+    async fn fan_out_loop(self, stop: CancellationToken) {
+        let idle = self.ctx.settings.webhooks.poll_interval.0;
+        while !stop.is_cancelled() {
+            let pause = match self.fan_out().await {
+                Ok(moved) if moved >= FAN_OUT_BATCH as u64 => Duration::ZERO,
+                Ok(_) => idle,
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot fan webhook events out");
+                    idle.max(Duration::from_secs(1))
+                }
+            };
+            if !pause.is_zero() {
+                tokio::select! {
+                    () = stop.cancelled() => {}
+                    () = tokio::time::sleep(pause) => {}
+                }
+            }
+        }
+    }
+
+    /// One round of the fan-out: the oldest events become a delivery per endpoint that listens.
+    /// Returns how many events it moved.
+    pub async fn fan_out(&self) -> Result<u64, StoreError> {
+        self.ctx.store.fan_out(FAN_OUT_BATCH).await
     }
 
     async fn upkeep(&self) {

@@ -7,6 +7,7 @@ mod begin;
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
+use diesel::pg::Pg;
 use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text};
 use diesel::QueryableByName;
 use diesel_async::RunQueryDsl;
@@ -19,6 +20,7 @@ use super::{Conn, PgStore};
 use crate::adapters::sql::prepared::KeepPrepared;
 use crate::adapters::sql::rows::{self, carrier_json, CountRow, CurrentCallRow};
 use crate::adapters::sql::statements::CURRENT_CALLS;
+use crate::adapters::sql::webhooks::{self, Finished};
 use crate::adapters::sql::{to_ms, Failure};
 use crate::domain::admission::{Release, Unspent};
 use crate::domain::call::CallStatus;
@@ -86,6 +88,7 @@ async fn record_campaign(
     }
     let mut current = lock_reported_calls(conn, campaign, reports, indexes).await?;
     let mut settled: Vec<(String, u32, Settlement)> = Vec::new();
+    let mut finished = Vec::new();
     let mut delta = StatsDelta::default();
     for &index in indexes {
         let report = &reports[index];
@@ -99,12 +102,16 @@ async fn record_campaign(
         call.mark_settled(&settlement);
         delta += settlement.delta;
         applied[index] = AppliedReport::settled(report, settlement.step);
+        finished.extend(Finished::settled(report, &settlement));
         settled.push((key, report.attempt, settlement));
     }
     if settled.is_empty() {
         return Ok(());
     }
     write_settlements(conn, campaign, &settled, now).await?;
+    if let Some(events) = webhooks::finished_events::<Pg>(&finished, now) {
+        events.prepared().execute(conn).await?;
+    }
     apply_stats(conn, campaign, &delta, now).await?;
     complete_if_finished(conn, campaign, now).await
 }
@@ -219,6 +226,8 @@ struct Decisions<T> {
     answers: Vec<T>,
     dial: Vec<(String, String)>,
     releases: BTreeMap<String, Vec<(String, u32, Release)>>,
+    /// The calls the releases finish, for their events.
+    finished: Vec<Finished>,
 }
 
 impl<T> Decisions<T> {
@@ -227,10 +236,17 @@ impl<T> Decisions<T> {
             answers: Vec::with_capacity(capacity),
             dial: Vec::new(),
             releases: BTreeMap::new(),
+            finished: Vec::new(),
         }
     }
 
     fn release(&mut self, held: &HeldAttempt, release: Release) {
+        if release.call_status.is_terminal() {
+            self.finished.push(Finished::Call {
+                campaign_id: held.key.campaign_id,
+                call_id: held.key.call_id,
+            });
+        }
         self.releases
             .entry(held.key.campaign_id.to_string())
             .or_default()
@@ -362,7 +378,10 @@ pub(super) async fn forget(store: &PgStore, keys: &[AttemptKey]) -> Result<u64, 
                      AND a.call_id = v.call_id AND a.attempt = v.attempt \
                      AND a.ended_at IS NOT NULL AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d \
                      WHERE d.body IS NULL AND d.type = 'attempt.finished' \
-                     AND d.call_id = a.call_id AND d.attempt = a.attempt)",
+                     AND d.call_id = a.call_id AND d.attempt = a.attempt) \
+                     AND NOT EXISTS (SELECT 1 FROM webhook_events ev \
+                     WHERE ev.type = 'attempt.finished' AND ev.call_id = a.call_id \
+                     AND ev.attempt = a.attempt)",
                 )
                 .bind::<Array<Text>, _>(campaigns)
                 .bind::<Array<Text>, _>(calls)

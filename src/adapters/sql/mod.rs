@@ -580,6 +580,10 @@ macro_rules! store_by_aggregate {
                     webhooks::prune_deliveries(self, before).await
                 }
 
+                async fn fan_out(&self, limit: usize) -> Result<u64, StoreError> {
+                    outbox::fan_out(self, limit).await
+                }
+
                 async fn disarm_unused(&self) -> Result<bool, StoreError> {
                     outbox::disarm_unused(self).await
                 }

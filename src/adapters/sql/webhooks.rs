@@ -1,5 +1,5 @@
-//! The webhook outbox in both SQL stores: endpoints, the deliveries the triggers of the
-//! migrations write, their claims and tries. Every method is one statement (or one
+//! The webhook outbox in both SQL stores: endpoints, the events the record path and the
+//! triggers write, the deliveries they fan out to, their claims and tries. Every method is one statement (or one
 //! transaction of a few), written once over the store's `Runner`.
 
 use chrono::{DateTime, Utc};
@@ -13,6 +13,7 @@ use super::statements::Statement;
 use super::{as_bigint, from_ms, to_ms};
 use crate::domain::access::AuditEntry;
 use crate::domain::ids::{CallId, CampaignId, EndpointId};
+use crate::domain::settlement::{AttemptReport, Settlement};
 use crate::domain::webhook::{
     AttemptFinished, CallFinished, CallOptedOut, Event, EventType, Secret, Subscription,
 };
@@ -21,11 +22,11 @@ use crate::ports::{
     TryRecord, WebhookDelivery,
 };
 
-/// The outbox's triggers, which exist only while an endpoint does: a trigger costs every row
-/// its table's statements touch (a third of SQLite's write rate when it does nothing), so a
-/// deployment without endpoints has none. The first endpoint creates them in its own
-/// transaction, so no change commits unseen once it exists; `disarm_unused` drops them when
-/// the last is gone.
+/// The outbox's triggers, for the changes no record or release path writes itself (a queued
+/// call canceled, a campaign's status), which exist only while an endpoint does: a trigger
+/// costs every row its table's statements touch, so a deployment without endpoints has none.
+/// The first endpoint creates them in its own transaction, so no change commits unseen once it
+/// exists; `disarm_unused` drops them when the last is gone.
 const SQLITE_TRIGGERS: &str = include_str!("triggers/sqlite.sql");
 const POSTGRES_TRIGGERS: &str = include_str!("triggers/postgres.sql");
 
@@ -37,7 +38,7 @@ fn trigger(all: &str, n: usize) -> String {
         .to_owned()
 }
 
-static ARM: [Statement; 3] = [
+static ARM: [Statement; 2] = [
     Statement::dialects(
         || trigger(SQLITE_TRIGGERS, 0),
         || trigger(POSTGRES_TRIGGERS, 0),
@@ -46,18 +47,136 @@ static ARM: [Statement; 3] = [
         || trigger(SQLITE_TRIGGERS, 1),
         || trigger(POSTGRES_TRIGGERS, 1),
     ),
-    Statement::dialects(
-        || trigger(SQLITE_TRIGGERS, 2),
-        || trigger(POSTGRES_TRIGGERS, 2),
-    ),
 ];
 
 /// The triggers' names with their tables.
-pub const TRIGGERS: [(&str, &str); 3] = [
-    ("webhook_attempt_finished", "attempts"),
+pub const TRIGGERS: [(&str, &str); 2] = [
     ("webhook_call_finished", "calls"),
     ("webhook_campaign_status_changed", "campaigns"),
 ];
+
+/// What a recorded batch finished, written by its own transaction as one statement whatever
+/// its size (a per-row trigger there cost dialing 40% of its rate), and nothing while no
+/// endpoint exists.
+static FINISHED_EVENTS: Statement = Statement::dialects(
+    || {
+        "INSERT INTO webhook_events (type, campaign_id, call_id, attempt, created_at) \
+         SELECT json_extract(j.value, '$[0]'), json_extract(j.value, '$[1]'), \
+         json_extract(j.value, '$[2]'), json_extract(j.value, '$[3]'), ? \
+         FROM json_each(?) j WHERE EXISTS (SELECT 1 FROM webhook_endpoints)"
+            .into()
+    },
+    || {
+        "INSERT INTO webhook_events (type, campaign_id, call_id, attempt, created_at) \
+         SELECT j->>0, j->>1, j->>2, (j->>3)::int, $1 \
+         FROM jsonb_array_elements($2::jsonb) j WHERE EXISTS (SELECT 1 FROM webhook_endpoints)"
+            .into()
+    },
+);
+
+/// The events up to a sequence number (SQLite, whose one writer then deletes them) or the
+/// oldest unlocked ones (PostgreSQL, deleted by the same statement), each fanned out to a
+/// delivery per endpoint that listens. An endpoint created while an event waited gets it too:
+/// the change happened, and clocks of different hosts decide nothing here.
+pub static FAN_OUT: Statement = Statement::dialects(
+    || {
+        format!(
+            "INSERT INTO webhook_deliveries ({DELIVERY_INSERT}) \
+             SELECT 'msg_' || printf('%012x', ev.created_at) || lower(hex(randomblob(10))), \
+             {FANNED} FROM webhook_events ev JOIN webhook_endpoints e ON {LISTENS} \
+             WHERE ev.seq <= ?"
+        )
+    },
+    || {
+        format!(
+            "WITH taken AS (DELETE FROM webhook_events WHERE seq IN (SELECT seq \
+             FROM webhook_events ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED) RETURNING *), \
+             fanned AS (INSERT INTO webhook_deliveries ({DELIVERY_INSERT}) \
+             SELECT 'msg_' || lpad(to_hex(ev.created_at), 12, '0') \
+             || substr(replace(gen_random_uuid()::text, '-', ''), 1, 20), \
+             {FANNED} FROM taken ev JOIN webhook_endpoints e ON {LISTENS}) \
+             SELECT count(*) AS n FROM taken"
+        )
+    },
+);
+
+const DELIVERY_INSERT: &str = "id, endpoint_id, type, campaign_id, call_id, attempt, detail, \
+     body, created_at, status, next_attempt_at";
+const FANNED: &str = "e.id, ev.type, ev.campaign_id, ev.call_id, ev.attempt, ev.detail, ev.body, \
+     ev.created_at, 'pending', ev.created_at";
+const LISTENS: &str = "(e.campaign_id IS NULL OR e.campaign_id = ev.campaign_id) \
+     AND (e.events LIKE '%,*,%' OR e.events LIKE '%,' || ev.type || ',%')";
+
+/// One change a batch made, for `finished_events`.
+pub enum Finished {
+    Attempt {
+        campaign_id: CampaignId,
+        call_id: CallId,
+        attempt: u32,
+    },
+    Call {
+        campaign_id: CampaignId,
+        call_id: CallId,
+    },
+}
+
+impl Finished {
+    /// What settling a report finished: its attempt, and its call unless it is retried.
+    pub fn settled(report: &AttemptReport, settlement: &Settlement) -> Vec<Finished> {
+        let mut finished = vec![Finished::Attempt {
+            campaign_id: report.campaign_id,
+            call_id: report.call_id,
+            attempt: report.attempt,
+        }];
+        if settlement.call_status.is_terminal() {
+            finished.push(Finished::Call {
+                campaign_id: report.campaign_id,
+                call_id: report.call_id,
+            });
+        }
+        finished
+    }
+}
+
+/// The events of what a batch finished, to run in the transaction that finishes them; `None`
+/// when it finished nothing.
+pub fn finished_events<DB: Dialect>(
+    finished: &[Finished],
+    now: DateTime<Utc>,
+) -> Option<Bound<DB>> {
+    if finished.is_empty() {
+        return None;
+    }
+    let rows: Vec<serde_json::Value> = finished
+        .iter()
+        .map(|change| match change {
+            Finished::Attempt {
+                campaign_id,
+                call_id,
+                attempt,
+            } => serde_json::json!([
+                EventType::AttemptFinished.as_str(),
+                campaign_id.to_string(),
+                call_id.to_string(),
+                attempt
+            ]),
+            Finished::Call {
+                campaign_id,
+                call_id,
+            } => serde_json::json!([
+                EventType::CallFinished.as_str(),
+                campaign_id.to_string(),
+                call_id.to_string(),
+                null
+            ]),
+        })
+        .collect();
+    Some(
+        query::<DB>(&FINISHED_EVENTS)
+            .big(to_ms(now))
+            .text(serde_json::Value::Array(rows).to_string()),
+    )
+}
 
 static INSERT_ENDPOINT: Statement = Statement::new(|| {
     "INSERT INTO webhook_endpoints (id, url, events, campaign_id, description, secret, \
@@ -189,34 +308,15 @@ static FINISH: Statement = Statement::new(|| {
         .into()
 });
 
-/// A `call.opted_out` for every endpoint that listens, written in the transaction that lists
-/// the number: (campaign, call, body, at, due, campaign matched).
-static OPT_OUT_EVENT: Statement = Statement::dialects(
-    || {
-        opt_out_event_text(
-            "'msg_' || printf('%012x', CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)) \
-             || lower(hex(randomblob(10)))",
-        )
-    },
-    || {
-        opt_out_event_text(
-            "'msg_' || lpad(to_hex((extract(epoch FROM clock_timestamp()) * 1000)::bigint), 12, '0') \
-             || substr(replace(gen_random_uuid()::text, '-', ''), 1, 20)",
-        )
-    },
-);
+/// A `call.opted_out`, written in the transaction that lists the number: (campaign, call,
+/// body, at).
+static OPT_OUT_EVENT: Statement = Statement::new(|| {
+    "INSERT INTO webhook_events (type, campaign_id, call_id, body, created_at) \
+     SELECT 'call.opted_out', ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM webhook_endpoints)"
+        .into()
+});
 
-fn opt_out_event_text(new_id: &str) -> String {
-    format!(
-        "INSERT INTO webhook_deliveries (id, endpoint_id, type, campaign_id, call_id, body, \
-         created_at, status, next_attempt_at) \
-         SELECT {new_id}, e.id, 'call.opted_out', ?, ?, ?, ?, 'pending', ? \
-         FROM webhook_endpoints e WHERE (e.campaign_id IS NULL OR e.campaign_id = ?) \
-         AND (e.events LIKE '%,*,%' OR e.events LIKE '%,call.opted_out,%')"
-    )
-}
-
-/// The deliveries of a callee's opt-out, to run in the transaction that lists the number.
+/// The event of a callee's opt-out, to run in the transaction that lists the number.
 pub fn opt_out_event<DB: Dialect>(listing: &OptOutListing, now: DateTime<Utc>) -> Bound<DB> {
     let campaign_id = listing
         .call
@@ -237,8 +337,6 @@ pub fn opt_out_event<DB: Dialect>(listing: &OptOutListing, now: DateTime<Utc>) -
         .opt_text(listing.call.map(|(_, call)| call.to_string()))
         .text(event.body(now))
         .big(to_ms(now))
-        .big(to_ms(now))
-        .opt_text(campaign_id.map(|id| id.to_string()))
 }
 
 static PRUNE: Statement = Statement::new(|| {

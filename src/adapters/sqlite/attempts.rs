@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use diesel::sql_types::{BigInt, Integer, Nullable, Text};
-use diesel::sqlite::SqliteConnection;
+use diesel::sqlite::{Sqlite, SqliteConnection};
 use diesel::RunQueryDsl;
 
 use super::campaigns::apply_stats;
@@ -20,6 +20,7 @@ use crate::adapters::sql::statements::{
     BEGIN_CALLS, CURRENT_CALLS, FORBID_CALL, FORGET_NUMBER_ATTEMPT, HOLD_CALL,
     INSERT_NUMBER_ATTEMPT, PRIOR_ATTEMPTS,
 };
+use crate::adapters::sql::webhooks::{self, Finished};
 use crate::adapters::sql::{millis, to_ms, Failure};
 use crate::domain::admission::{Begin, DialDecision, Release, Unspent};
 use crate::domain::carrier::CarrierCall;
@@ -39,6 +40,7 @@ pub(super) async fn record(
         .write(move |conn| {
             let mut applied = Vec::with_capacity(reports.len());
             let mut deltas: BTreeMap<CampaignId, StatsDelta> = BTreeMap::new();
+            let mut finished = Vec::new();
             for report in &reports {
                 // Read report by report: a second report of one attempt sees the first's write.
                 let settlement =
@@ -48,8 +50,12 @@ pub(super) async fn record(
                     continue;
                 };
                 write_settlement(conn, report, &settlement, now)?;
+                finished.extend(Finished::settled(report, &settlement));
                 *deltas.entry(report.campaign_id).or_default() += settlement.delta;
                 applied.push(AppliedReport::settled(report, settlement.step));
+            }
+            if let Some(events) = webhooks::finished_events::<Sqlite>(&finished, now) {
+                events.prepared().execute(conn)?;
             }
             for (campaign_id, delta) in &deltas {
                 apply_stats(conn, *campaign_id, delta, now)?;
@@ -415,6 +421,15 @@ fn write_release(
     .bind::<Text, _>(key.call_id.to_string())
     .prepared()
     .execute(conn)?;
+    if release.call_status.is_terminal() {
+        let call = [Finished::Call {
+            campaign_id: key.campaign_id,
+            call_id: key.call_id,
+        }];
+        if let Some(event) = webhooks::finished_events::<Sqlite>(&call, now) {
+            event.prepared().execute(conn)?;
+        }
+    }
     diesel::sql_query("DELETE FROM attempts WHERE campaign_id = ? AND call_id = ? AND attempt = ?")
         .bind::<Text, _>(key.campaign_id.to_string())
         .bind::<Text, _>(key.call_id.to_string())
@@ -437,7 +452,10 @@ pub(super) async fn forget(store: &SqliteStore, keys: &[AttemptKey]) -> Result<u
                     "DELETE FROM attempts WHERE campaign_id = ? AND call_id = ? AND attempt = ? \
                      AND ended_at IS NOT NULL AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d \
                      WHERE d.body IS NULL AND d.type = 'attempt.finished' \
-                     AND d.call_id = attempts.call_id AND d.attempt = attempts.attempt)",
+                     AND d.call_id = attempts.call_id AND d.attempt = attempts.attempt) \
+                     AND NOT EXISTS (SELECT 1 FROM webhook_events ev \
+                     WHERE ev.type = 'attempt.finished' AND ev.call_id = attempts.call_id \
+                     AND ev.attempt = attempts.attempt)",
                 )
                 .bind::<Text, _>(key.campaign_id.to_string())
                 .bind::<Text, _>(key.call_id.to_string())

@@ -1,12 +1,50 @@
-//! Dropping the webhook outbox's triggers once no endpoint is left, in one transaction with the
-//! count that decides it (SQLite's one writer keeps an endpoint from being created meanwhile).
+//! The webhook outbox's own upkeep in SQLite: fanning events out to deliveries, and dropping
+//! the triggers once no endpoint is left (in one transaction with the count that decides it:
+//! SQLite's one writer keeps an endpoint from being created meanwhile).
 
+use diesel::sql_types::BigInt;
 use diesel::RunQueryDsl;
 
 use super::SqliteStore;
+use crate::adapters::sql::as_bigint;
 use crate::adapters::sql::rows::TotalRow;
-use crate::adapters::sql::webhooks::TRIGGERS;
+use crate::adapters::sql::webhooks::{FAN_OUT, TRIGGERS};
 use crate::ports::StoreError;
+
+/// Moves the oldest `limit` events into a delivery per endpoint that listens, in one
+/// transaction that removes them. Returns how many events it moved.
+pub(super) async fn fan_out(store: &SqliteStore, limit: usize) -> Result<u64, StoreError> {
+    // Most polls find nothing: a read, not a turn of the one writer.
+    let waiting: Vec<TotalRow> = store
+        .read(|conn| {
+            Ok(diesel::sql_query(
+                "SELECT count(*) AS n FROM (SELECT 1 FROM webhook_events LIMIT 1)",
+            )
+            .load(conn)?)
+        })
+        .await?;
+    if waiting.first().is_none_or(|row| row.n == 0) {
+        return Ok(0);
+    }
+    store
+        .write(move |conn| {
+            let last: Vec<TotalRow> = diesel::sql_query(
+                "SELECT coalesce(max(seq), 0) AS n FROM \
+                 (SELECT seq FROM webhook_events ORDER BY seq LIMIT ?)",
+            )
+            .bind::<BigInt, _>(as_bigint(limit))
+            .load(conn)?;
+            let last = last.first().map_or(0, |row| row.n);
+            diesel::sql_query(FAN_OUT.sqlite())
+                .bind::<BigInt, _>(last)
+                .execute(conn)?;
+            let moved = diesel::sql_query("DELETE FROM webhook_events WHERE seq <= ?")
+                .bind::<BigInt, _>(last)
+                .execute(conn)?;
+            Ok(moved as u64)
+        })
+        .await
+}
 
 pub(super) async fn disarm_unused(store: &SqliteStore) -> Result<bool, StoreError> {
     store

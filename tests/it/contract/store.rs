@@ -885,7 +885,7 @@ async fn claim(store: &dyn Store, campaign: CampaignId, max: usize) -> Vec<Claim
 }
 
 /// Records that `call`'s attempt was answered.
-async fn answer(store: &dyn Store, campaign: CampaignId, call: &ClaimedCall) {
+pub(super) async fn answer(store: &dyn Store, campaign: CampaignId, call: &ClaimedCall) {
     let answered = AttemptReport {
         call_id: call.call_id,
         campaign_id: campaign,
@@ -920,7 +920,7 @@ async fn begin(
         .expect("begin")
 }
 
-fn held(campaign: CampaignId, call: &ClaimedCall, holder: InstanceId) -> HeldAttempt {
+pub(super) fn held(campaign: CampaignId, call: &ClaimedCall, holder: InstanceId) -> HeldAttempt {
     HeldAttempt {
         key: AttemptKey {
             campaign_id: campaign,

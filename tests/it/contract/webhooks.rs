@@ -2,14 +2,12 @@
 //! one per endpoint that listens; claims are exclusive until their deadline; tries are kept.
 
 use chrono::{Duration, Utc};
-use outbound::domain::call::AttemptOutcome;
+use outbound::domain::admission::Unspent;
 use outbound::domain::campaign::{PauseReason, StatusAction};
 use outbound::domain::ids::EndpointId;
 use outbound::domain::phone::PhoneNumber;
 use outbound::domain::webhook::{EventType, Secret, Subscription};
-use outbound::ports::{
-    AttemptReport, DeliveryStatus, DncScope, Endpoint, OptOutListing, Store, TryRecord,
-};
+use outbound::ports::{DeliveryStatus, DncScope, Endpoint, OptOutListing, Store, TryRecord};
 
 use crate::fixtures::{started_campaign, StoreAdapter};
 use crate::helpers::Unaudited;
@@ -43,33 +41,20 @@ async fn answer_one(
         )
         .await
         .expect("claim");
-    let call = &claimed[0];
-    let report = AttemptReport {
-        call_id: call.call_id,
-        campaign_id: campaign,
-        attempt: call.attempt,
-        outcome: AttemptOutcome::Answered,
-        ended_at: Utc::now(),
-        retry_at: Utc::now(),
-        expected_owner: None,
-        carrier: None,
-        attempt_started_at: None,
-    };
-    store
-        .record_attempts(&[report], Utc::now())
-        .await
-        .expect("record");
-    call.call_id
+    super::store::answer(store, campaign, &claimed[0]).await;
+    claimed[0].call_id
 }
 
 /// Without an endpoint nothing is written; with one, a finished attempt, its finished call and
-/// a campaign's new status each become one delivery per endpoint that listens to it.
+/// a campaign's new status each become one event, fanned out to a delivery per endpoint that
+/// listens to it.
 async fn a_change_writes_one_delivery_per_listening_endpoint(adapter: StoreAdapter) {
     let dir = tempfile::tempdir().expect("dir");
     let name = adapter.name();
     let store = adapter.open(&dir).await;
     let campaign = started_campaign(&*store, 3).await;
     answer_one(&*store, campaign).await;
+    assert_eq!(store.fan_out(100).await.expect("fan out"), 0, "{name}");
     assert_eq!(
         store.delivery_backlog().await.expect("backlog"),
         0,
@@ -97,6 +82,30 @@ async fn a_change_writes_one_delivery_per_listening_endpoint(adapter: StoreAdapt
         )
         .await
         .expect("pause");
+
+    // Until its event is fanned out, a finished attempt stays for the timeline exporter.
+    let key = outbound::ports::AttemptKey {
+        campaign_id: campaign,
+        call_id,
+        attempt: 1,
+    };
+    assert_eq!(
+        store.forget_attempts(&[key]).await.expect("forget"),
+        0,
+        "{name}: an attempt whose event waits is kept"
+    );
+    assert_eq!(
+        store.delivery_backlog().await.expect("backlog"),
+        0,
+        "{name}: events wait for the fan-out"
+    );
+    assert_eq!(
+        store.fan_out(2).await.expect("fan out"),
+        2,
+        "{name}: the oldest first, as many as asked"
+    );
+    assert_eq!(store.fan_out(100).await.expect("fan out"), 1, "{name}");
+    assert_eq!(store.fan_out(100).await.expect("fan out"), 0, "{name}");
 
     let listed = store.list_endpoints().await.expect("list");
     let load: Vec<(EndpointId, u64)> = listed.iter().map(|(e, l)| (e.id, l.pending)).collect();
@@ -291,6 +300,7 @@ async fn a_change_writes_one_delivery_per_listening_endpoint(adapter: StoreAdapt
         .await
         .expect("resume");
     answer_one(&*store, campaign).await;
+    store.fan_out(100).await.expect("fan out");
     assert_eq!(
         store.delivery_backlog().await.expect("backlog"),
         4,
@@ -323,6 +333,7 @@ async fn an_opt_out_is_reported_with_its_listing(adapter: StoreAdapter) {
         .list_opt_out(listing, Utc::now())
         .await
         .expect("again");
+    assert_eq!(store.fan_out(100).await.expect("fan out"), 1, "{name}");
     let now = Utc::now() + Duration::seconds(1);
     let claimed = store
         .claim_deliveries(hooks.id, "c", now, now + Duration::seconds(9), 10)
@@ -336,6 +347,52 @@ async fn an_opt_out_is_reported_with_its_listing(adapter: StoreAdapter) {
     assert_eq!(body["data"]["scope"], "global", "{name}");
 }
 
+/// Calls that finish without an attempt report it too: a completed campaign's queued calls
+/// (by the outbox's triggers) and the one it had dialing, handed back unplaced (by the release).
+async fn calls_finished_without_an_attempt_are_reported(adapter: StoreAdapter) {
+    let dir = tempfile::tempdir().expect("dir");
+    let name = adapter.name();
+    let store = adapter.open(&dir).await;
+    let campaign = started_campaign(&*store, 3).await;
+    let hooks = endpoint(Subscription::all(), Some(campaign));
+    store.create_endpoint(&hooks, None).await.expect("create");
+    let claimer = outbound::domain::ids::InstanceId::new();
+    let claimed = store
+        .claim_calls(campaign, 1, claimer, 50_000, Utc::now())
+        .await
+        .expect("claim");
+    store
+        .transition_campaign(campaign, StatusAction::Complete, Utc::now())
+        .await
+        .expect("complete");
+    let released = store
+        .release_attempts(
+            &[super::store::held(campaign, &claimed[0], claimer)],
+            Unspent::Unplaced,
+            Utc::now(),
+        )
+        .await
+        .expect("release");
+    assert_eq!(released, vec![true], "{name}");
+    assert_eq!(store.fan_out(100).await.expect("fan out"), 4, "{name}");
+    let log = store
+        .deliveries(hooks.id, None, None, 10)
+        .await
+        .expect("log");
+    let mut types: Vec<&str> = log.iter().map(|d| d.event_type.as_str()).collect();
+    types.sort_unstable();
+    assert_eq!(
+        types,
+        vec![
+            "call.finished",
+            "call.finished",
+            "call.finished",
+            "campaign.status_changed"
+        ],
+        "{name}"
+    );
+}
+
 contract_suite!(
     StoreAdapter {
         sqlite => StoreAdapter::Sqlite,
@@ -344,5 +401,6 @@ contract_suite!(
     [
         a_change_writes_one_delivery_per_listening_endpoint,
         an_opt_out_is_reported_with_its_listing,
+        calls_finished_without_an_attempt_are_reported,
     ]
 );

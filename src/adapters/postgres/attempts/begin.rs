@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
+use diesel::pg::Pg;
 use diesel::sql_types::{Array, BigInt, Integer, Text};
 use diesel_async::RunQueryDsl;
 use futures::FutureExt;
@@ -18,6 +19,7 @@ use crate::adapters::sql::rows::{BeginFacts, BeginRow, PriorRow};
 use crate::adapters::sql::statements::{
     BEGIN_CALLS, FORBID_CALL, FORGET_NUMBER_ATTEMPT, HOLD_CALL, POSTGRES_NOW_MS,
 };
+use crate::adapters::sql::webhooks;
 use crate::adapters::sql::{to_ms, Failure};
 use crate::domain::admission::{Begin, DialDecision};
 use crate::domain::call::CallStatus;
@@ -136,6 +138,9 @@ pub(super) async fn write_decisions<T>(
             delta += release.delta;
         }
         apply_stats(conn, campaign, &delta, now).await?;
+    }
+    if let Some(events) = webhooks::finished_events::<Pg>(&decisions.finished, now) {
+        events.prepared().execute(conn).await?;
     }
     Ok(())
 }
