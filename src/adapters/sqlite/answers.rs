@@ -29,7 +29,7 @@ pub(super) async fn record(
             });
             if let Some(change) = &change {
                 for write in answers::record::<Sqlite>(key, change, now) {
-                    write.prepared().execute(conn)?;
+                    write.prepared().run(conn)?;
                 }
             }
             if let Some(listing) = opt_out {
@@ -59,7 +59,7 @@ fn list_in(
     if added.added > 0 {
         webhooks::opt_out_event::<Sqlite>(&listing, now)
             .prepared()
-            .execute(conn)?;
+            .run(conn)?;
     }
     Ok(added)
 }

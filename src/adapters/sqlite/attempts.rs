@@ -55,7 +55,7 @@ pub(super) async fn record(
                 applied.push(AppliedReport::settled(report, settlement.step));
             }
             if let Some(events) = webhooks::finished_events::<Sqlite>(&finished, now) {
-                events.prepared().execute(conn)?;
+                events.prepared().run(conn)?;
             }
             for (campaign_id, delta) in &deltas {
                 apply_stats(conn, *campaign_id, delta, now)?;
@@ -99,7 +99,7 @@ fn write_settlement(
     .bind::<BigInt, _>(to_ms(now))
     .bind::<Text, _>(report.call_id.to_string())
     .prepared()
-    .execute(conn)?;
+    .run(conn)?;
     diesel::sql_query(
         "UPDATE attempts SET status = ?, error = ?, ended_at = ?, duration_ms = ?, \
          carrier = coalesce(?, carrier) WHERE campaign_id = ? AND call_id = ? AND attempt = ?",
@@ -113,7 +113,7 @@ fn write_settlement(
     .bind::<Text, _>(report.call_id.to_string())
     .bind::<Integer, _>(report.attempt as i32)
     .prepared()
-    .execute(conn)?;
+    .run(conn)?;
     Ok(())
 }
 
@@ -126,7 +126,7 @@ fn free_number(conn: &mut SqliteConnection, call_id: CallId) -> Result<(), Failu
     .bind::<Text, _>(call_id.to_string())
     .bind::<Text, _>(call_id.to_string())
     .prepared()
-    .execute(conn)?;
+    .run(conn)?;
     Ok(())
 }
 
@@ -218,7 +218,7 @@ async fn decide(
                             .bind::<BigInt, _>(to_ms(now))
                             .bind::<Text, _>(held.key.call_id.to_string())
                             .prepared()
-                            .execute(conn)?;
+                            .run(conn)?;
                         }
                         diesel::sql_query(INSERT_NUMBER_ATTEMPT.sqlite())
                             .bind::<Text, _>(&facts.phone_number)
@@ -227,7 +227,7 @@ async fn decide(
                             .bind::<Text, _>(held.key.call_id.to_string())
                             .bind::<Integer, _>(held.key.attempt as i32)
                             .prepared()
-                            .execute(conn)?;
+                            .run(conn)?;
                     }
                     Begin::Forbidden | Begin::Held(_) => {
                         let delta = hand_back(conn, &held.key, &call, answer, now)?;
@@ -266,7 +266,7 @@ fn hand_back(
             diesel::sql_query(FORBID_CALL.sqlite())
                 .bind::<Text, _>(key.call_id.to_string())
                 .prepared()
-                .execute(conn)?;
+                .run(conn)?;
             Ok(end.delta)
         }
         Begin::Held(reason) => {
@@ -277,7 +277,7 @@ fn hand_back(
                     .bind::<BigInt, _>(to_ms(until))
                     .bind::<Text, _>(key.call_id.to_string())
                     .prepared()
-                    .execute(conn)?;
+                    .run(conn)?;
             }
             Ok(release.delta)
         }
@@ -295,7 +295,7 @@ fn forget_number_attempt(
         .bind::<Text, _>(key.call_id.to_string())
         .bind::<Integer, _>(key.attempt as i32)
         .prepared()
-        .execute(conn)?;
+        .run(conn)?;
     Ok(())
 }
 
@@ -339,7 +339,7 @@ pub(super) async fn hand_to_carrier(
                 .bind::<Integer, _>(held.key.attempt as i32)
                 .bind::<Text, _>(holder.to_string())
                 .prepared()
-                .execute(conn)?;
+                .run(conn)?;
                 if moved == 1 {
                     diesel::sql_query(
                         "UPDATE attempts SET carrier = ? \
@@ -350,7 +350,7 @@ pub(super) async fn hand_to_carrier(
                     .bind::<Text, _>(held.key.call_id.to_string())
                     .bind::<Integer, _>(held.key.attempt as i32)
                     .prepared()
-                    .execute(conn)?;
+                    .run(conn)?;
                 }
                 handed.push(moved == 1);
             }
@@ -411,7 +411,7 @@ fn write_release(
     .bind::<Integer, _>(key.attempt as i32)
     .bind::<Text, _>(key.call_id.to_string())
     .prepared()
-    .execute(conn)?;
+    .run(conn)?;
     diesel::sql_query(
         "UPDATE calls SET status = ?, attempt_count = attempt_count - 1, owner = NULL, \
          placed_at = NULL, updated_at = ? WHERE id = ?",
@@ -420,14 +420,14 @@ fn write_release(
     .bind::<BigInt, _>(to_ms(now))
     .bind::<Text, _>(key.call_id.to_string())
     .prepared()
-    .execute(conn)?;
+    .run(conn)?;
     if release.call_status.is_terminal() {
         let call = [Finished::Call {
             campaign_id: key.campaign_id,
             call_id: key.call_id,
         }];
         if let Some(event) = webhooks::finished_events::<Sqlite>(&call, now) {
-            event.prepared().execute(conn)?;
+            event.prepared().run(conn)?;
         }
     }
     diesel::sql_query("DELETE FROM attempts WHERE campaign_id = ? AND call_id = ? AND attempt = ?")
@@ -435,7 +435,7 @@ fn write_release(
         .bind::<Text, _>(key.call_id.to_string())
         .bind::<Integer, _>(key.attempt as i32)
         .prepared()
-        .execute(conn)?;
+        .run(conn)?;
     Ok(())
 }
 
@@ -461,7 +461,7 @@ pub(super) async fn forget(store: &SqliteStore, keys: &[AttemptKey]) -> Result<u
                 .bind::<Text, _>(key.call_id.to_string())
                 .bind::<Integer, _>(key.attempt as i32)
                 .prepared()
-                .execute(conn)? as u64;
+                .run(conn)? as u64;
             }
             Ok(deleted)
         })

@@ -51,7 +51,7 @@ pub(super) fn apply_stats(
 ) -> Result<(), Failure> {
     bound::apply_stats::<Sqlite>(&campaign_id.to_string(), delta, now)
         .prepared()
-        .execute(conn)?;
+        .run(conn)?;
     Ok(())
 }
 
@@ -93,7 +93,7 @@ pub(super) async fn create(
             bound::insert_campaign::<Sqlite>(&new, now)?
                 .text(name_key(&new.name))
                 .prepared()
-                .execute(conn)?;
+                .run(conn)?;
             let id = new.id;
             bound::set_rules::<Sqlite>(
                 id,
@@ -102,7 +102,7 @@ pub(super) async fn create(
                 &new.recipient_limits,
             )?
             .prepared()
-            .execute(conn)?;
+            .run(conn)?;
             let NewCampaign {
                 retry_policy,
                 targets,
@@ -116,7 +116,7 @@ pub(super) async fn create(
             .bind::<BigInt, _>(as_bigint(targets.len()))
             .bind::<BigInt, _>(to_ms(now))
             .prepared()
-            .execute(conn)?;
+            .run(conn)?;
             insert_targets(conn, id, &targets)?;
             // Every target starts as one queued call.
             let calls = targets
@@ -149,7 +149,7 @@ pub(super) async fn update(
             let rules_changed = CampaignRules::of(&next) != old_rules;
             let budget = next.retry_policy.max_attempts;
             let query = bound::update_campaign::<Sqlite>(&next, now)?.text(name_key(&next.name));
-            bound::where_campaign(query, id).prepared().execute(conn)?;
+            bound::where_campaign(query, id).prepared().run(conn)?;
             bound::set_rules::<Sqlite>(
                 id,
                 &next.recipient_hours,
@@ -157,14 +157,14 @@ pub(super) async fn update(
                 &next.recipient_limits,
             )?
             .prepared()
-            .execute(conn)?;
+            .run(conn)?;
             if rules_changed {
-                bound::reopen_held::<Sqlite>(id).prepared().execute(conn)?;
+                bound::reopen_held::<Sqlite>(id).prepared().run(conn)?;
             }
             if budget != old_budget {
                 bound::retry_budget::<Sqlite>(id, budget)
                     .prepared()
-                    .execute(conn)?;
+                    .run(conn)?;
             }
             existing_campaign(conn, id)
         })
@@ -188,7 +188,7 @@ pub(super) async fn transition(
             };
             bound::set_status::<Sqlite>(id, next, now)
                 .prepared()
-                .execute(conn)?;
+                .run(conn)?;
             if next == CampaignStatus::Completed {
                 cancel_waiting_calls(conn, id, now)?;
             }
@@ -213,7 +213,7 @@ fn cancel_waiting_calls(
         .bind::<Text, _>(id.to_string())
         .bind::<Text, _>(from.as_str())
         .prepared()
-        .execute(conn)?;
+        .run(conn)?;
         delta += StatsDelta::canceled_from(from, as_bigint(canceled));
     }
     apply_stats(conn, id, &delta, now)

@@ -4,13 +4,13 @@
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
-use diesel::sql_types::{BigInt, Integer, Text};
+use diesel::sql_types::{BigInt, Text};
 use diesel::sqlite::SqliteConnection;
 use diesel::RunQueryDsl;
 
 use super::campaigns::apply_stats;
 use super::dnc::prior_of;
-use super::{SqliteStore, INSERT_CHUNK};
+use super::SqliteStore;
 use crate::adapters::sql::prepared::KeepPrepared;
 use crate::adapters::sql::rows::{
     self, CampaignRow, CandidateRow, CapacityRow, ClaimRow, IdRow, PendingRow,
@@ -49,7 +49,7 @@ pub(super) fn complete_if_finished(
     .bind::<BigInt, _>(to_ms(now))
     .bind::<Text, _>(campaign_id.to_string())
     .prepared()
-    .execute(conn)?;
+    .run(conn)?;
     Ok(())
 }
 
@@ -105,38 +105,31 @@ pub(super) async fn claim_calls(
             if picked.is_empty() {
                 return Ok(Vec::new());
             }
-            let mut claimed: Vec<ClaimRow> = Vec::with_capacity(picked.len());
-            for chunk in picked.chunks(INSERT_CHUNK) {
-                let live = vec!["(?, ?, ?)"; chunk.len()].join(", ");
-                let mut insert = diesel::sql_query(format!(
-                    "INSERT INTO live_numbers (phone_number, campaign_id, call_id) VALUES {live}"
-                ))
-                .into_boxed();
-                for row in chunk {
-                    insert = insert
-                        .bind::<Text, _>(row.phone_number.clone())
-                        .bind::<Text, _>(campaign_id.to_string())
-                        .bind::<Text, _>(row.id.clone());
-                }
-                insert.execute(conn)?;
-                let ids = vec!["?"; chunk.len()].join(", ");
-                let mut update = diesel::sql_query(format!(
-                    "UPDATE calls SET status = 'dialing', attempt_count = attempt_count + 1, \
-                     last_attempt_at = ?, updated_at = ?, next_attempt_at = NULL, owner = ?, \
-                     placed_at = NULL WHERE id IN ({ids}) \
-                     RETURNING id, phone_number, attempt_count"
-                ))
-                .into_boxed()
-                .bind::<BigInt, _>(to_ms(now))
-                .bind::<BigInt, _>(to_ms(now))
-                .bind::<Text, _>(owner.to_string());
-                for row in chunk {
-                    update = update.bind::<Text, _>(row.id.clone());
-                }
-                claimed.extend(update.load::<ClaimRow>(conn)?);
-            }
+            // The batch travels as one JSON array, so each statement's text is fixed and stays
+            // prepared: a list of placeholders per batch size was parsed anew every claim.
+            let ids = id_list(picked.iter().map(|row| row.id.as_str()));
+            diesel::sql_query(
+                "INSERT INTO live_numbers (phone_number, campaign_id, call_id) \
+                 SELECT phone_number, campaign_id, id FROM calls \
+                 WHERE id IN (SELECT value FROM json_each(?))",
+            )
+            .bind::<Text, _>(ids.clone())
+            .prepared()
+            .run(conn)?;
+            let mut claimed: Vec<ClaimRow> = diesel::sql_query(
+                "UPDATE calls SET status = 'dialing', attempt_count = attempt_count + 1, \
+                 last_attempt_at = ?, updated_at = ?, next_attempt_at = NULL, owner = ?, \
+                 placed_at = NULL WHERE id IN (SELECT value FROM json_each(?)) \
+                 RETURNING id, phone_number, attempt_count",
+            )
+            .bind::<BigInt, _>(to_ms(now))
+            .bind::<BigInt, _>(to_ms(now))
+            .bind::<Text, _>(owner.to_string())
+            .bind::<Text, _>(ids.clone())
+            .prepared()
+            .load(conn)?;
             claimed.sort_by(|a, b| a.id.cmp(&b.id));
-            start_attempts(conn, campaign_id, &claimed, now)?;
+            start_attempts(conn, &ids, now)?;
             let retries = claimed.iter().filter(|row| row.attempt_count > 1).count();
             let delta = StatsDelta::claimed(as_bigint(claimed.len()), as_bigint(retries));
             apply_stats(conn, campaign_id, &delta, now)?;
@@ -188,14 +181,14 @@ fn screen(
                         .bind::<BigInt, _>(to_ms(until))
                         .bind::<Text, _>(id.to_string())
                         .prepared()
-                        .execute(conn)?;
+                        .run(conn)?;
                 }
                 Screen::Forbid => {
                     forbidden += diesel::sql_query(FORBID_QUEUED.sqlite())
                         .bind::<BigInt, _>(to_ms(now))
                         .bind::<Text, _>(id.to_string())
                         .prepared()
-                        .execute(conn)? as i64;
+                        .run(conn)? as i64;
                 }
             }
             set_aside += 1;
@@ -208,30 +201,26 @@ fn screen(
     Ok(forbidden)
 }
 
-/// Opens the attempt record of each claimed call.
+/// The ids as one JSON array, for `json_each`.
+fn id_list<'a>(ids: impl Iterator<Item = &'a str>) -> String {
+    serde_json::Value::Array(ids.map(serde_json::Value::from).collect()).to_string()
+}
+
+/// Opens the attempt record of each claimed call (`ids`, a JSON array).
 fn start_attempts(
     conn: &mut SqliteConnection,
-    campaign_id: CampaignId,
-    claimed: &[ClaimRow],
+    ids: &str,
     now: DateTime<Utc>,
 ) -> Result<(), Failure> {
-    let campaign = campaign_id.to_string();
-    for chunk in claimed.chunks(INSERT_CHUNK) {
-        let placeholders = vec!["(?, ?, ?, 'dialing', ?)"; chunk.len()].join(", ");
-        let mut query = diesel::sql_query(format!(
-            "INSERT OR REPLACE INTO attempts (call_id, attempt, campaign_id, status, started_at) \
-             VALUES {placeholders}"
-        ))
-        .into_boxed();
-        for row in chunk {
-            query = query
-                .bind::<Text, _>(row.id.clone())
-                .bind::<Integer, _>(row.attempt_count)
-                .bind::<Text, _>(campaign.clone())
-                .bind::<BigInt, _>(to_ms(now));
-        }
-        query.execute(conn)?;
-    }
+    diesel::sql_query(
+        "INSERT OR REPLACE INTO attempts (call_id, attempt, campaign_id, status, started_at) \
+         SELECT id, attempt_count, campaign_id, 'dialing', ? FROM calls \
+         WHERE id IN (SELECT value FROM json_each(?))",
+    )
+    .bind::<BigInt, _>(to_ms(now))
+    .bind::<Text, _>(ids.to_owned())
+    .prepared()
+    .run(conn)?;
     Ok(())
 }
 

@@ -3,7 +3,6 @@
 
 use chrono::{DateTime, Utc};
 use diesel::sql_types::Text;
-use diesel::RunQueryDsl;
 
 use super::SqliteStore;
 use crate::adapters::sql::prepared::KeepPrepared;
@@ -21,7 +20,7 @@ pub(super) async fn heartbeat(
             diesel::sql_query(HEARTBEAT.sqlite())
                 .bind::<Text, _>(instance.to_string())
                 .prepared()
-                .execute(conn)?;
+                .run(conn)?;
             Ok(Utc::now())
         })
         .await

@@ -177,7 +177,7 @@ impl Runner for SqliteStore {
         self.write(move |conn| {
             record(conn, audit.as_ref())?;
             for query in writes {
-                query.prepared().execute(conn)?;
+                query.prepared().run(conn)?;
             }
             let rows = read.prepared().load::<R>(conn)?;
             if rows.is_empty() {
@@ -197,7 +197,7 @@ impl Runner for SqliteStore {
             record(conn, audit.as_ref())?;
             let mut changed = Vec::with_capacity(writes.len());
             for query in writes {
-                changed.push(query.prepared().execute(conn)?);
+                changed.push(query.prepared().run(conn)?);
             }
             Ok(changed)
         })
