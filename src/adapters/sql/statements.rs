@@ -318,13 +318,16 @@ pub static FINISHED_CALL_ATTEMPTS: Statement = Statement::new(|| {
 });
 
 /// Finished attempts waiting to be exported to a separate timeline; one whose webhook is still
-/// to be rendered from it waits until it is.
+/// to be rendered from it (its event not fanned out yet, or its delivery not yet tried) waits
+/// until it is: offered now, it would be copied again every round and never forgotten.
 pub static TIMELINE_BACKLOG: Statement = Statement::new(|| {
     format!(
         "SELECT {TIMELINE_COLUMNS} FROM attempts WHERE ended_at IS NOT NULL \
          AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.body IS NULL \
          AND d.type = 'attempt.finished' AND d.call_id = attempts.call_id \
-         AND d.attempt = attempts.attempt) LIMIT ?"
+         AND d.attempt = attempts.attempt) \
+         AND NOT EXISTS (SELECT 1 FROM webhook_events ev WHERE ev.type = 'attempt.finished' \
+         AND ev.call_id = attempts.call_id AND ev.attempt = attempts.attempt) LIMIT ?"
     )
 });
 

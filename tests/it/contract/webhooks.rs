@@ -94,6 +94,11 @@ async fn a_change_writes_one_delivery_per_listening_endpoint(adapter: StoreAdapt
         0,
         "{name}: an attempt whose event waits is kept"
     );
+    let offered = store.timeline_backlog(100).await.expect("backlog");
+    assert!(
+        offered.iter().all(|entry| entry.call_id != call_id),
+        "{name}: nor offered to the exporter"
+    );
     assert_eq!(
         store.delivery_backlog().await.expect("backlog"),
         0,
