@@ -40,12 +40,18 @@ BEGIN
     RETURN NULL;
 END $$;
 
--- Armed as src/adapters/sql/triggers/postgres.sql arms them; the status role drops them within
--- a minute when no endpoint exists.
-CREATE TRIGGER webhook_call_finished AFTER UPDATE OF status ON calls FOR EACH ROW
-    WHEN (OLD.status IN ('queued', 'retrying')
-        AND NEW.status IN ('completed', 'failed', 'canceled'))
-    EXECUTE FUNCTION webhook_call_finished();
-CREATE TRIGGER webhook_campaign_status_changed AFTER UPDATE OF status ON campaigns FOR EACH ROW
-    WHEN (NEW.status IS DISTINCT FROM OLD.status)
-    EXECUTE FUNCTION webhook_campaign_status_changed();
+-- Armed as src/adapters/sql/triggers/postgres.sql arms them, and only while an endpoint
+-- exists: dropping them later takes an exclusive lock on `calls` and `campaigns`, which a fresh
+-- deployment's first upkeep would otherwise do while the API writes its first campaign.
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM webhook_endpoints) THEN
+        CREATE TRIGGER webhook_call_finished AFTER UPDATE OF status ON calls FOR EACH ROW
+            WHEN (OLD.status IN ('queued', 'retrying')
+                AND NEW.status IN ('completed', 'failed', 'canceled'))
+            EXECUTE FUNCTION webhook_call_finished();
+        CREATE TRIGGER webhook_campaign_status_changed AFTER UPDATE OF status ON campaigns FOR EACH ROW
+            WHEN (NEW.status IS DISTINCT FROM OLD.status)
+            EXECUTE FUNCTION webhook_campaign_status_changed();
+    END IF;
+END $$;

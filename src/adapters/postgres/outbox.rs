@@ -35,6 +35,12 @@ pub(super) async fn disarm_unused(store: &PgStore) -> Result<bool, StoreError> {
     store
         .transaction(|conn| {
             async move {
+                // Dropping a trigger locks its table exclusively: rather than queue behind
+                // (or deadlock with) the writes of `calls` and `campaigns`, give up and try at
+                // the next upkeep.
+                diesel::sql_query("SET LOCAL lock_timeout = '200ms'")
+                    .execute(conn)
+                    .await?;
                 diesel::sql_query("LOCK TABLE webhook_endpoints IN SHARE MODE")
                     .execute(conn)
                     .await?;
