@@ -847,3 +847,72 @@ async fn the_carrier_runs_the_message(mode: Mode) {
     sim.stop();
 }
 in_both_modes!(the_carrier_runs_the_message);
+
+/// A deployment's synchronous detection (`telephony.twilio.machine_detection: Enable`, no
+/// message): the verdict comes only with the final status, and is shown and counted as an
+/// asynchronous one is.
+async fn a_synchronous_verdict_is_shown_and_counted(mode: Mode) {
+    let sim = start_sim(|config| {
+        config.mix = outbound::carrier_sim::OutcomeMix {
+            human: 0.5,
+            machine: 0.5,
+            ..outbound::carrier_sim::OutcomeMix::human_only()
+        };
+        config.time_scale = 0.01;
+    })
+    .await;
+    let app = carrier_app(mode, &sim, |settings| {
+        settings.telephony.twilio.machine_detection =
+            outbound::domain::carrier::MachineDetection::Enable;
+    })
+    .await;
+    let targets: Vec<Value> = (0..16)
+        .map(|i| json!({"phone_number": format!("+155555501{i:02}")}))
+        .collect();
+    let created = app
+        .create_campaign(json!({
+            "name": unique_name("sync-amd"),
+            "time_zone": "UTC",
+            "max_concurrent_calls": 4,
+            "retry_policy": {"max_attempts": 1, "base_delay": "10ms", "max_delay": "10ms", "jitter": 0},
+            "targets": targets,
+        }))
+        .await;
+    let id = created["id"].as_str().unwrap_or_default().to_owned();
+    app.start(&id).await;
+    let stats = app.wait_completed(&id, Duration::from_secs(30)).await;
+    let machines = sim
+        .calls()
+        .iter()
+        .filter(|c| c.answered_by.as_deref() == Some("machine_start"))
+        .count();
+    assert!(machines > 0 && machines < 16, "a mix of both: {machines}");
+    assert_eq!(stats["machine_answered"], machines, "{stats}");
+    let response = app
+        .client
+        .get(app.url(&format!("/api/v1/campaigns/{id}/results")))
+        .header("accept", "application/x-ndjson")
+        .send()
+        .await
+        .expect("sent");
+    let text = response.text().await.unwrap_or_default();
+    let verdicts: Vec<&str> = text
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).expect("a JSON line"))
+        .map(|row| match row["answered_by"].as_str() {
+            Some("machine_start") => "machine",
+            Some("human") => "human",
+            _ => "other",
+        })
+        .collect();
+    assert_eq!(verdicts.len(), 16, "{text}");
+    assert_eq!(
+        verdicts.iter().filter(|v| **v == "machine").count(),
+        machines,
+        "{text}"
+    );
+    assert!(!verdicts.contains(&"other"), "{text}");
+    app.shutdown().await;
+    sim.stop();
+}
+in_both_modes!(a_synchronous_verdict_is_shown_and_counted);

@@ -8,7 +8,7 @@ use actix_web::error::PayloadError;
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use crate::context::AppContext;
-use crate::domain::answer::AnsweredBy;
+use crate::domain::answer::{AnsweredBy, Heard};
 use crate::domain::call::AttemptOutcome;
 use crate::metrics::metrics;
 use crate::ports::{CallbackError, CarrierCallback, Topic};
@@ -133,7 +133,9 @@ pub async fn twilio_status(
     // An attempt this deployment never made is refused; but a store that cannot be read now
     // (a failover) must not lose a final status the carrier will not send again: it goes on
     // to the bus, durable there, and its recording ignores an attempt the store does not know.
-    let (known, verdict) = match ctx.store.get_call(callback.key.call_id).await {
+    // `recorded`: the verdict the engine kept for the attempt, `Some(None)` when it kept none,
+    // `None` when the store could not say.
+    let (known, recorded) = match ctx.store.get_call(callback.key.call_id).await {
         Ok(Some((call, attempts)))
             if call.campaign_id == callback.key.campaign_id
                 && callback.key.attempt <= call.attempt_count =>
@@ -142,7 +144,7 @@ pub async fn twilio_status(
                 .into_iter()
                 .find(|attempt| attempt.attempt == callback.key.attempt)
                 .and_then(|attempt| attempt.answer.answered_by);
-            (true, verdict)
+            (true, Some(verdict))
         }
         Ok(_) => (false, None),
         Err(err) => {
@@ -164,13 +166,22 @@ pub async fn twilio_status(
             .inc();
     }
     // The verdict the engine recorded, else the one the final status carries.
-    let verdict = verdict.or_else(|| {
-        callback
-            .carrier
-            .answered_by
-            .as_deref()
-            .and_then(AnsweredBy::parse)
-    });
+    let reported = callback
+        .carrier
+        .answered_by
+        .as_deref()
+        .and_then(AnsweredBy::parse);
+    let verdict = match (recorded, reported) {
+        (Some(Some(kept)), _) => Some(kept),
+        // A synchronous detection's verdict arrives only with the final status: kept with the
+        // attempt, as an asynchronous one is, so the attempt shows it and the campaign counts
+        // the machine. Before the status is passed on, while the attempt is still live.
+        (Some(None), Some(by)) => {
+            keep_verdict(&ctx, &callback, by).await;
+            Some(by)
+        }
+        (_, reported) => reported,
+    };
     let outcome = match verdict {
         Some(by) => settled(&ctx, &callback, by, outcome).await,
         None => outcome,
@@ -189,6 +200,19 @@ pub async fn twilio_status(
     pass_on(&ctx, status).await?;
     counted("recorded");
     Ok(HttpResponse::NoContent().finish())
+}
+
+/// Records a verdict the final status carries; a store that cannot take it now loses only the
+/// verdict's display and count, never the status, which still goes on.
+async fn keep_verdict(ctx: &AppContext, callback: &CarrierCallback, by: AnsweredBy) {
+    let heard = Heard::AnsweredBy(by);
+    if let Err(err) = ctx
+        .store
+        .record_answer(callback.key, heard, None, ctx.clock.now())
+        .await
+    {
+        tracing::warn!(error = %err, call_id = %callback.key.call_id, "cannot keep the verdict of a final status");
+    }
 }
 
 /// The outcome of an attempt the carrier's verdict on who answered may have ended: as its
