@@ -22,10 +22,11 @@ use scylla::statement::Consistency;
 use scylla::value::{CqlTimestamp, MaybeUnset};
 use uuid::Uuid;
 
-use self::schema::{bucket_of, schema_statements, Statements, BUCKETS};
+use self::schema::{added_column, bucket_of, schema_statements, Statements, BUCKETS};
 pub use self::schema::{ScyllaUrl, UrlError};
-use crate::domain::answer::Answer;
+use crate::domain::answer::{Answer, AnsweredBy};
 use crate::domain::call::{Attempt, AttemptStatus};
+use crate::domain::carrier::CarrierCall;
 use crate::domain::ids::{CallId, CampaignId};
 use crate::ports::{Timeline, TimelineEntry, TimelineError, TimelinePage};
 
@@ -64,6 +65,11 @@ pub async fn migrate(url: &ScyllaUrl) -> Result<Vec<String>, TimelineError> {
     let session = open_session(url).await?;
     let mut applied: Vec<String> = Vec::new();
     for (file, statement) in schema_statements(&url.keyspace) {
+        if let Some((table, column)) = added_column(&statement) {
+            if has_column(&session, &url.keyspace, &table, &column).await? {
+                continue;
+            }
+        }
         session
             .query_unpaged(statement, ())
             .await
@@ -77,6 +83,26 @@ pub async fn migrate(url: &ScyllaUrl) -> Result<Vec<String>, TimelineError> {
         .await
         .map_err(|err| unavailable("schema agreement", err))?;
     Ok(applied)
+}
+
+/// Whether `keyspace.table` has `column`, as the cluster's schema says.
+async fn has_column(
+    session: &Session,
+    keyspace: &str,
+    table: &str,
+    column: &str,
+) -> Result<bool, TimelineError> {
+    let rows = session
+        .query_unpaged(
+            "SELECT column_name FROM system_schema.columns \
+             WHERE keyspace_name = ? AND table_name = ? AND column_name = ?",
+            (keyspace, table, column),
+        )
+        .await
+        .map_err(|err| unavailable("read system_schema.columns", err))?
+        .into_rows_result()
+        .map_err(|err| internal("read system_schema.columns", err))?;
+    Ok(rows.rows_num() > 0)
 }
 
 impl ScyllaTimeline {
@@ -120,6 +146,11 @@ impl ScyllaTimeline {
             c.5,
             U::from_option(c.6),
             U::from_option(c.7),
+            U::from_option(c.8),
+            U::from_option(c.9),
+            U::from_option(c.10),
+            U::from_option(c.11),
+            c.12,
         );
         let campaign_row = (
             k.0,
@@ -131,6 +162,11 @@ impl ScyllaTimeline {
             k.6,
             U::from_option(k.7),
             U::from_option(k.8),
+            U::from_option(k.9),
+            U::from_option(k.10),
+            U::from_option(k.11),
+            U::from_option(k.12),
+            k.13,
         );
         let (call, campaign) = futures::join!(
             self.session
@@ -156,6 +192,11 @@ type CallAttemptValues = (
     CqlTimestamp,
     Option<CqlTimestamp>,
     Option<i64>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    bool,
 );
 type CampaignAttemptValues = (
     Uuid,
@@ -167,6 +208,11 @@ type CampaignAttemptValues = (
     CqlTimestamp,
     Option<CqlTimestamp>,
     Option<i64>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    bool,
 );
 
 fn timestamp(at: DateTime<Utc>) -> CqlTimestamp {
@@ -185,6 +231,12 @@ fn entry_values(entry: &TimelineEntry) -> (CallAttemptValues, CampaignAttemptVal
     let number = attempt.attempt.min(i32::MAX as u32) as i32;
     let duration = attempt.duration_ms.map(|ms| ms.min(i64::MAX as u64) as i64);
     let status = attempt.status.as_str().to_owned();
+    let carrier = attempt
+        .carrier
+        .as_ref()
+        .and_then(|carrier| serde_json::to_string(carrier).ok());
+    let answer = &attempt.answer;
+    let answered_by = answer.answered_by.map(|by| by.as_str().to_owned());
     (
         (
             entry.call_id.0,
@@ -195,6 +247,11 @@ fn entry_values(entry: &TimelineEntry) -> (CallAttemptValues, CampaignAttemptVal
             timestamp(attempt.started_at),
             attempt.ended_at.map(timestamp),
             duration,
+            carrier.clone(),
+            answered_by.clone(),
+            answer.response.clone(),
+            answer.digits.clone(),
+            answer.voicemail_left,
         ),
         (
             entry.campaign_id.0,
@@ -206,6 +263,11 @@ fn entry_values(entry: &TimelineEntry) -> (CallAttemptValues, CampaignAttemptVal
             timestamp(attempt.started_at),
             attempt.ended_at.map(timestamp),
             duration,
+            carrier,
+            answered_by,
+            answer.response.clone(),
+            answer.digits.clone(),
+            answer.voicemail_left,
         ),
     )
 }
@@ -220,8 +282,25 @@ type AttemptColumns = (
     Option<i64>,
 );
 
-fn attempt_from_columns(columns: AttemptColumns) -> Result<Attempt, TimelineError> {
+/// `carrier, answered_by, response, digits, voicemail_left`: null in rows written before
+/// `040_attempt_details.cql`.
+type DetailColumns = (
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<bool>,
+);
+
+fn attempt_from_columns(
+    columns: AttemptColumns,
+    details: DetailColumns,
+) -> Result<Attempt, TimelineError> {
     let (attempt, status, error, started_at, ended_at, duration_ms) = columns;
+    let (carrier, answered_by, response, digits, voicemail_left) = details;
+    // The carrier's record is shown, never decided on: one that does not parse is left out
+    // rather than failing the read, as the SQL stores do.
+    let carrier = carrier.and_then(|json| serde_json::from_str::<CarrierCall>(&json).ok());
     Ok(Attempt {
         attempt: u32::try_from(attempt)
             .map_err(|_| internal("corrupt row", format!("attempt {attempt}")))?,
@@ -231,8 +310,18 @@ fn attempt_from_columns(columns: AttemptColumns) -> Result<Attempt, TimelineErro
         started_at: from_timestamp(started_at)?,
         ended_at: ended_at.map(from_timestamp).transpose()?,
         duration_ms: duration_ms.map(|ms| ms.max(0) as u64),
-        carrier: None,
-        answer: Answer::default(),
+        carrier,
+        answer: Answer {
+            answered_by: answered_by
+                .map(|by| {
+                    AnsweredBy::parse(&by)
+                        .ok_or_else(|| internal("corrupt row", format!("answered_by {by:?}")))
+                })
+                .transpose()?,
+            response,
+            digits,
+            voicemail_left: voicemail_left.unwrap_or(false),
+        },
     })
 }
 
@@ -257,13 +346,21 @@ type KeyedAttemptRow = (
     CqlTimestamp,
     Option<CqlTimestamp>,
     Option<i64>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<bool>,
 );
 
 fn keyed_attempt(row: KeyedAttemptRow) -> Result<(Uuid, Attempt), TimelineError> {
-    let (key, attempt, status, error, started_at, ended_at, duration_ms) = row;
+    let (key, attempt, status, error, started_at, ended_at, duration_ms, c, a, r, d, v) = row;
     Ok((
         key,
-        attempt_from_columns((attempt, status, error, started_at, ended_at, duration_ms))?,
+        attempt_from_columns(
+            (attempt, status, error, started_at, ended_at, duration_ms),
+            (c, a, r, d, v),
+        )?,
     ))
 }
 
@@ -468,27 +565,88 @@ mod tests {
         }
     }
 
+    /// An attempt that reached a person who pressed keys, with the carrier's record.
+    fn answered(attempt: u32) -> TimelineEntry {
+        let mut entry = entry(attempt, AttemptStatus::Completed, None);
+        entry.attempt.carrier = Some(CarrierCall {
+            sid: Some("CA0123".to_owned()),
+            sip_code: Some(200),
+            answered_by: Some("human".to_owned()),
+            duration_secs: Some(12),
+            ..CarrierCall::default()
+        });
+        entry.attempt.answer = Answer {
+            answered_by: Some(AnsweredBy::Human),
+            response: Some("confirmed".to_owned()),
+            digits: Some("31".to_owned()),
+            voicemail_left: true,
+        };
+        entry
+    }
+
+    fn details(values: &CallAttemptValues) -> DetailColumns {
+        (
+            values.8.clone(),
+            values.9.clone(),
+            values.10.clone(),
+            values.11.clone(),
+            Some(values.12),
+        )
+    }
+
     #[test]
     fn entry_values_bind_every_column_in_order() {
         let entry = entry(2, AttemptStatus::Failed, Some("busy"));
         let (call, campaign) = entry_values(&entry);
         assert_eq!(
-            call,
+            (call.0, call.1, call.2, call.3.as_str(), call.4.as_deref()),
             (
                 entry.call_id.0,
                 2,
                 entry.campaign_id.0,
-                "failed".to_owned(),
-                Some("busy".to_owned()),
-                CqlTimestamp(1_764_000_000_123),
-                Some(CqlTimestamp(1_764_000_001_623)),
-                Some(1_500),
+                "failed",
+                Some("busy")
             )
         );
+        assert_eq!(
+            (call.5, call.6, call.7),
+            (
+                CqlTimestamp(1_764_000_000_123),
+                Some(CqlTimestamp(1_764_000_001_623)),
+                Some(1_500)
+            )
+        );
+        assert_eq!(details(&call), (None, None, None, None, Some(false)));
         assert_eq!(campaign.0, entry.campaign_id.0);
         assert_eq!(campaign.1, 0x25 % i32::from(BUCKETS));
         assert_eq!(campaign.2, entry.call_id.0);
         assert_eq!((campaign.3, campaign.4.as_str()), (2, "failed"));
+
+        let entry = answered(1);
+        let (call, campaign) = entry_values(&entry);
+        assert_eq!(
+            (
+                call.9.as_deref(),
+                call.10.as_deref(),
+                call.11.as_deref(),
+                call.12
+            ),
+            (Some("human"), Some("confirmed"), Some("31"), true)
+        );
+        assert!(call
+            .8
+            .as_deref()
+            .is_some_and(|json| json.contains("CA0123")));
+        assert_eq!(
+            (
+                &campaign.9,
+                &campaign.10,
+                &campaign.11,
+                &campaign.12,
+                campaign.13
+            ),
+            (&call.8, &call.9, &call.10, &call.11, call.12)
+        );
     }
 
     #[test]
@@ -496,22 +654,48 @@ mod tests {
         for entry in [
             entry(1, AttemptStatus::Completed, None),
             entry(3, AttemptStatus::Failed, Some("no_answer")),
+            answered(2),
         ] {
             let (call, _) = entry_values(&entry);
+            let details = details(&call);
             let columns = (call.1, call.3, call.4, call.5, call.6, call.7);
-            assert_eq!(attempt_from_columns(columns).ok(), Some(entry.attempt));
+            assert_eq!(
+                attempt_from_columns(columns, details).ok(),
+                Some(entry.attempt)
+            );
         }
+    }
+
+    #[test]
+    fn rows_written_before_the_details_read_without_them() {
+        let columns = (1, "completed".to_owned(), None, CqlTimestamp(0), None, None);
+        let attempt = attempt_from_columns(columns, (None, None, None, None, None));
+        let attempt = attempt.ok().map(|a| (a.carrier, a.answer));
+        assert_eq!(attempt, Some((None, Answer::default())));
     }
 
     #[test]
     fn corrupt_rows_are_errors_not_panics() {
         let good = (1, "completed".to_owned(), None, CqlTimestamp(0), None, None);
-        assert!(attempt_from_columns(good.clone()).is_ok());
-        assert!(attempt_from_columns((-1, good.1.clone(), None, good.3, None, None)).is_err());
-        assert!(attempt_from_columns((1, "ringing".into(), None, good.3, None, None)).is_err());
+        let none = || (None, None, None, None, None);
+        assert!(attempt_from_columns(good.clone(), none()).is_ok());
         assert!(
-            attempt_from_columns((1, good.1, None, CqlTimestamp(i64::MAX), None, None)).is_err()
+            attempt_from_columns((-1, good.1.clone(), None, good.3, None, None), none()).is_err()
         );
+        assert!(
+            attempt_from_columns((1, "ringing".into(), None, good.3, None, None), none()).is_err()
+        );
+        assert!(attempt_from_columns(
+            (1, good.1.clone(), None, CqlTimestamp(i64::MAX), None, None),
+            none()
+        )
+        .is_err());
+        let verdict = (None, Some("robot".to_owned()), None, None, None);
+        assert!(attempt_from_columns(good.clone(), verdict).is_err());
+        // A carrier record that does not parse is left out, not an error.
+        let carrier = (Some("{not json".to_owned()), None, None, None, Some(false));
+        let attempt = attempt_from_columns(good, carrier);
+        assert_eq!(attempt.ok().map(|a| a.carrier), Some(None));
     }
 
     const CAMPAIGN: Uuid = Uuid::from_u128(0x0193_aaaa_bbbb_7ccc_8ddd_eeee_ffff_0001);

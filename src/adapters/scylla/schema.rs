@@ -6,7 +6,7 @@
 pub use crate::settings::scylla_url::{ScyllaUrl, UrlError};
 
 /// The CQL schema files, compiled in and applied in this order.
-pub const SCHEMA_FILES: [(&str, &str); 3] = [
+pub const SCHEMA_FILES: [(&str, &str); 4] = [
     (
         "010_keyspace.cql",
         include_str!("../../../cql/010_keyspace.cql"),
@@ -19,7 +19,29 @@ pub const SCHEMA_FILES: [(&str, &str); 3] = [
         "030_campaign_attempts.cql",
         include_str!("../../../cql/030_campaign_attempts.cql"),
     ),
+    (
+        "040_attempt_details.cql",
+        include_str!("../../../cql/040_attempt_details.cql"),
+    ),
 ];
+
+/// The table and column an `ALTER TABLE {keyspace}.{table} ADD {column} {type}` statement adds;
+/// `None` for any other statement. CQL has no `ADD IF NOT EXISTS`, so the migration asks the
+/// cluster's schema first and skips a column already there.
+pub fn added_column(statement: &str) -> Option<(String, String)> {
+    let words: Vec<&str> = statement.split_whitespace().collect();
+    match words.as_slice() {
+        [alter, table_word, qualified, add, column, _type]
+            if alter.eq_ignore_ascii_case("ALTER")
+                && table_word.eq_ignore_ascii_case("TABLE")
+                && add.eq_ignore_ascii_case("ADD") =>
+        {
+            let (_, table) = qualified.split_once('.')?;
+            Some((table.to_owned(), (*column).to_owned()))
+        }
+        _ => None,
+    }
+}
 
 /// Partitions per campaign in `campaign_attempts`; fixed by the data already written.
 pub const BUCKETS: u8 = 16;
@@ -95,6 +117,10 @@ pub fn schema_statements(keyspace: &str) -> Vec<(&'static str, String)> {
         .collect()
 }
 
+/// The columns `040_attempt_details.cql` adds to both tables, in the order the adapter binds
+/// and reads them.
+const DETAILS: &str = "carrier, answered_by, response, digits, voicemail_left";
+
 /// The statements the adapter prepares, for one keyspace.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Statements {
@@ -109,20 +135,21 @@ impl Statements {
         Self {
             insert_call_attempt: format!(
                 "INSERT INTO {keyspace}.call_attempts (call_id, attempt, campaign_id, status, \
-                 error, started_at, ended_at, duration_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                 error, started_at, ended_at, duration_ms, {DETAILS}) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             ),
             insert_campaign_attempt: format!(
                 "INSERT INTO {keyspace}.campaign_attempts (campaign_id, bucket, call_id, \
-                 attempt, status, error, started_at, ended_at, duration_ms) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                 attempt, status, error, started_at, ended_at, duration_ms, {DETAILS}) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             ),
             select_call_attempts: format!(
-                "SELECT campaign_id, attempt, status, error, started_at, ended_at, duration_ms \
-                 FROM {keyspace}.call_attempts WHERE call_id = ?"
+                "SELECT campaign_id, attempt, status, error, started_at, ended_at, duration_ms, \
+                 {DETAILS} FROM {keyspace}.call_attempts WHERE call_id = ?"
             ),
             select_campaign_bucket: format!(
-                "SELECT call_id, attempt, status, error, started_at, ended_at, duration_ms \
-                 FROM {keyspace}.campaign_attempts WHERE campaign_id = ? AND bucket = ?"
+                "SELECT call_id, attempt, status, error, started_at, ended_at, duration_ms, \
+                 {DETAILS} FROM {keyspace}.campaign_attempts WHERE campaign_id = ? AND bucket = ?"
             ),
         }
     }
@@ -158,7 +185,7 @@ mod tests {
     #[test]
     fn schema_names_the_keyspace_everywhere() {
         let statements = schema_statements("timeline_test");
-        assert_eq!(statements.len(), 3);
+        assert_eq!(statements.len(), 13);
         assert_eq!(statements[0].0, "010_keyspace.cql");
         assert!(statements[0]
             .1
@@ -172,7 +199,46 @@ mod tests {
         for (_, statement) in &statements {
             assert!(!statement.contains("{keyspace}"), "{statement}");
             assert!(!statement.contains("--"), "{statement}");
-            assert!(statement.contains("IF NOT EXISTS"), "{statement}");
+            // Applied again, every statement changes nothing: by its own words, or because the
+            // migration skips a column already there.
+            assert!(
+                statement.contains("IF NOT EXISTS") || added_column(statement).is_some(),
+                "{statement}"
+            );
+        }
+    }
+
+    #[test]
+    fn added_columns_are_read_from_their_statement() {
+        assert_eq!(
+            added_column("ALTER TABLE ks.call_attempts ADD answered_by text"),
+            Some(("call_attempts".to_owned(), "answered_by".to_owned()))
+        );
+        assert_eq!(
+            added_column("alter table ks.t add voicemail_left boolean"),
+            Some(("t".to_owned(), "voicemail_left".to_owned()))
+        );
+        for other in [
+            "CREATE TABLE IF NOT EXISTS ks.t (a int PRIMARY KEY)",
+            "ALTER TABLE ks.t DROP answered_by",
+            "ALTER TABLE t ADD answered_by text",
+            "ALTER TABLE ks.t WITH comment = 'x'",
+        ] {
+            assert_eq!(added_column(other), None, "{other}");
+        }
+        let added: Vec<(String, String)> = schema_statements("ks")
+            .iter()
+            .filter_map(|(_, statement)| added_column(statement))
+            .collect();
+        assert_eq!(added.len(), 10);
+        // Every column the details name is added to both tables.
+        for table in ["call_attempts", "campaign_attempts"] {
+            for column in DETAILS.split(", ") {
+                assert!(
+                    added.contains(&(table.to_owned(), column.to_owned())),
+                    "{table}.{column}"
+                );
+            }
         }
     }
 
@@ -197,9 +263,18 @@ mod tests {
             .ends_with("WHERE campaign_id = ? AND bucket = ?"));
         // Every column the statements name exists in the table they name.
         let schema = schema_statements("ks");
+        let added = |table: &str| -> String {
+            schema
+                .iter()
+                .filter(|(_, s)| added_column(s).is_some_and(|(t, _)| t == table))
+                .map(|(_, s)| s.clone() + " ")
+                .collect()
+        };
+        let call_table = schema[1].1.clone() + &added("call_attempts");
+        let campaign_table = schema[2].1.clone() + &added("campaign_attempts");
         for (statement, table) in [
-            (&statements.insert_call_attempt, &schema[1].1),
-            (&statements.insert_campaign_attempt, &schema[2].1),
+            (&statements.insert_call_attempt, &call_table),
+            (&statements.insert_campaign_attempt, &campaign_table),
         ] {
             let columns = statement
                 .split_once('(')

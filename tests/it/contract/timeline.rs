@@ -11,6 +11,7 @@ use chrono::{TimeZone, Utc};
 use outbound::adapters::scylla::{ScyllaTimeline, ScyllaUrl};
 use outbound::domain::answer::{Answer, AnsweredBy};
 use outbound::domain::call::{merge_attempts, Attempt, AttemptStatus};
+use outbound::domain::carrier::{CarrierCall, CarrierStatus};
 use outbound::domain::ids::{CallId, CampaignId};
 use outbound::ports::{Store, Timeline, TimelineEntry, TimelineError};
 use outbound::roles::export::TimelineExporter;
@@ -84,7 +85,14 @@ fn finished(campaign_id: CampaignId, call_id: CallId, number: u32) -> TimelineEn
             started_at: started,
             ended_at: Some(started + chrono::Duration::milliseconds(1_234)),
             duration_ms: Some(1_234),
-            carrier: None,
+            // The carrier's record travels with the attempt.
+            carrier: (!failed).then(|| CarrierCall {
+                sid: Some(format!("CA{number:032}")),
+                status: Some(CarrierStatus::Completed),
+                duration_secs: Some(1),
+                answered_by: Some("human".to_owned()),
+                ..CarrierCall::default()
+            }),
             // What a spoken message heard back travels with the attempt.
             answer: if failed {
                 Answer::default()
