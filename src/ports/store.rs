@@ -16,6 +16,7 @@ use crate::domain::campaign::{
 use crate::domain::carrier::{CarrierCall, Voice};
 use crate::domain::compliance::RestrictedPeriod;
 use crate::domain::ids::{CallId, CampaignId, InstanceId, KeyId};
+use crate::domain::message::Message;
 use crate::domain::phone::PhoneNumber;
 use crate::domain::stats::CampaignStats;
 
@@ -451,6 +452,10 @@ pub trait AnswerStore: Send + Sync + 'static {
         after: Option<CallId>,
         limit: usize,
     ) -> Result<Vec<CallResult>, StoreError>;
+
+    /// The message the attempt `key` began with, kept when its campaign's message changed while
+    /// it was live; `None` when it did not (the campaign's message is the attempt's).
+    async fn attempt_message(&self, key: AttemptKey) -> Result<Option<Message>, StoreError>;
 
     /// Every key of the metadata of a campaign's calls, sorted.
     async fn metadata_keys(&self, campaign_id: CampaignId) -> Result<Vec<String>, StoreError>;

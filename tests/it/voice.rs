@@ -370,9 +370,11 @@ async fn a_message_is_served_to_the_carrier(mode: Mode) {
     let gather = gather_action(&twiml);
     assert!(gather.contains("/webhooks/twilio/gather?"), "{gather}");
 
-    // The message changes while Maria's call is in progress: her keys still mean what she
-    // was offered, so 9 stays her opt-out.
+    // The message changes while both calls are up, then gives way to plain TwiML: each call
+    // goes on with the message it began with, its words and its keys (9 stays the opt-out),
+    // whether the carrier asks again for Maria's or asks for Ann's for the first time.
     let mut changed = reminder();
+    changed["say"] = json!("Hi {{first_name}}, these are new words.");
     changed["opt_out"] = json!({"digit": "8", "scope": "global"});
     let (status, updated) = app
         .put(
@@ -381,6 +383,20 @@ async fn a_message_is_served_to_the_carrier(mode: Mode) {
         )
         .await;
     assert_eq!(status, 200, "{updated}");
+    let (status, updated) = app
+        .put(
+            &format!("/api/v1/campaigns/{id}"),
+            json!({"twiml": "<Response><Say>Something else.</Say></Response>"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{updated}");
+    let (status, again) = carrier_post(&app, &voice_url, &call_form, Some(TOKEN)).await;
+    assert_eq!(status, 200, "{again}");
+    assert!(
+        again.contains("Hello Maria, see you on March 3."),
+        "{again}"
+    );
+    assert!(again.contains("To stop these calls, press 9."), "{again}");
 
     // A key that means nothing asks once more; the second gather URL keeps it.
     let mut pressed = call_form.to_vec();
@@ -433,6 +449,8 @@ async fn a_message_is_served_to_the_carrier(mode: Mode) {
         ("CallStatus", "in-progress"),
     ];
     let (_, twiml) = carrier_post(&app, &ann_url, &ann_form, Some(TOKEN)).await;
+    assert!(twiml.contains("Hello Ann, see you on"), "{twiml}");
+    assert!(!twiml.contains("new words"), "{twiml}");
     let ann_gather = gather_action(&twiml);
     for key in ["1", "1", "2"] {
         let mut pressed = ann_form.to_vec();

@@ -12,6 +12,7 @@ use super::error::name_taken;
 use super::keys::record;
 use super::rows::StatusCountRow;
 use super::{rows_per_insert, Conn, PgStore};
+use crate::adapters::sql::bound::answers;
 use crate::adapters::sql::bound::campaigns as bound;
 use crate::adapters::sql::prepared::KeepPrepared;
 use crate::adapters::sql::rows::{self, CampaignRow, CAMPAIGN_COLUMNS};
@@ -194,7 +195,11 @@ pub(super) async fn update(
                 let old_key = name_key(&current.name);
                 let old_budget = current.retry_policy.max_attempts;
                 let old_rules = CampaignRules::of(&current);
+                let old_voice = current.voice.clone();
                 let next = changes.apply_to(current);
+                if let Some(keep) = answers::keep_live_messages::<Pg>(id, &old_voice, &next.voice) {
+                    keep.prepared().execute(conn).await?;
+                }
                 let new_key = name_key(&next.name);
                 if new_key != old_key {
                     claim_name(conn, new_key, &campaign).await?;

@@ -479,6 +479,13 @@ macro_rules! store_by_aggregate {
                 ) -> Result<Vec<String>, StoreError> {
                     single::metadata_keys(self, campaign_id).await
                 }
+
+                async fn attempt_message(
+                    &self,
+                    key: AttemptKey,
+                ) -> Result<Option<$crate::domain::message::Message>, StoreError> {
+                    single::attempt_message(self, key).await
+                }
             }
 
             #[async_trait::async_trait]

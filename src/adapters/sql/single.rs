@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use diesel::deserialize::QueryableByName;
 
-use super::bound::answers::{self, KeyNameRow, ResultRow};
+use super::bound::answers::{self, KeptMessageRow, KeyNameRow, ResultRow};
 use super::bound::{campaigns as campaign, keys as key, query, Binds, Bound};
 use super::rows::{
     self, prior_attempts, readable_backlog, scope_column, AuditRow, CallRow, CampaignRow, DncRow,
@@ -26,11 +26,12 @@ use crate::domain::call::Call;
 use crate::domain::campaign::{Campaign, CampaignStatus, PauseReason};
 use crate::domain::compliance::caps;
 use crate::domain::ids::{CallId, CampaignId, KeyId};
+use crate::domain::message::Message;
 use crate::domain::phone::PhoneNumber;
 use crate::domain::stats::CampaignStats;
 use crate::ports::{
-    CallFilter, CallResult, DncEntry, DncScope, NumberFacts, OrphanedAttempt, RunnableCampaign,
-    StoreError, TimelineEntry,
+    AttemptKey, CallFilter, CallResult, DncEntry, DncScope, NumberFacts, OrphanedAttempt,
+    RunnableCampaign, StoreError, TimelineEntry,
 };
 
 /// The numbers with a call dialing now, deployment-wide.
@@ -216,6 +217,7 @@ pub async fn prune_instances<S: Runner>(
             None,
         )
         .await?;
+    store.write(answers::prune_attempt_messages(), None).await?;
     Ok(pruned as u64)
 }
 
@@ -400,6 +402,20 @@ where
         .rows(Read::Scan, answers::results(campaign_id, after, limit))
         .await?;
     rows::all(rows)
+}
+
+/// The message the attempt `key` began with, when its campaign's message changed since.
+pub async fn attempt_message<S: Runner>(
+    store: &S,
+    key: AttemptKey,
+) -> Result<Option<Message>, StoreError>
+where
+    KeptMessageRow: QueryableByName<S::DB>,
+{
+    let rows: Vec<KeptMessageRow> = store
+        .rows(Read::Point, answers::attempt_message(key))
+        .await?;
+    Ok(rows.into_iter().next().and_then(KeptMessageRow::message))
 }
 
 pub async fn metadata_keys<S: Runner>(

@@ -9,6 +9,7 @@ use diesel::RunQueryDsl;
 use super::calls::insert_calls;
 use super::keys::record;
 use super::{SqliteStore, INSERT_CHUNK};
+use crate::adapters::sql::bound::answers;
 use crate::adapters::sql::bound::campaigns as bound;
 use crate::adapters::sql::bound::Binds;
 use crate::adapters::sql::prepared::KeepPrepared;
@@ -145,7 +146,11 @@ pub(super) async fn update(
             current.status.ensure_mutable("update")?;
             let old_budget = current.retry_policy.max_attempts;
             let old_rules = CampaignRules::of(&current);
+            let old_voice = current.voice.clone();
             let next = changes.apply_to(current);
+            if let Some(keep) = answers::keep_live_messages::<Sqlite>(id, &old_voice, &next.voice) {
+                keep.prepared().run(conn)?;
+            }
             let rules_changed = CampaignRules::of(&next) != old_rules;
             let budget = next.retry_policy.max_attempts;
             let query = bound::update_campaign::<Sqlite>(&next, now)?.text(name_key(&next.name));

@@ -6,10 +6,12 @@ use diesel::QueryableByName;
 
 use super::{query, Binds, Bound, Dialect};
 use crate::adapters::sql::statements::Statement;
-use crate::adapters::sql::{as_bigint, from_ms, to_ms};
+use crate::adapters::sql::{as_bigint, from_ms, millis, to_ms};
 use crate::domain::answer::{Answer, AnswerChange};
 use crate::domain::call::CallStatus;
+use crate::domain::carrier::Voice;
 use crate::domain::ids::{CallId, CampaignId};
+use crate::domain::message::Message;
 use crate::domain::metadata::Metadata;
 use crate::domain::phone::PhoneNumber;
 use crate::ports::{AttemptKey, CallResult, StoreError};
@@ -155,6 +157,72 @@ pub fn record<DB: Dialect>(
         }
     }
     writes
+}
+
+/// Keeps, for each of a campaign's live attempts, the message it began with; an attempt that
+/// already has one keeps the first.
+static KEEP_LIVE_MESSAGES: Statement = Statement::new(|| {
+    "INSERT INTO attempt_messages (campaign_id, call_id, attempt, message, kept_at) \
+     SELECT campaign_id, id, attempt_count, ?, {now_ms} FROM calls \
+     WHERE campaign_id = ? AND status = 'dialing' ON CONFLICT DO NOTHING"
+        .into()
+});
+
+static ATTEMPT_MESSAGE: Statement = Statement::new(|| {
+    "SELECT message FROM attempt_messages WHERE campaign_id = ? AND call_id = ? AND attempt = ?"
+        .into()
+});
+
+static PRUNE_ATTEMPT_MESSAGES: Statement =
+    Statement::new(|| "DELETE FROM attempt_messages WHERE kept_at < {now_ms} - ?".into());
+
+/// How long a kept message outlives its keeping: longer than any call lasts (Twilio ends a
+/// call at 24 h at most).
+pub const ATTEMPT_MESSAGE_KEPT: std::time::Duration = std::time::Duration::from_secs(2 * 86_400);
+
+/// The statement keeping the message `before` for the campaign's live attempts when an update
+/// to `after` changes what its calls play; `None` when the campaign spoke no message of its
+/// own or the update leaves it as it was. Attempts that begin after the change use the new one.
+pub fn keep_live_messages<DB: Dialect>(
+    id: CampaignId,
+    before: &Voice,
+    after: &Voice,
+) -> Option<Bound<DB>> {
+    let message = before.message()?;
+    if before.audio == after.audio {
+        return None;
+    }
+    let json = serde_json::to_string(message).ok()?;
+    Some(
+        query::<DB>(&KEEP_LIVE_MESSAGES)
+            .text(json)
+            .text(id.to_string()),
+    )
+}
+
+#[derive(QueryableByName)]
+pub struct KeptMessageRow {
+    #[diesel(sql_type = Text)]
+    pub message: String,
+}
+
+impl KeptMessageRow {
+    /// The message kept; a row that no longer parses (written by another release) is as if
+    /// none were kept, and the campaign's message is spoken.
+    pub fn message(self) -> Option<Message> {
+        serde_json::from_str(&self.message).ok()
+    }
+}
+
+pub fn attempt_message<DB: Dialect>(key: AttemptKey) -> Bound<DB> {
+    query::<DB>(&ATTEMPT_MESSAGE)
+        .text(key.campaign_id.to_string())
+        .text(key.call_id.to_string())
+        .int(i32::try_from(key.attempt).unwrap_or(i32::MAX))
+}
+
+pub fn prune_attempt_messages<DB: Dialect>() -> Bound<DB> {
+    query::<DB>(&PRUNE_ATTEMPT_MESSAGES).big(millis(ATTEMPT_MESSAGE_KEPT))
 }
 
 /// A campaign's calls with what they heard back, a page in call id order.

@@ -86,8 +86,8 @@ pub(super) struct AttemptNow {
     pub current: bool,
 }
 
-/// The attempt `key` names, with its campaign's message; `None` when there is no such
-/// attempt.
+/// The attempt `key` names, with the message it speaks: its campaign's, or the one it began
+/// with when that has changed since; `None` when there is no such attempt.
 pub(super) async fn attempt_of(
     ctx: &AppContext,
     key: AttemptKey,
@@ -104,12 +104,17 @@ pub(super) async fn attempt_of(
         .find(|attempt| attempt.attempt == key.attempt)
         .map(|attempt| attempt.answer)
         .unwrap_or_default();
-    let Some(campaign) = ctx.store.get_campaign(key.campaign_id).await? else {
-        return Ok(None);
+    // A message changed while the call was up leaves the call with the one it began with.
+    let message = match ctx.store.attempt_message(key).await? {
+        Some(kept) => Some(kept),
+        None => match ctx.store.get_campaign(key.campaign_id).await? {
+            Some(campaign) => campaign.voice.message().cloned(),
+            None => return Ok(None),
+        },
     };
     Ok(Some(AttemptNow {
         call,
-        message: campaign.voice.message().cloned(),
+        message,
         answer,
         current,
     }))
