@@ -62,18 +62,32 @@ impl<Q> Prepared<Q>
 where
     Q: Query + QueryFragment<diesel::sqlite::Sqlite>,
 {
-    /// Runs a statement that returns no rows on SQLite and returns how many rows it changed.
+    /// Runs a statement that returns no rows on SQLite.
     ///
     /// Diesel's `execute` hands the statement cache a reference to the query, and a reference
     /// does not forward `is_safe_to_cache_prepared`: the check walks the raw SQL, which refuses
     /// caching, so every `execute` was parsed and planned again (a fifth of the engine's CPU).
     /// `load` hands over the query itself, whose answer above is kept.
-    pub fn run<'query>(self, conn: &mut diesel::sqlite::SqliteConnection) -> QueryResult<usize>
+    pub fn run<'query>(self, conn: &mut diesel::sqlite::SqliteConnection) -> QueryResult<()>
     where
         Self: diesel::query_dsl::LoadQuery<'query, diesel::sqlite::SqliteConnection, NoRows>,
     {
         use diesel::RunQueryDsl as _;
         let _: Vec<NoRows> = self.load(conn)?;
+        Ok(())
+    }
+
+    /// `run`, then how many rows the statement changed: one more statement, so only for the
+    /// callers that decide on the count.
+    pub fn run_counted<'query>(
+        self,
+        conn: &mut diesel::sqlite::SqliteConnection,
+    ) -> QueryResult<usize>
+    where
+        Self: diesel::query_dsl::LoadQuery<'query, diesel::sqlite::SqliteConnection, NoRows>,
+    {
+        use diesel::RunQueryDsl as _;
+        self.run(conn)?;
         let changed: Vec<Changes> =
             Prepared(diesel::sql_query("SELECT changes() AS n")).load(conn)?;
         Ok(changed
@@ -116,20 +130,22 @@ mod tests {
     fn a_statement_run_stays_prepared() {
         let (mut conn, cached) = counted();
         for n in 0..3 {
-            let changed = diesel::sql_query("INSERT INTO t (n) VALUES (?)")
+            diesel::sql_query("INSERT INTO t (n) VALUES (?)")
                 .bind::<BigInt, _>(n)
                 .prepared()
                 .run(&mut conn)
                 .expect("insert");
-            assert_eq!(changed, 1);
         }
-        let changed = diesel::sql_query("UPDATE t SET n = n + 1")
-            .prepared()
-            .run(&mut conn)
-            .expect("update");
-        assert_eq!(changed, 3, "the rows the statement changed");
-        // The insert once, `changes()` once, the update once: three runs of the insert
-        // prepared it once.
+        // Three runs of the insert prepared it once, and asked for no count.
+        assert_eq!(cached.load(Ordering::SeqCst), 1);
+        for _ in 0..2 {
+            let changed = diesel::sql_query("UPDATE t SET n = n + 1")
+                .prepared()
+                .run_counted(&mut conn)
+                .expect("update");
+            assert_eq!(changed, 3, "the rows the statement changed");
+        }
+        // The update once, `changes()` once.
         assert_eq!(cached.load(Ordering::SeqCst), 3);
     }
 

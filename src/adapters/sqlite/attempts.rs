@@ -339,7 +339,7 @@ pub(super) async fn hand_to_carrier(
                 .bind::<Integer, _>(held.key.attempt as i32)
                 .bind::<Text, _>(holder.to_string())
                 .prepared()
-                .run(conn)?;
+                .run_counted(conn)?;
                 if moved == 1 {
                     diesel::sql_query(
                         "UPDATE attempts SET carrier = ? \
@@ -461,7 +461,7 @@ pub(super) async fn forget(store: &SqliteStore, keys: &[AttemptKey]) -> Result<u
                 .bind::<Text, _>(key.call_id.to_string())
                 .bind::<Integer, _>(key.attempt as i32)
                 .prepared()
-                .run(conn)? as u64;
+                .run_counted(conn)? as u64;
             }
             Ok(deleted)
         })

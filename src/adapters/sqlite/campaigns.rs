@@ -218,7 +218,7 @@ fn cancel_waiting_calls(
         .bind::<Text, _>(id.to_string())
         .bind::<Text, _>(from.as_str())
         .prepared()
-        .run(conn)?;
+        .run_counted(conn)?;
         delta += StatsDelta::canceled_from(from, as_bigint(canceled));
     }
     apply_stats(conn, id, &delta, now)

@@ -188,7 +188,7 @@ fn screen(
                         .bind::<BigInt, _>(to_ms(now))
                         .bind::<Text, _>(id.to_string())
                         .prepared()
-                        .run(conn)? as i64;
+                        .run_counted(conn)? as i64;
                 }
             }
             set_aside += 1;

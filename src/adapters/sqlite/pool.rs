@@ -197,7 +197,7 @@ impl Runner for SqliteStore {
             record(conn, audit.as_ref())?;
             let mut changed = Vec::with_capacity(writes.len());
             for query in writes {
-                changed.push(query.prepared().run(conn)?);
+                changed.push(query.prepared().run_counted(conn)?);
             }
             Ok(changed)
         })
