@@ -18,7 +18,7 @@ use super::campaigns::apply_stats;
 use super::dispatch::complete_if_finished;
 use super::{Conn, PgStore};
 use crate::adapters::sql::prepared::KeepPrepared;
-use crate::adapters::sql::rows::{self, carrier_json, CountRow, CurrentCallRow};
+use crate::adapters::sql::rows::{self, carrier_json, CountRow, CurrentCallRow, TotalRow};
 use crate::adapters::sql::statements::CURRENT_CALLS;
 use crate::adapters::sql::webhooks::{self, Finished};
 use crate::adapters::sql::{to_ms, Failure};
@@ -109,14 +109,25 @@ async fn record_campaign(
         return Ok(());
     }
     write_settlements(conn, campaign, &settled, now).await?;
-    if let Some(events) = webhooks::finished_events::<Pg>(&finished, now) {
-        events.prepared().execute(conn).await?;
+    if listening(conn).await? {
+        if let Some(events) = webhooks::finished_events::<Pg>(&finished, now) {
+            events.prepared().execute(conn).await?;
+        }
     }
     apply_stats(conn, campaign, &delta, now).await?;
     complete_if_finished(conn, campaign, now).await
 }
 
 /// The reported calls of one campaign, locked `FOR UPDATE` in id order, by id.
+/// Whether an endpoint listens for the events this transaction would write.
+async fn listening(conn: &mut Conn) -> Result<bool, Failure> {
+    let rows: Vec<TotalRow> = diesel::sql_query(webhooks::ANY_ENDPOINT.postgres())
+        .prepared()
+        .load(conn)
+        .await?;
+    Ok(webhooks::listening(&rows))
+}
+
 async fn lock_reported_calls(
     conn: &mut Conn,
     campaign: &str,

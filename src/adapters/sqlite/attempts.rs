@@ -14,7 +14,7 @@ use super::dispatch::complete_if_finished;
 use super::SqliteStore;
 use crate::adapters::sql::prepared::KeepPrepared;
 use crate::adapters::sql::rows::{
-    self, carrier_json, BeginFacts, BeginRow, CurrentCallRow, PriorRow,
+    self, carrier_json, BeginFacts, BeginRow, CurrentCallRow, PriorRow, TotalRow,
 };
 use crate::adapters::sql::statements::{
     BEGIN_CALLS, CURRENT_CALLS, FORBID_CALL, FORGET_NUMBER_ATTEMPT, HOLD_CALL,
@@ -54,8 +54,10 @@ pub(super) async fn record(
                 *deltas.entry(report.campaign_id).or_default() += settlement.delta;
                 applied.push(AppliedReport::settled(report, settlement.step));
             }
-            if let Some(events) = webhooks::finished_events::<Sqlite>(&finished, now) {
-                events.prepared().run(conn)?;
+            if !finished.is_empty() && listening(conn)? {
+                if let Some(events) = webhooks::finished_events::<Sqlite>(&finished, now) {
+                    events.prepared().run(conn)?;
+                }
             }
             for (campaign_id, delta) in &deltas {
                 apply_stats(conn, *campaign_id, delta, now)?;
@@ -64,6 +66,14 @@ pub(super) async fn record(
             Ok(applied)
         })
         .await
+}
+
+/// Whether an endpoint listens for the events this transaction would write.
+fn listening(conn: &mut SqliteConnection) -> Result<bool, Failure> {
+    let rows: Vec<TotalRow> = diesel::sql_query(webhooks::ANY_ENDPOINT.sqlite())
+        .prepared()
+        .load(conn)?;
+    Ok(webhooks::listening(&rows))
 }
 
 fn current_call(
@@ -421,7 +431,7 @@ fn write_release(
     .bind::<Text, _>(key.call_id.to_string())
     .prepared()
     .run(conn)?;
-    if release.call_status.is_terminal() {
+    if release.call_status.is_terminal() && listening(conn)? {
         let call = [Finished::Call {
             campaign_id: key.campaign_id,
             call_id: key.call_id,

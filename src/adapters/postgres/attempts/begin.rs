@@ -139,8 +139,10 @@ pub(super) async fn write_decisions<T>(
         }
         apply_stats(conn, campaign, &delta, now).await?;
     }
-    if let Some(events) = webhooks::finished_events::<Pg>(&decisions.finished, now) {
-        events.prepared().execute(conn).await?;
+    if !decisions.finished.is_empty() && super::listening(conn).await? {
+        if let Some(events) = webhooks::finished_events::<Pg>(&decisions.finished, now) {
+            events.prepared().execute(conn).await?;
+        }
     }
     Ok(())
 }
