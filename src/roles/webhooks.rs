@@ -117,20 +117,15 @@ impl Deliverer {
     async fn fan_out_loop(self, stop: CancellationToken) {
         let idle = self.ctx.settings.webhooks.poll_interval.0;
         while !stop.is_cancelled() {
-            let pause = match self.fan_out().await {
-                Ok(moved) if moved >= FAN_OUT_BATCH as u64 => Duration::ZERO,
-                Ok(_) => idle,
-                Err(err) => {
-                    tracing::warn!(error = %err, "cannot fan webhook events out");
-                    idle.max(Duration::from_secs(1))
-                }
-            };
-            if !pause.is_zero() {
-                tokio::select! {
-                    () = stop.cancelled() => {}
-                    () = tokio::time::sleep(pause) => {}
-                }
-            }
+            let more = self
+                .fan_out()
+                .await
+                .map(|moved| moved >= FAN_OUT_BATCH as u64);
+            rest(
+                &stop,
+                pause_after(more, idle, "cannot fan webhook events out"),
+            )
+            .await;
         }
     }
 
@@ -171,20 +166,12 @@ impl Deliverer {
                     tokio::time::sleep(grace).await;
                 } => return,
             };
-            let pause = match round {
-                Ok(0) => idle,
-                Ok(_) => Duration::ZERO,
-                Err(err) => {
-                    tracing::warn!(error = %err, "cannot deliver webhooks now");
-                    idle.max(Duration::from_secs(1))
-                }
-            };
-            if !pause.is_zero() {
-                tokio::select! {
-                    () = stop.cancelled() => {}
-                    () = tokio::time::sleep(pause) => {}
-                }
-            }
+            let more = round.map(|tried| tried > 0);
+            rest(
+                &stop,
+                pause_after(more, idle, "cannot deliver webhooks now"),
+            )
+            .await;
         }
     }
 
@@ -354,6 +341,29 @@ fn gone(delivery: &ClaimedDelivery) -> TryRecord {
         last_status_code: None,
         last_error: Some("what it reports no longer exists".to_owned()),
         delivered_at: None,
+    }
+}
+
+/// How long a loop waits after a round: not at all while `more` work waits, `idle` when none
+/// did, and at least a second after an error (logged as `failed`).
+fn pause_after(more: Result<bool, StoreError>, idle: Duration, failed: &str) -> Duration {
+    match more {
+        Ok(true) => Duration::ZERO,
+        Ok(false) => idle,
+        Err(err) => {
+            tracing::warn!(error = %err, "{failed}");
+            idle.max(Duration::from_secs(1))
+        }
+    }
+}
+
+/// Waits `pause`, or until `stop`.
+async fn rest(stop: &CancellationToken, pause: Duration) {
+    if !pause.is_zero() {
+        tokio::select! {
+            () = stop.cancelled() => {}
+            () = tokio::time::sleep(pause) => {}
+        }
     }
 }
 
