@@ -6,9 +6,9 @@ use diesel::sql_types::BigInt;
 use diesel::RunQueryDsl;
 
 use super::SqliteStore;
-use crate::adapters::sql::as_bigint;
 use crate::adapters::sql::rows::TotalRow;
 use crate::adapters::sql::webhooks::{FAN_OUT, TRIGGERS};
+use crate::adapters::sql::{as_bigint, Failure};
 use crate::ports::StoreError;
 
 /// Moves the oldest `limit` events into a delivery per endpoint that listens, in one
@@ -46,18 +46,29 @@ pub(super) async fn fan_out(store: &SqliteStore, limit: usize) -> Result<u64, St
         .await
 }
 
+/// Whether the triggers are there with no endpoint left to need them.
+fn unused_triggers(conn: &mut diesel::sqlite::SqliteConnection) -> Result<bool, Failure> {
+    let endpoints: Vec<TotalRow> =
+        diesel::sql_query("SELECT count(*) AS n FROM webhook_endpoints").load(conn)?;
+    let armed: Vec<TotalRow> = diesel::sql_query(
+        "SELECT count(*) AS n FROM sqlite_master WHERE type = 'trigger' \
+         AND name LIKE 'webhook\\_%' ESCAPE '\\'",
+    )
+    .load(conn)?;
+    let count = |rows: &[TotalRow]| rows.first().map_or(0, |row| row.n);
+    Ok(count(&endpoints) == 0 && count(&armed) > 0)
+}
+
 pub(super) async fn disarm_unused(store: &SqliteStore) -> Result<bool, StoreError> {
+    // Usually there is nothing to drop: a read decides that, not a turn of the one writer.
+    if !store.read(unused_triggers).await? {
+        return Ok(false);
+    }
     store
         .write(|conn| {
-            let endpoints: Vec<TotalRow> =
-                diesel::sql_query("SELECT count(*) AS n FROM webhook_endpoints").load(conn)?;
-            let armed: Vec<TotalRow> = diesel::sql_query(
-                "SELECT count(*) AS n FROM sqlite_master WHERE type = 'trigger' \
-                 AND name LIKE 'webhook\\_%' ESCAPE '\\'",
-            )
-            .load(conn)?;
-            let count = |rows: &[TotalRow]| rows.first().map_or(0, |row| row.n);
-            if count(&endpoints) > 0 || count(&armed) == 0 {
+            // Decided again under the writer, which keeps an endpoint from being created
+            // between the count and the drop.
+            if !unused_triggers(conn)? {
                 return Ok(false);
             }
             for (name, _) in TRIGGERS {
