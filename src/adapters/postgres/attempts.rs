@@ -118,7 +118,6 @@ async fn record_campaign(
     complete_if_finished(conn, campaign, now).await
 }
 
-/// The reported calls of one campaign, locked `FOR UPDATE` in id order, by id.
 /// Whether an endpoint listens for the events this transaction would write.
 async fn listening(conn: &mut Conn) -> Result<bool, Failure> {
     let rows: Vec<TotalRow> = diesel::sql_query(webhooks::ANY_ENDPOINT.postgres())
@@ -128,6 +127,7 @@ async fn listening(conn: &mut Conn) -> Result<bool, Failure> {
     Ok(webhooks::listening(&rows))
 }
 
+/// The reported calls of one campaign, locked `FOR UPDATE` in id order, by id.
 async fn lock_reported_calls(
     conn: &mut Conn,
     campaign: &str,

@@ -2,7 +2,7 @@
 //! attempts, attempts whose process died, and the finished attempts the timeline exporter moves
 //! out.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 use diesel::sql_types::{BigInt, Integer, Nullable, Text};
@@ -41,19 +41,24 @@ pub(super) async fn record(
             let mut applied = Vec::with_capacity(reports.len());
             let mut deltas: BTreeMap<CampaignId, StatsDelta> = BTreeMap::new();
             let mut finished = Vec::new();
+            let mut current = current_calls(conn, &reports)?;
+            let mut settled: Vec<(&AttemptReport, Settlement)> = Vec::new();
             for report in &reports {
-                // Read report by report: a second report of one attempt sees the first's write.
-                let settlement =
-                    current_call(conn, report.call_id)?.and_then(|call| call.settle(report));
-                let Some(settlement) = settlement else {
+                // A second report of one attempt sees the first's settlement.
+                let call = current.get_mut(&report.call_id.to_string());
+                let Some((call, settlement)) =
+                    call.and_then(|call| call.settle(report).map(|s| (call, s)))
+                else {
                     applied.push(AppliedReport::stale(report));
                     continue;
                 };
-                write_settlement(conn, report, &settlement, now)?;
+                call.mark_settled(&settlement);
                 finished.extend(Finished::settled(report, &settlement));
                 *deltas.entry(report.campaign_id).or_default() += settlement.delta;
                 applied.push(AppliedReport::settled(report, settlement.step));
+                settled.push((report, settlement));
             }
+            write_settlements(conn, &settled, now)?;
             if !finished.is_empty() && listening(conn)? {
                 if let Some(events) = webhooks::finished_events::<Sqlite>(&finished, now) {
                     events.prepared().run(conn)?;
@@ -91,41 +96,90 @@ fn current_call(
         .and_then(rows::readable_current_call))
 }
 
-/// Moves the call and closes its attempt.
-fn write_settlement(
+/// The reported calls as they are, by id, read in one statement.
+fn current_calls(
     conn: &mut SqliteConnection,
-    report: &AttemptReport,
-    settlement: &Settlement,
+    reports: &[AttemptReport],
+) -> Result<HashMap<String, CurrentCall>, Failure> {
+    let ids: Vec<String> = reports.iter().map(|r| r.call_id.to_string()).collect();
+    let ids = serde_json::Value::from(ids).to_string();
+    let rows: Vec<CurrentCallRow> = diesel::sql_query(format!(
+        "{} WHERE c.id IN (SELECT value FROM json_each(?))",
+        CURRENT_CALLS.sqlite()
+    ))
+    .bind::<Text, _>(ids)
+    .prepared()
+    .load(conn)?;
+    let mut current = HashMap::with_capacity(rows.len());
+    for row in rows {
+        let id = row.id.clone();
+        if let Some(call) = rows::readable_current_call(row) {
+            current.insert(id, call);
+        }
+    }
+    Ok(current)
+}
+
+/// Frees the settled calls' numbers, moves the calls and closes their attempts: three
+/// statements whatever the batch's size, each taking the batch as one JSON array.
+fn write_settlements(
+    conn: &mut SqliteConnection,
+    settled: &[(&AttemptReport, Settlement)],
     now: DateTime<Utc>,
 ) -> Result<(), Failure> {
-    free_number(conn, report.call_id)?;
-    diesel::sql_query(
-        "UPDATE calls SET status = ?, next_attempt_at = ?, last_error = ?, \
-         updated_at = ?, owner = NULL, placed_at = NULL WHERE id = ?",
-    )
-    .bind::<Text, _>(settlement.call_status.as_str())
-    .bind::<Nullable<BigInt>, _>(settlement.next_attempt_at.map(to_ms))
-    .bind::<Nullable<Text>, _>(settlement.error.clone())
-    .bind::<BigInt, _>(to_ms(now))
-    .bind::<Text, _>(report.call_id.to_string())
-    .prepared()
-    .run(conn)?;
-    diesel::sql_query(
-        "UPDATE attempts SET status = ?, error = ?, ended_at = ?, duration_ms = ?, \
-         carrier = coalesce(?, carrier) WHERE campaign_id = ? AND call_id = ? AND attempt = ?",
-    )
-    .bind::<Text, _>(settlement.attempt_status.as_str())
-    .bind::<Nullable<Text>, _>(settlement.error.clone())
-    .bind::<BigInt, _>(to_ms(settlement.ended_at))
-    .bind::<BigInt, _>(i64::try_from(settlement.duration_ms).unwrap_or(i64::MAX))
-    .bind::<Nullable<Text>, _>(settlement.carrier.clone())
-    .bind::<Text, _>(report.campaign_id.to_string())
-    .bind::<Text, _>(report.call_id.to_string())
-    .bind::<Integer, _>(report.attempt as i32)
-    .prepared()
-    .run(conn)?;
+    if settled.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<serde_json::Value> = settled
+        .iter()
+        .map(|(report, s)| {
+            serde_json::json!([
+                report.call_id.to_string(),
+                report.campaign_id.to_string(),
+                report.attempt,
+                s.call_status.as_str(),
+                s.next_attempt_at.map(to_ms),
+                s.error,
+                s.attempt_status.as_str(),
+                to_ms(s.ended_at),
+                i64::try_from(s.duration_ms).unwrap_or(i64::MAX),
+                s.carrier,
+            ])
+        })
+        .collect();
+    let batch = serde_json::Value::Array(rows).to_string();
+    diesel::sql_query(FREE_SETTLED_NUMBERS)
+        .bind::<Text, _>(batch.clone())
+        .prepared()
+        .run(conn)?;
+    diesel::sql_query(SETTLE_CALLS)
+        .bind::<BigInt, _>(to_ms(now))
+        .bind::<Text, _>(batch.clone())
+        .prepared()
+        .run(conn)?;
+    diesel::sql_query(CLOSE_ATTEMPTS)
+        .bind::<Text, _>(batch)
+        .prepared()
+        .run(conn)?;
     Ok(())
 }
+
+/// The settled batch's rows: `[call_id, campaign_id, attempt, call_status, next_attempt_at,
+/// error, attempt_status, ended_at, duration_ms, carrier]`.
+const FREE_SETTLED_NUMBERS: &str = "DELETE FROM live_numbers WHERE (phone_number, call_id) IN \
+     (SELECT c.phone_number, c.id FROM json_each(?) j \
+     JOIN calls c ON c.id = json_extract(j.value, '$[0]'))";
+const SETTLE_CALLS: &str = "UPDATE calls SET status = json_extract(j.value, '$[3]'), \
+     next_attempt_at = json_extract(j.value, '$[4]'), last_error = json_extract(j.value, '$[5]'), \
+     updated_at = ?, owner = NULL, placed_at = NULL \
+     FROM json_each(?) j WHERE calls.id = json_extract(j.value, '$[0]')";
+const CLOSE_ATTEMPTS: &str = "UPDATE attempts SET status = json_extract(j.value, '$[6]'), \
+     error = json_extract(j.value, '$[5]'), ended_at = json_extract(j.value, '$[7]'), \
+     duration_ms = json_extract(j.value, '$[8]'), \
+     carrier = coalesce(json_extract(j.value, '$[9]'), carrier) FROM json_each(?) j \
+     WHERE attempts.call_id = json_extract(j.value, '$[0]') \
+     AND attempts.attempt = json_extract(j.value, '$[2]') \
+     AND attempts.campaign_id = json_extract(j.value, '$[1]')";
 
 /// The call's number is no longer live: the call left `dialing`.
 fn free_number(conn: &mut SqliteConnection, call_id: CallId) -> Result<(), Failure> {
