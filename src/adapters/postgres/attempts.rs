@@ -18,7 +18,7 @@ use super::campaigns::apply_stats;
 use super::dispatch::complete_if_finished;
 use super::{Conn, PgStore};
 use crate::adapters::sql::prepared::KeepPrepared;
-use crate::adapters::sql::rows::{self, carrier_json, CountRow, CurrentCallRow, TotalRow};
+use crate::adapters::sql::rows::{self, carrier_json, CountRow, CurrentCallRow};
 use crate::adapters::sql::statements::CURRENT_CALLS;
 use crate::adapters::sql::webhooks::{self, Finished};
 use crate::adapters::sql::{to_ms, Failure};
@@ -109,22 +109,12 @@ async fn record_campaign(
         return Ok(());
     }
     write_settlements(conn, campaign, &settled, now).await?;
-    if listening(conn).await? {
-        if let Some(events) = webhooks::finished_events::<Pg>(&finished, now) {
-            events.prepared().execute(conn).await?;
-        }
+    // The statement itself checks for an endpoint: a separate read would be a round trip.
+    if let Some(events) = webhooks::finished_events::<Pg>(&finished, now) {
+        events.prepared().execute(conn).await?;
     }
     apply_stats(conn, campaign, &delta, now).await?;
     complete_if_finished(conn, campaign, now).await
-}
-
-/// Whether an endpoint listens for the events this transaction would write.
-async fn listening(conn: &mut Conn) -> Result<bool, Failure> {
-    let rows: Vec<TotalRow> = diesel::sql_query(webhooks::ANY_ENDPOINT.postgres())
-        .prepared()
-        .load(conn)
-        .await?;
-    Ok(webhooks::listening(&rows))
 }
 
 /// The reported calls of one campaign, locked `FOR UPDATE` in id order, by id.
@@ -149,14 +139,7 @@ async fn lock_reported_calls(
     .prepared()
     .load(conn)
     .await?;
-    let mut current = HashMap::with_capacity(rows.len());
-    for row in rows {
-        let id = row.id.clone();
-        if let Some(call) = rows::readable_current_call(row) {
-            current.insert(id, call);
-        }
-    }
-    Ok(current)
+    Ok(rows::current_calls_by_id(rows))
 }
 
 /// One statement moves every settled call and closes its attempt.

@@ -12,6 +12,7 @@ use diesel::RunQueryDsl;
 use super::campaigns::apply_stats;
 use super::dispatch::complete_if_finished;
 use super::SqliteStore;
+use crate::adapters::sql::bound::answers::FORGET_KEPT_MESSAGE;
 use crate::adapters::sql::prepared::KeepPrepared;
 use crate::adapters::sql::rows::{
     self, carrier_json, BeginFacts, BeginRow, CurrentCallRow, PriorRow, TotalRow,
@@ -110,14 +111,7 @@ fn current_calls(
     .bind::<Text, _>(ids)
     .prepared()
     .load(conn)?;
-    let mut current = HashMap::with_capacity(rows.len());
-    for row in rows {
-        let id = row.id.clone();
-        if let Some(call) = rows::readable_current_call(row) {
-            current.insert(id, call);
-        }
-    }
-    Ok(current)
+    Ok(rows::current_calls_by_id(rows))
 }
 
 /// Frees the settled calls' numbers, moves the calls and closes their attempts: three
@@ -495,6 +489,12 @@ fn write_release(
         }
     }
     diesel::sql_query("DELETE FROM attempts WHERE campaign_id = ? AND call_id = ? AND attempt = ?")
+        .bind::<Text, _>(key.campaign_id.to_string())
+        .bind::<Text, _>(key.call_id.to_string())
+        .bind::<Integer, _>(key.attempt as i32)
+        .prepared()
+        .run(conn)?;
+    diesel::sql_query(FORGET_KEPT_MESSAGE.sqlite())
         .bind::<Text, _>(key.campaign_id.to_string())
         .bind::<Text, _>(key.call_id.to_string())
         .bind::<Integer, _>(key.attempt as i32)

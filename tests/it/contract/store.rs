@@ -932,6 +932,90 @@ pub(super) fn held(campaign: CampaignId, call: &ClaimedCall, holder: InstanceId)
     }
 }
 
+/// A campaign's message changed while its calls are up: each begun attempt keeps the message it
+/// began with, a claimed one not yet begun will begin with the new one, and an attempt handed
+/// back unspent (made again under the same number) forgets what it kept.
+async fn a_changed_message_is_kept_for_begun_attempts_only(adapter: StoreAdapter) {
+    use outbound::domain::carrier::Audio;
+    use outbound::domain::message::Message;
+    let dir = tempfile::tempdir().expect("dir");
+    let name = adapter.name();
+    let store = adapter.open(&dir).await;
+    let campaign = started_campaign(&*store, 2).await;
+    let message = |say: &str| {
+        let message =
+            Message::parse(&serde_json::json!({"identification": "This is Acme.", "say": say}))
+                .expect("a message");
+        CampaignChanges {
+            audio: Some(Some(Audio::Message(Box::new(message.clone())))),
+            ..CampaignChanges::default()
+        }
+    };
+    let first = message("First words.");
+    store
+        .update_campaign_audited(campaign, first.clone(), Utc::now(), None)
+        .await
+        .expect("update");
+    let claimer = InstanceId::new();
+    store.heartbeat(claimer).await.expect("heartbeat");
+    let claimed = store
+        .claim_calls(campaign, 2, claimer, 50_000, Utc::now())
+        .await
+        .expect("claim");
+    assert_eq!(claimed.len(), 2, "{name}");
+    let dialer = InstanceId::new();
+    store.heartbeat(dialer).await.expect("heartbeat");
+    let begun = store
+        .begin_attempts(&[held(campaign, &claimed[0], claimer)], dialer, Utc::now())
+        .await
+        .expect("begin");
+    assert_eq!(begun, vec![Begin::Dial], "{name}");
+    let key = |call: &ClaimedCall| AttemptKey {
+        campaign_id: campaign,
+        call_id: call.call_id,
+        attempt: call.attempt,
+    };
+    assert_eq!(
+        store.attempt_message(key(&claimed[0])).await.expect("read"),
+        None,
+        "{name}: unchanged, nothing kept"
+    );
+
+    store
+        .update_campaign_audited(campaign, message("Second words."), Utc::now(), None)
+        .await
+        .expect("update");
+    let kept = store.attempt_message(key(&claimed[0])).await.expect("read");
+    let Some(Some(Audio::Message(began_with))) = first.audio else {
+        panic!("the first change is a message");
+    };
+    assert_eq!(
+        kept.as_ref(),
+        Some(&*began_with),
+        "{name}: the begun attempt keeps its words"
+    );
+    assert_eq!(
+        store.attempt_message(key(&claimed[1])).await.expect("read"),
+        None,
+        "{name}: not begun yet, it will begin with the new words"
+    );
+
+    let released = store
+        .release_attempts(
+            &[held(campaign, &claimed[0], dialer)],
+            Unspent::NeverCreated,
+            Utc::now(),
+        )
+        .await
+        .expect("release");
+    assert_eq!(released, vec![true], "{name}");
+    assert_eq!(
+        store.attempt_message(key(&claimed[0])).await.expect("read"),
+        None,
+        "{name}: handed back, the attempt made again speaks the campaign's message"
+    );
+}
+
 async fn a_dispatch_of_an_attempt_handed_back_and_claimed_again_is_stale(adapter: StoreAdapter) {
     let dir = tempfile::tempdir().expect("dir");
     let name = adapter.name();
@@ -2315,6 +2399,7 @@ contract_suite!(
         counters_match_calls_under_concurrent_writers,
         begun_and_lost_attempts_exclude_each_other,
         a_dispatch_of_an_attempt_handed_back_and_claimed_again_is_stale,
+        a_changed_message_is_kept_for_begun_attempts_only,
         claims_admit_only_free_slots,
         a_number_has_one_live_call,
         begin_checks_the_campaign_at_the_moment_of_dialing,

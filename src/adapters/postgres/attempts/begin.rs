@@ -106,7 +106,9 @@ pub(super) async fn write_decisions<T>(
              WHERE l.phone_number = m.phone_number AND l.call_id = m.id), \
              unlogged AS (DELETE FROM number_attempts n USING moved m, v \
              WHERE n.phone_number = m.phone_number AND n.call_id = m.id AND v.id = m.id \
-             AND n.attempt = v.attempt) \
+             AND n.attempt = v.attempt), \
+             unkept AS (DELETE FROM attempt_messages k USING v WHERE k.campaign_id = $1 \
+             AND k.call_id = v.id AND k.attempt = v.attempt) \
              DELETE FROM attempts a USING v WHERE a.campaign_id = $1 AND a.call_id = v.id \
              AND a.attempt = v.attempt",
         )
@@ -139,10 +141,8 @@ pub(super) async fn write_decisions<T>(
         }
         apply_stats(conn, campaign, &delta, now).await?;
     }
-    if !decisions.finished.is_empty() && super::listening(conn).await? {
-        if let Some(events) = webhooks::finished_events::<Pg>(&decisions.finished, now) {
-            events.prepared().execute(conn).await?;
-        }
+    if let Some(events) = webhooks::finished_events::<Pg>(&decisions.finished, now) {
+        events.prepared().execute(conn).await?;
     }
     Ok(())
 }

@@ -159,13 +159,21 @@ pub fn record<DB: Dialect>(
     writes
 }
 
-/// Keeps, for each of a campaign's live attempts, the message it began with; an attempt that
-/// already has one keeps the first.
+/// Keeps, for each of a campaign's begun attempts (a claimed call not yet begun will begin
+/// with the new message), the message it began with; an attempt that already has one keeps the
+/// first. An attempt handed back unspent is made again under the same number: its kept
+/// message goes with it (`FORGET_KEPT_MESSAGE`).
 static KEEP_LIVE_MESSAGES: Statement = Statement::new(|| {
     "INSERT INTO attempt_messages (campaign_id, call_id, attempt, message, kept_at) \
      SELECT campaign_id, id, attempt_count, ?, {now_ms} FROM calls \
-     WHERE campaign_id = ? AND status = 'dialing' ON CONFLICT DO NOTHING"
+     WHERE campaign_id = ? AND status = 'dialing' AND placed_at IS NOT NULL \
+     ON CONFLICT DO NOTHING"
         .into()
+});
+
+/// The kept message of an attempt handed back unspent.
+pub static FORGET_KEPT_MESSAGE: Statement = Statement::new(|| {
+    "DELETE FROM attempt_messages WHERE campaign_id = ? AND call_id = ? AND attempt = ?".into()
 });
 
 static ATTEMPT_MESSAGE: Statement = Statement::new(|| {

@@ -35,6 +35,18 @@ pub fn readable_current_call(row: CurrentCallRow) -> Option<CurrentCall> {
     }
 }
 
+/// The readable reported calls of `rows`, by id.
+pub fn current_calls_by_id(rows: Vec<CurrentCallRow>) -> HashMap<String, CurrentCall> {
+    let mut current = HashMap::with_capacity(rows.len());
+    for row in rows {
+        let id = row.id.clone();
+        if let Some(call) = readable_current_call(row) {
+            current.insert(id, call);
+        }
+    }
+    current
+}
+
 #[derive(QueryableByName)]
 pub struct ClaimRow {
     #[diesel(sql_type = Text)]

@@ -104,13 +104,15 @@ pub(super) async fn attempt_of(
         .find(|attempt| attempt.attempt == key.attempt)
         .map(|attempt| attempt.answer)
         .unwrap_or_default();
+    let Some(campaign) = ctx.store.get_campaign(key.campaign_id).await? else {
+        return Ok(None);
+    };
     // A message changed while the call was up leaves the call with the one it began with.
+    // Read after the campaign: a change committed between the two reads is then seen as kept,
+    // never as the campaign's new message.
     let message = match ctx.store.attempt_message(key).await? {
         Some(kept) => Some(kept),
-        None => match ctx.store.get_campaign(key.campaign_id).await? {
-            Some(campaign) => campaign.voice.message().cloned(),
-            None => return Ok(None),
-        },
+        None => campaign.voice.message().cloned(),
     };
     Ok(Some(AttemptNow {
         call,

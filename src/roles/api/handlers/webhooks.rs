@@ -224,9 +224,13 @@ async fn settled(
     by: AnsweredBy,
     reported: AttemptOutcome,
 ) -> AttemptOutcome {
-    let message = match ctx.store.get_campaign(callback.key.campaign_id).await {
-        Ok(campaign) => campaign.and_then(|c| c.voice.message().cloned()),
-        Err(err) => {
+    let campaign = ctx.store.get_campaign(callback.key.campaign_id).await;
+    // The message the attempt began with, when the campaign's has changed since.
+    let kept = ctx.store.attempt_message(callback.key).await;
+    let message = match (campaign, kept) {
+        (_, Ok(Some(kept))) => Some(kept),
+        (Ok(campaign), Ok(None)) => campaign.and_then(|c| c.voice.message().cloned()),
+        (Err(err), _) | (_, Err(err)) => {
             tracing::warn!(error = %err, "cannot read the campaign of a call with a verdict");
             None
         }
