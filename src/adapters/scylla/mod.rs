@@ -65,15 +65,18 @@ pub async fn migrate(url: &ScyllaUrl) -> Result<Vec<String>, TimelineError> {
     let session = open_session(url).await?;
     let mut applied: Vec<String> = Vec::new();
     for (file, statement) in schema_statements(&url.keyspace) {
-        if let Some((table, column)) = added_column(&statement) {
-            if has_column(&session, &url.keyspace, &table, &column).await? {
+        let added = added_column(&statement);
+        if let Some((table, column)) = &added {
+            if has_column(&session, &url.keyspace, table, column).await? {
                 continue;
             }
         }
-        session
-            .query_unpaged(statement, ())
-            .await
-            .map_err(|err| internal(&format!("cql/{file}"), err))?;
+        match session.query_unpaged(statement, ()).await {
+            Ok(_) => {}
+            // Another process migrating at the same time added it between the check and here.
+            Err(err) if added.is_some() && already_added(&err.to_string()) => {}
+            Err(err) => return Err(internal(&format!("cql/{file}"), err)),
+        }
         if applied.last().map(String::as_str) != Some(file) {
             applied.push(file.to_owned());
         }
@@ -85,7 +88,14 @@ pub async fn migrate(url: &ScyllaUrl) -> Result<Vec<String>, TimelineError> {
     Ok(applied)
 }
 
-/// Whether `keyspace.table` has `column`, as the cluster's schema says.
+/// Whether an `ALTER TABLE … ADD` failed because the column is there (Scylla and Cassandra word
+/// it the same way).
+fn already_added(error: &str) -> bool {
+    error.contains("conflicts with an existing column") || error.contains("already exists")
+}
+
+/// Whether `keyspace.table` has `column`, as the cluster's schema says. Unquoted CQL names are
+/// folded to lower case, and the schema tables keep them so.
 async fn has_column(
     session: &Session,
     keyspace: &str,
@@ -96,7 +106,11 @@ async fn has_column(
         .query_unpaged(
             "SELECT column_name FROM system_schema.columns \
              WHERE keyspace_name = ? AND table_name = ? AND column_name = ?",
-            (keyspace, table, column),
+            (
+                keyspace.to_ascii_lowercase(),
+                table.to_ascii_lowercase(),
+                column.to_ascii_lowercase(),
+            ),
         )
         .await
         .map_err(|err| unavailable("read system_schema.columns", err))?
