@@ -112,6 +112,8 @@ mod tests {
 
     /// A connection that counts the statements it puts in its cache.
     fn counted() -> (SqliteConnection, Arc<AtomicUsize>) {
+        // As every connection of the store: SQLite's options are set before any opens.
+        crate::adapters::sqlite::tune_library();
         let mut conn = SqliteConnection::establish(":memory:").expect("open");
         diesel::sql_query("CREATE TABLE t (n BIGINT)")
             .execute(&mut conn)

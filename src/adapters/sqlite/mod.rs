@@ -21,6 +21,8 @@ mod keys;
 mod migrator;
 mod outbox;
 mod pool;
+#[cfg(test)]
+pub(crate) use pool::tune_library;
 mod timeline;
 
 use std::sync::atomic::AtomicUsize;

@@ -56,7 +56,7 @@ pub(super) fn ensure_parent(path: &str) -> Result<(), StoreError> {
 /// thread at a time (it is `Send`, not `Sync`, and each store holds it behind a lock), and the
 /// engine reads no SQLite memory statistics. Multi-thread mode and no statistics save those
 /// locks on every statement (they were 8% of the CPU of dialing).
-pub(super) fn tune_library() {
+pub(crate) fn tune_library() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         // SAFETY: `sqlite3_config` is called with the argument types SQLite documents for each
