@@ -7,7 +7,7 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
 
-use super::webhooks::{callback_body, counted, forged, signature_of};
+use super::webhooks::{callback_body, counted, forged, message_of, signature_of};
 use crate::context::AppContext;
 use crate::domain::answer::{self, Answer};
 use crate::domain::call::{Call, CallStatus};
@@ -104,16 +104,7 @@ pub(super) async fn attempt_of(
         .find(|attempt| attempt.attempt == key.attempt)
         .map(|attempt| attempt.answer)
         .unwrap_or_default();
-    let Some(campaign) = ctx.store.get_campaign(key.campaign_id).await? else {
-        return Ok(None);
-    };
-    // A message changed while the call was up leaves the call with the one it began with.
-    // Read after the campaign: a change committed between the two reads is then seen as kept,
-    // never as the campaign's new message.
-    let message = match ctx.store.attempt_message(key).await? {
-        Some(kept) => Some(kept),
-        None => campaign.voice.message().cloned(),
-    };
+    let message = message_of(ctx, key).await?;
     Ok(Some(AttemptNow {
         call,
         message,

@@ -10,8 +10,9 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use crate::context::AppContext;
 use crate::domain::answer::{AnsweredBy, Heard};
 use crate::domain::call::AttemptOutcome;
+use crate::domain::message::Message;
 use crate::metrics::metrics;
-use crate::ports::{CallbackError, CarrierCallback, Topic};
+use crate::ports::{AttemptKey, CallbackError, CarrierCallback, StoreError, Topic};
 use crate::roles::api::error::{ApiError, ErrorBody, ErrorCode};
 use crate::roles::messages::{self, StatusMessage};
 use crate::roles::outcomes::{OutcomeRecorder, RecordError};
@@ -224,14 +225,10 @@ async fn settled(
     by: AnsweredBy,
     reported: AttemptOutcome,
 ) -> AttemptOutcome {
-    let campaign = ctx.store.get_campaign(callback.key.campaign_id).await;
-    // The message the attempt began with, when the campaign's has changed since.
-    let kept = ctx.store.attempt_message(callback.key).await;
-    let message = match (campaign, kept) {
-        (_, Ok(Some(kept))) => Some(kept),
-        (Ok(campaign), Ok(None)) => campaign.and_then(|c| c.voice.message().cloned()),
-        (Err(err), _) | (_, Err(err)) => {
-            tracing::warn!(error = %err, "cannot read the campaign of a call with a verdict");
+    let message = match message_of(ctx, callback.key).await {
+        Ok(message) => message,
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot read the message of a call with a verdict");
             None
         }
     };
@@ -241,6 +238,21 @@ async fn settled(
         }
         None => reported,
     }
+}
+
+/// The message attempt `key` speaks: the one it began with when its campaign's has changed
+/// since, else its campaign's; `None` when the campaign is gone or speaks none of its own.
+pub(super) async fn message_of(
+    ctx: &AppContext,
+    key: AttemptKey,
+) -> Result<Option<Message>, StoreError> {
+    let campaign = ctx.store.get_campaign(key.campaign_id).await?;
+    // Read after the campaign: a change committed between the two reads is then seen as kept,
+    // never as the campaign's new message.
+    Ok(match ctx.store.attempt_message(key).await? {
+        Some(kept) => Some(kept),
+        None => campaign.and_then(|campaign| campaign.voice.message().cloned()),
+    })
 }
 
 /// Hands a final status to the status role through the bus, or records it here while the bus
