@@ -130,15 +130,12 @@ async fn lock_reported_calls(
         .collect();
     call_ids.sort_unstable();
     call_ids.dedup();
-    let rows: Vec<CurrentCallRow> = diesel::sql_query(format!(
-        "{} WHERE c.campaign_id = $1 AND c.id = ANY($2) ORDER BY c.id FOR UPDATE OF c",
-        CURRENT_CALLS.postgres()
-    ))
-    .bind::<Text, _>(campaign.to_owned())
-    .bind::<Array<Text>, _>(call_ids)
-    .prepared()
-    .load(conn)
-    .await?;
+    let rows: Vec<CurrentCallRow> = diesel::sql_query(CURRENT_CALLS.postgres())
+        .bind::<Text, _>(campaign.to_owned())
+        .bind::<Array<Text>, _>(call_ids)
+        .prepared()
+        .load(conn)
+        .await?;
     Ok(rows::current_calls_by_id(rows))
 }
 

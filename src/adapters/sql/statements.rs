@@ -384,8 +384,21 @@ pub static CLAIM_CAPACITY: Statement = Statement::new(|| {
         .to_owned()
 });
 
-/// Claimed calls with their campaign's status and hours, as the dialer checks them.
-pub static BEGIN_CALLS: Statement = Statement::new(|| {
+/// Claimed calls with their campaign's status and hours, as the dialer checks them: SQLite's
+/// one call by id (read call by call, so a duplicate in a batch sees the first's write),
+/// PostgreSQL's a batch by campaign and call ids, locked.
+pub static BEGIN_CALLS: Statement = Statement::dialects(
+    || format!("{} WHERE c.id = ?", begin_calls()),
+    || {
+        format!(
+            "{} WHERE (c.campaign_id, c.id) IN (SELECT * FROM unnest(?::text[], ?::text[])) \
+             ORDER BY c.campaign_id, c.id FOR UPDATE OF c",
+            begin_calls()
+        )
+    },
+);
+
+fn begin_calls() -> String {
     format!(
         "SELECT {CURRENT_CALL_COLUMNS}, k.time_zone AS time_zone, \
          k.business_hours AS business_hours, k.recipient_hours AS recipient_hours, \
@@ -398,16 +411,37 @@ pub static BEGIN_CALLS: Statement = Statement::new(|| {
          LEFT JOIN attempts a ON a.campaign_id = c.campaign_id AND a.call_id = c.id \
          AND a.attempt = c.attempt_count"
     )
-});
+}
 
-pub static CURRENT_CALLS: Statement = Statement::new(|| {
+/// Reported calls as they are: SQLite's by ids in one JSON array, PostgreSQL's by campaign
+/// and an array of ids, locked in id order.
+pub static CURRENT_CALLS: Statement = Statement::dialects(
+    || {
+        format!(
+            "{} WHERE c.id IN (SELECT value FROM json_each(?))",
+            current_calls()
+        )
+    },
+    || {
+        format!(
+            "{} WHERE c.campaign_id = ? AND c.id = ANY(?) ORDER BY c.id FOR UPDATE OF c",
+            current_calls()
+        )
+    },
+);
+
+/// One call as it is, by id.
+pub static CURRENT_CALL: Statement =
+    Statement::new(|| format!("{} WHERE c.id = ?", current_calls()));
+
+fn current_calls() -> String {
     format!(
         "SELECT {CURRENT_CALL_COLUMNS} FROM calls c \
          JOIN campaigns k ON k.id = c.campaign_id \
          LEFT JOIN attempts a ON a.campaign_id = c.campaign_id AND a.call_id = c.id \
          AND a.attempt = c.attempt_count"
     )
-});
+}
 
 #[cfg(test)]
 mod tests {

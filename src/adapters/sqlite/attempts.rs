@@ -18,7 +18,7 @@ use crate::adapters::sql::rows::{
     self, carrier_json, BeginFacts, BeginRow, CurrentCallRow, PriorRow, TotalRow,
 };
 use crate::adapters::sql::statements::{
-    BEGIN_CALLS, CURRENT_CALLS, FORBID_CALL, FORGET_NUMBER_ATTEMPT, HOLD_CALL,
+    BEGIN_CALLS, CURRENT_CALL, CURRENT_CALLS, FORBID_CALL, FORGET_NUMBER_ATTEMPT, HOLD_CALL,
     INSERT_NUMBER_ATTEMPT, PRIOR_ATTEMPTS,
 };
 use crate::adapters::sql::webhooks::{self, Finished};
@@ -86,11 +86,10 @@ fn current_call(
     conn: &mut SqliteConnection,
     call_id: CallId,
 ) -> Result<Option<CurrentCall>, Failure> {
-    let rows: Vec<CurrentCallRow> =
-        diesel::sql_query(format!("{} WHERE c.id = ?", CURRENT_CALLS.sqlite()))
-            .bind::<Text, _>(call_id.to_string())
-            .prepared()
-            .load(conn)?;
+    let rows: Vec<CurrentCallRow> = diesel::sql_query(CURRENT_CALL.sqlite())
+        .bind::<Text, _>(call_id.to_string())
+        .prepared()
+        .load(conn)?;
     Ok(rows
         .into_iter()
         .next()
@@ -104,13 +103,10 @@ fn current_calls(
 ) -> Result<HashMap<String, CurrentCall>, Failure> {
     let ids: Vec<String> = reports.iter().map(|r| r.call_id.to_string()).collect();
     let ids = serde_json::Value::from(ids).to_string();
-    let rows: Vec<CurrentCallRow> = diesel::sql_query(format!(
-        "{} WHERE c.id IN (SELECT value FROM json_each(?))",
-        CURRENT_CALLS.sqlite()
-    ))
-    .bind::<Text, _>(ids)
-    .prepared()
-    .load(conn)?;
+    let rows: Vec<CurrentCallRow> = diesel::sql_query(CURRENT_CALLS.sqlite())
+        .bind::<Text, _>(ids)
+        .prepared()
+        .load(conn)?;
     Ok(rows::current_calls_by_id(rows))
 }
 
@@ -235,11 +231,10 @@ async fn decide(
             let mut complete = Vec::new();
             for held in &attempts {
                 // Read attempt by attempt: a duplicate in the batch sees the first's write.
-                let rows: Vec<BeginRow> =
-                    diesel::sql_query(format!("{} WHERE c.id = ?", BEGIN_CALLS.sqlite()))
-                        .bind::<Text, _>(held.key.call_id.to_string())
-                        .prepared()
-                        .load(conn)?;
+                let rows: Vec<BeginRow> = diesel::sql_query(BEGIN_CALLS.sqlite())
+                    .bind::<Text, _>(held.key.call_id.to_string())
+                    .prepared()
+                    .load(conn)?;
                 let Some(row) = rows.into_iter().next() else {
                     answers.push(Begin::Stale);
                     continue;

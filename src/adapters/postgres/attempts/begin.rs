@@ -41,16 +41,12 @@ pub(super) async fn lock_held_calls(
         .iter()
         .map(|held| held.key.call_id.to_string())
         .collect();
-    let rows: Vec<BeginRow> = diesel::sql_query(format!(
-        "{} WHERE (c.campaign_id, c.id) IN (SELECT * FROM unnest($1::text[], $2::text[])) \
-         ORDER BY c.campaign_id, c.id FOR UPDATE OF c",
-        BEGIN_CALLS.postgres()
-    ))
-    .bind::<Array<Text>, _>(campaigns)
-    .bind::<Array<Text>, _>(calls)
-    .prepared()
-    .load(conn)
-    .await?;
+    let rows: Vec<BeginRow> = diesel::sql_query(BEGIN_CALLS.postgres())
+        .bind::<Array<Text>, _>(campaigns)
+        .bind::<Array<Text>, _>(calls)
+        .prepared()
+        .load(conn)
+        .await?;
     let mut held = HashMap::with_capacity(rows.len());
     for row in rows {
         let id = row.call.id.clone();
