@@ -323,7 +323,7 @@ pub trait AttemptStore: Send + Sync + 'static {
     async fn forget_attempts(&self, keys: &[AttemptKey]) -> Result<u64, StoreError>;
 }
 
-/// The store itself and the processes using it: reachability, heartbeats.
+/// The store itself and the processes using it: reachability, heartbeats, upkeep.
 #[async_trait]
 pub trait InstanceStore: Send + Sync + 'static {
     async fn ping(&self) -> Result<(), StoreError>;
@@ -333,8 +333,10 @@ pub trait InstanceStore: Send + Sync + 'static {
     /// it, not on their own clocks.
     async fn heartbeat(&self, instance: InstanceId) -> Result<DateTime<Utc>, StoreError>;
 
-    /// Forgets instances silent for `silent_for` that hold no dialing call.
-    async fn prune_instances(&self, silent_for: std::time::Duration) -> Result<u64, StoreError>;
+    /// Forgets what no longer counts toward anything: instances silent for `silent_for` that
+    /// hold no dialing call, attempt times older than any cap window, and messages kept for
+    /// attempts long over. Returns how many instances it forgot.
+    async fn prune_history(&self, silent_for: std::time::Duration) -> Result<u64, StoreError>;
 }
 
 /// API keys and the audit log. A method that changes something takes the audit entry that

@@ -594,9 +594,10 @@ impl Consumer for Scheduler {
             if let Err(err) = self.recover_orphans(self.ctx.clock.now()).await {
                 tracing::warn!(error = %err, "orphan recovery failed");
             }
-            // Instances silent for a day that hold nothing are history.
-            if let Err(err) = self.ctx.store.prune_instances(INSTANCE_MEMORY).await {
-                tracing::warn!(error = %err, "cannot prune silent instances");
+            // Instances silent for a day that hold nothing are history, as are attempt times
+            // and kept messages no rule or call can ask for any more.
+            if let Err(err) = self.ctx.store.prune_history(INSTANCE_MEMORY).await {
+                tracing::warn!(error = %err, "cannot prune what counts toward nothing");
             }
         }
         if now >= self.rescan_at {

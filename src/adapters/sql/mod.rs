@@ -339,11 +339,11 @@ macro_rules! store_by_aggregate {
                     instances::heartbeat(self, instance).await
                 }
 
-                async fn prune_instances(
+                async fn prune_history(
                     &self,
                     silent_for: std::time::Duration,
                 ) -> Result<u64, StoreError> {
-                    single::prune_instances(self, silent_for).await
+                    single::prune_history(self, silent_for).await
                 }
             }
 

@@ -202,9 +202,9 @@ where
     Ok(readable_backlog(rows))
 }
 
-/// Forgets the heartbeats silent for `silent_for`, and the attempt times older than any cap
-/// window, which count toward nothing.
-pub async fn prune_instances<S: Runner>(
+/// Forgets the heartbeats silent for `silent_for`, the attempt times older than any cap window,
+/// and the messages kept for attempts over for two days: none counts toward anything.
+pub async fn prune_history<S: Runner>(
     store: &S,
     silent_for: Duration,
 ) -> Result<u64, StoreError> {

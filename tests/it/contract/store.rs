@@ -262,7 +262,7 @@ async fn finds_attempts_of_dead_owners_only(adapter: StoreAdapter) {
     assert_eq!(orphans.len(), 4, "{name}");
     assert_eq!(
         store
-            .prune_instances(Duration::from_millis(10))
+            .prune_history(Duration::from_millis(10))
             .await
             .expect("prune"),
         0,
