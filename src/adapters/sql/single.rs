@@ -204,10 +204,7 @@ where
 
 /// Forgets the heartbeats silent for `silent_for`, the attempt times older than any cap window,
 /// and the messages kept for attempts over for two days: none counts toward anything.
-pub async fn prune_history<S: Runner>(
-    store: &S,
-    silent_for: Duration,
-) -> Result<u64, StoreError> {
+pub async fn prune_history<S: Runner>(store: &S, silent_for: Duration) -> Result<u64, StoreError> {
     let pruned = store
         .write(query(&PRUNE_INSTANCES).big(millis(silent_for)), None)
         .await?;
