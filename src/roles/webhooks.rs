@@ -5,6 +5,7 @@
 //! take, so the deliveries of a process that dies fall due again by themselves.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -31,6 +32,8 @@ const UPKEEP_EVERY: Duration = Duration::from_secs(30);
 const FAN_OUT_BATCH: usize = 2_000;
 /// Past a claim's tries and renders, the time left to record them before it lapses.
 const CLAIM_MARGIN: Duration = Duration::from_secs(5);
+/// The largest claim, in rounds of what is in flight at once.
+const MAX_CLAIM_ROUNDS: usize = 16;
 
 #[derive(Clone)]
 pub struct Deliverer {
@@ -156,17 +159,23 @@ impl Deliverer {
     async fn endpoint_loop(self, endpoint: Endpoint, stop: CancellationToken) {
         let idle = self.ctx.settings.webhooks.poll_interval.0;
         let grace = self.ctx.settings.runtime.shutdown_grace.0;
+        let in_flight = self.ctx.settings.webhooks.max_in_flight_per_endpoint.max(1);
+        let mut claim = in_flight;
         while !stop.is_cancelled() {
             // Stopping lets the tries under way finish within the grace; past it they are
             // dropped unrecorded and fall due again when their claim lapses.
             let round = tokio::select! {
-                round = self.tick(&endpoint) => round,
+                round = self.tick(&endpoint, claim) => round,
                 () = async {
                     stop.cancelled().await;
                     tokio::time::sleep(grace).await;
                 } => return,
             };
-            let more = round.map(|tried| tried > 0);
+            claim = match &round {
+                Ok(round) => next_claim(claim, in_flight, round),
+                Err(_) => in_flight,
+            };
+            let more = round.map(|round| round.tried > 0);
             rest(
                 &stop,
                 pause_after(more, idle, "cannot deliver webhooks now"),
@@ -175,37 +184,71 @@ impl Deliverer {
         }
     }
 
-    /// One round for `endpoint`: claims what is due, tries it, records the tries. Returns how
-    /// many it tried.
-    pub async fn tick(&self, endpoint: &Endpoint) -> Result<usize, StoreError> {
+    /// One round for `endpoint`: claims up to `limit` due deliveries, tries them with at most
+    /// `max_in_flight_per_endpoint` at once, records the tries and hands back the rest.
+    /// A try is started only while the round is younger than the timeout and none has
+    /// failed, so a claim larger than what is in flight lasts no longer than one that is not,
+    /// and an endpoint that stops answering is not sent the rest of a large claim.
+    pub async fn tick(&self, endpoint: &Endpoint, limit: usize) -> Result<Round, StoreError> {
         let settings = &self.ctx.settings.webhooks;
         let in_flight = settings.max_in_flight_per_endpoint.max(1);
         let claim = uuid::Uuid::new_v4().to_string();
         let now = self.ctx.clock.now();
-        // The claim's tries run at once, each rendered and sent within the timeout; the claim
-        // outlasts both, so it lapses only when its process is gone.
-        let longest = settings.timeout.0 * 2 + CLAIM_MARGIN;
+        // A try renders and sends, each within the timeout, and starts within the round's
+        // first timeout: the claim outlasts all three, so it lapses only when its process is
+        // gone.
+        let longest = settings.timeout.0 * 3 + CLAIM_MARGIN;
         let until = now + chrono::Duration::from_std(longest).unwrap_or_default();
         let claimed = self
             .ctx
             .store
-            .claim_deliveries(endpoint.id, &claim, now, until, in_flight)
+            .claim_deliveries(endpoint.id, &claim, now, until, limit.max(1))
             .await?;
         if claimed.is_empty() {
-            return Ok(0);
+            return Ok(Round::default());
         }
-        let tried = claimed.len();
+        let mut untried: Vec<String> = claimed.iter().map(|d| d.id.clone()).collect();
+        let started = Instant::now();
+        let open_for = settings.timeout.0;
+        let stopped = Arc::new(AtomicBool::new(false));
         let tries: Vec<TryRecord> = stream::iter(claimed)
-            .map(|delivery| self.try_one(endpoint, delivery))
+            .take_while(|_| {
+                let go = !stopped.load(Ordering::Relaxed) && started.elapsed() < open_for;
+                async move { go }
+            })
+            .map(|delivery| {
+                let stopped = Arc::clone(&stopped);
+                async move {
+                    let done = self.try_one(endpoint, delivery).await;
+                    // The endpoint refused or did not answer (a body was sent), or the store
+                    // cannot render: what is left waits for the next round. A delivery whose
+                    // rows are gone was never sent and says nothing about either.
+                    let refused = done.as_ref().is_none_or(|done| {
+                        done.body.is_some() && done.status != DeliveryStatus::Delivered
+                    });
+                    if refused {
+                        stopped.store(true, Ordering::Relaxed);
+                    }
+                    done
+                }
+            })
             .buffer_unordered(in_flight)
             .filter_map(|done| async move { done })
             .collect()
             .await;
+        untried.retain(|id| !tries.iter().any(|done| &done.id == id));
+        let round = Round {
+            tried: tries.len(),
+            all_delivered: untried.is_empty()
+                && tries
+                    .iter()
+                    .all(|done| done.status == DeliveryStatus::Delivered),
+        };
         self.ctx
             .store
-            .finish_deliveries(endpoint.id, &claim, &tries)
+            .finish_deliveries(endpoint.id, &claim, &tries, &untried, self.ctx.clock.now())
             .await?;
-        Ok(tried)
+        Ok(round)
     }
 
     /// Tries one delivery; `None` when its body cannot be rendered now (the store is
@@ -344,6 +387,28 @@ fn gone(delivery: &ClaimedDelivery) -> TryRecord {
     }
 }
 
+/// What a round of an endpoint's loop did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Round {
+    pub tried: usize,
+    /// Every delivery claimed was tried and delivered.
+    pub all_delivered: bool,
+}
+
+/// How many deliveries the next round claims: twice as many after a round that delivered all
+/// it claimed, up to `MAX_CLAIM_ROUNDS` times what is in flight, and back to what is in flight
+/// after any other. A fast endpoint's flood then costs few turns of the store's writer, and a
+/// failing one is claimed no more than it can be tried at once.
+fn next_claim(claimed: usize, in_flight: usize, round: &Round) -> usize {
+    if round.all_delivered {
+        claimed
+            .saturating_mul(2)
+            .clamp(in_flight, in_flight.saturating_mul(MAX_CLAIM_ROUNDS))
+    } else {
+        in_flight
+    }
+}
+
 /// How long a loop waits after a round: not at all while `more` work waits, `idle` when none
 /// did, and at least a second after an error (logged as `failed`).
 fn pause_after(more: Result<bool, StoreError>, idle: Duration, failed: &str) -> Duration {
@@ -373,5 +438,37 @@ fn result_label(result: &TryResult) -> &'static str {
         TryResult::Timeout => "timeout",
         TryResult::Refused(_) => "refused",
         _ => "failed",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round(tried: usize, all_delivered: bool) -> Round {
+        Round {
+            tried,
+            all_delivered,
+        }
+    }
+
+    #[test]
+    fn a_claim_grows_while_everything_is_delivered_and_shrinks_on_anything_else() {
+        let mut claim = 16;
+        let mut sizes = Vec::new();
+        for _ in 0..6 {
+            claim = next_claim(claim, 16, &round(claim, true));
+            sizes.push(claim);
+        }
+        assert_eq!(sizes, vec![32, 64, 128, 256, 256, 256]);
+        assert_eq!(next_claim(256, 16, &round(40, false)), 16);
+        assert_eq!(next_claim(256, 16, &round(0, false)), 16);
+    }
+
+    #[test]
+    fn one_in_flight_still_claims_at_least_one() {
+        assert_eq!(next_claim(1, 1, &round(1, true)), 2);
+        assert_eq!(next_claim(16, 1, &round(16, true)), 16);
+        assert_eq!(next_claim(0, 1, &round(0, false)), 1);
     }
 }

@@ -579,8 +579,10 @@ macro_rules! store_by_aggregate {
                     endpoint: $crate::domain::ids::EndpointId,
                     claim: &str,
                     tries: &[$crate::ports::TryRecord],
+                    untried: &[String],
+                    now: DateTime<Utc>,
                 ) -> Result<(), StoreError> {
-                    webhooks::finish_deliveries(self, endpoint, claim, tries).await
+                    webhooks::finish_deliveries(self, endpoint, claim, tries, untried, now).await
                 }
 
                 async fn prune_deliveries(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {

@@ -321,6 +321,13 @@ static FINISH: Statement = Statement::new(|| {
         .into()
 });
 
+/// A delivery a claim holds but did not try, due again with its tries unchanged.
+static HAND_BACK: Statement = Statement::new(|| {
+    "UPDATE webhook_deliveries SET next_attempt_at = ?, claim = NULL \
+     WHERE endpoint_id = ? AND id = ? AND claim = ?"
+        .into()
+});
+
 /// A `call.opted_out`, written in the transaction that lists the number: (campaign, call,
 /// body, at).
 static OPT_OUT_EVENT: Statement = Statement::new(|| {
@@ -811,11 +818,13 @@ pub async fn finish_deliveries<S: Runner>(
     endpoint: EndpointId,
     claim: &str,
     tries: &[TryRecord],
+    untried: &[String],
+    now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    if tries.is_empty() {
+    if tries.is_empty() && untried.is_empty() {
         return Ok(());
     }
-    let writes = tries
+    let mut writes: Vec<_> = tries
         .iter()
         .map(|done| {
             query::<S::DB>(&FINISH)
@@ -830,6 +839,13 @@ pub async fn finish_deliveries<S: Runner>(
                 .text(claim)
         })
         .collect();
+    writes.extend(untried.iter().map(|id| {
+        query::<S::DB>(&HAND_BACK)
+            .big(to_ms(now))
+            .text(endpoint.to_string())
+            .text(id.clone())
+            .text(claim)
+    }));
     store.writes(writes, None).await.map(|_| ())
 }
 

@@ -211,7 +211,7 @@ async fn a_change_writes_one_delivery_per_listening_endpoint(adapter: StoreAdapt
     ];
     // A claim that is no longer held changes nothing.
     store
-        .finish_deliveries(all.id, "second", &tries)
+        .finish_deliveries(all.id, "second", &tries, &[], now)
         .await
         .expect("stale finish");
     let log = store
@@ -220,7 +220,7 @@ async fn a_change_writes_one_delivery_per_listening_endpoint(adapter: StoreAdapt
         .expect("log");
     assert!(log.is_empty(), "{name}: a stale claim finished nothing");
     store
-        .finish_deliveries(all.id, "first", &tries)
+        .finish_deliveries(all.id, "first", &tries, &[], now)
         .await
         .expect("finish");
     let log = store.deliveries(all.id, None, None, 10).await.expect("log");
@@ -310,6 +310,87 @@ async fn a_change_writes_one_delivery_per_listening_endpoint(adapter: StoreAdapt
         store.delivery_backlog().await.expect("backlog"),
         4,
         "{name}: the resume, the attempt, its call and the completion"
+    );
+}
+
+/// What a claim did not try is handed back with its record: due at once, its tries unchanged,
+/// claimable by anyone; a claim no longer held hands back nothing.
+async fn a_claim_hands_back_what_it_did_not_try(adapter: StoreAdapter) {
+    let dir = tempfile::tempdir().expect("dir");
+    let name = adapter.name();
+    let store = adapter.open(&dir).await;
+    let campaign = started_campaign(&*store, 3).await;
+    let all = endpoint(Subscription::all(), None);
+    store.create_endpoint(&all, None).await.expect("create");
+    answer_one(&*store, campaign).await;
+    assert_eq!(store.fan_out(100).await.expect("fan out"), 2, "{name}");
+
+    let now = Utc::now() + Duration::seconds(1);
+    let until = now + Duration::seconds(60);
+    let claimed = store
+        .claim_deliveries(all.id, "big", now, until, 10)
+        .await
+        .expect("claim");
+    assert_eq!(claimed.len(), 2, "{name}");
+    let tried = TryRecord {
+        id: claimed[0].id.clone(),
+        body: Some("{}".into()),
+        status: DeliveryStatus::Pending,
+        next_attempt_at: Some(now + Duration::seconds(5)),
+        last_status_code: Some(500),
+        last_error: Some("status 500".into()),
+        delivered_at: None,
+    };
+    let untried = vec![claimed[1].id.clone()];
+    store
+        .finish_deliveries(all.id, "stale", std::slice::from_ref(&tried), &untried, now)
+        .await
+        .expect("stale finish");
+    assert!(
+        store
+            .claim_deliveries(all.id, "other", now, until, 10)
+            .await
+            .expect("claim")
+            .is_empty(),
+        "{name}: a claim no longer held hands back nothing"
+    );
+    store
+        .finish_deliveries(all.id, "big", &[tried], &untried, now)
+        .await
+        .expect("finish");
+    let again = store
+        .claim_deliveries(all.id, "next", now, until, 10)
+        .await
+        .expect("claim");
+    let again: Vec<(&str, u32)> = again.iter().map(|d| (d.id.as_str(), d.attempts)).collect();
+    assert_eq!(
+        again,
+        vec![(claimed[1].id.as_str(), 0)],
+        "{name}: the untried one at once and untouched, the tried one when due"
+    );
+    // Handed back again by a round that tried nothing.
+    store
+        .finish_deliveries(all.id, "next", &[], &untried, now)
+        .await
+        .expect("finish");
+    let pending = store
+        .deliveries(all.id, Some(DeliveryStatus::Pending), None, 10)
+        .await
+        .expect("log");
+    let handed = pending.iter().find(|d| d.id == claimed[1].id).expect("row");
+    assert_eq!(
+        (handed.attempts, handed.last_error.as_deref()),
+        (0, None),
+        "{name}"
+    );
+    assert_eq!(
+        store
+            .claim_deliveries(all.id, "last", now, until, 10)
+            .await
+            .expect("claim")
+            .len(),
+        1,
+        "{name}"
     );
 }
 
@@ -406,6 +487,7 @@ contract_suite!(
     [
         a_change_writes_one_delivery_per_listening_endpoint,
         an_opt_out_is_reported_with_its_listing,
+        a_claim_hands_back_what_it_did_not_try,
         calls_finished_without_an_attempt_are_reported,
     ]
 );
