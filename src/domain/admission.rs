@@ -13,14 +13,14 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
 use super::business_hours::BusinessHours;
-use super::call::{Call, CallStatus};
+use super::call::{Call, CallStatus, NewTarget};
 use super::campaign::{Campaign, CampaignStatus};
 use super::compliance::dnc::DncScope;
 use super::compliance::states::StateRule;
 use super::compliance::{
     CallRules, Cap, Compliance, FrequencyCap, Hold, HoldCode, PriorAttempt, RestrictedPeriod,
 };
-use super::ids::InstanceId;
+use super::ids::{CampaignId, InstanceId};
 use super::settlement::CurrentCall;
 use super::stats::StatsDelta;
 
@@ -273,6 +273,35 @@ impl<'a> FirstDialable<'a> {
             call.id = id;
         }
         timed
+    }
+
+    /// The queued calls registering `targets` creates, in the order `arrange` gives, each
+    /// with the first instant it may be dialed. Each call is made as it is taken, its id then
+    /// (ids of one process ascend as they are made), so a million targets are held once, as
+    /// targets, not again as calls.
+    pub fn queued_calls<'t>(
+        &mut self,
+        targets: &'t [NewTarget],
+        campaign_id: CampaignId,
+        max_attempts: u32,
+    ) -> impl Iterator<Item = (Call, Option<DateTime<Utc>>)> + 't {
+        let mut order: Vec<(usize, Option<DateTime<Utc>>)> = targets
+            .iter()
+            .enumerate()
+            .map(|(index, target)| {
+                let at = self.of(target.phone_number.as_str(), target.time_zone);
+                (index, at)
+            })
+            .collect();
+        // Stable, and `None` (dialable now) first, as `arrange` orders.
+        order.sort_by_key(|(_, at)| *at);
+        let now = self.now;
+        order.into_iter().map(move |(index, at)| {
+            let call = targets[index]
+                .clone()
+                .queued_call(campaign_id, max_attempts, now);
+            (call, at)
+        })
     }
 }
 

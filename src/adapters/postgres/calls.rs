@@ -21,6 +21,11 @@ use crate::domain::ids::{CallId, CampaignId};
 use crate::domain::stats::StatsDelta;
 use crate::ports::{NewTarget, StoreError};
 
+/// Calls per multi-row INSERT: five values each, three shared.
+pub(super) fn calls_per_insert() -> usize {
+    rows_per_insert(5, 3)
+}
+
 /// Inserts queued calls of one campaign; all share `max_attempts` and were made at `now`. Each
 /// is claimable from the first instant its rules may allow it (as `FirstDialable::arrange`
 /// orders and times them).
@@ -31,7 +36,7 @@ pub(super) async fn insert_calls(
     now: DateTime<Utc>,
     calls: &[(Call, Option<DateTime<Utc>>)],
 ) -> Result<(), Failure> {
-    for chunk in calls.chunks(rows_per_insert(5, 3)) {
+    for chunk in calls.chunks(calls_per_insert()) {
         let values: Vec<String> = (0..chunk.len())
             .map(|row| {
                 let first = 4 + 5 * row;

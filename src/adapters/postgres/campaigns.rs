@@ -7,7 +7,7 @@ use diesel::sql_types::{BigInt, Nullable, Text};
 use diesel_async::RunQueryDsl;
 use futures::FutureExt;
 
-use super::calls::insert_calls;
+use super::calls::{calls_per_insert, insert_calls};
 use super::error::name_taken;
 use super::keys::record;
 use super::rows::StatusCountRow;
@@ -165,12 +165,21 @@ pub(super) async fn create(
                 .execute(conn)
                 .await?;
                 insert_targets(conn, &campaign, &targets).await?;
-                let calls = targets
-                    .into_iter()
-                    .map(|target| target.queued_call(id, retry_policy.max_attempts, now));
+                // Made a chunk at a time.
                 let created = reload_campaign(conn, id).await?;
-                let calls = FirstDialable::new(&policy, &created, now).arrange(calls);
-                insert_calls(conn, &campaign, retry_policy.max_attempts, now, &calls).await?;
+                let max_attempts = retry_policy.max_attempts;
+                let mut calls = FirstDialable::new(&policy, &created, now).queued_calls(
+                    &targets,
+                    id,
+                    max_attempts,
+                );
+                loop {
+                    let chunk: Vec<_> = calls.by_ref().take(calls_per_insert()).collect();
+                    if chunk.is_empty() {
+                        break;
+                    }
+                    insert_calls(conn, &campaign, max_attempts, now, &chunk).await?;
+                }
                 Ok(created)
             }
             .boxed()

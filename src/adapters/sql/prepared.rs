@@ -5,7 +5,8 @@
 //! trip plus a fresh plan before the execution. The stores' statements marked `.prepared()`
 //! have fixed texts (or one of a few), so each connection prepares each of them once, in diesel's
 //! statement cache keyed by the SQL text. Statements whose text depends on the batch size
-//! (multi-row `VALUES`) stay unprepared: each size would be a cache entry.
+//! (multi-row `VALUES`) stay unprepared, each size being a cache entry, except SQLite's inserts
+//! of full chunks, whose size is fixed.
 
 use diesel::backend::Backend;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};

@@ -7,7 +7,7 @@ use diesel::RunQueryDsl;
 
 use super::campaigns::{apply_stats, existing_campaign};
 use super::keys::record;
-use super::{SqliteStore, INSERT_CHUNK};
+use super::{insert_chunk, SqliteStore, INSERT_CHUNK};
 use crate::adapters::sql::prepared::KeepPrepared;
 use crate::adapters::sql::rows::{self, AttemptRow, CallRow, PhoneRow, CALL_COLUMNS};
 use crate::adapters::sql::statements::CALL_ATTEMPTS;
@@ -48,7 +48,7 @@ pub(super) fn insert_calls(
                 .bind::<Nullable<Text>, _>(call.time_zone.map(|tz| tz.name().to_owned()))
                 .bind::<BigInt, _>(dial_after);
         }
-        query.execute(conn)?;
+        insert_chunk(conn, query, chunk.len())?;
     }
     Ok(())
 }

@@ -8,7 +8,7 @@ use diesel::RunQueryDsl;
 
 use super::calls::insert_calls;
 use super::keys::record;
-use super::{SqliteStore, INSERT_CHUNK};
+use super::{insert_chunk, SqliteStore, INSERT_CHUNK};
 use crate::adapters::sql::bound::answers;
 use crate::adapters::sql::bound::campaigns as bound;
 use crate::adapters::sql::bound::Binds;
@@ -76,7 +76,7 @@ fn insert_targets(
                     target.metadata.as_ref().map(|m| m.as_json().to_owned()),
                 );
         }
-        query.execute(conn)?;
+        insert_chunk(conn, query, chunk.len())?;
     }
     Ok(())
 }
@@ -119,14 +119,26 @@ pub(super) async fn create(
             .prepared()
             .run(conn)?;
             insert_targets(conn, id, &targets)?;
-            // Every target starts as one queued call.
-            let calls = targets
-                .into_iter()
-                .map(|target| target.queued_call(id, retry_policy.max_attempts, now));
+            // Every target starts as one queued call, made a chunk at a time.
             let created = existing_campaign(conn, id)?;
-            let calls = FirstDialable::new(&policy, &created, now).arrange(calls);
-            insert_calls(conn, &calls)?;
-            apply_stats(conn, id, &StatsDelta::enqueued(as_bigint(calls.len())), now)?;
+            let mut calls = FirstDialable::new(&policy, &created, now).queued_calls(
+                &targets,
+                id,
+                retry_policy.max_attempts,
+            );
+            loop {
+                let chunk: Vec<_> = calls.by_ref().take(INSERT_CHUNK).collect();
+                if chunk.is_empty() {
+                    break;
+                }
+                insert_calls(conn, &chunk)?;
+            }
+            apply_stats(
+                conn,
+                id,
+                &StatsDelta::enqueued(as_bigint(targets.len())),
+                now,
+            )?;
             Ok(created)
         })
         .await

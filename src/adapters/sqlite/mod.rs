@@ -40,6 +40,28 @@ type Conn = SyncConnectionWrapper<SqliteConnection>;
 /// Rows per multi-row INSERT; keeps bound variables well under SQLite's 32,766.
 const INSERT_CHUNK: usize = 2_000;
 
+/// Runs one chunk of a multi-row INSERT of `rows` rows. A full chunk's text is the same every
+/// time, so the connection keeps it prepared (a million targets are 500 chunks, each otherwise
+/// parsed and planned again); a shorter last chunk is prepared for its one run.
+fn insert_chunk(
+    conn: &mut SqliteConnection,
+    insert: diesel::query_builder::BoxedSqlQuery<
+        '_,
+        diesel::sqlite::Sqlite,
+        diesel::query_builder::SqlQuery,
+    >,
+    rows: usize,
+) -> Result<(), crate::adapters::sql::Failure> {
+    use crate::adapters::sql::prepared::KeepPrepared;
+    use diesel::RunQueryDsl;
+    if rows == INSERT_CHUNK {
+        insert.prepared().run(conn)?;
+    } else {
+        insert.execute(conn)?;
+    }
+    Ok(())
+}
+
 pub struct SqliteStore {
     writer: Mutex<Conn>,
     readers: Vec<Mutex<Conn>>,

@@ -128,6 +128,30 @@ fn new_calls_wait_for_the_first_instant_their_rules_allow() {
     );
     let given: Vec<_> = arranged.iter().map(|(c, _)| c.id).collect();
     assert_eq!(given, ids, "ids ascend in dial order");
+
+    // Registering makes the same order from the targets, each call made as it is taken.
+    let targets: Vec<_> = numbers
+        .iter()
+        .map(|n| crate::domain::call::NewTarget {
+            phone_number: crate::domain::phone::PhoneNumber::parse(n).expect("number"),
+            metadata: None,
+            time_zone: None,
+        })
+        .collect();
+    let queued: Vec<_> = first.queued_calls(&targets, campaign.id, 3).collect();
+    let made: Vec<(&str, Option<DateTime<Utc>>)> = queued
+        .iter()
+        .map(|(c, at)| (c.phone_number.as_str(), *at))
+        .collect();
+    assert_eq!(made, order);
+    let ids: Vec<_> = queued.iter().map(|(c, _)| c.id).collect();
+    let mut ascending = ids.clone();
+    ascending.sort_unstable();
+    assert_eq!(ids, ascending, "ids ascend in dial order");
+    assert!(queued.iter().all(|(c, _)| c.campaign_id == campaign.id
+        && c.max_attempts == 3
+        && c.status == CallStatus::Queued
+        && c.scheduled_at == now));
 }
 
 #[test]
