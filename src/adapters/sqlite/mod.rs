@@ -71,6 +71,7 @@ pub struct SqliteStore {
     point_readers: Vec<std::sync::Mutex<SqliteConnection>>,
     /// The deployment's calling rules, applied when a claimed attempt begins.
     compliance: Compliance,
+    _checkpointer: pool::Checkpointer,
 }
 
 impl SqliteStore {
