@@ -173,15 +173,14 @@ pub trait WebhookStore: Send + Sync + 'static {
     ) -> Result<Option<CallFinished>, StoreError>;
 
     /// Records the tries of deliveries still held under `claim`, and hands back the `untried`
-    /// ones it holds, due at `now` with their tries unchanged; a delivery claimed again by
-    /// another process since is left to it.
+    /// ones it holds with their tries unchanged, due at once and in their place by age; a
+    /// delivery claimed again by another process since is left to it.
     async fn finish_deliveries(
         &self,
         endpoint: EndpointId,
         claim: &str,
         tries: &[TryRecord],
         untried: &[String],
-        now: DateTime<Utc>,
     ) -> Result<(), StoreError>;
 
     /// Deletes deliveries delivered before `before`; how many.

@@ -4,7 +4,7 @@
 //! endpoint therefore holds only its own loop. A claim lasts past the longest its batch can
 //! take, so the deliveries of a process that dies fall due again by themselves.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -165,7 +165,7 @@ impl Deliverer {
             // Stopping lets the tries under way finish within the grace; past it they are
             // dropped unrecorded and fall due again when their claim lapses.
             let round = tokio::select! {
-                round = self.tick(&endpoint, claim) => round,
+                round = self.tick(&endpoint, claim, &stop) => round,
                 () = async {
                     stop.cancelled().await;
                     tokio::time::sleep(grace).await;
@@ -186,10 +186,16 @@ impl Deliverer {
 
     /// One round for `endpoint`: claims up to `limit` due deliveries, tries them with at most
     /// `max_in_flight_per_endpoint` at once, records the tries and hands back the rest.
-    /// A try is started only while the round is younger than the timeout and none has
-    /// failed, so a claim larger than what is in flight lasts no longer than one that is not,
-    /// and an endpoint that stops answering is not sent the rest of a large claim.
-    pub async fn tick(&self, endpoint: &Endpoint, limit: usize) -> Result<Round, StoreError> {
+    /// A try is started only while the round is younger than the timeout, none has failed and
+    /// the role is not stopping, so a claim larger than what is in flight lasts no longer than
+    /// one that is not, an endpoint that stops answering is not sent the rest of a large claim,
+    /// and a stop waits only for the tries under way.
+    pub async fn tick(
+        &self,
+        endpoint: &Endpoint,
+        limit: usize,
+        stop: &CancellationToken,
+    ) -> Result<Round, StoreError> {
         let settings = &self.ctx.settings.webhooks;
         let in_flight = settings.max_in_flight_per_endpoint.max(1);
         let claim = uuid::Uuid::new_v4().to_string();
@@ -207,46 +213,56 @@ impl Deliverer {
         if claimed.is_empty() {
             return Ok(Round::default());
         }
-        let mut untried: Vec<String> = claimed.iter().map(|d| d.id.clone()).collect();
+        let claimed_ids: Vec<String> = claimed.iter().map(|d| d.id.clone()).collect();
         let started = Instant::now();
         let open_for = settings.timeout.0;
-        let stopped = Arc::new(AtomicBool::new(false));
-        let tries: Vec<TryRecord> = stream::iter(claimed)
+        let refused = Arc::new(AtomicBool::new(false));
+        let done: Vec<(String, Option<TryRecord>)> = stream::iter(claimed)
             .take_while(|_| {
-                let go = !stopped.load(Ordering::Relaxed) && started.elapsed() < open_for;
+                let go = !refused.load(Ordering::Relaxed)
+                    && !stop.is_cancelled()
+                    && started.elapsed() < open_for;
                 async move { go }
             })
             .map(|delivery| {
-                let stopped = Arc::clone(&stopped);
+                let refused = Arc::clone(&refused);
                 async move {
+                    let id = delivery.id.clone();
                     let done = self.try_one(endpoint, delivery).await;
                     // The endpoint refused or did not answer (a body was sent), or the store
                     // cannot render: what is left waits for the next round. A delivery whose
                     // rows are gone was never sent and says nothing about either.
-                    let refused = done.as_ref().is_none_or(|done| {
+                    if done.as_ref().is_none_or(|done| {
                         done.body.is_some() && done.status != DeliveryStatus::Delivered
-                    });
-                    if refused {
-                        stopped.store(true, Ordering::Relaxed);
+                    }) {
+                        refused.store(true, Ordering::Relaxed);
                     }
-                    done
+                    (id, done)
                 }
             })
             .buffer_unordered(in_flight)
-            .filter_map(|done| async move { done })
             .collect()
             .await;
-        untried.retain(|id| !tries.iter().any(|done| &done.id == id));
+        // Started: tried, or not rendered (left claimed, due again when the claim lapses, so
+        // a store that cannot render is not asked again every poll).
+        let started_ids: HashSet<&str> = done.iter().map(|(id, _)| id.as_str()).collect();
+        let untried: Vec<String> = claimed_ids
+            .iter()
+            .filter(|id| !started_ids.contains(id.as_str()))
+            .cloned()
+            .collect();
+        let tries: Vec<TryRecord> = done.into_iter().filter_map(|(_, done)| done).collect();
         let round = Round {
             tried: tries.len(),
             all_delivered: untried.is_empty()
+                && tries.len() == claimed_ids.len()
                 && tries
                     .iter()
                     .all(|done| done.status == DeliveryStatus::Delivered),
         };
         self.ctx
             .store
-            .finish_deliveries(endpoint.id, &claim, &tries, &untried, self.ctx.clock.now())
+            .finish_deliveries(endpoint.id, &claim, &tries, &untried)
             .await?;
         Ok(round)
     }

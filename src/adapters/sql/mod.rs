@@ -580,9 +580,8 @@ macro_rules! store_by_aggregate {
                     claim: &str,
                     tries: &[$crate::ports::TryRecord],
                     untried: &[String],
-                    now: DateTime<Utc>,
                 ) -> Result<(), StoreError> {
-                    webhooks::finish_deliveries(self, endpoint, claim, tries, untried, now).await
+                    webhooks::finish_deliveries(self, endpoint, claim, tries, untried).await
                 }
 
                 async fn prune_deliveries(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {

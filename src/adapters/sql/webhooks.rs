@@ -321,9 +321,11 @@ static FINISH: Statement = Statement::new(|| {
         .into()
 });
 
-/// A delivery a claim holds but did not try, due again with its tries unchanged.
+/// A delivery a claim holds but did not try, due again with its tries unchanged: due since
+/// its event, so it keeps its place among the endpoint's deliveries (claimed oldest due first)
+/// rather than waiting behind every event made while it was held.
 static HAND_BACK: Statement = Statement::new(|| {
-    "UPDATE webhook_deliveries SET next_attempt_at = ?, claim = NULL \
+    "UPDATE webhook_deliveries SET next_attempt_at = created_at, claim = NULL \
      WHERE endpoint_id = ? AND id = ? AND claim = ?"
         .into()
 });
@@ -819,7 +821,6 @@ pub async fn finish_deliveries<S: Runner>(
     claim: &str,
     tries: &[TryRecord],
     untried: &[String],
-    now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     if tries.is_empty() && untried.is_empty() {
         return Ok(());
@@ -841,7 +842,6 @@ pub async fn finish_deliveries<S: Runner>(
         .collect();
     writes.extend(untried.iter().map(|id| {
         query::<S::DB>(&HAND_BACK)
-            .big(to_ms(now))
             .text(endpoint.to_string())
             .text(id.clone())
             .text(claim)

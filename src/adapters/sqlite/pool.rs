@@ -30,6 +30,8 @@ use crate::ports::StoreError;
 const READERS: usize = 4;
 /// How often the checkpointer moves committed pages from the WAL into the database.
 const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
+/// The log's size, in pages (40 MB), past which the writer's own commit checkpoints again.
+const WRITER_CHECKPOINT_PAGES: i64 = 10_000;
 
 pub(super) fn configure(conn: &mut SqliteConnection) -> Result<(), DieselError> {
     // NORMAL is durable against a process crash in WAL mode; only power loss can drop the
@@ -94,7 +96,11 @@ pub(super) fn establish(path: &str) -> Result<SqliteConnection, StoreError> {
 /// of dialing, all of it on the writer's turn, and a million-target registration's reply
 /// waited for its whole log to be copied). A passive checkpoint waits for no reader or writer;
 /// the log restarts from its beginning at the first write after a checkpoint copied all of it.
-/// The thread ends when the store is dropped.
+/// Under a steady stream of commits the passive one rarely copies all of it (a commit lands
+/// while it copies), so the writer keeps its own checkpoint for a log past
+/// `WRITER_CHECKPOINT_PAGES`: by then the thread has copied nearly all, the writer copies the
+/// rest with no commit in between, and the log restarts; a log grown past 64 MB by one large
+/// transaction is cut back when it restarts. The thread ends when the store is dropped.
 pub(super) struct Checkpointer {
     _stop: std::sync::mpsc::Sender<()>,
 }
@@ -126,9 +132,14 @@ impl SqliteStore {
         tune_library();
         ensure_parent(path)?;
         let mut writer = Self::connect(path).await?;
-        // The checkpointer copies the log instead (see `Checkpointer`).
+        // The checkpointer copies the log; the writer only past its backstop (`Checkpointer`).
         writer
-            .spawn_blocking(|conn| conn.batch_execute("PRAGMA wal_autocheckpoint = 0"))
+            .spawn_blocking(|conn| {
+                conn.batch_execute(&format!(
+                    "PRAGMA wal_autocheckpoint = {WRITER_CHECKPOINT_PAGES}; \
+                     PRAGMA journal_size_limit = 67108864;"
+                ))
+            })
             .await
             .map_err(classify)?;
         let checkpointer = Checkpointer::start(path)?;
@@ -302,10 +313,13 @@ mod tests {
             .write(|conn| Ok(diesel::sql_query("PRAGMA wal_autocheckpoint").load(conn)?))
             .await
             .expect("read the setting");
-        assert_eq!(automatic.first().map(|s| s.wal_autocheckpoint), Some(0));
+        assert_eq!(
+            automatic.first().map(|s| s.wal_autocheckpoint),
+            Some(WRITER_CHECKPOINT_PAGES)
+        );
 
-        // About 1 MB: far below the automatic checkpoint's 1,000 pages, so only the
-        // checkpointer can move it into the database file.
+        // About 1 MB: far below any automatic checkpoint (SQLite's default 1,000 pages, the
+        // writer's backstop), so only the checkpointer can move it into the database file.
         let before = std::fs::metadata(path).expect("database file").len();
         store
             .write(|conn| {

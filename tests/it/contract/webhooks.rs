@@ -211,7 +211,7 @@ async fn a_change_writes_one_delivery_per_listening_endpoint(adapter: StoreAdapt
     ];
     // A claim that is no longer held changes nothing.
     store
-        .finish_deliveries(all.id, "second", &tries, &[], now)
+        .finish_deliveries(all.id, "second", &tries, &[])
         .await
         .expect("stale finish");
     let log = store
@@ -220,7 +220,7 @@ async fn a_change_writes_one_delivery_per_listening_endpoint(adapter: StoreAdapt
         .expect("log");
     assert!(log.is_empty(), "{name}: a stale claim finished nothing");
     store
-        .finish_deliveries(all.id, "first", &tries, &[], now)
+        .finish_deliveries(all.id, "first", &tries, &[])
         .await
         .expect("finish");
     let log = store.deliveries(all.id, None, None, 10).await.expect("log");
@@ -313,8 +313,8 @@ async fn a_change_writes_one_delivery_per_listening_endpoint(adapter: StoreAdapt
     );
 }
 
-/// What a claim did not try is handed back with its record: due at once, its tries unchanged,
-/// claimable by anyone; a claim no longer held hands back nothing.
+/// What a claim did not try is handed back with its record: due since its event (its place by
+/// age), its tries unchanged, claimable by anyone; a claim no longer held hands back nothing.
 async fn a_claim_hands_back_what_it_did_not_try(adapter: StoreAdapter) {
     let dir = tempfile::tempdir().expect("dir");
     let name = adapter.name();
@@ -343,7 +343,7 @@ async fn a_claim_hands_back_what_it_did_not_try(adapter: StoreAdapter) {
     };
     let untried = vec![claimed[1].id.clone()];
     store
-        .finish_deliveries(all.id, "stale", std::slice::from_ref(&tried), &untried, now)
+        .finish_deliveries(all.id, "stale", std::slice::from_ref(&tried), &untried)
         .await
         .expect("stale finish");
     assert!(
@@ -355,7 +355,7 @@ async fn a_claim_hands_back_what_it_did_not_try(adapter: StoreAdapter) {
         "{name}: a claim no longer held hands back nothing"
     );
     store
-        .finish_deliveries(all.id, "big", &[tried], &untried, now)
+        .finish_deliveries(all.id, "big", &[tried], &untried)
         .await
         .expect("finish");
     let again = store
@@ -370,7 +370,7 @@ async fn a_claim_hands_back_what_it_did_not_try(adapter: StoreAdapter) {
     );
     // Handed back again by a round that tried nothing.
     store
-        .finish_deliveries(all.id, "next", &[], &untried, now)
+        .finish_deliveries(all.id, "next", &[], &untried)
         .await
         .expect("finish");
     let pending = store
@@ -379,9 +379,13 @@ async fn a_claim_hands_back_what_it_did_not_try(adapter: StoreAdapter) {
         .expect("log");
     let handed = pending.iter().find(|d| d.id == claimed[1].id).expect("row");
     assert_eq!(
-        (handed.attempts, handed.last_error.as_deref()),
-        (0, None),
-        "{name}"
+        (
+            handed.attempts,
+            handed.last_error.as_deref(),
+            handed.next_attempt_at
+        ),
+        (0, None, Some(handed.created_at)),
+        "{name}: due since its event, in its place by age"
     );
     assert_eq!(
         store

@@ -246,12 +246,12 @@ pub(super) async fn message_of(
     ctx: &AppContext,
     key: AttemptKey,
 ) -> Result<Option<Message>, StoreError> {
-    let campaign = ctx.store.get_campaign(key.campaign_id).await?;
+    let campaign = ctx.store.get_campaign(key.campaign_id).await;
     // Read after the campaign: a change committed between the two reads is then seen as kept,
-    // never as the campaign's new message.
+    // never as the campaign's new message. A kept message needs no campaign.
     Ok(match ctx.store.attempt_message(key).await? {
         Some(kept) => Some(kept),
-        None => campaign.and_then(|campaign| campaign.voice.message().cloned()),
+        None => campaign?.and_then(|campaign| campaign.voice.message().cloned()),
     })
 }
 
