@@ -248,37 +248,13 @@ impl<'a> FirstDialable<'a> {
         })
     }
 
-    /// New `calls` in the order they become dialable, each with the first instant it may be
-    /// dialed (none: now). Their ids are handed out again in that order, so calls that become
-    /// dialable together are neighbours in the table and in its id-keyed indexes: dialing them
-    /// rewrites few pages, however many calls around them wait for a later window. Calls
-    /// dialable at the same instant keep their given order.
-    /// The calls come as an iterator, so a million of them are held once, not twice.
-    pub fn arrange(
-        &mut self,
-        calls: impl IntoIterator<Item = Call>,
-    ) -> Vec<(Call, Option<DateTime<Utc>>)> {
-        let mut timed: Vec<_> = calls
-            .into_iter()
-            .map(|call| {
-                let at = self.of(call.phone_number.as_str(), call.time_zone);
-                (call, at)
-            })
-            .collect();
-        let mut ids: Vec<_> = timed.iter().map(|(call, _)| call.id).collect();
-        ids.sort_unstable();
-        // Stable, and `None` (dialable now) first.
-        timed.sort_by_key(|(_, at)| *at);
-        for ((call, _), id) in timed.iter_mut().zip(ids) {
-            call.id = id;
-        }
-        timed
-    }
-
-    /// The queued calls registering `targets` creates, in the order `arrange` gives, each
-    /// with the first instant it may be dialed. Each call is made as it is taken, its id then
-    /// (ids of one process ascend as they are made), so a million targets are held once, as
-    /// targets, not again as calls.
+    /// The queued calls registering `targets` creates, in the order they become dialable,
+    /// each with the first instant it may be dialed (none: now). Calls dialable at the same
+    /// instant keep their given order. Each call is made as it is taken, its id then (ids of
+    /// one process ascend as they are made): calls that become dialable together are
+    /// neighbours in the table and in its id-keyed indexes, so dialing them rewrites few
+    /// pages however many calls around them wait for a later window. A million targets are
+    /// held once, as targets, not again as calls.
     pub fn queued_calls<'t>(
         &mut self,
         targets: &'t [NewTarget],
@@ -293,7 +269,7 @@ impl<'a> FirstDialable<'a> {
                 (index, at)
             })
             .collect();
-        // Stable, and `None` (dialable now) first, as `arrange` orders.
+        // Stable, and `None` (dialable now) first.
         order.sort_by_key(|(_, at)| *at);
         let now = self.now;
         order.into_iter().map(move |(index, at)| {

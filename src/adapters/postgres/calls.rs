@@ -22,21 +22,28 @@ use crate::domain::stats::StatsDelta;
 use crate::ports::{NewTarget, StoreError};
 
 /// Calls per multi-row INSERT: five values each, three shared.
-pub(super) fn calls_per_insert() -> usize {
+fn calls_per_insert() -> usize {
     rows_per_insert(5, 3)
 }
 
 /// Inserts queued calls of one campaign; all share `max_attempts` and were made at `now`. Each
-/// is claimable from the first instant its rules may allow it (as `FirstDialable::arrange`
-/// orders and times them).
+/// is claimable from the first instant its rules may allow it (as `FirstDialable::queued_calls`
+/// orders and times them), taken a chunk at a time; each inserted call is then handed to
+/// `inserted`. Returns how many were inserted.
 pub(super) async fn insert_calls(
     conn: &mut Conn,
     campaign: &str,
     max_attempts: u32,
     now: DateTime<Utc>,
-    calls: &[(Call, Option<DateTime<Utc>>)],
-) -> Result<(), Failure> {
-    for chunk in calls.chunks(calls_per_insert()) {
+    mut calls: impl Iterator<Item = (Call, Option<DateTime<Utc>>)> + Send,
+    mut inserted: impl FnMut(Call) + Send,
+) -> Result<usize, Failure> {
+    let mut count = 0;
+    loop {
+        let chunk: Vec<_> = calls.by_ref().take(calls_per_insert()).collect();
+        if chunk.is_empty() {
+            return Ok(count);
+        }
         let values: Vec<String> = (0..chunk.len())
             .map(|row| {
                 let first = 4 + 5 * row;
@@ -59,7 +66,7 @@ pub(super) async fn insert_calls(
         .bind::<Text, _>(campaign.to_owned())
         .bind::<Integer, _>(max_attempts as i32)
         .bind::<BigInt, _>(to_ms(now));
-        for (call, dial_after) in chunk {
+        for (call, dial_after) in &chunk {
             debug_assert!(call.scheduled_at == now && call.max_attempts == max_attempts);
             query = query
                 .bind::<Text, _>(call.id.to_string())
@@ -69,8 +76,9 @@ pub(super) async fn insert_calls(
                 .bind::<BigInt, _>(dial_after.map_or(0, to_ms));
         }
         query.execute(conn).await?;
+        count += chunk.len();
+        chunk.into_iter().for_each(|(call, _)| inserted(call));
     }
-    Ok(())
 }
 
 pub(super) async fn enqueue(
@@ -115,14 +123,16 @@ pub(super) async fn enqueue(
                     return Err(StoreError::NotRegistered(unregistered).into());
                 }
                 let max_attempts = campaign.retry_policy.max_attempts;
-                let calls = targets
-                    .into_iter()
-                    .map(|target| target.queued_call(campaign_id, max_attempts, now));
-                let calls = FirstDialable::new(&policy, &campaign, now).arrange(calls);
-                insert_calls(conn, &id, max_attempts, now, &calls).await?;
-                let delta = StatsDelta::enqueued(as_bigint(calls.len()));
+                let mut first = FirstDialable::new(&policy, &campaign, now);
+                let calls = first.queued_calls(&targets, campaign_id, max_attempts);
+                let mut queued = Vec::with_capacity(targets.len());
+                insert_calls(conn, &id, max_attempts, now, calls, |call| {
+                    queued.push(call)
+                })
+                .await?;
+                let delta = StatsDelta::enqueued(as_bigint(queued.len()));
                 apply_stats(conn, &id, &delta, now).await?;
-                Ok(calls.into_iter().map(|(call, _)| call).collect())
+                Ok(queued)
             }
             .boxed()
         })

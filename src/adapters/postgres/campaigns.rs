@@ -7,7 +7,7 @@ use diesel::sql_types::{BigInt, Nullable, Text};
 use diesel_async::RunQueryDsl;
 use futures::FutureExt;
 
-use super::calls::{calls_per_insert, insert_calls};
+use super::calls::insert_calls;
 use super::error::name_taken;
 use super::keys::record;
 use super::rows::StatusCountRow;
@@ -168,18 +168,9 @@ pub(super) async fn create(
                 // Made a chunk at a time.
                 let created = reload_campaign(conn, id).await?;
                 let max_attempts = retry_policy.max_attempts;
-                let mut calls = FirstDialable::new(&policy, &created, now).queued_calls(
-                    &targets,
-                    id,
-                    max_attempts,
-                );
-                loop {
-                    let chunk: Vec<_> = calls.by_ref().take(calls_per_insert()).collect();
-                    if chunk.is_empty() {
-                        break;
-                    }
-                    insert_calls(conn, &campaign, max_attempts, now, &chunk).await?;
-                }
+                let mut first = FirstDialable::new(&policy, &created, now);
+                let calls = first.queued_calls(&targets, id, max_attempts);
+                insert_calls(conn, &campaign, max_attempts, now, calls, drop).await?;
                 Ok(created)
             }
             .boxed()

@@ -20,12 +20,19 @@ use crate::domain::stats::StatsDelta;
 use crate::ports::{NewTarget, StoreError};
 
 /// Inserts queued calls, each claimable from the first instant its rules may allow it (as
-/// `FirstDialable::arrange` orders and times them).
+/// `FirstDialable::queued_calls` orders and times them), taking them a chunk at a time; each
+/// inserted call is then handed to `inserted`. Returns how many were inserted.
 pub(super) fn insert_calls(
     conn: &mut SqliteConnection,
-    calls: &[(Call, Option<DateTime<Utc>>)],
-) -> Result<(), Failure> {
-    for chunk in calls.chunks(INSERT_CHUNK) {
+    mut calls: impl Iterator<Item = (Call, Option<DateTime<Utc>>)>,
+    mut inserted: impl FnMut(Call),
+) -> Result<usize, Failure> {
+    let mut count = 0;
+    loop {
+        let chunk: Vec<_> = calls.by_ref().take(INSERT_CHUNK).collect();
+        if chunk.is_empty() {
+            return Ok(count);
+        }
         let placeholders =
             vec!["(?, ?, ?, 'queued', 0, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
         let mut query = diesel::sql_query(format!(
@@ -34,7 +41,7 @@ pub(super) fn insert_calls(
              dial_after) VALUES {placeholders}"
         ))
         .into_boxed();
-        for (call, dial_after) in chunk {
+        for (call, dial_after) in &chunk {
             let dial_after = dial_after.map_or(0, to_ms);
             query = query
                 .bind::<Text, _>(call.id.to_string())
@@ -48,9 +55,10 @@ pub(super) fn insert_calls(
                 .bind::<Nullable<Text>, _>(call.time_zone.map(|tz| tz.name().to_owned()))
                 .bind::<BigInt, _>(dial_after);
         }
-        insert_chunk(conn, query, chunk.len())?;
+        insert_chunk(conn, query, chunk.len(), INSERT_CHUNK)?;
+        count += chunk.len();
+        chunk.into_iter().for_each(|(call, _)| inserted(call));
     }
-    Ok(())
 }
 
 fn load_call(conn: &mut SqliteConnection, id: CallId) -> Result<Option<Call>, Failure> {
@@ -108,14 +116,13 @@ pub(super) async fn enqueue(
                 return Err(StoreError::NotRegistered(unregistered).into());
             }
             let max_attempts = campaign.retry_policy.max_attempts;
-            let calls = targets
-                .into_iter()
-                .map(|target| target.queued_call(campaign_id, max_attempts, now));
-            let calls = FirstDialable::new(&policy, &campaign, now).arrange(calls);
-            insert_calls(conn, &calls)?;
-            let delta = StatsDelta::enqueued(as_bigint(calls.len()));
+            let mut first = FirstDialable::new(&policy, &campaign, now);
+            let calls = first.queued_calls(&targets, campaign_id, max_attempts);
+            let mut queued = Vec::with_capacity(targets.len());
+            insert_calls(conn, calls, |call| queued.push(call))?;
+            let delta = StatsDelta::enqueued(as_bigint(queued.len()));
             apply_stats(conn, campaign_id, &delta, now)?;
-            Ok(calls.into_iter().map(|(call, _)| call).collect())
+            Ok(queued)
         })
         .await
 }

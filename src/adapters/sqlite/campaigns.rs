@@ -76,7 +76,7 @@ fn insert_targets(
                     target.metadata.as_ref().map(|m| m.as_json().to_owned()),
                 );
         }
-        insert_chunk(conn, query, chunk.len())?;
+        insert_chunk(conn, query, chunk.len(), INSERT_CHUNK)?;
     }
     Ok(())
 }
@@ -121,18 +121,9 @@ pub(super) async fn create(
             insert_targets(conn, id, &targets)?;
             // Every target starts as one queued call, made a chunk at a time.
             let created = existing_campaign(conn, id)?;
-            let mut calls = FirstDialable::new(&policy, &created, now).queued_calls(
-                &targets,
-                id,
-                retry_policy.max_attempts,
-            );
-            loop {
-                let chunk: Vec<_> = calls.by_ref().take(INSERT_CHUNK).collect();
-                if chunk.is_empty() {
-                    break;
-                }
-                insert_calls(conn, &chunk)?;
-            }
+            let mut first = FirstDialable::new(&policy, &created, now);
+            let calls = first.queued_calls(&targets, id, retry_policy.max_attempts);
+            insert_calls(conn, calls, drop)?;
             apply_stats(
                 conn,
                 id,

@@ -40,9 +40,10 @@ type Conn = SyncConnectionWrapper<SqliteConnection>;
 /// Rows per multi-row INSERT; keeps bound variables well under SQLite's 32,766.
 const INSERT_CHUNK: usize = 2_000;
 
-/// Runs one chunk of a multi-row INSERT of `rows` rows. A full chunk's text is the same every
-/// time, so the connection keeps it prepared (a million targets are 500 chunks, each otherwise
-/// parsed and planned again); a shorter last chunk is prepared for its one run.
+/// Runs one chunk of a multi-row INSERT of `rows` rows, taken from its input `full` rows at a
+/// time, and returns how many rows it changed. A full chunk's text is the same every time, so
+/// the connection keeps it prepared (a million targets are 500 chunks, each otherwise parsed
+/// and planned again); a shorter last chunk is prepared for its one run.
 fn insert_chunk(
     conn: &mut SqliteConnection,
     insert: diesel::query_builder::BoxedSqlQuery<
@@ -51,15 +52,15 @@ fn insert_chunk(
         diesel::query_builder::SqlQuery,
     >,
     rows: usize,
-) -> Result<(), crate::adapters::sql::Failure> {
+    full: usize,
+) -> Result<usize, crate::adapters::sql::Failure> {
     use crate::adapters::sql::prepared::KeepPrepared;
     use diesel::RunQueryDsl;
-    if rows == INSERT_CHUNK {
-        insert.prepared().run(conn)?;
+    Ok(if rows == full {
+        insert.prepared().run_counted(conn)?
     } else {
-        insert.execute(conn)?;
-    }
-    Ok(())
+        insert.execute(conn)?
+    })
 }
 
 pub struct SqliteStore {

@@ -32,6 +32,8 @@ const READERS: usize = 4;
 const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
 /// The log's size, in pages (40 MB), past which the writer's own commit checkpoints again.
 const WRITER_CHECKPOINT_PAGES: i64 = 10_000;
+/// The size, in bytes (64 MB), a log that grew past it is cut back to once it restarts.
+const LOG_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
 
 pub(super) fn configure(conn: &mut SqliteConnection) -> Result<(), DieselError> {
     // NORMAL is durable against a process crash in WAL mode; only power loss can drop the
@@ -137,7 +139,7 @@ impl SqliteStore {
             .spawn_blocking(|conn| {
                 conn.batch_execute(&format!(
                     "PRAGMA wal_autocheckpoint = {WRITER_CHECKPOINT_PAGES}; \
-                     PRAGMA journal_size_limit = 67108864;"
+                     PRAGMA journal_size_limit = {LOG_SIZE_LIMIT};"
                 ))
             })
             .await

@@ -5,7 +5,8 @@ use async_trait::async_trait;
 use diesel::sql_types::{BigInt, Integer, Nullable, Text};
 use diesel::RunQueryDsl;
 
-use super::{SqliteStore, INSERT_CHUNK};
+use super::{insert_chunk, SqliteStore, INSERT_CHUNK};
+
 use crate::adapters::sql::page::{page, resume_after};
 use crate::adapters::sql::prepared::KeepPrepared;
 use crate::adapters::sql::rows::{self, carrier_json, AttemptRow, TimelineRow, TIMELINE_COLUMNS};
@@ -14,6 +15,9 @@ use crate::adapters::sql::{as_bigint, to_ms};
 use crate::domain::call::Attempt;
 use crate::domain::ids::{CallId, CampaignId};
 use crate::ports::{InstanceStore, Timeline, TimelineEntry, TimelineError, TimelinePage};
+
+/// Entries per multi-row upsert: thirteen values each, under SQLite's 32,766 variables.
+const TIMELINE_CHUNK: usize = INSERT_CHUNK / 8;
 
 #[async_trait]
 impl Timeline for SqliteStore {
@@ -27,7 +31,7 @@ impl Timeline for SqliteStore {
         }
         let entries = entries.to_vec();
         SqliteStore::write(self, move |conn| {
-            for chunk in entries.chunks(INSERT_CHUNK / 8) {
+            for chunk in entries.chunks(TIMELINE_CHUNK) {
                 let placeholders =
                     vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
                 let mut query = diesel::sql_query(format!(
@@ -63,7 +67,7 @@ impl Timeline for SqliteStore {
                         .bind::<Nullable<Text>, _>(attempt.answer.digits.clone())
                         .bind::<Integer, _>(i32::from(attempt.answer.voicemail_left));
                 }
-                query.execute(conn)?;
+                insert_chunk(conn, query, chunk.len(), TIMELINE_CHUNK)?;
             }
             Ok(())
         })
