@@ -84,12 +84,24 @@ contract *ARGS:
 # Benchmark scenarios (throughput, utilization, fairness, api, register, bodies, callbacks,
 # carrier), one JSON line each.
 # `just bench api,register` runs a subset. Figures and targets: BENCHMARKS.md.
+# With throughput among them, SQLite's own write limit is measured first, in the same run
+# (scripts/limit-sqlite.sh), and the throughput line states its ratio to it.
 bench SCENARIOS="":
     #!/usr/bin/env bash
     set -euo pipefail
     args=()
     if [ -n '{{SCENARIOS}}' ]; then args=(--scenario '{{SCENARIOS}}'); fi
     cargo build --release
+    if [ -z '{{SCENARIOS}}' ] || [[ ',{{SCENARIOS}},' == *,throughput,* ]]; then
+        if ! command -v sqlite3 >/dev/null; then
+            sudo=; [ "$(id -u)" -eq 0 ] || sudo=sudo
+            $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y sqlite3 ||
+                { $sudo apt-get update && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y sqlite3; }
+        fi
+        limit=$(scripts/limit-sqlite.sh)
+        echo "$limit"
+        args+=(--store-limit "$(python3 -c 'import json, sys; print(json.loads(sys.argv[1])["attempts_per_sec"])' "$limit")")
+    fi
     target/release/outbound bench "${args[@]}"
 
 # The benchmark scenarios in distributed mode on this machine: throwaway PostgreSQL and Redis
@@ -101,6 +113,12 @@ bench-distributed SCENARIOS="":
     OUTBOUND_TEST_NO_BROWSER=1 source scripts/test-services.sh
     args=(--distributed)
     if [ -n '{{SCENARIOS}}' ]; then args+=(--scenario '{{SCENARIOS}}'); fi
+    # PostgreSQL's own write limit on the same server, in the same run (see `bench`).
+    if [ -z '{{SCENARIOS}}' ] || [[ ',{{SCENARIOS}},' == *,throughput,* ]]; then
+        limit=$(DATABASE_URL="$OUTBOUND_TEST_DATABASE_URL" scripts/limit-postgres.sh)
+        echo "$limit"
+        args+=(--store-limit "$(python3 -c 'import json, sys; print(json.loads(sys.argv[1])["attempts_per_sec"])' "$limit")")
+    fi
     OUTBOUND__STORAGE__URL="$OUTBOUND_TEST_DATABASE_URL" \
     OUTBOUND__LIMITER__URL="$OUTBOUND_TEST_REDIS_URL" \
     OUTBOUND__BUS__KIND=kafka OUTBOUND__BUS__BROKERS=mock \

@@ -48,6 +48,11 @@ pub enum Command {
         /// librdkafka's in-process mock cluster), a fresh database and topics per scenario.
         #[arg(long)]
         distributed: bool,
+        /// The store's own write limit in attempts/s, measured in the same run
+        /// (scripts/limit-sqlite.sh, scripts/limit-postgres.sh): the throughput line then
+        /// states its figure as a ratio to it.
+        #[arg(long)]
+        store_limit: Option<f64>,
         #[arg(long, env = "OUTBOUND_CONFIG")]
         config: Option<PathBuf>,
     },

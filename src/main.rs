@@ -69,7 +69,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             scenario,
             config,
             distributed,
-        } => bench(scenario, config.as_deref(), distributed).await,
+            store_limit,
+        } => bench(scenario, config.as_deref(), distributed, store_limit).await,
         Command::Keys { command, config } => {
             let settings = Settings::load(config.as_deref())?;
             print!("{}", outbound::keys_command::run(command, &settings).await?);
@@ -239,6 +240,7 @@ async fn bench(
     scenarios: Vec<String>,
     config: Option<&std::path::Path>,
     distributed: bool,
+    store_limit: Option<f64>,
 ) -> anyhow::Result<()> {
     let settings = load_test_settings(config)?;
     let scenarios: Vec<String> = if scenarios.is_empty() {
@@ -249,7 +251,7 @@ async fn bench(
     let mut quiet = settings.clone();
     quiet.log.level = "warn".into();
     let _telemetry = outbound::telemetry::init(&quiet)?;
-    let bench = Bench::new(settings, distributed)?;
+    let bench = Bench::new(settings, distributed)?.with_store_limit(store_limit);
     for name in scenarios {
         println!("{}", bench.run(&name).await?);
     }

@@ -170,6 +170,8 @@ pub struct Bench {
     base: Settings,
     distributed: bool,
     run: String,
+    /// The store's own write limit (attempts/s) measured in the same run, if given.
+    store_limit: Option<f64>,
 }
 
 impl Bench {
@@ -188,7 +190,15 @@ impl Bench {
             base,
             distributed,
             run: uuid::Uuid::now_v7().simple().to_string(),
+            store_limit: None,
         })
+    }
+
+    /// States the throughput as a ratio to `limit`, the store's own write limit in
+    /// attempts/s measured in the same run.
+    pub fn with_store_limit(mut self, limit: Option<f64>) -> Self {
+        self.store_limit = limit.filter(|limit| *limit > 0.0);
+        self
     }
 
     fn on_mock_kafka(&self) -> bool {
@@ -295,19 +305,22 @@ async fn throughput(bench: &Bench) -> Result<Value, LoadError> {
     let cpu = cpu_time().saturating_sub(cpu_before);
     let rss = peak_rss_bytes();
     server.stop().await?;
-    Ok(bench.line(
-        "throughput",
-        json!({
-            "seconds": seconds,
-            "attempts": followed.attempts,
-            "attempts_per_sec": followed.attempts as f64 / seconds,
-            "calls_per_sec": followed.calls as f64 / seconds,
-            "cpu_us_per_attempt": cpu.as_micros() as f64 / followed.attempts.max(1) as f64,
-            "peak_rss_bytes": rss,
-            "limit_exceeded": followed.limit_exceeded,
-            "invariant_violations": followed.violations,
-        }),
-    ))
+    let per_sec = followed.attempts as f64 / seconds;
+    let mut figures = json!({
+        "seconds": seconds,
+        "attempts": followed.attempts,
+        "attempts_per_sec": per_sec,
+        "calls_per_sec": followed.calls as f64 / seconds,
+        "cpu_us_per_attempt": cpu.as_micros() as f64 / followed.attempts.max(1) as f64,
+        "peak_rss_bytes": rss,
+        "limit_exceeded": followed.limit_exceeded,
+        "invariant_violations": followed.violations,
+    });
+    if let Some(limit) = bench.store_limit {
+        figures["store_limit_attempts_per_sec"] = json!(limit);
+        figures["of_store_limit"] = json!(per_sec / limit);
+    }
+    Ok(bench.line("throughput", figures))
 }
 
 async fn utilization(bench: &Bench) -> Result<Value, LoadError> {
