@@ -64,7 +64,17 @@ pub struct RunnableCampaign {
     pub max_concurrent_calls: u32,
     pub retry_policy: RetryPolicy,
     pub queued_calls: u64,
+    /// Its calls dialing when it was read.
+    pub dialing_calls: u64,
     pub voice: Voice,
+}
+
+impl RunnableCampaign {
+    /// The slots its limit left free when it was read. Calls that end later free more; the
+    /// claim counts exactly.
+    pub fn free_slots(&self) -> u64 {
+        u64::from(self.max_concurrent_calls).saturating_sub(self.dialing_calls)
+    }
 }
 
 /// An attempt whose owner stopped heartbeating: its outcome will never be reported.

@@ -43,6 +43,8 @@ const INSTANCE_MEMORY: std::time::Duration = std::time::Duration::from_secs(24 *
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct TickOutcome {
     pub dispatched: usize,
+    /// Claims asked of the store.
+    pub claims: usize,
     pub campaigns_open: usize,
     pub campaigns_closed: usize,
 }
@@ -56,8 +58,6 @@ struct Admitted {
 
 pub struct Scheduler {
     ctx: AppContext,
-    /// Rotates which campaign is served first, so none is always last.
-    cursor: usize,
     /// When the completion sweep last ran: it runs at least every `scheduler.interval`,
     /// however busy the wake-ups keep the loop.
     swept_at: Option<tokio::time::Instant>,
@@ -82,7 +82,6 @@ impl Scheduler {
     pub fn new(ctx: AppContext) -> Self {
         Self {
             ctx,
-            cursor: 0,
             swept_at: None,
             live_at_carrier: std::sync::Mutex::new(HashMap::new()),
             // Both due at once: a process starts by scheduling and by recovering orphans.
@@ -269,9 +268,11 @@ impl Scheduler {
         if campaigns.is_empty() {
             return Ok(outcome);
         }
-        self.cursor = self.cursor.wrapping_add(1);
-        let rotation = self.cursor % campaigns.len();
-        campaigns.rotate_left(rotation);
+        // Which campaign is served first changes at random every step: a campaign served early
+        // finds its last calls still up more often than one served late, and with a rotation
+        // by one it would stay early for most of its run.
+        let first = rand::random_range(0..campaigns.len());
+        campaigns.rotate_left(first);
         let (open, closed): (Vec<RunnableCampaign>, Vec<RunnableCampaign>) = campaigns
             .into_iter()
             .partition(|c| c.business_hours.is_open(c.time_zone, now));
@@ -281,8 +282,14 @@ impl Scheduler {
             return Ok(outcome);
         }
         let batch = self.ctx.settings.scheduler.batch_size as u64;
-        let mut remaining: HashMap<CampaignId, u64> =
-            open.iter().map(|c| (c.id, c.queued_calls)).collect();
+        // What each campaign may still be asked for in this step: its queued calls, and no
+        // more than the slots it had free when the step read it. A campaign whose slots were
+        // all taken is not asked (a claim is a turn of SQLite's one writer, and with a
+        // thousand campaigns most would find nothing); the calls that free them wake a step.
+        let mut remaining: HashMap<CampaignId, u64> = open
+            .iter()
+            .map(|c| (c.id, c.queued_calls.min(c.free_slots())))
+            .collect();
         // The first pass gives each campaign at most an equal share of the free global
         // capacity; later passes hand out what the others left.
         let global_free = u64::from(self.ctx.settings.throttle.global_concurrency)
@@ -297,6 +304,7 @@ impl Scheduler {
                 if want == 0 {
                     continue;
                 }
+                outcome.claims += 1;
                 let claimed = match self.admit(campaign, want as u32, now).await {
                     Ok(claimed) => claimed,
                     Err(err) => {

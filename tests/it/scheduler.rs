@@ -127,6 +127,7 @@ async fn a_tick_outside_the_windows_dials_nothing_and_inside_fills_the_limit() {
         .await
         .expect("tick");
     assert_eq!(full.dispatched, 0, "the campaign's limit is taken");
+    assert_eq!(full.claims, 0, "a campaign with no slot free is not asked");
     assert_eq!(ctx.store.dialing_now().await.expect("dialing"), 3);
 }
 

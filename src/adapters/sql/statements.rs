@@ -273,7 +273,7 @@ pub static CAMPAIGNS: Statement = Statement::new(|| {
 
 pub static RUNNABLE_CAMPAIGNS: Statement = Statement::new(|| {
     format!(
-        "SELECT {CAMPAIGN_COLUMNS}, s.queued AS queued FROM campaigns \
+        "SELECT {CAMPAIGN_COLUMNS}, s.queued AS queued, s.dialing AS dialing FROM campaigns \
          JOIN campaign_stats s ON s.campaign_id = campaigns.id \
          WHERE campaigns.status = 'in_progress' AND s.queued > 0 ORDER BY campaigns.id"
     )

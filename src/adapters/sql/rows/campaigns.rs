@@ -80,6 +80,8 @@ pub struct RunnableRow {
     pub campaign: CampaignRow,
     #[diesel(sql_type = BigInt)]
     pub queued: i64,
+    #[diesel(sql_type = BigInt)]
+    pub dialing: i64,
 }
 
 impl TryFrom<RunnableRow> for RunnableCampaign {
@@ -87,6 +89,7 @@ impl TryFrom<RunnableRow> for RunnableCampaign {
 
     fn try_from(row: RunnableRow) -> Result<Self, StoreError> {
         let queued_calls = row.queued.max(0) as u64;
+        let dialing_calls = row.dialing.max(0) as u64;
         let campaign = Campaign::try_from(row.campaign)?;
         Ok(RunnableCampaign {
             id: campaign.id,
@@ -95,6 +98,7 @@ impl TryFrom<RunnableRow> for RunnableCampaign {
             max_concurrent_calls: campaign.max_concurrent_calls,
             retry_policy: campaign.retry_policy,
             queued_calls,
+            dialing_calls,
             voice: campaign.voice,
         })
     }
