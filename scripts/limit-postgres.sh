@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The distributed store's physical limit on this machine, the PostgreSQL twin of limit_sqlite.sh:
+# The distributed store's physical limit on this machine, the PostgreSQL twin of limit-sqlite.sh:
 # the engine's write path for N attempts done set-based in batches of B by psql, in ONE session,
 # on the project's own schema (migrations/postgres, applied as diesel applies them), no engine
 # logic at all:
@@ -13,7 +13,7 @@
 # Left out: the claim's reads (capacity, calling-rule screen, SKIP LOCKED pick, live-number
 # check), begin's and record's FOR UPDATE reads and domain decisions, prepared statements, the
 # webhook_events insert (none without an endpoint), and that the engine's claim writes the
-# attempts row ('dialing') and record updates it, where this (like limit_sqlite.sh) inserts it
+# attempts row ('dialing') and record updates it, where this (like limit-sqlite.sh) inserts it
 # at record, so both stores do the same row writes. The migrations arm no triggers on a fresh
 # database (webhook triggers exist only while an endpoint does), so none fire here.
 # Ids are TEXT COLLATE "C" (UUID v7 text in the engine), so zero-padded decimal ids sort in
@@ -29,7 +29,7 @@ n=${1:-200000}; b=${2:-500}
 usage() { echo "limit-postgres: $1 (usage: scripts/limit-postgres.sh [N] [B])" >&2; exit 2; }
 [[ $n =~ ^[1-9][0-9]*$ ]] || usage "N must be a positive integer, got '$n'"
 [[ $b =~ ^[1-9][0-9]*$ ]] || usage "B must be a positive integer, got '$b'"
-# phone numbers are +1415 and 7 digits, as in limit_sqlite.sh; one live call per number
+# phone numbers are +1415 and 7 digits, as in limit-sqlite.sh; one live call per number
 ((n <= 9999999)) || usage "N must be at most 9999999"
 server=${DATABASE_URL:-${OUTBOUND_TEST_DATABASE_URL:-}}
 [ -n "$server" ] || usage "set DATABASE_URL (or OUTBOUND_TEST_DATABASE_URL) to a postgres:// URL"
@@ -47,7 +47,8 @@ with_database() {
   rest=${base#*://}
   printf '%s://%s/%s%s' "${base%%://*}" "${rest%%/*}" "$1" "$query"
 }
-sql() { psql -X -q -v ON_ERROR_STOP=1 "$@"; }
+# -w: never wait at a password prompt (the password comes with the URL or ~/.pgpass)
+sql() { psql -X -w -q -v ON_ERROR_STOP=1 "$@"; }
 # the migrations' notices (DROP TRIGGER IF EXISTS on a fresh database) are noise
 migrate() { PGOPTIONS="${PGOPTIONS:-} -c client_min_messages=warning" sql -d "$url" "$@" >/dev/null; }
 

@@ -34,9 +34,14 @@ pub struct Capacity {
     pub global_dialing: u64,
 }
 
+/// The slots a campaign's limit leaves free with `dialing` calls up.
+pub fn free_slots(limit: u64, dialing: u64) -> u64 {
+    limit.saturating_sub(dialing)
+}
+
 impl Capacity {
     pub fn admits(&self, want: u64) -> u64 {
-        let campaign_free = self.campaign_limit.saturating_sub(self.campaign_dialing);
+        let campaign_free = free_slots(self.campaign_limit, self.campaign_dialing);
         let global_free = self.global_cap.saturating_sub(self.global_dialing);
         want.min(campaign_free).min(global_free)
     }

@@ -73,7 +73,10 @@ impl RunnableCampaign {
     /// The slots its limit left free when it was read. Calls that end later free more; the
     /// claim counts exactly.
     pub fn free_slots(&self) -> u64 {
-        u64::from(self.max_concurrent_calls).saturating_sub(self.dialing_calls)
+        crate::domain::admission::free_slots(
+            u64::from(self.max_concurrent_calls),
+            self.dialing_calls,
+        )
     }
 }
 

@@ -268,9 +268,9 @@ impl Scheduler {
         if campaigns.is_empty() {
             return Ok(outcome);
         }
-        // Which campaign is served first changes at random every step: a campaign served early
-        // finds its last calls still up more often than one served late, and with a rotation
-        // by one it would stay early for most of its run.
+        // Which campaign is served first is drawn at random every step: a campaign served
+        // early in a step finds the calls of its last claim still up more often than one served
+        // late, so no campaign may keep its place from one step to the next.
         let first = rand::random_range(0..campaigns.len());
         campaigns.rotate_left(first);
         let (open, closed): (Vec<RunnableCampaign>, Vec<RunnableCampaign>) = campaigns
@@ -290,11 +290,12 @@ impl Scheduler {
             .iter()
             .map(|c| (c.id, c.queued_calls.min(c.free_slots())))
             .collect();
-        // The first pass gives each campaign at most an equal share of the free global
+        // The first pass gives each campaign it asks at most an equal share of the free global
         // capacity; later passes hand out what the others left.
         let global_free = u64::from(self.ctx.settings.throttle.global_concurrency)
             .saturating_sub(self.ctx.store.dialing_now().await?);
-        let mut share = (global_free / open.len() as u64).max(1);
+        let asked = remaining.values().filter(|left| **left > 0).count().max(1);
+        let mut share = (global_free / asked as u64).max(1);
         loop {
             let mut progress = false;
             let mut dispatch = Vec::new();

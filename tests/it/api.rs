@@ -1,5 +1,6 @@
 //! The HTTP contract: status codes, error envelope, validation, pagination, status machine.
 
+use chrono::Datelike;
 use serde_json::{json, Value};
 
 use crate::helpers::{decode, targets, unique_name, Mode, TestApp};
@@ -385,8 +386,11 @@ in_both_modes!(status_machine_and_updates_follow_the_spec);
 async fn status_machine_and_updates_follow_the_spec(mode: Mode) {
     let app = TestApp::spawn_in(mode, |_| {}).await;
     let mut body = campaign_body(&unique_name("machine"));
-    // A window that never opens this week keeps calls queued while we test transitions.
-    body["business_hours"] = json!([]);
+    // A window three days from today (UTC) keeps calls queued while we test transitions, at
+    // any hour the test runs. (No windows at all would mean always open: the two calls could
+    // be dialed and the campaign complete on its own before the test completes it.)
+    let closed_day = (chrono::Utc::now().weekday().num_days_from_sunday() + 3) % 7;
+    body["business_hours"] = json!([{"day_of_week": closed_day, "start": "09:00", "end": "10:00"}]);
     body["time_zone"] = json!("UTC");
     let created = app.create_campaign(body).await;
     let id = created["id"].as_str().expect("id").to_owned();

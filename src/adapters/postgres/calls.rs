@@ -29,7 +29,7 @@ fn calls_per_insert() -> usize {
 /// Inserts queued calls of one campaign; all share `max_attempts` and were made at `now`. Each
 /// is claimable from the first instant its rules may allow it (as `FirstDialable::queued_calls`
 /// orders and times them), taken a chunk at a time; each inserted call is then handed to
-/// `inserted`. Returns how many were inserted.
+/// `inserted`.
 pub(super) async fn insert_calls(
     conn: &mut Conn,
     campaign: &str,
@@ -37,12 +37,11 @@ pub(super) async fn insert_calls(
     now: DateTime<Utc>,
     mut calls: impl Iterator<Item = (Call, Option<DateTime<Utc>>)> + Send,
     mut inserted: impl FnMut(Call) + Send,
-) -> Result<usize, Failure> {
-    let mut count = 0;
+) -> Result<(), Failure> {
     loop {
         let chunk: Vec<_> = calls.by_ref().take(calls_per_insert()).collect();
         if chunk.is_empty() {
-            return Ok(count);
+            return Ok(());
         }
         let values: Vec<String> = (0..chunk.len())
             .map(|row| {
@@ -76,7 +75,6 @@ pub(super) async fn insert_calls(
                 .bind::<BigInt, _>(dial_after.map_or(0, to_ms));
         }
         query.execute(conn).await?;
-        count += chunk.len();
         chunk.into_iter().for_each(|(call, _)| inserted(call));
     }
 }

@@ -165,7 +165,6 @@ pub(super) async fn create(
                 .execute(conn)
                 .await?;
                 insert_targets(conn, &campaign, &targets).await?;
-                // Made a chunk at a time.
                 let created = reload_campaign(conn, id).await?;
                 let max_attempts = retry_policy.max_attempts;
                 let mut first = FirstDialable::new(&policy, &created, now);

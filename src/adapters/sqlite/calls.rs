@@ -21,17 +21,16 @@ use crate::ports::{NewTarget, StoreError};
 
 /// Inserts queued calls, each claimable from the first instant its rules may allow it (as
 /// `FirstDialable::queued_calls` orders and times them), taking them a chunk at a time; each
-/// inserted call is then handed to `inserted`. Returns how many were inserted.
+/// inserted call is then handed to `inserted`.
 pub(super) fn insert_calls(
     conn: &mut SqliteConnection,
     mut calls: impl Iterator<Item = (Call, Option<DateTime<Utc>>)>,
     mut inserted: impl FnMut(Call),
-) -> Result<usize, Failure> {
-    let mut count = 0;
+) -> Result<(), Failure> {
     loop {
         let chunk: Vec<_> = calls.by_ref().take(INSERT_CHUNK).collect();
         if chunk.is_empty() {
-            return Ok(count);
+            return Ok(());
         }
         let placeholders =
             vec!["(?, ?, ?, 'queued', 0, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
@@ -56,7 +55,6 @@ pub(super) fn insert_calls(
                 .bind::<BigInt, _>(dial_after);
         }
         insert_chunk(conn, query, chunk.len(), INSERT_CHUNK)?;
-        count += chunk.len();
         chunk.into_iter().for_each(|(call, _)| inserted(call));
     }
 }

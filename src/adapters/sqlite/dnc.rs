@@ -11,7 +11,7 @@ use diesel::RunQueryDsl;
 use super::campaigns::apply_stats;
 use super::dispatch::complete_if_finished;
 use super::keys::record;
-use super::{insert_chunk, SqliteStore, INSERT_CHUNK};
+use super::{insert_chunk_counted, SqliteStore, INSERT_CHUNK};
 use crate::adapters::sql::prepared::KeepPrepared;
 use crate::adapters::sql::rows::{self, scope_column, IdRow, PendingRow, PriorRow};
 use crate::adapters::sql::statements::PENDING_CALLS;
@@ -77,7 +77,7 @@ pub(super) fn add_in(
                 .bind::<Nullable<Text>, _>(reason.clone())
                 .bind::<BigInt, _>(to_ms(now));
         }
-        added.added += insert_chunk(conn, insert, chunk.len(), INSERT_CHUNK)? as u64;
+        added.added += insert_chunk_counted(conn, insert, chunk.len(), INSERT_CHUNK)? as u64;
         for status in [CallStatus::Queued, CallStatus::Retrying] {
             for (campaign, n) in cancel_waiting(conn, scope, status, chunk, now)? {
                 *canceled.entry((campaign, status)).or_default() += n;

@@ -41,16 +41,30 @@ type Conn = SyncConnectionWrapper<SqliteConnection>;
 const INSERT_CHUNK: usize = 2_000;
 
 /// Runs one chunk of a multi-row INSERT of `rows` rows, taken from its input `full` rows at a
-/// time, and returns how many rows it changed. A full chunk's text is the same every time, so
-/// the connection keeps it prepared (a million targets are 500 chunks, each otherwise parsed
-/// and planned again); a shorter last chunk is prepared for its one run.
+/// time. A full chunk's text is the same every time, so the connection keeps it prepared (a
+/// million targets are 500 chunks, each otherwise parsed and planned again); a shorter last
+/// chunk is prepared for its one run.
 fn insert_chunk(
     conn: &mut SqliteConnection,
-    insert: diesel::query_builder::BoxedSqlQuery<
-        '_,
-        diesel::sqlite::Sqlite,
-        diesel::query_builder::SqlQuery,
-    >,
+    insert: BoxedInsert<'_>,
+    rows: usize,
+    full: usize,
+) -> Result<(), crate::adapters::sql::Failure> {
+    use crate::adapters::sql::prepared::KeepPrepared;
+    use diesel::RunQueryDsl;
+    if rows == full {
+        insert.prepared().run(conn)?;
+    } else {
+        insert.execute(conn)?;
+    }
+    Ok(())
+}
+
+/// `insert_chunk`, returning how many rows the chunk inserted: one more statement for a full
+/// chunk, so only for the callers that decide on the count.
+fn insert_chunk_counted(
+    conn: &mut SqliteConnection,
+    insert: BoxedInsert<'_>,
     rows: usize,
     full: usize,
 ) -> Result<usize, crate::adapters::sql::Failure> {
@@ -62,6 +76,12 @@ fn insert_chunk(
         insert.execute(conn)?
     })
 }
+
+type BoxedInsert<'a> = diesel::query_builder::BoxedSqlQuery<
+    'a,
+    diesel::sqlite::Sqlite,
+    diesel::query_builder::SqlQuery,
+>;
 
 pub struct SqliteStore {
     writer: Mutex<Conn>,
