@@ -282,13 +282,21 @@ impl Scheduler {
             return Ok(outcome);
         }
         let batch = self.ctx.settings.scheduler.batch_size as u64;
-        // What each campaign may still be asked for in this step: its queued calls, and no
-        // more than the slots it had free when the step read it. A campaign whose slots were
-        // all taken is not asked (a claim is a turn of SQLite's one writer, and with a
-        // thousand campaigns most would find nothing); the calls that free them wake a step.
+        // What each campaign may still be asked for in this step: its queued calls, unless its
+        // slots were all taken when the step read it. Such a campaign is not asked (a claim is
+        // a turn of SQLite's one writer, and with a thousand campaigns most would find
+        // nothing); the calls that free them wake a step. One with a slot free is asked for
+        // as many as before: calls ending since the read free more, and the claim counts them.
         let mut remaining: HashMap<CampaignId, u64> = open
             .iter()
-            .map(|c| (c.id, c.queued_calls.min(c.free_slots())))
+            .map(|c| {
+                let askable = if c.free_slots() > 0 {
+                    c.queued_calls
+                } else {
+                    0
+                };
+                (c.id, askable)
+            })
             .collect();
         // The first pass gives each campaign it asks at most an equal share of the free global
         // capacity; later passes hand out what the others left.
