@@ -100,7 +100,7 @@ bench SCENARIOS="":
         fi
         if limit=$(scripts/limit-sqlite.sh); then
             echo "$limit"
-            args+=(--store-limit "$(python3 -c 'import json, sys; print(json.loads(sys.argv[1])["attempts_per_sec"])' "$limit")")
+            args+=(--store-limit "$limit")
         else
             echo "bench: the store's limit was not measured, throughput without its ratio: $limit" >&2
         fi
@@ -120,7 +120,7 @@ bench-distributed SCENARIOS="":
     if [ -z '{{SCENARIOS}}' ] || [[ ',{{SCENARIOS}},' == *,throughput,* ]]; then
         if limit=$(DATABASE_URL="$OUTBOUND_TEST_DATABASE_URL" scripts/limit-postgres.sh); then
             echo "$limit"
-            args+=(--store-limit "$(python3 -c 'import json, sys; print(json.loads(sys.argv[1])["attempts_per_sec"])' "$limit")")
+            args+=(--store-limit "$limit")
         else
             echo "bench: the store's limit was not measured, throughput without its ratio: $limit" >&2
         fi

@@ -48,10 +48,10 @@ pub enum Command {
         /// librdkafka's in-process mock cluster), a fresh database and topics per scenario.
         #[arg(long)]
         distributed: bool,
-        /// The store's own write limit in attempts/s, measured in the same run
-        /// (scripts/limit-sqlite.sh, scripts/limit-postgres.sh): the throughput line then
-        /// states its figure as a ratio to it.
-        #[arg(long)]
+        /// The store's own write limit in attempts/s, measured in the same run: a number, or
+        /// the JSON line scripts/limit-sqlite.sh or scripts/limit-postgres.sh prints. The
+        /// throughput line then states its figure as a ratio to it.
+        #[arg(long, value_parser = store_limit)]
         store_limit: Option<f64>,
         #[arg(long, env = "OUTBOUND_CONFIG")]
         config: Option<PathBuf>,
@@ -182,6 +182,25 @@ pub enum KeysCommand {
     Revoke { id: String },
 }
 
+/// A store limit given as attempts per second, or as the limit script's JSON line (its
+/// `attempts_per_sec`).
+fn store_limit(text: &str) -> Result<f64, String> {
+    let limit = match text.trim().parse::<f64>() {
+        Ok(limit) => limit,
+        Err(_) => serde_json::from_str::<serde_json::Value>(text)
+            .ok()
+            .and_then(|line| line.get("attempts_per_sec")?.as_f64())
+            .ok_or_else(|| {
+                "expected attempts per second, or a JSON line with attempts_per_sec".to_owned()
+            })?,
+    };
+    if limit.is_finite() && limit > 0.0 {
+        Ok(limit)
+    } else {
+        Err(format!("{limit} is not a positive rate"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -207,6 +226,31 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("scheduler"), "names the valid roles: {err}");
+    }
+
+    /// `just bench` passes the limit script's JSON line as it printed it.
+    #[test]
+    fn a_store_limit_is_a_rate_or_the_limit_scripts_line() {
+        let limit = |value: &str| {
+            Cli::try_parse_from(["outbound", "bench", "--store-limit", value]).map(|cli| match cli
+                .command
+            {
+                Command::Bench { store_limit, .. } => store_limit,
+                other => panic!("not bench: {other:?}"),
+            })
+        };
+        assert_eq!(limit("52704").unwrap(), Some(52_704.0));
+        let line = r#"{"scenario": "sqlite_limit", "attempts": 100000, "seconds": 1.897, "attempts_per_sec": 52704}"#;
+        assert_eq!(limit(line).unwrap(), Some(52_704.0));
+        for wrong in [
+            "",
+            "0",
+            "-3",
+            "NaN",
+            r#"{"scenario": "sqlite_limit", "error": "x"}"#,
+        ] {
+            assert!(limit(wrong).is_err(), "{wrong:?} refused");
+        }
     }
 
     /// The carrier simulator's flags, as `outbound carrier-sim` reads them.

@@ -70,13 +70,13 @@ pub struct RunnableCampaign {
 }
 
 impl RunnableCampaign {
-    /// The slots its limit left free when it was read. Calls that end later free more; the
-    /// claim counts exactly.
-    pub fn free_slots(&self) -> u64 {
+    /// Whether its limit left a slot free when it was read. Calls that end later free more;
+    /// the claim counts exactly.
+    pub fn has_free_slot(&self) -> bool {
         crate::domain::admission::free_slots(
             u64::from(self.max_concurrent_calls),
             self.dialing_calls,
-        )
+        ) > 0
     }
 }
 

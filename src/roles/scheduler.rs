@@ -290,11 +290,7 @@ impl Scheduler {
         let mut remaining: HashMap<CampaignId, u64> = open
             .iter()
             .map(|c| {
-                let askable = if c.free_slots() > 0 {
-                    c.queued_calls
-                } else {
-                    0
-                };
+                let askable = if c.has_free_slot() { c.queued_calls } else { 0 };
                 (c.id, askable)
             })
             .collect();
