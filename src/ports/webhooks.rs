@@ -194,8 +194,13 @@ pub trait WebhookStore: Send + Sync + 'static {
     /// exist); whether it dropped them.
     async fn disarm_unused(&self) -> Result<bool, StoreError>;
 
-    /// Deliveries still to make, every endpoint together.
+    /// Deliveries still to make, every endpoint together: those pending and those the events
+    /// waiting for the fan-out will make.
     async fn delivery_backlog(&self) -> Result<u64, StoreError>;
+
+    /// The fewest deliveries due at `now` that any endpoint has, counted up to `cap`; `None`
+    /// without an endpoint.
+    async fn fewest_due(&self, now: DateTime<Utc>, cap: usize) -> Result<Option<u64>, StoreError>;
 }
 
 /// One try of a delivery: a signed POST to the endpoint.

@@ -30,6 +30,10 @@ const UPKEEP_EVERY: Duration = Duration::from_secs(30);
 /// Events moved into deliveries per transaction: large enough that a flood moves in few
 /// turns of SQLite's one writer, small enough that a turn stays short.
 const FAN_OUT_BATCH: usize = 2_000;
+/// The fan-out tops up the endpoint with the fewest deliveries due while it has fewer than
+/// this (more than one poll's worth at the fastest delivery rate measured): the events of a
+/// flood wait as one row each instead of becoming deliveries long before they can be sent.
+const KEEP_DUE: usize = 2 * FAN_OUT_BATCH;
 /// Past a claim's tries and renders, the time left to record them before it lapses.
 const CLAIM_MARGIN: Duration = Duration::from_secs(5);
 /// The largest claim, in rounds of what is in flight at once.
@@ -115,13 +119,13 @@ impl Deliverer {
         let _ = fan_out.await;
     }
 
-    /// Moves events into deliveries until `stop`, at once while there are more, every poll
-    /// interval otherwise.
+    /// Moves events into deliveries until `stop`, at once while there are more and some
+    /// endpoint wants them, every poll interval otherwise.
     async fn fan_out_loop(self, stop: CancellationToken) {
         let idle = self.ctx.settings.webhooks.poll_interval.0;
         while !stop.is_cancelled() {
             let more = self
-                .fan_out()
+                .fan_out(KEEP_DUE)
                 .await
                 .map(|moved| moved >= FAN_OUT_BATCH as u64);
             rest(
@@ -132,10 +136,18 @@ impl Deliverer {
         }
     }
 
-    /// One round of the fan-out: the oldest events become a delivery per endpoint that listens.
-    /// Returns how many events it moved.
-    pub async fn fan_out(&self) -> Result<u64, StoreError> {
-        self.ctx.store.fan_out(FAN_OUT_BATCH).await
+    /// One round of the fan-out: the oldest events become a delivery per endpoint that
+    /// listens, unless every endpoint has `keep_due` deliveries due already. Returns how many
+    /// events it moved. A flood's deliveries are made as fast as the fastest endpoint takes
+    /// them, not as fast as dialing makes events: making them is the larger share of what an
+    /// endpoint costs dialing in SQLite's one writer, and deliveries made early only wait.
+    pub async fn fan_out(&self, keep_due: usize) -> Result<u64, StoreError> {
+        let store = &self.ctx.store;
+        let fewest = store.fewest_due(self.ctx.clock.now(), keep_due).await?;
+        if fewest.is_some_and(|due| due >= keep_due as u64) {
+            return Ok(0);
+        }
+        store.fan_out(FAN_OUT_BATCH).await
     }
 
     async fn upkeep(&self) {

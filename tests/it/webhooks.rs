@@ -356,3 +356,92 @@ async fn an_endpoint_is_checked_at_create() {
     assert_eq!(status, 400, "{error}");
     app.shutdown().await;
 }
+
+/// The fan-out makes deliveries only while some endpoint is short of them: while every
+/// endpoint has `keep_due` due, a flood's events wait as one row each (and count in the
+/// backlog); once the readiest endpoint has taken its own, the next ones are made.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fan_out_keeps_endpoints_topped_up_not_flooded() {
+    use outbound::context::AppContext;
+    use outbound::domain::campaign::{PauseReason, StatusAction};
+    use outbound::domain::webhook::Subscription;
+    use outbound::ports::Endpoint;
+    use outbound::process::role::RoleName;
+    use outbound::roles::webhooks::Deliverer;
+
+    use crate::helpers::Unaudited;
+
+    let dir = tempfile::tempdir().expect("dir");
+    let settings = crate::helpers::test_settings(dir.path());
+    let ctx = AppContext::build(
+        settings,
+        &std::collections::BTreeSet::from([RoleName::Status]),
+        true,
+    )
+    .await
+    .expect("context");
+    let store = &ctx.store;
+    let endpoint = Endpoint {
+        id: outbound::domain::ids::EndpointId::new(),
+        url: "https://example.com/hooks".into(),
+        subscription: Subscription::all(),
+        campaign_id: None,
+        description: None,
+        secret: Secret::from_bytes([7; 32]),
+        created_at: chrono::Utc::now(),
+    };
+    store
+        .create_endpoint(&endpoint, None)
+        .await
+        .expect("endpoint");
+    let campaign = crate::fixtures::started_campaign(&**store, 2).await;
+    // Each change of the campaign's status is one event.
+    let flip = |action: StatusAction| async move {
+        let now = chrono::Utc::now();
+        match action {
+            StatusAction::Pause => store
+                .pause_for_carrier(
+                    campaign,
+                    PauseReason::carrier_refused(None, "x".into()),
+                    now,
+                )
+                .await
+                .map(|_| ()),
+            other => store
+                .transition_campaign(campaign, other, now)
+                .await
+                .map(|_| ()),
+        }
+        .expect("status change");
+    };
+    flip(StatusAction::Pause).await;
+    flip(StatusAction::Start).await;
+    let deliverer = Deliverer::new(ctx.clone());
+    assert_eq!(
+        deliverer.fan_out(2).await.expect("fan out"),
+        3,
+        "nothing due: the started, paused and resumed campaign's events are made deliveries"
+    );
+
+    flip(StatusAction::Pause).await;
+    flip(StatusAction::Start).await;
+    assert_eq!(
+        deliverer.fan_out(2).await.expect("fan out"),
+        0,
+        "three due, more than the two kept: the new events wait"
+    );
+    assert_eq!(store.delivery_backlog().await.expect("backlog"), 5);
+
+    let now = chrono::Utc::now() + chrono::Duration::seconds(1);
+    let until = now + chrono::Duration::seconds(60);
+    let claimed = store
+        .claim_deliveries(endpoint.id, "taken", now, until, 10)
+        .await
+        .expect("claim");
+    assert_eq!(claimed.len(), 3);
+    assert_eq!(
+        deliverer.fan_out(2).await.expect("fan out"),
+        2,
+        "taken: the waiting events are made deliveries"
+    );
+}

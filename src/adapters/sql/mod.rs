@@ -599,6 +599,14 @@ macro_rules! store_by_aggregate {
                 async fn delivery_backlog(&self) -> Result<u64, StoreError> {
                     webhooks::delivery_backlog(self).await
                 }
+
+                async fn fewest_due(
+                    &self,
+                    now: DateTime<Utc>,
+                    cap: usize,
+                ) -> Result<Option<u64>, StoreError> {
+                    webhooks::fewest_due(self, now, cap).await
+                }
             }
         };
     };

@@ -49,6 +49,29 @@ pub trait Runner: Send + Sync {
         audit: Option<AuditEntry>,
     ) -> Result<Vec<usize>, StoreError>;
 
+    /// `write_and_load` as work that can wait: a store with one writer gives it a small share
+    /// of the writer while other writes keep it busy (the webhook outbox's, beside dialing).
+    async fn write_and_load_yielding<R>(
+        &self,
+        writes: Vec<Bound<Self::DB>>,
+        read: Bound<Self::DB>,
+        audit: Option<AuditEntry>,
+    ) -> Result<Vec<R>, StoreError>
+    where
+        R: QueryableByName<Self::DB> + Send + 'static,
+    {
+        self.write_and_load(writes, read, audit).await
+    }
+
+    /// `writes` as work that can wait (see `write_and_load_yielding`).
+    async fn writes_yielding(
+        &self,
+        writes: Vec<Bound<Self::DB>>,
+        audit: Option<AuditEntry>,
+    ) -> Result<Vec<usize>, StoreError> {
+        self.writes(writes, audit).await
+    }
+
     /// Runs `query` in a transaction of its own that also records `audit`; returns the rows it
     /// changed.
     async fn write(

@@ -216,7 +216,8 @@ fn endpoints_text(pending_index: &str, failed_index: &str) -> String {
     format!(
         "SELECT {ENDPOINT_COLUMNS}, \
          (SELECT count(*) FROM webhook_deliveries d{pending_index} WHERE d.endpoint_id = e.id \
-          AND d.status = 'pending') AS pending, \
+          AND d.status = 'pending') \
+         + (SELECT count(*) FROM webhook_events ev WHERE {LISTENS}) AS pending, \
          (SELECT count(*) FROM webhook_deliveries d{failed_index} WHERE d.endpoint_id = e.id \
           AND d.status = 'failed') AS failed \
          FROM webhook_endpoints e ORDER BY e.created_at, e.id"
@@ -365,9 +366,29 @@ static PRUNE: Statement = Statement::new(|| {
     "DELETE FROM webhook_deliveries WHERE status = 'delivered' AND delivered_at < ?".into()
 });
 
+/// Deliveries pending, and the deliveries events still waiting for the fan-out will make.
 static BACKLOG: Statement = Statement::new(|| {
-    "SELECT count(*) AS n FROM webhook_deliveries WHERE status = 'pending'".into()
+    format!(
+        "SELECT (SELECT count(*) FROM webhook_deliveries WHERE status = 'pending') \
+         + (SELECT count(*) FROM webhook_events ev JOIN webhook_endpoints e ON {LISTENS}) AS n"
+    )
 });
+
+/// The fewest deliveries due that any endpoint has, each counted up to a cap on its partial
+/// index; -1 without an endpoint.
+static FEWEST_DUE: Statement = Statement::dialects(
+    || fewest_due_text(" INDEXED BY webhook_deliveries_due"),
+    || fewest_due_text(""),
+);
+
+fn fewest_due_text(due_index: &str) -> String {
+    format!(
+        "SELECT coalesce(min(n), -1) AS n FROM (SELECT (SELECT count(*) FROM (SELECT 1 AS one \
+         FROM webhook_deliveries d{due_index} WHERE d.endpoint_id = e.id \
+         AND d.status = 'pending' AND d.next_attempt_at <= ? LIMIT ?) due) AS n \
+         FROM webhook_endpoints e) counts"
+    )
+}
 
 #[derive(QueryableByName)]
 pub struct EndpointRow {
@@ -773,7 +794,7 @@ where
         .big(to_ms(now))
         .big(as_bigint(limit));
     match store
-        .write_and_load::<ClaimedRow>(Vec::new(), take, None)
+        .write_and_load_yielding::<ClaimedRow>(Vec::new(), take, None)
         .await
     {
         Ok(rows) => rows.into_iter().map(TryInto::try_into).collect(),
@@ -846,7 +867,7 @@ pub async fn finish_deliveries<S: Runner>(
             .text(id.clone())
             .text(claim)
     }));
-    store.writes(writes, None).await.map(|_| ())
+    store.writes_yielding(writes, None).await.map(|_| ())
 }
 
 pub async fn prune_deliveries<S: Runner>(
@@ -857,6 +878,25 @@ pub async fn prune_deliveries<S: Runner>(
         .write(query::<S::DB>(&PRUNE).big(to_ms(before)), None)
         .await?;
     Ok(pruned as u64)
+}
+
+pub async fn fewest_due<S: Runner>(
+    store: &S,
+    now: DateTime<Utc>,
+    cap: usize,
+) -> Result<Option<u64>, StoreError>
+where
+    TotalRow: QueryableByName<S::DB>,
+{
+    let rows: Vec<TotalRow> = store
+        .rows(
+            Read::Scan,
+            query::<S::DB>(&FEWEST_DUE)
+                .big(to_ms(now))
+                .big(as_bigint(cap)),
+        )
+        .await?;
+    Ok(rows.first().and_then(|row| u64::try_from(row.n).ok()))
 }
 
 pub async fn delivery_backlog<S: Runner>(store: &S) -> Result<u64, StoreError>

@@ -20,6 +20,7 @@ mod instances;
 mod keys;
 mod migrator;
 mod outbox;
+mod pacing;
 mod pool;
 #[cfg(test)]
 pub(crate) use pool::tune_library;
@@ -92,6 +93,8 @@ pub struct SqliteStore {
     point_readers: Vec<std::sync::Mutex<SqliteConnection>>,
     /// The deployment's calling rules, applied when a claimed attempt begins.
     compliance: Compliance,
+    /// The writer's share for work that can wait while other writes keep it busy.
+    pacing: pacing::Pacing,
     _checkpointer: pool::Checkpointer,
 }
 

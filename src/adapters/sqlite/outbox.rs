@@ -27,7 +27,7 @@ pub(super) async fn fan_out(store: &SqliteStore, limit: usize) -> Result<u64, St
         return Ok(0);
     }
     store
-        .write(move |conn| {
+        .write_yielding(move |conn| {
             let last: Vec<TotalRow> = diesel::sql_query(
                 "SELECT coalesce(max(seq), 0) AS n FROM \
                  (SELECT seq FROM webhook_events ORDER BY seq LIMIT ?)",

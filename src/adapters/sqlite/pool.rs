@@ -4,6 +4,7 @@
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use diesel::connection::SimpleConnection;
 use diesel::result::Error as DieselError;
@@ -159,6 +160,7 @@ impl SqliteStore {
             next_reader: AtomicUsize::new(0),
             point_readers,
             compliance: Compliance::default(),
+            pacing: Default::default(),
             _checkpointer: checkpointer,
         })
     }
@@ -177,11 +179,39 @@ impl SqliteStore {
         R: Send + 'static,
         F: FnOnce(&mut SqliteConnection) -> Result<R, Failure> + Send + 'static,
     {
+        let _under_way = self.pacing.other_write();
+        self.held_write(work).await.map(|(done, _)| done)
+    }
+
+    /// Runs `work` as `write` does, as work that can wait: while other writes keep the writer
+    /// busy it gets a small share of the writer's time (`pacing`).
+    pub(super) async fn write_yielding<R, F>(&self, work: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut SqliteConnection) -> Result<R, Failure> + Send + 'static,
+    {
+        let turn = self.pacing.turn().await;
+        let (done, held) = self.held_write(work).await?;
+        turn.held(held);
+        Ok(done)
+    }
+
+    /// Runs `work` on the writer; with how long its transaction held the writer.
+    async fn held_write<R, F>(&self, work: F) -> Result<(R, Duration), StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut SqliteConnection) -> Result<R, Failure> + Send + 'static,
+    {
         let mut conn = self.writer.lock().await;
-        conn.spawn_blocking(move |conn| Ok(conn.immediate_transaction(work)))
+        let (done, held) = conn
+            .spawn_blocking(move |conn| {
+                let began = Instant::now();
+                let done = conn.immediate_transaction(work);
+                Ok((done, began.elapsed()))
+            })
             .await
-            .map_err(classify)?
-            .map_err(store_error)
+            .map_err(classify)?;
+        done.map(|done| (done, held)).map_err(store_error)
     }
 
     /// Runs `work` on a reader connection. A single statement is its own snapshot; reads of
@@ -260,18 +290,20 @@ impl Runner for SqliteStore {
     where
         R: QueryableByName<Sqlite> + Send + 'static,
     {
-        self.write(move |conn| {
-            record(conn, audit.as_ref())?;
-            for query in writes {
-                query.prepared().run(conn)?;
-            }
-            let rows = read.prepared().load::<R>(conn)?;
-            if rows.is_empty() {
-                return Err(Failure::Store(StoreError::NotFound));
-            }
-            Ok(rows)
-        })
-        .await
+        self.write(writes_then_load(writes, read, audit)).await
+    }
+
+    async fn write_and_load_yielding<R>(
+        &self,
+        writes: Vec<Bound<Sqlite>>,
+        read: Bound<Sqlite>,
+        audit: Option<AuditEntry>,
+    ) -> Result<Vec<R>, StoreError>
+    where
+        R: QueryableByName<Sqlite> + Send + 'static,
+    {
+        self.write_yielding(writes_then_load(writes, read, audit))
+            .await
     }
 
     async fn writes(
@@ -279,15 +311,52 @@ impl Runner for SqliteStore {
         writes: Vec<Bound<Sqlite>>,
         audit: Option<AuditEntry>,
     ) -> Result<Vec<usize>, StoreError> {
-        self.write(move |conn| {
-            record(conn, audit.as_ref())?;
-            let mut changed = Vec::with_capacity(writes.len());
-            for query in writes {
-                changed.push(query.prepared().run_counted(conn)?);
-            }
-            Ok(changed)
-        })
-        .await
+        self.write(counted_writes(writes, audit)).await
+    }
+
+    async fn writes_yielding(
+        &self,
+        writes: Vec<Bound<Sqlite>>,
+        audit: Option<AuditEntry>,
+    ) -> Result<Vec<usize>, StoreError> {
+        self.write_yielding(counted_writes(writes, audit)).await
+    }
+}
+
+/// The transaction of `Runner::write_and_load`.
+fn writes_then_load<R>(
+    writes: Vec<Bound<Sqlite>>,
+    read: Bound<Sqlite>,
+    audit: Option<AuditEntry>,
+) -> impl FnOnce(&mut SqliteConnection) -> Result<Vec<R>, Failure> + Send + 'static
+where
+    R: QueryableByName<Sqlite> + Send + 'static,
+{
+    move |conn| {
+        record(conn, audit.as_ref())?;
+        for query in writes {
+            query.prepared().run(conn)?;
+        }
+        let rows = read.prepared().load::<R>(conn)?;
+        if rows.is_empty() {
+            return Err(Failure::Store(StoreError::NotFound));
+        }
+        Ok(rows)
+    }
+}
+
+/// The transaction of `Runner::writes`.
+fn counted_writes(
+    writes: Vec<Bound<Sqlite>>,
+    audit: Option<AuditEntry>,
+) -> impl FnOnce(&mut SqliteConnection) -> Result<Vec<usize>, Failure> + Send + 'static {
+    move |conn| {
+        record(conn, audit.as_ref())?;
+        let mut changed = Vec::with_capacity(writes.len());
+        for query in writes {
+            changed.push(query.prepared().run_counted(conn)?);
+        }
+        Ok(changed)
     }
 }
 

@@ -99,10 +99,25 @@ async fn a_change_writes_one_delivery_per_listening_endpoint(adapter: StoreAdapt
         offered.iter().all(|entry| entry.call_id != call_id),
         "{name}: nor offered to the exporter"
     );
+    // Events waiting for the fan-out are backlog already: three for `all`, one for
+    // `calls_only`, none for `elsewhere`.
     assert_eq!(
         store.delivery_backlog().await.expect("backlog"),
-        0,
-        "{name}: events wait for the fan-out"
+        4,
+        "{name}: events waiting for the fan-out count"
+    );
+    let waiting = store.list_endpoints().await.expect("list");
+    let load: Vec<(EndpointId, u64)> = waiting.iter().map(|(e, l)| (e.id, l.pending)).collect();
+    assert_eq!(
+        load,
+        vec![(all.id, 3), (calls_only.id, 1), (elsewhere.id, 0)],
+        "{name}: each endpoint's waiting events are its pending"
+    );
+    let due_at = Utc::now() + Duration::seconds(1);
+    assert_eq!(
+        store.fewest_due(due_at, 10).await.expect("due"),
+        Some(0),
+        "{name}: nothing is due before the fan-out"
     );
     assert_eq!(
         store.fan_out(2).await.expect("fan out"),
@@ -111,6 +126,17 @@ async fn a_change_writes_one_delivery_per_listening_endpoint(adapter: StoreAdapt
     );
     assert_eq!(store.fan_out(100).await.expect("fan out"), 1, "{name}");
     assert_eq!(store.fan_out(100).await.expect("fan out"), 0, "{name}");
+    assert_eq!(
+        store.delivery_backlog().await.expect("backlog"),
+        4,
+        "{name}: the same backlog, as deliveries"
+    );
+    // The fewest due of any endpoint, each counted up to the cap: `elsewhere` has none.
+    assert_eq!(
+        store.fewest_due(due_at, 10).await.expect("due"),
+        Some(0),
+        "{name}"
+    );
 
     let listed = store.list_endpoints().await.expect("list");
     let load: Vec<(EndpointId, u64)> = listed.iter().map(|(e, l)| (e.id, l.pending)).collect();
@@ -295,6 +321,11 @@ async fn a_change_writes_one_delivery_per_listening_endpoint(adapter: StoreAdapt
     for e in [&calls_only, &elsewhere] {
         store.delete_endpoint(e.id, None).await.expect("delete");
     }
+    assert_eq!(
+        store.fewest_due(due_at, 10).await.expect("due"),
+        None,
+        "{name}: no endpoint"
+    );
     assert!(store.disarm_unused().await.expect("disarm"), "{name}");
     assert!(!store.disarm_unused().await.expect("again"), "{name}");
     // Created again with the next endpoint.
@@ -310,6 +341,26 @@ async fn a_change_writes_one_delivery_per_listening_endpoint(adapter: StoreAdapt
         store.delivery_backlog().await.expect("backlog"),
         4,
         "{name}: the resume, the attempt, its call and the completion"
+    );
+    // Counted up to the cap, and only what is due by then.
+    let soon = Utc::now() + Duration::seconds(1);
+    assert_eq!(
+        store.fewest_due(soon, 10).await.expect("due"),
+        Some(4),
+        "{name}"
+    );
+    assert_eq!(
+        store.fewest_due(soon, 3).await.expect("due"),
+        Some(3),
+        "{name}"
+    );
+    assert_eq!(
+        store
+            .fewest_due(Utc::now() - Duration::hours(1), 10)
+            .await
+            .expect("due"),
+        Some(0),
+        "{name}: not due before their time"
     );
 }
 
