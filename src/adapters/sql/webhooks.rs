@@ -200,8 +200,10 @@ static INSERT_ENDPOINT: Statement = Statement::new(|| {
 const ENDPOINT_COLUMNS: &str = "e.id, e.url, e.events, e.campaign_id, e.description, e.secret, \
      e.created_at";
 
-/// With each endpoint's backlog and failures, each counted on its own partial index (SQLite
-/// would otherwise walk the endpoint's whole log by its primary key).
+/// With each endpoint's backlog and failures: its deliveries counted on their own partial
+/// indexes (SQLite would otherwise walk the endpoint's whole log by its primary key), plus the
+/// waiting events it listens to (a scan of `webhook_events`, which the fan-out keeps short
+/// unless every endpoint has deliveries due).
 static ENDPOINTS: Statement = Statement::dialects(
     || {
         endpoints_text(

@@ -43,28 +43,43 @@ impl Default for Pacing {
     }
 }
 
-/// A waiting turn's hold on the writer's share: its end sets when the next may come.
+/// A turn of work that can wait: its end sets when the next may come.
 pub(super) struct Turn<'a> {
     pacing: &'a Pacing,
+    /// It holds the share (`next_turn` is `TAKEN`); otherwise it went without, the writer being
+    /// idle or the wait at its longest.
     reserved: bool,
     began: Instant,
+    reported: bool,
 }
 
 impl Turn<'_> {
     /// The turn ended after holding the writer for `held`.
     pub(super) fn held(mut self, held: Duration) {
-        self.pacing.rest_after(Instant::now(), held);
-        self.reserved = false;
+        self.pacing.rest_after(Instant::now(), held, self.reserved);
+        self.reported = true;
     }
 }
 
 impl Drop for Turn<'_> {
     fn drop(&mut self) {
-        // A turn that failed or was dropped before it reported: what it waited and held.
-        if self.reserved {
-            self.pacing.rest_after(Instant::now(), self.began.elapsed());
+        // Dropped before it reported (cancelled): what it may have held.
+        if !self.reported {
+            self.pacing
+                .rest_after(Instant::now(), self.began.elapsed(), self.reserved);
         }
     }
+}
+
+/// What a turn asking for the writer does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ask {
+    /// The writer is idle: it goes, without holding the share.
+    Go,
+    /// Its rest is over: it takes the share, unless another turn takes it first.
+    Take,
+    /// It asks again after this long.
+    Wait(Duration),
 }
 
 /// A write other than a waiting turn's, under way.
@@ -98,60 +113,74 @@ impl Pacing {
             || began > 0 && now.saturating_sub(began - 1) < BUSY_WITHIN.as_micros() as u64
     }
 
-    /// How long a turn asking at `now` waits before asking again; `None` when it may go.
-    fn wait_at(&self, now: u64) -> Option<Duration> {
+    /// What a turn asking at `now` (µs since `base`) does, with the `next_turn` that decided it.
+    fn ask(&self, now: u64) -> (Ask, u64) {
         let next = self.next_turn.load(Ordering::Acquire);
-        if !self.busy_at(now) || now >= next && next != TAKEN {
-            return None;
-        }
-        Some(if next == TAKEN {
-            Duration::from_millis(2)
+        let ask = if !self.busy_at(now) {
+            Ask::Go
+        } else if next == TAKEN {
+            Ask::Wait(Duration::from_millis(2))
+        } else if now >= next {
+            Ask::Take
         } else {
-            Duration::from_micros(next - now)
-        })
+            Ask::Wait(Duration::from_micros(next - now))
+        };
+        (ask, next)
     }
 
-    /// Waits for the writer's share, then holds it until the turn reports how long it held
-    /// the writer.
+    /// Waits for the writer's share and takes it, or goes at once when the writer is idle, or
+    /// without it after `LONGEST_WAIT`.
     pub(super) async fn turn(&self) -> Turn<'_> {
         let asked = Instant::now();
-        loop {
-            let now = self.micros(Instant::now());
-            let next = self.next_turn.load(Ordering::Acquire);
-            match self.wait_at(now) {
-                None if !self.busy_at(now) => break,
-                // Taken from `next`, so of several turns waiting for it only one goes.
-                None => {
+        let reserved = loop {
+            let (ask, next) = self.ask(self.micros(Instant::now()));
+            let wait = match ask {
+                Ask::Go => break false,
+                // Swapped from the `next` that decided it, so of several turns waiting for the
+                // share only one takes it.
+                Ask::Take => {
                     if self
                         .next_turn
                         .compare_exchange(next, TAKEN, Ordering::AcqRel, Ordering::Acquire)
                         .is_ok()
                     {
-                        break;
+                        break true;
                     }
+                    Duration::from_millis(2)
                 }
-                Some(wait) => {
-                    let left = LONGEST_WAIT.saturating_sub(asked.elapsed());
-                    if left.is_zero() {
-                        break;
-                    }
-                    tokio::time::sleep(wait.min(left).min(BUSY_WITHIN)).await;
-                }
+                Ask::Wait(wait) => wait,
+            };
+            let left = LONGEST_WAIT.saturating_sub(asked.elapsed());
+            if left.is_zero() {
+                break false;
             }
-        }
+            tokio::time::sleep(wait.min(left).min(BUSY_WITHIN)).await;
+        };
         Turn {
             pacing: self,
-            reserved: true,
+            reserved,
             began: Instant::now(),
+            reported: false,
         }
     }
 
-    fn rest_after(&self, ended: Instant, held: Duration) {
+    /// Sets when the next turn may take the share: `REST_PER_HELD` times `held` after `ended`.
+    /// A turn that holds the share gives it back so; one that went without only lengthens the
+    /// rest, and leaves a share another turn holds alone.
+    fn rest_after(&self, ended: Instant, held: Duration, reserved: bool) {
         let rest = u64::try_from(held.as_micros())
             .unwrap_or(u64::MAX)
             .saturating_mul(REST_PER_HELD);
         let next = self.micros(ended).saturating_add(rest).min(TAKEN - 1);
-        self.next_turn.store(next, Ordering::Release);
+        if reserved {
+            self.next_turn.store(next, Ordering::Release);
+        } else {
+            let _ = self
+                .next_turn
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |current| {
+                    (current != TAKEN).then_some(current.max(next))
+                });
+        }
     }
 }
 
@@ -163,11 +192,21 @@ mod tests {
         pacing.micros(pacing.base + after)
     }
 
+    fn began_at(pacing: &Pacing, after: Duration) {
+        pacing
+            .other_began
+            .store(at(pacing, after) + 1, Ordering::Relaxed);
+    }
+
+    fn ask(pacing: &Pacing, after: Duration) -> Ask {
+        pacing.ask(at(pacing, after)).0
+    }
+
     #[test]
     fn an_idle_writer_is_taken_at_once() {
         let pacing = Pacing::default();
-        pacing.rest_after(pacing.base, Duration::from_millis(10));
-        assert_eq!(pacing.wait_at(at(&pacing, Duration::from_millis(1))), None);
+        pacing.rest_after(pacing.base, Duration::from_millis(10), true);
+        assert_eq!(ask(&pacing, Duration::from_millis(1)), Ask::Go);
     }
 
     #[test]
@@ -177,42 +216,56 @@ mod tests {
         pacing.rest_after(
             pacing.base + Duration::from_millis(10),
             Duration::from_millis(10),
+            true,
         );
-        let began = at(&pacing, Duration::from_millis(150));
-        pacing.other_began.store(began + 1, Ordering::Relaxed);
+        began_at(&pacing, Duration::from_millis(150));
         assert_eq!(
-            pacing.wait_at(at(&pacing, Duration::from_millis(155))),
-            Some(Duration::from_millis(45)),
+            ask(&pacing, Duration::from_millis(155)),
+            Ask::Wait(Duration::from_millis(45)),
             "19 times the 10 ms it held, from its end"
         );
         assert_eq!(
-            pacing.wait_at(at(&pacing, Duration::from_millis(165))),
-            None,
+            ask(&pacing, Duration::from_millis(165)),
+            Ask::Go,
             "no write under way, none begun within 10 ms"
         );
         let under_way = pacing.other_write();
-        assert!(pacing
-            .wait_at(at(&pacing, Duration::from_millis(165)))
-            .is_some());
-        assert_eq!(
-            pacing.wait_at(at(&pacing, Duration::from_millis(200))),
-            None
-        );
+        assert!(matches!(
+            ask(&pacing, Duration::from_millis(165)),
+            Ask::Wait(_)
+        ));
+        assert_eq!(ask(&pacing, Duration::from_millis(200)), Ask::Take);
         drop(under_way);
     }
 
     #[test]
     fn the_writer_is_idle_once_other_writes_stop_coming() {
         let pacing = Pacing::default();
-        drop(pacing.other_write());
-        pacing.rest_after(pacing.base, Duration::from_secs(5));
-        let now = pacing.micros(Instant::now());
-        assert!(pacing.wait_at(now).is_some());
+        pacing.rest_after(pacing.base, Duration::from_secs(5), true);
+        began_at(&pacing, Duration::from_millis(100));
+        assert!(matches!(
+            ask(&pacing, Duration::from_millis(105)),
+            Ask::Wait(_)
+        ));
         assert_eq!(
-            pacing.wait_at(now + BUSY_WITHIN.as_micros() as u64 + 1),
-            None,
+            ask(&pacing, Duration::from_millis(111)),
+            Ask::Go,
             "no write began for a while"
         );
+    }
+
+    #[test]
+    fn a_turn_without_the_share_leaves_it_to_the_one_holding_it() {
+        let pacing = Pacing::default();
+        pacing.next_turn.store(TAKEN, Ordering::Release);
+        pacing.rest_after(pacing.base, Duration::from_millis(10), false);
+        assert_eq!(pacing.next_turn.load(Ordering::Acquire), TAKEN);
+        // Once given back, it lengthens the rest and never shortens it.
+        pacing.rest_after(pacing.base, Duration::from_millis(10), true);
+        pacing.rest_after(pacing.base, Duration::from_millis(1), false);
+        assert_eq!(pacing.next_turn.load(Ordering::Acquire), 190_000);
+        pacing.rest_after(pacing.base, Duration::from_millis(20), false);
+        assert_eq!(pacing.next_turn.load(Ordering::Acquire), 380_000);
     }
 
     #[tokio::test]
@@ -220,9 +273,11 @@ mod tests {
         let pacing = Pacing::default();
         let other = pacing.other_write();
         let first = pacing.turn().await;
+        assert!(first.reserved);
         assert_eq!(pacing.next_turn.load(Ordering::Acquire), TAKEN);
-        assert!(
-            pacing.wait_at(pacing.micros(Instant::now())).is_some(),
+        assert_eq!(
+            pacing.ask(pacing.micros(Instant::now())).0,
+            Ask::Wait(Duration::from_millis(2)),
             "another waits for the first to end"
         );
         first.held(Duration::from_millis(2));

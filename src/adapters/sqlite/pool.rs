@@ -180,7 +180,7 @@ impl SqliteStore {
         F: FnOnce(&mut SqliteConnection) -> Result<R, Failure> + Send + 'static,
     {
         let _under_way = self.pacing.other_write();
-        self.held_write(work).await.map(|(done, _)| done)
+        self.held_write(work).await.0
     }
 
     /// Runs `work` as `write` does, as work that can wait: while other writes keep the writer
@@ -191,27 +191,30 @@ impl SqliteStore {
         F: FnOnce(&mut SqliteConnection) -> Result<R, Failure> + Send + 'static,
     {
         let turn = self.pacing.turn().await;
-        let (done, held) = self.held_write(work).await?;
+        let (done, held) = self.held_write(work).await;
         turn.held(held);
-        Ok(done)
+        done
     }
 
-    /// Runs `work` on the writer; with how long its transaction held the writer.
-    async fn held_write<R, F>(&self, work: F) -> Result<(R, Duration), StoreError>
+    /// Runs `work` on the writer; with how long its transaction held the writer, failed or not
+    /// (not the wait for it).
+    async fn held_write<R, F>(&self, work: F) -> (Result<R, StoreError>, Duration)
     where
         R: Send + 'static,
         F: FnOnce(&mut SqliteConnection) -> Result<R, Failure> + Send + 'static,
     {
         let mut conn = self.writer.lock().await;
-        let (done, held) = conn
+        let ran = conn
             .spawn_blocking(move |conn| {
                 let began = Instant::now();
                 let done = conn.immediate_transaction(work);
                 Ok((done, began.elapsed()))
             })
-            .await
-            .map_err(classify)?;
-        done.map(|done| (done, held)).map_err(store_error)
+            .await;
+        match ran {
+            Ok((done, held)) => (done.map_err(store_error), held),
+            Err(err) => (Err(classify(err)), Duration::ZERO),
+        }
     }
 
     /// Runs `work` on a reader connection. A single statement is its own snapshot; reads of
