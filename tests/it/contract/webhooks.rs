@@ -45,6 +45,12 @@ async fn answer_one(
     claimed[0].call_id
 }
 
+/// Each endpoint with its pending count, as the endpoints' list gives them.
+async fn pending(store: &dyn Store) -> Vec<(EndpointId, u64)> {
+    let listed = store.list_endpoints().await.expect("list");
+    listed.iter().map(|(e, l)| (e.id, l.pending)).collect()
+}
+
 /// Without an endpoint nothing is written; with one, a finished attempt, its finished call and
 /// a campaign's new status each become one event, fanned out to a delivery per endpoint that
 /// listens to it.
@@ -106,11 +112,10 @@ async fn a_change_writes_one_delivery_per_listening_endpoint(adapter: StoreAdapt
         4,
         "{name}: events waiting for the fan-out count"
     );
-    let waiting = store.list_endpoints().await.expect("list");
-    let load: Vec<(EndpointId, u64)> = waiting.iter().map(|(e, l)| (e.id, l.pending)).collect();
+    let expected = vec![(all.id, 3), (calls_only.id, 1), (elsewhere.id, 0)];
     assert_eq!(
-        load,
-        vec![(all.id, 3), (calls_only.id, 1), (elsewhere.id, 0)],
+        pending(&*store).await,
+        expected,
         "{name}: each endpoint's waiting events are its pending"
     );
     let due_at = Utc::now() + Duration::seconds(1);
@@ -138,12 +143,10 @@ async fn a_change_writes_one_delivery_per_listening_endpoint(adapter: StoreAdapt
         "{name}"
     );
 
-    let listed = store.list_endpoints().await.expect("list");
-    let load: Vec<(EndpointId, u64)> = listed.iter().map(|(e, l)| (e.id, l.pending)).collect();
     assert_eq!(
-        load,
-        vec![(all.id, 3), (calls_only.id, 1), (elsewhere.id, 0)],
-        "{name}"
+        pending(&*store).await,
+        expected,
+        "{name}: the same, as deliveries"
     );
 
     let now = Utc::now() + Duration::seconds(1);
