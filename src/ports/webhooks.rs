@@ -186,6 +186,9 @@ pub trait WebhookStore: Send + Sync + 'static {
     /// Deletes deliveries delivered before `before`; how many.
     async fn prune_deliveries(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
 
+    /// Whether any event waits for the fan-out: the question most of its polls end on.
+    async fn events_waiting(&self) -> Result<bool, StoreError>;
+
     /// Moves up to `limit` of the oldest events into a delivery per endpoint that listens, in
     /// one transaction with their removal. Returns how many events it moved.
     async fn fan_out(&self, limit: usize) -> Result<u64, StoreError>;

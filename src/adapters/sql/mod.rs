@@ -588,6 +588,10 @@ macro_rules! store_by_aggregate {
                     webhooks::prune_deliveries(self, before).await
                 }
 
+                async fn events_waiting(&self) -> Result<bool, StoreError> {
+                    webhooks::events_waiting(self).await
+                }
+
                 async fn fan_out(&self, limit: usize) -> Result<u64, StoreError> {
                     outbox::fan_out(self, limit).await
                 }

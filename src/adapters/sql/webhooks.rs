@@ -376,6 +376,9 @@ static BACKLOG: Statement = Statement::new(|| {
     )
 });
 
+static EVENTS_WAITING: Statement =
+    Statement::new(|| "SELECT count(*) AS n FROM (SELECT 1 FROM webhook_events LIMIT 1) ev".into());
+
 /// The fewest deliveries due that any endpoint has, each counted up to a cap on its partial
 /// index; -1 without an endpoint.
 static FEWEST_DUE: Statement = Statement::dialects(
@@ -899,6 +902,16 @@ where
         )
         .await?;
     Ok(rows.first().and_then(|row| u64::try_from(row.n).ok()))
+}
+
+pub async fn events_waiting<S: Runner>(store: &S) -> Result<bool, StoreError>
+where
+    TotalRow: QueryableByName<S::DB>,
+{
+    let rows: Vec<TotalRow> = store
+        .rows(Read::Scan, query::<S::DB>(&EVENTS_WAITING))
+        .await?;
+    Ok(rows.first().is_some_and(|row| row.n > 0))
 }
 
 pub async fn delivery_backlog<S: Runner>(store: &S) -> Result<u64, StoreError>

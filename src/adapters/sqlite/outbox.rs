@@ -14,18 +14,6 @@ use crate::ports::StoreError;
 /// Moves the oldest `limit` events into a delivery per endpoint that listens, in one
 /// transaction that removes them. Returns how many events it moved.
 pub(super) async fn fan_out(store: &SqliteStore, limit: usize) -> Result<u64, StoreError> {
-    // Most polls find nothing: a read, not a turn of the one writer.
-    let waiting: Vec<TotalRow> = store
-        .read(|conn| {
-            Ok(diesel::sql_query(
-                "SELECT count(*) AS n FROM (SELECT 1 FROM webhook_events LIMIT 1)",
-            )
-            .load(conn)?)
-        })
-        .await?;
-    if waiting.first().is_none_or(|row| row.n == 0) {
-        return Ok(0);
-    }
     store
         .write_yielding(move |conn| {
             let last: Vec<TotalRow> = diesel::sql_query(

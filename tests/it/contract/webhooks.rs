@@ -124,12 +124,21 @@ async fn a_change_writes_one_delivery_per_listening_endpoint(adapter: StoreAdapt
         Some(0),
         "{name}: nothing is due before the fan-out"
     );
+    assert!(store.events_waiting().await.expect("waiting"), "{name}");
     assert_eq!(
         store.fan_out(2).await.expect("fan out"),
         2,
         "{name}: the oldest first, as many as asked"
     );
+    assert!(
+        store.events_waiting().await.expect("waiting"),
+        "{name}: one left"
+    );
     assert_eq!(store.fan_out(100).await.expect("fan out"), 1, "{name}");
+    assert!(
+        !store.events_waiting().await.expect("waiting"),
+        "{name}: all moved"
+    );
     assert_eq!(store.fan_out(100).await.expect("fan out"), 0, "{name}");
     assert_eq!(
         store.delivery_backlog().await.expect("backlog"),
