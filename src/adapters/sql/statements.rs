@@ -92,12 +92,6 @@ pub static PRIOR_ATTEMPTS: Statement = Statement::new(|| {
         .into()
 });
 
-pub static INSERT_NUMBER_ATTEMPT: Statement = Statement::new(|| {
-    "INSERT INTO number_attempts (phone_number, started_at, campaign_id, call_id, attempt) \
-     VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
-        .into()
-});
-
 /// An attempt's entry in its number's log, removed when it goes back unspent (it rang no one)
 /// or before its create is checked again (it must not count against itself).
 pub static FORGET_NUMBER_ATTEMPT: Statement = Statement::new(|| {
@@ -388,7 +382,12 @@ pub static CLAIM_CAPACITY: Statement = Statement::new(|| {
 /// one call by id (read call by call, so a duplicate in a batch sees the first's write),
 /// PostgreSQL's a batch by campaign and call ids, locked.
 pub static BEGIN_CALLS: Statement = Statement::dialects(
-    || format!("{} WHERE c.id = ?", begin_calls()),
+    || {
+        format!(
+            "{} WHERE c.id IN (SELECT value FROM json_each(?))",
+            begin_calls()
+        )
+    },
     || {
         format!(
             "{} WHERE (c.campaign_id, c.id) IN (SELECT * FROM unnest(?::text[], ?::text[])) \

@@ -11,21 +11,21 @@ use diesel::RunQueryDsl;
 
 use super::campaigns::apply_stats;
 use super::dispatch::complete_if_finished;
+use super::dnc::prior_of_numbers;
 use super::SqliteStore;
 use crate::adapters::sql::bound::answers::FORGET_KEPT_MESSAGE;
 use crate::adapters::sql::prepared::KeepPrepared;
 use crate::adapters::sql::rows::{
-    self, carrier_json, BeginFacts, BeginRow, CurrentCallRow, PriorRow, TotalRow,
+    self, carrier_json, BeginFacts, BeginRow, CurrentCallRow, TotalRow,
 };
 use crate::adapters::sql::statements::{
     BEGIN_CALLS, CURRENT_CALL, CURRENT_CALLS, FORBID_CALL, FORGET_NUMBER_ATTEMPT, HOLD_CALL,
-    INSERT_NUMBER_ATTEMPT, PRIOR_ATTEMPTS,
 };
 use crate::adapters::sql::webhooks::{self, Finished};
-use crate::adapters::sql::{millis, to_ms, Failure};
+use crate::adapters::sql::{to_ms, Failure};
 use crate::domain::admission::{Begin, DialDecision, Release, Unspent};
+use crate::domain::call::CallStatus;
 use crate::domain::carrier::CarrierCall;
-use crate::domain::compliance::caps;
 use crate::domain::ids::{CallId, CampaignId, InstanceId};
 use crate::domain::settlement::{AppliedReport, AttemptReport, CurrentCall, Settlement};
 use crate::domain::stats::StatsDelta;
@@ -225,71 +225,92 @@ async fn decide(
     let policy = store.compliance.clone();
     store
         .write(move |conn| {
+            let mut current = held_calls(conn, &attempts)?;
+            if let Some(dialer) = decision.rechecking() {
+                // The attempts' own entries would count against their own caps.
+                for held in &attempts {
+                    let Some(facts) = current.get(&held.key.call_id.to_string()) else {
+                        continue;
+                    };
+                    if facts.call.is_placing(held.key.attempt, dialer) {
+                        forget_number_attempt(conn, &facts.phone_number, &held.key)?;
+                    }
+                }
+            }
+            let numbers = current.values().map(|facts| facts.phone_number.clone());
+            let prior = prior_of_numbers(conn, numbers.collect(), now)?;
             let mut answers = Vec::with_capacity(attempts.len());
             let mut deltas: BTreeMap<CampaignId, StatsDelta> = BTreeMap::new();
             // Campaigns whose last call may have just ended.
             let mut complete = Vec::new();
+            let mut placed = Vec::new();
+            let mut dialed = Vec::new();
             for held in &attempts {
-                // Read attempt by attempt: a duplicate in the batch sees the first's write.
-                let rows: Vec<BeginRow> = diesel::sql_query(BEGIN_CALLS.sqlite())
-                    .bind::<Text, _>(held.key.call_id.to_string())
-                    .prepared()
-                    .load(conn)?;
-                let Some(row) = rows.into_iter().next() else {
+                let Some(facts) = current.get_mut(&held.key.call_id.to_string()) else {
                     answers.push(Begin::Stale);
                     continue;
                 };
-                let facts = BeginFacts::try_from(row)?;
-                if let Some(dialer) = decision.rechecking() {
-                    if !facts.call.is_placing(held.key.attempt, dialer) {
-                        answers.push(Begin::Stale);
-                        continue;
-                    }
-                    // The attempt's own entry would count against its own caps.
-                    forget_number_attempt(conn, &facts.phone_number, &held.key)?;
-                }
-                let prior = prior_attempts(conn, &facts.phone_number, now)?;
-                let check = facts.check(&policy, &prior);
-                let call = facts.call;
+                let numbers_prior = prior
+                    .get(&facts.phone_number)
+                    .map_or(&[][..], Vec::as_slice);
+                let check = facts.check(&policy, numbers_prior);
                 let answer = decision.answer(
-                    &call,
+                    &facts.call,
                     held.key.attempt,
                     held.holder,
                     held.began_at,
                     &check,
                     now,
                 );
+                // Each answer also changes the call as a later duplicate in the batch must
+                // find it.
+                let call = &mut facts.call;
                 match answer {
                     Begin::Dial => {
                         if let Some(owner) = decision.placed_by() {
-                            diesel::sql_query(
-                                "UPDATE calls SET owner = ?, placed_at = ?, updated_at = ? \
-                                 WHERE id = ?",
-                            )
-                            .bind::<Text, _>(owner.to_string())
-                            .bind::<BigInt, _>(to_ms(now))
-                            .bind::<BigInt, _>(to_ms(now))
-                            .bind::<Text, _>(held.key.call_id.to_string())
-                            .prepared()
-                            .run(conn)?;
+                            placed.push(held.key.call_id.to_string());
+                            call.owner = Some(owner);
+                            call.placed = true;
                         }
-                        diesel::sql_query(INSERT_NUMBER_ATTEMPT.sqlite())
-                            .bind::<Text, _>(&facts.phone_number)
-                            .bind::<BigInt, _>(to_ms(now))
-                            .bind::<Text, _>(held.key.campaign_id.to_string())
-                            .bind::<Text, _>(held.key.call_id.to_string())
-                            .bind::<Integer, _>(held.key.attempt as i32)
-                            .prepared()
-                            .run(conn)?;
+                        dialed.push(serde_json::json!([
+                            facts.phone_number,
+                            held.key.campaign_id.to_string(),
+                            held.key.call_id.to_string(),
+                            held.key.attempt,
+                        ]));
                     }
                     Begin::Forbidden | Begin::Held(_) => {
-                        let delta = hand_back(conn, &held.key, &call, answer, now)?;
+                        let delta = hand_back(conn, &held.key, call, answer, now)?;
+                        call.status = if matches!(answer, Begin::Forbidden) {
+                            CallStatus::Canceled
+                        } else {
+                            CallStatus::Queued
+                        };
                         *deltas.entry(held.key.campaign_id).or_default() += delta;
                         complete.push(held.key.campaign_id);
                     }
                     Begin::Stale => {}
                 }
                 answers.push(answer);
+            }
+            if let (Some(owner), false) = (decision.placed_by(), placed.is_empty()) {
+                diesel::sql_query(
+                    "UPDATE calls SET owner = ?, placed_at = ?, updated_at = ? \
+                     WHERE id IN (SELECT value FROM json_each(?))",
+                )
+                .bind::<Text, _>(owner.to_string())
+                .bind::<BigInt, _>(to_ms(now))
+                .bind::<BigInt, _>(to_ms(now))
+                .bind::<Text, _>(serde_json::Value::from(placed).to_string())
+                .prepared()
+                .run(conn)?;
+            }
+            if !dialed.is_empty() {
+                diesel::sql_query(RECORD_DIALED)
+                    .bind::<BigInt, _>(to_ms(now))
+                    .bind::<Text, _>(serde_json::Value::from(dialed).to_string())
+                    .prepared()
+                    .run(conn)?;
             }
             for (campaign_id, delta) in &deltas {
                 apply_stats(conn, *campaign_id, delta, now)?;
@@ -300,6 +321,35 @@ async fn decide(
             Ok(answers)
         })
         .await
+}
+
+/// The dialed attempts' entries in their numbers' log, which frequency caps count: rows of
+/// `[phone_number, campaign_id, call_id, attempt]`, all started at the one instant bound first.
+const RECORD_DIALED: &str = "INSERT INTO number_attempts \
+     (phone_number, started_at, campaign_id, call_id, attempt) \
+     SELECT value ->> 0, ?, value ->> 1, value ->> 2, value ->> 3 FROM json_each(?) \
+     WHERE true ON CONFLICT DO NOTHING";
+
+/// The held attempts' calls with what their checks need, by call id: one statement for the
+/// batch.
+fn held_calls(
+    conn: &mut SqliteConnection,
+    attempts: &[HeldAttempt],
+) -> Result<HashMap<String, BeginFacts>, Failure> {
+    let ids: Vec<String> = attempts
+        .iter()
+        .map(|held| held.key.call_id.to_string())
+        .collect();
+    let rows: Vec<BeginRow> = diesel::sql_query(BEGIN_CALLS.sqlite())
+        .bind::<Text, _>(serde_json::Value::from(ids).to_string())
+        .prepared()
+        .load(conn)?;
+    let mut held = HashMap::with_capacity(rows.len());
+    for row in rows {
+        let id = row.call.id.clone();
+        held.insert(id, BeginFacts::try_from(row)?);
+    }
+    Ok(held)
 }
 
 /// Writes a begin's (or a recheck's) refusal: the attempt goes back unspent, the call ends
@@ -350,19 +400,6 @@ fn forget_number_attempt(
         .prepared()
         .run(conn)?;
     Ok(())
-}
-
-/// Earlier attempts to `phone_number` within the longest cap window before `now`.
-fn prior_attempts(
-    conn: &mut SqliteConnection,
-    phone_number: &str,
-    now: DateTime<Utc>,
-) -> Result<Vec<PriorRow>, Failure> {
-    Ok(diesel::sql_query(PRIOR_ATTEMPTS.sqlite())
-        .bind::<Text, _>(phone_number)
-        .bind::<BigInt, _>(to_ms(now) - millis(caps::MAX_WINDOW))
-        .prepared()
-        .load(conn)?)
 }
 
 pub(super) async fn hand_to_carrier(

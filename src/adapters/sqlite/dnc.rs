@@ -168,20 +168,29 @@ pub(super) fn prior_of(
     rows: &[PendingRow],
     now: DateTime<Utc>,
 ) -> Result<HashMap<String, Vec<PriorRow>>, Failure> {
-    let mut prior: Vec<PriorRow> = Vec::new();
-    let since = to_ms(now) - millis(caps::MAX_WINDOW);
-    for chunk in rows.chunks(INSERT_CHUNK) {
-        let list = vec!["?"; chunk.len()].join(", ");
-        let mut query = diesel::sql_query(format!(
-            "SELECT phone_number, campaign_id, started_at FROM number_attempts \
-             WHERE started_at > ? AND phone_number IN ({list})"
-        ))
-        .into_boxed()
-        .bind::<BigInt, _>(since);
-        for row in chunk {
-            query = query.bind::<Text, _>(row.phone_number.clone());
-        }
-        prior.extend(query.load::<PriorRow>(conn)?);
+    let numbers = rows.iter().map(|row| row.phone_number.clone()).collect();
+    prior_of_numbers(conn, numbers, now)
+}
+
+/// The attempts to `numbers` within the longest cap window, by number: one statement, the
+/// numbers as one JSON array.
+pub(super) fn prior_of_numbers(
+    conn: &mut SqliteConnection,
+    mut numbers: Vec<String>,
+    now: DateTime<Utc>,
+) -> Result<HashMap<String, Vec<PriorRow>>, Failure> {
+    if numbers.is_empty() {
+        return Ok(HashMap::new());
     }
+    numbers.sort_unstable();
+    numbers.dedup();
+    let prior: Vec<PriorRow> = diesel::sql_query(
+        "SELECT phone_number, campaign_id, started_at FROM number_attempts \
+         WHERE phone_number IN (SELECT value FROM json_each(?)) AND started_at > ?",
+    )
+    .bind::<Text, _>(serde_json::Value::from(numbers).to_string())
+    .bind::<BigInt, _>(to_ms(now) - millis(caps::MAX_WINDOW))
+    .prepared()
+    .load(conn)?;
     Ok(rows::prior_by_number(prior))
 }

@@ -903,6 +903,50 @@ pub(super) async fn answer(store: &dyn Store, campaign: CampaignId, call: &Claim
         .expect("record");
 }
 
+/// An attempt offered twice in one batch (a message delivered again) is begun once: the second
+/// finds it placed by the dialer, and the number's log counts one attempt.
+async fn an_attempt_twice_in_a_batch_is_begun_once(adapter: StoreAdapter) {
+    let dir = tempfile::tempdir().expect("dir");
+    let name = adapter.name();
+    let store = adapter.open(&dir).await;
+    let campaign = started_campaign(&*store, 2).await;
+    let claimer = InstanceId::new();
+    let claimed = store
+        .claim_calls(campaign, 2, claimer, 50_000, Utc::now())
+        .await
+        .expect("claim");
+    assert_eq!(claimed.len(), 2, "{name}");
+    let (first, second) = (&claimed[0], &claimed[1]);
+    let batch = [
+        held(campaign, first, claimer),
+        held(campaign, second, claimer),
+        held(campaign, first, claimer),
+    ];
+    let begun = store
+        .begin_attempts(&batch, InstanceId::new(), Utc::now())
+        .await
+        .expect("begin");
+    assert_eq!(
+        begun,
+        vec![Begin::Dial, Begin::Dial, Begin::Stale],
+        "{name}"
+    );
+    for call in [first, second] {
+        let facts = store
+            .number_facts(campaign, &call.phone_number, Utc::now())
+            .await
+            .expect("facts");
+        assert_eq!(facts.prior.len(), 1, "{name}: one entry per number");
+    }
+    let stats = store
+        .campaign_stats(campaign)
+        .await
+        .expect("stats")
+        .expect("exists");
+    assert_eq!(stats.dialing_calls, 2, "{name}");
+    assert!(stats.is_consistent(), "{name}");
+}
+
 /// Has a new dialer begin `call`'s attempt, which `claimer` claimed.
 async fn begin(
     store: &dyn Store,
@@ -2403,6 +2447,7 @@ contract_suite!(
         claims_admit_only_free_slots,
         a_number_has_one_live_call,
         begin_checks_the_campaign_at_the_moment_of_dialing,
+        an_attempt_twice_in_a_batch_is_begun_once,
         a_begun_attempt_is_checked_again_before_each_create,
         the_carrier_pauses_a_campaign_with_its_reason,
         a_heartbeat_reads_the_stores_clock,
