@@ -376,8 +376,9 @@ static BACKLOG: Statement = Statement::new(|| {
     )
 });
 
-static EVENTS_WAITING: Statement =
-    Statement::new(|| "SELECT count(*) AS n FROM (SELECT 1 FROM webhook_events LIMIT 1) ev".into());
+static EVENTS_WAITING: Statement = Statement::new(|| {
+    "SELECT count(*) AS n FROM (SELECT 1 FROM webhook_events ORDER BY seq LIMIT 1) ev".into()
+});
 
 /// The fewest deliveries due that any endpoint has, each counted up to a cap on its partial
 /// index; -1 without an endpoint.
