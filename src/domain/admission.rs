@@ -469,6 +469,28 @@ impl DialDecision {
             Self::Recheck { dialer } => Some(dialer),
         }
     }
+
+    /// Changes `call` as writing `answer` leaves it, so that a later duplicate of the attempt
+    /// in the same batch is judged on the call as the store will hold it: dialed by a begin,
+    /// it is placed and owned by the dialer; refused, its attempt went back unspent.
+    pub fn leave(self, call: &mut CurrentCall, answer: Begin) {
+        let release = match answer {
+            Begin::Dial => {
+                if let Some(owner) = self.placed_by() {
+                    call.owner = Some(owner);
+                    call.placed = true;
+                }
+                return;
+            }
+            Begin::Forbidden => call.forbid(),
+            Begin::Held(_) => call.release_unchecked(),
+            Begin::Stale => return,
+        };
+        call.status = release.call_status;
+        call.attempt_count = call.attempt_count.saturating_sub(1);
+        call.owner = None;
+        call.placed = false;
+    }
 }
 
 /// An attempt that was never placed, handed back: the call is queued again (or canceled, if

@@ -379,8 +379,8 @@ pub static CLAIM_CAPACITY: Statement = Statement::new(|| {
 });
 
 /// Claimed calls with their campaign's status and hours, as the dialer checks them: SQLite's
-/// one call by id (read call by call, so a duplicate in a batch sees the first's write),
-/// PostgreSQL's a batch by campaign and call ids, locked.
+/// by ids in one JSON array, PostgreSQL's by campaign and call ids, locked. A duplicate in the
+/// batch is judged on the call as the first answer left it (`DialDecision::leave`).
 pub static BEGIN_CALLS: Statement = Statement::dialects(
     || {
         format!(

@@ -24,7 +24,6 @@ use crate::adapters::sql::statements::{
 use crate::adapters::sql::webhooks::{self, Finished};
 use crate::adapters::sql::{to_ms, Failure};
 use crate::domain::admission::{Begin, DialDecision, Release, Unspent};
-use crate::domain::call::CallStatus;
 use crate::domain::carrier::CarrierCall;
 use crate::domain::ids::{CallId, CampaignId, InstanceId};
 use crate::domain::settlement::{AppliedReport, AttemptReport, CurrentCall, Settlement};
@@ -237,6 +236,8 @@ async fn decide(
                     }
                 }
             }
+            // Read once for the batch: a number is live in one call at a time (`live_numbers`),
+            // so no attempt of the batch counts another's entry against its caps.
             let numbers = current.values().map(|facts| facts.phone_number.clone());
             let prior = prior_of_numbers(conn, numbers.collect(), now)?;
             let mut answers = Vec::with_capacity(attempts.len());
@@ -262,15 +263,10 @@ async fn decide(
                     &check,
                     now,
                 );
-                // Each answer also changes the call as a later duplicate in the batch must
-                // find it.
-                let call = &mut facts.call;
                 match answer {
                     Begin::Dial => {
-                        if let Some(owner) = decision.placed_by() {
+                        if decision.placed_by().is_some() {
                             placed.push(held.key.call_id.to_string());
-                            call.owner = Some(owner);
-                            call.placed = true;
                         }
                         dialed.push(serde_json::json!([
                             facts.phone_number,
@@ -280,17 +276,13 @@ async fn decide(
                         ]));
                     }
                     Begin::Forbidden | Begin::Held(_) => {
-                        let delta = hand_back(conn, &held.key, call, answer, now)?;
-                        call.status = if matches!(answer, Begin::Forbidden) {
-                            CallStatus::Canceled
-                        } else {
-                            CallStatus::Queued
-                        };
+                        let delta = hand_back(conn, &held.key, &facts.call, answer, now)?;
                         *deltas.entry(held.key.campaign_id).or_default() += delta;
                         complete.push(held.key.campaign_id);
                     }
                     Begin::Stale => {}
                 }
+                decision.leave(&mut facts.call, answer);
                 answers.push(answer);
             }
             if let (Some(owner), false) = (decision.placed_by(), placed.is_empty()) {

@@ -197,6 +197,42 @@ fn a_claim_admits_what_both_the_campaign_and_the_deployment_leave_free() {
 }
 
 #[test]
+fn a_duplicate_in_a_batch_finds_the_call_as_the_first_answer_left_it() {
+    let claimer = InstanceId::new();
+    let dialer = InstanceId::new();
+    let open = check(CampaignStatus::InProgress);
+    let now = monday_noon_new_york();
+    let begin = DialDecision::Begin { owner: dialer };
+    let mut call = claimed(claimer, CampaignStatus::InProgress);
+    let first = begin.answer(&call, 2, Some(claimer), None, &open, now);
+    assert_eq!(first, Begin::Dial);
+    begin.leave(&mut call, first);
+    assert_eq!(
+        begin.answer(&call, 2, Some(claimer), None, &open, now),
+        Begin::Stale,
+        "placed by the first"
+    );
+    assert!(call.is_placing(2, dialer), "and the dialer's to create");
+    let recheck = DialDecision::Recheck { dialer };
+    recheck.leave(&mut call, Begin::Dial);
+    assert_eq!(call.owner, Some(dialer), "a recheck changes nothing");
+
+    let held = Begin::Held(HoldReason {
+        code: HoldCode::CampaignLimit,
+        until: None,
+    });
+    for refusal in [Begin::Forbidden, held] {
+        let mut call = claimed(claimer, CampaignStatus::InProgress);
+        begin.leave(&mut call, refusal);
+        assert_eq!(
+            begin.answer(&call, 2, Some(claimer), None, &open, now),
+            Begin::Stale,
+            "{refusal:?} handed it back"
+        );
+    }
+}
+
+#[test]
 fn only_the_claimers_unplaced_attempt_may_begin() {
     let claimer = InstanceId::new();
     let call = claimed(claimer, CampaignStatus::InProgress);

@@ -22,7 +22,6 @@ use crate::adapters::sql::statements::{
 use crate::adapters::sql::webhooks;
 use crate::adapters::sql::{to_ms, Failure};
 use crate::domain::admission::{Begin, DialDecision};
-use crate::domain::call::CallStatus;
 use crate::domain::ids::InstanceId;
 use crate::domain::stats::StatsDelta;
 use crate::ports::{AttemptKey, HeldAttempt, StoreError};
@@ -195,21 +194,20 @@ impl Sorted {
         held: &HeldAttempt,
         facts: &mut BeginFacts,
         answer: Begin,
-        placing: bool,
+        decision: DialDecision,
         now: DateTime<Utc>,
     ) {
         let (campaign_id, call_id) = (
             held.key.campaign_id.to_string(),
             held.key.call_id.to_string(),
         );
-        let call = &mut facts.call;
+        let call = &facts.call;
         match answer {
             Begin::Dial => {
-                if placing {
+                if decision.placed_by().is_some() {
                     self.decisions
                         .dial
                         .push((campaign_id.clone(), call_id.clone()));
-                    call.placed = true;
                 }
                 self.dialed.push((
                     facts.phone_number.clone(),
@@ -221,18 +219,17 @@ impl Sorted {
             }
             Begin::Forbidden => {
                 self.decisions.release(held, call.forbid());
-                call.status = CallStatus::Canceled;
                 self.forbidden.push((campaign_id, call_id));
             }
             Begin::Held(reason) => {
                 self.decisions.release(held, call.release_unchecked());
-                call.status = CallStatus::Queued;
                 if let Some(until) = reason.until {
                     self.holds.push((call_id, to_ms(until)));
                 }
             }
             Begin::Stale => {}
         }
+        decision.leave(&mut facts.call, answer);
         self.decisions.answers.push(answer);
     }
 }
@@ -317,7 +314,7 @@ async fn decide(
                         &check,
                         now,
                     );
-                    sorted.take(held, facts, answer, decision.placed_by().is_some(), now);
+                    sorted.take(held, facts, answer, decision, now);
                 }
                 let Sorted {
                     decisions,
