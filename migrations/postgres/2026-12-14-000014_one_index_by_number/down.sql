@@ -1,0 +1,1 @@
+CREATE INDEX calls_waiting_by_number ON calls (phone_number) WHERE status IN ('queued', 'retrying');
