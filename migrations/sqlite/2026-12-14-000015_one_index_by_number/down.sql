@@ -1,1 +1,2 @@
-CREATE INDEX calls_waiting_by_number ON calls (phone_number) WHERE status IN ('queued', 'retrying');
+CREATE INDEX IF NOT EXISTS calls_waiting_by_number ON calls (phone_number)
+    WHERE status IN ('queued', 'retrying');

@@ -118,7 +118,7 @@ fn cancel_waiting(
     };
     // Named: without statistics the planner takes `calls_by_campaign_status` for a
     // campaign's entries, which reads every call of the campaign in `status` to find a few
-    // numbers; a number has at most one call per campaign.
+    // numbers; a number has one call per time it was queued.
     let mut update = diesel::sql_query(format!(
         "UPDATE calls INDEXED BY calls_by_number SET status = 'canceled', \
          last_error = 'do_not_call', \

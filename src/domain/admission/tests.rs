@@ -213,17 +213,41 @@ fn a_duplicate_in_a_batch_finds_the_call_as_the_first_answer_left_it() {
         "placed by the first"
     );
     assert!(call.is_placing(2, dialer), "and the dialer's to create");
-    let recheck = DialDecision::Recheck { dialer };
-    recheck.leave(&mut call, Begin::Dial);
-    assert_eq!(call.owner, Some(dialer), "a recheck changes nothing");
 
+    // A recheck writes nothing to the call it lets through.
+    let recheck = DialDecision::Recheck { dialer };
+    let placing = call.clone();
+    recheck.leave(&mut call, Begin::Dial);
+    assert_eq!(call, placing, "a recheck changes nothing");
+    assert_eq!(
+        recheck.answer(&call, 2, None, None, &open, now),
+        Begin::Dial
+    );
+
+    // Refused, the attempt went back unspent as the stores write it.
     let held = Begin::Held(HoldReason {
         code: HoldCode::CampaignLimit,
         until: None,
     });
-    for refusal in [Begin::Forbidden, held] {
-        let mut call = claimed(claimer, CampaignStatus::InProgress);
+    for (refusal, campaign, status) in [
+        (
+            Begin::Forbidden,
+            CampaignStatus::InProgress,
+            CallStatus::Canceled,
+        ),
+        (held, CampaignStatus::InProgress, CallStatus::Queued),
+        (held, CampaignStatus::Completed, CallStatus::Canceled),
+    ] {
+        let mut call = claimed(claimer, campaign);
         begin.leave(&mut call, refusal);
+        let expected = CurrentCall {
+            status,
+            attempt_count: 1,
+            owner: None,
+            placed: false,
+            ..claimed(claimer, campaign)
+        };
+        assert_eq!(call, expected, "{refusal:?} in a {campaign:?} campaign");
         assert_eq!(
             begin.answer(&call, 2, Some(claimer), None, &open, now),
             Begin::Stale,
