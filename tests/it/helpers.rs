@@ -126,7 +126,13 @@ impl TestApp {
             addr,
             api: ApiClient::new(&base, 4).expect("api client"),
             base,
-            client: reqwest::Client::new(),
+            // A connection idle as long as the server's keep-alive (5 s) can be closed by the
+            // server just as the client sends on it (`IncompleteMessage`): the client lets
+            // its idle connections go first.
+            client: reqwest::Client::builder()
+                .pool_idle_timeout(Duration::from_secs(2))
+                .build()
+                .expect("http client"),
             dir,
             shutdown,
             handle: Some(handle),

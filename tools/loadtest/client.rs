@@ -38,8 +38,11 @@ pub struct RouteLatency {
 
 impl ApiClient {
     pub fn new(base: &str, connections: usize) -> Result<Self, LoadError> {
+        // Idle connections are let go before the server's keep-alive (5 s by default) could
+        // close one just as a request is sent on it.
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(connections.max(1))
+            .pool_idle_timeout(Duration::from_secs(2))
             .timeout(Duration::from_secs(300))
             .build()
             .map_err(|err| LoadError::Http(err.to_string()))?;
